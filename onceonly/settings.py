@@ -1,0 +1,79 @@
+"""The one settings object, built at the edge (CLI, flow entry) and handed down.
+
+Example::
+
+    settings = Settings()                      # reads ONCEONLY_* from the environment / .env
+    settings = Settings(home=tmp_path)         # tests pass values explicitly
+    engine = create_engine(settings.catalog_url)
+
+Modules below the edge never read ``os.environ``; secrets of department systems are resolved
+by name through ``connectors.secrets`` at the last moment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with embedded defaults that need no server."""
+
+    model_config = SettingsConfigDict(env_prefix="ONCEONLY_", env_file=".env", extra="ignore")
+
+    home: Path = Field(Path("var"), description="Everything OnceOnly writes lies under this folder.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the catalog; default a SQLite file under home."
+    )
+    lake_url: str | None = Field(None, description="Folder of the Parquet lake; default home/lake.")
+    key_passphrase: SecretStr | None = Field(
+        None, description="Passphrase of the signing key (PKCS#8, encrypted at rest)."
+    )
+    log_origin: str = Field(
+        "onceonly.example/wuqing/evidence",
+        description="C2SP checkpoint origin line, also the signing key's name.",
+    )
+    district_code: str = Field("120114", description="GB/T 2260 code of the district served.")
+    batch_size: int = Field(10_000, ge=1, description="Rows per record batch.")
+    connector_attempts: int = Field(
+        3, ge=1, description="Attempts per connector per run on transient errors (resumes from the cursor)."
+    )
+    retry_wait_seconds: float = Field(5.0, ge=0, description="First wait between attempts; doubles each time.")
+    registrations_dir: Path = Field(
+        _REPO_ROOT / "connectors" / "registrations",
+        description="Folder of connector registration files (*.yaml).",
+    )
+    contracts_dir: Path = Field(
+        _REPO_ROOT / "contracts" / "datasets", description="Folder of data contracts (*.yaml)."
+    )
+    matters_file: Path = Field(
+        _REPO_ROOT / "sharing" / "matters.yaml", description="The matters catalogue."
+    )
+
+    @property
+    def catalog_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def lake_dir(self) -> Path:
+        return Path(self.lake_url) if self.lake_url else self.home / "lake"
+
+    @property
+    def extracts_dir(self) -> Path:
+        return self.home / "extracts"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def departments_dir(self) -> Path:
+        """Where the generated demo department systems live."""
+        return self.home / "departments"
+
+
+__all__ = ["Settings"]

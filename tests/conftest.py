@@ -1,0 +1,65 @@
+"""Shared fixtures: isolated ONCEONLY_HOME, real database servers, one Prefect harness.
+
+Tests that need PostgreSQL or MariaDB use the servers running on this machine; when one does
+not answer they SKIP locally with the reason printed, and FAIL under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+POSTGRES_URL = os.environ.get("ONCEONLY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get("ONCEONLY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
+TEST_PASSPHRASE = "test-passphrase-not-for-production-0123456789"
+
+
+def _server(url: str, name: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        reason = f"{name} is not reachable at {sa.make_url(url).render_as_string(hide_password=True)}: {exc.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (CI requires it; .ci/run starts it)")
+        pytest.skip(reason)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return _server(POSTGRES_URL, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    return _server(MARIADB_URL, "MariaDB")
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ONCEONLY_HOME with a key passphrase; Settings() built inside tests sees it."""
+    home = tmp_path / "var"
+    monkeypatch.setenv("ONCEONLY_HOME", str(home))
+    monkeypatch.setenv("ONCEONLY_KEY_PASSPHRASE", TEST_PASSPHRASE)
+    monkeypatch.delenv("ONCEONLY_DATABASE_URL", raising=False)
+    monkeypatch.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
+    return home
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test server for the whole session (starting one costs ~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
