@@ -16,26 +16,26 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-# GB 11643-1999 §5.2: weight of position i (1-based, from the left) is 2^(18-i) mod 11.
+# GB 11643-1999, 校验码: weight of position i (1-based, from the left) is 2^(18-i) mod 11.
 CITIZEN_ID_WEIGHTS = tuple(pow(2, 17 - i, 11) for i in range(17))
-# GB 11643-1999 §5.2: the check character for sum mod 11 = 0..10.
+# GB 11643-1999, 校验码: the check character for sum mod 11 = 0..10.
 CITIZEN_ID_CHECK_CHARS = "10X98765432"
 
-# GB 32100-2015 §4: the 31 characters a USCC may use (no I, O, S, V, Z).
+# GB 32100-2015, 代码字符集: the 31 characters a USCC may use (no I, O, S, V, Z).
 USCC_CHARSET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-# GB 32100-2015 §5.2: weight of position i is 3^(i-1) mod 31.
+# GB 32100-2015, 校验码: weight of position i is 3^(i-1) mod 31.
 USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 # GB 11714-1997: weights of the organisation code embedded at USCC positions 9-17.
 ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 ORG_CODE_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
-_CITIZEN_ID_RE = re.compile(r"^[1-9]\d{16}[\dX]$")
-_USCC_RE = re.compile(rf"^[{USCC_CHARSET}]{{18}}$")
+_CITIZEN_ID_RE = re.compile(r"[1-9][0-9]{16}[0-9X]")
+_USCC_RE = re.compile(rf"[{USCC_CHARSET}]{{18}}")
 
 
 def citizen_id_check_char(first17: str) -> str:
     """The GB 11643 MOD 11-2 check character for the first 17 digits of a citizen ID."""
-    if len(first17) != 17 or not first17.isdigit():
+    if len(first17) != 17 or not (first17.isascii() and first17.isdigit()):
         raise ValueError("a citizen ID body is 17 digits")
     total = sum(int(c) * w for c, w in zip(first17, CITIZEN_ID_WEIGHTS, strict=True))
     return CITIZEN_ID_CHECK_CHARS[total % 11]
@@ -43,7 +43,7 @@ def citizen_id_check_char(first17: str) -> str:
 
 def is_valid_citizen_id(value: str) -> bool:
     """Structure, a real birth date and the check character of an 18-character citizen ID."""
-    if not isinstance(value, str) or not _CITIZEN_ID_RE.match(value):
+    if not isinstance(value, str) or not _CITIZEN_ID_RE.fullmatch(value):
         return False
     try:
         birth = dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
@@ -73,7 +73,7 @@ def uscc_check_char(first17: str) -> str:
 
 def is_valid_uscc(value: str) -> bool:
     """Character set and MOD 31 check character of an 18-character USCC."""
-    if not isinstance(value, str) or not _USCC_RE.match(value):
+    if not isinstance(value, str) or not _USCC_RE.fullmatch(value):
         return False
     return uscc_check_char(value[:17]) == value[17]
 

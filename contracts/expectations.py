@@ -1,0 +1,207 @@
+"""Great Expectations 1.x side of a contract: named expectations, suites, and running them.
+
+Example::
+
+    suite = build_suite(compiled)                          # ExpectationSuite named "household@1.0.0"
+    outcome = run_suite(compiled, frame)                   # frame: pandas DataFrame with __row
+    outcome.unexpected_rows["person_id.gb11643_citizen_id"]  # -> [17, 4211, ...]
+
+Importing this module imports Great Expectations (about 4 s), so only the validator imports
+it, lazily. Domain checks use GX's supported subclassing route: each is a subclass of
+``ExpectColumnValuesToBeInSet`` over a boolean check column with ``value_set=[True]``, so the
+validation result names the check (``expect_column_values_to_pass_gb11643_citizen_id``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from contracts.compiler import ROW_INDEX, CompiledContract, Rule
+from onceonly.errors import ContractError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+
+class ExpectColumnValuesToConformToContractType(gxe.ExpectColumnValuesToBeInSet):
+    """The source value converts to the contract's logical type (date, number, timestamp...)."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012 - pydantic field default, not a shared mutable
+    description: str = "值可转换为合同约定的类型"
+
+
+class ExpectColumnValuesToPassGb11643CitizenId(gxe.ExpectColumnValuesToBeInSet):
+    """GB 11643 citizen ID: structure, real birth date, MOD 11-2 check character."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012
+    description: str = "公民身份号码校验 (GB 11643)"
+
+
+class ExpectColumnValuesToPassGb32100Uscc(gxe.ExpectColumnValuesToBeInSet):
+    """GB 32100 unified social credit code: character set and MOD 31 check character."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012
+    description: str = "统一社会信用代码校验 (GB 32100)"
+
+
+class ExpectColumnValuesToPassRegionCode(gxe.ExpectColumnValuesToBeInSet):
+    """The 12-digit township code exists in the district's shipped list (GB/T 2260 / 统计用区划代码)."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012
+    description: str = "区划代码存在于本区代码表"
+
+
+class ExpectColumnValuesToPassMobileNumber(gxe.ExpectColumnValuesToBeInSet):
+    """A mainland China mobile number."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012
+    description: str = "手机号码格式"
+
+
+class ExpectColumnValuesToPassNotInFuture(gxe.ExpectColumnValuesToBeInSet):
+    """A date that is not after today."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012
+    description: str = "日期不晚于今天"
+
+
+class ExpectColumnValuesToPassNotAfter(gxe.ExpectColumnValuesToBeInSet):
+    """A date not after another column's date (e.g. valid_from ≤ valid_to)."""
+
+    value_set: list[Any] = [True]  # noqa: RUF012
+    description: str = "日期不晚于另一列"
+
+
+_CHECK_CLASSES: dict[str, type[gxe.Expectation]] = {
+    "gb11643_citizen_id": ExpectColumnValuesToPassGb11643CitizenId,
+    "gb32100_uscc": ExpectColumnValuesToPassGb32100Uscc,
+    "region_code": ExpectColumnValuesToPassRegionCode,
+    "mobile_number": ExpectColumnValuesToPassMobileNumber,
+    "not_in_future": ExpectColumnValuesToPassNotInFuture,
+    "not_after": ExpectColumnValuesToPassNotAfter,
+}
+
+
+def expectation_for(rule: Rule) -> gxe.Expectation:
+    """The one GX expectation that asserts ``rule``; its meta carries the rule's name."""
+    meta = {"rule": rule.name, "severity": rule.severity, "description": rule.description}
+    if rule.kind == "type":
+        cls: type[gxe.Expectation] = ExpectColumnValuesToConformToContractType
+    elif rule.kind == "check":
+        if rule.check not in _CHECK_CLASSES:
+            raise ContractError(f"rule {rule.name}: no Great Expectations class for check {rule.check!r}")
+        cls = _CHECK_CLASSES[rule.check]
+    else:
+        cls = getattr(gxe, rule.expectation)
+    return cls(column=rule.gx_column, meta=meta, **rule.kwargs)
+
+
+def build_suite(compiled: CompiledContract) -> gx.ExpectationSuite:
+    suite = gx.ExpectationSuite(name=compiled.ref, meta={"contract": compiled.ref})
+    for rule in compiled.rules:
+        suite.add_expectation(expectation_for(rule))
+    return suite
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    success: bool
+    element_count: int
+    unexpected_count: int
+    unexpected_rows: tuple[int, ...]
+    expectation_type: str
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    success: bool
+    results: dict[str, RuleResult]
+    statistics: dict[str, Any]
+
+    @property
+    def unexpected_rows(self) -> dict[str, tuple[int, ...]]:
+        return {name: r.unexpected_rows for name, r in self.results.items()}
+
+
+class _Engine:
+    """One ephemeral GX context per process, one suite and batch definition per contract."""
+
+    RESULT_FORMAT: ClassVar[dict[str, Any]] = {
+        "result_format": "COMPLETE",
+        "unexpected_index_column_names": [ROW_INDEX],
+        "return_unexpected_index_query": False,
+        "partial_unexpected_count": 0,
+    }
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.source = self.context.data_sources.add_pandas("onceonly")
+        self._prepared: dict[str, tuple[Any, Any]] = {}
+
+    def _prepare(self, compiled: CompiledContract) -> tuple[Any, Any]:
+        if compiled.ref not in self._prepared:
+            asset = self.source.add_dataframe_asset(name=compiled.ref)
+            batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+            suite = self.context.suites.add(build_suite(compiled))
+            self._prepared[compiled.ref] = (batch_definition, suite)
+        return self._prepared[compiled.ref]
+
+    def run(self, compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
+        with self._lock:
+            batch_definition, suite = self._prepare(compiled)
+            batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
+            result = batch.validate(suite, result_format=self.RESULT_FORMAT)
+        results: dict[str, RuleResult] = {}
+        for r in result.results:
+            name = r.expectation_config.meta["rule"]
+            if r.exception_info.get("raised_exception"):
+                # An expectation that crashed has checked nothing: refuse rather than pass rows.
+                raise ContractError(
+                    f"contract {compiled.ref}: rule {name} could not be evaluated: "
+                    f"{r.exception_info.get('exception_message')}"
+                )
+            rows = tuple(int(d[ROW_INDEX]) for d in r.result.get("unexpected_index_list") or ())
+            results[name] = RuleResult(
+                rule=name,
+                success=bool(r.success),
+                element_count=int(r.result.get("element_count", len(frame))),
+                unexpected_count=int(r.result.get("unexpected_count", len(rows))),
+                unexpected_rows=rows,
+                expectation_type=r.expectation_config.type,
+            )
+        missing = {rule.name for rule in compiled.rules} - set(results)
+        if missing:
+            raise ContractError(f"contract {compiled.ref}: GX returned no result for {sorted(missing)}")
+        return SuiteOutcome(success=bool(result.success), results=results, statistics=dict(result.statistics))
+
+
+@functools.cache
+def _engine() -> _Engine:
+    return _Engine()
+
+
+def run_suite(compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
+    """Validate one batch (a DataFrame with a ``__row`` column) against the contract's suite."""
+    return _engine().run(compiled, frame)
+
+
+__all__ = [
+    "RuleResult",
+    "SuiteOutcome",
+    "build_suite",
+    "expectation_for",
+    "run_suite",
+]

@@ -1,0 +1,205 @@
+"""Validate one batch against its contract: accepted rows, quarantined rows, and why.
+
+Example::
+
+    validator = Validator(compiled, CheckContext(today=date.today(), region_codes=codes))
+    v = validator.validate(raw_table, connector="gongan-household")
+    v.accepted          # pa.Table in the contract's schema; only rows passing every error rule
+    v.quarantined       # the raw rows that failed (as text), with the rules they broke
+    v.failures          # one Failure per (row, rule), the value masked if personal
+    assert v.pulled == v.accepted.num_rows + v.quarantined.num_rows
+
+Great Expectations is the gate: the rows it reports unexpected for an ``error`` rule are the
+rows quarantined. Domain checks are computed vectorised into check columns that GX asserts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from contracts.checks import DOMAIN_CHECKS, CheckContext
+from contracts.compiler import CHECK_PREFIX, ROW_INDEX, TYPE_CHECK_PREFIX, CompiledContract, Rule
+from contracts.conform import conform
+from onceonly.errors import ContractError
+from onceonly.privacy import mask_citizen_id, mask_name, mask_phone
+
+RULES_COLUMN = "__rules"
+EXAMPLES_PER_RULE = 3
+
+
+@dataclass(frozen=True)
+class Failure:
+    row: int
+    rule: str
+    column: str
+    severity: str
+    value_masked: str | None
+    record_key: str | None
+    subjects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: str
+    column: str
+    severity: str
+    expectation_type: str
+    checked: int
+    failed: int
+    examples: tuple[str, ...]
+
+    @property
+    def share(self) -> float:
+        return self.failed / self.checked if self.checked else 0.0
+
+
+@dataclass(frozen=True)
+class Validation:
+    accepted: pa.Table
+    quarantined: pa.Table
+    failures: tuple[Failure, ...]
+    outcomes: tuple[RuleOutcome, ...]
+    gx_success: bool
+    extra_columns: tuple[str, ...]
+
+    @property
+    def pulled(self) -> int:
+        return self.accepted.num_rows + self.quarantined.num_rows
+
+    @property
+    def warnings(self) -> int:
+        return sum(1 for f in self.failures if f.severity == "warning")
+
+    @property
+    def error_rate(self) -> float:
+        return self.quarantined.num_rows / self.pulled if self.pulled else 0.0
+
+
+class Validator:
+    def __init__(self, compiled: CompiledContract, context: CheckContext) -> None:
+        self.compiled = compiled
+        self.context = context
+
+    def validate(self, raw: pa.Table | pa.RecordBatch, *, connector: str) -> Validation:
+        from contracts.expectations import run_suite  # Great Expectations is imported lazily
+
+        raw_table = raw if isinstance(raw, pa.Table) else pa.Table.from_batches([raw])
+        n = raw_table.num_rows
+        conformed = conform(raw_table, self.compiled, connector=connector)
+        frame = self._frame(conformed.table, conformed.type_ok)
+        outcome = run_suite(self.compiled, frame)
+
+        text = _as_text(raw_table, self.compiled.arrow_schema.names)
+        bad = np.zeros(n, dtype=bool)
+        failures: list[Failure] = []
+        outcomes: list[RuleOutcome] = []
+        for rule in self.compiled.rules:
+            result = outcome.results[rule.name]
+            rows = np.asarray(result.unexpected_rows, dtype=np.int64)
+            if rule.severity == "error":
+                bad[rows] = True
+            masked = [self._masked(rule, text[rule.column][i]) for i in rows.tolist()]
+            failures.extend(
+                Failure(
+                    row=i,
+                    rule=rule.name,
+                    column=rule.column,
+                    severity=rule.severity,
+                    value_masked=m,
+                    record_key=self._key(text, i),
+                    subjects=self._subjects(text, i),
+                )
+                for i, m in zip(rows.tolist(), masked, strict=True)
+            )
+            outcomes.append(
+                RuleOutcome(
+                    rule=rule.name,
+                    column=rule.column,
+                    severity=rule.severity,
+                    expectation_type=result.expectation_type,
+                    checked=n,
+                    failed=len(rows),
+                    examples=tuple(str(m) for m in masked[:EXAMPLES_PER_RULE]),
+                )
+            )
+        mask = pa.array(bad)
+        accepted = conformed.table.filter(pc.invert(mask))
+        quarantined = _quarantine_table(raw_table, mask, failures)
+        if accepted.num_rows + quarantined.num_rows != n:  # the books must balance, per batch
+            raise ContractError(
+                f"contract {self.compiled.ref}: pulled {n} != accepted {accepted.num_rows} "
+                f"+ quarantined {quarantined.num_rows}"
+            )
+        return Validation(
+            accepted=accepted,
+            quarantined=quarantined,
+            failures=tuple(failures),
+            outcomes=tuple(outcomes),
+            gx_success=outcome.success,
+            extra_columns=conformed.extra_columns,
+        )
+
+    def _frame(self, table: pa.Table, type_ok: dict[str, pa.BooleanArray]) -> Any:
+        columns: dict[str, pa.Array] = {}
+        for rule in self.compiled.rules:
+            if rule.kind == "type":
+                columns[TYPE_CHECK_PREFIX + rule.column] = type_ok[rule.column]
+            elif rule.kind == "check":
+                check = DOMAIN_CHECKS[rule.check or ""]
+                passed = check.evaluate(table, rule.column, rule.check_args, self.context)
+                columns[CHECK_PREFIX + rule.name] = passed
+            elif rule.column not in columns:
+                column = table.column(rule.column)
+                if pa.types.is_decimal(column.type):
+                    column = column.cast(pa.float64())  # GX compares numbers, not Decimals
+                columns[rule.column] = column
+        columns[ROW_INDEX] = pa.array(np.arange(table.num_rows, dtype=np.int64))
+        return pa.table(columns).to_pandas()
+
+    def _masked(self, rule: Rule, value: str | None) -> str | None:
+        if value is None or not rule.personal:
+            return value
+        if self._is_citizen_id_column(rule.column):
+            return mask_citizen_id(value)
+        if rule.check == "mobile_number":
+            return mask_phone(value)
+        return mask_name(value)
+
+    def _is_citizen_id_column(self, column: str) -> bool:
+        return any(r.column == column and r.check == "gb11643_citizen_id" for r in self.compiled.rules)
+
+    def _key(self, text: dict[str, list[str | None]], i: int) -> str | None:
+        parts = [text[c][i] for c in self.compiled.record_key]
+        return None if all(p is None for p in parts) else "|".join(p or "" for p in parts)
+
+    def _subjects(self, text: dict[str, list[str | None]], i: int) -> tuple[str, ...]:
+        return tuple(v for c in self.compiled.subject_columns if (v := text[c][i]))
+
+
+def _as_text(table: pa.Table, names: list[str]) -> dict[str, list[str | None]]:
+    out: dict[str, list[str | None]] = {}
+    for name in names:
+        column = table.column(name)
+        out[name] = (column if pa.types.is_string(column.type) else column.cast(pa.string())).to_pylist()
+    return out
+
+
+def _quarantine_table(raw: pa.Table, mask: pa.BooleanArray, failures: list[Failure]) -> pa.Table:
+    """The raw rows that failed, every column as text, plus the error rules each broke."""
+    rows = raw.filter(mask)
+    text = pa.table({name: rows.column(name).cast(pa.string()) for name in rows.column_names})
+    broken: dict[int, list[str]] = {}
+    for f in failures:
+        if f.severity == "error":
+            broken.setdefault(f.row, []).append(f.rule)
+    positions = np.flatnonzero(np.asarray(mask))
+    rules = pa.array([broken.get(int(i), []) for i in positions], pa.list_(pa.string()))
+    return text.append_column(RULES_COLUMN, rules)
+
+
+__all__ = ["RULES_COLUMN", "Failure", "RuleOutcome", "Validation", "Validator"]

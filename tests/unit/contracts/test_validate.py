@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from contracts.checks import CheckContext, load_region_codes
+from contracts.identifiers import citizen_id_check_char
+from contracts.compiler import compile_contract
+from contracts.model import load_contract
+from contracts.validate import RULES_COLUMN, Validator
+from onceonly.settings import Settings
+
+HOUSEHOLD = compile_contract(load_contract(Path(Settings().contracts_dir) / "household.yaml"))
+CONTEXT = CheckContext(today=dt.date(2026, 11, 21), region_codes=frozenset(load_region_codes("120114")))
+VALID_ID = "11010519491231002X"
+OTHER_VALID_ID = "12011419900307001" + citizen_id_check_char("12011419900307001")
+
+
+def _row(**over: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": 1,
+        "person_id": OTHER_VALID_ID,
+        "name": "张三",
+        "gender": "男",
+        "ethnicity": "汉族",
+        "birth_date": "1990-03-07",
+        "household_no": "120114000001",
+        "relation": "户主",
+        "address": "天津市武清区杨村街道泉州路32号",
+        "township_code": "120114001000",
+        "registered_on": "2000-01-01",
+        "updated_at": "2026-11-20 08:00:00",
+    }
+    row.update(over)
+    return row
+
+
+@pytest.fixture(scope="module")
+def validator() -> Validator:
+    return Validator(HOUSEHOLD, CONTEXT)
+
+
+def test_identifier_fixture_is_valid() -> None:
+    from contracts.identifiers import is_valid_citizen_id
+
+    assert is_valid_citizen_id(VALID_ID) and is_valid_citizen_id(OTHER_VALID_ID)
+
+
+def test_each_kind_of_bad_row_is_quarantined_with_its_rule(validator: Validator) -> None:
+    rows = [
+        _row(),
+        _row(person_id="110105194912310021"),                      # wrong check character
+        _row(person_id="12011419800101001" + citizen_id_check_char("12011419800101001"), name=None),            # missing required field
+        _row(person_id=VALID_ID, township_code="120114999000"),    # unknown township
+        _row(person_id="12011420000101001" + citizen_id_check_char("12011420000101001"), birth_date="2000-02-30"),  # not a date
+        _row(person_id="12011420000101001" + citizen_id_check_char("12011420000101001"), registered_on="2099-01-01"),  # warning only
+    ]
+    v = validator.validate(pa.Table.from_pylist(rows), connector="test")
+    rules = {(f.row, f.rule) for f in v.failures}
+    assert (1, "person_id.gb11643_citizen_id") in rules
+    assert (2, "name.required") in rules
+    assert (3, "township_code.region_code") in rules
+    assert (4, "birth_date.type") in rules
+    assert (5, "registered_on.not_in_future") in rules
+    # rows 4 and 5 share a person_id: both fail uniqueness as well
+    assert (4, "person_id.unique") in rules and (5, "person_id.unique") in rules
+    assert v.accepted.num_rows == 1
+    assert v.pulled == 6 == v.accepted.num_rows + v.quarantined.num_rows
+    assert v.warnings == 1
+    assert v.quarantined.column(RULES_COLUMN).to_pylist()[0] == ["person_id.gb11643_citizen_id"]
+
+
+def test_failing_personal_values_are_masked(validator: Validator) -> None:
+    v = validator.validate(pa.Table.from_pylist([_row(person_id="110105194912310021")]), connector="test")
+    failure = next(f for f in v.failures if f.rule == "person_id.gb11643_citizen_id")
+    assert failure.value_masked == "110105********0021"
+    outcome = next(o for o in v.outcomes if o.rule == "person_id.gb11643_citizen_id")
+    assert outcome.examples == ("110105********0021",)
+    assert outcome.expectation_type == "expect_column_values_to_pass_gb11643_citizen_id"
+
+
+def test_every_rule_is_reported_by_great_expectations(validator: Validator) -> None:
+    v = validator.validate(pa.Table.from_pylist([_row()]), connector="test")
+    assert [o.rule for o in v.outcomes] == [r.name for r in HOUSEHOLD.rules]
+    assert v.gx_success
+    assert v.accepted.schema == HOUSEHOLD.arrow_schema
+
+
+def test_suite_has_one_expectation_per_rule() -> None:
+    suite = HOUSEHOLD.build_suite()
+    assert len(suite.expectations) == len(HOUSEHOLD.rules)
+    assert {e.meta["rule"] for e in suite.expectations} == {r.name for r in HOUSEHOLD.rules}
