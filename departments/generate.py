@@ -1,0 +1,417 @@
+"""Generate the three demo department systems under one folder, and the manifest that describes them.
+
+Example::
+
+    manifest = generate_all(Path("var/departments"), rows=5000, seed=20261121)
+    manifest.datasets["household"].bad_rows[0]
+    # BadRow(kind='bad_check_char', key='12011419870312461X', column='person_id')
+    manifest = add_updates(Path("var/departments"), rows=200, seed=1)   # the next day's changes
+
+Layout under ``root``::
+
+    gongan/household.db          公安 户籍, table household_member (or the URL given)
+    scjg/licences.db             市场监管 营业执照, table business_licence (served by LicenceApi)
+    minzheng/drop/*.csv          民政 婚姻登记, one GBK CSV per day
+    manifest.json                rows, deliberately bad rows and batches of each dataset
+
+Everything is a function of ``seed`` and ``rows`` (NumPy generators, timestamps counted from
+``BASE_TIME``), so two runs give identical data. The API token is never written down: the
+manifest names the environment variable, and :func:`demo_token` derives the demo's value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import make_url
+
+from departments.household import (
+    DEFAULT_HOUSEHOLD_PATH,
+    Registry,
+    create_household_table,
+    default_household_url,
+    household_engine,
+    household_rows,
+    insert_household_rows,
+    read_registry,
+    registry_update,
+)
+from departments.licences import (
+    DEFAULT_LICENCE_PATH,
+    change_licences,
+    create_licence_db,
+    eligible_representatives,
+    insert_licence_rows,
+    licence_rows,
+    read_licence_rows,
+)
+from departments.marriages import (
+    DEFAULT_DROP_DIR,
+    last_serials,
+    marriage_files,
+    marriage_rows,
+    pair_registry_people,
+    read_marriage_csv,
+    registry_singles,
+    write_marriage_csv,
+)
+from departments.population import (
+    BASE_DATE,
+    BASE_TIME,
+    BadRow,
+    People,
+    age_on,
+    bad_rows_per_kind,
+    day,
+    last_change_days,
+    synthesize_population,
+    townships,
+)
+
+MANIFEST_NAME = "manifest.json"
+API_TOKEN_ENV = "SCJG_API_TOKEN"
+DEFAULT_ROWS = 5000
+DEFAULT_SEED = 20261121
+MANIFEST_FORMAT = 1
+HOUSEHOLD, LICENCES, MARRIAGES = "household", "licences", "marriages"
+DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES)
+
+
+def demo_token(seed: int) -> str:
+    """The demo API's bearer token for ``seed`` (deterministic; a demo value, not a secret)."""
+    return "demo-" + hashlib.sha256(f"onceonly-demo-scjg:{seed}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class DatasetManifest:
+    """What one department system holds: row count, deliberately bad rows, high watermark."""
+
+    rows: int
+    key: str
+    location: str  # relative to the root, or a database URL with the password masked
+    bad_rows: list[BadRow] = field(default_factory=list)
+    watermark: str | None = None
+    api_token_env: str | None = None
+
+    def bad_keys(self, kind: str | None = None) -> set[str]:
+        return {b.key for b in self.bad_rows if kind is None or b.kind == kind}
+
+
+@dataclass
+class Batch:
+    """One generation step: batch 0 is the history, batch k the changes of day ``day``."""
+
+    number: int
+    seed: int
+    rows: int
+    day: str
+    written: dict[str, int]
+    watermarks: dict[str, str | None]
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    file: str | None = None  # the marriage CSV of this batch
+
+
+@dataclass
+class Manifest:
+    seed: int
+    rows: int
+    datasets: dict[str, DatasetManifest]
+    batches: list[Batch] = field(default_factory=list)
+    base_time: str = BASE_TIME.replace(tzinfo=dt.timezone(dt.timedelta(hours=8))).isoformat()
+    household_url: str | None = None  # None: the SQLite file under the root
+    format: int = MANIFEST_FORMAT
+
+    @staticmethod
+    def path(root: Path) -> Path:
+        return Path(root) / MANIFEST_NAME
+
+    @classmethod
+    def load(cls, root: Path) -> Manifest:
+        return cls.from_dict(json.loads(cls.path(root).read_text(encoding="utf-8")))
+
+    def save(self, root: Path) -> Path:
+        path = self.path(root)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        part.write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        part.replace(path)
+        return path
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name, ds in self.datasets.items():
+            data["datasets"][name]["bad_rows"] = [b.to_dict() for b in ds.bad_rows]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        datasets = {
+            name: DatasetManifest(**{**ds, "bad_rows": [BadRow.from_dict(b) for b in ds["bad_rows"]]})
+            for name, ds in data["datasets"].items()
+        }
+        batches = [Batch(**b) for b in data.get("batches", [])]
+        rest = {k: v for k, v in data.items() if k not in ("datasets", "batches")}
+        return cls(datasets=datasets, batches=batches, **rest)
+
+
+def _masked(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _rngs(entropy: int | list[int]) -> list[np.random.Generator]:
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(4)]
+
+
+def _iso_naive(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def generate_all(
+    root: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, household_url: str | None = None
+) -> Manifest:
+    """Create the three department systems under ``root`` with ``rows`` rows each, replacing any
+    earlier demo data, and write ``root/manifest.json``."""
+    if rows < 1:
+        raise ValueError("rows must be at least 1")
+    root = Path(root)
+    for sub in {p.parts[0] for p in (DEFAULT_HOUSEHOLD_PATH, DEFAULT_LICENCE_PATH, DEFAULT_DROP_DIR)}:
+        shutil.rmtree(root / sub, ignore_errors=True)
+    Manifest.path(root).unlink(missing_ok=True)
+    rng_pop, rng_h, rng_l, rng_m = _rngs(seed)
+    taken: set[str] = set()
+    yesterday = BASE_DATE - dt.timedelta(days=1)
+
+    people = synthesize_population(rng_pop, rows - bad_rows_per_kind(rows), taken=taken)
+    changes = last_change_days(rng_h, people.registered_on, yesterday)
+    household = household_rows(rng_h, people, changes, rows=rows, first_id=1)
+    engine = household_engine(household_url or default_household_url(root))
+    try:
+        create_household_table(engine, replace=True)
+        insert_household_rows(engine, household.rows)
+    finally:
+        engine.dispose()
+
+    licence_path = root / DEFAULT_LICENCE_PATH
+    create_licence_db(licence_path, replace=True)
+    licences = licence_rows(rng_l, rows, eligible_representatives(people, household.spoilt), set())
+    insert_licence_rows(licence_path, licences.rows)
+
+    ok = np.ones(len(people), dtype=bool)
+    ok[list(household.spoilt)] = False
+    couples = people.couples[ok[people.couples[:, 0]] & ok[people.couples[:, 1]]]
+    unpaired = ok.copy()
+    unpaired[people.couples.ravel()] = False
+    # Most single adults married someone whose 户籍 is not in this registry.
+    singles = registry_singles(rng_m, people, unpaired, BASE_DATE, share=0.6)
+    marriages = marriage_rows(rng_m, rows, people, couples, singles, taken)
+    marriage_file = write_marriage_csv(root / DEFAULT_DROP_DIR, BASE_DATE, marriages.rows)
+
+    watermarks = {
+        HOUSEHOLD: _iso_naive(household.watermark),
+        LICENCES: licences.watermark,
+        MARRIAGES: max((r[8] for r in marriages.rows), default=None),
+    }
+    manifest = Manifest(
+        seed=seed,
+        rows=rows,
+        household_url=_masked(household_url) if household_url else None,
+        datasets={
+            HOUSEHOLD: DatasetManifest(
+                len(household.rows),
+                "person_id",
+                _masked(household_url) if household_url else DEFAULT_HOUSEHOLD_PATH.as_posix(),
+                household.bad_rows,
+                watermarks[HOUSEHOLD],
+            ),
+            LICENCES: DatasetManifest(
+                len(licences.rows),
+                "uscc",
+                DEFAULT_LICENCE_PATH.as_posix(),
+                licences.bad_rows,
+                watermarks[LICENCES],
+                api_token_env=API_TOKEN_ENV,
+            ),
+            MARRIAGES: DatasetManifest(
+                len(marriages.rows),
+                "登记证字号",
+                DEFAULT_DROP_DIR.as_posix(),
+                marriages.bad_rows,
+                watermarks[MARRIAGES],
+            ),
+        },
+        batches=[
+            Batch(
+                number=0,
+                seed=seed,
+                rows=rows,
+                day=yesterday.isoformat(),
+                written={
+                    HOUSEHOLD: len(household.rows),
+                    LICENCES: len(licences.rows),
+                    MARRIAGES: len(marriages.rows),
+                },
+                watermarks=watermarks,
+                file=marriage_file.name,
+            )
+        ],
+    )
+    manifest.save(root)
+    return manifest
+
+
+def _sources_exist(root: Path, manifest: Manifest) -> bool:
+    files = [root / DEFAULT_LICENCE_PATH] + [
+        root / DEFAULT_DROP_DIR / b.file for b in manifest.batches if b.file
+    ]
+    if manifest.household_url is None:
+        files.append(root / DEFAULT_HOUSEHOLD_PATH)
+    return all(f.exists() for f in files)
+
+
+def generate_if_missing(
+    root: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, household_url: str | None = None
+) -> tuple[Manifest, bool]:
+    """The stored manifest and False when ``root`` already holds this seed and size; else
+    :func:`generate_all` and True."""
+    root = Path(root)
+    try:
+        manifest = Manifest.load(root)
+    except (OSError, ValueError, KeyError, TypeError):
+        manifest = None
+    if (
+        manifest is not None
+        and manifest.seed == seed
+        and manifest.rows == rows
+        and manifest.household_url == (_masked(household_url) if household_url else None)
+        and _sources_exist(root, manifest)
+    ):
+        return manifest, False
+    return generate_all(root, rows, seed, household_url), True
+
+
+def _registry_people(registry: Registry, usable: np.ndarray) -> tuple[People, list[str]]:
+    index = {t.code: i for i, t in enumerate(townships())}
+    keep = np.flatnonzero(usable)
+    people = People(
+        person_id=[registry.person_id[i] for i in keep],
+        name=[str(registry.name[i]) for i in keep],
+        male=registry.male[keep],
+        birth=registry.birth[keep],
+        township=np.array([index[registry.township_code[i]] for i in keep], dtype=np.int64),
+    )
+    return people, [registry.household_no[i] for i in keep]
+
+
+def add_updates(root: Path, rows: int, seed: int, household_url: str | None = None) -> Manifest:
+    """Append the next day's changes to each source, as the departments would between two daily
+    runs, and record them as a new batch in the manifest.
+
+    Household: new rows (newcomers, newborns, and 分户 rows of existing people) with larger ids
+    and later ``updated_at``. Licences: new registrations plus about 5 % in-place changes of
+    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder.
+    ``household_url`` is needed only when the registry's URL carries a password.
+    """
+    root = Path(root)
+    manifest = Manifest.load(root)
+    number = len(manifest.batches)
+    on = BASE_DATE + dt.timedelta(days=number - 1)
+    rng_h, rng_l, rng_m, _spare = _rngs([seed, number])
+    url = household_url or manifest.household_url or default_household_url(root)
+    if "***" in url:
+        raise ValueError("the household registry URL has a password: pass household_url")
+    per = bad_rows_per_kind(rows)
+
+    # What the sources hold now: used ID bodies, the registry's latest rows, existing marriages.
+    engine = household_engine(url)
+    try:
+        registry = read_registry(engine)
+        existing_marriages = [
+            r for p in marriage_files(root / DEFAULT_DROP_DIR) for r in read_marriage_csv(p)
+        ]
+        married = {
+            r[c] for r in existing_marriages for c in ("男方公民身份号码", "女方公民身份号码") if r.get(c)
+        }
+        taken = {pid[:17] for pid in registry.person_id if pid} | {pid[:17] for pid in married}
+        bad_people = manifest.datasets[HOUSEHOLD].bad_keys()
+        update = registry_update(rng_h, registry, rows - per, bad_people, taken, on)
+        household = household_rows(
+            rng_h, update.people, update.change_days, rows=rows, first_id=registry.max_id + 1
+        )
+        insert_household_rows(engine, household.rows)
+    finally:
+        engine.dispose()
+
+    valid_town = {t.code for t in townships()}
+    usable = np.array(
+        [pid not in bad_people and pid not in update.changed and nm is not None and code in valid_town
+         for pid, nm, code in zip(registry.person_id, registry.name, registry.township_code, strict=True)],
+        dtype=bool,
+    )  # fmt: skip
+    people, households = _registry_people(registry, usable)
+
+    licence_path = root / DEFAULT_LICENCE_PATH
+    existing_usccs = {r[0][:17] for r in read_licence_rows(licence_path) if r[0]}
+    changed_usccs = change_licences(
+        rng_l, licence_path, round(rows * 0.05), manifest.datasets[LICENCES].bad_keys(), on
+    )
+    adults = np.flatnonzero(age_on(people.birth, day(on)) >= 19)
+    reps = People(
+        [people.person_id[i] for i in adults], [people.name[i] for i in adults],
+        people.male[adults], people.birth[adults], people.township[adults],
+    )  # fmt: skip
+    licences = licence_rows(rng_l, rows, reps, existing_usccs, on=on)
+    insert_licence_rows(licence_path, licences.rows)
+
+    unmarried = np.array([pid not in married for pid in people.person_id], dtype=bool)
+    pool = registry_singles(rng_m, people, unmarried, on, share=1.0)
+    n = rows - per
+    couples = pair_registry_people(rng_m, people, pool, households, limit=round(n * 0.35))
+    rest = np.setdiff1d(pool, couples.ravel())
+    singles = np.sort(rng_m.permutation(rest)[: round(n * 0.35)])
+    marriages = marriage_rows(
+        rng_m, rows, people, couples, singles, taken, on=on, serials=last_serials(existing_marriages)
+    )
+    marriage_file = write_marriage_csv(root / DEFAULT_DROP_DIR, on + dt.timedelta(days=1), marriages.rows)
+
+    watermarks = {
+        HOUSEHOLD: _iso_naive(household.watermark),
+        LICENCES: licences.watermark,
+        MARRIAGES: max((r[8] for r in marriages.rows), default=None),
+    }
+    written = {HOUSEHOLD: len(household.rows), LICENCES: len(licences.rows), MARRIAGES: len(marriages.rows)}
+    for name, batch in ((HOUSEHOLD, household), (LICENCES, licences), (MARRIAGES, marriages)):
+        ds = manifest.datasets[name]
+        ds.rows += written[name]
+        ds.bad_rows.extend(batch.bad_rows)
+        ds.watermark = max(filter(None, [ds.watermark, watermarks[name]]), default=None)
+    manifest.batches.append(
+        Batch(
+            number=number, seed=seed, rows=rows, day=on.isoformat(), written=written, watermarks=watermarks,
+            changed={HOUSEHOLD: sorted(update.changed), LICENCES: changed_usccs}, file=marriage_file.name,
+        )
+    )  # fmt: skip
+    manifest.save(root)
+    return manifest
+
+
+__all__ = [
+    "API_TOKEN_ENV",
+    "DATASETS",
+    "DEFAULT_ROWS",
+    "DEFAULT_SEED",
+    "MANIFEST_NAME",
+    "Batch",
+    "DatasetManifest",
+    "Manifest",
+    "add_updates",
+    "demo_token",
+    "generate_all",
+    "generate_if_missing",
+]

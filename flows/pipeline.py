@@ -1,0 +1,98 @@
+"""Wiring: the stage objects one run needs, built once from the settings.
+
+Example::
+
+    pipeline = Pipeline.open(Settings())
+    pipeline.compiled("household")          # CompiledContract
+    pipeline.connector("gongan-household")  # a ready connector
+
+No business logic lives here; it only connects the stages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import threading
+from dataclasses import dataclass
+
+from connectors import ChainedSecrets, Connector, EnvironmentSecrets, PrefectSecrets, Registration
+from connectors import create_connector, load_registrations
+from contracts.checks import CheckContext, load_region_codes
+from contracts.compiler import CompiledContract, compile_contract
+from contracts.model import contract_by_id
+from evidence.keys import KeyStore, SigningKey
+from evidence.log import TransparencyLog
+from lake.catalog import Catalog
+from lake.parquet import ParquetLake
+from onceonly.errors import ConfigurationError, EvidenceError
+from onceonly.settings import Settings
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    catalog: Catalog
+    lake: ParquetLake
+    key: SigningKey
+    log: TransparencyLog
+    registrations: dict[str, Registration]
+    key_created: bool
+
+    @classmethod
+    def open(cls, settings: Settings) -> Pipeline:
+        key, created = signing_key(settings)
+        return cls(
+            settings=settings,
+            catalog=Catalog.connect(settings.catalog_url),
+            lake=ParquetLake(settings.lake_dir),
+            key=key,
+            log=TransparencyLog(key, settings.log_origin),
+            registrations=load_registrations(settings.registrations_dir),
+            key_created=created,
+        )
+
+    def registration(self, name: str) -> Registration:
+        if name not in self.registrations:
+            known = ", ".join(sorted(self.registrations)) or "none"
+            raise ConfigurationError(f"no connector named {name!r} is registered (known: {known})")
+        return self.registrations[name]
+
+    def connector(self, name: str) -> Connector:
+        secrets = ChainedSecrets(EnvironmentSecrets(), PrefectSecrets())
+        return create_connector(self.registration(name), self.settings.home, secrets)
+
+    def compiled(self, dataset: str) -> CompiledContract:
+        return compile_contract(contract_by_id(self.settings.contracts_dir, dataset))
+
+    def check_context(self, today: dt.date | None = None) -> CheckContext:
+        codes = frozenset(load_region_codes(self.settings.district_code))
+        return CheckContext(today=today or dt.date.today(), region_codes=codes)
+
+
+def signing_key(settings: Settings) -> tuple[SigningKey, bool]:
+    """The log's signing key, created encrypted on first use."""
+    if settings.key_passphrase is None or not settings.key_passphrase.get_secret_value():
+        raise EvidenceError(
+            "ONCEONLY_KEY_PASSPHRASE is not set: the signing key is stored encrypted and needs it "
+            "(`make demo` generates and remembers one for the demo)"
+        )
+    store = KeyStore(settings.keys_dir, settings.key_passphrase.get_secret_value().encode())
+    return store.load_or_create(settings.log_origin)
+
+
+_OPEN: dict[str, Pipeline] = {}
+_LOCK = threading.Lock()
+
+
+def pipeline_for(settings: Settings) -> Pipeline:
+    """One Pipeline per distinct settings in this process (flows and subflows share it)."""
+    secret = settings.key_passphrase.get_secret_value() if settings.key_passphrase else ""
+    key = settings.model_dump_json() + hashlib.sha256(secret.encode()).hexdigest()
+    with _LOCK:
+        if key not in _OPEN:
+            _OPEN[key] = Pipeline.open(settings)
+        return _OPEN[key]
+
+
+__all__ = ["Pipeline", "pipeline_for", "signing_key"]

@@ -1,0 +1,1 @@
+"""The lake (Parquet by dataset and township) and the catalog database (SQLAlchemy)."""

@@ -1,0 +1,246 @@
+"""The catalog database: cursors, runs, batches, quarantine, certificates and the log.
+
+Example::
+
+    catalog = Catalog.connect(settings.catalog_url)     # SQLite file by default, any SQLAlchemy URL
+    with catalog.begin() as conn:                        # one transaction
+        cursor = catalog.cursor_of(conn, "gongan-household")
+
+Everything a batch changes is written in ONE transaction (``lake.landing``): the batch row, its
+quarantine rows, its certificates, their log leaves, the signed checkpoint and the connector's
+new cursor. A run that dies leaves the catalog exactly as the last landed batch left it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from onceonly.errors import CatalogError
+
+metadata = MetaData()
+
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("connector", String(100), primary_key=True),
+    Column("dataset", String(100), nullable=False),
+    Column("cursor", JSON, nullable=True),
+    Column("last_run_id", String(36)),
+    Column("last_status", String(20)),
+    Column("last_error", Text),
+    Column("last_pull_at", DateTime(timezone=True)),
+    Column("rows_pulled", BigInteger, nullable=False, default=0),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("flow_run_id", String(36)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(20), nullable=False),
+    Column("summary", JSON),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("connector", String(100), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("contract_id", String(200), nullable=False),
+    Column("contract_version", String(40), nullable=False),
+    Column("pulled", Integer, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("warnings", Integer, nullable=False),
+    Column("certificates", Integer, nullable=False),
+    Column("cursor_before", JSON),
+    Column("cursor_after", JSON),
+    Column("content_sha256", String(64), nullable=False),
+    Column("tree_size", BigInteger),
+    Column("landed_at", DateTime(timezone=True), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("contract_id", String(200), nullable=False),
+    Column("contract_version", String(40), nullable=False),
+    Column("record_key", String(200)),
+    Column("subject_id", String(64)),
+    Column("rule", String(200), nullable=False),
+    Column("column", String(100)),
+    Column("severity", String(10), nullable=False),
+    Column("value_masked", Text),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolved_by_batch", String(64)),
+    Index("ix_quarantine_subject", "subject_id"),
+    Index("ix_quarantine_key", "dataset", "record_key"),
+)
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("cert_id", String(120), primary_key=True),
+    Column("dataset", String(100), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("holder_id", String(64), nullable=False),
+    Column("holder_name", String(100)),
+    Column("type_code", String(40), nullable=False),
+    Column("type_name", String(100), nullable=False),
+    Column("issuer_code", String(18), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("issue_date", Date, nullable=False),
+    Column("valid_from", Date),
+    Column("valid_to", Date),
+    Column("township", String(12)),
+    Column("content_sha256", String(64), nullable=False),
+    Column("canonical", LargeBinary, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False, unique=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("previous_id", String(120)),
+    UniqueConstraint("dataset", "record_key", "holder_id", "version", name="uq_certificate_version"),
+    Index("ix_certificates_holder", "holder_id"),
+    Index("ix_certificates_township", "township"),
+)
+
+serials = Table(
+    "serials",
+    metadata,
+    Column("type_code", String(40), primary_key=True),
+    Column("issuer_code", String(18), primary_key=True),
+    Column("next_serial", BigInteger, nullable=False),
+)
+
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("frontier", JSON, nullable=False),
+)
+
+log_leaves = Table(
+    "log_leaves",
+    metadata,
+    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("ref", String(120), nullable=False),
+    Column("appended_at", DateTime(timezone=True), nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Catalog:
+    """A thin handle on the catalog engine; queries live next to the stage that needs them."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def connect(cls, url: str) -> Catalog:
+        """Open (and create if needed) the catalog at ``url``."""
+        try:
+            engine = create_engine(url, future=True)
+            if engine.dialect.name == "sqlite":
+                event.listen(engine, "connect", _sqlite_pragmas)
+            metadata.create_all(engine)
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"cannot open the catalog database: {_plain(exc)}") from exc
+        return cls(engine)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction; rolled back on any exception."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
+
+    def cursor_of(self, conn: Connection, connector: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            select(connector_state.c.cursor).where(connector_state.c.connector == connector)
+        ).first()
+        return None if row is None else row.cursor
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    # WAL lets the CLI read while a flow writes; busy_timeout waits instead of failing at once.
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def _plain(exc: SQLAlchemyError) -> str:
+    # SQLAlchemy messages embed the SQL and bound parameters (which may hold personal data).
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0]}"
+
+
+__all__ = [
+    "Catalog",
+    "batches",
+    "certificates",
+    "checkpoints",
+    "connector_state",
+    "log_head",
+    "log_leaves",
+    "metadata",
+    "quarantine",
+    "runs",
+    "serials",
+    "utcnow",
+]

@@ -1,0 +1,350 @@
+"""Land one validated batch: lake files, quarantine, certificates, log, cursor — atomically.
+
+Example::
+
+    lander = Lander(catalog, ParquetLake(settings.lake_dir), log, run_id=run_id)
+    landed = lander.land(connector="gongan-household", compiled=compiled, validation=v,
+                         cursor_before=cursor, cursor_after=pulled.cursor, content_sha256=digest)
+
+Order of work: Parquet files first (named after the batch id, so a retry overwrites them),
+then ONE catalog transaction with the batch row, its quarantine rows, its certificates, their
+log leaves and signed checkpoint, and the connector's new cursor. If anything fails before the
+commit, nothing in the catalog changed and the next run pulls the same rows again; if the
+commit succeeded, the cursor has moved past them. Nothing is lost or doubled either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import and_, insert, select, tuple_, update
+from sqlalchemy.engine import Connection
+
+from connectors.base import Cursor
+from contracts.compiler import CompiledContract
+from contracts.validate import Validation
+from evidence.bundle import certificate_leaf_bytes
+from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID, Draft, drafts_from, issue
+from evidence.identifier import CertificateId
+from evidence.log import TransparencyLog
+from lake.catalog import (
+    Catalog,
+    batches,
+    certificates,
+    connector_state,
+    quarantine,
+    serials,
+    utcnow,
+)
+from lake.parquet import ParquetLake
+
+_IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class _Issued:
+    body: dict[str, Any]
+    draft: Draft
+    cid: CertificateId
+
+
+@dataclass(frozen=True)
+class LandedBatch:
+    batch_id: str
+    connector: str
+    dataset: str
+    pulled: int
+    accepted: int
+    quarantined: int
+    warnings: int
+    certificates: int
+    tree_size: int | None
+    townships: frozenset[str] = field(default_factory=frozenset)
+    already_landed: bool = False
+
+
+def batch_id_for(connector: str, cursor_before: Cursor | None, content_sha256: str) -> str:
+    """Deterministic: the same rows pulled from the same cursor get the same id."""
+    material = json.dumps([connector, cursor_before, content_sha256], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def content_digest(batch: pa.RecordBatch | pa.Table) -> str:
+    """SHA-256 of a batch's content (Arrow IPC stream of the rows)."""
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table.combine_chunks())
+    return hashlib.sha256(sink.getvalue().to_pybytes()).hexdigest()
+
+
+class Lander:
+    def __init__(self, catalog: Catalog, lake: ParquetLake, log: TransparencyLog, *, run_id: str) -> None:
+        self.catalog = catalog
+        self.lake = lake
+        self.log = log
+        self.run_id = run_id
+
+    def land(
+        self,
+        *,
+        connector: str,
+        compiled: CompiledContract,
+        validation: Validation,
+        cursor_before: Cursor | None,
+        cursor_after: Cursor,
+        content_sha256: str,
+        issue_date: dt.date | None = None,
+    ) -> LandedBatch:
+        dataset = compiled.contract.id
+        batch_id = batch_id_for(connector, cursor_before, content_sha256)
+        with self.catalog.begin() as conn:
+            if conn.execute(select(batches.c.batch_id).where(batches.c.batch_id == batch_id)).first():
+                return self._already(batch_id, connector, dataset, validation)
+
+        self.lake.write_accepted(dataset, batch_id, validation.accepted, compiled.township_column)
+        self.lake.write_quarantine(dataset, batch_id, validation.quarantined)
+        drafts = drafts_from(validation.accepted, compiled)
+        today = issue_date or dt.date.today()
+
+        with self.catalog.begin() as conn:
+            now = utcnow()
+            new, renewals = _new_or_changed(conn, dataset, drafts)
+            issued = self._issue(conn, compiled, batch_id, today, new, renewals)
+            tree_size = None
+            if issued:
+                canonical = [certificate_leaf_bytes(c.body) for c in issued]
+                appended = self.log.append(
+                    conn, [(b, "certificate", c.body["id"]) for b, c in zip(canonical, issued, strict=True)]
+                )
+                tree_size = appended.tree_size
+                conn.execute(
+                    insert(certificates),
+                    [
+                        _certificate_row(c, b, appended.first_index + i, batch_id)
+                        for i, (b, c) in enumerate(zip(canonical, issued, strict=True))
+                    ],
+                )
+                superseded = [c.body["previous"] for c in issued if c.body["previous"]]
+                for chunk in _chunks(superseded):
+                    conn.execute(
+                        update(certificates)
+                        .where(certificates.c.cert_id.in_(chunk))
+                        .values(status=STATUS_SUPERSEDED)
+                    )
+            self._quarantine(conn, compiled, batch_id, validation, now)
+            conn.execute(
+                insert(batches).values(
+                    batch_id=batch_id,
+                    run_id=self.run_id,
+                    connector=connector,
+                    dataset=dataset,
+                    contract_id=compiled.contract.id,
+                    contract_version=compiled.contract.version,
+                    pulled=validation.pulled,
+                    accepted=validation.accepted.num_rows,
+                    quarantined=validation.quarantined.num_rows,
+                    warnings=validation.warnings,
+                    certificates=len(issued),
+                    cursor_before=cursor_before,
+                    cursor_after=cursor_after,
+                    content_sha256=content_sha256,
+                    tree_size=tree_size,
+                    landed_at=now,
+                )
+            )
+            save_cursor(conn, connector, dataset, cursor_after, self.run_id, rows=validation.pulled)
+        return LandedBatch(
+            batch_id=batch_id,
+            connector=connector,
+            dataset=dataset,
+            pulled=validation.pulled,
+            accepted=validation.accepted.num_rows,
+            quarantined=validation.quarantined.num_rows,
+            warnings=validation.warnings,
+            certificates=len(issued),
+            tree_size=tree_size,
+            townships=frozenset(c.draft.township for c in issued if c.draft.township),
+        )
+
+    def _issue(
+        self,
+        conn: Connection,
+        compiled: CompiledContract,
+        batch_id: str,
+        today: dt.date,
+        new: list[Draft],
+        renewals: list[tuple[Draft, str, int]],
+    ) -> list[_Issued]:
+        spec = compiled.certificate
+        if spec is None or not (new or renewals):
+            return []
+        plan = [(d, None, 1) for d in new] + [(d, prev, version) for d, prev, version in renewals]
+        first_serial = _allocate_serials(conn, spec.type_code, spec.issuer_code, len(plan))
+        out: list[_Issued] = []
+        for i, (draft, previous, version) in enumerate(plan):
+            cid = CertificateId.build(spec.type_code, spec.issuer_code, first_serial + i, version)
+            body = issue(draft, cid, issue_date=today, batch_id=batch_id, contract=compiled.ref, previous=previous)
+            out.append(_Issued(body, draft, cid))
+        return out
+
+    def _quarantine(
+        self, conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
+    ) -> None:
+        dataset = compiled.contract.id
+        if v.failures:
+            conn.execute(
+                insert(quarantine),
+                [
+                    {
+                        "batch_id": batch_id,
+                        "dataset": dataset,
+                        "contract_id": compiled.contract.id,
+                        "contract_version": compiled.contract.version,
+                        "record_key": f.record_key,
+                        "subject_id": " ".join(f.subjects) or None,
+                        "rule": f.rule,
+                        "column": f.column,
+                        "severity": f.severity,
+                        "value_masked": f.value_masked,
+                        "detected_at": now,
+                    }
+                    for f in v.failures
+                ],
+            )
+        # A record that now passes its contract resolves what was quarantined for it before.
+        open_keys = set(
+            conn.execute(
+                select(quarantine.c.record_key).where(
+                    and_(quarantine.c.dataset == dataset, quarantine.c.resolved_at.is_(None),
+                         quarantine.c.batch_id != batch_id, quarantine.c.severity == "error")
+                )
+            ).scalars()
+        )
+        if not open_keys:
+            return
+        accepted_keys = _record_keys(v.accepted, compiled.record_key)
+        for chunk in _chunks(sorted(open_keys & accepted_keys)):
+            conn.execute(
+                update(quarantine)
+                .where(and_(quarantine.c.dataset == dataset, quarantine.c.record_key.in_(chunk),
+                            quarantine.c.resolved_at.is_(None)))
+                .values(resolved_at=now, resolved_by_batch=batch_id)
+            )
+
+    @staticmethod
+    def _already(batch_id: str, connector: str, dataset: str, v: Validation) -> LandedBatch:
+        return LandedBatch(batch_id, connector, dataset, v.pulled, v.accepted.num_rows,
+                           v.quarantined.num_rows, v.warnings, 0, None, already_landed=True)
+
+
+def save_cursor(
+    conn: Connection, connector: str, dataset: str, cursor: Cursor | None, run_id: str, *, rows: int
+) -> None:
+    values = {"cursor": cursor, "last_run_id": run_id, "last_status": "ok", "last_error": None,
+              "last_pull_at": utcnow()}
+    updated = conn.execute(
+        update(connector_state)
+        .where(connector_state.c.connector == connector)
+        .values(**values, rows_pulled=connector_state.c.rows_pulled + rows)
+    )
+    if updated.rowcount == 0:
+        conn.execute(insert(connector_state).values(connector=connector, dataset=dataset, rows_pulled=rows, **values))
+
+
+def record_failure(conn: Connection, connector: str, dataset: str, run_id: str, error: str) -> None:
+    values = {"last_run_id": run_id, "last_status": "failed", "last_error": error, "last_pull_at": utcnow()}
+    updated = conn.execute(update(connector_state).where(connector_state.c.connector == connector).values(**values))
+    if updated.rowcount == 0:
+        conn.execute(insert(connector_state).values(connector=connector, dataset=dataset, rows_pulled=0, **values))
+
+
+def _new_or_changed(conn: Connection, dataset: str, drafts: Sequence[Draft]) -> tuple[list[Draft], list[tuple[Draft, str, int]]]:
+    """Drafts never issued, and drafts whose record changed (with the id and version to follow)."""
+    latest: dict[tuple[str, str], tuple[str, int, str]] = {}
+    pairs = sorted({(d.record_key, d.holder_id) for d in drafts})
+    for chunk in _chunks(pairs):
+        rows = conn.execute(
+            select(certificates.c.record_key, certificates.c.holder_id, certificates.c.cert_id,
+                   certificates.c.version, certificates.c.content_sha256)
+            .where(and_(certificates.c.dataset == dataset,
+                        tuple_(certificates.c.record_key, certificates.c.holder_id).in_(chunk)))
+        )
+        for r in rows:
+            key = (r.record_key, r.holder_id)
+            if key not in latest or r.version > latest[key][1]:
+                latest[key] = (r.cert_id, int(r.version), r.content_sha256)
+    new: list[Draft] = []
+    renewals: list[tuple[Draft, str, int]] = []
+    for d in drafts:
+        found = latest.get((d.record_key, d.holder_id))
+        if found is None:
+            new.append(d)
+        elif found[2] != d.content_sha256:
+            renewals.append((d, found[0], found[1] + 1))
+    return new, renewals
+
+
+def _allocate_serials(conn: Connection, type_code: str, issuer: str, count: int) -> int:
+    key = and_(serials.c.type_code == type_code, serials.c.issuer_code == issuer)
+    row = conn.execute(select(serials.c.next_serial).where(key).with_for_update()).first()
+    if row is None:
+        conn.execute(insert(serials).values(type_code=type_code, issuer_code=issuer, next_serial=1 + count))
+        return 1
+    conn.execute(update(serials).where(key).values(next_serial=row.next_serial + count))
+    return int(row.next_serial)
+
+
+def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_id: str) -> dict[str, Any]:
+    cert, draft, cid = issued.body, issued.draft, issued.cid
+    return {
+        "cert_id": cert["id"],
+        "dataset": draft.dataset,
+        "record_key": draft.record_key,
+        "holder_id": draft.holder_id,
+        "holder_name": draft.holder_name,
+        "type_code": cid.type_code,
+        "type_name": cert["type"]["name"],
+        "issuer_code": cid.issuer_uscc,
+        "serial": cid.serial,
+        "version": cid.version,
+        "status": STATUS_VALID,
+        "issue_date": dt.date.fromisoformat(cert["issue_date"]),
+        "valid_from": _date(cert["valid_from"]),
+        "valid_to": _date(cert["valid_to"]),
+        "township": draft.township,
+        "content_sha256": draft.content_sha256,
+        "canonical": canonical,
+        "leaf_index": leaf_index,
+        "batch_id": batch_id,
+        "previous_id": cert["previous"],
+    }
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value[:10]) if value else None
+
+
+def _record_keys(table: pa.Table, key_columns: Sequence[str]) -> set[str]:
+    columns = [table.column(c).cast(pa.string()).to_pylist() for c in key_columns]
+    return {"|".join(v or "" for v in values) for values in zip(*columns, strict=True)}
+
+
+def _chunks(items: Iterable[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+__all__ = ["LandedBatch", "Lander", "batch_id_for", "content_digest", "record_failure", "save_cursor"]

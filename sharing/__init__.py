@@ -1,0 +1,1 @@
+"""The township side: matters catalogue, skip-check and township extracts."""

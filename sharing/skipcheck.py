@@ -1,0 +1,119 @@
+"""Skip-check: for this person (or business) and this matter, which proofs may be skipped?
+
+Example::
+
+    answer = skip_check(conn, catalogue.get("hukou-move-after-marriage"), "120114199003071234")
+    for m in answer.materials:
+        print(m.material, m.skippable, m.certificate_id or m.reason)
+
+A material may be skipped when a certificate of an accepted type is held by the subject, is
+in force today (status 有效, valid_from ≤ today ≤ valid_to) — the answer carries its
+identifier so the counter can export the verifiable bundle. Otherwise the reason says why:
+not found (and, if the department's record failed its data contract, which rule), expired,
+or revoked/suspended.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.engine import Connection
+
+from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
+from evidence.certificate import STATUS_VALID
+from lake.catalog import certificates, quarantine
+from onceonly.errors import ConfigurationError
+from onceonly.privacy import mask_citizen_id
+from sharing.matters import Material, Matter
+
+
+@dataclass(frozen=True)
+class MaterialAnswer:
+    material: str
+    skippable: bool
+    certificate_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class SkipCheckAnswer:
+    matter: str
+    matter_name: str
+    subject: str
+    materials: tuple[MaterialAnswer, ...]
+
+    @property
+    def skippable(self) -> list[str]:
+        return [m.material for m in self.materials if m.skippable]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "matter": self.matter,
+            "matter_name": self.matter_name,
+            "subject": self.subject,
+            "materials": [asdict(m) for m in self.materials],
+        }
+
+
+def skip_check(conn: Connection, matter: Matter, subject_id: str, *, today: dt.date | None = None) -> SkipCheckAnswer:
+    today = today or dt.date.today()
+    _check_subject(matter, subject_id)
+    shown = mask_citizen_id(subject_id) if matter.subject == "person" else subject_id
+    answers = tuple(_answer(conn, material, subject_id, today) for material in matter.materials)
+    return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
+
+
+def _check_subject(matter: Matter, subject_id: str) -> None:
+    if matter.subject == "person" and not is_valid_citizen_id(subject_id):
+        raise ConfigurationError(f"{mask_citizen_id(subject_id)} is not a valid citizen ID number (GB 11643)")
+    if matter.subject == "organisation" and not is_valid_uscc(subject_id):
+        raise ConfigurationError(f"{subject_id} is not a valid unified social credit code (GB 32100)")
+
+
+def _answer(conn: Connection, material: Material, subject_id: str, today: dt.date) -> MaterialAnswer:
+    if not material.certificate_types:
+        reason = "no department shares this material as an e-certificate yet"
+        return MaterialAnswer(material.name, False, None, f"{reason}; {material.note}" if material.note else reason)
+    rows = conn.execute(
+        select(certificates.c.cert_id, certificates.c.status, certificates.c.valid_from, certificates.c.valid_to,
+               certificates.c.version)
+        .where(and_(certificates.c.holder_id == subject_id, certificates.c.type_code.in_(material.certificate_types)))
+        .order_by(certificates.c.issue_date.desc(), certificates.c.version.desc())
+    ).all()
+    for r in rows:
+        if r.status == STATUS_VALID and (r.valid_from is None or r.valid_from <= today) and (
+            r.valid_to is None or r.valid_to >= today
+        ):
+            return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
+    if rows:
+        newest = rows[0]
+        if newest.status != STATUS_VALID:
+            return MaterialAnswer(material.name, False, newest.cert_id, f"certificate status is {newest.status}")
+        if newest.valid_to is not None and newest.valid_to < today:
+            return MaterialAnswer(material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}")
+        return MaterialAnswer(material.name, False, newest.cert_id,
+                              f"not yet valid (from {newest.valid_from.isoformat() if newest.valid_from else '?'})")
+    return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id))
+
+
+def _not_found(conn: Connection, subject_id: str) -> str:
+    pattern = f"%{subject_id}%"
+    rows = conn.execute(
+        select(quarantine.c.dataset, quarantine.c.rule, quarantine.c.value_masked, quarantine.c.detected_at)
+        .where(and_(quarantine.c.resolved_at.is_(None), quarantine.c.severity == "error",
+                    or_(quarantine.c.subject_id == subject_id, quarantine.c.subject_id.like(pattern))))
+        .order_by(quarantine.c.detected_at.desc())
+    ).all()
+    if not rows:
+        return "not found: no certificate of an accepted type is held by this subject"
+    rules = ", ".join(sorted({f"{r.rule} ({r.value_masked})" if r.value_masked else r.rule for r in rows}))
+    return (
+        f"not found: the {rows[0].dataset} record of this subject failed its data contract "
+        f"[{rules}] and is quarantined until the department corrects it"
+    )
+
+
+__all__ = ["MaterialAnswer", "SkipCheckAnswer", "skip_check"]
