@@ -1,0 +1,419 @@
+"""The ``onceonly`` command line.
+
+Example::
+
+    onceonly demo --rows 5000                 # generate department systems if missing, run the flow
+    onceonly connectors list
+    onceonly certificates export 1.2.156.3005.2.... -o bundle.json
+    onceonly verify bundle.json
+    onceonly skip-check --subject 120114199003071234 --matter hukou-move-after-marriage
+
+Heavy modules (Prefect, Great Expectations) are imported inside the commands that need them,
+so ``onceonly --help`` and ``onceonly verify`` stay quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+import typer
+
+from onceonly.errors import OnceOnlyError, VerificationFailed
+from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
+from onceonly.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="OnceOnly: share department data once.")
+demo_app = typer.Typer(help="Demo department systems and the demo run.")
+connectors_app = typer.Typer(no_args_is_help=True, help="Registered connectors to department systems.")
+certificates_app = typer.Typer(no_args_is_help=True, help="Issued e-certificates and their proof bundles.")
+matters_app = typer.Typer(no_args_is_help=True, help="The matters catalogue.")
+app.add_typer(demo_app, name="demo")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(certificates_app, name="certificates")
+app.add_typer(matters_app, name="matters")
+
+DEMO_SEED = 20261121
+
+
+def main() -> None:
+    install_log_masking()
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    try:
+        app()
+    except OnceOnlyError as exc:
+        typer.secho(f"error: {scrub_text(str(exc))}", fg="red", err=True)
+        sys.exit(2)
+
+
+# ----------------------------------------------------------------------------------- demo
+
+
+@demo_app.callback(invoke_without_command=True)
+def demo(
+    ctx: typer.Context,
+    rows: Annotated[int, typer.Option(help="Rows per demo department system.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = DEMO_SEED,
+) -> None:
+    """Generate the demo department systems if missing, then run the daily sharing flow."""
+    if ctx.invoked_subcommand:
+        return
+    from departments import LicenceApi, demo_token, generate_if_missing
+
+    settings = _demo_settings()
+    manifest, generated = generate_if_missing(settings.departments_dir, rows=rows, seed=seed)
+    typer.echo(
+        f"Demo department systems {'generated' if generated else 'already present'} in "
+        f"{settings.departments_dir} ({rows} rows each, seed {seed})."
+    )
+    os.environ.setdefault("SCJG_API_TOKEN", demo_token(seed))
+    host, port = _demo_api_address(settings)
+    db = settings.departments_dir / "scjg" / "licences.db"
+    with LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port) as api:
+        typer.echo(f"市场监管 licence API serving on {api.base_url}")
+        ok = _run_flow(None)
+    raise typer.Exit(0 if ok else 1)
+
+
+@demo_app.command("generate")
+def demo_generate(
+    rows: Annotated[int, typer.Option(help="Rows per demo department system.")] = 5000,
+    seed: Annotated[int, typer.Option()] = DEMO_SEED,
+) -> None:
+    """(Re)generate the demo department systems under ONCEONLY_HOME/departments."""
+    from departments import generate_all
+
+    settings = Settings()
+    generate_all(settings.departments_dir, rows=rows, seed=seed)
+    typer.echo(f"Generated {rows} rows per department in {settings.departments_dir}")
+
+
+@demo_app.command("add-updates")
+def demo_add_updates(
+    rows: Annotated[int, typer.Option(help="New rows per department.")] = 100,
+    seed: Annotated[int, typer.Option()] = DEMO_SEED + 1,
+) -> None:
+    """Append new records to each demo department system, as between two daily runs."""
+    from departments import add_updates
+
+    settings = Settings()
+    add_updates(settings.departments_dir, rows=rows, seed=seed)
+    typer.echo(f"Added {rows} new rows to each department in {settings.departments_dir}")
+
+
+@demo_app.command("serve")
+def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
+    """Serve the demo 市场监管 licence API until interrupted (for `onceonly run` / connector tests)."""
+    import time
+
+    from departments import LicenceApi, demo_token
+
+    settings = Settings()
+    host, port = _demo_api_address(settings)
+    token = os.environ.get("SCJG_API_TOKEN") or demo_token(seed)
+    with LicenceApi(settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port) as api:
+        typer.echo(f"serving on {api.base_url}; token in SCJG_API_TOKEN (or the demo token); Ctrl-C stops")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+def _demo_settings() -> Settings:
+    """Settings for the demo: a passphrase for the signing key is generated once and remembered."""
+    settings = Settings()
+    if settings.key_passphrase is None:
+        path = settings.home / "secrets" / "key-passphrase"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+            typer.echo(
+                f"Generated a passphrase for the demo signing key and stored it in {path} (mode 600). "
+                "In production set ONCEONLY_KEY_PASSPHRASE (or a Prefect Secret) instead."
+            )
+        os.environ["ONCEONLY_KEY_PASSPHRASE"] = path.read_text().strip()
+        settings = Settings()
+    return settings
+
+
+def _demo_api_address(settings: Settings) -> tuple[str, int]:
+    from connectors import load_registrations
+
+    regs = load_registrations(settings.registrations_dir)
+    http = [r for r in regs.values() if r.type == "http"]
+    url = urlparse(http[0].options["base_url"]) if http else urlparse("http://127.0.0.1:18930")
+    return url.hostname or "127.0.0.1", url.port or 80
+
+
+# ------------------------------------------------------------------------------------ run
+
+
+@app.command("run")
+def run(
+    connector: Annotated[list[str] | None, typer.Option("--connector", "-c", help="Only these connectors.")] = None,
+) -> None:
+    """Run the daily sharing flow once (on the Prefect server in PREFECT_API_URL, or ephemeral)."""
+    raise typer.Exit(0 if _run_flow(connector) else 1)
+
+
+def _run_flow(connectors: list[str] | None) -> bool:
+    from flows.daily_sharing import RunSummary, daily_sharing
+
+    state = daily_sharing(connectors=connectors, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    if not isinstance(summary, RunSummary):
+        typer.secho(f"the flow failed before it could summarise: {scrub_text(str(summary))}", fg="red", err=True)
+        return False
+    _print_summary(summary)
+    return not summary.failed
+
+
+def _print_summary(s: Any) -> None:
+    typer.echo("")
+    typer.secho(f"OnceOnly daily sharing — run {s.run_id}", bold=True)
+    header = f"{'dataset':<18}{'connector':<22}{'pulled':>9}{'accepted':>10}{'quarantined':>13}{'certificates':>14}  status"
+    typer.echo(header)
+    typer.echo("-" * len(header))
+    for c in s.connectors:
+        typer.echo(
+            f"{c.dataset:<18}{c.connector:<22}{c.pulled:>9}{c.accepted:>10}{c.quarantined:>13}"
+            f"{c.certificates:>14}  {c.status}"
+        )
+        if c.error:
+            typer.secho(f"    {c.error}", fg="red")
+    typer.echo("")
+    if s.pulled == 0 and not s.failed:
+        typer.echo("Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written.")
+    typer.echo(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}")
+    typer.echo(f"Township extracts written this run: {len(s.extracts)}")
+    typer.echo("Where everything lies:")
+    typer.echo(f"  home       {s.home}")
+    typer.echo(f"  catalog    {s.catalog}")
+    typer.echo(f"  lake       {s.lake}")
+    typer.echo(f"  extracts   {s.extracts_dir}")
+
+
+# ----------------------------------------------------------------------------- connectors
+
+
+@connectors_app.command("list")
+def connectors_list() -> None:
+    """Registered connectors with their last pull, cursor, rows and status."""
+    from sqlalchemy import select
+
+    from connectors import load_registrations
+    from lake.catalog import Catalog, connector_state
+
+    settings = Settings()
+    regs = load_registrations(settings.registrations_dir)
+    catalog = Catalog.connect(settings.catalog_url)
+    with catalog.begin() as conn:
+        state = {r.connector: r for r in conn.execute(select(connector_state))}
+    typer.echo(f"{'name':<22}{'type':<7}{'dataset':<18}{'department':<28}{'rows':>9}  {'status':<8}last pull")
+    for name, reg in sorted(regs.items()):
+        st = state.get(name)
+        last = st.last_pull_at.isoformat(timespec="seconds") if st and st.last_pull_at else "never"
+        typer.echo(
+            f"{name:<22}{reg.type:<7}{reg.dataset:<18}{reg.department:<28}"
+            f"{(st.rows_pulled if st else 0):>9}  {(st.last_status if st else '-'):<8}{last}"
+        )
+        if st and st.cursor:
+            typer.echo(f"    cursor: {scrub_text(json.dumps(st.cursor, ensure_ascii=False))[:160]}")
+        if st and st.last_error:
+            typer.secho(f"    last error: {st.last_error}", fg="red")
+
+
+@connectors_app.command("test")
+def connectors_test(
+    name: str,
+    rows: Annotated[int, typer.Option(help="Sample rows to show.")] = 5,
+) -> None:
+    """Connect to a registered system and show sample rows, personal fields masked."""
+    from connectors import ChainedSecrets, EnvironmentSecrets, PrefectSecrets, create_connector, load_registrations
+    from contracts.compiler import compile_contract
+    from contracts.model import contract_by_id
+
+    settings = Settings()
+    regs = load_registrations(settings.registrations_dir)
+    if name not in regs:
+        raise typer.BadParameter(f"no connector {name!r}; registered: {', '.join(sorted(regs))}")
+    reg = regs[name]
+    compiled = compile_contract(contract_by_id(settings.contracts_dir, reg.dataset))
+    connector = create_connector(reg, settings.home, ChainedSecrets(EnvironmentSecrets(), PrefectSecrets()))
+    sample = connector.sample(rows)
+    typer.secho(f"{name}: connected; {sample.num_rows} sample rows (personal fields masked)", fg="green")
+    id_columns = {r.column for r in compiled.rules if r.check == "gb11643_citizen_id"}
+    for row in sample.to_pylist():
+        shown = {k: _mask_field(k, v, compiled.personal_columns, id_columns) for k, v in row.items()}
+        typer.echo("  " + json.dumps(shown, ensure_ascii=False, default=str))
+
+
+def _mask_field(column: str, value: Any, personal: frozenset[str], id_columns: set[str]) -> Any:
+    if value is None:
+        return None
+    if column in id_columns:
+        return mask_citizen_id(str(value))
+    if column in personal:
+        return mask_name(str(value))
+    return value
+
+
+# --------------------------------------------------------------------------- certificates
+
+
+@certificates_app.command("list")
+def certificates_list(
+    subject: Annotated[str | None, typer.Option(help="Holder's citizen ID or USCC.")] = None,
+    township: Annotated[str | None, typer.Option(help="12-digit township code.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Issued certificates, newest first (holder ID numbers masked)."""
+    from sqlalchemy import select
+
+    from lake.catalog import Catalog, certificates
+
+    settings = Settings()
+    c = certificates.c
+    stmt = select(c.cert_id, c.type_name, c.holder_name, c.holder_id, c.status, c.issue_date, c.valid_to,
+                  c.township, c.leaf_index).order_by(c.leaf_index.desc()).limit(limit)
+    if subject:
+        stmt = stmt.where(c.holder_id == subject)
+    if township:
+        stmt = stmt.where(c.township == township)
+    with Catalog.connect(settings.catalog_url).begin() as conn:
+        rows = conn.execute(stmt).all()
+    items = [
+        {
+            "id": r.cert_id,
+            "type": r.type_name,
+            "holder": mask_name(r.holder_name) if _is_person(r.holder_id) else r.holder_name,
+            "holder_id": mask_citizen_id(r.holder_id) if _is_person(r.holder_id) else r.holder_id,
+            "status": r.status,
+            "issue_date": r.issue_date.isoformat(),
+            "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+            "township": r.township,
+            "leaf_index": r.leaf_index,
+        }
+        for r in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        typer.echo("no certificates found")
+    for it in items:
+        typer.echo(f"{it['id']}  {it['type']:<6} {it['holder']:<8} {it['holder_id']:<20} {it['status']}  "
+                   f"issued {it['issue_date']}  leaf {it['leaf_index']}")
+
+
+def _is_person(holder_id: str) -> bool:
+    return len(holder_id) == 18 and holder_id[:17].isdigit()
+
+
+@certificates_app.command("export")
+def certificates_export(
+    cert_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the bundle JSON.")],
+) -> None:
+    """Write a self-contained proof bundle: certificate, inclusion proof, checkpoint, key."""
+    from sqlalchemy import select
+
+    from evidence.bundle import build_bundle
+    from evidence.log import latest_checkpoint, prove_inclusion
+    from flows.pipeline import signing_key
+    from lake.catalog import Catalog, certificates
+
+    settings = _demo_settings() if Settings().key_passphrase is None else Settings()
+    key, _ = signing_key(settings)
+    with Catalog.connect(settings.catalog_url).begin() as conn:
+        row = conn.execute(
+            select(certificates.c.canonical, certificates.c.leaf_index).where(certificates.c.cert_id == cert_id)
+        ).first()
+        if row is None:
+            raise typer.BadParameter(f"no certificate {cert_id!r} in the catalog")
+        head = latest_checkpoint(conn)
+        assert head is not None
+        size, note = head
+        proof = prove_inclusion(conn, int(row.leaf_index), size)
+    bundle = build_bundle(json.loads(bytes(row.canonical)), int(row.leaf_index), proof, note, key.vkey)
+    output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {output} (leaf {row.leaf_index} of a log of {size})")
+
+
+@app.command("verify")
+def verify(
+    bundle: Path,
+    trusted_key: Annotated[str | None, typer.Option(help="Require this verifier key (vkey form).")] = None,
+) -> None:
+    """Verify a proof bundle offline: exit 0 and VALID, or non-zero naming what failed."""
+    from evidence.bundle import verify_bundle
+
+    try:
+        data = json.loads(bundle.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.secho(f"INVALID: cannot read {bundle} as a JSON bundle: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    try:
+        v = verify_bundle(data, trusted_vkey=trusted_key)
+    except VerificationFailed as exc:
+        typer.secho(f"INVALID: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.secho(
+        f"VALID: certificate {v.certificate_id} (status {v.status}) is entry {v.leaf_index} of the log "
+        f"{v.origin} at size {v.tree_size}",
+        fg="green",
+    )
+
+
+# -------------------------------------------------------------------------- township side
+
+
+@app.command("skip-check")
+def skip_check_command(
+    subject: Annotated[str, typer.Option(help="Citizen ID number or USCC of the applicant.")],
+    matter: Annotated[str, typer.Option(help="Matter code (see `onceonly matters list`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """For this subject and matter: which materials may be skipped, with the certificate or reason."""
+    from lake.catalog import Catalog
+    from sharing.matters import load_matters
+    from sharing.skipcheck import skip_check
+
+    settings = Settings()
+    catalogue = load_matters(settings.matters_file)
+    with Catalog.connect(settings.catalog_url).begin() as conn:
+        answer = skip_check(conn, catalogue.get(matter), subject)
+    if as_json:
+        typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+        return
+    typer.secho(f"{answer.matter_name} ({answer.matter}) for {answer.subject}", bold=True)
+    for m in answer.materials:
+        if m.skippable:
+            typer.secho(f"  ✔ {m.material}: may be skipped — certificate {m.certificate_id}", fg="green")
+        else:
+            typer.secho(f"  ✘ {m.material}: required — {m.reason}", fg="yellow")
+
+
+@matters_app.command("list")
+def matters_list() -> None:
+    """Matters in the catalogue and their materials."""
+    from sharing.matters import load_matters
+
+    for m in load_matters(Settings().matters_file).matters:
+        typer.echo(f"{m.code:<36}{m.name}  [{m.department}]")
+        for mat in m.materials:
+            types = ", ".join(mat.certificate_types) or "no e-certificate yet"
+            typer.echo(f"    - {mat.name}: {types}")
+
+
+if __name__ == "__main__":
+    main()
