@@ -267,6 +267,21 @@ def _contracts_in(directory: Path) -> dict[str, Contract]:
     return found
 
 
+def all_contracts(directory: Path) -> dict[str, Contract]:
+    """Every contract in ``directory`` by id (loaded once per process)."""
+    return dict(_contracts_in(directory.resolve()))
+
+
+def certificate_datasets(directory: Path) -> dict[str, str]:
+    """Certificate type code → id of the dataset (contract) whose records issue it."""
+    out: dict[str, str] = {}
+    for contract in _contracts_in(directory.resolve()).values():
+        spec = contract.custom("certificate")
+        if isinstance(spec, dict) and "typeCode" in spec:
+            out[str(spec["typeCode"])] = contract.id
+    return out
+
+
 def contract_by_id(directory: Path, contract_id: str) -> Contract:
     contracts = _contracts_in(directory.resolve())
     if contract_id not in contracts:
@@ -283,6 +298,8 @@ __all__ = [
     "Property",
     "Quality",
     "SchemaObject",
+    "all_contracts",
+    "certificate_datasets",
     "contract_by_id",
     "load_contract",
     "parse_contract",

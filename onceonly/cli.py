@@ -372,6 +372,12 @@ def verify(
         f"{v.origin} at size {v.tree_size}",
         fg="green",
     )
+    if trusted_key is None:
+        typer.echo(
+            "note: checked against the key carried in the bundle; pin the district's published key "
+            "with --trusted-key '<vkey>' so a bundle re-signed by someone else is refused",
+            err=True,
+        )
 
 
 # -------------------------------------------------------------------------- township side
@@ -384,14 +390,16 @@ def skip_check_command(
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
 ) -> None:
     """For this subject and matter: which materials may be skipped, with the certificate or reason."""
+    from contracts.model import certificate_datasets
     from lake.catalog import Catalog
     from sharing.matters import load_matters
     from sharing.skipcheck import skip_check
 
     settings = Settings()
     catalogue = load_matters(settings.matters_file)
+    issued_by = certificate_datasets(settings.contracts_dir)
     with Catalog.connect(settings.catalog_url).begin() as conn:
-        answer = skip_check(conn, catalogue.get(matter), subject)
+        answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
     if as_json:
         typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         return

@@ -2,7 +2,8 @@
 
 Example::
 
-    answer = skip_check(conn, catalogue.get("hukou-move-after-marriage"), "120114199003071234")
+    issued_by = certificate_datasets(settings.contracts_dir)   # type code → dataset
+    answer = skip_check(conn, catalogue.get("hukou-move-after-marriage"), "120114199003071234", issued_by)
     for m in answer.materials:
         print(m.material, m.skippable, m.certificate_id or m.reason)
 
@@ -16,6 +17,7 @@ or revoked/suspended.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -58,11 +60,19 @@ class SkipCheckAnswer:
         }
 
 
-def skip_check(conn: Connection, matter: Matter, subject_id: str, *, today: dt.date | None = None) -> SkipCheckAnswer:
+def skip_check(
+    conn: Connection,
+    matter: Matter,
+    subject_id: str,
+    issued_by: Mapping[str, str],
+    *,
+    today: dt.date | None = None,
+) -> SkipCheckAnswer:
+    """``issued_by`` maps certificate type codes to the dataset whose records issue them."""
     today = today or dt.date.today()
     _check_subject(matter, subject_id)
     shown = mask_citizen_id(subject_id) if matter.subject == "person" else subject_id
-    answers = tuple(_answer(conn, material, subject_id, today) for material in matter.materials)
+    answers = tuple(_answer(conn, material, subject_id, issued_by, today) for material in matter.materials)
     return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
 
 
@@ -73,7 +83,9 @@ def _check_subject(matter: Matter, subject_id: str) -> None:
         raise ConfigurationError(f"{subject_id} is not a valid unified social credit code (GB 32100)")
 
 
-def _answer(conn: Connection, material: Material, subject_id: str, today: dt.date) -> MaterialAnswer:
+def _answer(
+    conn: Connection, material: Material, subject_id: str, issued_by: Mapping[str, str], today: dt.date
+) -> MaterialAnswer:
     if not material.certificate_types:
         reason = "no department shares this material as an e-certificate yet"
         return MaterialAnswer(material.name, False, None, f"{reason}; {material.note}" if material.note else reason)
@@ -96,14 +108,16 @@ def _answer(conn: Connection, material: Material, subject_id: str, today: dt.dat
             return MaterialAnswer(material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}")
         return MaterialAnswer(material.name, False, newest.cert_id,
                               f"not yet valid (from {newest.valid_from.isoformat() if newest.valid_from else '?'})")
-    return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id))
+    datasets = sorted({issued_by[t] for t in material.certificate_types if t in issued_by})
+    return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id, datasets))
 
 
-def _not_found(conn: Connection, subject_id: str) -> str:
+def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
     pattern = f"%{subject_id}%"
     rows = conn.execute(
         select(quarantine.c.dataset, quarantine.c.rule, quarantine.c.value_masked, quarantine.c.detected_at)
         .where(and_(quarantine.c.resolved_at.is_(None), quarantine.c.severity == "error",
+                    quarantine.c.dataset.in_(datasets),
                     or_(quarantine.c.subject_id == subject_id, quarantine.c.subject_id.like(pattern))))
         .order_by(quarantine.c.detected_at.desc())
     ).all()

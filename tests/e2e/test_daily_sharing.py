@@ -1,0 +1,226 @@
+"""The daily sharing flow end to end, on generated department systems, through Prefect.
+
+One module-scoped scenario walks what a district does over a few days: the first full run,
+a bundle exported and verified offline, a second run that adds nothing, the next day's
+changes, a department whose API rejects us while the others go on, and its recovery.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+import yaml
+from typer.testing import CliRunner
+
+from departments import LicenceApi, Manifest, add_updates, demo_token, generate_all
+from onceonly.cli import app
+from onceonly.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 400
+SEED = 7
+PASSPHRASE = "e2e-passphrase-0123456789-abcdefghij"
+REGISTRATIONS = Path(Settings().registrations_dir)
+
+
+@dataclass
+class World:
+    home: Path
+    manifest: Manifest
+    api: LicenceApi
+    monkeypatch: pytest.MonkeyPatch
+
+    def run(self) -> Any:
+        from flows.daily_sharing import daily_sharing
+
+        state = daily_sharing(return_state=True)
+        return state, state.result(raise_on_failure=False)
+
+    def catalog(self) -> sa.Engine:
+        return sa.create_engine(f"sqlite:///{self.home / 'catalog.db'}")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("e2e")
+    home = root / "var"
+    manifest = generate_all(home / "departments", rows=ROWS, seed=SEED)
+    token = demo_token(SEED)
+    api = LicenceApi(home / "departments" / "scjg" / "licences.db", token=token)
+    api.start()
+    # The shipped registrations, pointed at this test's API port, files read without settling.
+    regs = root / "registrations"
+    regs.mkdir()
+    for path in REGISTRATIONS.glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data["type"] == "http":
+            data["options"]["base_url"] = api.base_url
+            data["options"]["backoff_seconds"] = 0.01
+        if data["type"] == "files":
+            data["options"]["settle_seconds"] = 0
+        (regs / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ONCEONLY_HOME", str(home))
+    mp.setenv("ONCEONLY_KEY_PASSPHRASE", PASSPHRASE)
+    mp.setenv("ONCEONLY_REGISTRATIONS_DIR", str(regs))
+    mp.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
+    mp.setenv("ONCEONLY_CONNECTOR_ATTEMPTS", "1")
+    mp.setenv("SCJG_API_TOKEN", token)
+    try:
+        yield World(home, manifest, api, mp)
+    finally:
+        api.stop()
+        mp.undo()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# The generator's manifest names the department systems; the pipeline names contract ids.
+SOURCE_OF = {"household": "household", "business_licence": "licences", "marriage": "marriages"}
+
+
+def _expected_quarantined(manifest: Manifest, dataset: str) -> int:
+    bad = manifest.datasets[SOURCE_OF[dataset]].bad_rows
+    return sum(2 if b.kind == "duplicate_key" else 1 for b in bad)
+
+
+@pytest.fixture(scope="module")
+def first(world: World) -> Any:
+    state, summary = world.run()
+    assert state.is_completed(), state.message
+    return summary
+
+
+def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: World, first: Any) -> None:
+    by_dataset = {c.dataset: c for c in first.connectors}
+    assert set(by_dataset) == {"household", "business_licence", "marriage"}
+    for dataset, c in by_dataset.items():
+        assert c.status == "ok"
+        assert c.pulled == world.manifest.datasets[SOURCE_OF[dataset]].rows
+        assert c.pulled == c.accepted + c.quarantined
+        assert c.quarantined == _expected_quarantined(world.manifest, dataset), dataset
+    assert by_dataset["household"].certificates == by_dataset["household"].accepted
+    assert by_dataset["business_licence"].certificates == by_dataset["business_licence"].accepted
+    assert by_dataset["marriage"].certificates == 2 * by_dataset["marriage"].accepted  # one per spouse
+    assert first.tree_size == sum(c.certificates for c in first.connectors)
+    assert first.extracts
+
+
+def test_bad_rows_are_quarantined_with_their_rule_and_masked_values(world: World, first: Any) -> None:
+    with world.catalog().connect() as conn:
+        rows = conn.execute(sa.text("SELECT dataset, record_key, rule, value_masked FROM quarantine")).all()
+    bad_check = world.manifest.datasets["household"].bad_keys("bad_check_char")
+    hits = [r for r in rows if r.dataset == "household" and r.record_key in bad_check]
+    assert hits and all(r.rule == "person_id.gb11643_citizen_id" for r in hits)
+    assert all("********" in r.value_masked for r in hits)
+
+
+def test_exported_bundle_verifies_offline_and_any_tampering_fails(world: World, first: Any, tmp_path: Path) -> None:
+    runner = CliRunner()
+    listed = runner.invoke(app, ["certificates", "list", "--limit", "5", "--json"])
+    assert listed.exit_code == 0, listed.output
+    cert_id = json.loads(listed.output)[2]["id"]
+    bundle = tmp_path / "bundle.json"
+    exported = runner.invoke(app, ["certificates", "export", cert_id, "-o", str(bundle)])
+    assert exported.exit_code == 0, exported.output
+    ok = runner.invoke(app, ["verify", str(bundle)])
+    assert ok.exit_code == 0 and "VALID" in ok.output
+    data = json.loads(bundle.read_text(encoding="utf-8"))
+    for tamper in (
+        lambda d: d["certificate"]["holder"].update(name=d["certificate"]["holder"]["name"] + "X"),
+        lambda d: d["inclusion_proof"].__setitem__(0, ("0" if d["inclusion_proof"][0][0] != "0" else "1")
+                                                   + d["inclusion_proof"][0][1:]),
+        lambda d: d.update(checkpoint=d["checkpoint"].replace("\n", "\n1", 1)),
+    ):
+        changed = json.loads(json.dumps(data))
+        tamper(changed)
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(changed, ensure_ascii=False), encoding="utf-8")
+        result = runner.invoke(app, ["verify", str(bad)])
+        assert result.exit_code == 1, result.output
+        assert "INVALID" in result.output
+
+
+def test_second_run_adds_nothing(world: World, first: Any) -> None:
+    state, summary = world.run()
+    assert state.is_completed()
+    assert summary.pulled == 0 and summary.certificates == 0
+    assert summary.tree_size == first.tree_size
+    assert summary.extracts == []
+
+
+def test_skip_check_for_a_married_citizen_and_for_a_quarantined_one(world: World, first: Any) -> None:
+    with world.catalog().connect() as conn:
+        married = conn.execute(sa.text(
+            "SELECT m.holder_id FROM certificates m JOIN certificates h ON h.holder_id = m.holder_id "
+            "WHERE m.dataset = 'marriage' AND h.dataset = 'household' LIMIT 1")).scalar_one()
+    runner = CliRunner()
+    out = runner.invoke(app, ["skip-check", "--subject", married, "--matter", "hukou-move-after-marriage", "--json"])
+    assert out.exit_code == 0, out.output
+    answer = {m["material"]: m for m in json.loads(out.output)["materials"]}
+    assert answer["结婚证"]["skippable"] and answer["结婚证"]["certificate_id"].startswith("1.2.156.3005.2.")
+    assert answer["居民户口簿"]["skippable"]
+    assert not answer["居民身份证"]["skippable"]
+    assert married not in out.output  # the subject is shown masked
+
+    unknown_township = next(iter(world.manifest.datasets["household"].bad_keys("unknown_township")))
+    out = runner.invoke(app, ["skip-check", "--subject", unknown_township, "--matter", "pension-enrolment", "--json"])
+    answer = {m["material"]: m for m in json.loads(out.output)["materials"]}
+    assert not answer["居民户口簿"]["skippable"]
+    assert "township_code.region_code" in answer["居民户口簿"]["reason"]
+
+
+def test_township_extracts_hold_only_their_own_township(world: World, first: Any) -> None:
+    with world.catalog().connect() as conn:
+        townships = dict(conn.execute(sa.text("SELECT cert_id, township FROM certificates")).all())
+    for path in first.extracts:
+        township = Path(path).parent.name.removeprefix("township=")
+        ids = pq.read_table(path).column("cert_id").to_pylist()
+        assert ids and all(townships[i] == township for i in ids)
+
+
+def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_others(
+    world: World, first: Any
+) -> None:
+    before = Manifest.load(world.home / "departments")
+    after = add_updates(world.home / "departments", rows=50, seed=SEED + 1)
+    assert len(after.batches) == len(before.batches) + 1
+
+    world.monkeypatch.setenv("SCJG_API_TOKEN", "wrong-token")
+    with world.catalog().connect() as conn:
+        licence_cursor = conn.execute(
+            sa.text("SELECT cursor FROM connector_state WHERE connector = 'scjg-licences'")).scalar_one()
+    state, summary = world.run()
+    assert state.is_failed()
+    by_name = {c.connector: c for c in summary.connectors}
+    assert by_name["scjg-licences"].status == "failed"
+    assert "scjg-licences" in by_name["scjg-licences"].error and "401" in by_name["scjg-licences"].error
+    assert "wrong-token" not in by_name["scjg-licences"].error
+    assert by_name["gongan-household"].status == "ok" and by_name["gongan-household"].pulled > 0
+    assert by_name["minzheng-marriages"].status == "ok" and by_name["minzheng-marriages"].pulled > 0
+    with world.catalog().connect() as conn:
+        state_row = conn.execute(sa.text(
+            "SELECT cursor, last_status FROM connector_state WHERE connector = 'scjg-licences'")).one()
+    assert state_row.last_status == "failed"
+    assert state_row.cursor == licence_cursor  # the failed department's cursor did not move
+
+    world.monkeypatch.setenv("SCJG_API_TOKEN", demo_token(SEED))
+    state, summary = world.run()
+    assert state.is_completed(), state.message
+    by_name = {c.connector: c for c in summary.connectors}
+    assert by_name["scjg-licences"].pulled > 0
+    assert by_name["gongan-household"].pulled == 0 and by_name["minzheng-marriages"].pulled == 0
+    with world.catalog().connect() as conn:
+        leaves = conn.execute(sa.text("SELECT COUNT(*) FROM log_leaves")).scalar_one()
+        certs = conn.execute(sa.text("SELECT COUNT(*) FROM certificates")).scalar_one()
+        renewed = conn.execute(sa.text("SELECT COUNT(*) FROM certificates WHERE version > 1")).scalar_one()
+    assert leaves == certs == summary.tree_size
+    assert renewed > 0  # records changed at the source became new certificate versions
