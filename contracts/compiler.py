@@ -142,8 +142,16 @@ def _compile(contract: Contract) -> CompiledContract:
     rules: list[Rule] = []
     for prop in contract.table.properties:
         personal = (prop.classification or "").lower() in _PERSONAL_CLASSES
-        rules.append(_rule(prop, "type", "error", f"值可转换为 {prop.logicalType}", personal,
-                           "expect_column_values_to_conform_to_contract_type"))
+        rules.append(
+            _rule(
+                prop,
+                "type",
+                "error",
+                f"值可转换为 {prop.logicalType}",
+                personal,
+                "expect_column_values_to_conform_to_contract_type",
+            )
+        )
         if prop.required or prop.primaryKey:
             rules.append(_rule(prop, "required", "error", "必填", personal, "ExpectColumnValuesToNotBeNull"))
         if prop.unique or prop.primaryKey:
@@ -159,7 +167,8 @@ def _compile(contract: Contract) -> CompiledContract:
             other = q.check_args.get("other")
             if other is not None and other not in columns:
                 raise ContractError(
-                    f"contract {contract.ref}: rule {prop.name}.{check.name} refers to missing column {other!r}"
+                    f"contract {contract.ref}: rule {prop.name}.{check.name} "
+                    f"refers to missing column {other!r}"
                 )
             rules.append(
                 Rule(
@@ -193,8 +202,7 @@ def _compile(contract: Contract) -> CompiledContract:
         max_error_rate=float(contract.custom("maxErrorRate", 1.0)),
         certificate=_certificate_spec(contract, columns),
         personal_columns=frozenset(
-            p.name for p in contract.table.properties
-            if (p.classification or "").lower() in _PERSONAL_CLASSES
+            p.name for p in contract.table.properties if (p.classification or "").lower() in _PERSONAL_CLASSES
         ),
         timezone=tz,
     )
@@ -227,7 +235,9 @@ def _option_rules(prop: Property, personal: bool) -> list[Rule]:
     out: list[Rule] = []
     is_text = prop.logicalType == "string"
     is_number = prop.logicalType in ("number", "integer")
-    if (opts.pattern or opts.minLength is not None or opts.maxLength is not None or opts.enum) and not is_text:
+    if (
+        opts.pattern or opts.minLength is not None or opts.maxLength is not None or opts.enum
+    ) and not is_text:
         raise ContractError(f"property {prop.name!r}: pattern, lengths and enum apply to strings only")
     if (opts.minimum is not None or opts.maximum is not None) and not is_number:
         raise ContractError(f"property {prop.name!r}: minimum/maximum apply to numbers only")
@@ -238,35 +248,86 @@ def _option_rules(prop: Property, personal: bool) -> list[Rule]:
             re.compile(opts.pattern)
         except re.error as exc:
             raise ContractError(f"property {prop.name!r}: pattern is not a valid regex: {exc}") from exc
-        out.append(_rule(prop, "pattern", "error", f"匹配 {opts.pattern}", personal,
-                         "ExpectColumnValuesToMatchRegex", regex=opts.pattern))
+        out.append(
+            _rule(
+                prop,
+                "pattern",
+                "error",
+                f"匹配 {opts.pattern}",
+                personal,
+                "ExpectColumnValuesToMatchRegex",
+                regex=opts.pattern,
+            )
+        )
     if opts.minLength is not None or opts.maxLength is not None:
-        out.append(_rule(prop, "length", "error", f"长度 {opts.minLength}–{opts.maxLength}", personal,
-                         "ExpectColumnValueLengthsToBeBetween",
-                         min_value=opts.minLength, max_value=opts.maxLength))
+        out.append(
+            _rule(
+                prop,
+                "length",
+                "error",
+                f"长度 {opts.minLength}–{opts.maxLength}",
+                personal,
+                "ExpectColumnValueLengthsToBeBetween",
+                min_value=opts.minLength,
+                max_value=opts.maxLength,
+            )
+        )
     if opts.minimum is not None or opts.maximum is not None:
-        out.append(_rule(prop, "range", "error", f"取值 {opts.minimum}–{opts.maximum}", personal,
-                         "ExpectColumnValuesToBeBetween", min_value=opts.minimum, max_value=opts.maximum))
+        out.append(
+            _rule(
+                prop,
+                "range",
+                "error",
+                f"取值 {opts.minimum}–{opts.maximum}",
+                personal,
+                "ExpectColumnValuesToBeBetween",
+                min_value=opts.minimum,
+                max_value=opts.maximum,
+            )
+        )
     if opts.enum:
-        out.append(_rule(prop, "enum", "error", f"取值于 {list(opts.enum)}", personal,
-                         "ExpectColumnValuesToBeInSet", value_set=list(opts.enum)))
+        out.append(
+            _rule(
+                prop,
+                "enum",
+                "error",
+                f"取值于 {list(opts.enum)}",
+                personal,
+                "ExpectColumnValuesToBeInSet",
+                value_set=list(opts.enum),
+            )
+        )
     return out
 
 
-def _library_rule(
-    prop: Property, metric: str, args: dict[str, Any], severity: Any, personal: bool
-) -> Rule:
+def _library_rule(prop: Property, metric: str, args: dict[str, Any], severity: Any, personal: bool) -> Rule:
     # ODCS v3 library metrics with mustBe: 0, i.e. "no row may be ...".
     if metric == "nullValues":
         return _rule(prop, "required", severity, "nullValues = 0", personal, "ExpectColumnValuesToNotBeNull")
     if metric == "duplicateValues":
-        return _rule(prop, "unique", severity, "duplicateValues = 0", personal, "ExpectColumnValuesToBeUnique")
+        return _rule(
+            prop, "unique", severity, "duplicateValues = 0", personal, "ExpectColumnValuesToBeUnique"
+        )
     if "validValues" in args:
-        return _rule(prop, "enum", severity, "invalidValues = 0", personal,
-                     "ExpectColumnValuesToBeInSet", value_set=list(args["validValues"]))
+        return _rule(
+            prop,
+            "enum",
+            severity,
+            "invalidValues = 0",
+            personal,
+            "ExpectColumnValuesToBeInSet",
+            value_set=list(args["validValues"]),
+        )
     if "pattern" in args:
-        return _rule(prop, "pattern", severity, "invalidValues = 0", personal,
-                     "ExpectColumnValuesToMatchRegex", regex=str(args["pattern"]))
+        return _rule(
+            prop,
+            "pattern",
+            severity,
+            "invalidValues = 0",
+            personal,
+            "ExpectColumnValuesToMatchRegex",
+            regex=str(args["pattern"]),
+        )
     raise ContractError(
         f"property {prop.name!r}: unsupported: invalidValues needs arguments.validValues or arguments.pattern"
     )
@@ -290,8 +351,17 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
         return None
     if not isinstance(raw, dict):
         raise ContractError(f"contract {contract.ref}: customProperties.certificate must be a mapping")
-    allowed = {"typeCode", "typeName", "issuerName", "issuerCode", "numberColumn", "holders", "fields",
-               "validFromColumn", "validToColumn"}
+    allowed = {
+        "typeCode",
+        "typeName",
+        "issuerName",
+        "issuerCode",
+        "numberColumn",
+        "holders",
+        "fields",
+        "validFromColumn",
+        "validToColumn",
+    }
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ContractError(f"contract {contract.ref}: unsupported certificate keys: {', '.join(unknown)}")

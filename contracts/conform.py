@@ -94,7 +94,11 @@ def _from_text(text: pa.Array, target: pa.DataType, timezone: str) -> pa.Array:
         return pc.coalesce(aware.cast(target), naive_local.cast(target))
     if pa.types.is_decimal(target):
         whole = target.precision - target.scale
-        pattern = rf"^[+-]?\d{{1,{whole}}}(\.\d{{1,{target.scale}}})?$" if target.scale else rf"^[+-]?\d{{1,{whole}}}$"
+        pattern = (
+            rf"^[+-]?\d{{1,{whole}}}(\.\d{{1,{target.scale}}})?$"
+            if target.scale
+            else rf"^[+-]?\d{{1,{whole}}}$"
+        )
         return _cast_where_matches(trimmed, pattern, target)
     if pa.types.is_integer(target):
         return _cast_where_matches(trimmed, r"^[+-]?\d{1,18}$", target)

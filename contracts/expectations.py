@@ -103,7 +103,7 @@ def expectation_for(rule: Rule) -> gxe.Expectation:
         cls = _CHECK_CLASSES[rule.check]
     else:
         cls = getattr(gxe, rule.expectation)
-    return cls(column=rule.gx_column, meta=meta, **rule.kwargs)
+    return cls(column=rule.gx_column, meta=meta, **rule.kwargs)  # type: ignore[call-arg]
 
 
 def build_suite(compiled: CompiledContract) -> gx.ExpectationSuite:

@@ -31,8 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
-
+from evidence.canonical import canonical_json
 from evidence.identifier import CertificateId, InvalidCertificateId
 from evidence.merkle import leaf_hash, verify_inclusion
 from evidence.note import Checkpoint, open_note, parse_vkey
@@ -58,7 +57,7 @@ class VerifiedBundle:
 def certificate_leaf_bytes(certificate: Mapping[str, Any]) -> bytes:
     """The log entry of a certificate: its RFC 8785 canonical JSON (UTF-8)."""
     try:
-        return rfc8785.dumps(certificate)
+        return canonical_json(certificate)
     except (ValueError, TypeError) as exc:
         # RFC 8785 §3.2.2.3: numbers must be IEEE 754 doubles; integers beyond 2^53 are refused.
         raise EvidenceError(f"certificate cannot be written as canonical JSON: {exc}") from exc

@@ -149,7 +149,9 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
         reraise=True,
         before_sleep=lambda rs: logger.warning(
             "%s: attempt %d failed (%s); resuming from the last landed batch",
-            connector_name, rs.attempt_number, scrub_exception_message(rs.outcome.exception()) if rs.outcome else "",
+            connector_name,
+            rs.attempt_number,
+            _why(rs.outcome.exception() if rs.outcome else None),
         ),
     )
     for attempt in retrying:
@@ -159,10 +161,13 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
             for pulled in connector.pull(cursor, pipeline.settings.batch_size):
                 validation = validate_batch(validator, pulled.batch, connector_name)
                 if validation.error_rate > compiled.max_error_rate:
-                    pipeline.lake.write_quarantine(compiled.contract.id, f"breach-{run_id}", validation.quarantined)
+                    pipeline.lake.write_quarantine(
+                        compiled.contract.id, f"breach-{run_id}", validation.quarantined
+                    )
                     raise ContractBreached(
-                        f"connector {connector_name!r}: {validation.quarantined.num_rows} of {validation.pulled} "
-                        f"rows ({validation.error_rate:.0%}) broke contract {compiled.ref}, above its "
+                        f"connector {connector_name!r}: {validation.quarantined.num_rows} of "
+                        f"{validation.pulled} rows ({validation.error_rate:.0%}) broke contract "
+                        f"{compiled.ref}, above its "
                         f"maxErrorRate {compiled.max_error_rate:.0%}; nothing from this batch was issued"
                     )
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled)
@@ -170,8 +175,12 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
                 cursor = pulled.cursor
                 logger.info(
                     "%s: batch %s landed: %d pulled, %d accepted, %d quarantined, %d certificates",
-                    connector_name, landed.batch_id[:12], landed.pulled, landed.accepted,
-                    landed.quarantined, landed.certificates,
+                    connector_name,
+                    landed.batch_id[:12],
+                    landed.pulled,
+                    landed.accepted,
+                    landed.quarantined,
+                    landed.certificates,
                 )
     if result.pulled == 0:
         logger.info("%s: nothing new since the last run", connector_name)
@@ -220,7 +229,9 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
         conn.execute(
             runs.update()
             .where(runs.c.run_id == run_id)
-            .values(finished_at=utcnow(), status=status, summary={"connectors": summary.rows(), "tree_size": size})
+            .values(
+                finished_at=utcnow(), status=status, summary={"connectors": summary.rows(), "tree_size": size}
+            )
         )
     create_table_artifact(
         key="daily-sharing-summary",
@@ -234,6 +245,10 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
         names_failed = ", ".join(c.connector for c in summary.failed)
         return Failed(message=f"{len(summary.failed)} connector(s) failed: {names_failed}", data=summary)
     return Completed(message="all connectors landed", data=summary)
+
+
+def _why(exc: BaseException | None) -> str:
+    return scrub_exception_message(exc) if exc is not None else "unknown error"
 
 
 def _redacted(url: str) -> str:

@@ -16,8 +16,15 @@ import hashlib
 import threading
 from dataclasses import dataclass
 
-from connectors import ChainedSecrets, Connector, EnvironmentSecrets, PrefectSecrets, Registration
-from connectors import create_connector, load_registrations
+from connectors import (
+    ChainedSecrets,
+    Connector,
+    EnvironmentSecrets,
+    PrefectSecrets,
+    Registration,
+    create_connector,
+    load_registrations,
+)
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.model import contract_by_id

@@ -66,7 +66,7 @@ def demo(
     from departments import LicenceApi, demo_token, generate_if_missing
 
     settings = _demo_settings()
-    manifest, generated = generate_if_missing(settings.departments_dir, rows=rows, seed=seed)
+    _, generated = generate_if_missing(settings.departments_dir, rows=rows, seed=seed)
     typer.echo(
         f"Demo department systems {'generated' if generated else 'already present'} in "
         f"{settings.departments_dir} ({rows} rows each, seed {seed})."
@@ -116,7 +116,9 @@ def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
     settings = Settings()
     host, port = _demo_api_address(settings)
     token = os.environ.get("SCJG_API_TOKEN") or demo_token(seed)
-    with LicenceApi(settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port) as api:
+    with LicenceApi(
+        settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port
+    ) as api:
         typer.echo(f"serving on {api.base_url}; token in SCJG_API_TOKEN (or the demo token); Ctrl-C stops")
         try:
             while True:
@@ -158,7 +160,9 @@ def _demo_api_address(settings: Settings) -> tuple[str, int]:
 
 @app.command("run")
 def run(
-    connector: Annotated[list[str] | None, typer.Option("--connector", "-c", help="Only these connectors.")] = None,
+    connector: Annotated[
+        list[str] | None, typer.Option("--connector", "-c", help="Only these connectors.")
+    ] = None,
 ) -> None:
     """Run the daily sharing flow once (on the Prefect server in PREFECT_API_URL, or ephemeral)."""
     raise typer.Exit(0 if _run_flow(connector) else 1)
@@ -170,35 +174,52 @@ def _run_flow(connectors: list[str] | None) -> bool:
     state = daily_sharing(connectors=connectors, return_state=True)
     summary = state.result(raise_on_failure=False)
     if not isinstance(summary, RunSummary):
-        typer.secho(f"the flow failed before it could summarise: {scrub_text(str(summary))}", fg="red", err=True)
+        typer.secho(
+            f"the flow failed before it could summarise: {scrub_text(str(summary))}", fg="red", err=True
+        )
         return False
     _print_summary(summary)
     return not summary.failed
 
 
 def _print_summary(s: Any) -> None:
-    typer.echo("")
-    typer.secho(f"OnceOnly daily sharing — run {s.run_id}", bold=True)
-    header = f"{'dataset':<18}{'connector':<22}{'pulled':>9}{'accepted':>10}{'quarantined':>13}{'certificates':>14}  status"
-    typer.echo(header)
-    typer.echo("-" * len(header))
-    for c in s.connectors:
-        typer.echo(
-            f"{c.dataset:<18}{c.connector:<22}{c.pulled:>9}{c.accepted:>10}{c.quarantined:>13}"
-            f"{c.certificates:>14}  {c.status}"
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"OnceOnly daily sharing — run {s.run_id}", title_justify="left")
+    for name in ("dataset", "connector", "pulled", "accepted", "quarantined", "certificates", "status"):
+        table.add_column(
+            name, justify="right" if name in {"pulled", "accepted", "quarantined", "certificates"} else "left"
         )
-        if c.error:
-            typer.secho(f"    {c.error}", fg="red")
-    typer.echo("")
+    for c in s.connectors:
+        status = "ok" if c.status == "ok" else f"[red]{c.status}[/red]"
+        table.add_row(
+            c.dataset,
+            c.connector,
+            str(c.pulled),
+            str(c.accepted),
+            str(c.quarantined),
+            str(c.certificates),
+            status,
+        )
+    console.print(table)
+    for c in s.failed:
+        console.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
     if s.pulled == 0 and not s.failed:
-        typer.echo("Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written.")
-    typer.echo(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}")
-    typer.echo(f"Township extracts written this run: {len(s.extracts)}")
-    typer.echo("Where everything lies:")
-    typer.echo(f"  home       {s.home}")
-    typer.echo(f"  catalog    {s.catalog}")
-    typer.echo(f"  lake       {s.lake}")
-    typer.echo(f"  extracts   {s.extracts_dir}")
+        console.print(
+            "Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written."
+        )
+    console.print(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}", highlight=False)
+    console.print(f"Township extracts written this run: {len(s.extracts)}")
+    console.print("Where everything lies:")
+    for label, value in (
+        ("home", s.home),
+        ("catalog", s.catalog),
+        ("lake", s.lake),
+        ("extracts", s.extracts_dir),
+    ):
+        console.print(f"  {label:<9} {value}", highlight=False)
 
 
 # ----------------------------------------------------------------------------- connectors
@@ -217,18 +238,31 @@ def connectors_list() -> None:
     catalog = Catalog.connect(settings.catalog_url)
     with catalog.begin() as conn:
         state = {r.connector: r for r in conn.execute(select(connector_state))}
-    typer.echo(f"{'name':<22}{'type':<7}{'dataset':<18}{'department':<28}{'rows':>9}  {'status':<8}last pull")
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        "name", "type", "dataset", "department", "rows", "status", "last pull", "cursor / last error"
+    )
     for name, reg in sorted(regs.items()):
         st = state.get(name)
         last = st.last_pull_at.isoformat(timespec="seconds") if st and st.last_pull_at else "never"
-        typer.echo(
-            f"{name:<22}{reg.type:<7}{reg.dataset:<18}{reg.department:<28}"
-            f"{(st.rows_pulled if st else 0):>9}  {(st.last_status if st else '-'):<8}{last}"
-        )
-        if st and st.cursor:
-            typer.echo(f"    cursor: {scrub_text(json.dumps(st.cursor, ensure_ascii=False))[:160]}")
+        detail = ""
         if st and st.last_error:
-            typer.secho(f"    last error: {st.last_error}", fg="red")
+            detail = f"[red]{st.last_error}[/red]"
+        elif st and st.cursor:
+            detail = scrub_text(json.dumps(st.cursor, ensure_ascii=False))[:120]
+        table.add_row(
+            name,
+            reg.type,
+            reg.dataset,
+            reg.department,
+            str(st.rows_pulled if st else 0),
+            st.last_status if st else "-",
+            last,
+            detail,
+        )
+    Console().print(table)
 
 
 @connectors_app.command("test")
@@ -237,7 +271,13 @@ def connectors_test(
     rows: Annotated[int, typer.Option(help="Sample rows to show.")] = 5,
 ) -> None:
     """Connect to a registered system and show sample rows, personal fields masked."""
-    from connectors import ChainedSecrets, EnvironmentSecrets, PrefectSecrets, create_connector, load_registrations
+    from connectors import (
+        ChainedSecrets,
+        EnvironmentSecrets,
+        PrefectSecrets,
+        create_connector,
+        load_registrations,
+    )
     from contracts.compiler import compile_contract
     from contracts.model import contract_by_id
 
@@ -283,8 +323,21 @@ def certificates_list(
 
     settings = Settings()
     c = certificates.c
-    stmt = select(c.cert_id, c.type_name, c.holder_name, c.holder_id, c.status, c.issue_date, c.valid_to,
-                  c.township, c.leaf_index).order_by(c.leaf_index.desc()).limit(limit)
+    stmt = (
+        select(
+            c.cert_id,
+            c.type_name,
+            c.holder_name,
+            c.holder_id,
+            c.status,
+            c.issue_date,
+            c.valid_to,
+            c.township,
+            c.leaf_index,
+        )
+        .order_by(c.leaf_index.desc())
+        .limit(limit)
+    )
     if subject:
         stmt = stmt.where(c.holder_id == subject)
     if township:
@@ -311,8 +364,10 @@ def certificates_list(
     if not items:
         typer.echo("no certificates found")
     for it in items:
-        typer.echo(f"{it['id']}  {it['type']:<6} {it['holder']:<8} {it['holder_id']:<20} {it['status']}  "
-                   f"issued {it['issue_date']}  leaf {it['leaf_index']}")
+        typer.echo(
+            f"{it['id']}  {it['type']:<6} {it['holder']:<8} {it['holder_id']:<20} {it['status']}  "
+            f"issued {it['issue_date']}  leaf {it['leaf_index']}"
+        )
 
 
 def _is_person(holder_id: str) -> bool:
@@ -336,7 +391,9 @@ def certificates_export(
     key, _ = signing_key(settings)
     with Catalog.connect(settings.catalog_url).begin() as conn:
         row = conn.execute(
-            select(certificates.c.canonical, certificates.c.leaf_index).where(certificates.c.cert_id == cert_id)
+            select(certificates.c.canonical, certificates.c.leaf_index).where(
+                certificates.c.cert_id == cert_id
+            )
         ).first()
         if row is None:
             raise typer.BadParameter(f"no certificate {cert_id!r} in the catalog")

@@ -42,7 +42,9 @@ class Settings(BaseSettings):
     connector_attempts: int = Field(
         3, ge=1, description="Attempts per connector per run on transient errors (resumes from the cursor)."
     )
-    retry_wait_seconds: float = Field(5.0, ge=0, description="First wait between attempts; doubles each time.")
+    retry_wait_seconds: float = Field(
+        5.0, ge=0, description="First wait between attempts; doubles each time."
+    )
     registrations_dir: Path = Field(
         _REPO_ROOT / "connectors" / "registrations",
         description="Folder of connector registration files (*.yaml).",
@@ -50,9 +52,7 @@ class Settings(BaseSettings):
     contracts_dir: Path = Field(
         _REPO_ROOT / "contracts" / "datasets", description="Folder of data contracts (*.yaml)."
     )
-    matters_file: Path = Field(
-        _REPO_ROOT / "sharing" / "matters.yaml", description="The matters catalogue."
-    )
+    matters_file: Path = Field(_REPO_ROOT / "sharing" / "matters.yaml", description="The matters catalogue.")
 
     @property
     def catalog_url(self) -> str:

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-POSTGRES_URL = os.environ.get("ONCEONLY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "ONCEONLY_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 MARIADB_URL = os.environ.get("ONCEONLY_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 TEST_PASSPHRASE = "test-passphrase-not-for-production-0123456789"
 
@@ -26,7 +28,9 @@ def _server(url: str, name: str) -> str:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
-        reason = f"{name} is not reachable at {sa.make_url(url).render_as_string(hide_password=True)}: {exc.orig}"
+        reason = (
+            f"{name} is not reachable at {sa.make_url(url).render_as_string(hide_password=True)}: {exc.orig}"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{reason} (CI requires it; .ci/run starts it)")
         pytest.skip(reason)

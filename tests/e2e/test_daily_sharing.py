@@ -123,7 +123,9 @@ def test_bad_rows_are_quarantined_with_their_rule_and_masked_values(world: World
     assert all("********" in r.value_masked for r in hits)
 
 
-def test_exported_bundle_verifies_offline_and_any_tampering_fails(world: World, first: Any, tmp_path: Path) -> None:
+def test_exported_bundle_verifies_offline_and_any_tampering_fails(
+    world: World, first: Any, tmp_path: Path
+) -> None:
     runner = CliRunner()
     listed = runner.invoke(app, ["certificates", "list", "--limit", "5", "--json"])
     assert listed.exit_code == 0, listed.output
@@ -136,8 +138,9 @@ def test_exported_bundle_verifies_offline_and_any_tampering_fails(world: World, 
     data = json.loads(bundle.read_text(encoding="utf-8"))
     for tamper in (
         lambda d: d["certificate"]["holder"].update(name=d["certificate"]["holder"]["name"] + "X"),
-        lambda d: d["inclusion_proof"].__setitem__(0, ("0" if d["inclusion_proof"][0][0] != "0" else "1")
-                                                   + d["inclusion_proof"][0][1:]),
+        lambda d: d["inclusion_proof"].__setitem__(
+            0, ("0" if d["inclusion_proof"][0][0] != "0" else "1") + d["inclusion_proof"][0][1:]
+        ),
         lambda d: d.update(checkpoint=d["checkpoint"].replace("\n", "\n1", 1)),
     ):
         changed = json.loads(json.dumps(data))
@@ -159,11 +162,16 @@ def test_second_run_adds_nothing(world: World, first: Any) -> None:
 
 def test_skip_check_for_a_married_citizen_and_for_a_quarantined_one(world: World, first: Any) -> None:
     with world.catalog().connect() as conn:
-        married = conn.execute(sa.text(
-            "SELECT m.holder_id FROM certificates m JOIN certificates h ON h.holder_id = m.holder_id "
-            "WHERE m.dataset = 'marriage' AND h.dataset = 'household' LIMIT 1")).scalar_one()
+        married = conn.execute(
+            sa.text(
+                "SELECT m.holder_id FROM certificates m JOIN certificates h ON h.holder_id = m.holder_id "
+                "WHERE m.dataset = 'marriage' AND h.dataset = 'household' LIMIT 1"
+            )
+        ).scalar_one()
     runner = CliRunner()
-    out = runner.invoke(app, ["skip-check", "--subject", married, "--matter", "hukou-move-after-marriage", "--json"])
+    out = runner.invoke(
+        app, ["skip-check", "--subject", married, "--matter", "hukou-move-after-marriage", "--json"]
+    )
     assert out.exit_code == 0, out.output
     answer = {m["material"]: m for m in json.loads(out.output)["materials"]}
     assert answer["结婚证"]["skippable"] and answer["结婚证"]["certificate_id"].startswith("1.2.156.3005.2.")
@@ -172,7 +180,9 @@ def test_skip_check_for_a_married_citizen_and_for_a_quarantined_one(world: World
     assert married not in out.output  # the subject is shown masked
 
     unknown_township = next(iter(world.manifest.datasets["household"].bad_keys("unknown_township")))
-    out = runner.invoke(app, ["skip-check", "--subject", unknown_township, "--matter", "pension-enrolment", "--json"])
+    out = runner.invoke(
+        app, ["skip-check", "--subject", unknown_township, "--matter", "pension-enrolment", "--json"]
+    )
     answer = {m["material"]: m for m in json.loads(out.output)["materials"]}
     assert not answer["居民户口簿"]["skippable"]
     assert "township_code.region_code" in answer["居民户口簿"]["reason"]
@@ -197,7 +207,8 @@ def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_
     world.monkeypatch.setenv("SCJG_API_TOKEN", "wrong-token")
     with world.catalog().connect() as conn:
         licence_cursor = conn.execute(
-            sa.text("SELECT cursor FROM connector_state WHERE connector = 'scjg-licences'")).scalar_one()
+            sa.text("SELECT cursor FROM connector_state WHERE connector = 'scjg-licences'")
+        ).scalar_one()
     state, summary = world.run()
     assert state.is_failed()
     by_name = {c.connector: c for c in summary.connectors}
@@ -207,8 +218,9 @@ def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_
     assert by_name["gongan-household"].status == "ok" and by_name["gongan-household"].pulled > 0
     assert by_name["minzheng-marriages"].status == "ok" and by_name["minzheng-marriages"].pulled > 0
     with world.catalog().connect() as conn:
-        state_row = conn.execute(sa.text(
-            "SELECT cursor, last_status FROM connector_state WHERE connector = 'scjg-licences'")).one()
+        state_row = conn.execute(
+            sa.text("SELECT cursor, last_status FROM connector_state WHERE connector = 'scjg-licences'")
+        ).one()
     assert state_row.last_status == "failed"
     assert state_row.cursor == licence_cursor  # the failed department's cursor did not move
 

@@ -25,7 +25,9 @@ def test_text_dates_convert_and_bad_ones_are_flagged_not_fatal() -> None:
 
 def test_timestamps_with_offset_and_naive_local_time_are_the_same_instant() -> None:
     target = pa.timestamp("us", tz=TZ)
-    result, ok = convert(pa.array(["2026-11-20T08:00:00+08:00", "2026-11-20 08:00:00", "yesterday"]), target, TZ)
+    result, ok = convert(
+        pa.array(["2026-11-20T08:00:00+08:00", "2026-11-20 08:00:00", "yesterday"]), target, TZ
+    )
     values = result.to_pylist()
     assert values[0] == values[1]
     assert values[0].astimezone(dt.UTC) == dt.datetime(2026, 11, 20, 0, 0, tzinfo=dt.UTC)

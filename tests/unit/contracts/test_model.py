@@ -33,7 +33,9 @@ def _household_text() -> str:
 
 
 def test_unknown_key_is_rejected_with_file_line_and_key() -> None:
-    text = _household_text().replace("        unique: true\n", "        unique: true\n        colour: red\n", 1)
+    text = _household_text().replace(
+        "        unique: true\n", "        unique: true\n        colour: red\n", 1
+    )
     line = text.splitlines().index("        colour: red") + 1
     with pytest.raises(ContractError) as err:
         parse_contract(text, source="household.yaml")
@@ -52,7 +54,11 @@ def test_wrong_type_is_reported() -> None:
 
 
 def test_rule_on_missing_column_is_rejected() -> None:
-    text = (DATASETS / "business_licence.yaml").read_text(encoding="utf-8").replace("other: valid_to", "other: valid_until")
+    text = (
+        (DATASETS / "business_licence.yaml")
+        .read_text(encoding="utf-8")
+        .replace("other: valid_to", "other: valid_until")
+    )
     with pytest.raises(ContractError, match="refers to missing column 'valid_until'"):
         compile_contract(parse_contract(text))
 

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pytest
 
 from contracts.checks import CheckContext, load_region_codes
-from contracts.identifiers import citizen_id_check_char
 from contracts.compiler import compile_contract
+from contracts.identifiers import citizen_id_check_char
 from contracts.model import load_contract
 from contracts.validate import RULES_COLUMN, Validator
 from onceonly.settings import Settings
@@ -52,11 +52,19 @@ def test_identifier_fixture_is_valid() -> None:
 def test_each_kind_of_bad_row_is_quarantined_with_its_rule(validator: Validator) -> None:
     rows = [
         _row(),
-        _row(person_id="110105194912310021"),                      # wrong check character
-        _row(person_id="12011419800101001" + citizen_id_check_char("12011419800101001"), name=None),            # missing required field
-        _row(person_id=VALID_ID, township_code="120114999000"),    # unknown township
-        _row(person_id="12011420000101001" + citizen_id_check_char("12011420000101001"), birth_date="2000-02-30"),  # not a date
-        _row(person_id="12011420000101001" + citizen_id_check_char("12011420000101001"), registered_on="2099-01-01"),  # warning only
+        _row(person_id="110105194912310021"),  # wrong check character
+        _row(
+            person_id="12011419800101001" + citizen_id_check_char("12011419800101001"), name=None
+        ),  # missing required field
+        _row(person_id=VALID_ID, township_code="120114999000"),  # unknown township
+        _row(
+            person_id="12011420000101001" + citizen_id_check_char("12011420000101001"),
+            birth_date="2000-02-30",
+        ),  # not a date
+        _row(
+            person_id="12011420000101001" + citizen_id_check_char("12011420000101001"),
+            registered_on="2099-01-01",
+        ),  # warning only
     ]
     v = validator.validate(pa.Table.from_pylist(rows), connector="test")
     rules = {(f.row, f.rule) for f in v.failures}
