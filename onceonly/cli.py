@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 
 import typer
 
-from onceonly.errors import OnceOnlyError, VerificationFailed
+from onceonly.errors import ConfigurationError, OnceOnlyError, VerificationFailed
 from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
 from onceonly.settings import Settings
 
@@ -74,9 +74,19 @@ def demo(
     os.environ.setdefault("SCJG_API_TOKEN", demo_token(seed))
     host, port = _demo_api_address(settings)
     db = settings.departments_dir / "scjg" / "licences.db"
-    with LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port) as api:
+    api = LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port)
+    try:
+        api.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve the demo licence API on {host}:{port} ({exc.strerror}); free the port or "
+            "change options.base_url in connectors/registrations/scjg-licences.yaml"
+        ) from exc
+    try:
         typer.echo(f"市场监管 licence API serving on {api.base_url}")
         ok = _run_flow(None)
+    finally:
+        api.stop()
     raise typer.Exit(0 if ok else 1)
 
 
