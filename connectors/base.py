@@ -9,7 +9,9 @@ Example::
 
 The base class owns the public ``pull`` (error translation, bookkeeping); a connector type
 implements ``_pull``. Library errors escaping ``_pull`` are translated at this boundary into
-the project's errors with the connector's name, so callers only ever see ``OnceOnlyError``.
+the project's errors with the connector's name, so callers only ever see ``OnceOnlyError``;
+every message leaving ``pull`` has citizen ID numbers masked and the values of the secrets the
+connector resolved replaced by ``***``.
 Third parties add types through the ``onceonly.connectors`` entry-point group.
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.metadata
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,6 +31,7 @@ from connectors.registration import Registration
 from connectors.secrets import SecretResolver
 from onceonly.errors import (
     ConfigurationError,
+    ConnectorError,
     OnceOnlyError,
     SourceDataMalformed,
     SourceUnavailable,
@@ -52,41 +55,75 @@ class Connector(abc.ABC):
 
     type_name: ClassVar[str] = ""
 
-    def __init__(self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver) -> None:
+    def __init__(
+        self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver
+    ) -> None:
         self.registration = registration
         self.name = registration.name
         self.options = dict(options)
         self._secrets = secrets
+        self._revealed: set[str] = set()
         self.validate_options()
 
-    def validate_options(self) -> None:
+    def validate_options(self) -> None:  # noqa: B027 - optional hook, not abstract
         """Raise ConfigurationError when required options are missing (override per type)."""
 
     def secret(self, key: str) -> str | None:
         """The value of the registration's secret ``key``, resolved now; None if not declared."""
         name = self.registration.secrets.get(key)
-        return None if name is None else self._secrets.resolve(name, connector=self.name)
+        if name is None:
+            return None
+        value = self._secrets.resolve(name, connector=self.name)
+        if value:
+            self._revealed.add(value)
+        return value
 
-    def pull(self, cursor: Cursor | None, batch_size: int) -> Iterator[Pulled]:
+    def pull(self, cursor: Cursor | None, batch_size: int) -> Generator[Pulled, None, None]:
         """Yield batches after ``cursor`` (None = from the start), each with its new cursor."""
+        if batch_size < 1:
+            raise ConfigurationError(
+                f"connector {self.name!r}: batch_size must be at least 1, not {batch_size}"
+            )
         try:
             yield from self._pull(cursor, batch_size)
-        except OnceOnlyError:
+        except OnceOnlyError as exc:
+            self._redact(exc)
             raise
         except (ValueError, pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise SourceDataMalformed(self.name, _plain(exc)) from exc
+            raise self._redact(SourceDataMalformed(self.name, _plain(exc))) from exc
         except OSError as exc:
-            raise SourceUnavailable(self.name, _plain(exc)) from exc
+            raise self._redact(SourceUnavailable(self.name, _plain(exc))) from exc
 
     def sample(self, rows: int = 5) -> pa.Table:
         """The first ``rows`` rows from the start, for ``onceonly connectors test``."""
-        for pulled in self.pull(None, rows):
-            return pa.Table.from_batches([pulled.batch]).slice(0, rows)
+        pulls = self.pull(None, rows)
+        try:
+            for pulled in pulls:
+                return pa.Table.from_batches([pulled.batch]).slice(0, rows)
+        finally:
+            pulls.close()  # release the source's connection now, not when garbage-collected
         return pa.table({})
 
     @abc.abstractmethod
     def _pull(self, cursor: Cursor | None, batch_size: int) -> Iterator[Pulled]:
         """Yield batches after ``cursor``; may raise library errors (translated by ``pull``)."""
+
+    def _redact(self, exc: OnceOnlyError) -> OnceOnlyError:
+        """``exc`` with citizen ID numbers masked and resolved secret values removed, in place.
+
+        A driver may quote what it was given (a row, a cursor value, a connection string);
+        whatever a connector type forgot, no message leaves ``pull`` carrying either.
+        """
+
+        def clean(text: str) -> str:
+            for value in self._revealed:
+                text = text.replace(value, "***")
+            return scrub_text(text)
+
+        if isinstance(exc, ConnectorError):
+            exc.cause = clean(exc.cause)
+        exc.args = tuple(clean(a) if isinstance(a, str) else a for a in exc.args)
+        return exc
 
     def require(self, *keys: str) -> None:
         missing = [k for k in keys if not self.options.get(k)]

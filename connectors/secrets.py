@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Protocol, cast
 
 from onceonly.errors import ConfigurationError
 
@@ -49,7 +49,8 @@ class PrefectSecrets:
         from prefect.blocks.system import Secret
 
         try:
-            secret = Secret.load(name.lower().replace("_", "-"), _sync=True)  # type: ignore[call-arg]
+            # _sync=True: the block, not a coroutine, even when called inside a running flow.
+            secret = cast(Secret, Secret.load(name.lower().replace("_", "-"), _sync=True))  # type: ignore[call-arg]
         except ValueError as exc:
             raise MissingSecret(f"connector {connector!r}: no Prefect Secret block named {name!r}") from exc
         return str(secret.get())

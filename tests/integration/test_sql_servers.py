@@ -1,0 +1,254 @@
+"""The ``sql`` connector against the real PostgreSQL and MariaDB servers on this machine.
+
+Each test creates its own uniquely named table (and, on PostgreSQL, schema) and drops it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from connectors import EnvironmentSecrets, Pulled, Registration, create_connector
+from connectors.base import Connector, Cursor
+from onceonly.errors import ConfigurationError, SourceRejected, SourceSchemaChanged
+
+pytestmark = pytest.mark.integration
+
+BASE = dt.datetime(2026, 11, 20, 8, 0, 0)
+CURSOR = {"column": "updated_at", "tiebreak": "id"}
+UTC = dt.UTC
+
+
+def _source(
+    url: str, table: str, *, schema: str | None = None, cursor: dict[str, str] = CURSOR, **reg: Any
+) -> Connector:
+    options: dict[str, Any] = {"url": url, "table": table, "cursor": cursor}
+    if schema:
+        options["schema"] = schema
+    registration = Registration(
+        name=reg.get("name", "gongan-test"),
+        department="测试",
+        dataset="household",
+        type="sql",
+        options=options,
+        secrets=reg.get("secrets", {}),
+    )
+    return create_connector(
+        registration, home=Path("/nonexistent"), secrets=EnvironmentSecrets(reg.get("env", {}))
+    )
+
+
+def _drain(source: Connector, cursor: Cursor | None = None, batch_size: int = 7) -> list[Pulled]:
+    out = []
+    for p in source.pull(cursor, batch_size):
+        assert isinstance(p.batch, pa.RecordBatch) and 0 < p.batch.num_rows <= batch_size
+        out.append(Pulled(p.batch, json.loads(json.dumps(p.cursor))))
+    return out
+
+
+def _ids(pulled: list[Pulled]) -> list[int]:
+    return [v for p in pulled for v in p.batch.column("id").to_pylist()]
+
+
+@pytest.fixture(params=["postgres_url", "mariadb_url"], ids=["postgresql", "mariadb"])
+def server(request: pytest.FixtureRequest) -> str:
+    """The URL of each server in turn (the fixtures skip, or fail under CI, when one is down)."""
+    return str(request.getfixturevalue(request.param))
+
+
+@pytest.fixture
+def table(server: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
+    """A fresh table ``oo_conn_<random>`` on the server, dropped afterwards."""
+    engine = sa.create_engine(server)
+    metadata = sa.MetaData()
+    tbl = sa.Table(
+        f"oo_conn_{uuid.uuid4().hex[:10]}",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("updated_at", sa.DateTime),
+        sa.Column("changed_tz", sa.DateTime(timezone=True)),  # TIMESTAMPTZ on PostgreSQL
+        sa.Column("amount", sa.Numeric(12, 2)),
+        sa.Column("born", sa.Date),
+        sa.Column("name", sa.String(50)),
+        sa.Column("note", sa.Text),
+    )
+    metadata.create_all(engine)
+    try:
+        yield engine, tbl
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def _rows(ids: range, seed: int = 3) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [
+        {
+            "id": i,
+            "updated_at": BASE + dt.timedelta(minutes=rng.randrange(12)),
+            "changed_tz": dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.timezone(dt.timedelta(hours=8))),
+            "amount": Decimal("1234567890.25") if i % 2 else Decimal("0.50"),
+            "born": dt.date(1990, 1, 1) + dt.timedelta(days=i),
+            "name": f"名字{i}",
+            "note": None,
+        }
+        for i in ids
+    ]
+
+
+def _order(rows: list[dict[str, Any]]) -> list[int]:
+    return [r["id"] for r in sorted(rows, key=lambda r: (r["updated_at"], r["id"]))]
+
+
+def test_keyset_pulls_are_exactly_once_across_batches_resumes_and_later_rows(
+    server: str, table: tuple[sa.Engine, sa.Table]
+) -> None:
+    engine, tbl = table
+    rows = _rows(range(1, 101))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), rows)
+    source = _source(server, tbl.name)
+    order = _order(rows)
+
+    pulled = _drain(source, None, batch_size=7)
+    assert [p.batch.num_rows for p in pulled] == [7] * 14 + [2]
+    assert _ids(pulled) == order
+    for k, p in enumerate(pulled):
+        assert _ids(_drain(source, p.cursor)) == order[(k + 1) * 7 :], f"resuming after batch {k}"
+
+    last = max(r["updated_at"] for r in rows)
+    later = _rows(range(101, 103))
+    later[0]["updated_at"] = last  # the same timestamp as the watermark, a higher id
+    later[1]["updated_at"] = last + dt.timedelta(seconds=1)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), later)
+    again = _drain(source, pulled[-1].cursor)
+    assert _ids(again) == [101, 102]
+    assert _drain(source, again[-1].cursor) == []
+
+
+def test_columns_arrive_as_their_declared_arrow_types(server: str, table: tuple[sa.Engine, sa.Table]) -> None:
+    engine, tbl = table
+    rows = _rows(range(1, 7))
+    for r in rows[3:]:  # the second batch holds only NULLs in these columns
+        r.update(changed_tz=None, amount=None, born=None, name=None)
+    for i, r in enumerate(rows):
+        r["updated_at"] = BASE + dt.timedelta(minutes=i)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), rows)
+
+    pulled = _drain(_source(server, tbl.name), None, batch_size=3)
+    postgres = engine.dialect.name == "postgresql"
+    expected = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("updated_at", pa.timestamp("us")),
+            ("changed_tz", pa.timestamp("us", tz="UTC") if postgres else pa.timestamp("us")),
+            ("amount", pa.decimal128(12, 2)),
+            ("born", pa.date32()),
+            ("name", pa.string()),
+            ("note", pa.string()),
+        ]
+    )
+    assert [p.batch.schema for p in pulled] == [expected, expected]
+    first = pulled[0].batch.to_pylist()[0]
+    assert first["amount"] == Decimal("1234567890.25")
+    assert first["born"] == dt.date(1990, 1, 2)
+    assert first["name"] == "名字1"
+    if postgres:  # the same instant, whatever the session's time zone
+        assert first["changed_tz"] == dt.datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
+    assert pulled[1].batch.column("amount").null_count == 3
+
+
+def test_missing_table_and_missing_cursor_column_are_schema_changes(
+    server: str, table: tuple[sa.Engine, sa.Table]
+) -> None:
+    _, tbl = table
+    with pytest.raises(SourceSchemaChanged, match="oo_conn_missing"):
+        _drain(_source(server, "oo_conn_missing"))
+    with pytest.raises(SourceSchemaChanged, match="changed_at"):
+        _drain(_source(server, tbl.name, cursor={"column": "changed_at", "tiebreak": "id"}))
+
+
+def test_a_table_in_a_named_postgresql_schema(postgres_url: str) -> None:
+    schema = f"oo_schema_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+            conn.exec_driver_sql(f'CREATE TABLE "{schema}".member (id int PRIMARY KEY, updated_at timestamp)')
+            conn.exec_driver_sql(f"INSERT INTO \"{schema}\".member VALUES (1, '2026-11-20 08:00'), (2, NULL)")
+        pulled = _drain(_source(postgres_url, "member", schema=schema))
+        assert _ids(pulled) == [2, 1]  # NULL watermarks first, on PostgreSQL too
+        with pytest.raises(SourceSchemaChanged):
+            _drain(_source(postgres_url, "member"))  # not in the default schema
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        engine.dispose()
+
+
+def _maria_stranger(mariadb_url: str, password: str) -> Connector:
+    url = sa.make_url(mariadb_url).set(username=f"nobody_{uuid.uuid4().hex[:6]}", password=None)
+    return _source(
+        url.render_as_string(hide_password=False),
+        "household_member",
+        name="gongan-maria",
+        secrets={"password": "GONGAN_DB_PASSWORD"},
+        env={"GONGAN_DB_PASSWORD": password},
+    )
+
+
+def test_unknown_mariadb_user_is_rejected_without_the_password(mariadb_url: str) -> None:
+    password = "Wr0ng-Pass-4-gongan"
+    with pytest.raises(SourceRejected) as info:
+        _drain(_maria_stranger(mariadb_url, password))
+    assert "gongan-maria" in str(info.value) and "denied" in str(info.value).lower()
+    assert password not in str(info.value)
+
+
+def test_a_password_pymysql_cannot_send_is_a_configuration_error(mariadb_url: str) -> None:
+    password = "Пароль-不是-latin1"
+    with pytest.raises(ConfigurationError, match="latin-1") as info:
+        _drain(_maria_stranger(mariadb_url, password))
+    assert password not in str(info.value)
+
+
+def test_unknown_postgresql_role_is_rejected_not_a_schema_change(postgres_url: str) -> None:
+    password = "pg-secret-9876"
+    url = sa.make_url(postgres_url).set(username=f"nobody_{uuid.uuid4().hex[:6]}")
+    source = _source(
+        url.render_as_string(hide_password=False),
+        "household_member",
+        secrets={"password": "PG_PASSWORD"},
+        env={"PG_PASSWORD": password},
+    )
+    with pytest.raises(SourceRejected, match="refused the connection") as info:
+        _drain(source)
+    assert password not in str(info.value)
+
+
+def test_unknown_database_is_rejected(server: str) -> None:
+    url = sa.make_url(server).set(database=f"oo_nodb_{uuid.uuid4().hex[:6]}")
+    with pytest.raises(SourceRejected, match="refused the connection"):
+        _drain(_source(url.render_as_string(hide_password=False), "household_member"))
+
+
+def test_no_error_message_carries_a_secret_value_even_when_the_server_quotes_it(postgres_url: str) -> None:
+    # The server quotes the role name; here the role name is also the password.
+    stranger = f"nobody_{uuid.uuid4().hex[:6]}"
+    url = sa.make_url(postgres_url).set(username=stranger).render_as_string(hide_password=False)
+    source = _source(url, "t", secrets={"password": "PG_PASSWORD"}, env={"PG_PASSWORD": stranger})
+    with pytest.raises(SourceRejected) as info:
+        _drain(source)
+    assert stranger not in str(info.value) and 'role "***" does not exist' in str(info.value)
