@@ -4,7 +4,7 @@ Example::
 
     manifest = generate_all(Path("var/departments"), rows=5000, seed=20261121)
     manifest.datasets["household"].bad_rows[0]
-    # BadRow(kind='bad_check_char', key='12011419870312461X', column='person_id')
+    # BadRow(kind='missing_required', key='120114200310205034', column='name')
     manifest = add_updates(Path("var/departments"), rows=200, seed=1)   # the next day's changes
 
 Layout under ``root``::
@@ -24,7 +24,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import multiprocessing
 import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,7 @@ from departments.household import (
     Registry,
     create_household_table,
     default_household_url,
+    household_change_days,
     household_engine,
     household_rows,
     insert_household_rows,
@@ -50,15 +55,13 @@ from departments.licences import (
     eligible_representatives,
     insert_licence_rows,
     licence_rows,
-    read_licence_rows,
+    read_usccs,
 )
 from departments.marriages import (
     DEFAULT_DROP_DIR,
-    last_serials,
-    marriage_files,
+    index_marriages,
     marriage_rows,
     pair_registry_people,
-    read_marriage_csv,
     registry_singles,
     write_marriage_csv,
 )
@@ -70,7 +73,6 @@ from departments.population import (
     age_on,
     bad_rows_per_kind,
     day,
-    last_change_days,
     synthesize_population,
     townships,
 )
@@ -173,6 +175,51 @@ def _iso_naive(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+# Below this many rows a second process costs more than it saves.
+PARALLEL_FROM_ROWS = 200_000
+
+
+@dataclass
+class _LicenceSummary:
+    rows: int
+    bad_rows: list[BadRow]
+    watermark: str | None
+
+
+def _write_licences(path: Path, rows: int, rng: np.random.Generator, reps: People) -> _LicenceSummary:
+    create_licence_db(path, replace=True)
+    batch = licence_rows(rng, rows, reps, set())
+    insert_licence_rows(path, batch.rows)
+    return _LicenceSummary(len(batch.rows), batch.bad_rows, batch.watermark)
+
+
+def _beside(rows: int, job: Callable[..., _LicenceSummary], *args: Any) -> Callable[[], _LicenceSummary]:
+    """Start ``job(*args)`` in a spawned process when ``rows`` is large; call the result to wait.
+
+    The job gets its own generator, so the data are the same whether it ran beside or inline
+    (it also runs inline if the process cannot be started).
+    """
+    if rows < PARALLEL_FROM_ROWS:
+        done = job(*args)
+        return lambda: done
+    try:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(job, *args)
+    except (OSError, RuntimeError):
+        done = job(*args)
+        return lambda: done
+
+    def wait() -> _LicenceSummary:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return job(*args)
+        finally:
+            pool.shutdown()
+
+    return wait
+
+
 def generate_all(
     root: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, household_url: str | None = None
 ) -> Manifest:
@@ -189,19 +236,18 @@ def generate_all(
     yesterday = BASE_DATE - dt.timedelta(days=1)
 
     people = synthesize_population(rng_pop, rows - bad_rows_per_kind(rows), taken=taken)
-    changes = last_change_days(rng_h, people.registered_on, yesterday)
-    household = household_rows(rng_h, people, changes, rows=rows, first_id=1)
+    changes, together = household_change_days(rng_h, people, yesterday)
+    household = household_rows(rng_h, people, changes, together, rows=rows, first_id=1)
+    # The licence register needs only the representatives: write it on the second core.
+    licence_path = root / DEFAULT_LICENCE_PATH
+    reps = eligible_representatives(people, household.spoilt)
+    licences_done = _beside(rows, _write_licences, licence_path, rows, rng_l, reps)
     engine = household_engine(household_url or default_household_url(root))
     try:
         create_household_table(engine, replace=True)
         insert_household_rows(engine, household.rows)
     finally:
         engine.dispose()
-
-    licence_path = root / DEFAULT_LICENCE_PATH
-    create_licence_db(licence_path, replace=True)
-    licences = licence_rows(rng_l, rows, eligible_representatives(people, household.spoilt), set())
-    insert_licence_rows(licence_path, licences.rows)
 
     ok = np.ones(len(people), dtype=bool)
     ok[list(household.spoilt)] = False
@@ -212,6 +258,7 @@ def generate_all(
     singles = registry_singles(rng_m, people, unpaired, BASE_DATE, share=0.6)
     marriages = marriage_rows(rng_m, rows, people, couples, singles, taken)
     marriage_file = write_marriage_csv(root / DEFAULT_DROP_DIR, BASE_DATE, marriages.rows)
+    licences = licences_done()
 
     watermarks = {
         HOUSEHOLD: _iso_naive(household.watermark),
@@ -231,7 +278,7 @@ def generate_all(
                 watermarks[HOUSEHOLD],
             ),
             LICENCES: DatasetManifest(
-                len(licences.rows),
+                licences.rows,
                 "uscc",
                 DEFAULT_LICENCE_PATH.as_posix(),
                 licences.bad_rows,
@@ -254,7 +301,7 @@ def generate_all(
                 day=yesterday.isoformat(),
                 written={
                     HOUSEHOLD: len(household.rows),
-                    LICENCES: len(licences.rows),
+                    LICENCES: licences.rows,
                     MARRIAGES: len(marriages.rows),
                 },
                 watermarks=watermarks,
@@ -332,17 +379,13 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
     engine = household_engine(url)
     try:
         registry = read_registry(engine)
-        existing_marriages = [
-            r for p in marriage_files(root / DEFAULT_DROP_DIR) for r in read_marriage_csv(p)
-        ]
-        married = {
-            r[c] for r in existing_marriages for c in ("男方公民身份号码", "女方公民身份号码") if r.get(c)
-        }
+        dropped = index_marriages(root / DEFAULT_DROP_DIR)
+        married = dropped.spouses
         taken = {pid[:17] for pid in registry.person_id if pid} | {pid[:17] for pid in married}
         bad_people = manifest.datasets[HOUSEHOLD].bad_keys()
         update = registry_update(rng_h, registry, rows - per, bad_people, taken, on)
         household = household_rows(
-            rng_h, update.people, update.change_days, rows=rows, first_id=registry.max_id + 1
+            rng_h, update.people, update.change_days, update.groups, rows=rows, first_id=registry.max_id + 1
         )
         insert_household_rows(engine, household.rows)
     finally:
@@ -357,7 +400,7 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
     people, households = _registry_people(registry, usable)
 
     licence_path = root / DEFAULT_LICENCE_PATH
-    existing_usccs = {r[0][:17] for r in read_licence_rows(licence_path) if r[0]}
+    existing_usccs = {u[:17] for u in read_usccs(licence_path) if u}
     changed_usccs = change_licences(
         rng_l, licence_path, round(rows * 0.05), manifest.datasets[LICENCES].bad_keys(), on
     )
@@ -375,9 +418,7 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
     couples = pair_registry_people(rng_m, people, pool, households, limit=round(n * 0.35))
     rest = np.setdiff1d(pool, couples.ravel())
     singles = np.sort(rng_m.permutation(rest)[: round(n * 0.35)])
-    marriages = marriage_rows(
-        rng_m, rows, people, couples, singles, taken, on=on, serials=last_serials(existing_marriages)
-    )
+    marriages = marriage_rows(rng_m, rows, people, couples, singles, taken, on=on, serials=dropped.serials)
     marriage_file = write_marriage_csv(root / DEFAULT_DROP_DIR, on + dt.timedelta(days=1), marriages.rows)
 
     watermarks = {

@@ -2,9 +2,12 @@
 
 Example::
 
+    rng = np.random.default_rng(1)
+    people = synthesize_population(rng, 1000 - bad_rows_per_kind(1000))   # duplicates add rows
+    days, groups = household_change_days(rng, people, dt.date(2026, 11, 19))
+    batch = household_rows(rng, people, days, groups, rows=1000, first_id=1)  # ~1 % bad rows
     engine = household_engine("sqlite:///var/departments/gongan/household.db")
     create_household_table(engine, replace=True)
-    batch = household_rows(np.random.default_rng(1), synthesize_population(rng, 1000), first_id=1)
     insert_household_rows(engine, batch.rows)
 
 The same code runs on PostgreSQL (``postgresql+psycopg://…``): columns use SQLAlchemy's generic
@@ -44,15 +47,18 @@ from departments.population import (
     UNKNOWN_TOWNSHIP_CODES,
     BadRow,
     Days,
+    Ints,
     Population,
     age_on,
     apply_bad_rows,
+    change_order,
     compose_names,
     day,
     draw_addresses,
     draw_surnames,
     draw_townships,
     household_number,
+    last_change_days,
     mint_citizen_ids,
     plan_bad_rows,
     spoil_check_char,
@@ -161,15 +167,36 @@ def _next_house_number(address: str) -> str:
     return re.sub(r"(\d+)号", lambda m: f"{int(m.group(1)) + 1}号", address, count=1)
 
 
+def household_change_days(rng: np.random.Generator, people: Population, until: dt.date) -> tuple[Days, Ints]:
+    """Each member's last change, and its group: half the households changed together (迁址,
+    户主变更), all members in one transaction; the others member by member (group -1)."""
+    own = last_change_days(rng, people.registered_on, until)
+    hh = people.household
+    n_hh = int(hh.max()) + 1 if len(hh) else 0
+    latest = np.zeros(n_hh, dtype=np.int64)
+    np.maximum.at(latest, hh, people.registered_on.astype(np.int64))
+    together = last_change_days(rng, latest.astype("datetime64[D]"), until)
+    shared = rng.random(n_hh) < 0.5
+    days = np.where(shared[hh], together[hh], own)
+    return days, np.where(shared[hh], hh, -1).astype(np.int64)
+
+
 def household_rows(
-    rng: np.random.Generator, people: Population, change_days: Days, *, rows: int, first_id: int
+    rng: np.random.Generator,
+    people: Population,
+    change_days: Days,
+    groups: Ints | None = None,
+    *,
+    rows: int,
+    first_id: int,
 ) -> HouseholdBatch:
     """``rows`` registry rows: one per person, in order of their last change, plus bad rows.
 
-    ``len(people)`` must be ``rows`` minus the planned duplicates.
+    ``len(people)`` must be ``rows`` minus the planned duplicates; ``groups`` (see
+    :func:`household_change_days`) marks people whose rows were saved together.
     """
-    order = np.argsort(change_days, kind="stable")
-    stamps = timestamps_in_order(rng, change_days[order]).tolist()
+    order = change_order(rng, change_days, groups)
+    stamps = timestamps_in_order(rng, change_days[order], None if groups is None else groups[order]).tolist()
     birth = people.birth.tolist()
     registered = people.registered_on.tolist()
     codes = people.township_code
@@ -274,6 +301,7 @@ class RegistryUpdate:
 
     people: Population
     change_days: Days
+    groups: Ints  # newcomer households arrive in one transaction each
     changed: set[str]  # person_ids of existing people who got a new row
 
 
@@ -363,7 +391,10 @@ def registry_update(
 
     people = concat_population(parts)
     changed = set(parts[0].person_id) if n_moves else set()
-    return RegistryUpdate(people, np.full(len(people), last_day), changed)
+    groups = np.full(len(people), -1, dtype=np.int64)
+    if n_new:
+        groups[len(people) - n_new :] = parts[-1].household
+    return RegistryUpdate(people, np.full(len(people), last_day), groups, changed)
 
 
 def concat_population(parts: Sequence[Population]) -> Population:
@@ -396,6 +427,7 @@ __all__ = [
     "concat_population",
     "create_household_table",
     "default_household_url",
+    "household_change_days",
     "household_engine",
     "household_member",
     "household_rows",

@@ -2,10 +2,11 @@
 
 Example::
 
-    with LicenceApi(root / "scjg" / "licences.db", token=demo_token(20261121)) as api:
+    token = demo_token(20261121)
+    with LicenceApi(root / "scjg" / "licences.db", token) as api:
         httpx.get(f"{api.base_url}/business-licences", params={"page": 1, "size": 500},
                   headers={"Authorization": f"Bearer {token}"}).json()
-        # {"data": [{"uscc": "91120114MA05…", …}], "page": 1, "size": 500, "total": 5000}
+        # {"data": [{"uscc": "931201143994019804", …}], "page": 1, "size": 500, "total": 5000}
 
 The register is a SQLite table ``business_licence`` of text columns (dates as YYYY-MM-DD,
 ``registered_capital`` as a decimal string in 万元, ``updated_at`` as ISO 8601 with +08:00).
@@ -19,9 +20,11 @@ import contextlib
 import datetime as dt
 import hmac
 import json
+import logging
 import random
 import re
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -39,11 +42,14 @@ from departments.population import (
     DISTRICT_CODE,
     DISTRICT_NAME,
     SHANGHAI,
+    SYSTEM_MIGRATION,
     UNKNOWN_TOWNSHIP_CODES,
     BadRow,
+    Ints,
     People,
     age_on,
     apply_bad_rows,
+    change_order,
     day,
     draw_addresses,
     draw_names,
@@ -55,6 +61,8 @@ from departments.population import (
     township_codes,
     years,
 )
+
+logger = logging.getLogger(__name__)
 
 LICENCE_TABLE = "business_licence"
 LICENCE_COLUMNS = (
@@ -175,6 +183,12 @@ def read_licence_rows(path: Path) -> list[LicenceRow]:
         ).fetchall()
 
 
+def read_usccs(path: Path) -> list[str]:
+    """The ``uscc`` of every row (no other column: quick even on millions of rows)."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return [r[0] for r in conn.execute(f"SELECT uscc FROM {LICENCE_TABLE}")]
+
+
 def mint_usccs(
     rng: np.random.Generator, type_codes: Sequence[str], reformed: Sequence[bool], taken: set[str]
 ) -> list[str]:
@@ -264,17 +278,17 @@ def licence_rows(
         (established >= day(_REFORM)).tolist(),
         taken,
     )
-    brand = rng.integers(0, len(_BRAND_FIRST), n), rng.integers(0, len(_BRAND_SECOND), n)
-    trade = rng.integers(0, len(_INDUSTRIES), n)
-    shop = rng.integers(0, len(_SHOPS), n)
-    coop = rng.integers(0, len(_COOPERATIVES), n)
-    long_prefix = rng.random(n) < 0.7
+    first = rng.integers(0, len(_BRAND_FIRST), n).tolist()
+    second = rng.integers(0, len(_BRAND_SECOND), n).tolist()
+    trade = rng.integers(0, len(_INDUSTRIES), n).tolist()
+    shop = rng.integers(0, len(_SHOPS), n).tolist()
+    coop = rng.integers(0, len(_COOPERATIVES), n).tolist()
+    long_prefix = (rng.random(n) < 0.7).tolist()
     names: list[str] = []
     scopes: list[str] = []
     for i, ent in enumerate(entity):
-        b = _BRAND_FIRST[brand[0][i]] + _BRAND_SECOND[brand[1][i]]
+        b = _BRAND_FIRST[first[i]] + _BRAND_SECOND[second[i]]
         word, scope = _INDUSTRIES[trade[i]]
-        place = DISTRICT_NAME if long_prefix[i] else "天津"
         if ent == "个体工商户":
             word, scope = _SHOPS[shop[i]]
             names.append(f"武清区{b}{word}")
@@ -288,7 +302,7 @@ def licence_rows(
         elif ent == "合伙企业":
             names.append(f"天津{b}{word}合伙企业（有限合伙）")
         else:
-            names.append(f"{place}{b}{word}有限公司")
+            names.append(f"{DISTRICT_NAME if long_prefix[i] else '天津'}{b}{word}有限公司")
         scopes.append(f"一般项目：{scope}{_SCOPE_TAIL}")
 
     small = np.array([e == "个体工商户" for e in entity])
@@ -312,12 +326,24 @@ def licence_rows(
     codes = township_codes(town.tolist())
     status = np.where(rng.random(n) < 0.88, "存续", "在业").tolist()
 
-    changed = (
-        last_change_days(rng, valid_from, BASE_DATE - dt.timedelta(days=1)) if on is None else established
-    )
-    order = np.argsort(changed, kind="stable")
-    stamps = timestamps_in_order(rng, changed[order])
+    groups: Ints | None = None
+    if on is None:
+        yesterday = BASE_DATE - dt.timedelta(days=1)
+        changed = last_change_days(rng, valid_from, yesterday)
+        # Bulk jobs (e.g. the yearly 年报 status sync) touched many licences in one transaction.
+        n_jobs = max(1, n // 400)
+        job_day = last_change_days(rng, np.full(n_jobs, day(SYSTEM_MIGRATION)), yesterday)
+        job = rng.integers(0, n_jobs, n)
+        bulk = (rng.random(n) < 0.15) & (job_day[job] >= valid_from)
+        changed = np.where(bulk, job_day[job], changed)
+        groups = np.where(bulk, job, -1).astype(np.int64)
+    else:
+        changed = established
+    order = change_order(rng, changed, groups)
+    stamps = timestamps_in_order(rng, changed[order], None if groups is None else groups[order])
     est, vf, vt, iso = _dates(established), _dates(valid_from), _dates(valid_to), _iso(stamps)
+    capital_text = [f"{c:.2f}" for c in capital.tolist()]
+    no_end = long_term.tolist()
     clean: list[LicenceRow] = [
         (
             usccs[i],
@@ -325,10 +351,10 @@ def licence_rows(
             entity[i],
             rep_name[i],
             rep_id[i],
-            f"{capital[i]:.2f}",
+            capital_text[i],
             est[i],
             vf[i],
-            None if long_term[i] else vt[i],
+            None if no_end[i] else vt[i],
             addresses[i],
             codes[i],
             scopes[i],
@@ -500,10 +526,19 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.api = api
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hung up (e.g. after their own timeout); log anything else."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            logger.exception("licence API: error while serving a request")
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "scjg-demo/1"
+    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for
+    # the delayed ACK on every response.
+    disable_nagle_algorithm = True
+    timeout = 60  # close idle keep-alive connections
 
     def do_GET(self) -> None:
         cast(_Server, self.server).api._handle(self)
@@ -543,7 +578,9 @@ class LicenceApi:
             raise FileNotFoundError(f"no licence register at {self.db_path}")
         self._server = _Server((self.host, self.port), self)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="licence-api", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="licence-api", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -600,6 +637,11 @@ class LicenceApi:
             self._send(request, exc.status, {"error": str(exc)})
         except sqlite3.Error:
             self._send(request, 503, {"error": "register unavailable"})
+        except ConnectionError:
+            raise
+        except Exception:
+            logger.exception("licence API: unexpected error")
+            self._send(request, 500, {"error": "internal error"})
 
     def _send(self, request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
         payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -683,4 +725,5 @@ __all__ = [
     "mint_usccs",
     "parse_updated_since",
     "read_licence_rows",
+    "read_usccs",
 ]

@@ -7,8 +7,8 @@ Example::
     # → marriage_registrations_20261120.csv, GBK, CRLF, header 登记证字号,登记类型,…
 
 The file is written under a ``.part`` name and renamed with :func:`os.replace`, so a reader of
-the drop folder never sees half a file. Most spouses are residents of the household registry,
-with the same ID, name and township as there.
+the drop folder never sees half a file. Couples of the household registry appear with the
+same ID, name and township as there; other residents mostly married someone from outside it.
 """
 
 from __future__ import annotations
@@ -83,6 +83,31 @@ def read_marriage_csv(path: Path) -> list[dict[str, str]]:
 
 def marriage_files(drop_dir: Path) -> list[Path]:
     return sorted(drop_dir.glob("marriage_registrations_*.csv"))
+
+
+@dataclass
+class MarriageIndex:
+    """What later batches need to know of the files already dropped."""
+
+    spouses: set[str]  # every 公民身份号码 in a record
+    serials: dict[int, int]  # year → highest 登记证字号 serial
+
+
+def index_marriages(drop_dir: Path) -> MarriageIndex:
+    spouses: set[str] = set()
+    rows: list[dict[str, str]] = []
+    for path in marriage_files(drop_dir):
+        with path.open(encoding=ENCODING, newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, [])
+            cert, man, woman = (
+                header.index(c) for c in ("登记证字号", "男方公民身份号码", "女方公民身份号码")
+            )
+            for row in reader:
+                spouses.update((row[man], row[woman]))
+                rows.append({"登记证字号": row[cert]})
+    spouses.discard("")
+    return MarriageIndex(spouses, last_serials(rows))
 
 
 @dataclass
@@ -172,21 +197,16 @@ def marriage_rows(
     out_age = np.concatenate([partner_age, groom_age, bride_age])
     out_birth = out_day - (out_age * 365.2425).astype(np.int64).astype("timedelta64[D]")
     others = synthesize_people(rng, out_male, out_birth, taken)
-    codes = registry.township_code
-    other_codes = others.township_code
-
-    def person(source: str, i: int) -> tuple[str, str, str]:
-        if source == "r":
-            return registry.name[i], registry.person_id[i], codes[i]
-        return others.name[i], others.person_id[i], other_codes[i]
-
-    records: list[tuple[tuple[str, str, str], tuple[str, str, str]]] = []
-    records += [(person("r", a), person("r", b)) for a, b in couples.tolist()]
-    for k, (s, m) in enumerate(zip(singles.tolist(), single_male.tolist(), strict=True)):
-        pair = (person("r", s), person("o", k))
-        records.append(pair if m else (pair[1], pair[0]))
+    # Each record: (man's name, ID, township), (woman's name, ID, township).
+    reg = list(zip(registry.name, registry.person_id, registry.township_code, strict=True))
+    ext = list(zip(others.name, others.person_id, others.township_code, strict=True))
+    records = [(reg[a], reg[b]) for a, b in couples.tolist()]
+    records += [
+        (reg[s], ext[k]) if m else (ext[k], reg[s])
+        for k, (s, m) in enumerate(zip(singles.tolist(), single_male.tolist(), strict=True))
+    ]
     base = len(singles)
-    records += [(person("o", base + k), person("o", base + n_out + k)) for k in range(n_out)]
+    records += list(zip(ext[base : base + n_out], ext[base + n_out :], strict=True))
     days = np.concatenate([couple_day, single_day, pair_day])
 
     # Numbered in date order within each year (登记证字号 J120114-YYYY-NNNNNN).
@@ -259,8 +279,10 @@ __all__ = [
     "REGISTRATION_TYPE",
     "REGISTRY_OFFICE",
     "MarriageBatch",
+    "MarriageIndex",
     "MarriageRow",
     "default_drop_dir",
+    "index_marriages",
     "last_serials",
     "marriage_file_name",
     "marriage_files",

@@ -4,10 +4,10 @@ Example::
 
     >>> import numpy as np
     >>> people = synthesize_population(np.random.default_rng(7), 100)
-    >>> len(people), people.relation[0]
-    (100, '户主')
+    >>> len(people), people.name[0], people.relation[0], people.person_id[0]
+    (100, '吴语思', '户主', '120114197707151009')
     >>> people.address[0]
-    '天津市武清区杨村街道泉州路32号3门501'    # for instance
+    '天津市武清区崔黄口镇振兴路157号'
 
 Everything here is a pure function of a NumPy generator: the same seed gives the same people.
 Identifiers are minted with :mod:`contracts.identifiers`, so every valid ID passes the checks
@@ -301,9 +301,22 @@ def spoil_check_char(identifier: str, alphabet: str = CITIZEN_ID_CHECK_CHARS) ->
     return identifier[:17] + alphabet[(alphabet.index(identifier[17]) + 1) % len(alphabet)]
 
 
-def timestamps_in_order(rng: np.random.Generator, days: Days, tie_share: float = 0.25) -> Days:
-    """Sorted office-hour timestamps on the given (sorted) days; about ``tie_share`` of them equal
-    the one before on the same day.
+def change_order(rng: np.random.Generator, days: Days, groups: Ints | None = None) -> Ints:
+    """The order of rows by change day; rows of one group (>= 0) end up adjacent, groups and
+    single rows are shuffled within a day."""
+    key = rng.random(len(days))
+    if groups is not None and len(groups) and groups.max() >= 0:
+        group_key = rng.random(int(groups.max()) + 1)
+        key = np.where(groups >= 0, group_key[np.maximum(groups, 0)], key)
+    return np.lexsort((key, days)).astype(np.int64)
+
+
+def timestamps_in_order(
+    rng: np.random.Generator, days: Days, groups: Ints | None = None, tie_share: float = 0.25
+) -> Days:
+    """Sorted office-hour timestamps on the given (sorted) days. A row shares the second of the
+    row before when both are of the same group (>= 0) and day (saved in one transaction), and
+    about ``tie_share`` of the other rows do too.
 
     Several rows sharing a second is what incremental pulls must cope with (ties on the watermark).
     """
@@ -312,6 +325,8 @@ def timestamps_in_order(rng: np.random.Generator, days: Days, tie_share: float =
     stamps = np.sort(days.astype("datetime64[s]") + seconds.astype("timedelta64[s]"))
     if n:
         tied = rng.random(n) < tie_share
+        if groups is not None:
+            tied[1:] |= (groups[1:] == groups[:-1]) & (groups[1:] >= 0)
         tied[0] = False
         tied[1:] &= days[1:] == days[:-1]
         keep = np.maximum.accumulate(np.where(tied, 0, np.arange(n)))
@@ -649,8 +664,9 @@ __all__ = [
     "Township",
     "age_on",
     "apply_bad_rows",
-    "bounded",
     "bad_rows_per_kind",
+    "bounded",
+    "change_order",
     "compose_names",
     "day",
     "draw_addresses",
