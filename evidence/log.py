@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 from evidence.keys import SigningKey
 from evidence.merkle import CompactRange, inclusion_proof, leaf_hash
 from evidence.note import Checkpoint
-from lake.catalog import checkpoints, log_head, log_leaves, utcnow
+from lake.catalog import checkpoints, insert_missing, log_head, log_leaves, utcnow
 from onceonly.errors import EvidenceError
 
 
@@ -72,12 +72,12 @@ class TransparencyLog:
 
 
 def _locked_head(conn: Connection) -> tuple[int, list[str]]:
+    # The head row must exist before it can be locked: two first appends that both found it
+    # missing and both inserted it would make one fail on the key (or, without the lock, both
+    # write leaf 0). Insert-if-missing, then lock: every append waits for the one before it.
+    insert_missing(conn, log_head, {"id": 1, "tree_size": 0, "frontier": []})
     stmt = select(log_head.c.tree_size, log_head.c.frontier).where(log_head.c.id == 1).with_for_update()
-    row = conn.execute(stmt).first()
-    if row is None:
-        conn.execute(insert(log_head).values(id=1, tree_size=0, frontier=[]))
-        row = conn.execute(stmt).first()
-        assert row is not None
+    row = conn.execute(stmt).one()
     return int(row.tree_size), list(row.frontier)
 
 

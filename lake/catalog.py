@@ -9,6 +9,11 @@ Example::
 Everything a batch changes is written in ONE transaction (``lake.landing``): the batch row, its
 quarantine rows, its certificates, their log leaves, the signed checkpoint and the connector's
 new cursor. A run that dies leaves the catalog exactly as the last landed batch left it.
+
+On SQLite a transaction from :meth:`Catalog.begin` takes the database's write lock when it
+starts (``BEGIN IMMEDIATE``), so what it reads (the log head, the next serial) cannot be
+changed by another writer before it writes; :meth:`Catalog.read` starts a plain transaction
+for queries that write nothing. On PostgreSQL those rows are locked ``FOR UPDATE``.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    insert,
     select,
 )
+from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from onceonly.errors import CatalogError
+from onceonly.privacy import scrub_text
 
 metadata = MetaData()
 
@@ -117,7 +125,7 @@ certificates = Table(
     Column("dataset", String(100), nullable=False),
     Column("record_key", String(200), nullable=False),
     Column("holder_id", String(64), nullable=False),
-    Column("holder_name", String(100)),
+    Column("holder_name", Text),  # as long as the contract allows (a company name: 200)
     Column("type_code", String(40), nullable=False),
     Column("type_name", String(100), nullable=False),
     Column("issuer_code", String(18), nullable=False),
@@ -190,7 +198,8 @@ class Catalog:
         try:
             engine = create_engine(url, future=True)
             if engine.dialect.name == "sqlite":
-                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "connect", _sqlite_connect)
+                event.listen(engine, "begin", _sqlite_begin)
             metadata.create_all(engine)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open the catalog database: {_plain(exc)}") from exc
@@ -198,11 +207,22 @@ class Catalog:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """One transaction; rolled back on any exception."""
+        """One read-write transaction; rolled back on any exception."""
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
+        except SQLAlchemyError as exc:
+            raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One transaction for queries only: on SQLite it does not wait for a writer."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{_READ_ONLY: True})
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
             raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
 
     def cursor_of(self, conn: Connection, connector: str) -> dict[str, Any] | None:
@@ -215,7 +235,37 @@ class Catalog:
         self.engine.dispose()
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def insert_missing(conn: Connection, table: Table, values: dict[str, Any]) -> None:
+    """Insert ``values`` unless a row with the same key exists, without failing on a race.
+
+    Two transactions that both find a row missing and both insert it would otherwise make one
+    of them fail on the key (the first append to an empty log, the first serial of a type).
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(postgresql.insert(table).values(values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        conn.execute(sqlite.insert(table).values(values).on_conflict_do_nothing())
+    elif dialect in ("mysql", "mariadb"):
+        # Not INSERT IGNORE: on an existing row InnoDB takes a shared lock, and two writers
+        # that both hold it and then lock the row FOR UPDATE deadlock. A no-op update takes
+        # the exclusive lock at once, as the FOR UPDATE that follows would.
+        first = next(iter(table.primary_key.columns))
+        conn.execute(mysql.insert(table).values(values).on_duplicate_key_update({first.name: first}))
+    else:
+        key = [c == values[c.name] for c in table.primary_key.columns]
+        if conn.execute(select(*table.primary_key.columns).where(*key)).first() is None:
+            conn.execute(insert(table).values(values))
+
+
+_READ_ONLY = "onceonly_read_only"
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # pysqlite's own transaction handling starts a transaction only at the first INSERT or
+    # UPDATE, so a SELECT before it reads outside any transaction; we emit BEGIN ourselves
+    # (SQLAlchemy, pysqlite dialect: "Serializable isolation / Savepoints / Transactional DDL").
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     # WAL lets the CLI read while a flow writes; busy_timeout waits instead of failing at once.
     cur.execute("PRAGMA journal_mode=WAL")
@@ -224,10 +274,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE: take the write lock now, so a read-then-write (log head, serials) is never
+    # overtaken by another writer. A deferred transaction that read first would instead fail
+    # with SQLITE_BUSY when it tries to write after someone else has.
+    read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
 def _plain(exc: SQLAlchemyError) -> str:
-    # SQLAlchemy messages embed the SQL and bound parameters (which may hold personal data).
+    # SQLAlchemy messages embed the SQL and bound parameters (which may hold personal data);
+    # the driver's first line may still quote a value (MariaDB: "Duplicate entry '<id>'").
     orig = getattr(exc, "orig", None)
-    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0]}"
+    return scrub_text(f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0]}")
 
 
 __all__ = [
@@ -236,6 +295,7 @@ __all__ = [
     "certificates",
     "checkpoints",
     "connector_state",
+    "insert_missing",
     "log_head",
     "log_leaves",
     "metadata",

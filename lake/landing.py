@@ -6,11 +6,13 @@ Example::
     landed = lander.land(connector="gongan-household", compiled=compiled, validation=v,
                          cursor_before=cursor, cursor_after=pulled.cursor, content_sha256=digest)
 
-Order of work: Parquet files first (named after the batch id, so a retry overwrites them),
-then ONE catalog transaction with the batch row, its quarantine rows, its certificates, their
-log leaves and signed checkpoint, and the connector's new cursor. If anything fails before the
-commit, nothing in the catalog changed and the next run pulls the same rows again; if the
-commit succeeded, the cursor has moved past them. Nothing is lost or doubled either way.
+Order of work: Parquet files are staged first (named after the batch id), then ONE catalog
+transaction writes the batch row, its quarantine rows, its certificates, their log leaves and
+signed checkpoint, and the connector's new cursor; only then are the files published into the
+lake. If anything fails before the commit, nothing in the catalog changed, the next run pulls
+the same rows again, and the staged files are discarded; if the commit succeeded, the cursor
+has moved past them and the files are published (at the latest by the connector's next
+landing, if the process died in between). Nothing is lost or doubled either way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import and_, insert, select, tuple_, update
+from sqlalchemy import Column, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
 from connectors.base import Cursor
@@ -38,6 +40,7 @@ from lake.catalog import (
     batches,
     certificates,
     connector_state,
+    insert_missing,
     quarantine,
     serials,
     utcnow,
@@ -104,12 +107,19 @@ class Lander:
     ) -> LandedBatch:
         dataset = compiled.contract.id
         batch_id = batch_id_for(connector, cursor_before, content_sha256)
-        with self.catalog.begin() as conn:
+        self._settle_staged(connector)
+        with self.catalog.read() as conn:
             if conn.execute(select(batches.c.batch_id).where(batches.c.batch_id == batch_id)).first():
                 return self._already(batch_id, connector, dataset, validation)
 
-        self.lake.write_accepted(dataset, batch_id, validation.accepted, compiled.township_column)
-        self.lake.write_quarantine(dataset, batch_id, validation.quarantined)
+        self.lake.stage(
+            connector,
+            dataset,
+            batch_id,
+            validation.accepted,
+            compiled.township_column,
+            validation.quarantined,
+        )
         drafts = drafts_from(validation.accepted, compiled)
         today = issue_date or dt.date.today()
 
@@ -133,9 +143,10 @@ class Lander:
                 )
                 superseded = [c.body["previous"] for c in issued if c.body["previous"]]
                 for chunk in _chunks(superseded):
+                    # Only a version in force becomes 失效; a revoked (撤销) one keeps its status.
                     conn.execute(
                         update(certificates)
-                        .where(certificates.c.cert_id.in_(chunk))
+                        .where(and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID))
                         .values(status=STATUS_SUPERSEDED)
                     )
             self._quarantine(conn, compiled, batch_id, validation, now)
@@ -160,6 +171,7 @@ class Lander:
                 )
             )
             save_cursor(conn, connector, dataset, cursor_after, self.run_id, rows=validation.pulled)
+        self.lake.publish(connector, batch_id)
         return LandedBatch(
             batch_id=batch_id,
             connector=connector,
@@ -173,6 +185,25 @@ class Lander:
             townships=frozenset(c.draft.township for c in issued if c.draft.township),
         )
 
+    def _settle_staged(self, connector: str) -> None:
+        """Publish what an earlier attempt staged and committed; discard what it never committed.
+
+        Per connector: a connector is pulled by one run at a time, so what is staged under its
+        name is not another transaction's work in progress.
+        """
+        staged = self.lake.staged(connector)
+        if not staged:
+            return
+        with self.catalog.read() as conn:
+            landed = set(
+                conn.execute(select(batches.c.batch_id).where(batches.c.batch_id.in_(staged))).scalars()
+            )
+        for batch_id in staged:
+            if batch_id in landed:
+                self.lake.publish(connector, batch_id)
+            else:
+                self.lake.discard(connector, batch_id)
+
     def _issue(
         self,
         conn: Connection,
@@ -185,14 +216,26 @@ class Lander:
         spec = compiled.certificate
         if spec is None or not (new or renewals):
             return []
-        plan = [(d, None, 1) for d in new] + [(d, prev, version) for d, prev, version in renewals]
-        first_serial = _allocate_serials(conn, spec.type_code, spec.issuer_code, len(plan))
-        out: list[_Issued] = []
-        for i, (draft, previous, version) in enumerate(plan):
-            cid = CertificateId.build(spec.type_code, spec.issuer_code, first_serial + i, version)
-            body = issue(draft, cid, issue_date=today, batch_id=batch_id, contract=compiled.ref, previous=previous)
-            out.append(_Issued(body, draft, cid))
-        return out
+        first_serial = _allocate_serials(conn, spec.type_code, spec.issuer_code, len(new)) if new else 0
+        plan: list[tuple[Draft, str | None, CertificateId]] = [
+            (d, None, CertificateId.build(spec.type_code, spec.issuer_code, first_serial + i))
+            for i, d in enumerate(new)
+        ]
+        # GB/T 36904: a renewed certificate is another version of the same one, same serial.
+        plan += [
+            (d, previous, CertificateId.parse(previous).with_version(version))
+            for d, previous, version in renewals
+        ]
+        return [
+            _Issued(
+                issue(
+                    draft, cid, issue_date=today, batch_id=batch_id, contract=compiled.ref, previous=previous
+                ),
+                draft,
+                cid,
+            )
+            for draft, previous, cid in plan
+        ]
 
     def _quarantine(
         self, conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
@@ -207,10 +250,12 @@ class Lander:
                         "dataset": dataset,
                         "contract_id": compiled.contract.id,
                         "contract_version": compiled.contract.version,
-                        "record_key": f.record_key,
-                        "subject_id": " ".join(f.subjects) or None,
-                        "rule": f.rule,
-                        "column": f.column,
+                        # A failing row's values are whatever the source sent: cut them to the
+                        # column, or one over-long bad ID would stop the batch on PostgreSQL.
+                        "record_key": _fit(f.record_key, quarantine.c.record_key),
+                        "subject_id": _fit(" ".join(f.subjects) or None, quarantine.c.subject_id),
+                        "rule": _fit(f.rule, quarantine.c.rule),
+                        "column": _fit(f.column, quarantine.c.column),
                         "severity": f.severity,
                         "value_masked": f.value_masked,
                         "detected_at": now,
@@ -218,63 +263,87 @@ class Lander:
                     for f in v.failures
                 ],
             )
-        # A record that now passes its contract resolves what was quarantined for it before.
-        open_keys = set(
-            conn.execute(
-                select(quarantine.c.record_key).where(
-                    and_(quarantine.c.dataset == dataset, quarantine.c.resolved_at.is_(None),
-                         quarantine.c.batch_id != batch_id, quarantine.c.severity == "error")
-                )
-            ).scalars()
-        )
-        if not open_keys:
-            return
+        # A record that now passes its contract resolves the errors quarantined for it by
+        # earlier batches. Looked up by this batch's keys (indexed), not by scanning the open
+        # quarantine of the dataset, which only grows.
         accepted_keys = _record_keys(v.accepted, compiled.record_key)
-        for chunk in _chunks(sorted(open_keys & accepted_keys)):
+        for chunk in _chunks(sorted(accepted_keys)):
             conn.execute(
                 update(quarantine)
-                .where(and_(quarantine.c.dataset == dataset, quarantine.c.record_key.in_(chunk),
-                            quarantine.c.resolved_at.is_(None)))
+                .where(
+                    and_(
+                        quarantine.c.dataset == dataset,
+                        quarantine.c.record_key.in_(chunk),
+                        quarantine.c.resolved_at.is_(None),
+                        quarantine.c.severity == "error",
+                        quarantine.c.batch_id != batch_id,
+                    )
+                )
                 .values(resolved_at=now, resolved_by_batch=batch_id)
             )
 
     @staticmethod
     def _already(batch_id: str, connector: str, dataset: str, v: Validation) -> LandedBatch:
-        return LandedBatch(batch_id, connector, dataset, v.pulled, v.accepted.num_rows,
-                           v.quarantined.num_rows, v.warnings, 0, None, already_landed=True)
+        return LandedBatch(
+            batch_id,
+            connector,
+            dataset,
+            v.pulled,
+            v.accepted.num_rows,
+            v.quarantined.num_rows,
+            v.warnings,
+            0,
+            None,
+            already_landed=True,
+        )
 
 
 def save_cursor(
     conn: Connection, connector: str, dataset: str, cursor: Cursor | None, run_id: str, *, rows: int
 ) -> None:
-    values = {"cursor": cursor, "last_run_id": run_id, "last_status": "ok", "last_error": None,
-              "last_pull_at": utcnow()}
-    updated = conn.execute(
+    insert_missing(conn, connector_state, {"connector": connector, "dataset": dataset, "rows_pulled": 0})
+    conn.execute(
         update(connector_state)
         .where(connector_state.c.connector == connector)
-        .values(**values, rows_pulled=connector_state.c.rows_pulled + rows)
+        .values(
+            cursor=cursor,
+            last_run_id=run_id,
+            last_status="ok",
+            last_error=None,
+            last_pull_at=utcnow(),
+            rows_pulled=connector_state.c.rows_pulled + rows,
+        )
     )
-    if updated.rowcount == 0:
-        conn.execute(insert(connector_state).values(connector=connector, dataset=dataset, rows_pulled=rows, **values))
 
 
 def record_failure(conn: Connection, connector: str, dataset: str, run_id: str, error: str) -> None:
-    values = {"last_run_id": run_id, "last_status": "failed", "last_error": error, "last_pull_at": utcnow()}
-    updated = conn.execute(update(connector_state).where(connector_state.c.connector == connector).values(**values))
-    if updated.rowcount == 0:
-        conn.execute(insert(connector_state).values(connector=connector, dataset=dataset, rows_pulled=0, **values))
+    insert_missing(conn, connector_state, {"connector": connector, "dataset": dataset, "rows_pulled": 0})
+    conn.execute(
+        update(connector_state)
+        .where(connector_state.c.connector == connector)
+        .values(last_run_id=run_id, last_status="failed", last_error=error, last_pull_at=utcnow())
+    )
 
 
-def _new_or_changed(conn: Connection, dataset: str, drafts: Sequence[Draft]) -> tuple[list[Draft], list[tuple[Draft, str, int]]]:
+def _new_or_changed(
+    conn: Connection, dataset: str, drafts: Sequence[Draft]
+) -> tuple[list[Draft], list[tuple[Draft, str, int]]]:
     """Drafts never issued, and drafts whose record changed (with the id and version to follow)."""
+    unique: dict[tuple[str, str], Draft] = {}
+    for d in drafts:  # one certificate per (record, holder), even if a holder appears twice
+        unique.setdefault((d.record_key, d.holder_id), d)
     latest: dict[tuple[str, str], tuple[str, int, str]] = {}
-    pairs = sorted({(d.record_key, d.holder_id) for d in drafts})
-    for chunk in _chunks(pairs):
+    # By record key alone: `(record_key, holder_id) IN (...)` is not an index lookup on SQLite
+    # (nor on PostgreSQL); it scanned every certificate of the dataset once per chunk.
+    for chunk in _chunks(sorted({d.record_key for d in unique.values()})):
         rows = conn.execute(
-            select(certificates.c.record_key, certificates.c.holder_id, certificates.c.cert_id,
-                   certificates.c.version, certificates.c.content_sha256)
-            .where(and_(certificates.c.dataset == dataset,
-                        tuple_(certificates.c.record_key, certificates.c.holder_id).in_(chunk)))
+            select(
+                certificates.c.record_key,
+                certificates.c.holder_id,
+                certificates.c.cert_id,
+                certificates.c.version,
+                certificates.c.content_sha256,
+            ).where(and_(certificates.c.dataset == dataset, certificates.c.record_key.in_(chunk)))
         )
         for r in rows:
             key = (r.record_key, r.holder_id)
@@ -282,8 +351,8 @@ def _new_or_changed(conn: Connection, dataset: str, drafts: Sequence[Draft]) -> 
                 latest[key] = (r.cert_id, int(r.version), r.content_sha256)
     new: list[Draft] = []
     renewals: list[tuple[Draft, str, int]] = []
-    for d in drafts:
-        found = latest.get((d.record_key, d.holder_id))
+    for key, d in unique.items():
+        found = latest.get(key)
         if found is None:
             new.append(d)
         elif found[2] != d.content_sha256:
@@ -292,13 +361,11 @@ def _new_or_changed(conn: Connection, dataset: str, drafts: Sequence[Draft]) -> 
 
 
 def _allocate_serials(conn: Connection, type_code: str, issuer: str, count: int) -> int:
+    insert_missing(conn, serials, {"type_code": type_code, "issuer_code": issuer, "next_serial": 1})
     key = and_(serials.c.type_code == type_code, serials.c.issuer_code == issuer)
-    row = conn.execute(select(serials.c.next_serial).where(key).with_for_update()).first()
-    if row is None:
-        conn.execute(insert(serials).values(type_code=type_code, issuer_code=issuer, next_serial=1 + count))
-        return 1
-    conn.execute(update(serials).where(key).values(next_serial=row.next_serial + count))
-    return int(row.next_serial)
+    first = int(conn.execute(select(serials.c.next_serial).where(key).with_for_update()).scalar_one())
+    conn.execute(update(serials).where(key).values(next_serial=first + count))
+    return first
 
 
 def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_id: str) -> dict[str, Any]:
@@ -325,6 +392,11 @@ def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_i
         "batch_id": batch_id,
         "previous_id": cert["previous"],
     }
+
+
+def _fit(value: str | None, column: Column[Any]) -> str | None:
+    length = getattr(column.type, "length", None)
+    return value if value is None or length is None else value[:length]
 
 
 def _date(value: str | None) -> dt.date | None:

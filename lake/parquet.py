@@ -10,11 +10,18 @@ Example::
 
 File names derive from the batch id, which derives from the connector's cursor and the batch
 content, so a batch re-landed after a crash overwrites its own files instead of doubling rows.
+
+Landing goes through a staging area (``stage`` → catalog commit → ``publish``): a batch whose
+catalog transaction never committed must leave no rows in the lake, even when the retry pulls
+different rows (the source changed meanwhile) and so gets another batch id. What is left in
+staging after a crash is published or discarded by the next landing of that connector,
+according to the catalog (``lake.landing``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -32,7 +39,9 @@ class ParquetLake:
     def quarantine_dir(self, dataset: str) -> Path:
         return self.root / "quarantine" / f"dataset={dataset}"
 
-    def write_accepted(self, dataset: str, batch_id: str, table: pa.Table, township_column: str | None) -> None:
+    def write_accepted(
+        self, dataset: str, batch_id: str, table: pa.Table, township_column: str | None
+    ) -> None:
         if table.num_rows == 0:
             return
         base = self.accepted_dir(dataset)
@@ -52,11 +61,56 @@ class ParquetLake:
         if table.num_rows:
             _write_atomic(table, self.quarantine_dir(dataset) / f"{batch_id}.parquet")
 
+    def staging_dir(self, connector: str, batch_id: str) -> Path:
+        """Where a batch waits for its catalog commit: the lake's layout, under its own root."""
+        return self.root / "staging" / f"connector={connector}" / batch_id
+
+    def stage(
+        self,
+        connector: str,
+        dataset: str,
+        batch_id: str,
+        accepted: pa.Table,
+        township_column: str | None,
+        quarantined: pa.Table,
+    ) -> None:
+        staged = self.staging_dir(connector, batch_id)
+        if staged.exists():  # an earlier attempt, perhaps cut off half-way
+            shutil.rmtree(staged)
+        area = ParquetLake(staged)
+        area.write_accepted(dataset, batch_id, accepted, township_column)
+        area.write_quarantine(dataset, batch_id, quarantined)
+
+    def publish(self, connector: str, batch_id: str) -> None:
+        """Move a staged batch into the lake; repeatable if a crash cut it short."""
+        staged = self.staging_dir(connector, batch_id)
+        if not staged.exists():
+            return
+        for path in sorted(staged.rglob("*.parquet")):
+            target = self.root / path.relative_to(staged)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+        shutil.rmtree(staged)
+
+    def discard(self, connector: str, batch_id: str) -> None:
+        shutil.rmtree(self.staging_dir(connector, batch_id), ignore_errors=True)
+
+    def staged(self, connector: str) -> list[str]:
+        """Batch ids of the connector still in staging."""
+        base = self.root / "staging" / f"connector={connector}"
+        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
+
     def read_accepted(self, dataset: str) -> pa.Table:
         base = self.accepted_dir(dataset)
         if not base.exists():
             return pa.table({})
-        return ds.dataset(str(base), format="parquet", partitioning="hive").to_table()
+        # Partition values are codes: read them as text. Discovery would guess integers for
+        # 9-digit township codes (and not for 12-digit ones), changing the column's type.
+        keys = sorted({p.name.split("=", 1)[0] for p in base.iterdir() if p.is_dir() and "=" in p.name})
+        partitioning = (
+            ds.partitioning(pa.schema([(k, pa.string()) for k in keys]), flavor="hive") if keys else None
+        )
+        return ds.dataset(str(base), format="parquet", partitioning=partitioning).to_table()
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:

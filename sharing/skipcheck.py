@@ -28,7 +28,7 @@ from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.certificate import STATUS_VALID
 from lake.catalog import certificates, quarantine
 from onceonly.errors import ConfigurationError
-from onceonly.privacy import mask_citizen_id
+from onceonly.privacy import mask_citizen_id, scrub_text
 from sharing.matters import Material, Matter
 
 
@@ -70,6 +70,8 @@ def skip_check(
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them."""
     today = today or dt.date.today()
+    # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
+    subject_id = subject_id.strip().upper()
     _check_subject(matter, subject_id)
     shown = mask_citizen_id(subject_id) if matter.subject == "person" else subject_id
     answers = tuple(_answer(conn, material, subject_id, issued_by, today) for material in matter.materials)
@@ -80,7 +82,10 @@ def _check_subject(matter: Matter, subject_id: str) -> None:
     if matter.subject == "person" and not is_valid_citizen_id(subject_id):
         raise ConfigurationError(f"{mask_citizen_id(subject_id)} is not a valid citizen ID number (GB 11643)")
     if matter.subject == "organisation" and not is_valid_uscc(subject_id):
-        raise ConfigurationError(f"{subject_id} is not a valid unified social credit code (GB 32100)")
+        # What was typed may be a citizen ID (the wrong matter chosen): never repeat it in clear.
+        raise ConfigurationError(
+            f"{scrub_text(subject_id)} is not a valid unified social credit code (GB 32100)"
+        )
 
 
 def _answer(
@@ -88,46 +93,84 @@ def _answer(
 ) -> MaterialAnswer:
     if not material.certificate_types:
         reason = "no department shares this material as an e-certificate yet"
-        return MaterialAnswer(material.name, False, None, f"{reason}; {material.note}" if material.note else reason)
+        return MaterialAnswer(
+            material.name, False, None, f"{reason}; {material.note}" if material.note else reason
+        )
     rows = conn.execute(
-        select(certificates.c.cert_id, certificates.c.status, certificates.c.valid_from, certificates.c.valid_to,
-               certificates.c.version)
-        .where(and_(certificates.c.holder_id == subject_id, certificates.c.type_code.in_(material.certificate_types)))
+        select(
+            certificates.c.cert_id,
+            certificates.c.status,
+            certificates.c.valid_from,
+            certificates.c.valid_to,
+            certificates.c.version,
+        )
+        .where(
+            and_(
+                certificates.c.holder_id == subject_id,
+                certificates.c.type_code.in_(material.certificate_types),
+            )
+        )
         .order_by(certificates.c.issue_date.desc(), certificates.c.version.desc())
     ).all()
     for r in rows:
-        if r.status == STATUS_VALID and (r.valid_from is None or r.valid_from <= today) and (
-            r.valid_to is None or r.valid_to >= today
+        if (
+            r.status == STATUS_VALID
+            and (r.valid_from is None or r.valid_from <= today)
+            and (r.valid_to is None or r.valid_to >= today)
         ):
             return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
     if rows:
         newest = rows[0]
         if newest.status != STATUS_VALID:
-            return MaterialAnswer(material.name, False, newest.cert_id, f"certificate status is {newest.status}")
+            return MaterialAnswer(
+                material.name, False, newest.cert_id, f"certificate status is {newest.status}"
+            )
         if newest.valid_to is not None and newest.valid_to < today:
-            return MaterialAnswer(material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}")
-        return MaterialAnswer(material.name, False, newest.cert_id,
-                              f"not yet valid (from {newest.valid_from.isoformat() if newest.valid_from else '?'})")
+            return MaterialAnswer(
+                material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}"
+            )
+        return MaterialAnswer(
+            material.name,
+            False,
+            newest.cert_id,
+            f"not yet valid (from {newest.valid_from.isoformat() if newest.valid_from else '?'})",
+        )
     datasets = sorted({issued_by[t] for t in material.certificate_types if t in issued_by})
     return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id, datasets))
 
 
 def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
-    pattern = f"%{subject_id}%"
+    # A quarantine row names its record's subjects separated by spaces (both spouses of a
+    # marriage): match whole IDs, not an ID inside a longer malformed one. The ID was validated,
+    # so it holds no LIKE wildcard.
+    holds = or_(
+        quarantine.c.subject_id == subject_id,
+        quarantine.c.subject_id.like(f"{subject_id} %"),
+        quarantine.c.subject_id.like(f"% {subject_id}"),
+        quarantine.c.subject_id.like(f"% {subject_id} %"),
+    )
     rows = conn.execute(
-        select(quarantine.c.dataset, quarantine.c.rule, quarantine.c.value_masked, quarantine.c.detected_at)
-        .where(and_(quarantine.c.resolved_at.is_(None), quarantine.c.severity == "error",
-                    quarantine.c.dataset.in_(datasets),
-                    or_(quarantine.c.subject_id == subject_id, quarantine.c.subject_id.like(pattern))))
-        .order_by(quarantine.c.detected_at.desc())
+        select(quarantine.c.dataset, quarantine.c.rule, quarantine.c.value_masked).where(
+            and_(
+                quarantine.c.resolved_at.is_(None),
+                quarantine.c.severity == "error",
+                quarantine.c.dataset.in_(datasets),
+                holds,
+            )
+        )
     ).all()
     if not rows:
         return "not found: no certificate of an accepted type is held by this subject"
-    rules = ", ".join(sorted({f"{r.rule} ({r.value_masked})" if r.value_masked else r.rule for r in rows}))
-    return (
-        f"not found: the {rows[0].dataset} record of this subject failed its data contract "
-        f"[{rules}] and is quarantined until the department corrects it"
+    rules: dict[str, set[str]] = {}
+    for r in rows:
+        rules.setdefault(r.dataset, set()).add(f"{r.rule} ({r.value_masked})" if r.value_masked else r.rule)
+    failed = "; ".join(
+        f"the {dataset} record of this subject failed its data contract [{', '.join(sorted(names))}]"
+        for dataset, names in sorted(rules.items())
     )
+    if len(rules) == 1:
+        return f"not found: {failed} and is quarantined until the department corrects it"
+    return f"not found: {failed}; they are quarantined until the departments correct them"
 
 
 __all__ = ["MaterialAnswer", "SkipCheckAnswer", "skip_check"]

@@ -1,0 +1,209 @@
+"""Certificate drafts from accepted rows, and the certificate ``issue`` makes of one."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import rfc8785
+
+from contracts.compiler import CompiledContract, compile_contract
+from contracts.identifiers import citizen_id_check_char
+from contracts.model import contract_by_id
+from evidence.bundle import certificate_leaf_bytes
+from evidence.certificate import CERTIFICATE_SCHEMA, STATUS_VALID, Draft, drafts_from, issue
+from evidence.identifier import CertificateId
+from onceonly.settings import Settings
+
+COMPILED = {
+    name: compile_contract(contract_by_id(Settings().contracts_dir, name))
+    for name in ("household", "marriage", "business_licence")
+}
+HOUSEHOLD, MARRIAGE, LICENCE = COMPILED["household"], COMPILED["marriage"], COMPILED["business_licence"]
+SHANGHAI = dt.timezone(dt.timedelta(hours=8))
+
+
+def citizen_id(seq: int) -> str:
+    body = f"12011419900307{seq:03d}"
+    return body + citizen_id_check_char(body)
+
+
+def table(compiled: CompiledContract, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows already in the contract's types, as validation hands them to issuing."""
+    return pa.Table.from_pylist(rows, schema=compiled.arrow_schema)
+
+
+def household(seq: int, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "person_id": citizen_id(seq),
+        "name": f"王{seq}",
+        "gender": "女",
+        "ethnicity": "回族",
+        "birth_date": dt.date(1990, 3, 7),
+        "household_no": f"H{seq:06d}",
+        "relation": "户主",
+        "address": "天津市武清区杨村街道泉州路32号",
+        "township_code": "120114001000",
+        "registered_on": dt.date(2000, 1, 1),
+        "updated_at": dt.datetime(2026, 11, 20, 8, tzinfo=SHANGHAI),
+    }
+    row.update(over)
+    return row
+
+
+def marriage(seq: int, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "cert_no": f"J120114-2025-{seq:06d}",
+        "registration_type": "结婚",
+        "husband_name": f"赵{seq}",
+        "husband_id": citizen_id(100 + seq),
+        "husband_township": "120114001000",
+        "wife_name": f"钱{seq}",
+        "wife_id": citizen_id(200 + seq),
+        "wife_township": "120114002000",
+        "registered_on": dt.date(2025, 5, 20),
+        "registry_office": "天津市武清区民政局婚姻登记处",
+    }
+    row.update(over)
+    return row
+
+
+def test_one_draft_per_household_row_with_the_record_as_text() -> None:
+    (draft,) = drafts_from(table(HOUSEHOLD, [household(1)]), HOUSEHOLD)
+
+    assert (draft.dataset, draft.record_key, draft.holder_id) == ("household", citizen_id(1), citizen_id(1))
+    assert (draft.holder_name, draft.township) == ("王1", "120114001000")
+    assert (draft.valid_from, draft.valid_to) == ("2000-01-01", None)
+    assert draft.content == {
+        "number": "H000001",
+        "type": {"code": "11100000000019342N001", "name": "居民户口簿"},
+        "issuer": {"name": "天津市公安局武清分局", "code": "111201140000000196"},
+        "holder": {"name": "王1", "id_type": "居民身份证", "id": citizen_id(1)},
+        "valid_from": "2000-01-01",
+        "valid_to": None,
+        "township": "120114001000",
+        "fields": {
+            "name": "王1",
+            "gender": "女",
+            "ethnicity": "回族",
+            "birth_date": "1990-03-07",
+            "household_no": "H000001",
+            "relation": "户主",
+            "address": "天津市武清区杨村街道泉州路32号",
+        },
+    }
+    assert draft.content_sha256 == hashlib.sha256(rfc8785.dumps(draft.content)).hexdigest()
+
+
+def test_the_content_hash_follows_the_record_only() -> None:
+    rows = [household(1), household(2)]
+    first = {d.holder_id: d.content_sha256 for d in drafts_from(table(HOUSEHOLD, rows), HOUSEHOLD)}
+    # the same records in another order, pulled at another time: the same hashes
+    later = [dict(r, updated_at=dt.datetime(2026, 12, 1, tzinfo=SHANGHAI)) for r in reversed(rows)]
+    assert {d.holder_id: d.content_sha256 for d in drafts_from(table(HOUSEHOLD, later), HOUSEHOLD)} == first
+    # a changed address: a different hash for that holder only
+    moved = [household(1), household(2, address="天津市武清区下朱庄街道1号")]
+    changed = {d.holder_id: d.content_sha256 for d in drafts_from(table(HOUSEHOLD, moved), HOUSEHOLD)}
+    assert changed[citizen_id(1)] == first[citizen_id(1)]
+    assert changed[citizen_id(2)] != first[citizen_id(2)]
+
+
+def test_a_marriage_gives_each_spouse_a_certificate_in_their_own_township() -> None:
+    drafts = drafts_from(table(MARRIAGE, [marriage(1), marriage(2, wife_id=None)]), MARRIAGE)
+
+    assert [(d.record_key, d.holder_id, d.township) for d in drafts] == [
+        ("J120114-2025-000001", citizen_id(101), "120114001000"),
+        ("J120114-2025-000001", citizen_id(201), "120114002000"),
+        ("J120114-2025-000002", citizen_id(102), "120114001000"),  # no wife ID: no certificate for her
+    ]
+    husband, wife = drafts[0], drafts[1]
+    assert husband.content["fields"] == wife.content["fields"]
+    assert husband.content["holder"]["name"] == "赵1" and wife.content["holder"]["name"] == "钱1"
+
+
+def test_licence_validity_and_decimals_become_text() -> None:
+    row = {
+        "uscc": "91120114MA05JHL40W",
+        "name": "天津武清商贸有限公司",
+        "entity_type": "有限责任公司",
+        "legal_representative": "孙一",
+        "legal_representative_id": citizen_id(7),
+        "registered_capital": Decimal("1000000.50"),
+        "established_on": dt.date(2015, 6, 1),
+        "valid_from": dt.date(2015, 6, 1),
+        "valid_to": dt.date(2045, 5, 31),
+        "address": "天津市武清区黄庄街道1号",
+        "township_code": "120114004000",
+        "business_scope": None,
+        "registration_authority": "天津市武清区市场监督管理局",
+        "status": "存续",
+        "updated_at": dt.datetime(2026, 11, 20, 8, tzinfo=SHANGHAI),
+    }
+    (draft,) = drafts_from(table(LICENCE, [row]), LICENCE)
+
+    assert (draft.valid_from, draft.valid_to) == ("2015-06-01", "2045-05-31")
+    assert draft.content["fields"]["registered_capital"] == "1000000.50"
+    assert draft.content["fields"]["business_scope"] is None
+    holder = {"name": "天津武清商贸有限公司", "id_type": "统一社会信用代码", "id": row["uscc"]}
+    assert draft.content["holder"] == holder
+
+
+def test_a_timestamp_field_is_written_in_the_source_timezone() -> None:
+    spec = HOUSEHOLD.certificate
+    assert spec is not None
+    compiled = dataclasses.replace(HOUSEHOLD, certificate=dataclasses.replace(spec, fields=("updated_at",)))
+    (draft,) = drafts_from(table(HOUSEHOLD, [household(1)]), compiled)
+    assert draft.content["fields"]["updated_at"].startswith("2026-11-20T08:00:00")
+    assert draft.content["fields"]["updated_at"].endswith("+0800")
+
+
+def test_no_drafts_without_rows_or_without_a_certificate() -> None:
+    assert drafts_from(table(HOUSEHOLD, []), HOUSEHOLD) == []
+    no_certificate = dataclasses.replace(HOUSEHOLD, certificate=None)
+    assert drafts_from(table(HOUSEHOLD, [household(1)]), no_certificate) == []
+
+
+@pytest.fixture
+def draft() -> Draft:
+    return drafts_from(table(HOUSEHOLD, [household(1)]), HOUSEHOLD)[0]
+
+
+def test_issue_adds_identity_status_and_provenance(draft: Draft) -> None:
+    cid = CertificateId.build("11100000000019342N001", "111201140000000196", 42)
+    cert = issue(draft, cid, issue_date=dt.date(2026, 11, 21), batch_id="b" * 32, contract="household@1.0.0")
+
+    assert cert["schema"] == CERTIFICATE_SCHEMA and cert["id"] == str(cid)
+    assert (cert["status"], cert["version"], cert["previous"]) == (STATUS_VALID, 1, None)
+    assert cert["issue_date"] == "2026-11-21" and cert["valid_from"] == "2000-01-01"
+    assert cert["source"] == {"dataset": "household", "contract": "household@1.0.0", "batch": "b" * 32}
+    assert {k: cert[k] for k in draft.content if k != "valid_from"} == {
+        k: v for k, v in draft.content.items() if k != "valid_from"
+    }
+    # the log leaf: RFC 8785 bytes, which read back as the same certificate
+    assert json.loads(certificate_leaf_bytes(cert)) == cert
+
+
+def test_a_renewal_names_its_previous_version(draft: Draft) -> None:
+    first = CertificateId.build("11100000000019342N001", "111201140000000196", 42)
+    cert = issue(
+        draft,
+        first.with_version(2),
+        issue_date=dt.date(2026, 11, 21),
+        batch_id="c" * 32,
+        contract="household@1.0.0",
+        previous=str(first),
+    )
+    assert (cert["version"], cert["previous"]) == (2, str(first))
+
+
+def test_without_a_start_of_validity_the_certificate_is_valid_from_its_issue(draft: Draft) -> None:
+    undated = dataclasses.replace(draft, valid_from=None)
+    cid = CertificateId.build("11100000000019342N001", "111201140000000196", 1)
+    cert = issue(undated, cid, issue_date=dt.date(2026, 11, 21), batch_id="d" * 32, contract="household@1")
+    assert cert["valid_from"] == "2026-11-21"

@@ -1,0 +1,184 @@
+"""The transparency log in the catalog: append, checkpoints, proofs, and one writer at a time."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from evidence.keys import SigningKey
+from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
+from evidence.merkle import leaf_hash, root, verify_inclusion
+from evidence.note import Checkpoint, open_note, parse_vkey
+from lake.catalog import Catalog, checkpoints, log_head, log_leaves
+from onceonly.errors import EvidenceError, VerificationFailed
+
+ORIGIN = "onceonly.example/test/log"
+KEY = SigningKey.generate(ORIGIN)
+
+
+def entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
+    return [(f'{{"n":{i}}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)]
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> Iterator[str]:
+    """The test PostgreSQL database seen through a fresh schema of its own, dropped afterwards."""
+    schema = f"onceonly_log_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    catalog = Catalog.connect(url)
+    try:
+        yield catalog
+    finally:
+        catalog.dispose()
+
+
+@pytest.fixture
+def log() -> TransparencyLog:
+    return TransparencyLog(KEY, ORIGIN)
+
+
+def stored_hashes(catalog: Catalog) -> list[bytes]:
+    with catalog.begin() as conn:
+        rows = conn.execute(
+            sa.select(log_leaves.c.leaf_index, log_leaves.c.leaf_hash).order_by("leaf_index")
+        ).all()
+    assert [r.leaf_index for r in rows] == list(range(len(rows)))
+    return [bytes(r.leaf_hash) for r in rows]
+
+
+def test_an_empty_log(catalog: Catalog, log: TransparencyLog) -> None:
+    with catalog.begin() as conn:
+        assert latest_checkpoint(conn) is None and tree_size(conn) == 0
+        with pytest.raises(EvidenceError, match="nothing to append"):
+            log.append(conn, [])
+
+
+def test_appends_continue_one_tree_under_signed_checkpoints(catalog: Catalog, log: TransparencyLog) -> None:
+    with catalog.begin() as conn:
+        first = log.append(conn, entries(0, 3))
+    with catalog.begin() as conn:
+        second = log.append(conn, entries(3, 4))
+
+    data = [d for d, _, _ in entries(0, 7)]
+    hashes = stored_hashes(catalog)
+    assert hashes == [leaf_hash(d) for d in data]
+    assert (first.first_index, first.tree_size, second.first_index, second.tree_size) == (0, 3, 3, 7)
+    assert first.root_hash == root(hashes[:3]) and second.root_hash == root(hashes)
+    verifier = parse_vkey(KEY.vkey)
+    for appended in (first, second):
+        checkpoint = Checkpoint.parse(open_note(appended.checkpoint, verifier))
+        assert (checkpoint.origin, checkpoint.size, checkpoint.root_hash) == (
+            ORIGIN,
+            appended.tree_size,
+            appended.root_hash,
+        )
+    with catalog.begin() as conn:
+        assert latest_checkpoint(conn) == (7, second.checkpoint)
+        assert tree_size(conn) == 7
+        refs = conn.execute(sa.select(log_leaves.c.ref).order_by(log_leaves.c.leaf_index)).scalars().all()
+        assert refs == [f"cert-{i}" for i in range(7)]
+        assert conn.execute(sa.select(checkpoints.c.tree_size)).scalars().all() == [3, 7]
+
+
+def test_every_leaf_is_proven_in_every_tree_that_holds_it(catalog: Catalog, log: TransparencyLog) -> None:
+    with catalog.begin() as conn:
+        small = log.append(conn, entries(0, 5))
+        large = log.append(conn, entries(5, 6))
+    hashes = stored_hashes(catalog)
+    with catalog.begin() as conn:
+        for appended in (small, large):
+            for index in range(appended.tree_size):
+                proof = prove_inclusion(conn, index, appended.tree_size)
+                verify_inclusion(hashes[index], index, appended.tree_size, proof, appended.root_hash)
+        proof = prove_inclusion(conn, 2, large.tree_size)
+    with pytest.raises(VerificationFailed):
+        verify_inclusion(hashes[3], 2, large.tree_size, proof, large.root_hash)
+
+
+def test_proofs_outside_the_tree_or_over_a_truncated_log_are_refused(
+    catalog: Catalog, log: TransparencyLog
+) -> None:
+    with catalog.begin() as conn:
+        log.append(conn, entries(0, 4))
+    with catalog.begin() as conn:
+        with pytest.raises(EvidenceError, match="not in a tree of size 4"):
+            prove_inclusion(conn, 4, 4)
+        with pytest.raises(EvidenceError, match="not in a tree of size 4"):
+            prove_inclusion(conn, -1, 4)
+        conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == 1))
+        with pytest.raises(EvidenceError, match="tampered with or truncated"):
+            prove_inclusion(conn, 0, 4)
+
+
+def test_an_append_rolled_back_with_its_transaction_leaves_no_trace(
+    catalog: Catalog, log: TransparencyLog
+) -> None:
+    with catalog.begin() as conn:
+        log.append(conn, entries(0, 2))
+    with pytest.raises(RuntimeError, match="the certificates failed"), catalog.begin() as conn:
+        log.append(conn, entries(2, 3))
+        raise RuntimeError("the certificates failed")
+    with catalog.begin() as conn:
+        assert tree_size(conn) == 2
+        head = latest_checkpoint(conn)
+        assert head is not None and head[0] == 2
+        assert conn.execute(sa.select(sa.func.count()).select_from(log_leaves)).scalar_one() == 2
+        appended = log.append(conn, entries(2, 3))
+    assert (appended.first_index, appended.tree_size) == (2, 5)
+    assert appended.root_hash == root(stored_hashes(catalog))
+
+
+def test_a_second_writer_waits_for_the_first(catalog: Catalog, log: TransparencyLog) -> None:
+    """The head is locked: an append started while another is uncommitted continues after it."""
+    with catalog.begin() as conn:
+        log.append(conn, entries(0, 1))  # the head row exists; now only the lock can serialise
+    done: list[Appended] = []
+    errors: list[BaseException] = []
+
+    def second_writer() -> None:
+        try:
+            with catalog.begin() as conn:
+                done.append(log.append(conn, entries(100, 2)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with catalog.begin() as conn:
+        first = log.append(conn, entries(1, 3))
+        writer = threading.Thread(target=second_writer)
+        writer.start()
+        time.sleep(0.5)
+        assert writer.is_alive() and not done, "the second append must wait for the first to commit"
+    writer.join(timeout=30)
+
+    assert not errors, errors
+    (second,) = done
+    assert (first.first_index, first.tree_size) == (1, 4)
+    assert (second.first_index, second.tree_size) == (4, 6)
+    hashes = stored_hashes(catalog)
+    assert second.root_hash == root(hashes)
+    with catalog.begin() as conn:
+        head = conn.execute(sa.select(log_head.c.tree_size)).scalar_one()
+    assert head == 6

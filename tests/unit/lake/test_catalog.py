@@ -1,0 +1,92 @@
+"""The catalog handle: opening, transactions, errors in plain words, insert-if-missing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lake.catalog import Catalog, connector_state, insert_missing, serials
+from lake.landing import record_failure, save_cursor
+from onceonly.errors import CatalogError
+
+
+@pytest.fixture
+def catalog(catalog_url: str) -> Catalog:
+    return Catalog.connect(catalog_url)
+
+
+def test_opening_twice_keeps_what_is_there(catalog_url: str) -> None:
+    first = Catalog.connect(catalog_url)
+    with first.begin() as conn:
+        save_cursor(conn, "gongan-household", "household", {"updated_at": "2026-11-20"}, "run-1", rows=5)
+    first.dispose()
+    again = Catalog.connect(catalog_url)
+    with again.read() as conn:
+        assert again.cursor_of(conn, "gongan-household") == {"updated_at": "2026-11-20"}
+        assert again.cursor_of(conn, "never-ran") is None
+    again.dispose()
+
+
+def test_a_cursor_and_a_failure_are_remembered_per_connector(catalog: Catalog) -> None:
+    with catalog.begin() as conn:
+        save_cursor(conn, "c", "household", {"id": 10}, "run-1", rows=10)
+        save_cursor(conn, "c", "household", {"id": 15}, "run-2", rows=5)
+        record_failure(conn, "c", "household", "run-3", "connector 'c': timed out")
+        record_failure(conn, "never-landed", "marriage", "run-3", "connector 'never-landed': no such file")
+    with catalog.read() as conn:
+        rows = {r.connector: r for r in conn.execute(sa.select(connector_state))}
+    c, other = rows["c"], rows["never-landed"]
+    assert (c.cursor, c.rows_pulled, c.last_status, c.last_run_id) == ({"id": 15}, 15, "failed", "run-3")
+    assert c.last_error == "connector 'c': timed out"
+    assert (other.cursor, other.rows_pulled, other.last_status) == (None, 0, "failed")
+
+
+def test_insert_missing_inserts_once(catalog: Catalog) -> None:
+    with catalog.begin() as conn:
+        insert_missing(conn, serials, {"type_code": "T", "issuer_code": "I", "next_serial": 1})
+        conn.execute(sa.update(serials).values(next_serial=9))
+        insert_missing(conn, serials, {"type_code": "T", "issuer_code": "I", "next_serial": 1})
+    with catalog.read() as conn:
+        assert conn.execute(sa.select(serials.c.next_serial)).scalars().all() == [9]
+
+
+def test_database_errors_become_catalog_errors_without_the_values(catalog: Catalog) -> None:
+    secret = "120114199003070011"
+    with catalog.begin() as conn:
+        conn.execute(sa.insert(connector_state).values(connector=secret, dataset="d", rows_pulled=0))
+    with pytest.raises(CatalogError) as caught, catalog.begin() as conn:
+        conn.execute(sa.insert(connector_state).values(connector=secret, dataset="d", rows_pulled=0))
+    assert secret not in str(caught.value) and "INSERT" not in str(caught.value)
+    assert "IntegrityError" in str(caught.value) or "UniqueViolation" in str(caught.value)
+
+
+def test_an_unreachable_catalog_is_a_catalog_error_without_the_password(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="cannot open the catalog") as caught:
+        Catalog.connect("postgresql+psycopg://onceonly:hunter2@127.0.0.1:1/catalog?connect_timeout=2")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(CatalogError, match="cannot open the catalog"):
+        Catalog.connect(f"sqlite:///{tmp_path / 'no-such-folder' / 'catalog.db'}")
+
+
+def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
+    catalog = Catalog.connect(f"sqlite:///{tmp_path / 'catalog.db'}")
+    read: list[object] = []
+    with catalog.begin() as conn:
+        save_cursor(conn, "c", "household", {"id": 1}, "run-1", rows=1)
+    with catalog.begin() as conn:
+        save_cursor(conn, "c", "household", {"id": 2}, "run-2", rows=1)  # holds the write lock
+
+        def reader() -> None:
+            with catalog.read() as r:
+                read.append(catalog.cursor_of(r, "c"))
+
+        thread = threading.Thread(target=reader)
+        started = time.monotonic()
+        thread.start()
+        thread.join(timeout=10)
+        assert time.monotonic() - started < 5 and read == [{"id": 1}], "the reader sees the last commit"
+    catalog.dispose()

@@ -1,0 +1,189 @@
+"""Skip-check at the counter: which materials may this person or business skip, and why not."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from catalog_records import HOUSEHOLD_TYPE, LICENCE_TYPE, MARRIAGE_TYPE, Records
+
+from contracts.identifiers import citizen_id_check_char, uscc_check_char
+from contracts.model import certificate_datasets
+from evidence.certificate import STATUS_SUPERSEDED
+from lake.catalog import Catalog
+from onceonly.errors import ConfigurationError
+from onceonly.settings import Settings
+from sharing.matters import Material, Matter, load_matters
+from sharing.skipcheck import MaterialAnswer, SkipCheckAnswer, skip_check
+
+TODAY = dt.date(2026, 11, 21)
+CATALOGUE = load_matters(Settings().matters_file)
+ISSUED_BY = certificate_datasets(Settings().contracts_dir)
+HUKOU_MOVE = CATALOGUE.get("hukou-move-after-marriage")  # 结婚证, 居民户口簿, 居民身份证
+BUSINESS = CATALOGUE.get("business-opening-social-insurance")  # 营业执照, 法定代表人身份证件
+PERSON = "12011419900307001" + citizen_id_check_char("12011419900307001")
+SPOUSE = "12011419920101002" + citizen_id_check_char("12011419920101002")
+COMPANY = "91120114MA0000001" + uscc_check_char("91120114MA0000001")
+
+
+def ask(catalog: Catalog, subject: str = PERSON, matter: object = HUKOU_MOVE) -> dict[str, MaterialAnswer]:
+    with catalog.read() as conn:
+        answer = skip_check(conn, matter, subject, ISSUED_BY, today=TODAY)  # type: ignore[arg-type]
+    return {m.material: m for m in answer.materials}
+
+
+def test_the_catalogue_knows_which_dataset_issues_each_type() -> None:
+    assert {t[0]: t[2] for t in (HOUSEHOLD_TYPE, MARRIAGE_TYPE, LICENCE_TYPE)} == ISSUED_BY
+
+
+def test_certificates_in_force_are_skippable_with_their_identifier(
+    catalog: Catalog, records: Records
+) -> None:
+    household = records.certificate(PERSON, HOUSEHOLD_TYPE)
+    marriage = records.certificate(PERSON, MARRIAGE_TYPE, valid_from=dt.date(2025, 5, 20))
+    records.certificate(SPOUSE, MARRIAGE_TYPE, valid_from=dt.date(2025, 5, 20))
+
+    with catalog.read() as conn:
+        answer = skip_check(conn, HUKOU_MOVE, PERSON, ISSUED_BY, today=TODAY)
+
+    assert isinstance(answer, SkipCheckAnswer)
+    assert answer.subject == PERSON[:6] + "********" + PERSON[-4:]
+    assert answer.skippable == ["结婚证", "居民户口簿"]
+    by_name = {m.material: m for m in answer.materials}
+    assert by_name["结婚证"] == MaterialAnswer("结婚证", True, marriage, "certificate in force")
+    assert by_name["居民户口簿"] == MaterialAnswer("居民户口簿", True, household, "certificate in force")
+    # nobody shares ID cards: never skippable, and the catalogue's note says what to do instead
+    assert by_name["居民身份证"] == MaterialAnswer(
+        "居民身份证",
+        False,
+        None,
+        "no department shares this material as an e-certificate yet; 现场核验身份证原件",
+    )
+    payload = answer.to_json()
+    assert payload["matter"] == "hukou-move-after-marriage" and payload["subject"] == answer.subject
+    assert [m["material"] for m in payload["materials"]] == ["结婚证", "居民户口簿", "居民身份证"]
+
+
+def test_a_certificate_valid_until_today_is_still_in_force(catalog: Catalog, records: Records) -> None:
+    cid = records.certificate(PERSON, HOUSEHOLD_TYPE, valid_to=TODAY)
+    assert ask(catalog)["居民户口簿"] == MaterialAnswer("居民户口簿", True, cid, "certificate in force")
+
+
+def test_an_expired_certificate_says_when_it_expired(catalog: Catalog, records: Records) -> None:
+    cid = records.certificate(PERSON, MARRIAGE_TYPE, valid_to=dt.date(2020, 1, 1))
+    assert ask(catalog)["结婚证"] == MaterialAnswer("结婚证", False, cid, "expired on 2020-01-01")
+
+
+def test_a_certificate_not_yet_valid_says_from_when(catalog: Catalog, records: Records) -> None:
+    cid = records.certificate(PERSON, HOUSEHOLD_TYPE, valid_from=dt.date(2027, 1, 1))
+    assert ask(catalog)["居民户口簿"] == MaterialAnswer(
+        "居民户口簿", False, cid, "not yet valid (from 2027-01-01)"
+    )
+
+
+@pytest.mark.parametrize("status", ["撤销", "吊销", "暂扣", "注销"])
+def test_a_certificate_not_in_force_gives_its_status(catalog: Catalog, records: Records, status: str) -> None:
+    cid = records.certificate(COMPANY, LICENCE_TYPE, status=status, valid_to=dt.date(2045, 5, 31))
+    answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
+    assert answer == MaterialAnswer("营业执照", False, cid, f"certificate status is {status}")
+
+
+def test_the_version_in_force_is_found_behind_a_superseded_one(catalog: Catalog, records: Records) -> None:
+    old = records.certificate(PERSON, HOUSEHOLD_TYPE, serial=7, status=STATUS_SUPERSEDED)
+    new = records.certificate(PERSON, HOUSEHOLD_TYPE, serial=7, version=2, previous=old)
+    assert ask(catalog)["居民户口簿"].certificate_id == new
+    assert ask(catalog)["居民户口簿"].skippable
+
+
+def test_a_quarantined_record_is_named_only_for_the_material_its_dataset_issues(
+    catalog: Catalog, records: Records
+) -> None:
+    records.quarantined(PERSON, "household", "township_code.region_code", "120114999000")
+    records.quarantined(f"{SPOUSE} {PERSON}", "marriage", "cert_no.pattern", "J12-bad")
+    records.quarantined(PERSON, "household", "name.required", None)
+    # neither a resolved error nor a warning keeps anyone from skipping
+    records.quarantined(PERSON, "household", "address.required", None, resolved=True)
+    records.quarantined(PERSON, "household", "registered_on.not_in_future", "2099-01-01", severity="warning")
+
+    answers = ask(catalog)
+
+    household = answers["居民户口簿"]
+    assert not household.skippable and household.certificate_id is None
+    assert household.reason == (
+        "not found: the household record of this subject failed its data contract "
+        "[name.required, township_code.region_code (120114999000)] and is quarantined until the "
+        "department corrects it"
+    )
+    marriage = answers["结婚证"]
+    assert marriage.reason == (
+        "not found: the marriage record of this subject failed its data contract "
+        "[cert_no.pattern (J12-bad)] and is quarantined until the department corrects it"
+    )
+    assert "marriage" not in household.reason and "household" not in marriage.reason
+
+
+def test_a_subject_with_nothing_on_record_is_simply_not_found(catalog: Catalog, records: Records) -> None:
+    records.quarantined(SPOUSE, "household", "township_code.region_code", "120114999000")
+    answer = ask(catalog)["居民户口簿"]
+    assert answer == MaterialAnswer(
+        "居民户口簿", False, None, "not found: no certificate of an accepted type is held by this subject"
+    )
+
+
+def test_a_business_is_asked_for_by_its_credit_code(catalog: Catalog, records: Records) -> None:
+    cid = records.certificate(
+        COMPANY, LICENCE_TYPE, valid_from=dt.date(2015, 6, 1), valid_to=dt.date(2045, 5, 31)
+    )
+    with catalog.read() as conn:
+        answer = skip_check(conn, BUSINESS, COMPANY, ISSUED_BY, today=TODAY)
+    assert answer.subject == COMPANY
+    assert answer.skippable == ["营业执照"] and answer.materials[0].certificate_id == cid
+
+
+def test_an_invalid_citizen_id_is_refused_and_not_repeated(catalog: Catalog) -> None:
+    bad = PERSON[:17] + ("0" if PERSON[17] != "0" else "1")
+    with pytest.raises(ConfigurationError) as caught, catalog.read() as conn:
+        skip_check(conn, HUKOU_MOVE, bad, ISSUED_BY, today=TODAY)
+    message = str(caught.value)
+    assert bad not in message and bad[:6] + "********" + bad[-4:] in message and "GB 11643" in message
+
+
+def test_an_invalid_credit_code_is_refused(catalog: Catalog) -> None:
+    with pytest.raises(ConfigurationError, match="GB 32100"), catalog.read() as conn:
+        skip_check(conn, BUSINESS, COMPANY[:17] + "I", ISSUED_BY, today=TODAY)
+    with pytest.raises(ConfigurationError, match="GB 32100") as caught, catalog.read() as conn:
+        skip_check(conn, BUSINESS, PERSON, ISSUED_BY, today=TODAY)  # a person ID for a business matter
+    assert PERSON not in str(caught.value)
+
+
+def test_an_id_typed_with_a_small_x_and_spaces_is_the_same_person(catalog: Catalog, records: Records) -> None:
+    body = "12011419850101007"
+    person = body + citizen_id_check_char(body)
+    assert person.endswith("X"), "the fixture needs an ID ending in X"
+    cid = records.certificate(person, HOUSEHOLD_TYPE)
+    assert ask(catalog, f" {person.lower()} ")["居民户口簿"].certificate_id == cid
+
+
+def test_an_id_inside_a_longer_bad_value_is_not_that_subject(catalog: Catalog, records: Records) -> None:
+    records.quarantined(PERSON + "7", "household", "person_id.gb11643_citizen_id", None)
+    records.quarantined("9" + PERSON, "household", "person_id.length", None)
+    answer = ask(catalog)["居民户口簿"]
+    assert answer.reason == "not found: no certificate of an accepted type is held by this subject"
+
+
+def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, records: Records) -> None:
+    matter = Matter(
+        code="proof-of-family",
+        name="家庭关系证明",
+        department="天津市武清区民政局",
+        subject="person",
+        materials=(Material(name="家庭关系证明", certificate_types=(HOUSEHOLD_TYPE[0], MARRIAGE_TYPE[0])),),
+    )
+    records.quarantined(PERSON, "household", "township_code.region_code", "120114999000")
+    records.quarantined(f"{PERSON} {SPOUSE}", "marriage", "cert_no.pattern", "J12-bad")
+    (answer,) = ask(catalog, PERSON, matter).values()
+    assert answer.reason == (
+        "not found: the household record of this subject failed its data contract "
+        "[township_code.region_code (120114999000)]; the marriage record of this subject failed its "
+        "data contract [cert_no.pattern (J12-bad)]; they are quarantined until the departments correct them"
+    )
