@@ -18,6 +18,7 @@ the four parts before it (without their dots).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -159,13 +160,19 @@ def _check_parts(type_code: str, issuer_uscc: str, serial: int, version: int) ->
         raise InvalidCertificateId(f"certificate id version {version!r} is not between 1 and 999")
 
 
+@functools.lru_cache(maxsize=1024)
+def _valid_issuer(issuer_uscc: str) -> bool:
+    # A district has a handful of issuers; every identifier repeats one of them.
+    return is_valid_uscc(issuer_uscc)
+
+
 def _check_type_and_issuer(type_code: str, issuer_uscc: str) -> None:
     if not isinstance(type_code, str) or not _TYPE_CODE_RE.fullmatch(type_code):
         raise InvalidCertificateId(
             f"certificate id type code {_show(type_code)} is not 4-32 characters of 0-9A-Z"
         )
     # GB 32100-2015: the issuer is identified by its 18-character unified social credit code.
-    if not is_valid_uscc(issuer_uscc):
+    if not isinstance(issuer_uscc, str) or not _valid_issuer(issuer_uscc):
         raise InvalidCertificateId(
             f"certificate id issuer {_show(issuer_uscc)} is not a valid unified social credit code"
         )

@@ -246,7 +246,7 @@ def connectors_list() -> None:
     settings = Settings()
     regs = load_registrations(settings.registrations_dir)
     catalog = Catalog.connect(settings.catalog_url)
-    with catalog.begin() as conn:
+    with catalog.read() as conn:
         state = {r.connector: r for r in conn.execute(select(connector_state))}
     from rich.console import Console
     from rich.table import Table
@@ -352,7 +352,7 @@ def certificates_list(
         stmt = stmt.where(c.holder_id == subject)
     if township:
         stmt = stmt.where(c.township == township)
-    with Catalog.connect(settings.catalog_url).begin() as conn:
+    with Catalog.connect(settings.catalog_url).read() as conn:
         rows = conn.execute(stmt).all()
     items = [
         {
@@ -399,9 +399,9 @@ def certificates_export(
 
     settings = _demo_settings() if Settings().key_passphrase is None else Settings()
     key, _ = signing_key(settings)
-    with Catalog.connect(settings.catalog_url).begin() as conn:
+    with Catalog.connect(settings.catalog_url).read() as conn:
         row = conn.execute(
-            select(certificates.c.canonical, certificates.c.leaf_index).where(
+            select(certificates.c.canonical, certificates.c.leaf_index, certificates.c.status).where(
                 certificates.c.cert_id == cert_id
             )
         ).first()
@@ -414,6 +414,13 @@ def certificates_export(
     bundle = build_bundle(json.loads(bytes(row.canonical)), int(row.leaf_index), proof, note, key.vkey)
     output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"wrote {output} (leaf {row.leaf_index} of a log of {size})")
+    if row.status != "有效":
+        typer.secho(
+            f"warning: the catalog records this certificate as {row.status}; the bundle proves what was "
+            "issued, not that it is still in force",
+            fg="yellow",
+            err=True,
+        )
 
 
 @app.command("verify")
@@ -465,7 +472,7 @@ def skip_check_command(
     settings = Settings()
     catalogue = load_matters(settings.matters_file)
     issued_by = certificate_datasets(settings.contracts_dir)
-    with Catalog.connect(settings.catalog_url).begin() as conn:
+    with Catalog.connect(settings.catalog_url).read() as conn:
         answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
     if as_json:
         typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
