@@ -36,15 +36,26 @@ def canonical_json(value: Any) -> bytes:
 
 
 def _plain(value: Any) -> bool:
-    if value is None or isinstance(value, str | bool):
-        return True
-    if isinstance(value, int):
-        return -_MAX_SAFE <= value <= _MAX_SAFE
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and k.isascii() and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return False
+    """True when every node is in the domain where the standard library equals RFC 8785."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is str or kind is bool or node is None:
+            continue
+        if kind is int:
+            if not -_MAX_SAFE <= node <= _MAX_SAFE:
+                return False
+        elif kind is dict:
+            for key in node:
+                if type(key) is not str or not key.isascii():
+                    return False
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        else:
+            return False  # floats, subclasses, tuples, ...: the reference decides
+    return True
 
 
 __all__ = ["canonical_json"]

@@ -192,11 +192,18 @@ def _run_flow(connectors: list[str] | None) -> bool:
     return not summary.failed
 
 
-def _print_summary(s: Any) -> None:
+def _console() -> Any:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
+    # Piped output (make demo | tee, CI logs) would be cut at 80 columns; tables need more.
+    return console if console.is_terminal else Console(width=160)
+
+
+def _print_summary(s: Any) -> None:
+    from rich.table import Table
+
+    console = _console()
     table = Table(title=f"OnceOnly daily sharing — run {s.run_id}", title_justify="left")
     for name in ("dataset", "connector", "pulled", "accepted", "quarantined", "certificates", "status"):
         table.add_column(
@@ -248,7 +255,6 @@ def connectors_list() -> None:
     catalog = Catalog.connect(settings.catalog_url)
     with catalog.read() as conn:
         state = {r.connector: r for r in conn.execute(select(connector_state))}
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(
@@ -272,7 +278,7 @@ def connectors_list() -> None:
             last,
             detail,
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @connectors_app.command("test")
