@@ -43,33 +43,49 @@ class EnvironmentSecrets:
 
 
 class PrefectSecrets:
-    """Secrets from Prefect Secret blocks (``prefect block create secret``)."""
+    """Secrets from Prefect Secret blocks (``prefect block create secret``).
+
+    Block names are lowercase with dashes, so the secret ``SCJG_API_TOKEN`` is the block
+    ``scjg-api-token``.
+    """
+
+    @staticmethod
+    def block_name(name: str) -> str:
+        return name.lower().replace("_", "-")
 
     def resolve(self, name: str, *, connector: str) -> str:
         from prefect.blocks.system import Secret
 
+        block = self.block_name(name)
         try:
             # _sync=True: the block, not a coroutine, even when called inside a running flow.
-            secret = cast(Secret, Secret.load(name.lower().replace("_", "-"), _sync=True))  # type: ignore[call-arg]
+            secret = cast(Secret, Secret.load(block, _sync=True))  # type: ignore[call-arg]
         except ValueError as exc:
-            raise MissingSecret(f"connector {connector!r}: no Prefect Secret block named {name!r}") from exc
+            raise MissingSecret(f"connector {connector!r}: no Prefect Secret block {block!r}") from exc
+        except Exception as exc:  # the Prefect API itself may be unreachable
+            raise MissingSecret(
+                f"connector {connector!r}: could not ask Prefect for Secret block {block!r} "
+                f"({type(exc).__name__})"
+            ) from exc
         return str(secret.get())
 
 
 class ChainedSecrets:
-    """The first resolver that knows the name wins."""
+    """The first resolver that knows the name wins; if none does, the error says what each tried."""
 
     def __init__(self, *resolvers: SecretResolver) -> None:
         self._resolvers = resolvers
 
     def resolve(self, name: str, *, connector: str) -> str:
-        last: MissingSecret | None = None
+        reasons: list[str] = []
         for resolver in self._resolvers:
             try:
                 return resolver.resolve(name, connector=connector)
             except MissingSecret as exc:
-                last = exc
-        raise last or MissingSecret(f"connector {connector!r}: secret {name!r} is not set")
+                reasons.append(str(exc).removeprefix(f"connector {connector!r}: "))
+        raise MissingSecret(
+            f"connector {connector!r}: secret {name!r} not found: {'; '.join(reasons) or 'no resolver'}"
+        )
 
 
 __all__ = ["ChainedSecrets", "EnvironmentSecrets", "MissingSecret", "PrefectSecrets", "SecretResolver"]

@@ -38,6 +38,8 @@ ROW_INDEX = "__row"
 
 _DECIMAL_RE = re.compile(r"^\s*(?:DECIMAL|NUMERIC)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)\s*$", re.I)
 _PERSONAL_CLASSES = {"restricted", "confidential", "secret"}
+# 电子证照 statuses (GB/T 36903): in force, suspended, revoked, cancelled, invalid, revoked (licence).
+CERTIFICATE_STATUSES = frozenset({"有效", "暂扣", "撤销", "注销", "失效", "吊销"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ class CertificateSpec:
     fields: tuple[str, ...]
     valid_from_column: str | None = None
     valid_to_column: str | None = None
+    status_column: str | None = None
+    status_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class CompiledContract:
     subject_columns: tuple[str, ...]
     township_column: str | None
     max_error_rate: float
+    min_rows_for_error_rate: int
     certificate: CertificateSpec | None
     personal_columns: frozenset[str]
     timezone: str
@@ -200,6 +205,7 @@ def _compile(contract: Contract) -> CompiledContract:
         subject_columns=subject_columns,
         township_column=township,
         max_error_rate=float(contract.custom("maxErrorRate", 1.0)),
+        min_rows_for_error_rate=int(contract.custom("minRowsForErrorRate", 100)),
         certificate=_certificate_spec(contract, columns),
         personal_columns=frozenset(
             p.name for p in contract.table.properties if (p.classification or "").lower() in _PERSONAL_CLASSES
@@ -361,6 +367,8 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
         "fields",
         "validFromColumn",
         "validToColumn",
+        "statusColumn",
+        "statusMap",
     }
     unknown = sorted(set(raw) - allowed)
     if unknown:
@@ -376,14 +384,22 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
             fields=tuple(raw.get("fields", ())),
             valid_from_column=raw.get("validFromColumn"),
             valid_to_column=raw.get("validToColumn"),
+            status_column=raw.get("statusColumn"),
+            status_map={str(k): str(v) for k, v in (raw.get("statusMap") or {}).items()},
         )
     except (KeyError, TypeError) as exc:
         raise ContractError(f"contract {contract.ref}: certificate is missing {exc}") from exc
     referenced = [spec.number_column, *spec.fields]
-    referenced += [c for c in (spec.valid_from_column, spec.valid_to_column) if c]
+    referenced += [c for c in (spec.valid_from_column, spec.valid_to_column, spec.status_column) if c]
     for h in spec.holders:
         referenced += [h.get("nameColumn", ""), h.get("idColumn", "")]
         referenced += [h["townshipColumn"]] if h.get("townshipColumn") else []
+    unknown_status = sorted(set(spec.status_map.values()) - CERTIFICATE_STATUSES)
+    if unknown_status:
+        raise ContractError(
+            f"contract {contract.ref}: certificate statusMap values {unknown_status} are not GB/T 36903 "
+            f"statuses ({', '.join(sorted(CERTIFICATE_STATUSES))})"
+        )
     missing = sorted({c for c in referenced if c not in columns})
     if missing:
         raise ContractError(f"contract {contract.ref}: certificate refers to missing columns {missing}")

@@ -12,6 +12,15 @@ This is the only package that imports ``cryptography.hazmat``. It signs canonica
 """
 
 from evidence.bundle import BUNDLE_FORMAT, VerifiedBundle, build_bundle, certificate_leaf_bytes, verify_bundle
+from evidence.canonical import canonical_json
+from evidence.certificate import (
+    CERTIFICATE_SCHEMA,
+    STATUS_SUPERSEDED,
+    STATUS_VALID,
+    Draft,
+    drafts_from,
+    issue,
+)
 from evidence.identifier import (
     CERTIFICATE_ID_PREFIX,
     ISO7064_ALPHABET,
@@ -19,7 +28,8 @@ from evidence.identifier import (
     InvalidCertificateId,
     iso7064_mod37_36,
 )
-from evidence.keys import SUITES, KeyStore, SigningKey
+from evidence.keys import SUITES, KeyStore, SigningKey, verifier_key_path
+from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
 from evidence.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -49,33 +59,46 @@ __all__ = [
     "ALG_ED25519",
     "BUNDLE_FORMAT",
     "CERTIFICATE_ID_PREFIX",
+    "CERTIFICATE_SCHEMA",
     "EMPTY_ROOT",
     "HASH_SIZE",
     "ISO7064_ALPHABET",
     "MAX_SIGNATURES",
     "SIGNATURE_LINE_PREFIX",
+    "STATUS_SUPERSEDED",
+    "STATUS_VALID",
     "SUITES",
+    "Appended",
     "CertificateId",
     "Checkpoint",
     "CompactRange",
+    "Draft",
     "InvalidCertificateId",
     "KeyStore",
     "NoteVerifier",
     "SigningKey",
+    "TransparencyLog",
     "VerifiedBundle",
     "build_bundle",
+    "canonical_json",
     "certificate_leaf_bytes",
     "consistency_proof",
+    "drafts_from",
     "format_vkey",
     "inclusion_proof",
     "iso7064_mod37_36",
+    "issue",
     "key_id",
+    "latest_checkpoint",
     "leaf_hash",
     "node_hash",
     "open_note",
     "parse_vkey",
+    "prove_inclusion",
     "root",
     "sign_note",
+    "tree_size",
+    "verifier_key_path",
     "verify_bundle",
     "verify_consistency",
     "verify_inclusion",

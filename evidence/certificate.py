@@ -50,7 +50,7 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
     if spec is None or table.num_rows == 0:
         return []
     needed = {spec.number_column, *spec.fields, *compiled.record_key}
-    needed |= {c for c in (spec.valid_from_column, spec.valid_to_column) if c}
+    needed |= {c for c in (spec.valid_from_column, spec.valid_to_column, spec.status_column) if c}
     for h in spec.holders:
         needed |= {
             h["nameColumn"],
@@ -66,6 +66,13 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
         fields = {f: text[f][i] for f in spec.fields}
         valid_from = text[spec.valid_from_column][i] if spec.valid_from_column else None
         valid_to = text[spec.valid_to_column][i] if spec.valid_to_column else None
+        # GB/T 36903 status from the source's own status (吊销, 注销 …); the contract's enum
+        # admits only mapped values, so an unmapped one never reaches this point.
+        status = (
+            spec.status_map.get(text[spec.status_column][i] or "", STATUS_VALID)
+            if spec.status_column
+            else STATUS_VALID
+        )
         for holder in spec.holders:
             holder_id = text[holder["idColumn"]][i]
             if not holder_id:
@@ -83,6 +90,7 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
                 "valid_from": valid_from,
                 "valid_to": valid_to,
                 "township": township,
+                "status": status,
                 "fields": fields,
             }
             drafts.append(
@@ -118,7 +126,6 @@ def issue(
         **draft.content,
         "issue_date": issue_date.isoformat(),
         "valid_from": draft.valid_from or issue_date.isoformat(),
-        "status": STATUS_VALID,
         "version": cert_id.version,
         "previous": previous,
         "source": {"dataset": draft.dataset, "contract": contract, "batch": batch_id},

@@ -141,7 +141,7 @@ class KeyStore:
 
     def vkey_path(self, name: str) -> Path:
         """The public verifier-key file of key ``name``."""
-        return self._directory / f"{_slug(name)}.vkey"
+        return verifier_key_path(self._directory, name)
 
     def load_or_create(self, name: str, suite: str = "ed25519") -> tuple[SigningKey, bool]:
         """The key ``name``, generated and stored now if missing; the bool says it was created."""
@@ -229,6 +229,11 @@ def _check_passphrase(passphrase: bytes) -> None:
         raise EvidenceError("the key passphrase is empty; refusing to store a signing key in clear")
 
 
+def verifier_key_path(directory: Path, name: str) -> Path:
+    """Where the public verifier key of ``name`` is published (no passphrase needed to read it)."""
+    return Path(directory) / f"{_slug(name)}.vkey"
+
+
 def _slug(name: str) -> str:
     slug = _SLUG_UNSAFE_RE.sub("_", name).strip("._")
     if not slug:
@@ -252,4 +257,9 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
         raise
 
 
-__all__ = ["SUITES", "KeyStore", "SigningKey"]
+__all__ = [
+    "SUITES",
+    "KeyStore",
+    "SigningKey",
+    "verifier_key_path",
+]

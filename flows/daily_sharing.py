@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -29,11 +32,19 @@ from contracts.validate import Validation, Validator
 from evidence.log import tree_size
 from flows.pipeline import Pipeline, pipeline_for
 from lake.catalog import runs, utcnow
-from lake.landing import LandedBatch, Lander, content_digest, record_failure
+from lake.landing import (
+    LandedBatch,
+    Lander,
+    acquire_lease,
+    batch_id_for,
+    content_digest,
+    record_failure,
+    release_lease,
+)
 from onceonly.errors import ContractBreached, TransientError
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
-from sharing.extracts import write_extracts
+from sharing.extracts import refresh_extracts
 
 
 @dataclass
@@ -48,16 +59,26 @@ class ConnectorResult:
     quarantined: int = 0
     warnings: int = 0
     certificates: int = 0
-    townships: set[str] = field(default_factory=set)
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def observe(self, validation: Validation) -> None:
+        for o in validation.outcomes:
+            stats = self.rules.setdefault(
+                o.rule, {"severity": o.severity, "checked": 0, "failed": 0, "examples": []}
+            )
+            stats["checked"] += o.checked
+            stats["failed"] += o.failed
+            stats["examples"] = (stats["examples"] + [e for e in o.examples if e])[:3]
 
     def add(self, landed: LandedBatch) -> None:
+        if landed.already_landed:
+            return  # landed by an earlier attempt: counted then
         self.batches += 1
         self.pulled += landed.pulled
         self.accepted += landed.accepted
         self.quarantined += landed.quarantined
         self.warnings += landed.warnings
         self.certificates += landed.certificates
-        self.townships |= set(landed.townships)
 
 
 @dataclass
@@ -126,9 +147,16 @@ def land_batch(
 
 
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
-def write_township_extracts(pipeline: Pipeline, townships: set[str]) -> list[str]:
-    with pipeline.catalog.begin() as conn:
-        return [str(p) for p in write_extracts(conn, pipeline.settings.extracts_dir, townships)]
+def write_township_extracts(pipeline: Pipeline) -> list[Path]:
+    return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir)
+
+
+class ConnectorRunFailed(Exception):
+    """A connector failed part-way; ``result`` holds what it landed before failing."""
+
+    def __init__(self, result: ConnectorResult) -> None:
+        super().__init__(result.error)
+        self.result = result
 
 
 @flow(name="sync-connector", flow_run_name="sync-{connector_name}")
@@ -138,9 +166,31 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
     pipeline = pipeline_for(Settings())
     registration = pipeline.registration(connector_name)
     result = ConnectorResult(connector_name, registration.dataset)
+    with pipeline.catalog.begin() as conn:
+        acquire_lease(conn, connector_name, registration.dataset, run_id, pipeline.settings.lease_seconds)
+    try:
+        _pull_until_done(pipeline, connector_name, run_id, result)
+    except Exception as exc:
+        result.status, result.error = "failed", scrub_exception_message(exc)
+        raise ConnectorRunFailed(result) from exc
+    finally:
+        with pipeline.catalog.begin() as conn:
+            release_lease(conn, connector_name, run_id)
+        _publish_rules(connector_name, result)
+    if result.pulled == 0:
+        logger.info("%s: nothing new since the last run", connector_name)
+    return result
+
+
+def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, result: ConnectorResult) -> None:
+    logger = get_run_logger()
+    registration = pipeline.registration(connector_name)
     compiled = pipeline.compiled(registration.dataset)
     validator = Validator(compiled, pipeline.check_context())
-    lander = Lander(pipeline.catalog, pipeline.lake, pipeline.log, run_id=run_id)
+    settings = pipeline.settings
+    lander = Lander(
+        pipeline.catalog, pipeline.lake, pipeline.log, run_id=run_id, lease_seconds=settings.lease_seconds
+    )
     connector = pipeline.connector(connector_name)
     retrying = Retrying(
         retry=retry_if_exception_type(TransientError),
@@ -156,20 +206,12 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
     )
     for attempt in retrying:
         with attempt:
-            with pipeline.catalog.begin() as conn:
+            with pipeline.catalog.read() as conn:
                 cursor = pipeline.catalog.cursor_of(conn, connector_name)
             for pulled in connector.pull(cursor, pipeline.settings.batch_size):
                 validation = validate_batch(validator, pulled.batch, connector_name)
-                if validation.error_rate > compiled.max_error_rate:
-                    pipeline.lake.write_quarantine(
-                        compiled.contract.id, f"breach-{run_id}", validation.quarantined
-                    )
-                    raise ContractBreached(
-                        f"connector {connector_name!r}: {validation.quarantined.num_rows} of "
-                        f"{validation.pulled} rows ({validation.error_rate:.0%}) broke contract "
-                        f"{compiled.ref}, above its "
-                        f"maxErrorRate {compiled.max_error_rate:.0%}; nothing from this batch was issued"
-                    )
+                result.observe(validation)
+                _refuse_breach(pipeline, connector_name, compiled, validation, cursor, pulled)
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled)
                 result.add(landed)
                 cursor = pulled.cursor
@@ -182,9 +224,55 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
                     landed.quarantined,
                     landed.certificates,
                 )
-    if result.pulled == 0:
-        logger.info("%s: nothing new since the last run", connector_name)
-    return result
+
+
+def _refuse_breach(
+    pipeline: Pipeline,
+    connector_name: str,
+    compiled: CompiledContract,
+    validation: Validation,
+    cursor: Cursor | None,
+    pulled: Pulled,
+) -> None:
+    """Stop the connector when a batch breaks its contract beyond ``maxErrorRate``.
+
+    The share is judged only on batches of at least ``minRowsForErrorRate`` rows: one bad row
+    in a batch of one is 100 % and says nothing about the source.
+    """
+    too_few = validation.pulled < compiled.min_rows_for_error_rate
+    if too_few or validation.error_rate <= compiled.max_error_rate:
+        return
+    batch_id = batch_id_for(connector_name, cursor, content_digest(pulled.batch))
+    pipeline.lake.write_quarantine(compiled.contract.id, f"breach-{batch_id}", validation.quarantined)
+    raise ContractBreached(
+        f"connector {connector_name!r}: {validation.quarantined.num_rows} of {validation.pulled} rows "
+        f"({validation.error_rate:.0%}) broke contract {compiled.ref}, above its maxErrorRate "
+        f"{compiled.max_error_rate:.0%}; nothing from this batch was issued and the cursor stays put"
+    )
+
+
+def _publish_rules(connector_name: str, result: ConnectorResult) -> None:
+    """A table artifact of which contract rules failed, how often, with masked examples."""
+    if not result.rules:
+        return
+    checked = max(s["checked"] for s in result.rules.values())
+    rows = [
+        {
+            "rule": rule,
+            "severity": stats["severity"],
+            "rows checked": stats["checked"],
+            "rows failed": stats["failed"],
+            "share": f"{stats['failed'] / stats['checked']:.2%}" if stats["checked"] else "0%",
+            "examples (masked)": ", ".join(stats["examples"]),
+        }
+        for rule, stats in sorted(result.rules.items())
+        if stats["failed"]
+    ]
+    create_table_artifact(
+        key=f"contract-{connector_name}",
+        table=rows or [{"rule": "(no rule failed)", "rows checked": checked}],
+        description=f"Contract rules broken by rows from {connector_name} in this run.",
+    )
 
 
 @flow(name="daily_sharing", flow_run_name="daily-sharing")
@@ -195,22 +283,35 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
     settings = Settings()
     pipeline = pipeline_for(settings)
     run_id = str(uuid.uuid4())
+    if pipeline.key_created:
+        logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
     with pipeline.catalog.begin() as conn:
-        conn.execute(runs.insert().values(run_id=run_id, started_at=utcnow(), status="running"))
+        conn.execute(
+            runs.insert().values(
+                run_id=run_id,
+                flow_run_id=str(prefect_flow_run.id or ""),
+                started_at=utcnow(),
+                status="running",
+            )
+        )
     names = connectors or sorted(pipeline.registrations)
     results: list[ConnectorResult] = []
     for name in names:
         try:
             results.append(sync_connector(name, run_id))
         except Exception as exc:  # one department failing must not stop the others
-            message = scrub_exception_message(exc)
-            logger.error("connector %s failed: %s", name, message)
+            partial = exc.result if isinstance(exc, ConnectorRunFailed) else None
             dataset = pipeline.registrations[name].dataset if name in pipeline.registrations else "?"
-            results.append(ConnectorResult(name, dataset, status="failed", error=message))
+            failed = partial or ConnectorResult(
+                name, dataset, status="failed", error=scrub_exception_message(exc)
+            )
+            logger.error("connector %s failed: %s", name, failed.error)
+            results.append(failed)
             with pipeline.catalog.begin() as conn:
-                record_failure(conn, name, dataset, run_id, message)
-    townships = set().union(*(r.townships for r in results)) if results else set()
-    extracts = write_township_extracts(pipeline, townships) if townships else []
+                record_failure(conn, name, dataset, run_id, failed.error or "failed")
+    # Extracts follow the catalog's marks, not this run's results: batches landed by a
+    # connector that failed later, or by a run that died before this point, are included.
+    extracts = [str(p) for p in write_township_extracts(pipeline)]
     with pipeline.catalog.begin() as conn:
         size = tree_size(conn)
     summary = RunSummary(
@@ -257,4 +358,4 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-__all__ = ["ConnectorResult", "RunSummary", "daily_sharing", "sync_connector"]
+__all__ = ["ConnectorResult", "ConnectorRunFailed", "RunSummary", "daily_sharing", "sync_connector"]

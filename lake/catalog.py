@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -63,6 +64,21 @@ connector_state = Table(
     Column("last_error", Text),
     Column("last_pull_at", DateTime(timezone=True)),
     Column("rows_pulled", BigInteger, nullable=False, default=0),
+    # One run pulls a connector at a time: the run holding the lease until lease_until.
+    Column("lease_run_id", String(36)),
+    Column("lease_until", DateTime(timezone=True)),
+)
+
+township_extracts = Table(
+    "township_extracts",
+    metadata,
+    Column("township", String(12), primary_key=True),
+    # Bumped in the landing transaction whenever a certificate of the township is issued or
+    # superseded; the extract writer clears only the generation it wrote, so a township that
+    # changes while its extract is being written stays marked.
+    Column("generation", BigInteger, nullable=False, default=0),
+    Column("written_generation", BigInteger, nullable=False, default=0),
+    Column("written_at", DateTime(timezone=True)),
 )
 
 runs = Table(
@@ -193,11 +209,23 @@ class Catalog:
         self.engine = engine
 
     @classmethod
-    def connect(cls, url: str) -> Catalog:
-        """Open (and create if needed) the catalog at ``url``."""
+    def connect(cls, url: str, *, create: bool = True) -> Catalog:
+        """Open the catalog at ``url``; with ``create`` make it (and a SQLite file's folder) if missing.
+
+        Read-only commands pass ``create=False``: a missing SQLite catalog then means a wrong
+        ``ONCEONLY_HOME`` or no run yet, and says so instead of answering from an empty catalog.
+        """
         try:
             engine = create_engine(url, future=True)
             if engine.dialect.name == "sqlite":
+                database = engine.url.database
+                if database and database != ":memory:" and not database.startswith("file:"):
+                    if not create and not Path(database).exists():
+                        raise CatalogError(
+                            f"no catalog at {database}: nothing has run under this ONCEONLY_HOME yet "
+                            "(run `make demo` or `onceonly run`, or set ONCEONLY_HOME)"
+                        )
+                    Path(database).parent.mkdir(parents=True, exist_ok=True)
                 event.listen(engine, "connect", _sqlite_connect)
                 event.listen(engine, "begin", _sqlite_begin)
             metadata.create_all(engine)
@@ -302,5 +330,6 @@ __all__ = [
     "quarantine",
     "runs",
     "serials",
+    "township_extracts",
     "utcnow",
 ]

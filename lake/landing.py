@@ -43,9 +43,11 @@ from lake.catalog import (
     insert_missing,
     quarantine,
     serials,
+    township_extracts,
     utcnow,
 )
 from lake.parquet import ParquetLake
+from onceonly.errors import ConnectorBusy
 
 _IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter limit
 
@@ -88,11 +90,20 @@ def content_digest(batch: pa.RecordBatch | pa.Table) -> str:
 
 
 class Lander:
-    def __init__(self, catalog: Catalog, lake: ParquetLake, log: TransparencyLog, *, run_id: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        lake: ParquetLake,
+        log: TransparencyLog,
+        *,
+        run_id: str,
+        lease_seconds: float | None = None,
+    ) -> None:
         self.catalog = catalog
         self.lake = lake
         self.log = log
         self.run_id = run_id
+        self.lease_seconds = lease_seconds
 
     def land(
         self,
@@ -125,6 +136,7 @@ class Lander:
 
         with self.catalog.begin() as conn:
             now = utcnow()
+            _check_lease(conn, connector, self.run_id, now)
             new, renewals = _new_or_changed(conn, dataset, drafts)
             issued = self._issue(conn, compiled, batch_id, today, new, renewals)
             tree_size = None
@@ -142,6 +154,7 @@ class Lander:
                     ],
                 )
                 superseded = [c.body["previous"] for c in issued if c.body["previous"]]
+                _mark_townships(conn, {c.draft.township for c in issued} | _townships_of(conn, superseded))
                 for chunk in _chunks(superseded):
                     # Only a version in force becomes 失效; a revoked (撤销) one keeps its status.
                     conn.execute(
@@ -171,6 +184,17 @@ class Lander:
                 )
             )
             save_cursor(conn, connector, dataset, cursor_after, self.run_id, rows=validation.pulled)
+            if self.lease_seconds:  # each landed batch renews the run's hold on the connector
+                conn.execute(
+                    update(connector_state)
+                    .where(
+                        and_(
+                            connector_state.c.connector == connector,
+                            connector_state.c.lease_run_id == self.run_id,
+                        )
+                    )
+                    .values(lease_until=now + dt.timedelta(seconds=self.lease_seconds))
+                )
         self.lake.publish(connector, batch_id)
         return LandedBatch(
             batch_id=batch_id,
@@ -325,6 +349,79 @@ def record_failure(conn: Connection, connector: str, dataset: str, run_id: str, 
     )
 
 
+def acquire_lease(conn: Connection, connector: str, dataset: str, run_id: str, seconds: float) -> None:
+    """Take the connector for ``run_id`` for ``seconds`` (renewed by each landed batch).
+
+    Two runs pulling one connector would each stage and land the same rows; the second run
+    finds the lease held and stops with ``ConnectorBusy`` before pulling anything.
+    """
+    insert_missing(conn, connector_state, {"connector": connector, "dataset": dataset, "rows_pulled": 0})
+    now = utcnow()
+    row = conn.execute(
+        select(connector_state.c.lease_run_id, connector_state.c.lease_until)
+        .where(connector_state.c.connector == connector)
+        .with_for_update()
+    ).one()
+    if row.lease_run_id not in (None, run_id) and row.lease_until and _aware(row.lease_until) > now:
+        until = _aware(row.lease_until).isoformat(timespec="seconds")
+        raise ConnectorBusy(
+            connector,
+            f"run {row.lease_run_id} is pulling it (until {until} at the latest); this run leaves it alone",
+        )
+    conn.execute(
+        update(connector_state)
+        .where(connector_state.c.connector == connector)
+        .values(lease_run_id=run_id, lease_until=now + dt.timedelta(seconds=seconds))
+    )
+
+
+def release_lease(conn: Connection, connector: str, run_id: str) -> None:
+    conn.execute(
+        update(connector_state)
+        .where(and_(connector_state.c.connector == connector, connector_state.c.lease_run_id == run_id))
+        .values(lease_run_id=None, lease_until=None)
+    )
+
+
+def _check_lease(conn: Connection, connector: str, run_id: str, now: dt.datetime) -> None:
+    row = conn.execute(
+        select(connector_state.c.lease_run_id, connector_state.c.lease_until).where(
+            connector_state.c.connector == connector
+        )
+    ).first()
+    if row is None or row.lease_run_id in (None, run_id) or not row.lease_until:
+        return
+    if _aware(row.lease_until) > now:
+        raise ConnectorBusy(connector, f"run {row.lease_run_id} holds it; this batch is not landed")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    # SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _townships_of(conn: Connection, cert_ids: Sequence[str]) -> set[str | None]:
+    found: set[str | None] = set()
+    for chunk in _chunks(cert_ids):
+        found |= set(
+            conn.execute(select(certificates.c.township).where(certificates.c.cert_id.in_(chunk))).scalars()
+        )
+    return found
+
+
+def _mark_townships(conn: Connection, townships: Iterable[str | None]) -> None:
+    """Mark township extracts stale in the landing transaction, so no crash can lose the mark."""
+    for township in sorted(t for t in townships if t):
+        insert_missing(
+            conn, township_extracts, {"township": township, "generation": 0, "written_generation": 0}
+        )
+        conn.execute(
+            update(township_extracts)
+            .where(township_extracts.c.township == township)
+            .values(generation=township_extracts.c.generation + 1)
+        )
+
+
 def _new_or_changed(
     conn: Connection, dataset: str, drafts: Sequence[Draft]
 ) -> tuple[list[Draft], list[tuple[Draft, str, int]]]:
@@ -381,7 +478,7 @@ def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_i
         "issuer_code": cid.issuer_uscc,
         "serial": cid.serial,
         "version": cid.version,
-        "status": STATUS_VALID,
+        "status": cert["status"],
         "issue_date": dt.date.fromisoformat(cert["issue_date"]),
         "valid_from": _date(cert["valid_from"]),
         "valid_to": _date(cert["valid_to"]),
@@ -419,4 +516,13 @@ def _chunks(items: Iterable[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
         yield chunk
 
 
-__all__ = ["LandedBatch", "Lander", "batch_id_for", "content_digest", "record_failure", "save_cursor"]
+__all__ = [
+    "LandedBatch",
+    "Lander",
+    "acquire_lease",
+    "batch_id_for",
+    "content_digest",
+    "record_failure",
+    "release_lease",
+    "save_cursor",
+]

@@ -23,8 +23,9 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import typer
+from dotenv import load_dotenv
 
-from onceonly.errors import ConfigurationError, OnceOnlyError, VerificationFailed
+from onceonly.errors import CatalogError, ConfigurationError, OnceOnlyError, VerificationFailed
 from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
 from onceonly.settings import Settings
 
@@ -43,7 +44,12 @@ DEMO_SEED = 20261121
 
 def main() -> None:
     install_log_masking()
+    # Department secrets are resolved by name from the environment: let a local .env provide
+    # them too (never overriding what the environment already says).
+    load_dotenv(".env", override=False)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Keep Prefect's own database with everything else OnceOnly writes, unless told otherwise.
+    os.environ.setdefault("PREFECT_HOME", str((Settings().home / "prefect").resolve()))
     try:
         app()
     except OnceOnlyError as exc:
@@ -57,37 +63,86 @@ def main() -> None:
 @demo_app.callback(invoke_without_command=True)
 def demo(
     ctx: typer.Context,
-    rows: Annotated[int, typer.Option(help="Rows per demo department system.")] = 5000,
+    rows: Annotated[
+        int | None, typer.Option(help="Rows per demo department system (default: as generated, else 5000).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = DEMO_SEED,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Start over: delete the catalog, lake, extracts and demo systems.")
+    ] = False,
 ) -> None:
     """Generate the demo department systems if missing, then run the daily sharing flow."""
     if ctx.invoked_subcommand:
         return
-    from departments import LicenceApi, demo_token, generate_if_missing
+    from departments import DEFAULT_ROWS, LicenceApi, demo_token, generate_if_missing
 
     settings = _demo_settings()
-    _, generated = generate_if_missing(settings.departments_dir, rows=rows, seed=seed)
+    if reset:
+        _reset_demo(settings)
+    existing = _demo_manifest(settings)
+    wanted = rows or (existing.rows if existing else DEFAULT_ROWS)
+    if existing and (existing.rows, existing.seed) != (wanted, seed) and _catalog_has_data(settings):
+        raise ConfigurationError(
+            f"the demo systems in {settings.departments_dir} hold {existing.rows} rows "
+            f"(seed {existing.seed}) and the catalog already holds their certificates; regenerating "
+            f"with {wanted} rows (seed {seed}) would mix two worlds. Start over with "
+            "`onceonly demo --reset` (make demo RESET=1)."
+        )
+    manifest, generated = generate_if_missing(settings.departments_dir, rows=wanted, seed=seed)
     typer.echo(
         f"Demo department systems {'generated' if generated else 'already present'} in "
-        f"{settings.departments_dir} ({rows} rows each, seed {seed})."
+        f"{settings.departments_dir} ({manifest.rows} rows each, seed {manifest.seed})."
     )
     os.environ.setdefault("SCJG_API_TOKEN", demo_token(seed))
     host, port = _demo_api_address(settings)
     db = settings.departments_dir / "scjg" / "licences.db"
-    api = LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port)
-    try:
-        api.start()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot serve the demo licence API on {host}:{port} ({exc.strerror}); free the port or "
-            "change options.base_url in connectors/registrations/scjg-licences.yaml"
-        ) from exc
+    api = _start_api(LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port))
     try:
         typer.echo(f"市场监管 licence API serving on {api.base_url}")
         ok = _run_flow(None)
     finally:
         api.stop()
     raise typer.Exit(0 if ok else 1)
+
+
+def _demo_manifest(settings: Settings) -> Any:
+    from departments import Manifest
+
+    try:
+        return Manifest.load(settings.departments_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _catalog_has_data(settings: Settings) -> bool:
+    if settings.database_url:
+        return True
+    return (settings.home / "catalog.db").exists()
+
+
+def _start_api(api: Any) -> Any:
+    try:
+        return api.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve the demo licence API on {api.host}:{api.port} ({exc.strerror}); free the port or "
+            "change options.base_url in connectors/registrations/scjg-licences.yaml"
+        ) from exc
+
+
+def _reset_demo(settings: Settings) -> None:
+    """Delete what the demo generated and landed; keys and the remembered passphrase stay."""
+    import shutil
+
+    if settings.database_url:
+        raise ConfigurationError(
+            "--reset deletes only the embedded SQLite catalog; drop your database yourself"
+        )
+    for path in (settings.departments_dir, settings.lake_dir, settings.extracts_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        (settings.home / f"catalog.db{suffix}").unlink(missing_ok=True)
+    typer.echo(f"Reset: removed the demo systems, catalog, lake and extracts under {settings.home}")
 
 
 @demo_app.command("generate")
@@ -126,15 +181,17 @@ def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
     settings = Settings()
     host, port = _demo_api_address(settings)
     token = os.environ.get("SCJG_API_TOKEN") or demo_token(seed)
-    with LicenceApi(
-        settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port
-    ) as api:
-        typer.echo(f"serving on {api.base_url}; token in SCJG_API_TOKEN (or the demo token); Ctrl-C stops")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    api = _start_api(
+        LicenceApi(settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port)
+    )
+    typer.echo(f"serving on {api.base_url}; token in SCJG_API_TOKEN (or the demo token); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
 
 
 def _demo_settings() -> Settings:
@@ -149,7 +206,7 @@ def _demo_settings() -> Settings:
                 f.write(secrets.token_urlsafe(32))
             typer.echo(
                 f"Generated a passphrase for the demo signing key and stored it in {path} (mode 600). "
-                "In production set ONCEONLY_KEY_PASSPHRASE (or a Prefect Secret) instead."
+                "In production set ONCEONLY_KEY_PASSPHRASE instead."
             )
         os.environ["ONCEONLY_KEY_PASSPHRASE"] = path.read_text().strip()
         settings = Settings()
@@ -252,9 +309,14 @@ def connectors_list() -> None:
 
     settings = Settings()
     regs = load_registrations(settings.registrations_dir)
-    catalog = Catalog.connect(settings.catalog_url)
-    with catalog.read() as conn:
-        state = {r.connector: r for r in conn.execute(select(connector_state))}
+    state: dict[str, Any] = {}
+    try:
+        catalog = Catalog.connect(settings.catalog_url, create=False)
+    except CatalogError:
+        catalog = None  # nothing has run yet: list the registrations alone
+    if catalog is not None:
+        with catalog.read() as conn:
+            state = {r.connector: r for r in conn.execute(select(connector_state))}
     from rich.table import Table
 
     table = Table(
@@ -355,10 +417,10 @@ def certificates_list(
         .limit(limit)
     )
     if subject:
-        stmt = stmt.where(c.holder_id == subject)
+        stmt = stmt.where(c.holder_id == subject.strip().upper())
     if township:
         stmt = stmt.where(c.township == township)
-    with Catalog.connect(settings.catalog_url).read() as conn:
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         rows = conn.execute(stmt).all()
     items = [
         {
@@ -387,7 +449,9 @@ def certificates_list(
 
 
 def _is_person(holder_id: str) -> bool:
-    return len(holder_id) == 18 and holder_id[:17].isdigit()
+    from contracts.identifiers import is_valid_citizen_id
+
+    return is_valid_citizen_id(holder_id)
 
 
 @certificates_app.command("export")
@@ -399,13 +463,16 @@ def certificates_export(
     from sqlalchemy import select
 
     from evidence.bundle import build_bundle
+    from evidence.keys import verifier_key_path
     from evidence.log import latest_checkpoint, prove_inclusion
-    from flows.pipeline import signing_key
     from lake.catalog import Catalog, certificates
 
-    settings = _demo_settings() if Settings().key_passphrase is None else Settings()
-    key, _ = signing_key(settings)
-    with Catalog.connect(settings.catalog_url).read() as conn:
+    settings = Settings()
+    vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
+    if not vkey_file.exists():
+        raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
+    vkey = vkey_file.read_text(encoding="utf-8").strip()
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         row = conn.execute(
             select(certificates.c.canonical, certificates.c.leaf_index, certificates.c.status).where(
                 certificates.c.cert_id == cert_id
@@ -414,10 +481,11 @@ def certificates_export(
         if row is None:
             raise typer.BadParameter(f"no certificate {cert_id!r} in the catalog")
         head = latest_checkpoint(conn)
-        assert head is not None
+        if head is None:
+            raise ConfigurationError("the transparency log has no checkpoint yet")
         size, note = head
         proof = prove_inclusion(conn, int(row.leaf_index), size)
-    bundle = build_bundle(json.loads(bytes(row.canonical)), int(row.leaf_index), proof, note, key.vkey)
+    bundle = build_bundle(json.loads(bytes(row.canonical)), int(row.leaf_index), proof, note, vkey)
     output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     typer.echo(f"wrote {output} (leaf {row.leaf_index} of a log of {size})")
     if row.status != "有效":
@@ -478,7 +546,7 @@ def skip_check_command(
     settings = Settings()
     catalogue = load_matters(settings.matters_file)
     issued_by = certificate_datasets(settings.contracts_dir)
-    with Catalog.connect(settings.catalog_url).read() as conn:
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
     if as_json:
         typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))

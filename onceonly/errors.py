@@ -58,6 +58,10 @@ class SourceDataMalformed(ConnectorError, TerminalError):
     """The source sent something that cannot be parsed (bad JSON page, truncated file)."""
 
 
+class ConnectorBusy(ConnectorError, TerminalError):
+    """Another run is pulling this connector right now; this run leaves it alone."""
+
+
 class UnknownConnectorType(ConfigurationError):
     """A registration names a connector type nobody registered."""
 
@@ -85,6 +89,7 @@ class CatalogError(TerminalError):
 __all__ = [
     "CatalogError",
     "ConfigurationError",
+    "ConnectorBusy",
     "ConnectorError",
     "ContractBreached",
     "ContractError",

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     retry_wait_seconds: float = Field(
         5.0, ge=0, description="First wait between attempts; doubles each time."
     )
+    lease_seconds: float = Field(
+        1800,
+        gt=0,
+        description="How long a run may hold a connector without landing a batch before another may.",
+    )
     registrations_dir: Path = Field(
         _REPO_ROOT / "connectors" / "registrations",
         description="Folder of connector registration files (*.yaml).",

@@ -2,13 +2,16 @@
 
 Example::
 
-    written = write_extracts(conn, settings.extracts_dir, townships={"120114001000"})
+    written = refresh_extracts(catalog, settings.extracts_dir)   # every township marked stale
     # var/extracts/township=120114001000/certificates.parquet
 
 An extract holds only what a service counter needs to skip a proof — identifier, type, holder,
 validity, status, and where the certificate sits in the transparency log — for the residents
-and businesses of that township only. Only townships whose certificates changed in this run
-are rewritten; each file is replaced atomically.
+and businesses of that township only. Landing a batch marks the townships whose certificates
+were issued or superseded (in the same transaction); ``refresh_extracts`` rewrites exactly
+those, each file replaced atomically, and clears only the mark it read — so a run that died
+before writing extracts, or a connector that failed after landing some batches, still gets
+its townships rewritten by the next refresh.
 """
 
 from __future__ import annotations
@@ -17,10 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
-from sqlalchemy import select
+from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
-from lake.catalog import certificates
+from lake.catalog import Catalog, certificates, township_extracts, utcnow
 from lake.parquet import write_parquet_atomic
 
 EXTRACT_SCHEMA = pa.schema(
@@ -59,4 +62,34 @@ def write_extracts(conn: Connection, extracts_dir: Path, townships: Iterable[str
     return written
 
 
-__all__ = ["EXTRACT_SCHEMA", "extract_path", "write_extracts"]
+def refresh_extracts(catalog: Catalog, extracts_dir: Path) -> list[Path]:
+    """Rewrite the extracts of every township marked stale; return the files written."""
+    with catalog.read() as conn:
+        stale = {
+            r.township: r.generation
+            for r in conn.execute(
+                select(township_extracts.c.township, township_extracts.c.generation).where(
+                    township_extracts.c.generation != township_extracts.c.written_generation
+                )
+            )
+        }
+    if not stale:
+        return []
+    with catalog.read() as conn:
+        written = write_extracts(conn, extracts_dir, stale)
+    with catalog.begin() as conn:
+        for township, generation in stale.items():
+            conn.execute(
+                update(township_extracts)
+                .where(
+                    and_(
+                        township_extracts.c.township == township,
+                        township_extracts.c.generation == generation,
+                    )
+                )
+                .values(written_generation=generation, written_at=utcnow())
+            )
+    return written
+
+
+__all__ = ["EXTRACT_SCHEMA", "extract_path", "refresh_extracts", "write_extracts"]

@@ -88,6 +88,7 @@ def test_one_draft_per_household_row_with_the_record_as_text() -> None:
         "valid_from": "2000-01-01",
         "valid_to": None,
         "township": "120114001000",
+        "status": "有效",
         "fields": {
             "name": "王1",
             "gender": "女",
@@ -207,3 +208,32 @@ def test_without_a_start_of_validity_the_certificate_is_valid_from_its_issue(dra
     cid = CertificateId.build("11100000000019342N001", "111201140000000196", 1)
     cert = issue(undated, cid, issue_date=dt.date(2026, 11, 21), batch_id="d" * 32, contract="household@1")
     assert cert["valid_from"] == "2026-11-21"
+
+
+def test_source_status_becomes_the_certificate_status_and_a_change_is_a_new_content_hash() -> None:
+    from contracts.identifiers import uscc_check_char
+
+    body = "91120114MA05K3P0" + "1"
+    uscc = body + uscc_check_char(body)
+    row = {
+        "uscc": uscc,
+        "name": "天津市武清区某某商贸有限公司",
+        "entity_type": "有限责任公司(自然人独资)",
+        "legal_representative": "张三",
+        "legal_representative_id": None,
+        "registered_capital": Decimal("100.00"),
+        "established_on": dt.date(2020, 1, 1),
+        "valid_from": dt.date(2020, 1, 1),
+        "valid_to": None,
+        "address": "天津市武清区杨村街道",
+        "township_code": "120114001000",
+        "business_scope": "零售",
+        "registration_authority": "天津市武清区市场监督管理局",
+        "status": "存续",
+        "updated_at": dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
+    }
+    (in_force,) = drafts_from(table(LICENCE, [row]), LICENCE)
+    (revoked,) = drafts_from(table(LICENCE, [{**row, "status": "吊销"}]), LICENCE)
+    assert in_force.content["status"] == "有效"
+    assert revoked.content["status"] == "吊销"
+    assert in_force.content_sha256 != revoked.content_sha256

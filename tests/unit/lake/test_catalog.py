@@ -68,8 +68,12 @@ def test_an_unreachable_catalog_is_a_catalog_error_without_the_password(tmp_path
     with pytest.raises(CatalogError, match="cannot open the catalog") as caught:
         Catalog.connect("postgresql+psycopg://onceonly:hunter2@127.0.0.1:1/catalog?connect_timeout=2")
     assert "hunter2" not in str(caught.value)
-    with pytest.raises(CatalogError, match="cannot open the catalog"):
-        Catalog.connect(f"sqlite:///{tmp_path / 'no-such-folder' / 'catalog.db'}")
+    missing = tmp_path / "no-such-folder" / "catalog.db"
+    with pytest.raises(CatalogError, match=r"no catalog at .*nothing has run under this ONCEONLY_HOME"):
+        Catalog.connect(f"sqlite:///{missing}", create=False)
+    assert not missing.parent.exists()
+    Catalog.connect(f"sqlite:///{missing}").dispose()  # a run creates it, folder and all
+    assert missing.exists()
 
 
 def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
