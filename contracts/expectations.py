@@ -33,63 +33,52 @@ if TYPE_CHECKING:
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 
 
-class ExpectColumnValuesToConformToContractType(gxe.ExpectColumnValuesToBeInSet):
-    """The source value converts to the contract's logical type (date, number, timestamp...)."""
+def _named_expectation(name: str, doc: str, description: str) -> type[gxe.Expectation]:
+    """A named subclass of ExpectColumnValuesToBeInSet over a boolean check column.
 
-    value_set: list[Any] = [True]  # noqa: RUF012 - pydantic field default, not a shared mutable
-    description: str = "值可转换为合同约定的类型"
-
-
-class ExpectColumnValuesToPassGb11643CitizenId(gxe.ExpectColumnValuesToBeInSet):
-    """GB 11643 citizen ID: structure, real birth date, MOD 11-2 check character."""
-
-    value_set: list[Any] = [True]  # noqa: RUF012
-    description: str = "公民身份号码校验 (GB 11643)"
-
-
-class ExpectColumnValuesToPassGb32100Uscc(gxe.ExpectColumnValuesToBeInSet):
-    """GB 32100 unified social credit code: character set and MOD 31 check character."""
-
-    value_set: list[Any] = [True]  # noqa: RUF012
-    description: str = "统一社会信用代码校验 (GB 32100)"
+    GX 1.x registers an expectation under the snake_case of its class name, so the validation
+    result says e.g. ``expect_column_values_to_pass_gb11643_citizen_id``.
+    """
+    namespace = {
+        "__module__": __name__,
+        "__doc__": doc,
+        "__annotations__": {"value_set": list[Any], "description": str},
+        "value_set": [True],
+        "description": description,
+    }
+    return type(name, (gxe.ExpectColumnValuesToBeInSet,), namespace)
 
 
-class ExpectColumnValuesToPassRegionCode(gxe.ExpectColumnValuesToBeInSet):
-    """The 12-digit township code exists in the district's shipped list (GB/T 2260 / 统计用区划代码)."""
-
-    value_set: list[Any] = [True]  # noqa: RUF012
-    description: str = "区划代码存在于本区代码表"
-
-
-class ExpectColumnValuesToPassMobileNumber(gxe.ExpectColumnValuesToBeInSet):
-    """A mainland China mobile number."""
-
-    value_set: list[Any] = [True]  # noqa: RUF012
-    description: str = "手机号码格式"
-
-
-class ExpectColumnValuesToPassNotInFuture(gxe.ExpectColumnValuesToBeInSet):
-    """A date that is not after today."""
-
-    value_set: list[Any] = [True]  # noqa: RUF012
-    description: str = "日期不晚于今天"
-
-
-class ExpectColumnValuesToPassNotAfter(gxe.ExpectColumnValuesToBeInSet):
-    """A date not after another column's date (e.g. valid_from ≤ valid_to)."""
-
-    value_set: list[Any] = [True]  # noqa: RUF012
-    description: str = "日期不晚于另一列"
-
-
-_CHECK_CLASSES: dict[str, type[gxe.Expectation]] = {
-    "gb11643_citizen_id": ExpectColumnValuesToPassGb11643CitizenId,
-    "gb32100_uscc": ExpectColumnValuesToPassGb32100Uscc,
-    "region_code": ExpectColumnValuesToPassRegionCode,
-    "mobile_number": ExpectColumnValuesToPassMobileNumber,
-    "not_in_future": ExpectColumnValuesToPassNotInFuture,
-    "not_after": ExpectColumnValuesToPassNotAfter,
+# check name → (class name suffix, docstring, Chinese description shown in Data Docs)
+_CHECKS = {
+    "gb11643_citizen_id": (
+        "Gb11643CitizenId",
+        "GB 11643: structure, birth date, MOD 11-2 check.",
+        "公民身份号码校验 (GB 11643)",
+    ),
+    "gb32100_uscc": (
+        "Gb32100Uscc",
+        "GB 32100: character set and MOD 31 check character.",
+        "统一社会信用代码校验 (GB 32100)",
+    ),
+    "region_code": (
+        "RegionCode",
+        "The township code exists in the shipped district list.",
+        "区划代码存在于本区代码表",
+    ),
+    "mobile_number": ("MobileNumber", "A mainland China mobile number.", "手机号码格式"),
+    "not_in_future": ("NotInFuture", "A date that is not after today.", "日期不晚于今天"),
+    "not_after": ("NotAfter", "A date not after another column's date.", "日期不晚于另一列"),
 }
+_CHECK_CLASSES: dict[str, type[gxe.Expectation]] = {
+    check: _named_expectation(f"ExpectColumnValuesToPass{suffix}", doc, description)
+    for check, (suffix, doc, description) in _CHECKS.items()
+}
+ExpectColumnValuesToConformToContractType = _named_expectation(
+    "ExpectColumnValuesToConformToContractType",
+    "The source value converts to the contract's logical type (date, number, timestamp...).",
+    "值可转换为合同约定的类型",
+)
 
 
 def expectation_for(rule: Rule) -> gxe.Expectation:
