@@ -1,4 +1,5 @@
-"""Shared fixtures: isolated ONCEONLY_HOME, real database servers, one Prefect harness.
+"""Shared fixtures: isolated ONCEONLY_HOME, real database servers (and a fresh schema or
+database on each per test), one Prefect harness.
 
 Tests that need PostgreSQL or MariaDB use the servers running on this machine; when one does
 not answer they SKIP locally with the reason printed, and FAIL under CI=true.
@@ -7,6 +8,7 @@ not answer they SKIP locally with the reason printed, and FAIL under CI=true.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,6 +49,38 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def mariadb_url() -> str:
     return _server(MARIADB_URL, "MariaDB")
+
+
+@pytest.fixture
+def postgresql_database(postgres_url: str) -> Iterator[str]:
+    """The test PostgreSQL database seen through a fresh schema of its own, dropped afterwards."""
+    schema = f"onceonly_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+@pytest.fixture
+def mariadb_database(mariadb_url: str) -> Iterator[str]:
+    """A fresh MariaDB database for one test, dropped afterwards."""
+    name = f"onceonly_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(mariadb_url)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        url = sa.make_url(mariadb_url).set(database=name).update_query_dict({"charset": "utf8mb4"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.dispose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,28 +25,12 @@ def entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
     return [(f'{{"n":{i}}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)]
 
 
-@pytest.fixture
-def pg_url(postgres_url: str) -> Iterator[str]:
-    """The test PostgreSQL database seen through a fresh schema of its own, dropped afterwards."""
-    schema = f"onceonly_log_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'catalog.db'}"
     else:
-        url = request.getfixturevalue("pg_url")
+        url = request.getfixturevalue("postgresql_database")
     catalog = Catalog.connect(url)
     try:
         yield catalog
