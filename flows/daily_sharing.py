@@ -285,6 +285,7 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
     run_id = str(uuid.uuid4())
     if pipeline.key_created:
         logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
+        pipeline.key_created = False  # the pipeline is reused by later runs in this process
     with pipeline.catalog.begin() as conn:
         conn.execute(
             runs.insert().values(

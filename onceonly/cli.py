@@ -93,7 +93,8 @@ def demo(
         f"Demo department systems {'generated' if generated else 'already present'} in "
         f"{settings.departments_dir} ({manifest.rows} rows each, seed {manifest.seed})."
     )
-    os.environ.setdefault("SCJG_API_TOKEN", demo_token(seed))
+    if not os.environ.get("SCJG_API_TOKEN"):  # unset or left empty in .env: the demo's own token
+        os.environ["SCJG_API_TOKEN"] = demo_token(seed)
     host, port = _demo_api_address(settings)
     db = settings.departments_dir / "scjg" / "licences.db"
     api = _start_api(LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port))
