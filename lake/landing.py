@@ -52,6 +52,20 @@ from onceonly.errors import ConnectorBusy
 _IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter limit
 
 
+# LandedBatch fields that are also columns of the batches table.
+_BATCH_ROW_FIELDS = (
+    "batch_id",
+    "connector",
+    "dataset",
+    "pulled",
+    "accepted",
+    "quarantined",
+    "warnings",
+    "certificates",
+    "tree_size",
+)
+
+
 @dataclass(frozen=True)
 class _Issued:
     body: dict[str, Any]
@@ -163,23 +177,28 @@ class Lander:
                         .values(status=STATUS_SUPERSEDED)
                     )
             self._quarantine(conn, compiled, batch_id, validation, now)
+            landed = LandedBatch(
+                batch_id=batch_id,
+                connector=connector,
+                dataset=dataset,
+                pulled=validation.pulled,
+                accepted=validation.accepted.num_rows,
+                quarantined=validation.quarantined.num_rows,
+                warnings=validation.warnings,
+                certificates=len(issued),
+                tree_size=tree_size,
+                townships=frozenset(c.draft.township for c in issued if c.draft.township),
+            )
+            row = {f: getattr(landed, f) for f in _BATCH_ROW_FIELDS}
             conn.execute(
                 insert(batches).values(
-                    batch_id=batch_id,
+                    **row,
                     run_id=self.run_id,
-                    connector=connector,
-                    dataset=dataset,
                     contract_id=compiled.contract.id,
                     contract_version=compiled.contract.version,
-                    pulled=validation.pulled,
-                    accepted=validation.accepted.num_rows,
-                    quarantined=validation.quarantined.num_rows,
-                    warnings=validation.warnings,
-                    certificates=len(issued),
                     cursor_before=cursor_before,
                     cursor_after=cursor_after,
                     content_sha256=content_sha256,
-                    tree_size=tree_size,
                     landed_at=now,
                 )
             )
@@ -196,18 +215,7 @@ class Lander:
                     .values(lease_until=now + dt.timedelta(seconds=self.lease_seconds))
                 )
         self.lake.publish(connector, batch_id)
-        return LandedBatch(
-            batch_id=batch_id,
-            connector=connector,
-            dataset=dataset,
-            pulled=validation.pulled,
-            accepted=validation.accepted.num_rows,
-            quarantined=validation.quarantined.num_rows,
-            warnings=validation.warnings,
-            certificates=len(issued),
-            tree_size=tree_size,
-            townships=frozenset(c.draft.township for c in issued if c.draft.township),
-        )
+        return landed
 
     def _settle_staged(self, connector: str) -> None:
         """Publish what an earlier attempt staged and committed; discard what it never committed.

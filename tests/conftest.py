@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -81,6 +82,22 @@ def mariadb_database(mariadb_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh catalog on SQLite (the default) and on the real PostgreSQL (a schema of its own)."""
+    from lake.catalog import Catalog
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        url = request.getfixturevalue("postgresql_database")
+    catalog = Catalog.connect(url)
+    try:
+        yield catalog
+    finally:
+        catalog.dispose()
 
 
 @pytest.fixture

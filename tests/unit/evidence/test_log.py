@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -23,19 +21,6 @@ KEY = SigningKey.generate(ORIGIN)
 
 def entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
     return [(f'{{"n":{i}}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Catalog]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    else:
-        url = request.getfixturevalue("postgresql_database")
-    catalog = Catalog.connect(url)
-    try:
-        yield catalog
-    finally:
-        catalog.dispose()
 
 
 @pytest.fixture
