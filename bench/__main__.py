@@ -1,34 +1,49 @@
-"""Run every benchmark and write the figures to bench/results/<name>.json.
+"""Run the benchmarks and write each one's figures to bench/results/<name>.json.
 
 Example::
 
-    make bench                       # or: .venv/bin/python -m bench [--rows 100000]
+    make bench                                  # every benchmark at its default size
+    .venv/bin/python -m bench pipeline --rows 20000
+
+A benchmark is a module ``bench/<name>.py`` with ``run(rows: int | None) -> dict``: it measures
+its own baseline in the same run and returns the figures (ratios included) to be written.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
-from bench import pipeline
-
 RESULTS = Path(__file__).resolve().parent / "results"
+
+# name -> module; each module is imported only when its benchmark runs.
+BENCHMARKS: dict[str, str] = {
+    "pipeline": "bench.pipeline",
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--rows", type=int, default=100_000, help="household rows to push through")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--rows", type=int, default=None, help="override each benchmark's default size")
     args = parser.parse_args()
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
     RESULTS.mkdir(exist_ok=True)
-    figures = pipeline.run(args.rows)
-    figures["machine"] = {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}
-    figures["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    out = RESULTS / "pipeline.json"
-    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    print(f"figures written to {out}")
+    for name in args.names or list(BENCHMARKS):
+        print(f"== {name}", flush=True)
+        figures = importlib.import_module(BENCHMARKS[name]).run(args.rows)
+        figures["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+        figures["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        out = RESULTS / f"{name}.json"
+        out.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"figures written to {out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -116,8 +116,10 @@ def _onceonly(work: Path, db: Path) -> dict[str, Any]:
     return {"rows": rows, "certificates": certs, "stages_s": stages}
 
 
-def run(rows: int) -> dict[str, Any]:
+def run(rows: int | None = None) -> dict[str, Any]:
     from departments import generate_all
+
+    rows = rows or 100_000
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
