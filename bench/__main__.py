@@ -29,7 +29,9 @@ BENCHMARKS: dict[str, str] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"benchmarks to run: {', '.join(BENCHMARKS)}")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"benchmarks to run (default all): {', '.join(BENCHMARKS)}"
+    )
     parser.add_argument("--rows", type=int, default=None, help="override each benchmark's default size")
     args = parser.parse_args()
     unknown = [n for n in args.names if n not in BENCHMARKS]
