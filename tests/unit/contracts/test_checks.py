@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from contracts import identifiers
 from contracts.checks import (
     DOMAIN_CHECKS,
+    METRIC_CHECK_NAMES,
     CheckContext,
     DomainCheck,
     citizen_id_valid,
@@ -443,14 +444,18 @@ CTX = CheckContext.for_district("120114", today=TODAY)
 
 
 def test_registry_names_and_personal_flags() -> None:
-    assert set(DOMAIN_CHECKS) == {
-        "gb11643_citizen_id",
-        "gb32100_uscc",
-        "region_code",
-        "mobile_number",
-        "not_in_future",
-        "not_after",
-    }
+    assert (
+        set(DOMAIN_CHECKS)
+        == {
+            "gb11643_citizen_id",
+            "gb32100_uscc",
+            "region_code",
+            "mobile_number",
+            "not_in_future",
+            "not_after",
+        }
+        | METRIC_CHECK_NAMES
+    )
     assert {name for name, check in DOMAIN_CHECKS.items() if check.personal} == {
         "gb11643_citizen_id",
         "mobile_number",

@@ -39,7 +39,7 @@ def test_unknown_key_is_rejected_with_file_line_and_key() -> None:
     line = text.splitlines().index("        colour: red") + 1
     with pytest.raises(ContractError) as err:
         parse_contract(text, source="household.yaml")
-    assert f"household.yaml:{line}: unsupported key 'colour'" in str(err.value)
+    assert f"household.yaml:{line}: unsupported: key 'colour' at schema.0.properties.0" in str(err.value)
 
 
 def test_yaml_syntax_error_names_the_line() -> None:
