@@ -102,8 +102,8 @@ def show(
         table.add_column(name, overflow="fold")
     for row in rows:
         severity = row["severity"] if row["severity"] == "error" else f"[yellow]{row['severity']}[/yellow]"
-        kwargs = json.dumps(row["kwargs"], ensure_ascii=False, default=str)
-        table.add_row(row["rule"], row["expectation"], row["column"], kwargs, severity)
+        shown = json.dumps(row["kwargs"], ensure_ascii=False, default=str)
+        table.add_row(row["rule"], row["expectation"], row["column"], shown, severity)
     console.print(table)
     arrow = Table(title="Arrow schema", title_justify="left")
     arrow.add_column("column")
