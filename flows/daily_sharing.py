@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from connectors.base import Cursor, Pulled
 from contracts.compiler import CompiledContract
+from contracts.pinning import require_pinned_major
 from contracts.validate import Validation, Validator
 from evidence.log import tree_size
 from flows.pipeline import Pipeline, pipeline_for
@@ -188,6 +189,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
     logger = get_run_logger()
     registration = pipeline.registration(connector_name)
     compiled = pipeline.compiled(registration.dataset)
+    require_pinned_major(registration, compiled.contract)
     validator = Validator(compiled, pipeline.check_context())
     settings = pipeline.settings
     lander = Lander(
