@@ -58,6 +58,26 @@ class RuleOutcome:
         return self.failed / self.checked if self.checked else 0.0
 
 
+@dataclass
+class RuleTally:
+    """One rule's outcomes summed over the batches of a run (for reports and Data Docs)."""
+
+    rule: str
+    severity: str
+    checked: int = 0
+    failed: int = 0
+    examples: tuple[str, ...] = ()
+
+    def add(self, outcome: RuleOutcome) -> None:
+        self.checked += outcome.checked
+        self.failed += outcome.failed
+        self.examples = (self.examples + tuple(e for e in outcome.examples if e))[:EXAMPLES_PER_RULE]
+
+    @property
+    def share(self) -> float:
+        return self.failed / self.checked if self.checked else 0.0
+
+
 @dataclass(frozen=True)
 class Validation:
     accepted: pa.Table
@@ -202,4 +222,4 @@ def _quarantine_table(raw: pa.Table, mask: pa.BooleanArray, failures: list[Failu
     return text.append_column(RULES_COLUMN, rules)
 
 
-__all__ = ["RULES_COLUMN", "Failure", "RuleOutcome", "Validation", "Validator"]
+__all__ = ["RULES_COLUMN", "Failure", "RuleOutcome", "RuleTally", "Validation", "Validator"]

@@ -13,14 +13,14 @@ landed batch left it. Tasks work on whole batches, never on single records.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run as prefect_flow_run
@@ -30,7 +30,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from connectors.base import Cursor, Pulled
 from contracts.compiler import CompiledContract
 from contracts.pinning import require_pinned_major
-from contracts.validate import Validation, Validator
+from contracts.validate import RuleTally, Validation, Validator
 from evidence.log import tree_size
 from flows.pipeline import Pipeline, pipeline_for
 from lake.catalog import runs, utcnow
@@ -62,16 +62,11 @@ class ConnectorResult:
     warnings: int = 0
     certificates: int = 0
     breached: bool = False
-    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rules: dict[str, RuleTally] = field(default_factory=dict)
 
     def observe(self, validation: Validation) -> None:
         for o in validation.outcomes:
-            stats = self.rules.setdefault(
-                o.rule, {"severity": o.severity, "checked": 0, "failed": 0, "examples": []}
-            )
-            stats["checked"] += o.checked
-            stats["failed"] += o.failed
-            stats["examples"] = (stats["examples"] + [e for e in o.examples if e])[:3]
+            self.rules.setdefault(o.rule, RuleTally(o.rule, o.severity)).add(o)
 
     def add(self, landed: LandedBatch) -> None:
         if landed.already_landed:
@@ -180,6 +175,7 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
         with pipeline.catalog.begin() as conn:
             release_lease(conn, connector_name, run_id)
         _publish_rules(connector_name, result)
+        _publish_data_docs(pipeline, connector_name, run_id, result)
     if result.pulled == 0:
         logger.info("%s: nothing new since the last run", connector_name)
     return result
@@ -306,23 +302,49 @@ def _publish_rules(connector_name: str, result: ConnectorResult) -> None:
     """A table artifact of which contract rules failed, how often, with masked examples."""
     if not result.rules:
         return
-    checked = max(s["checked"] for s in result.rules.values())
+    checked = max(t.checked for t in result.rules.values())
     rows = [
         {
-            "rule": rule,
-            "severity": stats["severity"],
-            "rows checked": stats["checked"],
-            "rows failed": stats["failed"],
-            "share": f"{stats['failed'] / stats['checked']:.2%}" if stats["checked"] else "0%",
-            "examples (masked)": ", ".join(stats["examples"]),
+            "rule": t.rule,
+            "severity": t.severity,
+            "rows checked": t.checked,
+            "rows failed": t.failed,
+            "share": f"{t.share:.2%}",
+            "examples (masked)": ", ".join(t.examples),
         }
-        for rule, stats in sorted(result.rules.items())
-        if stats["failed"]
+        for t in sorted(result.rules.values(), key=lambda t: t.rule)
+        if t.failed
     ]
     create_table_artifact(
         key=f"contract-{connector_name}",
         table=rows or [{"rule": "(no rule failed)", "rows checked": checked}],
         description=f"Contract rules broken by rows from {connector_name} in this run.",
+    )
+
+
+def _publish_data_docs(pipeline: Pipeline, connector_name: str, run_id: str, result: ConnectorResult) -> None:
+    """Build the connector's Great Expectations Data Docs page for this run and link it."""
+    if not result.rules:
+        return
+    logger = get_run_logger()
+    settings = pipeline.settings
+    started = time.perf_counter()
+    try:
+        url = pipeline.data_docs().publish(
+            pipeline.compiled(result.dataset), result.rules, run_name=f"run-{run_id}", batch=connector_name
+        )
+    except Exception as exc:  # a report that cannot be built must not undo what was landed
+        logger.warning("%s: Data Docs not built: %s", connector_name, scrub_exception_message(exc))
+        return
+    logger.info("%s: Data Docs built in %.2f s: %s", connector_name, time.perf_counter() - started, url)
+    create_link_artifact(
+        key=f"datadocs-{connector_name}",
+        link=url,
+        link_text=f"Data Docs: {connector_name} against {result.dataset}",
+        description=(
+            f"Great Expectations Data Docs of this run's validation of {connector_name} "
+            f"(site {settings.datadocs_dir.resolve()})."
+        ),
     )
 
 

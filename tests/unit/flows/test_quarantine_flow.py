@@ -90,6 +90,34 @@ def _catalog(home: Path) -> sa.Engine:
     return sa.create_engine(f"sqlite:///{home / 'catalog.db'}")
 
 
+def _assert_reports_published(home: Path, citizen_id: str) -> None:
+    """The run's table artifact of broken rules and its link to the GX Data Docs page."""
+    from urllib.parse import unquote, urlparse
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        found = {
+            a.key: a
+            for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["contract-gongan", "datadocs-gongan"])
+                )
+            )
+        }
+    table = found["contract-gongan"].data
+    assert "township_code.region_code" in str(table) and "10.00%" in str(table)
+    assert citizen_id not in str(table)
+    link = str(found["datadocs-gongan"].data).split("](")[1].rstrip(")")  # [text](url)
+    page = Path(unquote(urlparse(link).path))
+    assert link.startswith("file://") and page.is_relative_to(home.resolve() / "datadocs") and page.is_file()
+    html = page.read_text(encoding="utf-8")
+    assert "gb11643_citizen_id" in html and "region_code" in html
+    assert citizen_id not in html, "Data Docs show masked examples only"
+    assert (home / "datadocs" / "index.html").is_file()
+
+
 def test_a_corrected_source_row_is_accepted_next_run_and_its_entry_resolved(
     home: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None, tmp_path: Path
 ) -> None:
@@ -104,6 +132,8 @@ def test_a_corrected_source_row_is_accepted_next_run_and_its_entry_resolved(
     assert state.is_completed(), state.message
     (c,) = first.connectors
     assert (c.pulled, c.accepted, c.quarantined, c.certificates) == (10, 8, 2, 8)
+
+    _assert_reports_published(home, rows[3]["person_id"])
 
     runner = CliRunner()
     listed = runner.invoke(app, ["quarantine", "list", "--dataset", "household"])
