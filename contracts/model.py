@@ -8,7 +8,7 @@ Example::
 
 Anything outside the supported subset is rejected with the file, the line and the key —
 never ignored — so a department never believes a rule is enforced when it is not. The
-supported subset is listed in ``contracts/README.md``.
+supported subset is listed in ``contracts/SUPPORTED.md``.
 """
 
 from __future__ import annotations
