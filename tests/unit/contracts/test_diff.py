@@ -133,17 +133,14 @@ def test_type_widening_is_not_breaking_and_narrowing_is() -> None:
 
 
 def test_thresholds_tighter_and_looser() -> None:
-    base = HOUSEHOLD.replace(
-        "        physicalType: VARCHAR(20)\n",
-        "        physicalType: VARCHAR(20)\n        quality:\n"
-        "          - {metric: nullValues, mustBeLessThan: 10, unit: percent}\n",
-        1,
-    )
-    tighter = base.replace("mustBeLessThan: 10", "mustBeLessThan: 5")
-    assert changes(base, tighter, bump=True) == [
-        (True, "ethnicity.nullValues: mustBeLessThan 10 -> 5 (tighter)")
+    assert "mustBeLessOrEqualTo: 1\n" in HOUSEHOLD  # ethnicity: at most 1 % missing
+    tighter = HOUSEHOLD.replace("mustBeLessOrEqualTo: 1\n", "mustBeLessOrEqualTo: 0.5\n")
+    assert changes(HOUSEHOLD, tighter, bump=True) == [
+        (True, "ethnicity.nullValues: mustBeLessOrEqualTo 1 -> 0.5 (tighter)")
     ]
-    assert changes(tighter, base) == [(False, "ethnicity.nullValues: mustBeLessThan 5 -> 10 (looser)")]
+    assert changes(tighter, HOUSEHOLD) == [
+        (False, "ethnicity.nullValues: mustBeLessOrEqualTo 0.5 -> 1 (looser)")
+    ]
 
 
 def test_breaking_without_a_major_bump_is_itself_breaking() -> None:
