@@ -497,12 +497,15 @@ def _metric_evaluator(metric: str) -> Evaluate:
     def evaluate(table: pa.Table, column: str, args: Mapping[str, Any], ctx: CheckContext) -> pa.BooleanArray:
         _expect_args(metric, args, allowed)
         n = table.num_rows
-        value = metric_value(table, column, metric, args)
-        operator, bound = str(args["operator"]), args["value"]
-        if metric_passes(value, operator, bound):
-            return pa.array(np.ones(n, dtype=np.bool_), type=pa.bool_())
-        if metric != "row_count" and _too_many(value, operator, bound):
-            return pa.array(~_offending(table, column, metric, args), type=pa.bool_())
+        try:
+            value = metric_value(table, column, metric, args)
+            operator, bound = str(args["operator"]), args["value"]
+            if metric_passes(value, operator, bound):
+                return pa.array(np.ones(n, dtype=np.bool_), type=pa.bool_())
+            if metric != "row_count" and _too_many(value, operator, bound):
+                return pa.array(~_offending(table, column, metric, args), type=pa.bool_())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise ContractError(f"check {metric!r} on column {column!r}: {str(exc).splitlines()[0]}") from exc
         return pa.array(np.zeros(n, dtype=np.bool_), type=pa.bool_())  # the batch as a whole fails
 
     return evaluate

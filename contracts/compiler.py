@@ -353,6 +353,8 @@ def _library_rule(column: str, prop: Property | None, q: Quality, personal: bool
     metric = q.metric_name
     args = dict(q.arguments or {})
     severity = q.severity  # validated error|warning
+    if "pattern" in args and prop is not None and prop.logicalType != "string":
+        raise ContractError(f"{where}: {column}: arguments.pattern applies to strings only")
     description = q.description or _describe_metric(q)
     if (
         metric in ("nullValues", "duplicateValues", "invalidValues")
@@ -387,6 +389,8 @@ def _library_rule(column: str, prop: Property | None, q: Quality, personal: bool
             kwargs=kwargs,
         )
     check = _METRIC_CHECKS[metric]
+    if "pattern" in args:
+        _require_re2(str(args["pattern"]), f"{where}: {column}")
     op, value = q.operator
     check_args: dict[str, Any] = {"operator": op, "value": value, "unit": q.unit or "rows", **args}
     return Rule(
@@ -400,6 +404,16 @@ def _library_rule(column: str, prop: Property | None, q: Quality, personal: bool
         check=check,
         check_args=check_args,
     )
+
+
+def _require_re2(pattern: str, where: str) -> None:
+    """Threshold rules match with Arrow (RE2): reject what RE2 cannot run (look-arounds...)."""
+    import pyarrow.compute as pc
+
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), pattern)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ContractError(f"{where}: unsupported: pattern {pattern!r} in a threshold rule: {exc}") from exc
 
 
 _METRIC_CHECKS = {

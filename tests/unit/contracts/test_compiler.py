@@ -335,6 +335,30 @@ def test_bad_quality_rules(quality: str, message: str) -> None:
     assert "sample.yaml:" in text
 
 
+def test_patterns_on_non_strings_and_re2_incompatible_threshold_patterns() -> None:
+    assert "arguments.pattern applies to strings only" in _error(
+        "- name: v\n  logicalType: integer\n"
+        "  quality: [{metric: invalidValues, arguments: {pattern: x}, mustBe: 0}]\n"
+    )
+    assert "unsupported: pattern '(?=a)a' in a threshold rule" in _error(
+        "- name: v\n  logicalType: string\n"
+        "  quality: [{metric: invalidValues, arguments: {pattern: '(?=a)a'}, mustBeLessThan: 5}]\n"
+    )
+
+
+def test_a_value_list_that_cannot_be_compared_is_a_contract_error_naming_the_column() -> None:
+    c = compiled(
+        """\
+        - name: n
+          logicalType: integer
+          quality:
+            - {metric: invalidValues, arguments: {validValues: [one, two]}, mustBeLessThan: 5}
+        """
+    )
+    with pytest.raises(ContractError, match="check 'invalid_values' on column 'n'"):
+        validate(c, {"id": ["1"], "n": ["1"]})
+
+
 def test_errors_carry_the_line_of_the_offending_entry() -> None:
     text = contract_text("- name: v\n  logicalType: string\n  quality:\n    - {metric: nullValues}\n")
     line = next(i for i, s in enumerate(text.splitlines(), 1) if s.strip() == "- {metric: nullValues}")
