@@ -18,7 +18,7 @@ error rate).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -152,15 +152,15 @@ def department_report(
     A record quarantined again by a later batch (its source not yet corrected) counts once per
     rule. ``department`` matches a registered department name or a part of it.
     """
-    grouped: dict[tuple[str, str, str, str, str, str], dict[str, str | None]] = {}
+    grouped: dict[tuple[str, str, str, str, str], dict[str, str | None]] = {}
     for e in list_entries(conn, status="open", limit=None):
         connector = e.connector or "?"
-        key = (connector, e.dataset, f"{e.contract_id}@{e.contract_version}", e.rule, e.severity, "")
+        key = (connector, e.dataset, f"{e.contract_id}@{e.contract_version}", e.rule, e.severity)
         keys = grouped.setdefault(key, {})
         source_key = e.record_key or f"(no key; batch {e.batch_id[:12]})"
         keys.setdefault(source_key, e.value_masked)
     reports: dict[str, DepartmentReport] = {}
-    for (connector, dataset, contract, rule, severity, _), keys in sorted(grouped.items()):
+    for (connector, dataset, contract, rule, severity), keys in sorted(grouped.items()):
         reg = registrations.get(connector)
         name = reg.department if reg else f"(unregistered connector {connector})"
         if department and department not in name and department != connector:
@@ -183,10 +183,6 @@ def department_report(
     return sorted(reports.values(), key=lambda r: r.department)
 
 
-def known_departments(registrations: Mapping[str, Registration]) -> Sequence[str]:
-    return sorted({r.department for r in registrations.values()})
-
-
 __all__ = [
     "DepartmentReport",
     "QuarantineEntry",
@@ -194,6 +190,5 @@ __all__ = [
     "RuleToFix",
     "department_report",
     "get_entry",
-    "known_departments",
     "list_entries",
 ]

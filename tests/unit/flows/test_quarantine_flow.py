@@ -262,3 +262,4 @@ def test_a_batch_above_the_error_rate_stops_the_dataset_and_emits_the_breach_eve
     assert event.payload["error_rate"] == 0.4 and event.payload["max_error_rate"] == 0.2
     assert event.payload["rules"] == {"township_code.region_code": 60}
     assert any(r.id == "onceonly.connector.a-breaking" for r in event.related)
+    assert any(r.id.startswith("prefect.flow-run.") for r in event.related), "the run that saw it"
