@@ -1,7 +1,7 @@
 """Contract validation of household rows: our Validator against the same checks in pyarrow.compute.
 
-Baseline: the household contract's 29 rules written directly with ``pyarrow.compute`` (and
-NumPy for nothing): types, not-null, uniqueness, lengths, the enum, the regex, GB 11643 (shape,
+Baseline: the household contract's 31 rules written directly with ``pyarrow.compute`` (and
+NumPy for nothing): types, not-null, uniqueness, lengths, the enums, the regex, a null share, GB 11643 (shape,
 birth date, MOD 11-2 check character), the region list, not-in-future; the rows failing an
 ``error`` rule are split off, the rest cast to the contract's types, and the failing values of
 each rule taken out for the report. No Great Expectations, no masking, no catalog.
@@ -29,6 +29,11 @@ from contracts.identifiers import CITIZEN_ID_WEIGHTS
 
 TZ = "Asia/Shanghai"
 _CHECK_CHARS = "10X98765432"
+# GB/T 4761 家庭关系 names the household contract accepts without a warning.
+GBT4761_RELATIONS = [
+    *("户主", "配偶", "子", "女", "儿媳", "女婿", "孙子", "孙女", "外孙子", "外孙女"),
+    *("父亲", "母亲", "祖父", "祖母", "兄", "弟", "姐", "妹", "其他"),
+]
 
 
 def household_table(rows: int, seed: int = 1) -> pa.Table:
@@ -91,7 +96,15 @@ def baseline(table: pa.Table, regions: frozenset[str], today: dt.date) -> dict[s
         "township_code.region_code": pc.is_in(township, pa.array(sorted(regions))),
         "updated_at.required": not_null["updated_at"],
     }
-    warnings = {"registered_on.not_in_future": pc.less_equal(col("registered_on"), today_d)}
+    ethnicity_nulls = pc.is_null(col("ethnicity"))
+    warnings = {
+        # nullValues mustBeLessOrEqualTo 1 percent: above it, the rows missing it are blamed.
+        "ethnicity.nullValues": pc.invert(ethnicity_nulls)
+        if 100 * pc.sum(ethnicity_nulls.cast(pa.int64())).as_py() / max(table.num_rows, 1) > 1
+        else pa.nulls(table.num_rows, pa.bool_()),
+        "relation.gbt4761": pc.is_in(col("relation"), pa.array(GBT4761_RELATIONS)),
+        "registered_on.not_in_future": pc.less_equal(col("registered_on"), today_d),
+    }
     # Like GX: a null is "unexpected" only for not-null rules; other rules skip nulls.
     failing = {name: pc.invert(pc.fill_null(ok, True)) for name, ok in {**passed, **warnings}.items()}
     bad = None
