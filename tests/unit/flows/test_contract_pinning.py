@@ -123,8 +123,9 @@ def test_the_flow_refuses_a_new_major_unless_accepted(
     _household_source(db)
     regs = tmp_path / "registrations"
     regs.mkdir()
+    # A connector name of its own: Prefect artifacts are keyed by connector in the shared harness.
     reg = {
-        "name": "gongan",
+        "name": "pinned-gongan",
         "department": "测试公安局",
         "dataset": "household",
         "contract": {"major": 1, "accept_major": 2} if accept else {"major": 1},
@@ -135,7 +136,7 @@ def test_the_flow_refuses_a_new_major_unless_accepted(
             "cursor": {"column": "updated_at", "tiebreak": "id"},
         },
     }
-    (regs / "gongan.yaml").write_text(yaml.safe_dump(reg, allow_unicode=True), encoding="utf-8")
+    (regs / "pinned-gongan.yaml").write_text(yaml.safe_dump(reg, allow_unicode=True), encoding="utf-8")
     monkeypatch.setenv("ONCEONLY_REGISTRATIONS_DIR", str(regs))
     monkeypatch.setenv("ONCEONLY_CONTRACTS_DIR", str(contracts))
 
