@@ -5,6 +5,7 @@ Example (``connectors/registrations/gongan-household.yaml``)::
     name: gongan-household
     department: 天津市公安局武清分局
     dataset: household              # the data contract id
+    contract: {major: 1}            # ... and the major version it was tested against
     type: sql
     options:
       url: sqlite:///{home}/departments/gongan/household.db
@@ -28,6 +29,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from contracts.pinning import ContractPin
 from onceonly.errors import ConfigurationError
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -40,6 +42,7 @@ class Registration(BaseModel):
     name: str
     department: str
     dataset: str
+    contract: ContractPin | None = None  # the contract major it was tested against
     type: str
     options: dict[str, Any] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)

@@ -305,6 +305,10 @@ class CheckContext:
 
     today: dt.date
     region_codes: frozenset[str] = field(default_factory=frozenset)
+    now: dt.datetime | None = None  # for freshness; None means the wall clock at evaluation
+
+    def clock(self) -> dt.datetime:
+        return self.now or dt.datetime.now(dt.UTC)
 
     @classmethod
     def for_district(cls, district: str = "120114", *, today: dt.date | None = None) -> CheckContext:
@@ -384,6 +388,155 @@ def _eval_not_after(
     return not_after(_column(table, column, "not_after"), _column(table, other, "not_after"))
 
 
+# --------------------------------------------------------------------------------------------
+# ODCS v3 library metrics with a threshold, and the freshness SLA (batch-level checks)
+
+
+def _offending(table: pa.Table, column: str, metric: str, args: Mapping[str, Any]) -> _Bools:
+    """The rows that count towards ``metric`` (null, missing, invalid or duplicate values)."""
+    n = table.num_rows
+    if metric == "row_count":
+        return np.zeros(n, dtype=np.bool_)
+    if metric == "duplicate_values":
+        names = list(args.get("properties") or [column])
+        for name in names:
+            _column(table, name, metric)
+        keys = table.select(names)
+        if len(names) == 1:
+            values = keys.column(0).combine_chunks()
+            counts = pc.value_counts(values)
+            repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+            dup = pc.fill_null(pc.is_in(values, value_set=repeated), False)
+            return np.asarray(dup.to_numpy(zero_copy_only=False), dtype=np.bool_)
+        # Rows with a null in the key are not duplicates (as SQL UNIQUE treats them).
+        frame = keys.to_pandas()
+        complete = frame.notna().all(axis=1).to_numpy()
+        return np.asarray(frame.duplicated(keep=False).to_numpy() & complete, dtype=np.bool_)
+    values = _combine(_column(table, column, metric))
+    nulls = _null_mask(values)
+    if metric == "null_values":
+        return nulls
+    if metric == "missing_values":
+        missing = [v for v in args.get("missingValues") or () if v is not None]
+        if not missing:
+            return nulls
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            value_set = pa.array([str(v) for v in missing], type=values.type)
+        else:
+            value_set = pa.array(missing).cast(values.type)
+        found = pc.fill_null(pc.is_in(values, value_set=value_set), False)
+        return nulls | np.asarray(found.to_numpy(zero_copy_only=False), dtype=np.bool_)
+    if metric == "invalid_values":
+        bad = np.zeros(n, dtype=np.bool_)
+        if "validValues" in args:
+            valid = [v for v in args["validValues"] if v is not None]
+            value_set = pa.array(valid).cast(values.type) if valid else pa.array([], type=values.type)
+            inside = pc.fill_null(pc.is_in(values, value_set=value_set), True)
+            bad |= ~np.asarray(inside.to_numpy(zero_copy_only=False), dtype=np.bool_)
+        if "pattern" in args:
+            text = _string_array(values, metric)
+            matched = pc.fill_null(pc.match_substring_regex(text, str(args["pattern"])), True)
+            bad |= ~np.asarray(matched.to_numpy(zero_copy_only=False), dtype=np.bool_)
+        return bad & ~nulls
+    raise ContractError(f"unknown library metric check {metric!r}")  # pragma: no cover
+
+
+def metric_value(table: pa.Table, column: str, metric: str, args: Mapping[str, Any]) -> float:
+    """The ODCS metric of the batch: a row count, or a count (or percent) of offending values."""
+    n = table.num_rows
+    if metric == "row_count":
+        return float(n)
+    offending = _offending(table, column, metric, args)
+    count = float(np.count_nonzero(offending))
+    if metric == "duplicate_values" and count:
+        # ODCS/SQL duplicate count: rows beyond the first of each repeated value.
+        names = list(args.get("properties") or [column])
+        groups = table.filter(pa.array(offending)).group_by(names).aggregate([]).num_rows
+        count -= groups
+    if args.get("unit") == "percent":
+        return 100.0 * count / n if n else 0.0
+    return count
+
+
+def metric_passes(value: float, operator: str, bound: Any) -> bool:
+    """ODCS v3 DataQualityOperators applied to a metric value."""
+    match operator:
+        case "mustBe":
+            return bool(value == bound)
+        case "mustNotBe":
+            return bool(value != bound)
+        case "mustBeGreaterThan":
+            return bool(value > bound)
+        case "mustBeGreaterOrEqualTo":
+            return bool(value >= bound)
+        case "mustBeLessThan":
+            return bool(value < bound)
+        case "mustBeLessOrEqualTo":
+            return bool(value <= bound)
+        case "mustBeBetween":
+            return bool(bound[0] <= value <= bound[1])
+        case "mustNotBeBetween":
+            return not bound[0] <= value <= bound[1]
+    raise ContractError(f"unknown ODCS operator {operator!r}")
+
+
+def _too_many(value: float, operator: str, bound: Any) -> bool:
+    """A failed bound that caps the metric: then the offending rows are the ones to blame."""
+    if operator in ("mustBeLessThan", "mustBeLessOrEqualTo"):
+        return True
+    if operator == "mustBe":
+        return bool(value > bound)
+    if operator == "mustBeBetween":
+        return bool(value > bound[1])
+    return False
+
+
+def _metric_evaluator(metric: str) -> Evaluate:
+    allowed = {"operator", "value", "unit", "missingValues", "validValues", "pattern", "properties"}
+
+    def evaluate(table: pa.Table, column: str, args: Mapping[str, Any], ctx: CheckContext) -> pa.BooleanArray:
+        _expect_args(metric, args, allowed)
+        n = table.num_rows
+        try:
+            value = metric_value(table, column, metric, args)
+            operator, bound = str(args["operator"]), args["value"]
+            if metric_passes(value, operator, bound):
+                return pa.array(np.ones(n, dtype=np.bool_), type=pa.bool_())
+            if metric != "row_count" and _too_many(value, operator, bound):
+                return pa.array(~_offending(table, column, metric, args), type=pa.bool_())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+            raise ContractError(f"check {metric!r} on column {column!r}: {str(exc).splitlines()[0]}") from exc
+        return pa.array(np.zeros(n, dtype=np.bool_), type=pa.bool_())  # the batch as a whole fails
+
+    return evaluate
+
+
+def _eval_freshness(
+    table: pa.Table, column: str, args: Mapping[str, Any], ctx: CheckContext
+) -> pa.BooleanArray:
+    _expect_args("freshness", args, ("seconds",))
+    n = table.num_rows
+    if n == 0:
+        return pa.array(np.zeros(0, dtype=np.bool_), type=pa.bool_())
+    values = _combine(_column(table, column, "freshness"))
+    newest = pc.max(values).as_py()
+    now = ctx.clock()
+    oldest_allowed = now - dt.timedelta(seconds=float(args["seconds"]))
+    if newest is None:
+        fresh = False
+    elif isinstance(newest, dt.datetime):
+        newest = newest if newest.tzinfo else newest.replace(tzinfo=dt.UTC)
+        fresh = newest >= oldest_allowed
+    else:
+        fresh = newest >= oldest_allowed.date()
+    return pa.array(np.full(n, fresh, dtype=np.bool_), type=pa.bool_())
+
+
+METRIC_CHECK_NAMES = frozenset(
+    {"null_values", "missing_values", "invalid_values", "duplicate_values", "row_count", "freshness"}
+)
+
+
 DOMAIN_CHECKS: Mapping[str, DomainCheck] = MappingProxyType(
     {
         check.name: check
@@ -424,6 +577,24 @@ DOMAIN_CHECKS: Mapping[str, DomainCheck] = MappingProxyType(
                 False,
                 _eval_not_after,
             ),
+            *(
+                DomainCheck(
+                    name, f"ODCS library metric {odcs} within its threshold", False, _metric_evaluator(name)
+                )
+                for name, odcs in (
+                    ("null_values", "nullValues"),
+                    ("missing_values", "missingValues"),
+                    ("invalid_values", "invalidValues"),
+                    ("duplicate_values", "duplicateValues"),
+                    ("row_count", "rowCount"),
+                )
+            ),
+            DomainCheck(
+                "freshness",
+                "slaProperties freshness: the newest value is not older than the SLA allows",
+                False,
+                _eval_freshness,
+            ),
         )
     }
 )
@@ -440,12 +611,15 @@ def get_check(name: str) -> DomainCheck:
 
 __all__ = [
     "DOMAIN_CHECKS",
+    "METRIC_CHECK_NAMES",
     "ArrayLike",
     "CheckContext",
     "DomainCheck",
     "citizen_id_valid",
     "get_check",
     "load_region_codes",
+    "metric_passes",
+    "metric_value",
     "mobile_valid",
     "not_after",
     "not_in_future",

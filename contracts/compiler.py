@@ -17,6 +17,7 @@ combination raises ``ContractError``.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
-from contracts.model import Contract, Property
+from contracts.model import Contract, Property, Quality
 from onceonly.errors import ContractError
 
 if TYPE_CHECKING:
@@ -140,14 +141,13 @@ def compile_contract(contract: Contract) -> CompiledContract:
 
 
 def _compile(contract: Contract) -> CompiledContract:
-    from contracts.checks import get_check
-
     tz = str(contract.custom("sourceTimezone", "Asia/Shanghai"))
     columns = {p.name for p in contract.table.properties}
     rules: list[Rule] = []
-    for prop in contract.table.properties:
+    for index, prop in enumerate(contract.table.properties):
         personal = (prop.classification or "").lower() in _PERSONAL_CLASSES
-        rules.append(
+        where = contract.where("schema", 0, "properties", index)
+        prop_rules: list[Rule] = [
             _rule(
                 prop,
                 "type",
@@ -156,47 +156,44 @@ def _compile(contract: Contract) -> CompiledContract:
                 personal,
                 "expect_column_values_to_conform_to_contract_type",
             )
-        )
+        ]
         if prop.required or prop.primaryKey:
-            rules.append(_rule(prop, "required", "error", "必填", personal, "ExpectColumnValuesToNotBeNull"))
-        if prop.unique or prop.primaryKey:
-            rules.append(_rule(prop, "unique", "error", "唯一", personal, "ExpectColumnValuesToBeUnique"))
-        opts = prop.logicalTypeOptions
-        if opts is not None:
-            rules.extend(_option_rules(prop, personal))
-        for q in prop.quality:
-            if q.type == "library":
-                rules.append(_library_rule(prop, q.metric or "", q.arguments or {}, q.severity, personal))
-                continue
-            check = get_check(q.check_name)  # raises ContractError listing the known checks
-            other = q.check_args.get("other")
-            if other is not None and other not in columns:
-                raise ContractError(
-                    f"contract {contract.ref}: rule {prop.name}.{check.name} "
-                    f"refers to missing column {other!r}"
-                )
-            rules.append(
-                Rule(
-                    name=f"{prop.name}.{check.name}",
-                    kind="check",
-                    column=prop.name,
-                    severity=q.severity,
-                    description=q.description or check.description,
-                    personal=personal or check.personal,
-                    expectation=_expectation_name(check.name),
-                    check=check.name,
-                    check_args=dict(q.check_args),
-                )
+            prop_rules.append(
+                _rule(prop, "required", "error", "必填", personal, "ExpectColumnValuesToNotBeNull")
             )
+        if prop.unique or prop.primaryKey:
+            prop_rules.append(
+                _rule(prop, "unique", "error", "唯一", personal, "ExpectColumnValuesToBeUnique")
+            )
+        if prop.logicalTypeOptions is not None:
+            prop_rules.extend(_option_rules(prop, personal, where))
+        prop_rules = _with_severity_overrides(prop, prop_rules, where)
+        for q_index, q in enumerate(prop.quality):
+            q_where = contract.where("schema", 0, "properties", index, "quality", q_index)
+            if q.type == "library":
+                prop_rules.append(_library_rule(prop.name, prop, q, personal, q_where))
+                continue
+            prop_rules.append(_custom_rule(prop, q, personal, columns, q_where))
+        rules.extend(prop_rules)
+    for q_index, q in enumerate(contract.table.quality):
+        q_where = contract.where("schema", 0, "quality", q_index)
+        rules.append(_schema_rule(contract, q, columns, q_where))
+    rules.extend(_sla_rules(contract, columns))
     _reject_duplicate_names(contract, rules)
     subject_columns = tuple(contract.custom("subjectColumns", ()) or ())
     township = contract.custom("townshipColumn")
     for col in (*subject_columns, *([township] if township else [])):
         if col not in columns:
-            raise ContractError(f"contract {contract.ref}: customProperties name missing column {col!r}")
+            raise ContractError(
+                f"{contract.where('schema', 0, 'customProperties')}: contract {contract.ref}: "
+                f"customProperties name missing column {col!r}"
+            )
     record_key = contract.primary_key
     if not record_key:
-        raise ContractError(f"contract {contract.ref}: no primaryKey property; records need a key")
+        raise ContractError(
+            f"{contract.source}: contract {contract.ref}: unsupported: a contract without a primaryKey "
+            "property (OnceOnly keys every record)"
+        )
     return CompiledContract(
         contract=contract,
         arrow_schema=pa.schema([pa.field(p.name, arrow_type(p, tz)) for p in contract.table.properties]),
@@ -235,25 +232,45 @@ def _rule(
     )
 
 
-def _option_rules(prop: Property, personal: bool) -> list[Rule]:
+_OVERRIDABLE = ("required", "unique", "pattern", "length", "range", "enum")
+
+
+def _with_severity_overrides(prop: Property, rules: list[Rule], where: str) -> list[Rule]:
+    """Apply the property's ``customProperties`` ``severity`` map (rule kind → error/warning)."""
+    overrides = prop.custom("severity") or {}
+    unknown = sorted(set(overrides) - set(_OVERRIDABLE))
+    if unknown:
+        raise ContractError(
+            f"{where}: property {prop.name!r}: severity given for {unknown}; "
+            f"it can be set for {', '.join(_OVERRIDABLE)} (quality rules carry their own)"
+        )
+    absent = sorted(set(overrides) - {r.kind for r in rules})
+    if absent:
+        raise ContractError(
+            f"{where}: property {prop.name!r}: severity given for {absent}, which it does not declare"
+        )
+    return [dataclasses.replace(r, severity=overrides[r.kind]) if r.kind in overrides else r for r in rules]
+
+
+def _option_rules(prop: Property, personal: bool, where: str) -> list[Rule]:
     opts = prop.logicalTypeOptions
     assert opts is not None
     out: list[Rule] = []
     is_text = prop.logicalType == "string"
     is_number = prop.logicalType in ("number", "integer")
-    if (
-        opts.pattern or opts.minLength is not None or opts.maxLength is not None or opts.enum
-    ) and not is_text:
-        raise ContractError(f"property {prop.name!r}: pattern, lengths and enum apply to strings only")
-    if (opts.minimum is not None or opts.maximum is not None) and not is_number:
-        raise ContractError(f"property {prop.name!r}: minimum/maximum apply to numbers only")
-    if opts.format is not None:
-        raise ContractError(f"property {prop.name!r}: unsupported: logicalTypeOptions.format")
+    if (opts.pattern or opts.minLength is not None or opts.maxLength is not None) and not is_text:
+        raise ContractError(f"{where}: property {prop.name!r}: pattern and lengths apply to strings only")
+    low = opts.minimum if opts.minimum is not None else opts.exclusiveMinimum
+    high = opts.maximum if opts.maximum is not None else opts.exclusiveMaximum
+    if (low is not None or high is not None) and not is_number:
+        raise ContractError(f"{where}: property {prop.name!r}: minimum/maximum apply to numbers only")
     if opts.pattern:
         try:
             re.compile(opts.pattern)
         except re.error as exc:
-            raise ContractError(f"property {prop.name!r}: pattern is not a valid regex: {exc}") from exc
+            raise ContractError(
+                f"{where}: property {prop.name!r}: pattern {opts.pattern!r} is not a valid regex: {exc}"
+            ) from exc
         out.append(
             _rule(
                 prop,
@@ -278,65 +295,214 @@ def _option_rules(prop: Property, personal: bool) -> list[Rule]:
                 max_value=opts.maxLength,
             )
         )
-    if opts.minimum is not None or opts.maximum is not None:
+    if low is not None or high is not None:
         out.append(
             _rule(
                 prop,
                 "range",
                 "error",
-                f"取值 {opts.minimum}–{opts.maximum}",
+                f"取值 {'(' if opts.exclusiveMinimum is not None else '['}{low}, {high}"
+                f"{')' if opts.exclusiveMaximum is not None else ']'}",
                 personal,
                 "ExpectColumnValuesToBeBetween",
-                min_value=opts.minimum,
-                max_value=opts.maximum,
-            )
-        )
-    if opts.enum:
-        out.append(
-            _rule(
-                prop,
-                "enum",
-                "error",
-                f"取值于 {list(opts.enum)}",
-                personal,
-                "ExpectColumnValuesToBeInSet",
-                value_set=list(opts.enum),
+                min_value=low,
+                max_value=high,
+                strict_min=opts.exclusiveMinimum is not None,
+                strict_max=opts.exclusiveMaximum is not None,
             )
         )
     return out
 
 
-def _library_rule(prop: Property, metric: str, args: dict[str, Any], severity: Any, personal: bool) -> Rule:
-    # ODCS v3 library metrics with mustBe: 0, i.e. "no row may be ...".
-    if metric == "nullValues":
-        return _rule(prop, "required", severity, "nullValues = 0", personal, "ExpectColumnValuesToNotBeNull")
-    if metric == "duplicateValues":
-        return _rule(
-            prop, "unique", severity, "duplicateValues = 0", personal, "ExpectColumnValuesToBeUnique"
+def _zero_tolerance(q: Quality) -> bool:
+    """True when the rule allows no offending row at all (so each offending row fails)."""
+    op, value = q.operator
+    if op == "mustBe" or op == "mustBeLessOrEqualTo":
+        return bool(value == 0)
+    if op == "mustBeLessThan":
+        return bool(0 < value <= 1) if (q.unit or "rows") == "rows" else False
+    return False
+
+
+def _describe_metric(q: Quality) -> str:
+    op, value = q.operator
+    unit = "%" if q.unit == "percent" else ""
+    shown = f"[{value[0]}{unit}, {value[1]}{unit}]" if isinstance(value, list) else f"{value}{unit}"
+    return f"{q.metric_name} {_OPERATOR_SYMBOL[op]} {shown}"
+
+
+_OPERATOR_SYMBOL = {
+    "mustBe": "=",
+    "mustNotBe": "≠",
+    "mustBeGreaterThan": ">",
+    "mustBeGreaterOrEqualTo": "≥",
+    "mustBeLessThan": "<",
+    "mustBeLessOrEqualTo": "≤",
+    "mustBeBetween": "between",
+    "mustNotBeBetween": "not between",
+}
+
+
+def _library_rule(column: str, prop: Property | None, q: Quality, personal: bool, where: str) -> Rule:
+    """An ODCS v3 library metric rule on ``column``.
+
+    Zero tolerance (``mustBe: 0`` and equivalents) becomes the native row-level GX expectation;
+    any other threshold is a batch metric: computed vectorised into a check column that is
+    False on the offending rows when (and only when) the batch breaks the threshold.
+    """
+    metric = q.metric_name
+    args = dict(q.arguments or {})
+    severity = q.severity  # validated error|warning
+    if "pattern" in args and prop is not None and prop.logicalType != "string":
+        raise ContractError(f"{where}: {column}: arguments.pattern applies to strings only")
+    description = q.description or _describe_metric(q)
+    if (
+        metric in ("nullValues", "duplicateValues", "invalidValues")
+        and _zero_tolerance(q)
+        and "properties" not in args
+    ):
+        kwargs: dict[str, Any] = {}
+        if metric == "nullValues":
+            kind: RuleKind = "required"
+            expectation, kwargs = "ExpectColumnValuesToNotBeNull", {}
+        elif metric == "duplicateValues":
+            kind, expectation, kwargs = "unique", "ExpectColumnValuesToBeUnique", {}
+        elif "validValues" in args and "pattern" in args:
+            raise ContractError(
+                f"{where}: {column}: unsupported: invalidValues with both validValues and pattern; "
+                "write two rules"
+            )
+        elif "validValues" in args:
+            kind, expectation = "enum", "ExpectColumnValuesToBeInSet"
+            kwargs = {"value_set": [v for v in args["validValues"] if v is not None]}
+        else:
+            kind, expectation = "pattern", "ExpectColumnValuesToMatchRegex"
+            kwargs = {"regex": str(args["pattern"])}
+        return Rule(
+            name=f"{column}.{q.id or kind}",
+            kind=kind,
+            column=column,
+            severity=severity,  # type: ignore[arg-type]
+            description=description,
+            personal=personal,
+            expectation=expectation,
+            kwargs=kwargs,
         )
-    if "validValues" in args:
-        return _rule(
-            prop,
-            "enum",
-            severity,
-            "invalidValues = 0",
-            personal,
-            "ExpectColumnValuesToBeInSet",
-            value_set=list(args["validValues"]),
-        )
+    check = _METRIC_CHECKS[metric]
     if "pattern" in args:
-        return _rule(
-            prop,
-            "pattern",
-            severity,
-            "invalidValues = 0",
-            personal,
-            "ExpectColumnValuesToMatchRegex",
-            regex=str(args["pattern"]),
-        )
-    raise ContractError(
-        f"property {prop.name!r}: unsupported: invalidValues needs arguments.validValues or arguments.pattern"
+        _require_re2(str(args["pattern"]), f"{where}: {column}")
+    op, value = q.operator
+    check_args: dict[str, Any] = {"operator": op, "value": value, "unit": q.unit or "rows", **args}
+    return Rule(
+        name=f"{column}.{q.id or metric}",
+        kind="check",
+        column=column,
+        severity=severity,  # type: ignore[arg-type]
+        description=description,
+        personal=personal,
+        expectation=_expectation_name(check),
+        check=check,
+        check_args=check_args,
     )
+
+
+def _require_re2(pattern: str, where: str) -> None:
+    """Threshold rules match with Arrow (RE2): reject what RE2 cannot run (look-arounds...)."""
+    import pyarrow.compute as pc
+
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), pattern)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ContractError(f"{where}: unsupported: pattern {pattern!r} in a threshold rule: {exc}") from exc
+
+
+_METRIC_CHECKS = {
+    "nullValues": "null_values",
+    "missingValues": "missing_values",
+    "invalidValues": "invalid_values",
+    "duplicateValues": "duplicate_values",
+    "rowCount": "row_count",
+}
+
+
+def _custom_rule(prop: Property, q: Quality, personal: bool, columns: set[str], where: str) -> Rule:
+    from contracts.checks import METRIC_CHECK_NAMES, get_check
+
+    if q.check_name in METRIC_CHECK_NAMES:
+        raise ContractError(
+            f"{where}: {prop.name}: {q.check_name!r} is an ODCS library metric; write `metric:` instead"
+        )
+    try:
+        check = get_check(q.check_name)
+    except ContractError as exc:
+        raise ContractError(f"{where}: {prop.name}: {exc}") from None
+    other = q.check_args.get("other")
+    if other is not None and other not in columns:
+        raise ContractError(f"{where}: rule {prop.name}.{check.name} refers to missing column {other!r}")
+    return Rule(
+        name=f"{prop.name}.{q.id or check.name}",
+        kind="check",
+        column=prop.name,
+        severity=q.severity,  # type: ignore[arg-type]
+        description=q.description or check.description,
+        personal=personal or check.personal,
+        expectation=_expectation_name(check.name),
+        check=check.name,
+        check_args=dict(q.check_args),
+    )
+
+
+def _schema_rule(contract: Contract, q: Quality, columns: set[str], where: str) -> Rule:
+    """Schema-level rules: ``rowCount``, and ``duplicateValues`` over ``arguments.properties``."""
+    table = contract.table.name
+    if q.metric_name == "duplicateValues":
+        properties = list((q.arguments or {}).get("properties") or [])
+        missing = [c for c in properties if c not in columns]
+        if missing:
+            raise ContractError(f"{where}: duplicateValues refers to missing column(s) {missing}")
+        anchor = properties[0]
+    else:
+        anchor = (contract.primary_key or (contract.table.properties[0].name,))[0]
+    rule = _library_rule(anchor, None, q, False, where)
+    return dataclasses.replace(rule, name=f"{table}.{q.id or q.metric_name}")
+
+
+def _sla_rules(contract: Contract, columns: set[str]) -> list[Rule]:
+    """``slaProperties`` ``freshness``: the newest value of its element is at most that old."""
+    from contracts.model import FRESHNESS_UNITS
+
+    out = []
+    for index, sla in enumerate(contract.slaProperties):
+        if sla.property != "freshness":
+            continue
+        where = contract.where("slaProperties", index)
+        element = sla.element or contract.slaDefaultElement
+        if not element:
+            raise ContractError(
+                f"{where}: freshness needs `element` (or slaDefaultElement): the column to check"
+            )
+        column = element.rsplit(".", 1)[-1]  # ODCS writes table.column
+        if column not in columns:
+            raise ContractError(f"{where}: freshness element {element!r} is not a column of the contract")
+        prop = contract.column(column)
+        if prop.logicalType not in ("date", "timestamp"):
+            raise ContractError(f"{where}: freshness element {column!r} must be a date or timestamp")
+        seconds = float(sla.value) * FRESHNESS_UNITS[str(sla.unit)]
+        out.append(
+            Rule(
+                name=f"{column}.freshness",
+                kind="check",
+                column=column,
+                # An SLA breach is the department's delivery problem, not a fault of the rows.
+                severity="warning",
+                description=sla.description or f"最新数据不早于 {sla.value} {sla.unit} 前",
+                personal=False,
+                expectation=_expectation_name("freshness"),
+                check="freshness",
+                check_args={"seconds": seconds},
+            )
+        )
+    return out
 
 
 def _expectation_name(check: str) -> str:
@@ -347,7 +513,10 @@ def _reject_duplicate_names(contract: Contract, rules: list[Rule]) -> None:
     seen: set[str] = set()
     for r in rules:
         if r.name in seen:
-            raise ContractError(f"contract {contract.ref}: rule {r.name!r} is declared twice")
+            raise ContractError(
+                f"{contract.source}: contract {contract.ref}: rule {r.name!r} is declared twice "
+                "(give one of them an `id`)"
+            )
         seen.add(r.name)
 
 
@@ -356,7 +525,9 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        raise ContractError(f"contract {contract.ref}: customProperties.certificate must be a mapping")
+        raise ContractError(
+            f"{contract.source}: contract {contract.ref}: customProperties.certificate must be a mapping"
+        )
     allowed = {
         "typeCode",
         "typeName",
@@ -372,7 +543,9 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
     }
     unknown = sorted(set(raw) - allowed)
     if unknown:
-        raise ContractError(f"contract {contract.ref}: unsupported certificate keys: {', '.join(unknown)}")
+        raise ContractError(
+            f"{contract.source}: contract {contract.ref}: unsupported certificate keys: {', '.join(unknown)}"
+        )
     try:
         spec = CertificateSpec(
             type_code=str(raw["typeCode"]),
@@ -388,7 +561,9 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
             status_map={str(k): str(v) for k, v in (raw.get("statusMap") or {}).items()},
         )
     except (KeyError, TypeError) as exc:
-        raise ContractError(f"contract {contract.ref}: certificate is missing {exc}") from exc
+        raise ContractError(
+            f"{contract.source}: contract {contract.ref}: certificate is missing {exc}"
+        ) from exc
     referenced = [spec.number_column, *spec.fields]
     referenced += [c for c in (spec.valid_from_column, spec.valid_to_column, spec.status_column) if c]
     for h in spec.holders:
@@ -397,12 +572,15 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
     unknown_status = sorted(set(spec.status_map.values()) - CERTIFICATE_STATUSES)
     if unknown_status:
         raise ContractError(
-            f"contract {contract.ref}: certificate statusMap values {unknown_status} are not GB/T 36903 "
+            f"{contract.source}: contract {contract.ref}: certificate statusMap values {unknown_status} "
+            "are not GB/T 36903 "
             f"statuses ({', '.join(sorted(CERTIFICATE_STATUSES))})"
         )
     missing = sorted({c for c in referenced if c not in columns})
     if missing:
-        raise ContractError(f"contract {contract.ref}: certificate refers to missing columns {missing}")
+        raise ContractError(
+            f"{contract.source}: contract {contract.ref}: certificate refers to missing columns {missing}"
+        )
     return spec
 
 

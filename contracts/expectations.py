@@ -15,6 +15,7 @@ validation result names the check (``expect_column_values_to_pass_gb11643_citize
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -69,6 +70,29 @@ _CHECKS = {
     "mobile_number": ("MobileNumber", "A mainland China mobile number.", "手机号码格式"),
     "not_in_future": ("NotInFuture", "A date that is not after today.", "日期不晚于今天"),
     "not_after": ("NotAfter", "A date not after another column's date.", "日期不晚于另一列"),
+    # ODCS v3 library metrics with a threshold, and the freshness SLA.
+    "null_values": ("NullValuesMetric", "ODCS nullValues within its threshold.", "空值数量符合阈值"),
+    "missing_values": (
+        "MissingValuesMetric",
+        "ODCS missingValues within its threshold.",
+        "缺失值数量符合阈值",
+    ),
+    "invalid_values": (
+        "InvalidValuesMetric",
+        "ODCS invalidValues within its threshold.",
+        "无效值数量符合阈值",
+    ),
+    "duplicate_values": (
+        "DuplicateValuesMetric",
+        "ODCS duplicateValues within its threshold.",
+        "重复值数量符合阈值",
+    ),
+    "row_count": ("RowCountMetric", "ODCS rowCount of the batch within its bounds.", "批次行数符合约定"),
+    "freshness": (
+        "Freshness",
+        "slaProperties freshness: the newest value is recent enough.",
+        "数据新鲜度符合约定",
+    ),
 }
 _CHECK_CLASSES: dict[str, type[gxe.Expectation]] = {
     check: _named_expectation(f"ExpectColumnValuesToPass{suffix}", doc, description)
@@ -96,6 +120,7 @@ def expectation_for(rule: Rule) -> gxe.Expectation:
 
 
 def build_suite(compiled: CompiledContract) -> gx.ExpectationSuite:
+    _engine()  # a GX 1.x suite needs an active (here: ephemeral) data context
     suite = gx.ExpectationSuite(name=compiled.ref, meta={"contract": compiled.ref})
     for rule in compiled.rules:
         suite.add_expectation(expectation_for(rule))
@@ -141,12 +166,18 @@ class _Engine:
         self._prepared: dict[str, tuple[Any, Any]] = {}
 
     def _prepare(self, compiled: CompiledContract) -> tuple[Any, Any]:
-        if compiled.ref not in self._prepared:
-            asset = self.source.add_dataframe_asset(name=compiled.ref)
+        # Keyed by content, not id@version: an edited contract that kept its version (while it
+        # is being written, or in tests) must not be validated with the previous suite.
+        key = hashlib.sha256(compiled.contract.model_dump_json().encode()).hexdigest()[:16]
+        if key not in self._prepared:
+            name = f"{compiled.ref}#{key}"
+            asset = self.source.add_dataframe_asset(name=name)
             batch_definition = asset.add_batch_definition_whole_dataframe("batch")
-            suite = self.context.suites.add(build_suite(compiled))
-            self._prepared[compiled.ref] = (batch_definition, suite)
-        return self._prepared[compiled.ref]
+            suite = build_suite(compiled)
+            suite.name = name
+            suite = self.context.suites.add(suite)
+            self._prepared[key] = (batch_definition, suite)
+        return self._prepared[key]
 
     def run(self, compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
         with self._lock:

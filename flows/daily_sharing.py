@@ -13,30 +13,32 @@ landed batch left it. Tasks work on whole batches, never on single records.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
 from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.base import Cursor, Pulled
 from contracts.compiler import CompiledContract
-from contracts.validate import Validation, Validator
+from contracts.pinning import require_pinned_major
+from contracts.validate import RuleTally, Validation, Validator
 from evidence.log import tree_size
 from flows.pipeline import Pipeline, pipeline_for
 from lake.catalog import runs, utcnow
 from lake.landing import (
+    Breach,
     LandedBatch,
     Lander,
     acquire_lease,
-    batch_id_for,
     content_digest,
     record_failure,
     release_lease,
@@ -59,16 +61,12 @@ class ConnectorResult:
     quarantined: int = 0
     warnings: int = 0
     certificates: int = 0
-    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    breached: bool = False
+    rules: dict[str, RuleTally] = field(default_factory=dict)
 
     def observe(self, validation: Validation) -> None:
         for o in validation.outcomes:
-            stats = self.rules.setdefault(
-                o.rule, {"severity": o.severity, "checked": 0, "failed": 0, "examples": []}
-            )
-            stats["checked"] += o.checked
-            stats["failed"] += o.failed
-            stats["examples"] = (stats["examples"] + [e for e in o.examples if e])[:3]
+            self.rules.setdefault(o.rule, RuleTally(o.rule, o.severity)).add(o)
 
     def add(self, landed: LandedBatch) -> None:
         if landed.already_landed:
@@ -177,6 +175,7 @@ def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
         with pipeline.catalog.begin() as conn:
             release_lease(conn, connector_name, run_id)
         _publish_rules(connector_name, result)
+        _publish_data_docs(pipeline, connector_name, run_id, result)
     if result.pulled == 0:
         logger.info("%s: nothing new since the last run", connector_name)
     return result
@@ -186,6 +185,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
     logger = get_run_logger()
     registration = pipeline.registration(connector_name)
     compiled = pipeline.compiled(registration.dataset)
+    require_pinned_major(registration, compiled.contract)
     validator = Validator(compiled, pipeline.check_context())
     settings = pipeline.settings
     lander = Lander(
@@ -211,7 +211,11 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             for pulled in connector.pull(cursor, pipeline.settings.batch_size):
                 validation = validate_batch(validator, pulled.batch, connector_name)
                 result.observe(validation)
-                _refuse_breach(pipeline, connector_name, compiled, validation, cursor, pulled)
+                try:
+                    _refuse_breach(lander, connector_name, compiled, validation, cursor, pulled)
+                except ContractBreached:
+                    result.breached = True
+                    raise
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled)
                 result.add(landed)
                 cursor = pulled.cursor
@@ -226,8 +230,11 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 )
 
 
+BREACH_EVENT = "onceonly.contract.breached"
+
+
 def _refuse_breach(
-    pipeline: Pipeline,
+    lander: Lander,
     connector_name: str,
     compiled: CompiledContract,
     validation: Validation,
@@ -237,17 +244,57 @@ def _refuse_breach(
     """Stop the connector when a batch breaks its contract beyond ``maxErrorRate``.
 
     The share is judged only on batches of at least ``minRowsForErrorRate`` rows: one bad row
-    in a batch of one is 100 % and says nothing about the source.
+    in a batch of one is 100 % and says nothing about the source. A breached batch is kept in
+    quarantine (not landed, nothing issued, cursor unmoved) and announced as a Prefect event.
     """
     too_few = validation.pulled < compiled.min_rows_for_error_rate
     if too_few or validation.error_rate <= compiled.max_error_rate:
         return
-    batch_id = batch_id_for(connector_name, cursor, content_digest(pulled.batch))
-    pipeline.lake.write_quarantine(compiled.contract.id, f"breach-{batch_id}", validation.quarantined)
+    breach = lander.refuse(
+        connector=connector_name,
+        compiled=compiled,
+        validation=validation,
+        cursor_before=cursor,
+        content_sha256=content_digest(pulled.batch),
+    )
+    announce_breach(breach, validation, run_id=lander.run_id)
     raise ContractBreached(
-        f"connector {connector_name!r}: {validation.quarantined.num_rows} of {validation.pulled} rows "
-        f"({validation.error_rate:.0%}) broke contract {compiled.ref}, above its maxErrorRate "
-        f"{compiled.max_error_rate:.0%}; nothing from this batch was issued and the cursor stays put"
+        f"connector {connector_name!r}: {breach.quarantined} of {breach.pulled} rows "
+        f"({breach.error_rate:.0%}) broke contract {breach.contract}, above its maxErrorRate "
+        f"{breach.max_error_rate:.0%}; nothing from this batch was issued and the cursor stays put; "
+        f"no more certificates from dataset {breach.dataset} in this run "
+        f"(the rows are in quarantine, batch {breach.batch_id[:12]})"
+    )
+
+
+def announce_breach(breach: Breach, validation: Validation, *, run_id: str) -> None:
+    """Emit ``onceonly.contract.breached`` on resource ``onceonly.dataset.<id>`` for automations."""
+    emit_event(
+        event=BREACH_EVENT,
+        resource={
+            "prefect.resource.id": f"onceonly.dataset.{breach.dataset}",
+            "prefect.resource.name": breach.dataset,
+        },
+        related=[
+            {
+                "prefect.resource.id": f"onceonly.connector.{breach.connector}",
+                "prefect.resource.role": "connector",
+                "prefect.resource.name": breach.connector,
+            }
+        ],
+        payload={
+            "connector": breach.connector,
+            "dataset": breach.dataset,
+            "contract": breach.contract,
+            "batch_id": breach.batch_id,
+            "run_id": run_id,
+            "pulled": breach.pulled,
+            "quarantined": breach.quarantined,
+            "error_rate": round(breach.error_rate, 6),
+            "max_error_rate": breach.max_error_rate,
+            # Counts only: examples may be personal, and events are kept outside our masking.
+            "rules": {o.rule: o.failed for o in validation.outcomes if o.failed and o.severity == "error"},
+        },
     )
 
 
@@ -255,23 +302,49 @@ def _publish_rules(connector_name: str, result: ConnectorResult) -> None:
     """A table artifact of which contract rules failed, how often, with masked examples."""
     if not result.rules:
         return
-    checked = max(s["checked"] for s in result.rules.values())
+    checked = max(t.checked for t in result.rules.values())
     rows = [
         {
-            "rule": rule,
-            "severity": stats["severity"],
-            "rows checked": stats["checked"],
-            "rows failed": stats["failed"],
-            "share": f"{stats['failed'] / stats['checked']:.2%}" if stats["checked"] else "0%",
-            "examples (masked)": ", ".join(stats["examples"]),
+            "rule": t.rule,
+            "severity": t.severity,
+            "rows checked": t.checked,
+            "rows failed": t.failed,
+            "share": f"{t.share:.2%}",
+            "examples (masked)": ", ".join(t.examples),
         }
-        for rule, stats in sorted(result.rules.items())
-        if stats["failed"]
+        for t in sorted(result.rules.values(), key=lambda t: t.rule)
+        if t.failed
     ]
     create_table_artifact(
         key=f"contract-{connector_name}",
         table=rows or [{"rule": "(no rule failed)", "rows checked": checked}],
         description=f"Contract rules broken by rows from {connector_name} in this run.",
+    )
+
+
+def _publish_data_docs(pipeline: Pipeline, connector_name: str, run_id: str, result: ConnectorResult) -> None:
+    """Build the connector's Great Expectations Data Docs page for this run and link it."""
+    if not result.rules:
+        return
+    logger = get_run_logger()
+    settings = pipeline.settings
+    started = time.perf_counter()
+    try:
+        url = pipeline.data_docs().publish(
+            pipeline.compiled(result.dataset), result.rules, run_name=f"run-{run_id}", batch=connector_name
+        )
+    except Exception as exc:  # a report that cannot be built must not undo what was landed
+        logger.warning("%s: Data Docs not built: %s", connector_name, scrub_exception_message(exc))
+        return
+    logger.info("%s: Data Docs built in %.2f s: %s", connector_name, time.perf_counter() - started, url)
+    create_link_artifact(
+        key=f"datadocs-{connector_name}",
+        link=url,
+        link_text=f"Data Docs: {connector_name} against {result.dataset}",
+        description=(
+            f"Great Expectations Data Docs of this run's validation of {connector_name} "
+            f"(site {settings.datadocs_dir.resolve()})."
+        ),
     )
 
 
@@ -297,15 +370,23 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
         )
     names = connectors or sorted(pipeline.registrations)
     results: list[ConnectorResult] = []
+    breached: dict[str, str] = {}  # dataset -> the connector whose batch breached its contract
     for name in names:
+        dataset = pipeline.registrations[name].dataset if name in pipeline.registrations else "?"
         try:
+            if dataset in breached:  # nothing more is issued from a breached dataset in this run
+                raise ContractBreached(
+                    f"connector {name!r} not pulled: a batch from {breached[dataset]!r} breached the "
+                    f"contract of dataset {dataset} earlier in this run"
+                )
             results.append(sync_connector(name, run_id))
         except Exception as exc:  # one department failing must not stop the others
             partial = exc.result if isinstance(exc, ConnectorRunFailed) else None
-            dataset = pipeline.registrations[name].dataset if name in pipeline.registrations else "?"
             failed = partial or ConnectorResult(
                 name, dataset, status="failed", error=scrub_exception_message(exc)
             )
+            if failed.breached:
+                breached[dataset] = name
             logger.error("connector %s failed: %s", name, failed.error)
             results.append(failed)
             with pipeline.catalog.begin() as conn:
@@ -359,4 +440,12 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-__all__ = ["ConnectorResult", "ConnectorRunFailed", "RunSummary", "daily_sharing", "sync_connector"]
+__all__ = [
+    "BREACH_EVENT",
+    "ConnectorResult",
+    "ConnectorRunFailed",
+    "RunSummary",
+    "announce_breach",
+    "daily_sharing",
+    "sync_connector",
+]

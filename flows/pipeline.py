@@ -27,6 +27,7 @@ from connectors import (
 )
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
+from contracts.datadocs import DataDocs
 from contracts.model import contract_by_id
 from evidence.keys import KeyStore, SigningKey
 from evidence.log import TransparencyLog
@@ -45,6 +46,7 @@ class Pipeline:
     log: TransparencyLog
     registrations: dict[str, Registration]
     key_created: bool
+    _data_docs: DataDocs | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Pipeline:
@@ -71,6 +73,11 @@ class Pipeline:
 
     def compiled(self, dataset: str) -> CompiledContract:
         return compile_contract(contract_by_id(self.settings.contracts_dir, dataset))
+
+    def data_docs(self) -> DataDocs:
+        if self._data_docs is None:
+            self._data_docs = DataDocs(self.settings.datadocs_dir, base_url=self.settings.datadocs_url)
+        return self._data_docs
 
     def check_context(self, today: dt.date | None = None) -> CheckContext:
         codes = frozenset(load_region_codes(self.settings.district_code))

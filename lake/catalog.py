@@ -31,6 +31,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Engine,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -132,6 +133,25 @@ quarantine = Table(
     Column("resolved_by_batch", String(64)),
     Index("ix_quarantine_subject", "subject_id"),
     Index("ix_quarantine_key", "dataset", "record_key"),
+)
+
+# A batch refused because its error rate passed the contract's maxErrorRate: nothing from it
+# was landed or issued and the connector's cursor stayed put, but its failing rows are in
+# ``quarantine`` under this batch id (once, however often the same batch is pulled again).
+breaches = Table(
+    "breaches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("connector", String(100), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("contract_id", String(200), nullable=False),
+    Column("contract_version", String(40), nullable=False),
+    Column("pulled", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("error_rate", Float, nullable=False),
+    Column("max_error_rate", Float, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
 )
 
 certificates = Table(
@@ -320,6 +340,7 @@ def _plain(exc: SQLAlchemyError) -> str:
 __all__ = [
     "Catalog",
     "batches",
+    "breaches",
     "certificates",
     "checkpoints",
     "connector_state",

@@ -38,6 +38,7 @@ from evidence.log import TransparencyLog
 from lake.catalog import (
     Catalog,
     batches,
+    breaches,
     certificates,
     connector_state,
     insert_missing,
@@ -71,6 +72,20 @@ class _Issued:
     body: dict[str, Any]
     draft: Draft
     cid: CertificateId
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A batch refused for its error rate (see :meth:`Lander.refuse`)."""
+
+    batch_id: str
+    connector: str
+    dataset: str
+    contract: str
+    pulled: int
+    quarantined: int
+    error_rate: float
+    max_error_rate: float
 
 
 @dataclass(frozen=True)
@@ -217,6 +232,56 @@ class Lander:
         self.lake.publish(connector, batch_id)
         return landed
 
+    def refuse(
+        self,
+        *,
+        connector: str,
+        compiled: CompiledContract,
+        validation: Validation,
+        cursor_before: Cursor | None,
+        content_sha256: str,
+    ) -> Breach:
+        """Keep a batch that broke its contract beyond ``maxErrorRate``, without landing it.
+
+        Its failing rows go to the lake (``breach-<batch>.parquet``) and to the catalog's
+        quarantine, with a ``breaches`` row, in one transaction; nothing is issued and the
+        cursor stays put. The same batch pulled again (same id) is recorded once.
+        """
+        dataset = compiled.contract.id
+        batch_id = batch_id_for(connector, cursor_before, content_sha256)
+        breach = Breach(
+            batch_id=batch_id,
+            connector=connector,
+            dataset=dataset,
+            contract=compiled.ref,
+            pulled=validation.pulled,
+            quarantined=validation.quarantined.num_rows,
+            error_rate=validation.error_rate,
+            max_error_rate=compiled.max_error_rate,
+        )
+        self.lake.write_quarantine(dataset, f"breach-{batch_id}", validation.quarantined)
+        with self.catalog.begin() as conn:
+            if conn.execute(select(breaches.c.batch_id).where(breaches.c.batch_id == batch_id)).first():
+                return breach
+            now = utcnow()
+            conn.execute(
+                insert(breaches).values(
+                    batch_id=batch_id,
+                    run_id=self.run_id,
+                    connector=connector,
+                    dataset=dataset,
+                    contract_id=compiled.contract.id,
+                    contract_version=compiled.contract.version,
+                    pulled=breach.pulled,
+                    quarantined=breach.quarantined,
+                    error_rate=breach.error_rate,
+                    max_error_rate=breach.max_error_rate,
+                    detected_at=now,
+                )
+            )
+            _insert_failures(conn, compiled, batch_id, validation, now)
+        return breach
+
     def _settle_staged(self, connector: str) -> None:
         """Publish what an earlier attempt staged and committed; discard what it never committed.
 
@@ -273,30 +338,10 @@ class Lander:
         self, conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
     ) -> None:
         dataset = compiled.contract.id
-        if v.failures:
-            conn.execute(
-                insert(quarantine),
-                [
-                    {
-                        "batch_id": batch_id,
-                        "dataset": dataset,
-                        "contract_id": compiled.contract.id,
-                        "contract_version": compiled.contract.version,
-                        # A failing row's values are whatever the source sent: cut them to the
-                        # column, or one over-long bad ID would stop the batch on PostgreSQL.
-                        "record_key": _fit(f.record_key, quarantine.c.record_key),
-                        "subject_id": _fit(" ".join(f.subjects) or None, quarantine.c.subject_id),
-                        "rule": _fit(f.rule, quarantine.c.rule),
-                        "column": _fit(f.column, quarantine.c.column),
-                        "severity": f.severity,
-                        "value_masked": f.value_masked,
-                        "detected_at": now,
-                    }
-                    for f in v.failures
-                ],
-            )
-        # A record that now passes its contract resolves the errors quarantined for it by
-        # earlier batches. Looked up by this batch's keys (indexed), not by scanning the open
+        _insert_failures(conn, compiled, batch_id, v, now)
+        # A record that now passes its contract resolves what earlier batches quarantined or
+        # warned about it (a warning it still carries was just found again, in this batch).
+        # Looked up by this batch's keys (indexed), not by scanning the open
         # quarantine of the dataset, which only grows.
         accepted_keys = _record_keys(v.accepted, compiled.record_key)
         for chunk in _chunks(sorted(accepted_keys)):
@@ -307,7 +352,6 @@ class Lander:
                         quarantine.c.dataset == dataset,
                         quarantine.c.record_key.in_(chunk),
                         quarantine.c.resolved_at.is_(None),
-                        quarantine.c.severity == "error",
                         quarantine.c.batch_id != batch_id,
                     )
                 )
@@ -328,6 +372,35 @@ class Lander:
             None,
             already_landed=True,
         )
+
+
+def _insert_failures(
+    conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
+) -> None:
+    """One quarantine row per (row, rule) the batch broke, the value masked if personal."""
+    if not v.failures:
+        return
+    conn.execute(
+        insert(quarantine),
+        [
+            {
+                "batch_id": batch_id,
+                "dataset": compiled.contract.id,
+                "contract_id": compiled.contract.id,
+                "contract_version": compiled.contract.version,
+                # A failing row's values are whatever the source sent: cut them to the
+                # column, or one over-long bad ID would stop the batch on PostgreSQL.
+                "record_key": _fit(f.record_key, quarantine.c.record_key),
+                "subject_id": _fit(" ".join(f.subjects) or None, quarantine.c.subject_id),
+                "rule": _fit(f.rule, quarantine.c.rule),
+                "column": _fit(f.column, quarantine.c.column),
+                "severity": f.severity,
+                "value_masked": f.value_masked,
+                "detected_at": now,
+            }
+            for f in v.failures
+        ],
+    )
 
 
 def save_cursor(
@@ -525,6 +598,7 @@ def _chunks(items: Iterable[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
 
 
 __all__ = [
+    "Breach",
     "LandedBatch",
     "Lander",
     "acquire_lease",

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         _REPO_ROOT / "contracts" / "datasets", description="Folder of data contracts (*.yaml)."
     )
     matters_file: Path = Field(_REPO_ROOT / "sharing" / "matters.yaml", description="The matters catalogue.")
+    datadocs_url: str | None = Field(
+        None,
+        description="Base URL where home/datadocs is served, for the Data Docs links; default file://.",
+    )
 
     @property
     def catalog_url(self) -> str:
@@ -74,6 +78,11 @@ class Settings(BaseSettings):
     @property
     def keys_dir(self) -> Path:
         return self.home / "keys"
+
+    @property
+    def datadocs_dir(self) -> Path:
+        """The Great Expectations Data Docs site of the validations."""
+        return self.home / "datadocs"
 
     @property
     def departments_dir(self) -> Path:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from contracts import identifiers
 from contracts.checks import (
     DOMAIN_CHECKS,
+    METRIC_CHECK_NAMES,
     CheckContext,
     DomainCheck,
     citizen_id_valid,
@@ -288,6 +289,68 @@ def test_single_character_corruptions_of_valid_ids_are_caught(
     assert [oracle_citizen_id(v, TODAY) for v in corrupted] == [False] * len(corrupted)
 
 
+def transpose(value: str, position: int) -> str:
+    return value[:position] + value[position + 1] + value[position] + value[position + 2 :]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(valid_citizen_ids(), st.integers(0, 15)), max_size=40))
+def test_adjacent_transpositions_in_the_id_body_are_caught(cases: list[tuple[str, int]]) -> None:
+    # Swapping digits a != b at i, i+1 changes the weighted sum by (a-b)(W_i - W_i+1), and
+    # W_i = 2·W_i+1 (mod 11), so the difference is (a-b)·W_i+1: never 0 mod 11 (11 is prime).
+    swapped = [transpose(v, i) for v, i in cases if v[i] != v[i + 1]]
+    assert run_cid(swapped) == [False] * len(swapped)
+    assert [oracle_citizen_id(v, TODAY) for v in swapped] == [False] * len(swapped)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(valid_usccs(), st.integers(0, 15)), max_size=40))
+def test_adjacent_transpositions_in_the_uscc_body_are_caught(cases: list[tuple[str, int]]) -> None:
+    # W_i+1 = 3·W_i (mod 31): a swap changes the sum by (a-b)·2·W_i, never 0 mod 31.
+    swapped = [transpose(v, i) for v, i in cases if v[i] != v[i + 1]]
+    assert run_uscc(swapped) == [False] * len(swapped)
+
+
+# Real-format identifiers: a Wuqing (120114) resident, and USCCs with real registration-authority
+# (9 工商 / 1 机关 / 5 民政), type and GB/T 2260 region prefixes; the check character from the oracle.
+REAL_FORMAT_IDS = [with_check("12011419900307123"), with_check("12011420010101004"), GB11643_EXAMPLE]
+REAL_FORMAT_USCCS = [
+    USCC_EXAMPLE,
+    *(
+        body + oracle_uscc_check_char(body)
+        for body in ("91120114MA05K3L12", "11120114000000196", "51120114MJ0000012")
+    ),
+]
+
+
+@pytest.mark.parametrize("value", REAL_FORMAT_IDS)
+def test_real_format_citizen_ids_pass_and_each_corruption_fails(value: str) -> None:
+    corruptions = {
+        "check character": corrupt(value, 17, "0" if value[17] != "0" else "1"),
+        "region digit": corrupt(value, 2, str((int(value[2]) + 1) % 10)),
+        "impossible date": with_check(value[:10] + "0230" + value[14:17]),
+        "future birth": with_check(value[:6] + "20990101" + value[14:17]),
+        "transposed": transpose(value, 7) if value[7] != value[8] else transpose(value, 6),
+        "too short": value[:17],
+        "lower-case x": value[:17] + "x",
+    }
+    assert run_cid([value]) == [True]
+    assert run_cid(list(corruptions.values())) == [False] * len(corruptions), corruptions
+
+
+@pytest.mark.parametrize("value", REAL_FORMAT_USCCS)
+def test_real_format_usccs_pass_and_each_corruption_fails(value: str) -> None:
+    corruptions = {
+        "check character": corrupt(value, 17, "0" if value[17] != "0" else "1"),
+        "forbidden letter": corrupt(value, 9, "O"),
+        "lower case": value.lower() if value.lower() != value else corrupt(value, 8, "m"),
+        "transposed": transpose(value, 3) if value[3] != value[4] else transpose(value, 4),
+        "too long": value + "0",
+    }
+    assert run_uscc([value]) == [True]
+    assert run_uscc(list(corruptions.values())) == [False] * len(corruptions), corruptions
+
+
 def ascii_only(value: str | None) -> bool:
     # The reference module's `\d` and `$` also accept Unicode digits and a trailing newline;
     # those inputs are outside the cross-check (the vectorised check rejects them).
@@ -443,14 +506,18 @@ CTX = CheckContext.for_district("120114", today=TODAY)
 
 
 def test_registry_names_and_personal_flags() -> None:
-    assert set(DOMAIN_CHECKS) == {
-        "gb11643_citizen_id",
-        "gb32100_uscc",
-        "region_code",
-        "mobile_number",
-        "not_in_future",
-        "not_after",
-    }
+    assert (
+        set(DOMAIN_CHECKS)
+        == {
+            "gb11643_citizen_id",
+            "gb32100_uscc",
+            "region_code",
+            "mobile_number",
+            "not_in_future",
+            "not_after",
+        }
+        | METRIC_CHECK_NAMES
+    )
     assert {name for name, check in DOMAIN_CHECKS.items() if check.personal} == {
         "gb11643_citizen_id",
         "mobile_number",

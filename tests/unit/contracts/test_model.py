@@ -10,7 +10,6 @@ from onceonly.errors import ContractError
 from onceonly.settings import Settings
 
 DATASETS = Path(Settings().contracts_dir)
-ODCS_EXAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "interop" / "odcs" / "examples"
 
 
 @pytest.mark.parametrize("path", sorted(DATASETS.glob("*.yaml")), ids=lambda p: p.stem)
@@ -39,7 +38,7 @@ def test_unknown_key_is_rejected_with_file_line_and_key() -> None:
     line = text.splitlines().index("        colour: red") + 1
     with pytest.raises(ContractError) as err:
         parse_contract(text, source="household.yaml")
-    assert f"household.yaml:{line}: unsupported key 'colour'" in str(err.value)
+    assert f"household.yaml:{line}: unsupported: key 'colour' at schema.0.properties.0" in str(err.value)
 
 
 def test_yaml_syntax_error_names_the_line() -> None:
@@ -67,13 +66,3 @@ def test_unknown_check_lists_known_checks() -> None:
     text = _household_text().replace("implementation: gb11643_citizen_id", "implementation: gb9999", 1)
     with pytest.raises(ContractError, match="gb11643_citizen_id"):
         compile_contract(parse_contract(text))
-
-
-@pytest.mark.skipif(not ODCS_EXAMPLES.is_dir(), reason=f"ODCS examples not found at {ODCS_EXAMPLES}")
-@pytest.mark.parametrize("path", sorted(ODCS_EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
-def test_official_odcs_examples_load_or_are_rejected_clearly(path: Path) -> None:
-    try:
-        compile_contract(load_contract(path))
-    except ContractError as exc:
-        assert str(path) in str(exc) or "contract" in str(exc)
-        assert "unsupported" in str(exc) or "Input should be" in str(exc) or "Field required" in str(exc)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from types import SimpleNamespace
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 
 from connectors.base import Pulled
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import compile_contract
 from contracts.model import contract_by_id
 from contracts.validate import Validator
+from evidence.keys import SigningKey
+from evidence.log import TransparencyLog
 from flows.daily_sharing import _refuse_breach
+from lake.catalog import Catalog, breaches, quarantine
+from lake.landing import Lander
 from lake.parquet import ParquetLake
 from onceonly.errors import ContractBreached
 from onceonly.settings import Settings
@@ -25,33 +29,44 @@ VALIDATOR = Validator(HOUSEHOLD, CheckContext(dt.date(2026, 11, 21), frozenset(l
 
 def _all_bad(n: int) -> pa.Table:
     names = [f.name for f in HOUSEHOLD.arrow_schema]
-    return pa.table({name: pa.array(["bad"] * n) for name in names})
+    return pa.table({name: pa.array([f"bad{i}" for i in range(n)]) for name in names})
+
+
+def _lander(tmp_path: Path) -> Lander:
+    catalog = Catalog.connect(f"sqlite:///{tmp_path / 'catalog.db'}")
+    log = TransparencyLog(SigningKey.generate("test.example/log"), "test.example/log")
+    return Lander(catalog, ParquetLake(tmp_path / "lake"), log, run_id="run-1")
+
+
+def _count(lander: Lander, table: sa.Table) -> int:
+    with lander.catalog.read() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
 
 
 def test_one_bad_row_in_a_tiny_batch_does_not_stop_the_connector(tmp_path: Path) -> None:
     batch = _all_bad(1)
     v = VALIDATOR.validate(batch, connector="c")
     assert v.error_rate == 1.0
-    pipeline = SimpleNamespace(lake=ParquetLake(tmp_path))
-    _refuse_breach(pipeline, "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))  # type: ignore[arg-type]
-    assert not any(tmp_path.rglob("*.parquet"))
+    lander = _lander(tmp_path)
+    _refuse_breach(lander, "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))
+    assert not any(tmp_path.rglob("*.parquet")) and _count(lander, breaches) == 0
 
 
-def test_a_large_batch_above_the_threshold_stops_it_and_keeps_the_rows(tmp_path: Path) -> None:
+def test_a_large_batch_above_the_threshold_stops_it_and_keeps_the_rows_once(tmp_path: Path) -> None:
     batch = _all_bad(HOUSEHOLD.min_rows_for_error_rate)
     v = VALIDATOR.validate(batch, connector="c")
-    pipeline = SimpleNamespace(lake=ParquetLake(tmp_path))
+    lander = _lander(tmp_path)
     with pytest.raises(ContractBreached, match="maxErrorRate 20%; nothing from this batch was issued"):
-        _refuse_breach(pipeline, "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))  # type: ignore[arg-type]
+        _refuse_breach(lander, "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))
     (kept,) = tmp_path.rglob("breach-*.parquet")
-    again = tmp_path / "again"
-    with pytest.raises(ContractBreached):  # the same batch again: the same file, not a new one
-        _refuse_breach(
-            SimpleNamespace(lake=ParquetLake(tmp_path)),
-            "c",
-            HOUSEHOLD,
-            v,
-            None,  # type: ignore[arg-type]
-            Pulled(batch.to_batches()[0], {}),
-        )
-    assert list(tmp_path.rglob("breach-*.parquet")) == [kept] and not again.exists()
+    failures = _count(lander, quarantine)
+    assert failures == len(v.failures) and _count(lander, breaches) == 1
+    with pytest.raises(ContractBreached):  # the same batch again: the same file and rows, not new ones
+        _refuse_breach(_lander(tmp_path), "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))
+    assert list(tmp_path.rglob("breach-*.parquet")) == [kept]
+    assert _count(lander, quarantine) == failures and _count(lander, breaches) == 1
+    with lander.catalog.read() as conn:
+        row = conn.execute(sa.select(breaches)).one()
+        versions = set(conn.execute(sa.select(quarantine.c.contract_version)).scalars())
+    assert (row.pulled, row.quarantined, row.error_rate, row.max_error_rate) == (100, 100, 1.0, 0.2)
+    assert versions == {HOUSEHOLD.contract.version}

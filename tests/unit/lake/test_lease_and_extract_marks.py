@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -30,6 +31,7 @@ def test_a_second_run_cannot_take_a_connector_another_run_holds(harness: Harness
 def test_an_expired_lease_can_be_taken_over(harness: Harness) -> None:
     with harness.catalog.begin() as conn:
         acquire_lease(conn, "gongan-household", "household", "run-dead", seconds=0.001)
+    time.sleep(0.01)  # a fast SQLite commits both transactions within the lease's millisecond
     with harness.catalog.begin() as conn:
         acquire_lease(conn, "gongan-household", "household", "run-B", seconds=600)
 

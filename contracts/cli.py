@@ -1,0 +1,137 @@
+"""``onceonly contracts``: lint, show and diff data contracts.
+
+Example::
+
+    onceonly contracts check contracts/datasets/*.yaml      # exit 1 when a contract has a problem
+    onceonly contracts show household                       # the compiled GX suite + Arrow schema
+    onceonly contracts diff old/household.yaml contracts/datasets/household.yaml   # CI gate
+
+``check`` loads and compiles each file exactly as the pipeline does and prints every problem
+with its file and line. ``diff`` prints each change as breaking or not and exits 1 when any is
+breaking, so it can gate a pull request that edits a contract.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from onceonly.errors import ContractError
+from onceonly.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Data contracts (ODCS v3): lint, show, diff.")
+
+
+def _load(path: Path) -> Any:
+    from contracts.model import load_contract
+
+    return load_contract(path)
+
+
+@app.command("check")
+def check(
+    files: Annotated[list[Path], typer.Argument(help="Contract YAML files to lint.")],
+) -> None:
+    """Load and compile each contract; print its problems (file:line) and exit 1 if any."""
+    from contracts.compiler import compile_contract
+
+    failed = 0
+    for path in files:
+        try:
+            compiled = compile_contract(_load(path))
+        except ContractError as exc:
+            failed += 1
+            typer.secho(f"FAIL {path}", fg="red", err=True)
+            for line in str(exc).splitlines():
+                typer.echo(f"  {line}", err=True)
+            continue
+        errors = sum(r.severity == "error" for r in compiled.rules)
+        typer.secho(
+            f"ok   {path}: {compiled.ref}, {len(compiled.arrow_schema)} columns, "
+            f"{len(compiled.rules)} rules ({errors} error, {len(compiled.rules) - errors} warning)",
+            fg="green",
+        )
+    if failed:
+        typer.secho(f"{failed} of {len(files)} contract(s) have problems", fg="red", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("show")
+def show(
+    contract: Annotated[str, typer.Argument(help="A contract id (in the contracts directory) or a file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Print the compiled Great Expectations suite (rule, expectation, column, kwargs, severity)."""
+    from contracts.compiler import compile_contract
+    from contracts.model import contract_by_id
+
+    path = Path(contract)
+    loaded = _load(path) if path.suffix in (".yaml", ".yml") or path.exists() else None
+    if loaded is None:
+        loaded = contract_by_id(Settings().contracts_dir, contract)
+    compiled = compile_contract(loaded)
+    suite = compiled.build_suite()
+    rows = []
+    for expectation in suite.expectations:
+        meta = expectation.meta or {}
+        kwargs = dict(expectation.configuration.kwargs)
+        rows.append(
+            {
+                "rule": meta["rule"],
+                "expectation": expectation.expectation_type,
+                "column": kwargs.pop("column", None),
+                "kwargs": kwargs,
+                "severity": meta["severity"],
+                "description": meta.get("description"),
+            }
+        )
+    schema = [{"name": f.name, "type": str(f.type)} for f in compiled.arrow_schema]
+    if as_json:
+        out = {"contract": compiled.ref, "suite": suite.name, "expectations": rows, "arrow_schema": schema}
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console() if Console().is_terminal else Console(width=200)
+    table = Table(title=f"Great Expectations suite {suite.name}", title_justify="left")
+    for name in ("rule", "expectation", "column", "kwargs", "severity"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        severity = row["severity"] if row["severity"] == "error" else f"[yellow]{row['severity']}[/yellow]"
+        shown = json.dumps(row["kwargs"], ensure_ascii=False, default=str)
+        table.add_row(row["rule"], row["expectation"], row["column"], shown, severity)
+    console.print(table)
+    arrow = Table(title="Arrow schema", title_justify="left")
+    arrow.add_column("column")
+    arrow.add_column("type")
+    for field in schema:
+        arrow.add_row(field["name"], field["type"])
+    console.print(arrow)
+
+
+@app.command("diff")
+def diff(
+    old: Annotated[Path, typer.Argument(help="The contract as it was.")],
+    new: Annotated[Path, typer.Argument(help="The contract as proposed.")],
+) -> None:
+    """Classify every change as breaking or not; exit 1 when any change is breaking."""
+    from contracts.diff import diff_contracts
+
+    changes = diff_contracts(_load(old), _load(new))
+    if not changes:
+        typer.echo("no changes that affect validation or consumers")
+        return
+    for change in changes:
+        typer.secho(str(change), fg="red" if change.breaking else None)
+    breaking = sum(c.breaking for c in changes)
+    if breaking:
+        typer.secho(f"{breaking} breaking change(s)", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.secho("no breaking changes", fg="green")
+
+
+__all__ = ["app"]
