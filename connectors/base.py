@@ -8,7 +8,19 @@ Example::
         save_cursor(pulled.cursor)         # JSON-able; only after the batch has landed
 
 The base class owns the public ``pull`` (error translation, bookkeeping); a connector type
-implements ``_pull``. Library errors escaping ``_pull`` are translated at this boundary into
+implements ``_pull``. A type declares its options as a pydantic model in ``options_model``;
+the registration's options are validated against it (unknown keys refused) and the connector
+reads the typed object as ``self.opts``::
+
+    class SqlOptions(ConnectorOptions):
+        url: str
+        table: str
+
+    class SqlConnector(Connector):
+        options_model = SqlOptions
+        opts: SqlOptions                       # narrows the type for mypy
+
+ Library errors escaping ``_pull`` are translated at this boundary into
 the project's errors with the connector's name, so callers only ever see ``OnceOnlyError``;
 every message leaving ``pull`` has citizen ID numbers masked and the values of the secrets the
 connector resolved replaced by ``***``.
@@ -26,6 +38,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pydantic
 
 from connectors.registration import Registration
 from connectors.secrets import SecretResolver
@@ -50,10 +63,20 @@ class Pulled:
     cursor: Cursor
 
 
+class ConnectorOptions(pydantic.BaseModel):
+    """Base of every connector type's options model: unknown keys are an error, values frozen."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
+
+
 class Connector(abc.ABC):
     """Base of every connector type."""
 
     type_name: ClassVar[str] = ""
+    #: The pydantic model of this type's ``options`` (None: options stay an unchecked dict).
+    options_model: ClassVar[type[pydantic.BaseModel] | None] = None
+    #: The options validated by ``options_model`` (None when the type declares no model).
+    opts: Any
 
     def __init__(
         self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver
@@ -63,6 +86,7 @@ class Connector(abc.ABC):
         self.options = dict(options)
         self._secrets = secrets
         self._revealed: set[str] = set()
+        self.opts = validate_options(type(self), self.name, self.options)
         self.validate_options()
 
     def validate_options(self) -> None:  # noqa: B027 - optional hook, not abstract
@@ -131,6 +155,24 @@ class Connector(abc.ABC):
             raise ConfigurationError(f"connector {self.name!r}: options missing: {', '.join(missing)}")
 
 
+def validate_options(
+    connector_type: type[Connector], name: str, options: Mapping[str, Any]
+) -> pydantic.BaseModel | None:
+    """``options`` validated by ``connector_type.options_model``; ConfigurationError names each field."""
+    model = connector_type.options_model
+    if model is None:
+        return None
+    try:
+        return model.model_validate(dict(options))
+    except pydantic.ValidationError as exc:
+        raise ConfigurationError(f"connector {name!r}: {options_problems(exc)}") from None
+
+
+def options_problems(exc: pydantic.ValidationError, prefix: str = "options") -> str:
+    """Each error as ``options.<field path>: <message>``, joined by '; '."""
+    return "; ".join(f"{'.'.join([prefix, *(str(p) for p in e['loc'])])}: {e['msg']}" for e in exc.errors())
+
+
 def _plain(exc: BaseException) -> str:
     return scrub_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -157,4 +199,13 @@ def create_connector(registration: Registration, home: Path, secrets: SecretReso
     return types[registration.type](registration, registration.expanded_options(home), secrets)
 
 
-__all__ = ["Connector", "Cursor", "Pulled", "connector_types", "create_connector"]
+__all__ = [
+    "Connector",
+    "ConnectorOptions",
+    "Cursor",
+    "Pulled",
+    "connector_types",
+    "create_connector",
+    "options_problems",
+    "validate_options",
+]

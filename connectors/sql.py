@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
+from pydantic import Field, model_validator
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 
-from connectors.base import Connector, Cursor, Pulled
+from connectors.base import Connector, ConnectorOptions, Cursor, Pulled
 from onceonly.errors import (
     ConfigurationError,
     ConnectorError,
@@ -64,17 +65,42 @@ _MISSING_HINTS = (
 )
 
 
+class SqlCursor(ConnectorOptions):
+    """The keyset a pull resumes from: rows strictly after the last (column, tiebreak) pair."""
+
+    column: str = Field(min_length=1, description="The watermark column (e.g. updated_at).")
+    tiebreak: str = Field(min_length=1, description="A unique key column (e.g. the primary key).")
+
+
+class SqlOptions(ConnectorOptions):
+    """Options of the ``sql`` connector type."""
+
+    url: str = Field(
+        min_length=1,
+        description="SQLAlchemy URL without the password, e.g. postgresql+psycopg://reader@host/db, "
+        "mysql+pymysql://reader@host/db, oracle+oracledb://reader@host:1521/?service_name=SVC, "
+        "sqlite:///{home}/x.db",
+    )
+    table: str | None = Field(None, min_length=1, description="The table to pull (or `query`).")
+    query: str | None = Field(
+        None, min_length=1, description="A SELECT to pull instead of a table (it returns the cursor columns)."
+    )
+    db_schema: str | None = Field(None, alias="schema", description="The table's schema (optional).")
+    cursor: SqlCursor
+
+    model_config = ConnectorOptions.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlOptions:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of `table` or `query`")
+        return self
+
+
 class SqlConnector(Connector):
     type_name = "sql"
-
-    def validate_options(self) -> None:
-        self.require("url", "table")
-        cursor = self.options.get("cursor")
-        if not isinstance(cursor, Mapping) or not cursor.get("column") or not cursor.get("tiebreak"):
-            raise ConfigurationError(
-                f"connector {self.name!r}: options.cursor needs `column` (watermark) "
-                "and `tiebreak` (a unique key)"
-            )
+    options_model = SqlOptions
+    opts: SqlOptions
 
     def _url(self) -> sa.URL:
         try:
