@@ -33,7 +33,7 @@ import abc
 import functools
 import importlib.metadata
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -61,6 +61,12 @@ class Pulled:
 
     batch: pa.RecordBatch
     cursor: Cursor
+    #: Snapshot change detection: the keys (canonical text, ``connectors.snapshot``) found deleted
+    #: at the source, on the last batch of a pull; None for incremental connector types.
+    deleted: pa.Array | None = None
+    #: Snapshot change detection: how many of this batch's rows are ``new`` / ``changed`` and how
+    #: many keys are ``deleted`` ({} for incremental types: every row counts as pulled).
+    changes: Mapping[str, int] = field(default_factory=dict)
 
 
 class ConnectorOptions(pydantic.BaseModel):
@@ -77,6 +83,8 @@ class Connector(abc.ABC):
     options_model: ClassVar[type[pydantic.BaseModel] | None] = None
     #: The options validated by ``options_model`` (None when the type declares no model).
     opts: Any
+    #: ``ONCEONLY_HOME`` of the process that created the connector (for state such as snapshots).
+    home: Path | None = None
 
     def __init__(
         self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver
@@ -117,6 +125,13 @@ class Connector(abc.ABC):
             raise self._redact(SourceDataMalformed(self.name, _plain(exc))) from exc
         except OSError as exc:
             raise self._redact(SourceUnavailable(self.name, _plain(exc))) from exc
+
+    def landed(self, cursor: Cursor) -> None:  # noqa: B027 - optional hook, not abstract
+        """Called after the batch that ended at ``cursor`` has landed (its transaction committed).
+
+        For work that must wait until the rows are safe, e.g. ``files`` moving a finished file
+        to its archive folder. Must not raise for a failure that a later pull can redo.
+        """
 
     def sample(self, rows: int = 5) -> pa.Table:
         """The first ``rows`` rows from the start, for ``onceonly connectors test``."""
@@ -196,7 +211,9 @@ def create_connector(registration: Registration, home: Path, secrets: SecretReso
             f"connector {registration.name!r}: unknown type {registration.type!r}; "
             f"known types: {', '.join(sorted(types))}"
         )
-    return types[registration.type](registration, registration.expanded_options(home), secrets)
+    connector = types[registration.type](registration, registration.expanded_options(home), secrets)
+    connector.home = home
+    return connector
 
 
 __all__ = [
