@@ -67,23 +67,19 @@ import json
 import threading
 import time
 from collections.abc import Generator, Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import urljoin
 
 import httpx
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from connectors.base import Connector, Cursor, Pulled
+from connectors.base import Connector, ConnectorOptions, Cursor, Pulled
 from onceonly.errors import ConfigurationError, SourceDataMalformed, SourceRejected, SourceUnavailable
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Pagination(_Strict):
+class Pagination(ConnectorOptions):
     style: Literal["page", "offset", "token", "link"] = "page"
     size: int = Field(100, ge=1)
     size_param: str | None = "size"  # page/offset/token/link: the page-size parameter (None: not sent)
@@ -95,13 +91,13 @@ class Pagination(_Strict):
     token_path: str = "next"
 
 
-class Incremental(_Strict):
+class Incremental(ConnectorOptions):
     param: str
     field: str
     key: str
 
 
-class HttpOptions(_Strict):
+class HttpOptions(ConnectorOptions):
     """The options of an ``http`` registration (unknown keys are refused)."""
 
     base_url: str
@@ -175,19 +171,11 @@ class _RateLimit:
 
 class HttpConnector(Connector):
     type_name = "http"
-    options_model: ClassVar[type[BaseModel]] = HttpOptions
-
-    def validate_options(self) -> None:
-        try:
-            self.config = HttpOptions.model_validate(self.options)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"options.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigurationError(f"connector {self.name!r}: {problems}") from None
+    options_model = HttpOptions
+    opts: HttpOptions
 
     def _client(self) -> httpx.Client:
-        c = self.config
+        c = self.opts
         headers = {"Accept": "application/json", "User-Agent": "onceonly"}
         auth: httpx.Auth | None = None
         if c.auth == "bearer":
@@ -202,12 +190,12 @@ class HttpConnector(Connector):
         value = self.secret(key)
         if not value:
             raise ConfigurationError(
-                f"connector {self.name!r}: auth is {self.config.auth} but secrets.{key} is not declared"
+                f"connector {self.name!r}: auth is {self.opts.auth} but secrets.{key} is not declared"
             )
         return value
 
     def _pull(self, cursor: Cursor | None, batch_size: int) -> Iterator[Pulled]:
-        c, pg = self.config, self.config.pagination
+        c, pg = self.opts, self.opts.pagination
         fields = list(c.fields)
         # The frontier is the position of the last record received (or landed, from the cursor)
         # and `count` how many records at exactly that position were (a source may hold one key
@@ -276,7 +264,7 @@ class HttpConnector(Connector):
         index: int,
     ) -> tuple[str | None, str | None, Any, int, bool]:
         """``(url, token, since, index, redelivers)`` of the next request; url None: complete."""
-        c, pg = self.config, self.config.pagination
+        c, pg = self.opts, self.opts.pagination
         if pg.style == "token":
             token = _dig(body, pg.token_path)
             if token in (None, ""):
@@ -297,7 +285,7 @@ class HttpConnector(Connector):
     def _fetch(
         self, client: httpx.Client, limiter: _RateLimit, url: str, params: dict[str, Any], number: int
     ) -> httpx.Response:
-        c = self.config
+        c = self.opts
         attempts = 1 + c.retries
 
         def wait(state: RetryCallState) -> float:
@@ -331,11 +319,11 @@ class HttpConnector(Connector):
         if status == 429 or status >= 500:
             retry_after = _retry_after(response.headers.get("Retry-After"))
             cause = f"page {number}: the API answered HTTP {status}"
-            if retry_after is not None and retry_after > self.config.max_retry_after_seconds:
+            if retry_after is not None and retry_after > self.opts.max_retry_after_seconds:
                 raise SourceUnavailable(
                     self.name,
                     f"{cause} and asked to retry after {retry_after:.0f}s, later than "
-                    f"max_retry_after_seconds ({self.config.max_retry_after_seconds:.0f}s)",
+                    f"max_retry_after_seconds ({self.opts.max_retry_after_seconds:.0f}s)",
                 )
             raise _Retryable(self.name, cause, retry_after)
         if status in (401, 403):
@@ -355,15 +343,15 @@ class HttpConnector(Connector):
             raise SourceDataMalformed(self.name, f"page {number} is not UTF-8 text") from exc
 
     def _records(self, body: Any, number: int) -> list[dict[str, Any]]:
-        records = _dig(body, self.config.records)
+        records = _dig(body, self.opts.records)
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise SourceDataMalformed(
-                self.name, f"page {number} has no list of records under {self.config.records!r}"
+                self.name, f"page {number} has no list of records under {self.opts.records!r}"
             )
         return records
 
     def _batch(self, pending: list[tuple[dict[str, Any], int]], fields: list[str]) -> Pulled:
-        inc = self.config.incremental
+        inc = self.opts.incremental
         records = [r for r, _ in pending]
         present = set().union(*(r.keys() for r in records))
         arrays, names = [], []

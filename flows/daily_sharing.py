@@ -59,6 +59,8 @@ class ConnectorResult:
     quarantined: int = 0
     warnings: int = 0
     certificates: int = 0
+    # Snapshot change detection (connectors.snapshot): rows new / changed, keys deleted.
+    changes: dict[str, int] = field(default_factory=dict)
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def observe(self, validation: Validation) -> None:
@@ -116,6 +118,7 @@ class RunSummary:
                 "quarantined": c.quarantined,
                 "warnings": c.warnings,
                 "certificates": c.certificates,
+                "changes": ", ".join(f"{n} {kind}" for kind, n in c.changes.items()),
                 "error": c.error or "",
             }
             for c in self.connectors
@@ -214,7 +217,11 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 _refuse_breach(pipeline, connector_name, compiled, validation, cursor, pulled)
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled)
                 result.add(landed)
+                if not landed.already_landed:
+                    for kind, count in pulled.changes.items():
+                        result.changes[kind] = result.changes.get(kind, 0) + count
                 cursor = pulled.cursor
+                connector.landed(pulled.cursor)  # e.g. archive the files this batch finished
                 logger.info(
                     "%s: batch %s landed: %d pulled, %d accepted, %d quarantined, %d certificates",
                     connector_name,

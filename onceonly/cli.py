@@ -279,6 +279,10 @@ def _print_summary(s: Any) -> None:
             status,
         )
     console.print(table)
+    for c in s.connectors:
+        if c.changes:  # snapshot change detection (connectors.snapshot)
+            counts = ", ".join(f"{n} {kind}" for kind, n in c.changes.items())
+            console.print(f"{c.connector}: snapshot changes: {counts}", highlight=False)
     for c in s.failed:
         console.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
     if s.pulled == 0 and not s.failed:
