@@ -143,6 +143,7 @@ class FilesConnector(Connector):
         self._fs, self._root = _filesystem(self.opts.path)
         self._found: dict[str, str] = {}  # content hash -> path, of the files seen by the last pull
         self._archived: set[str] = set()
+        self._sampling = False
 
     # -- listing ------------------------------------------------------------------------------
 
@@ -239,6 +240,10 @@ class FilesConnector(Connector):
                 _, encoding = self._digest(path)
                 yield from self._read(path, encoding)
 
+        if self._sampling:  # `connectors test`: show rows, stage no snapshot generation
+            for batch in self._rebatch(source(), batch_size, 0):
+                yield Pulled(batch, {})
+            return
         yield from snapshot_pull(
             source,
             cursor,
@@ -247,6 +252,13 @@ class FilesConnector(Connector):
             batch_size=batch_size,
             connector=self.name,
         )
+
+    def sample(self, rows: int = 5) -> pa.Table:
+        self._sampling = True
+        try:
+            return super().sample(rows)
+        finally:
+            self._sampling = False
 
     def landed(self, cursor: Cursor) -> None:
         """The batch ending at ``cursor`` has landed: archive the files it finished."""

@@ -122,14 +122,23 @@ class SnapshotStore:
             )
         return pq.read_table(path, schema=_STATE_SCHEMA)
 
-    def prune(self, keep: set[str]) -> None:
-        """Remove generations other than ``keep`` (superseded ones, or staged by a dead run)."""
-        if not self.dir.is_dir():
+    def prune(self, current: str | None) -> None:
+        """Remove the generations older than ``current`` (superseded, or staged by a dead run).
+
+        Generation names sort by creation time. Newer ones are left alone: they may be staged
+        by a pull in progress (its cursor is not committed yet); they go once a later
+        generation is current.
+        """
+        if current is None or not self.dir.is_dir():
             return
         for path in self.dir.iterdir():
-            generation = path.name.split(".", 1)[0]
-            if generation not in keep:
+            if path.name.split(".", 1)[0] < current:
                 path.unlink(missing_ok=True)
+
+    def discard(self, generation: str) -> None:
+        """Remove one generation's files (staged, then found to change nothing)."""
+        for path in (self.state(generation), self.changes(generation), self.deleted(generation)):
+            path.unlink(missing_ok=True)
 
 
 def snapshot_pull(
@@ -149,14 +158,13 @@ def snapshot_pull(
     """
     old = (cursor or {}).get("snapshot")
     staged = (cursor or {}).get("staged")
+    store.prune(old)
     if staged and store.changes(staged).is_file() and store.state(staged).is_file():
-        store.prune({g for g in (old, staged) if g})
         yield from _yield_staged(store, staged, old, int(cursor.get("rows", 0)) if cursor else 0, batch_size)
         return
-    store.prune({old} if old else set())
     generation = store.new_generation()
     if not _stage(source, key, store, old, generation, connector):
-        store.prune({old} if old else set())
+        store.discard(generation)
         return
     yield from _yield_staged(store, generation, old, 0, batch_size)
 
@@ -213,10 +221,15 @@ def _stage(
         seen = pa.concat_arrays(current_keys) if current_keys else pa.array([], pa.string())
         deleted = prev_keys.filter(pc.invert(pc.is_in(prev_keys, value_set=seen)))
         pq.write_table(pa.table({KEY: deleted}), store.deleted(generation))
-    finally:
+    except BaseException:
         state_writer.close()
         if changes_writer is not None:
             changes_writer.close()
+        store.discard(generation)
+        raise
+    state_writer.close()
+    if changes_writer is not None:
+        changes_writer.close()
     if schema is None and len(prev_keys) == 0:
         return False  # an empty source, as before
     if not changed_rows and not len(deleted):

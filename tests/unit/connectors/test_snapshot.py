@@ -113,9 +113,12 @@ def test_a_run_that_dies_before_landing_anything_starts_over_from_the_old_snapsh
     gen = snapshot_pull(source(people(9)), base, key=["id"], store=store, batch_size=3, connector="t")
     next(gen)  # yielded, never landed
     gen.close()
-    again = pull(store, [*people(9), {"id": 99, "name": "后来", "township": None}], base)
+    later = [*people(9), {"id": 99, "name": "后来", "township": None}]
+    again = pull(store, later, base)
     assert column(again, "id") == [*range(4, 9), 99]
-    assert len({p.name.split(".")[0] for p in store.dir.iterdir()}) == 2  # the dead run's staging is gone
+    assert pull(store, later, again[-1].cursor) == []
+    current = again[-1].cursor["snapshot"]
+    assert {p.name.split(".")[0] for p in store.dir.iterdir()} == {current}  # the dead run's staging went
 
 
 def test_deletions_alone_come_as_one_empty_batch(store: SnapshotStore) -> None:
@@ -167,6 +170,8 @@ def test_the_files_connector_in_snapshot_mode(tmp_path: Path) -> None:
         snapshot_dir=str(tmp_path / "snap"),
     )
     export([("A1", "张三"), ("A2", "李四"), ("A3", "王五")])
+    assert connector(reg).sample(2).column("证号").to_pylist() == ["A1", "A2"]
+    assert not (tmp_path / "snap").exists()  # a sample stages no snapshot
     first = drain(connector(reg), None, batch_size=2)
     assert column(first, "证号") == ["A1", "A2", "A3"]
     export([("A1", "张三"), ("A2", "李四改"), ("A4", "赵六")])  # the same file, overwritten
