@@ -26,8 +26,9 @@ Intermediate cursors are ``{"snapshot": <old>, "staged": <gen>, "rows": n}``; th
 the last batch's cursor (the landing transaction); a run that dies leaves ``<old>`` current,
 and the next run resumes yielding the staged changes after row ``n`` instead of re-reading the
 source (which may have moved on). A source with nothing new, changed or deleted yields nothing.
-The key must identify a row: duplicated keys are all yielded (the contract's ``unique`` rule
-quarantines them) and the later one's hash is kept.
+The key should identify a row: a key the source holds twice is yielded (twice) when first seen
+or changed, and the contract's ``unique`` rule quarantines it; unchanged, it is not yielded
+again (rows are compared by hash, and the hash covers the key).
 """
 
 from __future__ import annotations
@@ -205,11 +206,11 @@ def _stage(
             hashes = row_hashes(canonical_text(batch, schema.names))
             state_writer.write_batch(pa.record_batch([keys, hashes], schema=_STATE_SCHEMA))
             current_keys.append(keys)
-            where = pc.index_in(keys, value_set=prev_keys)
-            is_new = pc.is_null(where)
-            before = prev_hashes.take(pc.fill_null(where, 0)) if len(prev_keys) else hashes
-            is_changed = pc.and_(pc.invert(is_new), pc.not_equal(before, hashes))
-            keep = pc.or_(is_new, is_changed)
+            # The row hash covers the key columns too, so a row is unchanged exactly when its
+            # hash was in the previous snapshot; comparing hashes as a set (not per key) keeps a
+            # key the source holds twice from counting as changed on every run.
+            is_new = pc.invert(pc.is_in(keys, value_set=prev_keys))
+            keep = pc.invert(pc.is_in(hashes, value_set=prev_hashes))
             kept = batch.filter(keep)
             if kept.num_rows:
                 change = pc.if_else(is_new.filter(keep), _NEW, _CHANGED).cast(pa.int8())

@@ -185,3 +185,12 @@ def test_the_files_connector_in_snapshot_mode(tmp_path: Path) -> None:
     assert drain(connector(reg), second[-1].cursor) == []
     with pytest.raises(ConfigurationError, match="change_detection: snapshot needs key"):
         connector(registration("files", path=str(drop), change_detection="snapshot"))
+
+
+def test_a_key_held_twice_is_not_changed_on_every_run(store: SnapshotStore) -> None:
+    rows = [*people(3), {"id": 1, "name": "重复", "township": None}]  # id 1 twice, different rows
+    first = pull(store, rows, None)
+    assert column(first, "id") == [0, 1, 2, 1]
+    assert pull(store, rows, first[-1].cursor) == []
+    edited = [*rows[:3], {"id": 1, "name": "重复改", "township": None}]
+    assert column(pull(store, edited, first[-1].cursor), "name") == ["重复改"]
