@@ -131,6 +131,9 @@ class FilesOptions(ConnectorOptions):
     def _snapshot_needs_key(self) -> FilesOptions:
         if self.change_detection == "snapshot" and not self.key:
             raise ValueError("change_detection: snapshot needs key: [the columns that identify a row]")
+        if self.change_detection == "snapshot" and self.archive:
+            # The folder is the whole table each run: archiving its files would delete every row.
+            raise ValueError("archive cannot be used with change_detection: snapshot")
         return self
 
 

@@ -4,7 +4,7 @@ Example registration options::
 
     base_url: http://127.0.0.1:18930/api/v1
     path: /business-licences
-    records: data                                   # dotted path of the list of records in a page
+    records: data                                   # dotted path of the records in a page ("": the body)
     fields: [uscc, name, ...]                       # the columns to take (the contract's names)
     pagination: {style: page, page_param: page, size_param: size, size: 500, first_page: 1}
     incremental: {param: updated_since, field: updated_at, key: uscc}

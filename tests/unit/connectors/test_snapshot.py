@@ -185,6 +185,8 @@ def test_the_files_connector_in_snapshot_mode(tmp_path: Path) -> None:
     assert drain(connector(reg), second[-1].cursor) == []
     with pytest.raises(ConfigurationError, match="change_detection: snapshot needs key"):
         connector(registration("files", path=str(drop), change_detection="snapshot"))
+    with pytest.raises(ConfigurationError, match="archive cannot be used with change_detection"):
+        connector(registration("files", path=str(drop), change_detection="snapshot", key=["a"], archive="x"))
 
 
 def test_a_key_held_twice_is_not_changed_on_every_run(store: SnapshotStore) -> None:
