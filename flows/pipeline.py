@@ -23,8 +23,8 @@ from connectors import (
     PrefectSecrets,
     Registration,
     create_connector,
-    load_registrations,
 )
+from connectors.registry import register_directory, registered
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.model import contract_by_id
@@ -49,13 +49,17 @@ class Pipeline:
     @classmethod
     def open(cls, settings: Settings) -> Pipeline:
         key, created = signing_key(settings)
+        catalog = Catalog.connect(settings.catalog_url)
+        # The connectors registered in the catalog; the shipped files (the demo's) are
+        # registered the first time this catalog sees their names.
+        register_directory(catalog, settings.registrations_dir)
         return cls(
             settings=settings,
-            catalog=Catalog.connect(settings.catalog_url),
+            catalog=catalog,
             lake=ParquetLake(settings.lake_dir),
             key=key,
             log=TransparencyLog(key, settings.log_origin),
-            registrations=load_registrations(settings.registrations_dir),
+            registrations=registered(catalog),
             key_created=created,
         )
 
