@@ -21,10 +21,14 @@ Pagination styles (``pagination.style``):
 - ``link``: the next URL is the RFC 8288 ``Link`` header's ``rel="next"`` target.
 
 Incremental pulls: the API is asked for records updated since the last landed watermark
-(inclusive, ``incremental.param``) and must return them ordered by ``(field, key)``. Records at
-or before the last landed ``(field, key)`` are dropped, so nothing is doubled or lost; the
-cursor also counts how many records at that exact position have landed (``seen``), so a key
-entered twice in the same second is not lost when a batch ends between the two.
+(inclusive, ``incremental.param``), moved back by ``incremental.lookback_seconds`` (default 0),
+and must return them ordered by ``(field, key)``. A record at or before the furthest
+``(field, key)`` received is a redelivery when a record with the same content (a digest of its
+canonical JSON) was landed or received before the request that brought it, and is dropped;
+otherwise it is taken: it committed late, after we had passed its watermark (the look-back
+window exists to catch those), or it is a second record with that key and time. The cursor
+holds the frontier and the digests of the landed records within the window (``recent``: with
+no look-back, those at the frontier's watermark), so nothing is doubled or lost between pulls.
 With ``page``/``offset`` pagination a record changed while we page through moves to the end of
 the order and every later record shifts one place forward, so plain page numbers would skip
 one. We therefore re-anchor: after each full page whose last watermark is later than the
@@ -66,7 +70,9 @@ import hmac
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urljoin
 
@@ -95,6 +101,7 @@ class Incremental(ConnectorOptions):
     param: str
     field: str
     key: str
+    lookback_seconds: float = Field(0, ge=0)
 
 
 class HttpOptions(ConnectorOptions):
@@ -196,17 +203,25 @@ class HttpConnector(Connector):
 
     def _pull(self, cursor: Cursor | None, batch_size: int) -> Iterator[Pulled]:
         c, pg = self.opts, self.opts.pagination
+        inc = c.incremental
         fields = list(c.fields)
-        # The frontier is the position of the last record received (or landed, from the cursor)
-        # and `count` how many records at exactly that position were (a source may hold one key
-        # twice in the same second). A request that may deliver them again (the first one after
-        # a cursor, a re-anchored one) skips that many at the frontier.
+        # The frontier is the furthest (watermark, key) received (or landed, from the cursor) and
+        # `count` how many records at exactly that position were. A record at or before the
+        # frontier is a redelivery when an instance with the same content was known before the
+        # request that brought it (landed: the cursor's `recent`; received earlier in this pull);
+        # otherwise it is late (committed after we passed its watermark) or a second record with
+        # that key and time, and it is taken.
         frontier = _position(cursor["watermark"], cursor["key"]) if cursor else None
+        frontier_raw = (cursor["watermark"], cursor["key"]) if cursor else (None, None)
         count = int(cursor.get("seen", 1)) if cursor else 0
-        since = cursor["watermark"] if cursor else None
+        landed = _Recent(cursor.get("recent", []) if cursor else [])
+        known: Counter[str] = Counter({d: n for d, (_, n) in landed.items.items()})
+        # A cursor written before `recent` existed: skip what it says was landed, by position.
+        legacy = frontier if cursor is not None and "recent" not in cursor else None
+        legacy_skip = count if legacy is not None else 0
+        since = _earlier(cursor["watermark"], inc.lookback_seconds) if cursor else None
         index = 0  # page/offset: pages into the current `since` query
-        redelivers = True
-        pending: list[tuple[dict[str, Any], int]] = []  # record, how many at its position so far
+        pending: list[_Taken] = []
         url: str | None = c.path
         token: str | None = None
         limiter = _RateLimit(c.rate_limit_per_second)
@@ -217,7 +232,7 @@ class HttpConnector(Connector):
                 params: dict[str, Any] = dict(c.params)
                 if number == 1 or pg.style != "link":  # a Link target carries its own query
                     if since is not None:
-                        params[c.incremental.param] = since
+                        params[inc.param] = since
                     if pg.size_param:
                         params[pg.limit_param if pg.style == "offset" else pg.size_param] = pg.size
                     if pg.style == "page":
@@ -229,29 +244,33 @@ class HttpConnector(Connector):
                 response = self._fetch(client, limiter, url, params, number)
                 body = self._json(response, number)
                 records = self._records(body, number)
-                to_skip = count if redelivers else 0
+                before = known.copy()  # instances known before this request
                 fresh = 0
                 for record in records:
-                    position = _position(record.get(c.incremental.field), record.get(c.incremental.key))
+                    watermark, key = record.get(inc.field), record.get(inc.key)
+                    position = _position(watermark, key)
+                    digest = _identity(record)
+                    if legacy is not None and (position < legacy or (position == legacy and legacy_skip > 0)):
+                        legacy_skip -= position == legacy
+                        known[digest] += 1
+                        continue
                     if frontier is not None and position <= frontier:
-                        if position < frontier:
+                        if before[digest] > 0:  # delivered again
+                            before[digest] -= 1
                             continue
-                        if to_skip > 0:  # received before, in this pull or a landed one
-                            to_skip -= 1
-                            continue
-                        count += 1
+                        if position == frontier:
+                            count += 1
                     else:
-                        frontier, count, to_skip = position, 1, 0
-                    pending.append((record, count))
+                        frontier, frontier_raw, count = position, (watermark, key), 1
+                    known[digest] += 1
+                    pending.append(_Taken(record, digest, frontier_raw, count))
                     fresh += 1
                 while len(pending) >= batch_size:
                     chunk, pending = pending[:batch_size], pending[batch_size:]
-                    yield self._batch(chunk, fields)
-                url, token, since, index, redelivers = self._next(
-                    response, body, records, fresh, url, since, index
-                )
+                    yield self._batch(chunk, fields, landed)
+                url, token, since, index = self._next(response, body, records, fresh, url, since, index)
         if pending:
-            yield self._batch(pending, fields)
+            yield self._batch(pending, fields, landed)
 
     def _next(
         self,
@@ -262,25 +281,25 @@ class HttpConnector(Connector):
         url: str,
         since: Any,
         index: int,
-    ) -> tuple[str | None, str | None, Any, int, bool]:
-        """``(url, token, since, index, redelivers)`` of the next request; url None: complete."""
+    ) -> tuple[str | None, str | None, Any, int]:
+        """``(url, token, since, index)`` of the next request; url None: the pull is complete."""
         c, pg = self.opts, self.opts.pagination
         if pg.style == "token":
             token = _dig(body, pg.token_path)
             if token in (None, ""):
-                return None, None, since, index, False
-            return url, str(token), since, index, False
+                return None, None, since, index
+            return url, str(token), since, index
         if pg.style == "link":
             target = response.links.get("next", {}).get("url")
             if not target:
-                return None, None, since, index, False
-            return urljoin(str(response.url), target), None, since, index, False
+                return None, None, since, index
+            return urljoin(str(response.url), target), None, since, index
         if not records or (fresh == 0 and len(records) < pg.size):
-            return None, None, since, index, False
+            return None, None, since, index
         last = records[-1].get(c.incremental.field)
         if last is not None and (since is None or _position(last, "") > _position(since, "")):
-            return url, None, last, 0, True  # re-anchor at the last watermark received
-        return url, None, since, index + 1, False
+            return url, None, last, 0  # re-anchor at the last watermark received
+        return url, None, since, index + 1
 
     def _fetch(
         self, client: httpx.Client, limiter: _RateLimit, url: str, params: dict[str, Any], number: int
@@ -350,9 +369,9 @@ class HttpConnector(Connector):
             )
         return records
 
-    def _batch(self, pending: list[tuple[dict[str, Any], int]], fields: list[str]) -> Pulled:
+    def _batch(self, pending: list[_Taken], fields: list[str], landed: _Recent) -> Pulled:
         inc = self.opts.incremental
-        records = [r for r, _ in pending]
+        records = [t.record for t in pending]
         present = set().union(*(r.keys() for r in records))
         arrays, names = [], []
         for name in fields:
@@ -360,9 +379,64 @@ class HttpConnector(Connector):
                 continue  # absent from every record: the contract stage reports the schema change
             arrays.append(pa.array([_text(r.get(name)) for r in records], pa.string()))
             names.append(name)
-        tail, seen = pending[-1]
-        cursor = {"watermark": tail.get(inc.field), "key": tail.get(inc.key), "seen": seen}
+        tail = pending[-1]
+        for t in pending:
+            landed.add(t.digest, t.record.get(inc.field))
+        landed.prune(tail.frontier[0], inc.lookback_seconds)
+        cursor = {
+            "watermark": tail.frontier[0],
+            "key": tail.frontier[1],
+            "seen": tail.seen,
+            "recent": landed.to_json(),
+        }
         return Pulled(pa.RecordBatch.from_arrays(arrays, names=names), cursor)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    record: dict[str, Any]
+    digest: str
+    frontier: tuple[Any, Any]  # (watermark, key) of the furthest record taken so far
+    seen: int  # how many records at exactly that position were taken
+
+
+class _Recent:
+    """Content digests of landed records within the look-back window of the frontier, counted.
+
+    In the cursor as ``[[digest, watermark, count], ...]``: the records whose watermark is at
+    most ``lookback_seconds`` before the frontier's (with no look-back: equal to it).
+    """
+
+    def __init__(self, entries: list[list[Any]]) -> None:
+        self.items: dict[str, tuple[Any, int]] = {d: (w, int(n)) for d, w, n in entries}
+
+    def add(self, digest: str, watermark: Any) -> None:
+        _, n = self.items.get(digest, (watermark, 0))
+        self.items[digest] = (watermark, n + 1)
+
+    def prune(self, frontier_watermark: Any, lookback: float) -> None:
+        start = _position(_earlier(frontier_watermark, lookback), "")[:2]
+        self.items = {d: (w, n) for d, (w, n) in self.items.items() if _position(w, "")[:2] >= start}
+
+    def to_json(self) -> list[list[Any]]:
+        return [[d, w, n] for d, (w, n) in sorted(self.items.items())]
+
+
+def _identity(record: dict[str, Any]) -> str:
+    """A short digest of the record's whole content (canonical JSON)."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _earlier(watermark: Any, seconds: float) -> Any:
+    """``watermark`` moved ``seconds`` back when it is an ISO timestamp (same form), else as is."""
+    if not seconds or not isinstance(watermark, str):
+        return watermark
+    try:
+        moment = dt.datetime.fromisoformat(watermark)
+    except ValueError:
+        return watermark
+    return (moment - dt.timedelta(seconds=seconds)).isoformat()
 
 
 def _dig(body: Any, path: str) -> Any:
