@@ -126,7 +126,10 @@ def test(
 
 
 @app.command("remove")
-def remove(name: str) -> None:
+def remove(
+    name: str,
+    block: Annotated[bool, typer.Option(help="Also delete the connector's Prefect block.")] = True,
+) -> None:
     """Remove a registered connector (the daily flow stops pulling it; its history stays)."""
     from connectors.block import delete_block
     from connectors.registry import remove as unregister
@@ -139,6 +142,8 @@ def remove(name: str) -> None:
     finally:
         catalog.dispose()
     typer.secho(f"{name}: removed from the catalog", fg="green")
+    if not block:
+        return
     try:
         if delete_block(name):
             typer.echo(f"{name}: Prefect block onceonly-connector/{name} deleted")

@@ -43,7 +43,6 @@ class Pipeline:
     lake: ParquetLake
     key: SigningKey
     log: TransparencyLog
-    registrations: dict[str, Registration]
     key_created: bool
 
     @classmethod
@@ -59,9 +58,13 @@ class Pipeline:
             lake=ParquetLake(settings.lake_dir),
             key=key,
             log=TransparencyLog(key, settings.log_origin),
-            registrations=registered(catalog),
             key_created=created,
         )
+
+    @property
+    def registrations(self) -> dict[str, Registration]:
+        """The connectors registered in the catalog now (a registration may come at any time)."""
+        return registered(self.catalog)
 
     def registration(self, name: str) -> Registration:
         if name not in self.registrations:
