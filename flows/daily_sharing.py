@@ -41,7 +41,7 @@ from lake.landing import (
     record_failure,
     release_lease,
 )
-from onceonly.errors import ContractBreached, TransientError
+from onceonly.errors import ConfigurationError, ContractBreached, TransientError
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
 from sharing.extracts import refresh_extracts
@@ -293,6 +293,7 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
     if pipeline.key_created:
         logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
         pipeline.key_created = False  # the pipeline is reused by later runs in this process
+    _save_connector_blocks(pipeline, logger)
     with pipeline.catalog.begin() as conn:
         conn.execute(
             runs.insert().values(
@@ -354,6 +355,19 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
         names_failed = ", ".join(c.connector for c in summary.failed)
         return Failed(message=f"{len(summary.failed)} connector(s) failed: {names_failed}", data=summary)
     return Completed(message="all connectors landed", data=summary)
+
+
+def _save_connector_blocks(pipeline: Pipeline, logger: Any) -> None:
+    """Connectors registered from the shipped files get their Prefect block, as `register` gives."""
+    from connectors.block import save_block
+
+    while pipeline.newly_registered:
+        name = pipeline.newly_registered.pop()
+        try:
+            save_block(pipeline.registration(name))
+            logger.info("registered connector %s: Prefect block onceonly-connector/%s saved", name, name)
+        except ConfigurationError as exc:
+            logger.warning("%s", exc)
 
 
 def _why(exc: BaseException | None) -> str:

@@ -44,6 +44,9 @@ class Pipeline:
     key: SigningKey
     log: TransparencyLog
     key_created: bool
+    #: Names the shipped registration files added to the catalog on open (their blocks are
+    #: saved by the flow, which has a Prefect API at hand).
+    newly_registered: list[str]
 
     @classmethod
     def open(cls, settings: Settings) -> Pipeline:
@@ -51,7 +54,7 @@ class Pipeline:
         catalog = Catalog.connect(settings.catalog_url)
         # The connectors registered in the catalog; the shipped files (the demo's) are
         # registered the first time this catalog sees their names.
-        register_directory(catalog, settings.registrations_dir)
+        added = register_directory(catalog, settings.registrations_dir)
         return cls(
             settings=settings,
             catalog=catalog,
@@ -59,6 +62,7 @@ class Pipeline:
             key=key,
             log=TransparencyLog(key, settings.log_origin),
             key_created=created,
+            newly_registered=added,
         )
 
     @property

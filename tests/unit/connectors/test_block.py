@@ -143,3 +143,26 @@ def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
     everything = "\n".join(outputs)
     assert "OO_CANARY_PASSWORD" in everything  # the secret's NAME is shown where it helps
     assert CANARY not in everything
+
+
+def test_the_flow_saves_blocks_for_connectors_registered_from_the_shipped_files(
+    home: Path, tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.daily_sharing import daily_sharing
+
+    db = tmp_path / "huji.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE huji (id INTEGER PRIMARY KEY, updated_at DATETIME)")
+    engine.dispose()
+    folder = tmp_path / "registrations"
+    folder.mkdir()
+    name = f"gongan-{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.yaml").write_text(
+        f"name: {name}\ndepartment: 公安\ndataset: household\ntype: sql\n"
+        f"options: {{url: 'sqlite:///{db}', table: huji, cursor: {{column: updated_at, tiebreak: id}}}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ONCEONLY_REGISTRATIONS_DIR", str(folder))
+    daily_sharing(connectors=[name], return_state=True)
+    assert OnceOnlyConnector.load(name).connector == name
