@@ -45,7 +45,9 @@ NULL                           a null of the column's type
 
 A value its column's type cannot hold (SQLite stores anything anywhere) turns that column of the
 batch into text, and the dataset's contract decides. With ``query`` the columns have no declared
-types; they are typed from the values of the query's first row.
+types; they are typed from the values of the query's first row (a NUMERIC without declared
+precision then arrives as text through ADBC, as decimals through SQLAlchemy; the contract
+converts either).
 """
 
 from __future__ import annotations
