@@ -31,7 +31,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench $(if $(ROWS),--rows $(ROWS))
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -8,7 +8,19 @@ Example::
         save_cursor(pulled.cursor)         # JSON-able; only after the batch has landed
 
 The base class owns the public ``pull`` (error translation, bookkeeping); a connector type
-implements ``_pull``. Library errors escaping ``_pull`` are translated at this boundary into
+implements ``_pull``. A type declares its options as a pydantic model in ``options_model``;
+the registration's options are validated against it (unknown keys refused) and the connector
+reads the typed object as ``self.opts``::
+
+    class SqlOptions(ConnectorOptions):
+        url: str
+        table: str
+
+    class SqlConnector(Connector):
+        options_model = SqlOptions
+        opts: SqlOptions                       # narrows the type for mypy
+
+ Library errors escaping ``_pull`` are translated at this boundary into
 the project's errors with the connector's name, so callers only ever see ``OnceOnlyError``;
 every message leaving ``pull`` has citizen ID numbers masked and the values of the secrets the
 connector resolved replaced by ``***``.
@@ -21,11 +33,12 @@ import abc
 import functools
 import importlib.metadata
 from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
+import pydantic
 
 from connectors.registration import Registration
 from connectors.secrets import SecretResolver
@@ -48,12 +61,30 @@ class Pulled:
 
     batch: pa.RecordBatch
     cursor: Cursor
+    #: Snapshot change detection: the keys (canonical text, ``connectors.snapshot``) found deleted
+    #: at the source, on the last batch of a pull; None for incremental connector types.
+    deleted: pa.Array | None = None
+    #: Snapshot change detection: how many of this batch's rows are ``new`` / ``changed`` and how
+    #: many keys are ``deleted`` ({} for incremental types: every row counts as pulled).
+    changes: Mapping[str, int] = field(default_factory=dict)
+
+
+class ConnectorOptions(pydantic.BaseModel):
+    """Base of every connector type's options model: unknown keys are an error, values frozen."""
+
+    model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
 
 class Connector(abc.ABC):
     """Base of every connector type."""
 
     type_name: ClassVar[str] = ""
+    #: The pydantic model of this type's ``options`` (None: options stay an unchecked dict).
+    options_model: ClassVar[type[pydantic.BaseModel] | None] = None
+    #: The options validated by ``options_model`` (None when the type declares no model).
+    opts: Any
+    #: ``ONCEONLY_HOME`` of the process that created the connector (for state such as snapshots).
+    home: Path | None = None
 
     def __init__(
         self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver
@@ -63,6 +94,7 @@ class Connector(abc.ABC):
         self.options = dict(options)
         self._secrets = secrets
         self._revealed: set[str] = set()
+        self.opts = validate_options(type(self), self.name, self.options)
         self.validate_options()
 
     def validate_options(self) -> None:  # noqa: B027 - optional hook, not abstract
@@ -93,6 +125,13 @@ class Connector(abc.ABC):
             raise self._redact(SourceDataMalformed(self.name, _plain(exc))) from exc
         except OSError as exc:
             raise self._redact(SourceUnavailable(self.name, _plain(exc))) from exc
+
+    def landed(self, cursor: Cursor) -> None:  # noqa: B027 - optional hook, not abstract
+        """Called after the batch that ended at ``cursor`` has landed (its transaction committed).
+
+        For work that must wait until the rows are safe, e.g. ``files`` moving a finished file
+        to its archive folder. Must not raise for a failure that a later pull can redo.
+        """
 
     def sample(self, rows: int = 5) -> pa.Table:
         """The first ``rows`` rows from the start, for ``onceonly connectors test``."""
@@ -131,6 +170,24 @@ class Connector(abc.ABC):
             raise ConfigurationError(f"connector {self.name!r}: options missing: {', '.join(missing)}")
 
 
+def validate_options(
+    connector_type: type[Connector], name: str, options: Mapping[str, Any]
+) -> pydantic.BaseModel | None:
+    """``options`` validated by ``connector_type.options_model``; ConfigurationError names each field."""
+    model = connector_type.options_model
+    if model is None:
+        return None
+    try:
+        return model.model_validate(dict(options))
+    except pydantic.ValidationError as exc:
+        raise ConfigurationError(f"connector {name!r}: {options_problems(exc)}") from None
+
+
+def options_problems(exc: pydantic.ValidationError, prefix: str = "options") -> str:
+    """Each error as ``options.<field path>: <message>``, joined by '; '."""
+    return "; ".join(f"{'.'.join([prefix, *(str(p) for p in e['loc'])])}: {e['msg']}" for e in exc.errors())
+
+
 def _plain(exc: BaseException) -> str:
     return scrub_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
@@ -154,7 +211,18 @@ def create_connector(registration: Registration, home: Path, secrets: SecretReso
             f"connector {registration.name!r}: unknown type {registration.type!r}; "
             f"known types: {', '.join(sorted(types))}"
         )
-    return types[registration.type](registration, registration.expanded_options(home), secrets)
+    connector = types[registration.type](registration, registration.expanded_options(home), secrets)
+    connector.home = home
+    return connector
 
 
-__all__ = ["Connector", "Cursor", "Pulled", "connector_types", "create_connector"]
+__all__ = [
+    "Connector",
+    "ConnectorOptions",
+    "Cursor",
+    "Pulled",
+    "connector_types",
+    "create_connector",
+    "options_problems",
+    "validate_options",
+]

@@ -4,157 +4,374 @@ Example registration options::
 
     base_url: http://127.0.0.1:18930/api/v1
     path: /business-licences
-    records: data                                   # where the list of records is in each page
+    records: data                                   # dotted path of the records in a page ("": the body)
     fields: [uscc, name, ...]                       # the columns to take (the contract's names)
-    pagination: {page_param: page, size_param: size, size: 500, first_page: 1}
+    pagination: {style: page, page_param: page, size_param: size, size: 500, first_page: 1}
     incremental: {param: updated_since, field: updated_at, key: uscc}
-    auth: bearer                                    # token from secrets.token
+    auth: bearer                                    # none | bearer | api_key | hmac
+    rate_limit_per_second: 5
     timeout_seconds: 30
 
-The API is asked for records updated since the last landed watermark (inclusive) and records
-at or before the last landed ``(field, key)`` are dropped, so nothing is doubled or lost; the
-cursor also counts how many records at that exact position have landed (``seen``), so a key
-entered twice in the same second is not lost when a batch ends between the two.
-Timeouts, connection errors, 429 and 5xx are retried with exponential backoff (``retries``
-more tries after the first, default 3; ``backoff_seconds`` default 0.5); any other 4xx is
-terminal. Every value becomes text and the dataset's contract converts it, so nothing is
-typed by guessing.
+Pagination styles (``pagination.style``):
+
+- ``page``: ``?page=N&size=S`` (names configurable), from ``first_page``;
+- ``offset``: ``?offset=K&limit=S``;
+- ``token``: the next request carries ``token_param=<token>`` where the token is read from the
+  page body at the dotted ``token_path`` (e.g. ``meta.next_cursor``); no token, null or "" ends;
+- ``link``: the next URL is the RFC 8288 ``Link`` header's ``rel="next"`` target.
+
+Incremental pulls: the API is asked for records updated since the last landed watermark
+(inclusive, ``incremental.param``), moved back by ``incremental.lookback_seconds`` (default 0),
+and must return them ordered by ``(field, key)``. A record at or before the furthest
+``(field, key)`` received is a redelivery when a record with the same content (a digest of its
+canonical JSON) was landed or received before the request that brought it, and is dropped;
+otherwise it is taken: it committed late, after we had passed its watermark (the look-back
+window exists to catch those), or it is a second record with that key and time. The cursor
+holds the frontier and the digests of the landed records within the window (``recent``: with
+no look-back, those at the frontier's watermark), so nothing is doubled or lost between pulls.
+With ``page``/``offset`` pagination a record changed while we page through moves to the end of
+the order and every later record shifts one place forward, so plain page numbers would skip
+one. We therefore re-anchor: after each full page whose last watermark is later than the
+current ``since``, the next request asks ``since=<that watermark>`` from the first page again
+(an overlap of the records at that watermark, dropped by the same de-duplication); only while
+a whole page shares one watermark do we step to the next page number. A pull ends at an empty
+page, or at a page that is shorter than ``size`` and brought nothing new. With ``token`` and
+``link`` pagination the server's continuation is followed (keeping it stable under changes is
+the server's job, as keyset tokens do). The cursor only ever names a record that was received
+in a fully parsed page.
+
+Authentication (``auth``), secrets named in the registration's ``secrets``:
+
+- ``bearer``: ``Authorization: Bearer <secrets.token>``;
+- ``api_key``: header ``api_key_header`` (default ``X-API-Key``) set to ``<secrets.api_key>``;
+- ``hmac``: every request is signed with ``secrets.hmac_key``. Headers ``X-Timestamp`` (Unix
+  seconds, decimal) and ``X-Signature`` = lowercase hex of
+  ``HMAC-SHA256(key, METHOD + "\\n" + PATH_AND_QUERY + "\\n" + TIMESTAMP + "\\n" + SHA256_HEX(BODY))``
+  where ``METHOD`` is upper case (``GET``), ``PATH_AND_QUERY`` the request target exactly as
+  sent (percent-encoded path, ``?`` and the query when there is one), and ``SHA256_HEX(BODY)``
+  the lowercase hex SHA-256 of the request body (of b"" for a GET). With ``hmac_key_id`` set,
+  ``X-Key-Id`` carries it too. The key is UTF-8 text.
+
+Faults: timeouts, connection errors, 429 and 5xx are retried with exponential backoff
+(``retries`` more tries after the first, default 3; ``backoff_seconds`` default 0.5, at most
+``max_backoff_seconds``); a ``Retry-After`` header (seconds or an HTTP date) is honoured when
+it asks for longer, up to ``max_retry_after_seconds`` (beyond that the pull gives up at once:
+transient). 401/403 and every other 4xx are terminal: no retry. ``rate_limit_per_second``
+spaces requests (retries included). Every value becomes text and the dataset's contract
+converts it to the contract's types (``contracts.conform``), so nothing is typed by guessing.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.utils
+import hashlib
+import hmac
 import json
-from collections.abc import Iterator, Mapping
-from typing import Any
+import threading
+import time
+from collections import Counter
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urljoin
 
 import httpx
 import pyarrow as pa
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from pydantic import Field
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from connectors.base import Connector, Cursor, Pulled
+from connectors.base import Connector, ConnectorOptions, Cursor, Pulled
 from onceonly.errors import ConfigurationError, SourceDataMalformed, SourceRejected, SourceUnavailable
+
+
+class Pagination(ConnectorOptions):
+    style: Literal["page", "offset", "token", "link"] = "page"
+    size: int = Field(100, ge=1)
+    size_param: str | None = "size"  # page/offset/token/link: the page-size parameter (None: not sent)
+    page_param: str = "page"
+    first_page: int = 1
+    offset_param: str = "offset"
+    limit_param: str = "limit"  # offset style: the size parameter
+    token_param: str = "cursor"
+    token_path: str = "next"
+
+
+class Incremental(ConnectorOptions):
+    param: str
+    field: str
+    key: str
+    lookback_seconds: float = Field(0, ge=0)
+
+
+class HttpOptions(ConnectorOptions):
+    """The options of an ``http`` registration (unknown keys are refused)."""
+
+    base_url: str
+    path: str = ""
+    records: str = "data"
+    fields: list[str] = Field(min_length=1)
+    pagination: Pagination = Pagination()
+    incremental: Incremental
+    params: dict[str, str] = Field(default_factory=dict)  # fixed query parameters
+    auth: Literal["none", "bearer", "api_key", "hmac"] = "none"
+    api_key_header: str = "X-API-Key"
+    hmac_key_id: str | None = None
+    rate_limit_per_second: float | None = Field(None, gt=0)
+    timeout_seconds: float = Field(30, gt=0)
+    retries: int = Field(3, ge=0)
+    backoff_seconds: float = Field(0.5, ge=0)
+    max_backoff_seconds: float = Field(30, ge=0)
+    max_retry_after_seconds: float = Field(120, ge=0)
+
+
+class _Retryable(SourceUnavailable):
+    """A transient answer, with the server's ``Retry-After`` in seconds when it sent one."""
+
+    def __init__(self, connector: str, cause: str, retry_after: float | None = None) -> None:
+        super().__init__(connector, cause)
+        self.retry_after = retry_after
+
+
+class HmacAuth(httpx.Auth):
+    """Signs each request as the module docstring describes."""
+
+    def __init__(self, key: str, key_id: str | None = None, clock: Any = time.time) -> None:
+        self._key = key.encode("utf-8")
+        self._key_id = key_id
+        self._clock = clock
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        timestamp = str(int(self._clock()))
+        request.headers["X-Timestamp"] = timestamp
+        request.headers["X-Signature"] = hmac_signature(
+            self._key, request.method, request.url.raw_path.decode("ascii"), timestamp, request.read()
+        )
+        if self._key_id:
+            request.headers["X-Key-Id"] = self._key_id
+        yield request
+
+
+def hmac_signature(key: bytes, method: str, path_and_query: str, timestamp: str, body: bytes) -> str:
+    message = "\n".join((method.upper(), path_and_query, timestamp, hashlib.sha256(body).hexdigest()))
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+class _RateLimit:
+    """At most ``per_second`` requests per second, by spacing them evenly."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self._interval = 1.0 / per_second if per_second else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            time.sleep(start - now)
 
 
 class HttpConnector(Connector):
     type_name = "http"
-
-    def validate_options(self) -> None:
-        self.require("base_url", "path", "fields", "incremental")
-        inc = self.options["incremental"]
-        if not isinstance(self.options["fields"], list):
-            raise ConfigurationError(f"connector {self.name!r}: options.fields must be a list of field names")
-        if not isinstance(inc, Mapping) or not inc.get("param") or not inc.get("field") or not inc.get("key"):
-            raise ConfigurationError(
-                f"connector {self.name!r}: options.incremental needs param, field and key"
-            )
-        if self.options.get("auth", "none") not in ("none", "bearer"):
-            raise ConfigurationError(f"connector {self.name!r}: options.auth must be 'none' or 'bearer'")
+    options_model = HttpOptions
+    opts: HttpOptions
 
     def _client(self) -> httpx.Client:
+        c = self.opts
         headers = {"Accept": "application/json", "User-Agent": "onceonly"}
-        if self.options.get("auth") == "bearer":
-            token = self.secret("token")
-            if not token:
-                raise ConfigurationError(
-                    f"connector {self.name!r}: auth is bearer but secrets.token is not declared"
-                )
-            headers["Authorization"] = f"Bearer {token}"
-        timeout = float(self.options.get("timeout_seconds", 30))
-        return httpx.Client(base_url=self.options["base_url"], headers=headers, timeout=timeout)
+        auth: httpx.Auth | None = None
+        if c.auth == "bearer":
+            headers["Authorization"] = f"Bearer {self._required_secret('token')}"
+        elif c.auth == "api_key":
+            headers[c.api_key_header] = self._required_secret("api_key")
+        elif c.auth == "hmac":
+            auth = HmacAuth(self._required_secret("hmac_key"), c.hmac_key_id)
+        return httpx.Client(base_url=c.base_url, headers=headers, timeout=c.timeout_seconds, auth=auth)
+
+    def _required_secret(self, key: str) -> str:
+        value = self.secret(key)
+        if not value:
+            raise ConfigurationError(
+                f"connector {self.name!r}: auth is {self.opts.auth} but secrets.{key} is not declared"
+            )
+        return value
 
     def _pull(self, cursor: Cursor | None, batch_size: int) -> Iterator[Pulled]:
-        fields: list[str] = list(self.options["fields"])
-        inc = self.options["incremental"]
-        page_opts = self.options.get("pagination") or {}
-        page = int(page_opts.get("first_page", 1))
-        size = int(page_opts.get("size", 100))
-        # Records at the cursor's position were landed, except duplicates of that position beyond
-        # the `seen` first ones (a source may hold one key twice in the same second).
-        last = _position(cursor["watermark"], cursor["key"]) if cursor else None
-        to_skip = int(cursor.get("seen", 1)) if cursor else 0
-        run, run_length = last, 0  # the latest position taken or skipped, and how many had it
-        pending: list[tuple[dict[str, Any], int]] = []  # record, how many at its position so far
+        c, pg = self.opts, self.opts.pagination
+        inc = c.incremental
+        fields = list(c.fields)
+        # The frontier is the furthest (watermark, key) received (or landed, from the cursor) and
+        # `count` how many records at exactly that position were. A record at or before the
+        # frontier is a redelivery when an instance with the same content was known before the
+        # request that brought it (landed: the cursor's `recent`; received earlier in this pull);
+        # otherwise it is late (committed after we passed its watermark) or a second record with
+        # that key and time, and it is taken.
+        frontier = _position(cursor["watermark"], cursor["key"]) if cursor else None
+        frontier_raw = (cursor["watermark"], cursor["key"]) if cursor else (None, None)
+        count = int(cursor.get("seen", 1)) if cursor else 0
+        landed = _Recent(cursor.get("recent", []) if cursor else [])
+        known: Counter[str] = Counter({d: n for d, (_, n) in landed.items.items()})
+        # A cursor written before `recent` existed: skip what it says was landed, by position.
+        legacy = frontier if cursor is not None and "recent" not in cursor else None
+        legacy_skip = count if legacy is not None else 0
+        since = _earlier(cursor["watermark"], inc.lookback_seconds) if cursor else None
+        index = 0  # page/offset: pages into the current `since` query
+        pending: list[_Taken] = []
+        url: str | None = c.path
+        token: str | None = None
+        limiter = _RateLimit(c.rate_limit_per_second)
+        number = 0
         with self._client() as client:
-            while True:
-                params: dict[str, Any] = {
-                    page_opts.get("page_param", "page"): page,
-                    page_opts.get("size_param", "size"): size,
-                }
-                if cursor and cursor["watermark"] is not None:
-                    params[inc["param"]] = cursor["watermark"]
-                records = self._page(client, params, page)
-                if not records:
-                    break
+            while url is not None:
+                number += 1
+                params: dict[str, Any] = dict(c.params)
+                if number == 1 or pg.style != "link":  # a Link target carries its own query
+                    if since is not None:
+                        params[inc.param] = since
+                    if pg.size_param:
+                        params[pg.limit_param if pg.style == "offset" else pg.size_param] = pg.size
+                    if pg.style == "page":
+                        params[pg.page_param] = pg.first_page + index
+                    elif pg.style == "offset":
+                        params[pg.offset_param] = index * pg.size
+                    elif token is not None:
+                        params[pg.token_param] = token
+                response = self._fetch(client, limiter, url, params, number)
+                body = self._json(response, number)
+                records = self._records(body, number)
+                before = known.copy()  # instances known before this request
+                fresh = 0
                 for record in records:
-                    position = _position(record.get(inc["field"]), record.get(inc["key"]))
-                    if last is not None and position <= last:
-                        if position < last:
+                    watermark, key = record.get(inc.field), record.get(inc.key)
+                    position = _position(watermark, key)
+                    digest = _identity(record)
+                    if legacy is not None and (position < legacy or (position == legacy and legacy_skip > 0)):
+                        legacy_skip -= position == legacy
+                        known[digest] += 1
+                        continue
+                    if frontier is not None and position <= frontier:
+                        if before[digest] > 0:  # delivered again
+                            before[digest] -= 1
                             continue
-                        if to_skip > 0:  # landed in an earlier pull
-                            to_skip -= 1
-                            run_length += 1
-                            continue
-                    run_length = run_length + 1 if position == run else 1
-                    run = position
-                    pending.append((record, run_length))
+                        if position == frontier:
+                            count += 1
+                    else:
+                        frontier, frontier_raw, count = position, (watermark, key), 1
+                    known[digest] += 1
+                    pending.append(_Taken(record, digest, frontier_raw, count))
+                    fresh += 1
                 while len(pending) >= batch_size:
                     chunk, pending = pending[:batch_size], pending[batch_size:]
-                    yield self._batch(chunk, fields, inc)
-                page += 1
+                    yield self._batch(chunk, fields, landed)
+                url, token, since, index = self._next(response, body, records, fresh, url, since, index)
         if pending:
-            yield self._batch(pending, fields, inc)
+            yield self._batch(pending, fields, landed)
 
-    def _page(self, client: httpx.Client, params: dict[str, Any], page: int) -> list[dict[str, Any]]:
-        # `retries` counts the tries after the first one.
-        attempts = 1 + max(0, int(self.options.get("retries", 3)))
+    def _next(
+        self,
+        response: httpx.Response,
+        body: Any,
+        records: list[dict[str, Any]],
+        fresh: int,
+        url: str,
+        since: Any,
+        index: int,
+    ) -> tuple[str | None, str | None, Any, int]:
+        """``(url, token, since, index)`` of the next request; url None: the pull is complete."""
+        c, pg = self.opts, self.opts.pagination
+        if pg.style == "token":
+            token = _dig(body, pg.token_path)
+            if token in (None, ""):
+                return None, None, since, index
+            return url, str(token), since, index
+        if pg.style == "link":
+            target = response.links.get("next", {}).get("url")
+            if not target:
+                return None, None, since, index
+            return urljoin(str(response.url), target), None, since, index
+        if not records or (fresh == 0 and len(records) < pg.size):
+            return None, None, since, index
+        last = records[-1].get(c.incremental.field)
+        if last is not None and (since is None or _position(last, "") > _position(since, "")):
+            return url, None, last, 0  # re-anchor at the last watermark received
+        return url, None, since, index + 1
+
+    def _fetch(
+        self, client: httpx.Client, limiter: _RateLimit, url: str, params: dict[str, Any], number: int
+    ) -> httpx.Response:
+        c = self.opts
+        attempts = 1 + c.retries
+
+        def wait(state: RetryCallState) -> float:
+            backoff = min(c.max_backoff_seconds, c.backoff_seconds * 2 ** (state.attempt_number - 1))
+            exc = state.outcome.exception() if state.outcome else None
+            asked = exc.retry_after if isinstance(exc, _Retryable) and exc.retry_after else 0.0
+            return max(backoff, asked)
+
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
-            wait=wait_exponential(multiplier=float(self.options.get("backoff_seconds", 0.5)), max=30),
-            retry=retry_if_exception_type(SourceUnavailable),
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
             reraise=True,
         )
         try:
-            response = retrying(self._get, client, params, page)
-        except SourceUnavailable as exc:
+            return retrying(self._get, client, limiter, url, params, number)
+        except _Retryable as exc:
             raise SourceUnavailable(self.name, f"{exc.cause} (gave up after {attempts} attempts)") from exc
+
+    def _get(
+        self, client: httpx.Client, limiter: _RateLimit, url: str, params: dict[str, Any], number: int
+    ) -> httpx.Response:
+        limiter.wait()
         try:
-            body = response.json()
+            response = client.get(url, params=params or None)  # {} would drop a query in url
+        except httpx.TimeoutException as exc:
+            raise _Retryable(self.name, f"page {number}: timed out after {client.timeout.read}s") from exc
+        except httpx.TransportError as exc:
+            raise _Retryable(self.name, f"cannot reach {client.base_url}: {type(exc).__name__}") from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            cause = f"page {number}: the API answered HTTP {status}"
+            if retry_after is not None and retry_after > self.opts.max_retry_after_seconds:
+                raise SourceUnavailable(
+                    self.name,
+                    f"{cause} and asked to retry after {retry_after:.0f}s, later than "
+                    f"max_retry_after_seconds ({self.opts.max_retry_after_seconds:.0f}s)",
+                )
+            raise _Retryable(self.name, cause, retry_after)
+        if status in (401, 403):
+            raise SourceRejected(self.name, f"the API refused our credentials (HTTP {status})")
+        if status >= 400:
+            raise SourceRejected(self.name, f"page {number}: the API answered HTTP {status}")
+        return response
+
+    def _json(self, response: httpx.Response, number: int) -> Any:
+        try:
+            return response.json()
         except json.JSONDecodeError as exc:
             raise SourceDataMalformed(
-                self.name, f"page {page} is not valid JSON ({exc.msg} at {exc.pos})"
+                self.name, f"page {number} is not valid JSON ({exc.msg} at {exc.pos})"
             ) from exc
-        records = body.get(self.options.get("records", "data")) if isinstance(body, dict) else None
+        except UnicodeDecodeError as exc:
+            raise SourceDataMalformed(self.name, f"page {number} is not UTF-8 text") from exc
+
+    def _records(self, body: Any, number: int) -> list[dict[str, Any]]:
+        records = _dig(body, self.opts.records)
         if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
             raise SourceDataMalformed(
-                self.name, f"page {page} has no list of records under {self.options.get('records', 'data')!r}"
+                self.name, f"page {number} has no list of records under {self.opts.records!r}"
             )
         return records
 
-    def _get(self, client: httpx.Client, params: dict[str, Any], page: int) -> httpx.Response:
-        path = self.options["path"]
-        try:
-            response = client.get(path, params=params)
-        except httpx.TimeoutException as exc:
-            raise SourceUnavailable(
-                self.name, f"page {page}: timed out after {client.timeout.read}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise SourceUnavailable(
-                self.name, f"cannot reach {client.base_url}: {type(exc).__name__}"
-            ) from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise SourceUnavailable(self.name, f"page {page}: the API answered HTTP {response.status_code}")
-        if response.status_code in (401, 403):
-            raise SourceRejected(self.name, f"the API refused our credentials (HTTP {response.status_code})")
-        if response.status_code >= 400:
-            raise SourceRejected(self.name, f"page {page}: the API answered HTTP {response.status_code}")
-        return response
-
-    def _batch(
-        self, pending: list[tuple[dict[str, Any], int]], fields: list[str], inc: dict[str, str]
-    ) -> Pulled:
-        records = [r for r, _ in pending]
+    def _batch(self, pending: list[_Taken], fields: list[str], landed: _Recent) -> Pulled:
+        inc = self.opts.incremental
+        records = [t.record for t in pending]
         present = set().union(*(r.keys() for r in records))
         arrays, names = [], []
         for name in fields:
@@ -162,9 +379,90 @@ class HttpConnector(Connector):
                 continue  # absent from every record: the contract stage reports the schema change
             arrays.append(pa.array([_text(r.get(name)) for r in records], pa.string()))
             names.append(name)
-        tail, seen = pending[-1]
-        cursor = {"watermark": tail.get(inc["field"]), "key": tail.get(inc["key"]), "seen": seen}
+        tail = pending[-1]
+        for t in pending:
+            landed.add(t.digest, t.record.get(inc.field))
+        landed.prune(tail.frontier[0], inc.lookback_seconds)
+        cursor = {
+            "watermark": tail.frontier[0],
+            "key": tail.frontier[1],
+            "seen": tail.seen,
+            "recent": landed.to_json(),
+        }
         return Pulled(pa.RecordBatch.from_arrays(arrays, names=names), cursor)
+
+
+@dataclass(frozen=True)
+class _Taken:
+    record: dict[str, Any]
+    digest: str
+    frontier: tuple[Any, Any]  # (watermark, key) of the furthest record taken so far
+    seen: int  # how many records at exactly that position were taken
+
+
+class _Recent:
+    """Content digests of landed records within the look-back window of the frontier, counted.
+
+    In the cursor as ``[[digest, watermark, count], ...]``: the records whose watermark is at
+    most ``lookback_seconds`` before the frontier's (with no look-back: equal to it).
+    """
+
+    def __init__(self, entries: list[list[Any]]) -> None:
+        self.items: dict[str, tuple[Any, int]] = {d: (w, int(n)) for d, w, n in entries}
+
+    def add(self, digest: str, watermark: Any) -> None:
+        _, n = self.items.get(digest, (watermark, 0))
+        self.items[digest] = (watermark, n + 1)
+
+    def prune(self, frontier_watermark: Any, lookback: float) -> None:
+        start = _position(_earlier(frontier_watermark, lookback), "")[:2]
+        self.items = {d: (w, n) for d, (w, n) in self.items.items() if _position(w, "")[:2] >= start}
+
+    def to_json(self) -> list[list[Any]]:
+        return [[d, w, n] for d, (w, n) in sorted(self.items.items())]
+
+
+def _identity(record: dict[str, Any]) -> str:
+    """A short digest of the record's whole content (canonical JSON)."""
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=12).hexdigest()
+
+
+def _earlier(watermark: Any, seconds: float) -> Any:
+    """``watermark`` moved ``seconds`` back when it is an ISO timestamp (same form), else as is."""
+    if not seconds or not isinstance(watermark, str):
+        return watermark
+    try:
+        moment = dt.datetime.fromisoformat(watermark)
+    except ValueError:
+        return watermark
+    return (moment - dt.timedelta(seconds=seconds)).isoformat()
+
+
+def _dig(body: Any, path: str) -> Any:
+    """The value at a dotted path (``meta.next``) of a JSON body; None when absent."""
+    value = body
+    for part in path.split(".") if path else []:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (RFC 9110 §10.2.3: delay-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 def _text(value: Any) -> str | None:
@@ -199,4 +497,4 @@ def _position(watermark: Any, key: Any) -> tuple[Any, ...]:
     return (2, str(watermark), str(key))
 
 
-__all__ = ["HttpConnector"]
+__all__ = ["HmacAuth", "HttpConnector", "HttpOptions", "hmac_signature"]

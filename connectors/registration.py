@@ -17,12 +17,16 @@ Example (``connectors/registrations/gongan-household.yaml``)::
 
 ``{home}`` in option strings expands to ``ONCEONLY_HOME``. Secret values never appear in a
 registration file, only their names.
+
+A file is checked against :func:`registration_schema` (the JSON Schema generated from these
+models and each connector type's ``options_model``); every problem is reported with the file,
+the LINE and the field, e.g. ``gongan.yaml: line 9, options.cursor.tiebreak: Field required``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +34,31 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contracts.pinning import ContractPin
-from onceonly.errors import ConfigurationError
+from onceonly.errors import ConfigurationError, UnknownConnectorType
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
 
 
 class Registration(BaseModel):
+    """One connector, as its department declares it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    department: str
-    dataset: str
-    contract: ContractPin | None = None  # the contract major it was tested against
-    type: str
-    options: dict[str, Any] = Field(default_factory=dict)
-    secrets: dict[str, str] = Field(default_factory=dict)
-    schedule: str | None = None
+    name: str = Field(description="Unique connector name: lowercase letters, digits and '-'.")
+    department: str = Field(description="The department that owns the system.")
+    dataset: str = Field(description="The data contract id the records are validated against.")
+    contract: ContractPin | None = Field(
+        None, description="The contract major version this connector was tested against: {major: N}."
+    )
+    type: str = Field(description="The connector type (sql, http, files, or a plugin's).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The type's options.")
+    secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Secret NAMES by purpose (password, token): environment variables or Prefect Secret "
+        "blocks, never values.",
+    )
+    schedule: str | None = Field(None, description="Cron schedule of the pull (informational).")
     description: str | None = None
 
     @field_validator("name")
@@ -83,18 +95,101 @@ def _expand(value: Any, variables: Mapping[str, str]) -> Any:
 
 def load_registration(path: Path) -> Registration:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read registration: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise ConfigurationError(f"{path}: a registration is a YAML mapping")
+    return parse_registration(text, str(path))
+
+
+def parse_registration(text: str, source: str) -> Registration:
+    """The registration in YAML ``text``; ``source`` (a file name) heads every error.
+
+    Checks the common fields and the options against the type's ``options_model``; an unknown
+    type fails listing the known ones.
+    """
     try:
-        return Registration.model_validate(data)
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{source}: cannot read registration: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ConfigurationError(f"{source}: a registration is a YAML mapping")
+    try:
+        registration = Registration.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'top level'}: {e['msg']}" for e in exc.errors()
+        raise ConfigurationError(f"{source}: {_problems(exc, node)}") from None
+    from connectors.base import connector_types
+
+    types = connector_types()
+    if registration.type not in types:
+        raise UnknownConnectorType(
+            f"{source}: line {_line(node, ('type',))}, type: unknown connector type {registration.type!r}; "
+            f"known types: {', '.join(sorted(types))}"
         )
-        raise ConfigurationError(f"{path}: {problems}") from None
+    model = types[registration.type].options_model
+    if model is not None:
+        try:
+            model.model_validate(registration.options)
+        except ValidationError as exc:
+            raise ConfigurationError(f"{source}: {_problems(exc, node, prefix=('options',))}") from None
+    return registration
+
+
+def _problems(exc: ValidationError, node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> str:
+    problems = []
+    for e in exc.errors():
+        loc = (*prefix, *e["loc"])
+        field = ".".join(str(p) for p in loc) or "top level"
+        problems.append(f"line {_line(node, loc)}, {field}: {e['msg']}")
+    return "; ".join(problems)
+
+
+def _line(node: yaml.Node | None, loc: Sequence[str | int]) -> int:
+    """The 1-based line of the deepest part of ``loc`` present in the YAML (its key's line)."""
+    if node is None:
+        return 1
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((kv for kv in node.value if kv[0].value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def registration_schema() -> dict[str, Any]:
+    """The JSON Schema of a registration file, with each known type's options schema."""
+    from connectors.base import connector_types
+
+    schema = Registration.model_json_schema()
+    types = connector_types()
+    schema["properties"]["type"]["enum"] = sorted(types)
+    defs = schema.setdefault("$defs", {})
+    branches = []
+    for name, cls in sorted(types.items()):
+        if cls.options_model is None:
+            continue
+        options = cls.options_model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(options.pop("$defs", {}))
+        title = f"{cls.options_model.__name__}"
+        defs[title] = options
+        branches.append(
+            {
+                "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                "then": {"properties": {"options": {"$ref": f"#/$defs/{title}"}}},
+            }
+        )
+    if branches:
+        schema["allOf"] = branches
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "OnceOnly connector registration"
+    return schema
 
 
 def load_registrations(directory: Path) -> dict[str, Registration]:
@@ -108,4 +203,10 @@ def load_registrations(directory: Path) -> dict[str, Registration]:
     return found
 
 
-__all__ = ["Registration", "load_registration", "load_registrations"]
+__all__ = [
+    "Registration",
+    "load_registration",
+    "load_registrations",
+    "parse_registration",
+    "registration_schema",
+]

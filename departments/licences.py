@@ -444,8 +444,12 @@ def eligible_representatives(people: People, exclude: set[int]) -> People:
 class Faults:
     """Failures a :class:`LicenceApi` injects, for tests of a connector's error handling.
 
-    A page in ``status_on_pages`` answers with that status, one in ``malformed_pages`` with
-    invalid JSON (status 200); each fails ``fail_times`` times and then succeeds (0 = always).
+    Pages are counted as a client asks for them: page n is the n-th distinct request target
+    (path and query) the API has seen since it started, so a retry asks for the same page
+    again, and a client that re-anchors with ``updated_since`` instead of a page number counts
+    the same as one that steps ``page``. A page in ``status_on_pages`` answers with that
+    status, one in ``malformed_pages`` with invalid JSON (status 200); each fails
+    ``fail_times`` times and then succeeds (0 = always).
     ``delay_seconds`` delays every API answer.
     """
 
@@ -564,6 +568,7 @@ class LicenceApi:
         self._totals: dict[tuple[Any, ...], int] = {}
         self._page_ends: dict[tuple[Any, ...], tuple[str, str, int]] = {}
         self.requests = 0
+        self._targets: dict[str, int] = {}  # request target -> its ordinal, for Faults
 
     @property
     def base_url(self) -> str:
@@ -624,12 +629,14 @@ class LicenceApi:
             since = parse_updated_since(since_values[0]) if since_values else None
             if self.faults.delay_seconds:
                 time.sleep(self.faults.delay_seconds)
-            fault = self.faults.trip(page)
+            with self._lock:
+                ordinal = self._targets.setdefault(request.path, len(self._targets) + 1)
+            fault = self.faults.trip(ordinal)
             if fault == "malformed":
                 self._send_raw(request, 200, b'{"data": [{"uscc": "9112011', "application/json")
                 return
             if isinstance(fault, int):
-                self._send(request, fault, {"error": f"injected fault: HTTP {fault} on page {page}"})
+                self._send(request, fault, {"error": f"injected fault: HTTP {fault} on page {ordinal}"})
                 return
             data, total = self._query(since, page, size)
             self._send(request, 200, {"data": data, "page": page, "size": size, "total": total})

@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
@@ -43,7 +44,7 @@ from lake.landing import (
     record_failure,
     release_lease,
 )
-from onceonly.errors import ContractBreached, TransientError
+from onceonly.errors import ConfigurationError, ContractBreached, TransientError
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
 from sharing.extracts import refresh_extracts
@@ -63,6 +64,8 @@ class ConnectorResult:
     certificates: int = 0
     breached: bool = False
     rules: dict[str, RuleTally] = field(default_factory=dict)
+    # Snapshot change detection (connectors.snapshot): rows new / changed, keys deleted.
+    changes: dict[str, int] = field(default_factory=dict)
 
     def observe(self, validation: Validation) -> None:
         for o in validation.outcomes:
@@ -114,6 +117,7 @@ class RunSummary:
                 "quarantined": c.quarantined,
                 "warnings": c.warnings,
                 "certificates": c.certificates,
+                "changes": ", ".join(f"{n} {kind}" for kind, n in c.changes.items()),
                 "error": c.error or "",
             }
             for c in self.connectors
@@ -218,7 +222,11 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                     raise
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled)
                 result.add(landed)
+                if not landed.already_landed:
+                    for kind, count in pulled.changes.items():
+                        result.changes[kind] = result.changes.get(kind, 0) + count
                 cursor = pulled.cursor
+                connector.landed(pulled.cursor)  # e.g. archive the files this batch finished
                 logger.info(
                     "%s: batch %s landed: %d pulled, %d accepted, %d quarantined, %d certificates",
                     connector_name,
@@ -359,6 +367,7 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
     if pipeline.key_created:
         logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
         pipeline.key_created = False  # the pipeline is reused by later runs in this process
+    _save_connector_blocks(pipeline, logger)
     with pipeline.catalog.begin() as conn:
         conn.execute(
             runs.insert().values(
@@ -428,6 +437,19 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
         names_failed = ", ".join(c.connector for c in summary.failed)
         return Failed(message=f"{len(summary.failed)} connector(s) failed: {names_failed}", data=summary)
     return Completed(message="all connectors landed", data=summary)
+
+
+def _save_connector_blocks(pipeline: Pipeline, logger: Any) -> None:
+    """Connectors registered from the shipped files get their Prefect block, as `register` gives."""
+    from connectors.block import save_block
+
+    while pipeline.newly_registered:
+        name = pipeline.newly_registered.pop()
+        try:
+            save_block(pipeline.registration(name))
+            logger.info("registered connector %s: Prefect block onceonly-connector/%s saved", name, name)
+        except ConfigurationError as exc:
+            logger.warning("%s", exc)
 
 
 def _why(exc: BaseException | None) -> str:

@@ -23,8 +23,8 @@ from connectors import (
     PrefectSecrets,
     Registration,
     create_connector,
-    load_registrations,
 )
+from connectors.registry import register_directory, registered
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.datadocs import DataDocs
@@ -44,22 +44,33 @@ class Pipeline:
     lake: ParquetLake
     key: SigningKey
     log: TransparencyLog
-    registrations: dict[str, Registration]
     key_created: bool
+    #: Names the shipped registration files added to the catalog on open (their blocks are
+    #: saved by the flow, which has a Prefect API at hand).
+    newly_registered: list[str]
     _data_docs: DataDocs | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Pipeline:
         key, created = signing_key(settings)
+        catalog = Catalog.connect(settings.catalog_url)
+        # The connectors registered in the catalog; the shipped files (the demo's) are
+        # registered the first time this catalog sees their names.
+        added = register_directory(catalog, settings.registrations_dir)
         return cls(
             settings=settings,
-            catalog=Catalog.connect(settings.catalog_url),
+            catalog=catalog,
             lake=ParquetLake(settings.lake_dir),
             key=key,
             log=TransparencyLog(key, settings.log_origin),
-            registrations=load_registrations(settings.registrations_dir),
             key_created=created,
+            newly_registered=added,
         )
+
+    @property
+    def registrations(self) -> dict[str, Registration]:
+        """The connectors registered in the catalog now (a registration may come at any time)."""
+        return registered(self.catalog)
 
     def registration(self, name: str) -> Registration:
         if name not in self.registrations:

@@ -217,6 +217,20 @@ checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# Connectors registered by departments (`onceonly connectors register FILE`): the registration
+# file's text as written (secret NAMES only), so the daily flow runs what was registered.
+connector_registrations = Table(
+    "connector_registrations",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("type", String(50), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("department", String(200), nullable=False),
+    Column("yaml_text", Text, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True)),  # NULL: active
+)
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -343,6 +357,7 @@ __all__ = [
     "breaches",
     "certificates",
     "checkpoints",
+    "connector_registrations",
     "connector_state",
     "insert_missing",
     "log_head",

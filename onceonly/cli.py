@@ -25,19 +25,19 @@ from urllib.parse import urlparse
 import typer
 from dotenv import load_dotenv
 
+from connectors.cli import app as connectors_app
 from contracts.cli import app as contracts_app
 from lake.cli import app as quarantine_app
-from onceonly.errors import CatalogError, ConfigurationError, OnceOnlyError, VerificationFailed
+from onceonly.errors import ConfigurationError, OnceOnlyError, VerificationFailed
 from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
 from onceonly.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="OnceOnly: share department data once.")
 demo_app = typer.Typer(help="Demo department systems and the demo run.")
-connectors_app = typer.Typer(no_args_is_help=True, help="Registered connectors to department systems.")
 certificates_app = typer.Typer(no_args_is_help=True, help="Issued e-certificates and their proof bundles.")
 matters_app = typer.Typer(no_args_is_help=True, help="The matters catalogue.")
 app.add_typer(demo_app, name="demo")
-app.add_typer(connectors_app, name="connectors")
+app.add_typer(connectors_app, name="connectors")  # connectors/cli.py
 app.add_typer(certificates_app, name="certificates")
 app.add_typer(matters_app, name="matters")
 app.add_typer(contracts_app, name="contracts")
@@ -283,6 +283,10 @@ def _print_summary(s: Any) -> None:
             status,
         )
     console.print(table)
+    for c in s.connectors:
+        if c.changes:  # snapshot change detection (connectors.snapshot)
+            counts = ", ".join(f"{n} {kind}" for kind, n in c.changes.items())
+            console.print(f"{c.connector}: snapshot changes: {counts}", highlight=False)
     for c in s.failed:
         console.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
     if s.pulled == 0 and not s.failed:
@@ -299,94 +303,6 @@ def _print_summary(s: Any) -> None:
         ("extracts", s.extracts_dir),
     ):
         console.print(f"  {label:<9} {value}", highlight=False)
-
-
-# ----------------------------------------------------------------------------- connectors
-
-
-@connectors_app.command("list")
-def connectors_list() -> None:
-    """Registered connectors with their last pull, cursor, rows and status."""
-    from sqlalchemy import select
-
-    from connectors import load_registrations
-    from lake.catalog import Catalog, connector_state
-
-    settings = Settings()
-    regs = load_registrations(settings.registrations_dir)
-    state: dict[str, Any] = {}
-    try:
-        catalog = Catalog.connect(settings.catalog_url, create=False)
-    except CatalogError:
-        catalog = None  # nothing has run yet: list the registrations alone
-    if catalog is not None:
-        with catalog.read() as conn:
-            state = {r.connector: r for r in conn.execute(select(connector_state))}
-    from rich.table import Table
-
-    table = Table(
-        "name", "type", "dataset", "department", "rows", "status", "last pull", "cursor / last error"
-    )
-    for name, reg in sorted(regs.items()):
-        st = state.get(name)
-        last = st.last_pull_at.isoformat(timespec="seconds") if st and st.last_pull_at else "never"
-        detail = ""
-        if st and st.last_error:
-            detail = f"[red]{st.last_error}[/red]"
-        elif st and st.cursor:
-            detail = scrub_text(json.dumps(st.cursor, ensure_ascii=False))[:120]
-        table.add_row(
-            name,
-            reg.type,
-            reg.dataset,
-            reg.department,
-            str(st.rows_pulled if st else 0),
-            st.last_status if st else "-",
-            last,
-            detail,
-        )
-    _console().print(table)
-
-
-@connectors_app.command("test")
-def connectors_test(
-    name: str,
-    rows: Annotated[int, typer.Option(help="Sample rows to show.")] = 5,
-) -> None:
-    """Connect to a registered system and show sample rows, personal fields masked."""
-    from connectors import (
-        ChainedSecrets,
-        EnvironmentSecrets,
-        PrefectSecrets,
-        create_connector,
-        load_registrations,
-    )
-    from contracts.compiler import compile_contract
-    from contracts.model import contract_by_id
-
-    settings = Settings()
-    regs = load_registrations(settings.registrations_dir)
-    if name not in regs:
-        raise typer.BadParameter(f"no connector {name!r}; registered: {', '.join(sorted(regs))}")
-    reg = regs[name]
-    compiled = compile_contract(contract_by_id(settings.contracts_dir, reg.dataset))
-    connector = create_connector(reg, settings.home, ChainedSecrets(EnvironmentSecrets(), PrefectSecrets()))
-    sample = connector.sample(rows)
-    typer.secho(f"{name}: connected; {sample.num_rows} sample rows (personal fields masked)", fg="green")
-    id_columns = {r.column for r in compiled.rules if r.check == "gb11643_citizen_id"}
-    for row in sample.to_pylist():
-        shown = {k: _mask_field(k, v, compiled.personal_columns, id_columns) for k, v in row.items()}
-        typer.echo("  " + json.dumps(shown, ensure_ascii=False, default=str))
-
-
-def _mask_field(column: str, value: Any, personal: frozenset[str], id_columns: set[str]) -> Any:
-    if value is None:
-        return None
-    if column in id_columns:
-        return mask_citizen_id(str(value))
-    if column in personal:
-        return mask_name(str(value))
-    return value
 
 
 # --------------------------------------------------------------------------- certificates

@@ -20,19 +20,26 @@ import sqlalchemy as sa
 
 from connectors import EnvironmentSecrets, Pulled, Registration, create_connector
 from connectors.base import Connector, Cursor
-from onceonly.errors import ConfigurationError, SourceRejected, SourceSchemaChanged
+from onceonly.errors import ConfigurationError, SourceRejected, SourceSchemaChanged, SourceUnavailable
 
 pytestmark = pytest.mark.integration
 
 BASE = dt.datetime(2026, 11, 20, 8, 0, 0)
 CURSOR = {"column": "updated_at", "tiebreak": "id"}
 UTC = dt.UTC
+SHANGHAI = pa.timestamp("us", tz="Asia/Shanghai")  # naive DATETIME/TIMESTAMP: the department's clock
 
 
 def _source(
-    url: str, table: str, *, schema: str | None = None, cursor: dict[str, str] = CURSOR, **reg: Any
+    url: str,
+    table: str | None,
+    *,
+    schema: str | None = None,
+    cursor: dict[str, str] = CURSOR,
+    options: dict[str, Any] | None = None,
+    **reg: Any,
 ) -> Connector:
-    options: dict[str, Any] = {"url": url, "table": table, "cursor": cursor}
+    options = {"url": url, "cursor": cursor, **({"table": table} if table else {}), **(options or {})}
     if schema:
         options["schema"] = schema
     registration = Registration(
@@ -152,8 +159,8 @@ def test_columns_arrive_as_their_declared_arrow_types(server: str, table: tuple[
     expected = pa.schema(
         [
             ("id", pa.int64()),
-            ("updated_at", pa.timestamp("us")),
-            ("changed_tz", pa.timestamp("us", tz="UTC") if postgres else pa.timestamp("us")),
+            ("updated_at", SHANGHAI),
+            ("changed_tz", pa.timestamp("us", tz="UTC") if postgres else SHANGHAI),  # MariaDB: DATETIME
             ("amount", pa.decimal128(12, 2)),
             ("born", pa.date32()),
             ("name", pa.string()),
@@ -252,3 +259,221 @@ def test_no_error_message_carries_a_secret_value_even_when_the_server_quotes_it(
     with pytest.raises(SourceRejected) as info:
         _drain(source)
     assert stranger not in str(info.value) and 'role "***" does not exist' in str(info.value)
+
+
+@pytest.fixture
+def typed(server: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
+    """A table with one column of each type the type mapping promises, dropped afterwards."""
+    engine = sa.create_engine(server)
+    postgres = engine.dialect.name == "postgresql"
+    metadata = sa.MetaData()
+    tbl = sa.Table(
+        f"oo_types_{uuid.uuid4().hex[:10]}",
+        metadata,
+        sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("updated_at", sa.DateTime),  # naive: Asia/Shanghai wall time
+        # An instant: TIMESTAMPTZ on PostgreSQL, TIMESTAMP (stored as UTC) on MariaDB.
+        sa.Column("stamped", sa.DateTime(timezone=True) if postgres else sa.dialects.mysql.TIMESTAMP(fsp=6)),
+        sa.Column("amount", sa.Numeric(18, 4)),
+        sa.Column("born", sa.Date),
+        sa.Column("id_number", sa.CHAR(18)),
+        sa.Column("name", sa.String(50)),
+        sa.Column("photo", sa.LargeBinary),  # BYTEA / BLOB
+        sa.Column("score", sa.Float),
+    )
+    metadata.create_all(engine)
+    try:
+        yield engine, tbl
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_each_sql_type_maps_to_its_documented_arrow_type(
+    server: str, typed: tuple[sa.Engine, sa.Table]
+) -> None:
+    engine, tbl = typed
+    beijing = dt.timezone(dt.timedelta(hours=8))
+    with engine.begin() as conn:
+        if engine.dialect.name != "postgresql":
+            conn.exec_driver_sql("SET time_zone = '+08:00'")  # a writer on the department's clock
+        conn.execute(
+            sa.insert(tbl),
+            [
+                {
+                    "id": 1,
+                    "updated_at": dt.datetime(2026, 11, 20, 8, 30, 0),
+                    "stamped": dt.datetime(2026, 11, 20, 8, 0, tzinfo=beijing)
+                    if engine.dialect.name == "postgresql"
+                    else dt.datetime(2026, 11, 20, 8, 0),  # MariaDB TIMESTAMP: session time, +08:00
+                    "amount": Decimal("12345678901234.5678"),
+                    "born": dt.date(1990, 2, 28),
+                    "id_number": "12010419900228001X",
+                    "name": "张三",
+                    "photo": b"\x00\xff\x89PNG",
+                    "score": 0.5,
+                },
+            ],
+        )
+        conn.execute(sa.insert(tbl), [{"id": 2, "updated_at": dt.datetime(2026, 11, 20, 9, 0)}])  # NULLs
+    (pulled,) = _drain(_source(server, tbl.name), batch_size=10)
+    assert pulled.batch.schema == pa.schema(
+        [
+            ("id", pa.int64()),
+            ("updated_at", SHANGHAI),
+            ("stamped", pa.timestamp("us", tz="UTC")),
+            ("amount", pa.decimal128(18, 4)),
+            ("born", pa.date32()),
+            ("id_number", pa.string()),
+            ("name", pa.string()),
+            ("photo", pa.binary()),
+            ("score", pa.float64()),
+        ]
+    )
+    first, second = pulled.batch.to_pylist()
+    # 08:30 on the department's clock is 00:30 UTC.
+    assert first["updated_at"] == dt.datetime(2026, 11, 20, 0, 30, 0, tzinfo=UTC)
+    assert first["stamped"] == dt.datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
+    assert first["amount"] == Decimal("12345678901234.5678")
+    assert first["born"] == dt.date(1990, 2, 28)
+    assert first["id_number"] == "12010419900228001X" and first["name"] == "张三"
+    assert first["photo"] == b"\x00\xff\x89PNG" and first["score"] == 0.5
+    assert all(second[k] is None for k in second if k not in ("id", "updated_at"))
+    # The cursor keeps the source's own (naive) value, so the next pull compares like with like.
+    assert pulled.cursor["watermark"] == {"type": "datetime", "value": "2026-11-20T09:00:00"}
+
+
+def test_hundreds_of_rows_sharing_one_timestamp_across_batch_boundaries(
+    server: str, table: tuple[sa.Engine, sa.Table]
+) -> None:
+    engine, tbl = table
+    rows = _rows(range(1, 301))
+    for r in rows:
+        r["updated_at"] = BASE  # every row: the same timestamp
+    rng = random.Random(5)
+    rng.shuffle(rows)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), rows)
+    source = _source(server, tbl.name)
+
+    pulled = _drain(source, None, batch_size=7)
+    assert _ids(pulled) == list(range(1, 301))
+    for k in (0, 1, 20, 41):  # resuming inside the group neither loses nor repeats a row
+        assert _ids(_drain(source, pulled[k].cursor)) == list(range((k + 1) * 7 + 1, 301))
+    with engine.begin() as conn:  # a late row with the same timestamp and a higher id is still seen
+        conn.execute(sa.insert(tbl), [{**_rows(range(301, 302))[0], "updated_at": BASE}])
+    assert _ids(_drain(source, pulled[-1].cursor)) == [301]
+
+
+def test_a_query_instead_of_a_table(server: str, table: tuple[sa.Engine, sa.Table]) -> None:
+    engine, tbl = table
+    rows = _rows(range(1, 31))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), rows)
+    query = f"SELECT id, updated_at, name, amount FROM {tbl.name} WHERE id % 2 = 0"
+    source = _source(server, None, options={"query": query})
+
+    pulled = _drain(source, None, batch_size=4)
+    even = [r for r in rows if r["id"] % 2 == 0]
+    assert _ids(pulled) == _order(even)
+    assert pulled[0].batch.schema.names == ["id", "updated_at", "name", "amount"]
+    assert pulled[0].batch.schema.field("updated_at").type == SHANGHAI
+    assert _ids(_drain(source, pulled[1].cursor, batch_size=4)) == _order(even)[8:]
+
+
+def test_adbc_and_sqlalchemy_readers_give_equal_tables_and_cursors(
+    postgres_url: str, typed_pg: tuple[sa.Engine, sa.Table]
+) -> None:
+    engine, tbl = typed_pg
+    rng = random.Random(11)
+    rows = [
+        {
+            "id": i,
+            "updated_at": BASE + dt.timedelta(seconds=rng.randrange(40)),  # ~25 rows per timestamp
+            "stamped": None if i % 7 == 0 else dt.datetime(2026, 1, 1, tzinfo=UTC) + dt.timedelta(hours=i),
+            "amount": None if i % 5 == 0 else Decimal(i) / 8,
+            "born": dt.date(1950, 1, 1) + dt.timedelta(days=i),
+            "id_number": f"{i:018d}",
+            "name": None if i % 3 == 0 else f"名字{i}",
+            "photo": bytes([i % 256, 0, 255]),
+            "score": i / 3,
+        }
+        for i in range(1, 1001)
+    ]
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), rows)
+    fast = _source(postgres_url, tbl.name)
+    slow = _source(postgres_url, tbl.name, options={"reader": "sqlalchemy"})
+
+    fast_pulled, slow_pulled = _drain(fast, None, batch_size=97), _drain(slow, None, batch_size=97)
+    assert [p.cursor for p in fast_pulled] == [p.cursor for p in slow_pulled]
+    assert [p.batch for p in fast_pulled] == [p.batch for p in slow_pulled]
+    middle = fast_pulled[4].cursor
+    assert pa.Table.from_batches([p.batch for p in _drain(fast, middle, 50)]) == pa.Table.from_batches(
+        [p.batch for p in _drain(slow, middle, 50)]
+    )
+
+
+@pytest.fixture
+def typed_pg(postgres_url: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
+    engine = sa.create_engine(postgres_url)
+    metadata = sa.MetaData()
+    tbl = sa.Table(
+        f"oo_fast_{uuid.uuid4().hex[:10]}",
+        metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("updated_at", sa.DateTime),
+        sa.Column("stamped", sa.DateTime(timezone=True)),
+        sa.Column("amount", sa.Numeric(12, 3)),
+        sa.Column("born", sa.Date),
+        sa.Column("id_number", sa.CHAR(18)),
+        sa.Column("name", sa.Text),
+        sa.Column("photo", sa.LargeBinary),
+        sa.Column("score", sa.Float),
+    )
+    metadata.create_all(engine)
+    try:
+        yield engine, tbl
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
+def test_an_unreachable_host_is_unavailable_and_names_the_connector(server: str) -> None:
+    url = sa.make_url(server).set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
+    with pytest.raises(SourceUnavailable, match="cannot reach the database") as info:
+        _drain(_source(url, "household_member", name="gongan-down"))
+    assert "'gongan-down'" in str(info.value)
+
+
+def test_a_wrong_password_is_rejected_and_never_shown(mariadb_url: str) -> None:
+    password = "Not-The-Root-Pw-42"
+    source = _source(
+        mariadb_url,
+        "household_member",
+        name="gongan-maria",
+        secrets={"password": "GONGAN_DB_PASSWORD"},
+        env={"GONGAN_DB_PASSWORD": password},
+    )
+    with pytest.raises(SourceRejected, match="refused the connection") as info:
+        _drain(source)
+    assert "'gongan-maria'" in str(info.value) and "denied" in str(info.value).lower()
+    assert password not in str(info.value) and password not in repr(info.value.__cause__ or "")
+
+
+def test_a_column_renamed_at_the_source_between_pulls_is_a_schema_change(
+    server: str, table: tuple[sa.Engine, sa.Table]
+) -> None:
+    engine, tbl = table
+    with engine.begin() as conn:
+        conn.execute(sa.insert(tbl), _rows(range(1, 11)))
+    source = _source(server, tbl.name, name="gongan-renamed")
+    pulled = _drain(source)
+    quote = engine.dialect.identifier_preparer.quote
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {quote(tbl.name)} RENAME COLUMN name TO full_name")
+
+    with pytest.raises(SourceSchemaChanged) as info:
+        _drain(source, pulled[-1].cursor)
+    message = str(info.value)
+    assert "'gongan-renamed'" in message and "'name'" in message and "'full_name'" in message

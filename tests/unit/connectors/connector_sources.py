@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -46,7 +47,7 @@ def drain(source: Connector, cursor: Cursor | None = None, batch_size: int = 100
     for p in source.pull(cursor, batch_size):
         assert isinstance(p, Pulled) and isinstance(p.batch, pa.RecordBatch)
         assert 0 < p.batch.num_rows <= batch_size
-        pulled.append(Pulled(p.batch, json.loads(json.dumps(p.cursor))))
+        pulled.append(dataclasses.replace(p, cursor=json.loads(json.dumps(p.cursor))))
     return pulled
 
 

@@ -184,5 +184,7 @@ def test_a_missing_drop_folder_is_unavailable(tmp_path: Path) -> None:
 def test_an_unknown_encoding_or_format_fails_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="latin-99"):
         connector(drop(tmp_path, encoding="latin-99"))
-    with pytest.raises(ConfigurationError, match="csv"):
-        connector(drop(tmp_path, format="xlsx"))
+    with pytest.raises(ConfigurationError, match=r"options\.format: Input should be 'auto', 'csv'"):
+        connector(drop(tmp_path, format="xls"))
+    with pytest.raises(ConfigurationError, match=r"options\.archve: Extra inputs are not permitted"):
+        connector(drop(tmp_path, archve=str(tmp_path)))

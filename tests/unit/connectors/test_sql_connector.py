@@ -143,7 +143,7 @@ def test_columns_arrive_as_their_declared_types_even_when_all_null(db: tuple[sa.
     expected = pa.schema(
         [
             ("id", pa.int64()),
-            ("updated_at", pa.timestamp("us")),
+            ("updated_at", pa.timestamp("us", tz="Asia/Shanghai")),  # naive: the department's clock
             ("name", pa.string()),
             ("amount", pa.decimal128(10, 2)),
             ("born", pa.date32()),
@@ -207,7 +207,7 @@ def test_the_demo_household_registry_is_pulled_whole_through_its_registration(
     assert sum(p.batch.num_rows for p in pulled) == manifest.datasets["household"].rows
     assert len(set(column(pulled, "id"))) == manifest.datasets["household"].rows
     assert pulled[0].batch.schema.field("birth_date").type == pa.date32()
-    assert pulled[0].batch.schema.field("updated_at").type == pa.timestamp("us")
+    assert pulled[0].batch.schema.field("updated_at").type == pa.timestamp("us", tz="Asia/Shanghai")
     assert drain(source, pulled[-1].cursor) == []
 
 

@@ -1,0 +1,324 @@
+"""Snapshot change detection: for sources without a usable change timestamp.
+
+Example (what a connector type's ``_pull`` does in snapshot mode)::
+
+    store = SnapshotStore(home / "snapshots", connector.name)
+    yield from snapshot_pull(lambda: read_whole_source(), cursor, key=["cert_no"], store=store,
+                             batch_size=10_000, connector=connector.name)
+
+Each run reads the whole source, hashes every row (BLAKE2b-128 over the row's canonical bytes)
+and compares it, by primary key, with the previous run's hashes: rows whose key is new or whose
+hash changed are yielded, keys that are gone are reported as deleted (``Pulled.deleted``, on
+the last batch) and every batch says how many of its rows are ``new`` / ``changed``
+(``Pulled.changes``; the last also counts ``deleted``).
+
+Canonical row bytes: the columns in name order, each value as text (Arrow's cast to string:
+numbers, decimals, dates and timestamps in their ISO forms; binary as lowercase hex), ``\\``
+doubled and the unit separator U+001F written ``\\x1f``, NULL written ``\\N``, joined by
+U+001F, UTF-8 encoded. The key of a row is the canonical bytes of its key columns, as text.
+The text is built column-wise with Arrow compute; only the final hash is per row (hashlib).
+
+State and atomicity: hashes live in Parquet files under ``<directory>/<connector>/`` — never in
+the cursor. A pull writes the new generation ``<gen>.parquet`` (key, hash) and the rows to
+yield ``<gen>.changes.parquet`` (plus ``<gen>.deleted.parquet``) *before* yielding anything.
+Intermediate cursors are ``{"snapshot": <old>, "staged": <gen>, "rows": n}``; the last one is
+``{"snapshot": <gen>}``. So the new generation becomes current exactly when the catalog commits
+the last batch's cursor (the landing transaction); a run that dies leaves ``<old>`` current,
+and the next run resumes yielding the staged changes after row ``n`` instead of re-reading the
+source (which may have moved on). A source with nothing new, changed or deleted yields nothing.
+The key should identify a row: a key the source holds twice is yielded (twice) when first seen
+or changed, and the contract's ``unique`` rule quarantines it; unchanged, it is not yielded
+again (rows are compared by hash, and the hash covers the key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from connectors.base import Cursor, Pulled
+from onceonly.errors import ConfigurationError, SourceDataMalformed, SourceSchemaChanged
+
+KEY, HASH, CHANGE = "key", "hash", "__change"
+_SEP = "\x1f"
+_STATE_SCHEMA = pa.schema([(KEY, pa.string()), (HASH, pa.binary(16))])
+_NEW, _CHANGED = 0, 1
+
+
+def canonical_text(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> pa.Array:
+    """Per row, the canonical text of ``columns`` (see the module docstring), as one string array."""
+    parts = []
+    for name in sorted(columns):
+        col = table.column(name)
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if (
+            pa.types.is_binary(col.type)
+            or pa.types.is_large_binary(col.type)
+            or pa.types.is_fixed_size_binary(col.type)
+        ):
+            text = pa.array([None if v is None else v.hex() for v in col.to_pylist()], pa.string())
+        elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            text = col.cast(pa.string())
+        else:
+            text = pc.cast(col, pa.string())
+        text = pc.replace_substring(text, "\\", "\\\\")
+        text = pc.replace_substring(text, _SEP, "\\x1f")
+        parts.append(pc.fill_null(text, "\\N"))
+    if not parts:
+        raise ValueError("no columns to hash")
+    if len(parts) == 1:
+        return parts[0]
+    return pc.binary_join_element_wise(*parts, _SEP)
+
+
+def row_hashes(text: pa.Array) -> pa.Array:
+    """BLAKE2b-128 of each string's UTF-8 bytes, as ``binary(16)``."""
+    text = text.cast(pa.large_string())
+    n = len(text)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset : text.offset + n + 1]
+    data = memoryview(text.buffers()[2] or b"")
+    starts, ends = offsets[:-1].tolist(), offsets[1:].tolist()
+    blake = hashlib.blake2b
+    digests = [blake(data[s:e], digest_size=16).digest() for s, e in zip(starts, ends, strict=True)]
+    return pa.array(digests, pa.binary(16))
+
+
+class SnapshotStore:
+    """The Parquet files holding one connector's snapshot generations."""
+
+    def __init__(self, directory: Path, connector: str) -> None:
+        self.dir = Path(directory) / connector
+        self.connector = connector
+
+    def state(self, generation: str) -> Path:
+        return self.dir / f"{generation}.parquet"
+
+    def changes(self, generation: str) -> Path:
+        return self.dir / f"{generation}.changes.parquet"
+
+    def deleted(self, generation: str) -> Path:
+        return self.dir / f"{generation}.deleted.parquet"
+
+    def new_generation(self) -> str:
+        return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+
+    def load(self, generation: str | None) -> pa.Table:
+        if generation is None:
+            return _STATE_SCHEMA.empty_table()
+        path = self.state(generation)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"connector {self.connector!r}: snapshot {generation} named by the cursor is missing "
+                f"({path}); restore it, or reset the connector's cursor to pull the source as new"
+            )
+        return pq.read_table(path, schema=_STATE_SCHEMA)
+
+    def prune(self, current: str | None) -> None:
+        """Remove the generations older than ``current`` (superseded, or staged by a dead run).
+
+        Generation names sort by creation time. Newer ones are left alone: they may be staged
+        by a pull in progress (its cursor is not committed yet); they go once a later
+        generation is current.
+        """
+        if current is None or not self.dir.is_dir():
+            return
+        for path in self.dir.iterdir():
+            if path.name.split(".", 1)[0] < current:
+                path.unlink(missing_ok=True)
+
+    def discard(self, generation: str) -> None:
+        """Remove one generation's files (staged, then found to change nothing)."""
+        for path in (self.state(generation), self.changes(generation), self.deleted(generation)):
+            path.unlink(missing_ok=True)
+
+
+def snapshot_pull(
+    source: Callable[[], Iterable[pa.RecordBatch]],
+    cursor: Cursor | None,
+    *,
+    key: Sequence[str],
+    store: SnapshotStore,
+    batch_size: int,
+    connector: str,
+) -> Iterator[Pulled]:
+    """Yield the source's new and changed rows since the cursor's snapshot, and its deleted keys.
+
+    ``source()`` returns the source's complete current rows as record batches (it is only called
+    when there is no staged pull to resume). Usable by any connector type: ``sql`` passes its
+    query's batches, ``files`` the rows of every file in the drop folder.
+    """
+    old = (cursor or {}).get("snapshot")
+    staged = (cursor or {}).get("staged")
+    store.prune(old)
+    if staged and store.changes(staged).is_file() and store.state(staged).is_file():
+        yield from _yield_staged(store, staged, old, int(cursor.get("rows", 0)) if cursor else 0, batch_size)
+        return
+    generation = store.new_generation()
+    if not _stage(source, key, store, old, generation, connector):
+        store.discard(generation)
+        return
+    yield from _yield_staged(store, generation, old, 0, batch_size)
+
+
+def _stage(
+    source: Callable[[], Iterable[pa.RecordBatch]],
+    key: Sequence[str],
+    store: SnapshotStore,
+    old: str | None,
+    generation: str,
+    connector: str,
+) -> bool:
+    """Write the generation's state, changes and deleted files; False: nothing changed."""
+    previous = store.load(old)
+    prev_keys, prev_hashes = previous.column(KEY).combine_chunks(), previous.column(HASH).combine_chunks()
+    store.dir.mkdir(parents=True, exist_ok=True)
+    schema: pa.Schema | None = None
+    current_keys: list[pa.Array] = []
+    changed_rows = 0
+    state_writer = pq.ParquetWriter(store.state(generation), _STATE_SCHEMA)
+    changes_writer: pq.ParquetWriter | None = None
+    try:
+        for batch in source():
+            if not batch.num_rows:
+                continue
+            if schema is None:
+                missing = [k for k in key if k not in batch.schema.names]
+                if missing:
+                    raise SourceSchemaChanged(
+                        connector, f"snapshot key column(s) {', '.join(missing)} missing from the source"
+                    )
+                schema = batch.schema
+                changes_writer = pq.ParquetWriter(
+                    store.changes(generation), schema.append(pa.field(CHANGE, pa.int8()))
+                )
+            batch = _conform(batch, schema, connector)
+            keys = canonical_text(batch, key)
+            hashes = row_hashes(canonical_text(batch, schema.names))
+            state_writer.write_batch(pa.record_batch([keys, hashes], schema=_STATE_SCHEMA))
+            current_keys.append(keys)
+            # The row hash covers the key columns too, so a row is unchanged exactly when its
+            # hash was in the previous snapshot; comparing hashes as a set (not per key) keeps a
+            # key the source holds twice from counting as changed on every run.
+            is_new = pc.invert(pc.is_in(keys, value_set=prev_keys))
+            keep = pc.invert(pc.is_in(hashes, value_set=prev_hashes))
+            kept = batch.filter(keep)
+            if kept.num_rows:
+                change = pc.if_else(is_new.filter(keep), _NEW, _CHANGED).cast(pa.int8())
+                assert changes_writer is not None
+                changes_writer.write_batch(
+                    pa.RecordBatch.from_arrays([*kept.columns, change], schema=changes_writer.schema)
+                )
+                changed_rows += kept.num_rows
+        seen = pa.concat_arrays(current_keys) if current_keys else pa.array([], pa.string())
+        deleted = prev_keys.filter(pc.invert(pc.is_in(prev_keys, value_set=seen)))
+        pq.write_table(pa.table({KEY: deleted}), store.deleted(generation))
+    except BaseException:
+        state_writer.close()
+        if changes_writer is not None:
+            changes_writer.close()
+        store.discard(generation)
+        raise
+    state_writer.close()
+    if changes_writer is not None:
+        changes_writer.close()
+    if schema is None and len(prev_keys) == 0:
+        return False  # an empty source, as before
+    if not changed_rows and not len(deleted):
+        return False
+    if changes_writer is None:  # the source is empty now: every key was deleted
+        pq.write_table(pa.table({CHANGE: pa.array([], pa.int8())}), store.changes(generation))
+    _fsync_dir(store.dir)
+    return True
+
+
+def _yield_staged(
+    store: SnapshotStore, generation: str, old: str | None, skip: int, batch_size: int
+) -> Iterator[Pulled]:
+    changes = pq.ParquetFile(store.changes(generation))
+    deleted = pq.read_table(store.deleted(generation)).column(KEY).combine_chunks()
+    total = changes.metadata.num_rows
+    names = [n for n in changes.schema_arrow.names if n != CHANGE]
+    if total <= skip:  # only deletions (or everything already yielded): one empty batch carries them
+        schema = pa.schema([changes.schema_arrow.field(n) for n in names])
+        batch = pa.record_batch([pa.array([], f.type) for f in schema], schema=schema)
+        yield Pulled(
+            batch, {"snapshot": generation}, deleted, {"new": 0, "changed": 0, "deleted": len(deleted)}
+        )
+        return
+    done = skip  # rows of the changes file up to and including `pending`
+    pending: pa.RecordBatch | None = None
+    for batch in _rebatch(changes.iter_batches(batch_size=max(batch_size, 1024)), batch_size, skip):
+        if pending is not None:
+            yield _staged_pulled(pending, names, {"snapshot": old, "staged": generation, "rows": done})
+        pending = batch
+        done += batch.num_rows
+    assert pending is not None
+    last = _staged_pulled(pending, names, {"snapshot": generation})
+    yield Pulled(last.batch, last.cursor, deleted, {**last.changes, "deleted": len(deleted)})
+
+
+def _staged_pulled(batch: pa.RecordBatch, names: list[str], cursor: Cursor) -> Pulled:
+    change = batch.column(CHANGE)
+    new = int(pc.sum(pc.equal(change, _NEW)).as_py() or 0)
+    return Pulled(batch.select(names), cursor, None, {"new": new, "changed": batch.num_rows - new})
+
+
+def _rebatch(blocks: Iterable[pa.RecordBatch], batch_size: int, skip: int) -> Iterator[pa.RecordBatch]:
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in blocks:
+        if skip:
+            if batch.num_rows <= skip:
+                skip -= batch.num_rows
+                continue
+            batch, skip = batch.slice(skip), 0
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= batch_size:
+            table = pa.Table.from_batches(pending).combine_chunks()
+            yield table.slice(0, batch_size).to_batches()[0]
+            rest = table.slice(batch_size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema, connector: str) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s columns in its order (files of one folder may order them apart)."""
+    if batch.schema.equals(schema):
+        return batch
+    missing = [n for n in schema.names if n not in batch.schema.names]
+    if missing:
+        raise SourceDataMalformed(
+            connector, f"column(s) {', '.join(missing)} missing from part of the source"
+        )
+    try:
+        return pa.record_batch(
+            [batch.column(n).cast(schema.field(n).type) for n in schema.names], schema=schema
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise SourceDataMalformed(
+            connector, f"the source's column types differ between parts: {exc}"
+        ) from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    if hasattr(os, "O_DIRECTORY"):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+__all__ = ["SnapshotStore", "canonical_text", "row_hashes", "snapshot_pull"]

@@ -1,0 +1,168 @@
+"""The ``onceonly-connector`` Prefect block, and that secret values leak nowhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from connectors.block import OnceOnlyConnector, block_of
+from connectors.registration import Registration
+from lake.catalog import metadata
+from onceonly.cli import app
+from onceonly.settings import Settings
+
+CANARY = "Canary-Pw-" + uuid.uuid4().hex  # a password nothing may ever show
+
+
+def _registration(url: str, table: str, name: str = "gongan-pg", **secrets: str) -> Registration:
+    return Registration(
+        name=name,
+        department="天津市公安局武清分局",
+        dataset="household",
+        type="sql",
+        options={"url": url, "table": table, "cursor": {"column": "updated_at", "tiebreak": "id"}},
+        secrets=secrets,
+    )
+
+
+def test_secrets_are_prefect_secret_values_or_environment_variable_names(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.blocks.system import Secret
+
+    token_name = f"OO_TOKEN_{uuid.uuid4().hex[:8].upper()}"
+    Secret(value="token-from-prefect").save(token_name.lower().replace("_", "-"), overwrite=True)
+    monkeypatch.setenv("OO_ENV_PASSWORD", CANARY)
+    block = block_of(
+        _registration("postgresql+psycopg://u@h/db", "t", token=token_name, password="OO_ENV_PASSWORD")
+    )
+    assert block.secrets["token"].get_secret_value() == "token-from-prefect"
+    assert block.secrets["password"].get_secret_value() == "OO_ENV_PASSWORD"  # the name, never the value
+    assert "token-from-prefect" not in block.model_dump_json() and CANARY not in block.model_dump_json()
+
+
+def test_register_saves_the_block_and_remove_deletes_it(
+    home: Path, tmp_path: Path, prefect_harness: None, postgres_url: str
+) -> None:
+    table = f"oo_block_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE TABLE {table} (id int PRIMARY KEY, updated_at timestamp)")
+        conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1, '2026-11-20 08:00')")
+    name = f"gongan-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "reg.yaml"
+    path.write_text(
+        f"name: {name}\ndepartment: 公安\ndataset: household\ntype: sql\n"
+        f"options: {{url: '{postgres_url}', table: {table}, cursor: {{column: updated_at, tiebreak: id}}}}\n",
+        encoding="utf-8",
+    )
+    try:
+        result = CliRunner().invoke(app, ["connectors", "register", str(path)])
+        assert result.exit_code == 0, result.output
+        assert f"saved as Prefect block onceonly-connector/{name}" in result.output
+        block = OnceOnlyConnector.load(name)
+        assert block.connector == name and block.options["table"] == table and block.dataset == "household"
+
+        result = CliRunner().invoke(app, ["connectors", "remove", name])
+        assert result.exit_code == 0 and "deleted" in result.output
+        with pytest.raises(ValueError):
+            OnceOnlyConnector.load(name)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        engine.dispose()
+
+
+def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
+    home: Path,
+    tmp_path: Path,
+    prefect_harness: None,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """PostgreSQL here trusts local connections, so the password is sent and ignored: the
+    connector resolves and uses it on every path (register, test, flow, failure)."""
+    from prefect.client.orchestration import get_client
+
+    from flows.daily_sharing import daily_sharing
+
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("OO_CANARY_PASSWORD", CANARY)
+    table = f"oo_leak_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE {table} (id int PRIMARY KEY, person_id char(18), updated_at timestamp)"
+        )
+        conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1, '120104199003071234', '2026-11-20 08:00')")
+    name = f"gongan-{uuid.uuid4().hex[:8]}"
+    path = tmp_path / "reg.yaml"
+    path.write_text(
+        f"name: {name}\ndepartment: 公安\ndataset: household\ntype: sql\n"
+        f"options: {{url: '{postgres_url}', table: {table}, cursor: {{column: updated_at, tiebreak: id}}}}\n"
+        "secrets: {password: OO_CANARY_PASSWORD}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ONCEONLY_REGISTRATIONS_DIR", str(tmp_path / "none"))  # only this connector
+    runner = CliRunner()
+    outputs = []
+    try:
+        outputs.append(runner.invoke(app, ["connectors", "register", str(path)]).output)
+        outputs.append(runner.invoke(app, ["connectors", "test", name]).output)
+        first = daily_sharing(connectors=[name], return_state=True)
+        with engine.begin() as conn:  # the source loses its table: the next run fails
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        second = daily_sharing(connectors=[name], return_state=True)
+        failed = second.result(raise_on_failure=False)
+        assert failed.failed and name in (failed.failed[0].error or "")
+        outputs += [str(first.result(raise_on_failure=False)), str(failed), failed.failed[0].error or ""]
+        outputs.append(runner.invoke(app, ["connectors", "list"]).output)
+
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts()
+            block = client.read_block_document_by_name(name, "onceonly-connector", include_secrets=True)
+        outputs += [json.dumps(a.model_dump(mode="json"), default=str) for a in artifacts]
+        outputs.append(json.dumps(block.model_dump(mode="json"), default=str))
+        outputs.append(caplog.text)
+        catalog = sa.create_engine(Settings().catalog_url)
+        with catalog.connect() as conn:
+            for tbl in metadata.sorted_tables:
+                outputs.append(json.dumps([list(r) for r in conn.execute(sa.select(tbl))], default=str))
+        catalog.dispose()
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        engine.dispose()
+    everything = "\n".join(outputs)
+    assert "OO_CANARY_PASSWORD" in everything  # the secret's NAME is shown where it helps
+    assert CANARY not in everything
+
+
+def test_the_flow_saves_blocks_for_connectors_registered_from_the_shipped_files(
+    home: Path, tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.daily_sharing import daily_sharing
+
+    db = tmp_path / "huji.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE huji (id INTEGER PRIMARY KEY, updated_at DATETIME)")
+    engine.dispose()
+    folder = tmp_path / "registrations"
+    folder.mkdir()
+    name = f"gongan-{uuid.uuid4().hex[:8]}"
+    (folder / f"{name}.yaml").write_text(
+        f"name: {name}\ndepartment: 公安\ndataset: household\ntype: sql\n"
+        f"options: {{url: 'sqlite:///{db}', table: huji, cursor: {{column: updated_at, tiebreak: id}}}}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ONCEONLY_REGISTRATIONS_DIR", str(folder))
+    daily_sharing(connectors=[name], return_state=True)
+    assert OnceOnlyConnector.load(name).connector == name
