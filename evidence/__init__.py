@@ -28,7 +28,18 @@ from evidence.identifier import (
     InvalidCertificateId,
     iso7064_mod37_36,
 )
-from evidence.keys import SUITES, KeyStore, SigningKey, verifier_key_path
+from evidence.keys import (
+    KEYRING_FILE,
+    SUITES,
+    KeyRecord,
+    Keyring,
+    KeyStore,
+    SigningKey,
+    check_key_status,
+    open_key_store,
+    parse_since,
+    verifier_key_path,
+)
 from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
 from evidence.merkle import (
     EMPTY_ROOT,
@@ -51,6 +62,7 @@ from evidence.note import (
     format_vkey,
     key_id,
     open_note,
+    open_note_signers,
     parse_vkey,
     sign_note,
 )
@@ -63,6 +75,7 @@ __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "ISO7064_ALPHABET",
+    "KEYRING_FILE",
     "MAX_SIGNATURES",
     "SIGNATURE_LINE_PREFIX",
     "STATUS_SUPERSEDED",
@@ -74,7 +87,9 @@ __all__ = [
     "CompactRange",
     "Draft",
     "InvalidCertificateId",
+    "KeyRecord",
     "KeyStore",
+    "Keyring",
     "NoteVerifier",
     "SigningKey",
     "TransparencyLog",
@@ -82,6 +97,7 @@ __all__ = [
     "build_bundle",
     "canonical_json",
     "certificate_leaf_bytes",
+    "check_key_status",
     "consistency_proof",
     "drafts_from",
     "format_vkey",
@@ -92,7 +108,10 @@ __all__ = [
     "latest_checkpoint",
     "leaf_hash",
     "node_hash",
+    "open_key_store",
     "open_note",
+    "open_note_signers",
+    "parse_since",
     "parse_vkey",
     "prove_inclusion",
     "root",

@@ -13,6 +13,7 @@ by name through ``connectors.secrets`` at the last moment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,13 @@ class Settings(BaseSettings):
     lake_url: str | None = Field(None, description="Folder of the Parquet lake; default home/lake.")
     key_passphrase: SecretStr | None = Field(
         None, description="Passphrase of the signing key (PKCS#8, encrypted at rest)."
+    )
+    key_passphrase_secret: str | None = Field(
+        None,
+        description="Name of a Prefect Secret block holding the key passphrase, if the variable is unset.",
+    )
+    signature_suite: Literal["ed25519", "ecdsa-p256-sha256", "sm2-sm3"] = Field(
+        "ed25519", description="Signature suite of new signing keys (see `onceonly keys`)."
     )
     log_origin: str = Field(
         "onceonly.example/wuqing/evidence",
