@@ -176,6 +176,9 @@ log_head = Table(
     Column("id", Integer, primary_key=True),
     Column("tree_size", BigInteger, nullable=False),
     Column("frontier", JSON, nullable=False),
+    # The log's hash function (sha256, or sm3 as a deployment option), fixed by its first
+    # append: a log never mixes two.
+    Column("hash_alg", String(10), nullable=False, server_default="sha256"),
 )
 
 log_leaves = Table(
@@ -186,6 +189,21 @@ log_leaves = Table(
     Column("kind", String(20), nullable=False),
     Column("ref", String(120), nullable=False),
     Column("appended_at", DateTime(timezone=True), nullable=False),
+    # The entry itself for kinds that have no table of their own (batch receipts, uses of
+    # shared data, lifecycle changes); a certificate's entry is certificates.canonical.
+    Column("entry", LargeBinary),
+    Index("ix_log_leaves_kind_ref", "kind", "ref"),
+)
+
+# Every complete interior node of the log's tree, written with the leaves that complete it:
+# node (level, node_index) is MTH(D[node_index * 2**level : (node_index + 1) * 2**level])
+# for level >= 1 (level 0 is log_leaves). Any RFC 9162 proof is O(log n) of these rows.
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("node_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
 )
 
 checkpoints = Table(
@@ -333,3 +351,4 @@ __all__ = [
     "township_extracts",
     "utcnow",
 ]
+    "log_nodes",
