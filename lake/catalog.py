@@ -215,6 +215,52 @@ checkpoints = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# A newer version names the one it supersedes: "is this certificate superseded?" is a lookup.
+Index("ix_certificates_previous", certificates.c.previous_id)
+
+# W3C Bitstring Status List, per issuer: each list has a fixed number of entries handed out
+# in the random order of ``permutation`` (uint32 little-endian), so an index says nothing
+# about when a certificate was issued. The newest signed, logged publication is kept here.
+status_lists = Table(
+    "status_lists",
+    metadata,
+    Column("issuer_code", String(18), primary_key=True),
+    Column("list_no", Integer, primary_key=True, autoincrement=False),
+    Column("next_slot", BigInteger, nullable=False),
+    Column("permutation", LargeBinary(4 * 131_072), nullable=False),  # MariaDB: a MEDIUMBLOB
+    Column("document", Text),  # RFC 8785 JSON of the newest published list
+    Column("signature", Text),  # signed note over its SHA-256
+    Column("leaf_index", BigInteger),  # its transparency-log leaf
+    Column("published_at", DateTime(timezone=True)),
+)
+
+# Where each certificate's status bits lie (also written into the certificate itself).
+status_entries = Table(
+    "status_entries",
+    metadata,
+    Column("cert_id", String(120), primary_key=True),
+    Column("issuer_code", String(18), nullable=False),
+    Column("list_no", Integer, nullable=False),
+    Column("status_index", BigInteger, nullable=False),
+    UniqueConstraint("issuer_code", "list_no", "status_index", name="uq_status_entry"),
+)
+
+# Lifecycle changes (暂扣, 暂扣发还, 撤销, 吊销, 注销, 失效): the log has the signed history,
+# this table the readable one; ``certificates.status`` holds the current state.
+certificate_events = Table(
+    "certificate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cert_id", String(120), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("status_before", String(10), nullable=False),
+    Column("status_after", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_certificate_events_cert", "cert_id"),
+)
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -338,17 +384,20 @@ def _plain(exc: SQLAlchemyError) -> str:
 __all__ = [
     "Catalog",
     "batches",
+    "certificate_events",
     "certificates",
     "checkpoints",
     "connector_state",
     "insert_missing",
     "log_head",
     "log_leaves",
+    "log_nodes",
     "metadata",
     "quarantine",
     "runs",
     "serials",
+    "status_entries",
+    "status_lists",
     "township_extracts",
     "utcnow",
 ]
-    "log_nodes",

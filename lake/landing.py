@@ -35,6 +35,7 @@ from evidence.bundle import certificate_leaf_bytes
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID, Draft, drafts_from, issue
 from evidence.identifier import CertificateId
 from evidence.log import TransparencyLog
+from evidence.status_list import allocate_entries
 from lake.catalog import (
     Catalog,
     batches,
@@ -43,6 +44,7 @@ from lake.catalog import (
     insert_missing,
     quarantine,
     serials,
+    status_entries,
     township_extracts,
     utcnow,
 )
@@ -167,6 +169,7 @@ class Lander:
                         for i, (b, c) in enumerate(zip(canonical, issued, strict=True))
                     ],
                 )
+                conn.execute(insert(status_entries), [_status_entry_row(c) for c in issued])
                 superseded = [c.body["previous"] for c in issued if c.body["previous"]]
                 _mark_townships(conn, {c.draft.township for c in issued} | _townships_of(conn, superseded))
                 for chunk in _chunks(superseded):
@@ -258,15 +261,23 @@ class Lander:
             (d, previous, CertificateId.parse(previous).with_version(version))
             for d, previous, version in renewals
         ]
+        # Every version gets its own status-list entry, written into the certificate (its leaf).
+        entries = allocate_entries(conn, spec.issuer_code, len(plan))
         return [
             _Issued(
                 issue(
-                    draft, cid, issue_date=today, batch_id=batch_id, contract=compiled.ref, previous=previous
+                    draft,
+                    cid,
+                    issue_date=today,
+                    batch_id=batch_id,
+                    contract=compiled.ref,
+                    previous=previous,
+                    status_entry=entry.to_json(),
                 ),
                 draft,
                 cid,
             )
-            for draft, previous, cid in plan
+            for (draft, previous, cid), entry in zip(plan, entries, strict=True)
         ]
 
     def _quarantine(
@@ -496,6 +507,16 @@ def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_i
         "leaf_index": leaf_index,
         "batch_id": batch_id,
         "previous_id": cert["previous"],
+    }
+
+
+def _status_entry_row(issued: _Issued) -> dict[str, Any]:
+    entry = issued.body["credential_status"]
+    return {
+        "cert_id": issued.body["id"],
+        "issuer_code": entry["issuer"],
+        "list_no": entry["list"],
+        "status_index": entry["index"],
     }
 
 

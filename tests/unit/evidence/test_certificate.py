@@ -84,7 +84,7 @@ def test_one_draft_per_household_row_with_the_record_as_text() -> None:
         "number": "H000001",
         "type": {"code": "11100000000019342N001", "name": "居民户口簿"},
         "issuer": {"name": "天津市公安局武清分局", "code": "111201140000000196"},
-        "holder": {"name": "王1", "id_type": "居民身份证", "id": citizen_id(1)},
+        "holder": {"name": "王1", "id_type": "居民身份证", "id_type_code": "111", "id": citizen_id(1)},
         "valid_from": "2000-01-01",
         "valid_to": None,
         "township": "120114001000",
@@ -151,7 +151,12 @@ def test_licence_validity_and_decimals_become_text() -> None:
     assert (draft.valid_from, draft.valid_to) == ("2015-06-01", "2045-05-31")
     assert draft.content["fields"]["registered_capital"] == "1000000.50"
     assert draft.content["fields"]["business_scope"] is None
-    holder = {"name": "天津武清商贸有限公司", "id_type": "统一社会信用代码", "id": row["uscc"]}
+    holder = {
+        "name": "天津武清商贸有限公司",
+        "id_type": "统一社会信用代码",
+        "id_type_code": "001",
+        "id": row["uscc"],
+    }
     assert draft.content["holder"] == holder
 
 
