@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 import typer
 from dotenv import load_dotenv
 
+from evidence.keys_cli import app as keys_app
 from onceonly.errors import CatalogError, ConfigurationError, OnceOnlyError, VerificationFailed
 from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
 from onceonly.settings import Settings
@@ -38,6 +39,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(connectors_app, name="connectors")
 app.add_typer(certificates_app, name="certificates")
 app.add_typer(matters_app, name="matters")
+app.add_typer(keys_app, name="keys")
 
 DEMO_SEED = 20261121
 
