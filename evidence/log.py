@@ -274,6 +274,35 @@ def tree_size(conn: Connection) -> int:
     return 0 if row is None else int(row.tree_size)
 
 
+@dataclass(frozen=True)
+class Leaf:
+    index: int
+    kind: str
+    ref: str
+    leaf_hash: bytes
+    entry: bytes | None  # the logged bytes (a certificate's canonical JSON for certificates)
+
+
+def leaf_at(conn: Connection, index: int) -> Leaf:
+    """Leaf ``index`` with its entry; EvidenceError if the log has no such leaf."""
+    joined = outerjoin(log_leaves, certificates, certificates.c.leaf_index == log_leaves.c.leaf_index)
+    row = conn.execute(
+        select(
+            log_leaves.c.kind,
+            log_leaves.c.ref,
+            log_leaves.c.leaf_hash,
+            log_leaves.c.entry,
+            certificates.c.canonical,
+        )
+        .select_from(joined)
+        .where(log_leaves.c.leaf_index == index)
+    ).first()
+    if row is None:
+        raise EvidenceError(f"the log has no leaf {index} (it holds {tree_size(conn)})")
+    entry = row.entry if row.kind != KIND_CERTIFICATE else row.canonical
+    return Leaf(index, row.kind, row.ref, bytes(row.leaf_hash), None if entry is None else bytes(entry))
+
+
 def prove_inclusion(conn: Connection, leaf_index: int, size: int) -> list[bytes]:
     """The RFC 9162 inclusion proof of ``leaf_index`` in the tree of the first ``size`` leaves."""
     if not 0 <= leaf_index < size:
@@ -357,13 +386,17 @@ class LogReport:
     checkpoints: int = 0
 
 
-def verify_log(conn: Connection, verifier: NoteVerifier, *, chunk: int = _VERIFY_CHUNK) -> LogReport:
+def verify_log(
+    conn: Connection, verifier: NoteVerifier | Sequence[NoteVerifier], *, chunk: int = _VERIFY_CHUNK
+) -> LogReport:
     """Recompute the whole log from its entries and check every stored leaf, node and checkpoint.
 
     Raises :class:`VerificationFailed` naming the first inconsistency: a leaf whose entry does
     not hash to it (or has no entry), a missing, extra or differing interior node, a checkpoint
     whose root differs from the recomputed tree or whose signature or text is wrong, a head
-    that does not match. Memory stays bounded: ``chunk`` leaves at a time.
+    that does not match. ``verifier`` may be several keys (a keyring after rotations): each
+    checkpoint must carry a good signature by one of them. Memory stays bounded: ``chunk``
+    leaves at a time.
     """
     head = read_head(conn)
     hasher = head.hasher
@@ -380,7 +413,8 @@ def verify_log(conn: Connection, verifier: NoteVerifier, *, chunk: int = _VERIFY
         )
     by_size = {int(c.tree_size): c for c in stored_checkpoints}
     stops = sorted({*by_size, head.tree_size})
-    size, frontier = 0, []
+    size = 0
+    frontier: list[bytes] = []
     for stop in stops:
         while size < stop:
             end = min(stop, size + chunk)
@@ -473,7 +507,11 @@ def _check_nodes(conn: Connection, level: int, first: int, expected: list[bytes]
 
 
 def _check_checkpoint(
-    row: Any, size: int, frontier: list[bytes], hasher: TreeHash, verifier: NoteVerifier
+    row: Any,
+    size: int,
+    frontier: list[bytes],
+    hasher: TreeHash,
+    verifier: NoteVerifier | Sequence[NoteVerifier],
 ) -> None:
     recomputed = fold_subtrees(frontier, hasher=hasher) if frontier else hasher.empty_root
     if bytes(row.root_hash) != recomputed:
@@ -503,12 +541,14 @@ __all__ = [
     "KIND_LIFECYCLE",
     "KIND_USE",
     "Appended",
+    "Leaf",
     "LogHead",
     "LogReport",
     "TransparencyLog",
     "batch_receipt",
     "checkpoint_at",
     "latest_checkpoint",
+    "leaf_at",
     "log_entry",
     "prove_consistency",
     "prove_inclusion",

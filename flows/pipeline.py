@@ -30,6 +30,7 @@ from contracts.compiler import CompiledContract, compile_contract
 from contracts.model import contract_by_id
 from evidence.keys import KeyStore, SigningKey
 from evidence.log import TransparencyLog
+from evidence.merkle import tree_hash
 from lake.catalog import Catalog
 from lake.parquet import ParquetLake
 from onceonly.errors import ConfigurationError, EvidenceError
@@ -54,7 +55,7 @@ class Pipeline:
             catalog=Catalog.connect(settings.catalog_url),
             lake=ParquetLake(settings.lake_dir),
             key=key,
-            log=TransparencyLog(key, settings.log_origin),
+            log=TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash)),
             registrations=load_registrations(settings.registrations_dir),
             key_created=created,
         )

@@ -26,6 +26,7 @@ import typer
 from dotenv import load_dotenv
 
 from evidence.keys_cli import app as keys_app
+from evidence.log_cli import log_app
 from onceonly.errors import CatalogError, ConfigurationError, OnceOnlyError, VerificationFailed
 from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
 from onceonly.settings import Settings
@@ -40,6 +41,7 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(certificates_app, name="certificates")
 app.add_typer(matters_app, name="matters")
 app.add_typer(keys_app, name="keys")
+app.add_typer(log_app, name="log")
 
 DEMO_SEED = 20261121
 

@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         "onceonly.example/wuqing/evidence",
         description="C2SP checkpoint origin line, also the signing key's name.",
     )
+    log_hash: Literal["sha256", "sm3"] = Field(
+        "sha256",
+        description="Hash of the transparency log (RFC 9162 SHA-256, or SM3); fixed by its first entry.",
+    )
     district_code: str = Field("120114", description="GB/T 2260 code of the district served.")
     batch_size: int = Field(10_000, ge=1, description="Rows per record batch.")
     connector_attempts: int = Field(
