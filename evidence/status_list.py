@@ -58,6 +58,7 @@ from evidence.certificate import (
     STATUS_VALID,
     STATUS_WITHDRAWN,
 )
+from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
 from evidence.note import NoteVerifier, open_note
 from lake.catalog import Catalog, certificates, insert_missing, status_entries, status_lists, utcnow
@@ -175,10 +176,16 @@ def build_document(
         .join(certificates, certificates.c.cert_id == status_entries.c.cert_id)
         .where(and_(status_entries.c.issuer_code == issuer, status_entries.c.list_no == list_no))
     ).all()
-    indices = np.fromiter((r.status_index for r in rows), dtype=np.int64, count=len(rows))
-    codes = np.fromiter(
-        (_code_of(r.status, bool(r.superseded)) for r in rows), dtype=np.uint8, count=len(rows)
-    )
+    states = {int(r.status_index): _state_of(r.status, bool(r.superseded)) for r in rows}
+    return make_document(issuer, list_no, origin, published, states)
+
+
+def make_document(
+    issuer: str, list_no: int, origin: str, published: dt.datetime, states: Mapping[int, str]
+) -> dict[str, Any]:
+    """The status list document giving each index in ``states`` its state (others: 有效)."""
+    indices = np.fromiter(states.keys(), dtype=np.int64, count=len(states))
+    codes = np.fromiter((_STATE_CODE[s] for s in states.values()), dtype=np.uint8, count=len(states))
     return {
         "format": STATUS_LIST_FORMAT,
         "id": f"{origin}/status/{list_id(issuer, list_no)}",
@@ -194,6 +201,12 @@ def build_document(
             "encodedList": encode_bits(_message_bits(indices, codes), LIST_SIZE * MESSAGE_BITS),
         },
     }
+
+
+def sign_document(document: Mapping[str, Any], key: SigningKey) -> tuple[bytes, str]:
+    """``(RFC 8785 bytes, signed note)`` of a status list document: what is logged and published."""
+    canonical = canonical_json(document)
+    return canonical, key.sign_note(_note_text(str(document["id"]), canonical))
 
 
 def publish_status_lists(
@@ -213,8 +226,7 @@ def publish_status_lists(
         document = build_document(conn, row.issuer_code, int(row.list_no), log.origin, now)
         if row.document is not None and _bits_of(json.loads(row.document)) == _bits_of(document):
             continue
-        canonical = canonical_json(document)
-        signature = log.key.sign_note(_note_text(document["id"], canonical))
+        canonical, signature = sign_document(document, log.key)
         appended = log.append(conn, [(canonical, LOG_KIND, list_id(row.issuer_code, int(row.list_no)))])
         conn.execute(
             update(status_lists)
@@ -369,12 +381,12 @@ def _message_bits(indices: np.ndarray, codes: np.ndarray) -> np.ndarray:
     return bits.reshape(-1)
 
 
-def _code_of(status: str, superseded: bool) -> int:
+def _state_of(status: str, superseded: bool) -> str:
     if status == STATUS_EXPIRED and superseded:
-        return _STATE_CODE[STATE_SUPERSEDED]
+        return STATE_SUPERSEDED
     if status not in _STATE_CODE:
         raise EvidenceError(f"certificate status {status!r} has no status-list state")
-    return _STATE_CODE[status]
+    return status
 
 
 def _bits_of(document: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -397,8 +409,10 @@ __all__ = [
     "build_document",
     "decode_bits",
     "encode_bits",
+    "make_document",
     "open_status_list",
     "publish_status_lists",
+    "sign_document",
     "stored_list",
     "write_status_files",
 ]

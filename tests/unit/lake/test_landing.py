@@ -24,12 +24,13 @@ from landing_harness import (
     validate,
 )
 
-from evidence.bundle import build_bundle, certificate_leaf_bytes, verify_bundle
+from evidence.bundle import certificate_leaf_bytes, export_bundle, verify_bundle
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID
 from evidence.identifier import CertificateId
-from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
+from evidence.log import Appended, TransparencyLog, latest_checkpoint, tree_size
 from evidence.merkle import leaf_hash, root
 from evidence.note import Checkpoint, open_note, parse_vkey
+from evidence.status_list import publish_status_lists
 from lake.catalog import (
     batches,
     certificates,
@@ -401,27 +402,21 @@ def test_exported_bundles_verify_offline(harness: Harness) -> None:
     harness.land([*GOOD[4:], household_row(40), household_row(41)], before=C1, after=C2)
 
     with harness.catalog.begin() as conn:
+        publish_status_lists(conn, harness.log)
         head = latest_checkpoint(conn)
         assert head is not None
-        size, note = head
-        rows = conn.execute(sa.select(certificates.c.canonical, certificates.c.leaf_index)).all()
-        bundles = [
-            build_bundle(
-                json.loads(bytes(r.canonical)),
-                int(r.leaf_index),
-                prove_inclusion(conn, int(r.leaf_index), size),
-                note,
-                harness.key.vkey,
-            )
-            for r in rows
-        ]
-    assert size == 8 and len(bundles) == 8
+        size = head[0]
+        rows = conn.execute(
+            sa.select(certificates.c.cert_id, certificates.c.canonical, certificates.c.leaf_index)
+        ).all()
+        bundles = [export_bundle(conn, r.cert_id, harness.key.vkey)[0] for r in rows]
+    assert len(bundles) == 8
     for r, bundle in zip(rows, bundles, strict=True):
         assert bytes(r.canonical) == certificate_leaf_bytes(json.loads(bytes(r.canonical)))
         shipped = json.loads(json.dumps(bundle, ensure_ascii=False, indent=2))
         verified = verify_bundle(shipped, trusted_vkey=harness.key.vkey)
         assert verified.certificate_id == bundle["certificate"]["id"] and verified.status == STATUS_VALID
-        assert (verified.leaf_index, verified.tree_size, verified.origin) == (r.leaf_index, 8, ORIGIN)
+        assert (verified.leaf_index, verified.tree_size, verified.origin) == (r.leaf_index, size, ORIGIN)
 
     forged = json.loads(json.dumps(bundles[0]))
     forged["certificate"]["holder"]["name"] = "李四"
