@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 
-from evidence.note import NoteVerifier, format_vkey, key_id, parse_vkey, sign_note
+from evidence.note import NoteVerifier, format_vkey, key_id, open_note_signers, parse_vkey, sign_note
 from evidence.suites import (
     DEFAULT_SUITE,
     SM2_PEM_LABEL,
@@ -242,6 +242,17 @@ class Keyring:
     def verifiers(self, name: str | None = None) -> list[NoteVerifier]:
         """Verifiers of every key (of ``name``), retired and compromised ones included."""
         return [parse_vkey(r.vkey) for r in self.keys if name is None or r.name == name]
+
+    def signer_of(self, note: str, name: str | None = None) -> KeyRecord:
+        """The key (of ``name``) whose signature on ``note`` verifies; the first if several.
+
+        Use it to ship the right verifier key with a checkpoint signed before a rotation.
+        Raises :class:`VerificationFailed` when no key of the keyring signed the note.
+        """
+        _, signers = open_note_signers(note, self.verifiers(name))
+        record = self.find(signers[0].key_id, signers[0].name)
+        assert record is not None  # the verifiers came from this keyring
+        return record
 
     def to_json(self) -> dict[str, Any]:
         return {"format": KEYRING_FORMAT, "keys": [record.to_json() for record in self.keys]}

@@ -90,6 +90,10 @@ def test_rotation_keeps_old_signatures_verifying(tmp_path: Path) -> None:
     assert text == "signed before the rotation\n" and signers[0].key_id == first.key_id
     new_note = third.sign_note("after\n")
     assert open_note_signers(new_note, verifiers)[1][0].key_id == third.key_id
+    assert keyring.signer_of(old_note).key_id == first.key_id.hex()
+    assert keyring.signer_of(new_note, NAME).vkey == third.vkey
+    with pytest.raises(VerificationFailed):
+        Keyring((keyring.keys[1],)).signer_of(new_note)
     # A verifier that kept only the old key does not accept the new key's notes.
     with pytest.raises(VerificationFailed, match="no signature by"):
         open_note(new_note, parse_vkey(first.vkey))
