@@ -30,8 +30,10 @@ _REASON = Annotated[str, typer.Option("--reason", help="Why (recorded in the log
 
 
 def status_dir(settings: Settings) -> Path:
-    """Where published status lists lie for townships to fetch and cache."""
-    return settings.home / "status"
+    """Where published status lists lie for townships to fetch and cache (ONCEONLY_HOME/status)."""
+    from evidence.status_list import status_directory
+
+    return status_directory(settings.home)
 
 
 # ------------------------------------------------------------------------------- read-only

@@ -254,6 +254,11 @@ def stored_list(conn: Connection, issuer: str, list_no: int) -> PublishedList | 
     return PublishedList(json.loads(row.document), str(row.signature), int(row.leaf_index))
 
 
+def status_directory(home: Path) -> Path:
+    """Where published lists lie under ONCEONLY_HOME, for townships to fetch and cache."""
+    return home / "status"
+
+
 def write_status_files(catalog: Catalog, directory: Path) -> list[Path]:
     """Write every published list to ``directory/<issuer>-<list>.json`` (atomically)."""
     with catalog.read() as conn:
@@ -413,6 +418,7 @@ __all__ = [
     "open_status_list",
     "publish_status_lists",
     "sign_document",
+    "status_directory",
     "stored_list",
     "write_status_files",
 ]

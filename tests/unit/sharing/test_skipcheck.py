@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 from catalog_records import HOUSEHOLD_TYPE, LICENCE_TYPE, MARRIAGE_TYPE, Records
 
 from contracts.identifiers import citizen_id_check_char, uscc_check_char
 from contracts.model import certificate_datasets
 from evidence.certificate import STATUS_SUPERSEDED
-from lake.catalog import Catalog
+from lake.catalog import Catalog, certificate_events
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 from sharing.matters import Material, Matter, load_matters
@@ -86,6 +87,25 @@ def test_a_certificate_not_in_force_gives_its_status(catalog: Catalog, records: 
     cid = records.certificate(COMPANY, LICENCE_TYPE, status=status, valid_to=dt.date(2045, 5, 31))
     answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
     assert answer == MaterialAnswer("营业执照", False, cid, f"certificate status is {status}")
+
+
+def test_a_suspended_certificate_gives_the_recorded_reason(catalog: Catalog, records: Records) -> None:
+    cid = records.certificate(COMPANY, LICENCE_TYPE, status="暂扣", valid_to=dt.date(2045, 5, 31))
+    with catalog.begin() as conn:
+        conn.execute(
+            sa.insert(certificate_events).values(
+                cert_id=cid,
+                action="suspend",
+                status_before="有效",
+                status_after="暂扣",
+                reason="licence under investigation",
+                leaf_index=99,
+                occurred_at=dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC),
+            )
+        )
+    answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
+    assert not answer.skippable and answer.certificate_id == cid
+    assert answer.reason == "certificate status is 暂扣 since 2026-11-20: licence under investigation"
 
 
 def test_the_version_in_force_is_found_behind_a_superseded_one(catalog: Catalog, records: Records) -> None:
