@@ -11,7 +11,14 @@ This is the only package that imports ``cryptography.hazmat``. It signs canonica
 :class:`~onceonly.errors.VerificationFailed`; none returns ``False``.
 """
 
-from evidence.bundle import BUNDLE_FORMAT, VerifiedBundle, build_bundle, certificate_leaf_bytes, verify_bundle
+from evidence.bundle import (
+    BUNDLE_FORMAT,
+    VerifiedBundle,
+    build_bundle,
+    certificate_leaf_bytes,
+    export_bundle,
+    verify_bundle,
+)
 from evidence.canonical import canonical_json
 from evidence.certificate import (
     CERTIFICATE_SCHEMA,
@@ -117,6 +124,7 @@ __all__ = [
     "consistency_proof",
     "consistency_ranges",
     "drafts_from",
+    "export_bundle",
     "extend",
     "fold_subtrees",
     "format_vkey",

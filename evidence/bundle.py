@@ -204,6 +204,7 @@ def verify_bundle(
     *,
     trusted_vkey: str | None = None,
     old_checkpoint: str | None = None,
+    newer_status_list: Mapping[str, Any] | None = None,
     today: dt.date | None = None,
 ) -> VerifiedBundle:
     """Check a bundle offline; raise :class:`VerificationFailed` naming the first failure.
@@ -214,6 +215,11 @@ def verify_bundle(
     and inclusion; the certificate's state in it (anything but 有效 fails, naming the state);
     its validity dates against ``today``; and, with ``old_checkpoint``, that the bundle's log
     is an append-only extension of the log the verifier saw before.
+
+    ``newer_status_list`` is a status list file the verifier fetched since (``$ONCEONLY_HOME/
+    status/<issuer>-<list>.json``): signed by the same key, for the same list and not older
+    than the bundle's, it decides the state instead, so a cached bundle cannot hide a later
+    suspension.
     """
     proof, list_proof, consistency = _check_structure(bundle)
     certificate: Mapping[str, Any] = bundle["certificate"]
@@ -249,6 +255,8 @@ def verify_bundle(
         raise VerificationFailed(f"certificate is not in the checkpoint's log: {exc}") from exc
 
     status_list = _check_status_list(bundle["status_list"], list_proof, verifier, checkpoint, hasher)
+    if newer_status_list is not None:
+        status_list = _newer(newer_status_list, status_list, verifier)
     state = _state_of(certificate, certificate_id, status_list)
     if state != STATUS_VALID:
         raise VerificationFailed(
@@ -316,6 +324,23 @@ def _check_status_list(
     except VerificationFailed as exc:
         raise VerificationFailed(f"status list is not in the checkpoint's log: {exc}") from exc
     return status_list
+
+
+def _newer(published: Mapping[str, Any], bundled: StatusList, verifier: NoteVerifier) -> StatusList:
+    try:
+        newer = open_status_list(published, verifier)
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"the newer status list: {exc}") from exc
+    if (newer.issuer, newer.list_no) != (bundled.issuer, bundled.list_no):
+        raise VerificationFailed(
+            f"the newer status list is {newer.issuer}/{newer.list_no}, the certificate's is "
+            f"{bundled.issuer}/{bundled.list_no}"
+        )
+    if newer.published < bundled.published:  # ISO 8601 UTC with Z: text order is time order
+        raise VerificationFailed(
+            f"the 'newer' status list ({newer.published}) is older than the bundle's ({bundled.published})"
+        )
+    return newer
 
 
 def _state_of(certificate: Mapping[str, Any], certificate_id: CertificateId, status_list: StatusList) -> str:

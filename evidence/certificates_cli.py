@@ -269,22 +269,23 @@ def verify(
             help="A checkpoint (signed note file) seen before: the bundle's log must extend it.",
         ),
     ] = None,
+    status_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--status-list",
+            help="A status list file fetched since the bundle was made (ONCEONLY_HOME/status/...): "
+            "it decides the state.",
+        ),
+    ] = None,
 ) -> None:
     """Verify a proof bundle offline: exit 0 and VALID, or non-zero naming what failed."""
     from evidence.bundle import verify_bundle
 
+    data = _read_input(bundle, "bundle", as_json=True)
+    old = _read_input(consistency_from, "older checkpoint", as_json=False) if consistency_from else None
+    newer = _read_input(status_list, "status list", as_json=True) if status_list else None
     try:
-        data: Any = json.loads(bundle.read_text(encoding="utf-8"))
-        old = consistency_from.read_text(encoding="utf-8") if consistency_from else None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        typer.secho(
-            f"INVALID: cannot read {exc.filename if isinstance(exc, OSError) else bundle}: {exc}",
-            fg="red",
-            err=True,
-        )
-        raise typer.Exit(2) from None
-    try:
-        v = verify_bundle(data, trusted_vkey=trusted_key, old_checkpoint=old)
+        v = verify_bundle(data, trusted_vkey=trusted_key, old_checkpoint=old, newer_status_list=newer)
     except VerificationFailed as exc:
         typer.secho(f"INVALID: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -303,6 +304,16 @@ def verify(
             "with --trusted-key '<vkey>' so a bundle re-signed by someone else is refused",
             err=True,
         )
+
+
+def _read_input(path: Path, what: str, *, as_json: bool) -> Any:
+    """A file given to ``verify``; unreadable means exit 2 naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if as_json else text
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.secho(f"INVALID: cannot read the {what} {path}: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
 
 
 __all__ = ["app", "status_dir", "verify"]

@@ -477,3 +477,30 @@ def test_every_consistency_proof_character_is_protected(log: Log) -> None:
                 verify_bundle(bundle, old_checkpoint=old)
     with pytest.raises(VerificationFailed):
         verify_bundle({**good, "consistency": {"from_size": 3, "proof": []}}, old_checkpoint=old)
+
+
+def test_a_newer_status_list_decides_the_state(log: Log) -> None:
+    later = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+    suspended = make_document(USCC, 0, ORIGIN, later, {status_index(2): "暂扣"})
+    _, signature = sign_document(suspended, log.key)
+    newer = as_json_file(PublishedList(suspended, signature, 99).to_json())
+    bundle = log.bundle(1)  # serial 2, in force in the bundle's own list
+    assert verify_bundle(bundle).status == "有效"
+    with pytest.raises(VerificationFailed, match=r"is suspended \(暂扣\) .* published 2026-11-22T08:00:00Z"):
+        verify_bundle(bundle, newer_status_list=newer)
+    assert verify_bundle(log.bundle(0), newer_status_list=newer).status == "有效"
+    # older than the bundle's, for another list, or signed by someone else: refused
+    older = make_document(USCC, 0, ORIGIN, PUBLISHED - dt.timedelta(days=1), {})
+    with pytest.raises(VerificationFailed, match="is older than the bundle's"):
+        verify_bundle(
+            bundle, newer_status_list=PublishedList(older, sign_document(older, log.key)[1], 1).to_json()
+        )
+    other_list = make_document(USCC, 1, ORIGIN, later, {})
+    with pytest.raises(VerificationFailed, match="the certificate's is"):
+        verify_bundle(
+            bundle,
+            newer_status_list=PublishedList(other_list, sign_document(other_list, log.key)[1], 1).to_json(),
+        )
+    forged = PublishedList(suspended, sign_document(suspended, SigningKey.generate(ORIGIN))[1], 99)
+    with pytest.raises(VerificationFailed, match="the newer status list: note has no signature"):
+        verify_bundle(bundle, newer_status_list=forged.to_json())
