@@ -34,7 +34,7 @@ from contracts.validate import Validation
 from evidence.bundle import certificate_leaf_bytes
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID, Draft, drafts_from, issue
 from evidence.identifier import CertificateId
-from evidence.log import TransparencyLog
+from evidence.log import KIND_CERTIFICATE, TransparencyLog, batch_receipt
 from evidence.status_list import allocate_entries
 from lake.catalog import (
     Catalog,
@@ -155,13 +155,29 @@ class Lander:
             _check_lease(conn, connector, self.run_id, now)
             new, renewals = _new_or_changed(conn, dataset, drafts)
             issued = self._issue(conn, compiled, batch_id, today, new, renewals)
-            tree_size = None
+            # The batch's receipt is the last leaf of its append: what came in, under which
+            # contract, what passed — logged for every accepted batch, certificates or not.
+            receipt = batch_receipt(
+                batch_id=batch_id,
+                content_sha256=content_sha256,
+                contract=compiled.ref,
+                dataset=dataset,
+                pulled=validation.pulled,
+                accepted=validation.accepted.num_rows,
+                quarantined=validation.quarantined.num_rows,
+                certificates=len(issued),
+                landed_at=now.isoformat(timespec="seconds"),
+            )
+            canonical = [certificate_leaf_bytes(c.body) for c in issued]
+            appended = self.log.append(
+                conn,
+                [
+                    *((b, KIND_CERTIFICATE, c.body["id"]) for b, c in zip(canonical, issued, strict=True)),
+                    receipt,
+                ],
+            )
+            tree_size = appended.tree_size
             if issued:
-                canonical = [certificate_leaf_bytes(c.body) for c in issued]
-                appended = self.log.append(
-                    conn, [(b, "certificate", c.body["id"]) for b, c in zip(canonical, issued, strict=True)]
-                )
-                tree_size = appended.tree_size
                 conn.execute(
                     insert(certificates),
                     [

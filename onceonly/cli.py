@@ -398,6 +398,14 @@ def skip_check_command(
     subject: Annotated[str, typer.Option(help="Citizen ID number or USCC of the applicant.")],
     matter: Annotated[str, typer.Option(help="Matter code (see `onceonly matters list`).")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    record_use_for: Annotated[
+        str | None,
+        typer.Option(
+            "--record-use",
+            metavar="TOWNSHIP",
+            help="Record each skipped material as a use of shared data by this township in the log.",
+        ),
+    ] = None,
 ) -> None:
     """For this subject and matter: which materials may be skipped, with the certificate or reason."""
     from contracts.model import certificate_datasets
@@ -408,8 +416,21 @@ def skip_check_command(
     settings = Settings()
     catalogue = load_matters(settings.matters_file)
     issued_by = certificate_datasets(settings.contracts_dir)
-    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    if record_use_for is None:
+        with catalog.read() as conn:
+            answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
+    else:
+        from evidence.keys import open_key_store
+        from evidence.log import TransparencyLog
+        from evidence.merkle import tree_hash
+
+        key = open_key_store(settings).load(settings.log_origin)
+        log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
+        with catalog.begin() as conn:
+            answer = skip_check(
+                conn, catalogue.get(matter), subject, issued_by, log=log, township=record_use_for
+            )
     if as_json:
         typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         return

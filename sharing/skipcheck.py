@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.certificate import STATUS_VALID
+from evidence.log import TransparencyLog, record_use
 from lake.catalog import certificate_events, certificates, quarantine
 from onceonly.errors import ConfigurationError
 from onceonly.privacy import mask_citizen_id, scrub_text
@@ -69,14 +70,32 @@ def skip_check(
     issued_by: Mapping[str, str],
     *,
     today: dt.date | None = None,
+    log: TransparencyLog | None = None,
+    township: str | None = None,
 ) -> SkipCheckAnswer:
-    """``issued_by`` maps certificate type codes to the dataset whose records issue them."""
+    """``issued_by`` maps certificate type codes to the dataset whose records issue them.
+
+    With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
+    of shared data and is recorded in the transparency log (``record_use``) for ``township``:
+    which certificate stood in for which material of which matter — never the subject's ID.
+    """
     today = today or dt.date.today()
     # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
     subject_id = subject_id.strip().upper()
     _check_subject(matter, subject_id)
     shown = mask_citizen_id(subject_id) if matter.subject == "person" else subject_id
     answers = tuple(_answer(conn, material, subject_id, issued_by, today) for material in matter.materials)
+    if log is not None:
+        for answer in answers:
+            if answer.skippable and answer.certificate_id:
+                record_use(
+                    conn,
+                    log,
+                    matter=matter.code,
+                    certificate_id=answer.certificate_id,
+                    township=township,
+                    material=answer.material,
+                )
     return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
 
 

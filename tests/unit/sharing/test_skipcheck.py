@@ -207,3 +207,30 @@ def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, r
         "[township_code.region_code (120114999000)]; the marriage record of this subject failed its "
         "data contract [cert_no.pattern (J12-bad)]; they are quarantined until the departments correct them"
     )
+
+
+def test_a_skippable_answer_with_a_log_records_each_use(catalog: Catalog, records: Records) -> None:
+    from evidence.keys import SigningKey
+    from evidence.log import TransparencyLog, verify_log
+    from evidence.note import parse_vkey
+    from lake.catalog import log_leaves
+
+    household = records.certificate(PERSON, HOUSEHOLD_TYPE)
+    marriage = records.certificate(PERSON, MARRIAGE_TYPE, valid_from=dt.date(2025, 5, 20))
+    key = SigningKey.generate("onceonly.example/test/uses")
+    log = TransparencyLog(key, key.name)
+    with catalog.begin() as conn:
+        answer = skip_check(
+            conn, HUKOU_MOVE, PERSON, ISSUED_BY, today=TODAY, log=log, township="120114001000"
+        )
+    assert answer.skippable == ["结婚证", "居民户口簿"]
+    with catalog.read() as conn:
+        uses = conn.execute(
+            sa.select(log_leaves.c.ref, log_leaves.c.entry).where(log_leaves.c.kind == "use")
+        ).all()
+        assert verify_log(conn, parse_vkey(key.vkey)).kinds["use"] == 2
+    assert [u.ref for u in uses] == [marriage, household]
+    for u in uses:
+        entry = bytes(u.entry).decode()
+        assert '"matter":"hukou-move-after-marriage"' in entry and '"township":"120114001000"' in entry
+        assert PERSON not in entry  # the certificate links to the person; the log never names them
