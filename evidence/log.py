@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, outerjoin, select, update
+from sqlalchemy import Table, and_, func, insert, outerjoin, select, update
 from sqlalchemy.engine import Connection
 
 from evidence.canonical import canonical_json
@@ -60,6 +60,14 @@ KIND_USE = "use"
 ENTRY_SCHEMA = "onceonly-log-entry/1"
 
 _VERIFY_CHUNK = 65_536  # leaves per step of verify_log: bounded memory at any log size
+_NODE_ID_SHIFT = 48  # node (level, index) is stored as level << 48 | index: 2**48 leaves at most
+
+
+def node_id(level: int, index: int) -> int:
+    """The ``log_nodes`` key of interior node ``(level, index)``."""
+    if not 1 <= level < 64 or not 0 <= index < 1 << _NODE_ID_SHIFT:
+        raise ValueError(f"no interior node ({level}, {index})")
+    return level << _NODE_ID_SHIFT | index
 
 
 @dataclass(frozen=True)
@@ -99,24 +107,20 @@ class TransparencyLog:
         hashes = self.hasher.leaves(data for data, _, _ in entries)
         grown = extend(first, head.frontier, hashes, hasher=self.hasher)
         now = utcnow()
-        conn.execute(
-            insert(log_leaves),
+        stamp = _db_value(conn, log_leaves.c.appended_at, now)
+        _insert_many(
+            conn,
+            log_leaves,
+            ("leaf_index", "leaf_hash", "kind", "ref", "appended_at", "entry"),
             [
-                {
-                    "leaf_index": first + offset,
-                    "leaf_hash": h,
-                    "kind": kind,
-                    "ref": ref,
-                    "appended_at": now,
-                    "entry": None if kind == KIND_CERTIFICATE else data,
-                }
+                (first + offset, h, kind, ref, stamp, None if kind == KIND_CERTIFICATE else data)
                 for offset, (h, (data, kind, ref)) in enumerate(zip(hashes, entries, strict=True))
             ],
         )
         if grown.node_count:
-            conn.execute(
-                insert(log_nodes),
-                [{"level": lv, "node_index": i, "hash": h} for lv, i, h in grown.nodes()],
+            shift = _NODE_ID_SHIFT
+            _insert_many(
+                conn, log_nodes, ("node_id", "hash"), [(lv << shift | i, h) for lv, i, h in grown.nodes()]
             )
         root = fold_subtrees(grown.frontier, hasher=self.hasher)
         note = self.key.sign_note(Checkpoint(self.origin, grown.size, root).to_body())
@@ -205,6 +209,31 @@ def record_use(
             "used_at": utcnow().isoformat(timespec="seconds"),
         },
     )
+
+
+def _insert_many(conn: Connection, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
+    values here need none (integers, bytes, text, and a timestamp made by :func:`_db_value`).
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    conn.exec_driver_sql(sql, rows)
+
+
+def _db_value(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy would bind it to ``column`` on SQLite (done once, not per row)."""
+    if conn.dialect.name != "sqlite":
+        return value
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor else value
 
 
 def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
@@ -356,13 +385,9 @@ def _subtree_hashes(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[
         )
         found.update(((0, int(r.leaf_index)), bytes(r.leaf_hash)) for r in rows)
     if nodes:
-        # One primary-key probe per node (an OR of equalities uses the index on SQLite and
-        # PostgreSQL alike): a proof at 10M leaves reads about 24 rows.
-        condition = or_(*(and_(log_nodes.c.level == lv, log_nodes.c.node_index == i) for lv, i in nodes))
-        rows = conn.execute(
-            select(log_nodes.c.level, log_nodes.c.node_index, log_nodes.c.hash).where(condition)
-        )
-        found.update(((int(r.level), int(r.node_index)), bytes(r.hash)) for r in rows)
+        ids = {node_id(level, index): (level, index) for level, index in nodes}
+        rows = conn.execute(select(log_nodes.c.node_id, log_nodes.c.hash).where(log_nodes.c.node_id.in_(ids)))
+        found.update((ids[int(r.node_id)], bytes(r.hash)) for r in rows)
     missing = sorted(keys - found.keys())
     if missing:
         level, index = missing[0]
@@ -484,18 +509,13 @@ def _checked_leaves(conn: Connection, lo: int, hi: int, hasher: TreeHash, report
 
 
 def _check_nodes(conn: Connection, level: int, first: int, expected: list[bytes]) -> None:
+    lo = node_id(level, first)
     rows = conn.execute(
-        select(log_nodes.c.node_index, log_nodes.c.hash)
-        .where(
-            and_(
-                log_nodes.c.level == level,
-                log_nodes.c.node_index >= first,
-                log_nodes.c.node_index < first + len(expected),
-            )
-        )
-        .order_by(log_nodes.c.node_index)
+        select(log_nodes.c.node_id, log_nodes.c.hash)
+        .where(and_(log_nodes.c.node_id >= lo, log_nodes.c.node_id < lo + len(expected)))
+        .order_by(log_nodes.c.node_id)
     ).all()
-    stored = {int(r.node_index): bytes(r.hash) for r in rows}
+    stored = {int(r.node_id) - lo + first: bytes(r.hash) for r in rows}
     for offset, value in enumerate(expected):
         index = first + offset
         if index not in stored:
@@ -550,6 +570,7 @@ __all__ = [
     "latest_checkpoint",
     "leaf_at",
     "log_entry",
+    "node_id",
     "prove_consistency",
     "prove_inclusion",
     "read_head",

@@ -53,6 +53,9 @@ from onceonly.privacy import scrub_text
 
 metadata = MetaData()
 
+# A 64-bit key that is SQLite's rowid (only "INTEGER PRIMARY KEY" is), BIGINT elsewhere.
+_ROWID_BIGINT = BigInteger().with_variant(Integer(), "sqlite")
+
 connector_state = Table(
     "connector_state",
     metadata,
@@ -184,7 +187,8 @@ log_head = Table(
 log_leaves = Table(
     "log_leaves",
     metadata,
-    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite, so that the key is the rowid: no second B-tree to write per leaf.
+    Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("ref", String(120), nullable=False),
@@ -201,8 +205,7 @@ log_leaves = Table(
 log_nodes = Table(
     "log_nodes",
     metadata,
-    Column("level", Integer, primary_key=True, autoincrement=False),
-    Column("node_index", BigInteger, primary_key=True, autoincrement=False),
+    Column("node_id", _ROWID_BIGINT, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),
 )
 

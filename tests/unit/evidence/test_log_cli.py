@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from evidence.keys import SigningKey, open_key_store
-from evidence.log import TransparencyLog, batch_receipt, record_use
+from evidence.log import TransparencyLog, batch_receipt, node_id, record_use
 from lake.catalog import Catalog, log_leaves, log_nodes
 from onceonly.cli import app
 from onceonly.settings import Settings
@@ -63,11 +63,7 @@ def test_verify_names_the_first_tampered_row(logged: tuple[Settings, str]) -> No
     settings, _ = logged
     engine = sa.create_engine(settings.catalog_url)
     with engine.begin() as conn:
-        conn.execute(
-            sa.update(log_nodes)
-            .where(log_nodes.c.level == 1, log_nodes.c.node_index == 2)
-            .values(hash=b"x" * 32)
-        )
+        conn.execute(sa.update(log_nodes).where(log_nodes.c.node_id == node_id(1, 2)).values(hash=b"x" * 32))
     code, _, err = run("log", "verify")
     assert code == 1 and "INCONSISTENT: interior node (1, 2) differs" in err
     with engine.begin() as conn:

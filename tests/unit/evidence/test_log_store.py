@@ -12,6 +12,7 @@ from evidence.log import (
     TransparencyLog,
     batch_receipt,
     checkpoint_at,
+    node_id,
     prove_consistency,
     prove_inclusion,
     read_head,
@@ -133,21 +134,17 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
         ),
         (
             lambda conn: conn.execute(
-                sa.update(log_nodes)
-                .where(sa.and_(log_nodes.c.level == 2, log_nodes.c.node_index == 3))
-                .values(hash=b"\x01" * 32)
+                sa.update(log_nodes).where(log_nodes.c.node_id == node_id(2, 3)).values(hash=b"\x01" * 32)
             ),
             r"interior node \(2, 3\) differs",
         ),
         (
-            lambda conn: conn.execute(
-                sa.delete(log_nodes).where(sa.and_(log_nodes.c.level == 1, log_nodes.c.node_index == 0))
-            ),
+            lambda conn: conn.execute(sa.delete(log_nodes).where(log_nodes.c.node_id == node_id(1, 0))),
             r"interior node \(1, 0\) is missing",
         ),
         (
             lambda conn: conn.execute(
-                sa.insert(log_nodes).values(level=1, node_index=999, hash=b"\x02" * 32)
+                sa.insert(log_nodes).values(node_id=node_id(1, 999), hash=b"\x02" * 32)
             ),
             "stores 54 interior nodes; a tree of 57 leaves has 53",
         ),
