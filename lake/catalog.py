@@ -196,12 +196,12 @@ log_leaves = Table(
     # The entry itself for kinds that have no table of their own (batch receipts, uses of
     # shared data, lifecycle changes); a certificate's entry is certificates.canonical.
     Column("entry", LargeBinary),
-    Index("ix_log_leaves_kind_ref", "kind", "ref"),
 )
 
 # Every complete interior node of the log's tree, written with the leaves that complete it:
-# node (level, node_index) is MTH(D[node_index * 2**level : (node_index + 1) * 2**level])
-# for level >= 1 (level 0 is log_leaves). Any RFC 9162 proof is O(log n) of these rows.
+# node (level, index) is MTH(D[index * 2**level : (index + 1) * 2**level]) for level >= 1
+# (level 0 is log_leaves), stored under node_id = level * 2**48 + index (evidence.log.node_id),
+# one integer key (the rowid on SQLite). Any RFC 9162 proof reads O(log n) of these rows.
 log_nodes = Table(
     "log_nodes",
     metadata,
