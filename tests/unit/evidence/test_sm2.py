@@ -130,3 +130,26 @@ def test_private_key_is_not_shown_nor_pickled() -> None:
     assert f"{GM_D:x}" not in repr(key).lower()
     with pytest.raises(TypeError):
         pickle.dumps(key)
+
+
+# --- Interoperability: a signature made by OpenSSL 4.0.3 (`openssl genpkey -algorithm SM2`, then
+# `openssl pkeyutl -sign -rawin -digest sm3 -pkeyopt distid:1234567812345678`), DER-encoded.
+OPENSSL_PUBLIC = bytes.fromhex(
+    "049006350af93ffcbfd24fbf82b307d25e0bb8cc4b4e02f27ea955f1caf3ce84"
+    "144bfaab0cb1f4827cdd0852a21a1e2e5b451439ad3f177427b6f80dbd758f25ab"
+)
+OPENSSL_MESSAGE = b"onceonly.example/log\n3\nabc=\n"
+OPENSSL_SIGNATURE_DER = bytes.fromhex(
+    "3045022024a69df93e0dcf5f1429118572f4d92090c0881c076b073b7b216bf5fa228097"
+    "022100bf2076407ca83988b30aadacae5b89ed3450c76331a3a774942e525d14e95398"
+)
+
+
+def test_a_signature_made_by_openssl_verifies() -> None:
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r, s = decode_dss_signature(OPENSSL_SIGNATURE_DER)
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    verify(OPENSSL_PUBLIC, OPENSSL_MESSAGE, signature)
+    with pytest.raises(VerificationFailed):
+        verify(OPENSSL_PUBLIC, OPENSSL_MESSAGE.replace(b"3", b"4"), signature)
