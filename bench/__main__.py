@@ -24,6 +24,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # name -> module; each module is imported only when its benchmark runs.
 BENCHMARKS: dict[str, str] = {
     "pipeline": "bench.pipeline",
+    "evidence": "bench.evidence",
 }
 
 
