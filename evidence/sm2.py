@@ -69,6 +69,30 @@ class Curve:
                 r0, r1 = self._double(r0), self._add(r0, r1)
         return self._affine(r0)
 
+    def multiply_sum(self, s: int, t: int, point: tuple[int, int]) -> _Point:
+        """s·G + t·point for PUBLIC scalars (verification): Shamir's trick, 4-bit windows.
+
+        About three times faster than two ladders, and not uniform in time, which is fine
+        for signatures and public keys that everyone may see; secrets use :meth:`multiply`.
+        """
+        infinity = (1, 1, 0)
+        g_table = [infinity, (self.gx, self.gy, 1)]
+        p_table = [infinity, (point[0], point[1], 1)]
+        for _ in range(14):
+            g_table.append(self._add(g_table[-1], g_table[1]))
+            p_table.append(self._add(p_table[-1], p_table[1]))
+        s, t = s % self.n, t % self.n
+        total = infinity
+        for shift in range(((max(s, t).bit_length() + 3) // 4) * 4 - 4, -4, -4):
+            for _ in range(4):
+                total = self._double(total)
+            g_digit, p_digit = (s >> shift) & 0xF, (t >> shift) & 0xF
+            if g_digit:
+                total = self._add(total, g_table[g_digit])
+            if p_digit:
+                total = self._add(total, p_table[p_digit])
+        return self._affine(total)
+
     def add(self, p1: _Point, p2: _Point) -> _Point:
         """p1 + p2 in affine coordinates."""
         if p1 is None:
@@ -259,7 +283,7 @@ def verify(
     t = (r + s) % n  # B5
     if t == 0:
         raise VerificationFailed("SM2 signature: r + s = 0 mod n")
-    total = curve.add(curve.multiply(s, (curve.gx, curve.gy)), curve.multiply(t, point))  # B6
+    total = curve.multiply_sum(s, t, point)  # B6
     if total is None or (e + total[0]) % n != r:  # B7
         raise VerificationFailed("SM2 signature does not verify")
 

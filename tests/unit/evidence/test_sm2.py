@@ -153,3 +153,18 @@ def test_a_signature_made_by_openssl_verifies() -> None:
     verify(OPENSSL_PUBLIC, OPENSSL_MESSAGE, signature)
     with pytest.raises(VerificationFailed):
         verify(OPENSSL_PUBLIC, OPENSSL_MESSAGE.replace(b"3", b"4"), signature)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_fast_public_sum_agrees_with_the_ladder(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    for curve in (SM2P256V1, EXAMPLE_CURVE):
+        point = curve.multiply(rng.randrange(1, curve.n), (curve.gx, curve.gy))
+        assert point is not None
+        scalars = [rng.randrange(curve.n), rng.randrange(curve.n), 0, 1, curve.n - 1, 15, 16]
+        s, t = rng.choice(scalars), rng.choice(scalars)
+        expected = curve.add(curve.multiply(s, (curve.gx, curve.gy)), curve.multiply(t, point))
+        assert curve.multiply_sum(s, t, point) == expected
+    assert SM2P256V1.multiply_sum(0, 0, (SM2P256V1.gx, SM2P256V1.gy)) is None
