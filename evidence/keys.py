@@ -254,6 +254,25 @@ class Keyring:
         assert record is not None  # the verifiers came from this keyring
         return record
 
+    def open_note(
+        self, note: str, signed_at: dt.datetime | dt.date | None = None, name: str | None = None
+    ) -> tuple[str, KeyRecord]:
+        """Verify ``note`` with whichever key of the keyring signed it; return text and key.
+
+        With ``signed_at``, also :func:`check_key_status`: a note signed by a key at or after
+        its compromised-since time, or after its retirement, raises :class:`VerificationFailed`.
+        Without it, a note by a compromised key is refused outright (it may be forged).
+        """
+        record = self.signer_of(note, name)
+        if signed_at is not None:
+            check_key_status(record.key_id, signed_at, self, record.name)
+        elif record.compromised_since is not None:
+            raise VerificationFailed(
+                f"key {record.name}+{record.key_id} is compromised since {_iso(record.compromised_since)} "
+                "and the signing time is unknown"
+            )
+        return open_note_signers(note, parse_vkey(record.vkey))[0], record
+
     def to_json(self) -> dict[str, Any]:
         return {"format": KEYRING_FORMAT, "keys": [record.to_json() for record in self.keys]}
 

@@ -145,6 +145,15 @@ def test_compromise_is_reported_from_its_date(tmp_path: Path) -> None:
     assert check_key_status(old.key_id, retired, uncompromised).key_id == old.key_id.hex()
     with pytest.raises(VerificationFailed, match="not in the keyring"):
         check_key_status("00000000", since, keyring)
+    # The same through Keyring.open_note, which first finds the key that signed.
+    note = new.sign_note("checkpoint\n")
+    assert keyring.open_note(note) == ("checkpoint\n", keyring.keys[1])
+    assert keyring.open_note(note, dt.datetime.now(UTC), NAME)[1].status == "active"
+    compromised = Keyring((keyring.keys[0], replace(keyring.keys[1], compromised_since=since)))
+    with pytest.raises(VerificationFailed, match=rf"{new.key_id.hex()} is compromised since 2026-11-01"):
+        compromised.open_note(note, dt.date(2026, 11, 21))
+    with pytest.raises(VerificationFailed, match="signing time is unknown"):
+        compromised.open_note(note)
     with pytest.raises(VerificationFailed, match="timezone"):
         check_key_status(old.key_id, dt.datetime(2026, 11, 2), keyring)
     # An earlier date wins; a later one cannot make signatures count again.
