@@ -182,6 +182,39 @@ class Lifecycle:
             targets += [_Target(r.cert_id, r.status, r.issuer_code, r.township) for r in rows]
         return self._apply(conn, targets, TRANSITIONS["cancel"], reason, now or utcnow())
 
+    def carry_suspensions(
+        self, conn: Connection, renewed: Sequence[tuple[str, str]], *, now: dt.datetime | None = None
+    ) -> list[Change]:
+        """A renewal does not lift a suspension: new versions of 暂扣 certificates are 暂扣 too.
+
+        ``renewed`` holds ``(new version id, previous version id)`` pairs, as landing issues them;
+        only a suspended previous version is carried over (one revoked by the source arrives
+        with the source's own status).
+        """
+        if not renewed:
+            return []
+        previous_of = {new: previous for new, previous in renewed}
+        suspended: set[str] = set()
+        for chunk in _chunks(sorted(set(previous_of.values()))):
+            suspended |= set(
+                conn.execute(
+                    select(certificates.c.cert_id).where(
+                        and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_SUSPENDED)
+                    )
+                ).scalars()
+            )
+        carried = sorted(new for new, previous in previous_of.items() if previous in suspended)
+        targets: list[_Target] = []
+        for chunk in _chunks(carried):
+            rows = conn.execute(
+                _targets().where(
+                    and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID)
+                )
+            ).all()
+            targets += [_Target(r.cert_id, r.status, r.issuer_code, r.township) for r in rows]
+        reason = "the previous version is suspended (暂扣); the suspension carries over to this renewal"
+        return self._apply(conn, targets, TRANSITIONS["suspend"], reason, now or utcnow())
+
     def _apply(
         self,
         conn: Connection,

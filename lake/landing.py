@@ -34,6 +34,7 @@ from contracts.validate import Validation
 from evidence.bundle import certificate_leaf_bytes
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID, Draft, drafts_from, issue
 from evidence.identifier import CertificateId
+from evidence.lifecycle import Lifecycle
 from evidence.log import KIND_CERTIFICATE, TransparencyLog, batch_receipt
 from evidence.status_list import allocate_entries
 from lake.catalog import (
@@ -195,6 +196,10 @@ class Lander:
                         .where(and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID))
                         .values(status=STATUS_SUPERSEDED)
                     )
+                renewed = [(c.body["id"], c.body["previous"]) for c in issued if c.body["previous"]]
+                carried = Lifecycle(self.log).carry_suspensions(conn, renewed, now=now)
+                if carried:  # their lifecycle leaves follow the batch's append
+                    tree_size = carried[-1].leaf_index + 1
             self._quarantine(conn, compiled, batch_id, validation, now)
             landed = LandedBatch(
                 batch_id=batch_id,

@@ -185,3 +185,22 @@ def test_status_files_are_written_for_townships(harness: Harness, tmp_path: Any)
     published = json.loads(written[0].read_text(encoding="utf-8"))
     status = open_status_list(published, parse_vkey(harness.key.vkey))
     assert status.issuer in written[0].name and status.leaf_index == published["leaf_index"]
+
+
+def test_a_renewal_does_not_lift_a_suspension(harness: Harness) -> None:
+    harness.land(ROWS, before=None, after=C1)
+    old = _certs(harness)[ROWS[3]["person_id"]]
+    _change(harness, old.cert_id, "suspend", "under investigation")
+    changed = [dict(r) for r in ROWS]
+    changed[3]["address"] = "天津市武清区杨村街道新华路9号"
+    landed = harness.land(changed, before=C1, after=C2)
+    new = harness.all(sa.select(certificates).where(certificates.c.previous_id == old.cert_id))[0]
+    assert (new.version, new.status) == (2, "暂扣")
+    assert landed.tree_size == harness.count(log_leaves)
+    with harness.catalog.begin() as conn:
+        publish_status_lists(conn, harness.log)
+        (carried,) = history(conn, new.cert_id)
+    assert (carried.action, carried.status_before, carried.status_after) == ("suspend", "有效", "暂扣")
+    assert _state(harness, new.cert_id) == "暂扣" and _state(harness, old.cert_id) == "暂扣"
+    _change(harness, new.cert_id, "restore", "investigation closed")
+    assert _state(harness, new.cert_id) == "有效"
