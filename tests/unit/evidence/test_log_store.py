@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from evidence.keys import SigningKey
 from evidence.log import (
@@ -29,7 +33,7 @@ from evidence.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from evidence.note import parse_vkey
+from evidence.note import Checkpoint, open_note, parse_vkey
 from lake.catalog import Catalog, checkpoints, log_leaves, log_nodes
 from onceonly.errors import EvidenceError, VerificationFailed
 
@@ -222,3 +226,28 @@ def test_append_refuses_a_head_that_does_not_match_the_leaves(catalog: Catalog) 
         pytest.raises(EvidenceError, match=r"head says 4 leaves but the stored leaves from 3 on are \[\]"),
     ):
         log.append(conn, entries(4, 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=8), st.data())
+def test_any_stored_checkpoint_is_consistent_with_any_later_one(
+    batches: list[int], data: st.DataObject
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Catalog.connect(f"sqlite:///{tmp}/log.db")
+        try:
+            fill(catalog, TransparencyLog(KEY, ORIGIN), batches)
+            with catalog.read() as conn:
+                notes = (
+                    conn.execute(sa.select(checkpoints.c.note).order_by(checkpoints.c.tree_size))
+                    .scalars()
+                    .all()
+                )
+                heads = [Checkpoint.parse(open_note(n, VERIFIER)) for n in notes]
+                new = data.draw(st.integers(0, len(heads) - 1))
+                old = data.draw(st.integers(0, new))
+                a, b = heads[old], heads[new]
+                proof = prove_consistency(conn, a.size, b.size)
+                verify_consistency(a.size, b.size, proof, a.root_hash, b.root_hash)
+        finally:
+            catalog.dispose()
