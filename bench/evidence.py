@@ -122,29 +122,29 @@ def _issue_onceonly(work: Path, records: pa.Table) -> dict[str, Any]:
             stages["log_append"] += time.perf_counter() - t
             t = time.perf_counter()
             first = appended.first_index
-            columns = batch.to_pydict()
-            rows = [
-                (
-                    ids[i],
-                    "household",
-                    columns["record_key"][i],
-                    columns["holder_id"][i],
-                    columns["holder_name"][i],
-                    TYPE_CODE,
-                    "居民户口簿",
-                    ISSUER,
-                    columns["serial"][i],
-                    1,
-                    "有效",
-                    "2026-11-21",
-                    columns["township"][i],
-                    hashlib.sha256(blob).hexdigest(),
-                    blob,
-                    first + i,
-                    "bench",
+            c = batch.to_pydict()
+            rows = list(
+                zip(
+                    ids,
+                    repeat("household"),
+                    c["record_key"],
+                    c["holder_id"],
+                    c["holder_name"],
+                    repeat(TYPE_CODE),
+                    repeat("居民户口簿"),
+                    repeat(ISSUER),
+                    c["serial"],
+                    repeat(1),
+                    repeat("有效"),
+                    repeat("2026-11-21"),
+                    c["township"],
+                    [hashlib.sha256(blob).hexdigest() for blob in blobs],
+                    blobs,
+                    range(first, first + len(blobs)),
+                    repeat("bench"),
+                    strict=False,
                 )
-                for i, blob in enumerate(blobs)
-            ]
+            )
             conn.exec_driver_sql(insert, rows)
             stages["certificate_rows"] += time.perf_counter() - t
     elapsed = time.perf_counter() - t0
@@ -218,7 +218,7 @@ def _proof_costs(catalog: Any, log: Any, size: int, db: Path) -> dict[str, Any]:
         assert note is not None, f"no checkpoint at {size}"
         inclusion_ms = _median_ms(lambda: prove_inclusion(conn, rng.randrange(size), size), 300)
         consistency_ms = _median_ms(lambda: prove_consistency(conn, rng.randrange(1, size), size), 200)
-        index = size - 3
+        index = size // 2 + 1  # an inner leaf: a full-length path
         proof = prove_inclusion(conn, index, size)
     entry = b"%d" % index
 
