@@ -141,13 +141,20 @@ def build_bundle(
 
 
 def export_bundle(
-    conn: Connection, cert_id: str, vkey: str, *, old_checkpoint: str | None = None
+    conn: Connection,
+    cert_id: str,
+    vkey: str | Sequence[str],
+    *,
+    old_checkpoint: str | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The bundle of ``cert_id`` from the catalog, and the certificate's status in the catalog.
 
     The bundle carries the newest checkpoint, the issuer's newest published status list and,
     with ``old_checkpoint`` (a checkpoint of this log the verifier saw before), a consistency
-    proof from its size. Raises :class:`EvidenceError` naming what is missing.
+    proof from its size. ``vkey`` may be every key of the keyring: the bundle names the one
+    that signed the checkpoint, which must also have signed the status list (after a key
+    rotation, ``publish_status_lists`` signs the lists again). Raises :class:`EvidenceError`
+    naming what is missing.
     """
     from evidence.log import latest_checkpoint, prove_consistency, prove_inclusion, read_head
     from evidence.status_list import stored_list
@@ -178,6 +185,14 @@ def export_bundle(
     if head is None:
         raise EvidenceError("the transparency log has no checkpoint yet")
     size, note = head
+    vkey = _signer(note, [vkey] if isinstance(vkey, str) else list(vkey))
+    try:
+        open_note(published.signature, parse_vkey(vkey))
+    except VerificationFailed as exc:
+        raise EvidenceError(
+            f"the status list of {row.issuer_code} is not signed by the key of the newest checkpoint "
+            "(a key rotation since?): run `onceonly certificates publish-status`"
+        ) from exc
     consistency = None
     if old_checkpoint is not None:
         old = Checkpoint.parse(open_note(old_checkpoint, parse_vkey(vkey)))
@@ -197,6 +212,17 @@ def export_bundle(
         consistency=consistency,
     )
     return bundle, str(row.status)
+
+
+def _signer(note: str, vkeys: list[str]) -> str:
+    """The one of ``vkeys`` that signed ``note``."""
+    for candidate in vkeys:
+        try:
+            open_note(note, parse_vkey(candidate))
+        except VerificationFailed:
+            continue
+        return candidate
+    raise EvidenceError("the newest checkpoint is signed by none of the known keys (keys_dir and keyring)")
 
 
 def verify_bundle(

@@ -175,13 +175,18 @@ def certificates_export(
         )
 
 
-def _verifier_key(settings: Settings) -> str:
-    from evidence.keys import verifier_key_path
+def _verifier_key(settings: Settings) -> list[str]:
+    """The log's verifier keys: the active one first, then every key of the keyring (rotations)."""
+    from evidence.keys import KEYRING_FILE, Keyring, verifier_key_path
 
     vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
     if not vkey_file.exists():
         raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
-    return vkey_file.read_text(encoding="utf-8").strip()
+    vkeys = [vkey_file.read_text(encoding="utf-8").strip()]
+    keyring = settings.keys_dir / KEYRING_FILE
+    if keyring.exists():
+        vkeys += [record.vkey for record in Keyring.load(keyring).keys if record.vkey not in vkeys]
+    return vkeys
 
 
 def _read_text(path: Path, what: str) -> str:

@@ -60,7 +60,7 @@ from evidence.certificate import (
 )
 from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
-from evidence.note import NoteVerifier, open_note
+from evidence.note import NoteVerifier, open_note, parse_vkey
 from lake.catalog import Catalog, certificates, insert_missing, status_entries, status_lists, utcnow
 from onceonly.errors import EvidenceError, VerificationFailed
 
@@ -212,20 +212,24 @@ def sign_document(document: Mapping[str, Any], key: SigningKey) -> tuple[bytes, 
 def publish_status_lists(
     conn: Connection, log: TransparencyLog, *, issuer: str | None = None, now: dt.datetime | None = None
 ) -> list[PublishedList]:
-    """Sign, log and store every list (of ``issuer``) whose bits changed since its last publication.
+    """Sign, log and store every list (of ``issuer``) whose bits changed since its last publication
+    (or that the log's current key did not sign: a rotation re-signs every list once).
 
     Runs in the caller's transaction, so a lifecycle change and the list that shows it are
     committed together. Lists whose bits did not change are left alone (no new log leaf).
     """
     now = now or utcnow()
-    stmt = select(status_lists.c.issuer_code, status_lists.c.list_no, status_lists.c.document)
+    stmt = select(
+        status_lists.c.issuer_code, status_lists.c.list_no, status_lists.c.document, status_lists.c.signature
+    )
     if issuer is not None:
         stmt = stmt.where(status_lists.c.issuer_code == issuer)
     published: list[PublishedList] = []
     for row in conn.execute(stmt.order_by(status_lists.c.issuer_code, status_lists.c.list_no)).all():
         document = build_document(conn, row.issuer_code, int(row.list_no), log.origin, now)
-        if row.document is not None and _bits_of(json.loads(row.document)) == _bits_of(document):
-            continue
+        unchanged = row.document is not None and _bits_of(json.loads(row.document)) == _bits_of(document)
+        if unchanged and _signed_by(row.signature, log.key.vkey):
+            continue  # after a key rotation, the list is signed again by the new key
         canonical, signature = sign_document(document, log.key)
         appended = log.append(conn, [(canonical, LOG_KIND, list_id(row.issuer_code, int(row.list_no)))])
         conn.execute(
@@ -396,6 +400,16 @@ def _state_of(status: str, superseded: bool) -> str:
 
 def _bits_of(document: Mapping[str, Any]) -> tuple[Any, ...]:
     return (document.get("revocation"), document.get("suspension"), document.get("message"))
+
+
+def _signed_by(note: str | None, vkey: str) -> bool:
+    if note is None:
+        return False
+    try:
+        open_note(note, parse_vkey(vkey))
+    except VerificationFailed:
+        return False
+    return True
 
 
 def _note_text(document_id: str, canonical: bytes) -> str:

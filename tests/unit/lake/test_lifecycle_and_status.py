@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from landing_harness import TODAY, Harness, household_row
+from landing_harness import ORIGIN, TODAY, Harness, household_row
 
+from evidence.bundle import export_bundle, verify_bundle
 from evidence.canonical import canonical_json
+from evidence.keys import SigningKey
 from evidence.lifecycle import Lifecycle, LifecycleError, history
+from evidence.log import TransparencyLog
 from evidence.merkle import leaf_hash
 from evidence.note import parse_vkey
 from evidence.status_list import (
@@ -27,6 +30,7 @@ from evidence.status_list import (
     write_status_files,
 )
 from lake.catalog import certificate_events, certificates, log_leaves, status_entries, township_extracts
+from onceonly.errors import EvidenceError
 
 ROWS = [household_row(i) for i in range(1, 5)]
 C1, C2 = {"page": 1}, {"page": 2}
@@ -204,3 +208,27 @@ def test_a_renewal_does_not_lift_a_suspension(harness: Harness) -> None:
     assert _state(harness, new.cert_id) == "暂扣" and _state(harness, old.cert_id) == "暂扣"
     _change(harness, new.cert_id, "restore", "investigation closed")
     assert _state(harness, new.cert_id) == "有效"
+
+
+def test_after_a_key_rotation_lists_are_signed_again_and_bundles_name_the_signer(harness: Harness) -> None:
+    harness.land(ROWS, before=None, after=C1)
+    cert_id = _certs(harness)[ROWS[0]["person_id"]].cert_id
+    with harness.catalog.begin() as conn:
+        publish_status_lists(conn, harness.log)
+    old_key, new_key = harness.key, SigningKey.generate(ORIGIN)
+    rotated = TransparencyLog(new_key, ORIGIN)
+    keyring = [new_key.vkey, old_key.vkey]
+    with harness.catalog.begin() as conn:
+        # nothing appended since the rotation: the newest checkpoint is the old key's
+        bundle, _ = export_bundle(conn, cert_id, keyring)
+        assert bundle["public_key"] == old_key.vkey
+        # something appended by the new key, the list not yet re-signed: say what to do
+        rotated.append(conn, [(b"{}", "use", "x")])
+        with pytest.raises(EvidenceError, match="publish-status"):
+            export_bundle(conn, cert_id, keyring)
+        # the list's bits did not change, but it is signed again by the new key
+        assert len(publish_status_lists(conn, rotated)) == 1
+        assert publish_status_lists(conn, rotated) == []
+        bundle, _ = export_bundle(conn, cert_id, keyring)
+    assert bundle["public_key"] == new_key.vkey
+    assert verify_bundle(json.loads(json.dumps(bundle)), trusted_vkey=new_key.vkey).status == "有效"
