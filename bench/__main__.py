@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "bench.pipeline",
     "connectors": "bench.connectors",
     "contracts": "bench.contracts",
+    "evidence": "bench.evidence",
 }
 
 

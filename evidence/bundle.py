@@ -10,35 +10,80 @@ Example::
 
 A bundle is a JSON object::
 
-    {"format": "onceonly-bundle/1",
-     "certificate": {...},            the certificate, as issued
+    {"format": "onceonly-bundle/2",
+     "certificate": {...},            the certificate, as issued (with its credential_status)
      "leaf_index": 7,                 its position in the transparency log
      "inclusion_proof": ["<hex>", …], RFC 9162 §2.1.3.1 PATH, leaf upwards, lower-case hex
      "checkpoint": "<signed note>",   c2sp.org/tlog-checkpoint, signed by the log key
-     "public_key": "<vkey>"}          c2sp.org/signed-note verifier key of the log
+     "public_key": "<vkey>",          c2sp.org/signed-note verifier key of the log
+     "log_hash": "sha256",            the log's hash function (sha256, or sm3)
+     "status_list": {document, signature, leaf_index},   the issuer's newest status list
+     "status_list_proof": ["<hex>", …],                   its inclusion in the same checkpoint
+     "consistency": {"from_size": 5, "proof": ["<hex>", …]}}   optional, see below
 
 The log's leaf for a certificate is its RFC 8785 (JCS) canonical JSON, so re-indenting or
-re-ordering the JSON file does not change what is verified; changing any value does.
+re-ordering the JSON file does not change what is verified; changing any value does. The
+status list is checked the same way (its signature covers the SHA-256 of its RFC 8785 form,
+and its log leaf is that form), so the state it gives the certificate cannot be altered.
 
 ``public_key`` only says which key signed; a verifier that does not pass ``trusted_vkey``
 learns that the bundle is self-consistent, not that it comes from the district's log.
+
+Consistency: a verifier who saw an older checkpoint (from an earlier bundle, or published by
+the district) passes it as ``old_checkpoint``; the bundle must then carry an RFC 9162
+consistency proof from that checkpoint's size to its own (``certificates export
+--consistency-from OLD``), which proves the log was only appended to in between.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evidence.canonical import canonical_json
-from evidence.identifier import CertificateId, InvalidCertificateId
-from evidence.merkle import leaf_hash, verify_inclusion
-from evidence.note import Checkpoint, open_note, parse_vkey
-from onceonly.errors import EvidenceError, VerificationFailed
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
-BUNDLE_FORMAT = "onceonly-bundle/1"
-_FIELDS = ("format", "certificate", "leaf_index", "inclusion_proof", "checkpoint", "public_key")
+from evidence.canonical import canonical_json
+from evidence.certificate import (
+    STATUS_CANCELLED,
+    STATUS_EXPIRED,
+    STATUS_REVOKED,
+    STATUS_SUSPENDED,
+    STATUS_VALID,
+    STATUS_WITHDRAWN,
+)
+from evidence.identifier import CertificateId, InvalidCertificateId
+from evidence.merkle import TreeHash, tree_hash, verify_consistency, verify_inclusion
+from evidence.note import Checkpoint, NoteVerifier, open_note, parse_vkey
+from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, open_status_list
+from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
+
+BUNDLE_FORMAT = "onceonly-bundle/2"
+_FIELDS = (
+    "format",
+    "certificate",
+    "leaf_index",
+    "inclusion_proof",
+    "checkpoint",
+    "public_key",
+    "log_hash",
+    "status_list",
+    "status_list_proof",
+)
+_OPTIONAL = ("consistency",)
+# What the status list says, in the words a counter clerk reads.
+_STATE_WORDS = {
+    STATUS_SUSPENDED: "suspended (暂扣)",
+    STATUS_REVOKED: "revoked (撤销)",
+    STATUS_WITHDRAWN: "revoked as a penalty (吊销)",
+    STATUS_CANCELLED: "cancelled (注销)",
+    STATUS_EXPIRED: "expired (失效)",
+    STATE_SUPERSEDED: "superseded by a newer version (失效)",
+}
 _HASH_HEX_RE = re.compile(r"[0-9a-f]{64}")
 
 
@@ -47,11 +92,13 @@ class VerifiedBundle:
     """What a successful :func:`verify_bundle` established."""
 
     certificate_id: str
-    status: str | None
+    status: str
     leaf_index: int
     tree_size: int
     origin: str
     root_hash: bytes
+    status_published: str
+    consistent_from: int | None = None
 
 
 def certificate_leaf_bytes(certificate: Mapping[str, Any]) -> bytes:
@@ -69,41 +116,146 @@ def build_bundle(
     inclusion_proof: Sequence[bytes],
     checkpoint_note: str,
     vkey: str,
+    *,
+    status_list: PublishedList,
+    status_list_proof: Sequence[bytes],
+    log_hash: str = "sha256",
+    consistency: tuple[int, Sequence[bytes]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle of ``certificate`` (see the module docstring for the layout)."""
-    return {
+    bundle: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "certificate": dict(certificate),
         "leaf_index": leaf_index,
         "inclusion_proof": [element.hex() for element in inclusion_proof],
         "checkpoint": checkpoint_note,
         "public_key": vkey,
+        "log_hash": log_hash,
+        "status_list": status_list.to_json(),
+        "status_list_proof": [element.hex() for element in status_list_proof],
     }
+    if consistency is not None:
+        from_size, proof = consistency
+        bundle["consistency"] = {"from_size": from_size, "proof": [element.hex() for element in proof]}
+    return bundle
 
 
-def verify_bundle(bundle: Mapping[str, Any], *, trusted_vkey: str | None = None) -> VerifiedBundle:
+def export_bundle(
+    conn: Connection,
+    cert_id: str,
+    vkey: str | Sequence[str],
+    *,
+    old_checkpoint: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The bundle of ``cert_id`` from the catalog, and the certificate's status in the catalog.
+
+    The bundle carries the newest checkpoint, the issuer's newest published status list and,
+    with ``old_checkpoint`` (a checkpoint of this log the verifier saw before), a consistency
+    proof from its size. ``vkey`` may be every key of the keyring: the bundle names the one
+    that signed the checkpoint, which must also have signed the status list (after a key
+    rotation, ``publish_status_lists`` signs the lists again). Raises :class:`EvidenceError`
+    naming what is missing.
+    """
+    from evidence.log import latest_checkpoint, prove_consistency, prove_inclusion, read_head
+    from evidence.status_list import stored_list
+    from lake.catalog import certificates, status_entries
+
+    row = conn.execute(
+        select(
+            certificates.c.canonical,
+            certificates.c.leaf_index,
+            certificates.c.status,
+            status_entries.c.issuer_code,
+            status_entries.c.list_no,
+        )
+        .outerjoin(status_entries, status_entries.c.cert_id == certificates.c.cert_id)
+        .where(certificates.c.cert_id == cert_id)
+    ).first()
+    if row is None:
+        raise EvidenceError(f"no certificate {cert_id!r} in the catalog")
+    if row.issuer_code is None:
+        raise EvidenceError(f"certificate {cert_id} has no status-list entry (issued before status lists)")
+    published = stored_list(conn, row.issuer_code, int(row.list_no))
+    if published is None:
+        raise EvidenceError(
+            f"no status list of {row.issuer_code} is published yet: run the daily flow "
+            "(`onceonly run`) or `onceonly certificates publish-status`"
+        )
+    head = latest_checkpoint(conn)
+    if head is None:
+        raise EvidenceError("the transparency log has no checkpoint yet")
+    size, note = head
+    vkey = _signer(note, [vkey] if isinstance(vkey, str) else list(vkey))
+    try:
+        open_note(published.signature, parse_vkey(vkey))
+    except VerificationFailed as exc:
+        raise EvidenceError(
+            f"the status list of {row.issuer_code} is not signed by the key of the newest checkpoint "
+            "(a key rotation since?): run `onceonly certificates publish-status`"
+        ) from exc
+    consistency = None
+    if old_checkpoint is not None:
+        old = Checkpoint.parse(open_note(old_checkpoint, parse_vkey(vkey)))
+        if old.size > size:
+            raise EvidenceError(f"the older checkpoint's tree ({old.size}) is larger than the log ({size})")
+        if old.size < size:
+            consistency = (old.size, prove_consistency(conn, old.size, size))
+    bundle = build_bundle(
+        json.loads(bytes(row.canonical)),
+        int(row.leaf_index),
+        prove_inclusion(conn, int(row.leaf_index), size),
+        note,
+        vkey,
+        status_list=published,
+        status_list_proof=prove_inclusion(conn, published.leaf_index, size),
+        log_hash=read_head(conn).hasher.name,
+        consistency=consistency,
+    )
+    return bundle, str(row.status)
+
+
+def _signer(note: str, vkeys: list[str]) -> str:
+    """The one of ``vkeys`` that signed ``note``."""
+    for candidate in vkeys:
+        try:
+            open_note(note, parse_vkey(candidate))
+        except VerificationFailed:
+            continue
+        return candidate
+    raise EvidenceError("the newest checkpoint is signed by none of the known keys (keys_dir and keyring)")
+
+
+def verify_bundle(
+    bundle: Mapping[str, Any],
+    *,
+    trusted_vkey: str | None = None,
+    old_checkpoint: str | None = None,
+    newer_status_list: Mapping[str, Any] | None = None,
+    today: dt.date | None = None,
+) -> VerifiedBundle:
     """Check a bundle offline; raise :class:`VerificationFailed` naming the first failure.
 
     In order: structure and format; the public key (and that it is ``trusted_vkey``); the
-    checkpoint's signature; the checkpoint text; the leaf index against the tree size; the
-    certificate's identifier; the certificate's inclusion in the checkpoint's tree.
+    checkpoint's signature; the leaf index against the tree size; the certificate's
+    identifier; its inclusion in the checkpoint's tree; the status list's signature, issuer
+    and inclusion; the certificate's state in it (anything but 有效 fails, naming the state);
+    its validity dates against ``today``; and, with ``old_checkpoint``, that the bundle's log
+    is an append-only extension of the log the verifier saw before.
+
+    ``newer_status_list`` is a status list file the verifier fetched since (``$ONCEONLY_HOME/
+    status/<issuer>-<list>.json``): signed by the same key, for the same list and not older
+    than the bundle's, it decides the state instead, so a cached bundle cannot hide a later
+    suspension.
     """
-    proof = _check_structure(bundle)
+    proof, list_proof, consistency = _check_structure(bundle)
     certificate: Mapping[str, Any] = bundle["certificate"]
     leaf_index: int = bundle["leaf_index"]
+    try:
+        hasher = tree_hash(bundle["log_hash"])
+    except ConfigurationError as exc:
+        raise VerificationFailed(f"bundle log_hash: {exc}") from exc
 
-    verifier = parse_vkey(bundle["public_key"])
-    if trusted_vkey is not None:
-        try:
-            trusted = parse_vkey(trusted_vkey)
-        except VerificationFailed as exc:
-            raise VerificationFailed(f"the trusted key itself is malformed: {exc}") from exc
-        if verifier != trusted:
-            raise VerificationFailed(
-                f"bundle is signed by {verifier.name}+{verifier.key_id.hex()}, "
-                f"not by the trusted key {trusted.name}+{trusted.key_id.hex()}"
-            )
-
+    verifier = _verifier(bundle["public_key"], trusted_vkey)
     checkpoint = Checkpoint.parse(open_note(bundle["checkpoint"], verifier))
     if leaf_index >= checkpoint.size:
         raise VerificationFailed(
@@ -122,50 +274,214 @@ def verify_bundle(bundle: Mapping[str, Any], *, trusted_vkey: str | None = None)
     except EvidenceError as exc:
         raise VerificationFailed(str(exc)) from exc
     try:
-        verify_inclusion(leaf_hash(entry), leaf_index, checkpoint.size, proof, checkpoint.root_hash)
+        verify_inclusion(
+            hasher.leaf(entry), leaf_index, checkpoint.size, proof, checkpoint.root_hash, hasher=hasher
+        )
     except VerificationFailed as exc:
         raise VerificationFailed(f"certificate is not in the checkpoint's log: {exc}") from exc
 
-    status = certificate.get("status")
+    status_list = _check_status_list(bundle["status_list"], list_proof, verifier, checkpoint, hasher)
+    if newer_status_list is not None:
+        status_list = _newer(newer_status_list, status_list, verifier)
+    state = _state_of(certificate, certificate_id, status_list)
+    if state != STATUS_VALID:
+        raise VerificationFailed(
+            f"certificate {certificate_id} is {_STATE_WORDS.get(state, state)} according to the status "
+            f"list of {status_list.issuer} published {status_list.published}"
+        )
+    _check_dates(certificate, today or dt.date.today())
+
+    consistent_from = None
+    if old_checkpoint is not None:
+        consistent_from = _check_consistency(old_checkpoint, consistency, verifier, checkpoint, hasher)
+
     return VerifiedBundle(
         certificate_id=str(certificate_id),
-        status=status if isinstance(status, str) else None,
+        status=state,
         leaf_index=leaf_index,
         tree_size=checkpoint.size,
         origin=checkpoint.origin,
         root_hash=checkpoint.root_hash,
+        status_published=status_list.published,
+        consistent_from=consistent_from,
     )
 
 
-def _check_structure(bundle: Mapping[str, Any]) -> list[bytes]:
-    """Check the bundle's shape; return the decoded inclusion proof."""
+def _verifier(public_key: str, trusted_vkey: str | None) -> NoteVerifier:
+    verifier = parse_vkey(public_key)
+    if trusted_vkey is not None:
+        try:
+            trusted = parse_vkey(trusted_vkey)
+        except VerificationFailed as exc:
+            raise VerificationFailed(f"the trusted key itself is malformed: {exc}") from exc
+        if verifier != trusted:
+            raise VerificationFailed(
+                f"bundle is signed by {verifier.name}+{verifier.key_id.hex()}, "
+                f"not by the trusted key {trusted.name}+{trusted.key_id.hex()}"
+            )
+    return verifier
+
+
+def _check_status_list(
+    published: Mapping[str, Any],
+    proof: list[bytes],
+    verifier: NoteVerifier,
+    checkpoint: Checkpoint,
+    hasher: TreeHash,
+) -> StatusList:
+    try:
+        status_list = open_status_list(published, verifier)
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"status list: {exc}") from exc
+    if status_list.leaf_index >= checkpoint.size:
+        raise VerificationFailed(
+            f"status list leaf {status_list.leaf_index} is not inside the checkpoint's tree of "
+            f"size {checkpoint.size}"
+        )
+    try:
+        verify_inclusion(
+            hasher.leaf(status_list.canonical),
+            status_list.leaf_index,
+            checkpoint.size,
+            proof,
+            checkpoint.root_hash,
+            hasher=hasher,
+        )
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"status list is not in the checkpoint's log: {exc}") from exc
+    return status_list
+
+
+def _newer(published: Mapping[str, Any], bundled: StatusList, verifier: NoteVerifier) -> StatusList:
+    try:
+        newer = open_status_list(published, verifier)
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"the newer status list: {exc}") from exc
+    if (newer.issuer, newer.list_no) != (bundled.issuer, bundled.list_no):
+        raise VerificationFailed(
+            f"the newer status list is {newer.issuer}/{newer.list_no}, the certificate's is "
+            f"{bundled.issuer}/{bundled.list_no}"
+        )
+    if newer.published < bundled.published:  # ISO 8601 UTC with Z: text order is time order
+        raise VerificationFailed(
+            f"the 'newer' status list ({newer.published}) is older than the bundle's ({bundled.published})"
+        )
+    return newer
+
+
+def _state_of(certificate: Mapping[str, Any], certificate_id: CertificateId, status_list: StatusList) -> str:
+    entry = certificate.get("credential_status")
+    if not isinstance(entry, Mapping):
+        raise VerificationFailed("certificate names no status-list entry (credential_status)")
+    if entry.get("issuer") != certificate_id.issuer_uscc:
+        raise VerificationFailed("certificate's status entry names another issuer than its identifier")
+    if (entry.get("issuer"), entry.get("list")) != (status_list.issuer, status_list.list_no):
+        raise VerificationFailed(
+            f"the bundle's status list is {status_list.issuer}/{status_list.list_no}, but the certificate's "
+            f"status lies in {entry.get('issuer')}/{entry.get('list')}"
+        )
+    return status_list.state(entry.get("index"))  # type: ignore[arg-type]  # state() checks it
+
+
+def _check_dates(certificate: Mapping[str, Any], today: dt.date) -> None:
+    valid_from, valid_to = certificate.get("valid_from"), certificate.get("valid_to")
+    try:
+        if isinstance(valid_to, str) and dt.date.fromisoformat(valid_to[:10]) < today:
+            raise VerificationFailed(f"certificate expired on {valid_to[:10]} (valid_to)")
+        if isinstance(valid_from, str) and dt.date.fromisoformat(valid_from[:10]) > today:
+            raise VerificationFailed(f"certificate is not valid before {valid_from[:10]} (valid_from)")
+    except ValueError as exc:
+        raise VerificationFailed(f"certificate validity dates are not ISO dates: {exc}") from exc
+
+
+def _check_consistency(
+    old_note: str,
+    consistency: tuple[int, list[bytes]] | None,
+    verifier: NoteVerifier,
+    checkpoint: Checkpoint,
+    hasher: TreeHash,
+) -> int:
+    try:
+        old = Checkpoint.parse(open_note(old_note, verifier))
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"the older checkpoint: {exc}") from exc
+    if old.origin != checkpoint.origin:
+        raise VerificationFailed(
+            f"the older checkpoint is of the log {old.origin!r}, the bundle's of {checkpoint.origin!r}"
+        )
+    if old.size > checkpoint.size:
+        raise VerificationFailed(
+            f"the older checkpoint is of a larger tree ({old.size}) than the bundle's ({checkpoint.size}): "
+            "ask for a newer bundle"
+        )
+    if old.size == checkpoint.size:
+        if old.root_hash != checkpoint.root_hash:
+            raise VerificationFailed(f"the log was rewritten: two different trees of size {old.size}")
+        return old.size
+    if consistency is None or consistency[0] != old.size:
+        carried = "none" if consistency is None else f"one from size {consistency[0]}"
+        raise VerificationFailed(
+            f"the bundle carries no consistency proof from size {old.size} ({carried}); export it with "
+            "--consistency-from <that checkpoint>"
+        )
+    try:
+        verify_consistency(
+            old.size, checkpoint.size, consistency[1], old.root_hash, checkpoint.root_hash, hasher=hasher
+        )
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"the log is not consistent with the older checkpoint: {exc}") from exc
+    return old.size
+
+
+def _check_structure(
+    bundle: Mapping[str, Any],
+) -> tuple[list[bytes], list[bytes], tuple[int, list[bytes]] | None]:
+    """Check the bundle's shape; return the decoded proofs."""
     if not isinstance(bundle, Mapping):
         raise VerificationFailed("bundle is not a JSON object")
     missing = [name for name in _FIELDS if name not in bundle]
     if missing:
         raise VerificationFailed(f"bundle lacks {', '.join(missing)}")
-    unknown = sorted(str(name) for name in bundle if name not in _FIELDS)
+    unknown = sorted(str(name) for name in bundle if name not in _FIELDS + _OPTIONAL)
     if unknown:
         raise VerificationFailed(f"bundle has unknown fields {', '.join(unknown)}")
     if bundle["format"] != BUNDLE_FORMAT:
         raise VerificationFailed(f"bundle format is {bundle['format']!r}, expected {BUNDLE_FORMAT!r}")
     if not isinstance(bundle["certificate"], Mapping):
         raise VerificationFailed("bundle certificate is not a JSON object")
-    leaf_index = bundle["leaf_index"]
-    if isinstance(leaf_index, bool) or not isinstance(leaf_index, int) or leaf_index < 0:
+    if not _is_index(bundle["leaf_index"]):
         raise VerificationFailed("bundle leaf_index is not a non-negative integer")
-    elements = bundle["inclusion_proof"]
-    if not isinstance(elements, list):
-        raise VerificationFailed("bundle inclusion_proof is not a list")
-    proof = []
-    for position, element in enumerate(elements):
-        if not isinstance(element, str) or not _HASH_HEX_RE.fullmatch(element):
-            raise VerificationFailed(f"bundle inclusion_proof[{position}] is not 64 lower-case hex digits")
-        proof.append(bytes.fromhex(element))
-    for name in ("checkpoint", "public_key"):
+    for name in ("checkpoint", "public_key", "log_hash"):
         if not isinstance(bundle[name], str):
             raise VerificationFailed(f"bundle {name} is not a string")
-    return proof
+    if not isinstance(bundle["status_list"], Mapping):
+        raise VerificationFailed("bundle status_list is not a JSON object")
+    proof = _hashes(bundle["inclusion_proof"], "inclusion_proof")
+    list_proof = _hashes(bundle["status_list_proof"], "status_list_proof")
+    consistency = None
+    if "consistency" in bundle:
+        value = bundle["consistency"]
+        if not isinstance(value, Mapping) or set(value) != {"from_size", "proof"}:
+            raise VerificationFailed("bundle consistency is not an object of from_size and proof")
+        if not _is_index(value["from_size"]):
+            raise VerificationFailed("bundle consistency from_size is not a non-negative integer")
+        consistency = (int(value["from_size"]), _hashes(value["proof"], "consistency.proof"))
+    return proof, list_proof, consistency
+
+
+def _is_index(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
+
+
+def _hashes(elements: object, name: str) -> list[bytes]:
+    if not isinstance(elements, list):
+        raise VerificationFailed(f"bundle {name} is not a list")
+    decoded = []
+    for position, element in enumerate(elements):
+        if not isinstance(element, str) or not _HASH_HEX_RE.fullmatch(element):
+            raise VerificationFailed(f"bundle {name}[{position}] is not 64 lower-case hex digits")
+        decoded.append(bytes.fromhex(element))
+    return decoded
 
 
 __all__ = [
@@ -173,5 +489,6 @@ __all__ = [
     "VerifiedBundle",
     "build_bundle",
     "certificate_leaf_bytes",
+    "export_bundle",
     "verify_bundle",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,34 @@ import pyarrow.compute as pc
 from contracts.compiler import CompiledContract
 from evidence.canonical import canonical_json
 from evidence.identifier import CertificateId
+from onceonly.errors import ContractError
 
 CERTIFICATE_SCHEMA = "onceonly-ecert/1"
+# GB/T 36903 certificate states (证照状态). A superseded version is 失效 too; the status list
+# tells it apart from an expired one by the newer version that names it as ``previous``.
 STATUS_VALID = "有效"
-STATUS_SUPERSEDED = "失效"
+STATUS_SUSPENDED = "暂扣"
+STATUS_REVOKED = "撤销"
+STATUS_WITHDRAWN = "吊销"  # revoked as a penalty (a licence withdrawn)
+STATUS_CANCELLED = "注销"
+STATUS_EXPIRED = "失效"
+STATUS_SUPERSEDED = STATUS_EXPIRED
+
+# Holder identity document types (持证主体代码类型) and their codes. GB/T 36903-2018 names the
+# element but its code table is not freely published; we could not obtain it, so these are
+# the 证件类型 codes used by the national 政务服务 platform for people (GA/T 517 style, 111 =
+# 居民身份证) and 001 for a unified social credit code. Check them against the standard
+# before relying on the codes outside this district (README, "Evidence").
+HOLDER_ID_TYPES: dict[str, str] = {
+    "统一社会信用代码": "001",
+    "居民身份证": "111",
+    "临时居民身份证": "112",
+    "户口簿": "113",
+    "普通护照": "414",
+    "台湾居民来往大陆通行证": "511",
+    "港澳居民来往内地通行证": "516",
+    "外国人永久居留身份证": "553",
+}
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,15 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
     # Dates, decimals and timestamps become their text form once, vectorised.
     text = {name: _text_column(table.column(name)) for name in needed}
     dataset = compiled.contract.id
+    id_types = {}
+    for h in spec.holders:
+        name = h.get("idType", "居民身份证")
+        if name not in HOLDER_ID_TYPES:
+            raise ContractError(
+                f"contract {compiled.ref}: holder idType {name!r} is not a known holder identity type "
+                f"({', '.join(HOLDER_ID_TYPES)})"
+            )
+        id_types[h["idColumn"]] = name
     drafts: list[Draft] = []
     for i in range(table.num_rows):
         record_key = "|".join(text[c][i] or "" for c in compiled.record_key)
@@ -84,7 +118,8 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
                 "issuer": {"name": spec.issuer_name, "code": spec.issuer_code},
                 "holder": {
                     "name": text[holder["nameColumn"]][i],
-                    "id_type": holder.get("idType", "居民身份证"),
+                    "id_type": id_types[holder["idColumn"]],
+                    "id_type_code": HOLDER_ID_TYPES[id_types[holder["idColumn"]]],
                     "id": holder_id,
                 },
                 "valid_from": valid_from,
@@ -118,9 +153,14 @@ def issue(
     batch_id: str,
     contract: str,
     previous: str | None = None,
+    status_entry: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The complete certificate object; its RFC 8785 bytes are the transparency-log leaf."""
-    return {
+    """The complete certificate object; its RFC 8785 bytes are the transparency-log leaf.
+
+    ``status_entry`` (``evidence.status_list.StatusEntry.to_json()``) says where the
+    certificate's state lies in its issuer's status list; the leaf covers it.
+    """
+    body = {
         "schema": CERTIFICATE_SCHEMA,
         "id": str(cert_id),
         **draft.content,
@@ -130,6 +170,9 @@ def issue(
         "previous": previous,
         "source": {"dataset": draft.dataset, "contract": contract, "batch": batch_id},
     }
+    if status_entry is not None:
+        body["credential_status"] = dict(status_entry)
+    return body
 
 
 def _text_column(column: pa.ChunkedArray) -> list[str | None]:
@@ -141,4 +184,17 @@ def _text_column(column: pa.ChunkedArray) -> list[str | None]:
     return values
 
 
-__all__ = ["CERTIFICATE_SCHEMA", "STATUS_SUPERSEDED", "STATUS_VALID", "Draft", "drafts_from", "issue"]
+__all__ = [
+    "CERTIFICATE_SCHEMA",
+    "HOLDER_ID_TYPES",
+    "STATUS_CANCELLED",
+    "STATUS_EXPIRED",
+    "STATUS_REVOKED",
+    "STATUS_SUPERSEDED",
+    "STATUS_SUSPENDED",
+    "STATUS_VALID",
+    "STATUS_WITHDRAWN",
+    "Draft",
+    "drafts_from",
+    "issue",
+]

@@ -1,32 +1,73 @@
-"""The transparency log, persisted in the catalog: leaves, signed checkpoints, proofs.
+"""The transparency log, persisted in the catalog: leaves, interior nodes, signed checkpoints, proofs.
 
 Example::
 
     log = TransparencyLog(signing_key, origin="onceonly.example/wuqing/evidence")
     with catalog.begin() as conn:
-        appended = log.append(conn, [(canonical_bytes, "certificate", cert_id), ...])
+        appended = log.append(conn, [(canonical_bytes, KIND_CERTIFICATE, cert_id), ...])
+        log.append(conn, [batch_receipt(batch_id=..., content_sha256=..., contract="x@1", ...)])
+        record_use(conn, log, matter="m", certificate_id=cid, township="120114001")
     appended.checkpoint              # C2SP tlog-checkpoint signed note covering the new leaves
+    with catalog.read() as conn:
+        proof = prove_inclusion(conn, 7, appended.tree_size)   # O(log n) stored nodes
 
 Appending happens inside the caller's transaction together with what the leaves stand for,
-so a leaf exists exactly when its certificate does. The log head (size and compact range)
-is locked for update, so appends are serialised even on PostgreSQL with several writers;
-rows of ``log_leaves`` are only ever inserted, never updated or deleted (RFC 9162 §2.1: an
-append-only tree).
+so a leaf exists exactly when its certificate does. The log head (size, frontier, hash) is
+locked for update, so appends are serialised even on PostgreSQL with several writers. Every
+append also writes the interior nodes of the subtrees its leaves complete (``log_nodes``):
+any inclusion or consistency proof is then a handful of primary-key reads, O(log n), at any
+size. Rows of ``log_leaves``, ``log_nodes`` and ``checkpoints`` are only ever inserted: this
+module has no update or delete path for them (RFC 9162 §2.1: an append-only tree), and
+:func:`verify_log` recomputes everything from the entries to prove nobody else did either.
+
+Leaves carry a kind: ``certificate`` (the certificate's RFC 8785 bytes, kept in the
+certificates table), ``batch-receipt`` (an accepted batch: its content hash, contract and
+validation counts), ``lifecycle`` (a certificate's status change), ``use`` (a township used
+shared data instead of asking the citizen). Entries of every kind but certificates are kept
+in ``log_leaves.entry``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, and_, func, insert, outerjoin, select, update
 from sqlalchemy.engine import Connection
 
+from evidence.canonical import canonical_json
 from evidence.keys import SigningKey
-from evidence.merkle import CompactRange, inclusion_proof, leaf_hash
-from evidence.note import Checkpoint
-from lake.catalog import checkpoints, insert_missing, log_head, log_leaves, utcnow
-from onceonly.errors import EvidenceError
+from evidence.merkle import (
+    SHA256,
+    TreeHash,
+    consistency_ranges,
+    extend,
+    fold_subtrees,
+    inclusion_ranges,
+    perfect_subtrees,
+    tree_hash,
+)
+from evidence.note import Checkpoint, NoteVerifier, open_note
+from lake.catalog import certificates, checkpoints, insert_missing, log_head, log_leaves, log_nodes, utcnow
+from onceonly.errors import EvidenceError, VerificationFailed
+
+KIND_CERTIFICATE = "certificate"
+KIND_BATCH_RECEIPT = "batch-receipt"
+KIND_LIFECYCLE = "lifecycle"
+KIND_USE = "use"
+ENTRY_SCHEMA = "onceonly-log-entry/1"
+
+_VERIFY_CHUNK = 65_536  # leaves per step of verify_log: bounded memory at any log size
+_NODE_ID_SHIFT = 48  # node (level, index) is stored as level << 48 | index: 2**48 leaves at most
+
+
+def node_id(level: int, index: int) -> int:
+    """The ``log_nodes`` key of interior node ``(level, index)``."""
+    if not 1 <= level < 64 or not 0 <= index < 1 << _NODE_ID_SHIFT:
+        raise ValueError(f"no interior node ({level}, {index})")
+    return level << _NODE_ID_SHIFT | index
 
 
 @dataclass(frozen=True)
@@ -37,48 +78,210 @@ class Appended:
     checkpoint: str
 
 
+@dataclass(frozen=True)
+class LogHead:
+    tree_size: int
+    frontier: list[bytes]
+    hasher: TreeHash
+
+    @property
+    def root_hash(self) -> bytes:
+        return fold_subtrees(self.frontier, hasher=self.hasher) if self.frontier else self.hasher.empty_root
+
+
 class TransparencyLog:
-    def __init__(self, key: SigningKey, origin: str) -> None:
+    def __init__(self, key: SigningKey, origin: str, *, hasher: TreeHash = SHA256) -> None:
         self.key = key
         self.origin = origin
+        self.hasher = hasher
 
     def append(self, conn: Connection, entries: Sequence[tuple[bytes, str, str]]) -> Appended:
-        """Append ``(leaf bytes, kind, ref)`` entries and publish one signed checkpoint."""
+        """Append ``(entry bytes, kind, ref)`` entries and publish one signed checkpoint.
+
+        The entry bytes of every kind but ``certificate`` are stored with the leaf.
+        """
         if not entries:
             raise EvidenceError("nothing to append to the log")
-        head = _locked_head(conn)
-        frontier = CompactRange.from_state(head[0], [bytes.fromhex(h) for h in head[1]])
-        first = frontier.size
+        head = _locked_head(conn, self.hasher)
+        first = head.tree_size
+        hashes = self.hasher.leaves(data for data, _, _ in entries)
+        grown = extend(first, head.frontier, hashes, hasher=self.hasher)
         now = utcnow()
-        rows = []
-        for offset, (data, kind, ref) in enumerate(entries):
-            h = leaf_hash(data)
-            frontier.append(h)
-            rows.append(
-                {"leaf_index": first + offset, "leaf_hash": h, "kind": kind, "ref": ref, "appended_at": now}
+        stamp = _db_value(conn, log_leaves.c.appended_at, now)
+        _insert_many(
+            conn,
+            log_leaves,
+            ("leaf_index", "leaf_hash", "kind", "ref", "appended_at", "entry"),
+            [
+                (first + offset, h, kind, ref, stamp, None if kind == KIND_CERTIFICATE else data)
+                for offset, (h, (data, kind, ref)) in enumerate(zip(hashes, entries, strict=True))
+            ],
+        )
+        if grown.node_count:
+            shift = _NODE_ID_SHIFT
+            _insert_many(
+                conn, log_nodes, ("node_id", "hash"), [(lv << shift | i, h) for lv, i, h in grown.nodes()]
             )
-        conn.execute(insert(log_leaves), rows)
-        root = frontier.root()
-        note = self.key.sign_note(Checkpoint(self.origin, frontier.size, root).to_body())
+        root = fold_subtrees(grown.frontier, hasher=self.hasher)
+        note = self.key.sign_note(Checkpoint(self.origin, grown.size, root).to_body())
         conn.execute(
-            insert(checkpoints).values(tree_size=frontier.size, root_hash=root, note=note, created_at=now)
+            insert(checkpoints).values(tree_size=grown.size, root_hash=root, note=note, created_at=now)
         )
         conn.execute(
             update(log_head)
-            .where(log_head.c.id == 1)
-            .values(tree_size=frontier.size, frontier=[h.hex() for h in frontier.state()])
+            .where(and_(log_head.c.id == 1, log_head.c.tree_size == first))
+            .values(
+                tree_size=grown.size, frontier=[h.hex() for h in grown.frontier], hash_alg=self.hasher.name
+            )
         )
-        return Appended(first, frontier.size, root, note)
+        return Appended(first, grown.size, root, note)
+
+    def append_entry(self, conn: Connection, kind: str, ref: str, document: Mapping[str, Any]) -> Appended:
+        """Append one entry of ``kind`` (e.g. ``lifecycle``): ``document`` as RFC 8785 bytes."""
+        return self.append(conn, [log_entry(kind, ref, document)])
 
 
-def _locked_head(conn: Connection) -> tuple[int, list[str]]:
+def log_entry(kind: str, ref: str, document: Mapping[str, Any]) -> tuple[bytes, str, str]:
+    """``(entry bytes, kind, ref)`` for :meth:`TransparencyLog.append`: the RFC 8785 JSON of
+    ``{"schema", "kind", **document}``, so a leaf says what it is."""
+    if kind == KIND_CERTIFICATE:
+        raise EvidenceError("certificates are appended as their own canonical bytes, not as log entries")
+    return canonical_json({"schema": ENTRY_SCHEMA, "kind": kind, **document}), kind, ref
+
+
+def batch_receipt(
+    *,
+    batch_id: str,
+    content_sha256: str,
+    contract: str,
+    dataset: str,
+    pulled: int,
+    accepted: int,
+    quarantined: int,
+    certificates: int,
+    landed_at: str,
+) -> tuple[bytes, str, str]:
+    """The receipt leaf of an accepted batch: what came in, under which contract, what passed."""
+    return log_entry(
+        KIND_BATCH_RECEIPT,
+        batch_id,
+        {
+            "batch": batch_id,
+            "content_sha256": content_sha256,
+            "contract": contract,
+            "dataset": dataset,
+            "counts": {
+                "pulled": pulled,
+                "accepted": accepted,
+                "quarantined": quarantined,
+                "certificates": certificates,
+            },
+            "landed_at": landed_at,
+        },
+    )
+
+
+def record_use(
+    conn: Connection,
+    log: TransparencyLog,
+    *,
+    matter: str,
+    certificate_id: str,
+    township: str | None,
+    material: str | None = None,
+    purpose: str | None = None,
+) -> Appended:
+    """Log that shared data (a certificate) was used for ``matter`` instead of asking the citizen.
+
+    The entry names the certificate, never the citizen's ID number: the certificate is the
+    link, and the log is published.
+    """
+    return log.append_entry(
+        conn,
+        KIND_USE,
+        certificate_id,
+        {
+            "matter": matter,
+            "certificate": certificate_id,
+            "township": township,
+            "material": material,
+            "purpose": purpose,
+            "used_at": utcnow().isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _insert_many(conn: Connection, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
+    values here need none (integers, bytes, text, and a timestamp made by :func:`_db_value`).
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    conn.exec_driver_sql(sql, rows)
+
+
+def _db_value(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy would bind it to ``column`` on SQLite (done once, not per row)."""
+    if conn.dialect.name != "sqlite":
+        return value
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor else value
+
+
+def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
     # The head row must exist before it can be locked: two first appends that both found it
     # missing and both inserted it would make one fail on the key (or, without the lock, both
     # write leaf 0). Insert-if-missing, then lock: every append waits for the one before it.
-    insert_missing(conn, log_head, {"id": 1, "tree_size": 0, "frontier": []})
-    stmt = select(log_head.c.tree_size, log_head.c.frontier).where(log_head.c.id == 1).with_for_update()
+    insert_missing(conn, log_head, {"id": 1, "tree_size": 0, "frontier": [], "hash_alg": hasher.name})
+    stmt = (
+        select(log_head.c.tree_size, log_head.c.frontier, log_head.c.hash_alg)
+        .where(log_head.c.id == 1)
+        .with_for_update()
+    )
     row = conn.execute(stmt).one()
-    return int(row.tree_size), list(row.frontier)
+    size = int(row.tree_size)
+    if size and row.hash_alg != hasher.name:
+        raise EvidenceError(
+            f"the log uses {row.hash_alg}, this deployment is configured for {hasher.name} "
+            "(ONCEONLY_LOG_HASH); a log never mixes two hash functions"
+        )
+    # Append-only, checked: the head must sit exactly after the last stored leaf. A locking
+    # read, so that InnoDB's repeatable read sees the latest leaves, not its first snapshot.
+    tail = (
+        conn.execute(
+            select(log_leaves.c.leaf_index)
+            .where(log_leaves.c.leaf_index >= max(size - 1, 0))
+            .order_by(log_leaves.c.leaf_index)
+            .limit(2)
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    if tail != ([size - 1] if size else []):
+        raise EvidenceError(
+            f"the log head says {size} leaves but the stored leaves from {max(size - 1, 0)} on are "
+            f"{tail}: the log was changed outside OnceOnly; run `onceonly log verify`"
+        )
+    return LogHead(size, [bytes.fromhex(h) for h in row.frontier], hasher)
+
+
+def read_head(conn: Connection) -> LogHead:
+    """The log's size, frontier and hash function (an empty SHA-256 log if nothing was appended)."""
+    row = conn.execute(
+        select(log_head.c.tree_size, log_head.c.frontier, log_head.c.hash_alg).where(log_head.c.id == 1)
+    ).first()
+    if row is None:
+        return LogHead(0, [], SHA256)
+    return LogHead(int(row.tree_size), [bytes.fromhex(h) for h in row.frontier], tree_hash(row.hash_alg))
 
 
 def latest_checkpoint(conn: Connection) -> tuple[int, str] | None:
@@ -89,28 +292,290 @@ def latest_checkpoint(conn: Connection) -> tuple[int, str] | None:
     return None if row is None else (int(row.tree_size), str(row.note))
 
 
+def checkpoint_at(conn: Connection, size: int) -> str | None:
+    """The signed checkpoint note of tree size ``size``, if one was published."""
+    note = conn.execute(select(checkpoints.c.note).where(checkpoints.c.tree_size == size)).scalar()
+    return None if note is None else str(note)
+
+
 def tree_size(conn: Connection) -> int:
     row = conn.execute(select(log_head.c.tree_size).where(log_head.c.id == 1)).first()
     return 0 if row is None else int(row.tree_size)
+
+
+@dataclass(frozen=True)
+class Leaf:
+    index: int
+    kind: str
+    ref: str
+    leaf_hash: bytes
+    entry: bytes | None  # the logged bytes (a certificate's canonical JSON for certificates)
+
+
+def leaf_at(conn: Connection, index: int) -> Leaf:
+    """Leaf ``index`` with its entry; EvidenceError if the log has no such leaf."""
+    joined = outerjoin(log_leaves, certificates, certificates.c.leaf_index == log_leaves.c.leaf_index)
+    row = conn.execute(
+        select(
+            log_leaves.c.kind,
+            log_leaves.c.ref,
+            log_leaves.c.leaf_hash,
+            log_leaves.c.entry,
+            certificates.c.canonical,
+        )
+        .select_from(joined)
+        .where(log_leaves.c.leaf_index == index)
+    ).first()
+    if row is None:
+        raise EvidenceError(f"the log has no leaf {index} (it holds {tree_size(conn)})")
+    entry = row.entry if row.kind != KIND_CERTIFICATE else row.canonical
+    return Leaf(index, row.kind, row.ref, bytes(row.leaf_hash), None if entry is None else bytes(entry))
 
 
 def prove_inclusion(conn: Connection, leaf_index: int, size: int) -> list[bytes]:
     """The RFC 9162 inclusion proof of ``leaf_index`` in the tree of the first ``size`` leaves."""
     if not 0 <= leaf_index < size:
         raise EvidenceError(f"leaf {leaf_index} is not in a tree of size {size}")
-    hashes = [
-        bytes(h)
-        for h in conn.execute(
-            select(log_leaves.c.leaf_hash)
-            .where(log_leaves.c.leaf_index < size)
-            .order_by(log_leaves.c.leaf_index)
-        ).scalars()
-    ]
-    if len(hashes) != size:
-        raise EvidenceError(
-            f"the log holds {len(hashes)} leaves below {size}; it was tampered with or truncated"
+    _check_size(conn, size)
+    return _range_roots(conn, inclusion_ranges(leaf_index, size))
+
+
+def prove_consistency(conn: Connection, old_size: int, new_size: int) -> list[bytes]:
+    """The RFC 9162 consistency proof from the tree of ``old_size`` leaves to ``new_size``."""
+    if not 0 <= old_size <= new_size:
+        raise EvidenceError(f"no consistency proof from size {old_size} to {new_size}")
+    _check_size(conn, new_size)
+    return _range_roots(conn, consistency_ranges(old_size, new_size))
+
+
+def root_at(conn: Connection, size: int) -> bytes:
+    """MTH of the first ``size`` leaves, from stored nodes (one per set bit of ``size``)."""
+    hasher = read_head(conn).hasher
+    if size == 0:
+        return hasher.empty_root
+    _check_size(conn, size)
+    return _range_roots(conn, [(0, size)], hasher)[0]
+
+
+def _check_size(conn: Connection, size: int) -> None:
+    current = tree_size(conn)
+    if size > current:
+        raise EvidenceError(f"the log has {current} leaves, fewer than the {size} asked for")
+
+
+def _range_roots(
+    conn: Connection, ranges: Sequence[tuple[int, int]], hasher: TreeHash | None = None
+) -> list[bytes]:
+    """MTH of each leaf range, from the stored perfect subtrees that make it up."""
+    parts = [perfect_subtrees(lo, hi) for lo, hi in ranges]
+    found = _subtree_hashes(conn, {key for keys in parts for key in keys})
+    if hasher is None and any(len(keys) > 1 for keys in parts):
+        hasher = read_head(conn).hasher  # only a range of several subtrees hashes anything
+    return [fold_subtrees([found[key] for key in keys], hasher=hasher or SHA256) for keys in parts]
+
+
+def _subtree_hashes(conn: Connection, keys: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """Stored hashes of subtrees ``(level, index)``: leaves from log_leaves, the rest from log_nodes."""
+    found: dict[tuple[int, int], bytes] = {}
+    leaves = sorted(index for level, index in keys if level == 0)
+    nodes = sorted((level, index) for level, index in keys if level > 0)
+    if leaves:
+        rows = conn.execute(
+            select(log_leaves.c.leaf_index, log_leaves.c.leaf_hash).where(log_leaves.c.leaf_index.in_(leaves))
         )
-    return inclusion_proof(leaf_index, hashes)
+        found.update(((0, int(r.leaf_index)), bytes(r.leaf_hash)) for r in rows)
+    if nodes:
+        ids = {node_id(level, index): (level, index) for level, index in nodes}
+        rows = conn.execute(select(log_nodes.c.node_id, log_nodes.c.hash).where(log_nodes.c.node_id.in_(ids)))
+        found.update((ids[int(r.node_id)], bytes(r.hash)) for r in rows)
+    missing = sorted(keys - found.keys())
+    if missing:
+        level, index = missing[0]
+        what = f"leaf {index}" if level == 0 else f"node ({level}, {index})"
+        raise EvidenceError(f"the log is missing {what}: it was tampered with or truncated")
+    return found
 
 
-__all__ = ["Appended", "TransparencyLog", "latest_checkpoint", "prove_inclusion", "tree_size"]
+# ---------------------------------------------------------------------------- verification
+
+
+@dataclass
+class LogReport:
+    """What :func:`verify_log` checked."""
+
+    tree_size: int = 0
+    hash_alg: str = "sha256"
+    root_hash: bytes = b""
+    kinds: Counter[str] = field(default_factory=Counter)
+    nodes: int = 0
+    checkpoints: int = 0
+
+
+def verify_log(
+    conn: Connection, verifier: NoteVerifier | Sequence[NoteVerifier], *, chunk: int = _VERIFY_CHUNK
+) -> LogReport:
+    """Recompute the whole log from its entries and check every stored leaf, node and checkpoint.
+
+    Raises :class:`VerificationFailed` naming the first inconsistency: a leaf whose entry does
+    not hash to it (or has no entry), a missing, extra or differing interior node, a checkpoint
+    whose root differs from the recomputed tree or whose signature or text is wrong, a head
+    that does not match. ``verifier`` may be several keys (a keyring after rotations): each
+    checkpoint must carry a good signature by one of them. Memory stays bounded: ``chunk``
+    leaves at a time.
+    """
+    head = read_head(conn)
+    hasher = head.hasher
+    report = LogReport(tree_size=head.tree_size, hash_alg=hasher.name)
+    stored_checkpoints = conn.execute(
+        select(checkpoints.c.tree_size, checkpoints.c.root_hash, checkpoints.c.note).order_by(
+            checkpoints.c.tree_size
+        )
+    ).all()
+    beyond = [int(c.tree_size) for c in stored_checkpoints if int(c.tree_size) > head.tree_size]
+    if beyond:
+        raise VerificationFailed(
+            f"checkpoint at size {beyond[0]} is beyond the log's {head.tree_size} leaves"
+        )
+    by_size = {int(c.tree_size): c for c in stored_checkpoints}
+    stops = sorted({*by_size, head.tree_size})
+    size = 0
+    frontier: list[bytes] = []
+    for stop in stops:
+        while size < stop:
+            end = min(stop, size + chunk)
+            hashes = _checked_leaves(conn, size, end, hasher, report)
+            grown = extend(size, frontier, hashes, hasher=hasher)
+            for level, (first, expected) in enumerate(grown.levels, start=1):
+                _check_nodes(conn, level, first, expected)
+            report.nodes += grown.node_count
+            size, frontier = end, grown.frontier
+        if stop in by_size:
+            _check_checkpoint(by_size[stop], stop, frontier, hasher, verifier)
+            report.checkpoints += 1
+    stored_nodes = conn.execute(select(func.count()).select_from(log_nodes)).scalar_one()
+    if stored_nodes != report.nodes:
+        raise VerificationFailed(
+            f"the log stores {stored_nodes} interior nodes; "
+            f"a tree of {head.tree_size} leaves has {report.nodes}"
+        )
+    if frontier != head.frontier:
+        raise VerificationFailed("the log head's frontier differs from the tree recomputed from the leaves")
+    stored_leaves = conn.execute(select(func.count()).select_from(log_leaves)).scalar_one()
+    if stored_leaves != head.tree_size:
+        raise VerificationFailed(f"the log stores {stored_leaves} leaves, its head says {head.tree_size}")
+    report.root_hash = head.root_hash
+    return report
+
+
+def _checked_leaves(conn: Connection, lo: int, hi: int, hasher: TreeHash, report: LogReport) -> list[bytes]:
+    joined = outerjoin(log_leaves, certificates, certificates.c.leaf_index == log_leaves.c.leaf_index)
+    rows = conn.execute(
+        select(
+            log_leaves.c.leaf_index,
+            log_leaves.c.leaf_hash,
+            log_leaves.c.kind,
+            log_leaves.c.ref,
+            log_leaves.c.entry,
+            certificates.c.canonical,
+            certificates.c.cert_id,
+        )
+        .select_from(joined)
+        .where(and_(log_leaves.c.leaf_index >= lo, log_leaves.c.leaf_index < hi))
+        .order_by(log_leaves.c.leaf_index)
+    )
+    hashes: list[bytes] = []
+    for expected_index, row in zip(_count(lo), rows, strict=False):
+        index = int(row.leaf_index)
+        if index != expected_index:
+            raise VerificationFailed(f"leaf {expected_index} is missing from the log")
+        if row.kind == KIND_CERTIFICATE:
+            if row.canonical is None or row.cert_id != row.ref:
+                raise VerificationFailed(f"leaf {index}: no certificate {row.ref} holds this leaf")
+            entry = bytes(row.canonical)
+        else:
+            if row.entry is None:
+                raise VerificationFailed(f"leaf {index} ({row.kind} {row.ref}) has no stored entry")
+            entry = bytes(row.entry)
+        recomputed = hasher.leaf(entry)
+        if recomputed != bytes(row.leaf_hash):
+            raise VerificationFailed(
+                f"leaf {index} ({row.kind} {row.ref}): its entry does not hash to the stored leaf hash"
+            )
+        report.kinds[row.kind] += 1
+        hashes.append(recomputed)
+    if len(hashes) != hi - lo:
+        raise VerificationFailed(f"leaf {lo + len(hashes)} is missing from the log")
+    return hashes
+
+
+def _check_nodes(conn: Connection, level: int, first: int, expected: list[bytes]) -> None:
+    lo = node_id(level, first)
+    rows = conn.execute(
+        select(log_nodes.c.node_id, log_nodes.c.hash)
+        .where(and_(log_nodes.c.node_id >= lo, log_nodes.c.node_id < lo + len(expected)))
+        .order_by(log_nodes.c.node_id)
+    ).all()
+    stored = {int(r.node_id) - lo + first: bytes(r.hash) for r in rows}
+    for offset, value in enumerate(expected):
+        index = first + offset
+        if index not in stored:
+            raise VerificationFailed(f"interior node ({level}, {index}) is missing from the log")
+        if stored[index] != value:
+            raise VerificationFailed(
+                f"interior node ({level}, {index}) differs from the tree recomputed from the leaves"
+            )
+
+
+def _check_checkpoint(
+    row: Any,
+    size: int,
+    frontier: list[bytes],
+    hasher: TreeHash,
+    verifier: NoteVerifier | Sequence[NoteVerifier],
+) -> None:
+    recomputed = fold_subtrees(frontier, hasher=hasher) if frontier else hasher.empty_root
+    if bytes(row.root_hash) != recomputed:
+        raise VerificationFailed(
+            f"checkpoint at size {size}: its root differs from the tree recomputed from the leaves"
+        )
+    try:
+        body = Checkpoint.parse(open_note(str(row.note), verifier))
+    except VerificationFailed as exc:
+        raise VerificationFailed(f"checkpoint at size {size}: {exc}") from exc
+    if body.size != size or body.root_hash != recomputed:
+        raise VerificationFailed(
+            f"checkpoint at size {size}: the signed note says size {body.size} and another root"
+        )
+
+
+def _count(start: int) -> Iterator[int]:
+    while True:
+        yield start
+        start += 1
+
+
+__all__ = [
+    "ENTRY_SCHEMA",
+    "KIND_BATCH_RECEIPT",
+    "KIND_CERTIFICATE",
+    "KIND_LIFECYCLE",
+    "KIND_USE",
+    "Appended",
+    "Leaf",
+    "LogHead",
+    "LogReport",
+    "TransparencyLog",
+    "batch_receipt",
+    "checkpoint_at",
+    "latest_checkpoint",
+    "leaf_at",
+    "log_entry",
+    "node_id",
+    "prove_consistency",
+    "prove_inclusion",
+    "read_head",
+    "record_use",
+    "root_at",
+    "tree_size",
+    "verify_log",
+]

@@ -20,10 +20,14 @@ Verifiers raise :class:`~onceonly.errors.VerificationFailed`; they never return 
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from onceonly.errors import EvidenceError, VerificationFailed
+from evidence.sm3 import openssl_has_sm3, sm3_pure
+from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 
 HASH_SIZE = 32
 # RFC 9162 §2.1.1: the hash of an empty list is the hash of an empty string.
@@ -32,6 +36,63 @@ EMPTY_ROOT = hashlib.sha256(b"").digest()
 # RFC 9162 §2.1.1: domain separation between leaves (0x00) and interior nodes (0x01).
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
+
+
+@dataclass(frozen=True)
+class TreeHash:
+    """The hash function of a log: RFC 9162 fixes SHA-256; SM3 (GB/T 32905) is a deployment option.
+
+    Both give 32-byte digests, so the tree, the proofs and the checkpoint format are unchanged;
+    only the function differs, and a log records which one it uses (it never mixes them).
+    """
+
+    name: str
+    new: Callable[[bytes], Any]
+
+    def leaf(self, data: bytes) -> bytes:
+        """MTH({d}) = HASH(0x00 || d) (RFC 9162 §2.1.1)."""
+        return bytes(self.new(_LEAF_PREFIX + data).digest())
+
+    def node(self, left: bytes, right: bytes) -> bytes:
+        """HASH(0x01 || left || right), an interior node (RFC 9162 §2.1.1)."""
+        return bytes(self.new(_NODE_PREFIX + left + right).digest())
+
+    def leaves(self, entries: Iterable[bytes]) -> list[bytes]:
+        """Leaf hashes of many entries in one pass."""
+        new, prefix = self.new, _LEAF_PREFIX
+        return [new(prefix + data).digest() for data in entries]
+
+    @property
+    def empty_root(self) -> bytes:
+        """MTH({}) = HASH() (RFC 9162 §2.1.1)."""
+        return bytes(self.new(b"").digest())
+
+    def __repr__(self) -> str:
+        return f"TreeHash({self.name!r})"
+
+
+class _PureSM3:
+    """hashlib-shaped wrapper of the pure-Python SM3, for an OpenSSL without SM3."""
+
+    def __init__(self, data: bytes) -> None:
+        self._digest = sm3_pure(data)
+
+    def digest(self) -> bytes:
+        return self._digest
+
+
+SHA256 = TreeHash("sha256", hashlib.sha256)
+# GB/T 32905 SM3 through OpenSSL when it has it (evidence.sm3 checks), else pure Python.
+SM3 = TreeHash("sm3", functools.partial(hashlib.new, "sm3") if openssl_has_sm3() else _PureSM3)
+TREE_HASHES = {"sha256": SHA256, "sm3": SM3}
+
+
+def tree_hash(name: str) -> TreeHash:
+    """The :class:`TreeHash` called ``name`` (``sha256`` or ``sm3``); ConfigurationError otherwise."""
+    try:
+        return TREE_HASHES[name]
+    except KeyError:
+        raise ConfigurationError(f"unknown log hash {name!r}; known: {', '.join(TREE_HASHES)}") from None
 
 
 def leaf_hash(data: bytes) -> bytes:
@@ -44,7 +105,7 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return hashlib.sha256(_NODE_PREFIX + left + right).digest()
 
 
-def root(leaf_hashes: Sequence[bytes]) -> bytes:
+def root(leaf_hashes: Sequence[bytes], *, hasher: TreeHash = SHA256) -> bytes:
     """MTH(D[n]) over already-hashed leaves (RFC 9162 §2.1.1), computed level by level.
 
     Pairing neighbours level by level and carrying an odd last node up unchanged builds the
@@ -52,65 +113,116 @@ def root(leaf_hashes: Sequence[bytes]) -> bytes:
     """
     level = list(leaf_hashes)
     if not level:
-        return EMPTY_ROOT
-    return _reduce_level(level)
+        return hasher.empty_root
+    return _reduce_level(level, hasher)
 
 
-def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """PATH(index, D[n]) (RFC 9162 §2.1.3.1): sibling subtree roots from the leaf upwards."""
-    size = len(leaf_hashes)
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges ``[lo, hi)`` whose MTHs make up PATH(index, D[size]), deepest first.
+
+    RFC 9162 §2.1.3.1, walked from the top: at each split the proof gains the root of the half
+    that does not hold the leaf. The log answers each range from its stored subtree nodes.
+    """
     if not 0 <= index < size:
         raise ValueError(f"leaf index {index} is outside a tree of size {size}")
-    # Walk the RFC's recursion from the top: at each split the proof gains the root of the
-    # half that does not hold the leaf. The RFC lists the deepest sibling first.
-    path: list[bytes] = []
+    ranges: list[tuple[int, int]] = []
     lo, hi = 0, size
     while hi - lo > 1:
         k = _split_point(hi - lo)
         if index - lo < k:
-            path.append(_range_root(leaf_hashes, lo + k, hi))
+            ranges.append((lo + k, hi))
             hi = lo + k
         else:
-            path.append(_range_root(leaf_hashes, lo, lo + k))
+            ranges.append((lo, lo + k))
             lo += k
-    path.reverse()
-    return path
+    ranges.reverse()
+    return ranges
 
 
-def consistency_proof(old_size: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
-    """PROOF(m, D[n]) = SUBPROOF(m, D[n], true) (RFC 9162 §2.1.4.1).
+def consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose MTHs make up PROOF(old_size, D[size]) (RFC 9162 §2.1.4.1).
 
-    The proof is empty when ``old_size`` is 0 or equals the tree size: there is nothing to prove.
+    Empty when ``old_size`` is 0 or equals ``size``: there is nothing to prove.
     """
-    size = len(leaf_hashes)
     if not 0 <= old_size <= size:
         raise ValueError(f"old size {old_size} is outside 0..{size}")
     if old_size in (0, size):
         return []
-    proof: list[bytes] = []
+    ranges: list[tuple[int, int]] = []
     m, lo, hi, complete = old_size, 0, size, True
     while True:
         n = hi - lo
         if m == n:
             # SUBPROOF(m, D[m], true) = {}; SUBPROOF(m, D[m], false) = {MTH(D[m])}
             if not complete:
-                proof.append(_range_root(leaf_hashes, lo, hi))
+                ranges.append((lo, hi))
             break
         k = _split_point(n)
         if m <= k:
             # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
-            proof.append(_range_root(leaf_hashes, lo + k, hi))
+            ranges.append((lo + k, hi))
             hi = lo + k
         else:
             # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
-            proof.append(_range_root(leaf_hashes, lo, lo + k))
+            ranges.append((lo, lo + k))
             m, lo, complete = m - k, lo + k, False
-    proof.reverse()
-    return proof
+    ranges.reverse()
+    return ranges
+
+
+def perfect_subtrees(lo: int, hi: int) -> list[tuple[int, int]]:
+    """``(level, index)`` of the perfect subtrees that make up ``[lo, hi)``, left to right.
+
+    Node ``(level, index)`` covers leaves ``[index * 2**level, (index + 1) * 2**level)``. Every
+    range of an RFC 9162 proof starts at a multiple of a power of two at least as large as the
+    range, so it splits into one perfect subtree per set bit of its size, largest first —
+    exactly the RFC's left-heavy split.
+    """
+    if not 0 <= lo < hi:
+        raise ValueError(f"empty or negative leaf range [{lo}, {hi})")
+    nodes: list[tuple[int, int]] = []
+    while lo < hi:
+        level = (hi - lo).bit_length() - 1
+        while lo & ((1 << level) - 1):
+            level -= 1
+        nodes.append((level, lo >> level))
+        lo += 1 << level
+    return nodes
+
+
+def fold_subtrees(hashes: Sequence[bytes], *, hasher: TreeHash = SHA256) -> bytes:
+    """MTH of a range from its perfect subtrees' roots (left to right, largest first)."""
+    result = hashes[-1]
+    for value in reversed(hashes[:-1]):
+        result = hasher.node(value, result)
+    return result
+
+
+def inclusion_proof(index: int, leaf_hashes: Sequence[bytes], *, hasher: TreeHash = SHA256) -> list[bytes]:
+    """PATH(index, D[n]) (RFC 9162 §2.1.3.1): sibling subtree roots from the leaf upwards."""
+    return [_range_root(leaf_hashes, lo, hi, hasher) for lo, hi in inclusion_ranges(index, len(leaf_hashes))]
+
+
+def consistency_proof(
+    old_size: int, leaf_hashes: Sequence[bytes], *, hasher: TreeHash = SHA256
+) -> list[bytes]:
+    """PROOF(m, D[n]) = SUBPROOF(m, D[n], true) (RFC 9162 §2.1.4.1).
+
+    The proof is empty when ``old_size`` is 0 or equals the tree size: there is nothing to prove.
+    """
+    return [
+        _range_root(leaf_hashes, lo, hi, hasher) for lo, hi in consistency_ranges(old_size, len(leaf_hashes))
+    ]
 
 
 def verify_inclusion(
-    leaf_hash: bytes, index: int, tree_size: int, proof: Sequence[bytes], root: bytes
+    leaf_hash: bytes,
+    index: int,
+    tree_size: int,
+    proof: Sequence[bytes],
+    root: bytes,
+    *,
+    hasher: TreeHash = SHA256,
 ) -> None:
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``tree_size`` with ``root``.
 
@@ -126,18 +238,19 @@ def verify_inclusion(
     # Steps 2-3.
     fn, sn = index, tree_size - 1
     result = leaf_hash
+    node = hasher.node
     # Step 4.
     for element in proof:
         if sn == 0:  # 4a
             raise VerificationFailed(f"inclusion proof is too long for a tree of size {tree_size}")
         if fn & 1 or fn == sn:  # 4b
-            result = node_hash(element, result)
+            result = node(element, result)
             if not fn & 1:
                 while not fn & 1 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            result = node_hash(result, element)
+            result = node(result, element)
         fn >>= 1  # 4c
         sn >>= 1
     # Step 5.
@@ -148,7 +261,13 @@ def verify_inclusion(
 
 
 def verify_consistency(
-    old_size: int, new_size: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes
+    old_size: int,
+    new_size: int,
+    proof: Sequence[bytes],
+    old_root: bytes,
+    new_root: bytes,
+    *,
+    hasher: TreeHash = SHA256,
 ) -> None:
     """Check that the tree (``new_size``, ``new_root``) extends (``old_size``, ``old_root``).
 
@@ -164,7 +283,7 @@ def verify_consistency(
     if old_size == 0 or old_size == new_size:
         if proof:
             raise VerificationFailed(f"consistency proof from size {old_size} to {new_size} must be empty")
-        if old_size == 0 and old_root != EMPTY_ROOT:
+        if old_size == 0 and old_root != hasher.empty_root:
             raise VerificationFailed("old root hash is not the root of an empty tree")
         if old_size == new_size and old_root != new_root:
             raise VerificationFailed(f"two different root hashes for the same tree size {new_size}")
@@ -183,19 +302,20 @@ def verify_consistency(
         sn >>= 1
     # Step 5.
     first = second = path[0]
+    node = hasher.node
     # Step 6.
     for element in path[1:]:
         if sn == 0:  # 6a
             raise VerificationFailed(f"consistency proof is too long for sizes {old_size} and {new_size}")
         if fn & 1 or fn == sn:  # 6b
-            first = node_hash(element, first)
-            second = node_hash(element, second)
+            first = node(element, first)
+            second = node(element, second)
             if not fn & 1:
                 while not fn & 1 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            second = node_hash(second, element)
+            second = node(second, element)
         fn >>= 1  # 6c
         sn >>= 1
     # Step 7.
@@ -205,6 +325,74 @@ def verify_consistency(
         raise VerificationFailed("consistency proof does not lead to the old root hash")
     if second != new_root:
         raise VerificationFailed("consistency proof does not lead to the new root hash")
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What appending leaves to a tree adds: every new perfect subtree, and the new frontier.
+
+    ``levels[L - 1]`` is ``(first index, hashes)`` of the new complete nodes at level L >= 1,
+    consecutive from ``first index``; the leaves themselves (level 0) are the caller's.
+    """
+
+    size: int
+    frontier: list[bytes]
+    levels: list[tuple[int, list[bytes]]]
+
+    def nodes(self) -> Iterable[tuple[int, int, bytes]]:
+        """``(level, index, hash)`` of every new interior node."""
+        for level, (first, hashes) in enumerate(self.levels, start=1):
+            for offset, value in enumerate(hashes):
+                yield level, first + offset, value
+
+    @property
+    def node_count(self) -> int:
+        return sum(len(hashes) for _, hashes in self.levels)
+
+
+def extend(
+    old_size: int, frontier: Sequence[bytes], leaf_hashes: Sequence[bytes], *, hasher: TreeHash = SHA256
+) -> Extension:
+    """Append ``leaf_hashes`` to the tree of ``old_size`` whose frontier is ``frontier``.
+
+    Level by level, one pass per level: the new nodes of level L+1 pair the new nodes of
+    level L, led by the frontier's level-L subtree when the old tree ended inside a pair.
+    Appending n leaves costs about n node hashes in total — the same as building the tree.
+    """
+    if len(frontier) != old_size.bit_count():
+        raise EvidenceError(
+            f"Merkle frontier of size {old_size} needs {old_size.bit_count()} subtree hashes, "
+            f"got {len(frontier)}"
+        )
+    new_size = old_size + len(leaf_hashes)
+    # The frontier lists subtrees largest first: one per set bit of old_size.
+    old_by_level: dict[int, bytes] = {}
+    remaining = list(frontier)
+    for level in range(old_size.bit_length() - 1, -1, -1):
+        if old_size >> level & 1:
+            old_by_level[level] = remaining.pop(0)
+    new, prefix = hasher.new, _NODE_PREFIX
+    levels: list[tuple[int, list[bytes]]] = []
+    new_by_level: dict[int, bytes] = {}
+    # current: the new complete nodes of `level`, indices old_size >> level .. new_size >> level.
+    current, start, level = list(leaf_hashes), old_size, 0
+    while current:
+        if new_size >> level & 1:
+            new_by_level[level] = current[-1]  # the new tree's last subtree at this level
+        if start & 1:  # the old tree ended inside a pair: its frontier node is the left child
+            current = [old_by_level[level], *current]  # a copy: `levels` holds the list
+            start -= 1
+        parents = [new(prefix + current[i] + current[i + 1]).digest() for i in range(0, len(current) - 1, 2)]
+        level, start = level + 1, start >> 1
+        if parents:
+            levels.append((start, parents))
+        current = parents
+    for lv in range(new_size.bit_length()):
+        if new_size >> lv & 1 and lv not in new_by_level:
+            new_by_level[lv] = old_by_level[lv]  # unchanged by the append
+    top = new_size.bit_length() - 1
+    new_frontier = [new_by_level[lv] for lv in range(top, -1, -1) if new_size >> lv & 1]
+    return Extension(new_size, new_frontier, levels)
 
 
 class CompactRange:
@@ -221,14 +409,15 @@ class CompactRange:
     True
     """
 
-    __slots__ = ("_hashes", "_size")
+    __slots__ = ("_hasher", "_hashes", "_size")
 
-    def __init__(self) -> None:
+    def __init__(self, *, hasher: TreeHash = SHA256) -> None:
         self._size = 0
         self._hashes: list[bytes] = []
+        self._hasher = hasher
 
     @classmethod
-    def from_state(cls, size: int, hashes: Sequence[bytes]) -> CompactRange:
+    def from_state(cls, size: int, hashes: Sequence[bytes], *, hasher: TreeHash = SHA256) -> CompactRange:
         """Restore a frontier saved with :meth:`state`; raise ``EvidenceError`` if inconsistent."""
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise EvidenceError(f"Merkle frontier size {size!r} is not a non-negative integer")
@@ -240,7 +429,7 @@ class CompactRange:
         for position, value in enumerate(hashes):
             if not isinstance(value, bytes) or len(value) != HASH_SIZE:
                 raise EvidenceError(f"Merkle frontier hash #{position} is not {HASH_SIZE} bytes")
-        frontier = cls()
+        frontier = cls(hasher=hasher)
         frontier._size = size
         frontier._hashes = list(hashes)
         return frontier
@@ -259,7 +448,7 @@ class CompactRange:
         # merge them, right to left, like a binary carry.
         carry, bits = leaf_hash, index
         while bits & 1:
-            carry = node_hash(self._hashes.pop(), carry)
+            carry = self._hasher.node(self._hashes.pop(), carry)
             bits >>= 1
         self._hashes.append(carry)
         self._size = index + 1
@@ -271,15 +460,12 @@ class CompactRange:
             self.append(value)
 
     def root(self) -> bytes:
-        """MTH of the whole tree; ``EMPTY_ROOT`` when empty."""
+        """MTH of the whole tree; the empty root when empty."""
         if not self._hashes:
-            return EMPTY_ROOT
+            return self._hasher.empty_root
         # RFC 9162 §2.1.1: each split puts the largest perfect subtree on the left, so the
         # subtrees fold together from the right.
-        result = self._hashes[-1]
-        for value in reversed(self._hashes[:-1]):
-            result = node_hash(value, result)
-        return result
+        return fold_subtrees(self._hashes, hasher=self._hasher)
 
     def state(self) -> list[bytes]:
         """The subtree roots, left to right (one per set bit of :attr:`size`)."""
@@ -294,17 +480,15 @@ def _split_point(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def _range_root(leaf_hashes: Sequence[bytes], lo: int, hi: int) -> bytes:
+def _range_root(leaf_hashes: Sequence[bytes], lo: int, hi: int, hasher: TreeHash = SHA256) -> bytes:
     """MTH(D[lo:hi]) for lo < hi."""
-    return _reduce_level(list(leaf_hashes[lo:hi]))
+    return _reduce_level(list(leaf_hashes[lo:hi]), hasher)
 
 
-def _reduce_level(level: list[bytes]) -> bytes:
-    sha256 = hashlib.sha256
+def _reduce_level(level: list[bytes], hasher: TreeHash = SHA256) -> bytes:
+    new = hasher.new
     while len(level) > 1:
-        paired = [
-            sha256(_NODE_PREFIX + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)
-        ]
+        paired = [new(_NODE_PREFIX + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
         if len(level) & 1:
             paired.append(level[-1])
         level = paired
@@ -313,18 +497,29 @@ def _reduce_level(level: list[bytes]) -> bytes:
 
 def _require_hash(value: bytes, what: str) -> None:
     if not isinstance(value, bytes) or len(value) != HASH_SIZE:
-        raise VerificationFailed(f"{what} is not a {HASH_SIZE}-byte SHA-256 hash")
+        raise VerificationFailed(f"{what} is not a {HASH_SIZE}-byte hash")
 
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "SHA256",
+    "SM3",
+    "TREE_HASHES",
     "CompactRange",
+    "Extension",
+    "TreeHash",
     "consistency_proof",
+    "consistency_ranges",
+    "extend",
+    "fold_subtrees",
     "inclusion_proof",
+    "inclusion_ranges",
     "leaf_hash",
     "node_hash",
+    "perfect_subtrees",
     "root",
+    "tree_hash",
     "verify_consistency",
     "verify_inclusion",
 ]

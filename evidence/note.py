@@ -16,6 +16,12 @@ A signed note is a text ending in a newline, a blank line, and one or more signa
 the log's origin, its tree size and its root hash, one per line. Verifiers raise
 :class:`~onceonly.errors.VerificationFailed` naming what is wrong; they never return ``False``.
 
+Every suite of :mod:`evidence.suites` signs notes: Ed25519 with signature type 0x01 exactly as
+c2sp.org/signed-note specifies, ECDSA P-256 and SM2 with type ``0xff || SHA-256(suite name)[:4]``
+(the 0xff type is for algorithms without an assigned byte). The key ID is always
+``SHA-256(name || 0x0A || type || public key)[:4]`` and the vkey ``<name>+<hex key ID>+
+<base64(type || public key)>``; a signature line carries ``base64(key ID || signature)``.
+
 Where the specifications leave room we are strict, because we only read notes we wrote:
 base64 must be canonical (``encode(decode(s)) == s``) and hex key IDs lower case, so that
 changing any one character of a note or key is always detected.
@@ -27,18 +33,16 @@ import base64
 import binascii
 import hashlib
 import re
-from dataclasses import dataclass
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from evidence.merkle import HASH_SIZE
+from evidence.suites import DEFAULT_SUITE, SUITES, get_suite, suite_of_private_key, suite_of_type
 from onceonly.errors import VerificationFailed
 
 # c2sp.org/signed-note "Signature types": 0x01 is Ed25519 over the note text.
 ALG_ED25519 = 0x01
-ED25519_PUBLIC_KEY_SIZE = 32
-ED25519_SIGNATURE_SIZE = 64
 KEY_ID_SIZE = 4
 # c2sp.org/signed-note "Format": em dash (U+2014), space, key name, space, signature.
 SIGNATURE_LINE_PREFIX = "\u2014 "
@@ -52,43 +56,51 @@ _TREE_SIZE_RE = re.compile(r"0|[1-9][0-9]{0,19}")
 _MAX_TREE_SIZE = 2**64 - 1
 
 
-def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
-    """The 4-byte key ID: SHA-256(name || 0x0A || alg || public key)[:4] (c2sp.org/signed-note)."""
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([alg]) + public_key).digest()[:KEY_ID_SIZE]
+def key_id(name: str, public_key: bytes, alg: int | bytes = ALG_ED25519) -> bytes:
+    """The 4-byte key ID: SHA-256(name || 0x0A || type || public key)[:4] (c2sp.org/signed-note).
+
+    ``alg`` is the signature type: a byte value (0x01 for Ed25519) or the bytes of a longer
+    type such as ``0xff || identifier`` (see :mod:`evidence.suites`).
+    """
+    kind = bytes([alg]) if isinstance(alg, int) else alg
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + kind + public_key).digest()[:KEY_ID_SIZE]
 
 
-def format_vkey(name: str, public_key_raw: bytes) -> str:
-    """The verifier key ``<name>+<hex key ID>+<base64(0x01 || Ed25519 public key)>``.
+def format_vkey(name: str, public_key_raw: bytes, suite: str = DEFAULT_SUITE) -> str:
+    """The verifier key ``<name>+<hex key ID>+<base64(signature type || public key)>``.
 
-    This is the text form of golang.org/x/mod/sumdb/note ``NewVerifier`` keys.
+    For Ed25519 this is the text form of golang.org/x/mod/sumdb/note ``NewVerifier`` keys;
+    other suites put their 0xff type (:mod:`evidence.suites`) where Ed25519 puts 0x01.
     """
     problem = _name_problem(name)
     if problem:
         raise ValueError(problem)
-    if len(public_key_raw) != ED25519_PUBLIC_KEY_SIZE:
-        raise ValueError(f"an Ed25519 public key is {ED25519_PUBLIC_KEY_SIZE} bytes")
-    encoded = base64.b64encode(bytes([ALG_ED25519]) + public_key_raw).decode("ascii")
-    return f"{name}+{key_id(name, public_key_raw).hex()}+{encoded}"
+    chosen = get_suite(suite)
+    if len(public_key_raw) != chosen.public_key_size:
+        raise ValueError(f"a {chosen.name} public key is {chosen.public_key_size} bytes")
+    encoded = base64.b64encode(chosen.signature_type + public_key_raw).decode("ascii")
+    return f"{name}+{key_id(name, public_key_raw, chosen.signature_type).hex()}+{encoded}"
 
 
 @dataclass(frozen=True)
 class NoteVerifier:
-    """A trusted note key: its name, 4-byte key ID and raw Ed25519 public key."""
+    """A trusted note key: its name, 4-byte key ID, encoded public key and signature suite."""
 
     name: str
     key_id: bytes
     public_key: bytes
+    suite: str = field(default=DEFAULT_SUITE)
 
     @property
     def vkey(self) -> str:
         """The verifier key text this verifier was parsed from."""
-        return format_vkey(self.name, self.public_key)
+        return format_vkey(self.name, self.public_key, self.suite)
 
     def verify(self, message: bytes, signature: bytes) -> None:
         """Raise :class:`VerificationFailed` unless ``signature`` is this key's over ``message``."""
         try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
-        except (InvalidSignature, ValueError) as exc:
+            get_suite(self.suite).verify(self.public_key, message, signature)
+        except (VerificationFailed, ValueError) as exc:
             raise VerificationFailed(f"bad signature by {self.name}+{self.key_id.hex()}") from exc
 
 
@@ -108,42 +120,65 @@ def parse_vkey(text: str) -> NoteVerifier:
     raw = _b64decode_canonical(key_b64)
     if raw is None:
         raise VerificationFailed("public key: the key is not canonical base64")
-    if not raw or raw[0] != ALG_ED25519:
-        raise VerificationFailed("public key: unknown signature algorithm (only Ed25519, 0x01, is known)")
-    public_key = raw[1:]
-    if len(public_key) != ED25519_PUBLIC_KEY_SIZE:
-        raise VerificationFailed(f"public key: an Ed25519 key is {ED25519_PUBLIC_KEY_SIZE} bytes")
-    expected = key_id(name, public_key)
+    suite = suite_of_type(raw) if raw else None
+    if suite is None:
+        known = ", ".join(f"{s.name} ({s.signature_type.hex()})" for s in SUITES.values())
+        raise VerificationFailed(f"public key: unknown signature algorithm (known: {known})")
+    public_key = raw[len(suite.signature_type) :]
+    if len(public_key) != suite.public_key_size:
+        raise VerificationFailed(f"public key: a {suite.name} key is {suite.public_key_size} bytes")
+    expected = key_id(name, public_key, suite.signature_type)
     if bytes.fromhex(id_hex) != expected:
         raise VerificationFailed("public key: the key id does not match the name and key")
     try:
-        Ed25519PublicKey.from_public_bytes(public_key)
+        suite.check_public_key(public_key)
     except ValueError as exc:
-        raise VerificationFailed("public key: not a valid Ed25519 key") from exc
-    return NoteVerifier(name=name, key_id=expected, public_key=public_key)
+        raise VerificationFailed(f"public key: not a valid {suite.name} key") from exc
+    return NoteVerifier(name=name, key_id=expected, public_key=public_key, suite=suite.name)
 
 
-def sign_note(text: str, name: str, private_key: Ed25519PrivateKey) -> str:
+def sign_note(text: str, name: str, private_key: Any) -> str:
     """Sign ``text`` (which must end in a newline) as key ``name``; return the signed note.
 
+    ``private_key`` is a private key of any suite (:mod:`evidence.suites`): an Ed25519 key
+    signs with type 0x01 as golang.org/x/mod/sumdb/note does, the others with their 0xff type.
     c2sp.org/signed-note "Ed25519 signatures": the signature is over the UTF-8 note text,
-    including its final newline but not the blank line that follows it.
+    including its final newline but not the blank line that follows it; every suite signs
+    those same bytes.
     """
     problem = _text_problem(text) or _name_problem(name)
     if problem:
         raise ValueError(f"cannot sign: {problem}")
+    suite = suite_of_private_key(private_key)
+    if suite is None:
+        raise ValueError(f"cannot sign: a {type(private_key).__name__} belongs to no signature suite")
     message = text.encode("utf-8")
-    kid = key_id(name, private_key.public_key().public_bytes_raw())
-    signature = base64.b64encode(kid + private_key.sign(message)).decode("ascii")
+    kid = key_id(name, suite.public_key(private_key), suite.signature_type)
+    signature = base64.b64encode(kid + suite.sign(private_key, message)).decode("ascii")
     return f"{text}\n{SIGNATURE_LINE_PREFIX}{name} {signature}\n"
 
 
-def open_note(note: str, verifier: NoteVerifier) -> str:
+def open_note(note: str, verifier: NoteVerifier | Iterable[NoteVerifier]) -> str:
     """Check ``note`` carries a good signature by ``verifier``; return the note text.
 
+    ``verifier`` may be one key or several (a keyring: every key of a district, rotated ones
+    included): the name and key ID on each signature line pick the key that checks it.
     c2sp.org/signed-note "Signatures": signatures by other keys (another name or key ID)
-    are ignored; a signature by the verifier's key that does not verify rejects the note.
+    are ignored; a signature by a known key that does not verify rejects the note.
     """
+    return open_note_signers(note, verifier)[0]
+
+
+def open_note_signers(
+    note: str, verifiers: NoteVerifier | Iterable[NoteVerifier]
+) -> tuple[str, tuple[NoteVerifier, ...]]:
+    """Like :func:`open_note`, also returning the known keys whose signatures verified.
+
+    Pass the signers to :func:`evidence.keys.check_key_status` to learn whether a key was
+    retired or compromised when it signed.
+    """
+    known = [verifiers] if isinstance(verifiers, NoteVerifier) else list(verifiers)
+    by_id = {(v.name, v.key_id): v for v in known}
     if not isinstance(note, str):
         raise VerificationFailed("malformed note: not a string")
     problem = _characters_problem(note)
@@ -161,15 +196,18 @@ def open_note(note: str, verifier: NoteVerifier) -> str:
     if len(lines) > MAX_SIGNATURES:
         raise VerificationFailed(f"malformed note: more than {MAX_SIGNATURES} signatures")
     message = text.encode("utf-8")
-    verified = False
+    signers: list[NoteVerifier] = []
     for number, line in enumerate(lines, start=1):
         name, kid, signature = _parse_signature_line(line, number)
-        if name == verifier.name and kid == verifier.key_id:
+        verifier = by_id.get((name, kid))
+        if verifier is not None:
             verifier.verify(message, signature)
-            verified = True
-    if not verified:
-        raise VerificationFailed(f"note has no signature by {verifier.name}+{verifier.key_id.hex()}")
-    return text
+            if verifier not in signers:
+                signers.append(verifier)
+    if not signers:
+        wanted = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in known) or "no trusted key"
+        raise VerificationFailed(f"note has no signature by {wanted}")
+    return text, tuple(signers)
 
 
 @dataclass(frozen=True)
@@ -327,6 +365,7 @@ __all__ = [
     "format_vkey",
     "key_id",
     "open_note",
+    "open_note_signers",
     "parse_vkey",
     "sign_note",
 ]

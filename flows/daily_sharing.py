@@ -13,6 +13,7 @@ landed batch left it. Tasks work on whole batches, never on single records.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,7 +33,9 @@ from connectors.base import Cursor, Pulled
 from contracts.compiler import CompiledContract
 from contracts.pinning import require_pinned_major
 from contracts.validate import RuleTally, Validation, Validator
+from evidence.lifecycle import Lifecycle
 from evidence.log import tree_size
+from evidence.status_list import publish_status_lists, status_directory, write_status_files
 from flows.pipeline import Pipeline, pipeline_for
 from lake.catalog import runs, utcnow
 from lake.landing import (
@@ -146,6 +149,16 @@ def land_batch(
         cursor_after=pulled.cursor,
         content_sha256=content_digest(pulled.batch),
     )
+
+
+@task(name="expire-and-publish-status", cache_policy=NO_CACHE)
+def expire_and_publish_status(pipeline: Pipeline) -> int:
+    """失效 for certificates past valid_to, then sign, log and write the changed status lists."""
+    with pipeline.catalog.begin() as conn:
+        expired = Lifecycle(pipeline.log).expire_due(conn, dt.date.today())
+        publish_status_lists(conn, pipeline.log)
+    write_status_files(pipeline.catalog, status_directory(pipeline.settings.home))
+    return len(expired)
 
 
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
@@ -402,6 +415,10 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
                 record_failure(conn, name, dataset, run_id, failed.error or "failed")
     # Extracts follow the catalog's marks, not this run's results: batches landed by a
     # connector that failed later, or by a run that died before this point, are included.
+    # Before the extracts: an expired certificate's township is marked and gets a fresh extract.
+    expired = expire_and_publish_status(pipeline)
+    if expired:
+        logger.info("expire pass: %d certificate(s) past valid_to are now 失效", expired)
     extracts = [str(p) for p in write_township_extracts(pipeline)]
     with pipeline.catalog.begin() as conn:
         size = tree_size(conn)

@@ -31,6 +31,7 @@ from contracts.datadocs import DataDocs
 from contracts.model import contract_by_id
 from evidence.keys import KeyStore, SigningKey
 from evidence.log import TransparencyLog
+from evidence.merkle import tree_hash
 from lake.catalog import Catalog
 from lake.parquet import ParquetLake
 from onceonly.errors import ConfigurationError, EvidenceError
@@ -62,7 +63,7 @@ class Pipeline:
             catalog=catalog,
             lake=ParquetLake(settings.lake_dir),
             key=key,
-            log=TransparencyLog(key, settings.log_origin),
+            log=TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash)),
             key_created=created,
             newly_registered=added,
         )

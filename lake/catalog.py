@@ -54,6 +54,9 @@ from onceonly.privacy import scrub_text
 
 metadata = MetaData()
 
+# A 64-bit key that is SQLite's rowid (only "INTEGER PRIMARY KEY" is), BIGINT elsewhere.
+_ROWID_BIGINT = BigInteger().with_variant(Integer(), "sqlite")
+
 connector_state = Table(
     "connector_state",
     metadata,
@@ -196,16 +199,34 @@ log_head = Table(
     Column("id", Integer, primary_key=True),
     Column("tree_size", BigInteger, nullable=False),
     Column("frontier", JSON, nullable=False),
+    # The log's hash function (sha256, or sm3 as a deployment option), fixed by its first
+    # append: a log never mixes two.
+    Column("hash_alg", String(10), nullable=False, server_default="sha256"),
 )
 
 log_leaves = Table(
     "log_leaves",
     metadata,
-    Column("leaf_index", BigInteger, primary_key=True, autoincrement=False),
+    # INTEGER on SQLite, so that the key is the rowid: no second B-tree to write per leaf.
+    Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
     Column("leaf_hash", LargeBinary(32), nullable=False),
     Column("kind", String(20), nullable=False),
     Column("ref", String(120), nullable=False),
     Column("appended_at", DateTime(timezone=True), nullable=False),
+    # The entry itself for kinds that have no table of their own (batch receipts, uses of
+    # shared data, lifecycle changes); a certificate's entry is certificates.canonical.
+    Column("entry", LargeBinary),
+)
+
+# Every complete interior node of the log's tree, written with the leaves that complete it:
+# node (level, index) is MTH(D[index * 2**level : (index + 1) * 2**level]) for level >= 1
+# (level 0 is log_leaves), stored under node_id = level * 2**48 + index (evidence.log.node_id),
+# one integer key (the rowid on SQLite). Any RFC 9162 proof reads O(log n) of these rows.
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("node_id", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
 )
 
 checkpoints = Table(
@@ -229,6 +250,52 @@ connector_registrations = Table(
     Column("yaml_text", Text, nullable=False),
     Column("registered_at", DateTime(timezone=True), nullable=False),
     Column("removed_at", DateTime(timezone=True)),  # NULL: active
+)
+
+# A newer version names the one it supersedes: "is this certificate superseded?" is a lookup.
+Index("ix_certificates_previous", certificates.c.previous_id)
+
+# W3C Bitstring Status List, per issuer: each list has a fixed number of entries handed out
+# in the random order of ``permutation`` (uint32 little-endian), so an index says nothing
+# about when a certificate was issued. The newest signed, logged publication is kept here.
+status_lists = Table(
+    "status_lists",
+    metadata,
+    Column("issuer_code", String(18), primary_key=True),
+    Column("list_no", Integer, primary_key=True, autoincrement=False),
+    Column("next_slot", BigInteger, nullable=False),
+    Column("permutation", LargeBinary(4 * 131_072), nullable=False),  # MariaDB: a MEDIUMBLOB
+    Column("document", Text),  # RFC 8785 JSON of the newest published list
+    Column("signature", Text),  # signed note over its SHA-256
+    Column("leaf_index", BigInteger),  # its transparency-log leaf
+    Column("published_at", DateTime(timezone=True)),
+)
+
+# Where each certificate's status bits lie (also written into the certificate itself).
+status_entries = Table(
+    "status_entries",
+    metadata,
+    Column("cert_id", String(120), primary_key=True),
+    Column("issuer_code", String(18), nullable=False),
+    Column("list_no", Integer, nullable=False),
+    Column("status_index", BigInteger, nullable=False),
+    UniqueConstraint("issuer_code", "list_no", "status_index", name="uq_status_entry"),
+)
+
+# Lifecycle changes (暂扣, 暂扣发还, 撤销, 吊销, 注销, 失效): the log has the signed history,
+# this table the readable one; ``certificates.status`` holds the current state.
+certificate_events = Table(
+    "certificate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cert_id", String(120), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("status_before", String(10), nullable=False),
+    Column("status_after", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_certificate_events_cert", "cert_id"),
 )
 
 
@@ -355,6 +422,7 @@ __all__ = [
     "Catalog",
     "batches",
     "breaches",
+    "certificate_events",
     "certificates",
     "checkpoints",
     "connector_registrations",
@@ -362,10 +430,13 @@ __all__ = [
     "insert_missing",
     "log_head",
     "log_leaves",
+    "log_nodes",
     "metadata",
     "quarantine",
     "runs",
     "serials",
+    "status_entries",
+    "status_lists",
     "township_extracts",
     "utcnow",
 ]

@@ -34,7 +34,9 @@ from contracts.validate import Validation
 from evidence.bundle import certificate_leaf_bytes
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID, Draft, drafts_from, issue
 from evidence.identifier import CertificateId
-from evidence.log import TransparencyLog
+from evidence.lifecycle import Lifecycle
+from evidence.log import KIND_CERTIFICATE, TransparencyLog, batch_receipt
+from evidence.status_list import allocate_entries
 from lake.catalog import (
     Catalog,
     batches,
@@ -44,6 +46,7 @@ from lake.catalog import (
     insert_missing,
     quarantine,
     serials,
+    status_entries,
     township_extracts,
     utcnow,
 )
@@ -168,13 +171,29 @@ class Lander:
             _check_lease(conn, connector, self.run_id, now)
             new, renewals = _new_or_changed(conn, dataset, drafts)
             issued = self._issue(conn, compiled, batch_id, today, new, renewals)
-            tree_size = None
+            # The batch's receipt is the last leaf of its append: what came in, under which
+            # contract, what passed — logged for every accepted batch, certificates or not.
+            receipt = batch_receipt(
+                batch_id=batch_id,
+                content_sha256=content_sha256,
+                contract=compiled.ref,
+                dataset=dataset,
+                pulled=validation.pulled,
+                accepted=validation.accepted.num_rows,
+                quarantined=validation.quarantined.num_rows,
+                certificates=len(issued),
+                landed_at=now.isoformat(timespec="seconds"),
+            )
+            canonical = [certificate_leaf_bytes(c.body) for c in issued]
+            appended = self.log.append(
+                conn,
+                [
+                    *((b, KIND_CERTIFICATE, c.body["id"]) for b, c in zip(canonical, issued, strict=True)),
+                    receipt,
+                ],
+            )
+            tree_size = appended.tree_size
             if issued:
-                canonical = [certificate_leaf_bytes(c.body) for c in issued]
-                appended = self.log.append(
-                    conn, [(b, "certificate", c.body["id"]) for b, c in zip(canonical, issued, strict=True)]
-                )
-                tree_size = appended.tree_size
                 conn.execute(
                     insert(certificates),
                     [
@@ -182,6 +201,7 @@ class Lander:
                         for i, (b, c) in enumerate(zip(canonical, issued, strict=True))
                     ],
                 )
+                conn.execute(insert(status_entries), [_status_entry_row(c) for c in issued])
                 superseded = [c.body["previous"] for c in issued if c.body["previous"]]
                 _mark_townships(conn, {c.draft.township for c in issued} | _townships_of(conn, superseded))
                 for chunk in _chunks(superseded):
@@ -191,6 +211,10 @@ class Lander:
                         .where(and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID))
                         .values(status=STATUS_SUPERSEDED)
                     )
+                renewed = [(c.body["id"], c.body["previous"]) for c in issued if c.body["previous"]]
+                carried = Lifecycle(self.log).carry_suspensions(conn, renewed, now=now)
+                if carried:  # their lifecycle leaves follow the batch's append
+                    tree_size = carried[-1].leaf_index + 1
             self._quarantine(conn, compiled, batch_id, validation, now)
             landed = LandedBatch(
                 batch_id=batch_id,
@@ -323,15 +347,23 @@ class Lander:
             (d, previous, CertificateId.parse(previous).with_version(version))
             for d, previous, version in renewals
         ]
+        # Every version gets its own status-list entry, written into the certificate (its leaf).
+        entries = allocate_entries(conn, spec.issuer_code, len(plan))
         return [
             _Issued(
                 issue(
-                    draft, cid, issue_date=today, batch_id=batch_id, contract=compiled.ref, previous=previous
+                    draft,
+                    cid,
+                    issue_date=today,
+                    batch_id=batch_id,
+                    contract=compiled.ref,
+                    previous=previous,
+                    status_entry=entry.to_json(),
                 ),
                 draft,
                 cid,
             )
-            for draft, previous, cid in plan
+            for (draft, previous, cid), entry in zip(plan, entries, strict=True)
         ]
 
     def _quarantine(
@@ -569,6 +601,16 @@ def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_i
         "leaf_index": leaf_index,
         "batch_id": batch_id,
         "previous_id": cert["previous"],
+    }
+
+
+def _status_entry_row(issued: _Issued) -> dict[str, Any]:
+    entry = issued.body["credential_status"]
+    return {
+        "cert_id": issued.body["id"],
+        "issuer_code": entry["issuer"],
+        "list_no": entry["list"],
+        "status_index": entry["index"],
     }
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
@@ -27,21 +26,27 @@ from dotenv import load_dotenv
 
 from connectors.cli import app as connectors_app
 from contracts.cli import app as contracts_app
+from evidence.certificates_cli import app as certificates_app
+from evidence.certificates_cli import verify as verify_command
+from evidence.keys_cli import app as keys_app
+from evidence.log_cli import log_app
 from lake.cli import app as quarantine_app
-from onceonly.errors import ConfigurationError, OnceOnlyError, VerificationFailed
-from onceonly.privacy import install_log_masking, mask_citizen_id, mask_name, scrub_text
+from onceonly.errors import ConfigurationError, OnceOnlyError
+from onceonly.privacy import install_log_masking, scrub_text
 from onceonly.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="OnceOnly: share department data once.")
 demo_app = typer.Typer(help="Demo department systems and the demo run.")
-certificates_app = typer.Typer(no_args_is_help=True, help="Issued e-certificates and their proof bundles.")
 matters_app = typer.Typer(no_args_is_help=True, help="The matters catalogue.")
 app.add_typer(demo_app, name="demo")
 app.add_typer(connectors_app, name="connectors")  # connectors/cli.py
 app.add_typer(certificates_app, name="certificates")
+app.command("verify")(verify_command)
 app.add_typer(matters_app, name="matters")
 app.add_typer(contracts_app, name="contracts")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(keys_app, name="keys")
+app.add_typer(log_app, name="log")
 
 DEMO_SEED = 20261121
 
@@ -305,150 +310,6 @@ def _print_summary(s: Any) -> None:
         console.print(f"  {label:<9} {value}", highlight=False)
 
 
-# --------------------------------------------------------------------------- certificates
-
-
-@certificates_app.command("list")
-def certificates_list(
-    subject: Annotated[str | None, typer.Option(help="Holder's citizen ID or USCC.")] = None,
-    township: Annotated[str | None, typer.Option(help="12-digit township code.")] = None,
-    limit: Annotated[int, typer.Option()] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
-) -> None:
-    """Issued certificates, newest first (holder ID numbers masked)."""
-    from sqlalchemy import select
-
-    from lake.catalog import Catalog, certificates
-
-    settings = Settings()
-    c = certificates.c
-    stmt = (
-        select(
-            c.cert_id,
-            c.type_name,
-            c.holder_name,
-            c.holder_id,
-            c.status,
-            c.issue_date,
-            c.valid_to,
-            c.township,
-            c.leaf_index,
-        )
-        .order_by(c.leaf_index.desc())
-        .limit(limit)
-    )
-    if subject:
-        stmt = stmt.where(c.holder_id == subject.strip().upper())
-    if township:
-        stmt = stmt.where(c.township == township)
-    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        rows = conn.execute(stmt).all()
-    items = [
-        {
-            "id": r.cert_id,
-            "type": r.type_name,
-            "holder": mask_name(r.holder_name) if _is_person(r.holder_id) else r.holder_name,
-            "holder_id": mask_citizen_id(r.holder_id) if _is_person(r.holder_id) else r.holder_id,
-            "status": r.status,
-            "issue_date": r.issue_date.isoformat(),
-            "valid_to": r.valid_to.isoformat() if r.valid_to else None,
-            "township": r.township,
-            "leaf_index": r.leaf_index,
-        }
-        for r in rows
-    ]
-    if as_json:
-        typer.echo(json.dumps(items, ensure_ascii=False, indent=2))
-        return
-    if not items:
-        typer.echo("no certificates found")
-    for it in items:
-        typer.echo(
-            f"{it['id']}  {it['type']:<6} {it['holder']:<8} {it['holder_id']:<20} {it['status']}  "
-            f"issued {it['issue_date']}  leaf {it['leaf_index']}"
-        )
-
-
-def _is_person(holder_id: str) -> bool:
-    from contracts.identifiers import is_valid_citizen_id
-
-    return is_valid_citizen_id(holder_id)
-
-
-@certificates_app.command("export")
-def certificates_export(
-    cert_id: str,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the bundle JSON.")],
-) -> None:
-    """Write a self-contained proof bundle: certificate, inclusion proof, checkpoint, key."""
-    from sqlalchemy import select
-
-    from evidence.bundle import build_bundle
-    from evidence.keys import verifier_key_path
-    from evidence.log import latest_checkpoint, prove_inclusion
-    from lake.catalog import Catalog, certificates
-
-    settings = Settings()
-    vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
-    if not vkey_file.exists():
-        raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
-    vkey = vkey_file.read_text(encoding="utf-8").strip()
-    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        row = conn.execute(
-            select(certificates.c.canonical, certificates.c.leaf_index, certificates.c.status).where(
-                certificates.c.cert_id == cert_id
-            )
-        ).first()
-        if row is None:
-            raise typer.BadParameter(f"no certificate {cert_id!r} in the catalog")
-        head = latest_checkpoint(conn)
-        if head is None:
-            raise ConfigurationError("the transparency log has no checkpoint yet")
-        size, note = head
-        proof = prove_inclusion(conn, int(row.leaf_index), size)
-    bundle = build_bundle(json.loads(bytes(row.canonical)), int(row.leaf_index), proof, note, vkey)
-    output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    typer.echo(f"wrote {output} (leaf {row.leaf_index} of a log of {size})")
-    if row.status != "有效":
-        typer.secho(
-            f"warning: the catalog records this certificate as {row.status}; the bundle proves what was "
-            "issued, not that it is still in force",
-            fg="yellow",
-            err=True,
-        )
-
-
-@app.command("verify")
-def verify(
-    bundle: Path,
-    trusted_key: Annotated[str | None, typer.Option(help="Require this verifier key (vkey form).")] = None,
-) -> None:
-    """Verify a proof bundle offline: exit 0 and VALID, or non-zero naming what failed."""
-    from evidence.bundle import verify_bundle
-
-    try:
-        data = json.loads(bundle.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        typer.secho(f"INVALID: cannot read {bundle} as a JSON bundle: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    try:
-        v = verify_bundle(data, trusted_vkey=trusted_key)
-    except VerificationFailed as exc:
-        typer.secho(f"INVALID: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    typer.secho(
-        f"VALID: certificate {v.certificate_id} (status {v.status}) is entry {v.leaf_index} of the log "
-        f"{v.origin} at size {v.tree_size}",
-        fg="green",
-    )
-    if trusted_key is None:
-        typer.echo(
-            "note: checked against the key carried in the bundle; pin the district's published key "
-            "with --trusted-key '<vkey>' so a bundle re-signed by someone else is refused",
-            err=True,
-        )
-
-
 # -------------------------------------------------------------------------- township side
 
 
@@ -457,6 +318,14 @@ def skip_check_command(
     subject: Annotated[str, typer.Option(help="Citizen ID number or USCC of the applicant.")],
     matter: Annotated[str, typer.Option(help="Matter code (see `onceonly matters list`).")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    record_use_for: Annotated[
+        str | None,
+        typer.Option(
+            "--record-use",
+            metavar="TOWNSHIP",
+            help="Record each skipped material as a use of shared data by this township in the log.",
+        ),
+    ] = None,
 ) -> None:
     """For this subject and matter: which materials may be skipped, with the certificate or reason."""
     from contracts.model import certificate_datasets
@@ -467,8 +336,21 @@ def skip_check_command(
     settings = Settings()
     catalogue = load_matters(settings.matters_file)
     issued_by = certificate_datasets(settings.contracts_dir)
-    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    if record_use_for is None:
+        with catalog.read() as conn:
+            answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
+    else:
+        from evidence.keys import open_key_store
+        from evidence.log import TransparencyLog
+        from evidence.merkle import tree_hash
+
+        key = open_key_store(settings).load(settings.log_origin)
+        log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
+        with catalog.begin() as conn:
+            answer = skip_check(
+                conn, catalogue.get(matter), subject, issued_by, log=log, township=record_use_for
+            )
     if as_json:
         typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
         return

@@ -13,6 +13,7 @@ by name through ``connectors.secrets`` at the last moment.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,9 +34,20 @@ class Settings(BaseSettings):
     key_passphrase: SecretStr | None = Field(
         None, description="Passphrase of the signing key (PKCS#8, encrypted at rest)."
     )
+    key_passphrase_secret: str | None = Field(
+        None,
+        description="Name of a Prefect Secret block holding the key passphrase, if the variable is unset.",
+    )
+    signature_suite: Literal["ed25519", "ecdsa-p256-sha256", "sm2-sm3"] = Field(
+        "ed25519", description="Signature suite of new signing keys (see `onceonly keys`)."
+    )
     log_origin: str = Field(
         "onceonly.example/wuqing/evidence",
         description="C2SP checkpoint origin line, also the signing key's name.",
+    )
+    log_hash: Literal["sha256", "sm3"] = Field(
+        "sha256",
+        description="Hash of the transparency log (RFC 9162 SHA-256, or SM3); fixed by its first entry.",
     )
     district_code: str = Field("120114", description="GB/T 2260 code of the district served.")
     batch_size: int = Field(10_000, ge=1, description="Rows per record batch.")

@@ -11,7 +11,9 @@ A material may be skipped when a certificate of an accepted type is held by the 
 in force today (status 有效, valid_from ≤ today ≤ valid_to) — the answer carries its
 identifier so the counter can export the verifiable bundle. Otherwise the reason says why:
 not found (and, if the department's record failed its data contract, which rule), expired,
-or revoked/suspended.
+or revoked/suspended (with the reason recorded by ``onceonly certificates suspend|revoke|…``).
+The status is the catalog's, which a lifecycle change updates in the same transaction as its
+log leaf and status list: a suspension shows here at once, as in the published list.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from sqlalchemy.engine import Connection
 
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.certificate import STATUS_VALID
-from lake.catalog import certificates, quarantine
+from evidence.log import TransparencyLog, record_use
+from lake.catalog import certificate_events, certificates, quarantine
 from onceonly.errors import ConfigurationError
 from onceonly.privacy import mask_citizen_id, scrub_text
 from sharing.matters import Material, Matter
@@ -67,14 +70,32 @@ def skip_check(
     issued_by: Mapping[str, str],
     *,
     today: dt.date | None = None,
+    log: TransparencyLog | None = None,
+    township: str | None = None,
 ) -> SkipCheckAnswer:
-    """``issued_by`` maps certificate type codes to the dataset whose records issue them."""
+    """``issued_by`` maps certificate type codes to the dataset whose records issue them.
+
+    With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
+    of shared data and is recorded in the transparency log (``record_use``) for ``township``:
+    which certificate stood in for which material of which matter — never the subject's ID.
+    """
     today = today or dt.date.today()
     # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
     subject_id = subject_id.strip().upper()
     _check_subject(matter, subject_id)
     shown = mask_citizen_id(subject_id) if matter.subject == "person" else subject_id
     answers = tuple(_answer(conn, material, subject_id, issued_by, today) for material in matter.materials)
+    if log is not None:
+        for answer in answers:
+            if answer.skippable and answer.certificate_id:
+                record_use(
+                    conn,
+                    log,
+                    matter=matter.code,
+                    certificate_id=answer.certificate_id,
+                    township=township,
+                    material=answer.material,
+                )
     return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
 
 
@@ -123,7 +144,7 @@ def _answer(
         newest = rows[0]
         if newest.status != STATUS_VALID:
             return MaterialAnswer(
-                material.name, False, newest.cert_id, f"certificate status is {newest.status}"
+                material.name, False, newest.cert_id, _not_in_force(conn, newest.cert_id, newest.status)
             )
         if newest.valid_to is not None and newest.valid_to < today:
             return MaterialAnswer(
@@ -137,6 +158,19 @@ def _answer(
         )
     datasets = sorted({issued_by[t] for t in material.certificate_types if t in issued_by})
     return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id, datasets))
+
+
+def _not_in_force(conn: Connection, cert_id: str, status: str) -> str:
+    """The status, with the reason of the lifecycle change that set it (暂扣, 撤销, …), if any."""
+    event = conn.execute(
+        select(certificate_events.c.reason, certificate_events.c.occurred_at)
+        .where(and_(certificate_events.c.cert_id == cert_id, certificate_events.c.status_after == status))
+        .order_by(certificate_events.c.leaf_index.desc())
+        .limit(1)
+    ).first()
+    if event is None:
+        return f"certificate status is {status}"
+    return f"certificate status is {status} since {event.occurred_at:%Y-%m-%d}: {event.reason}"
 
 
 def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:

@@ -110,7 +110,11 @@ def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: W
     assert by_dataset["household"].certificates == by_dataset["household"].accepted
     assert by_dataset["business_licence"].certificates == by_dataset["business_licence"].accepted
     assert by_dataset["marriage"].certificates == 2 * by_dataset["marriage"].accepted  # one per spouse
-    assert first.tree_size == sum(c.certificates for c in first.connectors)
+    with world.catalog().connect() as conn:
+        kinds = dict(conn.execute(sa.text("SELECT kind, COUNT(*) FROM log_leaves GROUP BY kind")).all())
+    assert kinds["certificate"] == sum(c.certificates for c in first.connectors)
+    assert kinds["status-list"] == 3  # one signed status list per issuer
+    assert first.tree_size == sum(kinds.values())
     assert first.extracts
 
 
@@ -232,7 +236,89 @@ def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_
     assert by_name["gongan-household"].pulled == 0 and by_name["minzheng-marriages"].pulled == 0
     with world.catalog().connect() as conn:
         leaves = conn.execute(sa.text("SELECT COUNT(*) FROM log_leaves")).scalar_one()
+        cert_leaves = conn.execute(
+            sa.text("SELECT COUNT(*) FROM log_leaves WHERE kind = 'certificate'")
+        ).scalar_one()
         certs = conn.execute(sa.text("SELECT COUNT(*) FROM certificates")).scalar_one()
         renewed = conn.execute(sa.text("SELECT COUNT(*) FROM certificates WHERE version > 1")).scalar_one()
-    assert leaves == certs == summary.tree_size
+    assert cert_leaves == certs and leaves == summary.tree_size
     assert renewed > 0  # records changed at the source became new certificate versions
+
+
+def test_lifecycle_commands_reach_the_bundle_list_and_skip_check(
+    world: World, first: Any, tmp_path: Path
+) -> None:
+    """Runs last: suspend/restore add log leaves, and renewals of the day before exist."""
+    runner = CliRunner()
+    with world.catalog().connect() as conn:
+        married = conn.execute(
+            sa.text(
+                "SELECT cert_id, holder_id FROM certificates WHERE dataset = 'marriage' AND status = '有效' "
+                "LIMIT 1"
+            )
+        ).one()
+        superseded = conn.execute(
+            sa.text(
+                "SELECT c.cert_id FROM certificates c "
+                "JOIN certificates n ON n.previous_id = c.cert_id LIMIT 1"
+            )
+        ).scalar_one()
+    assert list((world.home / "status").glob("*.json"))  # published for townships
+
+    parsed = runner.invoke(app, ["certificates", "parse", married.cert_id])
+    assert parsed.exit_code == 0 and "issuer USCC" in parsed.output, parsed.output
+    broken = married.cert_id[:-1] + ("0" if married.cert_id[-1] != "0" else "1")
+    parsed = runner.invoke(app, ["certificates", "parse", broken])
+    assert parsed.exit_code == 1 and "check character" in parsed.output
+
+    bundle = tmp_path / "bundle.json"
+
+    def verify() -> Any:
+        exported = runner.invoke(app, ["certificates", "export", married.cert_id, "-o", str(bundle)])
+        assert exported.exit_code == 0, exported.output
+        return runner.invoke(app, ["verify", str(bundle)])
+
+    assert verify().exit_code == 0
+    old_checkpoint = tmp_path / "seen.checkpoint"
+    old_checkpoint.write_text(json.loads(bundle.read_text(encoding="utf-8"))["checkpoint"], encoding="utf-8")
+
+    out = runner.invoke(app, ["certificates", "suspend", married.cert_id, "--reason", "under review"])
+    assert out.exit_code == 0, out.output
+    result = verify()
+    assert result.exit_code == 1 and "suspended (暂扣)" in result.output, result.output
+    listed = runner.invoke(app, ["certificates", "list", "--subject", married.holder_id, "--json"])
+    assert {c["id"]: c["status"] for c in json.loads(listed.output)}[married.cert_id] == "暂扣"
+    check = runner.invoke(
+        app, ["skip-check", "--subject", married.holder_id, "--matter", "hukou-move-after-marriage", "--json"]
+    )
+    answer = {m["material"]: m for m in json.loads(check.output)["materials"]}
+    assert not answer["结婚证"]["skippable"] and "暂扣" in answer["结婚证"]["reason"]
+
+    out = runner.invoke(app, ["certificates", "restore", married.cert_id, "--reason", "review closed"])
+    assert out.exit_code == 0, out.output
+    assert verify().exit_code == 0
+    # the log grew (lifecycle leaves, status lists) and is consistent with what was seen before
+    exported = runner.invoke(
+        app,
+        [
+            "certificates",
+            "export",
+            married.cert_id,
+            "-o",
+            str(bundle),
+            "--consistency-from",
+            str(old_checkpoint),
+        ],
+    )
+    assert exported.exit_code == 0, exported.output
+    ok = runner.invoke(app, ["verify", str(bundle), "--consistency-from", str(old_checkpoint)])
+    assert ok.exit_code == 0 and "extends the checkpoint" in ok.output, ok.output
+    history = runner.invoke(app, ["certificates", "history", married.cert_id])
+    assert "suspend" in history.output and "restore" in history.output
+    restore_again = runner.invoke(app, ["certificates", "restore", married.cert_id, "--reason", "again"])
+    assert restore_again.exit_code != 0
+
+    exported = runner.invoke(app, ["certificates", "export", superseded, "-o", str(bundle)])
+    assert exported.exit_code == 0, exported.output
+    result = runner.invoke(app, ["verify", str(bundle)])
+    assert result.exit_code == 1 and "superseded by a newer version" in result.output, result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -20,13 +21,20 @@ from evidence.bundle import (
 )
 from evidence.identifier import CertificateId
 from evidence.keys import SigningKey
-from evidence.merkle import inclusion_proof, leaf_hash, root
+from evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, root
 from evidence.note import Checkpoint
+from evidence.status_list import LIST_SIZE, PublishedList, make_document, sign_document
 from onceonly.errors import EvidenceError, VerificationFailed
 
 ORIGIN = "onceonly.example/120114"
 USCC = "91350100M000100Y43"
-LOG_SIZE = 7
+CERTS = 7
+LOG_SIZE = CERTS + 1  # the certificates, then their issuer's status list
+PUBLISHED = dt.datetime(2026, 11, 21, 8, 0, tzinfo=dt.UTC)
+
+
+def status_index(serial: int) -> int:
+    return (serial * 40_503) % LIST_SIZE  # spread out, as the random assignment would
 
 
 def make_certificate(serial: int) -> dict[str, Any]:
@@ -46,26 +54,46 @@ def make_certificate(serial: int) -> dict[str, Any]:
         "source": {"dataset": "hukou", "rows": [serial, serial + 1]},
         "version": 1,
         "previous": None,
+        "credential_status": {"issuer": USCC, "list": 0, "index": status_index(serial)},
     }
 
 
 class Log:
-    """A tiny in-memory log: certificates, their leaf hashes and a signed checkpoint."""
+    """A tiny in-memory log: certificates, their issuer's signed status list and a checkpoint."""
 
-    def __init__(self, key: SigningKey, size: int = LOG_SIZE) -> None:
+    def __init__(
+        self, key: SigningKey, states: dict[int, str] | None = None, certificates: int = CERTS
+    ) -> None:
         self.key = key
-        self.certificates = [make_certificate(serial) for serial in range(1, size + 1)]
+        self.certificates = [make_certificate(serial) for serial in range(1, certificates + 1)]
+        document = make_document(
+            USCC,
+            0,
+            ORIGIN,
+            PUBLISHED,
+            {status_index(serial): state for serial, state in (states or {}).items()},
+        )
+        canonical, signature = sign_document(document, key)
+        self.status_list = PublishedList(document, signature, len(self.certificates))
         self.leaves = [leaf_hash(certificate_leaf_bytes(c)) for c in self.certificates]
-        body = Checkpoint(ORIGIN, size, root(self.leaves)).to_body()
-        self.checkpoint = key.sign_note(body)
+        self.leaves.append(leaf_hash(canonical))
+        self.checkpoint = self.checkpoint_at(len(self.leaves))
 
-    def bundle(self, index: int) -> dict[str, Any]:
+    def checkpoint_at(self, size: int) -> str:
+        return self.key.sign_note(Checkpoint(ORIGIN, size, root(self.leaves[:size])).to_body())
+
+    def bundle(self, index: int, consistency_from: int | None = None) -> dict[str, Any]:
         return build_bundle(
             self.certificates[index],
             index,
             inclusion_proof(index, self.leaves),
             self.checkpoint,
             self.key.vkey,
+            status_list=self.status_list,
+            status_list_proof=inclusion_proof(self.status_list.leaf_index, self.leaves),
+            consistency=None
+            if consistency_from is None
+            else (consistency_from, consistency_proof(consistency_from, self.leaves)),
         )
 
 
@@ -95,8 +123,12 @@ def test_bundle_layout(log: Log) -> None:
         "inclusion_proof",
         "checkpoint",
         "public_key",
+        "log_hash",
+        "status_list",
+        "status_list_proof",
     ]
-    assert bundle["format"] == BUNDLE_FORMAT == "onceonly-bundle/1"
+    assert bundle["format"] == BUNDLE_FORMAT == "onceonly-bundle/2"
+    assert bundle["log_hash"] == "sha256" and bundle["status_list"]["leaf_index"] == CERTS
     assert bundle["inclusion_proof"] == [h.hex() for h in inclusion_proof(3, log.leaves)]
     assert bundle["public_key"] == log.key.vkey
 
@@ -121,6 +153,7 @@ def test_every_certificate_of_the_log_verifies(log: Log) -> None:
             tree_size=LOG_SIZE,
             origin=ORIGIN,
             root_hash=root(log.leaves),
+            status_published="2026-11-21T08:00:00Z",
         )
 
 
@@ -208,7 +241,7 @@ def test_adding_or_removing_a_certificate_field_is_detected(log: Log) -> None:
 
 
 def test_every_proof_character_is_protected(log: Log) -> None:
-    for index in (0, 3, LOG_SIZE - 1):
+    for index in (0, 3, CERTS - 1):
         good = log.bundle(index)
         for position, element in enumerate(good["inclusion_proof"]):
             for offset, char in enumerate(element):
@@ -229,7 +262,7 @@ def test_every_proof_character_is_protected(log: Log) -> None:
 
 
 def test_leaf_index_is_protected(log: Log) -> None:
-    for index in range(LOG_SIZE):
+    for index in range(CERTS):
         good = log.bundle(index)
         for other in [*range(-1, LOG_SIZE + 2), str(index), float(index), True, None]:
             if other == index and type(other) is int:
@@ -279,7 +312,12 @@ def test_a_malformed_trusted_key_is_reported(log: Log) -> None:
     [
         (lambda b: b.pop("checkpoint"), "bundle lacks checkpoint"),
         (lambda b: b.update(extra=1), "unknown fields extra"),
-        (lambda b: b.update(format="onceonly-bundle/2"), "format"),
+        (lambda b: b.update(format="onceonly-bundle/1"), "format"),
+        (lambda b: b.pop("status_list"), "bundle lacks status_list"),
+        (lambda b: b.update(log_hash="md5"), "log_hash"),
+        (lambda b: b.update(status_list_proof=None), "status_list_proof is not a list"),
+        (lambda b: b.update(consistency={"from_size": 1}), "consistency is not an object"),
+        (lambda b: b["certificate"].pop("credential_status"), "not in the checkpoint's log"),
         (lambda b: b.update(certificate=[]), "certificate is not a JSON object"),
         (lambda b: b.update(leaf_index=-1), "leaf_index"),
         (lambda b: b.update(inclusion_proof="00"), "inclusion_proof is not a list"),
@@ -318,11 +356,151 @@ def test_not_a_mapping() -> None:
         verify_bundle([])  # type: ignore[arg-type]
 
 
-def test_status_is_optional(log: Log) -> None:
-    key = SigningKey.generate(ORIGIN)
-    certificate = make_certificate(99)
-    del certificate["status"]
-    leaves = [leaf_hash(certificate_leaf_bytes(certificate))]
-    note = key.sign_note(Checkpoint(ORIGIN, 1, root(leaves)).to_body())
-    verified = verify_bundle(build_bundle(certificate, 0, [], note, key.vkey), trusted_vkey=key.vkey)
-    assert verified.status is None and verified.tree_size == 1
+def test_every_status_list_value_is_protected(log: Log) -> None:
+    good = log.bundle(2)
+    for path in _leaf_paths(good["status_list"]):
+        original: Any = good["status_list"]
+        for step in path:
+            original = original[step]
+        for replacement in _changed(original):
+            bundle = copy.deepcopy(good)
+            _set(bundle["status_list"], path, replacement)
+            _assert_fails(bundle, f"status_list{list(path)} to {replacement!r}", log.key.vkey)
+
+
+def test_every_status_list_proof_character_is_protected(log: Log) -> None:
+    good = log.bundle(1)
+    for position, element in enumerate(good["status_list_proof"]):
+        for offset in range(len(element)):
+            bundle = copy.deepcopy(good)
+            flipped = "0" if element[offset] != "0" else "1"
+            bundle["status_list_proof"][position] = element[:offset] + flipped + element[offset + 1 :]
+            _assert_fails(bundle, f"status_list_proof[{position}][{offset}]", None)
+    _assert_fails({**good, "status_list_proof": good["status_list_proof"][:-1]}, "a shorter proof", None)
+
+
+def test_a_status_list_signed_by_another_key_is_refused(log: Log) -> None:
+    impostor = Log(SigningKey.generate(ORIGIN))
+    bundle = {**log.bundle(1), "status_list": impostor.status_list.to_json()}
+    with pytest.raises(VerificationFailed, match="status list: note has no signature by"):
+        verify_bundle(bundle, trusted_vkey=log.key.vkey)
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ("暂扣", "is suspended \\(暂扣\\)"),
+        ("撤销", "is revoked \\(撤销\\)"),
+        ("吊销", "revoked as a penalty \\(吊销\\)"),
+        ("注销", "is cancelled \\(注销\\)"),
+        ("失效", "is expired \\(失效\\)"),
+        ("superseded", "is superseded by a newer version \\(失效\\)"),
+    ],
+)
+def test_a_certificate_not_in_force_fails_with_its_state(state: str, message: str) -> None:
+    log = Log(SigningKey.generate(ORIGIN), states={2: state})
+    with pytest.raises(VerificationFailed, match=message + " according to the status list of " + USCC):
+        verify_bundle(log.bundle(1), trusted_vkey=log.key.vkey)  # serial 2 is certificate 1
+    # the others, sharing the same list, are in force
+    assert verify_bundle(log.bundle(0), trusted_vkey=log.key.vkey).status == "有效"
+
+
+def test_validity_dates_are_checked_against_today(log: Log) -> None:
+    bundle = log.bundle(0)
+    with pytest.raises(VerificationFailed, match="not valid before 2026-11-21"):
+        verify_bundle(bundle, today=dt.date(2026, 11, 20))
+    certificate = make_certificate(1) | {"valid_to": "2030-01-01"}
+    rebuilt = _log_with(SigningKey.generate(ORIGIN), [certificate])
+    assert verify_bundle(rebuilt.bundle(0), today=dt.date(2029, 12, 31)).status == "有效"
+    with pytest.raises(VerificationFailed, match="expired on 2030-01-01"):
+        verify_bundle(rebuilt.bundle(0), today=dt.date(2030, 1, 2))
+
+
+def _log_with(key: SigningKey, certificates: list[dict[str, Any]]) -> Log:
+    log = Log(key, certificates=0)
+    log.certificates = certificates
+    log.leaves = [leaf_hash(certificate_leaf_bytes(c)) for c in certificates]
+    canonical, signature = sign_document(log.status_list.document, key)
+    log.status_list = PublishedList(log.status_list.document, signature, len(certificates))
+    log.leaves.append(leaf_hash(canonical))
+    log.checkpoint = log.checkpoint_at(len(log.leaves))
+    return log
+
+
+def test_consistency_with_an_older_checkpoint(log: Log) -> None:
+    for old_size in range(1, LOG_SIZE):
+        old = log.checkpoint_at(old_size)
+        verified = verify_bundle(log.bundle(0, consistency_from=old_size), old_checkpoint=old)
+        assert verified.consistent_from == old_size
+        # the proof for another size does not do
+        other = old_size % (LOG_SIZE - 1) + 1
+        if other != old_size:
+            with pytest.raises(VerificationFailed, match=f"no consistency proof from size {old_size}"):
+                verify_bundle(log.bundle(0, consistency_from=other), old_checkpoint=old)
+    # the same size needs no proof; a bundle without a proof for a smaller one fails
+    assert verify_bundle(log.bundle(0), old_checkpoint=log.checkpoint).consistent_from == LOG_SIZE
+    with pytest.raises(VerificationFailed, match="carries no consistency proof from size 3 \\(none\\)"):
+        verify_bundle(log.bundle(0), old_checkpoint=log.checkpoint_at(3))
+
+
+def test_a_rewritten_log_is_caught_by_the_older_checkpoint(log: Log) -> None:
+    # The verifier saw a checkpoint of a log whose first leaf was different (a rewrite).
+    forked = copy.deepcopy(log.leaves)
+    forked[0] = leaf_hash(b"a certificate that was later removed")
+    old = log.key.sign_note(Checkpoint(ORIGIN, 4, root(forked[:4])).to_body())
+    with pytest.raises(VerificationFailed, match="not consistent with the older checkpoint"):
+        verify_bundle(log.bundle(0, consistency_from=4), old_checkpoint=old)
+    same_size = log.key.sign_note(Checkpoint(ORIGIN, LOG_SIZE, root(forked)).to_body())
+    with pytest.raises(VerificationFailed, match="two different trees of size"):
+        verify_bundle(log.bundle(0), old_checkpoint=same_size)
+    # a checkpoint of a larger tree, of another log, or by another key
+    larger = log.key.sign_note(Checkpoint(ORIGIN, LOG_SIZE + 5, root(forked)).to_body())
+    with pytest.raises(VerificationFailed, match="larger tree"):
+        verify_bundle(log.bundle(0), old_checkpoint=larger)
+    other_origin = log.key.sign_note(Checkpoint(ORIGIN + "2", 3, root(log.leaves[:3])).to_body())
+    with pytest.raises(VerificationFailed, match="of the log"):
+        verify_bundle(log.bundle(0, consistency_from=3), old_checkpoint=other_origin)
+    stranger = SigningKey.generate(ORIGIN).sign_note(Checkpoint(ORIGIN, 3, root(log.leaves[:3])).to_body())
+    with pytest.raises(VerificationFailed, match="the older checkpoint: note has no signature"):
+        verify_bundle(log.bundle(0, consistency_from=3), old_checkpoint=stranger)
+
+
+def test_every_consistency_proof_character_is_protected(log: Log) -> None:
+    good = log.bundle(0, consistency_from=3)
+    old = log.checkpoint_at(3)
+    for position, element in enumerate(good["consistency"]["proof"]):
+        for offset in range(0, len(element), 7):
+            bundle = copy.deepcopy(good)
+            flipped = "0" if element[offset] != "0" else "1"
+            bundle["consistency"]["proof"][position] = element[:offset] + flipped + element[offset + 1 :]
+            with pytest.raises(VerificationFailed):
+                verify_bundle(bundle, old_checkpoint=old)
+    with pytest.raises(VerificationFailed):
+        verify_bundle({**good, "consistency": {"from_size": 3, "proof": []}}, old_checkpoint=old)
+
+
+def test_a_newer_status_list_decides_the_state(log: Log) -> None:
+    later = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+    suspended = make_document(USCC, 0, ORIGIN, later, {status_index(2): "暂扣"})
+    _, signature = sign_document(suspended, log.key)
+    newer = as_json_file(PublishedList(suspended, signature, 99).to_json())
+    bundle = log.bundle(1)  # serial 2, in force in the bundle's own list
+    assert verify_bundle(bundle).status == "有效"
+    with pytest.raises(VerificationFailed, match=r"is suspended \(暂扣\) .* published 2026-11-22T08:00:00Z"):
+        verify_bundle(bundle, newer_status_list=newer)
+    assert verify_bundle(log.bundle(0), newer_status_list=newer).status == "有效"
+    # older than the bundle's, for another list, or signed by someone else: refused
+    older = make_document(USCC, 0, ORIGIN, PUBLISHED - dt.timedelta(days=1), {})
+    with pytest.raises(VerificationFailed, match="is older than the bundle's"):
+        verify_bundle(
+            bundle, newer_status_list=PublishedList(older, sign_document(older, log.key)[1], 1).to_json()
+        )
+    other_list = make_document(USCC, 1, ORIGIN, later, {})
+    with pytest.raises(VerificationFailed, match="the certificate's is"):
+        verify_bundle(
+            bundle,
+            newer_status_list=PublishedList(other_list, sign_document(other_list, log.key)[1], 1).to_json(),
+        )
+    forged = PublishedList(suspended, sign_document(suspended, SigningKey.generate(ORIGIN))[1], 99)
+    with pytest.raises(VerificationFailed, match="the newer status list: note has no signature"):
+        verify_bundle(bundle, newer_status_list=forged.to_json())

@@ -17,8 +17,16 @@ from contracts.compiler import CompiledContract, compile_contract
 from contracts.identifiers import citizen_id_check_char
 from contracts.model import contract_by_id
 from evidence.bundle import certificate_leaf_bytes
-from evidence.certificate import CERTIFICATE_SCHEMA, STATUS_VALID, Draft, drafts_from, issue
+from evidence.certificate import (
+    CERTIFICATE_SCHEMA,
+    HOLDER_ID_TYPES,
+    STATUS_VALID,
+    Draft,
+    drafts_from,
+    issue,
+)
 from evidence.identifier import CertificateId
+from onceonly.errors import ContractError
 from onceonly.settings import Settings
 
 COMPILED = {
@@ -84,7 +92,7 @@ def test_one_draft_per_household_row_with_the_record_as_text() -> None:
         "number": "H000001",
         "type": {"code": "11100000000019342N001", "name": "居民户口簿"},
         "issuer": {"name": "天津市公安局武清分局", "code": "111201140000000196"},
-        "holder": {"name": "王1", "id_type": "居民身份证", "id": citizen_id(1)},
+        "holder": {"name": "王1", "id_type": "居民身份证", "id_type_code": "111", "id": citizen_id(1)},
         "valid_from": "2000-01-01",
         "valid_to": None,
         "township": "120114001000",
@@ -151,7 +159,12 @@ def test_licence_validity_and_decimals_become_text() -> None:
     assert (draft.valid_from, draft.valid_to) == ("2015-06-01", "2045-05-31")
     assert draft.content["fields"]["registered_capital"] == "1000000.50"
     assert draft.content["fields"]["business_scope"] is None
-    holder = {"name": "天津武清商贸有限公司", "id_type": "统一社会信用代码", "id": row["uscc"]}
+    holder = {
+        "name": "天津武清商贸有限公司",
+        "id_type": "统一社会信用代码",
+        "id_type_code": "001",
+        "id": row["uscc"],
+    }
     assert draft.content["holder"] == holder
 
 
@@ -168,6 +181,50 @@ def test_no_drafts_without_rows_or_without_a_certificate() -> None:
     assert drafts_from(table(HOUSEHOLD, []), HOUSEHOLD) == []
     no_certificate = dataclasses.replace(HOUSEHOLD, certificate=None)
     assert drafts_from(table(HOUSEHOLD, [household(1)]), no_certificate) == []
+
+
+def test_an_unknown_holder_id_type_is_a_contract_error() -> None:
+    spec = HOUSEHOLD.certificate
+    assert spec is not None
+    holders = tuple({**h, "idType": "驾驶证"} for h in spec.holders)
+    compiled = dataclasses.replace(HOUSEHOLD, certificate=dataclasses.replace(spec, holders=holders))
+    with pytest.raises(ContractError, match="holder idType '驾驶证' is not a known holder identity type"):
+        drafts_from(table(HOUSEHOLD, [household(1)]), compiled)
+
+
+def test_the_certificate_carries_every_gb_t_36903_element(draft: Draft) -> None:
+    cid = CertificateId.build("11100000000019342N001", "111201140000000196", 42, 2)
+    cert = issue(
+        draft,
+        cid,
+        issue_date=dt.date(2026, 11, 21),
+        batch_id="b" * 32,
+        contract="household@1.0.0",
+        previous=str(cid.with_version(1)),
+        status_entry={"issuer": "111201140000000196", "list": 0, "index": 4711},
+    )
+    elements = {
+        "identifier": cert["id"],
+        "certificate number": cert["number"],
+        "type code": cert["type"]["code"],
+        "type name": cert["type"]["name"],
+        "issuer name": cert["issuer"]["name"],
+        "issuer USCC": cert["issuer"]["code"],
+        "issue date": cert["issue_date"],
+        "valid from": cert["valid_from"],
+        "holder name": cert["holder"]["name"],
+        "holder ID type": cert["holder"]["id_type"],
+        "holder ID type code": cert["holder"]["id_type_code"],
+        "holder ID number": cert["holder"]["id"],
+        "status": cert["status"],
+        "previous version": cert["previous"],
+        "contract": cert["source"]["contract"],
+        "batch": cert["source"]["batch"],
+    }
+    assert all(elements.values()), [k for k, v in elements.items() if not v]
+    assert "valid_to" in cert  # null: a household register does not expire
+    assert HOLDER_ID_TYPES[cert["holder"]["id_type"]] == "111"
+    assert cert["credential_status"] == {"issuer": "111201140000000196", "list": 0, "index": 4711}
 
 
 @pytest.fixture

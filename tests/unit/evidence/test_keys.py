@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, SECP384R1, generate_private_key
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import evidence
@@ -44,13 +44,19 @@ def test_files_modes_and_contents(tmp_path: Path) -> None:
     key, _ = store.load_or_create(NAME)
     key_file = directory / "onceonly.example_120114.key.pem"
     vkey_file = directory / "onceonly.example_120114.vkey"
+    keyring_file = directory / "keyring.json"
     assert store.key_path(NAME) == key_file and store.vkey_path(NAME) == vkey_file
+    assert store.keyring_path == keyring_file
+    assert stat.S_IMODE(keyring_file.stat().st_mode) == 0o644
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     pem = key_file.read_bytes()
     assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert vkey_file.read_text() == key.vkey + "\n"
-    assert sorted(p.name for p in directory.iterdir()) == [key_file.name, vkey_file.name]  # no temp files
+    # no temp files
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [key_file.name, vkey_file.name, "keyring.json"]
+    )
     # The PEM is PKCS#8, encrypted with the passphrase, and holds the same key.
     loaded = serialization.load_pem_private_key(pem, password=PASSPHRASE)
     assert isinstance(loaded, Ed25519PrivateKey)
@@ -100,7 +106,7 @@ def test_a_key_stored_in_clear_is_refused(tmp_path: Path) -> None:
 
 def test_a_key_of_an_unknown_suite_is_refused(tmp_path: Path) -> None:
     store = KeyStore(tmp_path, PASSPHRASE)
-    p256 = generate_private_key(SECP256R1()).private_bytes(
+    p256 = generate_private_key(SECP384R1()).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(PASSPHRASE),
@@ -111,9 +117,9 @@ def test_a_key_of_an_unknown_suite_is_refused(tmp_path: Path) -> None:
 
 
 def test_unknown_suite_lists_the_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(EvidenceError, match="known suites: ed25519"):
+    with pytest.raises(EvidenceError, match="known suites: ed25519, ecdsa-p256-sha256, sm2-sm3"):
         KeyStore(tmp_path, PASSPHRASE).create(NAME, suite="sm2")
-    assert set(SUITES) == {"ed25519"}
+    assert set(SUITES) == {"ed25519", "ecdsa-p256-sha256", "sm2-sm3"}
 
 
 def test_a_mismatched_vkey_file_is_refused(tmp_path: Path) -> None:
@@ -168,6 +174,9 @@ def test_no_key_material_in_text_or_pickles(tmp_path: Path) -> None:
 
 
 def test_signing_key_refuses_other_key_types() -> None:
-    with pytest.raises(EvidenceError):
-        SigningKey(NAME, generate_private_key(SECP256R1()))  # type: ignore[arg-type]
-    assert SigningKey.from_private_key(NAME, generate_private_key(SECP256R1())) is None
+    with pytest.raises(EvidenceError, match="not a key of any signature suite"):
+        SigningKey(NAME, generate_private_key(SECP384R1()))
+    with pytest.raises(EvidenceError, match="not a key of sm2-sm3"):
+        SigningKey(NAME, generate_private_key(SECP256R1()), suite="sm2-sm3")
+    assert SigningKey.from_private_key(NAME, generate_private_key(SECP384R1())) is None
+    assert SigningKey(NAME, generate_private_key(SECP256R1())).suite == "ecdsa-p256-sha256"

@@ -24,12 +24,13 @@ from landing_harness import (
     validate,
 )
 
-from evidence.bundle import build_bundle, certificate_leaf_bytes, verify_bundle
+from evidence.bundle import certificate_leaf_bytes, export_bundle, verify_bundle
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID
 from evidence.identifier import CertificateId
-from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
+from evidence.log import Appended, TransparencyLog, latest_checkpoint, tree_size, verify_log
 from evidence.merkle import leaf_hash, root
 from evidence.note import Checkpoint, open_note, parse_vkey
+from evidence.status_list import publish_status_lists
 from lake.catalog import (
     batches,
     certificates,
@@ -74,7 +75,13 @@ def assert_log_is_sound(h: Harness) -> None:
     """Every certificate is the leaf at its index; every checkpoint is signed and right."""
     hashes = _leaf_hashes(h)
     certs = h.all(sa.select(certificates.c.leaf_index, certificates.c.canonical))
-    assert sorted(c.leaf_index for c in certs) == list(range(len(hashes)))
+    kinds = {int(r.leaf_index): r.kind for r in h.all(sa.select(log_leaves.c.leaf_index, log_leaves.c.kind))}
+    assert sorted(c.leaf_index for c in certs) == sorted(i for i, k in kinds.items() if k == "certificate")
+    # besides certificates, one receipt per landed batch and nothing else
+    assert sum(k == "batch-receipt" for k in kinds.values()) == h.count(batches)
+    assert set(kinds.values()) <= {"certificate", "batch-receipt"}
+    with h.catalog.read() as conn:
+        verify_log(conn, parse_vkey(h.key.vkey))
     for c in certs:
         assert hashes[c.leaf_index] == leaf_hash(bytes(c.canonical))
     verifier = parse_vkey(h.key.vkey)
@@ -89,7 +96,7 @@ def test_a_validated_batch_lands_with_certificates_log_and_cursor(harness: Harne
     landed = harness.land([*GOOD, BAD_CHECK, BAD_TOWNSHIP], before=None, after=C1)
 
     assert (landed.pulled, landed.accepted, landed.quarantined, landed.certificates) == (8, 6, 2, 6)
-    assert landed.tree_size == 6 and not landed.already_landed
+    assert landed.tree_size == 7 and not landed.already_landed  # 6 certificates and the receipt
     assert landed.townships == frozenset(TOWNSHIPS)
     digest = content_digest(pa.Table.from_pylist([*GOOD, BAD_CHECK, BAD_TOWNSHIP]))
     assert landed.batch_id == batch_id_for("gongan-household", None, digest)
@@ -102,7 +109,7 @@ def test_a_validated_batch_lands_with_certificates_log_and_cursor(harness: Harne
         2,
         6,
     )
-    assert batch.cursor_before is None and batch.cursor_after == C1 and batch.tree_size == 6
+    assert batch.cursor_before is None and batch.cursor_after == C1 and batch.tree_size == 7
 
     # quarantine: the subject in clear (to answer skip-checks), personal values masked
     rows = {(q.rule, q.subject_id, q.record_key, q.value_masked) for q in harness.all(sa.select(quarantine))}
@@ -139,14 +146,14 @@ def test_a_validated_batch_lands_with_certificates_log_and_cursor(harness: Harne
         assert CertificateId.parse(c.cert_id).version == 1
     assert len({c.serial for c in certs.values()}) == 6
 
-    # the log: one leaf per certificate and a signed checkpoint over them
-    assert harness.count(log_leaves) == harness.count(certificates) == 6
+    # the log: one leaf per certificate, the batch's receipt, and a signed checkpoint over them
+    assert harness.count(log_leaves) == 7 and harness.count(certificates) == 6
     with harness.catalog.begin() as conn:
         head = latest_checkpoint(conn)
-        assert tree_size(conn) == 6
-    assert head is not None and head[0] == 6
+        assert tree_size(conn) == 7
+    assert head is not None and head[0] == 7
     checkpoint = Checkpoint.parse(open_note(head[1], parse_vkey(harness.key.vkey)))
-    assert checkpoint.size == 6 and checkpoint.root_hash == root(_leaf_hashes(harness))
+    assert checkpoint.size == 7 and checkpoint.root_hash == root(_leaf_hashes(harness))
     assert_log_is_sound(harness)
 
     # the connector's cursor moved
@@ -198,13 +205,16 @@ def test_the_same_records_in_a_new_batch_issue_no_certificates(harness: Harness)
 
     landed = harness.land(GOOD, before=C1, after=C2)
 
-    assert not landed.already_landed and landed.certificates == 0 and landed.tree_size is None
+    # no certificate, but the batch's receipt is logged under its own checkpoint
+    assert not landed.already_landed and landed.certificates == 0 and landed.tree_size == 8
     assert landed.townships == frozenset()
     after = _counts(harness)
-    assert after["batches"] == before["batches"] + 1
-    assert {k: v for k, v in after.items() if k != "batches"} == {
-        k: v for k, v in before.items() if k != "batches"
+    grown = ("batches", "log_leaves", "checkpoints")
+    assert all(after[t] == before[t] + 1 for t in grown)
+    assert {k: v for k, v in after.items() if k not in grown} == {
+        k: v for k, v in before.items() if k not in grown
     }
+    assert_log_is_sound(harness)
     with harness.catalog.begin() as conn:
         assert harness.catalog.cursor_of(conn, "gongan-household") == C2
 
@@ -217,7 +227,7 @@ def test_a_changed_record_is_renewed_once_as_version_2(harness: Harness) -> None
 
     landed = harness.land(changed, before=C1, after=C2)
 
-    assert landed.certificates == 1 and landed.tree_size == 7
+    assert landed.certificates == 1 and landed.tree_size == 9  # 6 + receipt, 1 + receipt
     assert landed.townships == frozenset({GOOD[2]["township_code"]})
     rows = harness.all(
         sa.select(certificates)
@@ -229,7 +239,7 @@ def test_a_changed_record_is_renewed_once_as_version_2(harness: Harness) -> None
         (rows[1].cert_id, 2, STATUS_VALID),
     ]
     new = rows[1]
-    assert new.previous_id == old.cert_id and new.leaf_index == 6
+    assert new.previous_id == old.cert_id and new.leaf_index == 7  # after 6 and a receipt
     body = json.loads(bytes(new.canonical))
     assert body["previous"] == old.cert_id and body["version"] == 2
     assert body["fields"]["address"] == "天津市武清区杨村街道新华路1号"
@@ -317,13 +327,13 @@ def test_a_failed_landing_changes_nothing_and_the_retry_lands_once(harness: Harn
     landed = harness.land(rows, before=C1, after=C2)
 
     assert landed.batch_id == staged and not landed.already_landed
-    assert landed.certificates == 4 and landed.tree_size == 7
+    assert landed.certificates == 4 and landed.tree_size == 9  # 3 + receipt, 4 + receipt
     assert _accepted_files(harness.lake_dir) == sorted(files + staged_files), "same names, no duplicates"
     assert harness.lake.staged("gongan-household") == []
     assert harness.lake.read_accepted("household").num_rows == 7
     quarantine_files = sorted((harness.lake_dir / "quarantine" / "dataset=household").iterdir())
     assert [p.name for p in quarantine_files] == [f"{landed.batch_id}.parquet"]
-    assert harness.count(certificates) == harness.count(log_leaves) == 7
+    assert harness.count(certificates) == 7 and harness.count(log_leaves) == 9
     assert harness.count(batches) == 2 and harness.count(quarantine) == 1
     with harness.catalog.begin() as conn:
         assert harness.catalog.cursor_of(conn, "gongan-household") == C2
@@ -401,27 +411,21 @@ def test_exported_bundles_verify_offline(harness: Harness) -> None:
     harness.land([*GOOD[4:], household_row(40), household_row(41)], before=C1, after=C2)
 
     with harness.catalog.begin() as conn:
+        publish_status_lists(conn, harness.log)
         head = latest_checkpoint(conn)
         assert head is not None
-        size, note = head
-        rows = conn.execute(sa.select(certificates.c.canonical, certificates.c.leaf_index)).all()
-        bundles = [
-            build_bundle(
-                json.loads(bytes(r.canonical)),
-                int(r.leaf_index),
-                prove_inclusion(conn, int(r.leaf_index), size),
-                note,
-                harness.key.vkey,
-            )
-            for r in rows
-        ]
-    assert size == 8 and len(bundles) == 8
+        size = head[0]
+        rows = conn.execute(
+            sa.select(certificates.c.cert_id, certificates.c.canonical, certificates.c.leaf_index)
+        ).all()
+        bundles = [export_bundle(conn, r.cert_id, harness.key.vkey)[0] for r in rows]
+    assert len(bundles) == 8
     for r, bundle in zip(rows, bundles, strict=True):
         assert bytes(r.canonical) == certificate_leaf_bytes(json.loads(bytes(r.canonical)))
         shipped = json.loads(json.dumps(bundle, ensure_ascii=False, indent=2))
         verified = verify_bundle(shipped, trusted_vkey=harness.key.vkey)
         assert verified.certificate_id == bundle["certificate"]["id"] and verified.status == STATUS_VALID
-        assert (verified.leaf_index, verified.tree_size, verified.origin) == (r.leaf_index, 8, ORIGIN)
+        assert (verified.leaf_index, verified.tree_size, verified.origin) == (r.leaf_index, size, ORIGIN)
 
     forged = json.loads(json.dumps(bundles[0]))
     forged["certificate"]["holder"]["name"] = "李四"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 from catalog_records import HOUSEHOLD_TYPE, LICENCE_TYPE, MARRIAGE_TYPE, Records
 
 from contracts.identifiers import citizen_id_check_char, uscc_check_char
 from contracts.model import certificate_datasets
 from evidence.certificate import STATUS_SUPERSEDED
-from lake.catalog import Catalog
+from lake.catalog import Catalog, certificate_events
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 from sharing.matters import Material, Matter, load_matters
@@ -86,6 +87,25 @@ def test_a_certificate_not_in_force_gives_its_status(catalog: Catalog, records: 
     cid = records.certificate(COMPANY, LICENCE_TYPE, status=status, valid_to=dt.date(2045, 5, 31))
     answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
     assert answer == MaterialAnswer("营业执照", False, cid, f"certificate status is {status}")
+
+
+def test_a_suspended_certificate_gives_the_recorded_reason(catalog: Catalog, records: Records) -> None:
+    cid = records.certificate(COMPANY, LICENCE_TYPE, status="暂扣", valid_to=dt.date(2045, 5, 31))
+    with catalog.begin() as conn:
+        conn.execute(
+            sa.insert(certificate_events).values(
+                cert_id=cid,
+                action="suspend",
+                status_before="有效",
+                status_after="暂扣",
+                reason="licence under investigation",
+                leaf_index=99,
+                occurred_at=dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC),
+            )
+        )
+    answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
+    assert not answer.skippable and answer.certificate_id == cid
+    assert answer.reason == "certificate status is 暂扣 since 2026-11-20: licence under investigation"
 
 
 def test_the_version_in_force_is_found_behind_a_superseded_one(catalog: Catalog, records: Records) -> None:
@@ -187,3 +207,30 @@ def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, r
         "[township_code.region_code (120114999000)]; the marriage record of this subject failed its "
         "data contract [cert_no.pattern (J12-bad)]; they are quarantined until the departments correct them"
     )
+
+
+def test_a_skippable_answer_with_a_log_records_each_use(catalog: Catalog, records: Records) -> None:
+    from evidence.keys import SigningKey
+    from evidence.log import TransparencyLog, verify_log
+    from evidence.note import parse_vkey
+    from lake.catalog import log_leaves
+
+    household = records.certificate(PERSON, HOUSEHOLD_TYPE)
+    marriage = records.certificate(PERSON, MARRIAGE_TYPE, valid_from=dt.date(2025, 5, 20))
+    key = SigningKey.generate("onceonly.example/test/uses")
+    log = TransparencyLog(key, key.name)
+    with catalog.begin() as conn:
+        answer = skip_check(
+            conn, HUKOU_MOVE, PERSON, ISSUED_BY, today=TODAY, log=log, township="120114001000"
+        )
+    assert answer.skippable == ["结婚证", "居民户口簿"]
+    with catalog.read() as conn:
+        uses = conn.execute(
+            sa.select(log_leaves.c.ref, log_leaves.c.entry).where(log_leaves.c.kind == "use")
+        ).all()
+        assert verify_log(conn, parse_vkey(key.vkey)).kinds["use"] == 2
+    assert [u.ref for u in uses] == [marriage, household]
+    for u in uses:
+        entry = bytes(u.entry).decode()
+        assert '"matter":"hukou-move-after-marriage"' in entry and '"township":"120114001000"' in entry
+        assert PERSON not in entry  # the certificate links to the person; the log never names them

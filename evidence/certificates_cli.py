@@ -1,0 +1,324 @@
+"""``onceonly certificates …`` and ``onceonly verify``: e-certificates, their lifecycle and bundles.
+
+Example::
+
+    onceonly certificates parse 1.2.156.3005.2.11100000000019342N001.111201140000000196.00000001.001.Q
+    onceonly certificates list --subject 120114199003071234
+    onceonly certificates suspend ID --reason "licence under investigation"
+    onceonly certificates export ID -o bundle.json [--consistency-from old-checkpoint.txt]
+    onceonly verify bundle.json --trusted-key "$(cat var/keys/*.vkey)"
+
+``verify`` needs no database and no network: everything it checks is in the bundle. Heavy
+modules (Prefect, Great Expectations) are never imported here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from onceonly.errors import ConfigurationError, VerificationFailed
+from onceonly.privacy import mask_citizen_id, mask_name
+from onceonly.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Issued e-certificates, their lifecycle and proof bundles.")
+
+_REASON = Annotated[str, typer.Option("--reason", help="Why (recorded in the log; ID numbers are masked).")]
+
+
+def status_dir(settings: Settings) -> Path:
+    """Where published status lists lie for townships to fetch and cache (ONCEONLY_HOME/status)."""
+    from evidence.status_list import status_directory
+
+    return status_directory(settings.home)
+
+
+# ------------------------------------------------------------------------------- read-only
+
+
+@app.command("parse")
+def certificates_parse(cert_id: str) -> None:
+    """Validate a GB/T 36904 identifier and print its parts, or the first problem."""
+    from evidence.identifier import CERTIFICATE_ID_PREFIX, CertificateId, InvalidCertificateId
+
+    try:
+        cid = CertificateId.parse(cert_id.strip())
+    except InvalidCertificateId as exc:
+        typer.secho(f"INVALID: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.secho(f"VALID: {cid}", fg="green")
+    for label, value in (
+        ("prefix", CERTIFICATE_ID_PREFIX.rstrip(".") + " (GB/T 36904 e-certificate arc)"),
+        ("type code", cid.type_code),
+        ("issuer USCC", cid.issuer_uscc),
+        ("serial", f"{cid.serial:08d}"),
+        ("version", f"{cid.version:03d}"),
+        ("check", f"{cid.check} (ISO 7064 MOD 37,36)"),
+    ):
+        typer.echo(f"  {label:<12} {value}")
+
+
+@app.command("list")
+def certificates_list(
+    subject: Annotated[str | None, typer.Option(help="Holder's citizen ID or USCC.")] = None,
+    township: Annotated[str | None, typer.Option(help="12-digit township code.")] = None,
+    limit: Annotated[int, typer.Option()] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """Issued certificates, newest first, with their current status (holder ID numbers masked)."""
+    from sqlalchemy import select
+
+    from lake.catalog import Catalog, certificates
+
+    settings = Settings()
+    c = certificates.c
+    stmt = (
+        select(
+            c.cert_id,
+            c.type_name,
+            c.holder_name,
+            c.holder_id,
+            c.status,
+            c.issue_date,
+            c.valid_to,
+            c.township,
+            c.leaf_index,
+        )
+        .order_by(c.leaf_index.desc())
+        .limit(limit)
+    )
+    if subject:
+        stmt = stmt.where(c.holder_id == subject.strip().upper())
+    if township:
+        stmt = stmt.where(c.township == township)
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
+        rows = conn.execute(stmt).all()
+    items = [
+        {
+            "id": r.cert_id,
+            "type": r.type_name,
+            "holder": mask_name(r.holder_name) if _is_person(r.holder_id) else r.holder_name,
+            "holder_id": mask_citizen_id(r.holder_id) if _is_person(r.holder_id) else r.holder_id,
+            "status": r.status,
+            "issue_date": r.issue_date.isoformat(),
+            "valid_to": r.valid_to.isoformat() if r.valid_to else None,
+            "township": r.township,
+            "leaf_index": r.leaf_index,
+        }
+        for r in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps(items, ensure_ascii=False, indent=2))
+        return
+    if not items:
+        typer.echo("no certificates found")
+    for it in items:
+        typer.echo(
+            f"{it['id']}  {it['type']:<6} {it['holder']:<8} {it['holder_id']:<20} {it['status']}  "
+            f"issued {it['issue_date']}  leaf {it['leaf_index']}"
+        )
+
+
+def _is_person(holder_id: str) -> bool:
+    from contracts.identifiers import is_valid_citizen_id
+
+    return is_valid_citizen_id(holder_id)
+
+
+@app.command("history")
+def certificates_history(cert_id: str) -> None:
+    """The lifecycle changes of a certificate, each with its log leaf."""
+    from evidence.lifecycle import history
+    from lake.catalog import Catalog
+
+    with Catalog.connect(Settings().catalog_url, create=False).read() as conn:
+        changes = history(conn, cert_id)
+    if not changes:
+        typer.echo(f"{cert_id}: no lifecycle changes since issue")
+    for c in changes:
+        typer.echo(f"leaf {c.leaf_index}  {c.action:<8} {c.status_before} → {c.status_after}  {c.reason}")
+
+
+@app.command("export")
+def certificates_export(
+    cert_id: str,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the bundle JSON.")],
+    consistency_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--consistency-from",
+            help="A checkpoint (signed note file) the verifier saw before: add a consistency proof from it.",
+        ),
+    ] = None,
+) -> None:
+    """Write a self-contained proof bundle: certificate, proofs, checkpoint, key, status list."""
+    from evidence.bundle import export_bundle
+    from lake.catalog import Catalog
+
+    settings = Settings()
+    vkey = _verifier_key(settings)
+    old = _read_text(consistency_from, "checkpoint") if consistency_from else None
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
+        bundle, status = export_bundle(conn, cert_id, vkey, old_checkpoint=old)
+    output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    size = bundle["checkpoint"].split("\n")[1]
+    typer.echo(f"wrote {output} (leaf {bundle['leaf_index']} of a log of {size})")
+    if status != "有效":
+        typer.secho(
+            f"warning: this certificate is {status}; `onceonly verify` will say so (the bundle carries the "
+            "status list that records it)",
+            fg="yellow",
+            err=True,
+        )
+
+
+def _verifier_key(settings: Settings) -> list[str]:
+    """The log's verifier keys: the active one first, then every key of the keyring (rotations)."""
+    from evidence.keys import KEYRING_FILE, Keyring, verifier_key_path
+
+    vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
+    if not vkey_file.exists():
+        raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
+    vkeys = [vkey_file.read_text(encoding="utf-8").strip()]
+    keyring = settings.keys_dir / KEYRING_FILE
+    if keyring.exists():
+        vkeys += [record.vkey for record in Keyring.load(keyring).keys if record.vkey not in vkeys]
+    return vkeys
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------- lifecycle
+
+
+def _change(cert_id: str, action: str, reason: str) -> None:
+    """One lifecycle change, and the issuer's status list republished in the same transaction."""
+    from evidence.lifecycle import Lifecycle
+    from evidence.status_list import publish_status_lists, write_status_files
+    from flows.pipeline import pipeline_for
+
+    pipeline = pipeline_for(Settings())
+    with pipeline.catalog.begin() as conn:
+        change = Lifecycle(pipeline.log).change(conn, cert_id, action, reason=reason)
+        published = publish_status_lists(conn, pipeline.log, issuer=change.issuer_code)
+    write_status_files(pipeline.catalog, status_dir(pipeline.settings))
+    typer.secho(
+        f"{cert_id}: {change.status_before} → {change.status_after} (log leaf {change.leaf_index}); "
+        f"status list republished (leaf {published[0].leaf_index if published else '-'})",
+        fg="green",
+    )
+
+
+@app.command("suspend")
+def certificates_suspend(cert_id: str, reason: _REASON) -> None:
+    """暂扣: suspend a certificate in force (reversible with restore)."""
+    _change(cert_id, "suspend", reason)
+
+
+@app.command("restore")
+def certificates_restore(cert_id: str, reason: _REASON) -> None:
+    """暂扣发还: put a suspended certificate back in force."""
+    _change(cert_id, "restore", reason)
+
+
+@app.command("revoke")
+def certificates_revoke(
+    cert_id: str,
+    reason: _REASON,
+    penalty: Annotated[
+        bool, typer.Option("--penalty", help="吊销 (withdrawn as an administrative penalty) instead of 撤销.")
+    ] = False,
+) -> None:
+    """撤销 (or 吊销 with --penalty): revoke a certificate for good."""
+    _change(cert_id, "withdraw" if penalty else "revoke", reason)
+
+
+@app.command("cancel")
+def certificates_cancel(cert_id: str, reason: _REASON) -> None:
+    """注销: cancel a certificate (the holder or the record is gone)."""
+    _change(cert_id, "cancel", reason)
+
+
+@app.command("publish-status")
+def certificates_publish_status() -> None:
+    """Sign, log and write every status list whose bits changed (the daily flow does this too)."""
+    from evidence.status_list import publish_status_lists, write_status_files
+    from flows.pipeline import pipeline_for
+
+    pipeline = pipeline_for(Settings())
+    with pipeline.catalog.begin() as conn:
+        published = publish_status_lists(conn, pipeline.log)
+    directory = status_dir(pipeline.settings)
+    written = write_status_files(pipeline.catalog, directory)
+    typer.echo(f"{len(published)} status list(s) republished; {len(written)} file(s) in {directory}")
+
+
+# ------------------------------------------------------------------------------- verify
+
+
+def verify(
+    bundle: Path,
+    trusted_key: Annotated[str | None, typer.Option(help="Require this verifier key (vkey form).")] = None,
+    consistency_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--consistency-from",
+            help="A checkpoint (signed note file) seen before: the bundle's log must extend it.",
+        ),
+    ] = None,
+    status_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--status-list",
+            help="A status list file fetched since the bundle was made (ONCEONLY_HOME/status/...): "
+            "it decides the state.",
+        ),
+    ] = None,
+) -> None:
+    """Verify a proof bundle offline: exit 0 and VALID, or non-zero naming what failed."""
+    from evidence.bundle import verify_bundle
+
+    data = _read_input(bundle, "bundle", as_json=True)
+    old = _read_input(consistency_from, "older checkpoint", as_json=False) if consistency_from else None
+    newer = _read_input(status_list, "status list", as_json=True) if status_list else None
+    try:
+        v = verify_bundle(data, trusted_vkey=trusted_key, old_checkpoint=old, newer_status_list=newer)
+    except VerificationFailed as exc:
+        typer.secho(f"INVALID: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.secho(
+        f"VALID: certificate {v.certificate_id} (status {v.status}, per the status list published "
+        f"{v.status_published}) is entry {v.leaf_index} of the log {v.origin} at size {v.tree_size}",
+        fg="green",
+    )
+    if v.consistent_from is not None:
+        typer.echo(
+            f"the log at size {v.tree_size} extends the checkpoint of size {v.consistent_from} you saw"
+        )
+    if trusted_key is None:
+        typer.echo(
+            "note: checked against the key carried in the bundle; pin the district's published key "
+            "with --trusted-key '<vkey>' so a bundle re-signed by someone else is refused",
+            err=True,
+        )
+
+
+def _read_input(path: Path, what: str, *, as_json: bool) -> Any:
+    """A file given to ``verify``; unreadable means exit 2 naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if as_json else text
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        typer.secho(f"INVALID: cannot read the {what} {path}: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+
+
+__all__ = ["app", "status_dir", "verify"]

@@ -1,0 +1,155 @@
+"""``onceonly keys``: create, rotate, list, publish and retire the deployment's signing keys.
+
+Example (from a shell)::
+
+    export ONCEONLY_KEY_PASSPHRASE=...              # or ONCEONLY_KEY_PASSPHRASE_SECRET=<Prefect block>
+    onceonly keys init --suite sm2-sm3
+    onceonly keys rotate                            # new active key; the old one keeps verifying
+    onceonly keys list
+    onceonly keys export-public -o district.vkeys   # every verifier key, one per line
+    onceonly keys compromise 1f0c4e2a --since 2026-11-01
+
+The key name is ``ONCEONLY_LOG_ORIGIN`` (the checkpoint origin); the suite of new keys is
+``ONCEONLY_SIGNATURE_SUITE`` unless ``--suite`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evidence.keys import Keyring, KeyStore, open_key_store, parse_since
+from evidence.suites import SUITES
+from onceonly.errors import EvidenceError, VerificationFailed
+from onceonly.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="Signing keys: suites, rotation, compromise, public keys.")
+
+_SUITE_HELP = f"Signature suite ({', '.join(SUITES)}); default ONCEONLY_SIGNATURE_SUITE."
+
+
+def _store(settings: Settings) -> KeyStore:
+    return open_key_store(settings)
+
+
+def _check_suite(suite: str | None) -> None:
+    if suite is not None and suite not in SUITES:
+        raise typer.BadParameter(f"unknown suite {suite!r}; known suites: {', '.join(SUITES)}")
+
+
+@app.command("init")
+def init(suite: Annotated[str | None, typer.Option(help=_SUITE_HELP)] = None) -> None:
+    """Create the deployment's first signing key (refuses if one exists: use rotate)."""
+    _check_suite(suite)
+    settings = Settings()
+    store = _store(settings)
+    name = settings.log_origin
+    if store.key_path(name).exists():
+        raise EvidenceError(
+            f"a signing key {name!r} already exists in {store.directory}; use `onceonly keys rotate`"
+        )
+    key = store.create(name, suite or settings.signature_suite)
+    typer.echo(f"created {key.suite} key {key.name}+{key.key_id.hex()}")
+    typer.echo(key.vkey)
+
+
+@app.command("rotate")
+def rotate(suite: Annotated[str | None, typer.Option(help=_SUITE_HELP)] = None) -> None:
+    """Make a new key the active one; the old key is retired and kept for verification."""
+    _check_suite(suite)
+    settings = Settings()
+    store = _store(settings)
+    name = settings.log_origin
+    old = store.keyring().active(name)
+    key = store.rotate(name, suite or settings.signature_suite)
+    if old is not None:
+        typer.echo(f"retired {old.suite} key {old.name}+{old.key_id}")
+    typer.echo(f"active  {key.suite} key {key.name}+{key.key_id.hex()}")
+    typer.echo(key.vkey)
+
+
+@app.command("list")
+def list_keys(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
+    """Every key of the keyring: name, suite, key ID, created, retired, compromised-since."""
+    keyring = _public_keyring(Settings())
+    if as_json:
+        typer.echo(json.dumps(keyring.to_json()["keys"], ensure_ascii=False, indent=2))
+        return
+    if not keyring.keys:
+        typer.echo("no keys yet: run `onceonly keys init`")
+        return
+    typer.echo(
+        f"{'name':<36} {'suite':<18} {'key id':<8}  {'created':<20}  {'retired':<20}  compromised since"
+    )
+    for record in keyring.keys:
+        row = record.to_json()
+        typer.echo(
+            f"{record.name:<36} {record.suite:<18} {record.key_id:<8}  {row['created']:<20}  "
+            f"{row['retired'] or '-':<20}  {row['compromised_since'] or '-'}"
+        )
+
+
+@app.command("export-public")
+def export_public(
+    name: Annotated[str | None, typer.Argument(help="Key name; default every name in the keyring.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
+    ] = None,
+    keyring_json: Annotated[
+        bool, typer.Option("--keyring", help="Write the whole public keyring (JSON) instead of vkey lines.")
+    ] = False,
+) -> None:
+    """The verifier keys (vkey text, one per line, active key last) of every key ever used."""
+    keyring = _public_keyring(Settings())
+    records = [r for r in keyring.keys if name is None or r.name == name]
+    if not records:
+        raise EvidenceError(f"no keys{f' named {name!r}' if name else ''} in the keyring")
+    if keyring_json:
+        text = json.dumps(Keyring(tuple(records)).to_json(), ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = "".join(f"{record.vkey}\n" for record in records)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {len(records)} key(s) to {output}", err=True)
+
+
+@app.command("compromise")
+def compromise(
+    key_id: Annotated[str, typer.Argument(help="The 8-hex-digit key ID (see `onceonly keys list`).")],
+    since: Annotated[str, typer.Option(help="YYYY-MM-DD (00:00 UTC) or an ISO 8601 time with zone.")],
+) -> None:
+    """Mark a key compromised from a date: what it signed at or after then no longer verifies."""
+    settings = Settings()
+    store = _store(settings)
+    record = store.mark_compromised(key_id, parse_since(since))
+    row = record.to_json()
+    typer.echo(
+        f"key {record.name}+{record.key_id} ({record.suite}) is compromised since {row['compromised_since']}"
+    )
+    active = store.keyring().active(record.name)
+    if active is not None and active.key_id == record.key_id:
+        typer.secho(
+            "warning: this is the active signing key; run `onceonly keys rotate` now — signing "
+            "refuses a compromised key",
+            fg="yellow",
+            err=True,
+        )
+
+
+def _public_keyring(settings: Settings) -> Keyring:
+    """The keyring file (public: no passphrase needed)."""
+    path = settings.keys_dir / "keyring.json"
+    if not path.exists():
+        return Keyring()
+    try:
+        return Keyring.load(path)
+    except VerificationFailed as exc:
+        raise EvidenceError(str(exc)) from None
+
+
+__all__ = ["app"]

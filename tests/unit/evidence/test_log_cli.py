@@ -1,0 +1,155 @@
+"""`onceonly log verify | prove | consistency | check-proof`, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from typer.testing import CliRunner
+
+from evidence.keys import SigningKey, open_key_store
+from evidence.log import TransparencyLog, batch_receipt, node_id, record_use
+from lake.catalog import Catalog, log_leaves, log_nodes
+from onceonly.cli import app
+from onceonly.settings import Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def logged(home: Path) -> tuple[Settings, str]:
+    """A catalog under ONCEONLY_HOME whose log holds 11 entries in 4 checkpoints."""
+    settings = Settings()
+    key, _ = open_key_store(settings).load_or_create(settings.log_origin)
+    log = TransparencyLog(key, settings.log_origin)
+    catalog = Catalog.connect(settings.catalog_url)
+    with catalog.begin() as conn:
+        for start, count in ((0, 3), (3, 4), (7, 2)):
+            log.append(
+                conn, [(f'{{"n":{i}}}'.encode(), "lifecycle", f"e{i}") for i in range(start, start + count)]
+            )
+        receipt = batch_receipt(
+            batch_id="b1",
+            content_sha256="00" * 32,
+            contract="c@1",
+            dataset="d",
+            pulled=3,
+            accepted=2,
+            quarantined=1,
+            certificates=0,
+            landed_at="2026-11-21T00:00:00+00:00",
+        )
+        log.append(conn, [receipt])
+        record_use(conn, log, matter="m", certificate_id="cid", township="120114001")
+    catalog.dispose()
+    return settings, key.vkey
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_verify_reports_counts_per_kind(logged: tuple[Settings, str]) -> None:
+    code, out, _ = run("log", "verify")
+    assert code == 0, out
+    assert "CONSISTENT: 11 leaves (batch-receipt 1, lifecycle 9, use 1)" in out
+    assert "5 signed checkpoints recomputed with sha256" in out
+
+
+def test_verify_names_the_first_tampered_row(logged: tuple[Settings, str]) -> None:
+    settings, _ = logged
+    engine = sa.create_engine(settings.catalog_url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(log_nodes).where(log_nodes.c.node_id == node_id(1, 2)).values(hash=b"x" * 32))
+    code, _, err = run("log", "verify")
+    assert code == 1 and "INCONSISTENT: interior node (1, 2) differs" in err
+    with engine.begin() as conn:
+        conn.execute(sa.update(log_leaves).where(log_leaves.c.leaf_index == 1).values(entry=b'{"n":100}'))
+    code, _, err = run("log", "verify")
+    assert code == 1 and "INCONSISTENT: leaf 1 (lifecycle e1): its entry does not hash" in err
+    engine.dispose()
+
+
+def test_verify_with_another_trusted_key_fails(logged: tuple[Settings, str]) -> None:
+    settings, _ = logged
+    other = SigningKey.generate(settings.log_origin).vkey
+    code, _, err = run("log", "verify", "--trusted-key", other)
+    assert code == 1 and "checkpoint at size 3: note has no signature" in err
+
+
+def test_prove_and_check_offline(
+    logged: tuple[Settings, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, vkey = logged
+    proof = tmp_path / "proof.json"
+    code, out, _ = run("log", "prove", "--leaf", "9")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["format"] == "onceonly-inclusion-proof/1" and doc["tree_size"] == 11
+    assert doc["leaf"]["kind"] == "batch-receipt" and '"batch":"b1"' in doc["leaf"]["entry"]
+    proof.write_text(out, encoding="utf-8")
+    # Offline: no catalog, no keys under this home.
+    monkeypatch.setenv("ONCEONLY_HOME", str(tmp_path / "elsewhere"))
+    code, out, err = run("log", "check-proof", str(proof), "--trusted-key", vkey)
+    assert code == 0 and "VALID: leaf 9 (batch-receipt b1) is in the log at size 11" in out
+    assert not (tmp_path / "elsewhere").exists()
+    code, out, err = run("log", "check-proof", str(proof))
+    assert code == 0 and "keys carried in the document" in err
+
+    tampered = dict(doc, inclusion_proof=[doc["inclusion_proof"][0][:-1] + "0", *doc["inclusion_proof"][1:]])
+    if tampered["inclusion_proof"] == doc["inclusion_proof"]:
+        tampered["inclusion_proof"][0] = tampered["inclusion_proof"][0][:-1] + "1"
+    proof.write_text(json.dumps(tampered), encoding="utf-8")
+    code, _, err = run("log", "check-proof", str(proof), "--trusted-key", vkey)
+    assert code == 1 and "INVALID" in err
+
+    entry = dict(doc, leaf=dict(doc["leaf"], entry=doc["leaf"]["entry"].replace('"pulled":3', '"pulled":4')))
+    proof.write_text(json.dumps(entry), encoding="utf-8")
+    code, _, err = run("log", "check-proof", str(proof), "--trusted-key", vkey)
+    assert code == 1 and "leaf.entry does not hash to leaf.hash" in err
+
+    other = SigningKey.generate("someone.else/log").vkey
+    proof.write_text(json.dumps(doc), encoding="utf-8")
+    code, _, err = run("log", "check-proof", str(proof), "--trusted-key", other)
+    assert code == 1 and "checkpoint: note has no signature" in err
+
+
+def test_consistency_between_checkpoints_and_unsigned_sizes(
+    logged: tuple[Settings, str], tmp_path: Path
+) -> None:
+    _, vkey = logged
+    path = tmp_path / "c.json"
+    code, _, _ = run("log", "consistency", "--from", "3", "--to", "9", "-o", str(path))
+    assert code == 0
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert doc["old_checkpoint"] and doc["new_checkpoint"] and doc["consistency_proof"]
+    code, out, _ = run("log", "check-proof", str(path), "--trusted-key", vkey)
+    assert code == 0 and "VALID: the log at size 9 extends the log at size 3" in out
+    assert "unsigned" not in out
+
+    code, out, _ = run("log", "consistency", "--from", "5")
+    path.write_text(out, encoding="utf-8")
+    code, out, err = run("log", "check-proof", str(path), "--trusted-key", vkey)
+    assert code == 0 and "size 11 extends the log at size 5 (unsigned root)" in out
+    assert "no old_checkpoint: the root of size 5 is not signed" in err
+
+    swapped = json.loads(path.read_text(encoding="utf-8"))
+    swapped["old_root"], swapped["new_root"] = swapped["new_root"], swapped["old_root"]
+    path.write_text(json.dumps(swapped), encoding="utf-8")
+    code, _, err = run("log", "check-proof", str(path), "--trusted-key", vkey)
+    assert code == 1 and "INVALID: new_checkpoint signs another root hash" in err
+
+
+def test_bad_requests_are_clear(logged: tuple[Settings, str], tmp_path: Path) -> None:
+    code, _, err = run("log", "prove", "--leaf", "11")
+    assert code != 0
+    path = tmp_path / "x.json"
+    path.write_text("{not json", encoding="utf-8")
+    code, _, err = run("log", "check-proof", str(path))
+    assert code == 2 and "cannot read" in err
+    path.write_text('{"format": "something/1"}', encoding="utf-8")
+    code, _, err = run("log", "check-proof", str(path))
+    assert code == 1 and "unknown proof format" in err

@@ -1,0 +1,253 @@
+"""The stored tree: interior nodes, proofs from O(log n) rows, `verify_log` and tampering, SM3 logs."""
+
+from __future__ import annotations
+
+import tempfile
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evidence.keys import SigningKey
+from evidence.log import (
+    KIND_BATCH_RECEIPT,
+    KIND_USE,
+    TransparencyLog,
+    batch_receipt,
+    checkpoint_at,
+    node_id,
+    prove_consistency,
+    prove_inclusion,
+    read_head,
+    record_use,
+    root_at,
+    verify_log,
+)
+from evidence.merkle import (
+    SHA256,
+    SM3,
+    consistency_proof,
+    inclusion_proof,
+    root,
+    verify_consistency,
+    verify_inclusion,
+)
+from evidence.note import Checkpoint, open_note, parse_vkey
+from lake.catalog import Catalog, checkpoints, log_leaves, log_nodes
+from onceonly.errors import EvidenceError, VerificationFailed
+
+ORIGIN = "onceonly.example/test/stored-log"
+KEY = SigningKey.generate(ORIGIN)
+VERIFIER = parse_vkey(KEY.vkey)
+# Batch sizes that leave the tree ragged after most appends: every case of `extend`.
+BATCHES = [1, 2, 1, 5, 8, 3, 13, 1, 16, 7]
+
+
+def entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
+    return [(f'{{"n":{i}}}'.encode(), "lifecycle", f"entry-{i}") for i in range(start, start + count)]
+
+
+def fill(catalog: Catalog, log: TransparencyLog, batches: list[int] = BATCHES) -> list[bytes]:
+    data: list[bytes] = []
+    with catalog.begin() as conn:
+        for count in batches:
+            batch = entries(len(data), count)
+            log.append(conn, batch)
+            data += [d for d, _, _ in batch]
+    return [log.hasher.leaf(d) for d in data]
+
+
+def test_stored_node_proofs_equal_recomputed_ones(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    hashes = fill(catalog, log)
+    n = len(hashes)
+    with catalog.read() as conn:
+        assert (
+            conn.execute(sa.select(sa.func.count()).select_from(log_nodes)).scalar_one() == n - n.bit_count()
+        )
+        for size in range(1, n + 1):
+            head = root(hashes[:size])
+            assert root_at(conn, size) == head
+            for index in range(size):
+                proof = prove_inclusion(conn, index, size)
+                assert proof == inclusion_proof(index, hashes[:size]), (index, size)
+                verify_inclusion(hashes[index], index, size, proof, head)
+            for old in range(size + 1):
+                proof = prove_consistency(conn, old, size)
+                assert proof == consistency_proof(old, hashes[:size]), (old, size)
+                verify_consistency(old, size, proof, root(hashes[:old]), head)
+        report = verify_log(conn, VERIFIER, chunk=4)
+    assert report.tree_size == n and report.checkpoints == len(BATCHES)
+    assert report.kinds == {"lifecycle": n} and report.nodes == n - n.bit_count()
+
+
+def test_proofs_refuse_sizes_beyond_the_log(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    fill(catalog, log, [3])
+    with catalog.read() as conn:
+        with pytest.raises(EvidenceError, match="fewer than the 4"):
+            prove_inclusion(conn, 0, 4)
+        with pytest.raises(EvidenceError, match="fewer than the 5"):
+            prove_consistency(conn, 1, 5)
+        with pytest.raises(EvidenceError):
+            prove_consistency(conn, 3, 2)
+
+
+def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    with catalog.begin() as conn:
+        receipt = batch_receipt(
+            batch_id="b1",
+            content_sha256="ab" * 32,
+            contract="gongan-household@1.0.0",
+            dataset="gongan-household",
+            pulled=10,
+            accepted=8,
+            quarantined=2,
+            certificates=8,
+            landed_at="2026-11-21T00:00:00+00:00",
+        )
+        log.append(conn, [receipt])
+        record_use(
+            conn, log, matter="m1", certificate_id="1.2.156.x", township="120114001", material="户口簿"
+        )
+    with catalog.read() as conn:
+        rows = conn.execute(sa.select(log_leaves).order_by(log_leaves.c.leaf_index)).all()
+        assert [r.kind for r in rows] == [KIND_BATCH_RECEIPT, KIND_USE]
+        assert b'"contract":"gongan-household@1.0.0"' in rows[0].entry
+        assert b'"counts":{"accepted":8,"certificates":8,"pulled":10,"quarantined":2}' in rows[0].entry
+        assert b'"matter":"m1"' in rows[1].entry and rows[1].ref == "1.2.156.x"
+        assert verify_log(conn, VERIFIER).kinds == {KIND_BATCH_RECEIPT: 1, KIND_USE: 1}
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (
+            lambda conn: conn.execute(
+                sa.update(log_leaves).where(log_leaves.c.leaf_index == 5).values(entry=b'{"n":500}')
+            ),
+            r"leaf 5 \(lifecycle entry-5\): its entry does not hash",
+        ),
+        (
+            lambda conn: conn.execute(
+                sa.update(log_leaves).where(log_leaves.c.leaf_index == 9).values(leaf_hash=b"\x00" * 32)
+            ),
+            r"leaf 9 .* does not hash to the stored leaf hash",
+        ),
+        (
+            lambda conn: conn.execute(
+                sa.update(log_nodes).where(log_nodes.c.node_id == node_id(2, 3)).values(hash=b"\x01" * 32)
+            ),
+            r"interior node \(2, 3\) differs",
+        ),
+        (
+            lambda conn: conn.execute(sa.delete(log_nodes).where(log_nodes.c.node_id == node_id(1, 0))),
+            r"interior node \(1, 0\) is missing",
+        ),
+        (
+            lambda conn: conn.execute(
+                sa.insert(log_nodes).values(node_id=node_id(1, 999), hash=b"\x02" * 32)
+            ),
+            "stores 54 interior nodes; a tree of 57 leaves has 53",
+        ),
+        (
+            lambda conn: conn.execute(
+                sa.update(checkpoints).where(checkpoints.c.tree_size == 9).values(root_hash=b"\x03" * 32)
+            ),
+            "checkpoint at size 9: its root differs",
+        ),
+        (
+            lambda conn: conn.execute(
+                sa.update(checkpoints)
+                .where(checkpoints.c.tree_size == 17)
+                .values(note=sa.func.replace(checkpoints.c.note, "\n17\n", "\n18\n"))
+            ),
+            "checkpoint at size 17: bad signature",
+        ),
+        (
+            lambda conn: conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == 30)),
+            "leaf 30 is missing",
+        ),
+    ],
+    ids=[
+        "leaf entry",
+        "leaf hash",
+        "node",
+        "missing node",
+        "extra node",
+        "checkpoint root",
+        "checkpoint note",
+        "gap",
+    ],
+)
+def test_verify_reports_the_first_tampered_row(catalog: Catalog, tamper: object, message: str) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    fill(catalog, log)
+    with catalog.begin() as conn:
+        verify_log(conn, VERIFIER)
+        tamper(conn)  # type: ignore[operator]
+    with catalog.read() as conn, pytest.raises(VerificationFailed, match=message):
+        verify_log(conn, VERIFIER, chunk=8)
+
+
+def test_verify_needs_the_log_key(catalog: Catalog) -> None:
+    fill(catalog, TransparencyLog(KEY, ORIGIN), [4])
+    other = parse_vkey(SigningKey.generate(ORIGIN).vkey)
+    with (
+        catalog.read() as conn,
+        pytest.raises(VerificationFailed, match="checkpoint at size 4: note has no signature"),
+    ):
+        verify_log(conn, other)
+
+
+def test_an_sm3_log_and_no_mixing(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN, hasher=SM3)
+    hashes = fill(catalog, log, [3, 4])
+    assert hashes[0] == SM3.leaf(b'{"n":0}') != SHA256.leaf(b'{"n":0}')
+    with catalog.read() as conn:
+        head = read_head(conn)
+        assert head.hasher is SM3 and head.root_hash == root(hashes, hasher=SM3) == root_at(conn, 7)
+        verify_inclusion(hashes[5], 5, 7, prove_inclusion(conn, 5, 7), head.root_hash, hasher=SM3)
+        assert checkpoint_at(conn, 7) is not None
+        assert verify_log(conn, VERIFIER).hash_alg == "sm3"
+    with catalog.begin() as conn, pytest.raises(EvidenceError, match=r"the log uses sm3.*never mixes"):
+        TransparencyLog(KEY, ORIGIN, hasher=SHA256).append(conn, entries(7, 1))
+
+
+def test_append_refuses_a_head_that_does_not_match_the_leaves(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    fill(catalog, log, [4])
+    with catalog.begin() as conn:
+        conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == 3))
+    with (
+        catalog.begin() as conn,
+        pytest.raises(EvidenceError, match=r"head says 4 leaves but the stored leaves from 3 on are \[\]"),
+    ):
+        log.append(conn, entries(4, 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 9), min_size=1, max_size=8), st.data())
+def test_any_stored_checkpoint_is_consistent_with_any_later_one(
+    batches: list[int], data: st.DataObject
+) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = Catalog.connect(f"sqlite:///{tmp}/log.db")
+        try:
+            fill(catalog, TransparencyLog(KEY, ORIGIN), batches)
+            with catalog.read() as conn:
+                notes = (
+                    conn.execute(sa.select(checkpoints.c.note).order_by(checkpoints.c.tree_size))
+                    .scalars()
+                    .all()
+                )
+                heads = [Checkpoint.parse(open_note(n, VERIFIER)) for n in notes]
+                new = data.draw(st.integers(0, len(heads) - 1))
+                old = data.draw(st.integers(0, new))
+                a, b = heads[old], heads[new]
+                proof = prove_consistency(conn, a.size, b.size)
+                verify_consistency(a.size, b.size, proof, a.root_hash, b.root_hash)
+        finally:
+            catalog.dispose()
