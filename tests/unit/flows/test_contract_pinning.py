@@ -75,7 +75,7 @@ def test_a_bad_pin_is_a_registration_error(tmp_path: Path) -> None:
         "name: gongan\ndepartment: 公安\ndataset: household\ntype: sql\ncontract: {major: one}\n",
         encoding="utf-8",
     )
-    with pytest.raises(ConfigurationError, match=r"r\.yaml: contract\.major"):
+    with pytest.raises(ConfigurationError, match=r"r\.yaml: line 5, contract\.major"):
         load_registration(path)
 
 
