@@ -55,7 +55,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import zoneinfo
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -283,8 +284,11 @@ class SqlConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, tuple[Any, Any]]]:
         """PostgreSQL through ADBC: each statement as one ``COPY ... TO STDOUT (FORMAT binary)``.
 
-        ADBC streams the COPY in record batches of a few megabytes; they are cut to
-        ``batch_size`` rows here, so memory stays bounded by a batch, as on the SQLAlchemy path.
+        ADBC streams the COPY in record batches of a few megabytes; they are read and cast one
+        batch ahead in a worker thread (Arrow releases the GIL), so the server's COPY overlaps
+        with whatever the caller does with the previous batch (writing Parquet, validating),
+        and cut to ``batch_size`` rows here by zero-copy slices, so memory stays bounded by a
+        couple of batches, as on the SQLAlchemy path.
         The statements' cursor values are rendered as SQL literals by SQLAlchemy's PostgreSQL
         dialect: ADBC only uses COPY for statements without bound parameters.
         """
@@ -303,7 +307,7 @@ class SqlConnector(Connector):
                     cur.execute(sql)
                     reader = cur.fetch_record_batch()
                     try:
-                        for batch in _rebatch((_cast(b, columns) for b in reader), batch_size):
+                        for batch in _rebatch(_read_ahead(reader, columns), batch_size):
                             yield batch, _last_key(batch, columns)
                     finally:
                         reader.close()
@@ -362,22 +366,47 @@ def _cast(batch: pa.RecordBatch, columns: _Columns) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=columns.names)
 
 
-def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` cut and joined into batches of exactly ``size`` rows (the last may be shorter)."""
-    buffer: list[pa.RecordBatch] = []
+def _read_ahead(reader: pa.RecordBatchReader, columns: _Columns) -> Iterator[pa.RecordBatch]:
+    """``reader``'s batches cast to ``columns``' types, the next one read in a worker thread.
+
+    At most one batch is read ahead; closing the generator waits for that read to finish.
+    """
+
+    def read() -> pa.RecordBatch | None:
+        try:
+            return _cast(reader.read_next_batch(), columns)
+        except StopIteration:
+            return None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oo-sql-read") as pool:
+        ahead = pool.submit(read)
+        while (batch := ahead.result()) is not None:
+            ahead = pool.submit(read)
+            yield batch
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` cut and joined into batches of exactly ``size`` rows (the last may be shorter).
+
+    Cutting is a zero-copy slice; only a batch made of pieces of two or more is copied.
+    """
+    pieces: list[pa.RecordBatch] = []
     buffered = 0
     for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        buffer.append(batch)
-        buffered += batch.num_rows
-        while buffered >= size:
-            table = pa.Table.from_batches(buffer)
-            yield table.slice(0, size).combine_chunks().to_batches()[0]
-            rest = table.slice(size)
-            buffer, buffered = rest.to_batches(), rest.num_rows
+        while batch.num_rows:
+            take = min(size - buffered, batch.num_rows)
+            pieces.append(batch.slice(0, take))
+            buffered += take
+            batch = batch.slice(take)
+            if buffered == size:
+                yield _joined(pieces)
+                pieces, buffered = [], 0
     if buffered:
-        yield pa.Table.from_batches(buffer).combine_chunks().to_batches()[0]
+        yield _joined(pieces)
+
+
+def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
 
 
 def _last_key(batch: pa.RecordBatch, columns: _Columns) -> tuple[Any, Any]:
