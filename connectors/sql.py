@@ -8,6 +8,16 @@ Example registration options::
     cursor: {column: updated_at, tiebreak: id}    # keyset: (updated_at, id) > (last, last)
     source_timezone: Asia/Shanghai                # how naive DATETIME/TIMESTAMP values are read
 
+A table without a usable change timestamp is pulled in snapshot mode instead of by cursor::
+
+    table: business_licence
+    change_detection: snapshot                    # no `cursor`
+    key: [uscc]                                   # the columns that identify a row
+
+Each run then reads the whole table (or query), hashes every row and yields only the new and
+changed rows, reporting the deleted keys (``connectors.snapshot``; state under
+``$ONCEONLY_HOME/snapshots/<connector>/``, the cursor names only the snapshot generation).
+
 Rows come in ``(cursor column, tiebreak)`` order and the next pull asks for rows strictly after
 the last landed pair (``w > last OR (w = last AND id > last_id)``: ``>=`` with the rows already
 landed removed), so rows sharing one timestamp are neither lost nor doubled. Rows whose
@@ -120,7 +130,17 @@ class SqlOptions(ConnectorOptions):
         None, min_length=1, description="A SELECT to pull instead of a table (it returns the cursor columns)."
     )
     db_schema: str | None = Field(None, alias="schema", description="The table's schema (optional).")
-    cursor: SqlCursor
+    cursor: SqlCursor | None = Field(
+        None, description="The watermark keyset (required unless change_detection is snapshot)."
+    )
+    change_detection: Literal["none", "snapshot"] = Field(
+        "none",
+        description="snapshot: read the whole table each run and yield only new and changed rows "
+        "(and report deleted keys), for tables without a usable change timestamp.",
+    )
+    key: list[str] = Field(
+        default_factory=list, description="Snapshot mode: the columns that identify a row."
+    )
     source_timezone: str = Field(
         "Asia/Shanghai", description="The IANA time zone naive DATETIME/TIMESTAMP values are in."
     )
@@ -134,6 +154,21 @@ class SqlOptions(ConnectorOptions):
     def _table_or_query(self) -> SqlOptions:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of `table` or `query`")
+        if self.change_detection == "snapshot":
+            if not self.key:
+                raise ValueError("change_detection: snapshot needs key: [the columns that identify a row]")
+            if self.cursor is not None:
+                raise ValueError(
+                    "give either cursor (watermark pulls) or change_detection: snapshot, not both"
+                )
+        else:
+            if self.cursor is None:
+                raise ValueError(
+                    "give cursor: {column, tiebreak} (watermark pulls), or change_detection: snapshot "
+                    "with key: [...] for a table without a usable change timestamp"
+                )
+            if self.key:
+                raise ValueError("key is only used with change_detection: snapshot")
         try:
             zoneinfo.ZoneInfo(self.source_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -147,8 +182,8 @@ class _Columns:
 
     names: list[str]
     read_types: list[pa.DataType | None]  # None: infer from the values
-    wi: int  # index of the watermark column
-    ti: int  # index of the tiebreak column
+    wi: int  # index of the watermark column (snapshot mode: of the first key column)
+    ti: int  # index of the tiebreak column (snapshot mode: of the last key column)
     timezone: str
 
     def deliver(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -165,6 +200,14 @@ class SqlConnector(Connector):
     type_name = "sql"
     options_model = SqlOptions
     opts: SqlOptions
+    _sampling = False
+
+    def sample(self, rows: int = 5) -> pa.Table:
+        self._sampling = True  # snapshot mode: show rows, hash nothing, stage no generation
+        try:
+            return super().sample(rows)
+        finally:
+            self._sampling = False
 
     def _url(self) -> sa.URL:
         try:
@@ -210,14 +253,14 @@ class SqlConnector(Connector):
                     # TIMESTAMP values are converted to the session's zone: read them as UTC.
                     conn.exec_driver_sql("SET time_zone = '+00:00'")
                 source = self._source(conn)
-                columns = self._columns(source, cursor)
+                if self.opts.change_detection == "snapshot":
+                    yield from self._snapshot_pull(url, conn, source, cursor, batch_size)
+                    return
+                assert self.opts.cursor is not None  # SqlOptions: cursor unless snapshot mode
+                columns = self._columns(source, cursor, [self.opts.cursor.column, self.opts.cursor.tiebreak])
                 w, t = source.c[self.opts.cursor.column], source.c[self.opts.cursor.tiebreak]
                 statements = _statements(source, w, t, cursor)
-                if self.opts.reader == "auto" and conn.dialect.name == "postgresql":
-                    read = self._read_adbc(url, conn.dialect, statements, columns, batch_size)
-                else:
-                    read = _read_sqlalchemy(conn, statements, columns, batch_size)
-                for batch, last in read:
+                for batch, last in self._read(url, conn, statements, columns, batch_size):
                     yield Pulled(
                         columns.deliver(batch),
                         {
@@ -237,6 +280,43 @@ class SqlConnector(Connector):
         finally:
             engine.dispose()
 
+    def _read(
+        self,
+        url: sa.URL,
+        conn: sa.Connection,
+        statements: Sequence[sa.Select[Any]],
+        columns: _Columns,
+        batch_size: int,
+    ) -> Iterator[tuple[pa.RecordBatch, tuple[Any, Any]]]:
+        if self.opts.reader == "auto" and conn.dialect.name == "postgresql":
+            return self._read_adbc(url, conn.dialect, statements, columns, batch_size)
+        return _read_sqlalchemy(conn, statements, columns, batch_size)
+
+    def _snapshot_pull(
+        self, url: sa.URL, conn: sa.Connection, source: sa.FromClause, cursor: Cursor | None, batch_size: int
+    ) -> Iterator[Pulled]:
+        """The whole table (or query) each run, compared with the last snapshot by row hash."""
+        from connectors.snapshot import SnapshotStore, snapshot_pull
+
+        columns = self._columns(source, None, self.opts.key)
+
+        def whole_source() -> Iterator[pa.RecordBatch]:
+            read = self._read(url, conn, [sa.select(source)], columns, batch_size)
+            return (columns.deliver(batch) for batch, _ in read)
+
+        if self._sampling:
+            for batch in whole_source():
+                yield Pulled(batch, {})
+            return
+        yield from snapshot_pull(
+            whole_source,
+            cursor,
+            key=self.opts.key,
+            store=SnapshotStore((self.home or Path(".")) / "snapshots", self.name),
+            batch_size=batch_size,
+            connector=self.name,
+        )
+
     def _source(self, conn: sa.Connection) -> sa.FromClause:
         """The table (reflected) or the query (as a subquery typed from its first row)."""
         if self.opts.table is not None:
@@ -250,8 +330,11 @@ class SqlConnector(Connector):
         typed = [sa.column(n, _sql_type_of(v)) for n, v in zip(names, values, strict=True)]
         return text.columns(*typed).subquery("oo_source")
 
-    def _columns(self, source: sa.FromClause, cursor: Cursor | None) -> _Columns:
-        """The source's columns; a column the last pull had and the source lost is a schema change."""
+    def _columns(self, source: sa.FromClause, cursor: Cursor | None, needed: list[str]) -> _Columns:
+        """The source's columns; a column the last pull had and the source lost is a schema change.
+
+        ``needed``: the cursor's (watermark, tiebreak) columns, or the snapshot key.
+        """
         what = f"table {self.opts.table!r}" if self.opts.table else "the query's result"
         names = [c.name for c in source.c]
         before = list(cursor.get("columns") or []) if cursor else []
@@ -263,14 +346,14 @@ class SqlConnector(Connector):
                 self.name,
                 f"column {', '.join(map(repr, gone))} is no longer in {what} since the last pull{renamed}",
             )
-        for col in (self.opts.cursor.column, self.opts.cursor.tiebreak):
+        for col in needed:
             if col not in source.c:
                 raise SourceSchemaChanged(self.name, f"column {col!r} is missing from {what}")
         return _Columns(
             names=names,
             read_types=[_arrow_type(c.type) for c in source.c],
-            wi=names.index(self.opts.cursor.column),
-            ti=names.index(self.opts.cursor.tiebreak),
+            wi=names.index(needed[0]),
+            ti=names.index(needed[-1]),
             timezone=self.opts.source_timezone,
         )
 
