@@ -65,7 +65,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import zoneinfo
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,10 +389,12 @@ class SqlConnector(Connector):
                     sql = str(stmt.compile(dialect=literal, compile_kwargs={"literal_binds": True}))
                     cur.execute(sql)
                     reader = cur.fetch_record_batch()
+                    reading = _read_ahead(reader, columns)
                     try:
-                        for batch in _rebatch(_read_ahead(reader, columns), batch_size):
+                        for batch in _rebatch(reading, batch_size):
                             yield batch, _last_key(batch, columns)
                     finally:
+                        reading.close()  # the worker thread is done with the reader before it closes
                         reader.close()
         except adbc_driver_manager.Error as exc:
             message = str(exc).removeprefix("IO: ").removeprefix("[libpq] ").splitlines()[0]
@@ -449,7 +451,7 @@ def _cast(batch: pa.RecordBatch, columns: _Columns) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=columns.names)
 
 
-def _read_ahead(reader: pa.RecordBatchReader, columns: _Columns) -> Iterator[pa.RecordBatch]:
+def _read_ahead(reader: pa.RecordBatchReader, columns: _Columns) -> Generator[pa.RecordBatch, None, None]:
     """``reader``'s batches cast to ``columns``' types, the next one read in a worker thread.
 
     At most one batch is read ahead; closing the generator waits for that read to finish.
