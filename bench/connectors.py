@@ -14,6 +14,14 @@ ratio shows whether memory is bounded by the batch (target <= 1.2). Then dlt loa
 table (``sql_database`` source -> ``filesystem`` destination, Parquet) in subprocesses of its
 own, once with its ``pyarrow`` backend (its fastest) and once with its default ``sqlalchemy``
 backend, and the report gives our throughput divided by each (goal >= 5). The schema is dropped at the end.
+
+Fairness: both sides write Snappy-compressed Parquet in row groups of 65,536 rows (dlt's
+``ParquetDataWriter`` defaults: ``compression="snappy"``, one ``write_table`` per 65,536-row
+chunk); each side's actual file layout (files, row groups, largest row group, codecs, bytes) is
+read back from the files and reported. The table has the index on ``(updated_at, id)`` the sql
+connector's docs ask for. The floor under any client is measured too: the server's binary
+``COPY`` of our keyset query drained without parsing (``copy_floor_1M``), and the ratio of that
+floor to dlt (``throughput_ratio_copy_floor_over_dlt_1M``) bounds what any client could reach.
 """
 
 from __future__ import annotations
@@ -74,6 +82,9 @@ def _create(engine: sa.Engine, schema: str, table: str, rows: int) -> None:
             ):
                 for chunk in source:
                     sink.write(chunk)
+            # What the sql connector's docs ask of a department table: its keyset query
+            # (ORDER BY updated_at, id) then streams from the index instead of sorting first.
+            cur.execute(f'CREATE INDEX ON "{schema}"."{table}" (updated_at, id)')
             cur.execute(f'ANALYZE "{schema}"."{table}"')
         dst.commit()
     finally:
@@ -81,11 +92,28 @@ def _create(engine: sa.Engine, schema: str, table: str, rows: int) -> None:
         writer.close()
 
 
-_OURS = """
+_LAYOUT = """
+def parquet_layout(root):
+    import pyarrow.parquet as pq
+    from pathlib import Path
+    files = sorted(Path(root).rglob("*.parquet"))
+    metas = [pq.ParquetFile(f).metadata for f in files]
+    groups = [m.row_group(i) for m in metas for i in range(m.num_row_groups)]
+    return {"files": len(files), "row_groups": len(groups),
+            "max_row_group_rows": max(g.num_rows for g in groups),
+            "codecs": sorted({g.column(c).compression for g in groups for c in range(g.num_columns)}),
+            "bytes": sum(f.stat().st_size for f in files)}
+"""
+
+_OURS = (
+    """
 import json, resource, sys, time
 from pathlib import Path
 import pyarrow.parquet as pq
 from connectors import EnvironmentSecrets, Registration, create_connector
+"""
+    + _LAYOUT
+    + """
 
 url, schema, table, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
 reg = Registration(name="bench-household", department="bench", dataset="household", type="sql",
@@ -94,18 +122,24 @@ reg = Registration(name="bench-household", department="bench", dataset="househol
 connector = create_connector(reg, out, EnvironmentSecrets({}))
 start, rows, writer = time.perf_counter(), 0, None
 for pulled in connector.pull(None, batch):
-    if writer is None:
-        writer = pq.ParquetWriter(out / "household.parquet", pulled.batch.schema)
+    if writer is None:  # what dlt writes too: Snappy, one row group per 65,536-row batch
+        writer = pq.ParquetWriter(out / "household.parquet", pulled.batch.schema, compression="snappy")
     writer.write_batch(pulled.batch)
     rows += pulled.batch.num_rows
 writer.close()
 seconds = time.perf_counter() - start
 print(json.dumps({"rows": rows, "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "parquet": parquet_layout(out)}))
 """
+)
 
-_DLT = """
+_DLT = (
+    """
 import json, os, resource, sys, time
+"""
+    + _LAYOUT
+    + """
 os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
 import dlt
 from dlt.sources.sql_database import sql_table
@@ -120,7 +154,23 @@ info = pipeline.run(sql_table(credentials=url, schema=schema, table=table, backe
 seconds = time.perf_counter() - start
 rows = pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)
 print(json.dumps({"rows": rows, "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "parquet": parquet_layout(out + "/data")}))
+"""
+)
+
+# The floor under any client: the server's binary COPY of the keyset query, drained unparsed.
+_COPY_FLOOR = """
+import json, sys, time
+import psycopg
+url, schema, table = sys.argv[1], sys.argv[2], sys.argv[3]
+start, size = time.perf_counter(), 0
+with psycopg.connect(url) as conn, conn.cursor() as cur:
+    query = f'SELECT * FROM "{schema}"."{table}" ORDER BY updated_at, id'
+    with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT binary)") as copy:
+        for chunk in copy:
+            size += len(chunk)
+print(json.dumps({"seconds": time.perf_counter() - start, "bytes": size}))
 """
 
 
@@ -148,6 +198,11 @@ def run(rows: int | None = None) -> dict[str, Any]:
             _create(engine, schema, f"household_{label.lower()}", n)
             print(f"created {n} rows in {time.perf_counter() - t0:.1f}s", flush=True)
         with tempfile.TemporaryDirectory(prefix="oo-bench-") as tmp:
+            psycopg_url = sa.make_url(URL).set(drivername="postgresql").render_as_string(hide_password=False)
+            floor = _child(_COPY_FLOOR, psycopg_url, schema, "household_1m")
+            floor["rows_per_s"] = round(sizes["1M"] / floor["seconds"])
+            figures["copy_floor_1M"] = floor
+            print(f"server COPY alone (keyset query, binary, drained) 1M: {floor['rows_per_s']:,} rows/s")
             for label, n in sizes.items():
                 out = Path(tmp) / f"ours-{label}"
                 out.mkdir()
@@ -186,6 +241,19 @@ def run(rows: int | None = None) -> dict[str, Any]:
     )
     figures["throughput_ratio_ours_over_dlt_default_backend_1M"] = round(
         ours["1M"]["rows_per_s"] / figures["dlt_default_backend_1M"]["rows_per_s"], 2
+    )
+    # The best ratio any client could reach: the server's COPY alone against dlt's pyarrow backend.
+    figures["throughput_ratio_copy_floor_over_dlt_1M"] = round(
+        figures["copy_floor_1M"]["rows_per_s"] / figures["dlt_1M"]["rows_per_s"], 2
+    )
+    figures["ours_share_of_copy_floor_1M"] = round(
+        ours["1M"]["rows_per_s"] / figures["copy_floor_1M"]["rows_per_s"], 2
+    )
+    figures["fairness"] = (
+        "same table, machine and run; ours and dlt's pyarrow backend both write Snappy Parquet in "
+        "65,536-row row groups "
+        "(see each side's 'parquet' layout); ours orders by (updated_at, id) for its keyset cursor, "
+        "dlt reads the table unordered"
     )
     figures["targets"] = {"rows_per_s_1M": 150_000, "memory_ratio_max": 1.2, "ours_over_dlt_min": 5}
     return figures

@@ -13,7 +13,8 @@ the last batch) and every batch says how many of its rows are ``new`` / ``change
 (``Pulled.changes``; the last also counts ``deleted``).
 
 Canonical row bytes: the columns in name order, each value as text (Arrow's cast to string:
-numbers, decimals, dates and timestamps in their ISO forms; binary as lowercase hex), ``\\``
+numbers, decimals, dates and timestamps in their ISO forms, a timestamp with a time zone as its
+UTC instant with a ``Z``; binary as lowercase hex), ``\\``
 doubled and the unit separator U+001F written ``\\x1f``, NULL written ``\\N``, joined by
 U+001F, UTF-8 encoded. The key of a row is the canonical bytes of its key columns, as text.
 The text is built column-wise with Arrow compute; only the final hash is per row (hashlib).
@@ -39,6 +40,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -69,6 +71,10 @@ def canonical_text(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> 
             text = pa.array([None if v is None else v.hex() for v in col.to_pylist()], pa.string())
         elif pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
             text = col.cast(pa.string())
+        elif pa.types.is_timestamp(col.type) and col.type.tz is not None:
+            # The UTC instant: formatting in the zone costs a time-zone lookup per value.
+            utc = col.cast(pa.timestamp(col.type.unit)).cast(pa.string())
+            text = pc.binary_join_element_wise(utc, "Z", "")
         else:
             text = pc.cast(col, pa.string())
         text = pc.replace_substring(text, "\\", "\\\\")
@@ -91,6 +97,45 @@ def row_hashes(text: pa.Array) -> pa.Array:
     blake = hashlib.blake2b
     digests = [blake(data[s:e], digest_size=16).digest() for s, e in zip(starts, ends, strict=True)]
     return pa.array(digests, pa.binary(16))
+
+
+class DigestSet:
+    """A set of 16-byte digests (``binary(16)``), sorted once, for membership tests of many batches.
+
+    Each digest is two 64-bit integers; lookups are two binary searches on the first, and the
+    second decides (a scan only where several digests share the first half: rows held twice).
+    """
+
+    def __init__(self, digests: pa.Array) -> None:
+        pairs = _halves(digests)
+        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        self._hi, self._lo = pairs[order, 0], pairs[order, 1]
+
+    def __len__(self) -> int:
+        return len(self._hi)
+
+    def contains(self, digests: pa.Array) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        pairs = _halves(digests)
+        hi, lo = pairs[:, 0], pairs[:, 1]
+        left = np.searchsorted(self._hi, hi, "left")
+        right = np.searchsorted(self._hi, hi, "right")
+        found = np.zeros(len(hi), dtype=bool)
+        one = right - left == 1
+        found[one] = self._lo[left[one]] == lo[one]
+        for i in np.flatnonzero(right - left > 1):
+            found[i] = bool(np.any(self._lo[left[i] : right[i]] == lo[i]))
+        return found
+
+
+def _halves(digests: pa.Array) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """``binary(16)`` digests as an (n, 2) array of 64-bit integers, without copying."""
+    if digests.null_count:
+        raise ValueError("digests cannot be null")
+    n = len(digests)
+    if not n:
+        return np.zeros((0, 2), dtype=np.uint64)
+    words = np.frombuffer(digests.buffers()[1], dtype=np.uint64)
+    return words[digests.offset * 2 : (digests.offset + n) * 2].reshape(n, 2)
 
 
 class SnapshotStore:
@@ -181,6 +226,7 @@ def _stage(
     """Write the generation's state, changes and deleted files; False: nothing changed."""
     previous = store.load(old)
     prev_keys, prev_hashes = previous.column(KEY).combine_chunks(), previous.column(HASH).combine_chunks()
+    known = DigestSet(prev_hashes)  # sorted once: `pc.is_in` would rebuild a hash table per batch
     store.dir.mkdir(parents=True, exist_ok=True)
     schema: pa.Schema | None = None
     current_keys: list[pa.Array] = []
@@ -209,11 +255,11 @@ def _stage(
             # The row hash covers the key columns too, so a row is unchanged exactly when its
             # hash was in the previous snapshot; comparing hashes as a set (not per key) keeps a
             # key the source holds twice from counting as changed on every run.
-            is_new = pc.invert(pc.is_in(keys, value_set=prev_keys))
-            keep = pc.invert(pc.is_in(hashes, value_set=prev_hashes))
+            keep = pa.array(~known.contains(hashes))
             kept = batch.filter(keep)
             if kept.num_rows:
-                change = pc.if_else(is_new.filter(keep), _NEW, _CHANGED).cast(pa.int8())
+                is_new = pc.invert(pc.is_in(keys.filter(keep), value_set=prev_keys))
+                change = pc.if_else(is_new, _NEW, _CHANGED).cast(pa.int8())
                 assert changes_writer is not None
                 changes_writer.write_batch(
                     pa.RecordBatch.from_arrays([*kept.columns, change], schema=changes_writer.schema)
@@ -321,4 +367,4 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-__all__ = ["SnapshotStore", "canonical_text", "row_hashes", "snapshot_pull"]
+__all__ = ["DigestSet", "SnapshotStore", "canonical_text", "row_hashes", "snapshot_pull"]

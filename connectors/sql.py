@@ -8,6 +8,16 @@ Example registration options::
     cursor: {column: updated_at, tiebreak: id}    # keyset: (updated_at, id) > (last, last)
     source_timezone: Asia/Shanghai                # how naive DATETIME/TIMESTAMP values are read
 
+A table without a usable change timestamp is pulled in snapshot mode instead of by cursor::
+
+    table: business_licence
+    change_detection: snapshot                    # no `cursor`
+    key: [uscc]                                   # the columns that identify a row
+
+Each run then reads the whole table (or query), hashes every row and yields only the new and
+changed rows, reporting the deleted keys (``connectors.snapshot``; state under
+``$ONCEONLY_HOME/snapshots/<connector>/``, the cursor names only the snapshot generation).
+
 Rows come in ``(cursor column, tiebreak)`` order and the next pull asks for rows strictly after
 the last landed pair (``w > last OR (w = last AND id > last_id)``: ``>=`` with the rows already
 landed removed), so rows sharing one timestamp are neither lost nor doubled. Rows whose
@@ -55,7 +65,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import zoneinfo
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -119,7 +130,17 @@ class SqlOptions(ConnectorOptions):
         None, min_length=1, description="A SELECT to pull instead of a table (it returns the cursor columns)."
     )
     db_schema: str | None = Field(None, alias="schema", description="The table's schema (optional).")
-    cursor: SqlCursor
+    cursor: SqlCursor | None = Field(
+        None, description="The watermark keyset (required unless change_detection is snapshot)."
+    )
+    change_detection: Literal["none", "snapshot"] = Field(
+        "none",
+        description="snapshot: read the whole table each run and yield only new and changed rows "
+        "(and report deleted keys), for tables without a usable change timestamp.",
+    )
+    key: list[str] = Field(
+        default_factory=list, description="Snapshot mode: the columns that identify a row."
+    )
     source_timezone: str = Field(
         "Asia/Shanghai", description="The IANA time zone naive DATETIME/TIMESTAMP values are in."
     )
@@ -133,6 +154,21 @@ class SqlOptions(ConnectorOptions):
     def _table_or_query(self) -> SqlOptions:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of `table` or `query`")
+        if self.change_detection == "snapshot":
+            if not self.key:
+                raise ValueError("change_detection: snapshot needs key: [the columns that identify a row]")
+            if self.cursor is not None:
+                raise ValueError(
+                    "give either cursor (watermark pulls) or change_detection: snapshot, not both"
+                )
+        else:
+            if self.cursor is None:
+                raise ValueError(
+                    "give cursor: {column, tiebreak} (watermark pulls), or change_detection: snapshot "
+                    "with key: [...] for a table without a usable change timestamp"
+                )
+            if self.key:
+                raise ValueError("key is only used with change_detection: snapshot")
         try:
             zoneinfo.ZoneInfo(self.source_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -146,8 +182,8 @@ class _Columns:
 
     names: list[str]
     read_types: list[pa.DataType | None]  # None: infer from the values
-    wi: int  # index of the watermark column
-    ti: int  # index of the tiebreak column
+    wi: int  # index of the watermark column (snapshot mode: of the first key column)
+    ti: int  # index of the tiebreak column (snapshot mode: of the last key column)
     timezone: str
 
     def deliver(self, batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -164,6 +200,14 @@ class SqlConnector(Connector):
     type_name = "sql"
     options_model = SqlOptions
     opts: SqlOptions
+    _sampling = False
+
+    def sample(self, rows: int = 5) -> pa.Table:
+        self._sampling = True  # snapshot mode: show rows, hash nothing, stage no generation
+        try:
+            return super().sample(rows)
+        finally:
+            self._sampling = False
 
     def _url(self) -> sa.URL:
         try:
@@ -209,14 +253,14 @@ class SqlConnector(Connector):
                     # TIMESTAMP values are converted to the session's zone: read them as UTC.
                     conn.exec_driver_sql("SET time_zone = '+00:00'")
                 source = self._source(conn)
-                columns = self._columns(source, cursor)
+                if self.opts.change_detection == "snapshot":
+                    yield from self._snapshot_pull(url, conn, source, cursor, batch_size)
+                    return
+                assert self.opts.cursor is not None  # SqlOptions: cursor unless snapshot mode
+                columns = self._columns(source, cursor, [self.opts.cursor.column, self.opts.cursor.tiebreak])
                 w, t = source.c[self.opts.cursor.column], source.c[self.opts.cursor.tiebreak]
                 statements = _statements(source, w, t, cursor)
-                if self.opts.reader == "auto" and conn.dialect.name == "postgresql":
-                    read = self._read_adbc(url, conn.dialect, statements, columns, batch_size)
-                else:
-                    read = _read_sqlalchemy(conn, statements, columns, batch_size)
-                for batch, last in read:
+                for batch, last in self._read(url, conn, statements, columns, batch_size):
                     yield Pulled(
                         columns.deliver(batch),
                         {
@@ -236,6 +280,43 @@ class SqlConnector(Connector):
         finally:
             engine.dispose()
 
+    def _read(
+        self,
+        url: sa.URL,
+        conn: sa.Connection,
+        statements: Sequence[sa.Select[Any]],
+        columns: _Columns,
+        batch_size: int,
+    ) -> Iterator[tuple[pa.RecordBatch, tuple[Any, Any]]]:
+        if self.opts.reader == "auto" and conn.dialect.name == "postgresql":
+            return self._read_adbc(url, conn.dialect, statements, columns, batch_size)
+        return _read_sqlalchemy(conn, statements, columns, batch_size)
+
+    def _snapshot_pull(
+        self, url: sa.URL, conn: sa.Connection, source: sa.FromClause, cursor: Cursor | None, batch_size: int
+    ) -> Iterator[Pulled]:
+        """The whole table (or query) each run, compared with the last snapshot by row hash."""
+        from connectors.snapshot import SnapshotStore, snapshot_pull
+
+        columns = self._columns(source, None, self.opts.key)
+
+        def whole_source() -> Iterator[pa.RecordBatch]:
+            read = self._read(url, conn, [sa.select(source)], columns, batch_size)
+            return (columns.deliver(batch) for batch, _ in read)
+
+        if self._sampling:
+            for batch in whole_source():
+                yield Pulled(batch, {})
+            return
+        yield from snapshot_pull(
+            whole_source,
+            cursor,
+            key=self.opts.key,
+            store=SnapshotStore((self.home or Path(".")) / "snapshots", self.name),
+            batch_size=batch_size,
+            connector=self.name,
+        )
+
     def _source(self, conn: sa.Connection) -> sa.FromClause:
         """The table (reflected) or the query (as a subquery typed from its first row)."""
         if self.opts.table is not None:
@@ -249,8 +330,11 @@ class SqlConnector(Connector):
         typed = [sa.column(n, _sql_type_of(v)) for n, v in zip(names, values, strict=True)]
         return text.columns(*typed).subquery("oo_source")
 
-    def _columns(self, source: sa.FromClause, cursor: Cursor | None) -> _Columns:
-        """The source's columns; a column the last pull had and the source lost is a schema change."""
+    def _columns(self, source: sa.FromClause, cursor: Cursor | None, needed: list[str]) -> _Columns:
+        """The source's columns; a column the last pull had and the source lost is a schema change.
+
+        ``needed``: the cursor's (watermark, tiebreak) columns, or the snapshot key.
+        """
         what = f"table {self.opts.table!r}" if self.opts.table else "the query's result"
         names = [c.name for c in source.c]
         before = list(cursor.get("columns") or []) if cursor else []
@@ -262,14 +346,14 @@ class SqlConnector(Connector):
                 self.name,
                 f"column {', '.join(map(repr, gone))} is no longer in {what} since the last pull{renamed}",
             )
-        for col in (self.opts.cursor.column, self.opts.cursor.tiebreak):
+        for col in needed:
             if col not in source.c:
                 raise SourceSchemaChanged(self.name, f"column {col!r} is missing from {what}")
         return _Columns(
             names=names,
             read_types=[_arrow_type(c.type) for c in source.c],
-            wi=names.index(self.opts.cursor.column),
-            ti=names.index(self.opts.cursor.tiebreak),
+            wi=names.index(needed[0]),
+            ti=names.index(needed[-1]),
             timezone=self.opts.source_timezone,
         )
 
@@ -283,8 +367,11 @@ class SqlConnector(Connector):
     ) -> Iterator[tuple[pa.RecordBatch, tuple[Any, Any]]]:
         """PostgreSQL through ADBC: each statement as one ``COPY ... TO STDOUT (FORMAT binary)``.
 
-        ADBC streams the COPY in record batches of a few megabytes; they are cut to
-        ``batch_size`` rows here, so memory stays bounded by a batch, as on the SQLAlchemy path.
+        ADBC streams the COPY in record batches of a few megabytes; they are read and cast one
+        batch ahead in a worker thread (Arrow releases the GIL), so the server's COPY overlaps
+        with whatever the caller does with the previous batch (writing Parquet, validating),
+        and cut to ``batch_size`` rows here by zero-copy slices, so memory stays bounded by a
+        couple of batches, as on the SQLAlchemy path.
         The statements' cursor values are rendered as SQL literals by SQLAlchemy's PostgreSQL
         dialect: ADBC only uses COPY for statements without bound parameters.
         """
@@ -302,10 +389,12 @@ class SqlConnector(Connector):
                     sql = str(stmt.compile(dialect=literal, compile_kwargs={"literal_binds": True}))
                     cur.execute(sql)
                     reader = cur.fetch_record_batch()
+                    reading = _read_ahead(reader, columns)
                     try:
-                        for batch in _rebatch((_cast(b, columns) for b in reader), batch_size):
+                        for batch in _rebatch(reading, batch_size):
                             yield batch, _last_key(batch, columns)
                     finally:
+                        reading.close()  # the worker thread is done with the reader before it closes
                         reader.close()
         except adbc_driver_manager.Error as exc:
             message = str(exc).removeprefix("IO: ").removeprefix("[libpq] ").splitlines()[0]
@@ -362,22 +451,47 @@ def _cast(batch: pa.RecordBatch, columns: _Columns) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=columns.names)
 
 
-def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` cut and joined into batches of exactly ``size`` rows (the last may be shorter)."""
-    buffer: list[pa.RecordBatch] = []
+def _read_ahead(reader: pa.RecordBatchReader, columns: _Columns) -> Generator[pa.RecordBatch, None, None]:
+    """``reader``'s batches cast to ``columns``' types, the next one read in a worker thread.
+
+    At most one batch is read ahead; closing the generator waits for that read to finish.
+    """
+
+    def read() -> pa.RecordBatch | None:
+        try:
+            return _cast(reader.read_next_batch(), columns)
+        except StopIteration:
+            return None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="oo-sql-read") as pool:
+        ahead = pool.submit(read)
+        while (batch := ahead.result()) is not None:
+            ahead = pool.submit(read)
+            yield batch
+
+
+def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` cut and joined into batches of exactly ``size`` rows (the last may be shorter).
+
+    Cutting is a zero-copy slice; only a batch made of pieces of two or more is copied.
+    """
+    pieces: list[pa.RecordBatch] = []
     buffered = 0
     for batch in batches:
-        if batch.num_rows == 0:
-            continue
-        buffer.append(batch)
-        buffered += batch.num_rows
-        while buffered >= size:
-            table = pa.Table.from_batches(buffer)
-            yield table.slice(0, size).combine_chunks().to_batches()[0]
-            rest = table.slice(size)
-            buffer, buffered = rest.to_batches(), rest.num_rows
+        while batch.num_rows:
+            take = min(size - buffered, batch.num_rows)
+            pieces.append(batch.slice(0, take))
+            buffered += take
+            batch = batch.slice(take)
+            if buffered == size:
+                yield _joined(pieces)
+                pieces, buffered = [], 0
     if buffered:
-        yield pa.Table.from_batches(buffer).combine_chunks().to_batches()[0]
+        yield _joined(pieces)
+
+
+def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
 
 
 def _last_key(batch: pa.RecordBatch, columns: _Columns) -> tuple[Any, Any]:

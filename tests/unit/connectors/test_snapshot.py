@@ -3,6 +3,7 @@ in Parquet under the snapshot directory and only the generation in the cursor.""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import time
@@ -16,7 +17,7 @@ import pytest
 from connector_sources import column, connector, drain, registration
 
 from connectors.base import Cursor, Pulled
-from connectors.snapshot import SnapshotStore, canonical_text, row_hashes, snapshot_pull
+from connectors.snapshot import DigestSet, SnapshotStore, canonical_text, row_hashes, snapshot_pull
 from onceonly.errors import ConfigurationError, SourceSchemaChanged
 
 Rows = list[dict[str, Any]]
@@ -196,3 +197,25 @@ def test_a_key_held_twice_is_not_changed_on_every_run(store: SnapshotStore) -> N
     assert pull(store, rows, first[-1].cursor) == []
     edited = [*rows[:3], {"id": 1, "name": "重复改", "township": None}]
     assert column(pull(store, edited, first[-1].cursor), "name") == ["重复改"]
+
+
+def test_the_digest_set_answers_membership_exactly_even_when_first_halves_collide() -> None:
+    def digest(hi: int, lo: int) -> bytes:
+        return hi.to_bytes(8, "little") + lo.to_bytes(8, "little")
+
+    # Three digests share their first half; one is held twice (a row the source holds twice).
+    known = [digest(7, 1), digest(7, 3), digest(7, 5), digest(9, 2), digest(9, 2), digest(1, 0)]
+    digests = DigestSet(pa.array(known, pa.binary(16)))
+    asked = [digest(7, 3), digest(7, 4), digest(9, 2), digest(1, 0), digest(2, 0), digest(0, 0), digest(7, 5)]
+    sliced = pa.array([digest(5, 5), *asked], pa.binary(16)).slice(1)  # an offset into the buffer
+    assert digests.contains(sliced).tolist() == [True, False, True, True, False, False, True]
+    assert DigestSet(pa.array([], pa.binary(16))).contains(sliced).tolist() == [False] * 7
+    assert len(digests) == 6
+
+
+def test_a_zoned_timestamp_is_hashed_as_its_utc_instant() -> None:
+    instant = dt.datetime(2026, 1, 1, 8, tzinfo=dt.UTC)
+    shanghai = pa.table({"t": pa.array([instant, None], pa.timestamp("us", tz="Asia/Shanghai"))})
+    utc = pa.table({"t": pa.array([instant, None], pa.timestamp("us", tz="UTC"))})
+    assert canonical_text(shanghai, ["t"]).to_pylist() == ["2026-01-01 08:00:00.000000Z", "\\N"]
+    assert row_hashes(canonical_text(shanghai, ["t"])) == row_hashes(canonical_text(utc, ["t"]))
