@@ -86,8 +86,8 @@ def canonical_rows(shape: Mapping[str, Any], table: pa.Table) -> pa.Array:
     ``shape`` is a JSON object whose values are constants (anything :func:`canonical_json`
     takes), nested objects of the same kind, or :class:`Column` references. A referenced
     column may be a string column (escaped and quoted; null is ``null``), an integer column
-    (within ±2**53, as RFC 8785 §3.2.2.3 requires) or a boolean column. Keys must be ASCII:
-    then sorting by code point is sorting by UTF-16 code unit (RFC 8785 §3.2.3).
+    (within ±2**53, as RFC 8785 §3.2.2.3 requires) or a boolean column. Keys are sorted by
+    their UTF-16 code units (RFC 8785 §3.2.3), so they may be any text.
     Each result equals ``canonical_json`` of the row's object, byte for byte.
     """
     pieces: list[Any] = []
@@ -106,10 +106,11 @@ def canonical_rows(shape: Mapping[str, Any], table: pa.Table) -> pa.Array:
 
 def _emit(shape: Mapping[str, Any], table: pa.Table, pieces: list[Any]) -> None:
     for key in shape:
-        if type(key) is not str or not key.isascii():
-            raise ValueError(f"canonical_rows: key {key!r} is not an ASCII string")
+        if type(key) is not str:
+            raise ValueError(f"canonical_rows: key {key!r} is not a string")
     pieces.append("{")
-    for position, key in enumerate(sorted(shape)):
+    # RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names.
+    for position, key in enumerate(sorted(shape, key=lambda k: k.encode("utf-16-be", "surrogatepass"))):
         pieces.append(("," if position else "") + canonical_json(key).decode("utf-8") + ":")
         value = shape[key]
         if isinstance(value, Column):

@@ -19,7 +19,7 @@ for queries that write nothing. On PostgreSQL those rows are locked ``FOR UPDATE
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -387,6 +387,32 @@ def insert_missing(conn: Connection, table: Table, values: dict[str, Any]) -> No
             conn.execute(insert(table).values(values))
 
 
+def insert_rows(conn: Connection, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
+    values must need none there (integers, bytes, text, and dates or timestamps already bound
+    with :func:`bind_value`). Elsewhere SQLAlchemy binds them (batched "insertmanyvalues").
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+        f"VALUES ({', '.join('?' for _ in names)})"
+    )
+    conn.exec_driver_sql(sql, rows)
+
+
+def bind_value(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy would bind it to ``column`` on SQLite (done once, not per row)."""
+    if conn.dialect.name != "sqlite":
+        return value
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor else value
+
+
 _READ_ONLY = "onceonly_read_only"
 
 
@@ -421,6 +447,7 @@ def _plain(exc: SQLAlchemyError) -> str:
 __all__ = [
     "Catalog",
     "batches",
+    "bind_value",
     "breaches",
     "certificate_events",
     "certificates",
@@ -428,6 +455,7 @@ __all__ = [
     "connector_registrations",
     "connector_state",
     "insert_missing",
+    "insert_rows",
     "log_head",
     "log_leaves",
     "log_nodes",
