@@ -114,7 +114,7 @@ def _emit(shape: Mapping[str, Any], table: pa.Table, pieces: list[Any]) -> None:
         pieces.append(("," if position else "") + canonical_json(key).decode("utf-8") + ":")
         value = shape[key]
         if isinstance(value, Column):
-            pieces.append(_json_column(table.column(value.name), value.name))
+            pieces.extend(_json_column(table.column(value.name), value.name))
         elif isinstance(value, Mapping):
             _emit(value, table, pieces)
         else:
@@ -122,27 +122,31 @@ def _emit(shape: Mapping[str, Any], table: pa.Table, pieces: list[Any]) -> None:
     pieces.append("}")
 
 
-def _json_column(column: pa.ChunkedArray, name: str) -> pa.Array:
+def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
+    """The JSON text of every value of ``column``, as pieces for the row's join."""
     array = column.combine_chunks()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         text = array.cast(pa.string())
-        text = pc.replace_substring(text, "\\", "\\\\")
-        text = pc.replace_substring(text, '"', '\\"')
-        if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
+        # One scan finds whether anything needs escaping; most columns need none.
+        if pc.any(pc.match_substring_regex(text, '["\\\\\\x00-\\x1f]')).as_py():
+            text = pc.replace_substring(text, "\\", "\\\\")
+            text = pc.replace_substring(text, '"', '\\"')
             for code in range(0x20):
                 escape = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
                 text = pc.replace_substring(text, chr(code), escape)
+        if text.null_count == 0:  # the quotes join the row's constant text
+            return ['"', text, '"']
         quoted = pc.binary_join_element_wise(pa.scalar('"'), text, pa.scalar('"'), "")
-        return pc.fill_null(quoted, "null")
+        return [pc.fill_null(quoted, "null")]
     if pa.types.is_integer(array.type):
         low, high = pc.min_max(array).values()
         if low.is_valid and not (low.as_py() >= -_MAX_SAFE and high.as_py() <= _MAX_SAFE):
             raise ValueError(
                 f"canonical_rows: column {name!r} holds integers beyond ±2**53 (RFC 8785 §3.2.2.3)"
             )
-        return pc.fill_null(array.cast(pa.string()), "null")
+        return [pc.fill_null(array.cast(pa.string()), "null")]
     if pa.types.is_boolean(array.type):
-        return pc.fill_null(pc.if_else(array, "true", "false"), "null")
+        return [pc.fill_null(pc.if_else(array, "true", "false"), "null")]
     raise ValueError(f"canonical_rows: column {name!r} of type {array.type} has no canonical form here")
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Column, and_, insert, select, update
+from sqlalchemy import Column, and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from connectors.base import Cursor
@@ -469,13 +469,21 @@ def _townships_of(conn: Connection, cert_ids: Sequence[str]) -> set[str | None]:
 
 def _mark_townships(conn: Connection, townships: Iterable[str | None]) -> None:
     """Mark township extracts stale in the landing transaction, so no crash can lose the mark."""
-    for township in sorted(t for t in townships if t):
-        insert_missing(
-            conn, township_extracts, {"township": township, "generation": 0, "written_generation": 0}
+    marked = sorted(t for t in townships if t)
+    for chunk in _chunks(marked):
+        known = set(
+            conn.execute(
+                select(township_extracts.c.township).where(township_extracts.c.township.in_(chunk))
+            ).scalars()
         )
+        for township in chunk:
+            if township not in known:
+                insert_missing(
+                    conn, township_extracts, {"township": township, "generation": 0, "written_generation": 0}
+                )
         conn.execute(
             update(township_extracts)
-            .where(township_extracts.c.township == township)
+            .where(township_extracts.c.township.in_(chunk))
             .values(generation=township_extracts.c.generation + 1)
         )
 
@@ -658,16 +666,23 @@ def _new_or_changed(
     latest: dict[tuple[str, str], tuple[str, int, str]] = {}
     # By record key alone: `(record_key, holder_id) IN (...)` is not an index lookup on SQLite
     # (nor on PostgreSQL); it scanned every certificate of the dataset once per chunk.
-    for chunk in _chunks(sorted(set(record_keys)), _KEY_CHUNK):
-        rows = conn.execute(
-            select(
-                certificates.c.record_key,
-                certificates.c.holder_id,
-                certificates.c.cert_id,
-                certificates.c.version,
-                certificates.c.content_sha256,
-            ).where(and_(certificates.c.dataset == dataset, certificates.c.record_key.in_(chunk)))
-        )
+    columns = select(
+        certificates.c.record_key,
+        certificates.c.holder_id,
+        certificates.c.cert_id,
+        certificates.c.version,
+        certificates.c.content_sha256,
+    )
+    keys = sorted(set(record_keys))
+    if conn.dialect.name == "sqlite":
+        # The batch's keys as ONE JSON parameter: SQLAlchemy renders no bind per key, and
+        # SQLite probes the (dataset, record_key, ...) index once per key.
+        listed = func.json_each(json.dumps(keys, ensure_ascii=False)).table_valued("value")
+        wanted = [certificates.c.record_key.in_(select(listed.c.value))]
+    else:
+        wanted = [certificates.c.record_key.in_(chunk) for chunk in _chunks(keys, _KEY_CHUNK)]
+    for condition in wanted:
+        rows = conn.execute(columns.where(and_(certificates.c.dataset == dataset, condition)))
         for r in rows:
             key = (r.record_key, r.holder_id)
             if key not in latest or r.version > latest[key][1]:
