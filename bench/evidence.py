@@ -1,13 +1,16 @@
 """Issuance throughput and transparency-log proof cost, against signing every certificate.
 
-Issuance (OnceOnly): certificates of ``rows`` records in batches of 10,000 — RFC 8785 JSON of
-the whole batch with Arrow string kernels (``canonical_rows``), the leaf hashes in one pass,
-the log's new interior nodes, ONE signed checkpoint per batch, and leaves, nodes, checkpoint
-and certificate rows persisted in a SQLite catalog, one transaction per batch.
+Issuance (OnceOnly): certificates of ``rows`` accepted household records (the real household
+contract) in batches of 10,000, through the pipeline's OWN issuance code: ``draft_table``
+(drafts column-wise, content hashes) and ``lake.landing.issue_certificates`` — the function
+``Lander.land`` calls in its landing transaction: serials, status-list positions, RFC 8785
+JSON of the whole batch with Arrow string kernels, leaf hashes, the log's new interior nodes,
+ONE signed checkpoint per batch (with the batch's receipt leaf), and leaves, nodes, checkpoint,
+certificate and status-entry rows in a SQLite catalog, one transaction per batch.
 
-Baseline, in the same run: what a log replaces — every certificate canonicalised on its own
-(``canonical_json`` of a dict) and signed on its own with the same Ed25519 key, persisted
-with its signature (measured on up to 50,000 certificates; the rate is what counts).
+Baseline, in the same run: what a log replaces — every certificate built (``drafts_from``,
+``issue``), canonicalised and signed on its own with an Ed25519 key, and persisted with its
+signature (measured on up to 50,000 certificates; the rate is what counts).
 
 Proofs: a log-only catalog grown to ``rows`` and then ``10 * rows`` leaves (1M and 10M at the
 default size); at each size the storage per leaf (linear growth: constant per leaf), the time
