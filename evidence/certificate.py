@@ -6,6 +6,10 @@ Example::
     cert = issue(drafts[0], CertificateId.build(...), issue_date=today, batch_id=b, contract=ref)
     canonical = certificate_leaf_bytes(cert)              # RFC 8785 bytes: the log leaf
 
+Landing builds the drafts of a whole batch column-wise (``draft_table``: one Arrow row per
+draft, the same values) and issues them in bulk (``lake.landing.issue_certificates``), with
+bytes equal to ``issue`` of each draft.
+
 A draft holds what comes from the department's record; ``issue`` adds the identifier, the
 issue date, the status and where it came from (dataset, contract id@version, batch), so every
 certificate shows it was issued through a contract gate. ``content_sha256`` covers only the
@@ -70,7 +74,11 @@ class Draft:
 
 
 def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
-    """Certificate drafts for every accepted row and holder of a certificate-bearing dataset."""
+    """Certificate drafts for every accepted row and holder of a certificate-bearing dataset.
+
+    One Python object per draft: the readable reference that :func:`draft_table` (what
+    landing uses, column-wise) is tested against, and what :func:`issue` takes.
+    """
     spec = compiled.certificate
     if spec is None or table.num_rows == 0:
         return []
