@@ -1,13 +1,16 @@
 """Issuance throughput and transparency-log proof cost, against signing every certificate.
 
-Issuance (OnceOnly): certificates of ``rows`` records in batches of 10,000 — RFC 8785 JSON of
-the whole batch with Arrow string kernels (``canonical_rows``), the leaf hashes in one pass,
-the log's new interior nodes, ONE signed checkpoint per batch, and leaves, nodes, checkpoint
-and certificate rows persisted in a SQLite catalog, one transaction per batch.
+Issuance (OnceOnly): certificates of ``rows`` accepted household records (the real household
+contract) in batches of 10,000, through the pipeline's OWN issuance code: ``draft_table``
+(drafts column-wise, content hashes) and ``lake.landing.issue_certificates`` — the function
+``Lander.land`` calls in its landing transaction: serials, status-list positions, RFC 8785
+JSON of the whole batch with Arrow string kernels, leaf hashes, the log's new interior nodes,
+ONE signed checkpoint per batch (with the batch's receipt leaf), and leaves, nodes, checkpoint,
+certificate and status-entry rows in a SQLite catalog, one transaction per batch.
 
-Baseline, in the same run: what a log replaces — every certificate canonicalised on its own
-(``canonical_json`` of a dict) and signed on its own with the same Ed25519 key, persisted
-with its signature (measured on up to 50,000 certificates; the rate is what counts).
+Baseline, in the same run: what a log replaces — every certificate built (``drafts_from``,
+``issue``), canonicalised and signed on its own with an Ed25519 key, and persisted with its
+signature (measured on up to 50,000 certificates; the rate is what counts).
 
 Proofs: a log-only catalog grown to ``rows`` and then ``10 * rows`` leaves (1M and 10M at the
 default size); at each size the storage per leaf (linear growth: constant per leaf), the time
@@ -18,145 +21,130 @@ inclusion proof) — logarithmic growth: barely changes between the two sizes.
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 import random
 import sqlite3
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 BATCH = 10_000
+ISSUE_DATE = dt.date(2026, 11, 21)
 ORIGIN = "bench.example/evidence"
-ISSUER = "11120114000019342N"
-TYPE_CODE = "111000000000193420"
 
 
 def _records(n: int) -> pa.Table:
-    """The accepted records certificates are issued from (input data, not timed)."""
-    serial = [f"{i:08d}" for i in range(n)]
+    """Accepted household records, in the contract's Arrow types (input data, not timed)."""
+    serial = np.arange(n)
+    text = pa.array(serial).cast(pa.string())
+    day = np.datetime64("1950-01-01") + (serial % 20_000).astype("timedelta64[D]")
     return pa.table(
         {
-            "id": [f"1.2.156.3005.2.{TYPE_CODE}.{ISSUER}.{s}.001.A" for s in serial],
-            "number": [f"HKB{s}" for s in serial],
-            "holder_name": [f"张{'三四五六七'[i % 5]}{i % 97}" for i in range(n)],
-            "holder_id": [f"12011419900307{i % 10000:04d}" for i in range(n)],
-            "township": [f"120114{1 + i % 29:03d}000" for i in range(n)],
-            "address": [f"天津市武清区杨村街道新华路{i % 500}号" for i in range(n)],
-            "record_key": [f"R{s}" for s in serial],
-            "serial": pa.array(range(n), pa.int64()),
+            "person_id": pc.binary_join_element_wise("120114", pc.utf8_lpad(text, 12, "0"), ""),
+            "name": pc.binary_join_element_wise(
+                pa.array(np.array(list("张王李赵钱孙周吴"))[serial % 8]), text, ""
+            ),
+            "gender": pa.array(np.where(serial % 2 == 0, "男", "女")),
+            "ethnicity": pa.repeat("汉族", n),
+            "birth_date": pa.array(day, pa.date32()),
+            "household_no": pc.binary_join_element_wise("H", pc.utf8_lpad(text, 9, "0"), ""),
+            "relation": pa.repeat("户主", n),
+            "address": pc.binary_join_element_wise(
+                "天津市武清区杨村街道新华路", pa.array(serial % 500).cast(pa.string()), "号", ""
+            ),
+            "township_code": pc.binary_join_element_wise(
+                "120114", pc.utf8_lpad(pa.array(1 + serial % 29).cast(pa.string()), 3, "0"), "000", ""
+            ),
+            "registered_on": pa.array(day, pa.date32()),
+            "updated_at": pa.array(
+                np.full(n, np.datetime64("2026-11-20T00:00:00", "us")), pa.timestamp("us", tz="Asia/Shanghai")
+            ),
         }
     )
 
 
-def _shape() -> dict[str, Any]:
-    from evidence.canonical import Column
+def _household() -> Any:
+    from contracts.compiler import compile_contract
+    from contracts.model import contract_by_id
+    from onceonly.settings import Settings
 
-    return {
-        "schema": "onceonly-ecert/1",
-        "id": Column("id"),
-        "number": Column("number"),
-        "type": {"code": TYPE_CODE, "name": "居民户口簿"},
-        "issuer": {"name": "天津市公安局武清分局", "code": ISSUER},
-        "holder": {"name": Column("holder_name"), "id_type": "111", "id": Column("holder_id")},
-        "township": Column("township"),
-        "status": "有效",
-        "fields": {"address": Column("address")},
-        "issue_date": "2026-11-21",
-        "valid_from": "2026-11-21",
-        "valid_to": None,
-        "version": 1,
-        "previous": None,
-        "source": {"dataset": "household", "contract": "household@1.0.0", "batch": "bench"},
-    }
+    return compile_contract(contract_by_id(Settings().contracts_dir, "household"))
 
 
-_CERT_COLUMNS = (
-    "cert_id",
-    "dataset",
-    "record_key",
-    "holder_id",
-    "holder_name",
-    "type_code",
-    "type_name",
-    "issuer_code",
-    "serial",
-    "version",
-    "status",
-    "issue_date",
-    "township",
-    "content_sha256",
-    "canonical",
-    "leaf_index",
-    "batch_id",
-)
-
-
-def _issue_onceonly(work: Path, records: pa.Table) -> dict[str, Any]:
-    from evidence.canonical import canonical_rows
+def _issue_onceonly(work: Path, records: pa.Table, batch: int) -> dict[str, Any]:
+    """The pipeline's own issuance: ``draft_table`` then ``lake.landing.issue_certificates``
+    (what ``Lander.land`` calls), one catalog transaction and one checkpoint per batch."""
+    from evidence.certificate import draft_table
     from evidence.keys import SigningKey
-    from evidence.log import KIND_CERTIFICATE, TransparencyLog
-    from lake.catalog import Catalog
+    from evidence.log import TransparencyLog, batch_receipt
+    from lake.catalog import Catalog, utcnow
+    from lake.landing import issue_certificates
 
+    compiled = _household()
     catalog = Catalog.connect(f"sqlite:///{work / 'issue.db'}")
     log = TransparencyLog(SigningKey.generate(ORIGIN), ORIGIN)
-    shape = _shape()
-    marks = ", ".join("?" * len(_CERT_COLUMNS))
-    insert = f"INSERT INTO certificates ({', '.join(_CERT_COLUMNS)}) VALUES ({marks})"
-    stages = {"canonical": 0.0, "log_append": 0.0, "certificate_rows": 0.0}
+    stages = {"drafts": 0.0, "issue_in_transaction": 0.0}
+    issued = 0
     t0 = time.perf_counter()
-    for start in range(0, records.num_rows, BATCH):
-        batch = records.slice(start, BATCH)
+    for number, start in enumerate(range(0, records.num_rows, batch)):
+        accepted = records.slice(start, batch)
         t = time.perf_counter()
-        blobs: list[bytes] = canonical_rows(shape, batch).cast(pa.binary()).to_pylist()
-        ids = batch.column("id").to_pylist()
-        stages["canonical"] += time.perf_counter() - t
+        drafts = draft_table(accepted, compiled)
+        stages["drafts"] += time.perf_counter() - t
+        t = time.perf_counter()
+        batch_id = f"bench{number:08d}"
         with catalog.begin() as conn:
-            t = time.perf_counter()
-            appended = log.append(conn, list(zip(blobs, repeat(KIND_CERTIFICATE), ids, strict=False)))
-            stages["log_append"] += time.perf_counter() - t
-            t = time.perf_counter()
-            first = appended.first_index
-            c = batch.to_pydict()
-            rows = list(
-                zip(
-                    ids,
-                    repeat("household"),
-                    c["record_key"],
-                    c["holder_id"],
-                    c["holder_name"],
-                    repeat(TYPE_CODE),
-                    repeat("居民户口簿"),
-                    repeat(ISSUER),
-                    c["serial"],
-                    repeat(1),
-                    repeat("有效"),
-                    repeat("2026-11-21"),
-                    c["township"],
-                    [hashlib.sha256(blob).hexdigest() for blob in blobs],
-                    blobs,
-                    range(first, first + len(blobs)),
-                    repeat("bench"),
-                    strict=False,
+            now = utcnow()
+
+            def receipt(
+                count: int, batch_id: str = batch_id, now: Any = now, pulled: int = accepted.num_rows
+            ) -> tuple[bytes, str, str]:
+                return batch_receipt(
+                    batch_id=batch_id,
+                    content_sha256="0" * 64,
+                    contract=compiled.ref,
+                    dataset="household",
+                    pulled=pulled,
+                    accepted=pulled,
+                    quarantined=0,
+                    certificates=count,
+                    landed_at=now.isoformat(timespec="seconds"),
                 )
-            )
-            conn.exec_driver_sql(insert, rows)
-            stages["certificate_rows"] += time.perf_counter() - t
+
+            issued += issue_certificates(
+                conn,
+                log,
+                compiled,
+                drafts,
+                batch_id=batch_id,
+                issue_date=ISSUE_DATE,
+                now=now,
+                receipt=receipt,
+            ).certificates
+        stages["issue_in_transaction"] += time.perf_counter() - t
     elapsed = time.perf_counter() - t0
     catalog.dispose()
+    if issued != records.num_rows:
+        raise RuntimeError(f"issued {issued} certificates for {records.num_rows} records")
     return {"seconds": elapsed, "stages_s": {k: round(v, 2) for k, v in stages.items()}}
 
 
-def _issue_signing_each(work: Path, records: pa.Table) -> float:
-    """Baseline: canonicalise and sign every certificate on its own, persist it with its signature."""
+def _issue_signing_each(work: Path, records: pa.Table, batch: int) -> float:
+    """Baseline: every certificate built, canonicalised and signed on its own, stored with its signature."""
     from evidence.canonical import canonical_json
+    from evidence.certificate import drafts_from, issue
+    from evidence.identifier import CertificateId
     from evidence.keys import SigningKey
 
+    compiled = _household()
+    spec = compiled.certificate
     key = SigningKey.generate(ORIGIN)
     db = sqlite3.connect(work / "signed.db", isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -164,21 +152,16 @@ def _issue_signing_each(work: Path, records: pa.Table) -> float:
     db.execute(
         "CREATE TABLE signed (cert_id TEXT PRIMARY KEY, canonical BLOB NOT NULL, signature BLOB NOT NULL)"
     )
-    base = _shape()
+    serial = 0
     t0 = time.perf_counter()
-    for start in range(0, records.num_rows, BATCH):
+    for start in range(0, records.num_rows, batch):
         rows = []
-        for r in records.slice(start, BATCH).to_pylist():
-            cert = {
-                **base,
-                "id": r["id"],
-                "number": r["number"],
-                "holder": {"name": r["holder_name"], "id_type": "111", "id": r["holder_id"]},
-                "township": r["township"],
-                "fields": {"address": r["address"]},
-            }
+        for draft in drafts_from(records.slice(start, batch), compiled):
+            serial += 1
+            cid = CertificateId.build(spec.type_code, spec.issuer_code, serial)
+            cert = issue(draft, cid, issue_date=ISSUE_DATE, batch_id="baseline", contract=compiled.ref)
             blob = canonical_json(cert)
-            rows.append((r["id"], blob, key.sign(blob)))
+            rows.append((str(cid), blob, key.sign(blob)))
         db.execute("BEGIN")
         db.executemany("INSERT INTO signed VALUES (?, ?, ?)", rows)
         db.execute("COMMIT")
@@ -261,12 +244,12 @@ def run(rows: int | None = None) -> dict[str, Any]:
         records = _records(n)
 
         print("issuing (OnceOnly: columnar canonical JSON, log, one checkpoint per batch) ...", flush=True)
-        ours = _issue_onceonly(work, records)
+        ours = _issue_onceonly(work, records, BATCH)
         our_rate = n / ours["seconds"]
 
         sample = records.slice(0, min(n, 50_000))
         print(f"issuing (baseline: sign each certificate) {sample.num_rows} ...", flush=True)
-        base_rate = sample.num_rows / _issue_signing_each(work, sample)
+        base_rate = sample.num_rows / _issue_signing_each(work, sample, BATCH)
 
         db = work / "log.db"
         catalog = Catalog.connect(f"sqlite:///{db}")

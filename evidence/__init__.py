@@ -25,6 +25,7 @@ from evidence.certificate import (
     STATUS_SUPERSEDED,
     STATUS_VALID,
     Draft,
+    draft_table,
     drafts_from,
     issue,
 )
@@ -33,6 +34,7 @@ from evidence.identifier import (
     ISO7064_ALPHABET,
     CertificateId,
     InvalidCertificateId,
+    certificate_ids,
     iso7064_mod37_36,
 )
 from evidence.keys import (
@@ -119,10 +121,12 @@ __all__ = [
     "VerifiedBundle",
     "build_bundle",
     "canonical_json",
+    "certificate_ids",
     "certificate_leaf_bytes",
     "check_key_status",
     "consistency_proof",
     "consistency_ranges",
+    "draft_table",
     "drafts_from",
     "export_bundle",
     "extend",

@@ -86,8 +86,8 @@ def canonical_rows(shape: Mapping[str, Any], table: pa.Table) -> pa.Array:
     ``shape`` is a JSON object whose values are constants (anything :func:`canonical_json`
     takes), nested objects of the same kind, or :class:`Column` references. A referenced
     column may be a string column (escaped and quoted; null is ``null``), an integer column
-    (within ±2**53, as RFC 8785 §3.2.2.3 requires) or a boolean column. Keys must be ASCII:
-    then sorting by code point is sorting by UTF-16 code unit (RFC 8785 §3.2.3).
+    (within ±2**53, as RFC 8785 §3.2.2.3 requires) or a boolean column. Keys are sorted by
+    their UTF-16 code units (RFC 8785 §3.2.3), so they may be any text.
     Each result equals ``canonical_json`` of the row's object, byte for byte.
     """
     pieces: list[Any] = []
@@ -106,14 +106,15 @@ def canonical_rows(shape: Mapping[str, Any], table: pa.Table) -> pa.Array:
 
 def _emit(shape: Mapping[str, Any], table: pa.Table, pieces: list[Any]) -> None:
     for key in shape:
-        if type(key) is not str or not key.isascii():
-            raise ValueError(f"canonical_rows: key {key!r} is not an ASCII string")
+        if type(key) is not str:
+            raise ValueError(f"canonical_rows: key {key!r} is not a string")
     pieces.append("{")
-    for position, key in enumerate(sorted(shape)):
+    # RFC 8785 §3.2.3: members sorted by the UTF-16 code units of their names.
+    for position, key in enumerate(sorted(shape, key=lambda k: k.encode("utf-16-be", "surrogatepass"))):
         pieces.append(("," if position else "") + canonical_json(key).decode("utf-8") + ":")
         value = shape[key]
         if isinstance(value, Column):
-            pieces.append(_json_column(table.column(value.name), value.name))
+            pieces.extend(_json_column(table.column(value.name), value.name))
         elif isinstance(value, Mapping):
             _emit(value, table, pieces)
         else:
@@ -121,27 +122,31 @@ def _emit(shape: Mapping[str, Any], table: pa.Table, pieces: list[Any]) -> None:
     pieces.append("}")
 
 
-def _json_column(column: pa.ChunkedArray, name: str) -> pa.Array:
+def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
+    """The JSON text of every value of ``column``, as pieces for the row's join."""
     array = column.combine_chunks()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         text = array.cast(pa.string())
-        text = pc.replace_substring(text, "\\", "\\\\")
-        text = pc.replace_substring(text, '"', '\\"')
-        if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
+        # One scan finds whether anything needs escaping; most columns need none.
+        if pc.any(pc.match_substring_regex(text, '["\\\\\\x00-\\x1f]')).as_py():
+            text = pc.replace_substring(text, "\\", "\\\\")
+            text = pc.replace_substring(text, '"', '\\"')
             for code in range(0x20):
                 escape = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
                 text = pc.replace_substring(text, chr(code), escape)
+        if text.null_count == 0:  # the quotes join the row's constant text
+            return ['"', text, '"']
         quoted = pc.binary_join_element_wise(pa.scalar('"'), text, pa.scalar('"'), "")
-        return pc.fill_null(quoted, "null")
+        return [pc.fill_null(quoted, "null")]
     if pa.types.is_integer(array.type):
         low, high = pc.min_max(array).values()
         if low.is_valid and not (low.as_py() >= -_MAX_SAFE and high.as_py() <= _MAX_SAFE):
             raise ValueError(
                 f"canonical_rows: column {name!r} holds integers beyond ±2**53 (RFC 8785 §3.2.2.3)"
             )
-        return pc.fill_null(array.cast(pa.string()), "null")
+        return [pc.fill_null(array.cast(pa.string()), "null")]
     if pa.types.is_boolean(array.type):
-        return pc.fill_null(pc.if_else(array, "true", "false"), "null")
+        return [pc.fill_null(pc.if_else(array, "true", "false"), "null")]
     raise ValueError(f"canonical_rows: column {name!r} of type {array.type} has no canonical form here")
 
 

@@ -6,6 +6,10 @@ Example::
     cert = issue(drafts[0], CertificateId.build(...), issue_date=today, batch_id=b, contract=ref)
     canonical = certificate_leaf_bytes(cert)              # RFC 8785 bytes: the log leaf
 
+Landing builds the drafts of a whole batch column-wise (``draft_table``: one Arrow row per
+draft, the same values) and issues them in bulk (``lake.landing.issue_certificates``), with
+bytes equal to ``issue`` of each draft.
+
 A draft holds what comes from the department's record; ``issue`` adds the identifier, the
 issue date, the status and where it came from (dataset, contract id@version, batch), so every
 certificate shows it was issued through a contract gate. ``content_sha256`` covers only the
@@ -24,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts.compiler import CompiledContract
-from evidence.canonical import canonical_json
+from evidence.canonical import Column, canonical_json, canonical_rows
 from evidence.identifier import CertificateId
 from onceonly.errors import ContractError
 
@@ -70,7 +74,11 @@ class Draft:
 
 
 def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
-    """Certificate drafts for every accepted row and holder of a certificate-bearing dataset."""
+    """Certificate drafts for every accepted row and holder of a certificate-bearing dataset.
+
+    One Python object per draft: the readable reference that :func:`draft_table` (what
+    landing uses, column-wise) is tested against, and what :func:`issue` takes.
+    """
     spec = compiled.certificate
     if spec is None or table.num_rows == 0:
         return []
@@ -145,6 +153,114 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
     return drafts
 
 
+# Columns of a draft table (:func:`draft_table`); a contract's certificate fields follow as
+# ``field:<name>``, so that no field name can collide with these.
+DRAFT_COLUMNS = (
+    "record_key",
+    "holder_id",
+    "holder_name",
+    "id_type",
+    "id_type_code",
+    "number",
+    "township",
+    "valid_from",
+    "valid_to",
+    "status",
+    "content_sha256",
+)
+
+
+def content_shape(compiled: CompiledContract) -> dict[str, Any]:
+    """The shape (:func:`evidence.canonical.canonical_rows`) of a draft's ``content``."""
+    spec = compiled.certificate
+    if spec is None:
+        raise ContractError(f"contract {compiled.ref} issues no certificates")
+    return {
+        "number": Column("number"),
+        "type": {"code": spec.type_code, "name": spec.type_name},
+        "issuer": {"name": spec.issuer_name, "code": spec.issuer_code},
+        "holder": {
+            "name": Column("holder_name"),
+            "id_type": Column("id_type"),
+            "id_type_code": Column("id_type_code"),
+            "id": Column("holder_id"),
+        },
+        "valid_from": Column("valid_from"),
+        "valid_to": Column("valid_to"),
+        "township": Column("township"),
+        "status": Column("status"),
+        "fields": {f: Column(f"field:{f}") for f in spec.fields},
+    }
+
+
+def draft_table(table: pa.Table, compiled: CompiledContract) -> pa.Table:
+    """:func:`drafts_from` column-wise: one row per (record, holder), the same values and order.
+
+    Columns are :data:`DRAFT_COLUMNS` and ``field:<name>`` for the contract's certificate
+    fields, all text; ``content_sha256`` is the SHA-256 of the content's RFC 8785 bytes, built
+    for the whole table with :func:`~evidence.canonical.canonical_rows`. A record with several
+    holders gives its rows one after the other, holder by holder, like :func:`drafts_from`.
+    """
+    spec = compiled.certificate
+    if spec is None or table.num_rows == 0:
+        return pa.table({name: pa.array([], pa.string()) for name in DRAFT_COLUMNS})
+    text = {}
+
+    def column(name: str) -> pa.Array:
+        if name not in text:
+            text[name] = _text_array(table.column(name))
+        return text[name]
+
+    n = table.num_rows
+    record_key = pc.binary_join_element_wise(
+        *(column(c) for c in compiled.record_key), "|", null_handling="replace", null_replacement=""
+    )
+    status: pa.Array
+    if spec.status_column:
+        source = pc.fill_null(column(spec.status_column), "")
+        # GB/T 36903 status from the source's own status (吊销, 注销 …), else 有效.
+        known = pa.array(list(spec.status_map), pa.string())
+        mapped = pa.array(list(spec.status_map.values()), pa.string())
+        status = pc.fill_null(mapped.take(pc.index_in(source, value_set=known)), STATUS_VALID)
+    else:
+        status = pa.repeat(STATUS_VALID, n)
+    nulls = pa.nulls(n, pa.string())
+    parts = []
+    for ordinal, holder in enumerate(spec.holders):
+        id_type = holder.get("idType", "居民身份证")
+        if id_type not in HOLDER_ID_TYPES:
+            raise ContractError(
+                f"contract {compiled.ref}: holder idType {id_type!r} is not a known holder identity type "
+                f"({', '.join(HOLDER_ID_TYPES)})"
+            )
+        holder_id = column(holder["idColumn"])
+        part = pa.table(
+            {
+                "record_key": record_key,
+                "holder_id": holder_id,
+                "holder_name": column(holder["nameColumn"]),
+                "id_type": pa.repeat(id_type, n),
+                "id_type_code": pa.repeat(HOLDER_ID_TYPES[id_type], n),
+                "number": column(spec.number_column),
+                "township": column(holder["townshipColumn"]) if holder.get("townshipColumn") else nulls,
+                "valid_from": column(spec.valid_from_column) if spec.valid_from_column else nulls,
+                "valid_to": column(spec.valid_to_column) if spec.valid_to_column else nulls,
+                "status": status,
+                **{f"field:{f}": column(f) for f in spec.fields},
+                "_order": pa.array(range(ordinal, n * len(spec.holders), len(spec.holders)), pa.int64()),
+            }
+        )
+        # A row without this holder (no ID) has no certificate for them.
+        parts.append(part.filter(pc.fill_null(pc.not_equal(holder_id, ""), False)))
+    drafts = pa.concat_tables(parts)
+    if len(parts) > 1:
+        drafts = drafts.sort_by("_order")
+    drafts = drafts.drop_columns("_order")
+    canonical = canonical_rows(content_shape(compiled), drafts).cast(pa.binary()).to_pylist()
+    digests = [hashlib.sha256(blob).hexdigest() for blob in canonical]
+    return drafts.append_column("content_sha256", pa.array(digests, pa.string()))
+
+
 def issue(
     draft: Draft,
     cert_id: CertificateId,
@@ -175,6 +291,14 @@ def issue(
     return body
 
 
+def _text_array(column: pa.ChunkedArray) -> pa.Array:
+    if pa.types.is_timestamp(column.type) and column.type.tz is not None:
+        column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
+    elif not pa.types.is_string(column.type):
+        column = column.cast(pa.string())
+    return column.combine_chunks()
+
+
 def _text_column(column: pa.ChunkedArray) -> list[str | None]:
     if pa.types.is_timestamp(column.type) and column.type.tz is not None:
         column = pc.strftime(column, format="%Y-%m-%dT%H:%M:%S%z")
@@ -186,6 +310,7 @@ def _text_column(column: pa.ChunkedArray) -> list[str | None]:
 
 __all__ = [
     "CERTIFICATE_SCHEMA",
+    "DRAFT_COLUMNS",
     "HOLDER_ID_TYPES",
     "STATUS_CANCELLED",
     "STATUS_EXPIRED",
@@ -195,6 +320,8 @@ __all__ = [
     "STATUS_VALID",
     "STATUS_WITHDRAWN",
     "Draft",
+    "content_shape",
+    "draft_table",
     "drafts_from",
     "issue",
 ]

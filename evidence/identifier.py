@@ -20,7 +20,13 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts.identifiers import is_valid_uscc
 from onceonly.errors import VerificationFailed
@@ -136,6 +142,59 @@ class CertificateId:
         )
 
 
+def certificate_ids(
+    type_code: str,
+    issuer_uscc: str,
+    serials: Sequence[int] | np.ndarray[Any, Any],
+    versions: Sequence[int] | np.ndarray[Any, Any],
+) -> pa.Array:
+    """``str(CertificateId.build(type_code, issuer_uscc, s, v))`` for many serials at once.
+
+    The check character runs the ISO 7064 hybrid system over the shared prefix once, then
+    over the serial and version digits of every identifier together with NumPy.
+    """
+    _check_type_and_issuer(type_code, issuer_uscc)
+    serial = np.asarray(serials, dtype=np.int64)
+    version = np.asarray(versions, dtype=np.int64)
+    if serial.shape != version.shape:
+        raise ValueError("certificate_ids: as many versions as serials, please")
+    if serial.size == 0:
+        return pa.array([], pa.string())
+    if serial.min() < 0 or serial.max() >= 10**18:
+        raise InvalidCertificateId("certificate id serial is not an integer between 0 and 10^18 - 1")
+    if version.min() < 1 or version.max() > _MAX_VERSION:
+        raise InvalidCertificateId("certificate id version is not between 1 and 999")
+    modulus = len(ISO7064_ALPHABET)
+    start = modulus
+    for char in type_code + issuer_uscc:
+        start = (2 * ((start + ISO7064_ALPHABET.index(char)) % modulus or modulus)) % (modulus + 1)
+    # Serials of 8 digits, or as many as the largest needs (up to 18): each its own width.
+    width = np.full(serial.shape, _SERIAL_DIGITS, dtype=np.int64)
+    for digits in range(_SERIAL_DIGITS, 18):
+        width += serial >= 10**digits
+    product = np.full(serial.shape, start, dtype=np.int64)
+    for position in range(int(width.max()) - 1, -1, -1):  # most significant digit first
+        digit = (serial // 10**position) % 10
+        stepped = 2 * ((product + digit) % modulus)
+        stepped = np.where((product + digit) % modulus == 0, 2 * modulus, stepped) % (modulus + 1)
+        product = np.where(position < width, stepped, product)
+    for position in (2, 1, 0):
+        digit = (version // 10**position) % 10
+        total = (product + digit) % modulus
+        product = (2 * np.where(total == 0, modulus, total)) % (modulus + 1)
+    alphabet = pa.array(list(ISO7064_ALPHABET))
+    checks = alphabet.take(pa.array((modulus + 1 - product) % modulus))
+    return pc.binary_join_element_wise(
+        f"{CERTIFICATE_ID_PREFIX}{type_code}.{issuer_uscc}.",
+        pc.utf8_lpad(pa.array(serial).cast(pa.string()), _SERIAL_DIGITS, "0"),
+        ".",
+        pc.utf8_lpad(pa.array(version).cast(pa.string()), 3, "0"),
+        ".",
+        checks,
+        "",
+    )
+
+
 def _show(value: object) -> str:
     """``repr`` cut short, so that a hostile identifier cannot flood a log line."""
     text = repr(value)
@@ -183,5 +242,6 @@ __all__ = [
     "ISO7064_ALPHABET",
     "CertificateId",
     "InvalidCertificateId",
+    "certificate_ids",
     "iso7064_mod37_36",
 ]

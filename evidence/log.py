@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, and_, func, insert, outerjoin, select, update
+from sqlalchemy import and_, func, insert, outerjoin, select, update
 from sqlalchemy.engine import Connection
 
 from evidence.canonical import canonical_json
@@ -50,7 +50,17 @@ from evidence.merkle import (
     tree_hash,
 )
 from evidence.note import Checkpoint, NoteVerifier, open_note
-from lake.catalog import certificates, checkpoints, insert_missing, log_head, log_leaves, log_nodes, utcnow
+from lake.catalog import (
+    bind_value,
+    certificates,
+    checkpoints,
+    insert_missing,
+    insert_rows,
+    log_head,
+    log_leaves,
+    log_nodes,
+    utcnow,
+)
 from onceonly.errors import EvidenceError, VerificationFailed
 
 KIND_CERTIFICATE = "certificate"
@@ -107,8 +117,8 @@ class TransparencyLog:
         hashes = self.hasher.leaves(data for data, _, _ in entries)
         grown = extend(first, head.frontier, hashes, hasher=self.hasher)
         now = utcnow()
-        stamp = _db_value(conn, log_leaves.c.appended_at, now)
-        _insert_many(
+        stamp = bind_value(conn, log_leaves.c.appended_at, now)
+        insert_rows(
             conn,
             log_leaves,
             ("leaf_index", "leaf_hash", "kind", "ref", "appended_at", "entry"),
@@ -119,7 +129,7 @@ class TransparencyLog:
         )
         if grown.node_count:
             shift = _NODE_ID_SHIFT
-            _insert_many(
+            insert_rows(
                 conn, log_nodes, ("node_id", "hash"), [(lv << shift | i, h) for lv, i, h in grown.nodes()]
             )
         root = fold_subtrees(grown.frontier, hasher=self.hasher)
@@ -209,31 +219,6 @@ def record_use(
             "used_at": utcnow().isoformat(timespec="seconds"),
         },
     )
-
-
-def _insert_many(conn: Connection, table: Table, names: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
-    """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
-    values here need none (integers, bytes, text, and a timestamp made by :func:`_db_value`).
-    """
-    if conn.dialect.name != "sqlite":
-        conn.execute(insert(table), [dict(zip(names, row, strict=True)) for row in rows])
-        return
-    quote = conn.dialect.identifier_preparer.quote
-    sql = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-        f"VALUES ({', '.join('?' for _ in names)})"
-    )
-    conn.exec_driver_sql(sql, rows)
-
-
-def _db_value(conn: Connection, column: Any, value: Any) -> Any:
-    """``value`` as SQLAlchemy would bind it to ``column`` on SQLite (done once, not per row)."""
-    if conn.dialect.name != "sqlite":
-        return value
-    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return processor(value) if processor else value
 
 
 def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:

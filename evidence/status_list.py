@@ -37,7 +37,6 @@ import gzip
 import hashlib
 import json
 import os
-import random
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -108,8 +107,16 @@ def allocate_entries(conn: Connection, issuer: str, count: int) -> list[StatusEn
     The issuer's newest list is locked for update (like serials), so two landings never get
     the same entry; a full list is followed by a new one.
     """
-    entries: list[StatusEntry] = []
-    while len(entries) < count:
+    lists, indexes = allocate_positions(conn, issuer, count)
+    return [StatusEntry(issuer, n, i) for n, i in zip(lists.tolist(), indexes.tolist(), strict=True)]
+
+
+def allocate_positions(conn: Connection, issuer: str, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`allocate_entries` as two arrays (list numbers, indexes), for a whole batch at once."""
+    lists: list[np.ndarray] = []
+    indexes: list[np.ndarray] = []
+    taken = 0
+    while taken < count:
         list_no = _newest_list(conn, issuer)
         key = and_(status_lists.c.issuer_code == issuer, status_lists.c.list_no == list_no)
         row = conn.execute(
@@ -119,11 +126,15 @@ def allocate_entries(conn: Connection, issuer: str, count: int) -> list[StatusEn
         if first >= LIST_SIZE:
             _create_list(conn, issuer, list_no + 1)
             continue
-        take = min(count - len(entries), LIST_SIZE - first)
+        take = min(count - taken, LIST_SIZE - first)
         order = np.frombuffer(bytes(row.permutation), dtype="<u4")
-        entries += [StatusEntry(issuer, list_no, int(i)) for i in order[first : first + take]]
+        indexes.append(order[first : first + take].astype(np.int64))
+        lists.append(np.full(take, list_no, dtype=np.int64))
+        taken += take
         conn.execute(update(status_lists).where(key).values(next_slot=first + take))
-    return entries
+    if not lists:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(lists), np.concatenate(indexes)
 
 
 def _newest_list(conn: Connection, issuer: str) -> int:
@@ -140,9 +151,11 @@ def _newest_list(conn: Connection, issuer: str) -> int:
 
 
 def _create_list(conn: Connection, issuer: str, list_no: int) -> None:
-    order = list(range(LIST_SIZE))
-    random.SystemRandom().shuffle(order)  # W3C §6.5 (herd privacy): random index assignment
-    permutation = np.asarray(order, dtype="<u4").tobytes()
+    # W3C §6.5 (herd privacy): random index assignment. The order of 64-bit keys from the OS's
+    # CSPRNG is a uniformly random permutation (a tie, ~2**-30 per list, only keeps two in
+    # place); NumPy sorts them, instead of a Python shuffle drawing 131,072 numbers one by one.
+    keys = np.frombuffer(os.urandom(8 * LIST_SIZE), dtype="<u8")
+    permutation = np.argsort(keys, kind="stable").astype("<u4").tobytes()
     insert_missing(
         conn,
         status_lists,
@@ -425,6 +438,7 @@ __all__ = [
     "StatusEntry",
     "StatusList",
     "allocate_entries",
+    "allocate_positions",
     "build_document",
     "decode_bits",
     "encode_bits",

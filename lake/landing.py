@@ -20,30 +20,42 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-from sqlalchemy import Column, and_, insert, select, update
+import pyarrow.compute as pc
+from sqlalchemy import Column, and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from connectors.base import Cursor
 from contracts.compiler import CompiledContract
 from contracts.validate import Validation
-from evidence.bundle import certificate_leaf_bytes
-from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID, Draft, drafts_from, issue
-from evidence.identifier import CertificateId
+from evidence.canonical import Column as JsonColumn
+from evidence.canonical import canonical_rows
+from evidence.certificate import (
+    CERTIFICATE_SCHEMA,
+    STATUS_SUPERSEDED,
+    STATUS_VALID,
+    content_shape,
+    draft_table,
+)
+from evidence.identifier import CertificateId, certificate_ids
 from evidence.lifecycle import Lifecycle
 from evidence.log import KIND_CERTIFICATE, TransparencyLog, batch_receipt
-from evidence.status_list import allocate_entries
+from evidence.status_list import allocate_positions
 from lake.catalog import (
     Catalog,
     batches,
+    bind_value,
     breaches,
     certificates,
     connector_state,
     insert_missing,
+    insert_rows,
     quarantine,
     serials,
     status_entries,
@@ -51,9 +63,10 @@ from lake.catalog import (
     utcnow,
 )
 from lake.parquet import ParquetLake
-from onceonly.errors import ConnectorBusy
+from onceonly.errors import ConnectorBusy, ContractError
 
 _IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter limit
+_KEY_CHUNK = 5_000  # record keys per lookup of earlier versions (SQLite allows 32,766 parameters)
 
 
 # LandedBatch fields that are also columns of the batches table.
@@ -68,13 +81,6 @@ _BATCH_ROW_FIELDS = (
     "certificates",
     "tree_size",
 )
-
-
-@dataclass(frozen=True)
-class _Issued:
-    body: dict[str, Any]
-    draft: Draft
-    cid: CertificateId
 
 
 @dataclass(frozen=True)
@@ -163,58 +169,38 @@ class Lander:
             compiled.township_column,
             validation.quarantined,
         )
-        drafts = drafts_from(validation.accepted, compiled)
+        drafts = draft_table(validation.accepted, compiled)
         today = issue_date or dt.date.today()
 
         with self.catalog.begin() as conn:
             now = utcnow()
             _check_lease(conn, connector, self.run_id, now)
-            new, renewals = _new_or_changed(conn, dataset, drafts)
-            issued = self._issue(conn, compiled, batch_id, today, new, renewals)
-            # The batch's receipt is the last leaf of its append: what came in, under which
-            # contract, what passed — logged for every accepted batch, certificates or not.
-            receipt = batch_receipt(
-                batch_id=batch_id,
-                content_sha256=content_sha256,
-                contract=compiled.ref,
-                dataset=dataset,
-                pulled=validation.pulled,
-                accepted=validation.accepted.num_rows,
-                quarantined=validation.quarantined.num_rows,
-                certificates=len(issued),
-                landed_at=now.isoformat(timespec="seconds"),
-            )
-            canonical = [certificate_leaf_bytes(c.body) for c in issued]
-            appended = self.log.append(
-                conn,
-                [
-                    *((b, KIND_CERTIFICATE, c.body["id"]) for b, c in zip(canonical, issued, strict=True)),
-                    receipt,
-                ],
-            )
-            tree_size = appended.tree_size
-            if issued:
-                conn.execute(
-                    insert(certificates),
-                    [
-                        _certificate_row(c, b, appended.first_index + i, batch_id)
-                        for i, (b, c) in enumerate(zip(canonical, issued, strict=True))
-                    ],
+
+            def receipt(issued: int) -> tuple[bytes, str, str]:
+                # The batch's receipt is the last leaf of its append: what came in, under which
+                # contract, what passed — logged for every accepted batch, certificates or not.
+                return batch_receipt(
+                    batch_id=batch_id,
+                    content_sha256=content_sha256,
+                    contract=compiled.ref,
+                    dataset=dataset,
+                    pulled=validation.pulled,
+                    accepted=validation.accepted.num_rows,
+                    quarantined=validation.quarantined.num_rows,
+                    certificates=issued,
+                    landed_at=now.isoformat(timespec="seconds"),
                 )
-                conn.execute(insert(status_entries), [_status_entry_row(c) for c in issued])
-                superseded = [c.body["previous"] for c in issued if c.body["previous"]]
-                _mark_townships(conn, {c.draft.township for c in issued} | _townships_of(conn, superseded))
-                for chunk in _chunks(superseded):
-                    # Only a version in force becomes 失效; a revoked (撤销) one keeps its status.
-                    conn.execute(
-                        update(certificates)
-                        .where(and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID))
-                        .values(status=STATUS_SUPERSEDED)
-                    )
-                renewed = [(c.body["id"], c.body["previous"]) for c in issued if c.body["previous"]]
-                carried = Lifecycle(self.log).carry_suspensions(conn, renewed, now=now)
-                if carried:  # their lifecycle leaves follow the batch's append
-                    tree_size = carried[-1].leaf_index + 1
+
+            issued = issue_certificates(
+                conn,
+                self.log,
+                compiled,
+                drafts,
+                batch_id=batch_id,
+                issue_date=today,
+                now=now,
+                receipt=receipt,
+            )
             self._quarantine(conn, compiled, batch_id, validation, now)
             landed = LandedBatch(
                 batch_id=batch_id,
@@ -224,9 +210,9 @@ class Lander:
                 accepted=validation.accepted.num_rows,
                 quarantined=validation.quarantined.num_rows,
                 warnings=validation.warnings,
-                certificates=len(issued),
-                tree_size=tree_size,
-                townships=frozenset(c.draft.township for c in issued if c.draft.township),
+                certificates=issued.certificates,
+                tree_size=issued.tree_size,
+                townships=issued.townships,
             )
             row = {f: getattr(landed, f) for f in _BATCH_ROW_FIELDS}
             conn.execute(
@@ -324,47 +310,6 @@ class Lander:
                 self.lake.publish(connector, batch_id)
             else:
                 self.lake.discard(connector, batch_id)
-
-    def _issue(
-        self,
-        conn: Connection,
-        compiled: CompiledContract,
-        batch_id: str,
-        today: dt.date,
-        new: list[Draft],
-        renewals: list[tuple[Draft, str, int]],
-    ) -> list[_Issued]:
-        spec = compiled.certificate
-        if spec is None or not (new or renewals):
-            return []
-        first_serial = _allocate_serials(conn, spec.type_code, spec.issuer_code, len(new)) if new else 0
-        plan: list[tuple[Draft, str | None, CertificateId]] = [
-            (d, None, CertificateId.build(spec.type_code, spec.issuer_code, first_serial + i))
-            for i, d in enumerate(new)
-        ]
-        # GB/T 36904: a renewed certificate is another version of the same one, same serial.
-        plan += [
-            (d, previous, CertificateId.parse(previous).with_version(version))
-            for d, previous, version in renewals
-        ]
-        # Every version gets its own status-list entry, written into the certificate (its leaf).
-        entries = allocate_entries(conn, spec.issuer_code, len(plan))
-        return [
-            _Issued(
-                issue(
-                    draft,
-                    cid,
-                    issue_date=today,
-                    batch_id=batch_id,
-                    contract=compiled.ref,
-                    previous=previous,
-                    status_entry=entry.to_json(),
-                ),
-                draft,
-                cid,
-            )
-            for (draft, previous, cid), entry in zip(plan, entries, strict=True)
-        ]
 
     def _quarantine(
         self, conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
@@ -524,49 +469,235 @@ def _townships_of(conn: Connection, cert_ids: Sequence[str]) -> set[str | None]:
 
 def _mark_townships(conn: Connection, townships: Iterable[str | None]) -> None:
     """Mark township extracts stale in the landing transaction, so no crash can lose the mark."""
-    for township in sorted(t for t in townships if t):
-        insert_missing(
-            conn, township_extracts, {"township": township, "generation": 0, "written_generation": 0}
+    marked = sorted(t for t in townships if t)
+    for chunk in _chunks(marked):
+        known = set(
+            conn.execute(
+                select(township_extracts.c.township).where(township_extracts.c.township.in_(chunk))
+            ).scalars()
         )
+        for township in chunk:
+            if township not in known:
+                insert_missing(
+                    conn, township_extracts, {"township": township, "generation": 0, "written_generation": 0}
+                )
         conn.execute(
             update(township_extracts)
-            .where(township_extracts.c.township == township)
+            .where(township_extracts.c.township.in_(chunk))
             .values(generation=township_extracts.c.generation + 1)
         )
 
 
+@dataclass(frozen=True)
+class Issued:
+    """What :func:`issue_certificates` did in the landing transaction."""
+
+    certificates: int
+    tree_size: int
+    townships: frozenset[str]
+
+
+def issue_certificates(
+    conn: Connection,
+    log: TransparencyLog,
+    compiled: CompiledContract,
+    drafts: pa.Table,
+    *,
+    batch_id: str,
+    issue_date: dt.date,
+    now: dt.datetime,
+    receipt: Callable[[int], tuple[bytes, str, str]],
+) -> Issued:
+    """Issue the certificates of a batch's drafts (:func:`~evidence.certificate.draft_table`).
+
+    In the caller's transaction: drafts never issued get new identifiers (consecutive serials),
+    changed ones the next version of theirs; every one a status-list position; their RFC 8785
+    bytes are built for the whole batch at once (``canonical_rows``), appended to the log with
+    ``receipt(count)`` as the last leaf under ONE signed checkpoint, and stored with one bulk
+    insert per table. Superseded versions become 失效 and the townships concerned are marked.
+    Each certificate equals :func:`evidence.certificate.issue` of its draft, byte for byte.
+    """
+    spec = compiled.certificate
+    dataset = compiled.contract.id
+    new, renewals = _new_or_changed(conn, dataset, drafts) if spec is not None else ([], [])
+    if spec is None or not (new or renewals):
+        appended = log.append(conn, [receipt(0)])
+        return Issued(0, appended.tree_size, frozenset())
+    first_serial = _allocate_serials(conn, spec.type_code, spec.issuer_code, len(new)) if new else 0
+    serial_of_new = np.arange(first_serial, first_serial + len(new), dtype=np.int64)
+    # GB/T 36904: a renewed certificate is another version of the same one, same serial.
+    renewed_ids = [CertificateId.parse(previous).with_version(v) for _, previous, v in renewals]
+    ids = pa.concat_arrays(
+        [
+            certificate_ids(spec.type_code, spec.issuer_code, serial_of_new, np.ones(len(new), np.int64)),
+            pa.array([str(c) for c in renewed_ids], pa.string()),
+        ]
+    )
+    plan = drafts.take(pa.array(new + [i for i, _, _ in renewals], pa.int64()))
+    count = plan.num_rows
+    # Every version gets its own status-list entry, written into the certificate (its leaf).
+    list_no, status_index = allocate_positions(conn, spec.issuer_code, count)
+    valid_from = plan.column("valid_from")
+    plan = plan.append_column("cert_id", ids)
+    plan = plan.append_column(
+        "serial", pa.array(np.concatenate([serial_of_new, [c.serial for c in renewed_ids]]).astype(np.int64))
+    )
+    plan = plan.append_column(
+        "version",
+        pa.array(np.concatenate([np.ones(len(new)), [c.version for c in renewed_ids]]).astype(np.int64)),
+    )
+    plan = plan.append_column(
+        "previous", pa.array([None] * len(new) + [p for _, p, _ in renewals], pa.string())
+    )
+    plan = plan.append_column(
+        # `draft.valid_from or issue date`, as `issue` does
+        "issued_valid_from",
+        pc.fill_null(pc.if_else(pc.equal(valid_from, ""), None, valid_from), issue_date.isoformat()),
+    )
+    plan = plan.append_column("list_no", pa.array(list_no))
+    plan = plan.append_column("status_index", pa.array(status_index))
+    shape = {
+        **content_shape(compiled),
+        "schema": CERTIFICATE_SCHEMA,
+        "id": JsonColumn("cert_id"),
+        "issue_date": issue_date.isoformat(),
+        "valid_from": JsonColumn("issued_valid_from"),
+        "version": JsonColumn("version"),
+        "previous": JsonColumn("previous"),
+        "source": {"dataset": dataset, "contract": compiled.ref, "batch": batch_id},
+        "credential_status": {
+            "issuer": spec.issuer_code,
+            "list": JsonColumn("list_no"),
+            "index": JsonColumn("status_index"),
+        },
+    }
+    canonical: list[bytes] = canonical_rows(shape, plan).cast(pa.binary()).to_pylist()
+    cert_ids: list[str] = ids.to_pylist()
+    appended = log.append(conn, [*zip(canonical, repeat(KIND_CERTIFICATE), cert_ids), receipt(count)])
+    tree_size = appended.tree_size
+    _insert_certificates(conn, compiled, plan, canonical, appended.first_index, batch_id, issue_date)
+    insert_rows(
+        conn,
+        status_entries,
+        ("cert_id", "issuer_code", "list_no", "status_index"),
+        list(zip(cert_ids, repeat(spec.issuer_code), list_no.tolist(), status_index.tolist())),
+    )
+    superseded = [previous for _, previous, _ in renewals]
+    townships = {t for t in pc.unique(plan.column("township")).to_pylist() if t}
+    _mark_townships(conn, townships | _townships_of(conn, superseded))
+    for chunk in _chunks(superseded):
+        # Only a version in force becomes 失效; a revoked (撤销) one keeps its status.
+        conn.execute(
+            update(certificates)
+            .where(and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID))
+            .values(status=STATUS_SUPERSEDED)
+        )
+    renewed = list(zip(cert_ids[len(new) :], superseded, strict=True))
+    carried = Lifecycle(log).carry_suspensions(conn, renewed, now=now)
+    if carried:  # their lifecycle leaves follow the batch's append
+        tree_size = carried[-1].leaf_index + 1
+    return Issued(count, tree_size, frozenset(townships))
+
+
+def _insert_certificates(
+    conn: Connection,
+    compiled: CompiledContract,
+    plan: pa.Table,
+    canonical: list[bytes],
+    first_leaf: int,
+    batch_id: str,
+    issue_date: dt.date,
+) -> None:
+    spec = compiled.certificate
+    assert spec is not None
+    count = plan.num_rows
+    columns = {
+        "cert_id": plan.column("cert_id").to_pylist(),
+        "dataset": repeat(compiled.contract.id),
+        "record_key": plan.column("record_key").to_pylist(),
+        "holder_id": plan.column("holder_id").to_pylist(),
+        "holder_name": plan.column("holder_name").to_pylist(),
+        "type_code": repeat(spec.type_code),
+        "type_name": repeat(spec.type_name),
+        "issuer_code": repeat(spec.issuer_code),
+        "serial": plan.column("serial").to_pylist(),
+        "version": plan.column("version").to_pylist(),
+        "status": plan.column("status").to_pylist(),
+        "issue_date": repeat(bind_value(conn, certificates.c.issue_date, issue_date)),
+        "valid_from": _dates(conn, compiled, plan.column("issued_valid_from"), "valid_from"),
+        "valid_to": _dates(conn, compiled, plan.column("valid_to"), "valid_to"),
+        "township": plan.column("township").to_pylist(),
+        "content_sha256": plan.column("content_sha256").to_pylist(),
+        "canonical": canonical,
+        "leaf_index": range(first_leaf, first_leaf + count),
+        "batch_id": repeat(batch_id),
+        "previous_id": plan.column("previous").to_pylist(),
+    }
+    # The repeated constants are endless; every other column has one value per certificate.
+    insert_rows(conn, certificates, list(columns), list(zip(*columns.values(), strict=False)))
+
+
+def _dates(conn: Connection, compiled: CompiledContract, text: pa.ChunkedArray, name: str) -> list[Any]:
+    """The date at the start of each text value (a date or timestamp), bound for ``name``."""
+    head = pc.utf8_slice_codeunits(pc.if_else(pc.equal(text, ""), None, text), 0, 10)
+    try:
+        dates = pc.strptime(head, format="%Y-%m-%d", unit="s").cast(pa.date32())
+    except pa.ArrowInvalid as exc:
+        raise ContractError(
+            f"contract {compiled.ref}: the certificates' {name} holds a value that is not a date ({exc})"
+        ) from exc
+    if conn.dialect.name == "sqlite":  # stored as ISO text, as SQLAlchemy's DATE binds it
+        return dates.cast(pa.string()).to_pylist()
+    return dates.to_pylist()
+
+
 def _new_or_changed(
-    conn: Connection, dataset: str, drafts: Sequence[Draft]
-) -> tuple[list[Draft], list[tuple[Draft, str, int]]]:
-    """Drafts never issued, and drafts whose record changed (with the id and version to follow)."""
-    unique: dict[tuple[str, str], Draft] = {}
-    for d in drafts:  # one certificate per (record, holder), even if a holder appears twice
-        unique.setdefault((d.record_key, d.holder_id), d)
+    conn: Connection, dataset: str, drafts: pa.Table
+) -> tuple[list[int], list[tuple[int, str, int]]]:
+    """Drafts never issued (their row numbers), and drafts whose record changed (with the id
+    and version to follow). One certificate per (record, holder), even if a holder appears twice."""
+    if drafts.num_rows == 0:
+        return [], []
+    record_keys: list[str] = drafts.column("record_key").to_pylist()
+    holder_ids: list[str] = drafts.column("holder_id").to_pylist()
+    unique: dict[tuple[str, str], int] = {}
+    for i, key in enumerate(zip(record_keys, holder_ids, strict=True)):
+        unique.setdefault(key, i)
     latest: dict[tuple[str, str], tuple[str, int, str]] = {}
     # By record key alone: `(record_key, holder_id) IN (...)` is not an index lookup on SQLite
     # (nor on PostgreSQL); it scanned every certificate of the dataset once per chunk.
-    for chunk in _chunks(sorted({d.record_key for d in unique.values()})):
-        rows = conn.execute(
-            select(
-                certificates.c.record_key,
-                certificates.c.holder_id,
-                certificates.c.cert_id,
-                certificates.c.version,
-                certificates.c.content_sha256,
-            ).where(and_(certificates.c.dataset == dataset, certificates.c.record_key.in_(chunk)))
-        )
+    columns = select(
+        certificates.c.record_key,
+        certificates.c.holder_id,
+        certificates.c.cert_id,
+        certificates.c.version,
+        certificates.c.content_sha256,
+    )
+    keys = sorted(set(record_keys))
+    if conn.dialect.name == "sqlite":
+        # The batch's keys as ONE JSON parameter: SQLAlchemy renders no bind per key, and
+        # SQLite probes the (dataset, record_key, ...) index once per key.
+        listed = func.json_each(json.dumps(keys, ensure_ascii=False)).table_valued("value")
+        wanted = [certificates.c.record_key.in_(select(listed.c.value))]
+    else:
+        wanted = [certificates.c.record_key.in_(chunk) for chunk in _chunks(keys, _KEY_CHUNK)]
+    for condition in wanted:
+        rows = conn.execute(columns.where(and_(certificates.c.dataset == dataset, condition)))
         for r in rows:
             key = (r.record_key, r.holder_id)
             if key not in latest or r.version > latest[key][1]:
                 latest[key] = (r.cert_id, int(r.version), r.content_sha256)
-    new: list[Draft] = []
-    renewals: list[tuple[Draft, str, int]] = []
-    for key, d in unique.items():
+    if not latest:
+        return list(unique.values()), []
+    digests: list[str] = drafts.column("content_sha256").to_pylist()
+    new: list[int] = []
+    renewals: list[tuple[int, str, int]] = []
+    for key, i in unique.items():
         found = latest.get(key)
         if found is None:
-            new.append(d)
-        elif found[2] != d.content_sha256:
-            renewals.append((d, found[0], found[1] + 1))
+            new.append(i)
+        elif found[2] != digests[i]:
+            renewals.append((i, found[0], found[1] + 1))
     return new, renewals
 
 
@@ -578,49 +709,9 @@ def _allocate_serials(conn: Connection, type_code: str, issuer: str, count: int)
     return first
 
 
-def _certificate_row(issued: _Issued, canonical: bytes, leaf_index: int, batch_id: str) -> dict[str, Any]:
-    cert, draft, cid = issued.body, issued.draft, issued.cid
-    return {
-        "cert_id": cert["id"],
-        "dataset": draft.dataset,
-        "record_key": draft.record_key,
-        "holder_id": draft.holder_id,
-        "holder_name": draft.holder_name,
-        "type_code": cid.type_code,
-        "type_name": cert["type"]["name"],
-        "issuer_code": cid.issuer_uscc,
-        "serial": cid.serial,
-        "version": cid.version,
-        "status": cert["status"],
-        "issue_date": dt.date.fromisoformat(cert["issue_date"]),
-        "valid_from": _date(cert["valid_from"]),
-        "valid_to": _date(cert["valid_to"]),
-        "township": draft.township,
-        "content_sha256": draft.content_sha256,
-        "canonical": canonical,
-        "leaf_index": leaf_index,
-        "batch_id": batch_id,
-        "previous_id": cert["previous"],
-    }
-
-
-def _status_entry_row(issued: _Issued) -> dict[str, Any]:
-    entry = issued.body["credential_status"]
-    return {
-        "cert_id": issued.body["id"],
-        "issuer_code": entry["issuer"],
-        "list_no": entry["list"],
-        "status_index": entry["index"],
-    }
-
-
 def _fit(value: str | None, column: Column[Any]) -> str | None:
     length = getattr(column.type, "length", None)
     return value if value is None or length is None else value[:length]
-
-
-def _date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value[:10]) if value else None
 
 
 def _record_keys(table: pa.Table, key_columns: Sequence[str]) -> set[str]:
@@ -641,11 +732,13 @@ def _chunks(items: Iterable[Any], size: int = _IN_CHUNK) -> Iterable[list[Any]]:
 
 __all__ = [
     "Breach",
+    "Issued",
     "LandedBatch",
     "Lander",
     "acquire_lease",
     "batch_id_for",
     "content_digest",
+    "issue_certificates",
     "record_failure",
     "release_lease",
     "save_cursor",

@@ -113,5 +113,17 @@ def test_canonical_rows_refuses_what_it_cannot_write() -> None:
         canonical_rows({"n": Column("n")}, pa.table({"n": pa.array([2**53], pa.int64())}))
     with pytest.raises(ValueError, match="no canonical form"):
         canonical_rows({"f": Column("f")}, pa.table({"f": pa.array([1.5])}))
-    with pytest.raises(ValueError, match="ASCII"):
-        canonical_rows({"名": Column("f")}, pa.table({"f": ["x"]}))
+    with pytest.raises(ValueError, match="not a string"):
+        canonical_rows({1: Column("f")}, pa.table({"f": ["x"]}))  # type: ignore[dict-item]
+
+
+def test_canonical_rows_sorts_any_keys_by_utf16_code_units() -> None:
+    import pyarrow as pa
+
+    from evidence.canonical import Column, canonical_rows
+
+    # U+FB01 sorts before U+1D11E by code point but after it by UTF-16 code unit (RFC 8785 §3.2.3).
+    shape = {"名": Column("f"), "\ufb01": 1, "\U0001d11e": Column("f"), "a": {"地址": Column("f")}}
+    got = canonical_rows(shape, pa.table({"f": ["x", None]})).to_pylist()
+    expected = [rfc8785.dumps({"名": v, "\ufb01": 1, "\U0001d11e": v, "a": {"地址": v}}) for v in ("x", None)]
+    assert [g.encode() for g in got] == expected

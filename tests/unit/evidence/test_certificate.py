@@ -294,3 +294,69 @@ def test_source_status_becomes_the_certificate_status_and_a_change_is_a_new_cont
     assert in_force.content["status"] == "有效"
     assert revoked.content["status"] == "吊销"
     assert in_force.content_sha256 != revoked.content_sha256
+
+
+def _licence_row(seq: int, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "uscc": "91120114MA05JHL40W",
+        "name": f'天津"武清"\\商贸{seq}\n有限公司',
+        "entity_type": "有限责任公司",
+        "legal_representative": "孙一",
+        "legal_representative_id": citizen_id(7),
+        "registered_capital": Decimal("1000000.50"),
+        "established_on": dt.date(2015, 6, 1),
+        "valid_from": dt.date(2015, 6, 1),
+        "valid_to": None,
+        "address": "天津市武清区黄庄街道1号",
+        "township_code": "120114004000",
+        "business_scope": None,
+        "registration_authority": "天津市武清区市场监督管理局",
+        "status": "存续",
+        "updated_at": dt.datetime(2026, 11, 20, 8, tzinfo=SHANGHAI),
+    }
+    row.update(over)
+    return row
+
+
+@pytest.mark.parametrize(
+    ("compiled", "rows"),
+    [
+        (
+            HOUSEHOLD,
+            [
+                household(i, address=f"泉州路{i}号", township_code=None if i == 3 else "120114001000")
+                for i in range(1, 8)
+            ],
+        ),
+        (
+            MARRIAGE,
+            [marriage(1), marriage(2, wife_id=None), marriage(3, husband_id=""), marriage(4, wife_name=None)],
+        ),
+        (
+            LICENCE,
+            [
+                _licence_row(1),
+                _licence_row(2, status="吊销", valid_to=dt.date(2030, 1, 1)),
+                _licence_row(3, status=None),
+            ],
+        ),
+        (HOUSEHOLD, []),
+    ],
+)
+def test_draft_table_is_drafts_from_column_wise(
+    compiled: CompiledContract, rows: list[dict[str, Any]]
+) -> None:
+    from evidence.certificate import draft_table
+
+    accepted = table(compiled, rows)
+    expected = drafts_from(accepted, compiled)
+    got = draft_table(accepted, compiled).to_pylist()
+    assert len(got) == len(expected)
+    for row, draft in zip(got, expected, strict=True):
+        content = draft.content
+        assert row["record_key"] == draft.record_key and row["holder_id"] == draft.holder_id
+        assert (row["holder_name"], row["township"]) == (draft.holder_name, draft.township)
+        assert (row["valid_from"], row["valid_to"]) == (draft.valid_from, draft.valid_to)
+        assert (row["number"], row["status"]) == (content["number"], content["status"])
+        assert {k[len("field:") :]: v for k, v in row.items() if k.startswith("field:")} == content["fields"]
+        assert row["content_sha256"] == draft.content_sha256

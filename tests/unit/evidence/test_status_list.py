@@ -150,3 +150,16 @@ def test_entries_are_random_unique_and_continue_in_a_new_list(
         ("91120114MA00000013", 0, 3),
     }
     catalog.dispose()
+
+
+def test_positions_in_bulk_cross_into_a_new_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sl, "LIST_SIZE", 64)
+    catalog = Catalog.connect(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with catalog.begin() as conn:
+        lists, indexes = sl.allocate_positions(conn, ISSUER, 100)
+        later = allocate_entries(conn, ISSUER, 28)
+    assert lists.tolist() == [0] * 64 + [1] * 36
+    assert sorted(indexes[:64].tolist()) == list(range(64))
+    assert sorted([*indexes[64:].tolist(), *(e.index for e in later)]) == list(range(64))
+    assert {e.list_no for e in later} == {1}
+    catalog.dispose()
