@@ -29,12 +29,12 @@ from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.datadocs import DataDocs
 from contracts.model import contract_by_id
-from evidence.keys import KeyStore, SigningKey
+from evidence.keys import SigningKey, open_key_store
 from evidence.log import TransparencyLog
 from evidence.merkle import tree_hash
 from lake.catalog import Catalog
 from lake.parquet import ParquetLake
-from onceonly.errors import ConfigurationError, EvidenceError
+from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 
 
@@ -97,14 +97,13 @@ class Pipeline:
 
 
 def signing_key(settings: Settings) -> tuple[SigningKey, bool]:
-    """The log's signing key, created encrypted on first use."""
-    if settings.key_passphrase is None or not settings.key_passphrase.get_secret_value():
-        raise EvidenceError(
-            "ONCEONLY_KEY_PASSPHRASE is not set: the signing key is stored encrypted and needs it "
-            "(`make demo` generates and remembers one for the demo)"
-        )
-    store = KeyStore(settings.keys_dir, settings.key_passphrase.get_secret_value().encode())
-    return store.load_or_create(settings.log_origin)
+    """The log's active signing key of the configured suite, created encrypted on first use.
+
+    The passphrase comes from ``ONCEONLY_KEY_PASSPHRASE`` or the Prefect Secret named by
+    ``ONCEONLY_KEY_PASSPHRASE_SECRET``; a deployment whose active key is of another suite than
+    ``ONCEONLY_SIGNATURE_SUITE`` is refused (``onceonly keys rotate --suite ...`` switches).
+    """
+    return open_key_store(settings).load_or_create(settings.log_origin, settings.signature_suite)
 
 
 _OPEN: dict[str, Pipeline] = {}
