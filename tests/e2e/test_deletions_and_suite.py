@@ -208,3 +208,22 @@ def test_the_flow_signs_with_the_configured_suite_and_its_bundles_verify(home: H
     verified = runner.invoke(app, ["verify", str(bundle), "--trusted-key", summary.vkey])
     assert verified.exit_code == 0 and "VALID" in verified.output, verified.output
     assert runner.invoke(app, ["log", "verify"]).exit_code == 0
+
+
+def test_a_bundle_exported_after_key_rotation_verifies(home: Home, tmp_path: Path) -> None:
+    home.register()
+    home.export(home.rows[1:])
+    state, summary = home.run()
+    assert state.is_completed(), state.message
+    (cert_id,) = home.query("SELECT cert_id FROM certificates WHERE status = '有效' LIMIT 1")[0]
+    runner = CliRunner()
+    rotated = runner.invoke(app, ["keys", "rotate"])
+    assert rotated.exit_code == 0, rotated.output
+
+    bundle = tmp_path / "bundle.json"
+    out = runner.invoke(app, ["certificates", "export", cert_id, "-o", str(bundle)])
+    assert out.exit_code == 0, out.output
+    # the checkpoint and the status list were signed by the key retired just now: it ships
+    assert json.loads(bundle.read_text(encoding="utf-8"))["public_key"] == summary.vkey
+    verified = runner.invoke(app, ["verify", str(bundle), "--trusted-key", summary.vkey])
+    assert verified.exit_code == 0 and "VALID" in verified.output, verified.output
