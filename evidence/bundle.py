@@ -312,8 +312,11 @@ def verify_bundle(
     warnings: list[str] = []
     if keyring is not None:
         signed_at = _published_time(status_list)
-        for key, what in ((verifier, "checkpoint"), (list_verifier, "status list")):
-            warnings += _key_usable(keyring, key, signed_at, what)
+        if list_verifier == verifier:
+            warnings += _key_usable(keyring, verifier, signed_at, "checkpoint and status list")
+        else:
+            warnings += _key_usable(keyring, verifier, signed_at, "checkpoint")
+            warnings += _key_usable(keyring, list_verifier, signed_at, "status list")
     if newer_status_list is not None:
         trusted = [verifier, list_verifier] if keyring is None else keyring.verifiers(verifier.name)
         status_list = _newer(newer_status_list, status_list, trusted)

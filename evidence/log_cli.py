@@ -153,7 +153,7 @@ def log_verify(
     )
     if unusable:
         for size, problem in unusable[:_SHOWN]:
-            typer.secho(f"COMPROMISED: checkpoint at size {size}: {problem}", fg="red", err=True)
+            typer.secho(f"KEY NOT USABLE: checkpoint at size {size}: {problem}", fg="red", err=True)
         more = f" ({len(unusable) - _SHOWN} more not shown)" if len(unusable) > _SHOWN else ""
         typer.secho(
             f"{len(unusable)} checkpoint(s) signed by a key that was compromised or retired at the "

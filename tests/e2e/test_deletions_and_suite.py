@@ -19,6 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from departments import generate_all
+from evidence.note import parse_vkey
 from onceonly.cli import app
 from onceonly.settings import Settings
 
@@ -196,8 +197,6 @@ def test_the_flow_signs_with_the_configured_suite_and_its_bundles_verify(home: H
     assert [k["suite"] for k in json.loads(listed.output)] == ["ecdsa-p256-sha256"]
     assert summary.vkey == json.loads(listed.output)[0]["vkey"]
 
-    from evidence.note import parse_vkey
-
     assert parse_vkey(summary.vkey).suite == "ecdsa-p256-sha256"
     (cert_id,) = home.query("SELECT cert_id FROM certificates WHERE status = '有效' LIMIT 1")[0]
     bundle = tmp_path / "bundle.json"
@@ -226,4 +225,45 @@ def test_a_bundle_exported_after_key_rotation_verifies(home: Home, tmp_path: Pat
     # the checkpoint and the status list were signed by the key retired just now: it ships
     assert json.loads(bundle.read_text(encoding="utf-8"))["public_key"] == summary.vkey
     verified = runner.invoke(app, ["verify", str(bundle), "--trusted-key", summary.vkey])
+    assert verified.exit_code == 0 and "VALID" in verified.output, verified.output
+
+    # A use recorded after the rotation: the new key signs the checkpoint, the list is the old key's.
+    (holder,) = home.query("SELECT holder_id FROM certificates WHERE cert_id = :c", c=cert_id)[0]
+    used = runner.invoke(
+        app,
+        [
+            "skip-check",
+            "--subject",
+            holder,
+            "--matter",
+            "hukou-move-after-marriage",
+            "--record-use",
+            "120114001",
+        ],
+    )
+    assert used.exit_code == 0, used.output
+    out = runner.invoke(app, ["certificates", "export", cert_id, "-o", str(bundle)])
+    assert out.exit_code == 0, out.output
+    doc = json.loads(bundle.read_text(encoding="utf-8"))
+    assert doc["public_key"] != summary.vkey and doc["status_list_key"] == summary.vkey
+    keyring = tmp_path / "district-keyring.json"
+    assert runner.invoke(app, ["keys", "export-public", "--keyring", "-o", str(keyring)]).exit_code == 0
+    verified = runner.invoke(app, ["verify", str(bundle), "--keyring", str(keyring)])
+    assert verified.exit_code == 0 and "VALID" in verified.output, verified.output
+    logged = runner.invoke(app, ["log", "verify", "--keyring", str(keyring)])
+    assert logged.exit_code == 0, logged.output
+
+    # The retired key turns out stolen since before it signed the list: the bundle and the log say so.
+    old_id = parse_vkey(summary.vkey).key_id.hex()
+    assert runner.invoke(app, ["keys", "compromise", old_id, "--since", "2020-01-01"]).exit_code == 0
+    assert runner.invoke(app, ["keys", "export-public", "--keyring", "-o", str(keyring)]).exit_code == 0
+    verified = runner.invoke(app, ["verify", str(bundle), "--keyring", str(keyring)])
+    assert verified.exit_code == 1 and "compromised since" in verified.output, verified.output
+    logged = runner.invoke(app, ["log", "verify", "--keyring", str(keyring)])
+    assert logged.exit_code == 1 and f"+{old_id} is compromised" in logged.output, logged.output
+    # `certificates publish-status` re-signs the lists with the new key: a fresh bundle is clean
+    assert runner.invoke(app, ["certificates", "publish-status"]).exit_code == 0
+    assert runner.invoke(app, ["certificates", "export", cert_id, "-o", str(bundle)]).exit_code == 0
+    assert "status_list_key" not in json.loads(bundle.read_text(encoding="utf-8"))
+    verified = runner.invoke(app, ["verify", str(bundle), "--keyring", str(keyring)])
     assert verified.exit_code == 0 and "VALID" in verified.output, verified.output

@@ -176,7 +176,7 @@ def test_verify_reports_checkpoints_signed_by_a_compromised_key_from_its_date(
     assert run("keys", "export-public", "--keyring", "-o", str(published))[0] == 0
     code, out, err = run("log", "verify", "--keyring", str(published))
     assert code == 1 and "CONSISTENT" in out
-    reported = [line for line in err.splitlines() if line.startswith("COMPROMISED: checkpoint at size")]
+    reported = [line for line in err.splitlines() if line.startswith("KEY NOT USABLE: checkpoint at size")]
     assert len(reported) == 5 and key_id in reported[0] and "created_at" in reported[0]
     assert "5 checkpoint(s)" in err
     # the key store's own keyring is used when no file is given
