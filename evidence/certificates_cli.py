@@ -166,8 +166,10 @@ def certificates_export(
 
     settings = Settings()
     old = _read_text(consistency_from, "checkpoint") if consistency_from else None
+    keyring, vkeys = _verifier_keys(settings)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        vkeys = _verifier_keys(settings, conn)
+        if keyring is not None:
+            vkeys = _signer_first(settings, conn, keyring, vkeys)
         bundle, status = export_bundle(conn, cert_id, vkeys, old_checkpoint=old)
     output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     size = bundle["checkpoint"].split("\n")[1]
@@ -181,35 +183,38 @@ def certificates_export(
         )
 
 
-def _verifier_keys(settings: Settings, conn: Connection) -> list[str]:
-    """The log's verifier keys, the one that signed the newest checkpoint first.
-
-    From the keyring (every key the log ever signed with, rotated ones included): a bundle
-    exported after ``keys rotate`` and before the next checkpoint ships the retired key that
-    signed it. A store from before keyrings has only the active key's verifier file.
-    """
+def _verifier_keys(settings: Settings) -> tuple[Keyring | None, list[str]]:
+    """The log's verifier keys: every key of the keyring (rotated ones included), else the
+    active key's verifier file (a store from before keyrings)."""
     from evidence.keys import KEYRING_FILE, Keyring, verifier_key_path
-    from evidence.log import latest_checkpoint
 
     if (settings.keys_dir / KEYRING_FILE).exists():
         keyring = Keyring.load(settings.keys_dir)
         vkeys = [r.vkey for r in keyring.keys if r.name == settings.log_origin]
-        head = latest_checkpoint(conn)
-        if head is not None:
-            try:
-                signer = keyring.signer_of(head[1], settings.log_origin).vkey
-            except VerificationFailed as exc:
-                raise EvidenceError(
-                    f"the newest checkpoint (size {head[0]}) is signed by no key of the keyring "
-                    f"{settings.keys_dir / KEYRING_FILE}: {exc}"
-                ) from exc
-            vkeys = [signer, *(v for v in vkeys if v != signer)]
         if vkeys:
-            return vkeys
+            return keyring, vkeys
     vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
     if not vkey_file.exists():
         raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
-    return [vkey_file.read_text(encoding="utf-8").strip()]
+    return None, [vkey_file.read_text(encoding="utf-8").strip()]
+
+
+def _signer_first(settings: Settings, conn: Connection, keyring: Keyring, vkeys: list[str]) -> list[str]:
+    """``vkeys`` with the keyring key that signed the newest checkpoint first: a bundle exported
+    after ``keys rotate`` and before the next checkpoint ships the retired key that signed it."""
+    from evidence.log import latest_checkpoint
+
+    head = latest_checkpoint(conn)
+    if head is None:
+        return vkeys
+    try:
+        signer = keyring.signer_of(head[1], settings.log_origin).vkey
+    except VerificationFailed as exc:
+        raise EvidenceError(
+            f"the newest checkpoint (size {head[0]}) is signed by no key of the keyring in "
+            f"{settings.keys_dir}: {exc}"
+        ) from exc
+    return [signer, *(v for v in vkeys if v != signer)]
 
 
 def _read_text(path: Path, what: str) -> str:
