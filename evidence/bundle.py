@@ -19,6 +19,8 @@ A bundle is a JSON object::
      "log_hash": "sha256",            the log's hash function (sha256, or sm3)
      "status_list": {document, signature, leaf_index},   the issuer's newest status list
      "status_list_proof": ["<hex>", …],                   its inclusion in the same checkpoint
+     "status_list_key": "<vkey>",     optional: the key that signed the status list, when it is
+                                      not ``public_key`` (a list signed before a key rotation)
      "consistency": {"from_size": 5, "proof": ["<hex>", …]}}   optional, see below
 
 The log's leaf for a certificate is its RFC 8785 (JCS) canonical JSON, so re-indenting or
@@ -27,7 +29,18 @@ status list is checked the same way (its signature covers the SHA-256 of its RFC
 and its log leaf is that form), so the state it gives the certificate cannot be altered.
 
 ``public_key`` only says which key signed; a verifier that does not pass ``trusted_vkey``
-learns that the bundle is self-consistent, not that it comes from the district's log.
+(or ``keyring``) learns that the bundle is self-consistent, not that it comes from the
+district's log. ``status_list_key`` needs no pinning of its own with ``trusted_vkey``: the
+list is a leaf of the checkpoint's tree, which the pinned key signed.
+
+Keyring: with ``keyring`` (the district's published keyring, ``onceonly keys export-public
+--keyring``), every key that signed something in the bundle must be in it, and its status is
+checked at the signing time. Checkpoints carry no time; the bundle's proof of time is the
+status list's ``published`` time (a leaf inside the checkpoint's tree, so the checkpoint was
+signed at or after it, and the list was signed at it). A signature by a key compromised at or
+before that time, or by a key retired before it, fails; a signature by a key compromised
+later is accepted with a warning (:attr:`VerifiedBundle.warnings`): whoever holds a stolen
+key can also backdate, so export a fresh bundle, signed by the current key, to be sure.
 
 Consistency: a verifier who saw an older checkpoint (from an earlier bundle, or published by
 the district) passes it as ``old_checkpoint``; the bundle must then carry an RFC 9162
@@ -57,6 +70,7 @@ from evidence.certificate import (
     STATUS_WITHDRAWN,
 )
 from evidence.identifier import CertificateId, InvalidCertificateId
+from evidence.keys import Keyring, check_key_status
 from evidence.merkle import TreeHash, tree_hash, verify_consistency, verify_inclusion
 from evidence.note import Checkpoint, NoteVerifier, open_note, parse_vkey
 from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, open_status_list
@@ -74,7 +88,7 @@ _FIELDS = (
     "status_list",
     "status_list_proof",
 )
-_OPTIONAL = ("consistency",)
+_OPTIONAL = ("consistency", "status_list_key")
 # What the status list says, in the words a counter clerk reads.
 _STATE_WORDS = {
     STATUS_SUSPENDED: "suspended (暂扣)",
@@ -99,6 +113,8 @@ class VerifiedBundle:
     root_hash: bytes
     status_published: str
     consistent_from: int | None = None
+    #: Reports that do not fail the bundle (a signing key compromised after the signing time).
+    warnings: tuple[str, ...] = ()
 
 
 def certificate_leaf_bytes(certificate: Mapping[str, Any]) -> bytes:
@@ -121,6 +137,7 @@ def build_bundle(
     status_list_proof: Sequence[bytes],
     log_hash: str = "sha256",
     consistency: tuple[int, Sequence[bytes]] | None = None,
+    status_list_key: str | None = None,
 ) -> dict[str, Any]:
     """Assemble the bundle of ``certificate`` (see the module docstring for the layout)."""
     bundle: dict[str, Any] = {
@@ -137,6 +154,8 @@ def build_bundle(
     if consistency is not None:
         from_size, proof = consistency
         bundle["consistency"] = {"from_size": from_size, "proof": [element.hex() for element in proof]}
+    if status_list_key is not None and status_list_key != vkey:
+        bundle["status_list_key"] = status_list_key
     return bundle
 
 
@@ -152,9 +171,9 @@ def export_bundle(
     The bundle carries the newest checkpoint, the issuer's newest published status list and,
     with ``old_checkpoint`` (a checkpoint of this log the verifier saw before), a consistency
     proof from its size. ``vkey`` may be every key of the keyring: the bundle names the one
-    that signed the checkpoint, which must also have signed the status list (after a key
-    rotation, ``publish_status_lists`` signs the lists again). Raises :class:`EvidenceError`
-    naming what is missing.
+    that signed the checkpoint and, if another one of them signed the status list (before a
+    key rotation that no list publication followed yet), that one as ``status_list_key``.
+    Raises :class:`EvidenceError` naming what is missing.
     """
     from evidence.log import latest_checkpoint, prove_consistency, prove_inclusion, read_head
     from evidence.status_list import stored_list
@@ -185,14 +204,9 @@ def export_bundle(
     if head is None:
         raise EvidenceError("the transparency log has no checkpoint yet")
     size, note = head
-    vkey = _signer(note, [vkey] if isinstance(vkey, str) else list(vkey))
-    try:
-        open_note(published.signature, parse_vkey(vkey))
-    except VerificationFailed as exc:
-        raise EvidenceError(
-            f"the status list of {row.issuer_code} is not signed by the key of the newest checkpoint "
-            "(a key rotation since?): run `onceonly certificates publish-status`"
-        ) from exc
+    vkeys = [vkey] if isinstance(vkey, str) else list(vkey)
+    vkey = _signer(note, vkeys)
+    list_key = _signer(published.signature, [vkey, *vkeys], what=f"the status list of {row.issuer_code}")
     consistency = None
     if old_checkpoint is not None:
         old = Checkpoint.parse(open_note(old_checkpoint, parse_vkey(vkey)))
@@ -210,11 +224,12 @@ def export_bundle(
         status_list_proof=prove_inclusion(conn, published.leaf_index, size),
         log_hash=read_head(conn).hasher.name,
         consistency=consistency,
+        status_list_key=list_key,
     )
     return bundle, str(row.status)
 
 
-def _signer(note: str, vkeys: list[str]) -> str:
+def _signer(note: str, vkeys: list[str], *, what: str = "the newest checkpoint") -> str:
     """The one of ``vkeys`` that signed ``note``."""
     for candidate in vkeys:
         try:
@@ -222,7 +237,7 @@ def _signer(note: str, vkeys: list[str]) -> str:
         except VerificationFailed:
             continue
         return candidate
-    raise EvidenceError("the newest checkpoint is signed by none of the known keys (keys_dir and keyring)")
+    raise EvidenceError(f"{what} is signed by none of the known keys (keys_dir and keyring)")
 
 
 def verify_bundle(
@@ -232,6 +247,7 @@ def verify_bundle(
     old_checkpoint: str | None = None,
     newer_status_list: Mapping[str, Any] | None = None,
     today: dt.date | None = None,
+    keyring: Keyring | None = None,
 ) -> VerifiedBundle:
     """Check a bundle offline; raise :class:`VerificationFailed` naming the first failure.
 
@@ -246,6 +262,9 @@ def verify_bundle(
     status/<issuer>-<list>.json``): signed by the same key, for the same list and not older
     than the bundle's, it decides the state instead, so a cached bundle cannot hide a later
     suspension.
+
+    ``keyring``: the district's trusted keyring; the keys must be in it and usable at the
+    signing time (see the module docstring).
     """
     proof, list_proof, consistency = _check_structure(bundle)
     certificate: Mapping[str, Any] = bundle["certificate"]
@@ -256,6 +275,15 @@ def verify_bundle(
         raise VerificationFailed(f"bundle log_hash: {exc}") from exc
 
     verifier = _verifier(bundle["public_key"], trusted_vkey)
+    list_verifier = verifier
+    if "status_list_key" in bundle:
+        try:
+            list_verifier = parse_vkey(bundle["status_list_key"])
+        except VerificationFailed as exc:
+            raise VerificationFailed(f"bundle status_list_key: {exc}") from exc
+    if keyring is not None:
+        _in_keyring(keyring, verifier, "the checkpoint's key")
+        _in_keyring(keyring, list_verifier, "the status list's key")
     checkpoint = Checkpoint.parse(open_note(bundle["checkpoint"], verifier))
     if leaf_index >= checkpoint.size:
         raise VerificationFailed(
@@ -280,9 +308,22 @@ def verify_bundle(
     except VerificationFailed as exc:
         raise VerificationFailed(f"certificate is not in the checkpoint's log: {exc}") from exc
 
-    status_list = _check_status_list(bundle["status_list"], list_proof, verifier, checkpoint, hasher)
+    status_list = _check_status_list(bundle["status_list"], list_proof, list_verifier, checkpoint, hasher)
+    warnings: list[str] = []
+    if keyring is not None:
+        signed_at = _published_time(status_list)
+        if list_verifier == verifier:
+            warnings += _key_usable(keyring, verifier, signed_at, "checkpoint and status list")
+        else:
+            warnings += _key_usable(keyring, verifier, signed_at, "checkpoint")
+            warnings += _key_usable(keyring, list_verifier, signed_at, "status list")
     if newer_status_list is not None:
-        status_list = _newer(newer_status_list, status_list, verifier)
+        trusted = [verifier, list_verifier] if keyring is None else keyring.verifiers(verifier.name)
+        status_list = _newer(newer_status_list, status_list, trusted)
+        if keyring is not None:
+            warnings += _key_usable(
+                keyring, _list_signer(newer_status_list, trusted), _published_time(status_list), "newer list"
+            )
     state = _state_of(certificate, certificate_id, status_list)
     if state != STATUS_VALID:
         raise VerificationFailed(
@@ -304,7 +345,58 @@ def verify_bundle(
         root_hash=checkpoint.root_hash,
         status_published=status_list.published,
         consistent_from=consistent_from,
+        warnings=tuple(dict.fromkeys(warnings)),
     )
+
+
+def _in_keyring(keyring: Keyring, verifier: NoteVerifier, what: str) -> None:
+    record = keyring.find(verifier.key_id, verifier.name)
+    if record is None or parse_vkey(record.vkey) != verifier:
+        raise VerificationFailed(
+            f"{what} {verifier.name}+{verifier.key_id.hex()} is not in the trusted keyring"
+        )
+
+
+def _published_time(status_list: StatusList) -> dt.datetime:
+    try:
+        published = dt.datetime.fromisoformat(status_list.published.replace("Z", "+00:00"))
+    except ValueError:
+        raise VerificationFailed(
+            f"status list {status_list.issuer}/{status_list.list_no}: published time "
+            f"{status_list.published!r} is not ISO 8601"
+        ) from None
+    if published.tzinfo is None:
+        raise VerificationFailed(
+            f"status list {status_list.issuer}/{status_list.list_no}: published time has no zone"
+        )
+    return published
+
+
+def _key_usable(keyring: Keyring, verifier: NoteVerifier, signed_at: dt.datetime, what: str) -> list[str]:
+    """Fail for a key compromised (or retired) by ``signed_at``; warn for one compromised later."""
+    try:
+        record = check_key_status(verifier.key_id, signed_at, keyring, verifier.name)
+    except VerificationFailed as exc:
+        raise VerificationFailed(
+            f"{what} signature: {exc} (signing time: the status list's published time)"
+        ) from None
+    if record.compromised_since is None:
+        return []
+    return [
+        f"the {what} was signed by key {record.name}+{record.key_id}, compromised since "
+        f"{record.compromised_since.isoformat()}; the bundle dates the signature to {signed_at.isoformat()}, "
+        "before that, but a stolen key can backdate: export a fresh bundle signed by the current key"
+    ]
+
+
+def _list_signer(published: Mapping[str, Any], verifiers: Sequence[NoteVerifier]) -> NoteVerifier:
+    for verifier in verifiers:
+        try:
+            open_status_list(published, verifier)
+        except VerificationFailed:
+            continue
+        return verifier
+    raise VerificationFailed("the newer status list is signed by none of the trusted keys")
 
 
 def _verifier(public_key: str, trusted_vkey: str | None) -> NoteVerifier:
@@ -352,11 +444,19 @@ def _check_status_list(
     return status_list
 
 
-def _newer(published: Mapping[str, Any], bundled: StatusList, verifier: NoteVerifier) -> StatusList:
-    try:
-        newer = open_status_list(published, verifier)
-    except VerificationFailed as exc:
-        raise VerificationFailed(f"the newer status list: {exc}") from exc
+def _newer(
+    published: Mapping[str, Any], bundled: StatusList, verifiers: Sequence[NoteVerifier]
+) -> StatusList:
+    newer: StatusList | None = None
+    failure: VerificationFailed | None = None
+    for verifier in dict.fromkeys(verifiers):  # the checkpoint's key, then the others
+        try:
+            newer = open_status_list(published, verifier)
+            break
+        except VerificationFailed as exc:
+            failure = failure or exc
+    if newer is None:
+        raise VerificationFailed(f"the newer status list: {failure}")
     if (newer.issuer, newer.list_no) != (bundled.issuer, bundled.list_no):
         raise VerificationFailed(
             f"the newer status list is {newer.issuer}/{newer.list_no}, the certificate's is "
@@ -451,7 +551,7 @@ def _check_structure(
         raise VerificationFailed("bundle certificate is not a JSON object")
     if not _is_index(bundle["leaf_index"]):
         raise VerificationFailed("bundle leaf_index is not a non-negative integer")
-    for name in ("checkpoint", "public_key", "log_hash"):
+    for name in ("checkpoint", "public_key", "log_hash", *(n for n in ("status_list_key",) if n in bundle)):
         if not isinstance(bundle[name], str):
             raise VerificationFailed(f"bundle {name} is not a string")
     if not isinstance(bundle["status_list"], Mapping):

@@ -7,6 +7,7 @@ Example::
     onceonly certificates suspend ID --reason "licence under investigation"
     onceonly certificates export ID -o bundle.json [--consistency-from old-checkpoint.txt]
     onceonly verify bundle.json --trusted-key "$(cat var/keys/*.vkey)"
+    onceonly verify bundle.json --keyring district-keyring.json   # rotations, compromised keys
 
 ``verify`` needs no database and no network: everything it checks is in the bundle. Heavy
 modules (Prefect, Great Expectations) are never imported here.
@@ -16,13 +17,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from onceonly.errors import ConfigurationError, VerificationFailed
+from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, mask_name
 from onceonly.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from evidence.keys import Keyring
 
 app = typer.Typer(no_args_is_help=True, help="Issued e-certificates, their lifecycle and proof bundles.")
 
@@ -159,10 +165,12 @@ def certificates_export(
     from lake.catalog import Catalog
 
     settings = Settings()
-    vkey = _verifier_key(settings)
     old = _read_text(consistency_from, "checkpoint") if consistency_from else None
+    keyring, vkeys = _verifier_keys(settings)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        bundle, status = export_bundle(conn, cert_id, vkey, old_checkpoint=old)
+        if keyring is not None:
+            vkeys = _signer_first(settings, conn, keyring, vkeys)
+        bundle, status = export_bundle(conn, cert_id, vkeys, old_checkpoint=old)
     output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     size = bundle["checkpoint"].split("\n")[1]
     typer.echo(f"wrote {output} (leaf {bundle['leaf_index']} of a log of {size})")
@@ -175,18 +183,38 @@ def certificates_export(
         )
 
 
-def _verifier_key(settings: Settings) -> list[str]:
-    """The log's verifier keys: the active one first, then every key of the keyring (rotations)."""
+def _verifier_keys(settings: Settings) -> tuple[Keyring | None, list[str]]:
+    """The log's verifier keys: every key of the keyring (rotated ones included), else the
+    active key's verifier file (a store from before keyrings)."""
     from evidence.keys import KEYRING_FILE, Keyring, verifier_key_path
 
+    if (settings.keys_dir / KEYRING_FILE).exists():
+        keyring = Keyring.load(settings.keys_dir)
+        vkeys = [r.vkey for r in keyring.keys if r.name == settings.log_origin]
+        if vkeys:
+            return keyring, vkeys
     vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
     if not vkey_file.exists():
         raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
-    vkeys = [vkey_file.read_text(encoding="utf-8").strip()]
-    keyring = settings.keys_dir / KEYRING_FILE
-    if keyring.exists():
-        vkeys += [record.vkey for record in Keyring.load(keyring).keys if record.vkey not in vkeys]
-    return vkeys
+    return None, [vkey_file.read_text(encoding="utf-8").strip()]
+
+
+def _signer_first(settings: Settings, conn: Connection, keyring: Keyring, vkeys: list[str]) -> list[str]:
+    """``vkeys`` with the keyring key that signed the newest checkpoint first: a bundle exported
+    after ``keys rotate`` and before the next checkpoint ships the retired key that signed it."""
+    from evidence.log import latest_checkpoint
+
+    head = latest_checkpoint(conn)
+    if head is None:
+        return vkeys
+    try:
+        signer = keyring.signer_of(head[1], settings.log_origin).vkey
+    except VerificationFailed as exc:
+        raise EvidenceError(
+            f"the newest checkpoint (size {head[0]}) is signed by no key of the keyring in "
+            f"{settings.keys_dir}: {exc}"
+        ) from exc
+    return [signer, *(v for v in vkeys if v != signer)]
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -282,6 +310,14 @@ def verify(
             "it decides the state.",
         ),
     ] = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            "--keyring",
+            help="The district's trusted keyring (`onceonly keys export-public --keyring`): the bundle's "
+            "keys must be in it, and a key compromised at the signing time fails.",
+        ),
+    ] = None,
 ) -> None:
     """Verify a proof bundle offline: exit 0 and VALID, or non-zero naming what failed."""
     from evidence.bundle import verify_bundle
@@ -290,7 +326,10 @@ def verify(
     old = _read_input(consistency_from, "older checkpoint", as_json=False) if consistency_from else None
     newer = _read_input(status_list, "status list", as_json=True) if status_list else None
     try:
-        v = verify_bundle(data, trusted_vkey=trusted_key, old_checkpoint=old, newer_status_list=newer)
+        trusted = _read_keyring(keyring) if keyring else None
+        v = verify_bundle(
+            data, trusted_vkey=trusted_key, old_checkpoint=old, newer_status_list=newer, keyring=trusted
+        )
     except VerificationFailed as exc:
         typer.secho(f"INVALID: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -299,16 +338,26 @@ def verify(
         f"{v.status_published}) is entry {v.leaf_index} of the log {v.origin} at size {v.tree_size}",
         fg="green",
     )
+    for warning in v.warnings:
+        typer.secho(f"warning: {warning}", fg="yellow", err=True)
     if v.consistent_from is not None:
         typer.echo(
             f"the log at size {v.tree_size} extends the checkpoint of size {v.consistent_from} you saw"
         )
-    if trusted_key is None:
+    if trusted_key is None and keyring is None:
         typer.echo(
             "note: checked against the key carried in the bundle; pin the district's published key "
-            "with --trusted-key '<vkey>' so a bundle re-signed by someone else is refused",
+            "with --trusted-key '<vkey>' (or its keyring with --keyring FILE) so a bundle re-signed by "
+            "someone else is refused",
             err=True,
         )
+
+
+def _read_keyring(path: Path) -> Keyring:
+    """A keyring file given to ``verify``: unreadable means exit 2, malformed means INVALID."""
+    from evidence.keys import Keyring
+
+    return Keyring.from_json(_read_input(path, "keyring", as_json=True))
 
 
 def _read_input(path: Path, what: str, *, as_json: bool) -> Any:

@@ -324,7 +324,8 @@ def check_key_status(
         if signed_at.tzinfo is None:
             raise VerificationFailed("check_key_status needs a timezone-aware signing time")
         compromised = record.compromised_since is not None and signed_at >= record.compromised_since
-        after_retired = record.retired is not None and signed_at > record.retired
+        # The keyring records times to the second: within the retirement's second is before it.
+        after_retired = record.retired is not None and signed_at.replace(microsecond=0) > record.retired
     else:
         compromised = record.compromised_since is not None and signed_at >= record.compromised_since.date()
         after_retired = record.retired is not None and signed_at > record.retired.date()

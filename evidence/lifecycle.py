@@ -11,8 +11,9 @@ Example::
 
 Issue and renew/change (a new version naming the previous one) happen in ``lake.landing``:
 each version is its own log leaf. Every other change is a NEW log leaf of kind ``lifecycle``
-(RFC 8785 JSON naming the certificate, the action, the status before and after, the reason
-and the time); a logged leaf is never edited. ``certificates.status`` holds the current state
+(``evidence.log.log_entry``: RFC 8785 JSON ``{"schema": "onceonly-log-entry/1", "kind":
+"lifecycle", ...}`` naming the certificate, the action, the status before and after, the
+reason and the time); a logged leaf is never edited. ``certificates.status`` holds the current state
 and ``certificate_events`` the readable history, both written in the same transaction as the
 leaf. A change that is not allowed from the current state (restoring a revoked certificate)
 raises :class:`LifecycleError` naming the certificate, its state and what is allowed.
@@ -28,7 +29,6 @@ from typing import Any
 from sqlalchemy import Select, and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from evidence.canonical import canonical_json
 from evidence.certificate import (
     STATUS_CANCELLED,
     STATUS_EXPIRED,
@@ -37,13 +37,12 @@ from evidence.certificate import (
     STATUS_VALID,
     STATUS_WITHDRAWN,
 )
-from evidence.log import TransparencyLog
+from evidence.log import KIND_LIFECYCLE, TransparencyLog, log_entry
 from lake.catalog import certificate_events, certificates, insert_missing, township_extracts, utcnow
 from onceonly.errors import EvidenceError
 from onceonly.privacy import scrub_text
 
-LIFECYCLE_SCHEMA = "onceonly-lifecycle/1"
-LOG_KIND = "lifecycle"
+LOG_KIND = KIND_LIFECYCLE
 _IN_CHUNK = 500
 
 
@@ -229,22 +228,18 @@ class Lifecycle:
         reason = scrub_text(reason.strip())
         at = now.astimezone(dt.UTC).isoformat(timespec="seconds")
         entries = [
-            (
-                canonical_json(
-                    {
-                        "schema": LIFECYCLE_SCHEMA,
-                        "kind": LOG_KIND,
-                        "certificate": t.cert_id,
-                        "action": transition.action,
-                        "operation": transition.label,
-                        "status_before": t.status,
-                        "status": transition.status,
-                        "reason": reason,
-                        "at": at,
-                    }
-                ),
-                LOG_KIND,
+            log_entry(
+                KIND_LIFECYCLE,
                 t.cert_id,
+                {
+                    "certificate": t.cert_id,
+                    "action": transition.action,
+                    "operation": transition.label,
+                    "status_before": t.status,
+                    "status": transition.status,
+                    "reason": reason,
+                    "at": at,
+                },
             )
             for t in targets
         ]
@@ -335,7 +330,6 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[list[str]]:
 
 
 __all__ = [
-    "LIFECYCLE_SCHEMA",
     "TRANSITIONS",
     "Change",
     "Lifecycle",

@@ -8,7 +8,11 @@ Example::
     onceonly log check-proof proof.json --trusted-key "$(cat district.vkey)"   # no database
 
 The keys that sign checkpoints come from the key store's public keyring (rotated keys
-included) under ``ONCEONLY_HOME``; ``--trusted-key`` (repeatable) replaces them.
+included) under ``ONCEONLY_HOME``; ``--trusted-key`` (repeatable) replaces them, and
+``--keyring FILE`` (as ``onceonly keys export-public --keyring`` writes it) does too. With a
+keyring, ``log verify`` also reports every checkpoint signed by a key at or after the time the
+keyring marks it compromised (or after it was retired), by the checkpoint's stored
+``created_at``, and exits 1.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from onceonly.errors import EvidenceError, VerificationFailed
 from onceonly.settings import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from evidence.keys import Keyring
     from evidence.note import NoteVerifier
 
 log_app = typer.Typer(
@@ -52,6 +59,44 @@ def _public_keys(settings: Settings, trusted: list[str] | None) -> list[str]:
     )
 
 
+_SHOWN = 10
+
+
+def unusable_checkpoints(conn: Connection, keyring: Keyring) -> list[tuple[int, str]]:
+    """``(tree size, why)`` of every stored checkpoint whose key was not usable when it was stored.
+
+    The signing time is the checkpoint row's ``created_at`` (written in the transaction that
+    signed it; checkpoints themselves carry no time): at or after the key's compromised-since
+    time, or after its retirement, the checkpoint is reported (``evidence.keys.check_key_status``).
+    """
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from evidence.keys import check_key_status
+    from lake.catalog import checkpoints
+
+    watched = [r for r in keyring.keys if r.compromised_since is not None or r.retired is not None]
+    if not watched:
+        return []
+    found: list[tuple[int, str]] = []
+    rows = conn.execute(
+        select(checkpoints.c.tree_size, checkpoints.c.note, checkpoints.c.created_at).order_by(
+            checkpoints.c.tree_size
+        )
+    )
+    for row in rows:
+        created = row.created_at
+        if created.tzinfo is None:  # SQLite returns the stored UTC time without its zone
+            created = created.replace(tzinfo=dt.UTC)
+        try:
+            signer = keyring.signer_of(str(row.note))
+            check_key_status(signer.key_id, created, keyring, signer.name)
+        except VerificationFailed as exc:
+            found.append((int(row.tree_size), f"{exc} (signing time: the checkpoint's created_at)"))
+    return found
+
+
 def _verifiers(vkeys: list[str]) -> list[NoteVerifier]:
     from evidence.note import parse_vkey
 
@@ -62,19 +107,43 @@ def _verifiers(vkeys: list[str]) -> list[NoteVerifier]:
 
 
 @log_app.command("verify")
-def log_verify(trusted_key: TrustedKeys = None) -> None:
+def log_verify(
+    trusted_key: TrustedKeys = None,
+    keyring: Annotated[
+        Path | None,
+        typer.Option(
+            "--keyring",
+            help="A trusted keyring file (`onceonly keys export-public --keyring`): its keys verify the "
+            "checkpoints and checkpoints signed by a compromised key at or after its date are reported.",
+        ),
+    ] = None,
+) -> None:
     """Recompute the tree from the entries; check every leaf, node and signed checkpoint."""
+    from evidence.keys import KEYRING_FILE, Keyring
     from evidence.log import verify_log
     from lake.catalog import Catalog
 
     settings = Settings()
-    verifiers = _verifiers(_public_keys(settings, trusted_key))
+    ring: Keyring | None = None
+    try:
+        if keyring is not None:
+            ring = Keyring.load(keyring)
+        elif not trusted_key and (settings.keys_dir / KEYRING_FILE).exists():
+            ring = Keyring.load(settings.keys_dir)
+    except VerificationFailed as exc:
+        raise typer.BadParameter(f"keyring: {exc}") from None
+    if keyring is not None and ring is not None and not trusted_key:
+        vkeys = [r.vkey for r in ring.keys]
+    else:
+        vkeys = _public_keys(settings, trusted_key)
+    verifiers = _verifiers(vkeys)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         try:
             report = verify_log(conn, verifiers)
         except VerificationFailed as exc:
             typer.secho(f"INCONSISTENT: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None
+        unusable = unusable_checkpoints(conn, ring) if ring is not None else []
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.kinds.items())) or "none"
     typer.secho(
         f"CONSISTENT: {report.tree_size} leaves ({kinds}), {report.nodes} interior nodes and "
@@ -82,6 +151,17 @@ def log_verify(trusted_key: TrustedKeys = None) -> None:
         f"root {report.root_hash.hex()}",
         fg="green",
     )
+    if unusable:
+        for size, problem in unusable[:_SHOWN]:
+            typer.secho(f"KEY NOT USABLE: checkpoint at size {size}: {problem}", fg="red", err=True)
+        more = f" ({len(unusable) - _SHOWN} more not shown)" if len(unusable) > _SHOWN else ""
+        typer.secho(
+            f"{len(unusable)} checkpoint(s) signed by a key that was compromised or retired at the "
+            f"time{more}; the tree itself is consistent",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 @log_app.command("prove")

@@ -29,6 +29,7 @@ from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from connectors import Registration
 from connectors.base import Cursor, Pulled
 from contracts.compiler import CompiledContract
 from contracts.pinning import require_pinned_major
@@ -36,6 +37,13 @@ from contracts.validate import RuleTally, Validation, Validator
 from evidence.lifecycle import Lifecycle
 from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
+from flows.deletions import (
+    PendingDeletions,
+    cancel_deleted,
+    deletions_directory,
+    record_keys,
+    settle_pending,
+)
 from flows.pipeline import Pipeline, pipeline_for
 from lake.catalog import runs, utcnow
 from lake.landing import (
@@ -43,6 +51,7 @@ from lake.landing import (
     LandedBatch,
     Lander,
     acquire_lease,
+    batch_id_for,
     content_digest,
     record_failure,
     release_lease,
@@ -69,6 +78,8 @@ class ConnectorResult:
     rules: dict[str, RuleTally] = field(default_factory=dict)
     # Snapshot change detection (connectors.snapshot): rows new / changed, keys deleted.
     changes: dict[str, int] = field(default_factory=dict)
+    # Certificates cancelled (注销) because their source record was deleted (flows.deletions).
+    cancelled: int = 0
 
     def observe(self, validation: Validation) -> None:
         for o in validation.outcomes:
@@ -121,6 +132,7 @@ class RunSummary:
                 "warnings": c.warnings,
                 "certificates": c.certificates,
                 "changes": ", ".join(f"{n} {kind}" for kind, n in c.changes.items()),
+                "cancelled": c.cancelled,
                 "error": c.error or "",
             }
             for c in self.connectors
@@ -140,6 +152,7 @@ def land_batch(
     validation: Validation,
     cursor_before: Cursor | None,
     pulled: Pulled,
+    content_sha256: str,
 ) -> LandedBatch:
     return lander.land(
         connector=connector,
@@ -147,7 +160,7 @@ def land_batch(
         validation=validation,
         cursor_before=cursor_before,
         cursor_after=pulled.cursor,
-        content_sha256=content_digest(pulled.batch),
+        content_sha256=content_sha256,
     )
 
 
@@ -209,6 +222,17 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
         pipeline.catalog, pipeline.lake, pipeline.log, run_id=run_id, lease_seconds=settings.lease_seconds
     )
     connector = pipeline.connector(connector_name)
+    # Deletions staged by a run that died between landing and cancelling: cancel them before
+    # anything newer lands (this run holds the connector's lease).
+    pending = PendingDeletions(deletions_directory(settings.home), connector_name)
+    for done in settle_pending(pipeline, pending, registration.dataset, drop_unlanded=True):
+        result.cancelled += done.certificates
+        logger.info(
+            "%s: %d certificate(s) 注销 for deletions of batch %s (left over by an earlier run)",
+            connector_name,
+            done.certificates,
+            done.batch_id[:12],
+        )
     retrying = Retrying(
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(pipeline.settings.connector_attempts),
@@ -228,13 +252,24 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             for pulled in connector.pull(cursor, pipeline.settings.batch_size):
                 validation = validate_batch(validator, pulled.batch, connector_name)
                 result.observe(validation)
+                digest = content_digest(pulled.batch)
                 try:
-                    _refuse_breach(lander, connector_name, compiled, validation, cursor, pulled)
+                    _refuse_breach(lander, connector_name, compiled, validation, cursor, digest)
                 except ContractBreached:
                     result.breached = True
                     raise
-                landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled)
+                deleted = _stage_deletions(pending, registration, compiled, cursor, pulled, digest)
+                landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled, digest)
                 result.add(landed)
+                if deleted is not None:
+                    done = cancel_deleted(pipeline, pending, landed.batch_id, registration.dataset, deleted)
+                    result.cancelled += done.certificates
+                    if done.certificates:
+                        logger.info(
+                            "%s: %d certificate(s) 注销: their source records were deleted",
+                            connector_name,
+                            done.certificates,
+                        )
                 if not landed.already_landed:
                     for kind, count in pulled.changes.items():
                         result.changes[kind] = result.changes.get(kind, 0) + count
@@ -251,6 +286,27 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 )
 
 
+def _stage_deletions(
+    pending: PendingDeletions,
+    registration: Registration,
+    compiled: CompiledContract,
+    cursor: Cursor | None,
+    pulled: Pulled,
+    digest: str,
+) -> list[str] | None:
+    """Record the batch's deleted keys durably before it lands; None when it reports none."""
+    if pulled.deleted is None or not len(pulled.deleted):
+        return None
+    keys = record_keys(
+        pulled.deleted,
+        registration.options.get("key") or [],
+        compiled.record_key,
+        connector=registration.name,
+    )
+    pending.stage(batch_id_for(registration.name, cursor, digest), keys)
+    return keys
+
+
 BREACH_EVENT = "onceonly.contract.breached"
 
 
@@ -260,7 +316,7 @@ def _refuse_breach(
     compiled: CompiledContract,
     validation: Validation,
     cursor: Cursor | None,
-    pulled: Pulled,
+    content_sha256: str,
 ) -> None:
     """Stop the connector when a batch breaks its contract beyond ``maxErrorRate``.
 
@@ -276,7 +332,7 @@ def _refuse_breach(
         compiled=compiled,
         validation=validation,
         cursor_before=cursor,
-        content_sha256=content_digest(pulled.batch),
+        content_sha256=content_sha256,
     )
     announce_breach(breach, validation, run_id=lander.run_id)
     raise ContractBreached(

@@ -29,12 +29,12 @@ from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.datadocs import DataDocs
 from contracts.model import contract_by_id
-from evidence.keys import KeyStore, SigningKey
+from evidence.keys import KEYRING_FILE, SigningKey, open_key_store
 from evidence.log import TransparencyLog
 from evidence.merkle import tree_hash
 from lake.catalog import Catalog
 from lake.parquet import ParquetLake
-from onceonly.errors import ConfigurationError, EvidenceError
+from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 
 
@@ -97,28 +97,41 @@ class Pipeline:
 
 
 def signing_key(settings: Settings) -> tuple[SigningKey, bool]:
-    """The log's signing key, created encrypted on first use."""
-    if settings.key_passphrase is None or not settings.key_passphrase.get_secret_value():
-        raise EvidenceError(
-            "ONCEONLY_KEY_PASSPHRASE is not set: the signing key is stored encrypted and needs it "
-            "(`make demo` generates and remembers one for the demo)"
-        )
-    store = KeyStore(settings.keys_dir, settings.key_passphrase.get_secret_value().encode())
-    return store.load_or_create(settings.log_origin)
+    """The log's active signing key of the configured suite, created encrypted on first use.
+
+    The passphrase comes from ``ONCEONLY_KEY_PASSPHRASE`` or the Prefect Secret named by
+    ``ONCEONLY_KEY_PASSPHRASE_SECRET``; a deployment whose active key is of another suite than
+    ``ONCEONLY_SIGNATURE_SUITE`` is refused (``onceonly keys rotate --suite ...`` switches).
+    """
+    return open_key_store(settings).load_or_create(settings.log_origin, settings.signature_suite)
 
 
-_OPEN: dict[str, Pipeline] = {}
+_OPEN: dict[str, tuple[str, Pipeline]] = {}
 _LOCK = threading.Lock()
 
 
 def pipeline_for(settings: Settings) -> Pipeline:
-    """One Pipeline per distinct settings in this process (flows and subflows share it)."""
+    """One Pipeline per distinct settings in this process (flows and subflows share it).
+
+    Reopened when the keyring changed (``keys rotate``, ``keys compromise``): a long-lived
+    process must not go on signing with a retired key.
+    """
     secret = settings.key_passphrase.get_secret_value() if settings.key_passphrase else ""
     key = settings.model_dump_json() + hashlib.sha256(secret.encode()).hexdigest()
+    stamp = _keyring_stamp(settings)
     with _LOCK:
-        if key not in _OPEN:
-            _OPEN[key] = Pipeline.open(settings)
-        return _OPEN[key]
+        if key not in _OPEN or _OPEN[key][0] != stamp:
+            pipeline = Pipeline.open(settings)  # may create the key, and so the keyring
+            _OPEN[key] = (_keyring_stamp(settings), pipeline)
+        return _OPEN[key][1]
+
+
+def _keyring_stamp(settings: Settings) -> str:
+    try:
+        stat = (settings.keys_dir / KEYRING_FILE).stat()
+    except FileNotFoundError:
+        return ""
+    return f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
 
 
 __all__ = ["Pipeline", "pipeline_for", "signing_key"]

@@ -20,7 +20,7 @@ from evidence.bundle import (
     verify_bundle,
 )
 from evidence.identifier import CertificateId
-from evidence.keys import SigningKey
+from evidence.keys import KeyRecord, Keyring, SigningKey
 from evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, root
 from evidence.note import Checkpoint
 from evidence.status_list import LIST_SIZE, PublishedList, make_document, sign_document
@@ -504,3 +504,81 @@ def test_a_newer_status_list_decides_the_state(log: Log) -> None:
     forged = PublishedList(suspended, sign_document(suspended, SigningKey.generate(ORIGIN))[1], 99)
     with pytest.raises(VerificationFailed, match="the newer status list: note has no signature"):
         verify_bundle(bundle, newer_status_list=forged.to_json())
+
+
+# ----------------------------------------------------------------------- key rotation, keyring
+
+
+def _rotated(log: Log) -> tuple[SigningKey, dict[str, Any]]:
+    """A bundle whose checkpoint a new key signed after a rotation; the list is the old key's."""
+    new = SigningKey.generate(ORIGIN)
+    checkpoint = new.sign_note(Checkpoint(ORIGIN, len(log.leaves), root(log.leaves)).to_body())
+    bundle = build_bundle(
+        log.certificates[2],
+        2,
+        inclusion_proof(2, log.leaves),
+        checkpoint,
+        new.vkey,
+        status_list=log.status_list,
+        status_list_proof=inclusion_proof(log.status_list.leaf_index, log.leaves),
+        status_list_key=log.key.vkey,
+    )
+    return new, as_json_file(bundle)
+
+
+def _record(key: SigningKey, **times: dt.datetime | None) -> KeyRecord:
+    return KeyRecord(
+        name=key.name,
+        suite=key.suite,
+        key_id=key.key_id.hex(),
+        vkey=key.vkey,
+        created=times.pop("created", None) or PUBLISHED - dt.timedelta(days=30),
+        **times,
+    )
+
+
+def test_a_status_list_signed_before_a_rotation_ships_its_own_key(log: Log) -> None:
+    new, bundle = _rotated(log)
+    assert bundle["status_list_key"] == log.key.vkey
+    assert verify_bundle(bundle, trusted_vkey=new.vkey).status == "有效"
+    without = {k: v for k, v in bundle.items() if k != "status_list_key"}
+    with pytest.raises(VerificationFailed, match="status list: note has no signature by"):
+        verify_bundle(without, trusted_vkey=new.vkey)
+    for changed in _changed(bundle["status_list_key"]):
+        with pytest.raises(VerificationFailed):
+            verify_bundle({**bundle, "status_list_key": changed}, trusted_vkey=new.vkey)
+    # the same key for both: no separate field
+    assert "status_list_key" not in log.bundle(2)
+
+
+def test_a_trusted_keyring_must_hold_every_key_the_bundle_uses(log: Log) -> None:
+    new, bundle = _rotated(log)
+    retired = PUBLISHED + dt.timedelta(hours=1)
+    keyring = Keyring((_record(log.key, retired=retired), _record(new, created=retired)))
+    verified = verify_bundle(bundle, keyring=keyring)
+    assert verified.status == "有效" and verified.warnings == ()
+    with pytest.raises(VerificationFailed, match=r"status list's key .* is not in the trusted keyring"):
+        verify_bundle(bundle, keyring=Keyring((_record(new),)))
+    with pytest.raises(VerificationFailed, match=r"checkpoint's key .* is not in the trusted keyring"):
+        verify_bundle(log.bundle(2), keyring=Keyring((_record(new),)))
+
+
+def test_a_key_compromised_by_the_signing_time_fails_and_a_later_compromise_warns(log: Log) -> None:
+    bundle = log.bundle(1)
+    before = Keyring((_record(log.key, compromised_since=PUBLISHED - dt.timedelta(minutes=1)),))
+    with pytest.raises(VerificationFailed, match=r"compromised since .*published time"):
+        verify_bundle(bundle, keyring=before)
+    at = Keyring((_record(log.key, compromised_since=PUBLISHED),))
+    with pytest.raises(VerificationFailed, match="compromised since"):
+        verify_bundle(bundle, keyring=at)
+    later = Keyring((_record(log.key, compromised_since=PUBLISHED + dt.timedelta(days=1)),))
+    verified = verify_bundle(bundle, keyring=later)
+    assert verified.status == "有效"
+    (warning,) = verified.warnings
+    assert log.key.key_id.hex() in warning and "backdate" in warning
+
+
+def test_a_key_retired_before_the_signing_time_fails(log: Log) -> None:
+    keyring = Keyring((_record(log.key, retired=PUBLISHED - dt.timedelta(days=1)),))
+    with pytest.raises(VerificationFailed, match="was retired at"):
+        verify_bundle(log.bundle(1), keyring=keyring)

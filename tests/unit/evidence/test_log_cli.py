@@ -153,3 +153,40 @@ def test_bad_requests_are_clear(logged: tuple[Settings, str], tmp_path: Path) ->
     path.write_text('{"format": "something/1"}', encoding="utf-8")
     code, _, err = run("log", "check-proof", str(path))
     assert code == 1 and "unknown proof format" in err
+
+
+def test_verify_reports_checkpoints_signed_by_a_compromised_key_from_its_date(
+    logged: tuple[Settings, str], tmp_path: Path
+) -> None:
+    settings, vkey = logged
+    key_id = open_key_store(settings).load(settings.log_origin).key_id.hex()
+    published = tmp_path / "keyring.json"
+    assert run("keys", "export-public", "--keyring", "-o", str(published))[0] == 0
+    code, out, _ = run("log", "verify", "--keyring", str(published))
+    assert code == 0 and "CONSISTENT" in out
+
+    # compromised after every checkpoint was stored: nothing to report
+    assert run("keys", "compromise", key_id, "--since", "2999-01-01")[0] == 0
+    assert run("keys", "export-public", "--keyring", "-o", str(published))[0] == 0
+    code, out, _ = run("log", "verify", "--keyring", str(published))
+    assert code == 0 and "CONSISTENT" in out
+
+    # compromised since before they were stored: each checkpoint is reported, by size and key
+    assert run("keys", "compromise", key_id, "--since", "2020-01-01")[0] == 0
+    assert run("keys", "export-public", "--keyring", "-o", str(published))[0] == 0
+    code, out, err = run("log", "verify", "--keyring", str(published))
+    assert code == 1 and "CONSISTENT" in out
+    reported = [line for line in err.splitlines() if line.startswith("KEY NOT USABLE: checkpoint at size")]
+    assert len(reported) == 5 and key_id in reported[0] and "created_at" in reported[0]
+    assert "5 checkpoint(s)" in err
+    # the key store's own keyring is used when no file is given
+    assert run("log", "verify")[0] == 1
+    # an explicit trusted key skips the keyring (and its compromise marks)
+    assert run("log", "verify", "--trusted-key", vkey)[0] == 0
+
+
+def test_verify_refuses_a_malformed_keyring_file(logged: tuple[Settings, str], tmp_path: Path) -> None:
+    bad = tmp_path / "keyring.json"
+    bad.write_text('{"format": "something else"}', encoding="utf-8")
+    code, _, err = run("log", "verify", "--keyring", str(bad))
+    assert code == 2 and "keyring" in err

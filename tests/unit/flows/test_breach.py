@@ -9,7 +9,6 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors.base import Pulled
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import compile_contract
 from contracts.model import contract_by_id
@@ -18,7 +17,7 @@ from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
 from flows.daily_sharing import _refuse_breach
 from lake.catalog import Catalog, breaches, quarantine
-from lake.landing import Lander
+from lake.landing import Lander, content_digest
 from lake.parquet import ParquetLake
 from onceonly.errors import ContractBreached
 from onceonly.settings import Settings
@@ -48,7 +47,7 @@ def test_one_bad_row_in_a_tiny_batch_does_not_stop_the_connector(tmp_path: Path)
     v = VALIDATOR.validate(batch, connector="c")
     assert v.error_rate == 1.0
     lander = _lander(tmp_path)
-    _refuse_breach(lander, "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))
+    _refuse_breach(lander, "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]))
     assert not any(tmp_path.rglob("*.parquet")) and _count(lander, breaches) == 0
 
 
@@ -57,12 +56,12 @@ def test_a_large_batch_above_the_threshold_stops_it_and_keeps_the_rows_once(tmp_
     v = VALIDATOR.validate(batch, connector="c")
     lander = _lander(tmp_path)
     with pytest.raises(ContractBreached, match="maxErrorRate 20%; nothing from this batch was issued"):
-        _refuse_breach(lander, "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))
+        _refuse_breach(lander, "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]))
     (kept,) = tmp_path.rglob("breach-*.parquet")
     failures = _count(lander, quarantine)
     assert failures == len(v.failures) and _count(lander, breaches) == 1
     with pytest.raises(ContractBreached):  # the same batch again: the same file and rows, not new ones
-        _refuse_breach(_lander(tmp_path), "c", HOUSEHOLD, v, None, Pulled(batch.to_batches()[0], {}))
+        _refuse_breach(_lander(tmp_path), "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]))
     assert list(tmp_path.rglob("breach-*.parquet")) == [kept]
     assert _count(lander, quarantine) == failures and _count(lander, breaches) == 1
     with lander.catalog.read() as conn:

@@ -18,7 +18,7 @@ from evidence.bundle import export_bundle, verify_bundle
 from evidence.canonical import canonical_json
 from evidence.keys import SigningKey
 from evidence.lifecycle import Lifecycle, LifecycleError, history
-from evidence.log import TransparencyLog
+from evidence.log import TransparencyLog, log_entry
 from evidence.merkle import leaf_hash
 from evidence.note import parse_vkey
 from evidence.status_list import (
@@ -108,6 +108,14 @@ def test_suspend_restore_revoke_each_log_a_new_leaf_and_show_in_the_status_list(
     if entry is not None:
         assert leaf_hash(canonical_json(entry)) == bytes(leaf.leaf_hash)
         assert (entry["action"], entry["status"], entry["status_before"]) == ("suspend", "暂扣", "有效")
+        # written through the log's entry API, like batch receipts and uses
+        assert (entry["schema"], entry["kind"]) == ("onceonly-log-entry/1", "lifecycle")
+        assert (
+            canonical_json(entry)
+            == log_entry(
+                "lifecycle", cert.cert_id, {k: v for k, v in entry.items() if k not in ("schema", "kind")}
+            )[0]
+        )
 
     # a revoked certificate cannot be restored or suspended
     other = _certs(harness)[ROWS[1]["person_id"]].cert_id
@@ -222,10 +230,14 @@ def test_after_a_key_rotation_lists_are_signed_again_and_bundles_name_the_signer
         # nothing appended since the rotation: the newest checkpoint is the old key's
         bundle, _ = export_bundle(conn, cert_id, keyring)
         assert bundle["public_key"] == old_key.vkey
-        # something appended by the new key, the list not yet re-signed: say what to do
+        # something appended by the new key, the list not yet re-signed: its key ships too
         rotated.append(conn, [(b"{}", "use", "x")])
-        with pytest.raises(EvidenceError, match="publish-status"):
-            export_bundle(conn, cert_id, keyring)
+        bundle, _ = export_bundle(conn, cert_id, keyring)
+        assert (bundle["public_key"], bundle["status_list_key"]) == (new_key.vkey, old_key.vkey)
+        assert verify_bundle(json.loads(json.dumps(bundle)), trusted_vkey=new_key.vkey).status == "有效"
+        # a key the caller does not know signed the list: say so
+        with pytest.raises(EvidenceError, match=r"status list .* signed by none of the known keys"):
+            export_bundle(conn, cert_id, [new_key.vkey])
         # the list's bits did not change, but it is signed again by the new key
         assert len(publish_status_lists(conn, rotated)) == 1
         assert publish_status_lists(conn, rotated) == []
