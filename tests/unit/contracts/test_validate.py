@@ -101,3 +101,52 @@ def test_suite_has_one_expectation_per_rule() -> None:
     suite = HOUSEHOLD.build_suite()
     assert len(suite.expectations) == len(HOUSEHOLD.rules)
     assert {e.meta["rule"] for e in suite.expectations} == {r.name for r in HOUSEHOLD.rules}
+
+
+def _verdict(v: object) -> tuple[object, ...]:
+    from contracts.validate import Validation
+
+    assert isinstance(v, Validation)
+    return (v.accepted, v.quarantined, v.failures, v.outcomes, v.gx_success)
+
+
+def test_configurations_built_once_changes_no_verdict_and_is_undone(
+    validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    from great_expectations.expectations.expectation import Expectation
+
+    import contracts.expectations as expectations
+
+    original = Expectation.__dict__["configuration"]
+    batches = [
+        pa.Table.from_pylist([_row(id=1), _row(id=2, person_id="110105194912310021", gender="X")]),
+        pa.Table.from_pylist([_row(id=3, person_id=VALID_ID, township_code="120114999000"), _row(id=4)]),
+        pa.Table.from_pylist([_row(id=5, name=None, relation="表哥"), _row(id=6, birth_date="2999-01-01")]),
+    ]
+    memoised = [_verdict(validator.validate(b, connector="t")) for b in batches]
+    assert Expectation.__dict__["configuration"] is original  # GX is left as it was
+    monkeypatch.setattr(expectations, "_configurations_built_once", contextlib.nullcontext)
+    plain = [_verdict(validator.validate(b, connector="t")) for b in batches]
+    assert memoised == plain
+    assert [m[1].num_rows for m in memoised] == [1, 1, 2]  # type: ignore[attr-defined]
+
+
+def test_configurations_built_once_is_per_thread_and_per_run() -> None:
+    import threading
+
+    import great_expectations.expectations as gxe
+
+    from contracts.expectations import _configurations_built_once
+
+    expectation = gxe.ExpectColumnValuesToNotBeNull(column="a")
+    seen: list[object] = []
+    with _configurations_built_once():
+        first = expectation.configuration
+        assert expectation.configuration is first  # built once on the validating thread
+        other = threading.Thread(target=lambda: seen.extend([expectation.configuration] * 1))
+        other.start()
+        other.join()
+    assert seen and seen[0] is not first and seen[0] == first  # other threads: GX unchanged
+    assert expectation.configuration is not expectation.configuration  # after the run: unchanged
