@@ -182,7 +182,7 @@ class _Engine:
         return self._prepared[key]
 
     def run(self, compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
-        with self._lock, _configurations_built_once():
+        with self._lock, _configurations_built_once(), _metric_ids_memoised():
             batch_definition, suite = self._prepare(compiled)
             batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
             result = batch.validate(suite, result_format=self.RESULT_FORMAT)
@@ -242,6 +242,46 @@ def _configurations_built_once() -> Iterator[None]:
         yield
     finally:
         Expectation.configuration = original  # type: ignore[method-assign]
+        memo.clear()
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+@contextlib.contextmanager
+def _metric_ids_memoised() -> Iterator[None]:
+    """While one suite runs on this thread, compute each distinct metric id once.
+
+    GX names every metric of its dependency graph (about 1,700 for the household suite) by
+    JSON-serialising and hashing its domain and value kwargs (``IDDict.to_id``), the same few
+    dozen dicts over and over: about a third of the graph building. Dicts whose values are
+    all plain scalars are looked up by their content (the id is a function of it); any other
+    dict (lists, numbers GX converts) is computed by GX as before.
+    """
+    from great_expectations.core.id_dict import IDDict
+
+    original = IDDict.__dict__["to_id"]
+    owner = threading.get_ident()
+    memo: dict[tuple[Any, ...], Any] = {}
+
+    def to_id(self: IDDict, id_keys: Any = None, id_ignore_keys: Any = None) -> Any:
+        if threading.get_ident() != owner or not all(type(v) in _SCALARS for v in self.values()):
+            return original(self, id_keys, id_ignore_keys)
+        key = (
+            tuple(sorted(self.items())),
+            None if id_keys is None else frozenset(id_keys),
+            None if id_ignore_keys is None else frozenset(id_ignore_keys),
+            type(self),
+        )
+        if key not in memo:
+            memo[key] = original(self, id_keys, id_ignore_keys)
+        return memo[key]
+
+    IDDict.to_id = to_id  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        IDDict.to_id = original  # type: ignore[method-assign]
         memo.clear()
 
 

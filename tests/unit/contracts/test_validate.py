@@ -150,3 +150,26 @@ def test_configurations_built_once_is_per_thread_and_per_run() -> None:
         other.join()
     assert seen and seen[0] is not first and seen[0] == first  # other threads: GX unchanged
     assert expectation.configuration is not expectation.configuration  # after the run: unchanged
+
+
+def test_metric_ids_memoised_gives_gx_ids_and_is_undone() -> None:
+    from great_expectations.core.batch_spec import BatchSpec
+    from great_expectations.core.id_dict import IDDict
+
+    from contracts.expectations import _metric_ids_memoised
+
+    original = IDDict.__dict__["to_id"]
+    dicts = [
+        IDDict(column="a", batch_id="b", row_condition=None, condition_parser=None),
+        IDDict(column="a", batch_id="c", row_condition=None, condition_parser=None),
+        IDDict(column="a", mostly=1, include_nested=True),
+        IDDict(value_set=[True], column="a"),  # a list: computed by GX, not memoised
+        IDDict(only="one"),
+        BatchSpec(batch_data="x", path="p"),  # its own ignored keys
+    ]
+    expected = [d.to_id() for d in dicts] + [d.to_id(id_keys=["column"]) for d in dicts[:3]]
+    with _metric_ids_memoised():
+        twice = [[d.to_id() for d in dicts] + [d.to_id(id_keys=["column"]) for d in dicts[:3]] for _ in "12"]
+    assert twice == [expected, expected]
+    assert len(set(expected[:4])) == 4  # different content, different ids
+    assert IDDict.__dict__["to_id"] is original
