@@ -182,10 +182,11 @@ class _Engine:
         return self._prepared[key]
 
     def run(self, compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
-        with self._lock, _configurations_built_once(), _metric_ids_memoised():
-            batch_definition, suite = self._prepare(compiled)
+        with self._lock:
+            batch_definition, suite = self._prepare(compiled)  # may change expectations: not memoised
             batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-            result = batch.validate(suite, result_format=self.RESULT_FORMAT)
+            with _configurations_built_once(), _metric_ids_memoised():
+                result = batch.validate(suite, result_format=self.RESULT_FORMAT)
         results: dict[str, RuleResult] = {}
         for r in result.results:
             name = r.expectation_config.meta["rule"]
@@ -217,10 +218,11 @@ def _configurations_built_once() -> Iterator[None]:
     GX 1.x derives ``Expectation.configuration`` afresh (a pydantic ``dict()`` plus a new
     ``ExpectationConfiguration``) on every read, and reads it about a hundred times per
     expectation while building the metric graph: close to half of a 10,000-row batch's
-    validation, all of it the same answer. Here each expectation *instance* built during the
-    run returns the configuration it built on first read. The instances are GX's own, made
-    per run from the suite, and never changed after they are made; the memo keeps them alive
-    (so no ``id`` is reused), is dropped when the run ends, and other threads see GX unchanged.
+    validation, all of it the same answer. Here each expectation *instance* read during the
+    run returns the configuration it built on first read. Nothing changes an expectation while
+    a prepared suite runs (the suite is built and added to the context before, outside this
+    scope); the memo keeps the instances alive (so no ``id`` is reused), is dropped when the
+    run ends, and other threads see GX unchanged.
     """
     from great_expectations.expectations.expectation import Expectation
 
