@@ -14,10 +14,12 @@ validation result names the check (``expect_column_values_to_pass_gb11643_citize
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -181,9 +183,10 @@ class _Engine:
 
     def run(self, compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
         with self._lock:
-            batch_definition, suite = self._prepare(compiled)
+            batch_definition, suite = self._prepare(compiled)  # may change expectations: not memoised
             batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
-            result = batch.validate(suite, result_format=self.RESULT_FORMAT)
+            with _configurations_built_once(), _metric_ids_memoised():
+                result = batch.validate(suite, result_format=self.RESULT_FORMAT)
         results: dict[str, RuleResult] = {}
         for r in result.results:
             name = r.expectation_config.meta["rule"]
@@ -206,6 +209,82 @@ class _Engine:
         if missing:
             raise ContractError(f"contract {compiled.ref}: GX returned no result for {sorted(missing)}")
         return SuiteOutcome(success=bool(result.success), results=results, statistics=dict(result.statistics))
+
+
+@contextlib.contextmanager
+def _configurations_built_once() -> Iterator[None]:
+    """While one suite runs on this thread, build each expectation's configuration once.
+
+    GX 1.x derives ``Expectation.configuration`` afresh (a pydantic ``dict()`` plus a new
+    ``ExpectationConfiguration``) on every read, and reads it about a hundred times per
+    expectation while building the metric graph: close to half of a 10,000-row batch's
+    validation, all of it the same answer. Here each expectation *instance* read during the
+    run returns the configuration it built on first read. Nothing changes an expectation while
+    a prepared suite runs (the suite is built and added to the context before, outside this
+    scope); the memo keeps the instances alive (so no ``id`` is reused), is dropped when the
+    run ends, and other threads see GX unchanged.
+    """
+    from great_expectations.expectations.expectation import Expectation
+
+    original = Expectation.__dict__["configuration"]
+    build = original.fget
+    owner = threading.get_ident()
+    memo: dict[int, tuple[Any, Any]] = {}
+
+    def configuration(self: Expectation) -> Any:
+        if threading.get_ident() != owner:
+            return build(self)
+        hit = memo.get(id(self))
+        if hit is None or hit[0] is not self:
+            hit = memo[id(self)] = (self, build(self))
+        return hit[1]
+
+    Expectation.configuration = property(configuration, doc=original.__doc__)  # type: ignore[method-assign,assignment]
+    try:
+        yield
+    finally:
+        Expectation.configuration = original  # type: ignore[method-assign]
+        memo.clear()
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+@contextlib.contextmanager
+def _metric_ids_memoised() -> Iterator[None]:
+    """While one suite runs on this thread, compute each distinct metric id once.
+
+    GX names every metric of its dependency graph (about 1,700 for the household suite) by
+    JSON-serialising and hashing its domain and value kwargs (``IDDict.to_id``), the same few
+    dozen dicts over and over: about a third of the graph building. Dicts whose values are
+    all plain scalars are looked up by their content (the id is a function of it); any other
+    dict (lists, numbers GX converts) is computed by GX as before.
+    """
+    from great_expectations.core.id_dict import IDDict
+
+    original = IDDict.__dict__["to_id"]
+    owner = threading.get_ident()
+    memo: dict[tuple[Any, ...], Any] = {}
+
+    def to_id(self: IDDict, id_keys: Any = None, id_ignore_keys: Any = None) -> Any:
+        if threading.get_ident() != owner or not all(type(v) in _SCALARS for v in self.values()):
+            return original(self, id_keys, id_ignore_keys)
+        key = (
+            tuple(sorted(self.items())),
+            None if id_keys is None else frozenset(id_keys),
+            None if id_ignore_keys is None else frozenset(id_ignore_keys),
+            type(self),
+        )
+        if key not in memo:
+            memo[key] = original(self, id_keys, id_ignore_keys)
+        return memo[key]
+
+    IDDict.to_id = to_id  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        IDDict.to_id = original  # type: ignore[method-assign]
+        memo.clear()
 
 
 @functools.cache

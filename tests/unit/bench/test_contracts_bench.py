@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pytest
 
 from bench.contracts import baseline, household_table
 from contracts.checks import CheckContext, load_region_codes
@@ -35,3 +36,18 @@ def test_baseline_and_validator_agree_rule_by_rule() -> None:
     failed = {o.rule: o.failed for o in v.outcomes if o.failed}
     assert failed["relation.gbt4761"] == 75 and failed["ethnicity.nullValues"] >= 75
     assert base["failed"] == failed
+
+
+def test_run_reports_the_whole_table_and_the_flows_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import contracts
+
+    monkeypatch.setenv("ONCEONLY_BATCH_SIZE", "1000")
+    monkeypatch.setattr(contracts, "COMPARED_BATCH_SIZES", (1500, 5000))
+    figures = contracts.run(3000)
+    assert figures["rows"] == 3000 and figures["quarantined"] > 0
+    flow = figures["flow_batches"]
+    assert (flow["batch_size"], flow["batches"]) == (1000, 3)
+    assert [b["batch_size"] for b in figures["batch_sizes"]] == [1000, 1500]  # 5000 >= rows: left out
+    for f in (figures["whole_table"], flow):
+        assert f["onceonly_over_baseline"] == pytest.approx(f["onceonly_s"] / f["baseline_s"], rel=0.2)
+        assert f["onceonly_cpu_s"] > 0 and f["baseline_cpu_s"] > 0

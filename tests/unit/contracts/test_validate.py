@@ -101,3 +101,101 @@ def test_suite_has_one_expectation_per_rule() -> None:
     suite = HOUSEHOLD.build_suite()
     assert len(suite.expectations) == len(HOUSEHOLD.rules)
     assert {e.meta["rule"] for e in suite.expectations} == {r.name for r in HOUSEHOLD.rules}
+
+
+def _verdict(v: object) -> tuple[object, ...]:
+    from contracts.validate import Validation
+
+    assert isinstance(v, Validation)
+    return (v.accepted, v.quarantined, v.failures, v.outcomes, v.gx_success)
+
+
+def test_configurations_built_once_changes_no_verdict_and_is_undone(
+    validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    from great_expectations.expectations.expectation import Expectation
+
+    import contracts.expectations as expectations
+
+    original = Expectation.__dict__["configuration"]
+    batches = [
+        pa.Table.from_pylist([_row(id=1), _row(id=2, person_id="110105194912310021", gender="X")]),
+        pa.Table.from_pylist([_row(id=3, person_id=VALID_ID, township_code="120114999000"), _row(id=4)]),
+        pa.Table.from_pylist([_row(id=5, name=None, relation="表哥"), _row(id=6, birth_date="2999-01-01")]),
+    ]
+    memoised = [_verdict(validator.validate(b, connector="t")) for b in batches]
+    assert Expectation.__dict__["configuration"] is original  # GX is left as it was
+    monkeypatch.setattr(expectations, "_configurations_built_once", contextlib.nullcontext)
+    plain = [_verdict(validator.validate(b, connector="t")) for b in batches]
+    assert memoised == plain
+    assert [m[1].num_rows for m in memoised] == [1, 1, 2]  # type: ignore[attr-defined]
+
+
+def test_configurations_built_once_is_per_thread_and_per_run() -> None:
+    import threading
+
+    import great_expectations.expectations as gxe
+
+    from contracts.expectations import _configurations_built_once
+
+    expectation = gxe.ExpectColumnValuesToNotBeNull(column="a")
+    seen: list[object] = []
+    with _configurations_built_once():
+        first = expectation.configuration
+        assert expectation.configuration is first  # built once on the validating thread
+        other = threading.Thread(target=lambda: seen.extend([expectation.configuration] * 1))
+        other.start()
+        other.join()
+    assert seen and seen[0] is not first and seen[0] == first  # other threads: GX unchanged
+    assert expectation.configuration is not expectation.configuration  # after the run: unchanged
+
+
+def test_metric_ids_memoised_gives_gx_ids_and_is_undone() -> None:
+    from great_expectations.core.batch_spec import BatchSpec
+    from great_expectations.core.id_dict import IDDict
+
+    from contracts.expectations import _metric_ids_memoised
+
+    original = IDDict.__dict__["to_id"]
+    dicts = [
+        IDDict(column="a", batch_id="b", row_condition=None, condition_parser=None),
+        IDDict(column="a", batch_id="c", row_condition=None, condition_parser=None),
+        IDDict(column="a", mostly=1, include_nested=True),
+        IDDict(value_set=[True], column="a"),  # a list: computed by GX, not memoised
+        IDDict(only="one"),
+        BatchSpec(batch_data="x", path="p"),  # its own ignored keys
+    ]
+    expected = [d.to_id() for d in dicts] + [d.to_id(id_keys=["column"]) for d in dicts[:3]]
+    with _metric_ids_memoised():
+        twice = [[d.to_id() for d in dicts] + [d.to_id(id_keys=["column"]) for d in dicts[:3]] for _ in "12"]
+    assert twice == [expected, expected]
+    assert len(set(expected[:4])) == 4  # different content, different ids
+    assert IDDict.__dict__["to_id"] is original
+
+
+def test_a_suite_run_builds_configurations_and_metric_ids_far_fewer_times(
+    validator: Validator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fixed GX cost per batch: without the memos GX builds ~3,700 configurations and
+    ~3,500 metric ids for this 31-rule suite; with them, about one per instance / distinct id."""
+    from great_expectations.core.id_dict import IDDict
+    from great_expectations.expectations.expectation import Expectation
+
+    counts = {"configuration": 0, "to_id": 0}
+    build, to_id = Expectation.__dict__["configuration"].fget, IDDict.__dict__["to_id"]
+
+    def counted_build(self: Expectation) -> object:
+        counts["configuration"] += 1
+        return build(self)
+
+    def counted_to_id(self: IDDict, *args: object) -> object:
+        counts["to_id"] += 1
+        return to_id(self, *args)
+
+    monkeypatch.setattr(Expectation, "configuration", property(counted_build))
+    monkeypatch.setattr(IDDict, "to_id", counted_to_id)
+    validator.validate(pa.Table.from_pylist([_row(id=1), _row(id=2, gender="X")]), connector="t")
+    assert 0 < counts["configuration"] < 1000
+    assert 0 < counts["to_id"] < 1000
