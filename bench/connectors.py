@@ -9,7 +9,7 @@ A household-like table of 1M and of 5M rows is created in a schema of its own in
 PostgreSQL (``ONCEONLY_BENCH_POSTGRES_URL``, default the test server) and filled by
 ``COPY ... FROM STDIN`` from rows PostgreSQL generates itself. Each size is pulled in a fresh
 subprocess through the ``sql`` connector (Arrow batches of 65,536 rows, each appended to one
-Parquet file as it arrives), reporting rows/s and peak RSS (``getrusage``); the 5M/1M peak-memory
+Parquet file as it arrives), reporting rows/s and peak RSS (``VmHWM``); the 5M/1M peak-memory
 ratio shows whether memory is bounded by the batch (target <= 1.2). Then dlt loads the same 1M
 table (``sql_database`` source -> ``filesystem`` destination, Parquet) in subprocesses of its
 own, once with its ``pyarrow`` backend (its fastest) and once with its default ``sqlalchemy``
@@ -93,6 +93,16 @@ def _create(engine: sa.Engine, schema: str, table: str, rows: int) -> None:
 
 
 _LAYOUT = """
+def peak_rss_mb():
+    # VmHWM belongs to this process image; getrusage's ru_maxrss survives fork+exec and would
+    # report the parent's peak (the bench process, after the other benchmarks) instead.
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def parquet_layout(root):
     import pyarrow.parquet as pq
     from pathlib import Path
@@ -107,7 +117,7 @@ def parquet_layout(root):
 
 _OURS = (
     """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 import pyarrow.parquet as pq
 from connectors import EnvironmentSecrets, Registration, create_connector
@@ -129,14 +139,14 @@ for pulled in connector.pull(None, batch):
 writer.close()
 seconds = time.perf_counter() - start
 print(json.dumps({"rows": rows, "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mb": peak_rss_mb(),
                   "parquet": parquet_layout(out)}))
 """
 )
 
 _DLT = (
     """
-import json, os, resource, sys, time
+import json, os, sys, time
 """
     + _LAYOUT
     + """
@@ -154,7 +164,7 @@ info = pipeline.run(sql_table(credentials=url, schema=schema, table=table, backe
 seconds = time.perf_counter() - start
 rows = pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)
 print(json.dumps({"rows": rows, "seconds": seconds,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "peak_rss_mb": peak_rss_mb(),
                   "parquet": parquet_layout(out + "/data")}))
 """
 )

@@ -32,7 +32,8 @@ from __future__ import annotations
 import abc
 import functools
 import importlib.metadata
-from collections.abc import Generator, Iterator, Mapping
+import json
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -216,6 +217,50 @@ def create_connector(registration: Registration, home: Path, secrets: SecretReso
     return connector
 
 
+def rebatch(blocks: Iterable[pa.RecordBatch], size: int, skip: int = 0) -> Iterator[pa.RecordBatch]:
+    """``blocks`` after their first ``skip`` rows, cut and joined into batches of exactly ``size``
+    rows (the last may be shorter).
+
+    Cutting is a zero-copy slice; only a batch made of pieces of two or more is copied.
+    """
+    pieces: list[pa.RecordBatch] = []
+    buffered = 0
+    for block in blocks:
+        batch = block
+        if skip:
+            if batch.num_rows <= skip:
+                skip -= batch.num_rows
+                continue
+            batch, skip = batch.slice(skip), 0
+        while batch.num_rows:
+            take = min(size - buffered, batch.num_rows)
+            pieces.append(batch.slice(0, take))
+            buffered += take
+            batch = batch.slice(take)
+            if buffered == size:
+                yield _joined(pieces)
+                pieces, buffered = [], 0
+    if buffered:
+        yield _joined(pieces)
+
+
+def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
+    return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+
+
+def json_text(value: Any) -> str | None:
+    """A JSON value as the text a string column holds (the contract casts it afterwards)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
 __all__ = [
     "Connector",
     "ConnectorOptions",
@@ -223,6 +268,8 @@ __all__ = [
     "Pulled",
     "connector_types",
     "create_connector",
+    "json_text",
     "options_problems",
+    "rebatch",
     "validate_options",
 ]

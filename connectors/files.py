@@ -78,7 +78,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import Field, field_validator, model_validator
 
-from connectors.base import Connector, ConnectorOptions, Cursor, Pulled
+from connectors.base import Connector, ConnectorOptions, Cursor, Pulled, json_text, rebatch
 from onceonly.errors import ConfigurationError, ConnectorError, SourceDataMalformed, SourceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -204,7 +204,7 @@ class FilesConnector(Connector):
             name = posixpath.basename(path)
             skip = int(current.get("rows", 0)) if current.get("sha256") == digest else 0
             rows_done = skip
-            batches = self._rebatch(self._read(path, encoding), batch_size, skip)
+            batches = rebatch(self._read(path, encoding), batch_size, skip)
             yielded = False
             try:
                 batch = next(batches, None)
@@ -244,7 +244,7 @@ class FilesConnector(Connector):
                 yield from self._read(path, encoding)
 
         if self._sampling:  # `connectors test`: show rows, stage no snapshot generation
-            for batch in self._rebatch(source(), batch_size, 0):
+            for batch in rebatch(source(), batch_size, 0):
                 yield Pulled(batch, {})
             return
         yield from snapshot_pull(
@@ -462,7 +462,7 @@ class FilesConnector(Connector):
         def flush() -> pa.RecordBatch:
             renamed = self._names(name, names)
             return pa.RecordBatch.from_arrays(
-                [pa.array([_text(r.get(n)) for r in chunk], pa.string()) for n in names], names=renamed
+                [pa.array([json_text(r.get(n)) for r in chunk], pa.string()) for n in names], names=renamed
             )
 
         with self._fs.open(path, "rb") as f:
@@ -482,31 +482,6 @@ class FilesConnector(Connector):
                     chunk = []
         if chunk:
             yield flush()
-
-    @staticmethod
-    def _rebatch(blocks: Iterator[pa.RecordBatch], batch_size: int, skip: int) -> Iterator[pa.RecordBatch]:
-        """Batches of exactly ``batch_size`` rows (the last may be short) after the first ``skip``."""
-        pending: list[pa.RecordBatch] = []
-        rows = 0
-        for batch in blocks:
-            if skip:
-                # Skipped here, after parsing, and not with ReadOptions.skip_rows: that counts
-                # physical lines, so blank lines and quoted line breaks would shift the resume.
-                if batch.num_rows <= skip:
-                    skip -= batch.num_rows
-                    continue
-                batch, skip = batch.slice(skip), 0
-            if not batch.num_rows:
-                continue
-            pending.append(batch)
-            rows += batch.num_rows
-            while rows >= batch_size:
-                table = pa.Table.from_batches(pending).combine_chunks()
-                yield table.slice(0, batch_size).to_batches()[0]
-                rest = table.slice(batch_size)
-                pending, rows = rest.to_batches(), rest.num_rows
-        if rows:
-            yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _filesystem(url: str) -> tuple[Any, str]:
@@ -539,18 +514,6 @@ def _cell(value: Any) -> str | None:
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     return str(value)
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _without_row(exc: Exception) -> str:

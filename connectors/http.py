@@ -81,7 +81,7 @@ import pyarrow as pa
 from pydantic import Field
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from connectors.base import Connector, ConnectorOptions, Cursor, Pulled
+from connectors.base import Connector, ConnectorOptions, Cursor, Pulled, json_text
 from onceonly.errors import ConfigurationError, SourceDataMalformed, SourceRejected, SourceUnavailable
 
 
@@ -377,7 +377,7 @@ class HttpConnector(Connector):
         for name in fields:
             if name not in present:
                 continue  # absent from every record: the contract stage reports the schema change
-            arrays.append(pa.array([_text(r.get(name)) for r in records], pa.string()))
+            arrays.append(pa.array([json_text(r.get(name)) for r in records], pa.string()))
             names.append(name)
         tail = pending[-1]
         for t in pending:
@@ -463,18 +463,6 @@ def _retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _position(watermark: Any, key: Any) -> tuple[Any, ...]:

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from connectors.base import Cursor, Pulled
+from connectors.base import Cursor, Pulled, rebatch
 from onceonly.errors import ConfigurationError, SourceDataMalformed, SourceSchemaChanged
 
 KEY, HASH, CHANGE = "key", "hash", "__change"
@@ -303,7 +303,7 @@ def _yield_staged(
         return
     done = skip  # rows of the changes file up to and including `pending`
     pending: pa.RecordBatch | None = None
-    for batch in _rebatch(changes.iter_batches(batch_size=max(batch_size, 1024)), batch_size, skip):
+    for batch in rebatch(changes.iter_batches(batch_size=max(batch_size, 1024)), batch_size, skip):
         if pending is not None:
             yield _staged_pulled(pending, names, {"snapshot": old, "staged": generation, "rows": done})
         pending = batch
@@ -317,26 +317,6 @@ def _staged_pulled(batch: pa.RecordBatch, names: list[str], cursor: Cursor) -> P
     change = batch.column(CHANGE)
     new = int(pc.sum(pc.equal(change, _NEW)).as_py() or 0)
     return Pulled(batch.select(names), cursor, None, {"new": new, "changed": batch.num_rows - new})
-
-
-def _rebatch(blocks: Iterable[pa.RecordBatch], batch_size: int, skip: int) -> Iterator[pa.RecordBatch]:
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in blocks:
-        if skip:
-            if batch.num_rows <= skip:
-                skip -= batch.num_rows
-                continue
-            batch, skip = batch.slice(skip), 0
-        pending.append(batch)
-        rows += batch.num_rows
-        while rows >= batch_size:
-            table = pa.Table.from_batches(pending).combine_chunks()
-            yield table.slice(0, batch_size).to_batches()[0]
-            rest = table.slice(batch_size)
-            pending, rows = rest.to_batches(), rest.num_rows
-    if rows:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def _conform(batch: pa.RecordBatch, schema: pa.Schema, connector: str) -> pa.RecordBatch:

@@ -65,7 +65,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import zoneinfo
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +79,7 @@ from pydantic import Field, model_validator
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 
-from connectors.base import Connector, ConnectorOptions, Cursor, Pulled
+from connectors.base import Connector, ConnectorOptions, Cursor, Pulled, rebatch
 from onceonly.errors import (
     ConfigurationError,
     ConnectorError,
@@ -391,7 +391,7 @@ class SqlConnector(Connector):
                     reader = cur.fetch_record_batch()
                     reading = _read_ahead(reader, columns)
                     try:
-                        for batch in _rebatch(reading, batch_size):
+                        for batch in rebatch(reading, batch_size):
                             yield batch, _last_key(batch, columns)
                     finally:
                         reading.close()  # the worker thread is done with the reader before it closes
@@ -468,30 +468,6 @@ def _read_ahead(reader: pa.RecordBatchReader, columns: _Columns) -> Generator[pa
         while (batch := ahead.result()) is not None:
             ahead = pool.submit(read)
             yield batch
-
-
-def _rebatch(batches: Iterable[pa.RecordBatch], size: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` cut and joined into batches of exactly ``size`` rows (the last may be shorter).
-
-    Cutting is a zero-copy slice; only a batch made of pieces of two or more is copied.
-    """
-    pieces: list[pa.RecordBatch] = []
-    buffered = 0
-    for batch in batches:
-        while batch.num_rows:
-            take = min(size - buffered, batch.num_rows)
-            pieces.append(batch.slice(0, take))
-            buffered += take
-            batch = batch.slice(take)
-            if buffered == size:
-                yield _joined(pieces)
-                pieces, buffered = [], 0
-    if buffered:
-        yield _joined(pieces)
-
-
-def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
-    return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
 
 
 def _last_key(batch: pa.RecordBatch, columns: _Columns) -> tuple[Any, Any]:

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
-from connectors.sql import _Columns, _read_ahead, _rebatch
+from connectors.base import rebatch
+from connectors.sql import _Columns, _read_ahead
 
 
 def _batches(sizes: list[int]) -> list[pa.RecordBatch]:
@@ -21,16 +22,24 @@ def _batches(sizes: list[int]) -> list[pa.RecordBatch]:
 
 @pytest.mark.parametrize("sizes", [[10], [3, 3, 3, 1], [25], [0, 7, 0, 13], [4, 6], [1] * 10, []], ids=str)
 def test_rebatch_yields_every_row_once_in_order_in_batches_of_exactly_the_size(sizes: list[int]) -> None:
-    out = list(_rebatch(iter(_batches(sizes)), 4))
+    out = list(rebatch(iter(_batches(sizes)), 4))
     ids = [i for b in out for i in b.column(0).to_pylist()]
     assert ids == list(range(sum(sizes)))
     assert all(b.num_rows == 4 for b in out[:-1])
     assert not out or 0 < out[-1].num_rows <= 4
 
 
+@pytest.mark.parametrize("skip", [0, 1, 3, 4, 9, 24, 25, 30])
+def test_rebatch_skips_the_first_rows_across_blocks(skip: int) -> None:
+    out = list(rebatch(iter(_batches([3, 0, 7, 15])), 4, skip))
+    ids = [i for b in out for i in b.column(0).to_pylist()]
+    assert ids == list(range(skip, 25))
+    assert all(b.num_rows == 4 for b in out[:-1])
+
+
 def test_rebatch_cuts_a_large_batch_without_copying_it() -> None:
     (big,) = _batches([12])
-    out = list(_rebatch(iter([big]), 5))
+    out = list(rebatch(iter([big]), 5))
     assert [b.num_rows for b in out] == [5, 5, 2]
     # Slices share the source's buffer: no copy was made.
     assert all(b.column(0).buffers()[1].address == big.column(0).buffers()[1].address for b in out)
