@@ -185,9 +185,16 @@ certificates = Table(
     Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
     Column("batch_id", String(64), nullable=False),
     Column("previous_id", String(120)),
+    # The certificate's status-list entry (its credential_status: issuer_code, list_no,
+    # status_index), kept here rather than in a table of its own: one row and no cert_id key
+    # written twice per certificate. Allocation (evidence.status_list.allocate_positions,
+    # under the list's row lock) hands each position out once; the index below enforces it.
+    Column("list_no", Integer),
+    Column("status_index", BigInteger),
     UniqueConstraint("dataset", "record_key", "holder_id", "version", name="uq_certificate_version"),
     Index("ix_certificates_holder", "holder_id"),
     Index("ix_certificates_township", "township"),
+    Index("uq_certificate_status", "issuer_code", "list_no", "status_index", unique=True),
 )
 
 serials = Table(
@@ -280,18 +287,6 @@ status_lists = Table(
     Column("signature", Text),  # signed note over its SHA-256
     Column("leaf_index", BigInteger),  # its transparency-log leaf
     Column("published_at", DateTime(timezone=True)),
-)
-
-# Where each certificate's status bits lie (also written into the certificate itself).
-status_entries = Table(
-    "status_entries",
-    metadata,
-    Column("cert_id", String(120), primary_key=True),
-    Column("issuer_code", String(18), nullable=False),
-    Column("list_no", Integer, nullable=False),
-    Column("status_index", BigInteger, nullable=False),
-    UniqueConstraint("issuer_code", "list_no", "status_index", name="uq_status_entry"),
-    sqlite_with_rowid=False,  # small rows: the key's B-tree is the table, one B-tree less
 )
 
 # Lifecycle changes (暂扣, 暂扣发还, 撤销, 吊销, 注销, 失效): the log has the signed history,
@@ -478,7 +473,6 @@ __all__ = [
     "quarantine",
     "runs",
     "serials",
-    "status_entries",
     "status_lists",
     "township_extracts",
     "utcnow",
