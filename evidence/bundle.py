@@ -177,22 +177,20 @@ def export_bundle(
     """
     from evidence.log import latest_checkpoint, prove_consistency, prove_inclusion, read_head
     from evidence.status_list import stored_list
-    from lake.catalog import certificates, status_entries
+    from lake.catalog import certificates
 
     row = conn.execute(
         select(
             certificates.c.canonical,
             certificates.c.leaf_index,
             certificates.c.status,
-            status_entries.c.issuer_code,
-            status_entries.c.list_no,
-        )
-        .outerjoin(status_entries, status_entries.c.cert_id == certificates.c.cert_id)
-        .where(certificates.c.cert_id == cert_id)
+            certificates.c.issuer_code,
+            certificates.c.list_no,
+        ).where(certificates.c.cert_id == cert_id)
     ).first()
     if row is None:
         raise EvidenceError(f"no certificate {cert_id!r} in the catalog")
-    if row.issuer_code is None:
+    if row.list_no is None:
         raise EvidenceError(f"certificate {cert_id} has no status-list entry (issued before status lists)")
     published = stored_list(conn, row.issuer_code, int(row.list_no))
     if published is None:

@@ -60,7 +60,7 @@ from evidence.certificate import (
 from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
 from evidence.note import NoteVerifier, open_note, parse_vkey
-from lake.catalog import Catalog, certificates, insert_missing, status_entries, status_lists, utcnow
+from lake.catalog import Catalog, certificates, insert_missing, status_lists, utcnow
 from onceonly.errors import EvidenceError, VerificationFailed
 
 STATUS_LIST_FORMAT = "onceonly-status-list/1"
@@ -185,9 +185,9 @@ def build_document(
     newer = aliased(certificates)
     superseded = exists().where(newer.c.previous_id == certificates.c.cert_id)
     rows = conn.execute(
-        select(status_entries.c.status_index, certificates.c.status, superseded.label("superseded"))
-        .join(certificates, certificates.c.cert_id == status_entries.c.cert_id)
-        .where(and_(status_entries.c.issuer_code == issuer, status_entries.c.list_no == list_no))
+        select(certificates.c.status_index, certificates.c.status, superseded.label("superseded")).where(
+            and_(certificates.c.issuer_code == issuer, certificates.c.list_no == list_no)
+        )
     ).all()
     states = {int(r.status_index): _state_of(r.status, bool(r.superseded)) for r in rows}
     return make_document(issuer, list_no, origin, published, states)

@@ -58,7 +58,6 @@ from lake.catalog import (
     insert_rows,
     quarantine,
     serials,
-    status_entries,
     township_extracts,
     utcnow,
 )
@@ -576,12 +575,6 @@ def issue_certificates(
     appended = log.append(conn, [*zip(canonical, repeat(KIND_CERTIFICATE), cert_ids), receipt(count)])
     tree_size = appended.tree_size
     _insert_certificates(conn, compiled, plan, canonical, appended.first_index, batch_id, issue_date)
-    insert_rows(
-        conn,
-        status_entries,
-        ("cert_id", "issuer_code", "list_no", "status_index"),
-        list(zip(cert_ids, repeat(spec.issuer_code), list_no.tolist(), status_index.tolist())),
-    )
     superseded = [previous for _, previous, _ in renewals]
     townships = {t for t in pc.unique(plan.column("township")).to_pylist() if t}
     _mark_townships(conn, townships | _townships_of(conn, superseded))
@@ -632,6 +625,8 @@ def _insert_certificates(
         "leaf_index": range(first_leaf, first_leaf + count),
         "batch_id": repeat(batch_id),
         "previous_id": plan.column("previous").to_pylist(),
+        "list_no": plan.column("list_no").to_pylist(),
+        "status_index": plan.column("status_index").to_pylist(),
     }
     # The repeated constants are endless; every other column has one value per certificate.
     insert_rows(conn, certificates, list(columns), list(zip(*columns.values(), strict=False)))
