@@ -438,7 +438,10 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets the CLI read while a flow writes; busy_timeout waits instead of failing at once.
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    # FULL, not NORMAL: under WAL, NORMAL may lose the last commits on power loss, and a log that
+    # loses a signed checkpoint it already handed out would sign different leaves at that size
+    # again (a split view). One fsync per landed batch is cheap next to the batch itself.
+    cur.execute("PRAGMA synchronous=FULL")
     # 64 MiB of page cache (the default is 2 MiB): the certificate indexes of a large catalog
     # stay in memory while a batch is inserted, instead of being re-read page by page.
     cur.execute("PRAGMA cache_size=-65536")
