@@ -526,3 +526,28 @@ def test_a_column_renamed_at_the_source_between_pulls_is_a_schema_change(
         _drain(source, pulled[-1].cursor)
     message = str(info.value)
     assert "'gongan-renamed'" in message and "'name'" in message and "'full_name'" in message
+
+
+def test_the_adbc_connection_opened_ahead_is_handed_over_once_and_failures_stay_quiet(
+    postgres_url: str,
+) -> None:
+    import adbc_driver_manager
+
+    from connectors.sql import _AdbcConnection
+
+    ahead = _AdbcConnection(sa.make_url(postgres_url))
+    first, second = ahead.take(), ahead.take()  # the second take opens a connection of its own
+    try:
+        assert first is not second
+        for conn in (first, second):
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                assert cur.fetchone() == (1,)
+    finally:
+        first.close()
+        second.close()
+    ahead.close()  # nothing left to close
+    unreachable = _AdbcConnection(sa.make_url(postgres_url).set(host="127.0.0.1", port=1))
+    unreachable.close()  # the failed attempt's error is not raised here: the pull reports its own
+    with pytest.raises(adbc_driver_manager.Error):
+        _AdbcConnection(sa.make_url(postgres_url).set(host="127.0.0.1", port=1)).take()
