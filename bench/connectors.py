@@ -22,11 +22,12 @@ Fairness: both sides write Snappy-compressed Parquet in row groups of 65,536 row
 ``ParquetDataWriter`` defaults: ``compression="snappy"``, one ``write_table`` per 65,536-row
 chunk); each side's actual file layout (files, row groups, largest row group, codecs, bytes) is
 read back from the files and reported. The table has the index on ``(updated_at, id)`` the sql
-connector's docs ask for. Both sides import their libraries before the clock starts (ours the ADBC
-driver module, dlt its ``sql_database`` source; both the SQLAlchemy psycopg dialect), so the
-clock measures reading and writing, not a one-off import. The floor under any client is measured too: the server's binary
-``COPY`` of our keyset query drained without parsing (``copy_floor_1M``), and the ratio of that
-floor to dlt (``throughput_ratio_copy_floor_over_dlt_1M``) bounds what any client could reach.
+connector's docs ask for. Both sides import their libraries before the clock starts (ours
+the ADBC driver module, dlt its ``sql_database`` source; both the SQLAlchemy psycopg dialect),
+so the clock measures reading and writing, not a one-off import. The floor under any client is
+measured too: the server's binary ``COPY`` of our keyset query drained without parsing
+(``copy_floor_1M``), and the ratio of that floor to dlt
+(``throughput_ratio_copy_floor_over_dlt_1M``) bounds what any client could reach.
 """
 
 from __future__ import annotations

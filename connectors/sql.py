@@ -519,9 +519,10 @@ def _read_ahead(reader: pa.RecordBatchReader, columns: _Columns) -> Generator[pa
 def _numeric_as_text(stmt: sa.Select[Any]) -> sa.Select[Any]:
     """``stmt`` with its NUMERIC columns sent as text (``CAST(x AS TEXT) AS x``).
 
-    ADBC turns binary NUMERIC into Arrow text itself, digit by digit: that took ~40% of the
-    client's CPU for a table of 11 columns with one NUMERIC. The server's text output is
-    exact too and costs the client a plain string copy; ``_cast`` makes decimals of either.
+    ADBC turns binary NUMERIC into Arrow text itself, digit by digit: for a table of 11
+    columns with one NUMERIC that was 0.2 s of ADBC's 0.7 s of CPU per million rows. The
+    server's text output is exact too and costs the client a plain string copy; ``_cast``
+    makes decimals of either.
     WHERE and ORDER BY still compare the columns themselves.
     """
     selected = list(stmt.selected_columns)
