@@ -439,6 +439,55 @@ def typed_pg(postgres_url: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
         engine.dispose()
 
 
+def test_numeric_columns_keep_exact_values_as_key_and_payload_through_adbc(postgres_url: str) -> None:
+    """ADBC reads NUMERIC as the server's text (connectors.sql._numeric_as_text): the values,
+    a NUMERIC tiebreak's ORDER BY and resume, and NUMERIC without precision stay as before."""
+    engine = sa.create_engine(postgres_url)
+    name = f"oo_num_{uuid.uuid4().hex[:10]}"
+    metadata = sa.MetaData()
+    tbl = sa.Table(
+        name,
+        metadata,
+        sa.Column("code", sa.Numeric(20, 3), primary_key=True),
+        sa.Column("updated_at", sa.DateTime, nullable=False),
+        sa.Column("big", sa.Numeric(40, 5)),
+        sa.Column("loose", sa.Numeric),
+    )
+    metadata.create_all(engine)
+    try:
+        # Text order of the codes differs from numeric order: -10 < -9 < 2 < 10 < 1e16.
+        codes = [Decimal(c) for c in ("10.000", "-9.500", "2.125", "-10.001", "12345678901234567.891")]
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(tbl),
+                [
+                    {"code": c, "updated_at": BASE, "big": c * 10**20 if i % 2 else None, "loose": c / 7}
+                    for i, c in enumerate(codes)
+                ],
+            )
+        cursor = {"column": "updated_at", "tiebreak": "code"}
+        fast = _source(postgres_url, name, cursor=cursor)
+        slow = _source(postgres_url, name, cursor=cursor, options={"reader": "sqlalchemy"})
+        pulled = _drain(fast, None, batch_size=2)
+        got = pa.Table.from_batches([p.batch for p in pulled])
+        assert got.column("code").to_pylist() == sorted(codes)
+        assert got.schema.field("big").type == pa.decimal256(40, 5)
+        assert got.column("big").to_pylist() == [
+            None if codes.index(c) % 2 == 0 else c * 10**20 for c in sorted(codes)
+        ]
+        assert [p.cursor for p in pulled] == [p.cursor for p in _drain(slow, None, batch_size=2)]
+        assert _drain(fast, pulled[-1].cursor) == []
+        rest = _drain(fast, pulled[0].cursor, batch_size=10)
+        assert [v for p in rest for v in p.batch.column("code").to_pylist()] == sorted(codes)[2:]
+        query = f'SELECT code, updated_at, loose FROM "{name}"'
+        (loose,) = _drain(_source(postgres_url, None, cursor=cursor, options={"query": query}), batch_size=10)
+        assert loose.batch.schema.field("loose").type == pa.string()
+        assert [Decimal(v) for v in loose.batch.column("loose").to_pylist()] == [c / 7 for c in sorted(codes)]
+    finally:
+        metadata.drop_all(engine)
+        engine.dispose()
+
+
 def test_an_unreachable_host_is_unavailable_and_names_the_connector(server: str) -> None:
     url = sa.make_url(server).set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
     with pytest.raises(SourceUnavailable, match="cannot reach the database") as info:
@@ -477,3 +526,28 @@ def test_a_column_renamed_at_the_source_between_pulls_is_a_schema_change(
         _drain(source, pulled[-1].cursor)
     message = str(info.value)
     assert "'gongan-renamed'" in message and "'name'" in message and "'full_name'" in message
+
+
+def test_the_adbc_connection_opened_ahead_is_handed_over_once_and_failures_stay_quiet(
+    postgres_url: str,
+) -> None:
+    import adbc_driver_manager
+
+    from connectors.sql import _AdbcConnection
+
+    ahead = _AdbcConnection(sa.make_url(postgres_url))
+    first, second = ahead.take(), ahead.take()  # the second take opens a connection of its own
+    try:
+        assert first is not second
+        for conn in (first, second):
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                assert cur.fetchone() == (1,)
+    finally:
+        first.close()
+        second.close()
+    ahead.close()  # nothing left to close
+    unreachable = _AdbcConnection(sa.make_url(postgres_url).set(host="127.0.0.1", port=1))
+    unreachable.close()  # the failed attempt's error is not raised here: the pull reports its own
+    with pytest.raises(adbc_driver_manager.Error):
+        _AdbcConnection(sa.make_url(postgres_url).set(host="127.0.0.1", port=1)).take()
