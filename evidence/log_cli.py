@@ -164,6 +164,16 @@ def log_verify(
         raise typer.Exit(1)
 
 
+def _newest_size(conn: Connection) -> int:
+    """The tree size of the newest signed checkpoint (what a proof defaults to)."""
+    from evidence.log import latest_checkpoint
+
+    newest = latest_checkpoint(conn)
+    if newest is None:
+        raise EvidenceError("the transparency log is empty")
+    return newest[0]
+
+
 @log_app.command("prove")
 def log_prove(
     leaf: Annotated[int, typer.Option("--leaf", help="Leaf index.")],
@@ -175,18 +185,14 @@ def log_prove(
     ] = None,
 ) -> None:
     """Print the inclusion proof of a leaf (JSON), checkable offline with `log check-proof`."""
-    from evidence.log import checkpoint_at, latest_checkpoint, leaf_at, prove_inclusion, read_head, root_at
+    from evidence.log import checkpoint_at, leaf_at, prove_inclusion, read_head, root_at
     from evidence.proofs import inclusion_document
     from lake.catalog import Catalog
 
     settings = Settings()
     keys = _public_keys(settings, None)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        if size is None:
-            newest = latest_checkpoint(conn)
-            if newest is None:
-                raise EvidenceError("the transparency log is empty")
-            size = newest[0]
+        size = _newest_size(conn) if size is None else size
         found = leaf_at(conn, leaf)
         doc = inclusion_document(
             leaf_index=leaf,
@@ -215,18 +221,14 @@ def log_consistency(
     ] = None,
 ) -> None:
     """Print the consistency proof between two tree sizes (JSON), checkable offline."""
-    from evidence.log import checkpoint_at, latest_checkpoint, prove_consistency, read_head, root_at
+    from evidence.log import checkpoint_at, prove_consistency, read_head, root_at
     from evidence.proofs import consistency_document
     from lake.catalog import Catalog
 
     settings = Settings()
     keys = _public_keys(settings, None)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        if new is None:
-            newest = latest_checkpoint(conn)
-            if newest is None:
-                raise EvidenceError("the transparency log is empty")
-            new = newest[0]
+        new = _newest_size(conn) if new is None else new
         doc = consistency_document(
             old_size=old,
             new_size=new,
