@@ -164,6 +164,10 @@ def log_verify(
         raise typer.Exit(1)
 
 
+# `-o FILE` of the commands that print a JSON document.
+_Output = Annotated[Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")]
+
+
 def _newest_size(conn: Connection) -> int:
     """The tree size of the newest signed checkpoint (what a proof defaults to)."""
     from evidence.log import latest_checkpoint
@@ -180,9 +184,7 @@ def log_prove(
     size: Annotated[
         int | None, typer.Option("--size", help="Tree size (default: the newest checkpoint).")
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
-    ] = None,
+    output: _Output = None,
 ) -> None:
     """Print the inclusion proof of a leaf (JSON), checkable offline with `log check-proof`."""
     from evidence.log import checkpoint_at, leaf_at, prove_inclusion, read_head, root_at
@@ -216,9 +218,7 @@ def log_consistency(
     new: Annotated[
         int | None, typer.Option("--to", help="The newer tree size (default: newest checkpoint).")
     ] = None,
-    output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
-    ] = None,
+    output: _Output = None,
 ) -> None:
     """Print the consistency proof between two tree sizes (JSON), checkable offline."""
     from evidence.log import checkpoint_at, prove_consistency, read_head, root_at

@@ -67,12 +67,6 @@ def _ids(pulled: list[Pulled]) -> list[int]:
     return [v for p in pulled for v in p.batch.column("id").to_pylist()]
 
 
-@pytest.fixture(params=["postgres_url", "mariadb_url"], ids=["postgresql", "mariadb"])
-def server(request: pytest.FixtureRequest) -> str:
-    """The URL of each server in turn (the fixtures skip, or fail under CI, when one is down)."""
-    return str(request.getfixturevalue(request.param))
-
-
 @pytest.fixture
 def table(server: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
     """A fresh table ``oo_conn_<random>`` on the server, dropped afterwards."""

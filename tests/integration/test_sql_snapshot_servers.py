@@ -23,11 +23,6 @@ from connectors.base import Connector, Cursor
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["postgres_url", "mariadb_url"], ids=["postgresql", "mariadb"])
-def server(request: pytest.FixtureRequest) -> str:
-    return str(request.getfixturevalue(request.param))
-
-
 @pytest.fixture
 def table(server: str) -> Iterator[tuple[sa.Engine, sa.Table]]:
     """A table without a change timestamp (``stamped`` is a business date, not a watermark)."""
