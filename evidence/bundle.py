@@ -175,13 +175,12 @@ def export_bundle(
     key rotation that no list publication followed yet), that one as ``status_list_key``.
     Raises :class:`EvidenceError` naming what is missing.
     """
-    from evidence.log import latest_checkpoint, prove_consistency, prove_inclusion, read_head
+    from evidence.log import latest_checkpoint, leaf_at, prove_consistency, prove_inclusion, read_head
     from evidence.status_list import stored_list
     from lake.catalog import certificates
 
     row = conn.execute(
         select(
-            certificates.c.canonical,
             certificates.c.leaf_index,
             certificates.c.status,
             certificates.c.issuer_code,
@@ -213,7 +212,7 @@ def export_bundle(
         if old.size < size:
             consistency = (old.size, prove_consistency(conn, old.size, size))
     bundle = build_bundle(
-        json.loads(bytes(row.canonical)),
+        json.loads(_certificate_entry(leaf_at(conn, int(row.leaf_index)), cert_id)),
         int(row.leaf_index),
         prove_inclusion(conn, int(row.leaf_index), size),
         note,
@@ -225,6 +224,16 @@ def export_bundle(
         status_list_key=list_key,
     )
     return bundle, str(row.status)
+
+
+def _certificate_entry(leaf: Any, cert_id: str) -> bytes:
+    """The certificate's RFC 8785 bytes: its log leaf's entry, checked to be that certificate's."""
+    if leaf.kind != "certificate" or leaf.ref != cert_id or leaf.entry is None:
+        raise EvidenceError(
+            f"leaf {leaf.index} of the log is {leaf.kind} {leaf.ref}, not certificate {cert_id}: "
+            "run `onceonly log verify`"
+        )
+    return bytes(leaf.entry)
 
 
 def _signer(note: str, vkeys: list[str], *, what: str = "the newest checkpoint") -> str:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -181,12 +181,21 @@ class PublishedList:
 def build_document(
     conn: Connection, issuer: str, list_no: int, origin: str, published: dt.datetime
 ) -> dict[str, Any]:
-    """The status list document of one list, from the catalog's current statuses."""
+    """The status list document of one list, from the catalog's current statuses.
+
+    Only certificates not 有效 set bits (ix_certificates_not_valid finds them): the others
+    read 有效, superseded or not.
+    """
     newer = aliased(certificates)
     superseded = exists().where(newer.c.previous_id == certificates.c.cert_id)
     rows = conn.execute(
         select(certificates.c.status_index, certificates.c.status, superseded.label("superseded")).where(
-            and_(certificates.c.issuer_code == issuer, certificates.c.list_no == list_no)
+            and_(
+                certificates.c.issuer_code == issuer,
+                certificates.c.list_no == list_no,
+                # a literal, not a parameter: SQLite uses a partial index only for its own WHERE
+                certificates.c.status != bindparam("valid", STATUS_VALID, literal_execute=True),
+            )
         )
     ).all()
     states = {int(r.status_index): _state_of(r.status, bool(r.superseded)) for r in rows}

@@ -181,23 +181,31 @@ certificates = Table(
     Column("valid_to", Date),
     Column("township", String(12)),
     Column("content_sha256", String(64), nullable=False),
-    Column("canonical", LargeBinary, nullable=False),
+    # The certificate's RFC 8785 bytes are its log leaf's entry (log_bundles; evidence.log.leaf_at).
     Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
     Column("batch_id", String(64), nullable=False),
     Column("previous_id", String(120)),
     # The certificate's status-list entry (its credential_status: issuer_code, list_no,
     # status_index), kept here rather than in a table of its own: one row and no cert_id key
     # written twice per certificate. Allocation (evidence.status_list.allocate_positions,
-    # under the list's row lock) hands each position out once. The index serves publishing a
-    # list (evidence.status_list.build_document); it leaves status_index out on purpose:
-    # positions are handed out in a random order, and a unique (issuer, list, index) key
-    # inserted at random places cost ~3 us per certificate (a fifth of the catalog writes).
+    # under the list's row lock) hands each position out once. ix_certificates_not_valid
+    # (below) serves publishing a list: only certificates not 有效 set a bit.
     Column("list_no", Integer),
     Column("status_index", BigInteger),
     UniqueConstraint("dataset", "record_key", "holder_id", "version", name="uq_certificate_version"),
     Index("ix_certificates_holder", "holder_id"),
     Index("ix_certificates_township", "township"),
-    Index("ix_certificates_status_list", "issuer_code", "list_no"),
+)
+
+# The certificates whose status-list bits are set (evidence.status_list.build_document): those
+# not 有效. Partial where the database has them, so that issuing a 有效 certificate writes no
+# entry here (a full (issuer, list) index cost ~1 us per certificate issued).
+Index(
+    "ix_certificates_not_valid",
+    certificates.c.issuer_code,
+    certificates.c.list_no,
+    sqlite_where=certificates.c.status != "有效",
+    postgresql_where=certificates.c.status != "有效",
 )
 
 serials = Table(
@@ -228,15 +236,31 @@ log_leaves = Table(
     Column("kind", String(20), nullable=False),
     Column("ref", String(120), nullable=False),
     Column("appended_at", DateTime(timezone=True), nullable=False),
-    # The entry itself for kinds that have no table of their own (batch receipts, uses of
-    # shared data, lifecycle changes); a certificate's entry is certificates.canonical.
+    # The entry itself (batch receipts, uses of shared data, lifecycle changes, status lists).
     Column("entry", LargeBinary),
 )
 
-# Every complete interior node of the log's tree, written with the leaves that complete it:
-# node (level, index) is MTH(D[index * 2**level : (index + 1) * 2**level]) for level >= 1
-# (level 0 is log_leaves), stored under node_id = level * 2**48 + index (evidence.log.node_id),
-# one integer key (the rowid on SQLite). Any RFC 9162 proof reads O(log n) of these rows.
+# Certificate leaves, the bulk of the log, packed: one row per run of up to BUNDLE_LEAVES
+# consecutive certificate leaves of one append (after C2SP tlog-tiles' entry bundles). A row
+# holds the leaves' hashes (32 bytes each, raw, read by proofs without touching the entries)
+# and their entries: an Arrow IPC stream, zstd-compressed, of ``ref`` (the certificate id) and
+# ``entry`` (its RFC 8785 bytes). A row per leaf cost more than everything else issuance writes.
+BUNDLE_LEAVES = 256
+log_bundles = Table(
+    "log_bundles",
+    metadata,
+    Column("first_leaf", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("leaf_count", Integer, nullable=False),
+    Column("leaf_hashes", LargeBinary(2**32 - 1), nullable=False),
+    Column("entries", LargeBinary(2**32 - 1), nullable=False),
+    Column("appended_at", DateTime(timezone=True), nullable=False),
+)
+
+# The complete interior nodes of the log's tree from level 4 up, written with the leaves that
+# complete them: node (level, index) is MTH(D[index * 2**level : (index + 1) * 2**level]),
+# stored under node_id = level * 2**48 + index (evidence.log.node_id), one integer key (the
+# rowid on SQLite). Nodes of levels 1-3 (15 of every 16) are not stored: a proof rebuilds one
+# from at most 8 leaf hashes. Any RFC 9162 proof reads O(log n) rows.
 log_nodes = Table(
     "log_nodes",
     metadata,
@@ -464,6 +488,7 @@ def _plain(exc: SQLAlchemyError) -> str:
 
 
 __all__ = [
+    "BUNDLE_LEAVES",
     "Catalog",
     "batches",
     "bind_value",
@@ -475,6 +500,7 @@ __all__ = [
     "connector_state",
     "insert_missing",
     "insert_rows",
+    "log_bundles",
     "log_head",
     "log_leaves",
     "log_nodes",

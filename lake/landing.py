@@ -45,7 +45,7 @@ from evidence.certificate import (
 )
 from evidence.identifier import CertificateId, certificate_ids
 from evidence.lifecycle import Lifecycle
-from evidence.log import KIND_CERTIFICATE, TransparencyLog, batch_receipt
+from evidence.log import TransparencyLog, batch_receipt
 from evidence.status_list import allocate_positions
 from lake.catalog import (
     Catalog,
@@ -570,11 +570,11 @@ def issue_certificates(
             "index": JsonColumn("status_index"),
         },
     }
-    canonical: list[bytes] = canonical_rows(shape, plan).cast(pa.binary()).to_pylist()
+    canonical = canonical_rows(shape, plan).cast(pa.binary())
+    appended = log.append_certificates(conn, ids, canonical, [receipt(count)])
     cert_ids: list[str] = ids.to_pylist()
-    appended = log.append(conn, [*zip(canonical, repeat(KIND_CERTIFICATE), cert_ids), receipt(count)])
     tree_size = appended.tree_size
-    _insert_certificates(conn, compiled, plan, canonical, appended.first_index, batch_id, issue_date)
+    _insert_certificates(conn, compiled, plan, appended.first_index, batch_id, issue_date)
     superseded = [previous for _, previous, _ in renewals]
     townships = {t for t in pc.unique(plan.column("township")).to_pylist() if t}
     _mark_townships(conn, townships | _townships_of(conn, superseded))
@@ -596,7 +596,6 @@ def _insert_certificates(
     conn: Connection,
     compiled: CompiledContract,
     plan: pa.Table,
-    canonical: list[bytes],
     first_leaf: int,
     batch_id: str,
     issue_date: dt.date,
@@ -621,7 +620,6 @@ def _insert_certificates(
         "valid_to": _dates(conn, compiled, plan.column("valid_to"), "valid_to"),
         "township": plan.column("township").to_pylist(),
         "content_sha256": plan.column("content_sha256").to_pylist(),
-        "canonical": canonical,
         "leaf_index": range(first_leaf, first_leaf + count),
         "batch_id": repeat(batch_id),
         "previous_id": plan.column("previous").to_pylist(),
@@ -653,11 +651,16 @@ def _new_or_changed(
     and version to follow). One certificate per (record, holder), even if a holder appears twice."""
     if drafts.num_rows == 0:
         return [], []
-    record_keys: list[str] = drafts.column("record_key").to_pylist()
-    holder_ids: list[str] = drafts.column("holder_id").to_pylist()
-    unique: dict[tuple[str, str], int] = {}
-    for i, key in enumerate(zip(record_keys, holder_ids, strict=True)):
-        unique.setdefault(key, i)
+    # The first row of each (record, holder), in row order.
+    rows = pa.table(
+        {
+            "record_key": drafts.column("record_key"),
+            "holder_id": drafts.column("holder_id"),
+            "row": pa.array(np.arange(drafts.num_rows, dtype=np.int64)),
+        }
+    )
+    firsts = rows.group_by(["record_key", "holder_id"], use_threads=False).aggregate([("row", "min")])
+    firsts = firsts.sort_by("row_min")
     latest: dict[tuple[str, str], tuple[str, int, str]] = {}
     # By record key alone: `(record_key, holder_id) IN (...)` is not an index lookup on SQLite
     # (nor on PostgreSQL); it scanned every certificate of the dataset once per chunk.
@@ -668,7 +671,7 @@ def _new_or_changed(
         certificates.c.version,
         certificates.c.content_sha256,
     )
-    keys = sorted(set(record_keys))
+    keys = sorted(pc.unique(firsts.column("record_key")).to_pylist())
     if conn.dialect.name == "sqlite":
         # The batch's keys as ONE JSON parameter: SQLAlchemy renders no bind per key, and
         # SQLite probes the (dataset, record_key, ...) index once per key.
@@ -682,12 +685,15 @@ def _new_or_changed(
             key = (r.record_key, r.holder_id)
             if key not in latest or r.version > latest[key][1]:
                 latest[key] = (r.cert_id, int(r.version), r.content_sha256)
+    first_rows: list[int] = firsts.column("row_min").to_pylist()
     if not latest:
-        return list(unique.values()), []
+        return first_rows, []
     digests: list[str] = drafts.column("content_sha256").to_pylist()
+    record_keys = firsts.column("record_key").to_pylist()
+    holder_ids = firsts.column("holder_id").to_pylist()
     new: list[int] = []
     renewals: list[tuple[int, str, int]] = []
-    for key, i in unique.items():
+    for key, i in zip(zip(record_keys, holder_ids, strict=True), first_rows, strict=True):
         found = latest.get(key)
         if found is None:
             new.append(i)

@@ -61,11 +61,16 @@ def test_verify_reports_counts_per_kind(logged: tuple[Settings, str]) -> None:
 
 def test_verify_names_the_first_tampered_row(logged: tuple[Settings, str]) -> None:
     settings, _ = logged
+    key, _ = open_key_store(settings).load_or_create(settings.log_origin)
     engine = sa.create_engine(settings.catalog_url)
+    with engine.begin() as conn:  # 16 leaves or more: the first stored interior node, (4, 0)
+        entries = [(f'{{"n":{i}}}'.encode(), "lifecycle", f"e{i}") for i in range(11, 19)]
+        TransparencyLog(key, settings.log_origin).append(conn, entries)
+    assert run("log", "verify")[0] == 0
     with engine.begin() as conn:
-        conn.execute(sa.update(log_nodes).where(log_nodes.c.node_id == node_id(1, 2)).values(hash=b"x" * 32))
+        conn.execute(sa.update(log_nodes).where(log_nodes.c.node_id == node_id(4, 0)).values(hash=b"x" * 32))
     code, _, err = run("log", "verify")
-    assert code == 1 and "INCONSISTENT: interior node (1, 2) differs" in err
+    assert code == 1 and "INCONSISTENT: interior node (4, 0) differs" in err
     with engine.begin() as conn:
         conn.execute(sa.update(log_leaves).where(log_leaves.c.leaf_index == 1).values(entry=b'{"n":100}'))
     code, _, err = run("log", "verify")

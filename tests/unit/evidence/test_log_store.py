@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
+from collections.abc import Callable
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -13,9 +17,12 @@ from evidence.keys import SigningKey
 from evidence.log import (
     KIND_BATCH_RECEIPT,
     KIND_USE,
+    NODE_MIN_LEVEL,
     TransparencyLog,
     batch_receipt,
     checkpoint_at,
+    leaf_at,
+    leaves,
     node_id,
     prove_consistency,
     prove_inclusion,
@@ -29,12 +36,13 @@ from evidence.merkle import (
     SM3,
     consistency_proof,
     inclusion_proof,
+    leaf_hash,
     root,
     verify_consistency,
     verify_inclusion,
 )
 from evidence.note import Checkpoint, open_note, parse_vkey
-from lake.catalog import Catalog, checkpoints, log_leaves, log_nodes
+from lake.catalog import Catalog, certificates, checkpoints, log_bundles, log_leaves, log_nodes
 from onceonly.errors import EvidenceError, VerificationFailed
 
 ORIGIN = "onceonly.example/test/stored-log"
@@ -62,10 +70,9 @@ def test_stored_node_proofs_equal_recomputed_ones(catalog: Catalog) -> None:
     log = TransparencyLog(KEY, ORIGIN)
     hashes = fill(catalog, log)
     n = len(hashes)
+    stored_nodes = sum(n >> level for level in range(NODE_MIN_LEVEL, n.bit_length()))  # levels 4 and up
     with catalog.read() as conn:
-        assert (
-            conn.execute(sa.select(sa.func.count()).select_from(log_nodes)).scalar_one() == n - n.bit_count()
-        )
+        assert conn.execute(sa.select(sa.func.count()).select_from(log_nodes)).scalar_one() == stored_nodes
         for size in range(1, n + 1):
             head = root(hashes[:size])
             assert root_at(conn, size) == head
@@ -79,7 +86,7 @@ def test_stored_node_proofs_equal_recomputed_ones(catalog: Catalog) -> None:
                 verify_consistency(old, size, proof, root(hashes[:old]), head)
         report = verify_log(conn, VERIFIER, chunk=4)
     assert report.tree_size == n and report.checkpoints == len(BATCHES)
-    assert report.kinds == {"lifecycle": n} and report.nodes == n - n.bit_count()
+    assert report.kinds == {"lifecycle": n} and report.nodes == stored_nodes == 4
 
 
 def test_proofs_refuse_sizes_beyond_the_log(catalog: Catalog) -> None:
@@ -138,19 +145,19 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
         ),
         (
             lambda conn: conn.execute(
-                sa.update(log_nodes).where(log_nodes.c.node_id == node_id(2, 3)).values(hash=b"\x01" * 32)
+                sa.update(log_nodes).where(log_nodes.c.node_id == node_id(4, 1)).values(hash=b"\x01" * 32)
             ),
-            r"interior node \(2, 3\) differs",
+            r"interior node \(4, 1\) differs",
         ),
         (
-            lambda conn: conn.execute(sa.delete(log_nodes).where(log_nodes.c.node_id == node_id(1, 0))),
-            r"interior node \(1, 0\) is missing",
+            lambda conn: conn.execute(sa.delete(log_nodes).where(log_nodes.c.node_id == node_id(4, 0))),
+            r"interior node \(4, 0\) is missing",
         ),
         (
             lambda conn: conn.execute(
-                sa.insert(log_nodes).values(node_id=node_id(1, 999), hash=b"\x02" * 32)
+                sa.insert(log_nodes).values(node_id=node_id(4, 999), hash=b"\x02" * 32)
             ),
-            "stores 54 interior nodes; a tree of 57 leaves has 53",
+            "stores 5 interior nodes; a tree of 57 leaves has 4",
         ),
         (
             lambda conn: conn.execute(
@@ -251,3 +258,179 @@ def test_any_stored_checkpoint_is_consistent_with_any_later_one(
                 verify_consistency(a.size, b.size, proof, a.root_hash, b.root_hash)
         finally:
             catalog.dispose()
+
+
+# ------------------------------------------------------------ certificate leaves, packed
+
+
+def certificate_entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
+    return [
+        (f'{{"certificate":{i}}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)
+    ]
+
+
+def hold(conn: sa.Connection, first: int, batch: list[tuple[bytes, str, str]]) -> None:
+    """The certificates rows that hold certificate leaves (verify_log checks they exist)."""
+    conn.execute(
+        sa.insert(certificates),
+        [
+            {
+                "cert_id": ref,
+                "dataset": "d",
+                "record_key": ref,
+                "holder_id": ref,
+                "type_code": "t",
+                "type_name": "t",
+                "issuer_code": "i",
+                "serial": first + offset,
+                "version": 1,
+                "status": "有效",
+                "issue_date": dt.date(2026, 11, 21),
+                "content_sha256": "0" * 64,
+                "leaf_index": first + offset,
+                "batch_id": "b",
+            }
+            for offset, (_, _, ref) in enumerate(batch)
+        ],
+    )
+
+
+def fill_mixed(catalog: Catalog, log: TransparencyLog) -> list[tuple[bytes, str, str]]:
+    """Lifecycle entries, then certificate runs that cross bundle boundaries, then a receipt-like
+    entry: bundles that start anywhere, not at multiples of 256."""
+    written: list[tuple[bytes, str, str]] = []
+    with catalog.begin() as conn:
+        for batch in (
+            entries(0, 5),
+            certificate_entries(5, 600),
+            entries(605, 1),
+            certificate_entries(606, 3),
+        ):
+            appended = log.append(conn, batch)
+            if batch[0][1] == "certificate":
+                hold(conn, appended.first_index, batch)
+            written += batch
+    return written
+
+
+def test_certificate_leaves_are_packed_and_read_back_in_order(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    written = fill_mixed(catalog, log)
+    hashes = [leaf_hash(data) for data, _, _ in written]
+    n = len(written)
+    with catalog.read() as conn:
+        bundles = conn.execute(
+            sa.select(log_bundles.c.first_leaf, log_bundles.c.leaf_count).order_by(log_bundles.c.first_leaf)
+        ).all()
+        assert [tuple(b) for b in bundles] == [(5, 256), (261, 256), (517, 88), (606, 3)]
+        assert conn.execute(sa.select(sa.func.count()).select_from(log_leaves)).scalar_one() == 6
+        stored = list(leaves(conn))
+        assert [(leaf.index, leaf.entry, leaf.kind, leaf.ref) for leaf in stored] == [
+            (i, data, kind, ref) for i, (data, kind, ref) in enumerate(written)
+        ]
+        assert [leaf.leaf_hash for leaf in stored] == hashes
+        for index in (0, 4, 5, 260, 261, 516, 517, 604, 605, 606, 608):
+            leaf = leaf_at(conn, index)
+            assert (leaf.entry, leaf.kind, leaf.ref, leaf.leaf_hash) == (*written[index], hashes[index])
+        with pytest.raises(EvidenceError, match=f"no leaf {n}"):
+            leaf_at(conn, n)
+        # every proof, rebuilt from packed leaf hashes and the stored nodes of level 4 and up
+        for size in (1, 5, 6, 261, 262, 517, 600, n):
+            head = root(hashes[:size])
+            assert root_at(conn, size) == head
+            for index in range(0, size, 7):
+                assert prove_inclusion(conn, index, size) == inclusion_proof(index, hashes[:size])
+            for old in range(0, size + 1, 11):
+                assert prove_consistency(conn, old, size) == consistency_proof(old, hashes[:size])
+        report = verify_log(conn, VERIFIER, chunk=100)  # chunks that cut bundles in two
+    assert report.kinds == {"lifecycle": 6, "certificate": 603} and report.tree_size == n
+
+
+def _bundle_at(first: int, **values: object) -> Callable[[sa.Connection], object]:
+    return lambda conn: conn.execute(
+        sa.update(log_bundles).where(log_bundles.c.first_leaf == first).values(**values)
+    )
+
+
+def _flip_hash(conn: sa.Connection) -> None:
+    blob = bytearray(
+        conn.execute(sa.select(log_bundles.c.leaf_hashes).where(log_bundles.c.first_leaf == 261)).scalar_one()
+    )
+    blob[32 * 10] ^= 1
+    _bundle_at(261, leaf_hashes=bytes(blob))(conn)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (_flip_hash, r"leaf 271 \(certificate cert-271\): its entry does not hash"),
+        (
+            _bundle_at(517, entries=b"not an arrow stream"),
+            r"leaves 517..604: their stored entries are unreadable",
+        ),
+        (
+            _bundle_at(261, leaf_hashes=b"\x00" * 64),
+            r"leaves 261..516: 64 bytes of leaf hashes for 256 leaves",
+        ),
+        (
+            lambda conn: conn.execute(sa.delete(log_bundles).where(log_bundles.c.first_leaf == 261)),
+            "leaf 261 is missing",
+        ),
+        (
+            lambda conn: conn.execute(
+                sa.update(certificates).where(certificates.c.leaf_index == 300).values(cert_id="other")
+            ),
+            "leaf 300: no certificate cert-300 holds this leaf",
+        ),
+    ],
+    ids=["hash", "entries", "hash blob", "gap", "certificate row"],
+)
+def test_verify_reports_a_tampered_bundle(catalog: Catalog, tamper: object, message: str) -> None:
+    fill_mixed(catalog, TransparencyLog(KEY, ORIGIN))
+    with catalog.begin() as conn:
+        tamper(conn)  # type: ignore[operator]
+    with catalog.read() as conn, pytest.raises(VerificationFailed, match=message):
+        verify_log(conn, VERIFIER, chunk=100)
+
+
+def test_append_refuses_a_head_past_the_last_bundle(catalog: Catalog) -> None:
+    log = TransparencyLog(KEY, ORIGIN)
+    with catalog.begin() as conn:
+        log.append(conn, certificate_entries(0, 300))
+        conn.execute(sa.delete(log_bundles).where(log_bundles.c.first_leaf == 256))
+    with (
+        catalog.begin() as conn,
+        pytest.raises(
+            EvidenceError, match=r"head says 300 leaves but the stored leaves from 299 on are \[\]"
+        ),
+    ):
+        log.append(conn, certificate_entries(300, 1))
+
+
+def test_certificates_given_column_wise_are_logged_as_append_logs_them(
+    catalog: Catalog, tmp_path: Path
+) -> None:
+    batch = certificate_entries(0, 300)
+    receipt = entries(300, 1)
+    other = Catalog.connect(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        with catalog.begin() as conn:
+            by_rows = TransparencyLog(KEY, ORIGIN).append(conn, [*batch, *receipt])
+        with other.begin() as conn:
+            refs = pa.array([ref for _, _, ref in batch])
+            data = pa.array([entry for entry, _, _ in batch], pa.binary())
+            by_columns = TransparencyLog(KEY, ORIGIN).append_certificates(conn, refs, data, receipt)
+            with pytest.raises(EvidenceError, match="2 certificate ids for 1 certificates"):
+                TransparencyLog(KEY, ORIGIN).append_certificates(conn, refs[:2], data[:1])
+        assert (
+            (by_columns.tree_size, by_columns.root_hash)
+            == (by_rows.tree_size, by_rows.root_hash)
+            == (
+                301,
+                root([leaf_hash(entry) for entry, _, _ in [*batch, *receipt]]),
+            )
+        )
+        with catalog.read() as a, other.read() as b:
+            assert list(leaves(a)) == list(leaves(b))
+    finally:
+        other.dispose()

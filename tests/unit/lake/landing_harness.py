@@ -22,7 +22,7 @@ from contracts.identifiers import citizen_id_check_char, uscc_check_char
 from contracts.model import contract_by_id
 from contracts.validate import Validation, Validator
 from evidence.keys import SigningKey
-from evidence.log import TransparencyLog
+from evidence.log import Leaf, TransparencyLog, leaf_at, leaves
 from lake.catalog import Catalog
 from lake.landing import LandedBatch, Lander, content_digest
 from lake.parquet import ParquetLake
@@ -173,3 +173,15 @@ class Harness:
     def all(self, stmt: Any) -> list[Any]:
         with self.catalog.begin() as conn:
             return list(conn.execute(stmt).all())
+
+    def leaves(self) -> list[Leaf]:
+        """Every stored log leaf, in order (certificate leaves come out of their bundles)."""
+        with self.catalog.read() as conn:
+            return list(leaves(conn))
+
+    def body(self, leaf_index: int) -> bytes:
+        """A certificate's RFC 8785 bytes: the entry of its log leaf."""
+        with self.catalog.read() as conn:
+            entry = leaf_at(conn, leaf_index).entry
+        assert entry is not None
+        return entry

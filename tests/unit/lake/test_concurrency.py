@@ -13,10 +13,10 @@ from landing_harness import HOUSEHOLD, LICENCE, ORIGIN, household_row, licence_r
 from contracts.compiler import CompiledContract
 from contracts.validate import Validation
 from evidence.keys import SigningKey
-from evidence.log import TransparencyLog
+from evidence.log import TransparencyLog, leaves
 from evidence.merkle import consistency_proof, leaf_hash, root, verify_consistency
 from evidence.note import Checkpoint, open_note, parse_vkey
-from lake.catalog import Catalog, batches, certificates, checkpoints, log_leaves
+from lake.catalog import Catalog, batches, certificates, checkpoints
 from lake.landing import Lander
 from lake.parquet import ParquetLake
 
@@ -92,20 +92,22 @@ def test_two_landings_at_once_append_one_contiguous_log(
     try:
         assert not errors, errors
         with catalog.begin() as conn:
-            leaves = conn.execute(sa.select(log_leaves).order_by(log_leaves.c.leaf_index)).all()
-            certs = conn.execute(sa.select(certificates.c.leaf_index, certificates.c.canonical)).all()
+            stored = list(leaves(conn))
+            certs = conn.execute(sa.select(certificates.c.leaf_index, certificates.c.cert_id)).all()
             heads = conn.execute(sa.select(checkpoints).order_by(checkpoints.c.tree_size)).all()
             sizes = conn.execute(sa.select(batches.c.tree_size)).scalars().all()
     finally:
         catalog.dispose()
 
     total = 2 * BATCHES * (ROWS + 1)  # each batch: its certificates, then its receipt
-    assert [leaf.leaf_index for leaf in leaves] == list(range(total)), "no gap, no duplicate index"
+    assert [leaf.index for leaf in stored] == list(range(total)), "no gap, no duplicate index"
     assert len(certs) == 2 * BATCHES * ROWS
-    assert sum(leaf.kind == "batch-receipt" for leaf in leaves) == 2 * BATCHES
-    hashes = [bytes(leaf.leaf_hash) for leaf in leaves]
+    assert sum(leaf.kind == "batch-receipt" for leaf in stored) == 2 * BATCHES
     for c in certs:
-        assert hashes[c.leaf_index] == leaf_hash(bytes(c.canonical))
+        leaf = stored[c.leaf_index]
+        assert leaf.ref == c.cert_id and leaf.entry is not None
+        assert leaf.leaf_hash == leaf_hash(leaf.entry)
+    hashes = [leaf.leaf_hash for leaf in stored]
     # one checkpoint per batch, each over all leaves before it, each extending the one before
     assert [h.tree_size for h in heads] == [(ROWS + 1) * (i + 1) for i in range(2 * BATCHES)]
     assert sorted(sizes) == [h.tree_size for h in heads]

@@ -36,6 +36,7 @@ from lake.catalog import (
     certificates,
     checkpoints,
     connector_state,
+    log_bundles,
     log_head,
     log_leaves,
     quarantine,
@@ -49,7 +50,16 @@ GOOD = [household_row(i) for i in range(1, 7)]
 BAD_CHECK = household_row(7, person_id=citizen_id(7)[:17] + ("0" if citizen_id(7)[17] != "0" else "1"))
 BAD_TOWNSHIP = household_row(8, township_code="120114999000")
 C0, C1, C2, C3 = ({"updated_at": f"2026-11-2{i}T00:00:00"} for i in range(4))
-CATALOG_TABLES = (batches, certificates, log_leaves, checkpoints, quarantine, connector_state, serials)
+CATALOG_TABLES = (
+    batches,
+    certificates,
+    log_leaves,
+    log_bundles,
+    checkpoints,
+    quarantine,
+    connector_state,
+    serials,
+)
 
 
 def _counts(h: Harness) -> dict[str, int]:
@@ -61,9 +71,11 @@ def _certs(h: Harness) -> dict[str, Any]:
 
 
 def _leaf_hashes(h: Harness) -> list[bytes]:
-    rows = h.all(sa.select(log_leaves.c.leaf_index, log_leaves.c.leaf_hash).order_by(log_leaves.c.leaf_index))
-    assert [r.leaf_index for r in rows] == list(range(len(rows))), "leaf indices must be contiguous from 0"
-    return [bytes(r.leaf_hash) for r in rows]
+    stored = h.leaves()
+    assert [leaf.index for leaf in stored] == list(range(len(stored))), (
+        "leaf indices must be contiguous from 0"
+    )
+    return [leaf.leaf_hash for leaf in stored]
 
 
 def _accepted_files(lake_dir: Path, dataset: str = "household") -> list[str]:
@@ -74,8 +86,9 @@ def _accepted_files(lake_dir: Path, dataset: str = "household") -> list[str]:
 def assert_log_is_sound(h: Harness) -> None:
     """Every certificate is the leaf at its index; every checkpoint is signed and right."""
     hashes = _leaf_hashes(h)
-    certs = h.all(sa.select(certificates.c.leaf_index, certificates.c.canonical))
-    kinds = {int(r.leaf_index): r.kind for r in h.all(sa.select(log_leaves.c.leaf_index, log_leaves.c.kind))}
+    certs = h.all(sa.select(certificates.c.leaf_index, certificates.c.cert_id))
+    stored = {leaf.index: leaf for leaf in h.leaves()}
+    kinds = {index: leaf.kind for index, leaf in stored.items()}
     assert sorted(c.leaf_index for c in certs) == sorted(i for i, k in kinds.items() if k == "certificate")
     # besides certificates, one receipt per landed batch and nothing else
     assert sum(k == "batch-receipt" for k in kinds.values()) == h.count(batches)
@@ -83,7 +96,9 @@ def assert_log_is_sound(h: Harness) -> None:
     with h.catalog.read() as conn:
         verify_log(conn, parse_vkey(h.key.vkey))
     for c in certs:
-        assert hashes[c.leaf_index] == leaf_hash(bytes(c.canonical))
+        leaf = stored[c.leaf_index]
+        assert leaf.ref == c.cert_id and leaf.entry is not None
+        assert hashes[c.leaf_index] == leaf_hash(leaf.entry)
     verifier = parse_vkey(h.key.vkey)
     for cp in h.all(sa.select(checkpoints)):
         checkpoint = Checkpoint.parse(open_note(cp.note, verifier))
@@ -140,14 +155,14 @@ def test_a_validated_batch_lands_with_certificates_log_and_cursor(harness: Harne
             row["township_code"],
         )
         assert c.issue_date == TODAY and c.valid_from.isoformat() == "2000-01-01" and c.valid_to is None
-        body = json.loads(bytes(c.canonical))
+        body = json.loads(harness.body(c.leaf_index))
         assert body["id"] == c.cert_id and body["holder"]["id"] == row["person_id"]
         assert body["source"] == {"dataset": "household", "contract": HOUSEHOLD.ref, "batch": landed.batch_id}
         assert CertificateId.parse(c.cert_id).version == 1
     assert len({c.serial for c in certs.values()}) == 6
 
     # the log: one leaf per certificate, the batch's receipt, and a signed checkpoint over them
-    assert harness.count(log_leaves) == 7 and harness.count(certificates) == 6
+    assert len(harness.leaves()) == 7 and harness.count(certificates) == 6
     with harness.catalog.begin() as conn:
         head = latest_checkpoint(conn)
         assert tree_size(conn) == 7
@@ -240,7 +255,7 @@ def test_a_changed_record_is_renewed_once_as_version_2(harness: Harness) -> None
     ]
     new = rows[1]
     assert new.previous_id == old.cert_id and new.leaf_index == 7  # after 6 and a receipt
-    body = json.loads(bytes(new.canonical))
+    body = json.loads(harness.body(new.leaf_index))
     assert body["previous"] == old.cert_id and body["version"] == 2
     assert body["fields"]["address"] == "天津市武清区杨村街道新华路1号"
     # GB/T 36904: a new version of the same certificate keeps its serial
@@ -297,6 +312,11 @@ class ExplodingLog(TransparencyLog):
     def append(self, conn: Any, entries: Sequence[tuple[bytes, str, str]]) -> Appended:
         raise RuntimeError("disk full")
 
+    def append_certificates(
+        self, conn: Any, refs: pa.Array, entries: pa.Array, then: Sequence[tuple[bytes, str, str]] = ()
+    ) -> Appended:
+        raise RuntimeError("disk full")
+
 
 def _staged_files(h: Harness, batch_id: str) -> list[str]:
     staged = h.lake.staging_dir("gongan-household", batch_id) / "accepted" / "dataset=household"
@@ -333,7 +353,7 @@ def test_a_failed_landing_changes_nothing_and_the_retry_lands_once(harness: Harn
     assert harness.lake.read_accepted("household").num_rows == 7
     quarantine_files = sorted((harness.lake_dir / "quarantine" / "dataset=household").iterdir())
     assert [p.name for p in quarantine_files] == [f"{landed.batch_id}.parquet"]
-    assert harness.count(certificates) == 7 and harness.count(log_leaves) == 9
+    assert harness.count(certificates) == 7 and len(harness.leaves()) == 9
     assert harness.count(batches) == 2 and harness.count(quarantine) == 1
     with harness.catalog.begin() as conn:
         assert harness.catalog.cursor_of(conn, "gongan-household") == C2
@@ -415,13 +435,12 @@ def test_exported_bundles_verify_offline(harness: Harness) -> None:
         head = latest_checkpoint(conn)
         assert head is not None
         size = head[0]
-        rows = conn.execute(
-            sa.select(certificates.c.cert_id, certificates.c.canonical, certificates.c.leaf_index)
-        ).all()
+        rows = conn.execute(sa.select(certificates.c.cert_id, certificates.c.leaf_index)).all()
         bundles = [export_bundle(conn, r.cert_id, harness.key.vkey)[0] for r in rows]
     assert len(bundles) == 8
     for r, bundle in zip(rows, bundles, strict=True):
-        assert bytes(r.canonical) == certificate_leaf_bytes(json.loads(bytes(r.canonical)))
+        body = harness.body(r.leaf_index)
+        assert body == certificate_leaf_bytes(json.loads(body))
         shipped = json.loads(json.dumps(bundle, ensure_ascii=False, indent=2))
         verified = verify_bundle(shipped, trusted_vkey=harness.key.vkey)
         assert verified.certificate_id == bundle["certificate"]["id"] and verified.status == STATUS_VALID

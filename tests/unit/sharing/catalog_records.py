@@ -59,7 +59,6 @@ class Records:
                     valid_to=valid_to,
                     township=township,
                     content_sha256="0" * 64,
-                    canonical=b"{}",
                     leaf_index=leaf,
                     batch_id="b" * 32,
                     previous_id=previous,
