@@ -22,7 +22,6 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -605,29 +604,30 @@ def _insert_certificates(
     count = plan.num_rows
     columns = {
         "cert_id": plan.column("cert_id").to_pylist(),
-        "dataset": repeat(compiled.contract.id),
         "record_key": plan.column("record_key").to_pylist(),
         "holder_id": plan.column("holder_id").to_pylist(),
         "holder_name": plan.column("holder_name").to_pylist(),
-        "type_code": repeat(spec.type_code),
-        "type_name": repeat(spec.type_name),
-        "issuer_code": repeat(spec.issuer_code),
         "serial": plan.column("serial").to_pylist(),
         "version": plan.column("version").to_pylist(),
         "status": plan.column("status").to_pylist(),
-        "issue_date": repeat(bind_value(conn, certificates.c.issue_date, issue_date)),
         "valid_from": _dates(conn, compiled, plan.column("issued_valid_from"), "valid_from"),
         "valid_to": _dates(conn, compiled, plan.column("valid_to"), "valid_to"),
         "township": plan.column("township").to_pylist(),
         "content_sha256": plan.column("content_sha256").to_pylist(),
         "leaf_index": range(first_leaf, first_leaf + count),
-        "batch_id": repeat(batch_id),
         "previous_id": plan.column("previous").to_pylist(),
         "list_no": plan.column("list_no").to_pylist(),
         "status_index": plan.column("status_index").to_pylist(),
     }
-    # The repeated constants are endless; every other column has one value per certificate.
-    insert_rows(conn, certificates, list(columns), list(zip(*columns.values(), strict=False)))
+    constants = {
+        "dataset": compiled.contract.id,
+        "type_code": spec.type_code,
+        "type_name": spec.type_name,
+        "issuer_code": spec.issuer_code,
+        "issue_date": bind_value(conn, certificates.c.issue_date, issue_date),
+        "batch_id": batch_id,
+    }
+    insert_rows(conn, certificates, list(columns), list(zip(*columns.values(), strict=True)), constants)
 
 
 def _dates(conn: Connection, compiled: CompiledContract, text: pa.ChunkedArray, name: str) -> list[Any]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lake.catalog import Catalog, connector_state, insert_missing, serials
+from lake.catalog import Catalog, connector_state, insert_missing, insert_rows, serials
 from lake.landing import record_failure, save_cursor
 from onceonly.errors import CatalogError
 
@@ -52,6 +52,20 @@ def test_insert_missing_inserts_once(catalog: Catalog) -> None:
         insert_missing(conn, serials, {"type_code": "T", "issuer_code": "I", "next_serial": 1})
     with catalog.read() as conn:
         assert conn.execute(sa.select(serials.c.next_serial)).scalars().all() == [9]
+
+
+def test_insert_rows_with_constants_stores_them_as_given(catalog: Catalog) -> None:
+    rows = [("T1", 1), ("T2", 2)]
+    awkward = "O'B'); DROP x; --"  # a literal on SQLite: quoted, not executed
+    with catalog.begin() as conn:
+        insert_rows(conn, serials, ("type_code", "next_serial"), rows, {"issuer_code": awkward})
+    with catalog.read() as conn:
+        stored = conn.execute(sa.select(serials).order_by(serials.c.type_code)).all()
+    assert [tuple(r) for r in stored] == [("T1", awkward, 1), ("T2", awkward, 2)]
+    if catalog.engine.dialect.name != "sqlite":
+        return  # bound as parameters there
+    with catalog.begin() as conn, pytest.raises(ValueError, match="NUL"):
+        insert_rows(conn, serials, ("type_code", "next_serial"), rows, {"issuer_code": "a\x00b"})
 
 
 def test_database_errors_become_catalog_errors_without_the_values(catalog: Catalog) -> None:
