@@ -43,6 +43,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    inspect,
     select,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
@@ -333,6 +334,26 @@ certificate_events = Table(
 )
 
 
+def _check_columns(engine: Engine) -> None:
+    """Refuse, by name, a catalog whose tables another version of OnceOnly made.
+
+    ``create_all`` adds missing tables but never changes existing ones; without this check an
+    older catalog would fail at its first insert with a bare database error.
+    """
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        stored = {column["name"] for column in inspector.get_columns(table.name)}
+        expected = {column.name for column in table.columns}
+        if stored != expected:
+            differences = [f"+{name}" for name in sorted(stored - expected)]
+            differences += [f"-{name}" for name in sorted(expected - stored)]
+            raise CatalogError(
+                f"the catalog's table {table.name} was made by another version of OnceOnly "
+                f"(columns {' '.join(differences)} against this version): there are no schema "
+                "migrations yet; keep the old catalog and start a new one (the demo: make demo RESET=1)"
+            )
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -364,6 +385,7 @@ class Catalog:
                 event.listen(engine, "connect", _sqlite_connect)
                 event.listen(engine, "begin", _sqlite_begin)
             metadata.create_all(engine)
+            _check_columns(engine)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open the catalog database: {_plain(exc)}") from exc
         return cls(engine)

@@ -54,6 +54,17 @@ def test_insert_missing_inserts_once(catalog: Catalog) -> None:
         assert conn.execute(sa.select(serials.c.next_serial)).scalars().all() == [9]
 
 
+def test_a_catalog_made_by_another_version_is_refused_by_name(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Catalog.connect(url).dispose()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # as the version that kept certificate bodies in the row did
+        conn.exec_driver_sql("ALTER TABLE certificates ADD COLUMN canonical BLOB")
+    engine.dispose()
+    with pytest.raises(CatalogError, match=r"table certificates was made by another version .*\+canonical"):
+        Catalog.connect(url)
+
+
 def test_insert_rows_with_constants_stores_them_as_given(catalog: Catalog) -> None:
     rows = [("T1", 1), ("T2", 2)]
     awkward = "O'B'); DROP x; --"  # a literal on SQLite: quoted, not executed
