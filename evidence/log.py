@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, literal_column, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 
 from evidence.canonical import canonical_json
@@ -492,66 +492,113 @@ def prove_inclusion(conn: Connection, leaf_index: int, size: int) -> list[bytes]
     """The RFC 9162 inclusion proof of ``leaf_index`` in the tree of the first ``size`` leaves."""
     if not 0 <= leaf_index < size:
         raise EvidenceError(f"leaf {leaf_index} is not in a tree of size {size}")
-    _check_size(conn, size)
-    return _range_roots(conn, inclusion_ranges(leaf_index, size))
+    return _range_roots(conn, inclusion_ranges(leaf_index, size), _head_of_size(conn, size).hasher)
 
 
 def prove_consistency(conn: Connection, old_size: int, new_size: int) -> list[bytes]:
     """The RFC 9162 consistency proof from the tree of ``old_size`` leaves to ``new_size``."""
     if not 0 <= old_size <= new_size:
         raise EvidenceError(f"no consistency proof from size {old_size} to {new_size}")
-    _check_size(conn, new_size)
-    return _range_roots(conn, consistency_ranges(old_size, new_size))
+    hasher = _head_of_size(conn, new_size).hasher
+    return _range_roots(conn, consistency_ranges(old_size, new_size), hasher)
 
 
 def root_at(conn: Connection, size: int) -> bytes:
     """MTH of the first ``size`` leaves, from stored nodes (one per set bit of ``size``)."""
-    hasher = read_head(conn).hasher
+    hasher = _head_of_size(conn, size).hasher
     if size == 0:
         return hasher.empty_root
-    _check_size(conn, size)
     return _range_roots(conn, [(0, size)], hasher)[0]
 
 
-def _check_size(conn: Connection, size: int) -> None:
-    current = tree_size(conn)
-    if size > current:
-        raise EvidenceError(f"the log has {current} leaves, fewer than the {size} asked for")
+def _head_of_size(conn: Connection, size: int) -> LogHead:
+    """The log head, checked to hold at least ``size`` leaves."""
+    head = read_head(conn)
+    if size > head.tree_size:
+        raise EvidenceError(f"the log has {head.tree_size} leaves, fewer than the {size} asked for")
+    return head
 
 
-def _range_roots(
-    conn: Connection, ranges: Sequence[tuple[int, int]], hasher: TreeHash | None = None
-) -> list[bytes]:
+def _range_roots(conn: Connection, ranges: Sequence[tuple[int, int]], hasher: TreeHash) -> list[bytes]:
     """MTH of each leaf range, from the stored perfect subtrees that make it up."""
     parts = [perfect_subtrees(lo, hi) for lo, hi in ranges]
-    keys = {key for keys in parts for key in keys}
-    if hasher is None and (
-        any(len(keys) > 1 for keys in parts) or any(0 < level < NODE_MIN_LEVEL for level, _ in keys)
-    ):
-        hasher = read_head(conn).hasher  # only a range of several subtrees, or a low node, hashes
-    hasher = hasher or SHA256
-    found = _subtree_hashes(conn, keys, hasher)
+    found = _subtree_hashes(conn, {key for keys in parts for key in keys}, hasher)
     return [fold_subtrees([found[key] for key in keys], hasher=hasher) for keys in parts]
+
+
+# Where _subtree_hashes' one query found a hash: a log_leaves row, a bundle, a log_nodes row.
+_FROM_LEAF, _FROM_BUNDLE, _FROM_NODE = 0, 1, 2
+
+
+def _hash_rows(source: int, key: Any, count: Any, data: Any) -> Any:
+    return select(
+        literal_column(str(source)).label("source"),
+        key.label("key"),
+        count.label("count"),
+        data.label("data"),
+    )
+
+
+# Built once: a proof's cost is mostly statement building and round trips, so a proof is one
+# cached statement whose IN lists expand at execution. Bundles are found by the spans of leaf
+# indexes they may start in: the bundle holding leaf i starts in (i - BUNDLE_LEAVES, i].
+_LEAF_HASHES = _hash_rows(
+    _FROM_LEAF, log_leaves.c.leaf_index, literal_column("1"), log_leaves.c.leaf_hash
+).where(log_leaves.c.leaf_index.in_(bindparam("leaves", expanding=True)))
+_NODE_HASHES = _hash_rows(_FROM_NODE, log_nodes.c.node_id, literal_column("1"), log_nodes.c.hash).where(
+    log_nodes.c.node_id.in_(bindparam("nodes", expanding=True))
+)
+_BUNDLE_HASHES = _hash_rows(
+    _FROM_BUNDLE, log_bundles.c.first_leaf, log_bundles.c.leaf_count, log_bundles.c.leaf_hashes
+).where(
+    or_(
+        and_(log_bundles.c.first_leaf > bindparam("lo1"), log_bundles.c.first_leaf < bindparam("hi1")),
+        and_(log_bundles.c.first_leaf > bindparam("lo2"), log_bundles.c.first_leaf < bindparam("hi2")),
+    )
+)
+_ALL_HASHES = union_all(_LEAF_HASHES, _BUNDLE_HASHES, _NODE_HASHES)
 
 
 def _subtree_hashes(
     conn: Connection, keys: set[tuple[int, int]], hasher: TreeHash
 ) -> dict[tuple[int, int], bytes]:
     """Hashes of perfect subtrees ``(level, index)``: nodes of level 4 up from log_nodes, the
-    lower ones rebuilt from their (at most 8) stored leaf hashes."""
-    found: dict[tuple[int, int], bytes] = {}
+    lower ones rebuilt from their (at most 8) stored leaf hashes, all read with one query."""
     low = sorted((level, index) for level, index in keys if level < NODE_MIN_LEVEL)
-    nodes = sorted((level, index) for level, index in keys if level >= NODE_MIN_LEVEL)
-    if low:
-        hashes = _leaf_hashes(conn, [(index << level, (index + 1) << level) for level, index in low])
-        for level, index in low:
-            span = [hashes.get(i) for i in range(index << level, (index + 1) << level)]
-            if all(h is not None for h in span):
-                found[level, index] = root([h for h in span if h is not None], hasher=hasher)
-    if nodes:
-        ids = {node_id(level, index): (level, index) for level, index in nodes}
-        rows = conn.execute(select(log_nodes.c.node_id, log_nodes.c.hash).where(log_nodes.c.node_id.in_(ids)))
-        found.update((ids[int(r.node_id)], bytes(r.hash)) for r in rows)
+    ids = {node_id(level, index): (level, index) for level, index in keys if level >= NODE_MIN_LEVEL}
+    ranges = [(index << level, (index + 1) << level) for level, index in low]
+    spans: list[list[int]] = []  # nearby ranges share a span of bundles
+    for lo, hi in sorted(ranges):
+        if spans and lo <= spans[-1][1] + BUNDLE_LEAVES:
+            spans[-1][1] = max(spans[-1][1], hi)
+        else:
+            spans.append([lo, hi])
+    found: dict[tuple[int, int], bytes] = {}
+    hashes: dict[int, bytes] = {}
+    rows: list[Any] = []
+    # Two spans per query (a proof has one or two); the leaves and nodes come with the first.
+    for number, start in enumerate(range(0, max(len(spans), 1), 2)):
+        (lo1, hi1), (lo2, hi2) = [*spans[start : start + 2], [0, 0], [0, 0]][:2]
+        first = number == 0
+        parameters = {
+            "leaves": sorted({i for lo, hi in ranges for i in range(lo, hi)}) if first else [],
+            "nodes": list(ids) if first else [],
+            "lo1": lo1 - BUNDLE_LEAVES,
+            "hi1": hi1,
+            "lo2": lo2 - BUNDLE_LEAVES,
+            "hi2": hi2,
+        }
+        rows += conn.execute(_ALL_HASHES, parameters).all()
+    for row in rows:
+        source, key, data = int(row.source), int(row.key), bytes(row.data)
+        if source == _FROM_NODE:
+            found[ids[key]] = data
+        else:
+            _take_leaf_hashes(hashes, key, int(row.count), data, ranges)
+    for level, index in low:
+        span = [hashes.get(i) for i in range(index << level, (index + 1) << level)]
+        if all(h is not None for h in span):
+            found[level, index] = root([h for h in span if h is not None], hasher=hasher)
     missing = sorted(keys - found.keys())
     if missing:
         level, index = missing[0]
@@ -560,30 +607,13 @@ def _subtree_hashes(
     return found
 
 
-def _leaf_hashes(conn: Connection, ranges: Sequence[tuple[int, int]]) -> dict[int, bytes]:
-    """The stored hashes of the leaves in ``ranges`` (``[lo, hi)`` each), from both stores."""
-    wanted = sorted({i for lo, hi in ranges for i in range(lo, hi)})
-    found: dict[int, bytes] = {}
-    rows = conn.execute(
-        select(log_leaves.c.leaf_index, log_leaves.c.leaf_hash).where(log_leaves.c.leaf_index.in_(wanted))
-    )
-    found.update((int(r.leaf_index), bytes(r.leaf_hash)) for r in rows)
-    # The bundle holding leaf i starts in (i - BUNDLE_LEAVES, i].
-    spans = [
-        and_(log_bundles.c.first_leaf > lo - BUNDLE_LEAVES, log_bundles.c.first_leaf < hi)
-        for lo, hi in ranges
-    ]
-    bundles = conn.execute(
-        select(log_bundles.c.first_leaf, log_bundles.c.leaf_count, log_bundles.c.leaf_hashes).where(
-            or_(*spans)
-        )
-    )
-    for bundle in bundles:
-        first, blob = int(bundle.first_leaf), bytes(bundle.leaf_hashes)
-        for i in wanted:
-            if first <= i < first + int(bundle.leaf_count) and len(blob) >= 32 * (i - first + 1):
-                found.setdefault(i, blob[32 * (i - first) : 32 * (i - first + 1)])
-    return found
+def _take_leaf_hashes(
+    hashes: dict[int, bytes], first: int, count: int, blob: bytes, ranges: Sequence[tuple[int, int]]
+) -> None:
+    """The hashes of leaves ``first..first+count-1`` (a row's or a bundle's) that ``ranges`` want."""
+    for lo, hi in ranges:
+        for i in range(max(lo, first), min(hi, first + count, first + len(blob) // 32)):
+            hashes.setdefault(i, blob[32 * (i - first) : 32 * (i - first + 1)])
 
 
 # ---------------------------------------------------------------------------- verification
