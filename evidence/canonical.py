@@ -22,11 +22,15 @@ column by column with Arrow string kernels (escape, quote, join), with no Python
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import rfc8785
@@ -127,8 +131,10 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
     array = column.combine_chunks()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         text = array.cast(pa.string())
-        # One scan finds whether anything needs escaping; most columns need none.
-        if pc.any(pc.match_substring_regex(text, '["\\\\\\x00-\\x1f]')).as_py():
+        if text.null_count == len(text):
+            return ["null"]  # joins the row's constant text
+        # One scan of the bytes finds whether anything needs escaping; most columns need none.
+        if _needs_escape(text):
             text = pc.replace_substring(text, "\\", "\\\\")
             text = pc.replace_substring(text, '"', '\\"')
             for code in range(0x20):
@@ -150,4 +156,60 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
     raise ValueError(f"canonical_rows: column {name!r} of type {array.type} has no canonical form here")
 
 
-__all__ = ["Column", "canonical_json", "canonical_rows"]
+def _offsets_and_values(array: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """The value offsets (one more than rows) of a string or binary array, and its data buffer."""
+    wide = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    if not (wide or pa.types.is_string(array.type) or pa.types.is_binary(array.type)):
+        raise ValueError(f"expected a string or binary array, not {array.type}")
+    _, offsets, data = array.buffers()
+    dtype = np.dtype(np.int64 if wide else np.int32)
+    bounds = np.frombuffer(offsets, dtype, len(array) + 1, array.offset * dtype.itemsize)
+    return bounds, memoryview(data if data is not None else b"")
+
+
+def _needs_escape(text: pa.Array) -> bool:
+    """Whether any value of a string array holds '"', '\\' or a C0 control (RFC 8785 §3.2.2.2).
+
+    Null slots may hold bytes too; they are scanned with the rest, which can only say yes
+    where no was right, and then the escape kernels leave the values as they are.
+    """
+    bounds, data = _offsets_and_values(text)
+    values = np.frombuffer(data, np.uint8, int(bounds[-1] - bounds[0]), int(bounds[0]))
+    # Every byte of a multi-byte UTF-8 sequence is >= 0x80 (RFC 3629 §3): a byte below 0x20,
+    # '"' or '\\' is always that character. Comparisons run vectorised; a 256-entry lookup
+    # table (fancy indexing) measured ten times slower.
+    return bool(((values < 0x20) | (values == ord('"')) | (values == ord("\\"))).any())
+
+
+def sha256_each(array: pa.Array, *, prefix: bytes = b"") -> list[bytes]:
+    """SHA-256 of ``prefix`` + each value of a string or binary array, straight from its buffer.
+
+    Equal to ``[hashlib.sha256(prefix + v).digest() for v in array.cast(pa.binary()).to_pylist()]``
+    without a bytes object per value: ``sha256_each(canonical_rows(shape, table))`` hashes a
+    batch's RFC 8785 text, and ``prefix=b"\\x00"`` gives RFC 9162 §2.1.1 leaf hashes.
+    """
+    if array.null_count:
+        raise ValueError("sha256_each: the array holds nulls, which have no bytes to hash")
+    if len(array) == 0:
+        return []
+    bounds, data = _offsets_and_values(array)
+    start = hashlib.sha256(prefix)
+    copy = start.copy
+    digests = []
+    # hashlib has no batch interface: one call per value is the vectorised form here.
+    at = bounds.tolist()
+    for begin, end in pairwise(at):
+        digest = copy()
+        digest.update(data[begin:end])
+        digests.append(digest.digest())
+    return digests
+
+
+def sha256_hex(array: pa.Array) -> pa.Array:
+    """Lower-case hex SHA-256 of each value (:func:`sha256_each`), as a string array."""
+    hexed = binascii.hexlify(b"".join(sha256_each(array)))
+    offsets = np.arange(0, len(hexed) + 1, 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(array), pa.py_buffer(offsets), pa.py_buffer(hexed))
+
+
+__all__ = ["Column", "canonical_json", "canonical_rows", "sha256_each", "sha256_hex"]

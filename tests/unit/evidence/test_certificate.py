@@ -360,3 +360,23 @@ def test_draft_table_is_drafts_from_column_wise(
         assert (row["number"], row["status"]) == (content["number"], content["status"])
         assert {k[len("field:") :]: v for k, v in row.items() if k.startswith("field:")} == content["fields"]
         assert row["content_sha256"] == draft.content_sha256
+
+
+@pytest.mark.parametrize(
+    ("compiled", "rows"),
+    [
+        (HOUSEHOLD, [household(i) for i in range(1, 6)]),
+        (MARRIAGE, [marriage(1), marriage(2, wife_id=None), marriage(3), marriage(4, husband_id="")]),
+    ],
+)
+def test_draft_table_of_a_slice_hashes_only_its_rows(
+    compiled: CompiledContract, rows: list[dict[str, Any]]
+) -> None:
+    # Batches are slices of a larger table: the hashes are read from the slice's own bytes.
+    from evidence.certificate import draft_table
+
+    accepted = table(compiled, rows)
+    for start, length in [(1, 3), (0, 1), (len(rows) - 1, 1)]:
+        part = accepted.slice(start, length)
+        got = draft_table(part, compiled).column("content_sha256").to_pylist()
+        assert got == [d.content_sha256 for d in drafts_from(part, compiled)]
