@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contracts.compiler import CertificateSpec, CompiledContract
+from contracts.compiler import CompiledContract
 from evidence.canonical import Column, canonical_json, canonical_rows, sha256_hex
 from evidence.identifier import CertificateId
 from onceonly.errors import ContractError
@@ -171,24 +171,34 @@ DRAFT_COLUMNS = (
 
 
 def content_shape(compiled: CompiledContract) -> dict[str, Any]:
-    """The shape (:func:`evidence.canonical.canonical_rows`) of a draft's ``content``."""
+    """The shape (:func:`evidence.canonical.canonical_rows`) of a draft's ``content``.
+
+    What the contract fixes for every draft (one holder identity type, no township, validity
+    or status column) is a constant, not a column of the draft table: the same JSON text, with
+    fewer pieces to join per row.
+    """
     spec = compiled.certificate
     if spec is None:
         raise ContractError(f"contract {compiled.ref} issues no certificates")
+    holder: dict[str, Any] = {
+        "name": Column("holder_name"),
+        "id_type": Column("id_type"),
+        "id_type_code": Column("id_type_code"),
+        "id": Column("holder_id"),
+    }
+    id_types = {h.get("idType", "居民身份证") for h in spec.holders}
+    if len(id_types) == 1 and id_types <= HOLDER_ID_TYPES.keys():  # else draft_table says why
+        (id_type,) = id_types
+        holder.update(id_type=id_type, id_type_code=HOLDER_ID_TYPES[id_type])
     return {
         "number": Column("number"),
         "type": {"code": spec.type_code, "name": spec.type_name},
         "issuer": {"name": spec.issuer_name, "code": spec.issuer_code},
-        "holder": {
-            "name": Column("holder_name"),
-            "id_type": Column("id_type"),
-            "id_type_code": Column("id_type_code"),
-            "id": Column("holder_id"),
-        },
-        "valid_from": Column("valid_from"),
-        "valid_to": Column("valid_to"),
-        "township": Column("township"),
-        "status": Column("status"),
+        "holder": holder,
+        "valid_from": Column("valid_from") if spec.valid_from_column else None,
+        "valid_to": Column("valid_to") if spec.valid_to_column else None,
+        "township": Column("township") if any(h.get("townshipColumn") for h in spec.holders) else None,
+        "status": Column("status") if spec.status_column else STATUS_VALID,
         "fields": {f: Column(f"field:{f}") for f in spec.fields},
     }
 
@@ -255,7 +265,7 @@ def draft_table(table: pa.Table, compiled: CompiledContract) -> pa.Table:
         present = pc.fill_null(pc.not_equal(holder_id, ""), False)
         if not pc.all(present).as_py():
             part = part.filter(present)
-        content = canonical_rows(_holder_shape(shape, spec, holder, id_type), part)
+        content = canonical_rows(_holder_shape(shape, holder, id_type), part)
         parts.append(part.append_column("content_sha256", sha256_hex(content)))
     drafts = pa.concat_tables(parts)
     if len(parts) > 1:
@@ -263,24 +273,12 @@ def draft_table(table: pa.Table, compiled: CompiledContract) -> pa.Table:
     return drafts.drop_columns("_order")
 
 
-def _holder_shape(
-    shape: dict[str, Any], spec: CertificateSpec, holder: Mapping[str, Any], id_type: str
-) -> dict[str, Any]:
-    """``shape`` with what is the same on every draft of ``holder`` as constants, not columns.
-
-    The same JSON text (a constant and a column of it write equal bytes), with fewer pieces to
-    join per row.
-    """
+def _holder_shape(shape: dict[str, Any], holder: Mapping[str, Any], id_type: str) -> dict[str, Any]:
+    """:func:`content_shape` with what is the same on every draft of ``holder`` as constants."""
     code = HOLDER_ID_TYPES[id_type]
     fixed = {**shape, "holder": {**shape["holder"], "id_type": id_type, "id_type_code": code}}
     if not holder.get("townshipColumn"):
         fixed["township"] = None
-    if not spec.valid_from_column:
-        fixed["valid_from"] = None
-    if not spec.valid_to_column:
-        fixed["valid_to"] = None
-    if not spec.status_column:
-        fixed["status"] = STATUS_VALID
     return fixed
 
 
