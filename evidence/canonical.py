@@ -18,6 +18,7 @@ column by column with Arrow string kernels (escape, quote, join), with no Python
 
     shape = {"id": Column("id"), "schema": "onceonly-ecert/1", "holder": {"name": Column("name")}}
     canonical_rows(shape, table)     # one RFC 8785 string per row of ``table``
+    sha256_hex(canonical_rows(shape, table))    # their SHA-256, read from the Arrow buffers
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def _needs_escape(text: pa.Array) -> bool:
     return bool(((values < 0x20) | (values == ord('"')) | (values == ord("\\"))).any())
 
 
-def sha256_each(array: pa.Array, *, prefix: bytes = b"") -> list[bytes]:
+def sha256_each(array: pa.Array | pa.ChunkedArray, *, prefix: bytes = b"") -> list[bytes]:
     """SHA-256 of ``prefix`` + each value of a string or binary array, straight from its buffer.
 
     Equal to ``[hashlib.sha256(prefix + v).digest() for v in array.cast(pa.binary()).to_pylist()]``
@@ -190,6 +191,11 @@ def sha256_each(array: pa.Array, *, prefix: bytes = b"") -> list[bytes]:
     """
     if array.null_count:
         raise ValueError("sha256_each: the array holds nulls, which have no bytes to hash")
+    if isinstance(array, pa.ChunkedArray):  # a table's column
+        of_chunks: list[bytes] = []
+        for chunk in array.chunks:
+            of_chunks += sha256_each(chunk, prefix=prefix)
+        return of_chunks
     if len(array) == 0:
         return []
     bounds, data = _offsets_and_values(array)
@@ -205,7 +211,7 @@ def sha256_each(array: pa.Array, *, prefix: bytes = b"") -> list[bytes]:
     return digests
 
 
-def sha256_hex(array: pa.Array) -> pa.Array:
+def sha256_hex(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Lower-case hex SHA-256 of each value (:func:`sha256_each`), as a string array."""
     hexed = binascii.hexlify(b"".join(sha256_each(array)))
     offsets = np.arange(0, len(hexed) + 1, 64, dtype=np.int32)

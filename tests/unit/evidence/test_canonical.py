@@ -195,7 +195,13 @@ def test_sha256_hex_of_text_equals_hexdigest() -> None:
     from evidence.canonical import sha256_hex
 
     values = ['{"a":"张三"}', "", "x" * 1000, "\u2028"]
-    for array in (pa.array(values), pa.array(values, pa.large_string()), pa.array(values).slice(1, 2)):
+    chunked = pa.chunked_array([values[:1], [], values[1:]], pa.string())
+    for array in (
+        pa.array(values),
+        pa.array(values, pa.large_string()),
+        pa.array(values).slice(1, 2),
+        chunked,
+    ):
         expected = [hashlib.sha256(v.encode()).hexdigest() for v in array.to_pylist()]
         got = sha256_hex(array)
         assert got.type == pa.string() and got.to_pylist() == expected
@@ -210,5 +216,7 @@ def test_sha256_each_refuses_nulls_and_non_text() -> None:
 
     with pytest.raises(ValueError, match="nulls"):
         sha256_each(pa.array(["a", None]))
+    with pytest.raises(ValueError, match="nulls"):
+        sha256_each(pa.chunked_array([["a"], [None]], pa.string()))
     with pytest.raises(ValueError, match="string or binary"):
         sha256_each(pa.array([1, 2]))
