@@ -208,7 +208,8 @@ def draft_table(table: pa.Table, compiled: CompiledContract) -> pa.Table:
 
     Columns are :data:`DRAFT_COLUMNS` and ``field:<name>`` for the contract's certificate
     fields, all text; ``content_sha256`` is the SHA-256 of the content's RFC 8785 bytes, built
-    for the whole table with :func:`~evidence.canonical.canonical_rows`. A record with several
+    holder by holder for all rows with :func:`~evidence.canonical.canonical_rows` and hashed
+    from the Arrow buffer (:func:`~evidence.canonical.sha256_hex`). A record with several
     holders gives its rows one after the other, holder by holder, like :func:`drafts_from`.
     """
     spec = compiled.certificate
