@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -259,7 +260,7 @@ def draft_table(table: pa.Table, compiled: CompiledContract) -> pa.Table:
                 "valid_to": column(spec.valid_to_column) if spec.valid_to_column else nulls,
                 "status": status,
                 **{f"field:{f}": column(f) for f in spec.fields},
-                "_order": pa.array(range(ordinal, n * len(spec.holders), len(spec.holders)), pa.int64()),
+                "_order": np.arange(ordinal, n * len(spec.holders), len(spec.holders), dtype=np.int64),
             }
         )
         # A row without this holder (no ID) has no certificate for them.
