@@ -151,7 +151,8 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
             raise ValueError(
                 f"canonical_rows: column {name!r} holds integers beyond ±2**53 (RFC 8785 §3.2.2.3)"
             )
-        return [pc.fill_null(array.cast(pa.string()), "null")]
+        digits = array.cast(pa.string())
+        return [pc.fill_null(digits, "null") if array.null_count else digits]  # fill_null copies
     if pa.types.is_boolean(array.type):
         return [pc.fill_null(pc.if_else(array, "true", "false"), "null")]
     raise ValueError(f"canonical_rows: column {name!r} of type {array.type} has no canonical form here")
