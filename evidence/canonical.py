@@ -83,6 +83,7 @@ class Column:
 # RFC 8785 §3.2.2.2 (ECMAScript JSON.stringify): these C0 controls get short escapes, the
 # others \u00xx in lower-case hex; '"' and '\\' are escaped; everything else stays as is.
 _SHORT_ESCAPES = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
+_ESCAPES = {ord('"'): '\\"', **{code: _SHORT_ESCAPES.get(code, f"\\u{code:04x}") for code in range(0x20)}}
 
 
 def canonical_rows(shape: Mapping[str, Any], table: pa.Table) -> pa.Array:
@@ -134,13 +135,14 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
         text = array.cast(pa.string())
         if text.null_count == len(text):
             return ["null"]  # joins the row's constant text
-        # One scan of the bytes finds whether anything needs escaping; most columns need none.
-        if _needs_escape(text):
+        # One scan of the bytes finds what needs escaping; most columns need nothing, and one
+        # pass per character present (not 34 passes) escapes the others.
+        present = _escaped_present(text)
+        if ord("\\") in present:  # first: the other escapes add backslashes of their own
             text = pc.replace_substring(text, "\\", "\\\\")
-            text = pc.replace_substring(text, '"', '\\"')
-            for code in range(0x20):
-                escape = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
-                text = pc.replace_substring(text, chr(code), escape)
+        for code in present:
+            if code in _ESCAPES:  # none of these escapes adds a character escaped here
+                text = pc.replace_substring(text, chr(code), _ESCAPES[code])
         if text.null_count == 0:  # the quotes join the row's constant text
             return ['"', text, '"']
         quoted = pc.binary_join_element_wise(pa.scalar('"'), text, pa.scalar('"'), "")
@@ -169,18 +171,22 @@ def _offsets_and_values(array: pa.Array) -> tuple[np.ndarray, memoryview]:
     return bounds, memoryview(data if data is not None else b"")
 
 
-def _needs_escape(text: pa.Array) -> bool:
-    """Whether any value of a string array holds '"', '\\' or a C0 control (RFC 8785 §3.2.2.2).
+def _escaped_present(text: pa.Array) -> list[int]:
+    """The characters of a string array that RFC 8785 §3.2.2.2 escapes: '"', '\\', C0 controls.
 
-    Null slots may hold bytes too; they are scanned with the rest, which can only say yes
-    where no was right, and then the escape kernels leave the values as they are.
+    Null slots may hold bytes too; they are scanned with the rest, which can only add a
+    character to escape, and the escape kernels leave null values as they are.
     """
     bounds, data = _offsets_and_values(text)
     values = np.frombuffer(data, np.uint8, int(bounds[-1] - bounds[0]), int(bounds[0]))
     # Every byte of a multi-byte UTF-8 sequence is >= 0x80 (RFC 3629 §3): a byte below 0x20,
     # '"' or '\\' is always that character. Comparisons run vectorised; a 256-entry lookup
     # table (fancy indexing) measured ten times slower.
-    return bool(((values < 0x20) | (values == ord('"')) | (values == ord("\\"))).any())
+    escaped = (values < 0x20) | (values == ord('"')) | (values == ord("\\"))
+    if not escaped.any():
+        return []
+    found: list[int] = np.unique(values[escaped]).tolist()
+    return found
 
 
 def sha256_each(array: pa.Array | pa.ChunkedArray, *, prefix: bytes = b"") -> list[bytes]:

@@ -220,3 +220,20 @@ def test_sha256_each_refuses_nulls_and_non_text() -> None:
         sha256_each(pa.chunked_array([["a"], [None]], pa.string()))
     with pytest.raises(ValueError, match="string or binary"):
         sha256_each(pa.array([1, 2]))
+
+
+_escapable = st.text(
+    alphabet=st.sampled_from(['"', "\\", "\n", "\x01", "\x1f", "\t", "a", "张", "u"]), max_size=8
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.none() | _escapable, min_size=1, max_size=12))
+def test_canonical_rows_escapes_only_what_a_column_holds(values: list[str | None]) -> None:
+    # Each column runs one escape pass per character present; the backslash pass goes first.
+    import pyarrow as pa
+
+    from evidence.canonical import Column, canonical_rows
+
+    got = canonical_rows({"v": Column("v"), "k": "\\"}, pa.table({"v": pa.array(values, pa.string())}))
+    assert [g.encode() for g in got.to_pylist()] == [rfc8785.dumps({"v": v, "k": "\\"}) for v in values]
