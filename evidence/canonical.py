@@ -140,8 +140,8 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
         present = _escaped_present(text)
         if ord("\\") in present:  # first: the other escapes add backslashes of their own
             text = pc.replace_substring(text, "\\", "\\\\")
-        for code in present:
-            if code in _ESCAPES:  # none of these escapes adds a character escaped here
+        for code in present:  # one pass each; no later pass rewrites what an earlier one wrote
+            if code in _ESCAPES:
                 text = pc.replace_substring(text, chr(code), _ESCAPES[code])
         if text.null_count == 0:  # the quotes join the row's constant text
             return ['"', text, '"']
