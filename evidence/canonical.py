@@ -18,15 +18,20 @@ column by column with Arrow string kernels (escape, quote, join), with no Python
 
     shape = {"id": Column("id"), "schema": "onceonly-ecert/1", "holder": {"name": Column("name")}}
     canonical_rows(shape, table)     # one RFC 8785 string per row of ``table``
+    sha256_hex(canonical_rows(shape, table))    # their SHA-256, read from the Arrow buffers
 """
 
 from __future__ import annotations
 
+import binascii
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import rfc8785
@@ -78,6 +83,7 @@ class Column:
 # RFC 8785 §3.2.2.2 (ECMAScript JSON.stringify): these C0 controls get short escapes, the
 # others \u00xx in lower-case hex; '"' and '\\' are escaped; everything else stays as is.
 _SHORT_ESCAPES = {0x08: "\\b", 0x09: "\\t", 0x0A: "\\n", 0x0C: "\\f", 0x0D: "\\r"}
+_ESCAPES = {ord('"'): '\\"', **{code: _SHORT_ESCAPES.get(code, f"\\u{code:04x}") for code in range(0x20)}}
 
 
 def canonical_rows(shape: Mapping[str, Any], table: pa.Table) -> pa.Array:
@@ -127,13 +133,16 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
     array = column.combine_chunks()
     if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         text = array.cast(pa.string())
-        # One scan finds whether anything needs escaping; most columns need none.
-        if pc.any(pc.match_substring_regex(text, '["\\\\\\x00-\\x1f]')).as_py():
+        if text.null_count == len(text):
+            return ["null"]  # joins the row's constant text
+        # One scan of the bytes finds what needs escaping; most columns need nothing, and one
+        # pass per character present (not 34 passes) escapes the others.
+        present = _escaped_present(text)
+        if ord("\\") in present:  # first: the other escapes add backslashes of their own
             text = pc.replace_substring(text, "\\", "\\\\")
-            text = pc.replace_substring(text, '"', '\\"')
-            for code in range(0x20):
-                escape = _SHORT_ESCAPES.get(code, f"\\u{code:04x}")
-                text = pc.replace_substring(text, chr(code), escape)
+        for code in present:  # one pass each; no later pass rewrites what an earlier one wrote
+            if code in _ESCAPES:
+                text = pc.replace_substring(text, chr(code), _ESCAPES[code])
         if text.null_count == 0:  # the quotes join the row's constant text
             return ['"', text, '"']
         quoted = pc.binary_join_element_wise(pa.scalar('"'), text, pa.scalar('"'), "")
@@ -144,10 +153,76 @@ def _json_column(column: pa.ChunkedArray, name: str) -> list[Any]:
             raise ValueError(
                 f"canonical_rows: column {name!r} holds integers beyond ±2**53 (RFC 8785 §3.2.2.3)"
             )
-        return [pc.fill_null(array.cast(pa.string()), "null")]
+        digits = array.cast(pa.string())
+        return [pc.fill_null(digits, "null") if array.null_count else digits]  # fill_null copies
     if pa.types.is_boolean(array.type):
         return [pc.fill_null(pc.if_else(array, "true", "false"), "null")]
     raise ValueError(f"canonical_rows: column {name!r} of type {array.type} has no canonical form here")
 
 
-__all__ = ["Column", "canonical_json", "canonical_rows"]
+def _offsets_and_values(array: pa.Array) -> tuple[np.ndarray, memoryview]:
+    """The value offsets (one more than rows) of a string or binary array, and its data buffer."""
+    wide = pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type)
+    if not (wide or pa.types.is_string(array.type) or pa.types.is_binary(array.type)):
+        raise ValueError(f"expected a string or binary array, not {array.type}")
+    _, offsets, data = array.buffers()
+    dtype = np.dtype(np.int64 if wide else np.int32)
+    bounds = np.frombuffer(offsets, dtype, len(array) + 1, array.offset * dtype.itemsize)
+    return bounds, memoryview(data if data is not None else b"")
+
+
+def _escaped_present(text: pa.Array) -> list[int]:
+    """The characters of a string array that RFC 8785 §3.2.2.2 escapes: '"', '\\', C0 controls.
+
+    Null slots may hold bytes too; they are scanned with the rest, which can only add a
+    character to escape, and the escape kernels leave null values as they are.
+    """
+    bounds, data = _offsets_and_values(text)
+    values = np.frombuffer(data, np.uint8, int(bounds[-1] - bounds[0]), int(bounds[0]))
+    # Every byte of a multi-byte UTF-8 sequence is >= 0x80 (RFC 3629 §3): a byte below 0x20,
+    # '"' or '\\' is always that character. Comparisons run vectorised; a 256-entry lookup
+    # table (fancy indexing) measured ten times slower.
+    escaped = (values < 0x20) | (values == ord('"')) | (values == ord("\\"))
+    if not escaped.any():
+        return []
+    found: list[int] = np.unique(values[escaped]).tolist()
+    return found
+
+
+def sha256_each(array: pa.Array | pa.ChunkedArray, *, prefix: bytes = b"") -> list[bytes]:
+    """SHA-256 of ``prefix`` + each value of a string or binary array, straight from its buffer.
+
+    Equal to ``[hashlib.sha256(prefix + v).digest() for v in array.cast(pa.binary()).to_pylist()]``
+    without a bytes object per value: ``sha256_each(canonical_rows(shape, table))`` hashes a
+    batch's RFC 8785 text, and ``prefix=b"\\x00"`` gives RFC 9162 §2.1.1 leaf hashes.
+    """
+    if array.null_count:
+        raise ValueError("sha256_each: the array holds nulls, which have no bytes to hash")
+    if isinstance(array, pa.ChunkedArray):  # a table's column
+        of_chunks: list[bytes] = []
+        for chunk in array.chunks:
+            of_chunks += sha256_each(chunk, prefix=prefix)
+        return of_chunks
+    if len(array) == 0:
+        return []
+    bounds, data = _offsets_and_values(array)
+    start = hashlib.sha256(prefix)
+    copy = start.copy
+    digests = []
+    # hashlib has no batch interface: one call per value is the vectorised form here.
+    at = bounds.tolist()
+    for begin, end in pairwise(at):
+        digest = copy()
+        digest.update(data[begin:end])
+        digests.append(digest.digest())
+    return digests
+
+
+def sha256_hex(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Lower-case hex SHA-256 of each value (:func:`sha256_each`), as a string array."""
+    hexed = binascii.hexlify(b"".join(sha256_each(array)))
+    offsets = np.arange(0, len(hexed) + 1, 64, dtype=np.int32)
+    return pa.StringArray.from_buffers(len(array), pa.py_buffer(offsets), pa.py_buffer(hexed))
+
+
+__all__ = ["Column", "canonical_json", "canonical_rows", "sha256_each", "sha256_hex"]

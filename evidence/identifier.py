@@ -169,19 +169,14 @@ def certificate_ids(
     for char in type_code + issuer_uscc:
         start = (2 * ((start + ISO7064_ALPHABET.index(char)) % modulus or modulus)) % (modulus + 1)
     # Serials of 8 digits, or as many as the largest needs (up to 18): each its own width.
-    width = np.full(serial.shape, _SERIAL_DIGITS, dtype=np.int64)
-    for digits in range(_SERIAL_DIGITS, 18):
-        width += serial >= 10**digits
-    product = np.full(serial.shape, start, dtype=np.int64)
-    for position in range(int(width.max()) - 1, -1, -1):  # most significant digit first
+    width = _SERIAL_DIGITS + np.searchsorted(_WIDER, serial, side="right")
+    product = np.full(serial.shape, start, dtype=np.intp)
+    for position in range(int(width.max()) - 1, 5, -1):  # most significant digit first
         digit = (serial // 10**position) % 10
-        stepped = 2 * ((product + digit) % modulus)
-        stepped = np.where((product + digit) % modulus == 0, 2 * modulus, stepped) % (modulus + 1)
-        product = np.where(position < width, stepped, product)
-    for position in (2, 1, 0):
-        digit = (version // 10**position) % 10
-        total = (product + digit) % modulus
-        product = (2 * np.where(total == 0, modulus, total)) % (modulus + 1)
+        product = np.where(position < width, _STEP[product, digit], product)
+    # Every serial has its lowest six digits (width >= 8), and every version three digits.
+    for block in ((serial // 1000) % 1000, serial % 1000, version):
+        product = _STEP3[product, block]
     alphabet = pa.array(list(ISO7064_ALPHABET))
     checks = alphabet.take(pa.array((modulus + 1 - product) % modulus))
     return pc.binary_join_element_wise(
@@ -193,6 +188,23 @@ def certificate_ids(
         checks,
         "",
     )
+
+
+def _hybrid_steps(modulus: int) -> tuple[np.ndarray, np.ndarray]:
+    """ISO/IEC 7064 hybrid system steps over digits as tables: state after one digit, and after
+    three (``[state, 0..999]``, hundreds digit first). The state is 1..modulus (index 0 unused
+    but defined), so a whole batch steps with one gather per digit or per three digits."""
+    state = np.arange(modulus + 1)[:, None]
+    digit = np.arange(10)[None, :]
+    step = (2 * np.where((state + digit) % modulus == 0, modulus, (state + digit) % modulus)) % (modulus + 1)
+    block = np.arange(1000)
+    step3 = step[step[step[state, block // 100], (block // 10) % 10], block % 10]
+    return step.astype(np.intp), step3.astype(np.intp)
+
+
+_STEP, _STEP3 = _hybrid_steps(len(ISO7064_ALPHABET))
+# Serials from 10**8 on are written wider than _SERIAL_DIGITS, one digit per power of ten.
+_WIDER = np.array([10**digits for digits in range(_SERIAL_DIGITS, 18)], dtype=np.int64)
 
 
 def _show(value: object) -> str:

@@ -17,6 +17,7 @@ from contracts.compiler import CompiledContract, compile_contract
 from contracts.identifiers import citizen_id_check_char
 from contracts.model import contract_by_id
 from evidence.bundle import certificate_leaf_bytes
+from evidence.canonical import canonical_json
 from evidence.certificate import (
     CERTIFICATE_SCHEMA,
     HOLDER_ID_TYPES,
@@ -360,3 +361,63 @@ def test_draft_table_is_drafts_from_column_wise(
         assert (row["number"], row["status"]) == (content["number"], content["status"])
         assert {k[len("field:") :]: v for k, v in row.items() if k.startswith("field:")} == content["fields"]
         assert row["content_sha256"] == draft.content_sha256
+
+
+@pytest.mark.parametrize(
+    ("compiled", "rows"),
+    [
+        (HOUSEHOLD, [household(i) for i in range(1, 6)]),
+        (MARRIAGE, [marriage(1), marriage(2, wife_id=None), marriage(3), marriage(4, husband_id="")]),
+    ],
+)
+def test_draft_table_of_a_slice_hashes_only_its_rows(
+    compiled: CompiledContract, rows: list[dict[str, Any]]
+) -> None:
+    # Batches are slices of a larger table: the hashes are read from the slice's own bytes.
+    from evidence.certificate import draft_table
+
+    accepted = table(compiled, rows)
+    for start, length in [(1, 3), (0, 1), (len(rows) - 1, 1)]:
+        part = accepted.slice(start, length)
+        got = draft_table(part, compiled).column("content_sha256").to_pylist()
+        assert got == [d.content_sha256 for d in drafts_from(part, compiled)]
+
+
+def _mixed_holders() -> CompiledContract:
+    """Marriage, but the wife holds a passport and has no township column."""
+    spec = MARRIAGE.certificate
+    assert spec is not None
+    husband, wife = spec.holders
+    wife = {k: v for k, v in wife.items() if k != "townshipColumn"} | {"idType": "普通护照"}
+    return dataclasses.replace(MARRIAGE, certificate=dataclasses.replace(spec, holders=(husband, wife)))
+
+
+@pytest.mark.parametrize("compiled", [HOUSEHOLD, MARRIAGE, LICENCE, _mixed_holders()])
+def test_content_shape_over_the_draft_table_writes_each_drafts_content(compiled: CompiledContract) -> None:
+    # Landing writes certificates with content_shape over draft_table rows; what the contract
+    # fixes for every draft is a constant there, and must write the same bytes as the column.
+    from evidence.canonical import canonical_rows
+    from evidence.certificate import content_shape, draft_table
+
+    rows = {
+        "household": [household(1), household(2, township_code=None)],
+        "marriage": [marriage(1), marriage(2, wife_id=None), marriage(3, husband_township=None)],
+        "business_licence": [_licence_row(1), _licence_row(2, status="吊销", valid_to=dt.date(2030, 1, 1))],
+    }[compiled.contract.id]
+    accepted = table(compiled, rows)
+    drafts = draft_table(accepted, compiled)
+    expected = drafts_from(accepted, compiled)
+    assert drafts.column("content_sha256").to_pylist() == [d.content_sha256 for d in expected]
+    written = canonical_rows(content_shape(compiled), drafts).to_pylist()
+    assert [w.encode() for w in written] == [canonical_json(d.content) for d in expected]
+
+
+def test_a_value_the_contract_fixes_is_a_constant_of_the_content_shape() -> None:
+    from evidence.canonical import Column
+    from evidence.certificate import content_shape
+
+    household_shape, mixed_shape = content_shape(HOUSEHOLD), content_shape(_mixed_holders())
+    assert household_shape["holder"]["id_type"] == "居民身份证"
+    assert (household_shape["status"], household_shape["valid_to"]) == (STATUS_VALID, None)
+    assert mixed_shape["holder"]["id_type"] == Column("id_type")
+    assert mixed_shape["township"] == Column("township")

@@ -188,3 +188,24 @@ def test_long_hostile_input_is_cut_in_messages() -> None:
     with pytest.raises(InvalidCertificateId) as caught:
         CertificateId.parse("1.2.156.3005.2." + "A" * 10_000 + ".x.x.x.x")
     assert len(str(caught.value)) < 200
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 10**18 - 1)
+            | st.integers(0, 10**9)
+            | st.sampled_from([0, 10**8 - 1, 10**8, 10**17]),
+            st.integers(1, 999),
+        ),
+        max_size=40,
+    ),
+    st.text(alphabet=ISO7064_ALPHABET, min_size=4, max_size=32),
+)
+def test_certificate_ids_equal_building_each(parts: list[tuple[int, int]], type_code: str) -> None:
+    # The bulk check characters step through precomputed ISO 7064 tables, three digits at a time.
+    from evidence.identifier import certificate_ids
+
+    expected = [str(CertificateId.build(type_code, USCC, serial, version)) for serial, version in parts]
+    got = certificate_ids(type_code, USCC, [s for s, _ in parts], [v for _, v in parts])
+    assert got.to_pylist() == expected
