@@ -33,7 +33,8 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,53 @@ def _issue_signing_each(work: Path, records: pa.Table, batch: int) -> float:
     return elapsed
 
 
+@contextmanager
+def _timed(owner: Any, name: str, into: dict[str, float], label: str) -> Iterator[None]:
+    """Add the wall time of every call of ``owner.name`` to ``into[label]`` (measurement only)."""
+    original = getattr(owner, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            into[label] = into.get(label, 0.0) + time.perf_counter() - t
+
+    setattr(owner, name, timed)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _where_the_time_goes(work: Path, records: pa.Table) -> dict[str, float]:
+    """Microseconds per certificate of each step of issuance, on its own catalog: the same run
+    as :func:`_issue_onceonly` with the steps' functions timed (``other``: everything else)."""
+    import sqlalchemy.engine.base
+
+    import evidence.log
+    import lake.landing
+
+    spent: dict[str, float] = {}
+    steps = [
+        (lake.landing, "canonical_rows", "certificate JSON (Arrow)"),
+        (lake.landing, "_new_or_changed", "new or changed? (catalog lookup)"),
+        (lake.landing, "allocate_positions", "status-list positions"),
+        (evidence.log.TransparencyLog, "append_certificates", "log: leaf hashes, tree, bundles, checkpoint"),
+        (lake.landing, "insert_rows", "certificate rows (executemany)"),
+        (sqlalchemy.engine.base.Transaction, "commit", "commit (fsync)"),
+    ]
+    (work / "steps").mkdir()
+    with ExitStack() as stack:
+        for owner, name, label in steps:
+            stack.enter_context(_timed(owner, name, spent, label))
+        stages = _issue_onceonly(work / "steps", records, BATCH)["stages_s"]
+    total = stages["drafts"] + stages["issue_in_transaction"]
+    per = {"drafts (content JSON and digests)": stages["drafts"], **spent}
+    per["other"] = total - sum(per.values())
+    return {label: round(seconds / records.num_rows * 1e6, 2) for label, seconds in per.items()}
+
+
 def _catalog_row_floor(work: Path, rows: int, batch: int) -> float:
     """Certificates per second that inserting the catalog's certificate rows ALONE allows.
 
@@ -293,6 +341,9 @@ def run(rows: int | None = None) -> dict[str, Any]:
         ours = _issue_onceonly(work, records, BATCH)
         our_rate = n / ours["seconds"]
 
+        print("issuing again, timing each step ...", flush=True)
+        steps = _where_the_time_goes(work, records.slice(0, min(n, 200_000)))
+
         print("inserting the same certificate rows, pre-built, alone (the catalog's floor) ...", flush=True)
         floor_rate = _catalog_row_floor(work, min(n, 300_000), BATCH)
 
@@ -328,6 +379,7 @@ def run(rows: int | None = None) -> dict[str, Any]:
         "onceonly_issuance_transactions_per_s": round(n / ours["stages_s"]["issue_in_transaction"]),
         "catalog_bytes_per_certificate": ours["catalog_bytes_per_certificate"],
         "catalog_row_floor_per_s": round(floor_rate),
+        "issuance_us_per_certificate_by_step": steps,
         "onceonly_over_catalog_row_floor": round(our_rate / floor_rate, 2),
         "baseline_sign_each_per_s": round(base_rate),
         "onceonly_over_baseline": round(our_rate / base_rate, 2),
@@ -344,6 +396,9 @@ def run(rows: int | None = None) -> dict[str, Any]:
         f"{figures['onceonly_issuance_transactions_per_s']:,}/s; catalog "
         f"{ours['catalog_bytes_per_certificate']} bytes per certificate"
     )
+    print("where the time goes (us per certificate, first 200,000):")
+    for label, micros in steps.items():
+        print(f"  {label:<46} {micros:>6.2f}")
     print(
         f"catalog floor: the same certificate rows inserted alone, pre-built, {floor_rate:,.0f}/s "
         f"(OnceOnly = {our_rate / floor_rate:.2f}x of it)"
