@@ -448,37 +448,42 @@ def insert_rows(
     table: Table,
     names: Sequence[str],
     rows: list[tuple[Any, ...]],
-    constants: Mapping[str, str | int | None] | None = None,
+    constants: Mapping[str, Any] | None = None,
 ) -> None:
     """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
 
     SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
     values must need none there (integers, bytes, text, and dates or timestamps already bound
-    with :func:`bind_value`). ``constants`` are the same in every row: SQLite gets them as
-    literals in the statement (binding them again for every row cost ~1 us per certificate).
-    Elsewhere SQLAlchemy binds everything (batched "insertmanyvalues").
+    with :func:`bind_value`). ``constants`` are the same in every row: SQLite gets those it can
+    take as literals (integers, NULL, text without NUL) in the statement, as binding them again
+    for every row cost ~1 us per certificate. Elsewhere SQLAlchemy binds everything (batched
+    "insertmanyvalues").
     """
     fixed = dict(constants or {})
     if conn.dialect.name != "sqlite":
         conn.execute(insert(table), [dict(zip(names, row, strict=True)) | fixed for row in rows])
         return
+    literals = {name: _sqlite_literal(value) for name, value in fixed.items()}
+    bound = [name for name, literal in literals.items() if literal is None]
+    if bound:  # not expressible as a literal: bound with every row after all
+        names = [*names, *bound]
+        rows = [(*row, *(fixed[name] for name in bound)) for row in rows]
+    inline = {name: literal for name, literal in literals.items() if literal is not None}
     quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(n) for n in [*names, *fixed])
-    values = ", ".join(["?"] * len(names) + [_sqlite_literal(value) for value in fixed.values()])
-    sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({values})"
-    conn.exec_driver_sql(sql, rows)
+    columns = ", ".join(quote(n) for n in [*names, *inline])
+    values = ", ".join(["?"] * len(names) + list(inline.values()))
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({values})", rows)
 
 
-def _sqlite_literal(value: str | int | None) -> str:
+def _sqlite_literal(value: Any) -> str | None:
+    """``value`` as a SQLite literal, or None if it has none here."""
     if value is None:
         return "NULL"
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"no SQL literal for {type(value).__name__} here")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    if "\x00" in value:
-        raise ValueError("a text constant with a NUL character")
-    return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
 
 
 def bind_value(conn: Connection, column: Any, value: Any) -> Any:

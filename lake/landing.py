@@ -602,24 +602,23 @@ def _insert_certificates(
     spec = compiled.certificate
     assert spec is not None
     count = plan.num_rows
-    columns = {
-        "cert_id": plan.column("cert_id").to_pylist(),
-        "record_key": plan.column("record_key").to_pylist(),
-        "holder_id": plan.column("holder_id").to_pylist(),
-        "holder_name": plan.column("holder_name").to_pylist(),
-        "serial": plan.column("serial").to_pylist(),
-        "version": plan.column("version").to_pylist(),
-        "status": plan.column("status").to_pylist(),
+    arrays: dict[str, pa.Array | pa.ChunkedArray] = {
+        "cert_id": plan.column("cert_id"),
+        "record_key": plan.column("record_key"),
+        "holder_id": plan.column("holder_id"),
+        "holder_name": plan.column("holder_name"),
+        "serial": plan.column("serial"),
+        "version": plan.column("version"),
+        "status": plan.column("status"),
         "valid_from": _dates(conn, compiled, plan.column("issued_valid_from"), "valid_from"),
         "valid_to": _dates(conn, compiled, plan.column("valid_to"), "valid_to"),
-        "township": plan.column("township").to_pylist(),
-        "content_sha256": plan.column("content_sha256").to_pylist(),
-        "leaf_index": range(first_leaf, first_leaf + count),
-        "previous_id": plan.column("previous").to_pylist(),
-        "list_no": plan.column("list_no").to_pylist(),
-        "status_index": plan.column("status_index").to_pylist(),
+        "township": plan.column("township"),
+        "content_sha256": plan.column("content_sha256"),
+        "previous_id": plan.column("previous"),
+        "list_no": plan.column("list_no"),
+        "status_index": plan.column("status_index"),
     }
-    constants = {
+    constants: dict[str, Any] = {
         "dataset": compiled.contract.id,
         "type_code": spec.type_code,
         "type_name": spec.type_name,
@@ -627,11 +626,21 @@ def _insert_certificates(
         "issue_date": bind_value(conn, certificates.c.issue_date, issue_date),
         "batch_id": batch_id,
     }
+    # A column with one value in the whole batch (most are: status 有效, no previous version,
+    # one status list, often no validity end) is a constant too: no Python object per row.
+    columns: dict[str, Any] = {"leaf_index": range(first_leaf, first_leaf + count)}
+    for name, array in arrays.items():
+        if count > 1 and pc.count_distinct(array, mode="all").as_py() == 1:
+            constants[name] = array[0].as_py()
+        else:
+            columns[name] = array.to_pylist()
     insert_rows(conn, certificates, list(columns), list(zip(*columns.values(), strict=True)), constants)
 
 
-def _dates(conn: Connection, compiled: CompiledContract, text: pa.ChunkedArray, name: str) -> list[Any]:
-    """The date at the start of each text value (a date or timestamp), bound for ``name``."""
+def _dates(
+    conn: Connection, compiled: CompiledContract, text: pa.ChunkedArray, name: str
+) -> pa.Array | pa.ChunkedArray:
+    """The date at the start of each text value (a date or timestamp), as ``name`` is bound."""
     head = pc.utf8_slice_codeunits(pc.if_else(pc.equal(text, ""), None, text), 0, 10)
     try:
         dates = pc.strptime(head, format="%Y-%m-%d", unit="s").cast(pa.date32())
@@ -640,8 +649,8 @@ def _dates(conn: Connection, compiled: CompiledContract, text: pa.ChunkedArray, 
             f"contract {compiled.ref}: the certificates' {name} holds a value that is not a date ({exc})"
         ) from exc
     if conn.dialect.name == "sqlite":  # stored as ISO text, as SQLAlchemy's DATE binds it
-        return dates.cast(pa.string()).to_pylist()
-    return dates.to_pylist()
+        return dates.cast(pa.string())
+    return dates
 
 
 def _new_or_changed(

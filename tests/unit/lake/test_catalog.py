@@ -67,16 +67,15 @@ def test_a_catalog_made_by_another_version_is_refused_by_name(tmp_path: Path) ->
 
 def test_insert_rows_with_constants_stores_them_as_given(catalog: Catalog) -> None:
     rows = [("T1", 1), ("T2", 2)]
-    awkward = "O'B'); DROP x; --"  # a literal on SQLite: quoted, not executed
-    with catalog.begin() as conn:
-        insert_rows(conn, serials, ("type_code", "next_serial"), rows, {"issuer_code": awkward})
-    with catalog.read() as conn:
-        stored = conn.execute(sa.select(serials).order_by(serials.c.type_code)).all()
-    assert [tuple(r) for r in stored] == [("T1", awkward, 1), ("T2", awkward, 2)]
-    if catalog.engine.dialect.name != "sqlite":
-        return  # bound as parameters there
-    with catalog.begin() as conn, pytest.raises(ValueError, match="NUL"):
-        insert_rows(conn, serials, ("type_code", "next_serial"), rows, {"issuer_code": "a\x00b"})
+    for issuer in ("O'B'); DROP x; --", "a\x00b"):  # quoted as a literal on SQLite; bound (NUL)
+        if issuer == "a\x00b" and catalog.engine.dialect.name != "sqlite":
+            continue  # PostgreSQL text holds no NUL at all
+        with catalog.begin() as conn:
+            conn.execute(sa.delete(serials))
+            insert_rows(conn, serials, ("type_code", "next_serial"), rows, {"issuer_code": issuer})
+        with catalog.read() as conn:
+            stored = conn.execute(sa.select(serials).order_by(serials.c.type_code)).all()
+        assert [tuple(r) for r in stored] == [("T1", issuer, 1), ("T2", issuer, 2)]
 
 
 def test_database_errors_become_catalog_errors_without_the_values(catalog: Catalog) -> None:
