@@ -212,7 +212,7 @@ def export_bundle(
         if old.size < size:
             consistency = (old.size, prove_consistency(conn, old.size, size))
     bundle = build_bundle(
-        json.loads(_certificate_entry(leaf_at(conn, int(row.leaf_index)), cert_id)),
+        _certificate_of(leaf_at(conn, int(row.leaf_index)), cert_id),
         int(row.leaf_index),
         prove_inclusion(conn, int(row.leaf_index), size),
         note,
@@ -226,14 +226,16 @@ def export_bundle(
     return bundle, str(row.status)
 
 
-def _certificate_entry(leaf: Any, cert_id: str) -> bytes:
-    """The certificate's RFC 8785 bytes: its log leaf's entry, checked to be that certificate's."""
-    if leaf.kind != "certificate" or leaf.ref != cert_id or leaf.entry is None:
+def _certificate_of(leaf: Any, cert_id: str) -> dict[str, Any]:
+    """The certificate ``cert_id``: its log leaf's entry, checked to be that certificate's (the
+    leaf's id is stored beside the hashed entry, so the entry itself must say it too)."""
+    body = json.loads(bytes(leaf.entry)) if leaf.kind == "certificate" and leaf.entry is not None else None
+    if leaf.ref != cert_id or not isinstance(body, dict) or body.get("id") != cert_id:
         raise EvidenceError(
-            f"leaf {leaf.index} of the log is {leaf.kind} {leaf.ref}, not certificate {cert_id}: "
-            "run `onceonly log verify`"
+            f"leaf {leaf.index} of the log does not hold certificate {cert_id}: the catalog or the "
+            "log was changed; run `onceonly log verify`"
         )
-    return bytes(leaf.entry)
+    return body
 
 
 def _signer(note: str, vkeys: list[str], *, what: str = "the newest checkpoint") -> str:

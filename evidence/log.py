@@ -32,6 +32,7 @@ stream); every other leaf is a ``log_leaves`` row with its entry.
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -656,6 +657,7 @@ def verify_log(
         raise VerificationFailed(
             f"checkpoint at size {beyond[0]} is beyond the log's {head.tree_size} leaves"
         )
+    _check_bundle_shapes(conn, head.tree_size)
     by_size = {int(c.tree_size): c for c in stored_checkpoints}
     stops = sorted({*by_size, head.tree_size})
     size = 0
@@ -711,6 +713,9 @@ def _checked_leaves(conn: Connection, lo: int, hi: int, hasher: TreeHash, report
             raise VerificationFailed(f"leaf {index}: no certificate {leaf.ref} holds this leaf")
         if leaf.entry is None:
             raise VerificationFailed(f"leaf {index} ({leaf.kind} {leaf.ref}) has no stored entry")
+        if leaf.kind == KIND_CERTIFICATE and _certificate_id(leaf.entry) != leaf.ref:
+            # The id beside a packed entry is not hashed: the entry must name the same one.
+            raise VerificationFailed(f"leaf {index}: its entry is not certificate {leaf.ref}")
         recomputed = hasher.leaf(leaf.entry)
         if recomputed != leaf.leaf_hash:
             raise VerificationFailed(
@@ -721,6 +726,36 @@ def _checked_leaves(conn: Connection, lo: int, hi: int, hasher: TreeHash, report
     if len(hashes) != hi - lo:
         raise VerificationFailed(f"leaf {lo + len(hashes)} is missing from the log")
     return hashes
+
+
+def _certificate_id(entry: bytes) -> Any:
+    try:
+        body = json.loads(entry)
+    except ValueError:
+        return None
+    return body.get("id") if isinstance(body, dict) else None
+
+
+def _check_bundle_shapes(conn: Connection, size: int) -> None:
+    """Every bundle holds 1..BUNDLE_LEAVES leaves inside the tree: what lookups and counts assume."""
+    bad = conn.execute(
+        select(log_bundles.c.first_leaf, log_bundles.c.leaf_count)
+        .where(
+            or_(
+                log_bundles.c.leaf_count < 1,
+                log_bundles.c.leaf_count > BUNDLE_LEAVES,
+                log_bundles.c.first_leaf < 0,
+                log_bundles.c.first_leaf + log_bundles.c.leaf_count > size,
+            )
+        )
+        .order_by(log_bundles.c.first_leaf)
+        .limit(1)
+    ).first()
+    if bad is not None:
+        raise VerificationFailed(
+            f"the bundle of leaves from {bad.first_leaf} claims {bad.leaf_count} leaves: a bundle holds "
+            f"1 to {BUNDLE_LEAVES} leaves of a tree of {size}"
+        )
 
 
 def _check_nodes(conn: Connection, level: int, first: int, expected: list[bytes]) -> None:

@@ -244,7 +244,7 @@ log_leaves = Table(
 # Certificate leaves, the bulk of the log, packed: one row per run of up to BUNDLE_LEAVES
 # consecutive certificate leaves of one append (after C2SP tlog-tiles' entry bundles). A row
 # holds the leaves' hashes (32 bytes each, raw, read by proofs without touching the entries)
-# and their entries: an Arrow IPC stream, zstd-compressed, of ``ref`` (the certificate id) and
+# and their entries: an Arrow IPC stream, LZ4-compressed, of ``ref`` (the certificate id) and
 # ``entry`` (its RFC 8785 bytes). A row per leaf cost more than everything else issuance writes.
 BUNDLE_LEAVES = 256
 log_bundles = Table(
@@ -260,7 +260,7 @@ log_bundles = Table(
 # The complete interior nodes of the log's tree from level 4 up, written with the leaves that
 # complete them: node (level, index) is MTH(D[index * 2**level : (index + 1) * 2**level]),
 # stored under node_id = level * 2**48 + index (evidence.log.node_id), one integer key (the
-# rowid on SQLite). Nodes of levels 1-3 (15 of every 16) are not stored: a proof rebuilds one
+# rowid on SQLite). Nodes of levels 1-3 (7 of every 8) are not stored: a proof rebuilds one
 # from at most 8 leaf hashes. Any RFC 9162 proof reads O(log n) rows.
 log_nodes = Table(
     "log_nodes",
@@ -341,7 +341,10 @@ def _check_columns(engine: Engine) -> None:
     older catalog would fail at its first insert with a bare database error.
     """
     inspector = inspect(engine)
+    existing = set(inspector.get_table_names())
     for table in metadata.sorted_tables:
+        if table.name not in existing:
+            continue  # created next
         stored = {column["name"] for column in inspector.get_columns(table.name)}
         expected = {column.name for column in table.columns}
         if stored != expected:
@@ -384,8 +387,8 @@ class Catalog:
                     Path(database).parent.mkdir(parents=True, exist_ok=True)
                 event.listen(engine, "connect", _sqlite_connect)
                 event.listen(engine, "begin", _sqlite_begin)
+            _check_columns(engine)  # before create_all: another version's catalog stays untouched
             metadata.create_all(engine)
-            _check_columns(engine)
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open the catalog database: {_plain(exc)}") from exc
         return cls(engine)
@@ -479,8 +482,8 @@ def _sqlite_literal(value: Any) -> str | None:
     """``value`` as a SQLite literal, or None if it has none here."""
     if value is None:
         return "NULL"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return str(value)  # beyond 64 bits SQLite would read the literal as a REAL
     if isinstance(value, str) and "\x00" not in value:
         return "'" + value.replace("'", "''") + "'"
     return None

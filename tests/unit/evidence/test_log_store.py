@@ -265,7 +265,7 @@ def test_any_stored_checkpoint_is_consistent_with_any_later_one(
 
 def certificate_entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
     return [
-        (f'{{"certificate":{i}}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)
+        (f'{{"id":"cert-{i}"}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)
     ]
 
 
@@ -360,6 +360,50 @@ def _flip_hash(conn: sa.Connection) -> None:
     _bundle_at(261, leaf_hashes=bytes(blob))(conn)
 
 
+def _packed(refs_and_entries: list[tuple[str, bytes]]) -> bytes:
+    schema = pa.schema([("ref", pa.string()), ("entry", pa.binary())])
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        refs = pa.array([ref for ref, _ in refs_and_entries], pa.string())
+        entries = pa.array([entry for _, entry in refs_and_entries], pa.binary())
+        writer.write_batch(pa.record_batch([refs, entries], schema=schema))
+    return bytes(sink.getvalue())
+
+
+def _swap_certificates(conn: sa.Connection) -> None:
+    """Point certificate rows 300 and 301 at each other's leaves and swap the ids stored beside
+    the (hashed, unchanged) entries: every hash, node and checkpoint stays right."""
+    blob = conn.execute(sa.select(log_bundles.c.entries).where(log_bundles.c.first_leaf == 261)).scalar_one()
+    table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+    refs, entries = table.column("ref").to_pylist(), table.column("entry").to_pylist()
+    refs[39], refs[40] = refs[40], refs[39]  # leaves 300 and 301
+    _bundle_at(261, entries=_packed(list(zip(refs, entries, strict=True))))(conn)
+    for cert_id, index in (("cert-300", -1), ("cert-301", 300), ("cert-300", 301)):
+        conn.execute(
+            sa.update(certificates).where(certificates.c.cert_id == cert_id).values(leaf_index=index)
+        )
+
+
+def _hide_an_extra_leaf(conn: sa.Connection) -> None:
+    """An extra leaf row, and a bundle claiming -1 leaves far beyond the head to cancel it out."""
+    now = dt.datetime.now(dt.UTC)
+    conn.execute(
+        sa.insert(log_leaves).values(
+            leaf_index=609,
+            leaf_hash=leaf_hash(b"forged"),
+            kind="use",
+            ref="x",
+            appended_at=now,
+            entry=b"forged",
+        )
+    )
+    conn.execute(
+        sa.insert(log_bundles).values(
+            first_leaf=10_000, leaf_count=-1, leaf_hashes=b"", entries=b"", appended_at=now
+        )
+    )
+
+
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
@@ -382,8 +426,22 @@ def _flip_hash(conn: sa.Connection) -> None:
             ),
             "leaf 300: no certificate cert-300 holds this leaf",
         ),
+        (_swap_certificates, "leaf 300: its entry is not certificate cert-301"),
+        (
+            lambda conn: conn.execute(
+                sa.insert(log_bundles).values(
+                    first_leaf=300,
+                    leaf_count=0,
+                    leaf_hashes=b"",
+                    entries=_packed([]),
+                    appended_at=dt.datetime.now(dt.UTC),
+                )
+            ),
+            "the bundle of leaves from 300 claims 0 leaves",
+        ),
+        (_hide_an_extra_leaf, "the bundle of leaves from 10000 claims -1 leaves"),
     ],
-    ids=["hash", "entries", "hash blob", "gap", "certificate row"],
+    ids=["hash", "entries", "hash blob", "gap", "certificate row", "swap", "empty bundle", "negative count"],
 )
 def test_verify_reports_a_tampered_bundle(catalog: Catalog, tamper: object, message: str) -> None:
     fill_mixed(catalog, TransparencyLog(KEY, ORIGIN))

@@ -44,7 +44,7 @@ from lake.catalog import (
 )
 from lake.landing import Lander, batch_id_for, content_digest
 from lake.parquet import ParquetLake
-from onceonly.errors import VerificationFailed
+from onceonly.errors import EvidenceError, VerificationFailed
 
 GOOD = [household_row(i) for i in range(1, 7)]
 BAD_CHECK = household_row(7, person_id=citizen_id(7)[:17] + ("0" if citizen_id(7)[17] != "0" else "1"))
@@ -424,6 +424,39 @@ def test_a_corrected_record_resolves_its_quarantine_entry(harness: Harness) -> N
     new_error = entries[(household_row(32)["person_id"], "name.required", second.batch_id)]
     assert new_error.resolved_at is None
     assert fixed_later["person_id"] in _certs(harness)
+
+
+def test_a_certificate_row_pointed_at_another_persons_leaf_is_caught(harness: Harness) -> None:
+    """Swap two certificate rows' leaves and the ids packed beside the entries: every hash,
+    node and checkpoint still holds, but neither export nor `log verify` hands out the wrong
+    person's certificate."""
+    harness.land(GOOD, before=None, after=C1)
+    with harness.catalog.begin() as conn:
+        publish_status_lists(conn, harness.log)
+        a, b = conn.execute(
+            sa.select(certificates.c.cert_id, certificates.c.leaf_index).order_by(certificates.c.leaf_index)
+        ).all()[:2]
+        (first, blob) = conn.execute(sa.select(log_bundles.c.first_leaf, log_bundles.c.entries)).one()
+        table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+        refs = table.column("ref").to_pylist()
+        at_a, at_b = a.leaf_index - first, b.leaf_index - first
+        refs[at_a], refs[at_b] = refs[at_b], refs[at_a]
+        swapped = pa.record_batch(
+            [pa.array(refs, pa.string()), table.column("entry").combine_chunks()], schema=table.schema
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_batch(swapped)
+        conn.execute(sa.update(log_bundles).values(entries=bytes(sink.getvalue())))
+        for cert_id, index in ((a.cert_id, -1), (b.cert_id, a.leaf_index), (a.cert_id, b.leaf_index)):
+            conn.execute(
+                sa.update(certificates).where(certificates.c.cert_id == cert_id).values(leaf_index=index)
+            )
+    with harness.catalog.read() as conn:
+        with pytest.raises(EvidenceError, match=f"does not hold certificate {b.cert_id}"):
+            export_bundle(conn, b.cert_id, harness.key.vkey)
+        with pytest.raises(VerificationFailed, match=f"its entry is not certificate {b.cert_id}"):
+            verify_log(conn, parse_vkey(harness.key.vkey))
 
 
 def test_exported_bundles_verify_offline(harness: Harness) -> None:
