@@ -493,31 +493,36 @@ def prove_inclusion(conn: Connection, leaf_index: int, size: int) -> list[bytes]
     """The RFC 9162 inclusion proof of ``leaf_index`` in the tree of the first ``size`` leaves."""
     if not 0 <= leaf_index < size:
         raise EvidenceError(f"leaf {leaf_index} is not in a tree of size {size}")
-    return _range_roots(conn, inclusion_ranges(leaf_index, size), _head_of_size(conn, size).hasher)
+    return _range_roots(conn, inclusion_ranges(leaf_index, size), _hasher_of_size(conn, size))
 
 
 def prove_consistency(conn: Connection, old_size: int, new_size: int) -> list[bytes]:
     """The RFC 9162 consistency proof from the tree of ``old_size`` leaves to ``new_size``."""
     if not 0 <= old_size <= new_size:
         raise EvidenceError(f"no consistency proof from size {old_size} to {new_size}")
-    hasher = _head_of_size(conn, new_size).hasher
+    hasher = _hasher_of_size(conn, new_size)
     return _range_roots(conn, consistency_ranges(old_size, new_size), hasher)
 
 
 def root_at(conn: Connection, size: int) -> bytes:
     """MTH of the first ``size`` leaves, from stored nodes (one per set bit of ``size``)."""
-    hasher = _head_of_size(conn, size).hasher
+    hasher = _hasher_of_size(conn, size)
     if size == 0:
         return hasher.empty_root
     return _range_roots(conn, [(0, size)], hasher)[0]
 
 
-def _head_of_size(conn: Connection, size: int) -> LogHead:
-    """The log head, checked to hold at least ``size`` leaves."""
-    head = read_head(conn)
-    if size > head.tree_size:
-        raise EvidenceError(f"the log has {head.tree_size} leaves, fewer than the {size} asked for")
-    return head
+# Size and hash function, without the frontier a proof does not need; built once.
+_SIZE_AND_HASH = select(log_head.c.tree_size, log_head.c.hash_alg).where(log_head.c.id == 1)
+
+
+def _hasher_of_size(conn: Connection, size: int) -> TreeHash:
+    """The log's hash function, the log checked to hold at least ``size`` leaves."""
+    row = conn.execute(_SIZE_AND_HASH).first()
+    current = 0 if row is None else int(row.tree_size)
+    if size > current:
+        raise EvidenceError(f"the log has {current} leaves, fewer than the {size} asked for")
+    return SHA256 if row is None else tree_hash(row.hash_alg)
 
 
 def _range_roots(conn: Connection, ranges: Sequence[tuple[int, int]], hasher: TreeHash) -> list[bytes]:
