@@ -548,11 +548,15 @@ def _hash_rows(source: int, key: Any, count: Any, data: Any) -> Any:
 # Built once: a proof's cost is mostly statement building and round trips, so a proof is one
 # cached statement whose IN lists expand at execution. Bundles are found by the spans of leaf
 # indexes they may start in: the bundle holding leaf i starts in (i - BUNDLE_LEAVES, i].
+# Fixed IN lists (unused slots -1, which no row has): one SQL text, prepared once by the driver,
+# instead of a statement rendered anew for each list length. A proof needs at most 15 leaves
+# per span (levels 0-3) and one node per level 4..63.
+_LEAF_SLOTS, _NODE_SLOTS = 32, 64
 _LEAF_HASHES = _hash_rows(
     _FROM_LEAF, log_leaves.c.leaf_index, literal_column("1"), log_leaves.c.leaf_hash
-).where(log_leaves.c.leaf_index.in_(bindparam("leaves", expanding=True)))
+).where(log_leaves.c.leaf_index.in_([bindparam(f"leaf{i}") for i in range(_LEAF_SLOTS)]))
 _NODE_HASHES = _hash_rows(_FROM_NODE, log_nodes.c.node_id, literal_column("1"), log_nodes.c.hash).where(
-    log_nodes.c.node_id.in_(bindparam("nodes", expanding=True))
+    log_nodes.c.node_id.in_([bindparam(f"node{i}") for i in range(_NODE_SLOTS)])
 )
 _BUNDLE_HASHES = _hash_rows(
     _FROM_BUNDLE, log_bundles.c.first_leaf, log_bundles.c.leaf_count, log_bundles.c.leaf_hashes
@@ -582,18 +586,15 @@ def _subtree_hashes(
     found: dict[tuple[int, int], bytes] = {}
     hashes: dict[int, bytes] = {}
     rows: list[Any] = []
-    # Two spans per query (a proof has one or two); the leaves and nodes come with the first.
-    for number, start in enumerate(range(0, max(len(spans), 1), 2)):
-        (lo1, hi1), (lo2, hi2) = [*spans[start : start + 2], [0, 0], [0, 0]][:2]
-        first = number == 0
-        parameters = {
-            "leaves": sorted({i for lo, hi in ranges for i in range(lo, hi)}) if first else [],
-            "nodes": list(ids) if first else [],
-            "lo1": lo1 - BUNDLE_LEAVES,
-            "hi1": hi1,
-            "lo2": lo2 - BUNDLE_LEAVES,
-            "hi2": hi2,
-        }
+    leaves = sorted({i for lo, hi in ranges for i in range(lo, hi)})
+    nodes = list(ids)
+    # A proof is one query; more leaves, nodes or spans than one query takes make several.
+    steps = max(-(-len(leaves) // _LEAF_SLOTS), -(-len(nodes) // _NODE_SLOTS), -(-len(spans) // 2), 1)
+    for step in range(steps):
+        (lo1, hi1), (lo2, hi2) = [*spans[2 * step : 2 * step + 2], [0, 0], [0, 0]][:2]
+        parameters = {"lo1": lo1 - BUNDLE_LEAVES, "hi1": hi1, "lo2": lo2 - BUNDLE_LEAVES, "hi2": hi2}
+        parameters |= _slots("leaf", leaves[step * _LEAF_SLOTS : (step + 1) * _LEAF_SLOTS], _LEAF_SLOTS)
+        parameters |= _slots("node", nodes[step * _NODE_SLOTS : (step + 1) * _NODE_SLOTS], _NODE_SLOTS)
         rows += conn.execute(_ALL_HASHES, parameters).all()
     for row in rows:
         source, key, data = int(row.source), int(row.key), bytes(row.data)
@@ -611,6 +612,10 @@ def _subtree_hashes(
         what = f"leaf {index}" if level == 0 else f"node ({level}, {index})"
         raise EvidenceError(f"the log is missing {what}: it was tampered with or truncated")
     return found
+
+
+def _slots(name: str, values: list[int], slots: int) -> dict[str, int]:
+    return {f"{name}{i}": values[i] if i < len(values) else -1 for i in range(slots)}
 
 
 def _take_leaf_hashes(

@@ -492,3 +492,18 @@ def test_certificates_given_column_wise_are_logged_as_append_logs_them(
             assert list(leaves(a)) == list(leaves(b))
     finally:
         other.dispose()
+
+
+def test_many_subtrees_at_once_take_several_queries_and_agree(catalog: Catalog) -> None:
+    """More leaves, nodes and separate spans than one query holds (a root over many ranges)."""
+    from evidence.log import _subtree_hashes  # the proofs' reader, beyond what one proof asks
+
+    log = TransparencyLog(KEY, ORIGIN)
+    written = fill_mixed(catalog, log)
+    hashes = [leaf_hash(data) for data, _, _ in written]
+    low = {(level, index) for level in range(4) for index in range(0, len(written) >> level, 3)}
+    high = {(level, index) for level in range(4, 10) for index in range(len(written) >> level)}
+    with catalog.read() as conn:
+        found = _subtree_hashes(conn, low | high, SHA256)
+    assert len(low) > 32 and len(high) > 64
+    assert found == {(lv, i): root(hashes[i << lv : (i + 1) << lv]) for lv, i in low | high}
