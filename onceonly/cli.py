@@ -57,6 +57,9 @@ def main() -> None:
     # them too (never overriding what the environment already says).
     load_dotenv(".env", override=False)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The ephemeral server's first start creates and migrates its database: on a slow machine
+    # that took longer than Prefect's default 20 s, and the run failed before it began.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     # Keep Prefect's own database with everything else OnceOnly writes, unless told otherwise.
     os.environ.setdefault("PREFECT_HOME", str((Settings().home / "prefect").resolve()))
     try:
