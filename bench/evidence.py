@@ -89,11 +89,11 @@ def _household() -> Any:
 def _issue_onceonly(work: Path, records: pa.Table, batch: int) -> dict[str, Any]:
     """The pipeline's own issuance: ``draft_table`` then ``lake.landing.issue_certificates``
     (what ``Lander.land`` calls), one catalog transaction and one checkpoint per batch."""
+    from catalog import Catalog, utcnow
     from evidence.certificate import draft_table
+    from evidence.issuance import issue_certificates
     from evidence.keys import SigningKey
     from evidence.log import TransparencyLog, batch_receipt
-    from lake.catalog import Catalog, utcnow
-    from lake.landing import issue_certificates
 
     compiled = _household()
     catalog = Catalog.connect(f"sqlite:///{work / 'issue.db'}")
@@ -332,9 +332,9 @@ def _proof_costs(catalog: Any, log: Any, size: int, db: Path) -> dict[str, Any]:
 
 
 def run(rows: int | None = None) -> dict[str, Any]:
+    from catalog import Catalog
     from evidence.keys import SigningKey
     from evidence.log import TransparencyLog
-    from lake.catalog import Catalog
 
     n = rows or 1_000_000
     with tempfile.TemporaryDirectory() as tmp:

@@ -61,6 +61,7 @@ def _baseline(db: Path, out: Path) -> int:
 
 
 def _onceonly(work: Path, db: Path) -> dict[str, Any]:
+    from catalog import Catalog
     from connectors import EnvironmentSecrets, create_connector, load_registrations
     from contracts.checks import CheckContext, load_region_codes
     from contracts.compiler import compile_contract
@@ -68,7 +69,6 @@ def _onceonly(work: Path, db: Path) -> dict[str, Any]:
     from contracts.validate import Validator
     from evidence.keys import KeyStore
     from evidence.log import TransparencyLog
-    from lake.catalog import Catalog
     from lake.landing import Lander, content_digest
     from lake.parquet import ParquetLake
     from onceonly.settings import Settings

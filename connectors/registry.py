@@ -20,8 +20,8 @@ from pathlib import Path
 
 from sqlalchemy import select, update
 
+from catalog import Catalog, connector_registrations, insert_missing, utcnow
 from connectors.registration import Registration, parse_registration
-from lake.catalog import Catalog, connector_registrations, insert_missing, utcnow
 from onceonly.errors import ConfigurationError
 
 

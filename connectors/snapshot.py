@@ -35,7 +35,7 @@ again (rows are compared by hash, and the hash covers the key).
 from __future__ import annotations
 
 import hashlib
-import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,9 +49,12 @@ import pyarrow.parquet as pq
 
 from connectors.base import Cursor, Pulled, rebatch
 from onceonly.errors import ConfigurationError, SourceDataMalformed, SourceSchemaChanged
+from onceonly.files import fsync_dir, fsync_file, private_dir
 
 KEY, HASH, CHANGE = "key", "hash", "__change"
 _SEP = "\x1f"
+_NULL = "\\N"
+_ESCAPE = re.compile(r"\\(\\|x1f)")
 _STATE_SCHEMA = pa.schema([(KEY, pa.string()), (HASH, pa.binary(16))])
 _NEW, _CHANGED = 0, 1
 
@@ -79,12 +82,35 @@ def canonical_text(table: pa.Table | pa.RecordBatch, columns: Sequence[str]) -> 
             text = pc.cast(col, pa.string())
         text = pc.replace_substring(text, "\\", "\\\\")
         text = pc.replace_substring(text, _SEP, "\\x1f")
-        parts.append(pc.fill_null(text, "\\N"))
+        parts.append(pc.fill_null(text, _NULL))
     if not parts:
         raise ValueError("no columns to hash")
     if len(parts) == 1:
         return parts[0]
     return pc.binary_join_element_wise(*parts, _SEP)
+
+
+def decode_keys(keys: pa.Array | pa.ChunkedArray, columns: Sequence[str]) -> pa.Table:
+    """The key columns of canonical key texts (``Pulled.deleted``): the inverse of
+    :func:`canonical_text` for text values, one string column per name in ``columns``.
+
+    ``\\N`` decodes to NULL, ``\\x1f`` to U+001F and ``\\\\`` to one backslash.
+    """
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    order = sorted(columns)  # canonical_text writes the columns in name order
+    decoded: list[list[str | None]] = [[] for _ in order]
+    for text in keys.to_pylist():
+        parts = text.split(_SEP)
+        if len(parts) != len(order):
+            raise ValueError(f"a snapshot key has {len(parts)} parts, not {len(order)} ({', '.join(order)})")
+        for values, part in zip(decoded, parts, strict=True):
+            values.append(None if part == _NULL else _ESCAPE.sub(_unescape, part))
+    return pa.table({name: pa.array(decoded[order.index(name)], pa.string()) for name in columns})
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return "\\" if match.group(1) == "\\" else _SEP
 
 
 def row_hashes(text: pa.Array) -> pa.Array:
@@ -227,7 +253,7 @@ def _stage(
     previous = store.load(old)
     prev_keys, prev_hashes = previous.column(KEY).combine_chunks(), previous.column(HASH).combine_chunks()
     known = DigestSet(prev_hashes)  # sorted once: `pc.is_in` would rebuild a hash table per batch
-    store.dir.mkdir(parents=True, exist_ok=True)
+    private_dir(store.dir)
     schema: pa.Schema | None = None
     current_keys: list[pa.Array] = []
     changed_rows = 0
@@ -283,7 +309,10 @@ def _stage(
         return False
     if changes_writer is None:  # the source is empty now: every key was deleted
         pq.write_table(pa.table({CHANGE: pa.array([], pa.int8())}), store.changes(generation))
-    _fsync_dir(store.dir)
+    # Durable before the landing transaction names this generation in the cursor.
+    for path in (store.state(generation), store.changes(generation), store.deleted(generation)):
+        fsync_file(path)
+    fsync_dir(store.dir)
     return True
 
 
@@ -338,13 +367,4 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema, connector: str) -> pa.Rec
         ) from exc
 
 
-def _fsync_dir(directory: Path) -> None:
-    if hasattr(os, "O_DIRECTORY"):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-__all__ = ["DigestSet", "SnapshotStore", "canonical_text", "row_hashes", "snapshot_pull"]
+__all__ = ["DigestSet", "SnapshotStore", "canonical_text", "decode_keys", "row_hashes", "snapshot_pull"]

@@ -18,15 +18,20 @@ combination raises ``ContractError``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts.model import Contract, Property, Quality
 from onceonly.errors import ContractError
+
+#: Between the parts of a record key (:meth:`CompiledContract.record_keys`).
+RECORD_KEY_SEPARATOR = "|"
 
 if TYPE_CHECKING:
     from great_expectations.core import ExpectationSuite
@@ -103,11 +108,30 @@ class CompiledContract:
     def ref(self) -> str:
         return self.contract.ref
 
+    def record_keys(self, text: Mapping[str, pa.Array | pa.ChunkedArray]) -> pa.Array:
+        """Each row's record key: its primary-key values, as text, in contract order joined by ``|``.
+
+        ``text`` maps each primary-key column to its values as strings. A NULL part is written
+        as the empty string; a row whose key columns are all NULL has no key (NULL). This is the
+        one place a record key is written: ``certificates.record_key``, ``quarantine.record_key``
+        and the keys of deleted records all come from here, so they always match.
+        """
+        parts = [_one_chunk(text[c]).cast(pa.string()) for c in self.record_key]
+        joined = pc.binary_join_element_wise(
+            *parts, RECORD_KEY_SEPARATOR, null_handling="replace", null_replacement=""
+        )
+        no_key = functools.reduce(pc.and_, [pc.is_null(p) for p in parts])
+        return pc.if_else(no_key, pa.scalar(None, pa.string()), joined)
+
     def build_suite(self) -> ExpectationSuite:
         """The Great Expectations 1.x suite for this contract (imports GX on first use)."""
         from contracts import expectations
 
         return expectations.build_suite(self)
+
+
+def _one_chunk(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def arrow_type(prop: Property, timezone: str = "Asia/Shanghai") -> pa.DataType:
@@ -588,6 +612,7 @@ ExpectationFactory = Callable[[Rule], "Expectation"]
 
 __all__ = [
     "CHECK_PREFIX",
+    "RECORD_KEY_SEPARATOR",
     "ROW_INDEX",
     "TYPE_CHECK_PREFIX",
     "CertificateSpec",

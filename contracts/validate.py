@@ -122,7 +122,11 @@ class Validator:
         }
         # Only the failing rows are turned into Python values (for masking and the report).
         failing = np.unique(np.concatenate([np.empty(0, np.int64), *unexpected.values()]))
-        text = _as_text(raw_table.take(failing), self.compiled.arrow_schema.names)
+        failing_rows = raw_table.take(failing)
+        text = _as_text(failing_rows, self.compiled.arrow_schema.names)
+        keys: list[str | None] = self.compiled.record_keys(
+            {c: pa.array(text[c], pa.string()) for c in self.compiled.record_key}
+        ).to_pylist()
         at = {int(row): k for k, row in enumerate(failing.tolist())}
         bad = np.zeros(n, dtype=bool)
         failures: list[Failure] = []
@@ -141,7 +145,7 @@ class Validator:
                     column=rule.column,
                     severity=rule.severity,
                     value_masked=m,
-                    record_key=self._key(text, at[i]),
+                    record_key=keys[at[i]],
                     subjects=self._subjects(text, at[i]),
                 )
                 for i, m in zip(rows.tolist(), masked, strict=True)
@@ -206,10 +210,6 @@ class Validator:
 
     def _is_citizen_id_column(self, column: str) -> bool:
         return any(r.column == column and r.check == "gb11643_citizen_id" for r in self.compiled.rules)
-
-    def _key(self, text: dict[str, list[str | None]], i: int) -> str | None:
-        parts = [text[c][i] for c in self.compiled.record_key]
-        return None if all(p is None for p in parts) else "|".join(p or "" for p in parts)
 
     def _subjects(self, text: dict[str, list[str | None]], i: int) -> tuple[str, ...]:
         return tuple(v for c in self.compiled.subject_columns if (v := text[c][i]))

@@ -175,9 +175,9 @@ def export_bundle(
     key rotation that no list publication followed yet), that one as ``status_list_key``.
     Raises :class:`EvidenceError` naming what is missing.
     """
+    from catalog import certificates
     from evidence.log import latest_checkpoint, leaf_at, prove_consistency, prove_inclusion, read_head
     from evidence.status_list import stored_list
-    from lake.catalog import certificates
 
     row = conn.execute(
         select(

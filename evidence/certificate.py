@@ -103,9 +103,11 @@ def drafts_from(table: pa.Table, compiled: CompiledContract) -> list[Draft]:
                 f"({', '.join(HOLDER_ID_TYPES)})"
             )
         id_types[h["idColumn"]] = name
+    keys = compiled.record_keys({c: pa.array(text[c], pa.string()) for c in compiled.record_key})
+    record_keys: list[str] = pc.fill_null(keys, "").to_pylist()
     drafts: list[Draft] = []
     for i in range(table.num_rows):
-        record_key = "|".join(text[c][i] or "" for c in compiled.record_key)
+        record_key = record_keys[i]
         fields = {f: text[f][i] for f in spec.fields}
         valid_from = text[spec.valid_from_column][i] if spec.valid_from_column else None
         valid_to = text[spec.valid_to_column][i] if spec.valid_to_column else None
@@ -224,9 +226,7 @@ def draft_table(table: pa.Table, compiled: CompiledContract) -> pa.Table:
         return text[name]
 
     n = table.num_rows
-    record_key = pc.binary_join_element_wise(
-        *(column(c) for c in compiled.record_key), "|", null_handling="replace", null_replacement=""
-    )
+    record_key = pc.fill_null(compiled.record_keys({c: column(c) for c in compiled.record_key}), "")
     status: pa.Array
     if spec.status_column:
         source = pc.fill_null(column(spec.status_column), "")

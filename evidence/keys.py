@@ -33,12 +33,10 @@ because we do not store a signing key in clear.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +55,7 @@ from evidence.suites import (
     suite_of_private_key,
 )
 from onceonly.errors import EvidenceError, VerificationFailed
+from onceonly.files import write_atomic
 
 if TYPE_CHECKING:
     from onceonly.settings import Settings
@@ -398,8 +397,8 @@ class KeyStore:
             raise EvidenceError(f"{path} already exists; refusing to replace a signing key")
         key = SigningKey.generate(name, suite)
         self._ensure_directory()
-        _write_atomically(path, key.to_encrypted_pem(self._passphrase), _KEY_FILE_MODE)
-        _write_atomically(self.vkey_path(name), f"{key.vkey}\n".encode("ascii"), _VKEY_FILE_MODE)
+        write_atomic(path, key.to_encrypted_pem(self._passphrase), mode=_KEY_FILE_MODE)
+        write_atomic(self.vkey_path(name), f"{key.vkey}\n".encode("ascii"), mode=_VKEY_FILE_MODE)
         self._record_active(key, created=_now())
         return key
 
@@ -414,8 +413,8 @@ class KeyStore:
         now = _now()
         # Private key first: if we stop between the two writes, load() finds a key the
         # keyring does not know and records it then (the keyring is derived, the key is not).
-        _write_atomically(self.key_path(name), new.to_encrypted_pem(self._passphrase), _KEY_FILE_MODE)
-        _write_atomically(self.vkey_path(name), f"{new.vkey}\n".encode("ascii"), _VKEY_FILE_MODE)
+        write_atomic(self.key_path(name), new.to_encrypted_pem(self._passphrase), mode=_KEY_FILE_MODE)
+        write_atomic(self.vkey_path(name), f"{new.vkey}\n".encode("ascii"), mode=_VKEY_FILE_MODE)
         self._record_active(new, created=now)
         return new
 
@@ -492,7 +491,7 @@ class KeyStore:
     def _write_keyring(self, keyring: Keyring) -> None:
         self._ensure_directory()
         text = json.dumps(keyring.to_json(), ensure_ascii=False, indent=2) + "\n"
-        _write_atomically(self.keyring_path, text.encode("utf-8"), _VKEY_FILE_MODE)
+        write_atomic(self.keyring_path, text.encode("utf-8"), mode=_VKEY_FILE_MODE)
 
     def _check_vkey_file(self, name: str, key: SigningKey) -> None:
         path = self.vkey_path(name)
@@ -500,7 +499,7 @@ class KeyStore:
             stored = path.read_text(encoding="ascii").strip()
         except FileNotFoundError:
             self._ensure_directory()
-            _write_atomically(path, f"{key.vkey}\n".encode("ascii"), _VKEY_FILE_MODE)
+            write_atomic(path, f"{key.vkey}\n".encode("ascii"), mode=_VKEY_FILE_MODE)
             return
         except (OSError, UnicodeDecodeError) as exc:
             raise EvidenceError(f"cannot read {path}: {exc}") from exc
@@ -628,22 +627,6 @@ def _slug(name: str) -> str:
     if not slug:
         raise EvidenceError(f"key name {name!r} gives no usable file name")
     return slug
-
-
-def _write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory and os.replace."""
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(descriptor, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from catalog import certificate_events, certificates, chunks, utcnow
 from evidence.certificate import (
     STATUS_CANCELLED,
     STATUS_EXPIRED,
@@ -38,12 +39,11 @@ from evidence.certificate import (
     STATUS_WITHDRAWN,
 )
 from evidence.log import KIND_LIFECYCLE, TransparencyLog, log_entry
-from lake.catalog import certificate_events, certificates, insert_missing, township_extracts, utcnow
+from evidence.townships import mark_stale
 from onceonly.errors import EvidenceError
 from onceonly.privacy import scrub_text
 
 LOG_KIND = KIND_LIFECYCLE
-_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class Lifecycle:
         signal seen twice cancels once.
         """
         targets: list[_Target] = []
-        for chunk in _chunks(sorted(set(keys))):
+        for chunk in chunks(sorted(set(keys))):
             newest = (
                 select(
                     certificates.c.record_key,
@@ -194,7 +194,7 @@ class Lifecycle:
             return []
         previous_of = {new: previous for new, previous in renewed}
         suspended: set[str] = set()
-        for chunk in _chunks(sorted(set(previous_of.values()))):
+        for chunk in chunks(sorted(set(previous_of.values()))):
             suspended |= set(
                 conn.execute(
                     select(certificates.c.cert_id).where(
@@ -204,7 +204,7 @@ class Lifecycle:
             )
         carried = sorted(new for new, previous in previous_of.items() if previous in suspended)
         targets: list[_Target] = []
-        for chunk in _chunks(carried):
+        for chunk in chunks(carried):
             rows = conn.execute(
                 _targets().where(
                     and_(certificates.c.cert_id.in_(chunk), certificates.c.status == STATUS_VALID)
@@ -258,7 +258,7 @@ class Lifecycle:
         ]
         for before in sorted({t.status for t in targets}):
             ids = [t.cert_id for t in targets if t.status == before]
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 conn.execute(
                     update(certificates)
                     .where(and_(certificates.c.cert_id.in_(chunk), certificates.c.status == before))
@@ -279,7 +279,7 @@ class Lifecycle:
                 for c in changes
             ],
         )
-        _mark_townships(conn, {t.township for t in targets})
+        mark_stale(conn, {t.township for t in targets})
         return changes
 
 
@@ -309,24 +309,6 @@ def _targets() -> Select[Any]:
     return select(
         certificates.c.cert_id, certificates.c.status, certificates.c.issuer_code, certificates.c.township
     )
-
-
-def _mark_townships(conn: Connection, townships: Iterable[str | None]) -> None:
-    # Township extracts carry the status: mark them stale in the same transaction (as landing does).
-    for township in sorted(t for t in townships if t):
-        insert_missing(
-            conn, township_extracts, {"township": township, "generation": 0, "written_generation": 0}
-        )
-        conn.execute(
-            update(township_extracts)
-            .where(township_extracts.c.township == township)
-            .values(generation=township_extracts.c.generation + 1)
-        )
-
-
-def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[list[str]]:
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
 
 
 __all__ = [

@@ -42,6 +42,19 @@ import pyarrow as pa
 from sqlalchemy import and_, bindparam, func, insert, literal_column, or_, select, union_all, update
 from sqlalchemy.engine import Connection
 
+from catalog import (
+    BUNDLE_LEAVES,
+    bind_value,
+    certificates,
+    checkpoints,
+    insert_missing,
+    insert_rows,
+    log_bundles,
+    log_head,
+    log_leaves,
+    log_nodes,
+    utcnow,
+)
 from evidence.canonical import canonical_json
 from evidence.keys import SigningKey
 from evidence.merkle import (
@@ -56,19 +69,6 @@ from evidence.merkle import (
     tree_hash,
 )
 from evidence.note import Checkpoint, NoteVerifier, open_note
-from lake.catalog import (
-    BUNDLE_LEAVES,
-    bind_value,
-    certificates,
-    checkpoints,
-    insert_missing,
-    insert_rows,
-    log_bundles,
-    log_head,
-    log_leaves,
-    log_nodes,
-    utcnow,
-)
 from onceonly.errors import EvidenceError, VerificationFailed
 
 KIND_CERTIFICATE = "certificate"

@@ -48,6 +48,7 @@ from sqlalchemy import and_, bindparam, exists, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
+from catalog import Catalog, certificates, insert_missing, status_lists, utcnow
 from evidence.canonical import canonical_json
 from evidence.certificate import (
     STATUS_CANCELLED,
@@ -60,8 +61,8 @@ from evidence.certificate import (
 from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
 from evidence.note import NoteVerifier, open_note, parse_vkey
-from lake.catalog import Catalog, certificates, insert_missing, status_lists, utcnow
 from onceonly.errors import EvidenceError, VerificationFailed
+from onceonly.files import write_atomic
 
 STATUS_LIST_FORMAT = "onceonly-status-list/1"
 LIST_SIZE = 131_072  # W3C Bitstring Status List §2.1: at least 16 KB (131,072 entries of 1 bit)
@@ -296,15 +297,12 @@ def write_status_files(catalog: Catalog, directory: Path) -> list[Path]:
         lists = [
             (r.issuer_code, int(r.list_no), stored_list(conn, r.issuer_code, int(r.list_no))) for r in rows
         ]
-    directory.mkdir(parents=True, exist_ok=True)
     written = []
     for issuer, list_no, published in lists:
         assert published is not None  # selected for having a document
-        path = directory / f"{issuer}-{list_no}.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(published.to_json(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        written.append(path)
+        text = json.dumps(published.to_json(), ensure_ascii=False, indent=2) + "\n"
+        # Public documents (the townships fetch them), but under the private home.
+        written.append(write_atomic(directory / f"{issuer}-{list_no}.json", text))
     return written
 
 

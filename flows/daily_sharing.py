@@ -29,33 +29,19 @@ from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from catalog import runs, utcnow
 from connectors import Registration
 from connectors.base import Cursor, Pulled
+from connectors.state import acquire_lease, cursor_of, record_failure, release_lease
 from contracts.compiler import CompiledContract
 from contracts.pinning import require_pinned_major
 from contracts.validate import RuleTally, Validation, Validator
 from evidence.lifecycle import Lifecycle
 from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
-from flows.deletions import (
-    PendingDeletions,
-    cancel_deleted,
-    deletions_directory,
-    record_keys,
-    settle_pending,
-)
 from flows.pipeline import Pipeline, pipeline_for
-from lake.catalog import runs, utcnow
-from lake.landing import (
-    Breach,
-    LandedBatch,
-    Lander,
-    acquire_lease,
-    batch_id_for,
-    content_digest,
-    record_failure,
-    release_lease,
-)
+from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
+from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest
 from onceonly.errors import ConfigurationError, ContractBreached, TransientError
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
@@ -78,7 +64,7 @@ class ConnectorResult:
     rules: dict[str, RuleTally] = field(default_factory=dict)
     # Snapshot change detection (connectors.snapshot): rows new / changed, keys deleted.
     changes: dict[str, int] = field(default_factory=dict)
-    # Certificates cancelled (注销) because their source record was deleted (flows.deletions).
+    # Certificates cancelled (注销) because their source record was deleted (lake.deletions).
     cancelled: int = 0
 
     def observe(self, validation: Validation) -> None:
@@ -224,8 +210,17 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
     connector = pipeline.connector(connector_name)
     # Deletions staged by a run that died between landing and cancelling: cancel them before
     # anything newer lands (this run holds the connector's lease).
-    pending = PendingDeletions(deletions_directory(settings.home), connector_name)
-    for done in settle_pending(pipeline, pending, registration.dataset, drop_unlanded=True):
+    pending = PendingDeletions(settings.home, connector_name)
+    status_dir = status_directory(settings.home)
+    settled = settle_pending(
+        pipeline.catalog,
+        pipeline.log,
+        pending,
+        registration.dataset,
+        status_dir=status_dir,
+        drop_unlanded=True,
+    )
+    for done in settled:
         result.cancelled += done.certificates
         logger.info(
             "%s: %d certificate(s) 注销 for deletions of batch %s (left over by an earlier run)",
@@ -248,7 +243,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
     for attempt in retrying:
         with attempt:
             with pipeline.catalog.read() as conn:
-                cursor = pipeline.catalog.cursor_of(conn, connector_name)
+                cursor = cursor_of(conn, connector_name)
             for pulled in connector.pull(cursor, pipeline.settings.batch_size):
                 validation = validate_batch(validator, pulled.batch, connector_name)
                 result.observe(validation)
@@ -262,7 +257,15 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled, digest)
                 result.add(landed)
                 if deleted is not None:
-                    done = cancel_deleted(pipeline, pending, landed.batch_id, registration.dataset, deleted)
+                    done = cancel_deleted(
+                        pipeline.catalog,
+                        pipeline.log,
+                        pending,
+                        landed.batch_id,
+                        registration.dataset,
+                        deleted,
+                        status_dir=status_dir,
+                    )
                     result.cancelled += done.certificates
                     if done.certificates:
                         logger.info(
@@ -297,11 +300,8 @@ def _stage_deletions(
     """Record the batch's deleted keys durably before it lands; None when it reports none."""
     if pulled.deleted is None or not len(pulled.deleted):
         return None
-    keys = record_keys(
-        pulled.deleted,
-        registration.options.get("key") or [],
-        compiled.record_key,
-        connector=registration.name,
+    keys = deleted_record_keys(
+        pulled.deleted, registration.options.get("key") or [], compiled, connector=registration.name
     )
     pending.stage(batch_id_for(registration.name, cursor, digest), keys)
     return keys

@@ -16,6 +16,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 
+from catalog import Catalog
 from connectors import (
     ChainedSecrets,
     Connector,
@@ -32,7 +33,6 @@ from contracts.model import contract_by_id
 from evidence.keys import KEYRING_FILE, SigningKey, open_key_store
 from evidence.log import TransparencyLog
 from evidence.merkle import tree_hash
-from lake.catalog import Catalog
 from lake.parquet import ParquetLake
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings

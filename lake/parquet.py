@@ -20,13 +20,14 @@ according to the catalog (``lake.landing``).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from onceonly.files import fsync_dir, fsync_file, move_durably, private_dir, write_atomic
 
 
 class ParquetLake:
@@ -46,8 +47,9 @@ class ParquetLake:
             return
         base = self.accepted_dir(dataset)
         if township_column is None:
-            _write_atomic(table, base / f"{batch_id}.parquet")
+            write_parquet_atomic(table, base / f"{batch_id}.parquet")
             return
+        private_dir(base)
         ds.write_dataset(
             table,
             base_dir=str(base),
@@ -59,7 +61,7 @@ class ParquetLake:
 
     def write_quarantine(self, dataset: str, batch_id: str, table: pa.Table) -> None:
         if table.num_rows:
-            _write_atomic(table, self.quarantine_dir(dataset) / f"{batch_id}.parquet")
+            write_parquet_atomic(table, self.quarantine_dir(dataset) / f"{batch_id}.parquet")
 
     def staging_dir(self, connector: str, batch_id: str) -> Path:
         """Where a batch waits for its catalog commit: the lake's layout, under its own root."""
@@ -80,6 +82,14 @@ class ParquetLake:
         area = ParquetLake(staged)
         area.write_accepted(dataset, batch_id, accepted, township_column)
         area.write_quarantine(dataset, batch_id, quarantined)
+        # Durable before the catalog commits the batch: after that commit the staged files are
+        # the only copy of its rows (the cursor has moved past them).
+        if not staged.exists():
+            return  # nothing to land in the lake (a batch that only reports deletions)
+        for path in staged.rglob("*.parquet"):
+            fsync_file(path)
+        for folder in [staged, *(p for p in staged.rglob("*") if p.is_dir())]:
+            fsync_dir(folder)
 
     def publish(self, connector: str, batch_id: str) -> None:
         """Move a staged batch into the lake; repeatable if a crash cut it short."""
@@ -87,9 +97,7 @@ class ParquetLake:
         if not staged.exists():
             return
         for path in sorted(staged.rglob("*.parquet")):
-            target = self.root / path.relative_to(staged)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
+            move_durably(path, self.root / path.relative_to(staged))
         shutil.rmtree(staged)
 
     def discard(self, connector: str, batch_id: str) -> None:
@@ -113,16 +121,9 @@ class ParquetLake:
         return ds.dataset(str(base), format="parquet", partitioning=partitioning).to_table()
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-
-
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` so that readers never see a half-written file."""
-    _write_atomic(table, path)
+    """Write ``table`` to ``path`` (mode 600) so that readers never see a half-written file."""
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 __all__ = ["ParquetLake", "write_parquet_atomic"]

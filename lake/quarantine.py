@@ -25,8 +25,8 @@ from typing import Literal
 from sqlalchemy import Row, Select, Subquery, func, literal, select, union_all
 from sqlalchemy.engine import Connection
 
+from catalog import batches, breaches, quarantine
 from connectors.registration import Registration
-from lake.catalog import batches, breaches, quarantine
 from onceonly.errors import CatalogError
 
 Status = Literal["open", "resolved", "all"]

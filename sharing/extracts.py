@@ -23,7 +23,7 @@ import pyarrow as pa
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
-from lake.catalog import Catalog, certificates, township_extracts, utcnow
+from catalog import Catalog, certificates, township_extracts, utcnow
 from lake.parquet import write_parquet_atomic
 
 EXTRACT_SCHEMA = pa.schema(

@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
+from catalog import certificate_events, certificates, quarantine
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.certificate import STATUS_VALID
 from evidence.log import TransparencyLog, record_use
-from lake.catalog import certificate_events, certificates, quarantine
 from onceonly.errors import ConfigurationError
 from onceonly.privacy import mask_citizen_id, scrub_text
 from sharing.matters import Material, Matter

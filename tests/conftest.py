@@ -85,10 +85,25 @@ def mariadb_database(mariadb_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.integration),
+        pytest.param("mariadb", marks=pytest.mark.integration),
+    ]
+)
+def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The catalog on each database it supports: SQLite (the default), PostgreSQL, MariaDB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'catalog.db'}"
+    url: str = request.getfixturevalue(f"{request.param}_database")
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     """A fresh catalog on SQLite (the default) and on the real PostgreSQL (a schema of its own)."""
-    from lake.catalog import Catalog
+    from catalog import Catalog
 
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'catalog.db'}"

@@ -21,9 +21,9 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from departments import LicenceApi, Manifest, add_updates, demo_token, generate_all
 from evidence.log import leaves
-from onceonly.cli import app
 from onceonly.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from departments import generate_all
 from evidence.note import parse_vkey
-from onceonly.cli import app
 from onceonly.settings import Settings
 
 pytestmark = pytest.mark.e2e

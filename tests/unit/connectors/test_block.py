@@ -11,10 +11,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from catalog import metadata
+from cli.main import app
 from connectors.block import OnceOnlyConnector, block_of
 from connectors.registration import Registration
-from lake.catalog import metadata
-from onceonly.cli import app
 from onceonly.settings import Settings
 
 CANARY = "Canary-Pw-" + uuid.uuid4().hex  # a password nothing may ever show

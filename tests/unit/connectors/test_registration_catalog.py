@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from catalog import Catalog, connector_registrations
 from connectors.registration import parse_registration
 from connectors.registry import register, register_directory, registered, registration_of, remove
-from lake.catalog import Catalog, connector_registrations
 from onceonly.errors import ConfigurationError
 
 TEXT = """\

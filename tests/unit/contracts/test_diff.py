@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts.diff import diff_contracts
 from contracts.model import parse_contract
-from onceonly.cli import app
 from onceonly.errors import ContractError
 from onceonly.settings import Settings
 

@@ -8,11 +8,11 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from catalog import Catalog, checkpoints, log_bundles, log_head
 from evidence.keys import SigningKey
 from evidence.log import Appended, TransparencyLog, latest_checkpoint, leaves, prove_inclusion, tree_size
 from evidence.merkle import leaf_hash, root, verify_inclusion
 from evidence.note import Checkpoint, open_note, parse_vkey
-from lake.catalog import Catalog, checkpoints, log_bundles, log_head
 from onceonly.errors import EvidenceError, VerificationFailed
 
 ORIGIN = "onceonly.example/test/log"

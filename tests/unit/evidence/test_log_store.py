@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from catalog import Catalog, certificates, checkpoints, log_bundles, log_leaves, log_nodes
 from evidence.keys import SigningKey
 from evidence.log import (
     KIND_BATCH_RECEIPT,
@@ -42,7 +43,6 @@ from evidence.merkle import (
     verify_inclusion,
 )
 from evidence.note import Checkpoint, open_note, parse_vkey
-from lake.catalog import Catalog, certificates, checkpoints, log_bundles, log_leaves, log_nodes
 from onceonly.errors import EvidenceError, VerificationFailed
 
 ORIGIN = "onceonly.example/test/stored-log"

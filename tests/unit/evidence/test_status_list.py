@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from catalog import Catalog, status_lists
 from evidence import status_list as sl
 from evidence.keys import SigningKey
 from evidence.note import parse_vkey
@@ -28,7 +29,6 @@ from evidence.status_list import (
     open_status_list,
     sign_document,
 )
-from lake.catalog import Catalog, status_lists
 from onceonly.errors import VerificationFailed
 
 ORIGIN = "onceonly.example/test/evidence"

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
+from catalog import Catalog, breaches, quarantine
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import compile_contract
 from contracts.model import contract_by_id
@@ -16,7 +17,6 @@ from contracts.validate import Validator
 from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
 from flows.daily_sharing import _refuse_breach
-from lake.catalog import Catalog, breaches, quarantine
 from lake.landing import Lander, content_digest
 from lake.parquet import ParquetLake
 from onceonly.errors import ContractBreached

@@ -19,8 +19,8 @@ import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from contracts.identifiers import citizen_id_check_char
-from onceonly.cli import app
 
 UNKNOWN_TOWNSHIP = "120114999000"
 

@@ -8,28 +8,13 @@ from pathlib import Path
 import pytest
 from landing_harness import ORIGIN, Harness
 
+from catalog import Catalog
 from evidence.keys import SigningKey
-from lake.catalog import Catalog
 
 
 @pytest.fixture(scope="session")
 def log_key() -> SigningKey:
     return SigningKey.generate(ORIGIN)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param("postgresql", marks=pytest.mark.integration),
-        pytest.param("mariadb", marks=pytest.mark.integration),
-    ]
-)
-def catalog_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The catalog on each database it supports: SQLite (the default), PostgreSQL, MariaDB."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'catalog.db'}"
-    url: str = request.getfixturevalue(f"{request.param}_database")
-    return url
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
+from catalog import Catalog
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.identifiers import citizen_id_check_char, uscc_check_char
@@ -23,7 +24,6 @@ from contracts.model import contract_by_id
 from contracts.validate import Validation, Validator
 from evidence.keys import SigningKey
 from evidence.log import Leaf, TransparencyLog, leaf_at, leaves
-from lake.catalog import Catalog
 from lake.landing import LandedBatch, Lander, content_digest
 from lake.parquet import ParquetLake
 from onceonly.settings import Settings

@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 from landing_harness import HOUSEHOLD, LICENCE, ORIGIN, household_row, licence_row, validate
 
+from catalog import Catalog, batches, certificates, checkpoints
 from contracts.compiler import CompiledContract
 from contracts.validate import Validation
 from evidence.keys import SigningKey
 from evidence.log import TransparencyLog, leaves
 from evidence.merkle import consistency_proof, leaf_hash, root, verify_consistency
 from evidence.note import Checkpoint, open_note, parse_vkey
-from lake.catalog import Catalog, batches, certificates, checkpoints
 from lake.landing import Lander
 from lake.parquet import ParquetLake
 

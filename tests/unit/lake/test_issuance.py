@@ -17,13 +17,13 @@ from landing_harness import (
     validate,
 )
 
+from catalog import certificates
 from contracts.compiler import CompiledContract
 from evidence.bundle import certificate_leaf_bytes
 from evidence.certificate import drafts_from, issue
 from evidence.identifier import CertificateId, certificate_ids
 from evidence.log import leaf_at
 from evidence.status_list import StatusEntry
-from lake.catalog import certificates
 
 
 def _assert_each_certificate_is_issue_of_its_draft(

@@ -24,14 +24,7 @@ from landing_harness import (
     validate,
 )
 
-from evidence.bundle import certificate_leaf_bytes, export_bundle, verify_bundle
-from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID
-from evidence.identifier import CertificateId
-from evidence.log import Appended, TransparencyLog, latest_checkpoint, tree_size, verify_log
-from evidence.merkle import leaf_hash, root
-from evidence.note import Checkpoint, open_note, parse_vkey
-from evidence.status_list import publish_status_lists
-from lake.catalog import (
+from catalog import (
     batches,
     certificates,
     checkpoints,
@@ -42,6 +35,14 @@ from lake.catalog import (
     quarantine,
     serials,
 )
+from connectors.state import cursor_of
+from evidence.bundle import certificate_leaf_bytes, export_bundle, verify_bundle
+from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID
+from evidence.identifier import CertificateId
+from evidence.log import Appended, TransparencyLog, latest_checkpoint, tree_size, verify_log
+from evidence.merkle import leaf_hash, root
+from evidence.note import Checkpoint, open_note, parse_vkey
+from evidence.status_list import publish_status_lists
 from lake.landing import Lander, batch_id_for, content_digest
 from lake.parquet import ParquetLake
 from onceonly.errors import EvidenceError, VerificationFailed
@@ -173,7 +174,7 @@ def test_a_validated_batch_lands_with_certificates_log_and_cursor(harness: Harne
 
     # the connector's cursor moved
     with harness.catalog.begin() as conn:
-        assert harness.catalog.cursor_of(conn, "gongan-household") == C1
+        assert cursor_of(conn, "gongan-household") == C1
     (state,) = harness.all(sa.select(connector_state))
     assert (state.dataset, state.rows_pulled, state.last_status) == ("household", 8, "ok")
 
@@ -231,7 +232,7 @@ def test_the_same_records_in_a_new_batch_issue_no_certificates(harness: Harness)
     }
     assert_log_is_sound(harness)
     with harness.catalog.begin() as conn:
-        assert harness.catalog.cursor_of(conn, "gongan-household") == C2
+        assert cursor_of(conn, "gongan-household") == C2
 
 
 def test_a_changed_record_is_renewed_once_as_version_2(harness: Harness) -> None:
@@ -337,7 +338,7 @@ def test_a_failed_landing_changes_nothing_and_the_retry_lands_once(harness: Harn
     assert _counts(harness) == counts
     assert harness.all(sa.select(log_head.c.tree_size, log_head.c.frontier)) == head
     with harness.catalog.begin() as conn:
-        assert harness.catalog.cursor_of(conn, "gongan-household") == C1
+        assert cursor_of(conn, "gongan-household") == C1
     # and the lake too: the batch's files wait in staging
     assert _accepted_files(harness.lake_dir) == files
     (staged,) = harness.lake.staged("gongan-household")
@@ -356,7 +357,7 @@ def test_a_failed_landing_changes_nothing_and_the_retry_lands_once(harness: Harn
     assert harness.count(certificates) == 7 and len(harness.leaves()) == 9
     assert harness.count(batches) == 2 and harness.count(quarantine) == 1
     with harness.catalog.begin() as conn:
-        assert harness.catalog.cursor_of(conn, "gongan-household") == C2
+        assert cursor_of(conn, "gongan-household") == C2
     assert_log_is_sound(harness)
     assert harness.land(rows, before=C1, after=C2).already_landed
 

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from landing_harness import Harness, household_row
 
-from lake.catalog import township_extracts
-from lake.landing import acquire_lease, release_lease
+from catalog import township_extracts
+from connectors.state import acquire_lease, release_lease
 from onceonly.errors import ConnectorBusy
 from sharing.extracts import extract_path, refresh_extracts
 

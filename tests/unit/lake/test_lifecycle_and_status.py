@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from landing_harness import ORIGIN, TODAY, Harness, household_row
 
+from catalog import certificate_events, certificates, log_leaves, township_extracts
 from evidence.bundle import export_bundle, verify_bundle
 from evidence.canonical import canonical_json
 from evidence.keys import SigningKey
@@ -29,7 +30,6 @@ from evidence.status_list import (
     stored_list,
     write_status_files,
 )
-from lake.catalog import certificate_events, certificates, log_leaves, township_extracts
 from onceonly.errors import EvidenceError
 
 ROWS = [household_row(i) for i in range(1, 5)]

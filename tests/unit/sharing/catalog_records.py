@@ -7,9 +7,9 @@ import itertools
 
 import sqlalchemy as sa
 
+from catalog import Catalog, certificates, quarantine
 from evidence.certificate import STATUS_VALID
 from evidence.identifier import CertificateId
-from lake.catalog import Catalog, certificates, quarantine
 
 HOUSEHOLD_TYPE = ("11100000000019342N001", "111201140000000196", "household", "居民户口簿")
 MARRIAGE_TYPE = ("1110000000001201XK001", "11120114000000123A", "marriage", "结婚证")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from catalog_records import Records
 
-from lake.catalog import Catalog
+from catalog import Catalog
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from catalog_records import HOUSEHOLD_TYPE, LICENCE_TYPE, MARRIAGE_TYPE, Records
 
+from catalog import Catalog
 from evidence.certificate import STATUS_SUPERSEDED
-from lake.catalog import Catalog
 from sharing.extracts import EXTRACT_SCHEMA, extract_path, write_extracts
 
 YANGCUN, XIAZHUZHUANG, DONGPUWA = "120114001000", "120114002000", "120114003000"

@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from catalog_records import HOUSEHOLD_TYPE, LICENCE_TYPE, MARRIAGE_TYPE, Records
 
+from catalog import Catalog, certificate_events
 from contracts.identifiers import citizen_id_check_char, uscc_check_char
 from contracts.model import certificate_datasets
 from evidence.certificate import STATUS_SUPERSEDED
-from lake.catalog import Catalog, certificate_events
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 from sharing.matters import Material, Matter, load_matters
@@ -210,10 +210,10 @@ def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, r
 
 
 def test_a_skippable_answer_with_a_log_records_each_use(catalog: Catalog, records: Records) -> None:
+    from catalog import log_leaves
     from evidence.keys import SigningKey
     from evidence.log import TransparencyLog, verify_log
     from evidence.note import parse_vkey
-    from lake.catalog import log_leaves
 
     household = records.certificate(PERSON, HOUSEHOLD_TYPE)
     marriage = records.certificate(PERSON, MARRIAGE_TYPE, valid_from=dt.date(2025, 5, 20))

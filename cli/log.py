@@ -73,8 +73,8 @@ def unusable_checkpoints(conn: Connection, keyring: Keyring) -> list[tuple[int, 
 
     from sqlalchemy import select
 
+    from catalog import checkpoints
     from evidence.keys import check_key_status
-    from lake.catalog import checkpoints
 
     watched = [r for r in keyring.keys if r.compromised_since is not None or r.retired is not None]
     if not watched:
@@ -119,9 +119,9 @@ def log_verify(
     ] = None,
 ) -> None:
     """Recompute the tree from the entries; check every leaf, node and signed checkpoint."""
+    from catalog import Catalog
     from evidence.keys import KEYRING_FILE, Keyring
     from evidence.log import verify_log
-    from lake.catalog import Catalog
 
     settings = Settings()
     ring: Keyring | None = None
@@ -187,9 +187,9 @@ def log_prove(
     output: _Output = None,
 ) -> None:
     """Print the inclusion proof of a leaf (JSON), checkable offline with `log check-proof`."""
+    from catalog import Catalog
     from evidence.log import checkpoint_at, leaf_at, prove_inclusion, read_head, root_at
     from evidence.proofs import inclusion_document
-    from lake.catalog import Catalog
 
     settings = Settings()
     keys = _public_keys(settings, None)
@@ -221,9 +221,9 @@ def log_consistency(
     output: _Output = None,
 ) -> None:
     """Print the consistency proof between two tree sizes (JSON), checkable offline."""
+    from catalog import Catalog
     from evidence.log import checkpoint_at, prove_consistency, read_head, root_at
     from evidence.proofs import consistency_document
-    from lake.catalog import Catalog
 
     settings = Settings()
     keys = _public_keys(settings, None)

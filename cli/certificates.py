@@ -77,7 +77,7 @@ def certificates_list(
     """Issued certificates, newest first, with their current status (holder ID numbers masked)."""
     from sqlalchemy import select
 
-    from lake.catalog import Catalog, certificates
+    from catalog import Catalog, certificates
 
     settings = Settings()
     c = certificates.c
@@ -137,8 +137,8 @@ def _is_person(holder_id: str) -> bool:
 @app.command("history")
 def certificates_history(cert_id: str) -> None:
     """The lifecycle changes of a certificate, each with its log leaf."""
+    from catalog import Catalog
     from evidence.lifecycle import history
-    from lake.catalog import Catalog
 
     with Catalog.connect(Settings().catalog_url, create=False).read() as conn:
         changes = history(conn, cert_id)
@@ -161,8 +161,8 @@ def certificates_export(
     ] = None,
 ) -> None:
     """Write a self-contained proof bundle: certificate, proofs, checkpoint, key, status list."""
+    from catalog import Catalog
     from evidence.bundle import export_bundle
-    from lake.catalog import Catalog
 
     settings = Settings()
     old = _read_text(consistency_from, "checkpoint") if consistency_from else None

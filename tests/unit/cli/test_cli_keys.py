@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.keys import Keyring, check_key_status
 from evidence.note import open_note_signers, parse_vkey
-from onceonly.cli import app
 from onceonly.errors import EvidenceError, VerificationFailed
 
 ORIGIN = "onceonly.example/wuqing/evidence"
@@ -89,7 +89,7 @@ def test_the_exported_keys_verify_what_each_key_signed(keys_home: Path) -> None:
 
 def test_errors_from_a_shell_are_one_clear_line(keys_home: Path) -> None:
     env = {**os.environ, "ONCEONLY_SIGNATURE_SUITE": "ed25519", "COLUMNS": "300"}
-    command = [sys.executable, "-m", "onceonly.cli", "keys"]
+    command = [sys.executable, "-m", "cli.main", "keys"]
     done = subprocess.run([*command, "init"], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     wrong = {**env, "ONCEONLY_KEY_PASSPHRASE": "not the passphrase"}

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from catalog import Catalog, log_leaves, log_nodes
+from cli.main import app
 from evidence.keys import SigningKey, open_key_store
 from evidence.log import TransparencyLog, batch_receipt, node_id, record_use
-from lake.catalog import Catalog, log_leaves, log_nodes
-from onceonly.cli import app
 from onceonly.settings import Settings
 
 runner = CliRunner()

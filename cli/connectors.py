@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from cli.console import console
 from onceonly.errors import ConfigurationError
 from onceonly.privacy import mask_citizen_id, mask_name, scrub_text
 from onceonly.settings import Settings
@@ -35,9 +36,9 @@ def register(
     block: Annotated[bool, typer.Option(help="Also save the connector as a Prefect block.")] = True,
 ) -> None:
     """Validate a registration file, test the connection, show sample rows and register it."""
+    from catalog import Catalog
     from connectors.registration import parse_registration
     from connectors.registry import register as store
-    from lake.catalog import Catalog
 
     settings = Settings()
     try:
@@ -68,8 +69,8 @@ def list_() -> None:
     from rich.table import Table
     from sqlalchemy import select
 
+    from catalog import Catalog, connector_state
     from connectors.registry import registered
-    from lake.catalog import Catalog, connector_state
 
     settings = Settings()
     catalog = Catalog.connect(settings.catalog_url, create=False)
@@ -104,7 +105,7 @@ def list_() -> None:
     if not regs:
         typer.echo("No connectors registered (onceonly connectors register FILE).")
         return
-    _console().print(table)
+    console().print(table)
 
 
 @app.command("test")
@@ -113,8 +114,8 @@ def test(
     rows: Annotated[int, typer.Option(help="Sample rows to show.")] = 5,
 ) -> None:
     """Connect to a registered system and show sample rows, personal fields masked."""
+    from catalog import Catalog
     from connectors.registry import registration_of
-    from lake.catalog import Catalog
 
     settings = Settings()
     catalog = Catalog.connect(settings.catalog_url, create=False)
@@ -131,9 +132,9 @@ def remove(
     block: Annotated[bool, typer.Option(help="Also delete the connector's Prefect block.")] = True,
 ) -> None:
     """Remove a registered connector (the daily flow stops pulling it; its history stays)."""
+    from catalog import Catalog
     from connectors.block import delete_block
     from connectors.registry import remove as unregister
-    from lake.catalog import Catalog
 
     settings = Settings()
     catalog = Catalog.connect(settings.catalog_url, create=False)
@@ -187,13 +188,6 @@ def _mask_field(column: str, value: Any, personal: frozenset[str], id_columns: s
     if column in personal:
         return mask_name(str(value))
     return value
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
 
 
 __all__ = ["app"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from cli.main import app
 from evidence.identifier import CertificateId
-from onceonly.cli import app
 from onceonly.errors import CatalogError
 
 VALID = str(CertificateId.build("11100000000019342N001", "111201140000000196", 42, 3))

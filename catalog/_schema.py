@@ -1,28 +1,16 @@
-"""The catalog database: cursors, runs, batches, quarantine, certificates and the log.
+"""The catalog's tables: cursors, runs, batches, quarantine, certificates and the log.
 
 Example::
 
-    catalog = Catalog.connect(settings.catalog_url)     # SQLite file by default, any SQLAlchemy URL
-    with catalog.begin() as conn:                        # one transaction
-        cursor = catalog.cursor_of(conn, "gongan-household")
+    from catalog import certificates, metadata
+    select(certificates.c.cert_id).where(certificates.c.holder_id == holder)
 
 Everything a batch changes is written in ONE transaction (``lake.landing``): the batch row, its
 quarantine rows, its certificates, their log leaves, the signed checkpoint and the connector's
 new cursor. A run that dies leaves the catalog exactly as the last landed batch left it.
-
-On SQLite a transaction from :meth:`Catalog.begin` takes the database's write lock when it
-starts (``BEGIN IMMEDIATE``), so what it reads (the log head, the next serial) cannot be
-changed by another writer before it writes; :meth:`Catalog.read` starts a plain transaction
-for queries that write nothing. On PostgreSQL those rows are locked ``FOR UPDATE``.
 """
 
 from __future__ import annotations
-
-import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -30,7 +18,6 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
-    Engine,
     Float,
     Index,
     Integer,
@@ -40,18 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
-    insert,
-    inspect,
-    select,
 )
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
-
-from onceonly.errors import CatalogError
-from onceonly.privacy import scrub_text
 
 metadata = MetaData()
 
@@ -332,233 +308,3 @@ certificate_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Index("ix_certificate_events_cert", "cert_id"),
 )
-
-
-def _check_columns(engine: Engine) -> None:
-    """Refuse, by name, a catalog whose tables another version of OnceOnly made.
-
-    ``create_all`` adds missing tables but never changes existing ones; without this check an
-    older catalog would fail at its first insert with a bare database error.
-    """
-    inspector = inspect(engine)
-    existing = set(inspector.get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name not in existing:
-            continue  # created next
-        stored = {column["name"] for column in inspector.get_columns(table.name)}
-        expected = {column.name for column in table.columns}
-        if stored != expected:
-            differences = [f"+{name}" for name in sorted(stored - expected)]
-            differences += [f"-{name}" for name in sorted(expected - stored)]
-            raise CatalogError(
-                f"the catalog's table {table.name} was made by another version of OnceOnly "
-                f"(columns {' '.join(differences)} against this version): there are no schema "
-                "migrations yet; keep the old catalog and start a new one (the demo: make demo RESET=1)"
-            )
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class Catalog:
-    """A thin handle on the catalog engine; queries live next to the stage that needs them."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    @classmethod
-    def connect(cls, url: str, *, create: bool = True) -> Catalog:
-        """Open the catalog at ``url``; with ``create`` make it (and a SQLite file's folder) if missing.
-
-        Read-only commands pass ``create=False``: a missing SQLite catalog then means a wrong
-        ``ONCEONLY_HOME`` or no run yet, and says so instead of answering from an empty catalog.
-        """
-        try:
-            engine = create_engine(url, future=True)
-            if engine.dialect.name == "sqlite":
-                database = engine.url.database
-                if database and database != ":memory:" and not database.startswith("file:"):
-                    if not create and not Path(database).exists():
-                        raise CatalogError(
-                            f"no catalog at {database}: nothing has run under this ONCEONLY_HOME yet "
-                            "(run `make demo` or `onceonly run`, or set ONCEONLY_HOME)"
-                        )
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)
-                event.listen(engine, "connect", _sqlite_connect)
-                event.listen(engine, "begin", _sqlite_begin)
-            _check_columns(engine)  # before create_all: another version's catalog stays untouched
-            metadata.create_all(engine)
-        except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open the catalog database: {_plain(exc)}") from exc
-        return cls(engine)
-
-    @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """One read-write transaction; rolled back on any exception."""
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
-
-    @contextmanager
-    def read(self) -> Iterator[Connection]:
-        """One transaction for queries only: on SQLite it does not wait for a writer."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execution_options(**{_READ_ONLY: True})
-                with conn.begin():
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
-
-    def cursor_of(self, conn: Connection, connector: str) -> dict[str, Any] | None:
-        row = conn.execute(
-            select(connector_state.c.cursor).where(connector_state.c.connector == connector)
-        ).first()
-        return None if row is None else row.cursor
-
-    def dispose(self) -> None:
-        self.engine.dispose()
-
-
-def insert_missing(conn: Connection, table: Table, values: dict[str, Any]) -> None:
-    """Insert ``values`` unless a row with the same key exists, without failing on a race.
-
-    Two transactions that both find a row missing and both insert it would otherwise make one
-    of them fail on the key (the first append to an empty log, the first serial of a type).
-    """
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        conn.execute(postgresql.insert(table).values(values).on_conflict_do_nothing())
-    elif dialect == "sqlite":
-        conn.execute(sqlite.insert(table).values(values).on_conflict_do_nothing())
-    elif dialect in ("mysql", "mariadb"):
-        # Not INSERT IGNORE: on an existing row InnoDB takes a shared lock, and two writers
-        # that both hold it and then lock the row FOR UPDATE deadlock. A no-op update takes
-        # the exclusive lock at once, as the FOR UPDATE that follows would.
-        first = next(iter(table.primary_key.columns))
-        conn.execute(mysql.insert(table).values(values).on_duplicate_key_update({first.name: first}))
-    else:
-        key = [c == values[c.name] for c in table.primary_key.columns]
-        if conn.execute(select(*table.primary_key.columns).where(*key)).first() is None:
-            conn.execute(insert(table).values(values))
-
-
-def insert_rows(
-    conn: Connection,
-    table: Table,
-    names: Sequence[str],
-    rows: list[tuple[Any, ...]],
-    constants: Mapping[str, Any] | None = None,
-) -> None:
-    """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
-    values must need none there (integers, bytes, text, and dates or timestamps already bound
-    with :func:`bind_value`). ``constants`` are the same in every row: SQLite gets those it can
-    take as literals (integers, NULL, text without NUL) in the statement, as binding them again
-    for every row cost ~1 us per certificate. Elsewhere SQLAlchemy binds everything (batched
-    "insertmanyvalues").
-    """
-    fixed = dict(constants or {})
-    if conn.dialect.name != "sqlite":
-        conn.execute(insert(table), [dict(zip(names, row, strict=True)) | fixed for row in rows])
-        return
-    literals = {name: _sqlite_literal(value) for name, value in fixed.items()}
-    bound = [name for name, literal in literals.items() if literal is None]
-    if bound:  # not expressible as a literal: bound with every row after all
-        names = [*names, *bound]
-        rows = [(*row, *(fixed[name] for name in bound)) for row in rows]
-    inline = {name: literal for name, literal in literals.items() if literal is not None}
-    quote = conn.dialect.identifier_preparer.quote
-    columns = ", ".join(quote(n) for n in [*names, *inline])
-    values = ", ".join(["?"] * len(names) + list(inline.values()))
-    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({values})", rows)
-
-
-def _sqlite_literal(value: Any) -> str | None:
-    """``value`` as a SQLite literal, or None if it has none here."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
-        return str(value)  # beyond 64 bits SQLite would read the literal as a REAL
-    if isinstance(value, str) and "\x00" not in value:
-        return "'" + value.replace("'", "''") + "'"
-    return None
-
-
-def bind_value(conn: Connection, column: Any, value: Any) -> Any:
-    """``value`` as SQLAlchemy would bind it to ``column`` on SQLite (done once, not per row)."""
-    if conn.dialect.name != "sqlite":
-        return value
-    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    return processor(value) if processor else value
-
-
-_READ_ONLY = "onceonly_read_only"
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    # pysqlite's own transaction handling starts a transaction only at the first INSERT or
-    # UPDATE, so a SELECT before it reads outside any transaction; we emit BEGIN ourselves
-    # (SQLAlchemy, pysqlite dialect: "Serializable isolation / Savepoints / Transactional DDL").
-    dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    # 16 KiB pages for a NEW catalog (an existing one keeps its size): a certificate row is
-    # ~1 KiB, so 4 KiB pages split and write B-tree pages far more often (issuance CPU -10%).
-    cur.execute("PRAGMA page_size=16384")
-    # WAL lets the CLI read while a flow writes; busy_timeout waits instead of failing at once.
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    # FULL, not NORMAL: under WAL, NORMAL may lose the last commits on power loss, and a log that
-    # loses a signed checkpoint it already handed out would sign different leaves at that size
-    # again (a split view). One fsync per landed batch is cheap next to the batch itself.
-    cur.execute("PRAGMA synchronous=FULL")
-    # 64 MiB of page cache (the default is 2 MiB): the certificate indexes of a large catalog
-    # stay in memory while a batch is inserted, instead of being re-read page by page.
-    cur.execute("PRAGMA cache_size=-65536")
-    cur.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # IMMEDIATE: take the write lock now, so a read-then-write (log head, serials) is never
-    # overtaken by another writer. A deferred transaction that read first would instead fail
-    # with SQLITE_BUSY when it tries to write after someone else has.
-    read_only = conn.get_execution_options().get(_READ_ONLY, False)
-    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def _plain(exc: SQLAlchemyError) -> str:
-    # SQLAlchemy messages embed the SQL and bound parameters (which may hold personal data);
-    # the driver's first line may still quote a value (MariaDB: "Duplicate entry '<id>'").
-    orig = getattr(exc, "orig", None)
-    return scrub_text(f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0]}")
-
-
-__all__ = [
-    "BUNDLE_LEAVES",
-    "Catalog",
-    "batches",
-    "bind_value",
-    "breaches",
-    "certificate_events",
-    "certificates",
-    "checkpoints",
-    "connector_registrations",
-    "connector_state",
-    "insert_missing",
-    "insert_rows",
-    "log_bundles",
-    "log_head",
-    "log_leaves",
-    "log_nodes",
-    "metadata",
-    "quarantine",
-    "runs",
-    "serials",
-    "status_lists",
-    "township_extracts",
-    "utcnow",
-]

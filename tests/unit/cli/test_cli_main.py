@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.main import app
 from departments import generate_all
-from onceonly.cli import app
 from onceonly.errors import ConfigurationError
 
 
@@ -39,7 +39,7 @@ def test_verify_reports_an_unreadable_bundle(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("subject", ["110105194912310021", "not-an-id"])
 def test_skip_check_rejects_invalid_subjects_with_the_id_masked(home: Path, subject: str) -> None:
-    from lake.catalog import Catalog
+    from catalog import Catalog
     from onceonly.settings import Settings
 
     Catalog.connect(Settings().catalog_url).dispose()

@@ -24,13 +24,14 @@ from urllib.parse import urlparse
 import typer
 from dotenv import load_dotenv
 
-from connectors.cli import app as connectors_app
-from contracts.cli import app as contracts_app
-from evidence.certificates_cli import app as certificates_app
-from evidence.certificates_cli import verify as verify_command
-from evidence.keys_cli import app as keys_app
-from evidence.log_cli import log_app
-from lake.cli import app as quarantine_app
+from cli.certificates import app as certificates_app
+from cli.certificates import verify as verify_command
+from cli.connectors import app as connectors_app
+from cli.console import console
+from cli.contracts import app as contracts_app
+from cli.keys import app as keys_app
+from cli.log import log_app
+from cli.quarantine import app as quarantine_app
 from onceonly.errors import ConfigurationError, OnceOnlyError
 from onceonly.privacy import install_log_masking, scrub_text
 from onceonly.settings import Settings
@@ -39,7 +40,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="OnceOnly: sh
 demo_app = typer.Typer(help="Demo department systems and the demo run.")
 matters_app = typer.Typer(no_args_is_help=True, help="The matters catalogue.")
 app.add_typer(demo_app, name="demo")
-app.add_typer(connectors_app, name="connectors")  # connectors/cli.py
+app.add_typer(connectors_app, name="connectors")
 app.add_typer(certificates_app, name="certificates")
 app.command("verify")(verify_command)
 app.add_typer(matters_app, name="matters")
@@ -262,18 +263,10 @@ def _run_flow(connectors: list[str] | None) -> bool:
     return not summary.failed
 
 
-def _console() -> Any:
-    from rich.console import Console
-
-    console = Console()
-    # Piped output (make demo | tee, CI logs) would be cut at 80 columns; tables need more.
-    return console if console.is_terminal else Console(width=160)
-
-
 def _print_summary(s: Any) -> None:
     from rich.table import Table
 
-    console = _console()
+    out = console()
     table = Table(title=f"OnceOnly daily sharing — run {s.run_id}", title_justify="left")
     for name in ("dataset", "connector", "pulled", "accepted", "quarantined", "certificates", "status"):
         table.add_column(
@@ -290,27 +283,27 @@ def _print_summary(s: Any) -> None:
             str(c.certificates),
             status,
         )
-    console.print(table)
+    out.print(table)
     for c in s.connectors:
         if c.changes:  # snapshot change detection (connectors.snapshot)
             counts = ", ".join(f"{n} {kind}" for kind, n in c.changes.items())
-            console.print(f"{c.connector}: snapshot changes: {counts}", highlight=False)
+            out.print(f"{c.connector}: snapshot changes: {counts}", highlight=False)
     for c in s.failed:
-        console.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
+        out.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
     if s.pulled == 0 and not s.failed:
-        console.print(
+        out.print(
             "Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written."
         )
-    console.print(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}", highlight=False)
-    console.print(f"Township extracts written this run: {len(s.extracts)}")
-    console.print("Where everything lies:")
+    out.print(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}", highlight=False)
+    out.print(f"Township extracts written this run: {len(s.extracts)}")
+    out.print("Where everything lies:")
     for label, value in (
         ("home", s.home),
         ("catalog", s.catalog),
         ("lake", s.lake),
         ("extracts", s.extracts_dir),
     ):
-        console.print(f"  {label:<9} {value}", highlight=False)
+        out.print(f"  {label:<9} {value}", highlight=False)
 
 
 # -------------------------------------------------------------------------- township side
@@ -331,8 +324,8 @@ def skip_check_command(
     ] = None,
 ) -> None:
     """For this subject and matter: which materials may be skipped, with the certificate or reason."""
+    from catalog import Catalog
     from contracts.model import certificate_datasets
-    from lake.catalog import Catalog
     from sharing.matters import load_matters
     from sharing.skipcheck import skip_check
 

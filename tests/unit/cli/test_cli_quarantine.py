@@ -6,9 +6,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from lake.catalog import Catalog
+from catalog import Catalog
+from cli.main import app
 from lake.quarantine import QuarantineNotFound
-from onceonly.cli import app
 from onceonly.errors import CatalogError
 from onceonly.settings import Settings
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lake.catalog import Catalog, connector_state, insert_missing, insert_rows, serials
-from lake.landing import record_failure, save_cursor
+from catalog import Catalog, connector_state, insert_missing, insert_rows, serials
+from connectors.state import cursor_of, record_failure, save_cursor
 from onceonly.errors import CatalogError
 
 
@@ -26,8 +26,8 @@ def test_opening_twice_keeps_what_is_there(catalog_url: str) -> None:
     first.dispose()
     again = Catalog.connect(catalog_url)
     with again.read() as conn:
-        assert again.cursor_of(conn, "gongan-household") == {"updated_at": "2026-11-20"}
-        assert again.cursor_of(conn, "never-ran") is None
+        assert cursor_of(conn, "gongan-household") == {"updated_at": "2026-11-20"}
+        assert cursor_of(conn, "never-ran") is None
     again.dispose()
 
 
@@ -115,7 +115,7 @@ def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
 
         def reader() -> None:
             with catalog.read() as r:
-                read.append(catalog.cursor_of(r, "c"))
+                read.append(cursor_of(r, "c"))
 
         thread = threading.Thread(target=reader)
         started = time.monotonic()

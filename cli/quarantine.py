@@ -28,7 +28,7 @@ app = typer.Typer(no_args_is_help=True, help="Rows kept back by the data contrac
 
 
 def _catalog() -> Any:
-    from lake.catalog import Catalog
+    from catalog import Catalog
 
     return Catalog.connect(Settings().catalog_url, create=False)
 
@@ -77,7 +77,7 @@ def list_command(
         return
     from rich.table import Table
 
-    from onceonly.cli import _console
+    from cli.console import console
 
     table = Table("id", "dataset", "connector", "rule", "severity", "source key", "value (masked)", "status")
     for it in items:
@@ -91,7 +91,7 @@ def list_command(
             it["value"] if it["value"] is not None else "(empty)",
             it["status"],
         )
-    _console().print(table)
+    console().print(table)
 
 
 @app.command("show")

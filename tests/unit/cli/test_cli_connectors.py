@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from catalog import Catalog
+from cli.main import app
 from connectors.registry import register_directory, registered
-from lake.catalog import Catalog
-from onceonly.cli import app
 from onceonly.errors import CatalogError, ConfigurationError, SourceSchemaChanged
 from onceonly.settings import Settings
 

@@ -1,0 +1,65 @@
+"""The catalog: the ground floor every stage stands on.
+
+Example::
+
+    from catalog import Catalog, certificates
+    catalog = Catalog.connect(settings.catalog_url)
+    with catalog.read() as conn:
+        conn.execute(select(certificates.c.cert_id).limit(5))
+
+Its tables (``_schema``), the statements whose SQL differs by database (``_sql``: SQLite,
+PostgreSQL, MariaDB), and the engine with its transactions (``_database``). No stage's logic
+lives here; each stage keeps its queries next to its code.
+"""
+
+from catalog._database import Catalog
+from catalog._schema import (
+    BUNDLE_LEAVES,
+    batches,
+    breaches,
+    certificate_events,
+    certificates,
+    checkpoints,
+    connector_registrations,
+    connector_state,
+    log_bundles,
+    log_head,
+    log_leaves,
+    log_nodes,
+    metadata,
+    quarantine,
+    runs,
+    serials,
+    status_lists,
+    township_extracts,
+)
+from catalog._sql import IN_CHUNK, aware, bind_value, chunks, insert_missing, insert_rows, utcnow
+
+__all__ = [
+    "BUNDLE_LEAVES",
+    "IN_CHUNK",
+    "Catalog",
+    "aware",
+    "batches",
+    "bind_value",
+    "breaches",
+    "certificate_events",
+    "certificates",
+    "checkpoints",
+    "chunks",
+    "connector_registrations",
+    "connector_state",
+    "insert_missing",
+    "insert_rows",
+    "log_bundles",
+    "log_head",
+    "log_leaves",
+    "log_nodes",
+    "metadata",
+    "quarantine",
+    "runs",
+    "serials",
+    "status_lists",
+    "township_extracts",
+    "utcnow",
+]

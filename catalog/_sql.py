@@ -1,0 +1,119 @@
+"""Statements every stage needs, with the database-specific branches in one place.
+
+Example::
+
+    insert_missing(conn, serials, {"type_code": t, "issuer_code": i, "next_serial": 1})
+    insert_rows(conn, certificates, names, rows, constants={"dataset": "household"})
+    for chunk in chunks(keys):                    # IN lists well under every driver's limit
+        conn.execute(select(...).where(column.in_(chunk)))
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter limit
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def insert_missing(conn: Connection, table: Table, values: dict[str, Any]) -> None:
+    """Insert ``values`` unless a row with the same key exists, without failing on a race.
+
+    Two transactions that both find a row missing and both insert it would otherwise make one
+    of them fail on the key (the first append to an empty log, the first serial of a type).
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(postgresql.insert(table).values(values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        conn.execute(sqlite.insert(table).values(values).on_conflict_do_nothing())
+    elif dialect in ("mysql", "mariadb"):
+        # Not INSERT IGNORE: on an existing row InnoDB takes a shared lock, and two writers
+        # that both hold it and then lock the row FOR UPDATE deadlock. A no-op update takes
+        # the exclusive lock at once, as the FOR UPDATE that follows would.
+        first = next(iter(table.primary_key.columns))
+        conn.execute(mysql.insert(table).values(values).on_duplicate_key_update({first.name: first}))
+    else:
+        key = [c == values[c.name] for c in table.primary_key.columns]
+        if conn.execute(select(*table.primary_key.columns).where(*key)).first() is None:
+            conn.execute(insert(table).values(values))
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    names: Sequence[str],
+    rows: list[tuple[Any, ...]],
+    constants: Mapping[str, Any] | None = None,
+) -> None:
+    """INSERT many rows given as tuples; on SQLite straight to the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself; the
+    values must need none there (integers, bytes, text, and dates or timestamps already bound
+    with :func:`bind_value`). ``constants`` are the same in every row: SQLite gets those it can
+    take as literals (integers, NULL, text without NUL) in the statement, as binding them again
+    for every row cost ~1 us per certificate. Elsewhere SQLAlchemy binds everything (batched
+    "insertmanyvalues").
+    """
+    fixed = dict(constants or {})
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(table), [dict(zip(names, row, strict=True)) | fixed for row in rows])
+        return
+    literals = {name: _sqlite_literal(value) for name, value in fixed.items()}
+    bound = [name for name, literal in literals.items() if literal is None]
+    if bound:  # not expressible as a literal: bound with every row after all
+        names = [*names, *bound]
+        rows = [(*row, *(fixed[name] for name in bound)) for row in rows]
+    inline = {name: literal for name, literal in literals.items() if literal is not None}
+    quote = conn.dialect.identifier_preparer.quote
+    columns = ", ".join(quote(n) for n in [*names, *inline])
+    values = ", ".join(["?"] * len(names) + list(inline.values()))
+    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({values})", rows)
+
+
+def _sqlite_literal(value: Any) -> str | None:
+    """``value`` as a SQLite literal, or None if it has none here."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return str(value)  # beyond 64 bits SQLite would read the literal as a REAL
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
+
+
+def bind_value(conn: Connection, column: Any, value: Any) -> Any:
+    """``value`` as SQLAlchemy would bind it to ``column`` on SQLite (done once, not per row)."""
+    if conn.dialect.name != "sqlite":
+        return value
+    processor = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    return processor(value) if processor else value
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    """A timestamp read back from the catalog, as an aware UTC datetime.
+
+    SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
+    """
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def chunks(items: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:
+    """``items`` in lists of at most ``size`` (for ``IN (...)`` lists)."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
