@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from catalog._schema import metadata
-from onceonly.errors import CatalogError
+from onceonly.errors import CatalogRefused
 from onceonly.privacy import scrub_text
 
 
@@ -46,7 +46,7 @@ def _check_columns(engine: Engine) -> None:
         if stored != expected:
             differences = [f"+{name}" for name in sorted(stored - expected)]
             differences += [f"-{name}" for name in sorted(expected - stored)]
-            raise CatalogError(
+            raise CatalogRefused(
                 f"the catalog's table {table.name} was made by another version of OnceOnly "
                 f"(columns {' '.join(differences)} against this version): there are no schema "
                 "migrations yet; keep the old catalog and start a new one (the demo: make demo RESET=1)"
@@ -72,7 +72,7 @@ class Catalog:
                 database = engine.url.database
                 if database and database != ":memory:" and not database.startswith("file:"):
                     if not create and not Path(database).exists():
-                        raise CatalogError(
+                        raise CatalogRefused(
                             f"no catalog at {database}: nothing has run under this ONCEONLY_HOME yet "
                             "(run `make demo` or `onceonly run`, or set ONCEONLY_HOME)"
                         )
@@ -82,7 +82,7 @@ class Catalog:
             _check_columns(engine)  # before create_all: another version's catalog stays untouched
             metadata.create_all(engine)
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open the catalog database: {_plain(exc)}") from exc
+            raise CatalogRefused(f"cannot open the catalog database: {_plain(exc)}") from exc
         return cls(engine)
 
     @contextmanager
@@ -92,7 +92,7 @@ class Catalog:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
+            raise CatalogRefused(f"catalog database error: {_plain(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -103,7 +103,7 @@ class Catalog:
                 with conn.begin():
                     yield conn
         except SQLAlchemyError as exc:
-            raise CatalogError(f"catalog database error: {_plain(exc)}") from exc
+            raise CatalogRefused(f"catalog database error: {_plain(exc)}") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

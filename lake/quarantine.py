@@ -27,13 +27,13 @@ from sqlalchemy.engine import Connection
 
 from catalog import batches, breaches, quarantine
 from connectors.registration import Registration
-from onceonly.errors import CatalogError
+from onceonly.errors import CatalogRefused
 
 Status = Literal["open", "resolved", "all"]
 EXAMPLES = 3
 
 
-class QuarantineNotFound(CatalogError):
+class QuarantineNotFound(CatalogRefused):
     """No quarantine entry has the id asked for."""
 
 

@@ -10,15 +10,33 @@ Example::
         ...  # retrying will not help: wrong password, schema change, malformed data
 
 Library errors are translated at the boundary (``raise SourceUnavailable(...) from exc``)
-with the connector's name and the cause in plain words. Messages never carry secrets or
-unmasked citizen ID numbers.
+with the connector's name and the cause in plain words; database errors by driver class or
+SQLSTATE (``catalog``), never by message text. Messages never carry secrets or unmasked
+citizen ID numbers.
+
+Every error survives pickling with its attributes (a ``DaskTaskRunner`` and Prefect's result
+persistence pickle them): ``pickle.loads(pickle.dumps(SourceUnavailable("gongan", "timeout")))``
+is a ``SourceUnavailable`` with the same connector, cause and message.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def _restore(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
+    error = cls.__new__(cls)
+    error.args = args
+    return error
+
 
 class OnceOnlyError(Exception):
     """Root of every error OnceOnly raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own reduce calls ``cls(*args)``, which fails for subclasses whose
+        # constructor takes other arguments than the message (ConnectorError).
+        return (_restore, (type(self), self.args), self.__dict__)
 
 
 class TransientError(OnceOnlyError):
@@ -82,12 +100,29 @@ class VerificationFailed(EvidenceError):
     """An offline verification failed; the message names the first thing that failed."""
 
 
-class CatalogError(TerminalError):
-    """The catalog database is unreachable or inconsistent."""
+class CatalogError(OnceOnlyError):
+    """The catalog database failed; a subclass says whether trying again may help."""
+
+
+class CatalogUnavailable(CatalogError, TransientError):
+    """The catalog could not be reached or lost the connection (a restart, a failover, a
+    deadlock or serialization failure that the database rolled back): try again."""
+
+
+class CatalogRefused(CatalogError, TerminalError):
+    """The catalog refused the work (a constraint, a missing table, a wrong URL): retrying the
+    same work will not help."""
+
+
+class CatalogOutdated(CatalogRefused):
+    """The catalog was made by an earlier version of OnceOnly: ``onceonly catalog upgrade``."""
 
 
 __all__ = [
     "CatalogError",
+    "CatalogOutdated",
+    "CatalogRefused",
+    "CatalogUnavailable",
     "ConfigurationError",
     "ConnectorBusy",
     "ConnectorError",

@@ -1,0 +1,191 @@
+"""``onceonly demo``: generated department systems and the demo run.
+
+Example::
+
+    onceonly demo --rows 5000          # generate the systems if missing, serve the demo API, run
+    onceonly demo add-updates --rows 200
+    onceonly demo --reset              # start over (the signing key stays)
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Annotated, Any
+from urllib.parse import urlparse
+
+import typer
+
+from cli.run import run_flow
+from onceonly.errors import ConfigurationError
+from onceonly.settings import Settings
+
+app = typer.Typer(help="Demo department systems and the demo run.")
+
+DEMO_SEED = 20261121
+
+
+@app.callback(invoke_without_command=True)
+def demo(
+    ctx: typer.Context,
+    rows: Annotated[
+        int | None, typer.Option(help="Rows per demo department system (default: as generated, else 5000).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = DEMO_SEED,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Start over: delete the catalog, lake, extracts and demo systems.")
+    ] = False,
+) -> None:
+    """Generate the demo department systems if missing, then run the daily sharing flow."""
+    if ctx.invoked_subcommand:
+        return
+    from departments import DEFAULT_ROWS, LicenceApi, demo_token, generate_if_missing
+
+    settings = _demo_settings()
+    if reset:
+        _reset_demo(settings)
+    existing = _demo_manifest(settings)
+    wanted = rows or (existing.rows if existing else DEFAULT_ROWS)
+    if existing and (existing.rows, existing.seed) != (wanted, seed) and _catalog_has_data(settings):
+        raise ConfigurationError(
+            f"the demo systems in {settings.departments_dir} hold {existing.rows} rows "
+            f"(seed {existing.seed}) and the catalog already holds their certificates; regenerating "
+            f"with {wanted} rows (seed {seed}) would mix two worlds. Start over with "
+            "`onceonly demo --reset` (make demo RESET=1)."
+        )
+    manifest, generated = generate_if_missing(settings.departments_dir, rows=wanted, seed=seed)
+    typer.echo(
+        f"Demo department systems {'generated' if generated else 'already present'} in "
+        f"{settings.departments_dir} ({manifest.rows} rows each, seed {manifest.seed})."
+    )
+    if not os.environ.get("SCJG_API_TOKEN"):  # unset or left empty in .env: the demo's own token
+        os.environ["SCJG_API_TOKEN"] = demo_token(seed)
+    host, port = _demo_api_address(settings)
+    db = settings.departments_dir / "scjg" / "licences.db"
+    api = _start_api(LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port))
+    try:
+        typer.echo(f"市场监管 licence API serving on {api.base_url}")
+        ok = run_flow(None)
+    finally:
+        api.stop()
+    raise typer.Exit(0 if ok else 1)
+
+
+def _demo_manifest(settings: Settings) -> Any:
+    from departments import Manifest
+
+    try:
+        return Manifest.load(settings.departments_dir)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _catalog_has_data(settings: Settings) -> bool:
+    if settings.database_url:
+        return True
+    return (settings.home / "catalog.db").exists()
+
+
+def _start_api(api: Any) -> Any:
+    try:
+        return api.start()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve the demo licence API on {api.host}:{api.port} ({exc.strerror}); free the port or "
+            "change options.base_url in connectors/registrations/scjg-licences.yaml"
+        ) from exc
+
+
+def _reset_demo(settings: Settings) -> None:
+    """Delete what the demo generated and landed; keys and the remembered passphrase stay."""
+    import shutil
+
+    if settings.database_url:
+        raise ConfigurationError(
+            "--reset deletes only the embedded SQLite catalog; drop your database yourself"
+        )
+    for path in (settings.departments_dir, settings.lake_dir, settings.extracts_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    for suffix in ("", "-wal", "-shm"):
+        (settings.home / f"catalog.db{suffix}").unlink(missing_ok=True)
+    typer.echo(f"Reset: removed the demo systems, catalog, lake and extracts under {settings.home}")
+
+
+@app.command("generate")
+def demo_generate(
+    rows: Annotated[int, typer.Option(help="Rows per demo department system.")] = 5000,
+    seed: Annotated[int, typer.Option()] = DEMO_SEED,
+) -> None:
+    """(Re)generate the demo department systems under ONCEONLY_HOME/departments."""
+    from departments import generate_all
+
+    settings = Settings()
+    generate_all(settings.departments_dir, rows=rows, seed=seed)
+    typer.echo(f"Generated {rows} rows per department in {settings.departments_dir}")
+
+
+@app.command("add-updates")
+def demo_add_updates(
+    rows: Annotated[int, typer.Option(help="New rows per department.")] = 100,
+    seed: Annotated[int, typer.Option()] = DEMO_SEED + 1,
+) -> None:
+    """Append new records to each demo department system, as between two daily runs."""
+    from departments import add_updates
+
+    settings = Settings()
+    add_updates(settings.departments_dir, rows=rows, seed=seed)
+    typer.echo(f"Added {rows} new rows to each department in {settings.departments_dir}")
+
+
+@app.command("serve")
+def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
+    """Serve the demo 市场监管 licence API until interrupted (for `onceonly run` / connector tests)."""
+    import time
+
+    from departments import LicenceApi, demo_token
+
+    settings = Settings()
+    host, port = _demo_api_address(settings)
+    token = os.environ.get("SCJG_API_TOKEN") or demo_token(seed)
+    api = _start_api(
+        LicenceApi(settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port)
+    )
+    typer.echo(f"serving on {api.base_url}; token in SCJG_API_TOKEN (or the demo token); Ctrl-C stops")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
+
+
+def _demo_settings() -> Settings:
+    """Settings for the demo: a passphrase for the signing key is generated once and remembered."""
+    settings = Settings()
+    if settings.key_passphrase is None:
+        path = settings.home / "secrets" / "key-passphrase"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+            typer.echo(
+                f"Generated a passphrase for the demo signing key and stored it in {path} (mode 600). "
+                "In production set ONCEONLY_KEY_PASSPHRASE instead."
+            )
+        os.environ["ONCEONLY_KEY_PASSPHRASE"] = path.read_text().strip()
+        settings = Settings()
+    return settings
+
+
+def _demo_api_address(settings: Settings) -> tuple[str, int]:
+    from connectors import load_registrations
+
+    regs = load_registrations(settings.registrations_dir)
+    http = [r for r in regs.values() if r.type == "http"]
+    url = urlparse(http[0].options["base_url"]) if http else urlparse("http://127.0.0.1:18930")
+    return url.hostname or "127.0.0.1", url.port or 80
+
+
+__all__ = ["DEMO_SEED", "app"]
