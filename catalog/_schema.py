@@ -62,15 +62,23 @@ township_extracts = Table(
     Column("written_at", DateTime(timezone=True)),
 )
 
+# One row per run of the daily flow. ``run_id`` is the Prefect flow-run id, so an operator goes
+# from a catalog row to the run's page in the Prefect UI. A run that is still ``running`` but
+# whose process is gone (same host: ``host`` and ``pid`` with ``process_start``, which tells a
+# reused pid apart) or whose ``heartbeat_at`` is stale (another host) is marked ``crashed`` by
+# the next run (lake.runs), which then takes over the connectors it held.
 runs = Table(
     "runs",
     metadata,
     Column("run_id", String(36), primary_key=True),
-    Column("flow_run_id", String(36)),
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True)),
     Column("status", String(20), nullable=False),
     Column("summary", JSON),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("process_start", BigInteger),
+    Column("heartbeat_at", DateTime(timezone=True)),
 )
 
 batches = Table(

@@ -65,7 +65,7 @@ def demo(
     api = _start_api(LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port))
     try:
         typer.echo(f"市场监管 licence API serving on {api.base_url}")
-        ok = run_flow(None)
+        ok = run_flow(None, settings)
     finally:
         api.stop()
     raise typer.Exit(0 if ok else 1)
@@ -161,20 +161,23 @@ def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
 
 
 def _demo_settings() -> Settings:
-    """Settings for the demo: a passphrase for the signing key is generated once and remembered."""
+    """Settings for the demo: a passphrase for the signing key is generated once and remembered.
+
+    It is kept in ``home/secrets/key-passphrase`` (mode 600), where ``Settings`` finds it when
+    ``ONCEONLY_KEY_PASSPHRASE`` is unset, so ``onceonly run`` after the demo finds it too.
+    """
+    from onceonly.files import private_dir, write_atomic
+
     settings = Settings()
-    if settings.key_passphrase is None:
-        path = settings.home / "secrets" / "key-passphrase"
+    if settings.key_passphrase is None and not settings.key_passphrase_secret:
+        path = settings.key_passphrase_file or settings.home / "secrets" / "key-passphrase"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(32))
+            private_dir(path.parent)
+            write_atomic(path, secrets.token_urlsafe(32))
             typer.echo(
                 f"Generated a passphrase for the demo signing key and stored it in {path} (mode 600). "
                 "In production set ONCEONLY_KEY_PASSPHRASE instead."
             )
-        os.environ["ONCEONLY_KEY_PASSPHRASE"] = path.read_text().strip()
         settings = Settings()
     return settings
 

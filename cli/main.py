@@ -22,6 +22,7 @@ from dotenv import load_dotenv
 
 from cli import certificates, connectors, contracts, demo, keys, log, quarantine, run, sharing
 from onceonly.errors import OnceOnlyError
+from onceonly.files import restrict_new_files
 from onceonly.privacy import install_log_masking, scrub_text
 from onceonly.settings import Settings
 
@@ -40,6 +41,7 @@ app.add_typer(sharing.app)
 
 def main() -> None:
     install_log_masking()
+    restrict_new_files()  # what commands write under ONCEONLY_HOME may hold personal data: 600/700
     # Department secrets are resolved by name from the environment: let a local .env provide
     # them too (never overriding what the environment already says).
     load_dotenv(".env", override=False)

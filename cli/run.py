@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.console import console
+from cli.console import table as _table
 from onceonly.privacy import scrub_text
 
 app = typer.Typer()
@@ -28,53 +29,102 @@ def run(
     raise typer.Exit(0 if run_flow(connector) else 1)
 
 
-def run_flow(connectors: list[str] | None) -> bool:
-    from flows.daily_sharing import RunSummary, daily_sharing
+def run_flow(connectors: list[str] | None, settings: Any = None) -> bool:
+    """Run the daily flow in this process and print its summary; True when every connector landed.
 
-    state = daily_sharing(connectors=connectors, return_state=True)
-    summary = state.result(raise_on_failure=False)
-    if not isinstance(summary, RunSummary):
+    Connector names are checked before anything slow starts. Without ``PREFECT_API_URL`` the
+    flow runs against a temporary Prefect server that dies with this process.
+    """
+    from catalog import Catalog
+    from connectors.registry import register_directory, registered
+    from flows.server import temporary_server
+    from onceonly.errors import ConfigurationError
+    from onceonly.settings import Settings
+
+    settings = settings or Settings()
+    catalog = Catalog.connect(settings.catalog_url)
+    try:
+        register_directory(catalog, settings.registrations_dir)
+        known = registered(catalog)
+    finally:
+        catalog.dispose()
+    unknown = [name for name in connectors or [] if name not in known]
+    if unknown:
+        raise ConfigurationError(
+            f"no connector named {', '.join(map(repr, unknown))} is registered "
+            f"(known: {', '.join(sorted(known)) or 'none'})"
+        )
+    from flows.daily_sharing import daily_sharing, summary_of
+
+    with temporary_server():
+        state = daily_sharing(connectors=connectors, settings=settings, return_state=True)
+    summary = summary_of(state, settings)
+    if summary is None:
+        outcome = state.result(raise_on_failure=False)
         typer.secho(
-            f"the flow failed before it could summarise: {scrub_text(str(summary))}", fg="red", err=True
+            f"the run {state.state_details.flow_run_id} stopped before it could summarise: "
+            f"{scrub_text(str(outcome))}",
+            fg="red",
+            err=True,
         )
         return False
     _print_summary(summary)
-    return not summary.failed
+    return summary.ok
 
 
 def _print_summary(s: Any) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
     out = console()
-    table = Table(title=f"OnceOnly daily sharing — run {s.run_id}", title_justify="left")
-    for name in ("dataset", "connector", "pulled", "accepted", "quarantined", "certificates", "status"):
-        table.add_column(
-            name, justify="right" if name in {"pulled", "accepted", "quarantined", "certificates"} else "left"
-        )
+    numbers = frozenset({"pulled", "accepted", "quarantined", "certificates", "seconds"})
+    table = _table(
+        "dataset",
+        "connector",
+        "pulled",
+        "accepted",
+        "quarantined",
+        "certificates",
+        "seconds",
+        "status",
+        title=f"OnceOnly daily sharing — run {s.run_id}",
+        right=numbers,
+    )
     for c in s.connectors:
         status = "ok" if c.status == "ok" else f"[red]{c.status}[/red]"
         table.add_row(
             c.dataset,
             c.connector,
-            str(c.pulled),
-            str(c.accepted),
-            str(c.quarantined),
-            str(c.certificates),
+            f"{c.pulled:,}",
+            f"{c.accepted:,}",
+            f"{c.quarantined:,}",
+            f"{c.certificates:,}",
+            f"{c.seconds:.1f}",
             status,
         )
     out.print(table)
+    for dead in s.crashed_runs:
+        out.print(f"Run {dead} had died without finishing: marked crashed, its connectors taken over.")
+    if s.recovered.get("published") or s.recovered.get("discarded"):
+        out.print(
+            f"Recovered what dead runs left: {s.recovered.get('published', 0)} committed batch(es) published "
+            f"to the lake, {s.recovered.get('discarded', 0)} uncommitted discarded."
+        )
     for c in s.connectors:
         if c.changes:  # snapshot change detection (connectors.snapshot)
             counts = ", ".join(f"{n} {kind}" for kind, n in c.changes.items())
             out.print(f"{c.connector}: snapshot changes: {counts}", highlight=False)
+        if c.cancelled:
+            out.print(
+                f"{c.connector}: {c.cancelled} certificate(s) 注销 (source records deleted)", highlight=False
+            )
     for c in s.failed:
-        out.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
+        out.print(f"[red]{escape(c.connector)} {c.status}: {escape(c.error or '')}[/red]", highlight=False)
     if s.pulled == 0 and not s.failed:
-        out.print(
-            "Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written."
-        )
+        out.print("Nothing new since the last run: 0 rows pulled, 0 certificates issued.")
+    if s.expired:
+        out.print(f"Expired (失效) this run: {s.expired} certificate(s) past their validity.")
     out.print(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}", highlight=False)
-    out.print(f"Township extracts written this run: {len(s.extracts)}")
+    out.print(f"Township extracts written this run: {s.extracts}")
     out.print("Where everything lies:")
     for label, value in (
         ("home", s.home),
@@ -83,6 +133,7 @@ def _print_summary(s: Any) -> None:
         ("extracts", s.extracts_dir),
     ):
         out.print(f"  {label:<9} {value}", highlight=False)
+    out.print(f"Prefect flow run: {s.run_id} (the catalog's runs.run_id)", highlight=False)
 
 
 __all__ = ["app", "run_flow"]

@@ -66,6 +66,13 @@ def registered(catalog: Catalog) -> dict[str, Registration]:
     return {r.name: parse_registration(r.yaml_text, f"catalog registration {r.name!r}") for r in rows}
 
 
+def removed(catalog: Catalog) -> list[str]:
+    """Names of connectors removed and not registered again (their history stays)."""
+    c = connector_registrations.c
+    with catalog.read() as conn:
+        return list(conn.execute(select(c.name).where(c.removed_at.is_not(None)).order_by(c.name)).scalars())
+
+
 def registration_of(catalog: Catalog, name: str) -> Registration:
     regs = registered(catalog)
     if name not in regs:
@@ -101,4 +108,4 @@ def register_directory(catalog: Catalog, directory: Path) -> list[str]:
     return added
 
 
-__all__ = ["register", "register_directory", "registered", "registration_of", "remove"]
+__all__ = ["register", "register_directory", "registered", "registration_of", "remove", "removed"]

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
-from catalog import aware, connector_state, insert_missing, utcnow
+from catalog import aware, connector_state, insert_missing, runs, utcnow
 from connectors.base import Cursor
 from onceonly.errors import ConnectorBusy
 
@@ -67,7 +67,9 @@ def acquire_lease(conn: Connection, connector: str, dataset: str, run_id: str, s
     """Take the connector for ``run_id`` for ``seconds`` (renewed by each landed batch).
 
     Two runs pulling one connector would each stage and land the same rows; the second run
-    finds the lease held and stops with ``ConnectorBusy`` before pulling anything.
+    finds the lease held and stops with ``ConnectorBusy`` before pulling anything. A lease held
+    by a run that is no longer ``running`` (finished, or marked ``crashed`` by
+    ``lake.runs.reap_dead_runs``) is taken over at once.
     """
     insert_missing(conn, connector_state, {"connector": connector, "dataset": dataset, "rows_pulled": 0})
     now = utcnow()
@@ -76,7 +78,12 @@ def acquire_lease(conn: Connection, connector: str, dataset: str, run_id: str, s
         .where(connector_state.c.connector == connector)
         .with_for_update()
     ).one()
-    if row.lease_run_id not in (None, run_id) and row.lease_until and aware(row.lease_until) > now:
+    holder = row.lease_run_id
+    if holder not in (None, run_id):
+        status = conn.execute(select(runs.c.status).where(runs.c.run_id == holder)).scalar()
+        if status is not None and status != "running":
+            holder = None  # its run ended (or crashed) without releasing it
+    if holder not in (None, run_id) and row.lease_until and aware(row.lease_until) > now:
         until = aware(row.lease_until).isoformat(timespec="seconds")
         raise ConnectorBusy(
             connector,
@@ -107,10 +114,12 @@ def release_lease(conn: Connection, connector: str, run_id: str) -> None:
 
 
 def check_lease(conn: Connection, connector: str, run_id: str, now: dt.datetime) -> None:
+    """Raise ``ConnectorBusy`` unless ``run_id`` may land for the connector now (in the landing
+    transaction: the row is locked, so a run that took the connector over cannot race it)."""
     row = conn.execute(
-        select(connector_state.c.lease_run_id, connector_state.c.lease_until).where(
-            connector_state.c.connector == connector
-        )
+        select(connector_state.c.lease_run_id, connector_state.c.lease_until)
+        .where(connector_state.c.connector == connector)
+        .with_for_update()
     ).first()
     if row is None or row.lease_run_id in (None, run_id) or not row.lease_until:
         return

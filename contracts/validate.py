@@ -99,6 +99,20 @@ class Validation:
     def error_rate(self) -> float:
         return self.quarantined.num_rows / self.pulled if self.pulled else 0.0
 
+    def breaches(self, compiled: CompiledContract) -> bool:
+        """The error-rate gate: does this batch break its contract beyond ``maxErrorRate``?
+
+        The share is judged only on batches of at least ``minRowsForErrorRate`` rows: one bad
+        row in a batch of one is 100 % and says nothing about the source.
+        """
+        if self.pulled < compiled.min_rows_for_error_rate:
+            return False
+        return self.error_rate > compiled.max_error_rate
+
+    def failed_rules(self) -> dict[str, int]:
+        """Rows failed per ``error`` rule that failed any (counts only: no values)."""
+        return {o.rule: o.failed for o in self.outcomes if o.failed and o.severity == "error"}
+
 
 class Validator:
     def __init__(self, compiled: CompiledContract, context: CheckContext) -> None:

@@ -3,20 +3,30 @@
 Example::
 
     from flows.daily_sharing import daily_sharing
-    state = daily_sharing(return_state=True)          # ephemeral Prefect server unless PREFECT_API_URL
-    summary = state.result(raise_on_failure=False)    # RunSummary, also a table artifact
+    state = daily_sharing(settings=Settings(), return_state=True)   # the Prefect server in
+                                                                    # PREFECT_API_URL, else ephemeral
+    run_id = str(state.state_details.flow_run_id)   # = the catalog's runs.run_id
 
-Deployed by ``deployments/prefect.yaml`` (``prefect deploy``). One subflow per connector: a
+Deployed by ``deployments/prefect.yaml``. The flow only orchestrates: the stages own the rules
+(the error-rate gate is ``contracts``', runs and leases are ``lake.runs``' and
+``connectors.state``', landing and recovery ``lake.landing``'). ``Settings`` are built once at
+the edge — by the CLI, or by this flow when a worker starts it — and passed down.
+
+Each run first finishes what a dead run left: runs whose process is gone are marked crashed
+and their connectors released, batches they committed but did not publish to the lake are
+published, and their uncommitted staging is discarded. Then one subflow per connector: a
 department whose system fails does not stop the others, and its cursor stays where its last
-landed batch left it. Tasks work on whole batches, never on single records.
+landed batch left it. Tasks work on whole batches, never on single records. An expected
+failure (a source error, a contract breach) ends its subflow Failed with one readable line;
+tracebacks are for bugs.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,100 +39,38 @@ from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from catalog import runs, utcnow
 from connectors import Registration
 from connectors.base import Cursor, Pulled
 from connectors.state import acquire_lease, cursor_of, record_failure, release_lease
 from contracts.compiler import CompiledContract
 from contracts.pinning import require_pinned_major
-from contracts.validate import RuleTally, Validation, Validator
+from contracts.validate import Validation, Validator
 from evidence.lifecycle import Lifecycle
 from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
 from flows.pipeline import Pipeline, pipeline_for
+from flows.progress import ProgressLine
+from flows.summary import ConnectorResult, RunSummary
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
-from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest
-from onceonly.errors import ConfigurationError, ContractBreached, TransientError
+from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
+from lake.runs import FAILED, OK, Heartbeat, finish_run, live_runs, reap_dead_runs, start_run
+from onceonly.errors import ConnectorBusy, ContractBreached, OnceOnlyError, TransientError
+from onceonly.files import restrict_new_files, secure_home
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
 from sharing.extracts import refresh_extracts
 
 
-@dataclass
-class ConnectorResult:
-    connector: str
-    dataset: str
-    status: str = "ok"
-    error: str | None = None
-    batches: int = 0
-    pulled: int = 0
-    accepted: int = 0
-    quarantined: int = 0
-    warnings: int = 0
-    certificates: int = 0
-    breached: bool = False
-    rules: dict[str, RuleTally] = field(default_factory=dict)
-    # Snapshot change detection (connectors.snapshot): rows new / changed, keys deleted.
-    changes: dict[str, int] = field(default_factory=dict)
-    # Certificates cancelled (注销) because their source record was deleted (lake.deletions).
-    cancelled: int = 0
+class ConnectorRunFailed(OnceOnlyError):
+    """A connector failed part-way; ``result`` holds what it landed before failing."""
 
-    def observe(self, validation: Validation) -> None:
-        for o in validation.outcomes:
-            self.rules.setdefault(o.rule, RuleTally(o.rule, o.severity)).add(o)
-
-    def add(self, landed: LandedBatch) -> None:
-        if landed.already_landed:
-            return  # landed by an earlier attempt: counted then
-        self.batches += 1
-        self.pulled += landed.pulled
-        self.accepted += landed.accepted
-        self.quarantined += landed.quarantined
-        self.warnings += landed.warnings
-        self.certificates += landed.certificates
+    def __init__(self, result: ConnectorResult) -> None:
+        super().__init__(result.error or "failed")
+        self.result = result
 
 
-@dataclass
-class RunSummary:
-    run_id: str
-    connectors: list[ConnectorResult]
-    tree_size: int
-    extracts: list[str]
-    vkey: str
-    home: str
-    catalog: str
-    lake: str
-    extracts_dir: str
-
-    @property
-    def failed(self) -> list[ConnectorResult]:
-        return [c for c in self.connectors if c.status != "ok"]
-
-    @property
-    def pulled(self) -> int:
-        return sum(c.pulled for c in self.connectors)
-
-    @property
-    def certificates(self) -> int:
-        return sum(c.certificates for c in self.connectors)
-
-    def rows(self) -> list[dict[str, object]]:
-        return [
-            {
-                "connector": c.connector,
-                "dataset": c.dataset,
-                "status": c.status,
-                "pulled": c.pulled,
-                "accepted": c.accepted,
-                "quarantined": c.quarantined,
-                "warnings": c.warnings,
-                "certificates": c.certificates,
-                "changes": ", ".join(f"{n} {kind}" for kind, n in c.changes.items()),
-                "cancelled": c.cancelled,
-                "error": c.error or "",
-            }
-            for c in self.connectors
-        ]
+class RunFailed(OnceOnlyError):
+    """The run ended with failed connectors (or could not finish); the message says which."""
 
 
 @task(name="validate-batch", cache_policy=NO_CACHE)
@@ -165,29 +113,89 @@ def write_township_extracts(pipeline: Pipeline) -> list[Path]:
     return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir)
 
 
-class ConnectorRunFailed(Exception):
-    """A connector failed part-way; ``result`` holds what it landed before failing."""
+@task(name="recover-dead-runs", cache_policy=NO_CACHE)
+def recover(pipeline: Pipeline, run_id: str) -> dict[str, Any]:
+    """Finish what dead runs left, before this run pulls anything.
 
-    def __init__(self, result: ConnectorResult) -> None:
-        super().__init__(result.error)
-        self.result = result
+    Dead runs (their process gone, or their heartbeat stale) are marked crashed and their
+    leases released; then, for every connector no live run holds, staged lake files of
+    committed batches are published and the rest discarded, and deletions of landed batches
+    are cancelled (``lake.deletions``).
+    """
+    logger = get_run_logger()
+    settings = pipeline.settings
+    with pipeline.catalog.begin() as conn:
+        crashed = reap_dead_runs(conn, stale_after=4 * settings.heartbeat_seconds)
+        start_run(conn, run_id)
+    for dead in crashed:
+        logger.warning("run %s died without finishing: marked crashed, its connectors released", dead)
+    with pipeline.catalog.read() as conn:
+        busy = _held_by_live_runs(conn, run_id)
+    published = discarded = cancelled = 0
+    for name in pipeline.lake.staged_connectors():
+        if name in busy:
+            continue
+        settled = settle_staged(pipeline.catalog, pipeline.lake, name)
+        published += len(settled.published)
+        discarded += len(settled.discarded)
+        for batch_id in settled.published:
+            logger.warning(
+                "%s: batch %s was committed but not in the lake: published now", name, batch_id[:12]
+            )
+    registrations = pipeline.registrations
+    for name, registration in registrations.items():
+        if name in busy:
+            continue
+        pending = PendingDeletions(settings.home, name)
+        for done in settle_pending(
+            pipeline.catalog,
+            pipeline.log,
+            pending,
+            registration.dataset,
+            status_dir=status_directory(settings.home),
+            drop_unlanded=False,
+        ):
+            cancelled += done.certificates
+    return {"crashed": crashed, "published": published, "discarded": discarded, "cancelled": cancelled}
+
+
+def _held_by_live_runs(conn: Any, run_id: str) -> set[str]:
+    from sqlalchemy import select
+
+    from catalog import connector_state
+
+    live = live_runs(conn) - {run_id}
+    rows = conn.execute(select(connector_state.c.connector, connector_state.c.lease_run_id)).all()
+    return {r.connector for r in rows if r.lease_run_id in live}
 
 
 @flow(name="sync-connector", flow_run_name="sync-{connector_name}")
-def sync_connector(connector_name: str, run_id: str) -> ConnectorResult:
+def sync_connector(
+    connector_name: str, run_id: str, settings: Settings | None = None
+) -> ConnectorResult | State:
     """Pull one department's system from its cursor to the end, batch by batch."""
     logger = get_run_logger()
-    pipeline = pipeline_for(Settings())
+    pipeline = pipeline_for(settings or Settings())
     registration = pipeline.registration(connector_name)
     result = ConnectorResult(connector_name, registration.dataset)
-    with pipeline.catalog.begin() as conn:
-        acquire_lease(conn, connector_name, registration.dataset, run_id, pipeline.settings.lease_seconds)
+    started = time.monotonic()
+    try:
+        with pipeline.catalog.begin() as conn:
+            acquire_lease(conn, connector_name, registration.dataset, run_id, pipeline.settings.lease_seconds)
+    except ConnectorBusy as exc:
+        result.status, result.error, result.cause = "busy", scrub_exception_message(exc), "transient"
+        logger.warning("%s", result.error)
+        return Failed(message=result.error, data=ConnectorRunFailed(result))
     try:
         _pull_until_done(pipeline, connector_name, run_id, result)
-    except Exception as exc:
-        result.status, result.error = "failed", scrub_exception_message(exc)
-        raise ConnectorRunFailed(result) from exc
+    except OnceOnlyError as exc:  # expected: the source, the contract or the catalog said no
+        result.status = "breached" if result.breached else "failed"
+        result.error = scrub_exception_message(exc)
+        result.cause = "transient" if isinstance(exc, TransientError) else "terminal"
+        logger.error("%s", result.error)
+        return Failed(message=result.error, data=ConnectorRunFailed(result))
     finally:
+        result.seconds = time.monotonic() - started
         with pipeline.catalog.begin() as conn:
             release_lease(conn, connector_name, run_id)
         _publish_rules(connector_name, result)
@@ -228,10 +236,11 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             done.certificates,
             done.batch_id[:12],
         )
+    progress = ProgressLine(connector_name, logger)
     retrying = Retrying(
         retry=retry_if_exception_type(TransientError),
-        stop=stop_after_attempt(pipeline.settings.connector_attempts),
-        wait=wait_exponential(multiplier=pipeline.settings.retry_wait_seconds, max=300),
+        stop=stop_after_attempt(settings.connector_attempts),
+        wait=wait_exponential(multiplier=settings.retry_wait_seconds, max=300),
         reraise=True,
         before_sleep=lambda rs: logger.warning(
             "%s: attempt %d failed (%s); resuming from the last landed batch",
@@ -244,15 +253,11 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
         with attempt:
             with pipeline.catalog.read() as conn:
                 cursor = cursor_of(conn, connector_name)
-            for pulled in connector.pull(cursor, pipeline.settings.batch_size):
+            for pulled in connector.pull(cursor, settings.batch_size):
                 validation = validate_batch(validator, pulled.batch, connector_name)
                 result.observe(validation)
                 digest = content_digest(pulled.batch)
-                try:
-                    _refuse_breach(lander, connector_name, compiled, validation, cursor, digest)
-                except ContractBreached:
-                    result.breached = True
-                    raise
+                _refuse_breach(lander, connector_name, compiled, validation, cursor, digest, result)
                 deleted = _stage_deletions(pending, registration, compiled, cursor, pulled, digest)
                 landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled, digest)
                 result.add(landed)
@@ -278,15 +283,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                         result.changes[kind] = result.changes.get(kind, 0) + count
                 cursor = pulled.cursor
                 connector.landed(pulled.cursor)  # e.g. archive the files this batch finished
-                logger.info(
-                    "%s: batch %s landed: %d pulled, %d accepted, %d quarantined, %d certificates",
-                    connector_name,
-                    landed.batch_id[:12],
-                    landed.pulled,
-                    landed.accepted,
-                    landed.quarantined,
-                    landed.certificates,
-                )
+                progress.landed(landed)
 
 
 def _stage_deletions(
@@ -317,15 +314,14 @@ def _refuse_breach(
     validation: Validation,
     cursor: Cursor | None,
     content_sha256: str,
+    result: ConnectorResult,
 ) -> None:
     """Stop the connector when a batch breaks its contract beyond ``maxErrorRate``.
 
-    The share is judged only on batches of at least ``minRowsForErrorRate`` rows: one bad row
-    in a batch of one is 100 % and says nothing about the source. A breached batch is kept in
-    quarantine (not landed, nothing issued, cursor unmoved) and announced as a Prefect event.
+    A breached batch is kept in quarantine (not landed, nothing issued, cursor unmoved), counted
+    in the connector's result and announced as a Prefect event.
     """
-    too_few = validation.pulled < compiled.min_rows_for_error_rate
-    if too_few or validation.error_rate <= compiled.max_error_rate:
+    if not validation.breaches(compiled):
         return
     breach = lander.refuse(
         connector=connector_name,
@@ -334,13 +330,19 @@ def _refuse_breach(
         cursor_before=cursor,
         content_sha256=content_sha256,
     )
+    rules = validation.failed_rules()
+    result.breached = True
+    result.breach_rules = rules
+    result.pulled += breach.pulled
+    result.quarantined += breach.quarantined
     announce_breach(breach, validation, run_id=lander.run_id)
+    broken = ", ".join(f"{rule} ({count} rows)" for rule, count in sorted(rules.items(), key=lambda r: -r[1]))
     raise ContractBreached(
         f"connector {connector_name!r}: {breach.quarantined} of {breach.pulled} rows "
         f"({breach.error_rate:.0%}) broke contract {breach.contract}, above its maxErrorRate "
-        f"{breach.max_error_rate:.0%}; nothing from this batch was issued and the cursor stays put; "
-        f"no more certificates from dataset {breach.dataset} in this run "
-        f"(the rows are in quarantine, batch {breach.batch_id[:12]})"
+        f"{breach.max_error_rate:.0%} — rules broken: {broken}; nothing from this batch was issued "
+        f"and the cursor stays put; no more certificates from dataset {breach.dataset} in this run "
+        f"(the rows are in quarantine, batch {breach.batch_id[:12]}: `onceonly quarantine report`)"
     )
 
 
@@ -370,7 +372,7 @@ def announce_breach(breach: Breach, validation: Validation, *, run_id: str) -> N
             "error_rate": round(breach.error_rate, 6),
             "max_error_rate": breach.max_error_rate,
             # Counts only: examples may be personal, and events are kept outside our masking.
-            "rules": {o.rule: o.failed for o in validation.outcomes if o.failed and o.severity == "error"},
+            "rules": validation.failed_rules(),
         },
     )
 
@@ -426,103 +428,154 @@ def _publish_data_docs(pipeline: Pipeline, connector_name: str, run_id: str, res
 
 
 @flow(name="daily_sharing", flow_run_name="daily-sharing")
-def daily_sharing(connectors: list[str] | None = None) -> State:
-    """Run every registered connector (or the named ones), then refresh township extracts."""
+def daily_sharing(connectors: list[str] | None = None, settings: Settings | None = None) -> State:
+    """Run every registered connector (or the named ones), then refresh township extracts.
+
+    ``settings`` are built here from the environment when the caller (a worker) passes none.
+    Returns Completed, or Failed naming the connectors that failed; the summary is in the
+    catalog (``runs.summary`` under the flow-run id) and the ``daily-sharing-summary`` artifact.
+    """
     install_log_masking()
+    restrict_new_files()
+    # GX announces each temporary folder it makes at INFO: noise in an operator's run log.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    settings = settings or Settings()
     logger = get_run_logger()
-    settings = Settings()
+    tightened = secure_home(settings.home)
+    if tightened:
+        logger.warning(
+            "%d file(s) or folder(s) under %s were readable by others: now 600/700",
+            len(tightened),
+            settings.home,
+        )
     pipeline = pipeline_for(settings)
-    run_id = str(uuid.uuid4())
+    run_id = str(prefect_flow_run.id or uuid.uuid4())
     if pipeline.key_created:
         logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
         pipeline.key_created = False  # the pipeline is reused by later runs in this process
-    _save_connector_blocks(pipeline, logger)
-    with pipeline.catalog.begin() as conn:
-        conn.execute(
-            runs.insert().values(
-                run_id=run_id,
-                flow_run_id=str(prefect_flow_run.id or ""),
-                started_at=utcnow(),
-                status="running",
-            )
-        )
     names = connectors or sorted(pipeline.registrations)
-    results: list[ConnectorResult] = []
-    breached: dict[str, str] = {}  # dataset -> the connector whose batch breached its contract
     for name in names:
-        dataset = pipeline.registrations[name].dataset if name in pipeline.registrations else "?"
-        try:
-            if dataset in breached:  # nothing more is issued from a breached dataset in this run
-                raise ContractBreached(
-                    f"connector {name!r} not pulled: a batch from {breached[dataset]!r} breached the "
-                    f"contract of dataset {dataset} earlier in this run"
-                )
-            results.append(sync_connector(name, run_id))
-        except Exception as exc:  # one department failing must not stop the others
-            partial = exc.result if isinstance(exc, ConnectorRunFailed) else None
-            failed = partial or ConnectorResult(
-                name, dataset, status="failed", error=scrub_exception_message(exc)
-            )
-            if failed.breached:
-                breached[dataset] = name
-            logger.error("connector %s failed: %s", name, failed.error)
-            results.append(failed)
-            with pipeline.catalog.begin() as conn:
-                record_failure(conn, name, dataset, run_id, failed.error or "failed")
-    # Extracts follow the catalog's marks, not this run's results: batches landed by a
-    # connector that failed later, or by a run that died before this point, are included.
-    # Before the extracts: an expired certificate's township is marked and gets a fresh extract.
-    expired = expire_and_publish_status(pipeline)
-    if expired:
-        logger.info("expire pass: %d certificate(s) past valid_to are now 失效", expired)
-    extracts = [str(p) for p in write_township_extracts(pipeline)]
-    with pipeline.catalog.begin() as conn:
-        size = tree_size(conn)
+        pipeline.registration(name)  # an unknown name fails now, naming the known ones
+    recovered = recover(pipeline, run_id)
+    results: list[ConnectorResult] = []
+    try:
+        with Heartbeat(pipeline.catalog, run_id, every=settings.heartbeat_seconds):
+            _sync_connector_blocks(pipeline, logger)
+            breached: dict[str, str] = {}  # dataset -> the connector whose batch breached its contract
+            for name in names:
+                results.append(_sync_one(pipeline, name, run_id, settings, breached))
+            # Extracts follow the catalog's marks, not this run's results: batches landed by a
+            # connector that failed later, or by a run that died before this point, are included.
+            # Before the extracts: an expired certificate's township is marked and gets a fresh one.
+            expired = expire_and_publish_status(pipeline)
+            if expired:
+                logger.info("expire pass: %d certificate(s) past valid_to are now 失效", expired)
+            extracts = write_township_extracts(pipeline)
+            with pipeline.catalog.read() as conn:
+                size = tree_size(conn)
+    except BaseException as exc:
+        with pipeline.catalog.begin() as conn:
+            error = f"the run stopped: {scrub_exception_message(exc)}"
+            finish_run(conn, run_id, FAILED, {"run_id": run_id, "error": error})
+        raise
     summary = RunSummary(
         run_id=run_id,
         connectors=results,
         tree_size=size,
-        extracts=extracts,
+        extracts=len(extracts),
+        expired=expired,
         vkey=pipeline.key.vkey,
         home=str(settings.home.resolve()),
         catalog=_redacted(settings.catalog_url),
         lake=str(settings.lake_dir.resolve()),
         extracts_dir=str(settings.extracts_dir.resolve()),
+        crashed_runs=list(recovered["crashed"]),
+        recovered={k: int(v) for k, v in recovered.items() if k != "crashed"},
     )
-    status = "failed" if summary.failed else "ok"
     with pipeline.catalog.begin() as conn:
-        conn.execute(
-            runs.update()
-            .where(runs.c.run_id == run_id)
-            .values(
-                finished_at=utcnow(), status=status, summary={"connectors": summary.rows(), "tree_size": size}
-            )
-        )
+        finish_run(conn, run_id, OK if summary.ok else FAILED, summary.to_json())
     create_table_artifact(
         key="daily-sharing-summary",
         table=summary.rows(),
         description=(
             f"Run {run_id}: {summary.pulled} rows pulled, {summary.certificates} certificates issued, "
-            f"transparency log size {size}, {len(extracts)} township extracts written."
+            f"transparency log size {size}, {len(extracts)} township extracts written. {summary.message()}"
         ),
     )
-    if summary.failed:
-        names_failed = ", ".join(c.connector for c in summary.failed)
-        return Failed(message=f"{len(summary.failed)} connector(s) failed: {names_failed}", data=summary)
-    return Completed(message="all connectors landed", data=summary)
+    if not summary.ok:
+        # A Failed state whose data is an exception, not a summary: the engine (and a worker)
+        # turns it into that exception; the summary lives in the catalog and the artifact.
+        return Failed(message=summary.message(), data=RunFailed(summary.message()))
+    return Completed(message=summary.message())
 
 
-def _save_connector_blocks(pipeline: Pipeline, logger: Any) -> None:
-    """Connectors registered from the shipped files get their Prefect block, as `register` gives."""
-    from connectors.block import save_block
+def summary_of(state: State, settings: Settings | None = None) -> RunSummary | None:
+    """The summary a finished ``daily_sharing`` run stored in the catalog (None if it stored none)."""
+    from catalog import Catalog
+    from lake.runs import run_summary
 
-    while pipeline.newly_registered:
-        name = pipeline.newly_registered.pop()
-        try:
-            save_block(pipeline.registration(name))
-            logger.info("registered connector %s: Prefect block onceonly-connector/%s saved", name, name)
-        except ConfigurationError as exc:
-            logger.warning("%s", exc)
+    settings = settings or Settings()
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    try:
+        with catalog.read() as conn:
+            stored = run_summary(conn, str(state.state_details.flow_run_id))
+    finally:
+        catalog.dispose()
+    if stored is None or not stored[1] or "connectors" not in stored[1]:
+        return None
+    return RunSummary.from_json(stored[1])
+
+
+def _sync_one(
+    pipeline: Pipeline, name: str, run_id: str, settings: Settings, breached: dict[str, str]
+) -> ConnectorResult:
+    """One connector's subflow; whatever happens, a result for the summary."""
+    logger = get_run_logger()
+    dataset = pipeline.registrations[name].dataset if name in pipeline.registrations else "?"
+    if dataset in breached:  # nothing more is issued from a breached dataset in this run
+        error = (
+            f"connector {name!r} not pulled: a batch from {breached[dataset]!r} breached the "
+            f"contract of dataset {dataset} earlier in this run"
+        )
+        logger.error("%s", error)
+        result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
+    else:
+        state = sync_connector(name, run_id, settings, return_state=True)
+        outcome = state.result(raise_on_failure=False)
+        if isinstance(outcome, ConnectorResult):
+            return outcome
+        if isinstance(outcome, ConnectorRunFailed):
+            result = outcome.result
+        else:  # a bug in the subflow (its traceback is in its log)
+            cause = outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
+            error = f"connector {name!r}: {scrub_exception_message(cause)}"
+            result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
+        if result.breached:
+            breached[dataset] = name
+    if result.status != "busy":
+        with pipeline.catalog.begin() as conn:
+            record_failure(conn, name, dataset, run_id, result.error or "failed")
+    return result
+
+
+def _sync_connector_blocks(pipeline: Pipeline, logger: Any) -> None:
+    """Mirror the catalog's registrations as Prefect blocks on the API this run reports to.
+
+    The catalog is the one source of truth; the blocks are what operators see in the UI (under
+    Blocks, type ``onceonly-connector``), saved wherever the flow runs and removed with their
+    connector.
+    """
+    from connectors.block import delete_block, save_block
+    from connectors.registry import removed
+    from onceonly.errors import ConfigurationError
+
+    try:
+        for registration in pipeline.registrations.values():
+            save_block(registration)
+        for name in removed(pipeline.catalog):
+            delete_block(name)
+    except ConfigurationError as exc:
+        logger.warning("%s", exc)
 
 
 def _why(exc: BaseException | None) -> str:
@@ -537,10 +590,10 @@ def _redacted(url: str) -> str:
 
 __all__ = [
     "BREACH_EVENT",
-    "ConnectorResult",
     "ConnectorRunFailed",
-    "RunSummary",
+    "RunFailed",
     "announce_breach",
     "daily_sharing",
+    "summary_of",
     "sync_connector",
 ]

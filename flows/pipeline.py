@@ -117,7 +117,8 @@ def pipeline_for(settings: Settings) -> Pipeline:
     process must not go on signing with a retired key.
     """
     secret = settings.key_passphrase.get_secret_value() if settings.key_passphrase else ""
-    key = settings.model_dump_json() + hashlib.sha256(secret.encode()).hexdigest()
+    private = f"{secret}\x00{settings.database_url or ''}"  # both hidden in the JSON form
+    key = settings.model_dump_json() + hashlib.sha256(private.encode()).hexdigest()
     stamp = _keyring_stamp(settings)
     with _LOCK:
         if key not in _OPEN or _OPEN[key][0] != stamp:

@@ -253,23 +253,7 @@ class Lander:
         return breach
 
     def _settle_staged(self, connector: str) -> None:
-        """Publish what an earlier attempt staged and committed; discard what it never committed.
-
-        Per connector: a connector is pulled by one run at a time, so what is staged under its
-        name is not another transaction's work in progress.
-        """
-        staged = self.lake.staged(connector)
-        if not staged:
-            return
-        with self.catalog.read() as conn:
-            landed = set(
-                conn.execute(select(batches.c.batch_id).where(batches.c.batch_id.in_(staged))).scalars()
-            )
-        for batch_id in staged:
-            if batch_id in landed:
-                self.lake.publish(connector, batch_id)
-            else:
-                self.lake.discard(connector, batch_id)
+        settle_staged(self.catalog, self.lake, connector)
 
     def _quarantine(
         self, conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
@@ -312,6 +296,39 @@ class Lander:
         )
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What :func:`settle_staged` found in one connector's staging area."""
+
+    connector: str
+    published: tuple[str, ...]
+    discarded: tuple[str, ...]
+
+
+def settle_staged(catalog: Catalog, lake: ParquetLake, connector: str) -> Settled:
+    """Publish what an earlier attempt staged and committed; discard what it never committed.
+
+    Per connector, and only while no live run holds it (its lease, or the start of a run after
+    dead runs were reaped): what is staged under its name is then no transaction's work in
+    progress. A batch is committed exactly when its ``batches`` row exists.
+    """
+    staged = lake.staged(connector)
+    if not staged:
+        return Settled(connector, (), ())
+    with catalog.read() as conn:
+        landed = set(conn.execute(select(batches.c.batch_id).where(batches.c.batch_id.in_(staged))).scalars())
+    for batch_id in staged:
+        if batch_id in landed:
+            lake.publish(connector, batch_id)
+        else:
+            lake.discard(connector, batch_id)
+    return Settled(
+        connector,
+        tuple(b for b in staged if b in landed),
+        tuple(b for b in staged if b not in landed),
+    )
+
+
 def _insert_failures(
     conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
 ) -> None:
@@ -350,6 +367,8 @@ __all__ = [
     "Breach",
     "LandedBatch",
     "Lander",
+    "Settled",
     "batch_id_for",
     "content_digest",
+    "settle_staged",
 ]

@@ -108,6 +108,13 @@ class ParquetLake:
         base = self.root / "staging" / f"connector={connector}"
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
 
+    def staged_connectors(self) -> list[str]:
+        """Connectors with anything in staging."""
+        base = self.root / "staging"
+        if not base.exists():
+            return []
+        return sorted(p.name.split("=", 1)[1] for p in base.iterdir() if p.is_dir() and "=" in p.name)
+
     def read_accepted(self, dataset: str) -> pa.Table:
         base = self.accepted_dir(dataset)
         if not base.exists():

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_serializer, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     key_passphrase_secret: str | None = Field(
         None,
         description="Name of a Prefect Secret block holding the key passphrase, if the variable is unset.",
+    )
+    key_passphrase_file: Path | None = Field(
+        None,
+        description=(
+            "File holding the key passphrase (mode 600), read when ONCEONLY_KEY_PASSPHRASE is unset; "
+            "default home/secrets/key-passphrase if it exists (where `onceonly demo` keeps the demo's)."
+        ),
     )
     signature_suite: Literal["ed25519", "ecdsa-p256-sha256", "sm2-sm3"] = Field(
         "ed25519", description="Signature suite of new signing keys (see `onceonly keys`)."
@@ -69,6 +76,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a run may hold a connector without landing a batch before another may.",
     )
+    heartbeat_seconds: float = Field(
+        30,
+        gt=0,
+        description=(
+            "A running flow proves it is alive this often; another host takes over its connectors "
+            "after four missed beats (on the same host, as soon as its process is gone)."
+        ),
+    )
     registrations_dir: Path = Field(
         _REPO_ROOT / "connectors" / "registrations",
         description="Folder of connector registration files (*.yaml).",
@@ -81,6 +96,35 @@ class Settings(BaseSettings):
         None,
         description="Base URL where home/datadocs is served, for the Data Docs links; default file://.",
     )
+
+    @model_validator(mode="after")
+    def _passphrase_from_file(self) -> Settings:
+        if self.key_passphrase is not None or self.key_passphrase_secret:
+            return self
+        path = self.key_passphrase_file or self.home / "secrets" / "key-passphrase"
+        if self.key_passphrase_file is None and not path.exists():
+            return self
+        try:
+            mode = path.stat().st_mode & 0o777
+            text = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the key passphrase file {path}: {exc}") from None
+        if mode & 0o077:
+            raise ValueError(
+                f"the key passphrase file {path} is readable by others (mode {mode:o}): chmod 600 {path}"
+            )
+        if text:
+            self.key_passphrase = SecretStr(text)
+        return self
+
+    @field_serializer("database_url", when_used="json")
+    def _url_without_password(self, url: str | None) -> str | None:
+        # Settings travel as flow-run parameters, which Prefect stores: never with a password.
+        if url is None:
+            return None
+        from sqlalchemy import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
 
     @property
     def catalog_url(self) -> str:

@@ -47,10 +47,10 @@ class Home:
         return path
 
     def run(self) -> tuple[Any, Any]:
-        from flows.daily_sharing import daily_sharing
+        from flows.daily_sharing import daily_sharing, summary_of
 
         state = daily_sharing(return_state=True)
-        return state, state.result(raise_on_failure=False)
+        return state, summary_of(state)
 
     def state_row(self) -> Any:
         engine = sa.create_engine(f"sqlite:///{self.root / 'var' / 'catalog.db'}")

@@ -91,7 +91,7 @@ def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
     connector resolves and uses it on every path (register, test, flow, failure)."""
     from prefect.client.orchestration import get_client
 
-    from flows.daily_sharing import daily_sharing
+    from flows.daily_sharing import daily_sharing, summary_of
 
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("OO_CANARY_PASSWORD", CANARY)
@@ -120,9 +120,9 @@ def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
         with engine.begin() as conn:  # the source loses its table: the next run fails
             conn.exec_driver_sql(f"DROP TABLE {table}")
         second = daily_sharing(connectors=[name], return_state=True)
-        failed = second.result(raise_on_failure=False)
+        failed = summary_of(second)
         assert failed.failed and name in (failed.failed[0].error or "")
-        outputs += [str(first.result(raise_on_failure=False)), str(failed), failed.failed[0].error or ""]
+        outputs += [str(summary_of(first)), str(failed), failed.failed[0].error or ""]
         outputs.append(runner.invoke(app, ["connectors", "list"]).output)
 
         with get_client(sync_client=True) as client:

@@ -17,6 +17,7 @@ from contracts.validate import Validator
 from evidence.keys import SigningKey
 from evidence.log import TransparencyLog
 from flows.daily_sharing import _refuse_breach
+from flows.summary import ConnectorResult
 from lake.landing import Lander, content_digest
 from lake.parquet import ParquetLake
 from onceonly.errors import ContractBreached
@@ -47,21 +48,35 @@ def test_one_bad_row_in_a_tiny_batch_does_not_stop_the_connector(tmp_path: Path)
     v = VALIDATOR.validate(batch, connector="c")
     assert v.error_rate == 1.0
     lander = _lander(tmp_path)
-    _refuse_breach(lander, "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]))
+    assert not v.breaches(HOUSEHOLD)  # the rule is the contract's
+    result = ConnectorResult("c", "household")
+    _refuse_breach(lander, "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]), result)
     assert not any(tmp_path.rglob("*.parquet")) and _count(lander, breaches) == 0
+    assert not result.breached and result.pulled == 0
 
 
 def test_a_large_batch_above_the_threshold_stops_it_and_keeps_the_rows_once(tmp_path: Path) -> None:
     batch = _all_bad(HOUSEHOLD.min_rows_for_error_rate)
     v = VALIDATOR.validate(batch, connector="c")
     lander = _lander(tmp_path)
-    with pytest.raises(ContractBreached, match="maxErrorRate 20%; nothing from this batch was issued"):
-        _refuse_breach(lander, "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]))
+    assert v.breaches(HOUSEHOLD)
+    result = ConnectorResult("c", "household")
+    with pytest.raises(
+        ContractBreached, match=r"maxErrorRate 20% — rules broken: .*nothing from this batch"
+    ) as e:
+        _refuse_breach(lander, "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]), result)
+    # What happened, for the run's summary: the refused batch's rows and the rules it broke.
+    assert result.breached and (result.pulled, result.quarantined, result.accepted) == (100, 100, 0)
+    assert result.breach_rules == v.failed_rules() and result.breach_rules
+    assert all(rule in str(e.value) for rule in result.breach_rules)
     (kept,) = tmp_path.rglob("breach-*.parquet")
     failures = _count(lander, quarantine)
     assert failures == len(v.failures) and _count(lander, breaches) == 1
     with pytest.raises(ContractBreached):  # the same batch again: the same file and rows, not new ones
-        _refuse_breach(_lander(tmp_path), "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]))
+        again = ConnectorResult("c", "household")
+        _refuse_breach(
+            _lander(tmp_path), "c", HOUSEHOLD, v, None, content_digest(batch.to_batches()[0]), again
+        )
     assert list(tmp_path.rglob("breach-*.parquet")) == [kept]
     assert _count(lander, quarantine) == failures and _count(lander, breaches) == 1
     with lander.catalog.read() as conn:

@@ -80,10 +80,10 @@ def _register(home: Path, monkeypatch: pytest.MonkeyPatch, **sources: Path) -> N
 
 
 def _run() -> tuple[Any, Any]:
-    from flows.daily_sharing import daily_sharing
+    from flows.daily_sharing import daily_sharing, summary_of
 
     state = daily_sharing(return_state=True)
-    return state, state.result(raise_on_failure=False)
+    return state, summary_of(state)
 
 
 def _catalog(home: Path) -> sa.Engine:
@@ -213,7 +213,11 @@ def test_a_batch_above_the_error_rate_stops_the_dataset_and_emits_the_breach_eve
     assert state.is_failed()
     by_name = {c.connector: c for c in summary.connectors}
     a, b = by_name["a-breaking"], by_name["b-clean"]
-    assert a.status == "failed" and a.breached and a.certificates == 0
+    assert a.status == "breached" and a.breached and a.certificates == 0
+    # What happened, not "pulled 0 / quarantined 0": the refused batch's rows and its rule.
+    assert (a.pulled, a.accepted, a.quarantined) == (150, 0, 60)
+    assert a.breach_rules == {"township_code.region_code": 60}
+    assert "rules broken: township_code.region_code (60 rows)" in (a.error or "")
     assert "60 of 150 rows (40%) broke contract household" in (a.error or "")
     assert "above its maxErrorRate 20%" in (a.error or "")
     assert (

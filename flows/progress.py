@@ -1,0 +1,64 @@
+"""Progress of a long pull: a line per landed batch with the running total and rows/s.
+
+Example::
+
+    progress = ProgressLine("gongan-household", logger)
+    progress.landed(landed)     # "gongan-household: batch 3 (a1b2c3d4e5f6) landed — 30,000 rows so far,
+                                #  12,345 rows/s: 10,000 accepted, 0 quarantined, 10,000 certificates"
+
+The lines go to the run's log (Prefect UI, worker output, the terminal of ``onceonly run``),
+one per batch of ``ONCEONLY_BATCH_SIZE`` rows; on a terminal ``onceonly run`` also draws a
+progress bar from the same events (``cli.run``). A listener registered with :func:`listen`
+gets every event as ``(connector, rows_so_far, rows_per_second)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from lake.landing import LandedBatch
+
+Listener = Callable[[str, int, float], None]
+_LISTENERS: list[Listener] = []
+
+
+def listen(listener: Listener) -> Callable[[], None]:
+    """Call ``listener`` on every landed batch of this process; returns the function that stops it."""
+    _LISTENERS.append(listener)
+    return lambda: _LISTENERS.remove(listener)
+
+
+class ProgressLine:
+    def __init__(self, connector: str, logger: Any) -> None:
+        self.connector = connector
+        self.logger = logger
+        self.started = time.monotonic()
+        self.rows = 0
+        self.batches = 0
+
+    def landed(self, landed: LandedBatch) -> None:
+        self.batches += 1
+        self.rows += landed.pulled
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = self.rows / elapsed
+        again = " (landed by an earlier attempt)" if landed.already_landed else ""
+        self.logger.info(
+            "%s: batch %d (%s) landed%s — %s rows so far, %s rows/s: %d accepted, %d quarantined, "
+            "%d certificates",
+            self.connector,
+            self.batches,
+            landed.batch_id[:12],
+            again,
+            f"{self.rows:,}",
+            f"{rate:,.0f}",
+            landed.accepted,
+            landed.quarantined,
+            landed.certificates,
+        )
+        for listener in list(_LISTENERS):
+            listener(self.connector, self.rows, rate)
+
+
+__all__ = ["Listener", "ProgressLine", "listen"]

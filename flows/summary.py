@@ -1,0 +1,150 @@
+"""What a run of the daily flow did, per connector: the run's summary.
+
+Example::
+
+    summary = RunSummary.from_json(stored)            # the ``runs.summary`` of a run
+    for c in summary.connectors:
+        print(c.connector, c.status, c.pulled, c.accepted, c.quarantined, c.certificates)
+
+The flow writes the summary to the catalog (``runs.summary``, in the transaction that ends the
+run) and as the ``daily-sharing-summary`` table artifact; ``onceonly run`` prints it from the
+catalog, so the same summary is read whether the run was started by the CLI or by a worker.
+Nothing here imports Prefect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from contracts.validate import RuleTally, Validation
+from lake.landing import LandedBatch
+
+
+@dataclass
+class ConnectorResult:
+    connector: str
+    dataset: str
+    status: str = "ok"  # ok | failed | breached | busy
+    error: str | None = None
+    #: transient (the source or catalog may answer later) or terminal (someone must act).
+    cause: str | None = None
+    batches: int = 0
+    pulled: int = 0
+    accepted: int = 0
+    quarantined: int = 0
+    warnings: int = 0
+    certificates: int = 0
+    breached: bool = False
+    #: For a breach: rows failed per error rule of the refused batch (counts, no values).
+    breach_rules: dict[str, int] = field(default_factory=dict)
+    rules: dict[str, RuleTally] = field(default_factory=dict)
+    # Snapshot change detection (connectors.snapshot): rows new / changed, keys deleted.
+    changes: dict[str, int] = field(default_factory=dict)
+    # Certificates cancelled (注销) because their source record was deleted (lake.deletions).
+    cancelled: int = 0
+    seconds: float = 0.0
+
+    def observe(self, validation: Validation) -> None:
+        for o in validation.outcomes:
+            self.rules.setdefault(o.rule, RuleTally(o.rule, o.severity)).add(o)
+
+    def add(self, landed: LandedBatch) -> None:
+        if landed.already_landed:
+            return  # landed by an earlier attempt: counted then
+        self.batches += 1
+        self.pulled += landed.pulled
+        self.accepted += landed.accepted
+        self.quarantined += landed.quarantined
+        self.warnings += landed.warnings
+        self.certificates += landed.certificates
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.pop("rules")  # per-rule tallies are the contract artifact's, not the summary's
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ConnectorResult:
+        names = {f.name for f in dataclasses.fields(cls)} - {"rules"}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    connectors: list[ConnectorResult]
+    tree_size: int
+    extracts: int
+    expired: int
+    vkey: str
+    home: str
+    catalog: str
+    lake: str
+    extracts_dir: str
+    #: Runs found dead at the start of this one (marked crashed, their connectors taken over).
+    crashed_runs: list[str] = field(default_factory=list)
+    #: Staged batches a dead run left: published (committed) or discarded (never committed).
+    recovered: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def failed(self) -> list[ConnectorResult]:
+        return [c for c in self.connectors if c.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and self.error is None
+
+    @property
+    def pulled(self) -> int:
+        return sum(c.pulled for c in self.connectors)
+
+    @property
+    def certificates(self) -> int:
+        return sum(c.certificates for c in self.connectors)
+
+    def message(self) -> str:
+        """One line an operator reads in the UI: what failed, or that everything landed."""
+        if self.error:
+            return self.error
+        if not self.failed:
+            return f"all {len(self.connectors)} connector(s) landed"
+        parts = [f"{c.connector}: {c.error}" for c in self.failed]
+        return f"{len(self.failed)} of {len(self.connectors)} connector(s) failed — " + "; ".join(parts)
+
+    def rows(self) -> list[dict[str, object]]:
+        """The summary table: one row per connector."""
+        return [
+            {
+                "connector": c.connector,
+                "dataset": c.dataset,
+                "status": c.status,
+                "pulled": c.pulled,
+                "accepted": c.accepted,
+                "quarantined": c.quarantined,
+                "warnings": c.warnings,
+                "certificates": c.certificates,
+                "changes": ", ".join(f"{n} {kind}" for kind, n in c.changes.items()),
+                "cancelled": c.cancelled,
+                "seconds": round(c.seconds, 1),
+                "error": c.error or "",
+            }
+            for c in self.connectors
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["connectors"] = [c.to_json() for c in self.connectors]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunSummary:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["connectors"] = [ConnectorResult.from_json(c) for c in data.get("connectors", [])]
+        return cls(**values)
+
+
+__all__ = ["ConnectorResult", "RunSummary"]

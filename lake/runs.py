@@ -1,0 +1,221 @@
+"""Runs of the daily flow in the catalog: started, alive, finished — or crashed.
+
+Example (what the daily flow does)::
+
+    with catalog.begin() as conn:
+        crashed = reap_dead_runs(conn, stale_after=120)      # runs whose process is gone
+        start_run(conn, run_id)                               # this process, this host
+    with Heartbeat(catalog, run_id, every=30):                # proves this run alive
+        ...                                                   # pull, validate, land
+    with catalog.begin() as conn:
+        finish_run(conn, run_id, "ok", summary)
+
+A run killed with SIGKILL (or a machine that lost power) never writes ``finished_at``; its row
+says ``running`` and its connectors' leases (``connector_state.lease_run_id``) name it. The
+next run tells a dead run from a live one: on the same host by its process (``pid`` and the
+process's start time, so a reused pid is not mistaken for it), on another host by its
+heartbeat (``heartbeat_at`` older than ``stale_after``). A dead run is marked ``crashed`` and
+its leases are released in the same transaction, so the next run takes its connectors over at
+once instead of waiting for ``ONCEONLY_LEASE_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.engine import Connection
+
+from catalog import Catalog, aware, connector_state, runs, utcnow
+from onceonly.errors import CatalogError
+
+RUNNING, OK, FAILED, CRASHED = "running", "ok", "failed", "crashed"
+
+
+@dataclass(frozen=True)
+class Process:
+    """Where a run runs: enough to tell later whether it still does."""
+
+    host: str
+    pid: int
+    start: int | None
+
+    @classmethod
+    def current(cls) -> Process:
+        pid = os.getpid()
+        return cls(host_id(), pid, process_start(pid))
+
+    def is_gone(self) -> bool:
+        """True when this process (on this host) no longer exists."""
+        if self.host != host_id():
+            raise ValueError("only a process of this host can be looked up")
+        started = process_start(self.pid)
+        if started is None:
+            return not _pid_exists(self.pid)
+        return self.start is not None and started != self.start
+
+
+def host_id() -> str:
+    """This host, as precisely as the system tells: host name, boot and pid namespace.
+
+    Two containers may share a host name but not a boot id and pid namespace; a pid means a
+    process only within one namespace of one boot.
+    """
+    parts = [socket.gethostname()]
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8])
+    with contextlib.suppress(OSError):
+        parts.append(os.readlink("/proc/self/ns/pid").removeprefix("pid:").strip("[]"))
+    return "/".join(parts)[:255]
+
+
+def process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux ``/proc/<pid>/stat`` field 22)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces: split after it.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[19])
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def start_run(conn: Connection, run_id: str, process: Process | None = None) -> None:
+    """Record ``run_id`` as running in this process (or ``process``)."""
+    process = process or Process.current()
+    now = utcnow()
+    conn.execute(
+        insert(runs).values(
+            run_id=run_id,
+            started_at=now,
+            status=RUNNING,
+            host=process.host,
+            pid=process.pid,
+            process_start=process.start,
+            heartbeat_at=now,
+        )
+    )
+
+
+def finish_run(conn: Connection, run_id: str, status: str, summary: dict[str, Any]) -> None:
+    """Record how the run ended (``ok`` or ``failed``) and its summary."""
+    conn.execute(
+        update(runs)
+        .where(runs.c.run_id == run_id)
+        .values(finished_at=utcnow(), status=status, summary=summary, heartbeat_at=utcnow())
+    )
+
+
+def run_summary(conn: Connection, run_id: str) -> tuple[str, dict[str, Any] | None] | None:
+    """``(status, summary)`` of a run, or None when the catalog has no such run."""
+    row = conn.execute(select(runs.c.status, runs.c.summary).where(runs.c.run_id == run_id)).first()
+    return None if row is None else (row.status, row.summary)
+
+
+def beat(conn: Connection, run_id: str) -> None:
+    conn.execute(
+        update(runs)
+        .where(and_(runs.c.run_id == run_id, runs.c.status == RUNNING))
+        .values(heartbeat_at=utcnow())
+    )
+
+
+def is_dead(row: Any, now: dt.datetime, stale_after: float) -> bool:
+    """Whether a ``running`` runs row belongs to a run that can no longer do anything."""
+    if row.host == host_id() and row.pid:
+        return Process(row.host, int(row.pid), row.process_start).is_gone()
+    if row.heartbeat_at is None:
+        return False  # a row of an older version: only its lease's expiry frees it
+    return (now - aware(row.heartbeat_at)).total_seconds() > stale_after
+
+
+def reap_dead_runs(conn: Connection, *, stale_after: float) -> list[str]:
+    """Mark every dead ``running`` run ``crashed`` and release the leases it held."""
+    now = utcnow()
+    rows = conn.execute(
+        select(runs.c.run_id, runs.c.host, runs.c.pid, runs.c.process_start, runs.c.heartbeat_at).where(
+            runs.c.status == RUNNING
+        )
+    ).all()
+    dead = [r.run_id for r in rows if is_dead(r, now, stale_after)]
+    for run_id in dead:
+        conn.execute(
+            update(runs)
+            .where(and_(runs.c.run_id == run_id, runs.c.status == RUNNING))
+            .values(status=CRASHED, finished_at=now)
+        )
+        conn.execute(
+            update(connector_state)
+            .where(connector_state.c.lease_run_id == run_id)
+            .values(lease_run_id=None, lease_until=None)
+        )
+    return dead
+
+
+def live_runs(conn: Connection) -> set[str]:
+    """Runs still ``running`` (call :func:`reap_dead_runs` first to drop the dead ones)."""
+    return set(conn.execute(select(runs.c.run_id).where(runs.c.status == RUNNING)).scalars())
+
+
+class Heartbeat:
+    """A daemon thread that refreshes the run's ``heartbeat_at`` every ``every`` seconds."""
+
+    def __init__(self, catalog: Catalog, run_id: str, *, every: float) -> None:
+        self.catalog = catalog
+        self.run_id = run_id
+        self.every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{run_id[:8]}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every + 5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            # A missed beat is retried at the next one.
+            with contextlib.suppress(CatalogError), self.catalog.begin() as conn:
+                beat(conn, self.run_id)
+
+
+__all__ = [
+    "CRASHED",
+    "FAILED",
+    "OK",
+    "RUNNING",
+    "Heartbeat",
+    "Process",
+    "beat",
+    "finish_run",
+    "host_id",
+    "is_dead",
+    "live_runs",
+    "process_start",
+    "reap_dead_runs",
+    "run_summary",
+    "start_run",
+]
