@@ -50,6 +50,7 @@ from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
 from flows.pipeline import Pipeline, pipeline_for
 from flows.progress import ProgressLine
+from flows.run_log import install_expected_failure_filter
 from flows.summary import ConnectorResult, RunSummary
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
@@ -436,6 +437,7 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     catalog (``runs.summary`` under the flow-run id) and the ``daily-sharing-summary`` artifact.
     """
     install_log_masking()
+    install_expected_failure_filter()
     restrict_new_files()
     # GX announces each temporary folder it makes at INFO: noise in an operator's run log.
     logging.getLogger("great_expectations").setLevel(logging.WARNING)

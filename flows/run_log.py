@@ -1,0 +1,51 @@
+"""Expected failures read as one line in the run log; tracebacks are for bugs.
+
+Example (called when a flow starts, in the process that runs it)::
+
+    install_expected_failure_filter()
+
+When a flow run ends Failed, Prefect's engine raises the state's exception in the process that
+ran it (a worker's flow-run process) and logs it with its traceback ("Engine execution exited
+with unexpected exception"). For a failure we raised on purpose — an exception of the
+``OnceOnlyError`` tree: a department system that did not answer, a contract breached — that
+traceback points only at Prefect's engine and hides the message an operator needs. This
+filter keeps the record and its level and turns it into one line with the message; any other
+exception (a bug) keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from onceonly.errors import OnceOnlyError
+
+# The loggers through which Prefect reports a run's exception (the flow-run logger adapter's
+# own logger, the engine's, and the task-run logger).
+_LOGGERS = ("prefect.flow_runs", "prefect.engine", "prefect.task_runs", "prefect.flow_engine")
+
+
+class ExpectedFailures(logging.Filter):
+    """Drop the traceback of records that carry an ``OnceOnlyError``; keep their message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, OnceOnlyError):
+            record.msg = f"{record.getMessage()}: {error}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_FILTER = ExpectedFailures()
+
+
+def install_expected_failure_filter() -> None:
+    """Attach the filter to Prefect's run loggers (once per process)."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+__all__ = ["ExpectedFailures", "install_expected_failure_filter"]
