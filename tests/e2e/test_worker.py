@@ -59,16 +59,18 @@ class Operator:
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            with get_client(sync_client=True) as client:
-                deployment = client.read_deployment_by_name("daily_sharing/daily")
-                flow_run = client.create_flow_run_from_deployment(deployment.id)
-                deadline = time.monotonic() + 600
-                while time.monotonic() < deadline:
-                    flow_run = client.read_flow_run(flow_run.id)
-                    if flow_run.state and flow_run.state.is_final():
-                        return flow_run
-                    time.sleep(1)
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            deployment = client.read_deployment_by_name("daily_sharing/daily")
+            flow_run = client.create_flow_run_from_deployment(deployment.id)
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                flow_run = client.read_flow_run(flow_run.id)
+                if flow_run.state and flow_run.state.is_final():
+                    return flow_run
+                time.sleep(1)
         pytest.fail(f"the deployment run did not finish; worker log:\n{self.worker_log.read_text()[-3000:]}")
 
     def logs_and_artifacts(self, flow_run_id: Any) -> tuple[list[str], list[Any]]:
@@ -83,19 +85,21 @@ class Operator:
         )
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        with temporary_settings(updates={PREFECT_API_URL: self.api_url}):
-            with get_client(sync_client=True) as client:
-                children = client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
-                    )
+        with (
+            temporary_settings(updates={PREFECT_API_URL: self.api_url}),
+            get_client(sync_client=True) as client,
+        ):
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])
                 )
-                ids = [flow_run_id, *(c.id for c in children)]
-                time.sleep(2)  # the worker's process sends its last logs in batches
-                logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
-                artifacts = client.read_artifacts(
-                    artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
-                )
+            )
+            ids = [flow_run_id, *(c.id for c in children)]
+            time.sleep(2)  # the worker's process sends its last logs in batches
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+            )
         return [log.message for log in logs], artifacts
 
     def catalog_run(self, run_id: str) -> Any:
