@@ -20,7 +20,7 @@ import sys
 import typer
 from dotenv import load_dotenv
 
-from cli import certificates, connectors, contracts, demo, keys, log, quarantine, run, sharing
+from cli import audit, certificates, connectors, contracts, demo, keys, log, quarantine, run, sharing
 from onceonly.errors import OnceOnlyError
 from onceonly.files import restrict_new_files
 from onceonly.privacy import install_log_masking, scrub_text
@@ -36,6 +36,7 @@ app.add_typer(certificates.app, name="certificates")
 app.command("verify")(certificates.verify)
 app.add_typer(keys.app, name="keys")
 app.add_typer(log.log_app, name="log")
+app.add_typer(audit.app)
 app.add_typer(sharing.app)
 
 
