@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import Row, Select, Subquery, func, literal, select, union_all
+from sqlalchemy import Row, Select, and_, case, func, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from catalog import batches, breaches, quarantine
@@ -82,21 +82,29 @@ class DepartmentReport:
         return sum(r.rows for r in self.rules)
 
 
-def _batch_connectors() -> Subquery:
-    """batch id → connector, for landed batches and batches refused for their error rate."""
-    landed = select(batches.c.batch_id, batches.c.connector, literal(0).label("refused"))
-    refused = select(breaches.c.batch_id, breaches.c.connector, literal(1).label("refused"))
-    return union_all(landed, refused).subquery("batch_connector")
-
-
 def _entries(status: Status, dataset: str | None) -> Select[tuple[object, ...]]:
-    source = _batch_connectors()
-    q = quarantine.c
-    stmt = select(
-        *quarantine.c,
-        source.c.connector.label("connector"),
-        func.coalesce(source.c.refused, 0).label("batch_refused"),
-    ).outerjoin(source, source.c.batch_id == q.batch_id)
+    """Each entry ONCE, with the connector of its batch, landed or refused.
+
+    Two outer joins on primary keys, each matching at most one row. (A union of landed and
+    refused batches joined by id listed an entry twice when a refused and a landed batch shared
+    an id, as they did before refusals got ids of their own: ``lake.landing.refused_batch_id``.
+    In a catalog that still holds such a pair, an entry belongs to the refusal when its contract
+    is the refusal's and not the landed batch's.)
+    """
+    q, b, r = quarantine.c, batches.c, breaches.c
+    landed_here = and_(
+        b.batch_id.is_not(None), b.contract_id == q.contract_id, b.contract_version == q.contract_version
+    )
+    refused = and_(r.batch_id.is_not(None), or_(b.batch_id.is_(None), not_(landed_here)))
+    stmt = (
+        select(
+            *quarantine.c,
+            func.coalesce(b.connector, r.connector).label("connector"),
+            case((refused, 1), else_=0).label("batch_refused"),
+        )
+        .outerjoin(batches, b.batch_id == q.batch_id)
+        .outerjoin(breaches, r.batch_id == q.batch_id)
+    )
     if status == "open":
         stmt = stmt.where(q.resolved_at.is_(None))
     elif status == "resolved":
