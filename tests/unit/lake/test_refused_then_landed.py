@@ -115,7 +115,7 @@ def test_a_batch_refused_then_landed_after_a_contract_fix_is_listed_once_and_res
     }
     assert {e.record_key for e in open_now} == {r["person_id"] for r in ROWS[8:]}
     with harness.catalog.read() as conn:
-        (report,) = department_report(conn, {})
+        (report,) = department_report(conn)
     assert report.rows == 2 and [(r.rule, r.contract) for r in report.rules] == [
         ("township_code.region_code", FIXED.ref)
     ]
