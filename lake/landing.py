@@ -379,13 +379,19 @@ def _supersede_refusals(
     entries, open, under the contract in force. Leaving the refusal's entries open would list
     every still-failing row twice, once under a contract version no longer in force.
     """
-    refusals = select(breaches.c.batch_id).where(
-        and_(
-            breaches.c.connector == connector,
-            breaches.c.batch_id.startswith(f"{landed_id}-", autoescape=True),
-            breaches.c.batch_id != judged_by,
-        )
+    refusals = list(
+        conn.execute(
+            select(breaches.c.batch_id).where(
+                and_(
+                    breaches.c.connector == connector,
+                    breaches.c.batch_id.startswith(f"{landed_id}-", autoescape=True),
+                    breaches.c.batch_id != judged_by,
+                )
+            )
+        ).scalars()
     )
+    if not refusals:  # the common case; ``breaches`` is small, ``quarantine`` only grows
+        return
     conn.execute(
         update(quarantine)
         .where(
