@@ -6,16 +6,19 @@ Example::
     onceonly quarantine show 17
     onceonly quarantine report --department 公安 --output gongan-fixes.csv
 
-On screen, citizen ID numbers (values and source keys) are masked. ``report --output`` writes
-the department's own source keys in clear (mode 600), so the department can find the rows to
-correct in its system; send that file to that department only.
+On screen and in ``--json``, source keys are masked by the contract's classification of their
+key columns (restricted, confidential, secret: ``lake.quarantine.masked_source_key``), and any
+citizen ID number left in a value is masked too. ``report --output`` writes the department's own
+source keys in clear (mode 600), so the department can find the rows to correct in its system;
+send that file to that department only. Departments are those of the connectors registered in
+the catalog (``onceonly connectors register``), removed connectors included.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,8 +36,34 @@ def _catalog() -> Any:
     return Catalog.connect(Settings().catalog_url, create=False)
 
 
-def _shown(value: str | None) -> str:
-    return scrub_text(value) if value else "-"
+class _Keys:
+    """Source keys for screens, masked by the classification of each dataset's contract."""
+
+    def __init__(self) -> None:
+        self.contracts_dir = Settings().contracts_dir
+        self._compiled: dict[str, Any] = {}
+
+    def compiled(self, dataset: str) -> Any:
+        from contracts.compiler import compile_contract
+        from contracts.model import contract_by_id
+        from onceonly.errors import ContractError
+
+        if dataset not in self._compiled:
+            try:
+                self._compiled[dataset] = compile_contract(contract_by_id(self.contracts_dir, dataset))
+            except ContractError:  # no contract to read the classification from: mask every part
+                self._compiled[dataset] = None
+        return self._compiled[dataset]
+
+    def shown(self, dataset: str, record_key: str | None) -> str:
+        from lake.quarantine import masked_source_key
+
+        return masked_source_key(record_key, self.compiled(dataset)) or "-"
+
+
+def _value(value: str | None) -> str | None:
+    """A quarantined value: masked by the validator; a citizen ID left in it masked here."""
+    return None if value is None else scrub_text(value)
 
 
 def _when(value: Any) -> str:
@@ -55,6 +84,7 @@ def list_command(
         raise typer.BadParameter(f"--status must be open, resolved or all, not {status!r}")
     with _catalog().read() as conn:
         entries = list_entries(conn, dataset=dataset, status=status, limit=limit or None)  # type: ignore[arg-type]
+    keys = _Keys()
     items: list[dict[str, Any]] = [
         {
             "id": e.id,
@@ -62,8 +92,8 @@ def list_command(
             "connector": e.connector,
             "rule": e.rule,
             "severity": e.severity,
-            "source_key": _shown(e.record_key),
-            "value": e.value_masked,
+            "source_key": keys.shown(e.dataset, e.record_key),
+            "value": _value(e.value_masked),
             "status": e.status,
             "detected_at": _when(e.detected_at),
         }
@@ -113,8 +143,8 @@ def show_command(entry_id: int) -> None:
         ("batch", batch),
         ("rule", f"{e.rule} ({e.severity})"),
         ("column", e.column or "-"),
-        ("value (masked)", e.value_masked if e.value_masked is not None else "(empty)"),
-        ("source key", _shown(e.record_key)),
+        ("value (masked)", _value(e.value_masked) if e.value_masked is not None else "(empty)"),
+        ("source key", _Keys().shown(e.dataset, e.record_key)),
         ("detected", _when(e.detected_at)),
         (
             "resolved",
@@ -135,13 +165,11 @@ def report_command(
     ] = None,
 ) -> None:
     """Per department, what to fix at the source: rule, rows, masked examples, source keys."""
-    from connectors import load_registrations
     from lake.quarantine import department_report
 
-    settings = Settings()
-    registrations = load_registrations(settings.registrations_dir)
     with _catalog().read() as conn:
-        reports = department_report(conn, registrations, department=department)
+        reports = department_report(conn, department=department)
+    masks = _Keys()
     if not reports:
         typer.echo(
             "nothing to fix: no open quarantine entries" + (f" for {department}" if department else "")
@@ -149,13 +177,14 @@ def report_command(
     for report in reports:
         typer.secho(f"{report.department}: {report.rows} row(s) to correct at the source", bold=True)
         for r in report.rules:
+            removed = " (connector removed since)" if r.connector_removed else ""
             typer.echo(
                 f"  {r.rule} [{r.severity}]  {r.rows} row(s)  "
-                f"dataset {r.dataset} ({r.contract}), via {r.connector}"
+                f"dataset {r.dataset} ({r.contract}), via {r.connector}{removed}"
             )
             if r.examples:
-                typer.echo(f"    examples (masked): {', '.join(r.examples)}")
-            keys = [scrub_text(k) for k in r.source_keys[:10]]
+                typer.echo(f"    examples (masked): {', '.join(scrub_text(x) for x in r.examples)}")
+            keys = [masks.shown(r.dataset, k) for k in r.source_keys[:10]]
             more = f" … and {len(r.source_keys) - 10} more" if len(r.source_keys) > 10 else ""
             typer.echo(f"    source keys: {', '.join(keys)}{more}")
     if output is not None:
@@ -164,16 +193,19 @@ def report_command(
 
 
 def _write_csv(path: Path, reports: list[Any]) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:  # utf-8-sig: Excel reads Chinese
-        writer = csv.writer(f)
-        writer.writerow(["department", "connector", "dataset", "contract", "rule", "severity", "source_key"])
-        for report in reports:
-            for r in report.rules:
-                for key in r.source_keys:
-                    writer.writerow(
-                        [report.department, r.connector, r.dataset, r.contract, r.rule, r.severity, key]
-                    )
+    from onceonly.files import write_atomic
+
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["department", "connector", "dataset", "contract", "rule", "severity", "source_key"])
+    for report in reports:
+        for r in report.rules:
+            for key in r.source_keys:
+                writer.writerow(
+                    [report.department, r.connector, r.dataset, r.contract, r.rule, r.severity, key]
+                )
+    # utf-8-sig: Excel reads the Chinese; mode 600: the keys are in clear.
+    write_atomic(path, text.getvalue().encode("utf-8-sig"))
 
 
 __all__ = ["app"]

@@ -116,12 +116,13 @@ def release_lease(conn: Connection, connector: str, run_id: str) -> None:
 def check_lease(conn: Connection, connector: str, run_id: str, now: dt.datetime) -> None:
     """Raise ``ConnectorBusy`` unless ``run_id`` may land for the connector now (in the landing
     transaction: the row is locked, so a run that took the connector over cannot race it)."""
-    row = conn.execute(
-        select(connector_state.c.lease_run_id, connector_state.c.lease_until)
-        .where(connector_state.c.connector == connector)
-        .with_for_update()
-    ).first()
-    if row is None or row.lease_run_id in (None, run_id) or not row.lease_until:
+    lease = select(connector_state.c.lease_run_id, connector_state.c.lease_until).where(
+        connector_state.c.connector == connector
+    )
+    if conn.execute(lease).first() is None:
+        return  # never leased: no one to race (locking a missing row would take an InnoDB gap lock)
+    row = conn.execute(lease.with_for_update()).one()
+    if row.lease_run_id in (None, run_id) or not row.lease_until:
         return
     if aware(row.lease_until) > now:
         raise ConnectorBusy(connector, f"run {row.lease_run_id} holds it; this batch is not landed")

@@ -214,7 +214,9 @@ class Validator:
         return frame
 
     def _masked(self, rule: Rule, value: str | None) -> str | None:
-        if value is None or not rule.personal:
+        # The column's classification decides, whatever rule reported it: a schema-level rule
+        # (duplicateValues over husband_id, wife_id, ...) reports the value of its first column.
+        if value is None or not (rule.personal or rule.column in self.compiled.personal_columns):
             return value
         if self._is_citizen_id_column(rule.column):
             return mask_citizen_id(value)

@@ -88,7 +88,11 @@ class Pipeline:
 
     def data_docs(self) -> DataDocs:
         if self._data_docs is None:
-            self._data_docs = DataDocs(self.settings.datadocs_dir, base_url=self.settings.datadocs_url)
+            self._data_docs = DataDocs(
+                self.settings.datadocs_dir,
+                base_url=self.settings.datadocs_url,
+                retention_days=self.settings.datadocs_retention_days,
+            )
         return self._data_docs
 
     def check_context(self, today: dt.date | None = None) -> CheckContext:

@@ -82,9 +82,31 @@ class LandedBatch:
 
 
 def batch_id_for(connector: str, cursor_before: Cursor | None, content_sha256: str) -> str:
-    """Deterministic: the same rows pulled from the same cursor get the same id."""
+    """The id of a landed batch. Deterministic: the same rows pulled from the same cursor get the same id.
+
+    It does not depend on the contract: the id names the batch's staged and lake files and its
+    staged deletions (``lake.deletions``), which a retry after a crash must find again, and a
+    landed batch is landed once, whatever contract a retry runs under.
+    """
     material = json.dumps([connector, cursor_before, content_sha256], sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def refused_batch_id(connector: str, cursor_before: Cursor | None, content_sha256: str, contract: str) -> str:
+    """The id of a batch refused under ``contract`` (``id@version``): ``<landed id>-<12 hex of contract>``.
+
+    A refusal is a judgment of rows that were not landed: the cursor stays put, so the same rows
+    come back, and once the contract is fixed they land, or are judged again under another
+    version. Had the refusal the landed id, the refused and the landed batch would share one id
+    (every quarantine entry listed twice, and the refused entries never resolved, since a
+    landing resolves the entries of OTHER batches). So a refusal commits to the contract it was
+    judged under, and keeps the landed id as its prefix: the refusals of the same rows are found
+    by that prefix when the rows are judged again (:meth:`Lander.land`, :meth:`Lander.refuse`).
+    The same rows from the same cursor under the same contract still get the same id, so a
+    refusal pulled again is recorded once.
+    """
+    contract_digest = hashlib.sha256(contract.encode()).hexdigest()[:12]
+    return f"{batch_id_for(connector, cursor_before, content_sha256)}-{contract_digest}"
 
 
 def content_digest(batch: pa.RecordBatch | pa.Table) -> str:
@@ -171,6 +193,7 @@ class Lander:
                 receipt=receipt,
             )
             self._quarantine(conn, compiled, batch_id, validation, now)
+            _supersede_refusals(conn, connector, batch_id, batch_id, now)
             landed = LandedBatch(
                 batch_id=batch_id,
                 connector=connector,
@@ -215,10 +238,12 @@ class Lander:
 
         Its failing rows go to the lake (``breach-<batch>.parquet``) and to the catalog's
         quarantine, with a ``breaches`` row, in one transaction; nothing is issued and the
-        cursor stays put. The same batch pulled again (same id) is recorded once.
+        cursor stays put. The same batch pulled again under the same contract (same id) is
+        recorded once; under another contract it is a new judgment of the same rows, which
+        supersedes the open entries of the earlier refusal (see :func:`refused_batch_id`).
         """
         dataset = compiled.contract.id
-        batch_id = batch_id_for(connector, cursor_before, content_sha256)
+        batch_id = refused_batch_id(connector, cursor_before, content_sha256, compiled.ref)
         breach = Breach(
             batch_id=batch_id,
             connector=connector,
@@ -250,6 +275,8 @@ class Lander:
                 )
             )
             _insert_failures(conn, compiled, batch_id, validation, now)
+            same_rows = batch_id_for(connector, cursor_before, content_sha256)
+            _supersede_refusals(conn, connector, same_rows, batch_id, now)
         return breach
 
     def _settle_staged(self, connector: str) -> None:
@@ -358,6 +385,42 @@ def _insert_failures(
     )
 
 
+def _supersede_refusals(
+    conn: Connection, connector: str, landed_id: str, judged_by: str, now: dt.datetime
+) -> None:
+    """Resolve the open entries of earlier refusals of the same rows, now judged by ``judged_by``.
+
+    The refusals of the rows that land (or would land) as ``landed_id`` are the breaches whose id
+    is that id and a contract suffix (:func:`refused_batch_id`). Their rows were judged again,
+    all of them: those that pass are fixed, and those that still fail are in ``judged_by``'s own
+    entries, open, under the contract in force. Leaving the refusal's entries open would list
+    every still-failing row twice, once under a contract version no longer in force.
+    """
+    refusals = list(
+        conn.execute(
+            select(breaches.c.batch_id).where(
+                and_(
+                    breaches.c.connector == connector,
+                    breaches.c.batch_id.startswith(f"{landed_id}-", autoescape=True),
+                    breaches.c.batch_id != judged_by,
+                )
+            )
+        ).scalars()
+    )
+    if not refusals:  # the common case; ``breaches`` is small, ``quarantine`` only grows
+        return
+    conn.execute(
+        update(quarantine)
+        .where(
+            and_(
+                quarantine.c.batch_id.in_(refusals),
+                quarantine.c.resolved_at.is_(None),
+            )
+        )
+        .values(resolved_at=now, resolved_by_batch=judged_by)
+    )
+
+
 def _fit(value: str | None, column: Column[Any]) -> str | None:
     length = getattr(column.type, "length", None)
     return value if value is None or length is None else value[:length]
@@ -370,5 +433,6 @@ __all__ = [
     "Settled",
     "batch_id_for",
     "content_digest",
+    "refused_batch_id",
     "settle_staged",
 ]

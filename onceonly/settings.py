@@ -96,6 +96,11 @@ class Settings(BaseSettings):
         None,
         description="Base URL where home/datadocs is served, for the Data Docs links; default file://.",
     )
+    datadocs_retention_days: int = Field(
+        90,
+        ge=1,
+        description="Days a run's Data Docs pages are kept (each run's Prefect artifact links them).",
+    )
 
     @model_validator(mode="after")
     def _passphrase_from_file(self) -> Settings:
