@@ -8,11 +8,13 @@ Example::
         conn.execute(select(certificates.c.cert_id).limit(5))
 
 Its tables (``_schema``), the statements whose SQL differs by database (``_sql``: SQLite,
-PostgreSQL, MariaDB), and the engine with its transactions (``_database``). No stage's logic
-lives here; each stage keeps its queries next to its code.
+PostgreSQL, MariaDB), the engine with its transactions (``_database``), and database errors
+mapped to transient or terminal ones by driver code (``_errors``). No stage's logic lives
+here; each stage keeps its queries next to its code.
 """
 
 from catalog._database import Catalog
+from catalog._errors import catalog_error, is_transient
 from catalog._schema import (
     BUNDLE_LEAVES,
     batches,
@@ -43,6 +45,7 @@ __all__ = [
     "batches",
     "bind_value",
     "breaches",
+    "catalog_error",
     "certificate_events",
     "certificates",
     "checkpoints",
@@ -51,6 +54,7 @@ __all__ = [
     "connector_state",
     "insert_missing",
     "insert_rows",
+    "is_transient",
     "log_bundles",
     "log_head",
     "log_leaves",

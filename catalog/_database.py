@@ -25,9 +25,9 @@ from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from catalog._errors import catalog_error
 from catalog._schema import metadata
 from onceonly.errors import CatalogRefused
-from onceonly.privacy import scrub_text
 
 
 def _check_columns(engine: Engine) -> None:
@@ -82,7 +82,7 @@ class Catalog:
             _check_columns(engine)  # before create_all: another version's catalog stays untouched
             metadata.create_all(engine)
         except SQLAlchemyError as exc:
-            raise CatalogRefused(f"cannot open the catalog database: {_plain(exc)}") from exc
+            raise catalog_error(exc, "cannot open the catalog database") from exc
         return cls(engine)
 
     @contextmanager
@@ -92,7 +92,7 @@ class Catalog:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise CatalogRefused(f"catalog database error: {_plain(exc)}") from exc
+            raise catalog_error(exc, "catalog database error") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -103,7 +103,7 @@ class Catalog:
                 with conn.begin():
                     yield conn
         except SQLAlchemyError as exc:
-            raise CatalogRefused(f"catalog database error: {_plain(exc)}") from exc
+            raise catalog_error(exc, "catalog database error") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -140,10 +140,3 @@ def _sqlite_begin(conn: Connection) -> None:
     # with SQLITE_BUSY when it tries to write after someone else has.
     read_only = conn.get_execution_options().get(_READ_ONLY, False)
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def _plain(exc: SQLAlchemyError) -> str:
-    # SQLAlchemy messages embed the SQL and bound parameters (which may hold personal data);
-    # the driver's first line may still quote a value (MariaDB: "Duplicate entry '<id>'").
-    orig = getattr(exc, "orig", None)
-    return scrub_text(f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0]}")
