@@ -8,15 +8,18 @@ Example::
         conn.execute(select(certificates.c.cert_id).limit(5))
 
 Its tables (``_schema``), the statements whose SQL differs by database (``_sql``: SQLite,
-PostgreSQL, MariaDB), the engine with its transactions (``_database``), and database errors
-mapped to transient or terminal ones by driver code (``_errors``). No stage's logic lives
-here; each stage keeps its queries next to its code.
+PostgreSQL, MariaDB), the engine with its transactions (``_database``), database errors mapped
+to transient or terminal ones by driver code (``_errors``), and the schema revision with its
+Alembic migrations (``_migrations``, ``migrations/``). No stage's logic lives here; each stage
+keeps its queries next to its code.
 """
 
 from catalog._database import Catalog
 from catalog._errors import catalog_error, is_transient
+from catalog._migrations import SchemaRevision
 from catalog._schema import (
     BUNDLE_LEAVES,
+    SCHEMA_REVISION,
     batches,
     breaches,
     certificate_events,
@@ -40,7 +43,9 @@ from catalog._sql import IN_CHUNK, aware, bind_value, chunks, insert_missing, in
 __all__ = [
     "BUNDLE_LEAVES",
     "IN_CHUNK",
+    "SCHEMA_REVISION",
     "Catalog",
+    "SchemaRevision",
     "aware",
     "batches",
     "bind_value",

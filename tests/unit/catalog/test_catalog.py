@@ -54,19 +54,6 @@ def test_insert_missing_inserts_once(catalog: Catalog) -> None:
         assert conn.execute(sa.select(serials.c.next_serial)).scalars().all() == [9]
 
 
-def test_a_catalog_made_by_another_version_is_refused_by_name(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    Catalog.connect(url).dispose()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:  # as the version that kept certificate bodies in the row did
-        conn.exec_driver_sql("ALTER TABLE certificates ADD COLUMN canonical BLOB")
-        conn.exec_driver_sql("DROP TABLE log_bundles")
-    with pytest.raises(CatalogError, match=r"table certificates was made by another version .*\+canonical"):
-        Catalog.connect(url)
-    assert "log_bundles" not in sa.inspect(engine).get_table_names(), "the old catalog is left as it was"
-    engine.dispose()
-
-
 def test_insert_rows_with_constants_stores_them_as_given(catalog: Catalog) -> None:
     if catalog.engine.dialect.name == "sqlite":  # beyond 64 bits: bound (and refused), not a REAL literal
         with catalog.begin() as conn, pytest.raises(OverflowError):
