@@ -20,7 +20,7 @@ import sys
 import typer
 from dotenv import load_dotenv
 
-from cli import certificates, connectors, contracts, demo, keys, log, quarantine, run, sharing
+from cli import catalog, certificates, connectors, contracts, demo, keys, log, quarantine, run, sharing
 from onceonly.errors import OnceOnlyError
 from onceonly.privacy import install_log_masking, scrub_text
 from onceonly.settings import Settings
@@ -36,6 +36,7 @@ app.command("verify")(certificates.verify)
 app.add_typer(keys.app, name="keys")
 app.add_typer(log.log_app, name="log")
 app.add_typer(sharing.app)
+app.add_typer(catalog.app, name="catalog")
 
 
 def main() -> None:
