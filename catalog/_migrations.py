@@ -22,13 +22,13 @@ Adding a migration, when the tables change, is the table change plus one new fil
    ``down_revision = "0001"`` and an ``upgrade()`` of ``op`` calls that turn the previous
    revision's tables into the new ones (``op.add_column("runs", sa.Column(...))``; on SQLite
    anything beyond adding a column goes through ``with op.batch_alter_table(...)``). Alembic
-   drafts it from the difference between a catalog at the previous revision and ``_schema``::
+   drafts it from the difference between the newest migration and ``_schema``::
 
+       import sqlalchemy as sa
        from alembic import command
-       from catalog import Catalog
        from catalog._migrations import alembic_config
-       catalog = Catalog.connect("sqlite:///previous.db")      # made before the table change
-       with catalog.engine.begin() as conn:
+       with sa.create_engine("sqlite:///draft.db").begin() as conn:     # a new, empty file
+           command.upgrade(alembic_config(conn), "head")
            command.revision(alembic_config(conn), "dead runs", autogenerate=True, rev_id="0002")
 
 ``tests/unit/catalog/test_catalog_migrations.py`` then checks, on SQLite, PostgreSQL and

@@ -110,3 +110,11 @@ def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
         thread.join(timeout=10)
         assert time.monotonic() - started < 5 and read == [{"id": 1}], "the reader sees the last commit"
     catalog.dispose()
+
+
+def test_a_new_sqlite_catalog_has_the_settings_it_relies_on(tmp_path: Path) -> None:
+    catalog = Catalog.connect(f"sqlite:///{tmp_path / 'catalog.db'}")  # made by the migrations
+    with catalog.read() as conn:
+        settings = [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("page_size", "journal_mode")]
+    assert settings == [16384, "wal"]
+    catalog.dispose()

@@ -543,10 +543,11 @@ def test_alembic_drafts_the_next_migration_from_the_schema(
 ) -> None:
     # What catalog._migrations tells a developer to run (on a copy of the scripts, not these).
     monkeypatch.setattr(migrations, "MIGRATIONS", copied_migrations)
-    catalog = Catalog.connect(f"sqlite:///{tmp_path / 'catalog.db'}")
-    with catalog.engine.begin() as conn:
-        command.revision(alembic_config(conn), "nothing changed", autogenerate=True, rev_id="0002")
-    catalog.dispose()
-    draft = (copied_migrations.location / "versions" / "0002_nothing_changed.py").read_text(encoding="utf-8")
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'draft.db'}")
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "head")
+        command.revision(alembic_config(conn), "dead runs", autogenerate=True, rev_id="0002")
+    engine.dispose()
+    draft = (copied_migrations.location / "versions" / "0002_dead_runs.py").read_text(encoding="utf-8")
     assert f"down_revision: str | None = '{SCHEMA_REVISION}'" in draft
     assert "op." not in draft.split("def upgrade")[1], "the tables are the schema's: nothing to migrate"
