@@ -8,13 +8,18 @@ Example::
         conn.execute(select(certificates.c.cert_id).limit(5))
 
 Its tables (``_schema``), the statements whose SQL differs by database (``_sql``: SQLite,
-PostgreSQL, MariaDB), and the engine with its transactions (``_database``). No stage's logic
-lives here; each stage keeps its queries next to its code.
+PostgreSQL, MariaDB), the engine with its transactions (``_database``), database errors mapped
+to transient or terminal ones by driver code (``_errors``), and the schema revision with its
+Alembic migrations (``_migrations``, ``migrations/``). No stage's logic lives here; each stage
+keeps its queries next to its code.
 """
 
 from catalog._database import Catalog
+from catalog._errors import catalog_error, is_transient
+from catalog._migrations import SchemaRevision
 from catalog._schema import (
     BUNDLE_LEAVES,
+    SCHEMA_REVISION,
     batches,
     breaches,
     certificate_events,
@@ -38,11 +43,14 @@ from catalog._sql import IN_CHUNK, aware, bind_value, chunks, insert_missing, in
 __all__ = [
     "BUNDLE_LEAVES",
     "IN_CHUNK",
+    "SCHEMA_REVISION",
     "Catalog",
+    "SchemaRevision",
     "aware",
     "batches",
     "bind_value",
     "breaches",
+    "catalog_error",
     "certificate_events",
     "certificates",
     "checkpoints",
@@ -51,6 +59,7 @@ __all__ = [
     "connector_state",
     "insert_missing",
     "insert_rows",
+    "is_transient",
     "log_bundles",
     "log_head",
     "log_leaves",

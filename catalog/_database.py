@@ -12,6 +12,10 @@ On SQLite a transaction from :meth:`Catalog.begin` takes the database's write lo
 starts (``BEGIN IMMEDIATE``), so what it reads (the log head, the next serial) cannot be
 changed by another writer before it writes; :meth:`Catalog.read` starts a plain transaction
 for queries that write nothing. On PostgreSQL those rows are locked ``FOR UPDATE``.
+
+A catalog is opened only at this version's schema revision (``catalog._migrations``): an empty
+database gets every migration; an older catalog is refused, untouched, until ``onceonly catalog
+upgrade`` (:meth:`Catalog.upgrade`) brings it there.
 """
 
 from __future__ import annotations
@@ -21,36 +25,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from catalog._schema import metadata
-from onceonly.errors import CatalogRefused
-from onceonly.privacy import scrub_text
-
-
-def _check_columns(engine: Engine) -> None:
-    """Refuse, by name, a catalog whose tables another version of OnceOnly made.
-
-    ``create_all`` adds missing tables but never changes existing ones; without this check an
-    older catalog would fail at its first insert with a bare database error.
-    """
-    inspector = inspect(engine)
-    existing = set(inspector.get_table_names())
-    for table in metadata.sorted_tables:
-        if table.name not in existing:
-            continue  # created next
-        stored = {column["name"] for column in inspector.get_columns(table.name)}
-        expected = {column.name for column in table.columns}
-        if stored != expected:
-            differences = [f"+{name}" for name in sorted(stored - expected)]
-            differences += [f"-{name}" for name in sorted(expected - stored)]
-            raise CatalogRefused(
-                f"the catalog's table {table.name} was made by another version of OnceOnly "
-                f"(columns {' '.join(differences)} against this version): there are no schema "
-                "migrations yet; keep the old catalog and start a new one (the demo: make demo RESET=1)"
-            )
+from catalog import _migrations
+from catalog._errors import catalog_error
+from catalog._migrations import SchemaRevision
+from onceonly.errors import CatalogError, CatalogRefused
 
 
 class Catalog:
@@ -65,25 +47,51 @@ class Catalog:
 
         Read-only commands pass ``create=False``: a missing SQLite catalog then means a wrong
         ``ONCEONLY_HOME`` or no run yet, and says so instead of answering from an empty catalog.
+        A database without the catalog's tables gets them (every migration, up to the newest);
+        a catalog at another schema revision is refused, untouched (:class:`CatalogOutdated`:
+        ``onceonly catalog upgrade``).
         """
+        engine = _engine(url, create=create)
         try:
-            engine = create_engine(url, future=True)
-            if engine.dialect.name == "sqlite":
-                database = engine.url.database
-                if database and database != ":memory:" and not database.startswith("file:"):
-                    if not create and not Path(database).exists():
-                        raise CatalogRefused(
-                            f"no catalog at {database}: nothing has run under this ONCEONLY_HOME yet "
-                            "(run `make demo` or `onceonly run`, or set ONCEONLY_HOME)"
-                        )
-                    Path(database).parent.mkdir(parents=True, exist_ok=True)
-                event.listen(engine, "connect", _sqlite_connect)
-                event.listen(engine, "begin", _sqlite_begin)
-            _check_columns(engine)  # before create_all: another version's catalog stays untouched
-            metadata.create_all(engine)
+            migrations = _migrations.MIGRATIONS
+            with _reading(engine) as conn:  # most often at the revision: no lock to wait for
+                current = migrations.recorded(conn) == migrations.head
+            if not current:
+                migrations.check(migrations.create_missing(engine))
         except SQLAlchemyError as exc:
-            raise CatalogRefused(f"cannot open the catalog database: {_plain(exc)}") from exc
+            engine.dispose()
+            raise catalog_error(exc, "cannot open the catalog database") from exc
+        except CatalogError:
+            engine.dispose()
+            raise
         return cls(engine)
+
+    @classmethod
+    def upgrade(cls, url: str) -> SchemaRevision:
+        """Bring the catalog at ``url`` to this version's schema revision; returns what it was.
+
+        One transaction under the database's lock (see ``catalog._migrations``); a catalog
+        already at the revision is left alone. A missing catalog is reported, not created.
+        """
+        engine = _engine(url, create=False)
+        try:
+            return _migrations.MIGRATIONS.upgrade(engine)
+        except SQLAlchemyError as exc:
+            raise catalog_error(exc, "cannot upgrade the catalog") from exc
+        finally:
+            engine.dispose()
+
+    @classmethod
+    def revision(cls, url: str) -> SchemaRevision:
+        """The schema revision of the catalog at ``url`` and the one this version needs (reads only)."""
+        engine = _engine(url, create=False)
+        try:
+            with _reading(engine) as conn:
+                return _migrations.MIGRATIONS.read(conn)
+        except SQLAlchemyError as exc:
+            raise catalog_error(exc, "cannot read the catalog database") from exc
+        finally:
+            engine.dispose()
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
@@ -92,21 +100,48 @@ class Catalog:
             with self.engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
-            raise CatalogRefused(f"catalog database error: {_plain(exc)}") from exc
+            raise catalog_error(exc, "catalog database error") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """One transaction for queries only: on SQLite it does not wait for a writer."""
         try:
-            with self.engine.connect() as conn:
-                conn.execution_options(**{_READ_ONLY: True})
-                with conn.begin():
-                    yield conn
+            with _reading(self.engine) as conn:
+                yield conn
         except SQLAlchemyError as exc:
-            raise CatalogRefused(f"catalog database error: {_plain(exc)}") from exc
+            raise catalog_error(exc, "catalog database error") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _engine(url: str, *, create: bool) -> Engine:
+    """The engine for ``url``, with the SQLite settings below; a missing SQLite file is refused
+    unless ``create`` (then its folder is made)."""
+    try:
+        engine = create_engine(url, future=True)
+    except SQLAlchemyError as exc:
+        raise catalog_error(exc, "cannot open the catalog database") from exc
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            if not create and not Path(database).exists():
+                raise CatalogRefused(
+                    f"no catalog at {database}: nothing has run under this ONCEONLY_HOME yet "
+                    "(run `make demo` or `onceonly run`, or set ONCEONLY_HOME)"
+                )
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        conn.execution_options(**{_READ_ONLY: True})
+        with conn.begin():
+            yield conn
 
 
 _READ_ONLY = "onceonly_read_only"
@@ -140,10 +175,3 @@ def _sqlite_begin(conn: Connection) -> None:
     # with SQLITE_BUSY when it tries to write after someone else has.
     read_only = conn.get_execution_options().get(_READ_ONLY, False)
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-
-def _plain(exc: SQLAlchemyError) -> str:
-    # SQLAlchemy messages embed the SQL and bound parameters (which may hold personal data);
-    # the driver's first line may still quote a value (MariaDB: "Duplicate entry '<id>'").
-    orig = getattr(exc, "orig", None)
-    return scrub_text(f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0]}")

@@ -8,6 +8,9 @@ Example::
 Everything a batch changes is written in ONE transaction (``lake.landing``): the batch row, its
 quarantine rows, its certificates, their log leaves, the signed checkpoint and the connector's
 new cursor. A run that dies leaves the catalog exactly as the last landed batch left it.
+
+Changing a table is a migration: the change here, ``SCHEMA_REVISION`` set to the new revision,
+and one new file in ``catalog/migrations/versions/`` (see ``catalog._migrations``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+
+# The schema revision these tables are: the newest migration in catalog/migrations/versions/.
+# A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
+SCHEMA_REVISION = "0002"
 
 metadata = MetaData()
 

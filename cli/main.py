@@ -20,7 +20,19 @@ import sys
 import typer
 from dotenv import load_dotenv
 
-from cli import audit, certificates, connectors, contracts, demo, keys, log, quarantine, run, sharing
+from cli import (
+    audit,
+    catalog,
+    certificates,
+    connectors,
+    contracts,
+    demo,
+    keys,
+    log,
+    quarantine,
+    run,
+    sharing,
+)
 from onceonly.errors import OnceOnlyError
 from onceonly.files import restrict_new_files
 from onceonly.privacy import install_log_masking, scrub_text
@@ -38,6 +50,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(log.log_app, name="log")
 app.add_typer(audit.app)
 app.add_typer(sharing.app)
+app.add_typer(catalog.app, name="catalog")
 
 
 def main() -> None:

@@ -105,17 +105,22 @@ class CatalogError(OnceOnlyError):
 
 
 class CatalogUnavailable(CatalogError, TransientError):
-    """The catalog could not be reached or lost the connection (a restart, a failover, a
-    deadlock or serialization failure that the database rolled back): try again."""
+    """The catalog could not be reached or gave up on the work for now: a refused, lost or
+    killed connection, a server shutting down or failing over, too many connections, a
+    deadlock, serialization failure or lock wait timeout that the database rolled back, SQLite
+    busy or locked. The same work may succeed later (``catalog._errors``: by driver code)."""
 
 
 class CatalogRefused(CatalogError, TerminalError):
-    """The catalog refused the work (a constraint, a missing table, a wrong URL): retrying the
-    same work will not help."""
+    """The catalog refused the work (a constraint, a missing table or column, syntax, a
+    permission, bad data, a wrong URL, a catalog of an unknown revision): retrying the same
+    work will not help."""
 
 
 class CatalogOutdated(CatalogRefused):
-    """The catalog was made by an earlier version of OnceOnly: ``onceonly catalog upgrade``."""
+    """The catalog is at an earlier schema revision than this version of OnceOnly needs (or
+    records none: the release before revisions); it was left untouched. ``onceonly catalog
+    upgrade`` brings it there."""
 
 
 __all__ = [

@@ -1,0 +1,308 @@
+"""The catalog's tables as the previous release defines them, frozen: what its catalogs hold.
+
+``previous_release_schema.metadata.create_all(engine)`` makes the catalog that release made (it
+had no version table: revision 0001). When a release ships, replace everything below the
+imports with that release's ``catalog/_schema.py`` tables, so that
+tests/unit/catalog/test_catalog_migrations.py keeps upgrading what the last release wrote.
+
+Frozen from catalog/_schema.py at commit e55a4fd (the release before schema revisions).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+# A 64-bit key that is SQLite's rowid (only "INTEGER PRIMARY KEY" is), BIGINT elsewhere.
+_ROWID_BIGINT = BigInteger().with_variant(Integer(), "sqlite")
+
+connector_state = Table(
+    "connector_state",
+    metadata,
+    Column("connector", String(100), primary_key=True),
+    Column("dataset", String(100), nullable=False),
+    Column("cursor", JSON, nullable=True),
+    Column("last_run_id", String(36)),
+    Column("last_status", String(20)),
+    Column("last_error", Text),
+    Column("last_pull_at", DateTime(timezone=True)),
+    Column("rows_pulled", BigInteger, nullable=False, default=0),
+    # One run pulls a connector at a time: the run holding the lease until lease_until.
+    Column("lease_run_id", String(36)),
+    Column("lease_until", DateTime(timezone=True)),
+)
+
+township_extracts = Table(
+    "township_extracts",
+    metadata,
+    Column("township", String(12), primary_key=True),
+    # Bumped in the landing transaction whenever a certificate of the township is issued or
+    # superseded; the extract writer clears only the generation it wrote, so a township that
+    # changes while its extract is being written stays marked.
+    Column("generation", BigInteger, nullable=False, default=0),
+    Column("written_generation", BigInteger, nullable=False, default=0),
+    Column("written_at", DateTime(timezone=True)),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("flow_run_id", String(36)),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(20), nullable=False),
+    Column("summary", JSON),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("connector", String(100), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("contract_id", String(200), nullable=False),
+    Column("contract_version", String(40), nullable=False),
+    Column("pulled", Integer, nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("warnings", Integer, nullable=False),
+    Column("certificates", Integer, nullable=False),
+    Column("cursor_before", JSON),
+    Column("cursor_after", JSON),
+    Column("content_sha256", String(64), nullable=False),
+    Column("tree_size", BigInteger),
+    Column("landed_at", DateTime(timezone=True), nullable=False),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", String(64), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("contract_id", String(200), nullable=False),
+    Column("contract_version", String(40), nullable=False),
+    Column("record_key", String(200)),
+    Column("subject_id", String(64)),
+    Column("rule", String(200), nullable=False),
+    Column("column", String(100)),
+    Column("severity", String(10), nullable=False),
+    Column("value_masked", Text),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("resolved_by_batch", String(64)),
+    Index("ix_quarantine_subject", "subject_id"),
+    Index("ix_quarantine_key", "dataset", "record_key"),
+)
+
+# A batch refused because its error rate passed the contract's maxErrorRate: nothing from it
+# was landed or issued and the connector's cursor stayed put, but its failing rows are in
+# ``quarantine`` under this batch id (once, however often the same batch is pulled again).
+breaches = Table(
+    "breaches",
+    metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("connector", String(100), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("contract_id", String(200), nullable=False),
+    Column("contract_version", String(40), nullable=False),
+    Column("pulled", Integer, nullable=False),
+    Column("quarantined", Integer, nullable=False),
+    Column("error_rate", Float, nullable=False),
+    Column("max_error_rate", Float, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False),
+)
+
+# Keyed by leaf index (SQLite's rowid): certificates are appended in log order, so the table
+# itself grows at its end and no separate leaf-index B-tree is written; the id is unique.
+# Indexes, each for a query that needs it: cert_id (bundles, lifecycle, supersession),
+# (dataset, record_key, holder_id, version) (earlier versions at landing; nothing doubled),
+# holder_id (skip-check), township (extracts, in leaf order), previous_id (superseded?).
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("cert_id", String(120), nullable=False, unique=True),
+    Column("dataset", String(100), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("holder_id", String(64), nullable=False),
+    Column("holder_name", Text),  # as long as the contract allows (a company name: 200)
+    Column("type_code", String(40), nullable=False),
+    Column("type_name", String(100), nullable=False),
+    Column("issuer_code", String(18), nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("issue_date", Date, nullable=False),
+    Column("valid_from", Date),
+    Column("valid_to", Date),
+    Column("township", String(12)),
+    Column("content_sha256", String(64), nullable=False),
+    # The certificate's RFC 8785 bytes are its log leaf's entry (log_bundles; evidence.log.leaf_at).
+    Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("batch_id", String(64), nullable=False),
+    Column("previous_id", String(120)),
+    # The certificate's status-list entry (its credential_status: issuer_code, list_no,
+    # status_index), kept here rather than in a table of its own: one row and no cert_id key
+    # written twice per certificate. Allocation (evidence.status_list.allocate_positions,
+    # under the list's row lock) hands each position out once. ix_certificates_not_valid
+    # (below) serves publishing a list: only certificates not 有效 set a bit.
+    Column("list_no", Integer),
+    Column("status_index", BigInteger),
+    UniqueConstraint("dataset", "record_key", "holder_id", "version", name="uq_certificate_version"),
+    Index("ix_certificates_holder", "holder_id"),
+    Index("ix_certificates_township", "township"),
+)
+
+# The certificates whose status-list bits are set (evidence.status_list.build_document): those
+# not 有效. Partial where the database has them, so that issuing a 有效 certificate writes no
+# entry here (a full (issuer, list) index cost ~1 us per certificate issued).
+Index(
+    "ix_certificates_not_valid",
+    certificates.c.issuer_code,
+    certificates.c.list_no,
+    sqlite_where=certificates.c.status != "有效",
+    postgresql_where=certificates.c.status != "有效",
+)
+
+serials = Table(
+    "serials",
+    metadata,
+    Column("type_code", String(40), primary_key=True),
+    Column("issuer_code", String(18), primary_key=True),
+    Column("next_serial", BigInteger, nullable=False),
+)
+
+log_head = Table(
+    "log_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("frontier", JSON, nullable=False),
+    # The log's hash function (sha256, or sm3 as a deployment option), fixed by its first
+    # append: a log never mixes two.
+    Column("hash_alg", String(10), nullable=False, server_default="sha256"),
+)
+
+log_leaves = Table(
+    "log_leaves",
+    metadata,
+    # INTEGER on SQLite, so that the key is the rowid: no second B-tree to write per leaf.
+    Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("ref", String(120), nullable=False),
+    Column("appended_at", DateTime(timezone=True), nullable=False),
+    # The entry itself (batch receipts, uses of shared data, lifecycle changes, status lists).
+    Column("entry", LargeBinary),
+)
+
+# Certificate leaves, the bulk of the log, packed: one row per run of up to BUNDLE_LEAVES
+# consecutive certificate leaves of one append (after C2SP tlog-tiles' entry bundles). A row
+# holds the leaves' hashes (32 bytes each, raw, read by proofs without touching the entries)
+# and their entries: an Arrow IPC stream, LZ4-compressed, of ``ref`` (the certificate id) and
+# ``entry`` (its RFC 8785 bytes). A row per leaf cost more than everything else issuance writes.
+BUNDLE_LEAVES = 256
+log_bundles = Table(
+    "log_bundles",
+    metadata,
+    Column("first_leaf", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("leaf_count", Integer, nullable=False),
+    Column("leaf_hashes", LargeBinary(2**32 - 1), nullable=False),
+    Column("entries", LargeBinary(2**32 - 1), nullable=False),
+    Column("appended_at", DateTime(timezone=True), nullable=False),
+)
+
+# The complete interior nodes of the log's tree from level 4 up, written with the leaves that
+# complete them: node (level, index) is MTH(D[index * 2**level : (index + 1) * 2**level]),
+# stored under node_id = level * 2**48 + index (evidence.log.node_id), one integer key (the
+# rowid on SQLite). Nodes of levels 1-3 (7 of every 8) are not stored: a proof rebuilds one
+# from at most 8 leaf hashes. Any RFC 9162 proof reads O(log n) rows.
+log_nodes = Table(
+    "log_nodes",
+    metadata,
+    Column("node_id", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Connectors registered by departments (`onceonly connectors register FILE`): the registration
+# file's text as written (secret NAMES only), so the daily flow runs what was registered.
+connector_registrations = Table(
+    "connector_registrations",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("type", String(50), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("department", String(200), nullable=False),
+    Column("yaml_text", Text, nullable=False),
+    Column("registered_at", DateTime(timezone=True), nullable=False),
+    Column("removed_at", DateTime(timezone=True)),  # NULL: active
+)
+
+# A newer version names the one it supersedes: "is this certificate superseded?" is a lookup.
+# Partial where the database has them: first versions (most certificates) write no entry.
+Index(
+    "ix_certificates_previous",
+    certificates.c.previous_id,
+    sqlite_where=certificates.c.previous_id.is_not(None),
+    postgresql_where=certificates.c.previous_id.is_not(None),
+)
+
+# W3C Bitstring Status List, per issuer: each list has a fixed number of entries handed out
+# in the random order of ``permutation`` (uint32 little-endian), so an index says nothing
+# about when a certificate was issued. The newest signed, logged publication is kept here.
+status_lists = Table(
+    "status_lists",
+    metadata,
+    Column("issuer_code", String(18), primary_key=True),
+    Column("list_no", Integer, primary_key=True, autoincrement=False),
+    Column("next_slot", BigInteger, nullable=False),
+    Column("permutation", LargeBinary(4 * 131_072), nullable=False),  # MariaDB: a MEDIUMBLOB
+    Column("document", Text),  # RFC 8785 JSON of the newest published list
+    Column("signature", Text),  # signed note over its SHA-256
+    Column("leaf_index", BigInteger),  # its transparency-log leaf
+    Column("published_at", DateTime(timezone=True)),
+)
+
+# Lifecycle changes (暂扣, 暂扣发还, 撤销, 吊销, 注销, 失效): the log has the signed history,
+# this table the readable one; ``certificates.status`` holds the current state.
+certificate_events = Table(
+    "certificate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("cert_id", String(120), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("status_before", String(10), nullable=False),
+    Column("status_after", String(10), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Index("ix_certificate_events_cert", "cert_id"),
+)
