@@ -47,6 +47,7 @@ from evidence.keys import (
     check_key_status,
     open_key_store,
     parse_since,
+    suite_mismatch,
     verifier_key_path,
 )
 from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
@@ -149,6 +150,7 @@ __all__ = [
     "prove_inclusion",
     "root",
     "sign_note",
+    "suite_mismatch",
     "tree_hash",
     "tree_size",
     "verifier_key_path",

@@ -12,13 +12,22 @@ by name through ``connectors.secrets`` at the last moment.
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where signature suites register (evidence.suites.SUITE_ENTRY_POINTS): their names are read
+# from the package metadata, so the ground floor never imports the evidence stage.
+_SUITE_ENTRY_POINTS = "onceonly.signature_suites"
+
+
+def signature_suite_names() -> list[str]:
+    """The names of the registered signature suites (entry points; nothing is imported)."""
+    return sorted({ep.name for ep in importlib.metadata.entry_points(group=_SUITE_ENTRY_POINTS)})
 
 
 class Settings(BaseSettings):
@@ -38,8 +47,13 @@ class Settings(BaseSettings):
         None,
         description="Name of a Prefect Secret block holding the key passphrase, if the variable is unset.",
     )
-    signature_suite: Literal["ed25519", "ecdsa-p256-sha256", "sm2-sm3"] = Field(
-        "ed25519", description="Signature suite of new signing keys (see `onceonly keys`)."
+    signature_suite: str = Field(
+        "ed25519",
+        description=(
+            "Signature suite of NEW signing keys (`keys init`, `keys rotate` without --suite, the "
+            "first run); the keyring's active key signs whatever its suite. Registered suites: the "
+            "onceonly.signature_suites entry points."
+        ),
     )
     log_origin: str = Field(
         "onceonly.example/wuqing/evidence",
@@ -82,6 +96,14 @@ class Settings(BaseSettings):
         description="Base URL where home/datadocs is served, for the Data Docs links; default file://.",
     )
 
+    @field_validator("signature_suite")
+    @classmethod
+    def _known_suite(cls, value: str) -> str:
+        known = signature_suite_names()
+        if value not in known:
+            raise ValueError(f"unknown signature suite {value!r}; known suites: {', '.join(known)}")
+        return value
+
     @property
     def catalog_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
@@ -109,4 +131,4 @@ class Settings(BaseSettings):
         return self.home / "departments"
 
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "signature_suite_names"]
