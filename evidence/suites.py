@@ -64,7 +64,6 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from evidence import sm2
 from onceonly.errors import VerificationFailed
 
-
 #: The entry-point group signature suites register in (pyproject.toml).
 SUITE_ENTRY_POINTS = "onceonly.signature_suites"
 
@@ -362,7 +361,8 @@ def _registered_suites() -> dict[str, Suite]:
         found[ep.name] = suite
     if DEFAULT_SUITE not in found:
         raise RuntimeError(
-            f"no {DEFAULT_SUITE} signature suite registered: is the onceonly package installed (pip install -e .)?"
+            f"no {DEFAULT_SUITE} signature suite registered: is the onceonly package installed "
+            "(pip install -e .)?"
         )
     return dict(sorted(found.items(), key=lambda item: (item[0] != DEFAULT_SUITE, item[0])))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import logging
 import json
+import logging
 import os
 import re
 import stat

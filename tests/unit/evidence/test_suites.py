@@ -241,7 +241,10 @@ def test_suites_are_the_entry_points_and_settings_accept_exactly_their_names() -
     with pytest.raises(ValueError, match="unknown signature suite 'sm2'; known suites: ecdsa-p256-sha256"):
         Settings(signature_suite="sm2")
     # The ground floor validates the name without importing the evidence stage.
-    probe = "import sys; from onceonly.settings import Settings; Settings(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('evidence', 'cryptography')))"
+    probe = (
+        "import sys; from onceonly.settings import Settings; Settings(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('evidence', 'cryptography')))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
