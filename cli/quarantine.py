@@ -17,18 +17,21 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from onceonly.privacy import scrub_text
-from onceonly.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(no_args_is_help=True, help="Rows kept back by the data contracts, and what to fix.")
 
 
 def _catalog() -> Any:
     from catalog import Catalog
+    from onceonly.settings import Settings
 
     return Catalog.connect(Settings().catalog_url, create=False)
 
@@ -137,6 +140,7 @@ def report_command(
     """Per department, what to fix at the source: rule, rows, masked examples, source keys."""
     from connectors import load_registrations
     from lake.quarantine import department_report
+    from onceonly.settings import Settings
 
     settings = Settings()
     registrations = load_registrations(settings.registrations_dir)

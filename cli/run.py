@@ -70,9 +70,7 @@ def _print_summary(s: Any) -> None:
     for c in s.failed:
         out.print(f"[red]{c.connector}: {c.error}[/red]", markup=True, highlight=False)
     if s.pulled == 0 and not s.failed:
-        out.print(
-            "Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written."
-        )
+        out.print("Nothing new since the last run: 0 rows pulled, 0 certificates issued, 0 extracts written.")
     out.print(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}", highlight=False)
     out.print(f"Township extracts written this run: {len(s.extracts)}")
     out.print("Where everything lies:")

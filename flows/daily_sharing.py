@@ -42,7 +42,7 @@ from evidence.status_list import publish_status_lists, status_directory, write_s
 from flows.pipeline import Pipeline, pipeline_for
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest
-from onceonly.errors import ConfigurationError, ContractBreached, TransientError
+from onceonly.errors import ContractBreached, TransientError
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
 from sharing.extracts import refresh_extracts
@@ -513,16 +513,20 @@ def daily_sharing(connectors: list[str] | None = None) -> State:
 
 
 def _save_connector_blocks(pipeline: Pipeline, logger: Any) -> None:
-    """Connectors registered from the shipped files get their Prefect block, as `register` gives."""
-    from connectors.block import save_block
+    """The connector blocks mirror the catalog's registrations on the Prefect API of this run."""
+    from connectors.block import sync_blocks
 
-    while pipeline.newly_registered:
-        name = pipeline.newly_registered.pop()
-        try:
-            save_block(pipeline.registration(name))
-            logger.info("registered connector %s: Prefect block onceonly-connector/%s saved", name, name)
-        except ConfigurationError as exc:
-            logger.warning("%s", exc)
+    pipeline.newly_registered.clear()
+    synced = sync_blocks(pipeline.registrations)
+    if synced.saved or synced.deleted:
+        logger.info(
+            "connector blocks: %d saved, %d deleted (%s)",
+            len(synced.saved),
+            len(synced.deleted),
+            ", ".join(synced.deleted) or "none deleted",
+        )
+    for problem in synced.problems:
+        logger.warning("%s", problem)
 
 
 def _why(exc: BaseException | None) -> str:

@@ -163,9 +163,7 @@ def settle_pending(
     for batch_id in staged:
         if batch_id in landed:
             keys = pending.keys(batch_id)
-            done.append(
-                cancel_deleted(catalog, log, pending, batch_id, dataset, keys, status_dir=status_dir)
-            )
+            done.append(cancel_deleted(catalog, log, pending, batch_id, dataset, keys, status_dir=status_dir))
         elif drop_unlanded:
             pending.done(batch_id)
     return done

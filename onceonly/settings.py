@@ -23,11 +23,14 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where signature suites register (evidence.suites.SUITE_ENTRY_POINTS): their names are read
 # from the package metadata, so the ground floor never imports the evidence stage.
 _SUITE_ENTRY_POINTS = "onceonly.signature_suites"
+_DEFAULT_SUITE = "ed25519"
 
 
 def signature_suite_names() -> list[str]:
-    """The names of the registered signature suites (entry points; nothing is imported)."""
-    return sorted({ep.name for ep in importlib.metadata.entry_points(group=_SUITE_ENTRY_POINTS)})
+    """The names of the registered signature suites (entry points; nothing is imported), the
+    default first, in the order of ``evidence.suites.SUITES``."""
+    names = {ep.name for ep in importlib.metadata.entry_points(group=_SUITE_ENTRY_POINTS)}
+    return sorted(names, key=lambda name: (name != _DEFAULT_SUITE, name))
 
 
 class Settings(BaseSettings):
@@ -48,7 +51,7 @@ class Settings(BaseSettings):
         description="Name of a Prefect Secret block holding the key passphrase, if the variable is unset.",
     )
     signature_suite: str = Field(
-        "ed25519",
+        _DEFAULT_SUITE,
         description=(
             "Signature suite of NEW signing keys (`keys init`, `keys rotate` without --suite, the "
             "first run); the keyring's active key signs whatever its suite. Registered suites: the "
