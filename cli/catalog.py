@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import typer
 
-from onceonly.settings import Settings
-
 app = typer.Typer(no_args_is_help=True, help="The catalog's schema revision and its upgrade.")
 
 
@@ -23,6 +21,7 @@ app = typer.Typer(no_args_is_help=True, help="The catalog's schema revision and 
 def version() -> None:
     """The catalog's schema revision and the one this version of OnceOnly needs."""
     from catalog import Catalog
+    from onceonly.settings import Settings
 
     url = Settings().catalog_url
     found = Catalog.revision(url)
@@ -46,6 +45,7 @@ def version() -> None:
 def upgrade() -> None:
     """Upgrade the catalog to this version's schema revision (back it up first)."""
     from catalog import Catalog
+    from onceonly.settings import Settings
 
     url = Settings().catalog_url
     before = Catalog.upgrade(url)

@@ -6,11 +6,15 @@ Example::
     onceonly certificates list --subject 120114199003071234
     onceonly certificates suspend ID --reason "licence under investigation"
     onceonly certificates export ID -o bundle.json [--consistency-from old-checkpoint.txt]
+    onceonly certificates export ID -o new.json --consistency-from "$(jq -r .checkpoint old.json)"
     onceonly verify bundle.json --trusted-key "$(cat var/keys/*.vkey)"
     onceonly verify bundle.json --keyring district-keyring.json   # rotations, compromised keys
 
 ``verify`` needs no database and no network: everything it checks is in the bundle. Heavy
 modules (Prefect, Great Expectations) are never imported here.
+
+``--consistency-from`` takes a checkpoint file or the checkpoint text itself; a checkpoint that
+lost its final newline or gained one (``jq -r``, ``$(...)``, an editor) is read as written.
 """
 
 from __future__ import annotations
@@ -23,16 +27,28 @@ import typer
 
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, mask_name
-from onceonly.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from evidence.keys import Keyring
+    from onceonly.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Issued e-certificates, their lifecycle and proof bundles.")
 
 _REASON = Annotated[str, typer.Option("--reason", help="Why (recorded in the log; ID numbers are masked).")]
+_CERT_ID = Annotated[
+    str, typer.Argument(metavar="CERT_ID", help="A certificate identifier (1.2.156.3005.2....).")
+]
+_CHECKPOINT_HELP = (
+    'A checkpoint seen before, as a file or as the text itself (e.g. "$(jq -r .checkpoint old.json)")'
+)
+
+
+def _settings() -> Settings:
+    from onceonly.settings import Settings
+
+    return Settings()
 
 
 def status_dir(settings: Settings) -> Path:
@@ -46,7 +62,7 @@ def status_dir(settings: Settings) -> Path:
 
 
 @app.command("parse")
-def certificates_parse(cert_id: str) -> None:
+def certificates_parse(cert_id: _CERT_ID) -> None:
     """Validate a GB/T 36904 identifier and print its parts, or the first problem."""
     from evidence.identifier import CERTIFICATE_ID_PREFIX, CertificateId, InvalidCertificateId
 
@@ -79,7 +95,7 @@ def certificates_list(
 
     from catalog import Catalog, certificates
 
-    settings = Settings()
+    settings = _settings()
     c = certificates.c
     stmt = (
         select(
@@ -121,11 +137,24 @@ def certificates_list(
         return
     if not items:
         typer.echo("no certificates found")
+        return
+    from cli.console import console, table
+
+    out = table(
+        "id", "type", "holder", "holder id", "status", "issued", "valid to", "leaf", right=frozenset({"leaf"})
+    )
     for it in items:
-        typer.echo(
-            f"{it['id']}  {it['type']:<6} {it['holder']:<8} {it['holder_id']:<20} {it['status']}  "
-            f"issued {it['issue_date']}  leaf {it['leaf_index']}"
+        out.add_row(
+            it["id"],
+            it["type"],
+            it["holder"] or "-",
+            it["holder_id"] or "-",
+            it["status"],
+            it["issue_date"],
+            it["valid_to"] or "-",
+            str(it["leaf_index"]),
         )
+    console().print(out)
 
 
 def _is_person(holder_id: str) -> bool:
@@ -135,12 +164,12 @@ def _is_person(holder_id: str) -> bool:
 
 
 @app.command("history")
-def certificates_history(cert_id: str) -> None:
+def certificates_history(cert_id: _CERT_ID) -> None:
     """The lifecycle changes of a certificate, each with its log leaf."""
     from catalog import Catalog
     from evidence.lifecycle import history
 
-    with Catalog.connect(Settings().catalog_url, create=False).read() as conn:
+    with Catalog.connect(_settings().catalog_url, create=False).read() as conn:
         changes = history(conn, cert_id)
     if not changes:
         typer.echo(f"{cert_id}: no lifecycle changes since issue")
@@ -150,13 +179,14 @@ def certificates_history(cert_id: str) -> None:
 
 @app.command("export")
 def certificates_export(
-    cert_id: str,
+    cert_id: _CERT_ID,
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the bundle JSON.")],
     consistency_from: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--consistency-from",
-            help="A checkpoint (signed note file) the verifier saw before: add a consistency proof from it.",
+            metavar="CHECKPOINT",
+            help=f"{_CHECKPOINT_HELP}: add a consistency proof from it.",
         ),
     ] = None,
 ) -> None:
@@ -164,8 +194,8 @@ def certificates_export(
     from catalog import Catalog
     from evidence.bundle import export_bundle
 
-    settings = Settings()
-    old = _read_text(consistency_from, "checkpoint") if consistency_from else None
+    settings = _settings()
+    old = _checkpoint_given(consistency_from) if consistency_from is not None else None
     keyring, vkeys = _verifier_keys(settings)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         if keyring is not None:
@@ -181,6 +211,13 @@ def certificates_export(
             fg="yellow",
             err=True,
         )
+
+
+def _checkpoint_given(value: str) -> str:
+    """``--consistency-from``: the checkpoint text itself (it has lines), else a file holding it."""
+    if "\n" in value.strip("\n"):
+        return value
+    return _read_text(Path(value), "checkpoint")
 
 
 def _verifier_keys(settings: Settings) -> tuple[Keyring | None, list[str]]:
@@ -233,7 +270,7 @@ def _change(cert_id: str, action: str, reason: str) -> None:
     from evidence.status_list import publish_status_lists, write_status_files
     from flows.pipeline import pipeline_for
 
-    pipeline = pipeline_for(Settings())
+    pipeline = pipeline_for(_settings())
     with pipeline.catalog.begin() as conn:
         change = Lifecycle(pipeline.log).change(conn, cert_id, action, reason=reason)
         published = publish_status_lists(conn, pipeline.log, issuer=change.issuer_code)
@@ -246,20 +283,20 @@ def _change(cert_id: str, action: str, reason: str) -> None:
 
 
 @app.command("suspend")
-def certificates_suspend(cert_id: str, reason: _REASON) -> None:
+def certificates_suspend(cert_id: _CERT_ID, reason: _REASON) -> None:
     """暂扣: suspend a certificate in force (reversible with restore)."""
     _change(cert_id, "suspend", reason)
 
 
 @app.command("restore")
-def certificates_restore(cert_id: str, reason: _REASON) -> None:
+def certificates_restore(cert_id: _CERT_ID, reason: _REASON) -> None:
     """暂扣发还: put a suspended certificate back in force."""
     _change(cert_id, "restore", reason)
 
 
 @app.command("revoke")
 def certificates_revoke(
-    cert_id: str,
+    cert_id: _CERT_ID,
     reason: _REASON,
     penalty: Annotated[
         bool, typer.Option("--penalty", help="吊销 (withdrawn as an administrative penalty) instead of 撤销.")
@@ -270,7 +307,7 @@ def certificates_revoke(
 
 
 @app.command("cancel")
-def certificates_cancel(cert_id: str, reason: _REASON) -> None:
+def certificates_cancel(cert_id: _CERT_ID, reason: _REASON) -> None:
     """注销: cancel a certificate (the holder or the record is gone)."""
     _change(cert_id, "cancel", reason)
 
@@ -281,7 +318,7 @@ def certificates_publish_status() -> None:
     from evidence.status_list import publish_status_lists, write_status_files
     from flows.pipeline import pipeline_for
 
-    pipeline = pipeline_for(Settings())
+    pipeline = pipeline_for(_settings())
     with pipeline.catalog.begin() as conn:
         published = publish_status_lists(conn, pipeline.log)
     directory = status_dir(pipeline.settings)
@@ -293,13 +330,14 @@ def certificates_publish_status() -> None:
 
 
 def verify(
-    bundle: Path,
+    bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A proof bundle (`certificates export`).")],
     trusted_key: Annotated[str | None, typer.Option(help="Require this verifier key (vkey form).")] = None,
     consistency_from: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--consistency-from",
-            help="A checkpoint (signed note file) seen before: the bundle's log must extend it.",
+            metavar="CHECKPOINT",
+            help=f"{_CHECKPOINT_HELP}: the bundle's log must extend it.",
         ),
     ] = None,
     status_list: Annotated[
@@ -323,7 +361,12 @@ def verify(
     from evidence.bundle import verify_bundle
 
     data = _read_input(bundle, "bundle", as_json=True)
-    old = _read_input(consistency_from, "older checkpoint", as_json=False) if consistency_from else None
+    old = None
+    if consistency_from is not None:
+        if "\n" in consistency_from.strip("\n"):
+            old = consistency_from  # the checkpoint text itself, e.g. "$(jq -r .checkpoint old.json)"
+        else:
+            old = _read_input(Path(consistency_from), "older checkpoint", as_json=False)
     newer = _read_input(status_list, "status list", as_json=True) if status_list else None
     try:
         trusted = _read_keyring(keyring) if keyring else None

@@ -7,7 +7,10 @@ Example::
     onceonly contracts diff old/household.yaml contracts/datasets/household.yaml   # CI gate
 
 ``check`` loads and compiles each file exactly as the pipeline does and prints every problem
-with its file and line. ``diff`` prints each change as breaking or not and exits 1 when any is
+with its file and line, including every code the contract holds (the certificate's issuer
+USCC and type code, holder identity types, and the citizen IDs, USCCs, region codes and mobile
+numbers it writes as examples or valid values), which would otherwise fail only at run time.
+``diff`` prints each change as breaking or not and exits 1 when any is
 breaking, so it can gate a pull request that edits a contract.
 """
 
@@ -20,7 +23,6 @@ from typing import Annotated, Any
 import typer
 
 from onceonly.errors import ContractError
-from onceonly.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Data contracts (ODCS v3): lint, show, diff.")
 
@@ -33,19 +35,25 @@ def _load(path: Path) -> Any:
 
 @app.command("check")
 def check(
-    files: Annotated[list[Path], typer.Argument(help="Contract YAML files to lint.")],
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Contract YAML files to lint.")],
 ) -> None:
-    """Load and compile each contract; print its problems (file:line) and exit 1 if any."""
-    from contracts.compiler import compile_contract
+    """Load and compile each contract, check every code it holds; print problems (file:line), exit 1."""
+    from contracts.checks import load_region_codes
+    from contracts.compiler import code_problems, compile_contract
+    from onceonly.settings import Settings
 
+    region_codes = frozenset(load_region_codes(Settings().district_code))
     failed = 0
     for path in files:
         try:
             compiled = compile_contract(_load(path))
+            problems = code_problems(compiled.contract, region_codes)
         except ContractError as exc:
+            problems = str(exc).splitlines()
+        if problems:
             failed += 1
             typer.secho(f"FAIL {path}", fg="red", err=True)
-            for line in str(exc).splitlines():
+            for line in problems:
                 typer.echo(f"  {line}", err=True)
             continue
         errors = sum(r.severity == "error" for r in compiled.rules)
@@ -61,7 +69,9 @@ def check(
 
 @app.command("show")
 def show(
-    contract: Annotated[str, typer.Argument(help="A contract id (in the contracts directory) or a file.")],
+    contract: Annotated[
+        str, typer.Argument(metavar="CONTRACT", help="A contract id (in the contracts directory) or a file.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Print the compiled Great Expectations suite (rule, expectation, column, kwargs, severity)."""
@@ -71,9 +81,11 @@ def show(
     path = Path(contract)
     loaded = _load(path) if path.suffix in (".yaml", ".yml") or path.exists() else None
     if loaded is None:
-        loaded = contract_by_id(Settings().contracts_dir, contract)
+        from onceonly.settings import Settings
+
+        loaded = contract_by_id(Settings().contracts_dir, contract)  # an unknown id fails here, fast
     compiled = compile_contract(loaded)
-    suite = compiled.build_suite()
+    suite = compiled.build_suite()  # Great Expectations is imported here, once the contract is known
     rows = []
     for expectation in suite.expectations:
         meta = expectation.meta or {}
@@ -93,30 +105,27 @@ def show(
         out = {"contract": compiled.ref, "suite": suite.name, "expectations": rows, "arrow_schema": schema}
         typer.echo(json.dumps(out, ensure_ascii=False, indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from cli.console import console, table
 
-    console = Console() if Console().is_terminal else Console(width=200)
-    table = Table(title=f"Great Expectations suite {suite.name}", title_justify="left")
-    for name in ("rule", "expectation", "column", "kwargs", "severity"):
-        table.add_column(name, overflow="fold")
+    shown = console()
+    suite_table = table(
+        "rule", "expectation", "column", "kwargs", "severity", title=f"Great Expectations suite {suite.name}"
+    )
     for row in rows:
         severity = row["severity"] if row["severity"] == "error" else f"[yellow]{row['severity']}[/yellow]"
-        shown = json.dumps(row["kwargs"], ensure_ascii=False, default=str)
-        table.add_row(row["rule"], row["expectation"], row["column"], shown, severity)
-    console.print(table)
-    arrow = Table(title="Arrow schema", title_justify="left")
-    arrow.add_column("column")
-    arrow.add_column("type")
+        kwargs_text = json.dumps(row["kwargs"], ensure_ascii=False, default=str).replace("[", r"\[")
+        suite_table.add_row(row["rule"], row["expectation"], row["column"], kwargs_text, severity)
+    shown.print(suite_table)
+    arrow = table("column", "type", title="Arrow schema")
     for field in schema:
         arrow.add_row(field["name"], field["type"])
-    console.print(arrow)
+    shown.print(arrow)
 
 
 @app.command("diff")
 def diff(
-    old: Annotated[Path, typer.Argument(help="The contract as it was.")],
-    new: Annotated[Path, typer.Argument(help="The contract as proposed.")],
+    old: Annotated[Path, typer.Argument(metavar="OLD", help="The contract as it was.")],
+    new: Annotated[Path, typer.Argument(metavar="NEW", help="The contract as proposed.")],
 ) -> None:
     """Classify every change as breaking or not; exit 1 when any change is breaking."""
     from contracts.diff import diff_contracts

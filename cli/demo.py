@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlparse
 
 import typer
 
 from cli.run import run_flow
 from onceonly.errors import ConfigurationError
-from onceonly.settings import Settings
+
+if TYPE_CHECKING:
+    from onceonly.settings import Settings
 
 app = typer.Typer(help="Demo department systems and the demo run.")
 
@@ -118,6 +120,7 @@ def demo_generate(
 ) -> None:
     """(Re)generate the demo department systems under ONCEONLY_HOME/departments."""
     from departments import generate_all
+    from onceonly.settings import Settings
 
     settings = Settings()
     generate_all(settings.departments_dir, rows=rows, seed=seed)
@@ -131,6 +134,7 @@ def demo_add_updates(
 ) -> None:
     """Append new records to each demo department system, as between two daily runs."""
     from departments import add_updates
+    from onceonly.settings import Settings
 
     settings = Settings()
     add_updates(settings.departments_dir, rows=rows, seed=seed)
@@ -143,6 +147,7 @@ def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
     import time
 
     from departments import LicenceApi, demo_token
+    from onceonly.settings import Settings
 
     settings = Settings()
     host, port = _demo_api_address(settings)
@@ -167,6 +172,7 @@ def _demo_settings() -> Settings:
     ``ONCEONLY_KEY_PASSPHRASE`` is unset, so ``onceonly run`` after the demo finds it too.
     """
     from onceonly.files import private_dir, write_atomic
+    from onceonly.settings import Settings
 
     settings = Settings()
     if settings.key_passphrase is None and not settings.key_passphrase_secret:

@@ -17,34 +17,62 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evidence.keys import Keyring, KeyStore, open_key_store, parse_since
-from evidence.suites import SUITES
 from onceonly.errors import EvidenceError, VerificationFailed
-from onceonly.settings import Settings
+
+if TYPE_CHECKING:
+    from evidence.keys import Keyring, KeyStore
+    from onceonly.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Signing keys: suites, rotation, compromise, public keys.")
 
-_SUITE_HELP = f"Signature suite ({', '.join(SUITES)}); default ONCEONLY_SIGNATURE_SUITE."
+_SUITE_HELP = (
+    "Signature suite of the new key (ed25519, ecdsa-p256-sha256, sm2-sm3 or another registered "
+    "suite); default ONCEONLY_SIGNATURE_SUITE."
+)
+
+
+def _settings() -> Settings:
+    from onceonly.settings import Settings
+
+    return Settings()
 
 
 def _store(settings: Settings) -> KeyStore:
+    from evidence.keys import open_key_store
+
     return open_key_store(settings)
 
 
 def _check_suite(suite: str | None) -> None:
-    if suite is not None and suite not in SUITES:
-        raise typer.BadParameter(f"unknown suite {suite!r}; known suites: {', '.join(SUITES)}")
+    """A name check before anything slow (the passphrase's KDF, a key generation)."""
+    from onceonly.settings import signature_suite_names
+
+    known = signature_suite_names()
+    if suite is not None and suite not in known:
+        raise typer.BadParameter(f"unknown suite {suite!r}; known suites: {', '.join(known)}")
+
+
+def _note_setting(settings: Settings, active_suite: str) -> None:
+    """After a new key: say so when the setting would pick another suite for the next new key."""
+    if settings.signature_suite != active_suite:
+        typer.secho(
+            f"note: ONCEONLY_SIGNATURE_SUITE is {settings.signature_suite}; it only chooses the suite of "
+            f"new keys, so signing goes on with this {active_suite} key (the keyring decides). Set "
+            f"ONCEONLY_SIGNATURE_SUITE={active_suite} so that the next `keys rotate` keeps {active_suite}.",
+            fg="yellow",
+            err=True,
+        )
 
 
 @app.command("init")
 def init(suite: Annotated[str | None, typer.Option(help=_SUITE_HELP)] = None) -> None:
     """Create the deployment's first signing key (refuses if one exists: use rotate)."""
     _check_suite(suite)
-    settings = Settings()
+    settings = _settings()
     store = _store(settings)
     name = settings.log_origin
     if store.key_path(name).exists():
@@ -53,14 +81,15 @@ def init(suite: Annotated[str | None, typer.Option(help=_SUITE_HELP)] = None) ->
         )
     key = store.create(name, suite or settings.signature_suite)
     typer.echo(f"created {key.suite} key {key.name}+{key.key_id.hex()}")
-    typer.echo(key.vkey)
+    _note_setting(settings, key.suite)
+    typer.echo(key.vkey)  # last: scripts take the verifier key from the last line
 
 
 @app.command("rotate")
 def rotate(suite: Annotated[str | None, typer.Option(help=_SUITE_HELP)] = None) -> None:
     """Make a new key the active one; the old key is retired and kept for verification."""
     _check_suite(suite)
-    settings = Settings()
+    settings = _settings()
     store = _store(settings)
     name = settings.log_origin
     old = store.keyring().active(name)
@@ -68,33 +97,42 @@ def rotate(suite: Annotated[str | None, typer.Option(help=_SUITE_HELP)] = None) 
     if old is not None:
         typer.echo(f"retired {old.suite} key {old.name}+{old.key_id}")
     typer.echo(f"active  {key.suite} key {key.name}+{key.key_id.hex()}")
-    typer.echo(key.vkey)
+    _note_setting(settings, key.suite)
+    typer.echo(key.vkey)  # last: scripts take the verifier key from the last line
 
 
 @app.command("list")
 def list_keys(as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False) -> None:
     """Every key of the keyring: name, suite, key ID, created, retired, compromised-since."""
-    keyring = _public_keyring(Settings())
+    keyring = _public_keyring(_settings())
     if as_json:
         typer.echo(json.dumps(keyring.to_json()["keys"], ensure_ascii=False, indent=2))
         return
     if not keyring.keys:
         typer.echo("no keys yet: run `onceonly keys init`")
         return
-    typer.echo(
-        f"{'name':<36} {'suite':<18} {'key id':<8}  {'created':<20}  {'retired':<20}  compromised since"
-    )
+    from cli.console import console, table
+
+    out = table("name", "suite", "key id", "status", "created", "retired", "compromised since")
     for record in keyring.keys:
         row = record.to_json()
-        typer.echo(
-            f"{record.name:<36} {record.suite:<18} {record.key_id:<8}  {row['created']:<20}  "
-            f"{row['retired'] or '-':<20}  {row['compromised_since'] or '-'}"
+        out.add_row(
+            record.name,
+            record.suite,
+            record.key_id,
+            record.status,
+            row["created"] or "-",
+            row["retired"] or "-",
+            row["compromised_since"] or "-",
         )
+    console().print(out)
 
 
 @app.command("export-public")
 def export_public(
-    name: Annotated[str | None, typer.Argument(help="Key name; default every name in the keyring.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Key name; default every name in the keyring.")
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")
     ] = None,
@@ -103,7 +141,9 @@ def export_public(
     ] = False,
 ) -> None:
     """The verifier keys (vkey text, one per line, active key last) of every key ever used."""
-    keyring = _public_keyring(Settings())
+    from evidence.keys import Keyring
+
+    keyring = _public_keyring(_settings())
     records = [r for r in keyring.keys if name is None or r.name == name]
     if not records:
         raise EvidenceError(f"no keys{f' named {name!r}' if name else ''} in the keyring")
@@ -120,13 +160,18 @@ def export_public(
 
 @app.command("compromise")
 def compromise(
-    key_id: Annotated[str, typer.Argument(help="The 8-hex-digit key ID (see `onceonly keys list`).")],
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The 8-hex-digit key ID (see `onceonly keys list`).")
+    ],
     since: Annotated[str, typer.Option(help="YYYY-MM-DD (00:00 UTC) or an ISO 8601 time with zone.")],
 ) -> None:
     """Mark a key compromised from a date: what it signed at or after then no longer verifies."""
-    settings = Settings()
+    from evidence.keys import parse_since
+
+    since_time = parse_since(since)  # before the passphrase's KDF
+    settings = _settings()
     store = _store(settings)
-    record = store.mark_compromised(key_id, parse_since(since))
+    record = store.mark_compromised(key_id, since_time)
     row = record.to_json()
     typer.echo(
         f"key {record.name}+{record.key_id} ({record.suite}) is compromised since {row['compromised_since']}"
@@ -143,6 +188,8 @@ def compromise(
 
 def _public_keyring(settings: Settings) -> Keyring:
     """The keyring file (public: no passphrase needed)."""
+    from evidence.keys import Keyring
+
     path = settings.keys_dir / "keyring.json"
     if not path.exists():
         return Keyring()

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from onceonly.errors import EvidenceError, VerificationFailed
-from onceonly.settings import Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
     from evidence.keys import Keyring
     from evidence.note import NoteVerifier
+    from onceonly.settings import Settings
 
 log_app = typer.Typer(
     help="The transparency log: verify it, prove inclusion and consistency.", no_args_is_help=True
@@ -60,6 +60,12 @@ def _public_keys(settings: Settings, trusted: list[str] | None) -> list[str]:
 
 
 _SHOWN = 10
+
+
+def _settings() -> Settings:
+    from onceonly.settings import Settings
+
+    return Settings()
 
 
 def unusable_checkpoints(conn: Connection, keyring: Keyring) -> list[tuple[int, str]]:
@@ -123,7 +129,7 @@ def log_verify(
     from evidence.keys import KEYRING_FILE, Keyring
     from evidence.log import verify_log
 
-    settings = Settings()
+    settings = _settings()
     ring: Keyring | None = None
     try:
         if keyring is not None:
@@ -191,7 +197,7 @@ def log_prove(
     from evidence.log import checkpoint_at, leaf_at, prove_inclusion, read_head, root_at
     from evidence.proofs import inclusion_document
 
-    settings = Settings()
+    settings = _settings()
     keys = _public_keys(settings, None)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         size = _newest_size(conn) if size is None else size
@@ -225,7 +231,7 @@ def log_consistency(
     from evidence.log import checkpoint_at, prove_consistency, read_head, root_at
     from evidence.proofs import consistency_document
 
-    settings = Settings()
+    settings = _settings()
     keys = _public_keys(settings, None)
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         new = _newest_size(conn) if new is None else new
@@ -244,7 +250,12 @@ def log_consistency(
 
 
 @log_app.command("check-proof")
-def log_check_proof(proof_file: Path, trusted_key: TrustedKeys = None) -> None:
+def log_check_proof(
+    proof_file: Annotated[
+        Path, typer.Argument(metavar="PROOF_FILE", help="A proof (`log prove`, `log consistency`).")
+    ],
+    trusted_key: TrustedKeys = None,
+) -> None:
     """Check an inclusion or consistency proof file offline: exit 0 and VALID, or non-zero."""
     from evidence.proofs import verify_proof_document
 

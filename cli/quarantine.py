@@ -20,18 +20,21 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from onceonly.privacy import scrub_text
-from onceonly.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(no_args_is_help=True, help="Rows kept back by the data contracts, and what to fix.")
 
 
 def _catalog() -> Any:
     from catalog import Catalog
+    from onceonly.settings import Settings
 
     return Catalog.connect(Settings().catalog_url, create=False)
 
@@ -40,6 +43,8 @@ class _Keys:
     """Source keys for screens, masked by the classification of each dataset's contract."""
 
     def __init__(self) -> None:
+        from onceonly.settings import Settings
+
         self.contracts_dir = Settings().contracts_dir
         self._compiled: dict[str, Any] = {}
 
@@ -105,11 +110,20 @@ def list_command(
     if not items:
         typer.echo(f"no {status} quarantine entries" + (f" for dataset {dataset}" if dataset else ""))
         return
-    from rich.table import Table
-
     from cli.console import console
+    from cli.console import table as new_table
 
-    table = Table("id", "dataset", "connector", "rule", "severity", "source key", "value (masked)", "status")
+    table = new_table(
+        "id",
+        "dataset",
+        "connector",
+        "rule",
+        "severity",
+        "source key",
+        "value (masked)",
+        "status",
+        right=frozenset({"id"}),
+    )
     for it in items:
         table.add_row(
             str(it["id"]),

@@ -4,6 +4,11 @@ Example::
 
     onceonly matters list
     onceonly skip-check --subject 120114199003071234 --matter hukou-move-after-marriage
+    onceonly skip-check --subject ... --matter ... --record-use 120114001000
+
+The subject's identifier is masked in everything printed (text and ``--json``), whatever the
+matter. ``--record-use`` takes a 12-digit township code of the district's region list
+(``contracts/regions``); any other is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -12,8 +17,6 @@ import json
 from typing import Annotated
 
 import typer
-
-from onceonly.settings import Settings
 
 app = typer.Typer()
 matters_app = typer.Typer(no_args_is_help=True, help="The matters catalogue.")
@@ -37,16 +40,21 @@ def skip_check_command(
     """For this subject and matter: which materials may be skipped, with the certificate or reason."""
     from catalog import Catalog
     from contracts.model import certificate_datasets
+    from onceonly.privacy import mask_citizen_id
+    from onceonly.settings import Settings
     from sharing.matters import load_matters
-    from sharing.skipcheck import skip_check
+    from sharing.skipcheck import check_township, skip_check
 
     settings = Settings()
     catalogue = load_matters(settings.matters_file)
+    chosen = catalogue.get(matter)  # names first: before the catalog, the key and the log
+    if record_use_for is not None:
+        check_township(record_use_for, settings.district_code)
     issued_by = certificate_datasets(settings.contracts_dir)
     catalog = Catalog.connect(settings.catalog_url, create=False)
     if record_use_for is None:
         with catalog.read() as conn:
-            answer = skip_check(conn, catalogue.get(matter), subject, issued_by)
+            answer = skip_check(conn, chosen, subject, issued_by)
     else:
         from evidence.keys import open_key_store
         from evidence.log import TransparencyLog
@@ -56,12 +64,19 @@ def skip_check_command(
         log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
         with catalog.begin() as conn:
             answer = skip_check(
-                conn, catalogue.get(matter), subject, issued_by, log=log, township=record_use_for
+                conn,
+                chosen,
+                subject,
+                issued_by,
+                log=log,
+                township=record_use_for,
+                district=settings.district_code,
             )
+    shown = mask_citizen_id(answer.subject) or ""  # whatever the matter: it may be a person's
     if as_json:
-        typer.echo(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
+        typer.echo(json.dumps({**answer.to_json(), "subject": shown}, ensure_ascii=False, indent=2))
         return
-    typer.secho(f"{answer.matter_name} ({answer.matter}) for {answer.subject}", bold=True)
+    typer.secho(f"{answer.matter_name} ({answer.matter}) for {shown}", bold=True)
     for m in answer.materials:
         if m.skippable:
             typer.secho(f"  ✔ {m.material}: may be skipped — certificate {m.certificate_id}", fg="green")
@@ -72,13 +87,23 @@ def skip_check_command(
 @matters_app.command("list")
 def matters_list() -> None:
     """Matters in the catalogue and their materials."""
+    from cli.console import console, table
+    from onceonly.settings import Settings
     from sharing.matters import load_matters
 
+    out = table("matter", "name", "department", "subject", "material", "accepted e-certificate types")
     for m in load_matters(Settings().matters_file).matters:
-        typer.echo(f"{m.code:<36}{m.name}  [{m.department}]")
-        for mat in m.materials:
-            types = ", ".join(mat.certificate_types) or "no e-certificate yet"
-            typer.echo(f"    - {mat.name}: {types}")
+        for i, mat in enumerate(m.materials):
+            first = i == 0
+            out.add_row(
+                m.code if first else "",
+                m.name if first else "",
+                m.department if first else "",
+                m.subject if first else "",
+                mat.name,
+                ", ".join(mat.certificate_types) or "no e-certificate yet",
+            )
+    console().print(out)
 
 
 __all__ = ["app", "matters_app"]

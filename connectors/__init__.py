@@ -10,9 +10,47 @@ Example::
 Types shipped: ``sql``, ``http``, ``files`` (entry-point group ``onceonly.connectors``).
 """
 
-from connectors.base import Connector, Cursor, Pulled, connector_types, create_connector
-from connectors.registration import Registration, load_registration, load_registrations
-from connectors.secrets import ChainedSecrets, EnvironmentSecrets, MissingSecret, PrefectSecrets
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connectors.base import Connector, Cursor, Pulled, connector_types, create_connector
+    from connectors.registration import Registration, load_registration, load_registrations
+    from connectors.secrets import ChainedSecrets, EnvironmentSecrets, MissingSecret, PrefectSecrets
+
+# Public names, each imported from its submodule when first used: importing the registration
+# model (``connectors.registration``) must not load pyarrow with the connector base class.
+_EXPORTS: dict[str, str] = {
+    "Connector": "connectors.base",
+    "Cursor": "connectors.base",
+    "Pulled": "connectors.base",
+    "connector_types": "connectors.base",
+    "create_connector": "connectors.base",
+    "Registration": "connectors.registration",
+    "load_registration": "connectors.registration",
+    "load_registrations": "connectors.registration",
+    "ChainedSecrets": "connectors.secrets",
+    "EnvironmentSecrets": "connectors.secrets",
+    "MissingSecret": "connectors.secrets",
+    "PrefectSecrets": "connectors.secrets",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "ChainedSecrets",

@@ -2,22 +2,28 @@
 
 Example::
 
-    save_block(registration)        # on `onceonly connectors register`: block "gongan-household"
+    sync_blocks(pipeline.registrations)   # the daily flow, at each run: blocks mirror the catalog
     OnceOnlyConnector.load("gongan-household")
-    delete_block("gongan-household")  # on `onceonly connectors remove`
+    save_block(registration)              # `connectors register`, when PREFECT_API_URL names a server
+    delete_block("gongan-household")      # `connectors remove`, likewise
 
 The block type ``onceonly-connector`` carries the registration's fields. Its ``secrets`` are
 ``SecretStr`` (shown as ``********`` in the UI and API): a secret that lives in a Prefect Secret
 block is copied in as its value; a secret that lives in an environment variable is stored as
-its NAME only — its value is never read here. The catalog remains the record the flow runs
-from; the block is the operators' view of it.
+its NAME only — its value is never read here.
 
-Blocks are saved on the Prefect API in ``PREFECT_API_URL`` when set, under Prefect's ephemeral
-server (in ``PREFECT_HOME``) otherwise.
+The blocks are a read-only mirror of the catalog's registrations: the catalog is the record
+the flow runs from, and the daily flow syncs the blocks (:func:`sync_blocks`: saves every
+registered connector's, deletes those of removed connectors) on the Prefect API it runs
+against. The command line saves or deletes a block at once only when ``PREFECT_API_URL`` names
+a server; it never starts Prefect's ephemeral server for it (10 s for a command that runs no
+flow), and says that the next run will bring the block up to date.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from prefect.blocks.core import Block
@@ -98,4 +104,56 @@ def delete_block(name: str) -> bool:
     return True
 
 
-__all__ = ["OnceOnlyConnector", "block_of", "delete_block", "save_block"]
+@dataclass(frozen=True)
+class Synced:
+    """What :func:`sync_blocks` did: blocks saved, blocks deleted, and problems (one per block)."""
+
+    saved: tuple[str, ...]
+    deleted: tuple[str, ...]
+    problems: tuple[str, ...]
+
+
+def sync_blocks(registrations: Mapping[str, Registration]) -> Synced:
+    """Make the ``onceonly-connector`` blocks mirror ``registrations`` (the catalog's).
+
+    Every registered connector's block is saved (replaced); the block of a connector that is
+    no longer registered is deleted. A block that cannot be saved or deleted is a problem
+    reported, not an error: the catalog, not the block, is what the flow runs.
+    """
+    saved: list[str] = []
+    problems: list[str] = []
+    for _, registration in sorted(registrations.items()):
+        try:
+            saved.append(save_block(registration))
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    deleted: list[str] = []
+    try:
+        stale = sorted(set(_block_names()) - set(registrations))
+    except Exception as exc:  # the Prefect API's own errors
+        problems.append(f"could not list the onceonly-connector blocks: {type(exc).__name__}")
+        stale = []
+    for name in stale:
+        try:
+            if delete_block(name):
+                deleted.append(name)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    return Synced(tuple(saved), tuple(deleted), tuple(problems))
+
+
+def _block_names() -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            documents = client.read_block_documents_by_type(
+                OnceOnlyConnector.get_block_type_slug(), include_secrets=False
+            )
+        except ObjectNotFound:
+            return []  # the block type itself is not registered yet: no blocks
+    return [d.name for d in documents if d.name]
+
+
+__all__ = ["OnceOnlyConnector", "Synced", "block_of", "delete_block", "save_block", "sync_blocks"]

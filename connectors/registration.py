@@ -16,7 +16,9 @@ Example (``connectors/registrations/gongan-household.yaml``)::
     schedule: "0 2 * * *"
 
 ``{home}`` in option strings expands to ``ONCEONLY_HOME``. Secret values never appear in a
-registration file, only their names.
+registration file, only their names: a password inside a URL (``postgresql://reader:pw@host``),
+credentials before the ``@`` of an HTTP URL, or a credential in a query string (``?token=``,
+``?password=``, also in ``params``) is refused, naming the option and never the value.
 
 A file is checked against :func:`registration_schema` (the JSON Schema generated from these
 models and each connector type's ``options_model``); every problem is reported with the file,
@@ -26,9 +28,10 @@ the LINE and the field, e.g. ``gongan.yaml: line 9, options.cursor.tiebreak: Fie
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -38,6 +41,18 @@ from onceonly.errors import ConfigurationError, UnknownConnectorType
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
+# Query parameters that carry a credential (lower case); also refused as keys of `params`.
+_CREDENTIAL_PARAMS = frozenset(
+    {
+        "password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token",
+        "auth_token", "id_token", "refresh_token", "api_key", "apikey", "key", "signature", "sig",
+    }
+)  # fmt: skip
+_SECRETS_HINT = (
+    "name it under `secrets:` instead (e.g. `secrets: {password: DEPT_DB_PASSWORD}` for a database, "
+    "`secrets: {token: DEPT_API_TOKEN}` with `auth: bearer` for an API): the value is read from the "
+    "environment or a Prefect Secret block when the connector runs, and never stored"
+)
 
 
 class Registration(BaseModel):
@@ -126,6 +141,7 @@ def parse_registration(text: str, source: str) -> Registration:
             f"{source}: line {_line(node, ('type',))}, type: unknown connector type {registration.type!r}; "
             f"known types: {', '.join(sorted(types))}"
         )
+    _refuse_embedded_credentials(registration.options, node, source)
     model = types[registration.type].options_model
     if model is not None:
         try:
@@ -133,6 +149,61 @@ def parse_registration(text: str, source: str) -> Registration:
         except ValidationError as exc:
             raise ConfigurationError(f"{source}: {_problems(exc, node, prefix=('options',))}") from None
     return registration
+
+
+def _refuse_embedded_credentials(options: Mapping[str, Any], node: yaml.Node | None, source: str) -> None:
+    """Refuse a credential written into an option (it would be stored in the catalog in clear).
+
+    The message names the option and what kind of credential it holds, never the value.
+    """
+    for path, value in _strings(options, ("options",)):
+        problem = _credential_in(value)
+        if problem:
+            raise ConfigurationError(
+                f"{source}: line {_line(node, path)}, {'.'.join(map(str, path))}: {problem}; {_SECRETS_HINT}"
+            )
+    params = options.get("params")
+    if isinstance(params, Mapping):
+        for key in params:
+            if str(key).lower() in _CREDENTIAL_PARAMS:
+                path = ("options", "params", str(key))
+                raise ConfigurationError(
+                    f"{source}: line {_line(node, path)}, options.params.{key}: a credential in the "
+                    f"query parameters; {_SECRETS_HINT}"
+                )
+
+
+def _strings(value: Any, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _strings(v, (*path, str(k)))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+
+
+def _credential_in(text: str) -> str | None:
+    """What credential ``text`` (a URL or a path with a query) carries, if any."""
+    query = ""
+    if "://" in text:
+        try:
+            parts = urlsplit(text)
+            password, username = parts.password, parts.username
+        except ValueError:
+            return None  # not a URL after all
+        if password is not None:
+            return "the URL carries a password"
+        if username is not None and parts.scheme.lower() in ("http", "https"):
+            return "the URL carries credentials before its '@'"
+        query = parts.query
+    elif "?" in text:
+        query = text.split("?", 1)[1]
+    for name, _ in parse_qsl(query.split("#", 1)[0], keep_blank_values=True):
+        if name.lower() in _CREDENTIAL_PARAMS:
+            return f"the URL's query string carries a credential ({name}=…)"
+    return None
 
 
 def _problems(exc: ValidationError, node: yaml.Node | None, prefix: tuple[str, ...] = ()) -> str:

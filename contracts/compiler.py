@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -312,7 +312,7 @@ def _option_rules(prop: Property, personal: bool, where: str) -> list[Rule]:
                 prop,
                 "length",
                 "error",
-                f"长度 {opts.minLength}–{opts.maxLength}",
+                f"长度 {bounds_text(opts.minLength, opts.maxLength)}",
                 personal,
                 "ExpectColumnValueLengthsToBeBetween",
                 min_value=opts.minLength,
@@ -325,8 +325,13 @@ def _option_rules(prop: Property, personal: bool, where: str) -> list[Rule]:
                 prop,
                 "range",
                 "error",
-                f"取值 {'(' if opts.exclusiveMinimum is not None else '['}{low}, {high}"
-                f"{')' if opts.exclusiveMaximum is not None else ']'}",
+                "取值 "
+                + bounds_text(
+                    low,
+                    high,
+                    strict_low=opts.exclusiveMinimum is not None,
+                    strict_high=opts.exclusiveMaximum is not None,
+                ),
                 personal,
                 "ExpectColumnValuesToBeBetween",
                 min_value=low,
@@ -336,6 +341,33 @@ def _option_rules(prop: Property, personal: bool, where: str) -> list[Rule]:
             )
         )
     return out
+
+
+def bounds_text(
+    low: float | str | None,
+    high: float | str | None,
+    *,
+    strict_low: bool = False,
+    strict_high: bool = False,
+) -> str:
+    """A range as people read it: ``2–100``, ``≤ 100``, ``≥ 2``, ``> 0``, ``2–100 (ends excluded)``."""
+    if low is None and high is None:
+        return "any"
+    if low is None:
+        return f"{'<' if strict_high else '≤'} {_number(high)}"
+    if high is None:
+        return f"{'>' if strict_low else '≥'} {_number(low)}"
+    if low == high and not (strict_low or strict_high):
+        return f"= {_number(low)}"
+    excluded = [end for end, strict in (("lower", strict_low), ("upper", strict_high)) if strict]
+    note = f" ({' and '.join(excluded)} end excluded)" if excluded else ""
+    return f"{_number(low)}–{_number(high)}{note}"
+
+
+def _number(value: float | str | None) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _zero_tolerance(q: Quality) -> bool:
@@ -605,7 +637,108 @@ def _certificate_spec(contract: Contract, columns: set[str]) -> CertificateSpec 
         raise ContractError(
             f"{contract.source}: contract {contract.ref}: certificate refers to missing columns {missing}"
         )
+    problems = _certificate_code_problems(contract, spec)
+    if problems:
+        raise ContractError("\n".join(problems))
     return spec
+
+
+# GB/T 36904 identifier part: what CertificateId accepts as a certificate type code.
+_TYPE_CODE_RE = re.compile(r"[0-9A-Z]{4,32}")
+
+
+def _certificate_code_problems(contract: Contract, spec: CertificateSpec) -> list[str]:
+    """Every code of ``customProperties.certificate`` checked now, not when the first row issues.
+
+    The issuer's code is a USCC (GB 32100: every certificate identifier carries it); the type
+    code is what a GB/T 36904 identifier accepts, and in the national catalogue's form (the
+    defining authority's USCC and a 3-digit sequence) that USCC must be valid too; each holder's
+    ``idType`` is a known holder identity type.
+    """
+    from contracts.identifiers import HOLDER_ID_TYPES, uscc_problem
+
+    index = next(i for i, cp in enumerate(contract.table.customProperties) if cp.property == "certificate")
+
+    def where(*path: str | int) -> str:
+        return contract.where("schema", 0, "customProperties", index, "value", *path)
+
+    problems = []
+    problem = uscc_problem(spec.issuer_code)
+    if problem:
+        problems.append(f"{where('issuerCode')}: certificate issuerCode {spec.issuer_code!r} {problem}")
+    if not _TYPE_CODE_RE.fullmatch(spec.type_code):
+        problems.append(
+            f"{where('typeCode')}: certificate typeCode {spec.type_code!r} is not 4-32 characters of 0-9 "
+            "and A-Z (GB/T 36904 identifiers)"
+        )
+    elif len(spec.type_code) == 21 and spec.type_code[18:].isdigit():
+        problem = uscc_problem(spec.type_code[:18])
+        if problem:
+            problems.append(
+                f"{where('typeCode')}: certificate typeCode {spec.type_code!r}: its defining authority's "
+                f"code {spec.type_code[:18]!r} {problem}"
+            )
+    for i, holder in enumerate(spec.holders):
+        id_type = holder.get("idType", "居民身份证")
+        if id_type not in HOLDER_ID_TYPES:
+            problems.append(
+                f"{where('holders', i, 'idType')}: holder idType {id_type!r} is not a known holder "
+                f"identity type ({', '.join(HOLDER_ID_TYPES)})"
+            )
+    return problems
+
+
+#: Domain checks whose values a contract may also write literally (examples, validValues).
+_CODE_CHECKS = ("gb11643_citizen_id", "gb32100_uscc", "region_code", "mobile_number")
+
+
+def code_problems(contract: Contract, region_codes: Collection[str]) -> list[str]:
+    """``file:line: ...`` for every code a contract writes literally that its own check refuses.
+
+    A property checked as a citizen ID, a USCC, a region code (``region_codes``: the district's
+    list, ``contracts.checks.load_region_codes``) or a mobile number: each of its ``examples``
+    and the ``validValues`` of its ``invalidValues`` rules must pass that check, or every row
+    holding it would be quarantined. Citizen IDs are masked in the messages.
+    """
+    from contracts.identifiers import citizen_id_problem, uscc_problem
+    from onceonly.privacy import mask_citizen_id
+
+    def problem_of(check: str, value: str) -> str | None:
+        if check == "gb11643_citizen_id":
+            return citizen_id_problem(value)
+        if check == "gb32100_uscc":
+            return uscc_problem(value)
+        if check == "region_code":
+            return None if value in region_codes else "is not a township code of the district's region list"
+        return (
+            None if _MOBILE_RE.fullmatch(value) else "is not a mainland mobile number (1[3-9] and 9 digits)"
+        )
+
+    problems = []
+    for index, prop in enumerate(contract.table.properties):
+        checks = [q.check_name for q in prop.quality if q.type == "custom" and q.check_name in _CODE_CHECKS]
+        if not checks:
+            continue
+        literals: list[tuple[tuple[str | int, ...], Any]] = [
+            (("examples", i), v) for i, v in enumerate(prop.examples or ())
+        ]
+        for q_index, q in enumerate(prop.quality):
+            for i, v in enumerate((q.arguments or {}).get("validValues") or ()):
+                literals.append((("quality", q_index, "arguments", "validValues", i), v))
+        for path, value in literals:
+            if value is None:
+                continue
+            text = str(value)
+            for check in checks:
+                problem = problem_of(check, text)
+                if problem:
+                    shown = mask_citizen_id(text) if check == "gb11643_citizen_id" else text
+                    where = contract.where("schema", 0, "properties", index, *path)
+                    problems.append(f"{where}: {prop.name} value {shown!r} {problem} ({check})")
+    return problems
+
+
+_MOBILE_RE = re.compile(r"1[3-9][0-9]{9}")
 
 
 ExpectationFactory = Callable[[Rule], "Expectation"]
@@ -619,5 +752,7 @@ __all__ = [
     "CompiledContract",
     "Rule",
     "arrow_type",
+    "bounds_text",
+    "code_problems",
     "compile_contract",
 ]

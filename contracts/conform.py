@@ -10,10 +10,19 @@ A value that does not convert becomes NULL plus a ``False`` in ``type_ok`` — t
 quarantined by the ``<column>.type`` rule instead of one bad date failing the whole batch. A
 column the contract promises but the source no longer sends is a schema change: the batch
 stops with ``SourceSchemaChanged`` naming the connector and the column.
+
+Before a connector is registered, :func:`check_sample` holds its sample rows against the
+contract and names every problem at once (missing columns, with the source's columns that
+may be them renamed; columns whose type does not convert)::
+
+    found = check_sample(connector.sample(5), compiled)
+    found.problems      # ["missing column(s) gender (the source sends sex, ...)", ...]
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -63,6 +72,70 @@ def conform(raw: pa.Table | pa.RecordBatch, compiled: CompiledContract, *, conne
         type_ok[field.name] = ok
     extra = tuple(sorted(present - set(schema.names)))
     return Conformed(pa.Table.from_arrays(arrays, schema=schema), type_ok, extra)
+
+
+@dataclass(frozen=True)
+class SampleCheck:
+    """Problems (the connector cannot deliver the contract) and warnings (some rows will be
+    quarantined) found in sample rows; no values are quoted, only column names and counts."""
+
+    problems: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+def check_sample(sample: pa.Table | pa.RecordBatch, compiled: CompiledContract) -> SampleCheck:
+    """Hold a connector's sample rows against the contract before anything is stored.
+
+    A contract column the sample does not have is a problem (named, with the source's extra
+    columns as likely renames); so is a column whose type cannot be brought to the contract's,
+    or whose every sample value fails to convert. Some values failing is a warning: those rows
+    would be quarantined.
+    """
+    table = sample if isinstance(sample, pa.Table) else pa.Table.from_batches([sample])
+    found = SampleCheck()
+    if table.num_columns == 0:
+        found.warnings.append("the source returned no rows, so its columns could not be checked yet")
+        return found
+    schema = compiled.arrow_schema
+    present = list(table.column_names)
+    missing = [name for name in schema.names if name not in present]
+    extra = [name for name in present if name not in schema.names]
+    if missing:
+        hints = []
+        for name in missing:
+            close = difflib.get_close_matches(name, extra, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"{name} (renamed {close[0]}?)")
+        hint = f"; maybe renamed: {', '.join(hints)}" if hints else ""
+        found.problems.append(
+            f"missing column(s) {', '.join(missing)}{hint} (the source sends: {', '.join(present)}); "
+            "map the source's names to the contract's (a `rename:` option or a query)"
+        )
+    for column in schema:
+        if column.name not in present:
+            continue
+        source = table.column(column.name).combine_chunks()
+        try:
+            _, ok = convert(source, column.type, compiled.timezone)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            found.problems.append(
+                f"column {column.name} arrives as {source.type}, which does not convert to the contract's "
+                f"{column.type}"
+            )
+            continue
+        given = len(source) - source.null_count
+        failed = len(source) - int(pc.sum(ok.cast(pa.int64())).as_py() or 0)
+        if given and failed == given:
+            found.problems.append(
+                f"column {column.name}: none of the {given} sample value(s) ({source.type}) converts to the "
+                f"contract's {column.type}"
+            )
+        elif failed:
+            found.warnings.append(
+                f"column {column.name}: {failed} of {given} sample value(s) do not convert to "
+                f"{column.type}; such rows will be quarantined"
+            )
+    return found
 
 
 def convert(source: pa.Array, target: pa.DataType, timezone: str) -> tuple[pa.Array, pa.BooleanArray]:
@@ -163,4 +236,4 @@ def _all_true(n: int) -> pa.BooleanArray:
     return pa.array([True] * n, pa.bool_()) if n < 64 else pc.fill_null(pa.nulls(n, pa.bool_()), True)
 
 
-__all__ = ["Conformed", "conform", "convert"]
+__all__ = ["Conformed", "SampleCheck", "check_sample", "conform", "convert"]

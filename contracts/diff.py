@@ -149,7 +149,8 @@ def _bounds(old: Rule, new: Rule) -> list[Change]:
         if a == b:
             continue
         breaking = tighter(b, a)
-        out.append(Change(breaking, new.name, f"{name} {a} -> {b} ({'tighter' if breaking else 'looser'})"))
+        shown = f"{name} {_bound(a)} -> {_bound(b)}"
+        out.append(Change(breaking, new.name, f"{shown} ({'tighter' if breaking else 'looser'})"))
     for key in ("strict_min", "strict_max"):
         a, b = bool(old.kwargs.get(key)), bool(new.kwargs.get(key))
         if a != b:
@@ -157,6 +158,10 @@ def _bounds(old: Rule, new: Rule) -> list[Change]:
                 Change(b, new.name, f"{key.replace('_', ' ')} bound {'now' if b else 'no longer'} strict")
             )
     return out
+
+
+def _bound(value: Any) -> str:
+    return "none" if value is None else str(value)
 
 
 def _gt(new: Any, old: Any) -> bool:

@@ -29,6 +29,22 @@ USCC_WEIGHTS = tuple(pow(3, i, 31) for i in range(17))
 ORG_CODE_WEIGHTS = (3, 7, 9, 10, 5, 8, 4, 2)
 ORG_CODE_CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
+# Holder identity document types (持证主体代码类型) and their codes. GB/T 36903-2018 names the
+# element but its code table is not freely published; we could not obtain it, so these are
+# the 证件类型 codes used by the national 政务服务 platform for people (GA/T 517 style, 111 =
+# 居民身份证) and 001 for a unified social credit code. Check them against the standard
+# before relying on the codes outside this district (README, "Evidence").
+HOLDER_ID_TYPES: dict[str, str] = {
+    "统一社会信用代码": "001",
+    "居民身份证": "111",
+    "临时居民身份证": "112",
+    "户口簿": "113",
+    "普通护照": "414",
+    "台湾居民来往大陆通行证": "511",
+    "港澳居民来往内地通行证": "516",
+    "外国人永久居留身份证": "553",
+}
+
 _CITIZEN_ID_RE = re.compile(r"[1-9][0-9]{16}[0-9X]")
 _USCC_RE = re.compile(rf"[{USCC_CHARSET}]{{18}}")
 
@@ -71,6 +87,39 @@ def uscc_check_char(first17: str) -> str:
     return USCC_CHARSET[(31 - total % 31) % 31]
 
 
+def uscc_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a USCC (GB 32100), or None when it is valid."""
+    if not isinstance(value, str):
+        return "is not text"
+    if len(value) != 18:
+        return f"has {len(value)} characters; a unified social credit code has 18 (GB 32100)"
+    bad = next((i for i, c in enumerate(value) if c not in USCC_CHARSET), None)
+    if bad is not None:
+        return (
+            f"character {value[bad]!r} at position {bad + 1} is not in the GB 32100 character set "
+            "(0-9 and A-Z without I, O, S, V, Z)"
+        )
+    expected = uscc_check_char(value[:17])
+    if value[17] != expected:
+        return f"check character is {value[17]!r}; GB 32100 MOD 31 gives {expected!r}"
+    return None
+
+
+def citizen_id_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a citizen ID number (GB 11643), or None when it is valid.
+
+    The message never repeats the number.
+    """
+    if not isinstance(value, str) or not _CITIZEN_ID_RE.fullmatch(value):
+        return "is not 17 digits and a digit or X (GB 11643)"
+    if not is_valid_citizen_id(value):
+        expected = citizen_id_check_char(value[:17])
+        if value[17] != expected:
+            return "check character does not match (GB 11643 MOD 11-2)"
+        return "birth date is not a real date between 1900 and today"
+    return None
+
+
 def is_valid_uscc(value: str) -> bool:
     """Character set and MOD 31 check character of an 18-character USCC."""
     if not isinstance(value, str) or not _USCC_RE.fullmatch(value):
@@ -81,12 +130,15 @@ def is_valid_uscc(value: str) -> bool:
 __all__ = [
     "CITIZEN_ID_CHECK_CHARS",
     "CITIZEN_ID_WEIGHTS",
+    "HOLDER_ID_TYPES",
     "ORG_CODE_WEIGHTS",
     "USCC_CHARSET",
     "USCC_WEIGHTS",
     "citizen_id_check_char",
+    "citizen_id_problem",
     "is_valid_citizen_id",
     "is_valid_uscc",
     "organization_code_check_char",
     "uscc_check_char",
+    "uscc_problem",
 ]

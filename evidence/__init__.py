@@ -11,81 +11,178 @@ This is the only package that imports ``cryptography.hazmat``. It signs canonica
 :class:`~onceonly.errors.VerificationFailed`; none returns ``False``.
 """
 
-from evidence.bundle import (
-    BUNDLE_FORMAT,
-    VerifiedBundle,
-    build_bundle,
-    certificate_leaf_bytes,
-    export_bundle,
-    verify_bundle,
-)
-from evidence.canonical import canonical_json
-from evidence.certificate import (
-    CERTIFICATE_SCHEMA,
-    STATUS_SUPERSEDED,
-    STATUS_VALID,
-    Draft,
-    draft_table,
-    drafts_from,
-    issue,
-)
-from evidence.identifier import (
-    CERTIFICATE_ID_PREFIX,
-    ISO7064_ALPHABET,
-    CertificateId,
-    InvalidCertificateId,
-    certificate_ids,
-    iso7064_mod37_36,
-)
-from evidence.keys import (
-    KEYRING_FILE,
-    SUITES,
-    KeyRecord,
-    Keyring,
-    KeyStore,
-    SigningKey,
-    check_key_status,
-    open_key_store,
-    parse_since,
-    verifier_key_path,
-)
-from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
-from evidence.merkle import (
-    EMPTY_ROOT,
-    HASH_SIZE,
-    SHA256,
-    SM3,
-    TREE_HASHES,
-    CompactRange,
-    Extension,
-    TreeHash,
-    consistency_proof,
-    consistency_ranges,
-    extend,
-    fold_subtrees,
-    inclusion_proof,
-    inclusion_ranges,
-    leaf_hash,
-    node_hash,
-    perfect_subtrees,
-    root,
-    tree_hash,
-    verify_consistency,
-    verify_inclusion,
-)
-from evidence.note import (
-    ALG_ED25519,
-    MAX_SIGNATURES,
-    SIGNATURE_LINE_PREFIX,
-    Checkpoint,
-    NoteVerifier,
-    format_vkey,
-    key_id,
-    open_note,
-    open_note_signers,
-    parse_vkey,
-    sign_note,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evidence.bundle import (
+        BUNDLE_FORMAT,
+        VerifiedBundle,
+        build_bundle,
+        certificate_leaf_bytes,
+        export_bundle,
+        verify_bundle,
+    )
+    from evidence.canonical import canonical_json
+    from evidence.certificate import (
+        CERTIFICATE_SCHEMA,
+        STATUS_SUPERSEDED,
+        STATUS_VALID,
+        Draft,
+        draft_table,
+        drafts_from,
+        issue,
+    )
+    from evidence.identifier import (
+        CERTIFICATE_ID_PREFIX,
+        ISO7064_ALPHABET,
+        CertificateId,
+        InvalidCertificateId,
+        certificate_ids,
+        iso7064_mod37_36,
+    )
+    from evidence.keys import (
+        KEYRING_FILE,
+        SUITES,
+        KeyRecord,
+        Keyring,
+        KeyStore,
+        SigningKey,
+        check_key_status,
+        open_key_store,
+        parse_since,
+        suite_mismatch,
+        verifier_key_path,
+    )
+    from evidence.log import Appended, TransparencyLog, latest_checkpoint, prove_inclusion, tree_size
+    from evidence.merkle import (
+        EMPTY_ROOT,
+        HASH_SIZE,
+        SHA256,
+        SM3,
+        TREE_HASHES,
+        CompactRange,
+        Extension,
+        TreeHash,
+        consistency_proof,
+        consistency_ranges,
+        extend,
+        fold_subtrees,
+        inclusion_proof,
+        inclusion_ranges,
+        leaf_hash,
+        node_hash,
+        perfect_subtrees,
+        root,
+        tree_hash,
+        verify_consistency,
+        verify_inclusion,
+    )
+    from evidence.note import (
+        ALG_ED25519,
+        MAX_SIGNATURES,
+        SIGNATURE_LINE_PREFIX,
+        Checkpoint,
+        NoteVerifier,
+        format_vkey,
+        key_id,
+        note_as_given,
+        open_note,
+        open_note_signers,
+        parse_vkey,
+        sign_note,
+    )
+
+# Public names, each imported from its submodule when first used: ``import evidence.keys`` (the
+# command line listing keys) must not load the bundle, the catalog and Arrow with it.
+_EXPORTS: dict[str, str] = {
+    "BUNDLE_FORMAT": "evidence.bundle",
+    "VerifiedBundle": "evidence.bundle",
+    "build_bundle": "evidence.bundle",
+    "certificate_leaf_bytes": "evidence.bundle",
+    "export_bundle": "evidence.bundle",
+    "verify_bundle": "evidence.bundle",
+    "canonical_json": "evidence.canonical",
+    "CERTIFICATE_SCHEMA": "evidence.certificate",
+    "STATUS_SUPERSEDED": "evidence.certificate",
+    "STATUS_VALID": "evidence.certificate",
+    "Draft": "evidence.certificate",
+    "draft_table": "evidence.certificate",
+    "drafts_from": "evidence.certificate",
+    "issue": "evidence.certificate",
+    "CERTIFICATE_ID_PREFIX": "evidence.identifier",
+    "ISO7064_ALPHABET": "evidence.identifier",
+    "CertificateId": "evidence.identifier",
+    "InvalidCertificateId": "evidence.identifier",
+    "certificate_ids": "evidence.identifier",
+    "iso7064_mod37_36": "evidence.identifier",
+    "KEYRING_FILE": "evidence.keys",
+    "SUITES": "evidence.keys",
+    "KeyRecord": "evidence.keys",
+    "Keyring": "evidence.keys",
+    "KeyStore": "evidence.keys",
+    "SigningKey": "evidence.keys",
+    "check_key_status": "evidence.keys",
+    "open_key_store": "evidence.keys",
+    "parse_since": "evidence.keys",
+    "suite_mismatch": "evidence.keys",
+    "verifier_key_path": "evidence.keys",
+    "Appended": "evidence.log",
+    "TransparencyLog": "evidence.log",
+    "latest_checkpoint": "evidence.log",
+    "prove_inclusion": "evidence.log",
+    "tree_size": "evidence.log",
+    "EMPTY_ROOT": "evidence.merkle",
+    "HASH_SIZE": "evidence.merkle",
+    "SHA256": "evidence.merkle",
+    "SM3": "evidence.merkle",
+    "TREE_HASHES": "evidence.merkle",
+    "CompactRange": "evidence.merkle",
+    "Extension": "evidence.merkle",
+    "TreeHash": "evidence.merkle",
+    "consistency_proof": "evidence.merkle",
+    "consistency_ranges": "evidence.merkle",
+    "extend": "evidence.merkle",
+    "fold_subtrees": "evidence.merkle",
+    "inclusion_proof": "evidence.merkle",
+    "inclusion_ranges": "evidence.merkle",
+    "leaf_hash": "evidence.merkle",
+    "node_hash": "evidence.merkle",
+    "perfect_subtrees": "evidence.merkle",
+    "root": "evidence.merkle",
+    "tree_hash": "evidence.merkle",
+    "verify_consistency": "evidence.merkle",
+    "verify_inclusion": "evidence.merkle",
+    "ALG_ED25519": "evidence.note",
+    "MAX_SIGNATURES": "evidence.note",
+    "SIGNATURE_LINE_PREFIX": "evidence.note",
+    "Checkpoint": "evidence.note",
+    "NoteVerifier": "evidence.note",
+    "format_vkey": "evidence.note",
+    "key_id": "evidence.note",
+    "note_as_given": "evidence.note",
+    "open_note": "evidence.note",
+    "open_note_signers": "evidence.note",
+    "parse_vkey": "evidence.note",
+    "sign_note": "evidence.note",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the submodule that defines ``name`` on first use (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "ALG_ED25519",
@@ -140,6 +237,7 @@ __all__ = [
     "latest_checkpoint",
     "leaf_hash",
     "node_hash",
+    "note_as_given",
     "open_key_store",
     "open_note",
     "open_note_signers",
@@ -149,6 +247,7 @@ __all__ = [
     "prove_inclusion",
     "root",
     "sign_note",
+    "suite_mismatch",
     "tree_hash",
     "tree_size",
     "verifier_key_path",

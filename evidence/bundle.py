@@ -72,7 +72,7 @@ from evidence.certificate import (
 from evidence.identifier import CertificateId, InvalidCertificateId
 from evidence.keys import Keyring, check_key_status
 from evidence.merkle import TreeHash, tree_hash, verify_consistency, verify_inclusion
-from evidence.note import Checkpoint, NoteVerifier, open_note, parse_vkey
+from evidence.note import Checkpoint, NoteVerifier, note_as_given, open_note, parse_vkey
 from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, open_status_list
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 
@@ -206,7 +206,7 @@ def export_bundle(
     list_key = _signer(published.signature, [vkey, *vkeys], what=f"the status list of {row.issuer_code}")
     consistency = None
     if old_checkpoint is not None:
-        old = Checkpoint.parse(open_note(old_checkpoint, parse_vkey(vkey)))
+        old = _older_checkpoint(old_checkpoint, [parse_vkey(v) for v in [vkey, *vkeys]])
         if old.size > size:
             raise EvidenceError(f"the older checkpoint's tree ({old.size}) is larger than the log ({size})")
         if old.size < size:
@@ -343,7 +343,8 @@ def verify_bundle(
 
     consistent_from = None
     if old_checkpoint is not None:
-        consistent_from = _check_consistency(old_checkpoint, consistency, verifier, checkpoint, hasher)
+        known = [verifier, list_verifier] + (keyring.verifiers(verifier.name) if keyring is not None else [])
+        consistent_from = _check_consistency(old_checkpoint, consistency, known, checkpoint, hasher)
 
     return VerifiedBundle(
         certificate_id=str(certificate_id),
@@ -503,17 +504,27 @@ def _check_dates(certificate: Mapping[str, Any], today: dt.date) -> None:
         raise VerificationFailed(f"certificate validity dates are not ISO dates: {exc}") from exc
 
 
+def _older_checkpoint(text: str, verifiers: Sequence[NoteVerifier]) -> Checkpoint:
+    """The checkpoint a verifier saw before, as given (file or ``$(jq -r .checkpoint ...)``): one
+    final newline lost or added is put right; any other problem is named."""
+    unique = list({(v.name, v.key_id): v for v in verifiers}.values())
+    try:
+        return Checkpoint.parse(open_note(note_as_given(text), unique))
+    except VerificationFailed as exc:
+        hint = ""
+        if str(exc).startswith("note has no signature by"):
+            hint = " (signed by a key rotated out since? verify with the district's keyring: --keyring)"
+        raise VerificationFailed(f"the older checkpoint (--consistency-from): {exc}{hint}") from exc
+
+
 def _check_consistency(
     old_note: str,
     consistency: tuple[int, list[bytes]] | None,
-    verifier: NoteVerifier,
+    verifiers: Sequence[NoteVerifier],
     checkpoint: Checkpoint,
     hasher: TreeHash,
 ) -> int:
-    try:
-        old = Checkpoint.parse(open_note(old_note, verifier))
-    except VerificationFailed as exc:
-        raise VerificationFailed(f"the older checkpoint: {exc}") from exc
+    old = _older_checkpoint(old_note, verifiers)
     if old.origin != checkpoint.origin:
         raise VerificationFailed(
             f"the older checkpoint is of the log {old.origin!r}, the bundle's of {checkpoint.origin!r}"

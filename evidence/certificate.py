@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts.compiler import CompiledContract
+from contracts.identifiers import HOLDER_ID_TYPES
 from evidence.canonical import Column, canonical_json, canonical_rows, sha256_hex
 from evidence.identifier import CertificateId
 from onceonly.errors import ContractError
@@ -44,21 +45,8 @@ STATUS_CANCELLED = "注销"
 STATUS_EXPIRED = "失效"
 STATUS_SUPERSEDED = STATUS_EXPIRED
 
-# Holder identity document types (持证主体代码类型) and their codes. GB/T 36903-2018 names the
-# element but its code table is not freely published; we could not obtain it, so these are
-# the 证件类型 codes used by the national 政务服务 platform for people (GA/T 517 style, 111 =
-# 居民身份证) and 001 for a unified social credit code. Check them against the standard
-# before relying on the codes outside this district (README, "Evidence").
-HOLDER_ID_TYPES: dict[str, str] = {
-    "统一社会信用代码": "001",
-    "居民身份证": "111",
-    "临时居民身份证": "112",
-    "户口簿": "113",
-    "普通护照": "414",
-    "台湾居民来往大陆通行证": "511",
-    "港澳居民来往内地通行证": "516",
-    "外国人永久居留身份证": "553",
-}
+# Holder identity document types and their codes: contracts.identifiers (the contract
+# check refuses an unknown idType before anything runs).
 
 
 @dataclass(frozen=True)

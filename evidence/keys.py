@@ -35,22 +35,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import serialization
-
 from evidence.note import NoteVerifier, format_vkey, key_id, open_note_signers, parse_vkey, sign_note
 from evidence.suites import (
     DEFAULT_SUITE,
-    SM2_PEM_LABEL,
     SUITES,
-    Sm2Suite,
     Suite,
+    UnreadableKey,
     get_suite,
     suite_of_private_key,
 )
@@ -66,6 +63,8 @@ _VKEY_FILE_MODE = 0o644
 _SLUG_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
 KEYRING_FILE = "keyring.json"
 KEYRING_FORMAT = "onceonly-keyring/1"
+
+_log = logging.getLogger(__name__)
 
 
 class SigningKey:
@@ -376,17 +375,17 @@ class KeyStore:
     def load_or_create(self, name: str, suite: str | None = None) -> tuple[SigningKey, bool]:
         """The active key ``name``, generated and stored now if missing; the bool says it was created.
 
-        ``suite`` (default ``ed25519`` for a new key) must match the active key's suite: a
-        deployment that changes ``ONCEONLY_SIGNATURE_SUITE`` rotates to a key of the new suite
-        with ``onceonly keys rotate``; it is not done silently.
+        ``suite`` (default ``ed25519``) is the suite of a NEW key only: the keyring's active key
+        signs whatever its suite (``onceonly keys rotate --suite ...`` chose it). When the two
+        differ the key is used all the same and a warning names the fix
+        (:func:`suite_mismatch`), so a deployment that rotated to SM2 keeps signing with SM2.
         """
         if self.key_path(name).exists():
             key = self.load(name)
-            if suite is not None and key.suite != suite:
-                raise EvidenceError(
-                    f"the active key {name}+{key.key_id.hex()} is {key.suite} but the configured "
-                    f"signature suite is {suite}: run `onceonly keys rotate --suite {suite}`"
-                )
+            if suite is not None:
+                warning = suite_mismatch(key, suite)
+                if warning:
+                    _log.warning("%s", warning)
             return key, False
         return self.create(name, suite or DEFAULT_SUITE), True
 
@@ -520,6 +519,18 @@ class KeyStore:
         raise TypeError("a KeyStore holds a passphrase and cannot be pickled")
 
 
+def suite_mismatch(active: SigningKey, configured: str) -> str | None:
+    """What to say when the active key's suite is not the configured one (None when it is)."""
+    if active.suite == configured:
+        return None
+    return (
+        f"the active signing key {active.name}+{active.key_id.hex()} is {active.suite} (the keyring "
+        f"decides which key signs) but ONCEONLY_SIGNATURE_SUITE is {configured}, the suite of new "
+        f"keys: set ONCEONLY_SIGNATURE_SUITE={active.suite} to keep {active.suite} at the next "
+        f"rotation, or run `onceonly keys rotate --suite {configured}` to sign with {configured} now"
+    )
+
+
 def open_key_store(settings: Settings) -> KeyStore:
     """The deployment's key store, with the passphrase from the settings or a Prefect Secret.
 
@@ -553,25 +564,18 @@ def _prefect_secret(block: str) -> str:
 
 
 def _decrypt(pem: bytes, passphrase: bytes, path: Path) -> Any:
-    if pem.lstrip().startswith(f"-----BEGIN {SM2_PEM_LABEL}-----".encode("ascii")):
-        try:
-            return Sm2Suite().decrypt_private_key(pem, passphrase)
-        except InvalidTag:
-            raise EvidenceError(
-                f"cannot decrypt {path}: the passphrase is wrong (or the file is damaged)"
-            ) from None
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            raise EvidenceError(f"{path} is not a readable SM2 key envelope (damaged?)") from None
-    try:
-        private_key = serialization.load_pem_private_key(pem, password=passphrase)
-    except TypeError as exc:
-        # cryptography raises TypeError when a passphrase is given for a key stored in clear.
-        raise EvidenceError(f"{path} is not encrypted; refusing a signing key stored in clear") from exc
-    except ValueError:
-        # The message of the library error may quote the input; never chain it into ours.
+    """The private key of a key file, read by the first suite whose format it is."""
+    suite = next((s for s in SUITES.values() if s.reads_private_key(pem)), None)
+    if suite is None:
+        labels = sorted({label for s in SUITES.values() for label in s.pem_labels})
         raise EvidenceError(
-            f"cannot decrypt {path}: the passphrase is wrong (or the file is damaged)"
-        ) from None
+            f"{path} is not a private-key file any signature suite reads (PEM labels: {', '.join(labels)})"
+        )
+    try:
+        private_key = suite.decrypt_private_key(pem, passphrase)
+    except UnreadableKey as exc:
+        raise EvidenceError(f"cannot read {path}: {exc}") from None
+    # Suites may share a format (PKCS#8): the key's type decides whose it is.
     if suite_of_private_key(private_key) is None:
         kind = type(private_key).__name__
         raise EvidenceError(f"{path} holds a key of type {kind}, which no signature suite uses")
@@ -639,5 +643,6 @@ __all__ = [
     "check_key_status",
     "open_key_store",
     "parse_since",
+    "suite_mismatch",
     "verifier_key_path",
 ]

@@ -24,7 +24,10 @@ c2sp.org/signed-note specifies, ECDSA P-256 and SM2 with type ``0xff || SHA-256(
 
 Where the specifications leave room we are strict, because we only read notes we wrote:
 base64 must be canonical (``encode(decode(s)) == s``) and hex key IDs lower case, so that
-changing any one character of a note or key is always detected.
+changing any one character of a note or key is always detected. The one allowance is for a
+note a person passes on (a checkpoint given to ``--consistency-from``): :func:`note_as_given`
+restores the final newline that ``$(...)`` drops, or removes the one ``jq -r`` or an editor
+adds, since a signature covers the text before the signature lines, not that newline.
 """
 
 from __future__ import annotations
@@ -184,6 +187,13 @@ def open_note_signers(
     problem = _characters_problem(note)
     if problem:
         raise VerificationFailed(f"malformed note: {problem}")
+    trailing = len(note) - len(note.rstrip("\n"))
+    if trailing != 1:
+        ends = "no newline" if trailing == 0 else f"{trailing} newlines"
+        raise VerificationFailed(
+            f"malformed note: it ends with {ends}; a signed note ends with exactly one, after its last "
+            "signature line"
+        )
     # c2sp.org/signed-note "Format": the text is separated from the signatures by the last
     # empty line, and includes its own final newline.
     split = note.rfind("\n\n")
@@ -208,6 +218,21 @@ def open_note_signers(
         wanted = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in known) or "no trusted key"
         raise VerificationFailed(f"note has no signature by {wanted}")
     return text, tuple(signers)
+
+
+def note_as_given(text: str) -> str:
+    """A signed note as a person passes it on, with its one final newline put right.
+
+    ``"$(jq -r .checkpoint b.json)"`` loses the newline that ends the last signature line, and
+    ``jq -r .checkpoint b.json > old.txt`` adds one: either is restored here (no signed byte
+    changes). Anything else (two extra newlines, Windows line ends) is left for
+    :func:`open_note` to refuse with what is wrong.
+    """
+    if not text.endswith("\n"):
+        return text + "\n"
+    if text.endswith("\n\n") and not text.endswith("\n\n\n"):
+        return text[:-1]
+    return text
 
 
 @dataclass(frozen=True)
@@ -364,6 +389,7 @@ __all__ = [
     "NoteVerifier",
     "format_vkey",
     "key_id",
+    "note_as_given",
     "open_note",
     "open_note_signers",
     "parse_vkey",

@@ -33,19 +33,27 @@ the DER SPKI into the key ID and belongs to the transparency-dev witness format.
 
 Private keys at rest: ``ed25519`` and ``ecdsa-p256-sha256`` as PKCS#8 encrypted with the
 passphrase (``cryptography``'s best available: PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC); SM2
-keys, which ``cryptography`` cannot serialise, in the envelope of :class:`Sm2Suite`.
+keys, which ``cryptography`` cannot serialise, in the envelope of :class:`Sm2Suite`. Each suite
+says which private-key files it reads (:meth:`Suite.reads_private_key`) and decrypts them
+(:meth:`Suite.decrypt_private_key`), so the key store needs no case per suite.
+
+Suites are registered in one place, the ``onceonly.signature_suites`` entry-point group of
+``pyproject.toml`` (name → ``module:SuiteClass``); :data:`SUITES` is built from it, and the
+settings accept exactly its names for ``ONCEONLY_SIGNATURE_SUITE``. A suite from another
+package registers the same way.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata
 import json
 import os
 from abc import ABC, abstractmethod
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -55,6 +63,14 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from evidence import sm2
 from onceonly.errors import VerificationFailed
+
+#: The entry-point group signature suites register in (pyproject.toml).
+SUITE_ENTRY_POINTS = "onceonly.signature_suites"
+
+
+class UnreadableKey(ValueError):
+    """A private-key file of a suite's format that cannot be decrypted; the message says why
+    (never quoting the file: it may hold key material)."""
 
 
 def _alt_type(suite_name: str) -> bytes:
@@ -69,6 +85,8 @@ class Suite(ABC):
     signature_type: bytes
     public_key_size: int
     signature_size: int
+    #: PEM labels of the private-key files this suite writes (and reads back).
+    pem_labels: tuple[str, ...]
 
     @abstractmethod
     def generate(self) -> Any:
@@ -98,6 +116,15 @@ class Suite(ABC):
     def encrypt_private_key(self, private_key: Any, passphrase: bytes) -> bytes:
         """The private key encrypted with ``passphrase``, as PEM text."""
 
+    @abstractmethod
+    def decrypt_private_key(self, pem: bytes, passphrase: bytes) -> Any:
+        """The private key in ``pem``; :class:`UnreadableKey` saying why when it cannot be read."""
+
+    def reads_private_key(self, pem: bytes) -> bool:
+        """True when ``pem`` is a private-key file in a format this suite writes (its PEM label)."""
+        first = pem.lstrip().split(b"\n", 1)[0].strip()
+        return any(first == f"-----BEGIN {label}-----".encode("ascii") for label in self.pem_labels)
+
     def verify(self, public_key: bytes, message: bytes, signature: bytes) -> None:
         """Raise :class:`VerificationFailed` unless ``signature`` is valid for ``message``."""
         if len(signature) != self.signature_size:
@@ -111,6 +138,10 @@ class Suite(ABC):
         return f"<signature suite {self.name}>"
 
 
+# RFC 7468 §10, §11: encrypted and clear PKCS#8 (the clear one is read only to refuse it).
+_PKCS8_LABELS = ("ENCRYPTED PRIVATE KEY", "PRIVATE KEY")
+
+
 def _pkcs8(private_key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey, passphrase: bytes) -> bytes:
     # cryptography 50 allows no kdf_rounds for PKCS#8 (only OpenSSH and PKCS#12); this is
     # PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC, which OpenSSL reads back.
@@ -121,11 +152,25 @@ def _pkcs8(private_key: Ed25519PrivateKey | ec.EllipticCurvePrivateKey, passphra
     )
 
 
+def _read_pkcs8(pem: bytes, passphrase: bytes) -> Any:
+    """The key of an encrypted PKCS#8 file, of whatever type: the caller asks which suite owns it
+    (``ed25519`` and ``ecdsa-p256-sha256`` share the format)."""
+    try:
+        return serialization.load_pem_private_key(pem, password=passphrase)
+    except TypeError:
+        # cryptography raises TypeError when a passphrase is given for a key stored in clear.
+        raise UnreadableKey("it is not encrypted; refusing a signing key stored in clear") from None
+    except ValueError:
+        # The message of the library error may quote the input; never chain it into ours.
+        raise UnreadableKey("the passphrase is wrong (or the file is damaged)") from None
+
+
 class Ed25519Suite(Suite):
     name = "ed25519"
     signature_type = b"\x01"
     public_key_size = 32
     signature_size = 64
+    pem_labels = _PKCS8_LABELS
 
     def generate(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.generate()
@@ -150,12 +195,16 @@ class Ed25519Suite(Suite):
     def encrypt_private_key(self, private_key: Ed25519PrivateKey, passphrase: bytes) -> bytes:
         return _pkcs8(private_key, passphrase)
 
+    def decrypt_private_key(self, pem: bytes, passphrase: bytes) -> Any:
+        return _read_pkcs8(pem, passphrase)
+
 
 class EcdsaP256Suite(Suite):
     name = "ecdsa-p256-sha256"
     signature_type = _alt_type("ecdsa-p256-sha256")
     public_key_size = 65
     signature_size = 64
+    pem_labels = _PKCS8_LABELS
 
     def generate(self) -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
@@ -189,6 +238,9 @@ class EcdsaP256Suite(Suite):
     def encrypt_private_key(self, private_key: ec.EllipticCurvePrivateKey, passphrase: bytes) -> bytes:
         return _pkcs8(private_key, passphrase)
 
+    def decrypt_private_key(self, pem: bytes, passphrase: bytes) -> Any:
+        return _read_pkcs8(pem, passphrase)
+
 
 class Sm2Suite(Suite):
     """SM2 with SM3 and the default user ID; keys stored in a documented envelope.
@@ -210,6 +262,7 @@ class Sm2Suite(Suite):
     signature_type = _alt_type("sm2-sm3")
     public_key_size = sm2.PUBLIC_KEY_SIZE
     signature_size = sm2.SIGNATURE_SIZE
+    pem_labels = ("ONCEONLY ENCRYPTED SM2 PRIVATE KEY",)
     FORMAT = "onceonly-encrypted-key/1"
     SCRYPT_N = 2**17
     SCRYPT_R = 8
@@ -255,8 +308,16 @@ class Sm2Suite(Suite):
     def decrypt_private_key(self, pem: bytes, passphrase: bytes) -> sm2.Sm2PrivateKey:
         """The key in an envelope made by :meth:`encrypt_private_key`.
 
-        Raises ``ValueError`` for a damaged file and ``InvalidTag`` for a wrong passphrase.
+        Raises :class:`UnreadableKey` for a wrong passphrase or a damaged file.
         """
+        try:
+            return self._open_envelope(pem, passphrase)
+        except InvalidTag:
+            raise UnreadableKey("the passphrase is wrong (or the file is damaged)") from None
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            raise UnreadableKey("it is not a readable SM2 key envelope (damaged?)") from None
+
+    def _open_envelope(self, pem: bytes, passphrase: bytes) -> sm2.Sm2PrivateKey:
         text = pem.decode("ascii").strip()
         begin, end = f"-----BEGIN {SM2_PEM_LABEL}-----", f"-----END {SM2_PEM_LABEL}-----"
         if not (text.startswith(begin) and text.endswith(end)):
@@ -283,10 +344,30 @@ class Sm2Suite(Suite):
         return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase)
 
 
-SM2_PEM_LABEL = "ONCEONLY ENCRYPTED SM2 PRIVATE KEY"
+SM2_PEM_LABEL = Sm2Suite.pem_labels[0]
 DEFAULT_SUITE = "ed25519"
 
-SUITES: dict[str, Suite] = {s.name: s for s in (Ed25519Suite(), EcdsaP256Suite(), Sm2Suite())}
+
+def _registered_suites() -> dict[str, Suite]:
+    """The suites of the ``onceonly.signature_suites`` entry points, the default one first."""
+    found: dict[str, Suite] = {}
+    for ep in importlib.metadata.entry_points(group=SUITE_ENTRY_POINTS):
+        cls = ep.load()
+        if not (isinstance(cls, type) and issubclass(cls, Suite)):
+            raise TypeError(f"entry point {ep.name!r} ({ep.value}) of {SUITE_ENTRY_POINTS} is not a Suite")
+        suite = cls()
+        if suite.name != ep.name:
+            raise TypeError(f"entry point {ep.name!r} ({ep.value}) registers the suite named {suite.name!r}")
+        found[ep.name] = suite
+    if DEFAULT_SUITE not in found:
+        raise RuntimeError(
+            f"no {DEFAULT_SUITE} signature suite registered: is the onceonly package installed "
+            "(pip install -e .)?"
+        )
+    return dict(sorted(found.items(), key=lambda item: (item[0] != DEFAULT_SUITE, item[0])))
+
+
+SUITES: dict[str, Suite] = _registered_suites()
 
 
 def get_suite(name: str) -> Suite:
@@ -318,10 +399,12 @@ __all__ = [
     "DEFAULT_SUITE",
     "SM2_PEM_LABEL",
     "SUITES",
+    "SUITE_ENTRY_POINTS",
     "EcdsaP256Suite",
     "Ed25519Suite",
     "Sm2Suite",
     "Suite",
+    "UnreadableKey",
     "get_suite",
     "suite_of_private_key",
     "suite_of_type",

@@ -565,19 +565,21 @@ def _sync_connector_blocks(pipeline: Pipeline, logger: Any) -> None:
 
     The catalog is the one source of truth; the blocks are what operators see in the UI (under
     Blocks, type ``onceonly-connector``), saved wherever the flow runs and removed with their
-    connector.
+    connector (``connectors.block.sync_blocks``).
     """
-    from connectors.block import delete_block, save_block
-    from connectors.registry import removed
-    from onceonly.errors import ConfigurationError
+    from connectors.block import sync_blocks
 
-    try:
-        for registration in pipeline.registrations.values():
-            save_block(registration)
-        for name in removed(pipeline.catalog):
-            delete_block(name)
-    except ConfigurationError as exc:
-        logger.warning("%s", exc)
+    pipeline.newly_registered.clear()
+    synced = sync_blocks(pipeline.registrations)
+    if synced.saved or synced.deleted:
+        logger.info(
+            "connector blocks: %d saved, %d deleted (%s)",
+            len(synced.saved),
+            len(synced.deleted),
+            ", ".join(synced.deleted) or "none deleted",
+        )
+    for problem in synced.problems:
+        logger.warning("%s", problem)
 
 
 def _why(exc: BaseException | None) -> str:

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from sqlalchemy import Row, Select, and_, case, func, not_, or_, select
 from sqlalchemy.engine import Connection
 
 from catalog import batches, breaches, connector_registrations, quarantine
-from contracts.compiler import RECORD_KEY_SEPARATOR, CompiledContract
 from onceonly.errors import CatalogRefused
 from onceonly.privacy import mask_citizen_id, scrub_text
+
+if TYPE_CHECKING:  # contracts.compiler loads pyarrow: `quarantine list` must start quickly
+    from contracts.compiler import CompiledContract
 
 Status = Literal["open", "resolved", "all"]
 EXAMPLES = 3
@@ -246,6 +248,8 @@ def masked_source_key(record_key: str | None, compiled: CompiledContract | None)
     """
     if record_key is None:
         return None
+    from contracts.compiler import RECORD_KEY_SEPARATOR
+
     parts = record_key.split(RECORD_KEY_SEPARATOR)
     if compiled is None or len(parts) != len(compiled.record_key):
         personal = [True] * len(parts)

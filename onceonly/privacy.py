@@ -9,6 +9,9 @@ Example::
     >>> scrub_text("申请人 11010519491231002X 已提交")
     '申请人 110105********002X 已提交'
 
+Only :func:`mask_citizen_ids` needs pyarrow, and imports it when called, so that masking an
+error message costs no Arrow import.
+
 ``install_log_masking()`` (called once at start-up, by the CLI and the flows) makes every log
 record created in the process — ours, Prefect's, any library's — carry its message with
 citizen ID numbers already masked, so a handler can never write one out in clear.
@@ -25,10 +28,10 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MaskKind: TypeAlias = Literal["citizen_id", "name", "phone", "address", "secret", "none"]
 
@@ -121,6 +124,10 @@ def mask_value(value: str | None, kind: MaskKind) -> str | None:
 
 def mask_citizen_ids(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     """:func:`mask_citizen_id` over a whole string array (Arrow compute kernels); nulls stay null."""
+    # Imported here: error messages and the command line mask text without loading Arrow.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     arr = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()

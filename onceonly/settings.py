@@ -12,13 +12,25 @@ by name through ``connectors.secrets`` at the last moment.
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_serializer, model_validator
+from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# Where signature suites register (evidence.suites.SUITE_ENTRY_POINTS): their names are read
+# from the package metadata, so the ground floor never imports the evidence stage.
+_SUITE_ENTRY_POINTS = "onceonly.signature_suites"
+_DEFAULT_SUITE = "ed25519"
+
+
+def signature_suite_names() -> list[str]:
+    """The names of the registered signature suites (entry points; nothing is imported), the
+    default first, in the order of ``evidence.suites.SUITES``."""
+    names = {ep.name for ep in importlib.metadata.entry_points(group=_SUITE_ENTRY_POINTS)}
+    return sorted(names, key=lambda name: (name != _DEFAULT_SUITE, name))
 
 
 class Settings(BaseSettings):
@@ -45,8 +57,13 @@ class Settings(BaseSettings):
             "default home/secrets/key-passphrase if it exists (where `onceonly demo` keeps the demo's)."
         ),
     )
-    signature_suite: Literal["ed25519", "ecdsa-p256-sha256", "sm2-sm3"] = Field(
-        "ed25519", description="Signature suite of new signing keys (see `onceonly keys`)."
+    signature_suite: str = Field(
+        _DEFAULT_SUITE,
+        description=(
+            "Signature suite of NEW signing keys (`keys init`, `keys rotate` without --suite, the "
+            "first run); the keyring's active key signs whatever its suite. Registered suites: the "
+            "onceonly.signature_suites entry points."
+        ),
     )
     log_origin: str = Field(
         "onceonly.example/wuqing/evidence",
@@ -131,6 +148,14 @@ class Settings(BaseSettings):
 
         return make_url(url).render_as_string(hide_password=True)
 
+    @field_validator("signature_suite")
+    @classmethod
+    def _known_suite(cls, value: str) -> str:
+        known = signature_suite_names()
+        if value not in known:
+            raise ValueError(f"unknown signature suite {value!r}; known suites: {', '.join(known)}")
+        return value
+
     @property
     def catalog_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
@@ -158,4 +183,4 @@ class Settings(BaseSettings):
         return self.home / "departments"
 
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "signature_suite_names"]

@@ -14,6 +14,11 @@ not found (and, if the department's record failed its data contract, which rule)
 or revoked/suspended (with the reason recorded by ``onceonly certificates suspend|revoke|…``).
 The status is the catalog's, which a lifecycle change updates in the same transaction as its
 log leaf and status list: a suspension shows here at once, as in the published list.
+
+The answer's ``subject`` is masked whatever the matter (a person's ID typed for an
+organisation's matter must not come back in clear). Recording uses (``log=``) needs the
+township: a 12-digit code of the district's region list (``contracts/regions``), checked
+before anything is written (:func:`check_township`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Connection
 
 from catalog import certificate_events, certificates, quarantine
+from contracts.checks import load_region_codes
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.certificate import STATUS_VALID
 from evidence.log import TransparencyLog, record_use
@@ -72,18 +78,22 @@ def skip_check(
     today: dt.date | None = None,
     log: TransparencyLog | None = None,
     township: str | None = None,
+    district: str = "120114",
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
 
     With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
-    of shared data and is recorded in the transparency log (``record_use``) for ``township``:
-    which certificate stood in for which material of which matter — never the subject's ID.
+    of shared data and is recorded in the transparency log (``record_use``) for ``township``
+    (a township of ``district``'s region list, checked first): which certificate stood in for
+    which material of which matter — never the subject's ID.
     """
     today = today or dt.date.today()
     # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
     subject_id = subject_id.strip().upper()
     _check_subject(matter, subject_id)
-    shown = mask_citizen_id(subject_id) if matter.subject == "person" else subject_id
+    if log is not None:
+        check_township(township, district)
+    shown = mask_citizen_id(subject_id)
     answers = tuple(_answer(conn, material, subject_id, issued_by, today) for material in matter.materials)
     if log is not None:
         for answer in answers:
@@ -97,6 +107,18 @@ def skip_check(
                     material=answer.material,
                 )
     return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
+
+
+def check_township(township: str | None, district: str) -> None:
+    """Refuse a township that is not a 12-digit code of ``district``'s region list."""
+    codes = load_region_codes(district)
+    if township not in codes:
+        shown = "none" if township is None else repr(scrub_text(township)[:40])
+        examples = ", ".join(f"{code} ({name})" for code, name in list(codes.items())[:3])
+        raise ConfigurationError(
+            f"township {shown} is not a township of district {district}: give its 12-digit code from "
+            f"contracts/regions/{district}.csv (e.g. {examples}); nothing was recorded"
+        )
 
 
 def _check_subject(matter: Matter, subject_id: str) -> None:
@@ -207,4 +229,4 @@ def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
     return f"not found: {failed}; they are quarantined until the departments correct them"
 
 
-__all__ = ["MaterialAnswer", "SkipCheckAnswer", "skip_check"]
+__all__ = ["MaterialAnswer", "SkipCheckAnswer", "check_township", "skip_check"]

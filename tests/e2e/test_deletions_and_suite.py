@@ -239,7 +239,7 @@ def test_a_bundle_exported_after_key_rotation_verifies(home: Home, tmp_path: Pat
             "--matter",
             "hukou-move-after-marriage",
             "--record-use",
-            "120114001",
+            "120114001000",
         ],
     )
     assert used.exit_code == 0, used.output

@@ -106,3 +106,20 @@ def test_errors_from_a_shell_are_one_clear_line(keys_home: Path) -> None:
     unset = {k: v for k, v in env.items() if k != "ONCEONLY_KEY_PASSPHRASE"}
     done = subprocess.run([*command, "rotate"], env=unset, capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "ONCEONLY_KEY_PASSPHRASE is not set" in done.stderr
+
+
+def test_list_has_a_header_row(keys_home: Path) -> None:
+    run("init")
+    header, row = run("list").splitlines()[:2]
+    assert header.split() == [
+        "name",
+        "suite",
+        "key",
+        "id",
+        "status",
+        "created",
+        "retired",
+        "compromised",
+        "since",
+    ]
+    assert row.startswith(ORIGIN) and " active " in row

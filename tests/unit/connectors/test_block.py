@@ -18,6 +18,16 @@ from connectors.registration import Registration
 from onceonly.settings import Settings
 
 CANARY = "Canary-Pw-" + uuid.uuid4().hex  # a password nothing may ever show
+# A department table with the household contract's columns (registration checks them).
+HOUSEHOLD_TABLE = (
+    "id int PRIMARY KEY, person_id char(18), name text, gender text, ethnicity text, birth_date date, "
+    "household_no text, relation text, address text, township_code text, registered_on date, "
+    "updated_at timestamp"
+)
+HOUSEHOLD_ROW = (
+    "(1, '120104199003071234', '王小明', '男', '汉族', '1990-03-07', '120114000001', '户主', "
+    "'天津市武清区杨村街道1号', '120114001000', '2010-01-01', '2026-11-20 08:00')"
+)
 
 
 def _registration(url: str, table: str, name: str = "gongan-pg", **secrets: str) -> Registration:
@@ -48,13 +58,16 @@ def test_secrets_are_prefect_secret_values_or_environment_variable_names(
 
 
 def test_register_saves_the_block_and_remove_deletes_it(
-    home: Path, tmp_path: Path, prefect_harness: None, postgres_url: str
+    home: Path, tmp_path: Path, prefect_harness: None, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))  # a server is named
     table = f"oo_block_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE TABLE {table} (id int PRIMARY KEY, updated_at timestamp)")
-        conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1, '2026-11-20 08:00')")
+        conn.exec_driver_sql(f"CREATE TABLE {table} ({HOUSEHOLD_TABLE})")
+        conn.exec_driver_sql(f"INSERT INTO {table} VALUES {HOUSEHOLD_ROW}")
     name = f"gongan-{uuid.uuid4().hex[:8]}"
     path = tmp_path / "reg.yaml"
     path.write_text(
@@ -98,10 +111,8 @@ def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
     table = f"oo_leak_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            f"CREATE TABLE {table} (id int PRIMARY KEY, person_id char(18), updated_at timestamp)"
-        )
-        conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1, '120104199003071234', '2026-11-20 08:00')")
+        conn.exec_driver_sql(f"CREATE TABLE {table} ({HOUSEHOLD_TABLE})")
+        conn.exec_driver_sql(f"INSERT INTO {table} VALUES {HOUSEHOLD_ROW}")
     name = f"gongan-{uuid.uuid4().hex[:8]}"
     path = tmp_path / "reg.yaml"
     path.write_text(
@@ -166,3 +177,17 @@ def test_the_flow_saves_blocks_for_connectors_registered_from_the_shipped_files(
     monkeypatch.setenv("ONCEONLY_REGISTRATIONS_DIR", str(folder))
     daily_sharing(connectors=[name], return_state=True)
     assert OnceOnlyConnector.load(name).connector == name
+
+
+def test_sync_blocks_mirrors_the_registrations(prefect_harness: None) -> None:
+    from connectors.block import save_block, sync_blocks
+
+    kept = _registration("sqlite:///kept.db", "t", name=f"gongan-{uuid.uuid4().hex[:8]}")
+    gone = _registration("sqlite:///gone.db", "t", name=f"gongan-{uuid.uuid4().hex[:8]}")
+    save_block(gone)  # registered once, removed from the catalog since
+    synced = sync_blocks({kept.name: kept})
+    assert kept.name in synced.saved and gone.name in synced.deleted and not synced.problems
+    assert OnceOnlyConnector.load(kept.name).options["url"] == "sqlite:///kept.db"
+    with pytest.raises(ValueError):
+        OnceOnlyConnector.load(gone.name)
+    assert sync_blocks({kept.name: kept}).deleted == ()

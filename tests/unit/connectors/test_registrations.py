@@ -19,6 +19,7 @@ from connectors import (
     load_registrations,
 )
 from connectors.base import Connector
+from connectors.registration import parse_registration
 from onceonly.errors import ConfigurationError, UnknownConnectorType
 from onceonly.settings import Settings
 
@@ -156,3 +157,44 @@ def test_the_package_exports_what_it_documents() -> None:
         "load_registrations",
     ]
     assert all(hasattr(connectors, name) for name in connectors.__all__)
+
+
+HTTP_REGISTRATION = """\
+name: scjg-test
+department: 市场监管
+dataset: business_licence
+type: http
+options:
+  base_url: {base_url}
+  path: {path}
+  fields: [uscc]
+  incremental: {{param: updated_since, field: updated_at, key: uscc}}
+  params: {params}
+"""
+
+
+@pytest.mark.parametrize(
+    ("base_url", "path", "params", "problem"),
+    [
+        ("https://api-user:Tok-123@api.local/v1", "/x", "{}", "options.base_url: the URL carries a password"),
+        ("https://Tok-123@api.local/v1", "/x", "{}", "options.base_url: the URL carries credentials"),
+        ("https://api.local/v1?token=Tok-123", "/x", "{}", "credential (token=…)"),
+        ("https://api.local/v1", "/licences?access_token=Tok-123", "{}", "options.path: the URL's query"),
+        ("https://api.local/v1", "/x", "{api_key: Tok-123}", "options.params.api_key: a credential"),
+    ],
+)
+def test_a_credential_written_into_an_option_is_refused_without_echoing_it(
+    base_url: str, path: str, params: str, problem: str
+) -> None:
+    text = HTTP_REGISTRATION.format(base_url=base_url, path=path, params=params)
+    with pytest.raises(ConfigurationError) as caught:
+        parse_registration(text, "scjg.yaml")
+    assert problem in str(caught.value) and "`secrets:`" in str(caught.value)
+    assert "Tok-123" not in str(caught.value)
+
+
+def test_secret_names_and_plain_urls_pass() -> None:
+    text = HTTP_REGISTRATION.format(
+        base_url="https://api.local/v1", path="/x?page=1", params="{region: '120114'}"
+    )
+    assert parse_registration(text, "scjg.yaml").options["params"] == {"region": "120114"}

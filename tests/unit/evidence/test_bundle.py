@@ -461,7 +461,9 @@ def test_a_rewritten_log_is_caught_by_the_older_checkpoint(log: Log) -> None:
     with pytest.raises(VerificationFailed, match="of the log"):
         verify_bundle(log.bundle(0, consistency_from=3), old_checkpoint=other_origin)
     stranger = SigningKey.generate(ORIGIN).sign_note(Checkpoint(ORIGIN, 3, root(log.leaves[:3])).to_body())
-    with pytest.raises(VerificationFailed, match="the older checkpoint: note has no signature"):
+    with pytest.raises(
+        VerificationFailed, match=r"the older checkpoint \(--consistency-from\): note has no signature"
+    ):
         verify_bundle(log.bundle(0, consistency_from=3), old_checkpoint=stranger)
 
 
@@ -582,3 +584,18 @@ def test_a_key_retired_before_the_signing_time_fails(log: Log) -> None:
     keyring = Keyring((_record(log.key, retired=PUBLISHED - dt.timedelta(days=1)),))
     with pytest.raises(VerificationFailed, match="was retired at"):
         verify_bundle(log.bundle(1), keyring=keyring)
+
+
+def test_an_older_checkpoint_as_a_person_passes_it_on(log: Log) -> None:
+    """`jq -r` adds a newline, `$(...)` drops it: both verify; anything else is refused by name."""
+    bundle = log.bundle(0, consistency_from=3)
+    old = log.checkpoint_at(3)
+    assert old.endswith("\n") and not old.endswith("\n\n")
+    for given in (old, old + "\n", old.rstrip("\n")):
+        assert verify_bundle(bundle, old_checkpoint=given).consistent_from == 3
+    with pytest.raises(
+        VerificationFailed, match="it ends with 3 newlines; a signed note ends with exactly one"
+    ):
+        verify_bundle(bundle, old_checkpoint=old + "\n\n")
+    with pytest.raises(VerificationFailed, match="control character"):
+        verify_bundle(bundle, old_checkpoint=old.replace("\n", "\r\n"))

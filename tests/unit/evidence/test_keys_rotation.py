@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import logging
 import os
 import re
 import stat
@@ -60,12 +61,23 @@ def test_sm2_envelope_tampering_is_detected(tmp_path: Path) -> None:
         store.load(NAME)
 
 
-def test_the_configured_suite_must_match_the_active_key(tmp_path: Path) -> None:
+def test_the_keyring_decides_the_active_key_and_a_different_setting_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     store = KeyStore(tmp_path, PASSPHRASE)
     store.create(NAME, "ed25519")
-    with pytest.raises(EvidenceError, match="keys rotate --suite sm2-sm3"):
-        store.load_or_create(NAME, "sm2-sm3")
-    assert store.load_or_create(NAME)[0].suite == "ed25519"  # no suite asked: whatever is active
+    rotated = store.rotate(NAME, "sm2-sm3")
+    with caplog.at_level(logging.WARNING, logger="evidence.keys"):
+        key, created = store.load_or_create(NAME, "ed25519")  # the setting still says ed25519
+    assert (key.suite, key.key_id, created) == ("sm2-sm3", rotated.key_id, False)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "evidence.keys"]
+    assert "is sm2-sm3" in warning and "ONCEONLY_SIGNATURE_SUITE is ed25519" in warning
+    assert "set ONCEONLY_SIGNATURE_SUITE=sm2-sm3" in warning and "keys rotate --suite ed25519" in warning
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="evidence.keys"):
+        assert store.load_or_create(NAME, "sm2-sm3")[0].suite == "sm2-sm3"
+        assert store.load_or_create(NAME)[0].suite == "sm2-sm3"  # no suite asked: whatever is active
+    assert not caplog.records
 
 
 def test_rotation_keeps_old_signatures_verifying(tmp_path: Path) -> None:

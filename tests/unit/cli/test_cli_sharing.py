@@ -1,0 +1,117 @@
+"""`onceonly skip-check` and `onceonly matters list` as a township counter uses them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from catalog import Catalog
+from cli.main import app
+from evidence.log import tree_size
+from onceonly.errors import ConfigurationError
+from onceonly.settings import Settings
+
+# A valid citizen ID number that also happens to pass the GB 32100 check (1 in 31 do): typed
+# for an organisation's matter, it is accepted as a credit code and must still never be shown.
+PERSON_AS_USCC = "120114199003070808"
+MASKED = "120114********0808"
+
+
+@pytest.fixture
+def catalog(home: Path) -> Iterator[Catalog]:
+    catalog = Catalog.connect(Settings().catalog_url)
+    yield catalog
+    catalog.dispose()
+
+
+def holds_a_household_register(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The subject holds a 居民户口簿 in force: pension enrolment may skip it (a use to record)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "sharing"))
+    from catalog_records import Records
+
+    Records(catalog).certificate(PERSON_AS_USCC)
+
+
+@pytest.mark.parametrize("matter", ["business-opening-social-insurance", "pension-enrolment"])
+def test_the_subject_is_masked_in_text_and_json_whatever_the_matter(catalog: Catalog, matter: str) -> None:
+    runner = CliRunner()
+    text = runner.invoke(app, ["skip-check", "--subject", PERSON_AS_USCC, "--matter", matter])
+    assert text.exit_code == 0, text.output
+    assert PERSON_AS_USCC not in text.output and f"for {MASKED}" in text.output
+    as_json = runner.invoke(app, ["skip-check", "--subject", PERSON_AS_USCC, "--matter", matter, "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    assert PERSON_AS_USCC not in as_json.output and json.loads(as_json.output)["subject"] == MASKED
+
+
+@pytest.mark.parametrize("township", ["999", "120114999000", "120114001"])
+def test_record_use_for_an_unknown_township_is_refused_and_nothing_is_written(
+    catalog: Catalog, township: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holds_a_household_register(catalog, monkeypatch)
+    runner = CliRunner()
+    assert runner.invoke(app, ["keys", "init"]).exit_code == 0
+    with catalog.read() as conn:
+        before = tree_size(conn)
+    result = runner.invoke(
+        app,
+        [
+            "skip-check",
+            "--subject",
+            PERSON_AS_USCC,
+            "--matter",
+            "pension-enrolment",
+            "--record-use",
+            township,
+        ],
+    )
+    assert isinstance(result.exception, ConfigurationError)
+    message = str(result.exception)
+    assert f"township '{township}' is not a township of district 120114" in message
+    assert "120114001000 (杨村街道)" in message and "nothing was recorded" in message
+    with catalog.read() as conn:
+        assert tree_size(conn) == before
+
+
+def test_record_use_for_a_township_of_the_district_is_recorded(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holds_a_household_register(catalog, monkeypatch)
+    runner = CliRunner()
+    assert runner.invoke(app, ["keys", "init"]).exit_code == 0
+    result = runner.invoke(
+        app,
+        [
+            "skip-check",
+            "--subject",
+            PERSON_AS_USCC,
+            "--matter",
+            "pension-enrolment",
+            "--record-use",
+            "120114001000",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "✔ 居民户口簿: may be skipped" in result.output
+    with catalog.read() as conn:
+        assert tree_size(conn) == 1  # the use, in the log
+
+
+def test_matters_list_has_a_header_row(home: Path) -> None:
+    result = CliRunner().invoke(app, ["matters", "list"])
+    assert result.exit_code == 0, result.output
+    header, first = result.output.splitlines()[:2]
+    assert header.split() == [
+        "matter",
+        "name",
+        "department",
+        "subject",
+        "material",
+        "accepted",
+        "e-certificate",
+        "types",
+    ]
+    assert first.startswith("pension-enrolment") and "居民户口簿" in first
