@@ -11,3 +11,5 @@ One module per stage's commands (``connectors``, ``contracts``, ``quarantine``, 
 ``main``, the entry point. Stages are imported inside the commands that use them, so
 ``onceonly --help`` and commands that only read the catalog start quickly.
 """
+
+__all__: list[str] = []

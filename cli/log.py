@@ -62,45 +62,16 @@ def _public_keys(settings: Settings, trusted: list[str] | None) -> list[str]:
 _SHOWN = 10
 
 
+def _unusable(conn: Connection, keyring: Keyring) -> list[tuple[int, str]]:
+    from evidence.log import unusable_checkpoints
+
+    return unusable_checkpoints(conn, keyring)
+
+
 def _settings() -> Settings:
     from onceonly.settings import Settings
 
     return Settings()
-
-
-def unusable_checkpoints(conn: Connection, keyring: Keyring) -> list[tuple[int, str]]:
-    """``(tree size, why)`` of every stored checkpoint whose key was not usable when it was stored.
-
-    The signing time is the checkpoint row's ``created_at`` (written in the transaction that
-    signed it; checkpoints themselves carry no time): at or after the key's compromised-since
-    time, or after its retirement, the checkpoint is reported (``evidence.keys.check_key_status``).
-    """
-    import datetime as dt
-
-    from sqlalchemy import select
-
-    from catalog import checkpoints
-    from evidence.keys import check_key_status
-
-    watched = [r for r in keyring.keys if r.compromised_since is not None or r.retired is not None]
-    if not watched:
-        return []
-    found: list[tuple[int, str]] = []
-    rows = conn.execute(
-        select(checkpoints.c.tree_size, checkpoints.c.note, checkpoints.c.created_at).order_by(
-            checkpoints.c.tree_size
-        )
-    )
-    for row in rows:
-        created = row.created_at
-        if created.tzinfo is None:  # SQLite returns the stored UTC time without its zone
-            created = created.replace(tzinfo=dt.UTC)
-        try:
-            signer = keyring.signer_of(str(row.note))
-            check_key_status(signer.key_id, created, keyring, signer.name)
-        except VerificationFailed as exc:
-            found.append((int(row.tree_size), f"{exc} (signing time: the checkpoint's created_at)"))
-    return found
 
 
 def _verifiers(vkeys: list[str]) -> list[NoteVerifier]:
@@ -149,7 +120,7 @@ def log_verify(
         except VerificationFailed as exc:
             typer.secho(f"INCONSISTENT: {exc}", fg="red", err=True)
             raise typer.Exit(1) from None
-        unusable = unusable_checkpoints(conn, ring) if ring is not None else []
+        unusable = _unusable(conn, ring) if ring is not None else []
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(report.kinds.items())) or "none"
     typer.secho(
         f"CONSISTENT: {report.tree_size} leaves ({kinds}), {report.nodes} interior nodes and "

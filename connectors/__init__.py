@@ -13,9 +13,10 @@ Types shipped: ``sql``, ``http``, ``files`` (entry-point group ``onceonly.connec
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from connectors.base import Connector, Cursor, Pulled, connector_types, create_connector
     from connectors.registration import Registration, load_registration, load_registrations
     from connectors.secrets import ChainedSecrets, EnvironmentSecrets, MissingSecret, PrefectSecrets
@@ -38,7 +39,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Import the submodule that defines ``name`` on first use (PEP 562)."""
     module = _EXPORTS.get(name)
     if module is None:

@@ -485,4 +485,11 @@ def _position(watermark: Any, key: Any) -> tuple[Any, ...]:
     return (2, str(watermark), str(key))
 
 
-__all__ = ["HmacAuth", "HttpConnector", "HttpOptions", "hmac_signature"]
+__all__ = [
+    "HmacAuth",
+    "HttpConnector",
+    "HttpOptions",
+    "Incremental",
+    "Pagination",
+    "hmac_signature",
+]

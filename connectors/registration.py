@@ -36,7 +36,6 @@ from urllib.parse import parse_qsl, urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from contracts.pinning import ContractPin
 from onceonly.errors import ConfigurationError, UnknownConnectorType
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -53,6 +52,17 @@ _SECRETS_HINT = (
     "`secrets: {token: DEPT_API_TOKEN}` with `auth: bearer` for an API): the value is read from the "
     "environment or a Prefect Secret block when the connector runs, and never stored"
 )
+
+
+class ContractPin(BaseModel):
+    """The ``contract`` field of a connector registration (checked by ``contracts.pinning``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    major: int = Field(ge=0, description="The contract major version the connector was tested against.")
+    accept_major: int | None = Field(
+        None, ge=0, description="Another major version the connector may run against (an explicit opt-in)."
+    )
 
 
 class Registration(BaseModel):
@@ -275,6 +285,7 @@ def load_registrations(directory: Path) -> dict[str, Registration]:
 
 
 __all__ = [
+    "ContractPin",
     "Registration",
     "load_registration",
     "load_registrations",

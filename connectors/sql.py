@@ -640,4 +640,8 @@ def _decode(encoded: dict[str, Any]) -> Any:
     return value
 
 
-__all__ = ["SqlConnector"]
+__all__ = [
+    "SqlConnector",
+    "SqlCursor",
+    "SqlOptions",
+]

@@ -298,6 +298,7 @@ def run_suite(compiled: CompiledContract, frame: pd.DataFrame) -> SuiteOutcome:
 
 
 __all__ = [
+    "ExpectColumnValuesToConformToContractType",
     "RuleResult",
     "SuiteOutcome",
     "build_suite",

@@ -18,30 +18,26 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from contracts.model import Contract
 from onceonly.errors import ConfigurationError
 
 _log = logging.getLogger(__name__)
 
 
-class ContractPin(BaseModel):
-    """The ``contract`` field of a connector registration."""
+class _Pin(Protocol):
+    """A registration's ``contract`` field (``connectors.registration.ContractPin``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    major: int = Field(ge=0, description="The contract major version the connector was tested against.")
-    accept_major: int | None = Field(
-        None, ge=0, description="Another major version the connector may run against (an explicit opt-in)."
-    )
+    @property
+    def major(self) -> int: ...
+    @property
+    def accept_major(self) -> int | None: ...
 
 
 class _Registered(Protocol):
     @property
     def name(self) -> str: ...
     @property
-    def contract(self) -> ContractPin | None: ...
+    def contract(self) -> _Pin | None: ...
 
 
 def require_pinned_major(registration: _Registered, contract: Contract) -> None:
@@ -75,4 +71,4 @@ def require_pinned_major(registration: _Registered, contract: Contract) -> None:
     )
 
 
-__all__ = ["ContractPin", "require_pinned_major"]
+__all__ = ["require_pinned_major"]

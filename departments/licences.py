@@ -719,6 +719,7 @@ __all__ = [
     "LICENCE_COLUMNS",
     "LICENCE_TABLE",
     "REGISTRATION_AUTHORITY",
+    "ApiError",
     "Faults",
     "LicenceApi",
     "LicenceBatch",

@@ -14,9 +14,10 @@ This is the only package that imports ``cryptography.hazmat``. It signs canonica
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from evidence.bundle import (
         BUNDLE_FORMAT,
         VerifiedBundle,
@@ -170,7 +171,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """Import the submodule that defines ``name`` on first use (PEP 562)."""
     module = _EXPORTS.get(name)
     if module is None:

@@ -31,6 +31,7 @@ stream); every other leaf is a ``log_leaves`` row with its entry.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import json
 from collections import Counter
@@ -56,7 +57,7 @@ from catalog import (
     utcnow,
 )
 from evidence.canonical import canonical_json
-from evidence.keys import SigningKey
+from evidence.keys import Keyring, SigningKey, check_key_status
 from evidence.merkle import (
     SHA256,
     TreeHash,
@@ -814,6 +815,34 @@ def _count(start: int) -> Iterator[int]:
         start += 1
 
 
+def unusable_checkpoints(conn: Connection, keyring: Keyring) -> list[tuple[int, str]]:
+    """``(tree size, why)`` of every stored checkpoint whose key was not usable when it was stored.
+
+    The signing time is the checkpoint row's ``created_at`` (written in the transaction that
+    signed it; checkpoints themselves carry no time): at or after the key's compromised-since
+    time, or after its retirement, the checkpoint is reported (``evidence.keys.check_key_status``).
+    """
+    watched = [r for r in keyring.keys if r.compromised_since is not None or r.retired is not None]
+    if not watched:
+        return []
+    found: list[tuple[int, str]] = []
+    rows = conn.execute(
+        select(checkpoints.c.tree_size, checkpoints.c.note, checkpoints.c.created_at).order_by(
+            checkpoints.c.tree_size
+        )
+    )
+    for row in rows:
+        created = row.created_at
+        if created.tzinfo is None:  # SQLite returns the stored UTC time without its zone
+            created = created.replace(tzinfo=dt.UTC)
+        try:
+            signer = keyring.signer_of(str(row.note))
+            check_key_status(signer.key_id, created, keyring, signer.name)
+        except VerificationFailed as exc:
+            found.append((int(row.tree_size), f"{exc} (signing time: the checkpoint's created_at)"))
+    return found
+
+
 __all__ = [
     "ENTRY_SCHEMA",
     "KIND_BATCH_RECEIPT",
@@ -839,5 +868,6 @@ __all__ = [
     "record_use",
     "root_at",
     "tree_size",
+    "unusable_checkpoints",
     "verify_log",
 ]

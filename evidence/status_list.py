@@ -449,6 +449,7 @@ __all__ = [
     "build_document",
     "decode_bits",
     "encode_bits",
+    "list_id",
     "make_document",
     "open_status_list",
     "publish_status_lists",

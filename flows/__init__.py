@@ -2,3 +2,5 @@
 
 ``flows.daily_sharing.daily_sharing`` is the daily job (deployed by ``deployments/prefect.yaml``).
 """
+
+__all__: list[str] = []

@@ -1,8 +1,12 @@
 """OnceOnly: cross-department data sharing so citizens submit each proof once.
 
-The pipeline's stages are top-level packages (``connectors``, ``contracts``, ``lake``,
-``evidence``, ``sharing``, ``flows``); this package holds what they share: settings, the
-exception tree, masking of personal data, and the ``onceonly`` command line.
+The ground floor every stage stands on: settings (``settings``), the exception tree
+(``errors``), masking of personal data (``privacy``) and durable, private files (``files``).
+The stages are top-level packages in pipeline order — ``connectors``, ``contracts``,
+``evidence``, ``lake``, ``sharing`` — over the ``catalog``, under the roof of ``flows`` and
+``cli`` (README, Layout).
 """
 
 __version__ = "0.1.0"
+
+__all__: list[str] = []

@@ -1,1 +1,3 @@
 """The township side: matters catalogue, skip-check and township extracts."""
+
+__all__: list[str] = []

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.registration import Registration, load_registration
+from connectors.registration import ContractPin, Registration, load_registration
 from contracts.identifiers import citizen_id_check_char
 from contracts.model import load_contract, parse_contract
-from contracts.pinning import ContractPin, require_pinned_major
+from contracts.pinning import require_pinned_major
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 
