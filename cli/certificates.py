@@ -201,7 +201,10 @@ def certificates_export(
         if keyring is not None:
             vkeys = _signer_first(settings, conn, keyring, vkeys)
         bundle, status = export_bundle(conn, cert_id, vkeys, old_checkpoint=old)
-    output.write_text(json.dumps(bundle, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    from onceonly.files import write_atomic
+
+    # 600: the holder's bundle carries the certificate (name and ID number).
+    write_atomic(output, json.dumps(bundle, ensure_ascii=False, indent=2) + "\n")
     size = bundle["checkpoint"].split("\n")[1]
     typer.echo(f"wrote {output} (leaf {bundle['leaf_index']} of a log of {size})")
     if status != "有效":

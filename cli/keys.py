@@ -154,7 +154,9 @@ def export_public(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from onceonly.files import write_atomic
+
+        write_atomic(output, text, mode=0o644)  # public keys, for verifiers
         typer.echo(f"wrote {len(records)} key(s) to {output}", err=True)
 
 

@@ -251,7 +251,9 @@ def _emit(doc: dict[str, object], output: Path | None) -> None:
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from onceonly.files import write_atomic
+
+        write_atomic(output, text)  # 600: an inclusion proof carries its leaf's entry
         typer.echo(f"wrote {output}", err=True)
 
 

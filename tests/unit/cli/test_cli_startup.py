@@ -113,3 +113,13 @@ def test_prefect_home_follows_onceonly_home_as_the_settings_read_it(
     assert onceonly_home() == "var" == str(Settings().home)
     monkeypatch.setenv("onceonly_home", str(tmp_path / "lower"))  # the settings ignore the case
     assert onceonly_home() == str(tmp_path / "lower") == str(Settings().home)
+
+
+def test_run_refuses_an_unknown_connector_before_starting_prefect(tmp_path: Path) -> None:
+    modules, done = imported(
+        ["run", "-c", "no-such-connector"], tmp_path / "var", tmp_path, ONCEONLY_KEY_PASSPHRASE="x" * 32
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no connector named 'no-such-connector' is registered" in done.stderr
+    assert "gongan-household" in done.stderr  # the known ones are named
+    assert not modules & {"prefect", "great_expectations"}, "checked before anything slow"
