@@ -33,6 +33,7 @@ import abc
 import functools
 import importlib.metadata
 import json
+import logging
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,7 @@ from onceonly.errors import (
 from onceonly.privacy import scrub_text
 
 Cursor = dict[str, Any]
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,22 @@ class Connector(abc.ABC):
             raise self._redact(SourceDataMalformed(self.name, _plain(exc))) from exc
         except OSError as exc:
             raise self._redact(SourceUnavailable(self.name, _plain(exc))) from exc
+
+    def remaining(self, cursor: Cursor | None) -> int | None:
+        """How many rows a pull after ``cursor`` would yield, when the source can tell cheaply.
+
+        For progress reports only (rows/s and a time left): None when the type cannot tell or
+        asking failed — never an error, the pull itself reports those.
+        """
+        try:
+            return self._remaining(cursor)
+        except Exception as exc:  # an estimate must never stop a pull
+            _log.debug("connector %r: no estimate of the rows to pull: %s", self.name, _plain(exc))
+            return None
+
+    def _remaining(self, cursor: Cursor | None) -> int | None:
+        """Override where the source can count the rows after ``cursor`` (default: it cannot)."""
+        return None
 
     def landed(self, cursor: Cursor) -> None:  # noqa: B027 - optional hook, not abstract
         """Called after the batch that ended at ``cursor`` has landed (its transaction committed).

@@ -285,6 +285,28 @@ class SqlConnector(Connector):
                 adbc.close()
             engine.dispose()
 
+    def _remaining(self, cursor: Cursor | None) -> int | None:
+        """The rows after ``cursor``: one COUNT per keyset statement (an index range scan given
+        the recommended index on (watermark, tiebreak)); None in snapshot mode, where a pull
+        yields only the rows that changed."""
+        if self.opts.change_detection == "snapshot" or self.opts.cursor is None:
+            return None
+        engine = self._engine(self._url())
+        try:
+            with engine.connect() as conn:
+                source = self._source(conn)
+                w, t = source.c[self.opts.cursor.column], source.c[self.opts.cursor.tiebreak]
+                return sum(
+                    int(
+                        conn.execute(
+                            sa.select(sa.func.count()).select_from(s.order_by(None).subquery())
+                        ).scalar_one()
+                    )
+                    for s in _statements(source, w, t, cursor)
+                )
+        finally:
+            engine.dispose()
+
     def _reads_adbc(self, dialect_name: str) -> bool:
         return self.opts.reader == "auto" and dialect_name == "postgresql"
 

@@ -237,7 +237,10 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             done.certificates,
             done.batch_id[:12],
         )
-    progress = ProgressLine(connector_name, logger)
+    with pipeline.catalog.read() as conn:
+        progress = ProgressLine(
+            connector_name, logger, expected=connector.remaining(cursor_of(conn, connector_name))
+        )
     retrying = Retrying(
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(settings.connector_attempts),

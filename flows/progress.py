@@ -1,10 +1,13 @@
-"""Progress of a long pull: a line per landed batch with the running total and rows/s.
+"""Progress of a long pull: a line per landed batch with the running total, rows/s and time left.
 
 Example::
 
-    progress = ProgressLine("gongan-household", logger)
-    progress.landed(landed)     # "gongan-household: batch 3 (a1b2c3d4e5f6) landed — 30,000 rows so far,
-                                #  12,345 rows/s: 10,000 accepted, 0 quarantined, 10,000 certificates"
+    progress = ProgressLine("gongan-household", logger, expected=connector.remaining(cursor))
+    progress.landed(landed)     # "gongan-household: batch 3 (a1b2c3d4e5f6) landed — 30,000 of ~100,000
+                                #  rows, 12,345 rows/s, ~6 s left: 10,000 accepted, 0 quarantined, ..."
+
+The rows to come are the connector's estimate (``Connector.remaining``: a count where the
+source can give one cheaply, e.g. ``sql``); without one the line has no time left.
 
 The lines go to the run's log (Prefect UI, worker output, the terminal of ``onceonly run``),
 one per batch of ``ONCEONLY_BATCH_SIZE`` rows; on a terminal ``onceonly run`` also draws a
@@ -31,9 +34,10 @@ def listen(listener: Listener) -> Callable[[], None]:
 
 
 class ProgressLine:
-    def __init__(self, connector: str, logger: Any) -> None:
+    def __init__(self, connector: str, logger: Any, *, expected: int | None = None) -> None:
         self.connector = connector
         self.logger = logger
+        self.expected = expected
         self.started = time.monotonic()
         self.rows = 0
         self.batches = 0
@@ -44,21 +48,32 @@ class ProgressLine:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = self.rows / elapsed
         again = " (landed by an earlier attempt)" if landed.already_landed else ""
+        if self.expected and self.expected >= self.rows:
+            left = (self.expected - self.rows) / rate if rate else 0.0
+            done = f"{self.rows:,} of ~{self.expected:,} rows, {rate:,.0f} rows/s, ~{_duration(left)} left"
+        else:
+            done = f"{self.rows:,} rows so far, {rate:,.0f} rows/s"
         self.logger.info(
-            "%s: batch %d (%s) landed%s — %s rows so far, %s rows/s: %d accepted, %d quarantined, "
-            "%d certificates",
+            "%s: batch %d (%s) landed%s — %s: %d accepted, %d quarantined, %d certificates",
             self.connector,
             self.batches,
             landed.batch_id[:12],
             again,
-            f"{self.rows:,}",
-            f"{rate:,.0f}",
+            done,
             landed.accepted,
             landed.quarantined,
             landed.certificates,
         )
         for listener in list(_LISTENERS):
             listener(self.connector, self.rows, rate)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 __all__ = ["Listener", "ProgressLine", "listen"]

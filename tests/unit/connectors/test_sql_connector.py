@@ -299,3 +299,20 @@ def test_sample_returns_the_first_rows(db: tuple[sa.Engine, str]) -> None:
     insert(engine, event_rows(range(30)))
     sample = connector(registration("sql", url=url, table="event", cursor=CURSOR)).sample(5)
     assert sample.num_rows == 5 and "updated_at" in sample.column_names
+
+
+def test_the_rows_left_after_any_cursor_are_counted_for_progress(db: tuple[sa.Engine, str]) -> None:
+    engine, url = db
+    rows = event_rows(range(1, 41))
+    rows[5]["updated_at"] = None  # NULL watermarks come first and count too
+    with engine.begin() as conn:
+        conn.execute(events.insert(), rows)
+    source = connector(registration("sql", url=url, table="event", cursor=CURSOR))
+    pulled = drain(source, batch_size=7)
+    assert source.remaining(None) == 40
+    for done, p in enumerate(pulled, start=1):
+        assert source.remaining(p.cursor) == 40 - sum(b.batch.num_rows for b in pulled[:done])
+    snapshot = connector(registration("sql", url=url, table="event", change_detection="snapshot", key=["id"]))
+    assert snapshot.remaining(None) is None  # a snapshot pull yields only what changed: unknown
+    gone = connector(registration("sql", url="sqlite:////nonexistent/x.db", table="event", cursor=CURSOR))
+    assert gone.remaining(None) is None  # an estimate never fails a pull; the pull reports errors
