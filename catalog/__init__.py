@@ -38,7 +38,16 @@ from catalog._schema import (
     status_lists,
     township_extracts,
 )
-from catalog._sql import IN_CHUNK, aware, bind_value, chunks, insert_missing, insert_rows, utcnow
+from catalog._sql import (
+    IN_CHUNK,
+    aware,
+    bind_value,
+    chunks,
+    database_now,
+    insert_missing,
+    insert_rows,
+    utcnow,
+)
 
 __all__ = [
     "BUNDLE_LEAVES",
@@ -57,6 +66,7 @@ __all__ = [
     "chunks",
     "connector_registrations",
     "connector_state",
+    "database_now",
     "insert_missing",
     "insert_rows",
     "is_transient",

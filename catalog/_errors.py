@@ -29,7 +29,7 @@ import sqlite3
 from sqlalchemy import exc as sa_exc
 
 from onceonly.errors import CatalogError, CatalogRefused, CatalogUnavailable
-from onceonly.privacy import scrub_text
+from onceonly.privacy import scrub_digits
 
 # PostgreSQL SQLSTATEs (PostgreSQL docs, Appendix A) after which the same work may succeed.
 _PG_TRANSIENT_CLASSES = frozenset({"08"})  # connection exception: refused, lost, failed
@@ -121,4 +121,4 @@ def plain(exc: BaseException) -> str:
     # the driver's first line may still quote a value (MariaDB: "Duplicate entry '<id>'").
     orig = getattr(exc, "orig", None) or exc
     lines = str(orig).splitlines()
-    return scrub_text(f"{type(orig).__name__}: {lines[0] if lines else ''}")
+    return scrub_digits(f"{type(orig).__name__}: {lines[0] if lines else ''}")

@@ -86,6 +86,7 @@ runs = Table(
     Column("pid", Integer),
     Column("process_start", BigInteger),
     Column("heartbeat_at", DateTime(timezone=True)),
+    Column("heartbeat_seconds", Float),
 )
 
 batches = Table(

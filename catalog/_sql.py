@@ -99,6 +99,18 @@ def bind_value(conn: Connection, column: Any, value: Any) -> Any:
     return processor(value) if processor else value
 
 
+def database_now(conn: Connection) -> dt.datetime:
+    """The database server's current time (UTC, aware): one clock for every host's runs."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        return utcnow()  # an embedded file: this process's clock is the only one
+    if dialect in ("mysql", "mariadb"):
+        value = conn.exec_driver_sql("SELECT UTC_TIMESTAMP(6)").scalar_one()
+    else:
+        value = conn.exec_driver_sql("SELECT CURRENT_TIMESTAMP").scalar_one()
+    return aware(value) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
 def aware(value: dt.datetime) -> dt.datetime:
     """A timestamp read back from the catalog, as an aware UTC datetime.
 

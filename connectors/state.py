@@ -113,16 +113,34 @@ def release_lease(conn: Connection, connector: str, run_id: str) -> None:
     )
 
 
-def check_lease(conn: Connection, connector: str, run_id: str, now: dt.datetime) -> None:
+def check_lease(
+    conn: Connection, connector: str, run_id: str, now: dt.datetime, *, held: bool = False
+) -> None:
     """Raise ``ConnectorBusy`` unless ``run_id`` may land for the connector now (in the landing
-    transaction: the row is locked, so a run that took the connector over cannot race it)."""
+    transaction: the row is locked, so a run that took the connector over cannot race it).
+
+    ``held``: the run acquired the lease (the flow does), so it must still hold it — a run
+    that was taken for dead and comes back finds the lease gone or another's, and lands
+    nothing. Without it (a caller that takes no leases), only another run's live lease refuses.
+    """
     lease = select(connector_state.c.lease_run_id, connector_state.c.lease_until).where(
         connector_state.c.connector == connector
     )
     if conn.execute(lease).first() is None:
+        if held:
+            raise ConnectorBusy(connector, f"run {run_id} holds no lease on it; this batch is not landed")
         return  # never leased: no one to race (locking a missing row would take an InnoDB gap lock)
     row = conn.execute(lease.with_for_update()).one()
-    if row.lease_run_id in (None, run_id) or not row.lease_until:
+    if row.lease_run_id == run_id:
+        return
+    if held:
+        holder = f"run {row.lease_run_id} took it over" if row.lease_run_id else "its lease was released"
+        raise ConnectorBusy(
+            connector,
+            f"run {run_id} no longer holds it ({holder}: this run was taken for dead); "
+            "this batch is not landed",
+        )
+    if row.lease_run_id is None or not row.lease_until:
         return
     if aware(row.lease_until) > now:
         raise ConnectorBusy(connector, f"run {row.lease_run_id} holds it; this batch is not landed")

@@ -23,6 +23,7 @@ tracebacks are for bugs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -50,12 +51,12 @@ from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
 from flows.pipeline import Pipeline, pipeline_for
 from flows.progress import ProgressLine
-from flows.run_log import install_expected_failure_filter
+from flows.run_log import install_expected_failure_filter, is_expected
 from flows.summary import ConnectorResult, RunSummary
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
-from lake.runs import FAILED, OK, Heartbeat, finish_run, live_runs, reap_dead_runs, start_run
-from onceonly.errors import ConnectorBusy, ContractBreached, OnceOnlyError, TransientError
+from lake.runs import FAILED, OK, Heartbeat, finish_run, reap_dead_runs, start_run
+from onceonly.errors import CatalogError, ConnectorBusy, ContractBreached, OnceOnlyError, TransientError
 from onceonly.files import restrict_new_files, secure_home
 from onceonly.privacy import install_log_masking, scrub_exception_message
 from onceonly.settings import Settings
@@ -114,60 +115,63 @@ def write_township_extracts(pipeline: Pipeline) -> list[Path]:
     return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir)
 
 
+def start(pipeline: Pipeline, run_id: str) -> list[str]:
+    """Mark dead runs crashed (their leases released) and this one running, in one transaction."""
+    with pipeline.catalog.begin() as conn:
+        crashed = reap_dead_runs(conn, heartbeat_seconds=pipeline.settings.heartbeat_seconds)
+        start_run(conn, run_id, heartbeat_seconds=pipeline.settings.heartbeat_seconds)
+    logger = get_run_logger()
+    for dead in crashed:
+        logger.warning("run %s died without finishing: marked crashed, its connectors released", dead)
+    return crashed
+
+
 @task(name="recover-dead-runs", cache_policy=NO_CACHE)
-def recover(pipeline: Pipeline, run_id: str) -> dict[str, Any]:
+def recover(pipeline: Pipeline, run_id: str) -> dict[str, int]:
     """Finish what dead runs left, before this run pulls anything.
 
-    Dead runs (their process gone, or their heartbeat stale) are marked crashed and their
-    leases released; then, for every connector no live run holds, staged lake files of
-    committed batches are published and the rest discarded, and deletions of landed batches
-    are cancelled (``lake.deletions``).
+    Each connector with something left over is taken under this run's
+    lease — a connector a live run holds is left to it — and its staged lake files of committed
+    batches are published and the rest discarded, and deletions of its landed batches are
+    cancelled (``lake.deletions``). Under the lease, no other run can be staging or landing for
+    that connector meanwhile.
     """
     logger = get_run_logger()
     settings = pipeline.settings
-    with pipeline.catalog.begin() as conn:
-        crashed = reap_dead_runs(conn, stale_after=4 * settings.heartbeat_seconds)
-        start_run(conn, run_id)
-    for dead in crashed:
-        logger.warning("run %s died without finishing: marked crashed, its connectors released", dead)
-    with pipeline.catalog.read() as conn:
-        busy = _held_by_live_runs(conn, run_id)
-    published = discarded = cancelled = 0
-    for name in pipeline.lake.staged_connectors():
-        if name in busy:
-            continue
-        settled = settle_staged(pipeline.catalog, pipeline.lake, name)
-        published += len(settled.published)
-        discarded += len(settled.discarded)
-        for batch_id in settled.published:
-            logger.warning(
-                "%s: batch %s was committed but not in the lake: published now", name, batch_id[:12]
-            )
     registrations = pipeline.registrations
-    for name, registration in registrations.items():
-        if name in busy:
-            continue
-        pending = PendingDeletions(settings.home, name)
-        for done in settle_pending(
-            pipeline.catalog,
-            pipeline.log,
-            pending,
-            registration.dataset,
-            status_dir=status_directory(settings.home),
-            drop_unlanded=False,
-        ):
-            cancelled += done.certificates
-    return {"crashed": crashed, "published": published, "discarded": discarded, "cancelled": cancelled}
-
-
-def _held_by_live_runs(conn: Any, run_id: str) -> set[str]:
-    from sqlalchemy import select
-
-    from catalog import connector_state
-
-    live = live_runs(conn) - {run_id}
-    rows = conn.execute(select(connector_state.c.connector, connector_state.c.lease_run_id)).all()
-    return {r.connector for r in rows if r.lease_run_id in live}
+    staged = set(pipeline.lake.staged_connectors())
+    pending = {name: PendingDeletions(settings.home, name) for name in registrations}
+    leftover = staged | {name for name, p in pending.items() if p.batches()}
+    published = discarded = cancelled = 0
+    for name in sorted(leftover):
+        dataset = registrations[name].dataset if name in registrations else "?"
+        try:
+            with pipeline.catalog.begin() as conn:
+                acquire_lease(conn, name, dataset, run_id, settings.lease_seconds)
+        except ConnectorBusy:
+            continue  # a live run holds it: what is staged is its work in progress
+        try:
+            settled = settle_staged(pipeline.catalog, pipeline.lake, name)
+            published += len(settled.published)
+            discarded += len(settled.discarded)
+            for batch_id in settled.published:
+                logger.warning(
+                    "%s: batch %s was committed but not in the lake: published now", name, batch_id[:12]
+                )
+            if name in pending:
+                for done in settle_pending(
+                    pipeline.catalog,
+                    pipeline.log,
+                    pending[name],
+                    dataset,
+                    status_dir=status_directory(settings.home),
+                    drop_unlanded=False,
+                ):
+                    cancelled += done.certificates
+        finally:
+            with pipeline.catalog.begin() as conn:
+                release_lease(conn, name, run_id)
+    return {"published": published, "discarded": discarded, "cancelled": cancelled}
 
 
 @flow(name="sync-connector", flow_run_name="sync-{connector_name}")
@@ -187,20 +191,31 @@ def sync_connector(
         result.status, result.error, result.cause = "busy", scrub_exception_message(exc), "transient"
         logger.warning("%s", result.error)
         return Failed(message=result.error, data=ConnectorRunFailed(result))
+    outcome: ConnectorResult | State = result
     try:
         _pull_until_done(pipeline, connector_name, run_id, result)
     except OnceOnlyError as exc:  # expected: the source, the contract or the catalog said no
         result.status = "breached" if result.breached else "failed"
         result.error = scrub_exception_message(exc)
         result.cause = "transient" if isinstance(exc, TransientError) else "terminal"
-        logger.error("%s", result.error)
-        return Failed(message=result.error, data=ConnectorRunFailed(result))
+        if is_expected(exc):
+            logger.error("%s", result.error)
+        else:  # the catalog refused for a reason nobody planned for: keep the traceback
+            logger.exception("%s", result.error)
+        outcome = Failed(message=result.error, data=ConnectorRunFailed(result))
+    except BaseException as exc:  # a bug: its traceback goes to the log as it propagates
+        result.status, result.error, result.cause = "failed", scrub_exception_message(exc), "terminal"
+        raise
     finally:
         result.seconds = time.monotonic() - started
-        with pipeline.catalog.begin() as conn:
+        with pipeline.catalog.begin() as conn:  # the failure recorded while the lease is still ours
+            if result.status != "ok":
+                record_failure(conn, connector_name, registration.dataset, run_id, result.error or "failed")
             release_lease(conn, connector_name, run_id)
         _publish_rules(connector_name, result)
         _publish_data_docs(pipeline, connector_name, run_id, result)
+    if result.status != "ok":
+        return outcome
     if result.pulled == 0:
         logger.info("%s: nothing new since the last run", connector_name)
     return result
@@ -461,10 +476,11 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     names = connectors or sorted(pipeline.registrations)
     for name in names:
         pipeline.registration(name)  # an unknown name fails now, naming the known ones
-    recovered = recover(pipeline, run_id)
+    crashed = start(pipeline, run_id)
     results: list[ConnectorResult] = []
     try:
         with Heartbeat(pipeline.catalog, run_id, every=settings.heartbeat_seconds):
+            recovered = recover(pipeline, run_id)
             _sync_connector_blocks(pipeline, logger)
             breached: dict[str, str] = {}  # dataset -> the connector whose batch breached its contract
             for name in names:
@@ -479,8 +495,8 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
             with pipeline.catalog.read() as conn:
                 size = tree_size(conn)
     except BaseException as exc:
-        with pipeline.catalog.begin() as conn:
-            error = f"the run stopped: {scrub_exception_message(exc)}"
+        error = f"the run stopped: {scrub_exception_message(exc)}"
+        with contextlib.suppress(CatalogError), pipeline.catalog.begin() as conn:  # keep the first error
             finish_run(conn, run_id, FAILED, {"run_id": run_id, "error": error})
         raise
     summary = RunSummary(
@@ -494,8 +510,8 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
         catalog=_redacted(settings.catalog_url),
         lake=str(settings.lake_dir.resolve()),
         extracts_dir=str(settings.extracts_dir.resolve()),
-        crashed_runs=list(recovered["crashed"]),
-        recovered={k: int(v) for k, v in recovered.items() if k != "crashed"},
+        crashed_runs=crashed,
+        recovered=recovered,
     )
     with pipeline.catalog.begin() as conn:
         finish_run(conn, run_id, OK if summary.ok else FAILED, summary.to_json())
@@ -544,6 +560,8 @@ def _sync_one(
         )
         logger.error("%s", error)
         result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
+        with pipeline.catalog.begin() as conn:
+            record_failure(conn, name, dataset, run_id, error)
     else:
         state = sync_connector(name, run_id, settings, return_state=True)
         outcome = state.result(raise_on_failure=False)
@@ -557,9 +575,6 @@ def _sync_one(
             result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
         if result.breached:
             breached[dataset] = name
-    if result.status != "busy":
-        with pipeline.catalog.begin() as conn:
-            record_failure(conn, name, dataset, run_id, result.error or "failed")
     return result
 
 

@@ -101,11 +101,12 @@ class Pipeline:
 
 
 def signing_key(settings: Settings) -> tuple[SigningKey, bool]:
-    """The log's active signing key of the configured suite, created encrypted on first use.
+    """The log's active signing key, created encrypted (of the configured suite) on first use.
 
-    The passphrase comes from ``ONCEONLY_KEY_PASSPHRASE`` or the Prefect Secret named by
-    ``ONCEONLY_KEY_PASSPHRASE_SECRET``; a deployment whose active key is of another suite than
-    ``ONCEONLY_SIGNATURE_SUITE`` is refused (``onceonly keys rotate --suite ...`` switches).
+    The passphrase comes from ``ONCEONLY_KEY_PASSPHRASE``, the Prefect Secret named by
+    ``ONCEONLY_KEY_PASSPHRASE_SECRET`` or ``ONCEONLY_KEY_PASSPHRASE_FILE``. The keyring's active
+    key signs whatever its suite; when ``ONCEONLY_SIGNATURE_SUITE`` names another, a warning
+    says how to switch (``onceonly keys rotate --suite ...``).
     """
     return open_key_store(settings).load_or_create(settings.log_origin, settings.signature_suite)
 

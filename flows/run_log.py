@@ -17,20 +17,30 @@ from __future__ import annotations
 
 import logging
 
-from onceonly.errors import OnceOnlyError
+from onceonly.errors import CatalogOutdated, CatalogRefused, OnceOnlyError
+from onceonly.privacy import scrub_exception_message
 
 # The loggers through which Prefect reports a run's exception (the flow-run logger adapter's
 # own logger, the engine's, and the task-run logger).
 _LOGGERS = ("prefect.flow_runs", "prefect.engine", "prefect.task_runs", "prefect.flow_engine")
 
 
+def is_expected(error: BaseException | None) -> bool:
+    """A failure raised on purpose for a known reason: any ``OnceOnlyError`` but a catalog that
+    refused work for a reason not known in advance (a constraint, a missing column: possibly a
+    bug, so its traceback is kept)."""
+    if not isinstance(error, OnceOnlyError):
+        return False
+    return not isinstance(error, CatalogRefused) or isinstance(error, CatalogOutdated)
+
+
 class ExpectedFailures(logging.Filter):
-    """Drop the traceback of records that carry an ``OnceOnlyError``; keep their message."""
+    """Drop the traceback of records that carry an expected failure; keep its message (masked)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, OnceOnlyError):
-            record.msg = f"{record.getMessage()}: {error}"
+        if error is not None and is_expected(error):
+            record.msg = f"{record.getMessage()}: {scrub_exception_message(error)}"
             record.args = ()
             record.exc_info = None
             record.exc_text = None
@@ -48,4 +58,4 @@ def install_expected_failure_filter() -> None:
             logger.addFilter(_FILTER)
 
 
-__all__ = ["ExpectedFailures", "install_expected_failure_filter"]
+__all__ = ["ExpectedFailures", "install_expected_failure_filter", "is_expected"]

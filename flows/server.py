@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 
@@ -31,13 +31,17 @@ from onceonly.errors import ConfigurationError
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    # The parent may have died before prctl took effect: then our parent is init already.
-    if os.getppid() == 1:
-        os._exit(1)
+def _die_with(parent: int) -> Callable[[], None]:
+    def die_with_parent() -> None:  # runs in the child between fork and exec
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # The parent may have died before prctl took effect: then another process (init, or a
+        # subreaper such as tini) has adopted us already.
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return die_with_parent
 
 
 def _free_port() -> int:
@@ -90,7 +94,7 @@ def temporary_server(*, timeout: float | None = None) -> Iterator[str | None]:
             "on",
         ],
         env=env,
-        preexec_fn=_die_with_parent,
+        preexec_fn=_die_with(os.getpid()),  # only prctl and getppid between fork and exec
         stdin=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/api"

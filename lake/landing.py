@@ -11,8 +11,11 @@ transaction writes the batch row, its quarantine rows, its certificates, their l
 signed checkpoint, and the connector's new cursor; only then are the files published into the
 lake. If anything fails before the commit, nothing in the catalog changed, the next run pulls
 the same rows again, and the staged files are discarded; if the commit succeeded, the cursor
-has moved past them and the files are published (at the latest by the connector's next
-landing, if the process died in between). Nothing is lost or doubled either way.
+has moved past them and the files are published — if the process died in between, by the next
+run's start-up recovery (``settle_staged`` under the connector's lease) or the connector's next
+landing. The staged files are fsync'd before the commit. Nothing is lost or doubled either way.
+With ``lease_seconds`` (the flow), a batch lands only while the run still holds the connector's
+lease: a run taken for dead that comes back lands nothing.
 """
 
 from __future__ import annotations
@@ -165,7 +168,7 @@ class Lander:
 
         with self.catalog.begin() as conn:
             now = utcnow()
-            check_lease(conn, connector, self.run_id, now)
+            check_lease(conn, connector, self.run_id, now, held=self.lease_seconds is not None)
 
             def receipt(issued: int) -> tuple[bytes, str, str]:
                 # The batch's receipt is the last leaf of its append: what came in, under which
@@ -335,9 +338,9 @@ class Settled:
 def settle_staged(catalog: Catalog, lake: ParquetLake, connector: str) -> Settled:
     """Publish what an earlier attempt staged and committed; discard what it never committed.
 
-    Per connector, and only while no live run holds it (its lease, or the start of a run after
-    dead runs were reaped): what is staged under its name is then no transaction's work in
-    progress. A batch is committed exactly when its ``batches`` row exists.
+    Per connector, and only under the connector's lease (the landing run's own, or the one the
+    next run's start-up recovery takes): what is staged under its name is then no other
+    transaction's work in progress. A batch is committed exactly when its ``batches`` row exists.
     """
     staged = lake.staged(connector)
     if not staged:

@@ -162,6 +162,19 @@ def scrub_text(text: str) -> str:
     return _CITIZEN_ID_TOKEN.sub(_mask_match, text)
 
 
+_LONG_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9]{15,}[Xx]?(?![0-9])")
+
+
+def scrub_digits(text: str) -> str:
+    """``text`` with citizen IDs masked (:func:`scrub_text`) and also every run of 15 or more
+    digits, ID or not: for text that echoes a value someone typed or a driver quoted — an ID
+    with a typo in its date, a 残疾人证 number (an ID and two digits) — where masking a long
+    number that was no ID is the safe error. Log records keep the narrower :func:`scrub_text`.
+    """
+    masked = scrub_text(text)
+    return _LONG_DIGIT_RUN.sub(lambda m: mask_citizen_id(m.group(0)) or "", masked)
+
+
 def scrub_exception_message(exc: BaseException) -> str:
     """``str(exc)`` with citizen ID numbers masked, for error reports and artifacts."""
     try:
@@ -228,6 +241,7 @@ __all__ = [
     "mask_name",
     "mask_phone",
     "mask_value",
+    "scrub_digits",
     "scrub_exception_message",
     "scrub_text",
 ]

@@ -37,7 +37,7 @@ from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.certificate import STATUS_VALID
 from evidence.log import TransparencyLog, record_use
 from onceonly.errors import ConfigurationError
-from onceonly.privacy import mask_citizen_id, scrub_text
+from onceonly.privacy import mask_citizen_id, scrub_digits
 from sharing.matters import Material, Matter
 
 
@@ -113,7 +113,7 @@ def check_township(township: str | None, district: str) -> None:
     """Refuse a township that is not a 12-digit code of ``district``'s region list."""
     codes = load_region_codes(district)
     if township not in codes:
-        shown = "none" if township is None else repr(scrub_text(township)[:40])
+        shown = "none" if township is None else repr(scrub_digits(township)[:40])
         examples = ", ".join(f"{code} ({name})" for code, name in list(codes.items())[:3])
         raise ConfigurationError(
             f"township {shown} is not a township of district {district}: give its 12-digit code from "
@@ -127,7 +127,7 @@ def _check_subject(matter: Matter, subject_id: str) -> None:
     if matter.subject == "organisation" and not is_valid_uscc(subject_id):
         # What was typed may be a citizen ID (the wrong matter chosen): never repeat it in clear.
         raise ConfigurationError(
-            f"{scrub_text(subject_id)} is not a valid unified social credit code (GB 32100)"
+            f"{scrub_digits(subject_id)} is not a valid unified social credit code (GB 32100)"
         )
 
 

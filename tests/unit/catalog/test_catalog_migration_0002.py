@@ -68,5 +68,35 @@ def test_runs_take_their_flow_run_id_everywhere_and_old_running_rows_can_be_reap
     from lake.runs import reap_dead_runs
 
     with catalog.begin() as conn:
-        assert reap_dead_runs(conn, stale_after=120) == ["no-flow-run"]
+        assert reap_dead_runs(conn, heartbeat_seconds=30) == ["no-flow-run"]
     catalog.dispose()
+
+
+def test_a_flow_run_prefect_ran_twice_gives_its_id_to_its_newest_run_only(catalog_url: str) -> None:
+    retried = "5f1c2a9e-0000-4000-8000-000000000002"
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0001")
+        conn.execute(
+            sa.text(
+                "INSERT INTO runs (run_id, flow_run_id, started_at, status) VALUES "
+                "('first-try', :fr, :early, 'failed'), ('retry', :fr, :at, 'ok')"
+            ),
+            {"fr": retried, "early": AT - dt.timedelta(hours=1), "at": AT},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO connector_state (connector, dataset, rows_pulled, last_run_id) VALUES "
+                "('c', 'household', 1, 'first-try'), ('d', 'household', 1, 'retry')"
+            )
+        )
+    engine.dispose()
+
+    Catalog.upgrade(catalog_url)
+
+    engine = sa.create_engine(catalog_url)
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.text("SELECT run_id FROM runs")).scalars()) == {"first-try", retried}
+        state = dict(conn.execute(sa.text("SELECT connector, last_run_id FROM connector_state")).all())
+        assert state == {"c": "first-try", "d": retried}
+    engine.dispose()

@@ -47,6 +47,21 @@ def test_the_subject_is_masked_in_text_and_json_whatever_the_matter(catalog: Cat
     assert PERSON_AS_USCC not in as_json.output and json.loads(as_json.output)["subject"] == MASKED
 
 
+@pytest.mark.parametrize("typed", ["120114199013070808", "12011419900307080812"])
+def test_an_invalid_number_typed_for_an_organisation_matter_is_never_echoed(
+    catalog: Catalog, typed: str
+) -> None:
+    # An ID with a typo in its month, and a 残疾人证 number (an ID and two digits): neither looks
+    # like a valid citizen ID, both are personal.
+    result = CliRunner().invoke(
+        app, ["skip-check", "--subject", typed, "--matter", "business-opening-social-insurance"]
+    )
+    assert isinstance(result.exception, ConfigurationError)
+    assert typed not in str(result.exception) and "is not a valid unified social credit code" in str(
+        result.exception
+    )
+
+
 @pytest.mark.parametrize("township", ["999", "120114999000", "120114001"])
 def test_record_use_for_an_unknown_township_is_refused_and_nothing_is_written(
     catalog: Catalog, township: str, monkeypatch: pytest.MonkeyPatch

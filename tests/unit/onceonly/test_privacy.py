@@ -257,3 +257,21 @@ def test_install_wraps_the_previous_factory(restore_record_factory: None) -> Non
     assert record.tag == "kept"  # type: ignore[attr-defined]
     assert record.getMessage() == f"id {MASKED_ID}"
     assert record.args == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("110105194913310021", "110105********0021"),  # an ID with a typo in its month
+        ("残疾人证 11010519491231002142", "残疾人证 110105**********2142"),  # an ID and two digits
+        (f"Duplicate entry '{CITIZEN_ID}' for key", f"Duplicate entry '{MASKED_ID}' for key"),
+        ("count 12345678901234", "count 12345678901234"),  # 14 digits: kept
+        ("batch 1a2b3c4d5e6f", "batch 1a2b3c4d5e6f"),
+    ],
+)
+def test_scrub_digits_masks_every_long_number_someone_typed_or_a_driver_quoted(
+    text: str, expected: str
+) -> None:
+    from onceonly.privacy import scrub_digits
+
+    assert scrub_digits(text) == expected
