@@ -115,7 +115,7 @@ def write_township_extracts(pipeline: Pipeline) -> list[Path]:
     return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir)
 
 
-def start(pipeline: Pipeline, run_id: str) -> list[str]:
+def _begin(pipeline: Pipeline, run_id: str) -> list[str]:
     """Mark dead runs crashed (their leases released) and this one running, in one transaction."""
     with pipeline.catalog.begin() as conn:
         crashed = reap_dead_runs(conn, heartbeat_seconds=pipeline.settings.heartbeat_seconds)
@@ -476,7 +476,7 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     names = connectors or sorted(pipeline.registrations)
     for name in names:
         pipeline.registration(name)  # an unknown name fails now, naming the known ones
-    crashed = start(pipeline, run_id)
+    crashed = _begin(pipeline, run_id)
     results: list[ConnectorResult] = []
     try:
         with Heartbeat(pipeline.catalog, run_id, every=settings.heartbeat_seconds):
