@@ -34,6 +34,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
+# This module sets its own logger to INFO when imported, and says "Created temporary directory
+# '/tmp/…' for ephemeral docs site" for every context: chatter in an operator's run log.
+logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
 
 
 def _named_expectation(name: str, doc: str, description: str) -> type[gxe.Expectation]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import time
 import uuid
 from pathlib import Path
@@ -457,8 +456,6 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     install_log_masking()
     install_expected_failure_filter()
     restrict_new_files()
-    # GX announces each temporary folder it makes at INFO: noise in an operator's run log.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     settings = settings or Settings()
     logger = get_run_logger()
     tightened = secure_home(settings.home)
