@@ -23,6 +23,7 @@ from catalog._schema import (
     batches,
     breaches,
     certificate_events,
+    certificate_openings,
     certificates,
     checkpoints,
     connector_registrations,
@@ -37,6 +38,7 @@ from catalog._schema import (
     serials,
     status_lists,
     township_extracts,
+    use_subjects,
 )
 from catalog._sql import (
     IN_CHUNK,
@@ -61,6 +63,7 @@ __all__ = [
     "breaches",
     "catalog_error",
     "certificate_events",
+    "certificate_openings",
     "certificates",
     "checkpoints",
     "chunks",
@@ -80,5 +83,6 @@ __all__ = [
     "serials",
     "status_lists",
     "township_extracts",
+    "use_subjects",
     "utcnow",
 ]

@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 metadata = MetaData()
 
@@ -247,6 +247,31 @@ log_bundles = Table(
     Column("leaf_hashes", LargeBinary(2**32 - 1), nullable=False),
     Column("entries", LargeBinary(2**32 - 1), nullable=False),
     Column("appended_at", DateTime(timezone=True), nullable=False),
+)
+
+# The openings of the certificate leaves in log_bundles, packed alike (first_leaf, leaf_count
+# as the bundle's): per certificate its id, its 16-byte salt and its RFC 8785 bytes (holder name
+# and ID number included) as an LZ4-compressed Arrow IPC stream. The log entry is only a
+# commitment to certificate and salt (evidence.commitment); this table is what a bundle's
+# opening and the audit read. Private: never published, not part of the tree.
+certificate_openings = Table(
+    "certificate_openings",
+    metadata,
+    Column("first_leaf", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("leaf_count", Integer, nullable=False),
+    Column("openings", LargeBinary(2**32 - 1), nullable=False),
+)
+
+# The subjects of use entries (kind ``use``): the entry commits to the subject (its ID number
+# or USCC) under this salt, so a citizen can be shown, and can prove, every use of their data
+# while the published log names nobody. Private, like the openings above.
+use_subjects = Table(
+    "use_subjects",
+    metadata,
+    Column("leaf_index", _ROWID_BIGINT, primary_key=True, autoincrement=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("salt", LargeBinary(16), nullable=False),
+    Index("ix_use_subjects_subject", "subject_id"),
 )
 
 # The complete interior nodes of the log's tree from level 4 up, written with the leaves that

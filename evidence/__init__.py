@@ -20,6 +20,7 @@ from typing import Any as _Any
 if _TYPE_CHECKING:
     from evidence.bundle import (
         BUNDLE_FORMAT,
+        PREVIOUS_FORMAT,
         VerifiedBundle,
         build_bundle,
         certificate_leaf_bytes,
@@ -100,6 +101,7 @@ if _TYPE_CHECKING:
 # command line listing keys) must not load the bundle, the catalog and Arrow with it.
 _EXPORTS: dict[str, str] = {
     "BUNDLE_FORMAT": "evidence.bundle",
+    "PREVIOUS_FORMAT": "evidence.bundle",
     "VerifiedBundle": "evidence.bundle",
     "build_bundle": "evidence.bundle",
     "certificate_leaf_bytes": "evidence.bundle",
@@ -195,6 +197,7 @@ __all__ = [
     "ISO7064_ALPHABET",
     "KEYRING_FILE",
     "MAX_SIGNATURES",
+    "PREVIOUS_FORMAT",
     "SHA256",
     "SIGNATURE_LINE_PREFIX",
     "SM3",

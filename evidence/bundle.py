@@ -10,8 +10,9 @@ Example::
 
 A bundle is a JSON object::
 
-    {"format": "onceonly-bundle/2",
+    {"format": "onceonly-bundle/3",
      "certificate": {...},            the certificate, as issued (with its credential_status)
+     "opening": {"salt": "<hex>"},    what opens the log's commitment to it (evidence.commitment)
      "leaf_index": 7,                 its position in the transparency log
      "inclusion_proof": ["<hex>", …], RFC 9162 §2.1.3.1 PATH, leaf upwards, lower-case hex
      "checkpoint": "<signed note>",   c2sp.org/tlog-checkpoint, signed by the log key
@@ -23,8 +24,12 @@ A bundle is a JSON object::
                                       not ``public_key`` (a list signed before a key rotation)
      "consistency": {"from_size": 5, "proof": ["<hex>", …]}}   optional, see below
 
-The log's leaf for a certificate is its RFC 8785 (JCS) canonical JSON, so re-indenting or
-re-ordering the JSON file does not change what is verified; changing any value does. The
+The log's leaf for a certificate is a public entry (identifier, type, issuer, issue date,
+status-list position) with a salted commitment to the certificate's RFC 8785 (JCS) canonical
+JSON (``evidence.commitment``): the verifier rebuilds the entry from the certificate and the
+salt, so re-indenting or re-ordering the JSON file does not change what is verified; changing
+any value of the certificate, or the salt, does. Format 2 (bundles of logs an earlier version
+wrote, whose leaf is the certificate itself) has no ``opening`` and still verifies. The
 status list is checked the same way (its signature covers the SHA-256 of its RFC 8785 form,
 and its log leaf is that form), so the state it gives the certificate cannot be altered.
 
@@ -69,6 +74,7 @@ from evidence.certificate import (
     STATUS_VALID,
     STATUS_WITHDRAWN,
 )
+from evidence.commitment import SALT_SIZE, certificate_entry, check_opening, is_commitment_entry
 from evidence.identifier import CertificateId, InvalidCertificateId
 from evidence.keys import Keyring, check_key_status
 from evidence.merkle import TreeHash, tree_hash, verify_consistency, verify_inclusion
@@ -76,7 +82,9 @@ from evidence.note import Checkpoint, NoteVerifier, note_as_given, open_note, pa
 from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, open_status_list
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 
-BUNDLE_FORMAT = "onceonly-bundle/2"
+BUNDLE_FORMAT = "onceonly-bundle/3"
+#: Bundles of certificate leaves an earlier version wrote: the leaf is the certificate itself.
+PREVIOUS_FORMAT = "onceonly-bundle/2"
 _FIELDS = (
     "format",
     "certificate",
@@ -88,7 +96,7 @@ _FIELDS = (
     "status_list",
     "status_list_proof",
 )
-_OPTIONAL = ("consistency", "status_list_key")
+_OPTIONAL = ("consistency", "status_list_key", "opening")
 # What the status list says, in the words a counter clerk reads.
 _STATE_WORDS = {
     STATUS_SUSPENDED: "suspended (暂扣)",
@@ -138,10 +146,12 @@ def build_bundle(
     log_hash: str = "sha256",
     consistency: tuple[int, Sequence[bytes]] | None = None,
     status_list_key: str | None = None,
+    salt: bytes | None = None,
 ) -> dict[str, Any]:
-    """Assemble the bundle of ``certificate`` (see the module docstring for the layout)."""
+    """Assemble the bundle of ``certificate`` (see the module docstring for the layout): format 3
+    with the commitment's ``salt``, format 2 without (a leaf that is the certificate itself)."""
     bundle: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
+        "format": BUNDLE_FORMAT if salt is not None else PREVIOUS_FORMAT,
         "certificate": dict(certificate),
         "leaf_index": leaf_index,
         "inclusion_proof": [element.hex() for element in inclusion_proof],
@@ -156,6 +166,8 @@ def build_bundle(
         bundle["consistency"] = {"from_size": from_size, "proof": [element.hex() for element in proof]}
     if status_list_key is not None and status_list_key != vkey:
         bundle["status_list_key"] = status_list_key
+    if salt is not None:
+        bundle["opening"] = {"salt": salt.hex()}
     return bundle
 
 
@@ -176,7 +188,14 @@ def export_bundle(
     Raises :class:`EvidenceError` naming what is missing.
     """
     from catalog import certificates
-    from evidence.log import latest_checkpoint, leaf_at, prove_consistency, prove_inclusion, read_head
+    from evidence.log import (
+        latest_checkpoint,
+        leaf_at,
+        opening_at,
+        prove_consistency,
+        prove_inclusion,
+        read_head,
+    )
     from evidence.status_list import stored_list
 
     row = conn.execute(
@@ -211,8 +230,11 @@ def export_bundle(
             raise EvidenceError(f"the older checkpoint's tree ({old.size}) is larger than the log ({size})")
         if old.size < size:
             consistency = (old.size, prove_consistency(conn, old.size, size))
+    certificate, salt = _certificate_of(
+        leaf_at(conn, int(row.leaf_index)), opening_at(conn, int(row.leaf_index)), cert_id
+    )
     bundle = build_bundle(
-        _certificate_of(leaf_at(conn, int(row.leaf_index)), cert_id),
+        certificate,
         int(row.leaf_index),
         prove_inclusion(conn, int(row.leaf_index), size),
         note,
@@ -222,20 +244,35 @@ def export_bundle(
         log_hash=read_head(conn).hasher.name,
         consistency=consistency,
         status_list_key=list_key,
+        salt=salt,
     )
     return bundle, str(row.status)
 
 
-def _certificate_of(leaf: Any, cert_id: str) -> dict[str, Any]:
-    """The certificate ``cert_id``: its log leaf's entry, checked to be that certificate's (the
-    leaf's id is stored beside the hashed entry, so the entry itself must say it too)."""
-    body = json.loads(bytes(leaf.entry)) if leaf.kind == "certificate" and leaf.entry is not None else None
-    if leaf.ref != cert_id or not isinstance(body, dict) or body.get("id") != cert_id:
-        raise EvidenceError(
-            f"leaf {leaf.index} of the log does not hold certificate {cert_id}: the catalog or the "
-            "log was changed; run `onceonly log verify`"
-        )
-    return body
+def _certificate_of(leaf: Any, opening: Any, cert_id: str) -> tuple[dict[str, Any], bytes | None]:
+    """The certificate ``cert_id`` and its salt: its opening, checked to open the log leaf's
+    commitment; or, for a leaf an earlier version wrote, the leaf's entry itself (no salt). The
+    leaf's id is stored beside the hashed entry, so the entry itself must say it too."""
+    changed = (
+        f"leaf {leaf.index} of the log does not hold certificate {cert_id}: the catalog or the "
+        "log was changed; run `onceonly log verify` and `onceonly audit`"
+    )
+    entry = bytes(leaf.entry) if leaf.kind == "certificate" and leaf.entry is not None else None
+    if leaf.ref != cert_id or entry is None:
+        raise EvidenceError(changed)
+    if opening is None:
+        body = json.loads(entry)
+        if not isinstance(body, dict) or body.get("id") != cert_id or is_commitment_entry(entry):
+            raise EvidenceError(changed)
+        return body, None
+    certificate = json.loads(opening.body)
+    try:
+        check_opening(entry, certificate, opening.salt)
+    except VerificationFailed as exc:
+        raise EvidenceError(f"{changed} ({exc})") from None
+    if not isinstance(certificate, dict) or certificate.get("id") != cert_id or opening.ref != cert_id:
+        raise EvidenceError(changed)
+    return certificate, bytes(opening.salt)
 
 
 def _signer(note: str, vkeys: list[str], *, what: str = "the newest checkpoint") -> str:
@@ -307,7 +344,10 @@ def verify_bundle(
         raise VerificationFailed(f"certificate: {exc}") from exc
 
     try:
-        entry = certificate_leaf_bytes(certificate)
+        if bundle["format"] == PREVIOUS_FORMAT:
+            entry = certificate_leaf_bytes(certificate)
+        else:
+            entry = certificate_entry(certificate, _salt(bundle))
     except EvidenceError as exc:
         raise VerificationFailed(str(exc)) from exc
     try:
@@ -565,8 +605,13 @@ def _check_structure(
     unknown = sorted(str(name) for name in bundle if name not in _FIELDS + _OPTIONAL)
     if unknown:
         raise VerificationFailed(f"bundle has unknown fields {', '.join(unknown)}")
-    if bundle["format"] != BUNDLE_FORMAT:
-        raise VerificationFailed(f"bundle format is {bundle['format']!r}, expected {BUNDLE_FORMAT!r}")
+    if bundle["format"] not in (BUNDLE_FORMAT, PREVIOUS_FORMAT):
+        raise VerificationFailed(
+            f"bundle format is {bundle['format']!r}, expected {BUNDLE_FORMAT!r} (or {PREVIOUS_FORMAT!r})"
+        )
+    if ("opening" in bundle) != (bundle["format"] == BUNDLE_FORMAT):
+        lacks = "lacks" if bundle["format"] == BUNDLE_FORMAT else "has"
+        raise VerificationFailed(f"a bundle of format {bundle['format']!r} {lacks} an opening")
     if not isinstance(bundle["certificate"], Mapping):
         raise VerificationFailed("bundle certificate is not a JSON object")
     if not _is_index(bundle["leaf_index"]):
@@ -589,6 +634,19 @@ def _check_structure(
     return proof, list_proof, consistency
 
 
+def _salt(bundle: Mapping[str, Any]) -> bytes:
+    opening = bundle["opening"]
+    if not isinstance(opening, Mapping) or set(opening) != {"salt"} or not isinstance(opening["salt"], str):
+        raise VerificationFailed("bundle opening is not an object of salt")
+    try:
+        salt = bytes.fromhex(opening["salt"])
+    except ValueError:
+        raise VerificationFailed("bundle opening salt is not hex") from None
+    if len(salt) != SALT_SIZE or opening["salt"] != salt.hex():
+        raise VerificationFailed(f"bundle opening salt is not {SALT_SIZE} bytes of lower-case hex")
+    return salt
+
+
 def _is_index(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and value >= 0
 
@@ -606,6 +664,7 @@ def _hashes(elements: object, name: str) -> list[bytes]:
 
 __all__ = [
     "BUNDLE_FORMAT",
+    "PREVIOUS_FORMAT",
     "VerifiedBundle",
     "build_bundle",
     "certificate_leaf_bytes",

@@ -10,9 +10,11 @@ Example (what ``lake.landing`` does inside the landing transaction)::
 Drafts never issued get new identifiers (consecutive serials per type and issuer); a draft whose
 record changed gets the next version of its certificate (GB/T 36904: same serial), and the
 version it replaces becomes 失效 (superseded). Every version gets its own status-list position.
-The certificates' RFC 8785 bytes are built column-wise for the whole batch, appended to the log
-with the batch's receipt as the last leaf under one signed checkpoint, and stored with one bulk
-insert. The townships concerned are marked stale (``evidence.townships``).
+The certificates' RFC 8785 bytes are built column-wise for the whole batch; the log gets a
+salted commitment to each (``evidence.commitment``: the published log names nobody), appended
+with the batch's receipt as the last leaf under one signed checkpoint; the certificates and
+their salts are kept beside the log (``certificate_openings``), the rows with one bulk insert.
+The townships concerned are marked stale (``evidence.townships``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from evidence.certificate import (
     STATUS_VALID,
     content_shape,
 )
+from evidence.commitment import ENTRY_SCHEMA, commitment, new_salts
 from evidence.identifier import CertificateId, certificate_ids
 from evidence.lifecycle import Lifecycle
 from evidence.log import TransparencyLog
@@ -133,7 +136,24 @@ def issue_certificates(
         },
     }
     canonical = canonical_rows(shape, plan).cast(pa.binary())
-    appended = log.append_certificates(conn, ids, canonical, [receipt(count)])
+    # The log gets a commitment to each certificate, not the certificate (its holder's name and
+    # ID number): evidence.commitment. The certificate and its salt are kept beside the log.
+    salts = pa.array(new_salts(count), pa.binary())
+    digests = [
+        commitment(salt, body) for salt, body in zip(salts.to_pylist(), canonical.to_pylist(), strict=True)
+    ]
+    plan = plan.append_column("commitment", pa.array([d.hex() for d in digests], pa.string()))
+    entry_shape = {
+        "schema": ENTRY_SCHEMA,
+        "id": JsonColumn("cert_id"),
+        "type": {"code": spec.type_code, "name": spec.type_name},
+        "issuer": {"code": spec.issuer_code, "name": spec.issuer_name},
+        "issue_date": issue_date.isoformat(),
+        "credential_status": shape["credential_status"],
+        "commitment": JsonColumn("commitment"),
+    }
+    entries = canonical_rows(entry_shape, plan).cast(pa.binary())
+    appended = log.append_certificates(conn, ids, entries, [receipt(count)], openings=(salts, canonical))
     cert_ids: list[str] = ids.to_pylist()
     tree_size = appended.tree_size
     _insert_certificates(conn, compiled, plan, appended.first_index, batch_id, issue_date)

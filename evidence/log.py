@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 from catalog import (
     BUNDLE_LEAVES,
     bind_value,
+    certificate_openings,
     certificates,
     checkpoints,
     insert_missing,
@@ -54,9 +55,11 @@ from catalog import (
     log_head,
     log_leaves,
     log_nodes,
+    use_subjects,
     utcnow,
 )
 from evidence.canonical import canonical_json
+from evidence.commitment import new_salts, subject_commitment
 from evidence.keys import Keyring, SigningKey, check_key_status
 from evidence.merkle import (
     SHA256,
@@ -157,15 +160,21 @@ class TransparencyLog:
         refs: pa.Array,
         entries: pa.Array,
         then: Sequence[tuple[bytes, str, str]] = (),
+        *,
+        openings: tuple[pa.Array, pa.Array] | None = None,
     ) -> Appended:
-        """Append certificates given column-wise — their ids and RFC 8785 bytes, as Arrow
-        arrays — and then the entries ``then`` (a batch's receipt), under one checkpoint.
+        """Append certificates given column-wise — their ids and public entries (commitments,
+        ``evidence.commitment``), as Arrow arrays — and then the entries ``then`` (a batch's
+        receipt), under one checkpoint. ``openings``: each certificate's salt and RFC 8785
+        bytes, kept privately beside the log (``certificate_openings``), packed like the leaves.
 
         The same leaves and storage as :meth:`append` of the same entries, without a Python
         object per certificate on the way to storage.
         """
         if len(refs) != len(entries):
             raise EvidenceError(f"{len(refs)} certificate ids for {len(entries)} certificates")
+        if openings is not None and not (len(openings[0]) == len(openings[1]) == len(entries)):
+            raise EvidenceError(f"{len(openings[0])} salts and {len(openings[1])} bodies for {len(entries)}")
         if not len(entries) and not then:
             raise EvidenceError("nothing to append to the log")
         count = len(entries)
@@ -176,6 +185,13 @@ class TransparencyLog:
                 (first + count + i, hashes[count + i], kind, ref, stamp, entry)
                 for i, (entry, kind, ref) in enumerate(then)
             ]
+            if openings is not None and count:
+                insert_rows(
+                    conn,
+                    certificate_openings,
+                    ("first_leaf", "leaf_count", "openings"),
+                    _opening_rows(first, refs, *openings),
+                )
             return rows, _bundles(first, refs, entries, hashes[:count], stamp)
 
         return self._append(conn, hashes, layout)
@@ -273,6 +289,95 @@ def _unpack(first_leaf: int, count: int, blob: bytes) -> tuple[list[str], list[b
     return table.column("ref").to_pylist(), table.column("entry").to_pylist()
 
 
+_OPENING_SCHEMA = pa.schema([("ref", pa.string()), ("salt", pa.binary()), ("body", pa.binary())])
+
+
+def _opening_rows(first: int, refs: pa.Array, salts: pa.Array, bodies: pa.Array) -> list[tuple[Any, ...]]:
+    """certificate_openings rows aligned with the log_bundles rows of the same leaves."""
+    rows = []
+    for lo in range(0, len(refs), BUNDLE_LEAVES):
+        batch = pa.record_batch(
+            [
+                refs.slice(lo, BUNDLE_LEAVES).cast(pa.string()),
+                salts.slice(lo, BUNDLE_LEAVES).cast(pa.binary()),
+                bodies.slice(lo, BUNDLE_LEAVES).cast(pa.binary()),
+            ],
+            schema=_OPENING_SCHEMA,
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, _OPENING_SCHEMA, options=_BUNDLE_IPC) as writer:
+            writer.write_batch(batch)
+        rows.append((first + lo, batch.num_rows, bytes(sink.getvalue())))
+    return rows
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A certificate leaf's opening: its id, salt and RFC 8785 bytes (private)."""
+
+    leaf_index: int
+    ref: str
+    salt: bytes
+    body: bytes
+
+
+def opening_at(conn: Connection, index: int) -> Opening | None:
+    """The opening of certificate leaf ``index``; None when it has none (a leaf an earlier
+    version wrote: its entry is the certificate itself)."""
+    row = conn.execute(
+        select(certificate_openings)
+        .where(
+            and_(
+                certificate_openings.c.first_leaf <= index,
+                certificate_openings.c.first_leaf > index - BUNDLE_LEAVES,
+            )
+        )
+        .order_by(certificate_openings.c.first_leaf.desc())
+        .limit(1)
+    ).first()
+    if row is None or index >= row.first_leaf + row.leaf_count:
+        return None
+    refs, salts, bodies = _unpack_openings(int(row.first_leaf), int(row.leaf_count), bytes(row.openings))
+    at = index - int(row.first_leaf)
+    return Opening(index, refs[at], salts[at], bodies[at])
+
+
+def openings(conn: Connection, lo: int = 0, hi: int | None = None) -> Iterator[Opening]:
+    """Every stored opening of leaves ``lo..hi-1``, in leaf order."""
+    stop = tree_size(conn) if hi is None else hi
+    query = (
+        select(certificate_openings)
+        .where(
+            and_(
+                certificate_openings.c.first_leaf > lo - BUNDLE_LEAVES,
+                certificate_openings.c.first_leaf < stop,
+            )
+        )
+        .order_by(certificate_openings.c.first_leaf)
+    )
+    for row in conn.execute(query):
+        first, count = int(row.first_leaf), int(row.leaf_count)
+        refs, salts, bodies = _unpack_openings(first, count, bytes(row.openings))
+        for at in range(max(lo - first, 0), min(stop - first, count)):
+            yield Opening(first + at, refs[at], salts[at], bodies[at])
+
+
+def _unpack_openings(first: int, count: int, blob: bytes) -> tuple[list[str], list[bytes], list[bytes]]:
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+        if table.schema != _OPENING_SCHEMA or table.num_rows != count:
+            raise ValueError(f"{table.num_rows} openings of {table.schema.names}")
+    except (pa.ArrowException, ValueError) as exc:
+        raise VerificationFailed(
+            f"leaves {first}..{first + count - 1}: their stored openings are unreadable ({exc})"
+        ) from exc
+    return (
+        table.column("ref").to_pylist(),
+        table.column("salt").to_pylist(),
+        table.column("body").to_pylist(),
+    )
+
+
 def batch_receipt(
     *,
     batch_id: str,
@@ -314,25 +419,33 @@ def record_use(
     township: str | None,
     material: str | None = None,
     purpose: str | None = None,
+    subject: str | None = None,
 ) -> Appended:
     """Log that shared data (a certificate) was used for ``matter`` instead of asking the citizen.
 
-    The entry names the certificate, never the citizen's ID number: the certificate is the
-    link, and the log is published.
+    The entry names the certificate, never the citizen: with ``subject`` (the ID number or USCC
+    the use was for) it carries a salted commitment to it (``evidence.commitment``), and the
+    subject and its salt are kept privately (``use_subjects``), so the citizen can be shown and
+    can prove every use of their data while the published log names nobody.
     """
-    return log.append_entry(
-        conn,
-        KIND_USE,
-        certificate_id,
-        {
-            "matter": matter,
-            "certificate": certificate_id,
-            "township": township,
-            "material": material,
-            "purpose": purpose,
-            "used_at": utcnow().isoformat(timespec="seconds"),
-        },
-    )
+    document: dict[str, Any] = {
+        "matter": matter,
+        "certificate": certificate_id,
+        "township": township,
+        "material": material,
+        "purpose": purpose,
+        "used_at": utcnow().isoformat(timespec="seconds"),
+    }
+    salt = None
+    if subject is not None:
+        (salt,) = new_salts(1)
+        document["subject_commitment"] = subject_commitment(salt, subject)
+    appended = log.append_entry(conn, KIND_USE, certificate_id, document)
+    if subject is not None and salt is not None:
+        conn.execute(
+            insert(use_subjects).values(leaf_index=appended.first_index, subject_id=subject, salt=salt)
+        )
+    return appended
 
 
 def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:

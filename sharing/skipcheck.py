@@ -105,6 +105,7 @@ def skip_check(
                     certificate_id=answer.certificate_id,
                     township=township,
                     material=answer.material,
+                    subject=subject_id,
                 )
     return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
 

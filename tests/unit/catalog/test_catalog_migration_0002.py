@@ -46,7 +46,7 @@ def test_runs_take_their_flow_run_id_everywhere_and_old_running_rows_can_be_reap
     engine.dispose()
 
     upgraded = Catalog.upgrade(catalog_url)
-    assert (upgraded.found, upgraded.needed) == ("0001", "0002")
+    assert upgraded.found == "0001" and upgraded.current is False  # then to the newest revision
 
     engine = sa.create_engine(catalog_url)
     with engine.connect() as conn:

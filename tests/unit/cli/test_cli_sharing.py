@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from catalog import Catalog
+from catalog import Catalog, use_subjects
 from cli.main import app
-from evidence.log import tree_size
+from evidence.commitment import subject_commitment
+from evidence.log import leaves, tree_size
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 
@@ -113,6 +115,13 @@ def test_record_use_for_a_township_of_the_district_is_recorded(
     assert "✔ 居民户口簿: may be skipped" in result.output
     with catalog.read() as conn:
         assert tree_size(conn) == 1  # the use, in the log
+        (use,) = list(leaves(conn))
+        kept = conn.execute(sa.select(use_subjects)).one()
+    # The published entry commits to the subject and names nobody; the catalog keeps the opening.
+    entry = json.loads(use.entry or b"")
+    assert use.kind == "use" and PERSON_AS_USCC.encode() not in (use.entry or b"")
+    assert kept.subject_id == PERSON_AS_USCC and kept.leaf_index == use.index
+    assert entry["subject_commitment"] == subject_commitment(bytes(kept.salt), PERSON_AS_USCC)
 
 
 def test_matters_list_has_a_header_row(home: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -14,11 +15,13 @@ import evidence
 from evidence import bundle as bundle_module
 from evidence.bundle import (
     BUNDLE_FORMAT,
+    PREVIOUS_FORMAT,
     VerifiedBundle,
     build_bundle,
     certificate_leaf_bytes,
     verify_bundle,
 )
+from evidence.commitment import certificate_entry
 from evidence.identifier import CertificateId
 from evidence.keys import KeyRecord, Keyring, SigningKey
 from evidence.merkle import consistency_proof, inclusion_proof, leaf_hash, root
@@ -62,10 +65,22 @@ class Log:
     """A tiny in-memory log: certificates, their issuer's signed status list and a checkpoint."""
 
     def __init__(
-        self, key: SigningKey, states: dict[int, str] | None = None, certificates: int = CERTS
+        self,
+        key: SigningKey,
+        states: dict[int, str] | None = None,
+        certificates: int = CERTS,
+        *,
+        committed: bool = True,
     ) -> None:
         self.key = key
         self.certificates = [make_certificate(serial) for serial in range(1, certificates + 1)]
+        # Format 3: the leaf commits to the certificate under a salt; format 2 (a log an earlier
+        # version wrote): the leaf is the certificate itself.
+        self.salts = (
+            [hashlib.sha256(f"salt {serial}".encode()).digest()[:16] for serial in range(1, certificates + 1)]
+            if committed
+            else None
+        )
         document = make_document(
             USCC,
             0,
@@ -75,7 +90,10 @@ class Log:
         )
         canonical, signature = sign_document(document, key)
         self.status_list = PublishedList(document, signature, len(self.certificates))
-        self.leaves = [leaf_hash(certificate_leaf_bytes(c)) for c in self.certificates]
+        self.leaves = [
+            leaf_hash(certificate_entry(c, self.salts[i]) if self.salts else certificate_leaf_bytes(c))
+            for i, c in enumerate(self.certificates)
+        ]
         self.leaves.append(leaf_hash(canonical))
         self.checkpoint = self.checkpoint_at(len(self.leaves))
 
@@ -94,6 +112,7 @@ class Log:
             consistency=None
             if consistency_from is None
             else (consistency_from, consistency_proof(consistency_from, self.leaves)),
+            salt=self.salts[index] if self.salts else None,
         )
 
 
@@ -126,11 +145,41 @@ def test_bundle_layout(log: Log) -> None:
         "log_hash",
         "status_list",
         "status_list_proof",
+        "opening",
     ]
-    assert bundle["format"] == BUNDLE_FORMAT == "onceonly-bundle/2"
+    assert bundle["format"] == BUNDLE_FORMAT == "onceonly-bundle/3"
+    assert bundle["opening"] == {"salt": log.salts[3].hex()} if log.salts else False
     assert bundle["log_hash"] == "sha256" and bundle["status_list"]["leaf_index"] == CERTS
     assert bundle["inclusion_proof"] == [h.hex() for h in inclusion_proof(3, log.leaves)]
     assert bundle["public_key"] == log.key.vkey
+
+
+def test_bundles_of_the_previous_format_still_verify() -> None:
+    old = Log(SigningKey.generate(ORIGIN), committed=False)  # leaves that are the certificates
+    bundle = as_json_file(old.bundle(2))
+    assert bundle["format"] == PREVIOUS_FORMAT == "onceonly-bundle/2" and "opening" not in bundle
+    assert verify_bundle(bundle, trusted_vkey=old.key.vkey).certificate_id == old.certificates[2]["id"]
+    bundle["certificate"]["holder"]["id"] = "110105194912310037"
+    with pytest.raises(VerificationFailed, match="not in the checkpoint's log"):
+        verify_bundle(bundle, trusted_vkey=old.key.vkey)
+    with_opening = as_json_file(old.bundle(2)) | {"opening": {"salt": "00" * 16}}
+    with pytest.raises(VerificationFailed, match="has an opening"):
+        verify_bundle(with_opening, trusted_vkey=old.key.vkey)
+
+
+def test_the_opening_must_open_the_commitment(log: Log) -> None:
+    bundle = as_json_file(log.bundle(1))
+    assert verify_bundle(bundle, trusted_vkey=log.key.vkey).certificate_id == log.certificates[1]["id"]
+    for salt in ("00" * 16, log.salts[2].hex() if log.salts else "", bundle["opening"]["salt"][:-2] + "ff"):
+        changed = copy.deepcopy(bundle) | {"opening": {"salt": salt}}
+        with pytest.raises(VerificationFailed, match="not in the checkpoint's log"):
+            verify_bundle(changed, trusted_vkey=log.key.vkey)
+    for bad in ({"salt": "00" * 15}, {"salt": "AB" * 16}, {"salt": 7}, {}, "00" * 16):
+        with pytest.raises(VerificationFailed, match="opening"):
+            verify_bundle(copy.deepcopy(bundle) | {"opening": bad}, trusted_vkey=log.key.vkey)
+    missing = {k: v for k, v in bundle.items() if k != "opening"}
+    with pytest.raises(VerificationFailed, match="lacks an opening"):
+        verify_bundle(missing, trusted_vkey=log.key.vkey)
 
 
 def test_leaf_bytes_are_rfc8785_canonical_json() -> None:
@@ -317,7 +366,7 @@ def test_a_malformed_trusted_key_is_reported(log: Log) -> None:
         (lambda b: b.update(log_hash="md5"), "log_hash"),
         (lambda b: b.update(status_list_proof=None), "status_list_proof is not a list"),
         (lambda b: b.update(consistency={"from_size": 1}), "consistency is not an object"),
-        (lambda b: b["certificate"].pop("credential_status"), "not in the checkpoint's log"),
+        (lambda b: b["certificate"].pop("credential_status"), "lacks a field its public entry needs"),
         (lambda b: b.update(certificate=[]), "certificate is not a JSON object"),
         (lambda b: b.update(leaf_index=-1), "leaf_index"),
         (lambda b: b.update(inclusion_proof="00"), "inclusion_proof is not a list"),
@@ -524,6 +573,7 @@ def _rotated(log: Log) -> tuple[SigningKey, dict[str, Any]]:
         status_list=log.status_list,
         status_list_proof=inclusion_proof(log.status_list.leaf_index, log.leaves),
         status_list_key=log.key.vkey,
+        salt=log.salts[2] if log.salts else None,
     )
     return new, as_json_file(bundle)
 

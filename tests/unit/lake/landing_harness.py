@@ -22,8 +22,9 @@ from contracts.compiler import CompiledContract, compile_contract
 from contracts.identifiers import citizen_id_check_char, uscc_check_char
 from contracts.model import contract_by_id
 from contracts.validate import Validation, Validator
+from evidence.commitment import check_opening
 from evidence.keys import SigningKey
-from evidence.log import Leaf, TransparencyLog, leaf_at, leaves
+from evidence.log import Leaf, TransparencyLog, leaf_at, leaves, opening_at
 from lake.landing import LandedBatch, Lander, content_digest
 from lake.parquet import ParquetLake
 from onceonly.settings import Settings
@@ -180,8 +181,11 @@ class Harness:
             return list(leaves(conn))
 
     def body(self, leaf_index: int) -> bytes:
-        """A certificate's RFC 8785 bytes: the entry of its log leaf."""
+        """A certificate's RFC 8785 bytes, from its opening, checked to open its log leaf's entry
+        (which commits to it and names nobody)."""
         with self.catalog.read() as conn:
             entry = leaf_at(conn, leaf_index).entry
-        assert entry is not None
-        return entry
+            opening = opening_at(conn, leaf_index)
+        assert entry is not None and opening is not None
+        check_opening(entry, json.loads(opening.body), opening.salt)
+        return opening.body

@@ -21,8 +21,9 @@ from catalog import certificates
 from contracts.compiler import CompiledContract
 from evidence.bundle import certificate_leaf_bytes
 from evidence.certificate import drafts_from, issue
+from evidence.commitment import certificate_entry
 from evidence.identifier import CertificateId, certificate_ids
-from evidence.log import leaf_at
+from evidence.log import leaf_at, opening_at
 from evidence.status_list import StatusEntry
 
 
@@ -51,7 +52,14 @@ def _assert_each_certificate_is_issue_of_its_draft(
             status_entry=entry,
         )
         with harness.catalog.read() as conn:
-            assert leaf_at(conn, row.leaf_index).entry == certificate_leaf_bytes(expected)
+            opening = opening_at(conn, row.leaf_index)
+            entry = leaf_at(conn, row.leaf_index).entry
+        # The certificate is kept beside the log, byte for byte; the log holds only its
+        # commitment under the certificate's own salt, built column-wise as one by one.
+        assert opening is not None and opening.body == certificate_leaf_bytes(expected)
+        assert opening.ref == row.cert_id and len(opening.salt) == 16
+        assert entry == certificate_entry(expected, opening.salt)
+        assert entry is not None and b"holder" not in entry and row.holder_id.encode() not in entry
         assert row.valid_from == dt.date.fromisoformat(expected["valid_from"][:10])
         assert row.valid_to == (dt.date.fromisoformat(draft.valid_to[:10]) if draft.valid_to else None)
         assert (row.status, row.township, row.holder_name) == (

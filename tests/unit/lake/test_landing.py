@@ -314,7 +314,13 @@ class ExplodingLog(TransparencyLog):
         raise RuntimeError("disk full")
 
     def append_certificates(
-        self, conn: Any, refs: pa.Array, entries: pa.Array, then: Sequence[tuple[bytes, str, str]] = ()
+        self,
+        conn: Any,
+        refs: pa.Array,
+        entries: pa.Array,
+        then: Sequence[tuple[bytes, str, str]] = (),
+        *,
+        openings: Any = None,
     ) -> Appended:
         raise RuntimeError("disk full")
 

@@ -92,7 +92,11 @@ def test_suspend_restore_revoke_each_log_a_new_leaf_and_show_in_the_status_list(
     stored = harness.leaves()
     assert [leaf.kind for leaf in stored[leaves_before:]] == ["lifecycle", "status-list"] * 3
     assert stored[cert.leaf_index].ref == cert.cert_id
-    assert stored[cert.leaf_index].leaf_hash == leaf_hash(harness.body(cert.leaf_index))
+    certificate_leaf = stored[cert.leaf_index]
+    assert certificate_leaf.entry is not None and certificate_leaf.leaf_hash == leaf_hash(
+        certificate_leaf.entry
+    )
+    assert json.loads(harness.body(cert.leaf_index))["status"] == "有效"  # as issued: never edited
     with harness.catalog.begin() as conn:
         changes = history(conn, cert.cert_id)
     assert [(c.action, c.status_before, c.status_after) for c in changes] == [
