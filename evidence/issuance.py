@@ -52,6 +52,11 @@ from onceonly.errors import ContractError
 _KEY_CHUNK = 5_000  # record keys per lookup of earlier versions (SQLite allows 32,766 parameters)
 
 
+def salts_for(ids: pa.Array) -> pa.Array:
+    """A fresh random salt (``evidence.commitment``) for each certificate of ``ids``."""
+    return pa.array(new_salts(len(ids)), pa.binary())
+
+
 @dataclass(frozen=True)
 class Issued:
     """What :func:`issue_certificates` did in the landing transaction."""
@@ -138,7 +143,7 @@ def issue_certificates(
     canonical = canonical_rows(shape, plan).cast(pa.binary())
     # The log gets a commitment to each certificate, not the certificate (its holder's name and
     # ID number): evidence.commitment. The certificate and its salt are kept beside the log.
-    salts = pa.array(new_salts(count), pa.binary())
+    salts = salts_for(ids)
     digests = [
         commitment(salt, body) for salt, body in zip(salts.to_pylist(), canonical.to_pylist(), strict=True)
     ]
@@ -302,4 +307,4 @@ def _allocate_serials(conn: Connection, type_code: str, issuer: str, count: int)
     return first
 
 
-__all__ = ["Issued", "issue_certificates"]
+__all__ = ["Issued", "issue_certificates", "salts_for"]

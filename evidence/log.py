@@ -32,6 +32,7 @@ stream); every other leaf is a ``log_leaves`` row with its entry.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
 from collections import Counter
@@ -79,6 +80,9 @@ KIND_CERTIFICATE = "certificate"
 KIND_BATCH_RECEIPT = "batch-receipt"
 KIND_LIFECYCLE = "lifecycle"
 KIND_USE = "use"
+#: The checkpoint the log signed before an append, logged as the first leaf of that append:
+#: the history of checkpoints is itself in the tree, so a deleted checkpoint row is found.
+KIND_CHECKPOINT = "checkpoint"
 ENTRY_SCHEMA = "onceonly-log-entry/1"
 
 _VERIFY_CHUNK = 65_536  # leaves per step of verify_log: bounded memory at any log size
@@ -203,12 +207,23 @@ class TransparencyLog:
         layout: Callable[[int, Any], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]],
     ) -> Appended:
         """Append leaves ``hashes`` (stored as ``layout(first index, time stamp)`` lays out their
-        log_leaves and log_bundles rows), their nodes from level 4 up, and a signed checkpoint."""
+        log_leaves and log_bundles rows), their nodes from level 4 up, and a signed checkpoint.
+
+        Every append but the first begins with a ``checkpoint`` leaf logging the checkpoint the
+        log signed last (its size, root and note's SHA-256): ``Appended.first_index`` is then
+        the index of the caller's first leaf, after it."""
         head = _locked_head(conn, self.hasher)
-        first = head.tree_size
-        grown = extend(first, head.frontier, hashes, hasher=self.hasher)
         now = utcnow()
-        rows, bundles = layout(first, bind_value(conn, log_leaves.c.appended_at, now))
+        stamp = bind_value(conn, log_leaves.c.appended_at, now)
+        logged: list[tuple[Any, ...]] = []
+        if head.tree_size:
+            entry, kind, ref = checkpoint_entry(conn, head.tree_size, head.root_hash)
+            logged = [(head.tree_size, self.hasher.leaf(entry), kind, ref, stamp, entry)]
+            hashes = [logged[0][1], *hashes]
+        first = head.tree_size + len(logged)
+        grown = extend(head.tree_size, head.frontier, hashes, hasher=self.hasher)
+        rows, bundles = layout(first, stamp)
+        rows = [*logged, *rows]
         if rows:
             insert_rows(
                 conn, log_leaves, ("leaf_index", "leaf_hash", "kind", "ref", "appended_at", "entry"), rows
@@ -231,7 +246,7 @@ class TransparencyLog:
         )
         conn.execute(
             update(log_head)
-            .where(and_(log_head.c.id == 1, log_head.c.tree_size == first))
+            .where(and_(log_head.c.id == 1, log_head.c.tree_size == head.tree_size))
             .values(
                 tree_size=grown.size, frontier=[h.hex() for h in grown.frontier], hash_alg=self.hasher.name
             )
@@ -241,6 +256,26 @@ class TransparencyLog:
     def append_entry(self, conn: Connection, kind: str, ref: str, document: Mapping[str, Any]) -> Appended:
         """Append one entry of ``kind`` (e.g. ``lifecycle``): ``document`` as RFC 8785 bytes."""
         return self.append(conn, [log_entry(kind, ref, document)])
+
+
+def checkpoint_entry(conn: Connection, size: int, root_hash: bytes) -> tuple[bytes, str, str]:
+    """The ``checkpoint`` entry logging the stored checkpoint of ``size`` (which must exist)."""
+    # A locking read: under InnoDB's repeatable read a plain one would see the snapshot taken
+    # before the previous append committed (the head was read locked, so it is the latest).
+    note = conn.execute(
+        select(checkpoints.c.note).where(checkpoints.c.tree_size == size).with_for_update()
+    ).scalar()
+    if note is None:
+        raise EvidenceError(
+            f"the log's newest checkpoint (size {size}) is missing from the catalog: the log was "
+            "changed outside OnceOnly; run `onceonly audit`"
+        )
+    document = {
+        "size": size,
+        "root": root_hash.hex(),
+        "note_sha256": hashlib.sha256(note.encode()).hexdigest(),
+    }
+    return log_entry(KIND_CHECKPOINT, str(size), document)
 
 
 def log_entry(kind: str, ref: str, document: Mapping[str, Any]) -> tuple[bytes, str, str]:
@@ -514,7 +549,11 @@ def latest_checkpoint(conn: Connection) -> tuple[int, str] | None:
 
 def checkpoint_at(conn: Connection, size: int) -> str | None:
     """The signed checkpoint note of tree size ``size``, if one was published."""
-    note = conn.execute(select(checkpoints.c.note).where(checkpoints.c.tree_size == size)).scalar()
+    # A locking read: under InnoDB's repeatable read a plain one would see the snapshot taken
+    # before the previous append committed (the head was read locked, so it is the latest).
+    note = conn.execute(
+        select(checkpoints.c.note).where(checkpoints.c.tree_size == size).with_for_update()
+    ).scalar()
     return None if note is None else str(note)
 
 
@@ -960,6 +999,7 @@ __all__ = [
     "ENTRY_SCHEMA",
     "KIND_BATCH_RECEIPT",
     "KIND_CERTIFICATE",
+    "KIND_CHECKPOINT",
     "KIND_LIFECYCLE",
     "KIND_USE",
     "NODE_MIN_LEVEL",
@@ -967,14 +1007,18 @@ __all__ = [
     "Leaf",
     "LogHead",
     "LogReport",
+    "Opening",
     "TransparencyLog",
     "batch_receipt",
     "checkpoint_at",
+    "checkpoint_entry",
     "latest_checkpoint",
     "leaf_at",
     "leaves",
     "log_entry",
     "node_id",
+    "opening_at",
+    "openings",
     "prove_consistency",
     "prove_inclusion",
     "read_head",

@@ -18,8 +18,9 @@ operator's ``kill -9`` — on the N-th time (default 1st) the run reaches POINT:
 
 So that a killed run followed by a rerun can be compared with one clean run byte for byte
 (log root included), the clock of the log's entries (batch receipts, status lists, lifecycle)
-is fixed, and each status list's random index order is drawn from a generator seeded by its
-issuer and number instead of the OS. None of this changes what is computed, only when and in
+is fixed, each status list's random index order is drawn from a generator seeded by its
+issuer and number instead of the OS, and each certificate's commitment salt is derived from its
+identifier. None of this changes what is computed, only when and in
 which order — which is what the comparison must not depend on.
 """
 
@@ -95,9 +96,23 @@ def install_kill(point: str, count: int) -> None:
 
 
 def make_deterministic() -> None:
+    import hashlib
+
+    import pyarrow as pa
+
+    import evidence.issuance
     import evidence.lifecycle
     import evidence.status_list
     import lake.landing
+
+    # Each certificate's commitment salt from its id, not the OS: the same certificate gets the
+    # same salt whichever run issues it.
+    evidence.issuance.salts_for = (
+        lambda ids: pa.array(  # type: ignore[assignment]
+            [hashlib.sha256(f"salt {cert_id}".encode()).digest()[:16] for cert_id in ids.to_pylist()],
+            pa.binary(),
+        )
+    )
 
     for module in (lake.landing, evidence.status_list, evidence.lifecycle):
         module.utcnow = lambda: FIXED_NOW  # type: ignore[attr-defined]

@@ -20,7 +20,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def logged(home: Path) -> tuple[Settings, str]:
-    """A catalog under ONCEONLY_HOME whose log holds 11 entries in 4 checkpoints."""
+    """A catalog under ONCEONLY_HOME whose log holds 11 entries in 5 appends: with the leaves
+    logging the checkpoint before each append, 15 leaves under checkpoints at 3, 8, 11, 13, 15."""
     settings = Settings()
     key, _ = open_key_store(settings).load_or_create(settings.log_origin)
     log = TransparencyLog(key, settings.log_origin)
@@ -55,7 +56,7 @@ def run(*args: str) -> tuple[int, str, str]:
 def test_verify_reports_counts_per_kind(logged: tuple[Settings, str]) -> None:
     code, out, _ = run("log", "verify")
     assert code == 0, out
-    assert "CONSISTENT: 11 leaves (batch-receipt 1, lifecycle 9, use 1)" in out
+    assert "CONSISTENT: 15 leaves (batch-receipt 1, checkpoint 4, lifecycle 9, use 1)" in out
     assert "5 signed checkpoints recomputed with sha256" in out
 
 
@@ -90,16 +91,16 @@ def test_prove_and_check_offline(
 ) -> None:
     _, vkey = logged
     proof = tmp_path / "proof.json"
-    code, out, _ = run("log", "prove", "--leaf", "9")
+    code, out, _ = run("log", "prove", "--leaf", "12")
     assert code == 0
     doc = json.loads(out)
-    assert doc["format"] == "onceonly-inclusion-proof/1" and doc["tree_size"] == 11
+    assert doc["format"] == "onceonly-inclusion-proof/1" and doc["tree_size"] == 15
     assert doc["leaf"]["kind"] == "batch-receipt" and '"batch":"b1"' in doc["leaf"]["entry"]
     proof.write_text(out, encoding="utf-8")
     # Offline: no catalog, no keys under this home.
     monkeypatch.setenv("ONCEONLY_HOME", str(tmp_path / "elsewhere"))
     code, out, err = run("log", "check-proof", str(proof), "--trusted-key", vkey)
-    assert code == 0 and "VALID: leaf 9 (batch-receipt b1) is in the log at size 11" in out
+    assert code == 0 and "VALID: leaf 12 (batch-receipt b1) is in the log at size 15" in out
     assert not (tmp_path / "elsewhere").exists()
     code, out, err = run("log", "check-proof", str(proof))
     assert code == 0 and "keys carried in the document" in err
@@ -127,18 +128,18 @@ def test_consistency_between_checkpoints_and_unsigned_sizes(
 ) -> None:
     _, vkey = logged
     path = tmp_path / "c.json"
-    code, _, _ = run("log", "consistency", "--from", "3", "--to", "9", "-o", str(path))
+    code, _, _ = run("log", "consistency", "--from", "3", "--to", "8", "-o", str(path))
     assert code == 0
     doc = json.loads(path.read_text(encoding="utf-8"))
     assert doc["old_checkpoint"] and doc["new_checkpoint"] and doc["consistency_proof"]
     code, out, _ = run("log", "check-proof", str(path), "--trusted-key", vkey)
-    assert code == 0 and "VALID: the log at size 9 extends the log at size 3" in out
+    assert code == 0 and "VALID: the log at size 8 extends the log at size 3" in out
     assert "unsigned" not in out
 
     code, out, _ = run("log", "consistency", "--from", "5")
     path.write_text(out, encoding="utf-8")
     code, out, err = run("log", "check-proof", str(path), "--trusted-key", vkey)
-    assert code == 0 and "size 11 extends the log at size 5 (unsigned root)" in out
+    assert code == 0 and "size 15 extends the log at size 5 (unsigned root)" in out
     assert "no old_checkpoint: the root of size 5 is not signed" in err
 
     swapped = json.loads(path.read_text(encoding="utf-8"))
@@ -149,7 +150,7 @@ def test_consistency_between_checkpoints_and_unsigned_sizes(
 
 
 def test_bad_requests_are_clear(logged: tuple[Settings, str], tmp_path: Path) -> None:
-    code, _, err = run("log", "prove", "--leaf", "11")
+    code, _, err = run("log", "prove", "--leaf", "15")
     assert code != 0
     path = tmp_path / "x.json"
     path.write_text("{not json", encoding="utf-8")

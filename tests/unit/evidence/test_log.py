@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
@@ -9,8 +10,17 @@ import pytest
 import sqlalchemy as sa
 
 from catalog import Catalog, checkpoints, log_bundles, log_head
+from evidence.canonical import canonical_json
 from evidence.keys import SigningKey
-from evidence.log import Appended, TransparencyLog, latest_checkpoint, leaves, prove_inclusion, tree_size
+from evidence.log import (
+    ENTRY_SCHEMA,
+    Appended,
+    TransparencyLog,
+    latest_checkpoint,
+    leaves,
+    prove_inclusion,
+    tree_size,
+)
 from evidence.merkle import leaf_hash, root, verify_inclusion
 from evidence.note import Checkpoint, open_note, parse_vkey
 from onceonly.errors import EvidenceError, VerificationFailed
@@ -21,6 +31,10 @@ KEY = SigningKey.generate(ORIGIN)
 
 def entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
     return [(f'{{"n":{i}}}'.encode(), "certificate", f"cert-{i}") for i in range(start, start + count)]
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -48,10 +62,13 @@ def test_appends_continue_one_tree_under_signed_checkpoints(catalog: Catalog, lo
     with catalog.begin() as conn:
         second = log.append(conn, entries(3, 4))
 
-    data = [d for d, _, _ in entries(0, 7)]
+    # The second append begins with a leaf logging the checkpoint the log signed before it.
+    logged = {"size": 3, "root": first.root_hash.hex(), "note_sha256": sha256(first.checkpoint)}
+    checkpoint_leaf = canonical_json({"schema": ENTRY_SCHEMA, "kind": "checkpoint", **logged})
+    data = [d for d, _, _ in entries(0, 3)] + [checkpoint_leaf] + [d for d, _, _ in entries(3, 4)]
     hashes = stored_hashes(catalog)
     assert hashes == [leaf_hash(d) for d in data]
-    assert (first.first_index, first.tree_size, second.first_index, second.tree_size) == (0, 3, 3, 7)
+    assert (first.first_index, first.tree_size, second.first_index, second.tree_size) == (0, 3, 4, 8)
     assert first.root_hash == root(hashes[:3]) and second.root_hash == root(hashes)
     verifier = parse_vkey(KEY.vkey)
     for appended in (first, second):
@@ -62,10 +79,24 @@ def test_appends_continue_one_tree_under_signed_checkpoints(catalog: Catalog, lo
             appended.root_hash,
         )
     with catalog.begin() as conn:
-        assert latest_checkpoint(conn) == (7, second.checkpoint)
-        assert tree_size(conn) == 7
-        assert [leaf.ref for leaf in leaves(conn)] == [f"cert-{i}" for i in range(7)]
-        assert conn.execute(sa.select(checkpoints.c.tree_size)).scalars().all() == [3, 7]
+        assert latest_checkpoint(conn) == (8, second.checkpoint)
+        assert tree_size(conn) == 8
+        refs = [leaf.ref for leaf in leaves(conn)]
+        assert refs == [f"cert-{i}" for i in range(3)] + ["3"] + [f"cert-{i}" for i in range(3, 7)]
+        assert conn.execute(sa.select(checkpoints.c.tree_size)).scalars().all() == [3, 8]
+
+
+def test_an_append_refuses_when_the_newest_checkpoint_is_missing(
+    catalog: Catalog, log: TransparencyLog
+) -> None:
+    with catalog.begin() as conn:
+        log.append(conn, entries(0, 2))
+        conn.execute(sa.delete(checkpoints))
+    with (
+        pytest.raises(EvidenceError, match=r"newest checkpoint \(size 2\) is missing"),
+        catalog.begin() as conn,
+    ):
+        log.append(conn, entries(2, 3))
 
 
 def test_every_leaf_is_proven_in_every_tree_that_holds_it(catalog: Catalog, log: TransparencyLog) -> None:
@@ -112,7 +143,7 @@ def test_an_append_rolled_back_with_its_transaction_leaves_no_trace(
         assert head is not None and head[0] == 2
         assert len(list(leaves(conn))) == 2
         appended = log.append(conn, entries(2, 3))
-    assert (appended.first_index, appended.tree_size) == (2, 5)
+    assert (appended.first_index, appended.tree_size) == (3, 6)  # after the checkpoint leaf
     assert appended.root_hash == root(stored_hashes(catalog))
 
 
@@ -140,10 +171,10 @@ def test_a_second_writer_waits_for_the_first(catalog: Catalog, log: Transparency
 
     assert not errors, errors
     (second,) = done
-    assert (first.first_index, first.tree_size) == (1, 4)
-    assert (second.first_index, second.tree_size) == (4, 6)
+    assert (first.first_index, first.tree_size) == (2, 5)  # each after its checkpoint leaf
+    assert (second.first_index, second.tree_size) == (6, 8)
     hashes = stored_hashes(catalog)
     assert second.root_hash == root(hashes)
     with catalog.begin() as conn:
         head = conn.execute(sa.select(log_head.c.tree_size)).scalar_one()
-    assert head == 6
+    assert head == 8

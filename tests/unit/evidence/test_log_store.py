@@ -30,6 +30,7 @@ from evidence.log import (
     read_head,
     record_use,
     root_at,
+    tree_size,
     verify_log,
 )
 from evidence.merkle import (
@@ -57,13 +58,17 @@ def entries(start: int, count: int) -> list[tuple[bytes, str, str]]:
 
 
 def fill(catalog: Catalog, log: TransparencyLog, batches: list[int] = BATCHES) -> list[bytes]:
-    data: list[bytes] = []
+    """Append ``batches``; the leaf hashes of the whole log, recomputed from its stored entries
+    (each append after the first begins with a ``checkpoint`` leaf logging the one before)."""
+    written = 0
     with catalog.begin() as conn:
         for count in batches:
-            batch = entries(len(data), count)
-            log.append(conn, batch)
-            data += [d for d, _, _ in batch]
-    return [log.hasher.leaf(d) for d in data]
+            log.append(conn, entries(written, count))
+            written += count
+        stored = list(leaves(conn))
+    assert [leaf.kind for leaf in stored].count("checkpoint") == len(batches) - 1
+    assert [leaf.ref for leaf in stored if leaf.kind == "lifecycle"] == [f"entry-{i}" for i in range(written)]
+    return [log.hasher.leaf(leaf.entry or b"") for leaf in stored]
 
 
 def test_stored_node_proofs_equal_recomputed_ones(catalog: Catalog) -> None:
@@ -85,8 +90,9 @@ def test_stored_node_proofs_equal_recomputed_ones(catalog: Catalog) -> None:
                 assert proof == consistency_proof(old, hashes[:size]), (old, size)
                 verify_consistency(old, size, proof, root(hashes[:old]), head)
         report = verify_log(conn, VERIFIER, chunk=4)
-    assert report.tree_size == n and report.checkpoints == len(BATCHES)
-    assert report.kinds == {"lifecycle": n} and report.nodes == stored_nodes == 4
+    assert report.tree_size == n == sum(BATCHES) + len(BATCHES) - 1 and report.checkpoints == len(BATCHES)
+    assert report.kinds == {"lifecycle": sum(BATCHES), "checkpoint": len(BATCHES) - 1}
+    assert report.nodes == stored_nodes == 7
 
 
 def test_proofs_refuse_sizes_beyond_the_log(catalog: Catalog) -> None:
@@ -121,11 +127,12 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
         )
     with catalog.read() as conn:
         rows = conn.execute(sa.select(log_leaves).order_by(log_leaves.c.leaf_index)).all()
-        assert [r.kind for r in rows] == [KIND_BATCH_RECEIPT, KIND_USE]
+        assert [r.kind for r in rows] == [KIND_BATCH_RECEIPT, "checkpoint", KIND_USE]
         assert b'"contract":"gongan-household@1.0.0"' in rows[0].entry
         assert b'"counts":{"accepted":8,"certificates":8,"pulled":10,"quarantined":2}' in rows[0].entry
-        assert b'"matter":"m1"' in rows[1].entry and rows[1].ref == "1.2.156.x"
-        assert verify_log(conn, VERIFIER).kinds == {KIND_BATCH_RECEIPT: 1, KIND_USE: 1}
+        assert b'"matter":"m1"' in rows[2].entry and rows[2].ref == "1.2.156.x"
+        assert b'"kind":"checkpoint"' in rows[1].entry and b'"size":1' in rows[1].entry
+        assert verify_log(conn, VERIFIER).kinds == {KIND_BATCH_RECEIPT: 1, KIND_USE: 1, "checkpoint": 1}
 
 
 @pytest.mark.parametrize(
@@ -135,7 +142,7 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
             lambda conn: conn.execute(
                 sa.update(log_leaves).where(log_leaves.c.leaf_index == 5).values(entry=b'{"n":500}')
             ),
-            r"leaf 5 \(lifecycle entry-5\): its entry does not hash",
+            r"leaf 5 \(lifecycle entry-3\): its entry does not hash",  # after 2 checkpoint leaves
         ),
         (
             lambda conn: conn.execute(
@@ -157,21 +164,21 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
             lambda conn: conn.execute(
                 sa.insert(log_nodes).values(node_id=node_id(4, 999), hash=b"\x02" * 32)
             ),
-            "stores 5 interior nodes; a tree of 57 leaves has 4",
+            "stores 8 interior nodes; a tree of 66 leaves has 7",
         ),
         (
             lambda conn: conn.execute(
-                sa.update(checkpoints).where(checkpoints.c.tree_size == 9).values(root_hash=b"\x03" * 32)
+                sa.update(checkpoints).where(checkpoints.c.tree_size == 12).values(root_hash=b"\x03" * 32)
             ),
-            "checkpoint at size 9: its root differs",
+            "checkpoint at size 12: its root differs",
         ),
         (
             lambda conn: conn.execute(
                 sa.update(checkpoints)
-                .where(checkpoints.c.tree_size == 17)
-                .values(note=sa.func.replace(checkpoints.c.note, "\n17\n", "\n18\n"))
+                .where(checkpoints.c.tree_size == 21)
+                .values(note=sa.func.replace(checkpoints.c.note, "\n21\n", "\n22\n"))
             ),
-            "checkpoint at size 17: bad signature",
+            "checkpoint at size 21: bad signature",
         ),
         (
             lambda conn: conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == 30)),
@@ -215,12 +222,12 @@ def test_an_sm3_log_and_no_mixing(catalog: Catalog) -> None:
     assert hashes[0] == SM3.leaf(b'{"n":0}') != SHA256.leaf(b'{"n":0}')
     with catalog.read() as conn:
         head = read_head(conn)
-        assert head.hasher is SM3 and head.root_hash == root(hashes, hasher=SM3) == root_at(conn, 7)
-        verify_inclusion(hashes[5], 5, 7, prove_inclusion(conn, 5, 7), head.root_hash, hasher=SM3)
-        assert checkpoint_at(conn, 7) is not None
+        assert head.hasher is SM3 and head.root_hash == root(hashes, hasher=SM3) == root_at(conn, 8)
+        verify_inclusion(hashes[5], 5, 8, prove_inclusion(conn, 5, 8), head.root_hash, hasher=SM3)
+        assert checkpoint_at(conn, 8) is not None
         assert verify_log(conn, VERIFIER).hash_alg == "sm3"
     with catalog.begin() as conn, pytest.raises(EvidenceError, match=r"the log uses sm3.*never mixes"):
-        TransparencyLog(KEY, ORIGIN, hasher=SHA256).append(conn, entries(7, 1))
+        TransparencyLog(KEY, ORIGIN, hasher=SHA256).append(conn, entries(8, 1))
 
 
 def test_append_refuses_a_head_that_does_not_match_the_leaves(catalog: Catalog) -> None:
@@ -298,19 +305,15 @@ def hold(conn: sa.Connection, first: int, batch: list[tuple[bytes, str, str]]) -
 def fill_mixed(catalog: Catalog, log: TransparencyLog) -> list[tuple[bytes, str, str]]:
     """Lifecycle entries, then certificate runs that cross bundle boundaries, then a receipt-like
     entry: bundles that start anywhere, not at multiples of 256."""
-    written: list[tuple[bytes, str, str]] = []
     with catalog.begin() as conn:
-        for batch in (
-            entries(0, 5),
-            certificate_entries(5, 600),
-            entries(605, 1),
-            certificate_entries(606, 3),
-        ):
+        for make, count in ((entries, 5), (certificate_entries, 600), (entries, 1), (certificate_entries, 3)):
+            size = tree_size(conn)
+            # Named by the index each gets: after the first append, a checkpoint leaf comes first.
+            batch = make(size + 1 if size else 0, count)
             appended = log.append(conn, batch)
             if batch[0][1] == "certificate":
                 hold(conn, appended.first_index, batch)
-            written += batch
-    return written
+        return [(leaf.entry or b"", leaf.kind, leaf.ref) for leaf in leaves(conn)]
 
 
 def test_certificate_leaves_are_packed_and_read_back_in_order(catalog: Catalog) -> None:
@@ -322,14 +325,14 @@ def test_certificate_leaves_are_packed_and_read_back_in_order(catalog: Catalog) 
         bundles = conn.execute(
             sa.select(log_bundles.c.first_leaf, log_bundles.c.leaf_count).order_by(log_bundles.c.first_leaf)
         ).all()
-        assert [tuple(b) for b in bundles] == [(5, 256), (261, 256), (517, 88), (606, 3)]
-        assert conn.execute(sa.select(sa.func.count()).select_from(log_leaves)).scalar_one() == 6
+        assert [tuple(b) for b in bundles] == [(6, 256), (262, 256), (518, 88), (609, 3)]
+        assert conn.execute(sa.select(sa.func.count()).select_from(log_leaves)).scalar_one() == 9
         stored = list(leaves(conn))
         assert [(leaf.index, leaf.entry, leaf.kind, leaf.ref) for leaf in stored] == [
             (i, data, kind, ref) for i, (data, kind, ref) in enumerate(written)
         ]
         assert [leaf.leaf_hash for leaf in stored] == hashes
-        for index in (0, 4, 5, 260, 261, 516, 517, 604, 605, 606, 608):
+        for index in (0, 4, 5, 6, 261, 262, 517, 518, 605, 606, 607, 608, 609, 611):
             leaf = leaf_at(conn, index)
             assert (leaf.entry, leaf.kind, leaf.ref, leaf.leaf_hash) == (*written[index], hashes[index])
         with pytest.raises(EvidenceError, match=f"no leaf {n}"):
@@ -343,7 +346,7 @@ def test_certificate_leaves_are_packed_and_read_back_in_order(catalog: Catalog) 
             for old in range(0, size + 1, 11):
                 assert prove_consistency(conn, old, size) == consistency_proof(old, hashes[:size])
         report = verify_log(conn, VERIFIER, chunk=100)  # chunks that cut bundles in two
-    assert report.kinds == {"lifecycle": 6, "certificate": 603} and report.tree_size == n
+    assert report.kinds == {"lifecycle": 6, "certificate": 603, "checkpoint": 3} and report.tree_size == n
 
 
 def _bundle_at(first: int, **values: object) -> Callable[[sa.Connection], object]:
@@ -354,10 +357,10 @@ def _bundle_at(first: int, **values: object) -> Callable[[sa.Connection], object
 
 def _flip_hash(conn: sa.Connection) -> None:
     blob = bytearray(
-        conn.execute(sa.select(log_bundles.c.leaf_hashes).where(log_bundles.c.first_leaf == 261)).scalar_one()
+        conn.execute(sa.select(log_bundles.c.leaf_hashes).where(log_bundles.c.first_leaf == 262)).scalar_one()
     )
     blob[32 * 10] ^= 1
-    _bundle_at(261, leaf_hashes=bytes(blob))(conn)
+    _bundle_at(262, leaf_hashes=bytes(blob))(conn)
 
 
 def _packed(refs_and_entries: list[tuple[str, bytes]]) -> bytes:
@@ -373,11 +376,11 @@ def _packed(refs_and_entries: list[tuple[str, bytes]]) -> bytes:
 def _swap_certificates(conn: sa.Connection) -> None:
     """Point certificate rows 300 and 301 at each other's leaves and swap the ids stored beside
     the (hashed, unchanged) entries: every hash, node and checkpoint stays right."""
-    blob = conn.execute(sa.select(log_bundles.c.entries).where(log_bundles.c.first_leaf == 261)).scalar_one()
+    blob = conn.execute(sa.select(log_bundles.c.entries).where(log_bundles.c.first_leaf == 262)).scalar_one()
     table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
     refs, entries = table.column("ref").to_pylist(), table.column("entry").to_pylist()
-    refs[39], refs[40] = refs[40], refs[39]  # leaves 300 and 301
-    _bundle_at(261, entries=_packed(list(zip(refs, entries, strict=True))))(conn)
+    refs[38], refs[39] = refs[39], refs[38]  # leaves 300 and 301
+    _bundle_at(262, entries=_packed(list(zip(refs, entries, strict=True))))(conn)
     for cert_id, index in (("cert-300", -1), ("cert-301", 300), ("cert-300", 301)):
         conn.execute(
             sa.update(certificates).where(certificates.c.cert_id == cert_id).values(leaf_index=index)
@@ -389,7 +392,7 @@ def _hide_an_extra_leaf(conn: sa.Connection) -> None:
     now = dt.datetime.now(dt.UTC)
     conn.execute(
         sa.insert(log_leaves).values(
-            leaf_index=609,
+            leaf_index=612,
             leaf_hash=leaf_hash(b"forged"),
             kind="use",
             ref="x",
@@ -407,18 +410,18 @@ def _hide_an_extra_leaf(conn: sa.Connection) -> None:
 @pytest.mark.parametrize(
     ("tamper", "message"),
     [
-        (_flip_hash, r"leaf 271 \(certificate cert-271\): its entry does not hash"),
+        (_flip_hash, r"leaf 272 \(certificate cert-272\): its entry does not hash"),
         (
-            _bundle_at(517, entries=b"not an arrow stream"),
-            r"leaves 517..604: their stored entries are unreadable",
+            _bundle_at(518, entries=b"not an arrow stream"),
+            r"leaves 518..605: their stored entries are unreadable",
         ),
         (
-            _bundle_at(261, leaf_hashes=b"\x00" * 64),
-            r"leaves 261..516: 64 bytes of leaf hashes for 256 leaves",
+            _bundle_at(262, leaf_hashes=b"\x00" * 64),
+            r"leaves 262..517: 64 bytes of leaf hashes for 256 leaves",
         ),
         (
-            lambda conn: conn.execute(sa.delete(log_bundles).where(log_bundles.c.first_leaf == 261)),
-            "leaf 261 is missing",
+            lambda conn: conn.execute(sa.delete(log_bundles).where(log_bundles.c.first_leaf == 262)),
+            "leaf 262 is missing",
         ),
         (
             lambda conn: conn.execute(

@@ -99,17 +99,20 @@ def test_two_landings_at_once_append_one_contiguous_log(
     finally:
         catalog.dispose()
 
-    total = 2 * BATCHES * (ROWS + 1)  # each batch: its certificates, then its receipt
+    # Each batch: its certificates, then its receipt; each landing after the first begins with
+    # a leaf logging the checkpoint before it.
+    total = 2 * BATCHES * (ROWS + 1) + 2 * BATCHES - 1
     assert [leaf.index for leaf in stored] == list(range(total)), "no gap, no duplicate index"
     assert len(certs) == 2 * BATCHES * ROWS
     assert sum(leaf.kind == "batch-receipt" for leaf in stored) == 2 * BATCHES
+    assert sum(leaf.kind == "checkpoint" for leaf in stored) == 2 * BATCHES - 1
     for c in certs:
         leaf = stored[c.leaf_index]
         assert leaf.ref == c.cert_id and leaf.entry is not None
         assert leaf.leaf_hash == leaf_hash(leaf.entry)
     hashes = [leaf.leaf_hash for leaf in stored]
     # one checkpoint per batch, each over all leaves before it, each extending the one before
-    assert [h.tree_size for h in heads] == [(ROWS + 1) * (i + 1) for i in range(2 * BATCHES)]
+    assert [h.tree_size for h in heads] == [(ROWS + 1) * (i + 1) + i for i in range(2 * BATCHES)]
     assert sorted(sizes) == [h.tree_size for h in heads]
     verifier = parse_vkey(log_key.vkey)
     previous: Checkpoint | None = None

@@ -91,9 +91,11 @@ def assert_log_is_sound(h: Harness) -> None:
     stored = {leaf.index: leaf for leaf in h.leaves()}
     kinds = {index: leaf.kind for index, leaf in stored.items()}
     assert sorted(c.leaf_index for c in certs) == sorted(i for i, k in kinds.items() if k == "certificate")
-    # besides certificates, one receipt per landed batch and nothing else
+    # besides certificates, one receipt per landed batch, and a leaf logging the checkpoint
+    # before each landing after the first; nothing else
     assert sum(k == "batch-receipt" for k in kinds.values()) == h.count(batches)
-    assert set(kinds.values()) <= {"certificate", "batch-receipt"}
+    assert sum(k == "checkpoint" for k in kinds.values()) == h.count(batches) - 1
+    assert set(kinds.values()) <= {"certificate", "batch-receipt", "checkpoint"}
     with h.catalog.read() as conn:
         verify_log(conn, parse_vkey(h.key.vkey))
     for c in certs:
@@ -221,12 +223,13 @@ def test_the_same_records_in_a_new_batch_issue_no_certificates(harness: Harness)
 
     landed = harness.land(GOOD, before=C1, after=C2)
 
-    # no certificate, but the batch's receipt is logged under its own checkpoint
-    assert not landed.already_landed and landed.certificates == 0 and landed.tree_size == 8
+    # no certificate, but the batch's receipt is logged under its own checkpoint (after the leaf
+    # logging the checkpoint before it)
+    assert not landed.already_landed and landed.certificates == 0 and landed.tree_size == 9
     assert landed.townships == frozenset()
     after = _counts(harness)
     grown = ("batches", "log_leaves", "checkpoints")
-    assert all(after[t] == before[t] + 1 for t in grown)
+    assert [after[t] - before[t] for t in grown] == [1, 2, 1]
     assert {k: v for k, v in after.items() if k not in grown} == {
         k: v for k, v in before.items() if k not in grown
     }
@@ -243,7 +246,7 @@ def test_a_changed_record_is_renewed_once_as_version_2(harness: Harness) -> None
 
     landed = harness.land(changed, before=C1, after=C2)
 
-    assert landed.certificates == 1 and landed.tree_size == 9  # 6 + receipt, 1 + receipt
+    assert landed.certificates == 1 and landed.tree_size == 10  # 6 + receipt, checkpoint, 1 + receipt
     assert landed.townships == frozenset({GOOD[2]["township_code"]})
     rows = harness.all(
         sa.select(certificates)
@@ -255,7 +258,7 @@ def test_a_changed_record_is_renewed_once_as_version_2(harness: Harness) -> None
         (rows[1].cert_id, 2, STATUS_VALID),
     ]
     new = rows[1]
-    assert new.previous_id == old.cert_id and new.leaf_index == 7  # after 6 and a receipt
+    assert new.previous_id == old.cert_id and new.leaf_index == 8  # after 6, a receipt, a checkpoint
     body = json.loads(harness.body(new.leaf_index))
     assert body["previous"] == old.cert_id and body["version"] == 2
     assert body["fields"]["address"] == "天津市武清区杨村街道新华路1号"
@@ -354,13 +357,13 @@ def test_a_failed_landing_changes_nothing_and_the_retry_lands_once(harness: Harn
     landed = harness.land(rows, before=C1, after=C2)
 
     assert landed.batch_id == staged and not landed.already_landed
-    assert landed.certificates == 4 and landed.tree_size == 9  # 3 + receipt, 4 + receipt
+    assert landed.certificates == 4 and landed.tree_size == 10  # 3 + receipt, checkpoint, 4 + receipt
     assert _accepted_files(harness.lake_dir) == sorted(files + staged_files), "same names, no duplicates"
     assert harness.lake.staged("gongan-household") == []
     assert harness.lake.read_accepted("household").num_rows == 7
     quarantine_files = sorted((harness.lake_dir / "quarantine" / "dataset=household").iterdir())
     assert [p.name for p in quarantine_files] == [f"{landed.batch_id}.parquet"]
-    assert harness.count(certificates) == 7 and len(harness.leaves()) == 9
+    assert harness.count(certificates) == 7 and len(harness.leaves()) == 10
     assert harness.count(batches) == 2 and harness.count(quarantine) == 1
     with harness.catalog.begin() as conn:
         assert cursor_of(conn, "gongan-household") == C2

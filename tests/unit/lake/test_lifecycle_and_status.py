@@ -90,7 +90,12 @@ def test_suspend_restore_revoke_each_log_a_new_leaf_and_show_in_the_status_list(
 
     # three lifecycle leaves and three republished lists; the certificate's own leaf untouched
     stored = harness.leaves()
-    assert [leaf.kind for leaf in stored[leaves_before:]] == ["lifecycle", "status-list"] * 3
+    assert [leaf.kind for leaf in stored[leaves_before:]] == [
+        "checkpoint",
+        "lifecycle",
+        "checkpoint",
+        "status-list",
+    ] * 3
     assert stored[cert.leaf_index].ref == cert.cert_id
     certificate_leaf = stored[cert.leaf_index]
     assert certificate_leaf.entry is not None and certificate_leaf.leaf_hash == leaf_hash(
