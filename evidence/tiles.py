@@ -242,6 +242,10 @@ class TileLog:
     def size(self) -> int:
         return self.checkpoint.size
 
+    @property
+    def root_hash(self) -> bytes:
+        return self.checkpoint.root_hash
+
     # -- hashes, as the tiles say
 
     def tile(self, level: int, index: int) -> list[bytes]:
@@ -369,10 +373,6 @@ class TileLog:
                         )
                 if level == 0:
                     self._check_bundle(index, hashes)
-
-    @property
-    def root_hash(self) -> bytes:
-        return self.checkpoint.root_hash
 
     # -- internals
 
