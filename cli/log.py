@@ -6,6 +6,8 @@ Example::
     onceonly log prove --leaf 7 > proof.json    # inclusion proof at the newest checkpoint
     onceonly log consistency --from 100 --to 250 > c.json
     onceonly log check-proof proof.json --trusted-key "$(cat district.vkey)"   # no database
+    onceonly log publish public/log            # checkpoint + C2SP tlog-tiles, incrementally
+    onceonly log check-proof --tiles https://example.org/log --leaf 7 --trusted-key "$(cat …)"
 
 The keys that sign checkpoints come from the key store's public keyring (rotated keys
 included) under ``ONCEONLY_HOME``; ``--trusted-key`` (repeatable) replaces them, and
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
     from onceonly.settings import Settings
 
 log_app = typer.Typer(
-    help="The transparency log: verify it, prove inclusion and consistency.", no_args_is_help=True
+    help="The transparency log: verify it, prove inclusion and consistency, publish it as tiles.",
+    no_args_is_help=True,
 )
 
 TrustedKeys = Annotated[
@@ -223,13 +226,46 @@ def log_consistency(
 @log_app.command("check-proof")
 def log_check_proof(
     proof_file: Annotated[
-        Path, typer.Argument(metavar="PROOF_FILE", help="A proof (`log prove`, `log consistency`).")
-    ],
+        Path | None,
+        typer.Argument(metavar="PROOF_FILE", help="A proof (`log prove`, `log consistency`)."),
+    ] = None,
     trusted_key: TrustedKeys = None,
+    tiles: Annotated[
+        str | None,
+        typer.Option(
+            "--tiles",
+            metavar="DIR_OR_URL",
+            help="Check the log published there (`log publish`: C2SP tlog-tiles) instead of a proof file: "
+            "its signed checkpoint and the root its tiles give.",
+        ),
+    ] = None,
+    leaf: Annotated[
+        int | None, typer.Option("--leaf", help="With --tiles: prove this leaf's entry is in the log.")
+    ] = None,
+    consistency_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--consistency-from",
+            metavar="CHECKPOINT",
+            help="With --tiles: a checkpoint saved earlier; prove the published log extends it.",
+        ),
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="With --tiles: recompute every published entry and tile.")
+    ] = False,
 ) -> None:
-    """Check an inclusion or consistency proof file offline: exit 0 and VALID, or non-zero."""
+    """Check an inclusion or consistency proof file, or a published log, offline: exit 0 and
+    VALID, or non-zero."""
+    if (proof_file is None) == (tiles is None):
+        raise typer.BadParameter("give a PROOF_FILE or --tiles DIR_OR_URL (one of them)")
+    if tiles is None and (leaf is not None or consistency_from is not None or everything):
+        raise typer.BadParameter("--leaf, --consistency-from and --all check a log published with --tiles")
+    if tiles is not None:
+        _check_tiles(tiles, trusted_key, leaf, consistency_from, everything)
+        return
     from evidence.proofs import verify_proof_document
 
+    assert proof_file is not None
     try:
         doc = json.loads(proof_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -244,6 +280,100 @@ def log_check_proof(
     typer.secho(f"VALID: {checked.summary}" + ("" if checked.signed else " (unsigned root)"), fg="green")
     for warning in checked.warnings:
         typer.echo(f"note: {warning}", err=True)
+
+
+def _check_tiles(
+    where: str, trusted_key: list[str] | None, leaf: int | None, old: Path | None, everything: bool
+) -> None:
+    """`check-proof --tiles`: the checkpoint's signature, the root from the tiles, then what was asked."""
+    import contextlib
+
+    from evidence.note import Checkpoint, note_as_given, open_note
+    from evidence.tiles import folder_fetch, http_fetch, open_tiles
+
+    verifiers = _verifiers(list(trusted_key) if trusted_key else _public_keys(_settings(), None))
+    old_checkpoint: Checkpoint | None = None
+    if old is not None:
+        try:
+            old_checkpoint = Checkpoint.parse(
+                open_note(note_as_given(old.read_text(encoding="utf-8")), verifiers)
+            )
+        except (OSError, UnicodeDecodeError) as exc:
+            raise typer.BadParameter(f"--consistency-from: cannot read {old}: {exc}") from None
+        except VerificationFailed as exc:
+            typer.secho(f"INVALID: the old checkpoint {old}: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+    with contextlib.ExitStack() as stack:
+        if where.startswith(("http://", "https://")):
+            import httpx
+
+            client = stack.enter_context(httpx.Client(timeout=30, follow_redirects=True))
+            fetch = http_fetch(where, client)
+        else:
+            fetch = folder_fetch(Path(where))
+        try:
+            published = open_tiles(fetch, verifiers)
+            found = published.verify_root()
+            said = [
+                f"the tiles at {where} give the root of the signed checkpoint of "
+                f"{published.checkpoint.origin} at size {published.size}: {found.hex()}"
+            ]
+            if leaf is not None:
+                entry = published.check_leaf(leaf)
+                said.append(
+                    f"leaf {leaf} is in the log at size {published.size} (its entry: {len(entry)} bytes)"
+                )
+            if old_checkpoint is not None:
+                published.check_consistency(old_checkpoint)
+                said.append(
+                    f"the log at size {published.size} extends the checkpoint of size {old_checkpoint.size}"
+                )
+            if everything:
+                published.check_all()
+                said.append(f"every entry and tile of the {published.size} leaves recomputed")
+        except VerificationFailed as exc:
+            typer.secho(f"INVALID: {exc}", fg="red", err=True)
+            raise typer.Exit(1) from None
+        except (EvidenceError, OSError) as exc:
+            typer.secho(f"INVALID: cannot read the log at {where}: {exc}", fg="red", err=True)
+            raise typer.Exit(2) from None
+    for line in said:
+        typer.secho(f"VALID: {line}", fg="green")
+
+
+@log_app.command("publish")
+def log_publish(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            metavar="DIR", help="The folder to publish to (made if missing); a web server serves it as is."
+        ),
+    ],
+) -> None:
+    """Write the newest checkpoint, hash tiles and entry bundles as C2SP tlog-tiles static files."""
+    from catalog import Catalog
+    from evidence.tiles import publish
+
+    settings = _settings()
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
+        published = publish(conn, directory)
+    if published is None:
+        typer.echo("nothing to publish: the log has no checkpoint yet")
+        return
+    if not (published.tiles or published.bundles or published.removed or published.checkpoint_written):
+        typer.echo(f"{directory}: already published at size {published.tree_size}; nothing new")
+        return
+    grown = (
+        f"size {published.previous_size} → {published.tree_size}"
+        if published.previous_size
+        else f"size {published.tree_size}"
+    )
+    typer.echo(
+        f"published {grown} to {directory}: {published.tiles} hash tiles, {published.bundles} entry bundles"
+        f"{', checkpoint' if published.checkpoint_written else ''}"
+        f"{f'; {published.removed} superseded partial files removed' if published.removed else ''}; "
+        f"root {published.root_hash.hex()}"
+    )
 
 
 def _emit(doc: dict[str, object], output: Path | None) -> None:

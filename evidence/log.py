@@ -995,6 +995,34 @@ def unusable_checkpoints(conn: Connection, keyring: Keyring) -> list[tuple[int, 
     return found
 
 
+# ---------------------------------------------------------------------------- read helpers
+
+
+def node_hashes(conn: Connection, level: int, lo: int, hi: int) -> list[bytes]:
+    """The stored interior nodes ``(level, lo)`` .. ``(level, hi - 1)`` in order (level 4 up).
+
+    One range read of ``log_nodes`` (static publication reads its tiles of level 1 and up,
+    tree levels 8, 16, …, with it); EvidenceError naming the first node that is not stored.
+    """
+    if level < NODE_MIN_LEVEL:
+        raise ValueError(f"nodes of level {level} are not stored; levels {NODE_MIN_LEVEL} and up are")
+    if lo >= hi:
+        return []
+    first = node_id(level, lo)
+    rows = conn.execute(
+        select(log_nodes.c.node_id, log_nodes.c.hash)
+        .where(and_(log_nodes.c.node_id >= first, log_nodes.c.node_id < first + hi - lo))
+        .order_by(log_nodes.c.node_id)
+    ).all()
+    ids = [int(r.node_id) for r in rows]
+    if ids != list(range(first, first + hi - lo)):
+        gap = next(offset for offset, got in enumerate([*ids, -1]) if got != first + offset)
+        raise EvidenceError(
+            f"the log is missing node ({level}, {lo + gap}): it was tampered with or truncated"
+        )
+    return [bytes(r.hash) for r in rows]
+
+
 __all__ = [
     "ENTRY_SCHEMA",
     "KIND_BATCH_RECEIPT",
@@ -1016,6 +1044,7 @@ __all__ = [
     "leaf_at",
     "leaves",
     "log_entry",
+    "node_hashes",
     "node_id",
     "opening_at",
     "openings",
