@@ -203,39 +203,39 @@ def test_publish_then_check_the_published_folder(logged: tuple[Settings, str], t
     folder = tmp_path / "www" / "log"
     code, out, _ = run("log", "publish", str(folder))
     assert code == 0, out
-    assert f"published size 11 to {folder}: 1 hash tiles, 1 entry bundles, checkpoint; root " in out
+    assert f"published size 15 to {folder}: 1 hash tiles, 1 entry bundles, checkpoint; root " in out
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
         "checkpoint",
-        "tile/0/000.p/11",
-        "tile/entries/000.p/11",
+        "tile/0/000.p/15",
+        "tile/entries/000.p/15",
     ]
     code, out, _ = run("log", "publish", str(folder))
-    assert code == 0 and out == f"{folder}: already published at size 11; nothing new\n"
+    assert code == 0 and out == f"{folder}: already published at size 15; nothing new\n"
 
     code, out, err = run(
         "log", "check-proof", "--tiles", str(folder), "--leaf", "9", "--all", "--trusted-key", vkey
     )
     assert code == 0, err
     assert f"VALID: the tiles at {folder} give the root of the signed checkpoint of " in out
-    assert "VALID: leaf 9 is in the log at size 11" in out
-    assert "VALID: every entry and tile of the 11 leaves recomputed" in out
+    assert "VALID: leaf 9 is in the log at size 15" in out
+    assert "VALID: every entry and tile of the 15 leaves recomputed" in out
     code, out, _ = run("log", "check-proof", "--tiles", str(folder), "--leaf", "3")  # the home's keys
-    assert code == 0 and "VALID: leaf 3 is in the log at size 11" in out
+    assert code == 0 and "VALID: leaf 3 is in the log at size 15" in out
 
     other = SigningKey.generate("someone.else/log").vkey
     code, _, err = run("log", "check-proof", "--tiles", str(folder), "--trusted-key", other)
     assert code == 1 and "INVALID: checkpoint: note has no signature by someone.else/log" in err
-    code, _, err = run("log", "check-proof", "--tiles", str(folder), "--leaf", "11", "--trusted-key", vkey)
-    assert code == 1 and "INVALID: leaf 11 is not in the published tree of size 11" in err
+    code, _, err = run("log", "check-proof", "--tiles", str(folder), "--leaf", "15", "--trusted-key", vkey)
+    assert code == 1 and "INVALID: leaf 15 is not in the published tree of size 15" in err
     code, _, err = run("log", "check-proof", "--tiles", str(tmp_path / "nowhere"), "--trusted-key", vkey)
     assert code == 2 and "INVALID: cannot read the log at" in err and "checkpoint is not published" in err
 
-    bundle = folder / "tile/entries/000.p/11"
+    bundle = folder / "tile/entries/000.p/15"
     bundle.write_bytes(bundle.read_bytes().replace(b'"n":3', b'"n":4'))
-    code, _, err = run("log", "check-proof", "--tiles", str(folder), "--leaf", "3", "--trusted-key", vkey)
-    assert code == 1 and "INVALID: leaf 3: inclusion proof does not lead to the expected root hash" in err
+    code, _, err = run("log", "check-proof", "--tiles", str(folder), "--leaf", "4", "--trusted-key", vkey)
+    assert code == 1 and "INVALID: leaf 4: inclusion proof does not lead to the expected root hash" in err
     code, _, err = run("log", "check-proof", "--tiles", str(folder), "--all", "--trusted-key", vkey)
-    assert code == 1 and "INVALID: tile/entries/000.p/11: entry 3 (leaf 3) does not hash" in err
+    assert code == 1 and "INVALID: tile/entries/000.p/15: entry 4 (leaf 4) does not hash" in err
 
 
 def test_check_a_published_log_against_a_checkpoint_saved_earlier(
@@ -246,7 +246,7 @@ def test_check_a_published_log_against_a_checkpoint_saved_earlier(
 
     catalog = Catalog.connect(settings.catalog_url)
     with catalog.read() as conn:
-        saved = checkpoint_at(conn, 7)
+        saved = checkpoint_at(conn, 8)
     catalog.dispose()
     assert saved is not None
     old = tmp_path / "old.checkpoint"
@@ -257,7 +257,7 @@ def test_check_a_published_log_against_a_checkpoint_saved_earlier(
         "log", "check-proof", "--tiles", str(folder), "--consistency-from", str(old), "--trusted-key", vkey
     )
     assert code == 0, err
-    assert "VALID: the log at size 11 extends the checkpoint of size 7" in out
+    assert "VALID: the log at size 15 extends the checkpoint of size 8" in out
 
     other = SigningKey.generate(settings.log_origin)
     forged = other.sign_note(saved.split("\n\n")[0] + "\n")
@@ -294,7 +294,7 @@ def test_checking_a_published_folder_needs_neither_the_catalog_nor_arrow(
     assert run("log", "publish", str(folder))[0] == 0
     args = ["log", "check-proof", "--tiles", str(folder), "--leaf", "9", "--trusted-key", vkey]
     modules, done = imported(args, tmp_path / "elsewhere", tmp_path)
-    assert done.returncode == 0 and "VALID: leaf 9 is in the log at size 11" in done.stdout, done.stderr[
+    assert done.returncode == 0 and "VALID: leaf 9 is in the log at size 15" in done.stdout, done.stderr[
         -2000:
     ]
     loaded = modules & {"pyarrow", "sqlalchemy", "catalog", "prefect", "great_expectations", "httpx"}

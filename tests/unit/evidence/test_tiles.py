@@ -229,7 +229,8 @@ def test_tessera_published_test_data(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- from the catalog
 
 
-SIZES = (1, 255, 256, 257, 65_537)
+# Each append after the first adds a leaf logging the checkpoint before it: at least two leaves.
+SIZES = (1, 254, 256, 258, 65_537)
 
 
 def probes(size: int) -> list[int]:
@@ -241,7 +242,7 @@ def probes(size: int) -> list[int]:
 
 
 def test_the_catalogs_log_published_at_tile_boundaries(catalog: Catalog, tmp_path: Path) -> None:
-    """Sizes 0, 1, 255, 256, 257, 65537: the tiles give the catalog's roots and proofs, each
+    """Sizes 0, 1, 254, 256, 258, 65537: the tiles give the catalog's roots and proofs, each
     publication writes only new files, and a full tile never changes once written."""
     folder = tmp_path / "public" / "log"
     log = TransparencyLog(KEY, ORIGIN)
@@ -252,8 +253,10 @@ def test_the_catalogs_log_published_at_tile_boundaries(catalog: Catalog, tmp_pat
     before: dict[str, tuple[int, int, bytes]] = {}
     size = 0
     for target in SIZES:
+        # Every append after the first begins with a leaf logging the checkpoint before it.
+        first = size + 1 if size else size
         with catalog.begin() as conn:
-            log.append(conn, [(b'{"n":%d}' % i, "lifecycle", f"e{i}") for i in range(size, target)])
+            log.append(conn, [(b'{"n":%d}' % i, "lifecycle", f"e{i}") for i in range(first, target)])
         size = target
         with catalog.read() as conn:
             published = publish(conn, folder)
@@ -551,7 +554,7 @@ def test_a_second_process_reading_only_the_folder_computes_the_catalogs_root(
     with catalog.begin() as conn:
         log.append(conn, [(b"%d" % i, "lifecycle", f"e{i}") for i in range(1000)])
     with catalog.begin() as conn:
-        log.append(conn, [(b"%d" % i, "lifecycle", f"e{i}") for i in range(1000, 1300)])
+        log.append(conn, [(b"%d" % i, "lifecycle", f"e{i}") for i in range(1001, 1300)])  # after a checkpoint
     folder = tmp_path / "published"
     with catalog.read() as conn:
         publish(conn, folder)

@@ -67,7 +67,8 @@ def test_readme_client_and_check_proof_read_only_the_published_files(
     with catalog.begin() as conn:  # three levels of tiles: 66,000 leaves, in two appends
         log.append(conn, [(b'{"n":%d}' % i, "lifecycle", f"e{i}") for i in range(65_000)])
     with catalog.begin() as conn:
-        log.append(conn, [(b'{"n":%d}' % i, "lifecycle", f"e{i}") for i in range(65_000, 66_000)])
+        # after the leaf logging the first append's checkpoint
+        log.append(conn, [(b'{"n":%d}' % i, "lifecycle", f"e{i}") for i in range(65_001, 66_000)])
     with catalog.read() as conn:
         published = publish(conn, tmp_path / "www" / "log")
         newest = latest_checkpoint(conn)
