@@ -86,7 +86,9 @@ if _TYPE_CHECKING:
         MAX_SIGNATURES,
         SIGNATURE_LINE_PREFIX,
         Checkpoint,
+        NoteSignature,
         NoteVerifier,
+        add_signatures,
         format_vkey,
         key_id,
         note_as_given,
@@ -94,6 +96,7 @@ if _TYPE_CHECKING:
         open_note_signers,
         parse_vkey,
         sign_note,
+        split_note,
     )
 
 # Public names, each imported from its submodule when first used: ``import evidence.keys`` (the
@@ -160,7 +163,9 @@ _EXPORTS: dict[str, str] = {
     "MAX_SIGNATURES": "evidence.note",
     "SIGNATURE_LINE_PREFIX": "evidence.note",
     "Checkpoint": "evidence.note",
+    "NoteSignature": "evidence.note",
     "NoteVerifier": "evidence.note",
+    "add_signatures": "evidence.note",
     "format_vkey": "evidence.note",
     "key_id": "evidence.note",
     "note_as_given": "evidence.note",
@@ -168,6 +173,7 @@ _EXPORTS: dict[str, str] = {
     "open_note_signers": "evidence.note",
     "parse_vkey": "evidence.note",
     "sign_note": "evidence.note",
+    "split_note": "evidence.note",
 }
 
 
@@ -212,11 +218,13 @@ __all__ = [
     "KeyRecord",
     "KeyStore",
     "Keyring",
+    "NoteSignature",
     "NoteVerifier",
     "SigningKey",
     "TransparencyLog",
     "TreeHash",
     "VerifiedBundle",
+    "add_signatures",
     "build_bundle",
     "canonical_json",
     "certificate_ids",
@@ -248,6 +256,7 @@ __all__ = [
     "prove_inclusion",
     "root",
     "sign_note",
+    "split_note",
     "suite_mismatch",
     "tree_hash",
     "tree_size",
