@@ -23,6 +23,7 @@ if _TYPE_CHECKING:
         VerifiedBundle,
         build_bundle,
         certificate_leaf_bytes,
+        check_witnesses,
         export_bundle,
         verify_bundle,
     )
@@ -106,6 +107,7 @@ _EXPORTS: dict[str, str] = {
     "VerifiedBundle": "evidence.bundle",
     "build_bundle": "evidence.bundle",
     "certificate_leaf_bytes": "evidence.bundle",
+    "check_witnesses": "evidence.bundle",
     "export_bundle": "evidence.bundle",
     "verify_bundle": "evidence.bundle",
     "canonical_json": "evidence.canonical",
@@ -230,6 +232,7 @@ __all__ = [
     "certificate_ids",
     "certificate_leaf_bytes",
     "check_key_status",
+    "check_witnesses",
     "consistency_proof",
     "consistency_ranges",
     "draft_table",
