@@ -143,6 +143,8 @@ class AddCheckpoint:
         header, blank, note = text.partition("\n\n")
         if not blank:
             raise _Refusal(400, "no empty line between the old size and proof lines and the checkpoint")
+        if note.startswith("\n"):
+            raise _Refusal(400, "more than one empty line before the checkpoint")
         lines = header.split("\n")
         matched = _OLD_RE.fullmatch(lines[0])
         if matched is None:
@@ -618,8 +620,9 @@ class Submitted:
 
 def submit_checkpoint(
     catalog: Catalog, witness: DistrictWitness, *, client: httpx.Client | None = None, timeout: float = 10.0
-) -> Cosignature:
-    """Submit the log's newest checkpoint to ``witness``; keep and return its checked cosignature.
+) -> Submitted:
+    """Submit the log's newest checkpoint to ``witness``; keep its checked cosignature and return it
+    with the size it cosigned.
 
     The consistency proof starts at the size the witness last cosigned for us (the catalog's
     record, else 0); a 409 names the witness's size and the request is made once more from it.
@@ -665,7 +668,7 @@ def submit_checkpoint(
     cosignature = _checked_cosignature(witness, text, reply.text)
     with catalog.begin() as conn:
         record_cosignatures(conn, size, [cosignature])
-    return cosignature
+    return Submitted(witness, size, cosignature)
 
 
 def submit_to_witnesses(
@@ -684,9 +687,7 @@ def submit_to_witnesses(
         with catalog.read() as conn:
             size = tree_size(conn)
         try:
-            outcomes.append(
-                Submitted(witness, size, submit_checkpoint(catalog, witness, client=client, timeout=timeout))
-            )
+            outcomes.append(submit_checkpoint(catalog, witness, client=client, timeout=timeout))
         except (WitnessUnavailable, WitnessRefused) as exc:
             outcomes.append(Submitted(witness, size, error=exc))
     return outcomes

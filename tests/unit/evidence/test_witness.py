@@ -150,6 +150,7 @@ def malformed_bodies(log: MemoryLog) -> dict[str, bytes]:
     garbled = log.key.sign_note("onceonly.example/baodi/evidence\nthree\nroot\n")
     return {
         "no empty line": f"old 0\n{note}".replace("\n\n", "\n").encode(),
+        "two empty lines": f"old 0\n\n\n{note}".encode(),
         "leading zero": f"old 01\n\n{note}".encode(),
         "negative": f"old -1\n\n{note}".encode(),
         "no old line": f"{hash_line}\n\n{note}".encode(),
@@ -431,7 +432,10 @@ def test_the_log_submits_its_newest_checkpoint_and_keeps_the_checked_cosignature
     http = http_for(witness)
     district_log(catalog, log_key, "a", 3)
     first = submit_checkpoint(catalog, target(witness), client=http)
-    assert first.witness == witness.cosigner.name and stored(catalog) == [(3, witness.cosigner.name)]
+    assert first.ok and first.tree_size == 3 and first.cosignature is not None
+    assert first.cosignature.witness == witness.cosigner.name and stored(catalog) == [
+        (3, witness.cosigner.name)
+    ]
     district_log(catalog, log_key, "b", 2)
     submit_checkpoint(catalog, target(witness), client=http)  # from size 3, with a proof to 5
     assert stored(catalog) == [(3, witness.cosigner.name), (5, witness.cosigner.name)]
