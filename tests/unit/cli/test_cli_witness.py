@@ -131,7 +131,7 @@ def test_export_carries_the_kept_cosignatures_and_verify_requires_them(
     for args, problem in (
         (["--witness", jinghai.vkey], "0 valid cosignature(s) of the 1 required"),
         (["--witness", baodi.vkey, "--witness", jinghai.vkey], "1 valid cosignature(s) of the 2 required"),
-        (["--witness", log_vkey], "signature type 0x01"),
+        (["--witness", log_vkey], "a cosignature/v1 key has type 0x04"),
     ):
         assert problem in cli("verify", bundle, *args, code=1)
     assert "0 valid cosignature" in cli(
