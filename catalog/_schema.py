@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 metadata = MetaData()
 
@@ -293,6 +293,21 @@ checkpoints = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Cosignatures of checkpoints by the district's witnesses (c2sp.org/tlog-cosignature), kept
+# as received after checking them with the witness's key: ``signature`` is the base64 of the
+# signature line (key ID || timestamp || Ed25519 signature), so the line is
+# "— <witness_name> <signature>". Bundles carry them as extra signature lines of the checkpoint.
+checkpoint_cosignatures = Table(
+    "checkpoint_cosignatures",
+    metadata,
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("witness_name", String(255), primary_key=True),
+    Column("key_id", String(8), primary_key=True),  # 8 lower-case hex digits
+    Column("timestamp", BigInteger, nullable=False),  # POSIX seconds, as the witness signed it
+    Column("signature", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
 # Connectors registered by departments (`onceonly connectors register FILE`): the registration

@@ -206,7 +206,16 @@ def certificates_export(
     # 600: the holder's bundle carries the certificate (name and ID number).
     write_atomic(output, json.dumps(bundle, ensure_ascii=False, indent=2) + "\n")
     size = bundle["checkpoint"].split("\n")[1]
-    typer.echo(f"wrote {output} (leaf {bundle['leaf_index']} of a log of {size})")
+    cosigned = _cosignature_count(bundle)
+    also = f", cosigned by {cosigned} witness(es)" if cosigned else ""
+    typer.echo(f"wrote {output} (leaf {bundle['leaf_index']} of a log of {size}{also})")
+    if not cosigned and settings.witnesses:
+        typer.secho(
+            f"warning: the checkpoint of size {size} has no witness cosignature yet: run `onceonly witness "
+            "submit`, then export again",
+            fg="yellow",
+            err=True,
+        )
     if status != "有效":
         typer.secho(
             f"warning: this certificate is {status}; `onceonly verify` will say so (the bundle carries the "
@@ -214,6 +223,13 @@ def certificates_export(
             fg="yellow",
             err=True,
         )
+
+
+def _cosignature_count(bundle: dict[str, Any]) -> int:
+    """The checkpoint's signature lines beyond the log's own: the witnesses' cosignatures."""
+    from evidence.note import split_note
+
+    return len(split_note(bundle["checkpoint"])[1]) - 1
 
 
 def _checkpoint_given(value: str) -> str:
@@ -359,9 +375,31 @@ def verify(
             "keys must be in it, and a key compromised at the signing time fails.",
         ),
     ] = None,
+    witness: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--witness",
+            metavar="VKEY",
+            help="A witness's cosignature verifier key (c2sp.org/tlog-cosignature); repeatable: the "
+            "checkpoint must carry its valid cosignature.",
+        ),
+    ] = None,
+    min_witnesses: Annotated[
+        int | None,
+        typer.Option(
+            "--min-witnesses", metavar="N", help="Cosignatures required of the --witness keys (default: all)."
+        ),
+    ] = None,
 ) -> None:
     """Verify a proof bundle offline: exit 0 and VALID, or non-zero naming what failed."""
     from evidence.bundle import verify_bundle
+
+    if min_witnesses is not None and not 1 <= min_witnesses <= len(witness or []):
+        raise typer.BadParameter(
+            f"--min-witnesses {min_witnesses} needs between 1 and the {len(witness or [])} --witness "
+            "key(s) given",
+            param_hint="--min-witnesses",
+        )
 
     data = _read_input(bundle, "bundle", as_json=True)
     old = None
@@ -374,7 +412,13 @@ def verify(
     try:
         trusted = _read_keyring(keyring) if keyring else None
         v = verify_bundle(
-            data, trusted_vkey=trusted_key, old_checkpoint=old, newer_status_list=newer, keyring=trusted
+            data,
+            trusted_vkey=trusted_key,
+            old_checkpoint=old,
+            newer_status_list=newer,
+            keyring=trusted,
+            witnesses=witness or (),
+            min_witnesses=min_witnesses,
         )
     except VerificationFailed as exc:
         typer.secho(f"INVALID: {exc}", fg="red", err=True)
@@ -384,6 +428,8 @@ def verify(
         f"{v.status_published}) is entry {v.leaf_index} of the log {v.origin} at size {v.tree_size}",
         fg="green",
     )
+    if v.cosigned_by:
+        typer.echo(f"the checkpoint is cosigned by witness(es) {', '.join(v.cosigned_by)}")
     for warning in v.warnings:
         typer.secho(f"warning: {warning}", fg="yellow", err=True)
     if v.consistent_from is not None:

@@ -36,6 +36,7 @@ from cli import (
     quarantine,
     run,
     sharing,
+    witness,
 )
 from onceonly.errors import OnceOnlyError
 from onceonly.files import restrict_new_files
@@ -81,6 +82,7 @@ app.add_typer(log.log_app, name="log")
 app.add_typer(audit.app)
 app.add_typer(sharing.app)
 app.add_typer(catalog.app, name="catalog")
+app.add_typer(witness.app, name="witness")
 
 
 def onceonly_home() -> str:

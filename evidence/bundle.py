@@ -123,6 +123,8 @@ class VerifiedBundle:
     consistent_from: int | None = None
     #: Reports that do not fail the bundle (a signing key compromised after the signing time).
     warnings: tuple[str, ...] = ()
+    #: The witnesses (``name+keyid``) whose cosignatures of the checkpoint were required and valid.
+    cosigned_by: tuple[str, ...] = ()
 
 
 def certificate_leaf_bytes(certificate: Mapping[str, Any]) -> bytes:
@@ -220,6 +222,7 @@ def export_bundle(
     if head is None:
         raise EvidenceError("the transparency log has no checkpoint yet")
     size, note = head
+    note = _cosigned(conn, size, note)
     vkeys = [vkey] if isinstance(vkey, str) else list(vkey)
     vkey = _signer(note, vkeys)
     list_key = _signer(published.signature, [vkey, *vkeys], what=f"the status list of {row.issuer_code}")
@@ -247,6 +250,22 @@ def export_bundle(
         salt=salt,
     )
     return bundle, str(row.status)
+
+
+def _cosigned(conn: Connection, size: int, note: str) -> str:
+    """The checkpoint with the cosignatures the district's witnesses returned for it, as extra
+    signature lines (c2sp.org/tlog-cosignature); verifiers that do not ask for them ignore them."""
+    from evidence.witness import with_cosignatures
+
+    return with_cosignatures(conn, size, note)
+
+
+def check_witnesses(note: str, witnesses: Sequence[str], minimum: int | None = None) -> tuple[str, ...]:
+    """The witnesses among ``witnesses`` (cosignature vkeys) whose valid cosignatures ``note``
+    carries, at least ``minimum`` of them (default all); :class:`VerificationFailed` otherwise."""
+    from evidence.cosignature import require_cosignatures
+
+    return tuple(c.label for c in require_cosignatures(note, witnesses, minimum))
 
 
 def _certificate_of(leaf: Any, opening: Any, cert_id: str) -> tuple[dict[str, Any], bytes | None]:
@@ -294,6 +313,8 @@ def verify_bundle(
     newer_status_list: Mapping[str, Any] | None = None,
     today: dt.date | None = None,
     keyring: Keyring | None = None,
+    witnesses: Sequence[str] = (),
+    min_witnesses: int | None = None,
 ) -> VerifiedBundle:
     """Check a bundle offline; raise :class:`VerificationFailed` naming the first failure.
 
@@ -311,6 +332,10 @@ def verify_bundle(
 
     ``keyring``: the district's trusted keyring; the keys must be in it and usable at the
     signing time (see the module docstring).
+
+    ``witnesses``: cosignature verifier keys of witnesses (c2sp.org/tlog-cosignature); the
+    checkpoint must carry valid cosignatures by at least ``min_witnesses`` of them (default
+    all), checked right after the log's signature.
     """
     proof, list_proof, consistency = _check_structure(bundle)
     certificate: Mapping[str, Any] = bundle["certificate"]
@@ -331,6 +356,7 @@ def verify_bundle(
         _in_keyring(keyring, verifier, "the checkpoint's key")
         _in_keyring(keyring, list_verifier, "the status list's key")
     checkpoint = Checkpoint.parse(open_note(bundle["checkpoint"], verifier))
+    cosigned_by = check_witnesses(bundle["checkpoint"], witnesses, min_witnesses) if witnesses else ()
     if leaf_index >= checkpoint.size:
         raise VerificationFailed(
             f"leaf index {leaf_index} is not inside the checkpoint's tree of size {checkpoint.size}"
@@ -396,6 +422,7 @@ def verify_bundle(
         status_published=status_list.published,
         consistent_from=consistent_from,
         warnings=tuple(dict.fromkeys(warnings)),
+        cosigned_by=cosigned_by,
     )
 
 
@@ -668,6 +695,7 @@ __all__ = [
     "VerifiedBundle",
     "build_bundle",
     "certificate_leaf_bytes",
+    "check_witnesses",
     "export_bundle",
     "verify_bundle",
 ]

@@ -182,6 +182,52 @@ def open_note_signers(
     """
     known = [verifiers] if isinstance(verifiers, NoteVerifier) else list(verifiers)
     by_id = {(v.name, v.key_id): v for v in known}
+    text, lines = split_note(note)
+    message = text.encode("utf-8")
+    signers: list[NoteVerifier] = []
+    for line in lines:
+        verifier = by_id.get((line.name, line.key_id))
+        if verifier is not None:
+            verifier.verify(message, line.signature)
+            if verifier not in signers:
+                signers.append(verifier)
+    if not signers:
+        wanted = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in known) or "no trusted key"
+        raise VerificationFailed(f"note has no signature by {wanted}")
+    return text, tuple(signers)
+
+
+@dataclass(frozen=True)
+class NoteSignature:
+    """One signature line of a signed note, not verified: key name, 4-byte key ID, signature.
+
+    Cosignatures (c2sp.org/tlog-cosignature) are signature lines too: a witness's line is added
+    to the log's checkpoint note, and verifiers that do not know the witness's key ignore it.
+    """
+
+    name: str
+    key_id: bytes
+    signature: bytes
+
+    @property
+    def line(self) -> str:
+        """The line as written in a note: ``— <name> base64(key ID || signature)`` and a newline."""
+        encoded = base64.b64encode(self.key_id + self.signature).decode("ascii")
+        return f"{SIGNATURE_LINE_PREFIX}{self.name} {encoded}\n"
+
+    @classmethod
+    def parse(cls, line: str, number: int = 1) -> NoteSignature:
+        """Parse one signature line (without its newline); raise :class:`VerificationFailed`."""
+        return cls(*_parse_signature_line(line, number))
+
+
+def split_note(note: str) -> tuple[str, tuple[NoteSignature, ...]]:
+    """The text of a signed note and its signature lines, unverified.
+
+    Raises :class:`VerificationFailed` when the note is malformed (c2sp.org/signed-note
+    "Format"): control characters, not exactly one final newline, no blank line before the
+    signatures, a malformed signature line, more than :data:`MAX_SIGNATURES` of them.
+    """
     if not isinstance(note, str):
         raise VerificationFailed("malformed note: not a string")
     problem = _characters_problem(note)
@@ -205,19 +251,17 @@ def open_note_signers(
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise VerificationFailed(f"malformed note: more than {MAX_SIGNATURES} signatures")
-    message = text.encode("utf-8")
-    signers: list[NoteVerifier] = []
-    for number, line in enumerate(lines, start=1):
-        name, kid, signature = _parse_signature_line(line, number)
-        verifier = by_id.get((name, kid))
-        if verifier is not None:
-            verifier.verify(message, signature)
-            if verifier not in signers:
-                signers.append(verifier)
-    if not signers:
-        wanted = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in known) or "no trusted key"
-        raise VerificationFailed(f"note has no signature by {wanted}")
-    return text, tuple(signers)
+    return text, tuple(NoteSignature.parse(line, number) for number, line in enumerate(lines, start=1))
+
+
+def add_signatures(note: str, signatures: Iterable[NoteSignature]) -> str:
+    """``note`` with ``signatures`` appended as signature lines (a line it already has is not
+    repeated): how cosignatures join the checkpoint they cosign (c2sp.org/tlog-witness)."""
+    text, present = split_note(note)
+    lines = list(dict.fromkeys([*present, *signatures]))
+    if len(lines) > MAX_SIGNATURES:
+        raise VerificationFailed(f"a note carries at most {MAX_SIGNATURES} signatures")
+    return text + "\n" + "".join(line.line for line in lines)
 
 
 def note_as_given(text: str) -> str:
@@ -386,7 +430,9 @@ __all__ = [
     "MAX_SIGNATURES",
     "SIGNATURE_LINE_PREFIX",
     "Checkpoint",
+    "NoteSignature",
     "NoteVerifier",
+    "add_signatures",
     "format_vkey",
     "key_id",
     "note_as_given",
@@ -394,4 +440,5 @@ __all__ = [
     "open_note_signers",
     "parse_vkey",
     "sign_note",
+    "split_note",
 ]

@@ -48,6 +48,7 @@ from contracts.validate import Validation, Validator
 from evidence.lifecycle import Lifecycle
 from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
+from evidence.witness import configured_witnesses, submit_to_witnesses, witness_summary
 from flows.pipeline import Pipeline, pipeline_for
 from flows.progress import ProgressLine
 from flows.run_log import install_expected_failure_filter, is_expected
@@ -112,6 +113,23 @@ def expire_and_publish_status(pipeline: Pipeline) -> int:
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
 def write_township_extracts(pipeline: Pipeline) -> list[Path]:
     return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir)
+
+
+@task(name="submit-to-witnesses", cache_policy=NO_CACHE)
+def witness_checkpoint(pipeline: Pipeline) -> int:
+    """The newest checkpoint to the district's witnesses (ONCEONLY_WITNESSES), their cosignatures
+    kept for bundles; returns how many cosigned. A witness that is down or refuses, or a wrong
+    setting, is a warning: the run's data has landed whatever the witnesses say."""
+    logger = get_run_logger()
+    try:
+        witnesses = configured_witnesses(pipeline.settings)
+        outcomes = submit_to_witnesses(pipeline.catalog, witnesses) if witnesses else []
+    except OnceOnlyError as exc:
+        logger.warning("witnesses: %s", scrub_exception_message(exc))
+        return 0
+    for outcome in outcomes:
+        (logger.info if outcome.ok else logger.warning)("%s", witness_summary(outcome))
+    return sum(outcome.ok for outcome in outcomes)
 
 
 def _begin(pipeline: Pipeline, run_id: str) -> list[str]:
@@ -489,6 +507,7 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
             if expired:
                 logger.info("expire pass: %d certificate(s) past valid_to are now 失效", expired)
             extracts = write_township_extracts(pipeline)
+            witness_checkpoint(pipeline)  # last: the newest checkpoint, cosigned
             with pipeline.catalog.read() as conn:
                 size = tree_size(conn)
     except BaseException as exc:

@@ -73,6 +73,13 @@ class Settings(BaseSettings):
         "sha256",
         description="Hash of the transparency log (RFC 9162 SHA-256, or SM3); fixed by its first entry.",
     )
+    witnesses: str | None = Field(
+        None,
+        description=(
+            "The district's witnesses (c2sp.org/tlog-witness), which cosign its checkpoints: a JSON "
+            'list of {"url", "vkey"[, "name"]} objects, or the path of a JSON or YAML file holding one.'
+        ),
+    )
     district_code: str = Field("120114", description="GB/T 2260 code of the district served.")
     batch_size: int = Field(
         10_000,
