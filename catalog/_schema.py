@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 metadata = MetaData()
 
@@ -231,6 +231,9 @@ log_leaves = Table(
     Column("appended_at", DateTime(timezone=True), nullable=False),
     # The entry itself (batch receipts, uses of shared data, lifecycle changes, status lists).
     Column("entry", LargeBinary),
+    # The newest leaf of a kind for a ref (a status list, a certificate's lifecycle): a skip-check
+    # reads the newest status-list leaf of a list, so an older signed list put back is refused.
+    Index("ix_log_leaves_kind_ref", "kind", "ref"),
 )
 
 # Certificate leaves, the bulk of the log, packed: one row per run of up to BUNDLE_LEAVES

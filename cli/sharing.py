@@ -40,6 +40,8 @@ def skip_check_command(
     """For this subject and matter: which materials may be skipped, with the certificate or reason."""
     from catalog import Catalog
     from contracts.model import certificate_datasets
+    from evidence.keys import log_verifiers
+    from onceonly.errors import ConfigurationError
     from onceonly.privacy import mask_citizen_id
     from onceonly.settings import Settings
     from sharing.matters import load_matters
@@ -51,10 +53,14 @@ def skip_check_command(
     if record_use_for is not None:
         check_township(record_use_for, settings.district_code)
     issued_by = certificate_datasets(settings.contracts_dir)
+    try:  # answers are read from the log, not from catalog rows alone
+        verifiers = log_verifiers(settings)
+    except ConfigurationError:
+        verifiers = []  # no log yet: nothing can be confirmed, so nothing is answered skippable
     catalog = Catalog.connect(settings.catalog_url, create=False)
     if record_use_for is None:
         with catalog.read() as conn:
-            answer = skip_check(conn, chosen, subject, issued_by)
+            answer = skip_check(conn, chosen, subject, issued_by, verifiers=verifiers)
     else:
         from evidence.keys import open_key_store
         from evidence.log import TransparencyLog
@@ -71,6 +77,7 @@ def skip_check_command(
                 log=log,
                 township=record_use_for,
                 district=settings.district_code,
+                verifiers=verifiers,
             )
     shown = mask_citizen_id(answer.subject) or ""  # whatever the matter: it may be a person's
     if as_json:

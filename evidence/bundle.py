@@ -62,7 +62,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.engine import Connection
 
 from evidence.canonical import canonical_json
@@ -79,7 +79,8 @@ from evidence.identifier import CertificateId, InvalidCertificateId
 from evidence.keys import Keyring, check_key_status
 from evidence.merkle import TreeHash, tree_hash, verify_consistency, verify_inclusion
 from evidence.note import Checkpoint, NoteVerifier, note_as_given, open_note, parse_vkey
-from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, open_status_list
+from evidence.status_list import LOG_KIND as STATUS_LIST_KIND
+from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, list_id, open_status_list
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 
 BUNDLE_FORMAT = "onceonly-bundle/3"
@@ -250,6 +251,96 @@ def export_bundle(
         salt=salt,
     )
     return bundle, str(row.status)
+
+
+@dataclass(frozen=True)
+class HeldCertificate:
+    """A certificate as the log commits to it, with its state in the signed status list."""
+
+    certificate: dict[str, Any]
+    state: str
+    leaf_index: int
+    tree_size: int
+
+
+def check_held(
+    conn: Connection, cert_id: str, leaf_index: int, verifiers: Sequence[NoteVerifier]
+) -> HeldCertificate:
+    """The certificate ``cert_id`` at ``leaf_index`` as the log commits to it — never as a catalog
+    row says — and its state in its issuer's signed status list; :class:`VerificationFailed`
+    naming what disagrees.
+
+    The opening must open the leaf's commitment, the leaf must be in the tree of the newest
+    checkpoint signed by one of ``verifiers`` (an inclusion proof from stored nodes, checked
+    against the signed root), and the status list must be signed by one of them. A catalog row
+    whose holder, validity or status was edited therefore cannot make a skip-check answer
+    "may be skipped": the answer is read from what this returns (``sharing.skipcheck``).
+    """
+    from catalog import log_leaves
+    from evidence.log import latest_checkpoint, leaf_at, opening_at, prove_inclusion, read_head
+    from evidence.status_list import stored_list
+
+    try:
+        certificate, salt = _certificate_of(leaf_at(conn, leaf_index), opening_at(conn, leaf_index), cert_id)
+    except EvidenceError as exc:
+        raise VerificationFailed(str(exc)) from None
+    head = latest_checkpoint(conn)
+    if head is None:
+        raise VerificationFailed("the transparency log has no checkpoint yet")
+    size, note = head
+    checkpoint = Checkpoint.parse(open_note(note, list(verifiers)))
+    if checkpoint.size != size or leaf_index >= size:
+        raise VerificationFailed(f"leaf {leaf_index} is not under the newest checkpoint (size {size})")
+    hasher = read_head(conn).hasher
+    entry = certificate_entry(certificate, salt) if salt is not None else certificate_leaf_bytes(certificate)
+    try:
+        verify_inclusion(
+            hasher.leaf(entry),
+            leaf_index,
+            size,
+            prove_inclusion(conn, leaf_index, size),
+            checkpoint.root_hash,
+            hasher=hasher,
+        )
+    except (VerificationFailed, EvidenceError) as exc:
+        raise VerificationFailed(f"certificate {cert_id} is not in the signed log: {exc}") from None
+    credential = certificate.get("credential_status") or {}
+    issuer, list_no = str(credential.get("issuer")), int(credential.get("list", -1))
+    published = stored_list(conn, issuer, list_no)
+    if published is None:
+        raise VerificationFailed(f"no signed status list covers certificate {cert_id} yet")
+    if published.leaf_index >= size:
+        raise VerificationFailed(
+            f"the status list of certificate {cert_id} is not under the newest checkpoint"
+        )
+    newest = conn.execute(
+        select(func.max(log_leaves.c.leaf_index)).where(
+            and_(log_leaves.c.kind == STATUS_LIST_KIND, log_leaves.c.ref == list_id(issuer, list_no))
+        )
+    ).scalar_one()
+    logged = leaf_at(conn, published.leaf_index)
+    if (
+        newest != published.leaf_index
+        or logged.kind != STATUS_LIST_KIND
+        or logged.entry != canonical_json(published.document)
+    ):
+        raise VerificationFailed(
+            f"the status list of certificate {cert_id} is not the newest one the log records "
+            f"(leaf {published.leaf_index}, the log's newest {newest})"
+        )
+    status_list = _list_signed_by(published, verifiers)
+    state = _state_of(certificate, CertificateId.parse(cert_id), status_list)
+    return HeldCertificate(certificate, state, leaf_index, size)
+
+
+def _list_signed_by(published: PublishedList, verifiers: Sequence[NoteVerifier]) -> StatusList:
+    last: VerificationFailed | None = None
+    for verifier in verifiers:
+        try:
+            return open_status_list(published.to_json(), verifier)
+        except VerificationFailed as exc:
+            last = exc
+    raise VerificationFailed(f"the status list is signed by none of the log's keys ({last})")
 
 
 def _cosigned(conn: Connection, size: int, note: str) -> str:
@@ -692,9 +783,11 @@ def _hashes(elements: object, name: str) -> list[bytes]:
 __all__ = [
     "BUNDLE_FORMAT",
     "PREVIOUS_FORMAT",
+    "HeldCertificate",
     "VerifiedBundle",
     "build_bundle",
     "certificate_leaf_bytes",
+    "check_held",
     "check_witnesses",
     "export_bundle",
     "verify_bundle",

@@ -51,7 +51,7 @@ from evidence.suites import (
     get_suite,
     suite_of_private_key,
 )
-from onceonly.errors import EvidenceError, VerificationFailed
+from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 from onceonly.files import write_atomic
 
 if TYPE_CHECKING:
@@ -594,6 +594,22 @@ def verifier_key_path(directory: Path, name: str) -> Path:
     return Path(directory) / f"{_slug(name)}.vkey"
 
 
+def log_verifiers(settings: Settings) -> list[NoteVerifier]:
+    """The verifiers of the district log's keys, rotated ones included: the keyring's, else the
+    active key's published verifier file (a store from before keyrings). No passphrase needed."""
+    keyring = Path(settings.keys_dir) / KEYRING_FILE
+    if keyring.exists():
+        verifiers = Keyring.load(keyring).verifiers(settings.log_origin)
+        if verifiers:
+            return verifiers
+    vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
+    if not vkey_file.exists():
+        raise ConfigurationError(
+            f"no verifier key for {settings.log_origin} in {settings.keys_dir}: is ONCEONLY_HOME right?"
+        )
+    return [parse_vkey(vkey_file.read_text(encoding="utf-8").strip())]
+
+
 def parse_since(text: str) -> dt.datetime:
     """``YYYY-MM-DD`` (00:00 UTC that day) or an ISO 8601 time with zone, as an aware datetime."""
     try:
@@ -641,6 +657,7 @@ __all__ = [
     "Keyring",
     "SigningKey",
     "check_key_status",
+    "log_verifiers",
     "open_key_store",
     "parse_since",
     "suite_mismatch",

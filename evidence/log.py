@@ -80,6 +80,10 @@ KIND_CERTIFICATE = "certificate"
 KIND_BATCH_RECEIPT = "batch-receipt"
 KIND_LIFECYCLE = "lifecycle"
 KIND_USE = "use"
+#: A batch refused for its error rate: its counts, its quarantine rows' digest and its file.
+KIND_BREACH_RECEIPT = "breach-receipt"
+#: A township extract as written: its file's SHA-256 and rows (``sharing.extracts``).
+KIND_EXTRACT = "extract"
 #: The checkpoint the log signed before an append, logged as the first leaf of that append:
 #: the history of checkpoints is itself in the tree, so a deleted checkpoint row is found.
 KIND_CHECKPOINT = "checkpoint"
@@ -424,25 +428,34 @@ def batch_receipt(
     quarantined: int,
     certificates: int,
     landed_at: str,
+    files: Sequence[Mapping[str, Any]] = (),
+    quarantine_sha256: str | None = None,
+    resolved: tuple[int, str] | None = None,
 ) -> tuple[bytes, str, str]:
-    """The receipt leaf of an accepted batch: what came in, under which contract, what passed."""
-    return log_entry(
-        KIND_BATCH_RECEIPT,
-        batch_id,
-        {
-            "batch": batch_id,
-            "content_sha256": content_sha256,
-            "contract": contract,
-            "dataset": dataset,
-            "counts": {
-                "pulled": pulled,
-                "accepted": accepted,
-                "quarantined": quarantined,
-                "certificates": certificates,
-            },
-            "landed_at": landed_at,
+    """The receipt leaf of an accepted batch: what came in, under which contract, what passed —
+    and what it left: its lake files (path, SHA-256, rows), the digest of its quarantine rows
+    (``lake.landing.quarantine_digest``) and the number and digest of the earlier quarantine
+    rows it resolved (``lake.landing.resolution_digest``), so ``onceonly audit`` can tell any of
+    them changed."""
+    document: dict[str, Any] = {
+        "batch": batch_id,
+        "content_sha256": content_sha256,
+        "contract": contract,
+        "dataset": dataset,
+        "counts": {
+            "pulled": pulled,
+            "accepted": accepted,
+            "quarantined": quarantined,
+            "certificates": certificates,
         },
-    )
+        "landed_at": landed_at,
+    }
+    if quarantine_sha256 is not None:
+        document["files"] = [dict(f) for f in files]
+        document["quarantine_sha256"] = quarantine_sha256
+    if resolved is not None:
+        document["resolved"] = {"rows": resolved[0], "sha256": resolved[1]}
+    return log_entry(KIND_BATCH_RECEIPT, batch_id, document)
 
 
 def record_use(
@@ -1026,8 +1039,10 @@ def node_hashes(conn: Connection, level: int, lo: int, hi: int) -> list[bytes]:
 __all__ = [
     "ENTRY_SCHEMA",
     "KIND_BATCH_RECEIPT",
+    "KIND_BREACH_RECEIPT",
     "KIND_CERTIFICATE",
     "KIND_CHECKPOINT",
+    "KIND_EXTRACT",
     "KIND_LIFECYCLE",
     "KIND_USE",
     "NODE_MIN_LEVEL",

@@ -512,7 +512,8 @@ class _CatalogLog:
         self.conn = conn
 
     def leaves(self, lo: int, hi: int) -> Iterator[tuple[bytes, bytes]]:
-        from evidence.log import leaves
+        from evidence.commitment import is_commitment_entry
+        from evidence.log import KIND_CERTIFICATE, leaves
 
         expected = lo
         for leaf in leaves(self.conn, lo, hi):
@@ -523,6 +524,12 @@ class _CatalogLog:
                 )
             if leaf.entry is None:
                 raise EvidenceError(f"leaf {leaf.index} ({leaf.kind}) has no stored entry")
+            if leaf.kind == KIND_CERTIFICATE and not is_commitment_entry(leaf.entry):
+                raise EvidenceError(
+                    f"leaf {leaf.index} ({leaf.ref}) is a certificate as a version before commitments "
+                    "logged it, its holder's name and ID number in clear: a log holding such leaves "
+                    "must not be published (the folder's checkpoint was left as it was)"
+                )
             yield leaf.entry, leaf.leaf_hash
             expected += 1
         if expected != hi:

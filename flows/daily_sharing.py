@@ -112,7 +112,7 @@ def expire_and_publish_status(pipeline: Pipeline) -> int:
 
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
 def write_township_extracts(pipeline: Pipeline) -> list[Path]:
-    return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir)
+    return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir, pipeline.log)
 
 
 @task(name="submit-to-witnesses", cache_policy=NO_CACHE)

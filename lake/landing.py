@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +37,11 @@ from connectors.base import Cursor
 from connectors.state import check_lease, renew_lease, save_cursor
 from contracts.compiler import CompiledContract
 from contracts.validate import Validation
+from evidence.canonical import canonical_json
 from evidence.certificate import draft_table
 from evidence.issuance import issue_certificates
-from evidence.log import TransparencyLog, batch_receipt
-from lake.parquet import ParquetLake
+from evidence.log import KIND_BREACH_RECEIPT, TransparencyLog, batch_receipt, log_entry
+from lake.parquet import ParquetLake, file_facts
 
 # LandedBatch fields that are also columns of the batches table.
 _BATCH_ROW_FIELDS = (
@@ -163,6 +165,8 @@ class Lander:
             compiled.township_column,
             validation.quarantined,
         )
+        files = self.lake.staged_files(connector, batch_id)
+        failures = quarantine_rows(compiled, batch_id, validation)
         drafts = draft_table(validation.accepted, compiled)
         today = issue_date or dt.date.today()
 
@@ -172,7 +176,8 @@ class Lander:
 
             def receipt(issued: int) -> tuple[bytes, str, str]:
                 # The batch's receipt is the last leaf of its append: what came in, under which
-                # contract, what passed — logged for every accepted batch, certificates or not.
+                # contract, what passed, and the lake files and quarantine rows it left (so an
+                # edit of any of them is found) — for every accepted batch, certificates or not.
                 return batch_receipt(
                     batch_id=batch_id,
                     content_sha256=content_sha256,
@@ -183,8 +188,14 @@ class Lander:
                     quarantined=validation.quarantined.num_rows,
                     certificates=issued,
                     landed_at=now.isoformat(timespec="seconds"),
+                    files=files,
+                    quarantine_sha256=quarantine_digest(failures),
+                    resolved=(len(resolved), resolution_digest(resolved)),
                 )
 
+            # Quarantine first, so that the receipt can record what this batch resolved.
+            resolved = self._quarantine(conn, compiled, batch_id, validation, failures, now)
+            resolved += _supersede_refusals(conn, connector, batch_id, batch_id, now)
             issued = issue_certificates(
                 conn,
                 self.log,
@@ -195,8 +206,6 @@ class Lander:
                 now=now,
                 receipt=receipt,
             )
-            self._quarantine(conn, compiled, batch_id, validation, now)
-            _supersede_refusals(conn, connector, batch_id, batch_id, now)
             landed = LandedBatch(
                 batch_id=batch_id,
                 connector=connector,
@@ -257,7 +266,15 @@ class Lander:
             error_rate=validation.error_rate,
             max_error_rate=compiled.max_error_rate,
         )
-        self.lake.write_quarantine(dataset, f"breach-{batch_id}", validation.quarantined)
+        name = f"breach-{batch_id}"
+        self.lake.write_quarantine(dataset, name, validation.quarantined)
+        kept = self.lake.quarantine_dir(dataset) / f"{name}.parquet"
+        files = (
+            [{"path": kept.relative_to(self.lake.root).as_posix(), **file_facts(kept)}]
+            if kept.exists()
+            else []
+        )
+        failures = quarantine_rows(compiled, batch_id, validation)
         with self.catalog.begin() as conn:
             if conn.execute(select(breaches.c.batch_id).where(breaches.c.batch_id == batch_id)).first():
                 return breach
@@ -277,38 +294,70 @@ class Lander:
                     detected_at=now,
                 )
             )
-            _insert_failures(conn, compiled, batch_id, validation, now)
+            _insert_failures(conn, failures, now)
             same_rows = batch_id_for(connector, cursor_before, content_sha256)
-            _supersede_refusals(conn, connector, same_rows, batch_id, now)
+            resolved = _supersede_refusals(conn, connector, same_rows, batch_id, now)
+            # Logged like a landed batch's receipt: what was refused, its rows kept in quarantine
+            # and its file, the earlier refusal's rows it resolved, so a deleted or resolved
+            # quarantine row or an edited file is found.
+            self.log.append(
+                conn,
+                [
+                    log_entry(
+                        KIND_BREACH_RECEIPT,
+                        batch_id,
+                        {
+                            "batch": batch_id,
+                            "contract": compiled.ref,
+                            "dataset": dataset,
+                            "counts": {"pulled": breach.pulled, "quarantined": breach.quarantined},
+                            "error_rate": round(breach.error_rate, 6),
+                            "max_error_rate": breach.max_error_rate,
+                            "files": files,
+                            "quarantine_sha256": quarantine_digest(failures),
+                            "resolved": {"rows": len(resolved), "sha256": resolution_digest(resolved)},
+                            "refused_at": now.isoformat(timespec="seconds"),
+                        },
+                    )
+                ],
+            )
         return breach
 
     def _settle_staged(self, connector: str) -> None:
         settle_staged(self.catalog, self.lake, connector)
 
     def _quarantine(
-        self, conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
-    ) -> None:
+        self,
+        conn: Connection,
+        compiled: CompiledContract,
+        batch_id: str,
+        v: Validation,
+        failures: list[dict[str, Any]],
+        now: dt.datetime,
+    ) -> list[dict[str, Any]]:
+        """Insert the batch's failures; resolve (and return) the earlier entries it fixes."""
         dataset = compiled.contract.id
-        _insert_failures(conn, compiled, batch_id, v, now)
+        _insert_failures(conn, failures, now)
         # A record that now passes its contract resolves what earlier batches quarantined or
         # warned about it (a warning it still carries was just found again, in this batch).
         # Looked up by this batch's keys (indexed), not by scanning the open
         # quarantine of the dataset, which only grows.
         keys = compiled.record_keys({c: v.accepted.column(c) for c in compiled.record_key})
         accepted_keys = set(pc.fill_null(keys, "").to_pylist())
+        resolved: list[dict[str, Any]] = []
         for chunk in chunks(sorted(accepted_keys)):
-            conn.execute(
-                update(quarantine)
-                .where(
-                    and_(
-                        quarantine.c.dataset == dataset,
-                        quarantine.c.record_key.in_(chunk),
-                        quarantine.c.resolved_at.is_(None),
-                        quarantine.c.batch_id != batch_id,
-                    )
-                )
-                .values(resolved_at=now, resolved_by_batch=batch_id)
+            resolved += _resolve(
+                conn,
+                and_(
+                    quarantine.c.dataset == dataset,
+                    quarantine.c.record_key.in_(chunk),
+                    quarantine.c.resolved_at.is_(None),
+                    quarantine.c.batch_id != batch_id,
+                ),
+                batch_id,
+                now,
             )
+        return resolved
 
     @staticmethod
     def _already(batch_id: str, connector: str, dataset: str, v: Validation) -> LandedBatch:
@@ -359,38 +408,47 @@ def settle_staged(catalog: Catalog, lake: ParquetLake, connector: str) -> Settle
     )
 
 
-def _insert_failures(
-    conn: Connection, compiled: CompiledContract, batch_id: str, v: Validation, now: dt.datetime
-) -> None:
+#: The columns of a quarantine row its batch's log receipt commits to (not when it was found or
+#: resolved: those change as departments correct their records).
+QUARANTINE_FACTS = ("record_key", "subject_id", "rule", "column", "severity", "value_masked")
+
+
+def quarantine_rows(compiled: CompiledContract, batch_id: str, v: Validation) -> list[dict[str, Any]]:
     """One quarantine row per (row, rule) the batch broke, the value masked if personal."""
-    if not v.failures:
-        return
-    conn.execute(
-        insert(quarantine),
-        [
-            {
-                "batch_id": batch_id,
-                "dataset": compiled.contract.id,
-                "contract_id": compiled.contract.id,
-                "contract_version": compiled.contract.version,
-                # A failing row's values are whatever the source sent: cut them to the
-                # column, or one over-long bad ID would stop the batch on PostgreSQL.
-                "record_key": _fit(f.record_key, quarantine.c.record_key),
-                "subject_id": _fit(" ".join(f.subjects) or None, quarantine.c.subject_id),
-                "rule": _fit(f.rule, quarantine.c.rule),
-                "column": _fit(f.column, quarantine.c.column),
-                "severity": f.severity,
-                "value_masked": f.value_masked,
-                "detected_at": now,
-            }
-            for f in v.failures
-        ],
-    )
+    return [
+        {
+            "batch_id": batch_id,
+            "dataset": compiled.contract.id,
+            "contract_id": compiled.contract.id,
+            "contract_version": compiled.contract.version,
+            # A failing row's values are whatever the source sent: cut them to the
+            # column, or one over-long bad ID would stop the batch on PostgreSQL.
+            "record_key": _fit(f.record_key, quarantine.c.record_key),
+            "subject_id": _fit(" ".join(f.subjects) or None, quarantine.c.subject_id),
+            "rule": _fit(f.rule, quarantine.c.rule),
+            "column": _fit(f.column, quarantine.c.column),
+            "severity": f.severity,
+            "value_masked": f.value_masked,
+        }
+        for f in v.failures
+    ]
+
+
+def quarantine_digest(rows: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 of a batch's quarantine rows (:data:`QUARANTINE_FACTS`, in any order): what its
+    receipt records and ``onceonly audit`` recomputes from the catalog."""
+    facts = sorted([["" if row[k] is None else str(row[k]) for k in QUARANTINE_FACTS] for row in rows])
+    return hashlib.sha256(canonical_json(facts)).hexdigest()
+
+
+def _insert_failures(conn: Connection, rows: list[dict[str, Any]], now: dt.datetime) -> None:
+    if rows:
+        conn.execute(insert(quarantine), [{**row, "detected_at": now} for row in rows])
 
 
 def _supersede_refusals(
     conn: Connection, connector: str, landed_id: str, judged_by: str, now: dt.datetime
-) -> None:
+) -> list[dict[str, Any]]:
     """Resolve the open entries of earlier refusals of the same rows, now judged by ``judged_by``.
 
     The refusals of the rows that land (or would land) as ``landed_id`` are the breaches whose id
@@ -411,17 +469,40 @@ def _supersede_refusals(
         ).scalars()
     )
     if not refusals:  # the common case; ``breaches`` is small, ``quarantine`` only grows
-        return
-    conn.execute(
-        update(quarantine)
-        .where(
-            and_(
-                quarantine.c.batch_id.in_(refusals),
-                quarantine.c.resolved_at.is_(None),
-            )
-        )
-        .values(resolved_at=now, resolved_by_batch=judged_by)
+        return []
+    return _resolve(
+        conn,
+        and_(quarantine.c.batch_id.in_(refusals), quarantine.c.resolved_at.is_(None)),
+        judged_by,
+        now,
     )
+
+
+#: The columns of a resolved quarantine row the resolving batch's receipt commits to.
+RESOLUTION_FACTS = ("batch_id", "record_key", "rule", "column")
+
+
+def _resolve(conn: Connection, where: Any, by: str, now: dt.datetime) -> list[dict[str, Any]]:
+    """Resolve the open quarantine rows ``where`` selects, by batch ``by``; return their facts.
+
+    Read first, then updated by id: the receipt of ``by`` records which rows it resolved. In
+    the common case (nothing to resolve) this is the one indexed lookup the update was."""
+    columns = [quarantine.c.id, *(quarantine.c[name] for name in RESOLUTION_FACTS)]
+    rows = [dict(r._mapping) for r in conn.execute(select(*columns).where(where))]
+    for chunk in chunks([r["id"] for r in rows]):
+        conn.execute(
+            update(quarantine)
+            .where(and_(quarantine.c.id.in_(chunk), quarantine.c.resolved_at.is_(None)))
+            .values(resolved_at=now, resolved_by_batch=by)
+        )
+    return rows
+
+
+def resolution_digest(rows: Sequence[Mapping[str, Any]]) -> str:
+    """SHA-256 of the quarantine rows a batch resolved (:data:`RESOLUTION_FACTS`, in any order):
+    what its receipt records and ``onceonly audit`` recomputes from the catalog."""
+    facts = sorted([["" if row[k] is None else str(row[k]) for k in RESOLUTION_FACTS] for row in rows])
+    return hashlib.sha256(canonical_json(facts)).hexdigest()
 
 
 def _fit(value: str | None, column: Column[Any]) -> str | None:
@@ -430,12 +511,17 @@ def _fit(value: str | None, column: Column[Any]) -> str | None:
 
 
 __all__ = [
+    "QUARANTINE_FACTS",
+    "RESOLUTION_FACTS",
     "Breach",
     "LandedBatch",
     "Lander",
     "Settled",
     "batch_id_for",
     "content_digest",
+    "quarantine_digest",
+    "quarantine_rows",
     "refused_batch_id",
+    "resolution_digest",
     "settle_staged",
 ]

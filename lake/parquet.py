@@ -20,6 +20,7 @@ according to the catalog (``lake.landing``).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -108,6 +109,17 @@ class ParquetLake:
         base = self.root / "staging" / f"connector={connector}"
         return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.exists() else []
 
+    def staged_files(self, connector: str, batch_id: str) -> list[dict[str, object]]:
+        """The files a staged batch will publish: their path in the lake, SHA-256 and rows (what
+        the batch's log receipt records, so ``onceonly audit`` can tell an edited or lost file)."""
+        staged = self.staging_dir(connector, batch_id)
+        if not staged.exists():
+            return []
+        return [
+            {"path": path.relative_to(staged).as_posix(), **file_facts(path)}
+            for path in sorted(staged.rglob("*.parquet"))
+        ]
+
     def staged_connectors(self) -> list[str]:
         """Connectors with anything in staging."""
         base = self.root / "staging"
@@ -128,9 +140,18 @@ class ParquetLake:
         return ds.dataset(str(base), format="parquet", partitioning=partitioning).to_table()
 
 
+def file_facts(path: Path) -> dict[str, object]:
+    """A Parquet file's SHA-256 (hex) and row count (from its footer)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"sha256": digest.hexdigest(), "rows": int(pq.ParquetFile(path).metadata.num_rows)}
+
+
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Write ``table`` to ``path`` (mode 600) so that readers never see a half-written file."""
     write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
-__all__ = ["ParquetLake", "write_parquet_atomic"]
+__all__ = ["ParquetLake", "file_facts", "write_parquet_atomic"]

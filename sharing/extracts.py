@@ -24,7 +24,8 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.engine import Connection
 
 from catalog import Catalog, certificates, township_extracts, utcnow
-from lake.parquet import write_parquet_atomic
+from evidence.log import KIND_EXTRACT, TransparencyLog, log_entry
+from lake.parquet import file_facts, write_parquet_atomic
 
 EXTRACT_SCHEMA = pa.schema(
     [
@@ -62,8 +63,12 @@ def write_extracts(conn: Connection, extracts_dir: Path, townships: Iterable[str
     return written
 
 
-def refresh_extracts(catalog: Catalog, extracts_dir: Path) -> list[Path]:
-    """Rewrite the extracts of every township marked stale; return the files written."""
+def refresh_extracts(catalog: Catalog, extracts_dir: Path, log: TransparencyLog | None = None) -> list[Path]:
+    """Rewrite the extracts of every township marked stale; return the files written.
+
+    With ``log``, each extract written is logged (kind ``extract``: township, generation, path,
+    SHA-256 and rows) in the transaction that clears its mark, so ``onceonly audit`` can tell an
+    extract changed since."""
     with catalog.read() as conn:
         stale = {
             r.township: r.generation
@@ -78,6 +83,23 @@ def refresh_extracts(catalog: Catalog, extracts_dir: Path) -> list[Path]:
     with catalog.read() as conn:
         written = write_extracts(conn, extracts_dir, stale)
     with catalog.begin() as conn:
+        if log is not None and written:
+            log.append(
+                conn,
+                [
+                    log_entry(
+                        KIND_EXTRACT,
+                        path.parent.name.removeprefix("township="),
+                        {
+                            "township": path.parent.name.removeprefix("township="),
+                            "generation": stale[path.parent.name.removeprefix("township=")],
+                            "path": path.relative_to(extracts_dir).as_posix(),
+                            **file_facts(path),
+                        },
+                    )
+                    for path in written
+                ],
+            )
         for township, generation in stale.items():
             conn.execute(
                 update(township_extracts)

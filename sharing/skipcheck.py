@@ -24,7 +24,7 @@ before anything is written (:func:`check_township`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -34,10 +34,12 @@ from sqlalchemy.engine import Connection
 from catalog import certificate_events, certificates, quarantine
 from contracts.checks import load_region_codes
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
+from evidence.bundle import check_held
 from evidence.certificate import STATUS_VALID
 from evidence.log import TransparencyLog, record_use
-from onceonly.errors import ConfigurationError
-from onceonly.privacy import mask_citizen_id, scrub_digits
+from evidence.note import NoteVerifier
+from onceonly.errors import ConfigurationError, VerificationFailed
+from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
 from sharing.matters import Material, Matter
 
 
@@ -79,8 +81,16 @@ def skip_check(
     log: TransparencyLog | None = None,
     township: str | None = None,
     district: str = "120114",
+    verifiers: Sequence[NoteVerifier] | None = None,
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
+
+    With ``verifiers`` (the log's keys; the command line always passes them), a material is
+    answered skippable only from what the log commits to: the certificate the catalog row
+    points at must open its leaf's commitment, be in the newest signed checkpoint's tree, name
+    this subject as its holder, be in force on its own dates and be valid in the signed status
+    list (``evidence.bundle.check_held``). A catalog row edited after the fact — a holder
+    reassigned, a revoked status reset to 有效, a validity extended — cannot grant a skip.
 
     With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
     of shared data and is recorded in the transparency log (``record_use``) for ``township``
@@ -94,7 +104,9 @@ def skip_check(
     if log is not None:
         check_township(township, district)
     shown = mask_citizen_id(subject_id)
-    answers = tuple(_answer(conn, material, subject_id, issued_by, today) for material in matter.materials)
+    answers = tuple(
+        _answer(conn, material, subject_id, issued_by, today, verifiers) for material in matter.materials
+    )
     if log is not None:
         for answer in answers:
             if answer.skippable and answer.certificate_id:
@@ -133,7 +145,12 @@ def _check_subject(matter: Matter, subject_id: str) -> None:
 
 
 def _answer(
-    conn: Connection, material: Material, subject_id: str, issued_by: Mapping[str, str], today: dt.date
+    conn: Connection,
+    material: Material,
+    subject_id: str,
+    issued_by: Mapping[str, str],
+    today: dt.date,
+    verifiers: Sequence[NoteVerifier] | None,
 ) -> MaterialAnswer:
     if not material.certificate_types:
         reason = "no department shares this material as an e-certificate yet"
@@ -147,6 +164,7 @@ def _answer(
             certificates.c.valid_from,
             certificates.c.valid_to,
             certificates.c.version,
+            certificates.c.leaf_index,
         )
         .where(
             and_(
@@ -162,7 +180,12 @@ def _answer(
             and (r.valid_from is None or r.valid_from <= today)
             and (r.valid_to is None or r.valid_to >= today)
         ):
-            return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
+            if verifiers is None:
+                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
+            disagrees = _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers)
+            if disagrees is None:
+                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
+            return MaterialAnswer(material.name, False, r.cert_id, disagrees)
     if rows:
         newest = rows[0]
         if newest.status != STATUS_VALID:
@@ -181,6 +204,37 @@ def _answer(
         )
     datasets = sorted({issued_by[t] for t in material.certificate_types if t in issued_by})
     return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id, datasets))
+
+
+def _against_the_log(
+    conn: Connection,
+    cert_id: str,
+    leaf_index: int,
+    subject_id: str,
+    today: dt.date,
+    verifiers: Sequence[NoteVerifier],
+) -> str | None:
+    """None when the log confirms the certificate is this subject's and in force today; else why not."""
+    if not verifiers:
+        return "the transparency log's verifier keys are missing, so the certificate cannot be confirmed"
+    try:
+        held = check_held(conn, cert_id, leaf_index, verifiers)
+    except VerificationFailed as exc:
+        return (
+            f"the catalog disagrees with the transparency log ({scrub_text(str(exc))}): run `onceonly audit`"
+        )
+    body = held.certificate
+    holder = (body.get("holder") or {}).get("id")
+    if holder != subject_id:
+        return "the catalog disagrees with the transparency log (another holder): run `onceonly audit`"
+    if held.state != STATUS_VALID:
+        return f"certificate status is {held.state} in the signed status list"
+    valid_from, valid_to = body.get("valid_from"), body.get("valid_to")
+    if valid_from and dt.date.fromisoformat(str(valid_from)[:10]) > today:
+        return f"not yet valid (from {str(valid_from)[:10]})"
+    if valid_to and dt.date.fromisoformat(str(valid_to)[:10]) < today:
+        return f"expired on {str(valid_to)[:10]}"
+    return None
 
 
 def _not_in_force(conn: Connection, cert_id: str, status: str) -> str:

@@ -31,11 +31,34 @@ def catalog(home: Path) -> Iterator[Catalog]:
 
 
 def holds_a_household_register(catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The subject holds a 居民户口簿 in force: pension enrolment may skip it (a use to record)."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "sharing"))
-    from catalog_records import Records
+    """The subject holds a 居民户口簿 in force, issued as the daily run issues it — landed through
+    its contract, in the home's log under the home's key, in a signed status list — since
+    skip-check answers from the log: pension enrolment may skip it (a use to record)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "lake"))
+    import pyarrow as pa
+    from landing_harness import HOUSEHOLD, TODAY, household_row, validate
 
-    Records(catalog).certificate(PERSON_AS_USCC)
+    from evidence.keys import open_key_store
+    from evidence.log import TransparencyLog
+    from evidence.status_list import publish_status_lists
+    from lake.landing import Lander, content_digest
+    from lake.parquet import ParquetLake
+
+    assert CliRunner().invoke(app, ["keys", "init"]).exit_code == 0
+    settings = Settings()
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    rows = [household_row(1, person_id=PERSON_AS_USCC)]
+    Lander(catalog, ParquetLake(settings.lake_dir), log, run_id="run-1").land(
+        connector="gongan-household",
+        compiled=HOUSEHOLD,
+        validation=validate(HOUSEHOLD, rows),
+        cursor_before=None,
+        cursor_after={"page": 1},
+        content_sha256=content_digest(pa.Table.from_pylist(rows)),
+        issue_date=TODAY,
+    )
+    with catalog.begin() as conn:
+        publish_status_lists(conn, log)
 
 
 @pytest.mark.parametrize("matter", ["business-opening-social-insurance", "pension-enrolment"])
@@ -70,7 +93,6 @@ def test_record_use_for_an_unknown_township_is_refused_and_nothing_is_written(
 ) -> None:
     holds_a_household_register(catalog, monkeypatch)
     runner = CliRunner()
-    assert runner.invoke(app, ["keys", "init"]).exit_code == 0
     with catalog.read() as conn:
         before = tree_size(conn)
     result = runner.invoke(
@@ -98,7 +120,6 @@ def test_record_use_for_a_township_of_the_district_is_recorded(
 ) -> None:
     holds_a_household_register(catalog, monkeypatch)
     runner = CliRunner()
-    assert runner.invoke(app, ["keys", "init"]).exit_code == 0
     result = runner.invoke(
         app,
         [
@@ -114,9 +135,9 @@ def test_record_use_for_a_township_of_the_district_is_recorded(
     assert result.exit_code == 0, result.output
     assert "✔ 居民户口簿: may be skipped" in result.output
     with catalog.read() as conn:
-        assert tree_size(conn) == 1  # the use, in the log
-        (use,) = list(leaves(conn))
+        checkpoint, use = list(leaves(conn))[-2:]  # the use, in the log, after the checkpoint before it
         kept = conn.execute(sa.select(use_subjects)).one()
+    assert checkpoint.kind == "checkpoint"
     # The published entry commits to the subject and names nobody; the catalog keeps the opening.
     entry = json.loads(use.entry or b"")
     assert use.kind == "use" and PERSON_AS_USCC.encode() not in (use.entry or b"")

@@ -333,6 +333,25 @@ def test_an_sm3_log_is_refused(catalog: Catalog, tmp_path: Path) -> None:
     assert not (tmp_path / "log").exists()
 
 
+def test_a_log_holding_certificates_in_clear_is_not_published(catalog: Catalog, tmp_path: Path) -> None:
+    """A certificate leaf an earlier version wrote is the certificate itself (holder's name and
+    ID): publishing stops at it, before its bundle or the checkpoint is written."""
+    person = "120114199003071234"
+    in_clear = b'{"holder":{"id":"%s","name":"\xe5\xbc\xa0\xe4\xb8\x89"},"id":"1.2.156.3005.2.x"}' % (
+        person.encode()
+    )
+    with catalog.begin() as conn:
+        TransparencyLog(KEY, ORIGIN).append(conn, [(in_clear, "certificate", "1.2.156.3005.2.x")])
+    folder = tmp_path / "log"
+    with (
+        catalog.read() as conn,
+        pytest.raises(EvidenceError, match=r"leaf 0 .* in clear: .* must not be published"),
+    ):
+        publish(conn, folder)
+    assert not any(person.encode() in p.read_bytes() for p in folder.rglob("*") if p.is_file())
+    assert not (folder / "checkpoint").exists()
+
+
 # ---------------------------------------------------------------------------- the folder
 
 

@@ -8,9 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from landing_harness import HOUSEHOLD, Harness, household_row
 
-from catalog import Catalog
-from evidence.keys import SigningKey
-from lake.audit import audit_lake
+from lake.audit import audit, audit_lake
 
 C1 = {"updated_at": "2026-11-20 08:00:00", "person_id": "a"}
 ROWS = [household_row(i) for i in range(1, 7)] + [household_row(7, township_code="120114999000")]
@@ -66,25 +64,26 @@ def test_a_batch_left_in_staging_is_reported(harness: Harness) -> None:
     assert finding.area == "staging" and "gongan-household" in str(finding)
 
 
-def test_onceonly_audit_exits_0_when_consistent_and_1_naming_each_disagreement(
-    home: Path, log_key: SigningKey
+def test_the_full_audit_agrees_then_names_the_missing_files_against_the_log(
+    harness: Harness, tmp_path: Path
 ) -> None:
-    from typer.testing import CliRunner
-
-    from cli.main import app
-
-    catalog = Catalog.connect(f"sqlite:///{home / 'catalog.db'}")
-    try:
-        harness = Harness(catalog, home / "lake", log_key)
-        batch = _landed(harness)
-    finally:
-        catalog.dispose()
-    runner = CliRunner()
-    ok = runner.invoke(app, ["audit"])
-    assert ok.exit_code == 0 and ok.output.startswith("CONSISTENT"), ok.output
-    for path in (home / "lake" / "accepted").rglob("*.parquet"):
+    """`onceonly audit`'s check (the command itself runs on a demo home in tests/e2e)."""
+    batch = _landed(harness)
+    verifiers = [harness.key.verifier]
+    ok = audit(harness.catalog, harness.lake, extracts_dir=tmp_path / "extracts", verifiers=verifiers)
+    assert ok.ok and not ok.uncovered, ok.findings
+    assert (ok.leaves, ok.certificates, ok.batches, ok.quarantine_rows) == (7, 6, 1, 1)
+    lost = _accepted_files(harness)
+    for path in lost:
         path.unlink()
-    bad = runner.invoke(app, ["audit"])
-    assert bad.exit_code == 1
-    assert f"INCONSISTENT accepted: batch {batch[:12]} (household)" in bad.output
-    assert "its files are missing" in bad.output
+    bad = audit(harness.catalog, harness.lake, extracts_dir=tmp_path / "extracts", verifiers=verifiers)
+    missing = {str(f) for f in bad.findings if f.area == "lake"}
+    assert missing == {
+        f"lake: batch {batch[:12]} (household): {p.relative_to(harness.lake_dir).as_posix()} is missing"
+        for p in lost
+    }
+    found = {str(f) for f in bad.findings}
+    assert (
+        f"accepted: batch {batch[:12]} (household): the catalog says 6 accepted rows, the lake holds 0 "
+        "(its files are missing)"
+    ) in found
