@@ -270,19 +270,33 @@ def check_held(
     row says — and its state in its issuer's signed status list; :class:`VerificationFailed`
     naming what disagrees.
 
-    The opening must open the leaf's commitment, the leaf must be in the tree of the newest
-    checkpoint signed by one of ``verifiers`` (an inclusion proof from stored nodes, checked
-    against the signed root), and the status list must be signed by one of them. A catalog row
-    whose holder, validity or status was edited therefore cannot make a skip-check answer
-    "may be skipped": the answer is read from what this returns (``sharing.skipcheck``).
+    The entry rebuilt from the stored opening (certificate and salt) must be in the tree of the
+    newest checkpoint signed by one of ``verifiers`` (an inclusion proof from stored nodes,
+    checked against the signed root: so the opening opens the leaf's commitment without reading
+    the leaf), and the status list must be signed by one of them and be the newest the log
+    records for it. A catalog row whose holder, validity or status was edited therefore cannot
+    make a skip-check answer "may be skipped": the answer is read from what this returns
+    (``sharing.skipcheck``).
     """
     from catalog import log_leaves
     from evidence.log import latest_checkpoint, leaf_at, opening_at, prove_inclusion, read_head
     from evidence.status_list import stored_list
 
+    opening = opening_at(conn, leaf_index)
     try:
-        certificate, salt = _certificate_of(leaf_at(conn, leaf_index), opening_at(conn, leaf_index), cert_id)
-    except EvidenceError as exc:
+        if opening is None:  # a leaf an earlier version wrote: its entry is the certificate
+            certificate, salt = _certificate_of(leaf_at(conn, leaf_index), None, cert_id)
+        else:
+            certificate, salt = json.loads(opening.body), bytes(opening.salt)
+            if (
+                not isinstance(certificate, dict)
+                or certificate.get("id") != cert_id
+                or opening.ref != cert_id
+            ):
+                raise VerificationFailed(
+                    f"the opening stored for leaf {leaf_index} is not certificate {cert_id}"
+                )
+    except (EvidenceError, ValueError) as exc:
         raise VerificationFailed(str(exc)) from None
     head = latest_checkpoint(conn)
     if head is None:

@@ -376,9 +376,9 @@ def opening_at(conn: Connection, index: int) -> Opening | None:
     ).first()
     if row is None or index >= row.first_leaf + row.leaf_count:
         return None
-    refs, salts, bodies = _unpack_openings(int(row.first_leaf), int(row.leaf_count), bytes(row.openings))
     at = index - int(row.first_leaf)
-    return Opening(index, refs[at], salts[at], bodies[at])
+    refs, salts, bodies = _unpack_openings(int(row.first_leaf), int(row.leaf_count), bytes(row.openings), at)
+    return Opening(index, refs[0], salts[0], bodies[0])
 
 
 def openings(conn: Connection, lo: int = 0, hi: int | None = None) -> Iterator[Opening]:
@@ -401,7 +401,10 @@ def openings(conn: Connection, lo: int = 0, hi: int | None = None) -> Iterator[O
             yield Opening(first + at, refs[at], salts[at], bodies[at])
 
 
-def _unpack_openings(first: int, count: int, blob: bytes) -> tuple[list[str], list[bytes], list[bytes]]:
+def _unpack_openings(
+    first: int, count: int, blob: bytes, at: int | None = None
+) -> tuple[list[str], list[bytes], list[bytes]]:
+    """The refs, salts and bodies of a packed row of openings (only the one ``at``, if given)."""
     try:
         table = pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
         if table.schema != _OPENING_SCHEMA or table.num_rows != count:
@@ -410,6 +413,8 @@ def _unpack_openings(first: int, count: int, blob: bytes) -> tuple[list[str], li
         raise VerificationFailed(
             f"leaves {first}..{first + count - 1}: their stored openings are unreadable ({exc})"
         ) from exc
+    if at is not None:
+        table = table.slice(at, 1)
     return (
         table.column("ref").to_pylist(),
         table.column("salt").to_pylist(),
