@@ -2,7 +2,7 @@
 
 Issuance (OnceOnly): certificates of ``rows`` accepted household records (the real household
 contract) in batches of 10,000, through the pipeline's OWN issuance code: ``draft_table``
-(drafts column-wise, content hashes) and ``lake.landing.issue_certificates`` — the function
+(drafts column-wise, content hashes) and ``evidence.issuance.issue_certificates`` — the function
 ``Lander.land`` calls in its landing transaction: serials, status-list positions, RFC 8785
 JSON of the whole batch with Arrow string kernels, leaf hashes, the log's new interior nodes,
 ONE signed checkpoint per batch (with the batch's receipt leaf), and the certificate rows, log
@@ -13,6 +13,12 @@ certificate, and the issuance transactions alone (without drafting).
 Floor, in the same run: the certificate rows that issuance stored, read back and inserted alone
 (pre-built tuples, same table, indexes and pragmas, 10,000 per transaction): the rate no
 issuance that writes them can beat on this machine.
+
+Two more floors, in the same run, answer what the landing transaction must hold: the same
+issuance with NO certificate row (``_insert_certificates`` replaced by nothing: the log's leaves,
+tree, bundles, openings and checkpoint, committed — what a design keeping certificates only in
+the log would spend), and the slimmest skip-check and renewal index, (holder, leaf) and (record,
+leaf) keys, pre-built, inserted alone; ``log_only_then_index_per_s`` combines the two.
 
 Baseline, in the same run: what a log replaces — every certificate built (``drafts_from``,
 ``issue``), canonicalised and signed on its own with an Ed25519 key, and persisted with its
@@ -87,7 +93,7 @@ def _household() -> Any:
 
 
 def _issue_onceonly(work: Path, records: pa.Table, batch: int) -> dict[str, Any]:
-    """The pipeline's own issuance: ``draft_table`` then ``lake.landing.issue_certificates``
+    """The pipeline's own issuance: ``draft_table`` then ``evidence.issuance.issue_certificates``
     (what ``Lander.land`` calls), one catalog transaction and one checkpoint per batch."""
     from catalog import Catalog, utcnow
     from evidence.certificate import draft_table
@@ -209,16 +215,21 @@ def _where_the_time_goes(work: Path, records: pa.Table) -> dict[str, float]:
     as :func:`_issue_onceonly` with the steps' functions timed (``other``: everything else)."""
     import sqlalchemy.engine.base
 
+    import evidence.issuance
     import evidence.log
-    import lake.landing
 
     spent: dict[str, float] = {}
     steps = [
-        (lake.landing, "canonical_rows", "certificate JSON (Arrow)"),
-        (lake.landing, "_new_or_changed", "new or changed? (catalog lookup)"),
-        (lake.landing, "allocate_positions", "status-list positions"),
-        (evidence.log.TransparencyLog, "append_certificates", "log: leaf hashes, tree, bundles, checkpoint"),
-        (lake.landing, "insert_rows", "certificate rows (executemany)"),
+        (evidence.issuance, "canonical_rows", "certificate and entry JSON (Arrow)"),
+        (evidence.issuance, "commitments", "commitments (salted SHA-256)"),
+        (evidence.issuance, "_new_or_changed", "new or changed? (catalog lookup)"),
+        (evidence.issuance, "allocate_positions", "status-list positions"),
+        (
+            evidence.log.TransparencyLog,
+            "append_certificates",
+            "log: leaf hashes, tree, bundles, openings, checkpoint",
+        ),
+        (evidence.issuance, "_insert_certificates", "certificate rows (executemany)"),
         (sqlalchemy.engine.base.Transaction, "commit", "commit (fsync)"),
     ]
     (work / "steps").mkdir()
@@ -265,6 +276,56 @@ def _catalog_row_floor(work: Path, rows: int, batch: int) -> float:
     return len(stored) / elapsed
 
 
+def _issue_log_only(work: Path, records: pa.Table) -> float:
+    """Seconds for the same issuance with NO certificate rows in the landing transaction (the
+    pipeline's code, ``_insert_certificates`` replaced by nothing): drafts, JSON, commitments,
+    the log's leaves, tree, bundles, openings and checkpoint, committed. What a design keeping
+    the certificates only column-wise in the log (rows or an index built after the commit)
+    would spend in the transaction: the floor of any design that logs and keeps openings."""
+    import evidence.issuance
+
+    original = evidence.issuance._insert_certificates
+    evidence.issuance._insert_certificates = lambda *args, **kwargs: None  # type: ignore[assignment]
+    try:
+        (work / "log-only").mkdir()
+        ours = _issue_onceonly(work / "log-only", records, BATCH)
+    finally:
+        evidence.issuance._insert_certificates = original  # type: ignore[assignment]
+    return float(ours["seconds"])
+
+
+def _skip_index_floor(work: Path, rows: int, batch: int) -> float:
+    """Certificates per second that the slimmest skip-check and renewal index allows: for each
+    certificate a (holder_id, leaf) and a (record_key, leaf) key in two WITHOUT ROWID tables —
+    what skip-check (holder -> leaves, then the opening) and renewal (record -> latest version)
+    need at the least — pre-built, inserted alone, same pragmas, ``batch`` per transaction."""
+    source = sqlite3.connect(work / "issue.db")
+    stored = source.execute(
+        f"SELECT holder_id, record_key, leaf_index FROM certificates ORDER BY leaf_index LIMIT {int(rows)}"
+    ).fetchall()
+    source.close()
+    target = sqlite3.connect(work / "index.db", isolation_level=None)
+    for pragma in ("page_size=16384", "journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
+        target.execute(f"PRAGMA {pragma}")
+    target.execute(
+        "CREATE TABLE by_holder (holder_id TEXT, leaf INTEGER, PRIMARY KEY (holder_id, leaf)) WITHOUT ROWID"
+    )
+    target.execute(
+        "CREATE TABLE by_record (record_key TEXT, leaf INTEGER, PRIMARY KEY (record_key, leaf)) WITHOUT ROWID"
+    )
+    holders = [(h, leaf) for h, _, leaf in stored]
+    records = [(r, leaf) for _, r, leaf in stored]
+    t0 = time.perf_counter()
+    for start in range(0, len(stored), batch):
+        target.execute("BEGIN IMMEDIATE")
+        target.executemany("INSERT INTO by_holder VALUES (?, ?)", holders[start : start + batch])
+        target.executemany("INSERT INTO by_record VALUES (?, ?)", records[start : start + batch])
+        target.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    target.close()
+    return len(stored) / elapsed
+
+
 def _median_ms(fn: Callable[[], object], times: int) -> float:
     samples = []
     for _ in range(times):
@@ -274,17 +335,25 @@ def _median_ms(fn: Callable[[], object], times: int) -> float:
     return round(statistics.median(samples) * 1000, 4)
 
 
-def _grow(catalog: Any, log: Any, start: int, stop: int) -> None:
-    """Append synthetic leaves start..stop in chunks of 100,000, one checkpoint each."""
-    for first in range(start, stop, 100_000):
-        count = min(100_000, stop - first)
-        entries = [(b"%d" % i, "certificate", "") for i in range(first, first + count)]
+def _grow(catalog: Any, log: Any, stop: int) -> None:
+    """Append synthetic leaves until the log holds ``stop``, up to 100,000 per append (each with
+    its checkpoint; every append after the first also logs the previous checkpoint first)."""
+    from evidence.log import tree_size
+
+    while True:
         with catalog.begin() as conn:
+            size = tree_size(conn)
+            room = stop - size - (1 if size else 0)
+            if room <= 0:
+                break
+            entries = [(b"%d" % i, "certificate", "") for i in range(size, size + min(100_000, room))]
             log.append(conn, entries)
+    if size != stop:
+        raise RuntimeError(f"log at {size}, wanted {stop}")
 
 
 def _proof_costs(catalog: Any, log: Any, size: int, db: Path) -> dict[str, Any]:
-    from evidence.log import checkpoint_at, latest_checkpoint, prove_consistency, prove_inclusion
+    from evidence.log import checkpoint_at, latest_checkpoint, leaf_at, prove_consistency, prove_inclusion
     from evidence.merkle import leaf_hash, verify_inclusion
     from evidence.note import Checkpoint, open_note, parse_vkey
 
@@ -301,7 +370,7 @@ def _proof_costs(catalog: Any, log: Any, size: int, db: Path) -> dict[str, Any]:
         consistency_ms = _median_ms(lambda: prove_consistency(conn, rng.randrange(1, size), size), 200)
         index = size // 2 + 1  # an inner leaf: a full-length path
         proof = prove_inclusion(conn, index, size)
-    entry = b"%d" % index
+        entry = leaf_at(conn, index).entry
 
     def check_bundle() -> None:
         checkpoint = Checkpoint.parse(open_note(note, verifier))
@@ -352,6 +421,17 @@ def run(rows: int | None = None) -> dict[str, Any]:
         print("inserting the same certificate rows, pre-built, alone (the catalog's floor) ...", flush=True)
         floor_rate = _catalog_row_floor(work, min(n, 300_000), BATCH)
 
+        print("issuing with no certificate rows in the transaction (the log's floor) ...", flush=True)
+        log_only_rate = n / _issue_log_only(work, records)
+
+        print("inserting the slimmest skip-check index, pre-built, alone ...", flush=True)
+        index_rate = _skip_index_floor(work, min(n, 300_000), BATCH)
+        print(
+            f"issuance {our_rate:,.0f}/s; catalog rows alone {floor_rate:,.0f}/s; with no rows "
+            f"{log_only_rate:,.0f}/s; slimmest index alone {index_rate:,.0f}/s",
+            flush=True,
+        )
+
         sample = records.slice(0, min(n, 50_000))
         print(f"issuing (baseline: sign each certificate) {sample.num_rows} ...", flush=True)
         base_rate = sample.num_rows / _issue_signing_each(work, sample, BATCH)
@@ -359,21 +439,11 @@ def run(rows: int | None = None) -> dict[str, Any]:
         db = work / "log.db"
         catalog = Catalog.connect(f"sqlite:///{db}")
         log = TransparencyLog(SigningKey.generate(ORIGIN), ORIGIN)
-        sizes = [n, 10 * n]
         costs = []
-        grown = 0
-        for size in sizes:
+        for size in (n, 10 * n):
             print(f"growing a log to {size} leaves ...", flush=True)
-            _grow(catalog, log, grown, size)
-            grown = size
-            with catalog.begin() as conn:  # the probes of the previous size appended a few
-                from evidence.log import tree_size
-
-                grown = tree_size(conn)
-            if grown != size:
-                raise RuntimeError(f"log at {grown}, wanted {size}")
+            _grow(catalog, log, size)
             costs.append(_proof_costs(catalog, log, size, db))
-            grown += 5
         catalog.dispose()
 
     small, large = costs
@@ -386,6 +456,9 @@ def run(rows: int | None = None) -> dict[str, Any]:
         "catalog_row_floor_per_s": round(floor_rate),
         "issuance_us_per_certificate_by_step": steps,
         "onceonly_over_catalog_row_floor": round(our_rate / floor_rate, 2),
+        "log_only_certificates_per_s": round(log_only_rate),
+        "skip_index_floor_per_s": round(index_rate),
+        "log_only_then_index_per_s": round(1 / (1 / log_only_rate + 1 / index_rate)),
         "baseline_sign_each_per_s": round(base_rate),
         "onceonly_over_baseline": round(our_rate / base_rate, 2),
         "onceonly_stage_seconds": ours["stages_s"],
