@@ -3,6 +3,8 @@
 Example::
 
     onceonly matters list
+    onceonly matters show newborn          # a matter or a 一件事 bundle
+    onceonly matters check [FILE]
     onceonly skip-check --subject 120114199003071234 --matter hukou-move-after-marriage
     onceonly skip-check --subject ... --matter ... --record-use 120114001000
 
@@ -14,7 +16,8 @@ matter. ``--record-use`` takes a 12-digit township code of the district's region
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -26,7 +29,7 @@ app.add_typer(matters_app, name="matters")
 @app.command("skip-check")
 def skip_check_command(
     subject: Annotated[str, typer.Option(help="Citizen ID number or USCC of the applicant.")],
-    matter: Annotated[str, typer.Option(help="Matter code (see `onceonly matters list`).")],
+    matter: Annotated[str, typer.Option(help="Matter or 一件事 bundle code (see `onceonly matters list`).")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     record_use_for: Annotated[
         str | None,
@@ -37,30 +40,31 @@ def skip_check_command(
         ),
     ] = None,
 ) -> None:
-    """For this subject and matter: which materials may be skipped, with the certificate or reason."""
+    """For this subject and matter (or bundle): which materials may be skipped (可免交), and why not."""
     from catalog import Catalog
-    from contracts.model import certificate_datasets
     from evidence.keys import log_verifiers
     from onceonly.errors import ConfigurationError
     from onceonly.privacy import mask_citizen_id
     from onceonly.settings import Settings
-    from sharing.matters import load_matters
+    from sharing.matters import RELATION_NAMES
     from sharing.skipcheck import check_township, skip_check
 
     settings = Settings()
-    catalogue = load_matters(settings.matters_file)
-    chosen = catalogue.get(matter)  # names first: before the catalog, the key and the log
+    catalogue, issued_by = _catalogue(settings)
+    asked = catalogue.asked(matter)  # names first: before the catalog, the key and the log
     if record_use_for is not None:
         check_township(record_use_for, settings.district_code)
-    issued_by = certificate_datasets(settings.contracts_dir)
     try:  # answers are read from the log, not from catalog rows alone
         verifiers = log_verifiers(settings)
     except ConfigurationError:
         verifiers = []  # no log yet: nothing can be confirmed, so nothing is answered skippable
+    spouse_types = catalogue.relatives.get("spouse", ())
     catalog = Catalog.connect(settings.catalog_url, create=False)
     if record_use_for is None:
         with catalog.read() as conn:
-            answer = skip_check(conn, chosen, subject, issued_by, verifiers=verifiers)
+            answer = skip_check(
+                conn, asked, subject, issued_by, verifiers=verifiers, spouse_types=spouse_types
+            )
     else:
         from evidence.keys import open_key_store
         from evidence.log import TransparencyLog
@@ -71,35 +75,51 @@ def skip_check_command(
         with catalog.begin() as conn:
             answer = skip_check(
                 conn,
-                chosen,
+                asked,
                 subject,
                 issued_by,
                 log=log,
                 township=record_use_for,
                 district=settings.district_code,
                 verifiers=verifiers,
+                spouse_types=spouse_types,
             )
     shown = mask_citizen_id(answer.subject) or ""  # whatever the matter: it may be a person's
     if as_json:
         typer.echo(json.dumps({**answer.to_json(), "subject": shown}, ensure_ascii=False, indent=2))
         return
-    typer.secho(f"{answer.matter_name} ({answer.matter}) for {shown}", bold=True)
+    kind = "一件事" if answer.bundle else "事项"
+    typer.secho(f"{kind}：{answer.matter_name}（{answer.matter}）  申请人：{shown}", bold=True)
     for m in answer.materials:
+        whose = f"（{RELATION_NAMES[m.holder]} {m.holder_shown or ''}）".replace(" ）", "）")
+        whose = whose if m.holder != "applicant" else ""
         if m.skippable:
-            typer.secho(f"  ✔ {m.material}: may be skipped — certificate {m.certificate_id}", fg="green")
+            typer.secho(f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}", fg="green")
         else:
-            typer.secho(f"  ✘ {m.material}: required — {m.reason}", fg="yellow")
+            typer.secho(f"  ✘ {m.material}{whose}: {m.verdict} — {m.reason}", fg="yellow")
+
+
+def _catalogue(settings: Any) -> tuple[Any, dict[str, str]]:
+    """The matters catalogue, validated against the certificate types the contracts issue."""
+    from contracts.model import certificate_datasets
+    from sharing.matters import load_matters
+
+    issued_by = certificate_datasets(settings.contracts_dir)
+    return load_matters(settings.matters_file, known_types=issued_by), issued_by
 
 
 @matters_app.command("list")
 def matters_list() -> None:
-    """Matters in the catalogue and their materials."""
+    """Matters and 一件事 bundles in the catalogue, with their materials."""
     from cli.console import console, table
     from onceonly.settings import Settings
-    from sharing.matters import load_matters
+    from sharing.matters import RELATION_NAMES
 
-    out = table("matter", "name", "department", "subject", "material", "accepted e-certificate types")
-    for m in load_matters(Settings().matters_file).matters:
+    catalogue, _ = _catalogue(Settings())
+    out = table(
+        "matter", "name", "department", "subject", "material", "whose", "accepted e-certificate types"
+    )
+    for m in catalogue.matters:
         for i, mat in enumerate(m.materials):
             first = i == 0
             out.add_row(
@@ -108,9 +128,62 @@ def matters_list() -> None:
                 m.department if first else "",
                 m.subject if first else "",
                 mat.name,
+                RELATION_NAMES[mat.holder],
                 ", ".join(mat.certificate_types) or "no e-certificate yet",
             )
     console().print(out)
+    bundles = table("一件事 bundle", "name", "matters")
+    for b in catalogue.bundles:
+        bundles.add_row(b.code, b.name, ", ".join(b.matters))
+    console().print(bundles)
+
+
+@matters_app.command("show")
+def matters_show(code: Annotated[str, typer.Argument(help="Matter or 一件事 bundle code.")]) -> None:
+    """One matter or bundle: each material once, whose certificate, which types, and why."""
+    from onceonly.settings import Settings
+    from sharing.matters import RELATION_NAMES
+
+    settings = Settings()
+    catalogue, issued_by = _catalogue(settings)
+    asked = catalogue.asked(code)
+    kind = "一件事" if asked.bundle else "事项"
+    applicant = "个人" if asked.subject == "person" else "企业"
+    typer.secho(f"{kind}：{asked.name}（{asked.code}），申请人：{applicant}", bold=True)
+    if asked.bundle:
+        typer.echo("  包含事项：" + "、".join(catalogue.get(c).name for c in catalogue.bundle(code).matters))
+    else:
+        typer.echo(f"  办理部门：{catalogue.get(code).department}")
+    for material, needed_by in zip(asked.materials, asked.needed_by, strict=True):
+        types = (
+            ", ".join(f"{t} ({issued_by[t]})" for t in material.certificate_types) or "no e-certificate yet"
+        )
+        typer.echo(f"  - {material.name} [{RELATION_NAMES[material.holder]}]: {types}")
+        if material.note:
+            typer.echo(f"      {material.note}")
+        if asked.bundle:
+            typer.echo(f"      needed by: {', '.join(needed_by)}")
+
+
+@matters_app.command("check")
+def matters_check(
+    path: Annotated[
+        Path | None, typer.Argument(help="Catalogue file (default: the configured one).", show_default=False)
+    ] = None,
+) -> None:
+    """Validate a matters catalogue: exit 1 naming the file and line of each problem."""
+    from contracts.model import certificate_datasets
+    from onceonly.settings import Settings
+    from sharing.matters import load_matters
+
+    settings = Settings()
+    path = path or settings.matters_file
+    catalogue = load_matters(path, known_types=certificate_datasets(settings.contracts_dir))
+    materials = sum(len(m.materials) for m in catalogue.matters)
+    typer.echo(
+        f"OK: {path}: {len(catalogue.matters)} matters, {len(catalogue.bundles)} 一件事 bundles, "
+        f"{materials} materials"
+    )
 
 
 __all__ = ["app", "matters_app"]

@@ -512,6 +512,12 @@ def _describe(exc: ValidationError, node: yaml.Node | None, source: str) -> str:
     return "\n".join(lines)
 
 
+def yaml_line(node: yaml.Node | None, loc: Sequence[Any]) -> int | None:
+    """The 1-based line of the deepest node of a composed YAML document (``yaml.compose``) on
+    ``loc`` (keys and list indices, as pydantic reports them); None without a document."""
+    return _locate(node, loc)[0]
+
+
 def _locate(node: yaml.Node | None, loc: Sequence[Any]) -> tuple[int | None, str]:
     """The 1-based line of the deepest YAML node on ``loc``, and the last key."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -585,4 +591,5 @@ __all__ = [
     "contract_by_id",
     "load_contract",
     "parse_contract",
+    "yaml_line",
 ]

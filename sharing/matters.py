@@ -1,45 +1,99 @@
-"""The matters catalogue (事项目录): matter → required materials → certificate types.
+"""The matters catalogue (事项目录): matter → required materials → certificate types and holder.
 
 Example::
 
-    catalogue = load_matters(settings.matters_file)
+    catalogue = load_matters(settings.matters_file, known_types=certificate_datasets(contracts_dir))
     matter = catalogue.get("hukou-move-after-marriage")
-    [m.name for m in matter.materials]          # ["结婚证", "居民户口簿", "居民身份证"]
+    [m.name for m in matter.materials]          # ["结婚证", "居民户口簿", "配偶居民户口簿", "居民身份证"]
+    asked = catalogue.asked("marriage-household")  # a 一件事 bundle: the union of its matters
+
+A material lists the e-certificate types (证照类型代码) that satisfy it and whose certificate it
+is (``holder``): the applicant's own, or a relative's — the spouse, a child, a parent — or, for
+an enterprise, its legal representative's. A certificate satisfies the material when it is
+of a listed type, held by that person, 有效 in the signed status list and in force on the day
+(``sharing.skipcheck``). A material with no type listed cannot be skipped yet: no department
+shares it; its ``note`` says what the counter checks instead.
+
+A 一件事 bundle (``bundles``) asks for the materials of all its matters, each material (name and
+holder) once. The catalogue is validated like a contract: an unknown key, relation, matter or
+certificate type is an error naming the file and the line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.model import yaml_line
 from onceonly.errors import ConfigurationError
+
+Relation = Literal["applicant", "spouse", "child", "parent", "legal_representative"]
+RELATIONS: tuple[str, ...] = Relation.__args__  # type: ignore[attr-defined]
+RELATION_NAMES = {
+    "applicant": "申请人本人",
+    "spouse": "配偶",
+    "child": "子女",
+    "parent": "父母",
+    "legal_representative": "法定代表人",
+}
+_PERSON_RELATIONS = {"applicant", "spouse", "child", "parent"}
+_ORGANISATION_RELATIONS = {"applicant", "legal_representative"}
 
 
 class Material(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
+    name: str = Field(min_length=1)
     certificate_types: tuple[str, ...] = ()
+    holder: Relation = "applicant"
     note: str | None = None
 
 
 class Matter(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    code: str
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     name: str
     department: str
     subject: Literal["person", "organisation"]
+    materials: tuple[Material, ...] = Field(min_length=1)
+
+
+class Bundle(BaseModel):
+    """A 一件事 bundle: several matters served together."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    name: str
+    matters: tuple[str, ...] = Field(min_length=2)
+
+
+@dataclass(frozen=True)
+class Asked:
+    """What a matter or a bundle asks for: each material once, with the matters that need it."""
+
+    code: str
+    name: str
+    subject: Literal["person", "organisation"]
     materials: tuple[Material, ...]
+    needed_by: tuple[tuple[str, ...], ...]  # per material, the codes of the matters asking for it
+    bundle: bool
 
 
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     matters: tuple[Matter, ...]
+    bundles: tuple[Bundle, ...] = ()
+    # How a relative is found: relation -> the certificate types whose other holder it is
+    # (the spouse: the other holder of the applicant's 结婚证 in force).
+    relatives: dict[Relation, tuple[str, ...]] = {}
 
     def get(self, code: str) -> Matter:
         for matter in self.matters:
@@ -48,16 +102,153 @@ class Catalogue(BaseModel):
         known = ", ".join(m.code for m in self.matters)
         raise ConfigurationError(f"no matter {code!r} in the catalogue (known: {known})")
 
+    def bundle(self, code: str) -> Bundle:
+        for bundle in self.bundles:
+            if bundle.code == code:
+                return bundle
+        known = ", ".join(b.code for b in self.bundles) or "none"
+        raise ConfigurationError(f"no 一件事 bundle {code!r} in the catalogue (known: {known})")
 
-def load_matters(path: Path) -> Catalogue:
+    def asked(self, code: str) -> Asked:
+        """The materials a matter or a bundle (by code) asks for; a bundle's each once."""
+        if any(b.code == code for b in self.bundles):
+            bundle = self.bundle(code)
+            matters = [self.get(m) for m in bundle.matters]
+            name, is_bundle = bundle.name, True
+        elif any(m.code == code for m in self.matters):
+            matters, name, is_bundle = [self.get(code)], self.get(code).name, False
+        else:
+            known = ", ".join([*(m.code for m in self.matters), *(b.code for b in self.bundles)])
+            raise ConfigurationError(f"no matter or 一件事 bundle {code!r} in the catalogue (known: {known})")
+        order: dict[tuple[str, str], Material] = {}
+        needed: dict[tuple[str, str], list[str]] = {}
+        for matter in matters:
+            for material in matter.materials:
+                # The same certificate of the same person is one material, whatever each
+                # matter calls it (结婚证, 父母结婚证); an unshared one is known by its name.
+                key = (",".join(material.certificate_types) or material.name, material.holder)
+                order.setdefault(key, material)
+                needed.setdefault(key, []).append(matter.code)
+        return Asked(
+            code,
+            name,
+            matters[0].subject,
+            tuple(order.values()),
+            tuple(tuple(v) for v in needed.values()),
+            is_bundle,
+        )
+
+
+def load_matters(path: Path, *, known_types: Mapping[str, Any] | None = None) -> Catalogue:
+    """Load and validate the catalogue; errors name the file and the line.
+
+    With ``known_types`` (certificate type code → the dataset issuing it:
+    ``contracts.model.certificate_datasets``), a material naming any other type is an error.
+    """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Catalogue.model_validate(data)
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"{path}: cannot read the matters catalogue: {exc}") from exc
+    try:
+        catalogue = Catalogue.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigurationError(f"{path}: {problems}") from None
+        problems = []
+        errors = exc.errors()
+        locs = [tuple(e["loc"]) for e in errors]
+        # An invalid element also makes its list "too short": report the element only.
+        errors = [
+            e
+            for e in errors
+            if not any(o[: len(e["loc"])] == tuple(e["loc"]) and o != tuple(e["loc"]) for o in locs)
+        ]
+        for e in errors[:20]:
+            loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and "[" in p))
+            line = yaml_line(node, loc)
+            where = f"{path}:{line}" if line else str(path)
+            problems.append(f"{where}: {'.'.join(map(str, loc)) or 'the catalogue'}: {e['msg']}")
+        raise ConfigurationError("\n".join(problems)) from None
+    problems = [
+        f"{path}:{yaml_line(node, loc) or '?'}: {message}"
+        for loc, message in _inconsistencies(catalogue, known_types)
+    ]
+    if problems:
+        raise ConfigurationError("\n".join(problems))
+    return catalogue
 
 
-__all__ = ["Catalogue", "Material", "Matter", "load_matters"]
+def _inconsistencies(
+    catalogue: Catalogue, known_types: Mapping[str, Any] | None
+) -> list[tuple[tuple[Any, ...], str]]:
+    found: list[tuple[tuple[Any, ...], str]] = []
+    codes: dict[str, int] = {}
+    for i, matter in enumerate(catalogue.matters):
+        if matter.code in codes:
+            found.append((("matters", i, "code"), f"matter {matter.code!r} is defined twice"))
+        codes[matter.code] = i
+        allowed = _PERSON_RELATIONS if matter.subject == "person" else _ORGANISATION_RELATIONS
+        for j, material in enumerate(matter.materials):
+            loc = ("matters", i, "materials", j)
+            if material.holder not in allowed:
+                found.append(
+                    (
+                        (*loc, "holder"),
+                        f"matter {matter.code!r}: holder {material.holder!r} is not a relation of "
+                        f"an applicant that is a {matter.subject} (one of: {', '.join(sorted(allowed))})",
+                    )
+                )
+            for k, type_code in enumerate(material.certificate_types):
+                if known_types is not None and type_code not in known_types:
+                    found.append(
+                        (
+                            (*loc, "certificate_types", k),
+                            f"matter {matter.code!r}, material {material.name}: unknown certificate "
+                            f"type {type_code!r} (no data contract issues it; known: "
+                            f"{', '.join(sorted(known_types)) or 'none'})",
+                        )
+                    )
+    for relation, types in catalogue.relatives.items():
+        if relation != "spouse":
+            found.append(
+                (
+                    ("relatives", relation),
+                    f"relatives: only the spouse can be found from shared data, not {relation!r}",
+                )
+            )
+        for k, type_code in enumerate(types):
+            if known_types is not None and type_code not in known_types:
+                found.append(
+                    (
+                        ("relatives", relation, k),
+                        f"relatives.{relation}: unknown certificate type {type_code!r}",
+                    )
+                )
+    for i, bundle in enumerate(catalogue.bundles):
+        if bundle.code in codes:
+            found.append((("bundles", i, "code"), f"bundle {bundle.code!r} has the code of a matter"))
+        subjects = set()
+        for j, code in enumerate(bundle.matters):
+            if code not in codes:
+                found.append(
+                    (("bundles", i, "matters", j), f"bundle {bundle.code!r}: unknown matter {code!r}")
+                )
+            else:
+                subjects.add(catalogue.matters[codes[code]].subject)
+        if len(subjects) > 1:
+            found.append(
+                (("bundles", i), f"bundle {bundle.code!r} mixes matters of persons and of organisations")
+            )
+    return found
+
+
+__all__ = [
+    "RELATIONS",
+    "RELATION_NAMES",
+    "Asked",
+    "Bundle",
+    "Catalogue",
+    "Material",
+    "Matter",
+    "load_matters",
+]

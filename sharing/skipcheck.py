@@ -3,29 +3,33 @@
 Example::
 
     issued_by = certificate_datasets(settings.contracts_dir)   # type code → dataset
-    answer = skip_check(conn, catalogue.get("hukou-move-after-marriage"), "120114199003071234", issued_by)
+    asked = catalogue.asked("marriage-household")              # a matter or a 一件事 bundle
+    answer = skip_check(conn, asked, "120114199003071234", issued_by, verifiers=keys,
+                        spouse_types=catalogue.relatives.get("spouse", ()))
     for m in answer.materials:
-        print(m.material, m.skippable, m.certificate_id or m.reason)
+        print(m.material, m.verdict, m.certificate_id or m.reason)   # 结婚证 可免交 1.2.156...
 
-A material may be skipped when a certificate of an accepted type is held by the subject, is
-in force today (status 有效, valid_from ≤ today ≤ valid_to) — the answer carries its
-identifier so the counter can export the verifiable bundle. Otherwise the reason says why:
-not found (and, if the department's record failed its data contract, which rule), expired,
-or revoked/suspended (with the reason recorded by ``onceonly certificates suspend|revoke|…``).
-The status is the catalog's, which a lifecycle change updates in the same transaction as its
-log leaf and status list: a suspension shows here at once, as in the published list.
+A material may be skipped (可免交) when a certificate of an accepted type is held by the person
+it must belong to (the applicant, or the spouse found through the applicant's marriage
+certificate) and is in force today (status 有效, valid_from ≤ today ≤ valid_to) — the answer
+carries its identifier so the counter can export the verifiable bundle. Otherwise the verdict
+says why in the clerk's words — 未找到证照, 证照已过期, 证照已暂扣, 证照已吊销, 证照未生效,
+数据待部门更正 (the department's record failed its data contract), 证照核验未通过 (the catalog
+disagrees with the log), 需提交材料 (no department shares it) — and the reason gives the detail
+(which rule, since when, the reason recorded by ``onceonly certificates suspend|revoke|…``).
 
 The answer's ``subject`` is masked whatever the matter (a person's ID typed for an
-organisation's matter must not come back in clear). Recording uses (``log=``) needs the
-township: a 12-digit code of the district's region list (``contracts/regions``), checked
-before anything is written (:func:`check_township`).
+organisation's matter must not come back in clear), and a relative's ID too. Recording uses
+(``log=``) needs the township: a 12-digit code of the district's region list
+(``contracts/regions``), checked before anything is written (:func:`check_township`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -35,12 +39,41 @@ from catalog import certificate_events, certificates, quarantine
 from contracts.checks import load_region_codes
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.bundle import check_held
-from evidence.certificate import STATUS_VALID
+from evidence.certificate import (
+    STATUS_CANCELLED,
+    STATUS_EXPIRED,
+    STATUS_REVOKED,
+    STATUS_SUSPENDED,
+    STATUS_VALID,
+    STATUS_WITHDRAWN,
+)
 from evidence.log import TransparencyLog, record_use
 from evidence.note import NoteVerifier
 from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
-from sharing.matters import Material, Matter
+from sharing.matters import RELATION_NAMES, Asked, Material, Matter
+
+# What the counter sees first, in the words a clerk uses (the reason says more).
+MAY_SKIP = "可免交"
+NOT_FOUND = "未找到证照"
+EXPIRED = "证照已过期"
+SUSPENDED = "证照已暂扣"
+REVOKED = "证照已吊销"
+NOT_YET_VALID = "证照未生效"
+NEEDS_CORRECTION = "数据待部门更正"
+NOT_CONFIRMED = "证照核验未通过"
+MUST_BRING = "需提交材料"
+VERDICTS = (
+    MAY_SKIP,
+    NOT_FOUND,
+    EXPIRED,
+    SUSPENDED,
+    REVOKED,
+    NOT_YET_VALID,
+    NEEDS_CORRECTION,
+    NOT_CONFIRMED,
+    MUST_BRING,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +82,10 @@ class MaterialAnswer:
     skippable: bool
     certificate_id: str | None
     reason: str
+    verdict: str = ""
+    holder: str = "applicant"  # whose certificate: sharing.matters.RELATIONS
+    holder_shown: str | None = None  # a relative's ID, masked (only the fact that is needed)
+    needed_by: tuple[str, ...] = ()  # in a 一件事 bundle: the matters asking for it
 
 
 @dataclass(frozen=True)
@@ -57,6 +94,7 @@ class SkipCheckAnswer:
     matter_name: str
     subject: str
     materials: tuple[MaterialAnswer, ...]
+    bundle: bool = False
 
     @property
     def skippable(self) -> list[str]:
@@ -66,14 +104,15 @@ class SkipCheckAnswer:
         return {
             "matter": self.matter,
             "matter_name": self.matter_name,
+            "bundle": self.bundle,
             "subject": self.subject,
-            "materials": [asdict(m) for m in self.materials],
+            "materials": [{**asdict(m), "needed_by": list(m.needed_by)} for m in self.materials],
         }
 
 
 def skip_check(
     conn: Connection,
-    matter: Matter,
+    matter: Matter | Asked,
     subject_id: str,
     issued_by: Mapping[str, str],
     *,
@@ -82,8 +121,16 @@ def skip_check(
     township: str | None = None,
     district: str = "120114",
     verifiers: Sequence[NoteVerifier] | None = None,
+    spouse_types: Sequence[str] = (),
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
+
+    ``matter``: a matter, or what a matter or 一件事 bundle asks for
+    (``Catalogue.asked``: each material once). A material held by a relative is looked for in
+    the relative's certificates: the spouse is the other holder of the applicant's marriage
+    certificate (a type of ``spouse_types``) in force, confirmed by the log; the relative is
+    shown masked, and only the fact the material needs. Child and parent relations need
+    household relations no department shares yet: such a material is answered 未找到证照.
 
     With ``verifiers`` (the log's keys; the command line always passes them), a material is
     answered skippable only from what the log commits to: the certificate the catalog row
@@ -95,31 +142,123 @@ def skip_check(
     With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
     of shared data and is recorded in the transparency log (``record_use``) for ``township``
     (a township of ``district``'s region list, checked first): which certificate stood in for
-    which material of which matter — never the subject's ID.
+    which material of which matter, committed to the person whose data it is — never their ID.
     """
+    asked = matter if isinstance(matter, Asked) else _asked(matter)
     today = today or dt.date.today()
     # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
     subject_id = subject_id.strip().upper()
-    _check_subject(matter, subject_id)
+    _check_subject(asked.subject, subject_id)
     if log is not None:
         check_township(township, district)
     shown = mask_citizen_id(subject_id)
-    answers = tuple(
-        _answer(conn, material, subject_id, issued_by, today, verifiers) for material in matter.materials
-    )
+    relatives: dict[str, tuple[str | None, str]] = {}  # relation -> (ID, why not found)
+    answers = []
+    for material, needed_by in zip(asked.materials, asked.needed_by, strict=True):
+        holder_id: str | None = subject_id
+        relative: str | None = None  # the relative whose certificate is asked for, once found
+        if material.holder != "applicant" and material.certificate_types:
+            if material.holder not in relatives:
+                relatives[material.holder] = _relative(
+                    conn, material.holder, subject_id, spouse_types, today, verifiers
+                )
+            holder_id, missing = relatives[material.holder]
+            relative = holder_id
+            if holder_id is None:
+                answers.append(
+                    MaterialAnswer(
+                        material.name, False, None, missing, NOT_FOUND, material.holder, None, needed_by
+                    )
+                )
+                continue
+        answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers)
+        answers.append(
+            replace(
+                answer,
+                holder=material.holder,
+                holder_shown=mask_citizen_id(relative) if relative else None,
+                needed_by=needed_by,
+            )
+        )
     if log is not None:
-        for answer in answers:
+        for answer, material in zip(answers, asked.materials, strict=True):
             if answer.skippable and answer.certificate_id:
+                whose = subject_id if material.holder == "applicant" else relatives[material.holder][0]
                 record_use(
                     conn,
                     log,
-                    matter=matter.code,
+                    matter=asked.code,
                     certificate_id=answer.certificate_id,
                     township=township,
                     material=answer.material,
-                    subject=subject_id,
+                    subject=whose,
                 )
-    return SkipCheckAnswer(matter.code, matter.name, shown or "", answers)
+    return SkipCheckAnswer(asked.code, asked.name, shown or "", tuple(answers), asked.bundle)
+
+
+def _asked(matter: Matter) -> Asked:
+    return Asked(
+        matter.code,
+        matter.name,
+        matter.subject,
+        matter.materials,
+        tuple((matter.code,) for _ in matter.materials),
+        False,
+    )
+
+
+def _relative(
+    conn: Connection,
+    relation: str,
+    subject_id: str,
+    spouse_types: Sequence[str],
+    today: dt.date,
+    verifiers: Sequence[NoteVerifier] | None,
+) -> tuple[str | None, str]:
+    """The relative's ID, or None and why it was not found."""
+    name = RELATION_NAMES.get(relation, relation)
+    if relation != "spouse" or not spouse_types:
+        return None, f"{name}关系的数据尚未由部门共享，无法查找{name}的证照"
+    # The applicant's marriage certificates in force; the spouse is the other holder of the record.
+    mine = conn.execute(
+        select(
+            certificates.c.cert_id,
+            certificates.c.dataset,
+            certificates.c.record_key,
+            certificates.c.leaf_index,
+        )
+        .where(
+            and_(
+                certificates.c.holder_id == subject_id,
+                certificates.c.type_code.in_(list(spouse_types)),
+                certificates.c.status == STATUS_VALID,
+            )
+        )
+        .order_by(certificates.c.issue_date.desc(), certificates.c.version.desc())
+    ).all()
+    for r in mine:
+        other = conn.execute(
+            select(certificates.c.holder_id).where(
+                and_(
+                    certificates.c.dataset == r.dataset,
+                    certificates.c.record_key == r.record_key,
+                    certificates.c.holder_id != subject_id,
+                    certificates.c.status == STATUS_VALID,
+                )
+            )
+        ).first()
+        if other is None:
+            continue
+        spouse = str(other.holder_id)
+        if verifiers is not None:
+            # The applicant's own certificate, as the log commits to it, must name the spouse.
+            if _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers) is not None:
+                continue
+            body = check_held(conn, r.cert_id, int(r.leaf_index), verifiers).certificate
+            if spouse not in json.dumps(body.get("fields") or {}, ensure_ascii=False):
+                continue
+        return spouse, ""
+    return None, "未找到申请人有效的结婚证，无法确定配偶"
 
 
 def check_township(township: str | None, district: str) -> None:
@@ -134,10 +273,10 @@ def check_township(township: str | None, district: str) -> None:
         )
 
 
-def _check_subject(matter: Matter, subject_id: str) -> None:
-    if matter.subject == "person" and not is_valid_citizen_id(subject_id):
+def _check_subject(subject: str, subject_id: str) -> None:
+    if subject == "person" and not is_valid_citizen_id(subject_id):
         raise ConfigurationError(f"{mask_citizen_id(subject_id)} is not a valid citizen ID number (GB 11643)")
-    if matter.subject == "organisation" and not is_valid_uscc(subject_id):
+    if subject == "organisation" and not is_valid_uscc(subject_id):
         # What was typed may be a citizen ID (the wrong matter chosen): never repeat it in clear.
         raise ConfigurationError(
             f"{scrub_digits(subject_id)} is not a valid unified social credit code (GB 32100)"
@@ -155,7 +294,7 @@ def _answer(
     if not material.certificate_types:
         reason = "no department shares this material as an e-certificate yet"
         return MaterialAnswer(
-            material.name, False, None, f"{reason}; {material.note}" if material.note else reason
+            material.name, False, None, f"{reason}; {material.note}" if material.note else reason, MUST_BRING
         )
     rows = conn.execute(
         select(
@@ -181,29 +320,47 @@ def _answer(
             and (r.valid_to is None or r.valid_to >= today)
         ):
             if verifiers is None:
-                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
+                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force", MAY_SKIP)
             disagrees = _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers)
             if disagrees is None:
-                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force")
-            return MaterialAnswer(material.name, False, r.cert_id, disagrees)
+                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force", MAY_SKIP)
+            verdict, reason = disagrees
+            return MaterialAnswer(material.name, False, r.cert_id, reason, verdict)
     if rows:
         newest = rows[0]
         if newest.status != STATUS_VALID:
             return MaterialAnswer(
-                material.name, False, newest.cert_id, _not_in_force(conn, newest.cert_id, newest.status)
+                material.name,
+                False,
+                newest.cert_id,
+                _not_in_force(conn, newest.cert_id, newest.status),
+                _status_verdict(newest.status),
             )
         if newest.valid_to is not None and newest.valid_to < today:
             return MaterialAnswer(
-                material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}"
+                material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}", EXPIRED
             )
         return MaterialAnswer(
             material.name,
             False,
             newest.cert_id,
             f"not yet valid (from {newest.valid_from.isoformat() if newest.valid_from else '?'})",
+            NOT_YET_VALID,
         )
     datasets = sorted({issued_by[t] for t in material.certificate_types if t in issued_by})
-    return MaterialAnswer(material.name, False, None, _not_found(conn, subject_id, datasets))
+    reason = _not_found(conn, subject_id, datasets)
+    verdict = NEEDS_CORRECTION if "quarantined" in reason else NOT_FOUND
+    return MaterialAnswer(material.name, False, None, reason, verdict)
+
+
+def _status_verdict(status: str) -> str:
+    if status == STATUS_SUSPENDED:
+        return SUSPENDED
+    if status in (STATUS_REVOKED, STATUS_WITHDRAWN, STATUS_CANCELLED):
+        return REVOKED
+    if status == STATUS_EXPIRED:
+        return EXPIRED
+    return NOT_FOUND
 
 
 def _against_the_log(
@@ -213,27 +370,35 @@ def _against_the_log(
     subject_id: str,
     today: dt.date,
     verifiers: Sequence[NoteVerifier],
-) -> str | None:
-    """None when the log confirms the certificate is this subject's and in force today; else why not."""
+) -> tuple[str, str] | None:
+    """None when the log confirms the certificate is this subject's and in force today; else the
+    verdict and why not."""
     if not verifiers:
-        return "the transparency log's verifier keys are missing, so the certificate cannot be confirmed"
+        return (
+            NOT_CONFIRMED,
+            "the transparency log's verifier keys are missing, so the certificate cannot be confirmed",
+        )
     try:
         held = check_held(conn, cert_id, leaf_index, verifiers)
     except VerificationFailed as exc:
         return (
-            f"the catalog disagrees with the transparency log ({scrub_text(str(exc))}): run `onceonly audit`"
+            NOT_CONFIRMED,
+            f"the catalog disagrees with the transparency log ({scrub_text(str(exc))}): run `onceonly audit`",
         )
     body = held.certificate
     holder = (body.get("holder") or {}).get("id")
     if holder != subject_id:
-        return "the catalog disagrees with the transparency log (another holder): run `onceonly audit`"
+        return (
+            NOT_CONFIRMED,
+            "the catalog disagrees with the transparency log (another holder): run `onceonly audit`",
+        )
     if held.state != STATUS_VALID:
-        return f"certificate status is {held.state} in the signed status list"
+        return _status_verdict(held.state), f"certificate status is {held.state} in the signed status list"
     valid_from, valid_to = body.get("valid_from"), body.get("valid_to")
     if valid_from and dt.date.fromisoformat(str(valid_from)[:10]) > today:
-        return f"not yet valid (from {str(valid_from)[:10]})"
+        return NOT_YET_VALID, f"not yet valid (from {str(valid_from)[:10]})"
     if valid_to and dt.date.fromisoformat(str(valid_to)[:10]) < today:
-        return f"expired on {str(valid_to)[:10]}"
+        return EXPIRED, f"expired on {str(valid_to)[:10]}"
     return None
 
 
@@ -284,4 +449,19 @@ def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
     return f"not found: {failed}; they are quarantined until the departments correct them"
 
 
-__all__ = ["MaterialAnswer", "SkipCheckAnswer", "check_township", "skip_check"]
+__all__ = [
+    "EXPIRED",
+    "MAY_SKIP",
+    "MUST_BRING",
+    "NEEDS_CORRECTION",
+    "NOT_CONFIRMED",
+    "NOT_FOUND",
+    "NOT_YET_VALID",
+    "REVOKED",
+    "SUSPENDED",
+    "VERDICTS",
+    "MaterialAnswer",
+    "SkipCheckAnswer",
+    "check_township",
+    "skip_check",
+]

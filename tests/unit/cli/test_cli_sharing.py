@@ -66,7 +66,7 @@ def test_the_subject_is_masked_in_text_and_json_whatever_the_matter(catalog: Cat
     runner = CliRunner()
     text = runner.invoke(app, ["skip-check", "--subject", PERSON_AS_USCC, "--matter", matter])
     assert text.exit_code == 0, text.output
-    assert PERSON_AS_USCC not in text.output and f"for {MASKED}" in text.output
+    assert PERSON_AS_USCC not in text.output and f"申请人：{MASKED}" in text.output
     as_json = runner.invoke(app, ["skip-check", "--subject", PERSON_AS_USCC, "--matter", matter, "--json"])
     assert as_json.exit_code == 0, as_json.output
     assert PERSON_AS_USCC not in as_json.output and json.loads(as_json.output)["subject"] == MASKED
@@ -133,7 +133,7 @@ def test_record_use_for_a_township_of_the_district_is_recorded(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "✔ 居民户口簿: may be skipped" in result.output
+    assert "✔ 居民户口簿: 可免交" in result.output
     with catalog.read() as conn:
         checkpoint, use = list(leaves(conn))[-2:]  # the use, in the log, after the checkpoint before it
         kept = conn.execute(sa.select(use_subjects)).one()
@@ -155,6 +155,7 @@ def test_matters_list_has_a_header_row(home: Path) -> None:
         "department",
         "subject",
         "material",
+        "whose",
         "accepted",
         "e-certificate",
         "types",

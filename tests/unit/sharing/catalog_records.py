@@ -36,6 +36,7 @@ class Records:
         valid_to: dt.date | None = None,
         issue_date: dt.date = dt.date(2026, 11, 21),
         previous: str | None = None,
+        record_key: str | None = None,
     ) -> str:
         type_code, issuer, dataset, type_name = kind
         leaf = next(self._leaf)
@@ -45,7 +46,7 @@ class Records:
                 sa.insert(certificates).values(
                     cert_id=cid,
                     dataset=dataset,
-                    record_key=f"{holder_id}-{serial}",
+                    record_key=record_key or f"{holder_id}-{serial}",
                     holder_id=holder_id,
                     holder_name="张三",
                     type_code=type_code,

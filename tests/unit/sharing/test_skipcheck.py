@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -20,11 +21,15 @@ from sharing.skipcheck import MaterialAnswer, SkipCheckAnswer, skip_check
 TODAY = dt.date(2026, 11, 21)
 CATALOGUE = load_matters(Settings().matters_file)
 ISSUED_BY = certificate_datasets(Settings().contracts_dir)
-HUKOU_MOVE = CATALOGUE.get("hukou-move-after-marriage")  # 结婚证, 居民户口簿, 居民身份证
+HUKOU_MOVE = CATALOGUE.get("hukou-move-after-marriage")  # 结婚证, 居民户口簿, 配偶居民户口簿, 居民身份证
 BUSINESS = CATALOGUE.get("business-opening-social-insurance")  # 营业执照, 法定代表人身份证件
 PERSON = "12011419900307001" + citizen_id_check_char("12011419900307001")
 SPOUSE = "12011419920101002" + citizen_id_check_char("12011419920101002")
 COMPANY = "91120114MA0000001" + uscc_check_char("91120114MA0000001")
+
+
+def brief(m: MaterialAnswer) -> tuple[object, ...]:
+    return (m.material, m.skippable, m.certificate_id, m.reason, m.verdict)
 
 
 def ask(catalog: Catalog, subject: str = PERSON, matter: object = HUKOU_MOVE) -> dict[str, MaterialAnswer]:
@@ -51,42 +56,60 @@ def test_certificates_in_force_are_skippable_with_their_identifier(
     assert answer.subject == PERSON[:6] + "********" + PERSON[-4:]
     assert answer.skippable == ["结婚证", "居民户口簿"]
     by_name = {m.material: m for m in answer.materials}
-    assert by_name["结婚证"] == MaterialAnswer("结婚证", True, marriage, "certificate in force")
-    assert by_name["居民户口簿"] == MaterialAnswer("居民户口簿", True, household, "certificate in force")
+    assert brief(by_name["结婚证"]) == ("结婚证", True, marriage, "certificate in force", "可免交")
+    assert brief(by_name["居民户口簿"]) == ("居民户口簿", True, household, "certificate in force", "可免交")
     # nobody shares ID cards: never skippable, and the catalogue's note says what to do instead
-    assert by_name["居民身份证"] == MaterialAnswer(
+    assert brief(by_name["居民身份证"]) == (
         "居民身份证",
         False,
         None,
         "no department shares this material as an e-certificate yet; 现场核验身份证原件",
+        "需提交材料",
     )
+    # no spouse types given: the spouse cannot be looked for
+    spouse = by_name["配偶居民户口簿"]
+    assert (spouse.skippable, spouse.verdict, spouse.holder) == (False, "未找到证照", "spouse")
     payload = answer.to_json()
     assert payload["matter"] == "hukou-move-after-marriage" and payload["subject"] == answer.subject
-    assert [m["material"] for m in payload["materials"]] == ["结婚证", "居民户口簿", "居民身份证"]
+    assert [m["material"] for m in payload["materials"]] == [
+        "结婚证",
+        "居民户口簿",
+        "配偶居民户口簿",
+        "居民身份证",
+    ]
 
 
 def test_a_certificate_valid_until_today_is_still_in_force(catalog: Catalog, records: Records) -> None:
     cid = records.certificate(PERSON, HOUSEHOLD_TYPE, valid_to=TODAY)
-    assert ask(catalog)["居民户口簿"] == MaterialAnswer("居民户口簿", True, cid, "certificate in force")
+    assert brief(ask(catalog)["居民户口簿"]) == ("居民户口簿", True, cid, "certificate in force", "可免交")
 
 
 def test_an_expired_certificate_says_when_it_expired(catalog: Catalog, records: Records) -> None:
     cid = records.certificate(PERSON, MARRIAGE_TYPE, valid_to=dt.date(2020, 1, 1))
-    assert ask(catalog)["结婚证"] == MaterialAnswer("结婚证", False, cid, "expired on 2020-01-01")
+    assert brief(ask(catalog)["结婚证"]) == ("结婚证", False, cid, "expired on 2020-01-01", "证照已过期")
 
 
 def test_a_certificate_not_yet_valid_says_from_when(catalog: Catalog, records: Records) -> None:
     cid = records.certificate(PERSON, HOUSEHOLD_TYPE, valid_from=dt.date(2027, 1, 1))
-    assert ask(catalog)["居民户口簿"] == MaterialAnswer(
-        "居民户口簿", False, cid, "not yet valid (from 2027-01-01)"
+    assert brief(ask(catalog)["居民户口簿"]) == (
+        "居民户口簿",
+        False,
+        cid,
+        "not yet valid (from 2027-01-01)",
+        "证照未生效",
     )
 
 
-@pytest.mark.parametrize("status", ["撤销", "吊销", "暂扣", "注销"])
-def test_a_certificate_not_in_force_gives_its_status(catalog: Catalog, records: Records, status: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "verdict"),
+    [("撤销", "证照已吊销"), ("吊销", "证照已吊销"), ("暂扣", "证照已暂扣"), ("注销", "证照已吊销")],
+)
+def test_a_certificate_not_in_force_gives_its_status(
+    catalog: Catalog, records: Records, status: str, verdict: str
+) -> None:
     cid = records.certificate(COMPANY, LICENCE_TYPE, status=status, valid_to=dt.date(2045, 5, 31))
     answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
-    assert answer == MaterialAnswer("营业执照", False, cid, f"certificate status is {status}")
+    assert brief(answer) == ("营业执照", False, cid, f"certificate status is {status}", verdict)
 
 
 def test_a_suspended_certificate_gives_the_recorded_reason(catalog: Catalog, records: Records) -> None:
@@ -129,6 +152,7 @@ def test_a_quarantined_record_is_named_only_for_the_material_its_dataset_issues(
 
     household = answers["居民户口簿"]
     assert not household.skippable and household.certificate_id is None
+    assert household.verdict == "数据待部门更正"
     assert household.reason == (
         "not found: the household record of this subject failed its data contract "
         "[name.required, township_code.region_code (120114999000)] and is quarantined until the "
@@ -145,8 +169,12 @@ def test_a_quarantined_record_is_named_only_for_the_material_its_dataset_issues(
 def test_a_subject_with_nothing_on_record_is_simply_not_found(catalog: Catalog, records: Records) -> None:
     records.quarantined(SPOUSE, "household", "township_code.region_code", "120114999000")
     answer = ask(catalog)["居民户口簿"]
-    assert answer == MaterialAnswer(
-        "居民户口簿", False, None, "not found: no certificate of an accepted type is held by this subject"
+    assert brief(answer) == (
+        "居民户口簿",
+        False,
+        None,
+        "not found: no certificate of an accepted type is held by this subject",
+        "未找到证照",
     )
 
 
@@ -234,3 +262,83 @@ def test_a_skippable_answer_with_a_log_records_each_use(catalog: Catalog, record
         entry = bytes(u.entry).decode()
         assert '"matter":"hukou-move-after-marriage"' in entry and '"township":"120114001000"' in entry
         assert PERSON not in entry  # the certificate links to the person; the log never names them
+
+
+SPOUSE_TYPES = (MARRIAGE_TYPE[0],)
+
+
+def test_the_spouses_certificate_is_found_through_the_marriage_and_shown_masked(
+    catalog: Catalog, records: Records
+) -> None:
+    records.certificate(PERSON, MARRIAGE_TYPE, record_key="J120114-2025-001")
+    records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J120114-2025-001")
+    records.certificate(PERSON, HOUSEHOLD_TYPE)
+    theirs = records.certificate(SPOUSE, HOUSEHOLD_TYPE)
+    with catalog.read() as conn:
+        answer = skip_check(conn, HUKOU_MOVE, PERSON, ISSUED_BY, today=TODAY, spouse_types=SPOUSE_TYPES)
+    spouse = {m.material: m for m in answer.materials}["配偶居民户口簿"]
+    assert (spouse.skippable, spouse.certificate_id, spouse.verdict) == (True, theirs, "可免交")
+    assert spouse.holder == "spouse" and spouse.holder_shown == SPOUSE[:6] + "********" + SPOUSE[-4:]
+    assert SPOUSE not in json.dumps(answer.to_json(), ensure_ascii=False)  # only the fact, masked
+
+
+def test_no_spouse_without_a_marriage_in_force(catalog: Catalog, records: Records) -> None:
+    records.certificate(PERSON, MARRIAGE_TYPE, record_key="J1", status="撤销")
+    records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J1", status="撤销")
+    records.certificate(SPOUSE, HOUSEHOLD_TYPE)
+    with catalog.read() as conn:
+        answer = skip_check(conn, HUKOU_MOVE, PERSON, ISSUED_BY, today=TODAY, spouse_types=SPOUSE_TYPES)
+    spouse = {m.material: m for m in answer.materials}["配偶居民户口簿"]
+    assert (spouse.skippable, spouse.certificate_id, spouse.verdict) == (False, None, "未找到证照")
+    assert "结婚证" in spouse.reason
+
+
+def test_a_bundle_answers_each_material_once(catalog: Catalog, records: Records) -> None:
+    records.certificate(PERSON, MARRIAGE_TYPE, record_key="J2")
+    records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J2")
+    records.certificate(PERSON, HOUSEHOLD_TYPE)
+    bundle = CATALOGUE.asked("marriage-household")
+    with catalog.read() as conn:
+        answer = skip_check(conn, bundle, PERSON, ISSUED_BY, today=TODAY, spouse_types=SPOUSE_TYPES)
+    names = [m.material for m in answer.materials]
+    assert answer.bundle and len(names) == len(set(names)) and names.count("结婚证") == 1
+    by_name = {m.material: m for m in answer.materials}
+    assert by_name["结婚证"].needed_by == ("hukou-move-after-marriage", "newborn-registration")
+    assert answer.skippable == ["结婚证", "居民户口簿"]
+    # the spouse holds no 户口簿; a child cannot be looked for yet: both said in the clerk's words
+    assert by_name["配偶居民户口簿"].verdict == "未找到证照"
+    child = by_name["新生儿居民户口簿"]
+    assert child.verdict == "未找到证照" and "子女关系的数据尚未由部门共享" in child.reason
+    assert answer.to_json()["bundle"] is True
+    # a relative's material no department shares names no relative (and never the applicant)
+    assert by_name["出生医学证明"].holder_shown is None and by_name["出生医学证明"].verdict == "需提交材料"
+
+
+def test_a_use_of_the_spouses_certificate_commits_to_the_spouse(catalog: Catalog, records: Records) -> None:
+    records.certificate(PERSON, MARRIAGE_TYPE, record_key="J3")
+    records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J3")
+    theirs = records.certificate(SPOUSE, HOUSEHOLD_TYPE)
+    from catalog import log_leaves, use_subjects
+    from evidence.keys import SigningKey
+    from evidence.log import TransparencyLog
+
+    log = TransparencyLog(SigningKey.generate("test.example/log"), "test.example/log")
+    with catalog.begin() as conn:
+        skip_check(
+            conn,
+            HUKOU_MOVE,
+            PERSON,
+            ISSUED_BY,
+            today=TODAY,
+            log=log,
+            township="120114001000",
+            spouse_types=SPOUSE_TYPES,
+        )
+    with catalog.read() as conn:
+        kept = {r.leaf_index: r.subject_id for r in conn.execute(sa.select(use_subjects))}
+        uses = conn.execute(
+            sa.select(log_leaves.c.leaf_index, log_leaves.c.ref).where(log_leaves.c.kind == "use")
+        ).all()
+    by_certificate = {u.ref: kept[u.leaf_index] for u in uses}
+    assert by_certificate[theirs] == SPOUSE  # the spouse can see this use of their data
+    assert PERSON in by_certificate.values()
