@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 metadata = MetaData()
 
@@ -311,6 +311,21 @@ checkpoint_cosignatures = Table(
     Column("timestamp", BigInteger, nullable=False),  # POSIX seconds, as the witness signed it
     Column("signature", Text, nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False),
+)
+
+# Township and village service stations (`onceonly stations add`): each has a credential,
+# stored as the SHA-256 of a 32-byte random token (the token is shown once, never kept), scoped
+# to one township and, when ``matters`` is set (a JSON list of codes), to those matters only.
+stations = Table(
+    "stations",
+    metadata,
+    Column("station_id", String(40), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("township", String(12), nullable=False),
+    Column("matters", Text),  # JSON list of matter or bundle codes; NULL: every matter
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
 )
 
 # Connectors registered by departments (`onceonly connectors register FILE`): the registration

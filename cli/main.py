@@ -30,6 +30,7 @@ from cli import (
     certificates,
     connectors,
     contracts,
+    counter,
     demo,
     keys,
     log,
@@ -83,6 +84,7 @@ app.add_typer(audit.app)
 app.add_typer(sharing.app)
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(witness.app, name="witness")
+app.add_typer(counter.app)
 
 
 def onceonly_home() -> str:

@@ -80,6 +80,7 @@ KIND_CERTIFICATE = "certificate"
 KIND_BATCH_RECEIPT = "batch-receipt"
 KIND_LIFECYCLE = "lifecycle"
 KIND_USE = "use"
+KIND_REFUSAL = "refusal"  # a station's request for shared data, refused (sharing.service)
 #: A batch refused for its error rate: its counts, its quarantine rows' digest and its file.
 KIND_BREACH_RECEIPT = "breach-receipt"
 #: A township extract as written: its file's SHA-256 and rows (``sharing.extracts``).
@@ -473,8 +474,12 @@ def record_use(
     material: str | None = None,
     purpose: str | None = None,
     subject: str | None = None,
+    station: str | None = None,
+    case_number: str | None = None,
 ) -> Appended:
     """Log that shared data (a certificate) was used for ``matter`` instead of asking the citizen.
+
+    ``station`` and ``case_number`` (受理编号), when given, name who used it and for which case.
 
     The entry names the certificate, never the citizen: with ``subject`` (the ID number or USCC
     the use was for) it carries a salted commitment to it (``evidence.commitment``), and the
@@ -489,11 +494,54 @@ def record_use(
         "purpose": purpose,
         "used_at": utcnow().isoformat(timespec="seconds"),
     }
+    if station is not None:
+        document["station"] = station
+    if case_number is not None:
+        document["case_number"] = case_number
     salt = None
     if subject is not None:
         (salt,) = new_salts(1)
         document["subject_commitment"] = subject_commitment(salt, subject)
     appended = log.append_entry(conn, KIND_USE, certificate_id, document)
+    if subject is not None and salt is not None:
+        conn.execute(
+            insert(use_subjects).values(leaf_index=appended.first_index, subject_id=subject, salt=salt)
+        )
+    return appended
+
+
+def record_refusal(
+    conn: Connection,
+    log: TransparencyLog,
+    *,
+    station: str,
+    township: str,
+    matter: str,
+    reason: str,
+    subject: str | None = None,
+    purpose: str | None = None,
+    case_number: str | None = None,
+) -> Appended:
+    """Log that a station's request for shared data was refused, and why (kind ``refusal``).
+
+    Like a use, the entry commits to the subject (when the request named a valid one) and never
+    names them; the subject and salt are kept in ``use_subjects``, so the citizen sees refused
+    attempts on their data too.
+    """
+    document: dict[str, Any] = {
+        "station": station,
+        "township": township,
+        "matter": matter,
+        "reason": reason,
+        "purpose": purpose,
+        "case_number": case_number,
+        "refused_at": utcnow().isoformat(timespec="seconds"),
+    }
+    salt = None
+    if subject is not None:
+        (salt,) = new_salts(1)
+        document["subject_commitment"] = subject_commitment(salt, subject)
+    appended = log.append_entry(conn, KIND_REFUSAL, station, document)
     if subject is not None and salt is not None:
         conn.execute(
             insert(use_subjects).values(leaf_index=appended.first_index, subject_id=subject, salt=salt)
@@ -1049,6 +1097,7 @@ __all__ = [
     "KIND_CHECKPOINT",
     "KIND_EXTRACT",
     "KIND_LIFECYCLE",
+    "KIND_REFUSAL",
     "KIND_USE",
     "NODE_MIN_LEVEL",
     "Appended",
@@ -1071,6 +1120,7 @@ __all__ = [
     "prove_consistency",
     "prove_inclusion",
     "read_head",
+    "record_refusal",
     "record_use",
     "root_at",
     "tree_size",

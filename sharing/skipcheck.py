@@ -122,6 +122,9 @@ def skip_check(
     district: str = "120114",
     verifiers: Sequence[NoteVerifier] | None = None,
     spouse_types: Sequence[str] = (),
+    station: str | None = None,
+    purpose: str | None = None,
+    case_number: str | None = None,
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
 
@@ -142,7 +145,8 @@ def skip_check(
     With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
     of shared data and is recorded in the transparency log (``record_use``) for ``township``
     (a township of ``district``'s region list, checked first): which certificate stood in for
-    which material of which matter, committed to the person whose data it is — never their ID.
+    which material of which matter, committed to the person whose data it is — never their ID —
+    and, from the service, by which ``station``, for which ``purpose`` and ``case_number``.
     """
     asked = matter if isinstance(matter, Asked) else _asked(matter)
     today = today or dt.date.today()
@@ -192,6 +196,9 @@ def skip_check(
                     township=township,
                     material=answer.material,
                     subject=whose,
+                    station=station,
+                    purpose=purpose,
+                    case_number=case_number,
                 )
     return SkipCheckAnswer(asked.code, asked.name, shown or "", tuple(answers), asked.bundle)
 

@@ -1,0 +1,278 @@
+"""The counter's service (``onceonly serve``): skip-check over HTTP for the district's stations.
+
+Example::
+
+    app = create_app(Settings())            # FastAPI; uvicorn runs it (cli/counter.py)
+    # POST /api/skip-check  Authorization: Bearer oos_...
+    #   {"subject_id": "120114...", "matter": "newborn",
+    #    "purpose": "办理新生儿落户", "case_number": "WQ-2026-0001"}
+
+Deny by default: every route but ``/healthz`` and the OpenAPI document needs a station's
+credential (``sharing.stations``). A station asks only for the matters it is scoped to, and
+only about subjects of its own township — a subject who holds a certificate of the station's
+township; anyone else is 跨域通办 and needs the citizen's consent (403 需本人授权). Every answer
+records its uses in the transparency log with the station, the purpose (用证事由) and the case
+number (受理编号); a request refused — no purpose, no case number, a matter out of scope,
+another township, an unknown matter, an invalid ID — is recorded too (kind ``refusal``), with
+the subject committed, never named, and the answer names nothing of another township.
+
+Answers are in the clerk's words (``sharing.skipcheck``: 可免交, 未找到证照, …), each skippable
+material with its certificate identifier and the link to its verifiable bundle.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, select
+
+from catalog import Catalog, certificates
+from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
+from onceonly.errors import ConfigurationError
+from onceonly.privacy import mask_citizen_id
+from onceonly.settings import Settings
+from sharing.stations import Station, authenticate
+
+CONSENT_NEEDED = "需本人授权"
+
+
+class SkipCheckRequest(BaseModel):
+    """What the clerk types at the counter."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    subject_id: str = Field(max_length=64, description="申请人身份证号码或统一社会信用代码")
+    matter: str = Field(max_length=64, description="事项或一件事编码（GET /api/matters）")
+    purpose: str | None = Field(None, max_length=200, description="用证事由（必填）")
+    case_number: str | None = Field(None, max_length=64, description="受理编号（必填）")
+
+
+class Refused(Exception):
+    """A request refused with ``status`` and a message for the clerk (recorded in the log)."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.status, self.message, self.reason = status, message, reason
+
+
+class Counter:
+    """The service's state: the catalog, the catalogue, the log and its keys (loaded once)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from contracts.model import certificate_datasets
+        from evidence.keys import log_verifiers, open_key_store
+        from evidence.log import TransparencyLog
+        from evidence.merkle import tree_hash
+        from sharing.matters import load_matters
+
+        self.settings = settings
+        self.catalog = Catalog.connect(settings.catalog_url, create=False)
+        self.issued_by = certificate_datasets(settings.contracts_dir)
+        self.catalogue = load_matters(settings.matters_file, known_types=self.issued_by)
+        self.verifiers = log_verifiers(settings)
+        key = open_key_store(settings).load(settings.log_origin)
+        self.log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
+        self._write = threading.Lock()  # one log append at a time in this process
+
+    def station(self, authorization: str | None) -> Station:
+        token = (
+            authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
+        )
+        with self.catalog.read() as conn:
+            station = authenticate(conn, token)
+        if station is None:
+            raise Refused(
+                401, "未授权：请使用本站的服务凭证（Authorization: Bearer …）", "no valid credential"
+            )
+        return station
+
+    def skip_check(self, station: Station, request: SkipCheckRequest) -> dict[str, Any]:
+        from evidence.log import latest_checkpoint
+        from sharing.skipcheck import skip_check
+
+        subject = request.subject_id.strip().upper()
+        try:
+            asked = self.catalogue.asked(request.matter)
+        except ConfigurationError:
+            refused = Refused(
+                404, f"未知事项：{request.matter[:64]}（见 GET /api/matters）", "unknown matter"
+            )
+            known = is_valid_citizen_id(subject) or is_valid_uscc(subject)
+            self.refuse(station, request.matter, refused, subject if known else None, request)
+            raise refused from None
+        valid = is_valid_citizen_id(subject) if asked.subject == "person" else is_valid_uscc(subject)
+        committed = subject if valid else None
+        try:
+            if not valid:
+                kind = "身份证号码" if asked.subject == "person" else "统一社会信用代码"
+                raise Refused(
+                    400, f"{kind}格式或校验位不正确，请核对后重新输入", "invalid subject identifier"
+                )
+            if not request.purpose:
+                raise Refused(422, "请填写用证事由", "no purpose")
+            if not request.case_number:
+                raise Refused(422, "请填写受理编号", "no case number")
+            if not station.may_ask(asked.code):
+                raise Refused(
+                    403, f"本站未获授权办理该事项：{asked.name}", "matter out of the station's scope"
+                )
+            with self.catalog.read() as conn:
+                if not self._in_township(conn, subject, station.township):
+                    raise Refused(
+                        403,
+                        f"{CONSENT_NEEDED}：申请人不属本镇街，跨域通办须经申请人本人授权",
+                        "subject of another township",
+                    )
+            with self._write, self.catalog.begin() as conn:
+                answer = skip_check(
+                    conn,
+                    asked,
+                    subject,
+                    self.issued_by,
+                    log=self.log,
+                    township=station.township,
+                    district=self.settings.district_code,
+                    verifiers=self.verifiers,
+                    spouse_types=self.catalogue.relatives.get("spouse", ()),
+                    station=station.station_id,
+                    purpose=request.purpose,
+                    case_number=request.case_number,
+                )
+                head = latest_checkpoint(conn)
+        except Refused as refused:
+            self.refuse(station, asked.code, refused, committed, request)
+            raise
+        body = answer.to_json()
+        body["subject"] = mask_citizen_id(subject)
+        body["checkpoint_size"] = head[0] if head else 0
+        for material in body["materials"]:
+            if material["skippable"]:
+                material["bundle_url"] = f"/api/certificates/{material['certificate_id']}/bundle"
+        return body
+
+    def refuse(
+        self, station: Station, matter: str, refused: Refused, subject: str | None, request: SkipCheckRequest
+    ) -> None:
+        from evidence.log import record_refusal
+
+        with self._write, self.catalog.begin() as conn:
+            record_refusal(
+                conn,
+                self.log,
+                station=station.station_id,
+                township=station.township,
+                matter=matter[:64],
+                reason=refused.reason,
+                subject=subject,
+                purpose=request.purpose or None,
+                case_number=request.case_number or None,
+            )
+
+    @staticmethod
+    def _in_township(conn: Any, subject: str, township: str) -> bool:
+        """Whether the subject holds a certificate registered in ``township`` (household or seat)."""
+        return (
+            conn.execute(
+                select(certificates.c.leaf_index)
+                .where(and_(certificates.c.holder_id == subject, certificates.c.township == township))
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def matters(self) -> dict[str, Any]:
+        from sharing.matters import RELATION_NAMES
+
+        return {
+            "matters": [
+                {
+                    "code": m.code,
+                    "name": m.name,
+                    "department": m.department,
+                    "subject": m.subject,
+                    "materials": [
+                        {
+                            "name": x.name,
+                            "holder": x.holder,
+                            "holder_name": RELATION_NAMES[x.holder],
+                            "certificate_types": list(x.certificate_types),
+                            "note": x.note,
+                        }
+                        for x in m.materials
+                    ],
+                }
+                for m in self.catalogue.matters
+            ],
+            "bundles": [
+                {"code": b.code, "name": b.name, "matters": list(b.matters)} for b in self.catalogue.bundles
+            ],
+        }
+
+
+def _station(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <station credential>")] = None,
+) -> Station:
+    counter: Counter = request.app.state.counter
+    return counter.station(authorization)
+
+
+# Module-level, so that FastAPI resolves the routes' (postponed) annotations.
+StationDep = Annotated[Station, Depends(_station)]
+
+
+def create_app(settings: Settings | None = None, counter: Counter | None = None) -> Any:
+    """The service as a FastAPI app (``counter``: its state, built from ``settings`` if not given)."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    counter = counter or Counter(settings or Settings())
+    app = FastAPI(
+        title="OnceOnly 用证核验服务",
+        version="1",
+        description=(
+            "For the district's township and village service stations: which proofs a citizen or "
+            "business need not bring (可免交), from certificates the transparency log confirms. "
+            "Every route but /healthz needs a station credential (Authorization: Bearer …)."
+        ),
+    )
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
+
+    app.state.counter = counter
+
+    @app.get("/healthz", summary="Liveness (no credential needed)")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/matters", summary="The matters catalogue and 一件事 bundles")
+    def matters(_: StationDep) -> dict[str, Any]:
+        return counter.matters()
+
+    @app.post(
+        "/api/skip-check",
+        summary="Which materials may this applicant skip for this matter or 一件事 bundle",
+        responses={
+            400: {"description": "invalid ID number or credit code"},
+            401: {"description": "no valid station credential"},
+            403: {
+                "description": "matter out of the station's scope, or a subject of another township "
+                "(需本人授权)"
+            },
+            404: {"description": "unknown matter"},
+            422: {"description": "missing purpose (用证事由) or case number (受理编号)"},
+        },
+    )
+    def skip_check(request: SkipCheckRequest, who: StationDep) -> dict[str, Any]:
+        return counter.skip_check(who, request)
+
+    return app
+
+
+__all__ = ["CONSENT_NEEDED", "Counter", "Refused", "SkipCheckRequest", "create_app"]

@@ -1,0 +1,300 @@
+"""`onceonly serve`, `stations` and `who-used` as a station and a citizen use them: deny by default,
+purpose and case number required, another township refused, every use and refusal in the log."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from catalog import Catalog, log_leaves
+from cli.main import app as cli
+from evidence.keys import log_verifiers
+from onceonly.settings import Settings
+from sharing.service import create_app
+from sharing.stations import add_station
+from sharing.uses import uses_of
+
+LAKE_TESTS = Path(__file__).parents[1] / "lake"
+MINE, OTHER = "120114001000", "120114002000"
+
+
+@pytest.fixture
+def people(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Two residents with a 居民户口簿 landed through the contract, in the home's signed log:
+    one of township 120114001000, one of 120114002000."""
+    monkeypatch.syspath_prepend(str(LAKE_TESTS))
+    import pyarrow as pa
+    from landing_harness import HOUSEHOLD, TODAY, citizen_id, household_row, validate
+
+    from evidence.keys import open_key_store
+    from evidence.log import TransparencyLog
+    from evidence.status_list import publish_status_lists
+    from lake.landing import Lander, content_digest
+    from lake.parquet import ParquetLake
+
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url)
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    ids = {"mine": citizen_id(11), "other": citizen_id(12)}
+    rows = [
+        household_row(11, person_id=ids["mine"], township_code=MINE),
+        household_row(12, person_id=ids["other"], township_code=OTHER),
+    ]
+    Lander(catalog, ParquetLake(settings.lake_dir), log, run_id="run-1").land(
+        connector="gongan-household",
+        compiled=HOUSEHOLD,
+        validation=validate(HOUSEHOLD, rows),
+        cursor_before=None,
+        cursor_after={"page": 1},
+        content_sha256=content_digest(pa.Table.from_pylist(rows)),
+        issue_date=TODAY,
+    )
+    with catalog.begin() as conn:
+        publish_status_lists(conn, log)
+    catalog.dispose()
+    return ids
+
+
+@pytest.fixture
+def client(people: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings())) as client:
+        yield client
+
+
+def station(township: str = MINE, matters: list[str] | None = None) -> str:
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    with catalog.begin() as conn:
+        _, token = add_station(conn, "杨村街道便民服务中心", township, district="120114", matters=matters)
+    catalog.dispose()
+    return token
+
+
+def ask(client: TestClient, token: str | None, **body: Any) -> httpx.Response:
+    request = {
+        "matter": "pension-enrolment",
+        "purpose": "城乡居民养老保险参保",
+        "case_number": "WQ-2026-0001",
+    }
+    request.update(body)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return client.post(
+        "/api/skip-check", json={k: v for k, v in request.items() if v is not None}, headers=headers
+    )
+
+
+def logged(kind: str) -> list[dict[str, Any]]:
+    catalog = Catalog.connect(Settings().catalog_url, create=False)
+    with catalog.read() as conn:
+        rows = conn.execute(sa.select(log_leaves.c.entry).where(log_leaves.c.kind == kind)).scalars().all()
+    catalog.dispose()
+    return [json.loads(r) for r in rows]
+
+
+def test_everything_but_health_needs_a_station_credential(client: TestClient, people: dict[str, str]) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert "/api/skip-check" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/api/matters").status_code == 401
+    for token in (None, "oos_stnope_forged", "Basic abc", "x" * 5000):
+        answer = ask(client, token, subject_id=people["mine"])
+        assert answer.status_code == 401 and "凭证" in answer.json()["detail"]
+        assert answer.headers["WWW-Authenticate"] == "Bearer"
+    assert logged("use") == [] and logged("refusal") == []
+    token = station()
+    matters = client.get("/api/matters", headers={"Authorization": f"Bearer {token}"}).json()
+    assert len(matters["matters"]) >= 15 and {b["code"] for b in matters["bundles"]} >= {"newborn"}
+
+
+def test_a_resident_of_the_stations_township_is_answered_and_the_use_logged(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    token = station()
+    answer = ask(client, token, subject_id=people["mine"])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["subject"] == people["mine"][:6] + "********" + people["mine"][-4:]
+    assert people["mine"] not in answer.text
+    household = {m["material"]: m for m in body["materials"]}["居民户口簿"]
+    assert household["verdict"] == "可免交" and household["skippable"]
+    assert household["bundle_url"] == f"/api/certificates/{household['certificate_id']}/bundle"
+    (use,) = logged("use")
+    assert use["station"].startswith("st") and use["township"] == MINE
+    assert (use["purpose"], use["case_number"]) == ("城乡居民养老保险参保", "WQ-2026-0001")
+    assert people["mine"] not in json.dumps(use)  # committed, never named
+    settings = Settings()
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
+        report = uses_of(conn, people["mine"], log_verifiers(settings))
+    assert [(u.kind, u.proven) for u in report.uses] == [("use", True)]
+    assert report.uses[0].entry["case_number"] == "WQ-2026-0001"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "detail", "reason"),
+    [
+        ({"purpose": None}, 422, "请填写用证事由", "no purpose"),
+        ({"purpose": "  "}, 422, "请填写用证事由", "no purpose"),
+        ({"case_number": None}, 422, "请填写受理编号", "no case number"),
+        ({"matter": "no-such-matter"}, 404, "未知事项", "unknown matter"),
+    ],
+)
+def test_a_request_without_purpose_or_case_or_for_an_unknown_matter_is_refused_and_logged(
+    client: TestClient, people: dict[str, str], body: dict[str, Any], status: int, detail: str, reason: str
+) -> None:
+    answer = ask(client, station(), subject_id=people["mine"], **body)
+    assert answer.status_code == status and detail in answer.json()["detail"], answer.text
+    (refusal,) = logged("refusal")
+    assert refusal["reason"] == reason and logged("use") == []
+
+
+def test_a_subject_of_another_township_needs_consent_and_nothing_of_them_is_shown(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    answer = ask(client, station(), subject_id=people["other"])
+    assert answer.status_code == 403 and answer.json()["detail"].startswith("需本人授权"), answer.text
+    assert people["other"] not in answer.text and "居民户口簿" not in answer.text
+    (refusal,) = logged("refusal")
+    assert refusal["reason"] == "subject of another township" and refusal["township"] == MINE
+    # The refused attempt is theirs to see.
+    settings = Settings()
+    with Catalog.connect(settings.catalog_url, create=False).read() as conn:
+        report = uses_of(conn, people["other"], log_verifiers(settings))
+    assert [(u.kind, u.proven) for u in report.uses] == [("refusal", True)]
+    # The other township's own station is answered.
+    assert ask(client, station(OTHER), subject_id=people["other"]).status_code == 200
+
+
+def test_a_station_asks_only_for_its_matters(client: TestClient, people: dict[str, str]) -> None:
+    token = station(matters=["newborn"])
+    answer = ask(client, token, subject_id=people["mine"])
+    assert answer.status_code == 403 and "本站未获授权办理该事项" in answer.json()["detail"]
+    assert logged("refusal")[0]["reason"] == "matter out of the station's scope"
+    assert ask(client, token, subject_id=people["mine"], matter="newborn").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "120114199003070119",  # a wrong check character
+        "1' OR '1'='1",  # SQL-looking
+        "１２０１１４１９９００３０７０１１Ｘ",  # full-width look-alikes
+        "12011419900307011X\u200b",  # a zero-width space
+    ],
+)
+def test_a_malformed_id_is_a_clear_400_that_echoes_nothing(
+    client: TestClient, people: dict[str, str], typed: str
+) -> None:
+    answer = ask(client, station(), subject_id=typed)
+    assert answer.status_code == 400, answer.text
+    assert "身份证号码格式或校验位不正确" in answer.json()["detail"] and typed not in answer.text
+    assert logged("refusal")[0]["reason"] == "invalid subject identifier"
+    assert "subject_commitment" not in logged("refusal")[0]
+
+
+def test_an_overlong_field_is_refused_by_the_schema(client: TestClient, people: dict[str, str]) -> None:
+    assert ask(client, station(), subject_id="1" * 65).status_code == 422
+    assert ask(client, station(), subject_id=people["mine"], purpose="事" * 201).status_code == 422
+
+
+def test_stations_on_the_command_line_and_a_revoked_credential(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    runner = CliRunner()
+    added = runner.invoke(cli, ["stations", "add", "--name", "杨村", "--township", MINE])
+    assert added.exit_code == 0, added.output
+    token = added.stdout.strip().splitlines()[-1]
+    assert token.startswith("oos_st") and ask(client, token, subject_id=people["mine"]).status_code == 200
+    listed = runner.invoke(cli, ["stations", "list"])
+    station_id = token.split("_")[1]
+    assert station_id in listed.output and token not in listed.output
+    catalog = Catalog.connect(Settings().catalog_url, create=False)
+    with catalog.read() as conn:
+        assert token not in json.dumps(
+            [list(r) for r in conn.execute(sa.text("SELECT * FROM stations"))], default=str
+        )
+    catalog.dispose()
+    assert runner.invoke(cli, ["stations", "revoke", station_id]).exit_code == 0
+    assert ask(client, token, subject_id=people["mine"]).status_code == 401
+    bad = runner.invoke(cli, ["stations", "add", "--name", "x", "--township", "999999999999"])
+    assert bad.exit_code != 0 and "not a township of district" in str(bad.exception)
+    bad = runner.invoke(cli, ["stations", "add", "--name", "x", "--township", MINE, "--matter", "nope"])
+    assert bad.exit_code != 0 and "no matter or 一件事 bundle 'nope'" in str(bad.exception)
+
+
+def test_who_used_proves_each_use_and_an_altered_entry_fails(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    assert ask(client, station(), subject_id=people["mine"]).status_code == 200
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["who-used", "--subject", people["mine"]])
+    assert shown.exit_code == 0 and "✔" in shown.output and "WQ-2026-0001" in shown.output, shown.output
+    assert people["mine"] not in shown.output
+    catalog = Catalog.connect(Settings().catalog_url, create=False)
+    with catalog.begin() as conn:  # the station's purpose rewritten after the fact
+        (leaf, entry) = conn.execute(
+            sa.select(log_leaves.c.leaf_index, log_leaves.c.entry).where(log_leaves.c.kind == "use")
+        ).one()
+        forged = bytes(entry).replace("城乡居民养老保险参保".encode(), "其他".encode())
+        conn.execute(sa.update(log_leaves).where(log_leaves.c.leaf_index == leaf).values(entry=forged))
+    catalog.dispose()
+    shown = runner.invoke(cli, ["who-used", "--subject", people["mine"], "--json"])
+    assert shown.exit_code == 1
+    (use,) = json.loads(shown.stdout)["uses"]
+    assert not use["proven"] and "not the one the signed log holds" in use["problem"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_onceonly_serve_answers_over_http(people: dict[str, str], home: Path) -> None:
+    token = station()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, "onceonly serve did not start"
+            time.sleep(0.2)
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/api/skip-check",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "subject_id": people["mine"],
+                "matter": "pension-enrolment",
+                "purpose": "参保登记",
+                "case_number": "WQ-1",
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert {m["material"]: m["verdict"] for m in answer.json()["materials"]}["居民户口簿"] == "可免交"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
