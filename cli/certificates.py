@@ -25,12 +25,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
+from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, mask_name
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Connection
-
     from evidence.keys import Keyring
     from onceonly.settings import Settings
 
@@ -196,11 +194,10 @@ def certificates_export(
 
     settings = _settings()
     old = _checkpoint_given(consistency_from) if consistency_from is not None else None
-    keyring, vkeys = _verifier_keys(settings)
+    from evidence.keys import bundle_vkeys
+
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
-        if keyring is not None:
-            vkeys = _signer_first(settings, conn, keyring, vkeys)
-        bundle, status = export_bundle(conn, cert_id, vkeys, old_checkpoint=old)
+        bundle, status = export_bundle(conn, cert_id, bundle_vkeys(settings, conn), old_checkpoint=old)
     from onceonly.files import write_atomic
 
     # 600: the holder's bundle carries the certificate (name and ID number).
@@ -237,40 +234,6 @@ def _checkpoint_given(value: str) -> str:
     if "\n" in value.strip("\n"):
         return value
     return _read_text(Path(value), "checkpoint")
-
-
-def _verifier_keys(settings: Settings) -> tuple[Keyring | None, list[str]]:
-    """The log's verifier keys: every key of the keyring (rotated ones included), else the
-    active key's verifier file (a store from before keyrings)."""
-    from evidence.keys import KEYRING_FILE, Keyring, verifier_key_path
-
-    if (settings.keys_dir / KEYRING_FILE).exists():
-        keyring = Keyring.load(settings.keys_dir)
-        vkeys = [r.vkey for r in keyring.keys if r.name == settings.log_origin]
-        if vkeys:
-            return keyring, vkeys
-    vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
-    if not vkey_file.exists():
-        raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
-    return None, [vkey_file.read_text(encoding="utf-8").strip()]
-
-
-def _signer_first(settings: Settings, conn: Connection, keyring: Keyring, vkeys: list[str]) -> list[str]:
-    """``vkeys`` with the keyring key that signed the newest checkpoint first: a bundle exported
-    after ``keys rotate`` and before the next checkpoint ships the retired key that signed it."""
-    from evidence.log import latest_checkpoint
-
-    head = latest_checkpoint(conn)
-    if head is None:
-        return vkeys
-    try:
-        signer = keyring.signer_of(head[1], settings.log_origin).vkey
-    except VerificationFailed as exc:
-        raise EvidenceError(
-            f"the newest checkpoint (size {head[0]}) is signed by no key of the keyring in "
-            f"{settings.keys_dir}: {exc}"
-        ) from exc
-    return [signer, *(v for v in vkeys if v != signer)]
 
 
 def _read_text(path: Path, what: str) -> str:

@@ -55,6 +55,8 @@ from onceonly.errors import ConfigurationError, EvidenceError, VerificationFaile
 from onceonly.files import write_atomic
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from onceonly.settings import Settings
 
 _DIRECTORY_MODE = 0o700
@@ -610,6 +612,35 @@ def log_verifiers(settings: Settings) -> list[NoteVerifier]:
     return [parse_vkey(vkey_file.read_text(encoding="utf-8").strip())]
 
 
+def bundle_vkeys(settings: Settings, conn: Connection) -> list[str]:
+    """The verifier keys a proof bundle exported now ships: every key of the keyring for the
+    log (rotated ones included), the one that signed the newest checkpoint first — a bundle
+    exported after ``keys rotate`` and before the next checkpoint ships the retired key that
+    signed it; else the active key's verifier file (a store from before keyrings)."""
+    from evidence.log import latest_checkpoint
+
+    keyring_file = Path(settings.keys_dir) / KEYRING_FILE
+    if keyring_file.exists():
+        keyring = Keyring.load(settings.keys_dir)
+        vkeys = [r.vkey for r in keyring.keys if r.name == settings.log_origin]
+        if vkeys:
+            head = latest_checkpoint(conn)
+            if head is None:
+                return vkeys
+            try:
+                signer = keyring.signer_of(head[1], settings.log_origin).vkey
+            except VerificationFailed as exc:
+                raise EvidenceError(
+                    f"the newest checkpoint (size {head[0]}) is signed by no key of the keyring in "
+                    f"{settings.keys_dir}: {exc}"
+                ) from exc
+            return [signer, *(v for v in vkeys if v != signer)]
+    vkey_file = verifier_key_path(settings.keys_dir, settings.log_origin)
+    if not vkey_file.exists():
+        raise ConfigurationError(f"no verifier key at {vkey_file}: is ONCEONLY_HOME ({settings.home}) right?")
+    return [vkey_file.read_text(encoding="utf-8").strip()]
+
+
 def parse_since(text: str) -> dt.datetime:
     """``YYYY-MM-DD`` (00:00 UTC that day) or an ISO 8601 time with zone, as an aware datetime."""
     try:
@@ -656,6 +687,7 @@ __all__ = [
     "KeyStore",
     "Keyring",
     "SigningKey",
+    "bundle_vkeys",
     "check_key_status",
     "log_verifiers",
     "open_key_store",

@@ -25,7 +25,8 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select
 
@@ -37,6 +38,7 @@ from onceonly.settings import Settings
 from sharing.stations import Station, authenticate
 
 CONSENT_NEEDED = "需本人授权"
+BUNDLE_MATTER = "certificate-bundle"  # the matter a bundle download is logged under
 
 
 class SkipCheckRequest(BaseModel):
@@ -171,6 +173,56 @@ class Counter:
                 case_number=request.case_number or None,
             )
 
+    def bundle(
+        self, station: Station, cert_id: str, purpose: str | None, case_number: str | None
+    ) -> dict[str, Any]:
+        """The certificate's verifiable bundle (``evidence.bundle.export_bundle``), a use of its
+        holder's data: refused without purpose or case number, or for another township."""
+        from evidence.bundle import export_bundle
+        from evidence.keys import bundle_vkeys
+        from evidence.log import record_use
+
+        request = SkipCheckRequest(
+            subject_id="-", matter=BUNDLE_MATTER, purpose=purpose or None, case_number=case_number or None
+        )
+        with self.catalog.read() as conn:
+            row = conn.execute(
+                select(certificates.c.holder_id, certificates.c.township).where(
+                    certificates.c.cert_id == cert_id
+                )
+            ).first()
+        holder = str(row.holder_id) if row is not None else None
+        try:
+            if row is None:
+                raise Refused(404, "未找到该证照", "unknown certificate")
+            if not purpose:
+                raise Refused(422, "请填写用证事由", "no purpose")
+            if not case_number:
+                raise Refused(422, "请填写受理编号", "no case number")
+            if row.township != station.township:
+                raise Refused(
+                    403,
+                    f"{CONSENT_NEEDED}：证照持有人不属本镇街，跨域通办须经本人授权",
+                    "certificate of another township",
+                )
+        except Refused as refused:
+            self.refuse(station, BUNDLE_MATTER, refused, holder, request)
+            raise
+        with self._write, self.catalog.begin() as conn:
+            bundle, _ = export_bundle(conn, cert_id, bundle_vkeys(self.settings, conn))
+            record_use(
+                conn,
+                self.log,
+                matter=BUNDLE_MATTER,
+                certificate_id=cert_id,
+                township=station.township,
+                subject=holder,
+                station=station.station_id,
+                purpose=purpose,
+                case_number=case_number,
+            )
+        return bundle
+
     @staticmethod
     def _in_township(conn: Any, subject: str, township: str) -> bool:
         """Whether the subject holds a certificate registered in ``township`` (household or seat)."""
@@ -227,7 +279,6 @@ StationDep = Annotated[Station, Depends(_station)]
 def create_app(settings: Settings | None = None, counter: Counter | None = None) -> Any:
     """The service as a FastAPI app (``counter``: its state, built from ``settings`` if not given)."""
     from fastapi import FastAPI
-    from fastapi.responses import JSONResponse
 
     counter = counter or Counter(settings or Settings())
     app = FastAPI(
@@ -272,7 +323,27 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     def skip_check(request: SkipCheckRequest, who: StationDep) -> dict[str, Any]:
         return counter.skip_check(who, request)
 
+    @app.get(
+        "/api/certificates/{cert_id}/bundle",
+        summary="A certificate's verifiable bundle (checked offline by onceonly verify): a use",
+        responses={
+            401: {"description": "no valid station credential"},
+            403: {"description": "a certificate of another township (需本人授权)"},
+            404: {"description": "unknown certificate"},
+            422: {"description": "missing purpose (用证事由) or case number (受理编号)"},
+        },
+    )
+    def bundle(
+        cert_id: Annotated[str, Path(max_length=120)],
+        who: StationDep,
+        purpose: Annotated[str | None, Query(max_length=200, description="用证事由（必填）")] = None,
+        case_number: Annotated[str | None, Query(max_length=64, description="受理编号（必填）")] = None,
+    ) -> JSONResponse:
+        body = counter.bundle(who, cert_id, (purpose or "").strip(), (case_number or "").strip())
+        name = cert_id.replace("/", "_")
+        return JSONResponse(body, headers={"Content-Disposition": f'attachment; filename="{name}.json"'})
+
     return app
 
 
-__all__ = ["CONSENT_NEEDED", "Counter", "Refused", "SkipCheckRequest", "create_app"]
+__all__ = ["BUNDLE_MATTER", "CONSENT_NEEDED", "Counter", "Refused", "SkipCheckRequest", "create_app"]

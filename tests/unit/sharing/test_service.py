@@ -298,3 +298,40 @@ def test_onceonly_serve_answers_over_http(people: dict[str, str], home: Path) ->
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+def test_a_bundle_is_downloaded_for_a_case_and_verifies_offline(
+    client: TestClient, people: dict[str, str], tmp_path: Path
+) -> None:
+    token = station()
+    headers = {"Authorization": f"Bearer {token}"}
+    answer = ask(client, token, subject_id=people["mine"]).json()
+    url = {m["material"]: m for m in answer["materials"]}["居民户口簿"]["bundle_url"]
+    assert client.get(url, headers=headers).status_code == 422  # no purpose, no case number
+    got = client.get(url, headers=headers, params={"purpose": "参保登记", "case_number": "WQ-9"})
+    assert got.status_code == 200, got.text
+    assert got.headers["Content-Disposition"].startswith("attachment;")
+    path = tmp_path / "bundle.json"
+    path.write_text(got.text, encoding="utf-8")
+    vkey = next((Settings().keys_dir).glob("*.vkey")).read_text(encoding="utf-8").strip()
+    verified = CliRunner().invoke(cli, ["verify", str(path), "--trusted-key", vkey])
+    assert verified.exit_code == 0 and "VALID" in verified.output, verified.output
+    downloads = [u for u in logged("use") if u["matter"] == "certificate-bundle"]
+    assert len(downloads) == 1 and downloads[0]["case_number"] == "WQ-9"
+    # Another township's certificate: consent needed; an unknown one: 404; both logged.
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    with catalog.read() as conn:
+        theirs = conn.execute(
+            sa.text("SELECT cert_id FROM certificates WHERE holder_id = :h"), {"h": people["other"]}
+        ).scalar_one()
+    catalog.dispose()
+    params = {"purpose": "参保登记", "case_number": "WQ-9"}
+    refused = client.get(f"/api/certificates/{theirs}/bundle", headers=headers, params=params)
+    assert refused.status_code == 403 and people["other"] not in refused.text
+    assert client.get("/api/certificates/1.2.3/bundle", headers=headers, params=params).status_code == 404
+    assert [r["reason"] for r in logged("refusal")] == [
+        "no purpose",
+        "certificate of another township",
+        "unknown certificate",
+    ]
