@@ -194,8 +194,9 @@ def certificates_export(
 
     settings = _settings()
     old = _checkpoint_given(consistency_from) if consistency_from is not None else None
-    from evidence.keys import bundle_vkeys
+    from evidence.keys import bundle_vkeys, log_verifiers
 
+    log_verifiers(settings)  # no verifier key: say so before opening the catalog
     with Catalog.connect(settings.catalog_url, create=False).read() as conn:
         bundle, status = export_bundle(conn, cert_id, bundle_vkeys(settings, conn), old_checkpoint=old)
     from onceonly.files import write_atomic
