@@ -5,6 +5,7 @@ Example::
     onceonly stations add --name 杨村街道便民服务中心 --township 120114001000   # prints the credential once
     onceonly serve --port 8080                                   # the stations' HTTP service
     onceonly who-used --subject 120114199003071234               # every use of this person's data
+    onceonly verify-slip slip.txt --trusted-key "$(cat var/keys/*.vkey)"   # a 核验单, offline
 
 A station's credential is printed once and stored only as its SHA-256; a station is scoped to
 its township and, with ``--matter`` (repeatable), to those matters or 一件事 bundles.
@@ -16,6 +17,7 @@ checkpoint (an inclusion proof), so an altered or forged entry shows as such.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -147,6 +149,36 @@ def who_used(
             )
     if not all(u.proven for u in report.uses):
         raise typer.Exit(1)
+
+
+@app.command("verify-slip")
+def verify_slip_command(
+    slip: Annotated[
+        Path, typer.Argument(metavar="SLIP", help="A verification slip (核验单) the service issued.")
+    ],
+    trusted_key: Annotated[
+        list[str] | None,
+        typer.Option("--trusted-key", help="The district's verifier key (vkey); default: this home's keys."),
+    ] = None,
+) -> None:
+    """Check a verification slip offline: its signature, its checkpoint, and each logged use."""
+    from evidence.keys import log_verifiers
+    from evidence.note import parse_vkey
+    from onceonly.errors import ConfigurationError, VerificationFailed
+    from onceonly.settings import Settings
+    from sharing.slip import slip_digest, verify_slip
+
+    try:
+        text = slip.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read the slip {slip}: {exc}") from exc
+    verifiers = [parse_vkey(k) for k in trusted_key] if trusted_key else log_verifiers(Settings())
+    try:
+        report = verify_slip(text, verifiers)
+    except VerificationFailed as exc:
+        typer.secho(f"INVALID: {exc}", fg="red")
+        raise typer.Exit(1) from None
+    typer.secho(f"VALID: {report.summary} (sha256 {slip_digest(text)[:16]}…)", fg="green")
 
 
 __all__ = ["app", "stations_app"]

@@ -94,6 +94,7 @@ class Counter:
     def skip_check(self, station: Station, request: SkipCheckRequest) -> dict[str, Any]:
         from evidence.log import latest_checkpoint
         from sharing.skipcheck import skip_check
+        from sharing.slip import build_slip, qr_svg, slip_digest
 
         subject = request.subject_id.strip().upper()
         try:
@@ -144,12 +145,26 @@ class Counter:
                     case_number=request.case_number,
                 )
                 head = latest_checkpoint(conn)
+                slip = build_slip(
+                    conn,
+                    self.log,
+                    station,
+                    answer,
+                    purpose=str(request.purpose),
+                    case_number=str(request.case_number),
+                    subject_shown=mask_citizen_id(subject) or "",
+                )
         except Refused as refused:
             self.refuse(station, asked.code, refused, committed, request)
             raise
         body = answer.to_json()
         body["subject"] = mask_citizen_id(subject)
         body["checkpoint_size"] = head[0] if head else 0
+        body["station_name"] = station.name
+        body["purpose"], body["case_number"] = request.purpose, request.case_number
+        body["slip"] = slip  # 核验单: a signed note; `onceonly verify-slip` checks it offline
+        body["slip_sha256"] = slip_digest(slip)
+        body["slip_qr_svg"] = qr_svg(slip, str(request.case_number))
         for material in body["materials"]:
             if material["skippable"]:
                 material["bundle_url"] = f"/api/certificates/{material['certificate_id']}/bundle"

@@ -95,6 +95,7 @@ class SkipCheckAnswer:
     subject: str
     materials: tuple[MaterialAnswer, ...]
     bundle: bool = False
+    use_leaves: tuple[int, ...] = ()  # the use entries this answer logged (with ``log=``)
 
     @property
     def skippable(self) -> list[str]:
@@ -184,11 +185,12 @@ def skip_check(
                 needed_by=needed_by,
             )
         )
+    logged = []
     if log is not None:
         for answer, material in zip(answers, asked.materials, strict=True):
             if answer.skippable and answer.certificate_id:
                 whose = subject_id if material.holder == "applicant" else relatives[material.holder][0]
-                record_use(
+                appended = record_use(
                     conn,
                     log,
                     matter=asked.code,
@@ -200,7 +202,8 @@ def skip_check(
                     purpose=purpose,
                     case_number=case_number,
                 )
-    return SkipCheckAnswer(asked.code, asked.name, shown or "", tuple(answers), asked.bundle)
+                logged.append(appended.first_index)
+    return SkipCheckAnswer(asked.code, asked.name, shown or "", tuple(answers), asked.bundle, tuple(logged))
 
 
 def _asked(matter: Matter) -> Asked:

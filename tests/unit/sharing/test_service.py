@@ -335,3 +335,32 @@ def test_a_bundle_is_downloaded_for_a_case_and_verifies_offline(
         "certificate of another township",
         "unknown certificate",
     ]
+
+
+def test_the_answer_carries_a_signed_slip_that_verifies_offline_and_fails_when_changed(
+    client: TestClient, people: dict[str, str], tmp_path: Path
+) -> None:
+    from sharing.slip import verify_slip
+
+    answer = ask(client, station(), subject_id=people["mine"]).json()
+    slip = answer["slip"]
+    assert people["mine"] not in slip and answer["slip_qr_svg"].lstrip().startswith("<")
+    verifiers = log_verifiers(Settings())
+    report = verify_slip(slip, verifiers)
+    assert report.uses == 1 and report.slip["case_number"] == "WQ-2026-0001"
+    assert report.slip["materials"][0]["verdict"] in {"可免交", "需提交材料"}
+    path = tmp_path / "slip.txt"
+    path.write_text(slip, encoding="utf-8")
+    vkey = next((Settings().keys_dir).glob("*.vkey")).read_text(encoding="utf-8").strip()
+    ok = CliRunner().invoke(cli, ["verify-slip", str(path), "--trusted-key", vkey])
+    assert ok.exit_code == 0 and ok.output.startswith("VALID:"), ok.output
+    # Any changed byte of the signed text, or another key: refused.
+    path.write_text(slip.replace("WQ-2026-0001", "WQ-2026-0002", 1), encoding="utf-8")
+    bad = CliRunner().invoke(cli, ["verify-slip", str(path), "--trusted-key", vkey])
+    assert bad.exit_code == 1 and "INVALID: the slip is not signed" in bad.output
+    from evidence.keys import SigningKey
+
+    other = SigningKey.generate(Settings().log_origin)
+    path.write_text(slip, encoding="utf-8")
+    bad = CliRunner().invoke(cli, ["verify-slip", str(path), "--trusted-key", other.vkey])
+    assert bad.exit_code == 1 and "INVALID" in bad.output
