@@ -22,11 +22,12 @@ material with its certificate identifier and the link to its verifiable bundle.
 
 from __future__ import annotations
 
+import pathlib
 import threading
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, select
 
@@ -38,6 +39,11 @@ from onceonly.settings import Settings
 from sharing.stations import Station, authenticate
 
 CONSENT_NEEDED = "需本人授权"
+# The counter page's own script and styles only; no other origin, no framing.
+_PAGE_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
 BUNDLE_MATTER = "certificate-bundle"  # the matter a bundle download is logged under
 
 
@@ -312,6 +318,15 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
         return JSONResponse({"detail": exc.message}, status_code=exc.status, headers=headers)
 
     app.state.counter = counter
+
+    page = (pathlib.Path(__file__).with_name("counter.html")).read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    def counter_page() -> HTMLResponse:
+        # The page holds no data: it asks the API with the credential the clerk types in.
+        return HTMLResponse(
+            page, headers={"Content-Security-Policy": _PAGE_POLICY, "X-Frame-Options": "DENY"}
+        )
 
     @app.get("/healthz", summary="Liveness (no credential needed)")
     def healthz() -> dict[str, str]:

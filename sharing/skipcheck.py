@@ -302,9 +302,9 @@ def _answer(
     verifiers: Sequence[NoteVerifier] | None,
 ) -> MaterialAnswer:
     if not material.certificate_types:
-        reason = "no department shares this material as an e-certificate yet"
+        reason = "尚无部门共享该材料的电子证照"
         return MaterialAnswer(
-            material.name, False, None, f"{reason}; {material.note}" if material.note else reason, MUST_BRING
+            material.name, False, None, f"{reason}；{material.note}" if material.note else reason, MUST_BRING
         )
     rows = conn.execute(
         select(

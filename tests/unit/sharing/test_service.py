@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from counter_home import MINE, OTHER, station
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -24,64 +25,13 @@ from cli.main import app as cli
 from evidence.keys import log_verifiers
 from onceonly.settings import Settings
 from sharing.service import create_app
-from sharing.stations import add_station
 from sharing.uses import uses_of
-
-LAKE_TESTS = Path(__file__).parents[1] / "lake"
-MINE, OTHER = "120114001000", "120114002000"
-
-
-@pytest.fixture
-def people(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Two residents with a 居民户口簿 landed through the contract, in the home's signed log:
-    one of township 120114001000, one of 120114002000."""
-    monkeypatch.syspath_prepend(str(LAKE_TESTS))
-    import pyarrow as pa
-    from landing_harness import HOUSEHOLD, TODAY, citizen_id, household_row, validate
-
-    from evidence.keys import open_key_store
-    from evidence.log import TransparencyLog
-    from evidence.status_list import publish_status_lists
-    from lake.landing import Lander, content_digest
-    from lake.parquet import ParquetLake
-
-    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
-    settings = Settings()
-    catalog = Catalog.connect(settings.catalog_url)
-    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
-    ids = {"mine": citizen_id(11), "other": citizen_id(12)}
-    rows = [
-        household_row(11, person_id=ids["mine"], township_code=MINE),
-        household_row(12, person_id=ids["other"], township_code=OTHER),
-    ]
-    Lander(catalog, ParquetLake(settings.lake_dir), log, run_id="run-1").land(
-        connector="gongan-household",
-        compiled=HOUSEHOLD,
-        validation=validate(HOUSEHOLD, rows),
-        cursor_before=None,
-        cursor_after={"page": 1},
-        content_sha256=content_digest(pa.Table.from_pylist(rows)),
-        issue_date=TODAY,
-    )
-    with catalog.begin() as conn:
-        publish_status_lists(conn, log)
-    catalog.dispose()
-    return ids
 
 
 @pytest.fixture
 def client(people: dict[str, str]) -> Iterator[TestClient]:
     with TestClient(create_app(Settings())) as client:
         yield client
-
-
-def station(township: str = MINE, matters: list[str] | None = None) -> str:
-    settings = Settings()
-    catalog = Catalog.connect(settings.catalog_url, create=False)
-    with catalog.begin() as conn:
-        _, token = add_station(conn, "杨村街道便民服务中心", township, district="120114", matters=matters)
-    catalog.dispose()
-    return token
 
 
 def ask(client: TestClient, token: str | None, **body: Any) -> httpx.Response:

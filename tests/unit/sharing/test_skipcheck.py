@@ -63,7 +63,7 @@ def test_certificates_in_force_are_skippable_with_their_identifier(
         "居民身份证",
         False,
         None,
-        "no department shares this material as an e-certificate yet; 现场核验身份证原件",
+        "尚无部门共享该材料的电子证照；现场核验身份证原件",
         "需提交材料",
     )
     # no spouse types given: the spouse cannot be looked for
