@@ -328,6 +328,36 @@ stations = Table(
     Column("revoked_at", DateTime(timezone=True)),
 )
 
+# Citizens who may see the uses of their data and grant consents (`onceonly citizens enrol`,
+# after the counter has checked their identity): a credential per citizen, stored as SHA-256.
+citizens = Table(
+    "citizens",
+    metadata,
+    Column("citizen_id", String(40), primary_key=True),
+    Column("subject_id", String(64), nullable=False, unique=True),
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# Consents for 跨域通办 (sharing.citizens): a citizen lets a station of ``township`` ask about
+# them for one matter and one purpose until ``expires_at``, once. The short code the citizen
+# reads out is stored as SHA-256; the consent is logged (kind ``consent``, the subject committed).
+consents = Table(
+    "consents",
+    metadata,
+    Column("code_sha256", String(64), primary_key=True),
+    Column("subject_id", String(64), nullable=False),
+    Column("township", String(12), nullable=False),
+    Column("matter", String(64), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("used_by", String(40)),
+    Column("leaf_index", BigInteger, nullable=False),
+)
+
 # Connectors registered by departments (`onceonly connectors register FILE`): the registration
 # file's text as written (secret NAMES only), so the daily flow runs what was registered.
 connector_registrations = Table(

@@ -96,6 +96,34 @@ def stations_revoke(station_id: Annotated[str, typer.Argument(help="The station'
     )
 
 
+citizens_app = typer.Typer(
+    no_args_is_help=True, help="Citizens' own credentials (who used my data, consent)."
+)
+app.add_typer(citizens_app, name="citizens")
+
+
+@citizens_app.command("enrol")
+def citizens_enrol(
+    subject: Annotated[
+        str, typer.Option(help="The citizen's ID number (or a business's USCC), checked in person.")
+    ],
+) -> None:
+    """Give a citizen their own credential (shown once, stored hashed; enrolling again replaces it)."""
+    from catalog import Catalog
+    from onceonly.privacy import mask_citizen_id
+    from onceonly.settings import Settings
+    from sharing.citizens import enrol
+
+    settings = Settings()
+    with Catalog.connect(settings.catalog_url, create=False).begin() as conn:
+        citizen, token = enrol(conn, subject)
+    typer.echo(f"citizen {citizen.citizen_id} ({mask_citizen_id(citizen.subject_id)})", err=True)
+    typer.echo(
+        "their credential, shown this once (for /api/citizen/uses and /api/citizen/consents):", err=True
+    )
+    typer.echo(token)
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -181,4 +209,4 @@ def verify_slip_command(
     typer.secho(f"VALID: {report.summary} (sha256 {slip_digest(text)[:16]}…)", fg="green")
 
 
-__all__ = ["app", "stations_app"]
+__all__ = ["app", "citizens_app", "stations_app"]

@@ -36,6 +36,7 @@ from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from onceonly.errors import ConfigurationError
 from onceonly.privacy import mask_citizen_id
 from onceonly.settings import Settings
+from sharing.citizens import Citizen
 from sharing.stations import Station, authenticate
 
 CONSENT_NEEDED = "需本人授权"
@@ -56,6 +57,26 @@ class SkipCheckRequest(BaseModel):
     matter: str = Field(max_length=64, description="事项或一件事编码（GET /api/matters）")
     purpose: str | None = Field(None, max_length=200, description="用证事由（必填）")
     case_number: str | None = Field(None, max_length=64, description="受理编号（必填）")
+    consent_code: str | None = Field(
+        None, max_length=20, description="申请人本人授权码（跨域通办：申请人不属本镇街时必填）"
+    )
+
+
+class ConsentRequest(BaseModel):
+    """A citizen's consent for 跨域通办: which township's station may ask, for what, how long."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    township: str = Field(max_length=12, description="办理地镇街代码（12 位）")
+    matter: str = Field(max_length=64, description="事项或一件事编码")
+    purpose: str = Field(min_length=1, max_length=200, description="用证事由")
+    minutes: int = Field(30, ge=1, le=60, description="有效期（分钟，至多 60）")
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization and authorization[:7].lower() == "bearer ":
+        return authorization[7:].strip()
+    return None
 
 
 class Refused(Exception):
@@ -86,9 +107,7 @@ class Counter:
         self._write = threading.Lock()  # one log append at a time in this process
 
     def station(self, authorization: str | None) -> Station:
-        token = (
-            authorization[7:].strip() if authorization and authorization[:7].lower() == "bearer " else None
-        )
+        token = _bearer(authorization)
         with self.catalog.read() as conn:
             station = authenticate(conn, token)
         if station is None:
@@ -99,6 +118,7 @@ class Counter:
 
     def skip_check(self, station: Station, request: SkipCheckRequest) -> dict[str, Any]:
         from evidence.log import latest_checkpoint
+        from sharing.citizens import ConsentRefused, use_consent
         from sharing.skipcheck import skip_check
         from sharing.slip import build_slip, qr_svg, slip_digest
 
@@ -129,13 +149,27 @@ class Counter:
                     403, f"本站未获授权办理该事项：{asked.name}", "matter out of the station's scope"
                 )
             with self.catalog.read() as conn:
-                if not self._in_township(conn, subject, station.township):
-                    raise Refused(
-                        403,
-                        f"{CONSENT_NEEDED}：申请人不属本镇街，跨域通办须经申请人本人授权",
-                        "subject of another township",
-                    )
+                in_township = self._in_township(conn, subject, station.township)
+            if not in_township and not request.consent_code:
+                raise Refused(
+                    403,
+                    f"{CONSENT_NEEDED}：申请人不属本镇街，跨域通办须经申请人本人授权（请申请人提供授权码）",
+                    "subject of another township",
+                )
             with self._write, self.catalog.begin() as conn:
+                if not in_township:  # 跨域通办: the citizen's consent, spent in this transaction
+                    try:
+                        use_consent(
+                            conn,
+                            str(request.consent_code),
+                            subject_id=subject,
+                            township=station.township,
+                            matter=asked.code,
+                            purpose=str(request.purpose),
+                            station_id=station.station_id,
+                        )
+                    except ConsentRefused as exc:
+                        raise Refused(403, f"{CONSENT_NEEDED}：{exc.message}", exc.reason) from None
                 answer = skip_check(
                     conn,
                     asked,
@@ -220,7 +254,7 @@ class Counter:
                 raise Refused(422, "请填写用证事由", "no purpose")
             if not case_number:
                 raise Refused(422, "请填写受理编号", "no case number")
-            if row.township != station.township:
+            if row.township != station.township and not self._consented(holder or "", station):
                 raise Refused(
                     403,
                     f"{CONSENT_NEEDED}：证照持有人不属本镇街，跨域通办须经本人授权",
@@ -243,6 +277,62 @@ class Counter:
                 case_number=case_number,
             )
         return bundle
+
+    def _consented(self, subject: str, station: Station) -> bool:
+        """Whether the subject's consent, spent by this station, is still in force."""
+        from catalog import consents, utcnow
+
+        with self.catalog.read() as conn:
+            rows = conn.execute(
+                select(consents.c.expires_at).where(
+                    and_(consents.c.subject_id == subject, consents.c.used_by == station.station_id)
+                )
+            ).all()
+        now = utcnow()
+        return any(
+            (r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=now.tzinfo)) > now
+            for r in rows
+        )
+
+    def citizen(self, authorization: str | None) -> Citizen:
+        from sharing.citizens import authenticate_citizen
+
+        token = _bearer(authorization)
+        with self.catalog.read() as conn:
+            citizen = authenticate_citizen(conn, token)
+        if citizen is None:
+            raise Refused(
+                401, "未授权：请使用本人的凭证（Authorization: Bearer …）", "no valid citizen credential"
+            )
+        return citizen
+
+    def consent(self, citizen: Citizen, request: ConsentRequest) -> dict[str, Any]:
+        from sharing.citizens import consent_json, grant_consent
+        from sharing.skipcheck import check_township
+
+        try:
+            asked = self.catalogue.asked(request.matter)
+            check_township(request.township, self.settings.district_code)
+        except ConfigurationError:
+            raise Refused(422, "事项或镇街代码不正确", "bad consent request") from None
+        with self._write, self.catalog.begin() as conn:
+            consent = grant_consent(
+                conn,
+                self.log,
+                citizen,
+                township=request.township,
+                matter=asked.code,
+                purpose=request.purpose,
+                minutes=request.minutes,
+                district=self.settings.district_code,
+            )
+        return consent_json(consent)
+
+    def uses(self, citizen: Citizen) -> dict[str, Any]:
+        from sharing.uses import uses_of
+
+        with self.catalog.read() as conn:
+            return uses_of(conn, citizen.subject_id, self.verifiers).to_json()
 
     @staticmethod
     def _in_township(conn: Any, subject: str, township: str) -> bool:
@@ -293,8 +383,17 @@ def _station(
     return counter.station(authorization)
 
 
+def _citizen(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <citizen credential>")] = None,
+) -> Citizen:
+    counter: Counter = request.app.state.counter
+    return counter.citizen(authorization)
+
+
 # Module-level, so that FastAPI resolves the routes' (postponed) annotations.
 StationDep = Annotated[Station, Depends(_station)]
+CitizenDep = Annotated[Citizen, Depends(_citizen)]
 
 
 def create_app(settings: Settings | None = None, counter: Counter | None = None) -> Any:
@@ -353,6 +452,22 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     def skip_check(request: SkipCheckRequest, who: StationDep) -> dict[str, Any]:
         return counter.skip_check(who, request)
 
+    @app.post(
+        "/api/citizen/consents",
+        summary="A citizen grants one consent (跨域通办): a township, one matter, one purpose, once",
+        responses={401: {"description": "no valid citizen credential"}},
+    )
+    def grant(request: ConsentRequest, citizen: CitizenDep) -> dict[str, Any]:
+        return counter.consent(citizen, request)
+
+    @app.get(
+        "/api/citizen/uses",
+        summary="Who used my data: every use and refused request, each with its inclusion proof",
+        responses={401: {"description": "no valid citizen credential"}},
+    )
+    def my_uses(citizen: CitizenDep) -> dict[str, Any]:
+        return counter.uses(citizen)
+
     @app.get(
         "/api/certificates/{cert_id}/bundle",
         summary="A certificate's verifiable bundle (checked offline by onceonly verify): a use",
@@ -376,4 +491,12 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     return app
 
 
-__all__ = ["BUNDLE_MATTER", "CONSENT_NEEDED", "Counter", "Refused", "SkipCheckRequest", "create_app"]
+__all__ = [
+    "BUNDLE_MATTER",
+    "CONSENT_NEEDED",
+    "ConsentRequest",
+    "Counter",
+    "Refused",
+    "SkipCheckRequest",
+    "create_app",
+]

@@ -63,6 +63,8 @@ NOT_YET_VALID = "证照未生效"
 NEEDS_CORRECTION = "数据待部门更正"
 NOT_CONFIRMED = "证照核验未通过"
 MUST_BRING = "需提交材料"
+IN_FORCE = "证照有效"
+NOTHING_HELD = "未找到：申请人名下没有该材料可用类型的证照"
 VERDICTS = (
     MAY_SKIP,
     NOT_FOUND,
@@ -330,10 +332,10 @@ def _answer(
             and (r.valid_to is None or r.valid_to >= today)
         ):
             if verifiers is None:
-                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force", MAY_SKIP)
+                return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
             disagrees = _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers)
             if disagrees is None:
-                return MaterialAnswer(material.name, True, r.cert_id, "certificate in force", MAY_SKIP)
+                return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
             verdict, reason = disagrees
             return MaterialAnswer(material.name, False, r.cert_id, reason, verdict)
     if rows:
@@ -348,18 +350,18 @@ def _answer(
             )
         if newest.valid_to is not None and newest.valid_to < today:
             return MaterialAnswer(
-                material.name, False, newest.cert_id, f"expired on {newest.valid_to.isoformat()}", EXPIRED
+                material.name, False, newest.cert_id, f"证照已于 {newest.valid_to.isoformat()} 到期", EXPIRED
             )
         return MaterialAnswer(
             material.name,
             False,
             newest.cert_id,
-            f"not yet valid (from {newest.valid_from.isoformat() if newest.valid_from else '?'})",
+            f"证照自 {newest.valid_from.isoformat() if newest.valid_from else '?'} 起生效",
             NOT_YET_VALID,
         )
     datasets = sorted({issued_by[t] for t in material.certificate_types if t in issued_by})
     reason = _not_found(conn, subject_id, datasets)
-    verdict = NEEDS_CORRECTION if "quarantined" in reason else NOT_FOUND
+    verdict = NOT_FOUND if reason == NOTHING_HELD else NEEDS_CORRECTION
     return MaterialAnswer(material.name, False, None, reason, verdict)
 
 
@@ -386,29 +388,29 @@ def _against_the_log(
     if not verifiers:
         return (
             NOT_CONFIRMED,
-            "the transparency log's verifier keys are missing, so the certificate cannot be confirmed",
+            "缺少透明日志的验证公钥，无法核验证照",
         )
     try:
         held = check_held(conn, cert_id, leaf_index, verifiers)
     except VerificationFailed as exc:
         return (
             NOT_CONFIRMED,
-            f"the catalog disagrees with the transparency log ({scrub_text(str(exc))}): run `onceonly audit`",
+            f"目录数据与透明日志不一致（{scrub_text(str(exc))}），请运行 onceonly audit",
         )
     body = held.certificate
     holder = (body.get("holder") or {}).get("id")
     if holder != subject_id:
         return (
             NOT_CONFIRMED,
-            "the catalog disagrees with the transparency log (another holder): run `onceonly audit`",
+            "目录数据与透明日志不一致（持有人不符），请运行 onceonly audit",
         )
     if held.state != STATUS_VALID:
-        return _status_verdict(held.state), f"certificate status is {held.state} in the signed status list"
+        return _status_verdict(held.state), f"签名状态列表中证照状态为{held.state}"
     valid_from, valid_to = body.get("valid_from"), body.get("valid_to")
     if valid_from and dt.date.fromisoformat(str(valid_from)[:10]) > today:
-        return NOT_YET_VALID, f"not yet valid (from {str(valid_from)[:10]})"
+        return NOT_YET_VALID, f"证照自 {str(valid_from)[:10]} 起生效"
     if valid_to and dt.date.fromisoformat(str(valid_to)[:10]) < today:
-        return EXPIRED, f"expired on {str(valid_to)[:10]}"
+        return EXPIRED, f"证照已于 {str(valid_to)[:10]} 到期"
     return None
 
 
@@ -421,8 +423,8 @@ def _not_in_force(conn: Connection, cert_id: str, status: str) -> str:
         .limit(1)
     ).first()
     if event is None:
-        return f"certificate status is {status}"
-    return f"certificate status is {status} since {event.occurred_at:%Y-%m-%d}: {event.reason}"
+        return f"证照状态为{status}"
+    return f"证照自 {event.occurred_at:%Y-%m-%d} 起为{status}：{event.reason}"
 
 
 def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
@@ -446,17 +448,15 @@ def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
         )
     ).all()
     if not rows:
-        return "not found: no certificate of an accepted type is held by this subject"
+        return NOTHING_HELD
     rules: dict[str, set[str]] = {}
     for r in rows:
         rules.setdefault(r.dataset, set()).add(f"{r.rule} ({r.value_masked})" if r.value_masked else r.rule)
-    failed = "; ".join(
-        f"the {dataset} record of this subject failed its data contract [{', '.join(sorted(names))}]"
+    failed = "；".join(
+        f"申请人的 {dataset} 记录未通过数据契约校验［{', '.join(sorted(names))}］"
         for dataset, names in sorted(rules.items())
     )
-    if len(rules) == 1:
-        return f"not found: {failed} and is quarantined until the department corrects it"
-    return f"not found: {failed}; they are quarantined until the departments correct them"
+    return f"未找到：{failed}，已暂存待部门更正"
 
 
 __all__ = [

@@ -53,7 +53,7 @@ def _set(harness: Harness, table: sa.Table, where: sa.ColumnElement[bool], **val
 
 def test_a_certificate_the_log_confirms_may_be_skipped(harness: Harness) -> None:
     _, holder = _issued(harness)
-    assert _household(harness, holder) == (True, "certificate in force")
+    assert _household(harness, holder) == (True, "证照有效")
 
 
 def test_a_revocation_undone_in_the_catalog_grants_no_skip(harness: Harness) -> None:
@@ -65,7 +65,7 @@ def test_a_revocation_undone_in_the_catalog_grants_no_skip(harness: Harness) -> 
     with harness.catalog.begin() as conn:
         conn.execute(sa.delete(certificate_events).where(certificate_events.c.cert_id == cert_id))
     assert _household(harness, holder, verified=False)[0]  # the catalog alone would grant it
-    assert _household(harness, holder) == (False, "certificate status is 撤销 in the signed status list")
+    assert _household(harness, holder) == (False, "签名状态列表中证照状态为撤销")
 
 
 def test_an_older_signed_status_list_put_back_grants_no_skip(harness: Harness) -> None:
@@ -92,14 +92,14 @@ def test_a_holder_reassigned_or_a_validity_edited_grants_no_skip(harness: Harnes
     _set(harness, certificates, certificates.c.cert_id == cert_id, holder_id=other)
     assert _household(harness, other) == (
         False,
-        "the catalog disagrees with the transparency log (another holder): run `onceonly audit`",
+        "目录数据与透明日志不一致（持有人不符），请运行 onceonly audit",
     )
     _set(harness, certificates, certificates.c.cert_id == cert_id, holder_id=holder, valid_from=TODAY)
     assert _household(harness, holder)[0]  # the log's dates are the ones read: still in force
     receipt = len(ROWS)  # the leaf after the certificates: the batch's receipt
     _set(harness, certificates, certificates.c.cert_id == cert_id, leaf_index=receipt)
     skippable, reason = _household(harness, holder)
-    assert not skippable and "the catalog disagrees with the transparency log" in reason
+    assert not skippable and "目录数据与透明日志不一致" in reason
 
 
 def test_what_a_batch_resolved_is_in_its_receipt_and_audited(harness: Harness, tmp_path: Path) -> None:

@@ -314,3 +314,122 @@ def test_the_answer_carries_a_signed_slip_that_verifies_offline_and_fails_when_c
     path.write_text(slip, encoding="utf-8")
     bad = CliRunner().invoke(cli, ["verify-slip", str(path), "--trusted-key", other.vkey])
     assert bad.exit_code == 1 and "INVALID" in bad.output
+
+
+def citizen_token(subject: str) -> str:
+    enrolled = CliRunner().invoke(cli, ["citizens", "enrol", "--subject", subject])
+    assert enrolled.exit_code == 0, enrolled.output
+    return enrolled.stdout.strip().splitlines()[-1]
+
+
+def grant(client: TestClient, token: str, **body: Any) -> httpx.Response:
+    request = {
+        "township": MINE,
+        "matter": "pension-enrolment",
+        "purpose": "城乡居民养老保险参保",
+        "minutes": 30,
+    }
+    request.update(body)
+    return client.post("/api/citizen/consents", json=request, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_citizens_consent_lets_another_townships_station_ask_once(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    theirs = citizen_token(people["other"])
+    granted = grant(client, theirs)
+    assert granted.status_code == 200, granted.text
+    code = granted.json()["code"]
+    assert len(code) == 9 and code[4] == "-"
+    token = station()  # of MINE: the citizen lives in OTHER
+    answer = ask(client, token, subject_id=people["other"], consent_code=code.lower().replace("-", ""))
+    assert answer.status_code == 200, answer.text
+    assert {m["material"]: m["verdict"] for m in answer.json()["materials"]}["居民户口簿"] == "可免交"
+    # The consent covers the bundles of that case, for that station, while it lasts.
+    url = {m["material"]: m for m in answer.json()["materials"]}["居民户口簿"]["bundle_url"]
+    params = {"purpose": "参保", "case_number": "WQ-1"}
+    assert client.get(url, headers={"Authorization": f"Bearer {token}"}, params=params).status_code == 200
+    assert client.get(url, headers={"Authorization": f"Bearer {station()}"}, params=params).status_code == 403
+    # Replayed: refused, and said so.
+    again = ask(client, token, subject_id=people["other"], consent_code=code)
+    assert again.status_code == 403 and "已使用" in again.json()["detail"]
+    # The consent, the use and the refusal are the citizen's to see, each proven.
+    mine = client.get("/api/citizen/uses", headers={"Authorization": f"Bearer {theirs}"}).json()
+    assert [(u["kind"], u["proven"]) for u in mine["uses"]] == [
+        ("consent", True),
+        ("use", True),  # the skip-check
+        ("use", True),  # the bundle
+        ("refusal", True),  # the other station's bundle
+        ("refusal", True),  # the replay
+    ]
+    assert people["other"] not in json.dumps(mine)
+
+
+@pytest.mark.parametrize(
+    ("grant_body", "ask_body", "detail", "reason"),
+    [
+        ({}, {"consent_code": "ABCD-EFGH"}, "授权码无效", "consent code unknown or of another subject"),
+        ({"township": OTHER}, {}, "不是授予本镇街", "consent code of another township"),
+        (
+            {"purpose": "其他用途"},
+            {},
+            "不适用于本事项或本用证事由",
+            "consent code of another matter or purpose",
+        ),
+        (
+            {"matter": "newborn"},
+            {},
+            "不适用于本事项或本用证事由",
+            "consent code of another matter or purpose",
+        ),
+    ],
+)
+def test_a_forged_or_misused_consent_is_refused(
+    client: TestClient,
+    people: dict[str, str],
+    grant_body: dict[str, Any],
+    ask_body: dict[str, Any],
+    detail: str,
+    reason: str,
+) -> None:
+    code = grant(client, citizen_token(people["other"]), **grant_body).json()["code"]
+    answer = ask(client, station(), subject_id=people["other"], **{"consent_code": code, **ask_body})
+    assert answer.status_code == 403 and detail in answer.json()["detail"], answer.text
+    assert logged("refusal")[-1]["reason"] == reason and logged("use") == []
+
+
+def test_an_expired_consent_or_another_persons_is_refused(people: dict[str, str]) -> None:
+    import datetime as dt
+
+    from evidence.keys import open_key_store
+    from evidence.log import TransparencyLog
+    from sharing.citizens import ConsentRefused, enrol, grant_consent, use_consent
+
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        citizen, _ = enrol(conn, people["other"])
+        consent = grant_consent(
+            conn, log, citizen, township=MINE, matter="pension-enrolment", purpose="参保", minutes=1
+        )
+    request = {"township": MINE, "matter": "pension-enrolment", "purpose": "参保", "station_id": "st1"}
+    later = consent.expires_at + dt.timedelta(seconds=1)
+    with catalog.begin() as conn, pytest.raises(ConsentRefused, match="已过期"):
+        use_consent(conn, consent.code, subject_id=people["other"], now=later, **request)
+    with catalog.begin() as conn, pytest.raises(ConsentRefused, match="无效"):
+        use_consent(conn, consent.code, subject_id=people["mine"], **request)
+    with catalog.begin() as conn:
+        assert use_consent(conn, consent.code, subject_id=people["other"], **request) == consent.leaf_index
+    catalog.dispose()
+
+
+def test_credentials_do_not_cross(client: TestClient, people: dict[str, str]) -> None:
+    theirs = citizen_token(people["mine"])
+    assert ask(client, theirs, subject_id=people["mine"]).status_code == 401
+    assert (
+        client.get("/api/citizen/uses", headers={"Authorization": f"Bearer {station()}"}).status_code == 401
+    )
+    assert client.get("/api/citizen/uses").status_code == 401
+    assert grant(client, theirs, minutes=61).status_code == 422
+    assert grant(client, theirs, township="999999999999").status_code == 422

@@ -56,8 +56,8 @@ def test_certificates_in_force_are_skippable_with_their_identifier(
     assert answer.subject == PERSON[:6] + "********" + PERSON[-4:]
     assert answer.skippable == ["结婚证", "居民户口簿"]
     by_name = {m.material: m for m in answer.materials}
-    assert brief(by_name["结婚证"]) == ("结婚证", True, marriage, "certificate in force", "可免交")
-    assert brief(by_name["居民户口簿"]) == ("居民户口簿", True, household, "certificate in force", "可免交")
+    assert brief(by_name["结婚证"]) == ("结婚证", True, marriage, "证照有效", "可免交")
+    assert brief(by_name["居民户口簿"]) == ("居民户口簿", True, household, "证照有效", "可免交")
     # nobody shares ID cards: never skippable, and the catalogue's note says what to do instead
     assert brief(by_name["居民身份证"]) == (
         "居民身份证",
@@ -81,12 +81,12 @@ def test_certificates_in_force_are_skippable_with_their_identifier(
 
 def test_a_certificate_valid_until_today_is_still_in_force(catalog: Catalog, records: Records) -> None:
     cid = records.certificate(PERSON, HOUSEHOLD_TYPE, valid_to=TODAY)
-    assert brief(ask(catalog)["居民户口簿"]) == ("居民户口簿", True, cid, "certificate in force", "可免交")
+    assert brief(ask(catalog)["居民户口簿"]) == ("居民户口簿", True, cid, "证照有效", "可免交")
 
 
 def test_an_expired_certificate_says_when_it_expired(catalog: Catalog, records: Records) -> None:
     cid = records.certificate(PERSON, MARRIAGE_TYPE, valid_to=dt.date(2020, 1, 1))
-    assert brief(ask(catalog)["结婚证"]) == ("结婚证", False, cid, "expired on 2020-01-01", "证照已过期")
+    assert brief(ask(catalog)["结婚证"]) == ("结婚证", False, cid, "证照已于 2020-01-01 到期", "证照已过期")
 
 
 def test_a_certificate_not_yet_valid_says_from_when(catalog: Catalog, records: Records) -> None:
@@ -95,7 +95,7 @@ def test_a_certificate_not_yet_valid_says_from_when(catalog: Catalog, records: R
         "居民户口簿",
         False,
         cid,
-        "not yet valid (from 2027-01-01)",
+        "证照自 2027-01-01 起生效",
         "证照未生效",
     )
 
@@ -109,7 +109,7 @@ def test_a_certificate_not_in_force_gives_its_status(
 ) -> None:
     cid = records.certificate(COMPANY, LICENCE_TYPE, status=status, valid_to=dt.date(2045, 5, 31))
     answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
-    assert brief(answer) == ("营业执照", False, cid, f"certificate status is {status}", verdict)
+    assert brief(answer) == ("营业执照", False, cid, f"证照状态为{status}", verdict)
 
 
 def test_a_suspended_certificate_gives_the_recorded_reason(catalog: Catalog, records: Records) -> None:
@@ -128,7 +128,7 @@ def test_a_suspended_certificate_gives_the_recorded_reason(catalog: Catalog, rec
         )
     answer = ask(catalog, COMPANY, BUSINESS)["营业执照"]
     assert not answer.skippable and answer.certificate_id == cid
-    assert answer.reason == "certificate status is 暂扣 since 2026-11-20: licence under investigation"
+    assert answer.reason == "证照自 2026-11-20 起为暂扣：licence under investigation"
 
 
 def test_the_version_in_force_is_found_behind_a_superseded_one(catalog: Catalog, records: Records) -> None:
@@ -154,14 +154,13 @@ def test_a_quarantined_record_is_named_only_for_the_material_its_dataset_issues(
     assert not household.skippable and household.certificate_id is None
     assert household.verdict == "数据待部门更正"
     assert household.reason == (
-        "not found: the household record of this subject failed its data contract "
-        "[name.required, township_code.region_code (120114999000)] and is quarantined until the "
-        "department corrects it"
+        "未找到：申请人的 household 记录未通过数据契约校验［name.required, "
+        "township_code.region_code (120114999000)］，已暂存待部门更正"
     )
     marriage = answers["结婚证"]
+    assert marriage.verdict == "数据待部门更正"
     assert marriage.reason == (
-        "not found: the marriage record of this subject failed its data contract "
-        "[cert_no.pattern (J12-bad)] and is quarantined until the department corrects it"
+        "未找到：申请人的 marriage 记录未通过数据契约校验［cert_no.pattern (J12-bad)］，已暂存待部门更正"
     )
     assert "marriage" not in household.reason and "household" not in marriage.reason
 
@@ -173,7 +172,7 @@ def test_a_subject_with_nothing_on_record_is_simply_not_found(catalog: Catalog, 
         "居民户口簿",
         False,
         None,
-        "not found: no certificate of an accepted type is held by this subject",
+        "未找到：申请人名下没有该材料可用类型的证照",
         "未找到证照",
     )
 
@@ -216,7 +215,7 @@ def test_an_id_inside_a_longer_bad_value_is_not_that_subject(catalog: Catalog, r
     records.quarantined(PERSON + "7", "household", "person_id.gb11643_citizen_id", None)
     records.quarantined("9" + PERSON, "household", "person_id.length", None)
     answer = ask(catalog)["居民户口簿"]
-    assert answer.reason == "not found: no certificate of an accepted type is held by this subject"
+    assert answer.reason == "未找到：申请人名下没有该材料可用类型的证照"
 
 
 def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, records: Records) -> None:
@@ -231,9 +230,8 @@ def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, r
     records.quarantined(f"{PERSON} {SPOUSE}", "marriage", "cert_no.pattern", "J12-bad")
     (answer,) = ask(catalog, PERSON, matter).values()
     assert answer.reason == (
-        "not found: the household record of this subject failed its data contract "
-        "[township_code.region_code (120114999000)]; the marriage record of this subject failed its "
-        "data contract [cert_no.pattern (J12-bad)]; they are quarantined until the departments correct them"
+        "未找到：申请人的 household 记录未通过数据契约校验［township_code.region_code (120114999000)］；"
+        "申请人的 marriage 记录未通过数据契约校验［cert_no.pattern (J12-bad)］，已暂存待部门更正"
     )
 
 
