@@ -431,7 +431,11 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/matters", summary="The matters catalogue and 一件事 bundles")
+    @app.get(
+        "/api/matters",
+        summary="The matters catalogue and 一件事 bundles",
+        responses={401: {"description": "no valid station credential"}},
+    )
     def matters(_: StationDep) -> dict[str, Any]:
         return counter.matters()
 
@@ -439,7 +443,7 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
         "/api/skip-check",
         summary="Which materials may this applicant skip for this matter or 一件事 bundle",
         responses={
-            400: {"description": "invalid ID number or credit code"},
+            400: {"description": "invalid ID number or credit code, or a body that is not JSON"},
             401: {"description": "no valid station credential"},
             403: {
                 "description": "matter out of the station's scope, or a subject of another township "
@@ -455,7 +459,11 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     @app.post(
         "/api/citizen/consents",
         summary="A citizen grants one consent (跨域通办): a township, one matter, one purpose, once",
-        responses={401: {"description": "no valid citizen credential"}},
+        responses={
+            400: {"description": "a body that is not JSON"},
+            401: {"description": "no valid citizen credential"},
+            422: {"description": "unknown matter or township, or a field out of bounds"},
+        },
     )
     def grant(request: ConsentRequest, citizen: CitizenDep) -> dict[str, Any]:
         return counter.consent(citizen, request)
