@@ -39,6 +39,15 @@ def skip_check_command(
             help="Record each skipped material as a use of shared data by this township in the log.",
         ),
     ] = None,
+    as_of: Annotated[
+        int | None,
+        typer.Option(
+            "--as-of",
+            metavar="CHECKPOINT",
+            help="Answer as the counter would have at this past checkpoint (its tree size), with a "
+            "consistency proof to today's.",
+        ),
+    ] = None,
 ) -> None:
     """For this subject and matter (or bundle): which materials may be skipped (可免交), and why not."""
     from catalog import Catalog
@@ -53,6 +62,10 @@ def skip_check_command(
     catalogue, issued_by = _catalogue(settings)
     asked = catalogue.asked(matter)  # names first: before the catalog, the key and the log
     if record_use_for is not None:
+        if as_of is not None:
+            raise ConfigurationError(
+                "--as-of answers from the log as it was: it records no use (drop --record-use)"
+            )
         check_township(record_use_for, settings.district_code)
     try:  # answers are read from the log, not from catalog rows alone
         verifiers = log_verifiers(settings)
@@ -60,7 +73,21 @@ def skip_check_command(
         verifiers = []  # no log yet: nothing can be confirmed, so nothing is answered skippable
     spouse_types = catalogue.relatives.get("spouse", ())
     catalog = Catalog.connect(settings.catalog_url, create=False)
-    if record_use_for is None:
+    past: dict[str, Any] | None = None
+    if as_of is not None:
+        with catalog.read() as conn:
+            day, past = _as_of(conn, as_of, verifiers)
+            answer = skip_check(
+                conn,
+                asked,
+                subject,
+                issued_by,
+                today=day,
+                verifiers=verifiers,
+                spouse_types=spouse_types,
+                as_of=as_of,
+            )
+    elif record_use_for is None:
         with catalog.read() as conn:
             answer = skip_check(
                 conn, asked, subject, issued_by, verifiers=verifiers, spouse_types=spouse_types
@@ -86,8 +113,15 @@ def skip_check_command(
             )
     shown = mask_citizen_id(answer.subject) or ""  # whatever the matter: it may be a person's
     if as_json:
-        typer.echo(json.dumps({**answer.to_json(), "subject": shown}, ensure_ascii=False, indent=2))
+        extra = {"as_of": past} if past is not None else {}
+        typer.echo(json.dumps({**answer.to_json(), "subject": shown, **extra}, ensure_ascii=False, indent=2))
         return
+    if past is not None:
+        typer.secho(
+            f"as of checkpoint {past['size']} ({past['day']}), consistent with today's checkpoint "
+            f"{past['today_size']} (consistency proof of {len(past['consistency_proof'])} hashes verified)",
+            bold=True,
+        )
     kind = "一件事" if answer.bundle else "事项"
     typer.secho(f"{kind}：{answer.matter_name}（{answer.matter}）  申请人：{shown}", bold=True)
     for m in answer.materials:
@@ -97,6 +131,48 @@ def skip_check_command(
             typer.secho(f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}", fg="green")
         else:
             typer.secho(f"  ✘ {m.material}{whose}: {m.verdict} — {m.reason}", fg="yellow")
+
+
+def _as_of(conn: Any, size: int, verifiers: Any) -> tuple[Any, dict[str, Any]]:
+    """The day of the checkpoint of ``size`` (Asia/Shanghai) and its consistency with today's."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from catalog import checkpoints
+    from evidence.log import latest_checkpoint, prove_consistency, read_head
+    from evidence.merkle import verify_consistency
+    from evidence.note import Checkpoint, open_note
+    from onceonly.errors import ConfigurationError
+
+    row = conn.execute(
+        select(checkpoints.c.note, checkpoints.c.created_at).where(checkpoints.c.tree_size == size)
+    ).first()
+    if row is None:
+        sizes = (
+            conn.execute(select(checkpoints.c.tree_size).order_by(checkpoints.c.tree_size)).scalars().all()
+        )
+        near = ", ".join(str(s) for s in sizes[-5:]) or "none"
+        raise ConfigurationError(f"the log signed no checkpoint of size {size} (the newest: {near})")
+    if not verifiers:
+        raise ConfigurationError("--as-of needs the log's verifier keys: is ONCEONLY_HOME right?")
+    head = latest_checkpoint(conn)
+    assert head is not None
+    old = Checkpoint.parse(open_note(str(row.note), list(verifiers)))
+    new = Checkpoint.parse(open_note(head[1], list(verifiers)))
+    proof = prove_consistency(conn, size, new.size)
+    verify_consistency(size, new.size, proof, old.root_hash, new.root_hash, hasher=read_head(conn).hasher)
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
+    day = created.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    return day, {
+        "size": size,
+        "day": day.isoformat(),
+        "checkpoint": str(row.note),
+        "today_size": new.size,
+        "today_checkpoint": head[1],
+        "consistency_proof": [h.hex() for h in proof],
+    }
 
 
 def _catalogue(settings: Any) -> tuple[Any, dict[str, str]]:

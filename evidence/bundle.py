@@ -264,7 +264,12 @@ class HeldCertificate:
 
 
 def check_held(
-    conn: Connection, cert_id: str, leaf_index: int, verifiers: Sequence[NoteVerifier]
+    conn: Connection,
+    cert_id: str,
+    leaf_index: int,
+    verifiers: Sequence[NoteVerifier],
+    *,
+    size: int | None = None,
 ) -> HeldCertificate:
     """The certificate ``cert_id`` at ``leaf_index`` as the log commits to it — never as a catalog
     row says — and its state in its issuer's signed status list; :class:`VerificationFailed`
@@ -277,10 +282,15 @@ def check_held(
     records for it. A catalog row whose holder, validity or status was edited therefore cannot
     make a skip-check answer "may be skipped": the answer is read from what this returns
     (``sharing.skipcheck``).
+
+    With ``size`` (a past checkpoint's tree size): the same, as of that checkpoint — the
+    certificate must be under it, and its state is the one the newest status list logged before
+    it gives, vouched for by that leaf's inclusion under the signed checkpoint of ``size`` (what
+    the counter would have answered then: ``skip-check --as-of``).
     """
     from catalog import log_leaves
-    from evidence.log import latest_checkpoint, leaf_at, opening_at, prove_inclusion, read_head
-    from evidence.status_list import stored_list
+    from evidence.log import checkpoint_at, latest_checkpoint, leaf_at, opening_at, prove_inclusion, read_head
+    from evidence.status_list import logged_status_list, stored_list
 
     opening = opening_at(conn, leaf_index)
     try:
@@ -298,13 +308,21 @@ def check_held(
                 )
     except (EvidenceError, ValueError) as exc:
         raise VerificationFailed(str(exc)) from None
-    head = latest_checkpoint(conn)
-    if head is None:
-        raise VerificationFailed("the transparency log has no checkpoint yet")
-    size, note = head
+    as_of = size is not None
+    if size is None:
+        head = latest_checkpoint(conn)
+        if head is None:
+            raise VerificationFailed("the transparency log has no checkpoint yet")
+        size, note = head
+    else:
+        found = checkpoint_at(conn, size)
+        if found is None:
+            raise VerificationFailed(f"the log signed no checkpoint of size {size}")
+        note = found
     checkpoint = Checkpoint.parse(open_note(note, list(verifiers)))
     if checkpoint.size != size or leaf_index >= size:
-        raise VerificationFailed(f"leaf {leaf_index} is not under the newest checkpoint (size {size})")
+        which = "the" if as_of else "the newest"
+        raise VerificationFailed(f"leaf {leaf_index} is not under {which} checkpoint (size {size})")
     hasher = read_head(conn).hasher
     entry = certificate_entry(certificate, salt) if salt is not None else certificate_leaf_bytes(certificate)
     try:
@@ -320,6 +338,38 @@ def check_held(
         raise VerificationFailed(f"certificate {cert_id} is not in the signed log: {exc}") from None
     credential = certificate.get("credential_status") or {}
     issuer, list_no = str(credential.get("issuer")), int(credential.get("list", -1))
+    if as_of:
+        # The newest list the log recorded before the checkpoint, proven under it.
+        before = conn.execute(
+            select(func.max(log_leaves.c.leaf_index)).where(
+                and_(
+                    log_leaves.c.kind == STATUS_LIST_KIND,
+                    log_leaves.c.ref == list_id(issuer, list_no),
+                    log_leaves.c.leaf_index < size,
+                )
+            )
+        ).scalar_one()
+        if before is None:
+            raise VerificationFailed(f"no status list covered certificate {cert_id} at size {size}")
+        listed = leaf_at(conn, int(before))
+        try:
+            verify_inclusion(
+                hasher.leaf(listed.entry or b""),
+                int(before),
+                size,
+                prove_inclusion(conn, int(before), size),
+                checkpoint.root_hash,
+                hasher=hasher,
+            )
+            document = json.loads(listed.entry or b"")
+        except (VerificationFailed, EvidenceError, ValueError) as exc:
+            raise VerificationFailed(
+                f"the status list at leaf {before} is not in the signed log: {exc}"
+            ) from None
+        state = _state_of(
+            certificate, CertificateId.parse(cert_id), logged_status_list(document, int(before))
+        )
+        return HeldCertificate(certificate, state, leaf_index, size)
     published = stored_list(conn, issuer, list_no)
     if published is None:
         raise VerificationFailed(f"no signed status list covers certificate {cert_id} yet")

@@ -350,6 +350,20 @@ def open_status_list(published: Mapping[str, Any], verifier: NoteVerifier) -> St
     text = open_note(signature, verifier)
     if not isinstance(document.get("id"), str) or text != _note_text(document["id"], canonical):
         raise VerificationFailed("status list signature does not cover this document (it was changed)")
+    return _status_list(document, leaf_index, canonical)
+
+
+def logged_status_list(document: Mapping[str, Any], leaf_index: int) -> StatusList:
+    """A status list as its log leaf records it (the document is the leaf's entry): vouched for
+    by the leaf's inclusion under a signed checkpoint, which the caller proves, not by the list's
+    own signature (the catalog keeps only each list's newest signature). For answers as of a
+    past checkpoint (``evidence.bundle.check_held(..., size=)``)."""
+    if not isinstance(document, Mapping) or document.get("format") != STATUS_LIST_FORMAT:
+        raise VerificationFailed(f"status list document is not in the {STATUS_LIST_FORMAT} format")
+    return _status_list(document, leaf_index, canonical_json(document))
+
+
+def _status_list(document: Mapping[str, Any], leaf_index: int, canonical: bytes) -> StatusList:
     issuer, list_no = document.get("issuer"), document.get("list")
     if not isinstance(issuer, str) or isinstance(list_no, bool) or not isinstance(list_no, int):
         raise VerificationFailed("status list document lacks its issuer or list number")
@@ -450,6 +464,7 @@ __all__ = [
     "decode_bits",
     "encode_bits",
     "list_id",
+    "logged_status_list",
     "make_document",
     "open_status_list",
     "publish_status_lists",

@@ -128,6 +128,7 @@ def skip_check(
     station: str | None = None,
     purpose: str | None = None,
     case_number: str | None = None,
+    as_of: int | None = None,
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
 
@@ -150,7 +151,20 @@ def skip_check(
     (a township of ``district``'s region list, checked first): which certificate stood in for
     which material of which matter, committed to the person whose data it is — never their ID —
     and, from the service, by which ``station``, for which ``purpose`` and ``case_number``.
+
+    With ``as_of`` (a past checkpoint's tree size, and ``today`` that checkpoint's day): what the
+    counter would have answered then — only certificates under that checkpoint, each state the
+    one the status list logged before it gives (``check_held(..., size=as_of)``), nothing logged.
     """
+    if as_of is not None:
+        from evidence.log import checkpoint_at
+
+        if log is not None or not verifiers:
+            raise ConfigurationError(
+                "an answer as of a past checkpoint is read from the log only: no use is logged"
+            )
+        if checkpoint_at(conn, as_of) is None:
+            raise ConfigurationError(f"the log signed no checkpoint of size {as_of}")
     asked = matter if isinstance(matter, Asked) else _asked(matter)
     today = today or dt.date.today()
     # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
@@ -167,7 +181,7 @@ def skip_check(
         if material.holder != "applicant" and material.certificate_types:
             if material.holder not in relatives:
                 relatives[material.holder] = _relative(
-                    conn, material.holder, subject_id, spouse_types, today, verifiers
+                    conn, material.holder, subject_id, spouse_types, today, verifiers, as_of
                 )
             holder_id, missing = relatives[material.holder]
             relative = holder_id
@@ -178,7 +192,10 @@ def skip_check(
                     )
                 )
                 continue
-        answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers)
+        if as_of is not None:
+            answer = _answer_as_of(conn, material, holder_id or subject_id, today, verifiers or (), as_of)
+        else:
+            answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers)
         answers.append(
             replace(
                 answer,
@@ -226,8 +243,10 @@ def _relative(
     spouse_types: Sequence[str],
     today: dt.date,
     verifiers: Sequence[NoteVerifier] | None,
+    as_of: int | None = None,
 ) -> tuple[str | None, str]:
-    """The relative's ID, or None and why it was not found."""
+    """The relative's ID, or None and why it was not found (as of a past checkpoint: from
+    marriage certificates under it, in force then)."""
     name = RELATION_NAMES.get(relation, relation)
     if relation != "spouse" or not spouse_types:
         return None, f"{name}关系的数据尚未由部门共享，无法查找{name}的证照"
@@ -243,7 +262,7 @@ def _relative(
             and_(
                 certificates.c.holder_id == subject_id,
                 certificates.c.type_code.in_(list(spouse_types)),
-                certificates.c.status == STATUS_VALID,
+                certificates.c.status == STATUS_VALID if as_of is None else certificates.c.leaf_index < as_of,
             )
         )
         .order_by(certificates.c.issue_date.desc(), certificates.c.version.desc())
@@ -255,7 +274,9 @@ def _relative(
                     certificates.c.dataset == r.dataset,
                     certificates.c.record_key == r.record_key,
                     certificates.c.holder_id != subject_id,
-                    certificates.c.status == STATUS_VALID,
+                    certificates.c.status == STATUS_VALID
+                    if as_of is None
+                    else certificates.c.leaf_index < as_of,
                 )
             )
         ).first()
@@ -264,9 +285,12 @@ def _relative(
         spouse = str(other.holder_id)
         if verifiers is not None:
             # The applicant's own certificate, as the log commits to it, must name the spouse.
-            if _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers) is not None:
+            if (
+                _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of)
+                is not None
+            ):
                 continue
-            body = check_held(conn, r.cert_id, int(r.leaf_index), verifiers).certificate
+            body = check_held(conn, r.cert_id, int(r.leaf_index), verifiers, size=as_of).certificate
             if spouse not in json.dumps(body.get("fields") or {}, ensure_ascii=False):
                 continue
         return spouse, ""
@@ -365,6 +389,43 @@ def _answer(
     return MaterialAnswer(material.name, False, None, reason, verdict)
 
 
+def _answer_as_of(
+    conn: Connection,
+    material: Material,
+    subject_id: str,
+    day: dt.date,
+    verifiers: Sequence[NoteVerifier],
+    size: int,
+) -> MaterialAnswer:
+    """The answer the log gives as of the checkpoint of ``size`` (its day ``day``)."""
+    if not material.certificate_types:
+        reason = "尚无部门共享该材料的电子证照"
+        return MaterialAnswer(
+            material.name, False, None, f"{reason}；{material.note}" if material.note else reason, MUST_BRING
+        )
+    rows = conn.execute(
+        select(certificates.c.cert_id, certificates.c.leaf_index)
+        .where(
+            and_(
+                certificates.c.holder_id == subject_id,
+                certificates.c.type_code.in_(material.certificate_types),
+                certificates.c.leaf_index < size,
+            )
+        )
+        .order_by(certificates.c.leaf_index.desc())
+    ).all()
+    first: tuple[str, str, str] | None = None
+    for r in rows:
+        disagrees = _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, day, verifiers, size)
+        if disagrees is None:
+            return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
+        if first is None:
+            first = (r.cert_id, disagrees[1], disagrees[0])
+    if first is not None:
+        return MaterialAnswer(material.name, False, first[0], first[1], first[2])
+    return MaterialAnswer(material.name, False, None, NOTHING_HELD, NOT_FOUND)
+
+
 def _status_verdict(status: str) -> str:
     if status == STATUS_SUSPENDED:
         return SUSPENDED
@@ -382,6 +443,7 @@ def _against_the_log(
     subject_id: str,
     today: dt.date,
     verifiers: Sequence[NoteVerifier],
+    as_of: int | None = None,
 ) -> tuple[str, str] | None:
     """None when the log confirms the certificate is this subject's and in force today; else the
     verdict and why not."""
@@ -391,7 +453,7 @@ def _against_the_log(
             "缺少透明日志的验证公钥，无法核验证照",
         )
     try:
-        held = check_held(conn, cert_id, leaf_index, verifiers)
+        held = check_held(conn, cert_id, leaf_index, verifiers, size=as_of)
     except VerificationFailed as exc:
         return (
             NOT_CONFIRMED,

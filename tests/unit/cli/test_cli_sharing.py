@@ -161,3 +161,53 @@ def test_matters_list_has_a_header_row(home: Path) -> None:
         "types",
     ]
     assert first.startswith("pension-enrolment") and "居民户口簿" in first
+
+
+def test_skip_check_as_of_a_past_checkpoint_proves_consistency_to_today(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holds_a_household_register(catalog, monkeypatch)
+    with catalog.read() as conn:
+        before = tree_size(conn)
+        (cert_id,) = conn.execute(sa.text("SELECT cert_id FROM certificates")).scalars().all()
+    runner = CliRunner()
+    assert runner.invoke(app, ["certificates", "revoke", cert_id, "--reason", "forged"]).exit_code == 0
+    now = runner.invoke(app, ["skip-check", "--subject", PERSON_AS_USCC, "--matter", "pension-enrolment"])
+    assert "✘ 居民户口簿: 证照已吊销" in now.output, now.output
+    then = runner.invoke(
+        app,
+        ["skip-check", "--subject", PERSON_AS_USCC, "--matter", "pension-enrolment", "--as-of", str(before)],
+    )
+    assert then.exit_code == 0, then.output
+    assert f"as of checkpoint {before}" in then.output and "consistency proof" in then.output
+    assert "✔ 居民户口簿: 可免交" in then.output
+    as_json = runner.invoke(
+        app,
+        [
+            "skip-check",
+            "--subject",
+            PERSON_AS_USCC,
+            "--matter",
+            "pension-enrolment",
+            "--as-of",
+            str(before),
+            "--json",
+        ],
+    )
+    past = json.loads(as_json.output)["as_of"]
+    assert past["size"] == before and past["today_size"] > before and past["consistency_proof"]
+    refused = runner.invoke(
+        app,
+        [
+            "skip-check",
+            "--subject",
+            PERSON_AS_USCC,
+            "--matter",
+            "pension-enrolment",
+            "--as-of",
+            "1",
+            "--record-use",
+            "120114001000",
+        ],
+    )
+    assert isinstance(refused.exception, ConfigurationError) and "records no use" in str(refused.exception)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from landing_harness import HOUSEHOLD, TODAY, Harness, household_row
 
@@ -13,6 +14,7 @@ from catalog import certificate_events, certificates, quarantine, status_lists
 from evidence.lifecycle import Lifecycle
 from evidence.status_list import publish_status_lists
 from lake.audit import audit
+from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 from sharing.matters import load_matters
 from sharing.skipcheck import skip_check
@@ -117,3 +119,31 @@ def test_what_a_batch_resolved_is_in_its_receipt_and_audited(harness: Harness, t
     (finding,) = audit(harness.catalog, harness.lake, extracts_dir=tmp_path, verifiers=verifiers).findings
     assert finding.batch_id == fixed.batch_id and finding.dataset == HOUSEHOLD.contract.id
     assert "0 quarantine row(s) are resolved by it, its receipt recorded 1" in finding.problem
+
+
+def test_as_of_a_past_checkpoint_the_answer_is_the_one_the_log_gave_then(harness: Harness) -> None:
+    from evidence.log import tree_size
+
+    cert_id, holder = _issued(harness)
+    with harness.catalog.read() as conn:
+        before = tree_size(conn)  # the signed checkpoint right after the list was published
+    with harness.catalog.begin() as conn:
+        Lifecycle(harness.log).change(conn, cert_id, "revoke", reason="forged")
+        publish_status_lists(conn, harness.log)
+
+    def answer(size: int | None) -> tuple[bool, str, str]:
+        with harness.catalog.read() as conn:
+            got = skip_check(
+                conn, PENSION, holder, ISSUED_BY, today=TODAY, verifiers=[harness.key.verifier], as_of=size
+            )
+        m = next(m for m in got.materials if m.material == "居民户口簿")
+        return m.skippable, m.verdict, m.reason
+
+    assert answer(None)[:2] == (False, "证照已吊销")
+    assert answer(before) == (True, "可免交", "证照有效")  # what the counter said before the revocation
+    # The catalog's current status does not leak into the past answer, nor a later list.
+    _set(harness, certificates, certificates.c.cert_id == cert_id, status="撤销")
+    assert answer(before)[0]
+    # A size the log never signed a checkpoint at: refused, not guessed.
+    with pytest.raises(ConfigurationError, match=r"no checkpoint of size 1$"):
+        answer(1)
