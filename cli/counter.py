@@ -168,7 +168,7 @@ def who_used(
         for u in report.uses:
             mark = "✔" if u.proven else "✘"
             what = u.entry.get("material") or u.entry.get("reason") or ""
-            when = u.entry.get("used_at") or u.entry.get("refused_at") or ""
+            when = u.entry.get("used_at") or u.entry.get("refused_at") or u.entry.get("granted_at") or ""
             typer.echo(
                 f"  {mark} leaf {u.leaf_index} {u.kind}: {when} township {u.entry.get('township')} "
                 f"station {u.entry.get('station') or '-'} matter {u.entry.get('matter')} {what} "
