@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "connectors": "bench.connectors",
     "contracts": "bench.contracts",
     "evidence": "bench.evidence",
+    "counter": "bench.counter",
 }
 
 
