@@ -129,14 +129,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
 ) -> None:
-    """Run the stations' service: skip-check over HTTP (OpenAPI at /docs and /openapi.json)."""
+    """Run the stations' service: the counter page at /, skip-check over HTTP (OpenAPI: /openapi.json)."""
     import uvicorn
 
     from onceonly.settings import Settings
     from sharing.service import create_app
 
     app_ = create_app(Settings())
-    typer.echo(f"OnceOnly counter service on http://{host}:{port} (OpenAPI: /docs)", err=True)
+    typer.echo(f"OnceOnly counter on http://{host}:{port} (page: /, OpenAPI: /openapi.json)", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 

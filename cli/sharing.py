@@ -135,20 +135,17 @@ def skip_check_command(
 
 def _as_of(conn: Any, size: int, verifiers: Any) -> tuple[Any, dict[str, Any]]:
     """The day of the checkpoint of ``size`` (Asia/Shanghai) and its consistency with today's."""
-    import datetime as dt
     from zoneinfo import ZoneInfo
 
     from sqlalchemy import select
 
     from catalog import checkpoints
-    from evidence.log import latest_checkpoint, prove_consistency, read_head
+    from evidence.log import latest_checkpoint, logged_time_before, prove_consistency, read_head
     from evidence.merkle import verify_consistency
     from evidence.note import Checkpoint, open_note
     from onceonly.errors import ConfigurationError
 
-    row = conn.execute(
-        select(checkpoints.c.note, checkpoints.c.created_at).where(checkpoints.c.tree_size == size)
-    ).first()
+    row = conn.execute(select(checkpoints.c.note).where(checkpoints.c.tree_size == size)).first()
     if row is None:
         sizes = (
             conn.execute(select(checkpoints.c.tree_size).order_by(checkpoints.c.tree_size)).scalars().all()
@@ -163,8 +160,12 @@ def _as_of(conn: Any, size: int, verifiers: Any) -> tuple[Any, dict[str, Any]]:
     new = Checkpoint.parse(open_note(head[1], list(verifiers)))
     proof = prove_consistency(conn, size, new.size)
     verify_consistency(size, new.size, proof, old.root_hash, new.root_hash, hasher=read_head(conn).hasher)
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=dt.UTC)
-    day = created.astimezone(ZoneInfo("Asia/Shanghai")).date()
+    # The day of the answer: the newest time the log itself recorded before that checkpoint
+    # (the checkpoint row's created_at is covered by nothing).
+    logged = logged_time_before(conn, size)
+    if logged is None:
+        raise ConfigurationError(f"the log recorded no time before size {size}: nothing to answer as of then")
+    day = logged.astimezone(ZoneInfo("Asia/Shanghai")).date()
     return day, {
         "size": size,
         "day": day.isoformat(),

@@ -28,6 +28,7 @@ if _TYPE_CHECKING:
         check_held,
         check_witnesses,
         export_bundle,
+        logged_list_before,
         verify_bundle,
     )
     from evidence.canonical import canonical_json
@@ -111,6 +112,7 @@ _EXPORTS: dict[str, str] = {
     "BUNDLE_FORMAT": "evidence.bundle",
     "HeldCertificate": "evidence.bundle",
     "check_held": "evidence.bundle",
+    "logged_list_before": "evidence.bundle",
     "PREVIOUS_FORMAT": "evidence.bundle",
     "VerifiedBundle": "evidence.bundle",
     "build_bundle": "evidence.bundle",
@@ -263,6 +265,7 @@ __all__ = [
     "latest_checkpoint",
     "leaf_hash",
     "log_verifiers",
+    "logged_list_before",
     "node_hash",
     "note_as_given",
     "open_key_store",

@@ -80,7 +80,14 @@ from evidence.keys import Keyring, check_key_status
 from evidence.merkle import TreeHash, tree_hash, verify_consistency, verify_inclusion
 from evidence.note import Checkpoint, NoteVerifier, note_as_given, open_note, parse_vkey
 from evidence.status_list import LOG_KIND as STATUS_LIST_KIND
-from evidence.status_list import STATE_SUPERSEDED, PublishedList, StatusList, list_id, open_status_list
+from evidence.status_list import (
+    STATE_SUPERSEDED,
+    STATUS_LIST_FORMAT,
+    PublishedList,
+    StatusList,
+    list_id,
+    open_status_list,
+)
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
 
 BUNDLE_FORMAT = "onceonly-bundle/3"
@@ -339,16 +346,9 @@ def check_held(
     credential = certificate.get("credential_status") or {}
     issuer, list_no = str(credential.get("issuer")), int(credential.get("list", -1))
     if as_of:
-        # The newest list the log recorded before the checkpoint, proven under it.
-        before = conn.execute(
-            select(func.max(log_leaves.c.leaf_index)).where(
-                and_(
-                    log_leaves.c.kind == STATUS_LIST_KIND,
-                    log_leaves.c.ref == list_id(issuer, list_no),
-                    log_leaves.c.leaf_index < size,
-                )
-            )
-        ).scalar_one()
+        # The newest list the log recorded before the checkpoint, found by its entry (which the
+        # leaf hash covers), not by the kind and ref columns beside it; proven under it.
+        before = logged_list_before(conn, issuer, list_no, size)
         if before is None:
             raise VerificationFailed(f"no status list covered certificate {cert_id} at size {size}")
         listed = leaf_at(conn, int(before))
@@ -395,6 +395,36 @@ def check_held(
     status_list = _list_signed_by(published, verifiers)
     state = _state_of(certificate, CertificateId.parse(cert_id), status_list)
     return HeldCertificate(certificate, state, leaf_index, size)
+
+
+def logged_list_before(conn: Connection, issuer: str, list_no: int, size: int) -> int | None:
+    """The leaf of the newest status list ``list_no`` of ``issuer`` logged before ``size``,
+    found by reading the entries backwards (only status lists carry their format), since the
+    kind and ref columns are not covered by the leaf hash; None if none was."""
+    from catalog import log_leaves
+
+    marker = b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"'
+    hi = size
+    while hi > 0:
+        rows = conn.execute(
+            select(log_leaves.c.leaf_index, log_leaves.c.entry)
+            .where(log_leaves.c.leaf_index < hi)
+            .order_by(log_leaves.c.leaf_index.desc())
+            .limit(2000)
+        ).all()
+        if not rows:
+            return None
+        for row in rows:
+            entry = bytes(row.entry or b"")
+            if marker in entry:
+                try:
+                    document = json.loads(entry)
+                except ValueError:
+                    continue
+                if document.get("issuer") == issuer and document.get("list") == list_no:
+                    return int(row.leaf_index)
+        hi = int(rows[-1].leaf_index)
+    return None
 
 
 def _list_signed_by(published: PublishedList, verifiers: Sequence[NoteVerifier]) -> StatusList:
@@ -854,5 +884,6 @@ __all__ = [
     "check_held",
     "check_witnesses",
     "export_bundle",
+    "logged_list_before",
     "verify_bundle",
 ]

@@ -549,6 +549,40 @@ def record_refusal(
     return appended
 
 
+_LOGGED_TIMES = ("used_at", "refused_at", "granted_at", "landed_at", "published", "occurred_at", "at")
+
+
+def logged_time_before(conn: Connection, size: int) -> dt.datetime | None:
+    """The newest time an entry logged before ``size`` records (a use, a receipt, a status list,
+    a lifecycle change…): the time of the log at that checkpoint, as the log itself signed it —
+    unlike the checkpoint row's ``created_at``, which nothing covers. None if no entry has one."""
+    hi = size
+    while hi > 0:
+        rows = conn.execute(
+            select(log_leaves.c.leaf_index, log_leaves.c.entry)
+            .where(log_leaves.c.leaf_index < hi)
+            .order_by(log_leaves.c.leaf_index.desc())
+            .limit(2000)
+        ).all()
+        if not rows:
+            return None
+        for row in rows:
+            try:
+                document = json.loads(bytes(row.entry or b"{}"))
+            except ValueError:
+                continue
+            for name in _LOGGED_TIMES:
+                value = document.get(name) if isinstance(document, dict) else None
+                if isinstance(value, str):
+                    try:
+                        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                    except ValueError:
+                        continue
+                    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        hi = int(rows[-1].leaf_index)
+    return None
+
+
 def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
     # The head row must exist before it can be locked: two first appends that both found it
     # missing and both inserted it would make one fail on the key (or, without the lock, both
@@ -1113,6 +1147,7 @@ __all__ = [
     "leaf_at",
     "leaves",
     "log_entry",
+    "logged_time_before",
     "node_hashes",
     "node_id",
     "opening_at",

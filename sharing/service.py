@@ -34,12 +34,13 @@ from sqlalchemy import and_, select
 from catalog import Catalog, certificates
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from onceonly.errors import ConfigurationError
-from onceonly.privacy import mask_citizen_id
+from onceonly.privacy import mask_citizen_id, scrub_digits
 from onceonly.settings import Settings
 from sharing.citizens import Citizen
 from sharing.stations import Station, authenticate
 
 CONSENT_NEEDED = "需本人授权"
+UNKNOWN_MATTER = "unknown"  # what a refusal logs for a matter code not in the catalogue
 # The counter page's own script and styles only; no other origin, no framing.
 _PAGE_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
@@ -71,6 +72,17 @@ class ConsentRequest(BaseModel):
     matter: str = Field(max_length=64, description="事项或一件事编码")
     purpose: str = Field(min_length=1, max_length=200, description="用证事由")
     minutes: int = Field(30, ge=1, le=60, description="有效期（分钟，至多 60）")
+
+
+def _scrubbed(request: SkipCheckRequest) -> SkipCheckRequest:
+    """The request with ID-looking numbers masked in its free text (purpose, case number): they
+    are logged, answered and signed, and the log is published."""
+    return request.model_copy(
+        update={
+            "purpose": scrub_digits(request.purpose) if request.purpose else request.purpose,
+            "case_number": scrub_digits(request.case_number) if request.case_number else request.case_number,
+        }
+    )
 
 
 def _bearer(authorization: str | None) -> str | None:
@@ -123,14 +135,13 @@ class Counter:
         from sharing.slip import build_slip, qr_svg, slip_digest
 
         subject = request.subject_id.strip().upper()
+        request = _scrubbed(request)
         try:
             asked = self.catalogue.asked(request.matter)
         except ConfigurationError:
-            refused = Refused(
-                404, f"未知事项：{request.matter[:64]}（见 GET /api/matters）", "unknown matter"
-            )
+            refused = Refused(404, "未知事项（见 GET /api/matters）", "unknown matter")
             known = is_valid_citizen_id(subject) or is_valid_uscc(subject)
-            self.refuse(station, request.matter, refused, subject if known else None, request)
+            self.refuse(station, UNKNOWN_MATTER, refused, subject if known else None, request)
             raise refused from None
         valid = is_valid_citizen_id(subject) if asked.subject == "person" else is_valid_uscc(subject)
         committed = subject if valid else None
@@ -183,6 +194,7 @@ class Counter:
                     station=station.station_id,
                     purpose=request.purpose,
                     case_number=request.case_number,
+                    may_see=lambda relative: self._in_township(conn, relative, station.township),
                 )
                 head = latest_checkpoint(conn)
                 slip = build_slip(
@@ -210,6 +222,30 @@ class Counter:
                 material["bundle_url"] = f"/api/certificates/{material['certificate_id']}/bundle"
         return body
 
+    def refuse_invalid(self, authorization: str | None, body: Any) -> None:
+        """Log a skip-check request the schema refused, if a station sent it (the subject committed
+        when it is a valid ID; the matter only when it is a code of the catalogue)."""
+        try:
+            station = self.station(authorization)
+        except Refused:
+            return
+        fields = body if isinstance(body, dict) else {}
+        subject = str(fields.get("subject_id") or "")[:64].strip().upper()
+        known = is_valid_citizen_id(subject) or is_valid_uscc(subject)
+        matter = str(fields.get("matter") or "")
+        codes = {m.code for m in self.catalogue.matters} | {b.code for b in self.catalogue.bundles}
+        request = SkipCheckRequest.model_construct(
+            subject_id="-", matter=matter, purpose=None, case_number=None
+        )
+        refused = Refused(422, "", "request refused by the schema")
+        self.refuse(
+            station,
+            matter if matter in codes else UNKNOWN_MATTER,
+            refused,
+            subject if known else None,
+            request,
+        )
+
     def refuse(
         self, station: Station, matter: str, refused: Refused, subject: str | None, request: SkipCheckRequest
     ) -> None:
@@ -232,34 +268,38 @@ class Counter:
         self, station: Station, cert_id: str, purpose: str | None, case_number: str | None
     ) -> dict[str, Any]:
         """The certificate's verifiable bundle (``evidence.bundle.export_bundle``), a use of its
-        holder's data: refused without purpose or case number, or for another township."""
+        holder's data: only for a certificate this station's skip-check answered 可免交 for this
+        case within the last hour (so under its township, scope and any consent), once."""
         from evidence.bundle import export_bundle
         from evidence.keys import bundle_vkeys
         from evidence.log import record_use
 
-        request = SkipCheckRequest(
-            subject_id="-", matter=BUNDLE_MATTER, purpose=purpose or None, case_number=case_number or None
+        request = _scrubbed(
+            SkipCheckRequest(
+                subject_id="-", matter=BUNDLE_MATTER, purpose=purpose or None, case_number=case_number or None
+            )
         )
         with self.catalog.read() as conn:
             row = conn.execute(
-                select(certificates.c.holder_id, certificates.c.township).where(
-                    certificates.c.cert_id == cert_id
-                )
+                select(certificates.c.holder_id).where(certificates.c.cert_id == cert_id)
             ).first()
-        holder = str(row.holder_id) if row is not None else None
+            holder = str(row.holder_id) if row is not None else None
+            answered, downloaded = self._uses_for_case(conn, cert_id, station, request.case_number)
         try:
             if row is None:
                 raise Refused(404, "未找到该证照", "unknown certificate")
-            if not purpose:
+            if not request.purpose:
                 raise Refused(422, "请填写用证事由", "no purpose")
-            if not case_number:
+            if not request.case_number:
                 raise Refused(422, "请填写受理编号", "no case number")
-            if row.township != station.township and not self._consented(holder or "", station):
+            if not answered:
                 raise Refused(
                     403,
-                    f"{CONSENT_NEEDED}：证照持有人不属本镇街，跨域通办须经本人授权",
-                    "certificate of another township",
+                    "该证照未在本站本受理编号的核验结果中（先核验，一小时内下载）",
+                    "certificate not answered for this station and case",
                 )
+            if downloaded:
+                raise Refused(403, "该证照已为本受理编号下载过", "bundle already downloaded for this case")
         except Refused as refused:
             self.refuse(station, BUNDLE_MATTER, refused, holder, request)
             raise
@@ -273,26 +313,36 @@ class Counter:
                 township=station.township,
                 subject=holder,
                 station=station.station_id,
-                purpose=purpose,
-                case_number=case_number,
+                purpose=request.purpose,
+                case_number=request.case_number,
             )
         return bundle
 
-    def _consented(self, subject: str, station: Station) -> bool:
-        """Whether the subject's consent, spent by this station, is still in force."""
-        from catalog import consents, utcnow
+    @staticmethod
+    def _uses_for_case(
+        conn: Any, cert_id: str, station: Station, case_number: str | None
+    ) -> tuple[bool, bool]:
+        """Whether this station's answer for ``case_number`` used the certificate within the hour,
+        and whether its bundle was downloaded for that case already (from the log's use entries)."""
+        import datetime as dt
+        import json
 
-        with self.catalog.read() as conn:
-            rows = conn.execute(
-                select(consents.c.expires_at).where(
-                    and_(consents.c.subject_id == subject, consents.c.used_by == station.station_id)
-                )
-            ).all()
-        now = utcnow()
-        return any(
-            (r.expires_at if r.expires_at.tzinfo else r.expires_at.replace(tzinfo=now.tzinfo)) > now
-            for r in rows
-        )
+        from catalog import log_leaves, utcnow
+
+        since = utcnow() - dt.timedelta(hours=1)
+        answered = downloaded = False
+        rows = conn.execute(
+            select(log_leaves.c.entry).where(and_(log_leaves.c.kind == "use", log_leaves.c.ref == cert_id))
+        ).scalars()
+        for entry in rows:
+            use = json.loads(entry)
+            if use.get("station") != station.station_id or use.get("case_number") != case_number:
+                continue
+            if use.get("matter") == BUNDLE_MATTER:
+                downloaded = True
+            elif dt.datetime.fromisoformat(str(use.get("used_at"))) >= since:
+                answered = True
+        return answered, downloaded
 
     def citizen(self, authorization: str | None) -> Citizen:
         from sharing.citizens import authenticate_citizen
@@ -399,9 +449,15 @@ CitizenDep = Annotated[Citizen, Depends(_citizen)]
 def create_app(settings: Settings | None = None, counter: Counter | None = None) -> Any:
     """The service as a FastAPI app (``counter``: its state, built from ``settings`` if not given)."""
     from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
+    from starlette.concurrency import run_in_threadpool
 
     counter = counter or Counter(settings or Settings())
     app = FastAPI(
+        # The OpenAPI document is served (/openapi.json); the docs pages are not: they load
+        # scripts from a CDN, which a government network neither reaches nor should trust.
+        docs_url=None,
+        redoc_url=None,
         title="OnceOnly 用证核验服务",
         version="1",
         description=(
@@ -410,6 +466,17 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
             "Every route but /healthz needs a station credential (Authorization: Bearer …)."
         ),
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the input (a citizen's ID): say where and what, not the value.
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        if request.url.path == "/api/skip-check":  # a refusal like the others, when a station asked
+            await run_in_threadpool(counter.refuse_invalid, request.headers.get("authorization"), exc.body)
+        return JSONResponse({"detail": problems}, status_code=422)
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:

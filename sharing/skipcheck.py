@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -63,6 +63,7 @@ NOT_YET_VALID = "证照未生效"
 NEEDS_CORRECTION = "数据待部门更正"
 NOT_CONFIRMED = "证照核验未通过"
 MUST_BRING = "需提交材料"
+CONSENT_NEEDED = "需本人授权"
 IN_FORCE = "证照有效"
 NOTHING_HELD = "未找到：申请人名下没有该材料可用类型的证照"
 VERDICTS = (
@@ -75,6 +76,7 @@ VERDICTS = (
     NEEDS_CORRECTION,
     NOT_CONFIRMED,
     MUST_BRING,
+    CONSENT_NEEDED,
 )
 
 
@@ -129,6 +131,7 @@ def skip_check(
     purpose: str | None = None,
     case_number: str | None = None,
     as_of: int | None = None,
+    may_see: Callable[[str], bool] | None = None,
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
 
@@ -151,6 +154,9 @@ def skip_check(
     (a township of ``district``'s region list, checked first): which certificate stood in for
     which material of which matter, committed to the person whose data it is — never their ID —
     and, from the service, by which ``station``, for which ``purpose`` and ``case_number``.
+
+    With ``may_see`` (the service: whether the station may see a person), a relative it may not
+    see is answered 需本人授权 with nothing of them — no ID, certificate or reason — and no use.
 
     With ``as_of`` (a past checkpoint's tree size, and ``today`` that checkpoint's day): what the
     counter would have answered then — only certificates under that checkpoint, each state the
@@ -185,6 +191,21 @@ def skip_check(
                 )
             holder_id, missing = relatives[material.holder]
             relative = holder_id
+            if holder_id is not None and may_see is not None and not may_see(holder_id):
+                name = RELATION_NAMES.get(material.holder, material.holder)
+                answers.append(
+                    MaterialAnswer(
+                        material.name,
+                        False,
+                        None,
+                        f"{name}不属本镇街，须经其本人授权",
+                        CONSENT_NEEDED,
+                        material.holder,
+                        None,
+                        needed_by,
+                    )
+                )
+                continue
             if holder_id is None:
                 answers.append(
                     MaterialAnswer(
@@ -522,6 +543,7 @@ def _not_found(conn: Connection, subject_id: str, datasets: list[str]) -> str:
 
 
 __all__ = [
+    "CONSENT_NEEDED",
     "EXPIRED",
     "MAY_SKIP",
     "MUST_BRING",

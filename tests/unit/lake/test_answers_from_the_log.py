@@ -147,3 +147,27 @@ def test_as_of_a_past_checkpoint_the_answer_is_the_one_the_log_gave_then(harness
     # A size the log never signed a checkpoint at: refused, not guessed.
     with pytest.raises(ConfigurationError, match=r"no checkpoint of size 1$"):
         answer(1)
+
+
+def test_as_of_finds_the_status_list_by_its_entry_not_by_the_editable_columns(harness: Harness) -> None:
+    from catalog import log_leaves
+    from evidence.log import tree_size
+
+    cert_id, holder = _issued(harness)
+    with harness.catalog.begin() as conn:
+        Lifecycle(harness.log).change(conn, cert_id, "revoke", reason="forged")
+        publish_status_lists(conn, harness.log)
+    with harness.catalog.read() as conn:
+        after = tree_size(conn)
+        newest = conn.execute(
+            sa.select(sa.func.max(log_leaves.c.leaf_index)).where(log_leaves.c.kind == "status-list")
+        ).scalar_one()
+    # The revoking list's leaf relabelled (kind and ref are beside the hashed entry): an older
+    # list, from before the revocation, must not be taken for it.
+    _set(harness, log_leaves, log_leaves.c.leaf_index == newest, kind="use", ref="x")
+    with harness.catalog.read() as conn:
+        got = skip_check(
+            conn, PENSION, holder, ISSUED_BY, today=TODAY, verifiers=[harness.key.verifier], as_of=after
+        )
+    household = next(m for m in got.materials if m.material == "居民户口簿")
+    assert (household.skippable, household.verdict) == (False, "证照已吊销")

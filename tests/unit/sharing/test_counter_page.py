@@ -149,3 +149,26 @@ def test_a_clerk_serves_a_citizen_from_the_page(server: str, browser: object, pe
     assert refused.text.startswith("需本人授权")
     assert not driver.find_element(By.ID, "answer").is_displayed()
     driver.save_screenshot(str(SHOTS / "counter-consent-needed.png"))
+
+    # The citizen grants consent with their own credential and reads the code out: answered.
+    from typer.testing import CliRunner
+
+    from cli.main import app as cli
+
+    theirs = (
+        CliRunner()
+        .invoke(cli, ["citizens", "enrol", "--subject", people["other"]])
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    code = httpx.post(
+        f"{server}/api/citizen/consents",
+        headers={"Authorization": f"Bearer {theirs}"},
+        json={"township": "120114001000", "matter": "pension-enrolment", "purpose": "城乡居民养老保险参保"},
+        timeout=30,
+    ).json()["code"]
+    driver.find_element(By.ID, "consent").send_keys(code)
+    driver.find_element(By.ID, "ask-button").click()
+    wait.until(shown.visibility_of_element_located((By.ID, "answer")))
+    assert "可免交" in driver.find_element(By.ID, "materials").text
+    assert driver.find_element(By.ID, "consent").get_attribute("value") == ""

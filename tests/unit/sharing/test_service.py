@@ -258,8 +258,14 @@ def test_a_bundle_is_downloaded_for_a_case_and_verifies_offline(
     answer = ask(client, token, subject_id=people["mine"]).json()
     url = {m["material"]: m for m in answer["materials"]}["居民户口簿"]["bundle_url"]
     assert client.get(url, headers=headers).status_code == 422  # no purpose, no case number
-    got = client.get(url, headers=headers, params={"purpose": "参保登记", "case_number": "WQ-9"})
+    # Only for the case the answer was for, and once.
+    other_case = client.get(url, headers=headers, params={"purpose": "参保登记", "case_number": "WQ-9"})
+    assert other_case.status_code == 403 and "未在本站本受理编号的核验结果中" in other_case.json()["detail"]
+    params = {"purpose": "参保登记", "case_number": "WQ-2026-0001"}
+    got = client.get(url, headers=headers, params=params)
     assert got.status_code == 200, got.text
+    again = client.get(url, headers=headers, params=params)
+    assert again.status_code == 403 and "已为本受理编号下载过" in again.json()["detail"]
     assert got.headers["Content-Disposition"].startswith("attachment;")
     path = tmp_path / "bundle.json"
     path.write_text(got.text, encoding="utf-8")
@@ -267,8 +273,8 @@ def test_a_bundle_is_downloaded_for_a_case_and_verifies_offline(
     verified = CliRunner().invoke(cli, ["verify", str(path), "--trusted-key", vkey])
     assert verified.exit_code == 0 and "VALID" in verified.output, verified.output
     downloads = [u for u in logged("use") if u["matter"] == "certificate-bundle"]
-    assert len(downloads) == 1 and downloads[0]["case_number"] == "WQ-9"
-    # Another township's certificate: consent needed; an unknown one: 404; both logged.
+    assert len(downloads) == 1 and downloads[0]["case_number"] == "WQ-2026-0001"
+    # Another township's certificate (no answer of this station for it): refused; unknown: 404.
     settings = Settings()
     catalog = Catalog.connect(settings.catalog_url, create=False)
     with catalog.read() as conn:
@@ -276,13 +282,14 @@ def test_a_bundle_is_downloaded_for_a_case_and_verifies_offline(
             sa.text("SELECT cert_id FROM certificates WHERE holder_id = :h"), {"h": people["other"]}
         ).scalar_one()
     catalog.dispose()
-    params = {"purpose": "参保登记", "case_number": "WQ-9"}
     refused = client.get(f"/api/certificates/{theirs}/bundle", headers=headers, params=params)
     assert refused.status_code == 403 and people["other"] not in refused.text
     assert client.get("/api/certificates/1.2.3/bundle", headers=headers, params=params).status_code == 404
     assert [r["reason"] for r in logged("refusal")] == [
         "no purpose",
-        "certificate of another township",
+        "certificate not answered for this station and case",
+        "bundle already downloaded for this case",
+        "certificate not answered for this station and case",
         "unknown certificate",
     ]
 
@@ -347,7 +354,7 @@ def test_a_citizens_consent_lets_another_townships_station_ask_once(
     assert {m["material"]: m["verdict"] for m in answer.json()["materials"]}["居民户口簿"] == "可免交"
     # The consent covers the bundles of that case, for that station, while it lasts.
     url = {m["material"]: m for m in answer.json()["materials"]}["居民户口簿"]["bundle_url"]
-    params = {"purpose": "参保", "case_number": "WQ-1"}
+    params = {"purpose": "参保", "case_number": "WQ-2026-0001"}
     assert client.get(url, headers={"Authorization": f"Bearer {token}"}, params=params).status_code == 200
     assert client.get(url, headers={"Authorization": f"Bearer {station()}"}, params=params).status_code == 403
     # Replayed: refused, and said so.
@@ -433,3 +440,31 @@ def test_credentials_do_not_cross(client: TestClient, people: dict[str, str]) ->
     assert client.get("/api/citizen/uses").status_code == 401
     assert grant(client, theirs, minutes=61).status_code == 422
     assert grant(client, theirs, township="999999999999").status_code == 422
+
+
+def test_a_schema_refusal_echoes_nothing_and_is_logged(client: TestClient, people: dict[str, str]) -> None:
+    token = station()
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"subject_id": people["mine"], "purpose": "参保", "case_number": "c"}  # no matter
+    answer = client.post("/api/skip-check", json=body, headers=headers)
+    assert answer.status_code == 422 and people["mine"] not in answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", "matter"]
+    (refusal,) = logged("refusal")
+    assert refusal["reason"] == "request refused by the schema" and refusal["matter"] == "unknown"
+    assert "subject_commitment" in refusal and people["mine"] not in json.dumps(refusal)
+    # Without a station's credential, nothing is logged.
+    assert client.post("/api/skip-check", json=body).status_code in (401, 422)
+    assert len(logged("refusal")) == 1
+
+
+def test_free_text_that_holds_an_id_is_never_logged_in_clear(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    token = station()
+    unknown = ask(client, token, subject_id=people["mine"], matter=people["other"])
+    assert unknown.status_code == 404 and people["other"] not in unknown.text
+    answered = ask(client, token, subject_id=people["mine"], purpose=f"核对{people['other']}的材料")
+    assert answered.status_code == 200 and people["other"] not in answered.text
+    everything = json.dumps(logged("refusal") + logged("use"), ensure_ascii=False)
+    assert people["other"] not in everything and people["other"][:6] + "********" in everything
+    assert logged("refusal")[0]["matter"] == "unknown"

@@ -340,3 +340,30 @@ def test_a_use_of_the_spouses_certificate_commits_to_the_spouse(catalog: Catalog
     by_certificate = {u.ref: kept[u.leaf_index] for u in uses}
     assert by_certificate[theirs] == SPOUSE  # the spouse can see this use of their data
     assert PERSON in by_certificate.values()
+
+
+def test_a_spouse_the_station_may_not_see_is_answered_consent_needed_with_nothing_of_them(
+    catalog: Catalog, records: Records
+) -> None:
+    records.certificate(PERSON, MARRIAGE_TYPE, record_key="J4")
+    records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J4")
+    records.certificate(SPOUSE, HOUSEHOLD_TYPE)
+    with catalog.read() as conn:
+        answer = skip_check(
+            conn,
+            HUKOU_MOVE,
+            PERSON,
+            ISSUED_BY,
+            today=TODAY,
+            spouse_types=SPOUSE_TYPES,
+            may_see=lambda subject: subject == PERSON,
+        )
+    spouse = {m.material: m for m in answer.materials}["配偶居民户口簿"]
+    assert (spouse.skippable, spouse.verdict, spouse.certificate_id, spouse.holder_shown) == (
+        False,
+        "需本人授权",
+        None,
+        None,
+    )
+    shown = json.dumps(answer.to_json(), ensure_ascii=False)
+    assert SPOUSE not in shown and SPOUSE[-4:] not in shown
