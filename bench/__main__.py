@@ -19,6 +19,8 @@ import platform
 import time
 from pathlib import Path
 
+from bench import Unavailable
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 # name -> module; each module is imported only when its benchmark runs.
@@ -44,7 +46,11 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     for name in args.names or list(BENCHMARKS):
         print(f"== {name}", flush=True)
-        figures = importlib.import_module(BENCHMARKS[name]).run(args.rows)
+        try:
+            figures = importlib.import_module(BENCHMARKS[name]).run(args.rows)
+        except Unavailable as exc:
+            print(f"{name}: not run: {exc}", flush=True)
+            continue
         figures["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
         figures["when"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         out = RESULTS / f"{name}.json"

@@ -40,6 +40,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bench import Unavailable
+
 BATCH = 10_000
 TOWNSHIP = "120114001000"
 PASSPHRASE = "bench-counter-passphrase"
@@ -244,7 +246,9 @@ def _in_process(subjects: list[str], seconds: float) -> tuple[float, float]:
 
 def run(rows: int | None = None) -> dict[str, Any]:
     if shutil.which("wrk") is None:
-        raise RuntimeError("the counter benchmark needs wrk (apt-get install wrk)")
+        raise Unavailable(
+            "the counter benchmark needs wrk, a load tool run as a second process (apt-get install wrk)"
+        )
     n = rows or 1_000_000
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -51,3 +51,11 @@ def test_wrk_figures_are_read_with_their_units(monkeypatch: pytest.MonkeyPatch) 
         ),
     )
     assert counter._wrk("http://x/", None)["p99_ms"] == 0.812
+
+
+def test_without_wrk_the_benchmark_says_so_and_make_bench_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import Unavailable
+
+    monkeypatch.setattr(counter.shutil, "which", lambda _: None)
+    with pytest.raises(Unavailable, match="apt-get install wrk"):
+        counter.run(1000)
