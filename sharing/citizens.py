@@ -34,7 +34,7 @@ from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
 from evidence.commitment import new_salts, subject_commitment
 from evidence.log import TransparencyLog
 from onceonly.errors import ConfigurationError
-from onceonly.privacy import mask_citizen_id
+from onceonly.privacy import mask_citizen_id, scrub_digits
 
 TOKEN_PREFIX = "ooc_"
 MAX_MINUTES = 60
@@ -115,6 +115,7 @@ def grant_consent(
     from sharing.skipcheck import check_township
 
     check_township(township, district)
+    purpose = scrub_digits(purpose)  # logged (and published): no ID number in clear
     if not purpose.strip():
         raise ConfigurationError("a consent names the purpose (用证事由) it is for")
     if not 1 <= minutes <= MAX_MINUTES:
