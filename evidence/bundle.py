@@ -401,29 +401,18 @@ def logged_list_before(conn: Connection, issuer: str, list_no: int, size: int) -
     """The leaf of the newest status list ``list_no`` of ``issuer`` logged before ``size``,
     found by reading the entries backwards (only status lists carry their format), since the
     kind and ref columns are not covered by the leaf hash; None if none was."""
-    from catalog import log_leaves
+    from evidence.log import entries_before
 
     marker = b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"'
-    hi = size
-    while hi > 0:
-        rows = conn.execute(
-            select(log_leaves.c.leaf_index, log_leaves.c.entry)
-            .where(log_leaves.c.leaf_index < hi)
-            .order_by(log_leaves.c.leaf_index.desc())
-            .limit(2000)
-        ).all()
-        if not rows:
-            return None
-        for row in rows:
-            entry = bytes(row.entry or b"")
-            if marker in entry:
-                try:
-                    document = json.loads(entry)
-                except ValueError:
-                    continue
-                if document.get("issuer") == issuer and document.get("list") == list_no:
-                    return int(row.leaf_index)
-        hi = int(rows[-1].leaf_index)
+    for index, entry in entries_before(conn, size):
+        if marker not in entry:
+            continue
+        try:
+            document = json.loads(entry)
+        except ValueError:
+            continue
+        if document.get("issuer") == issuer and document.get("list") == list_no:
+            return index
     return None
 
 

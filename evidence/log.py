@@ -498,16 +498,7 @@ def record_use(
         document["station"] = station
     if case_number is not None:
         document["case_number"] = case_number
-    salt = None
-    if subject is not None:
-        (salt,) = new_salts(1)
-        document["subject_commitment"] = subject_commitment(salt, subject)
-    appended = log.append_entry(conn, KIND_USE, certificate_id, document)
-    if subject is not None and salt is not None:
-        conn.execute(
-            insert(use_subjects).values(leaf_index=appended.first_index, subject_id=subject, salt=salt)
-        )
-    return appended
+    return append_committed(conn, log, KIND_USE, certificate_id, document, subject)
 
 
 def record_refusal(
@@ -537,11 +528,25 @@ def record_refusal(
         "case_number": case_number,
         "refused_at": utcnow().isoformat(timespec="seconds"),
     }
+    return append_committed(conn, log, KIND_REFUSAL, station, document, subject)
+
+
+def append_committed(
+    conn: Connection,
+    log: TransparencyLog,
+    kind: str,
+    ref: str,
+    document: dict[str, Any],
+    subject: str | None,
+) -> Appended:
+    """Append ``document`` (kind ``kind``) committed to ``subject`` (an ID number or USCC) under
+    a fresh salt, never naming them; the subject and salt kept in ``use_subjects``, where the
+    citizen's list of uses of their data (``sharing.uses``) finds them. No subject: no commitment."""
     salt = None
     if subject is not None:
         (salt,) = new_salts(1)
-        document["subject_commitment"] = subject_commitment(salt, subject)
-    appended = log.append_entry(conn, KIND_REFUSAL, station, document)
+        document = {**document, "subject_commitment": subject_commitment(salt, subject)}
+    appended = log.append_entry(conn, kind, ref, document)
     if subject is not None and salt is not None:
         conn.execute(
             insert(use_subjects).values(leaf_index=appended.first_index, subject_id=subject, salt=salt)
@@ -552,34 +557,44 @@ def record_refusal(
 _LOGGED_TIMES = ("used_at", "refused_at", "granted_at", "landed_at", "published", "occurred_at", "at")
 
 
-def logged_time_before(conn: Connection, size: int) -> dt.datetime | None:
-    """The newest time an entry logged before ``size`` records (a use, a receipt, a status list,
-    a lifecycle change…): the time of the log at that checkpoint, as the log itself signed it —
-    unlike the checkpoint row's ``created_at``, which nothing covers. None if no entry has one."""
+def entries_before(conn: Connection, size: int, *, chunk: int = 2000) -> Iterator[tuple[int, bytes]]:
+    """The entries of the ``log_leaves`` rows below ``size`` (not the packed certificate leaves),
+    newest first, read ``chunk`` rows at a time: for lookups that must trust only what the leaf
+    hash covers (the entry), not the kind and ref columns beside it."""
     hi = size
     while hi > 0:
         rows = conn.execute(
             select(log_leaves.c.leaf_index, log_leaves.c.entry)
             .where(log_leaves.c.leaf_index < hi)
             .order_by(log_leaves.c.leaf_index.desc())
-            .limit(2000)
+            .limit(chunk)
         ).all()
         if not rows:
-            return None
+            return
         for row in rows:
-            try:
-                document = json.loads(bytes(row.entry or b"{}"))
-            except ValueError:
-                continue
-            for name in _LOGGED_TIMES:
-                value = document.get(name) if isinstance(document, dict) else None
-                if isinstance(value, str):
-                    try:
-                        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-                    except ValueError:
-                        continue
-                    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+            yield int(row.leaf_index), bytes(row.entry or b"")
         hi = int(rows[-1].leaf_index)
+
+
+def logged_time_before(conn: Connection, size: int) -> dt.datetime | None:
+    """The newest time an entry logged before ``size`` records (a use, a receipt, a status list,
+    a lifecycle change…): the time of the log at that checkpoint, as the log itself signed it —
+    unlike the checkpoint row's ``created_at``, which nothing covers. None if no entry has one."""
+    for _, entry in entries_before(conn, size):
+        try:
+            document = json.loads(entry or b"{}")
+        except ValueError:
+            continue
+        if not isinstance(document, dict):
+            continue
+        for name in _LOGGED_TIMES:
+            value = document.get(name)
+            if isinstance(value, str):
+                try:
+                    when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    continue
+                return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
     return None
 
 
@@ -1140,9 +1155,11 @@ __all__ = [
     "LogReport",
     "Opening",
     "TransparencyLog",
+    "append_committed",
     "batch_receipt",
     "checkpoint_at",
     "checkpoint_entry",
+    "entries_before",
     "latest_checkpoint",
     "leaf_at",
     "leaves",

@@ -29,10 +29,9 @@ from typing import Any
 from sqlalchemy import and_, insert, select, update
 from sqlalchemy.engine import Connection
 
-from catalog import citizens, consents, use_subjects, utcnow
+from catalog import citizens, consents, utcnow
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
-from evidence.commitment import new_salts, subject_commitment
-from evidence.log import TransparencyLog
+from evidence.log import TransparencyLog, append_committed
 from onceonly.errors import ConfigurationError
 from onceonly.privacy import mask_citizen_id, scrub_digits
 
@@ -124,19 +123,14 @@ def grant_consent(
     code = f"{raw[:4]}-{raw[4:]}"
     now = utcnow()
     expires = now + dt.timedelta(minutes=minutes)
-    (salt,) = new_salts(1)
     document = {
         "township": township,
         "matter": matter,
         "purpose": purpose.strip(),
         "granted_at": now.isoformat(timespec="seconds"),
         "expires_at": expires.isoformat(timespec="seconds"),
-        "subject_commitment": subject_commitment(salt, citizen.subject_id),
     }
-    appended = log.append_entry(conn, KIND_CONSENT, township, document)
-    conn.execute(
-        insert(use_subjects).values(leaf_index=appended.first_index, subject_id=citizen.subject_id, salt=salt)
-    )
+    appended = append_committed(conn, log, KIND_CONSENT, township, document, citizen.subject_id)
     conn.execute(
         insert(consents).values(
             code_sha256=_digest(raw),

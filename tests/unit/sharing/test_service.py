@@ -4,11 +4,6 @@ purpose and case number required, another township refused, every use and refusa
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from counter_home import MINE, OTHER, station
+from counter_home import MINE, OTHER, serving, station
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -206,34 +201,11 @@ def test_who_used_proves_each_use_and_an_altered_entry_fails(
     assert not use["proven"] and "not the one the signed log holds" in use["problem"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_onceonly_serve_answers_over_http(people: dict[str, str], home: Path) -> None:
     token = station()
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
-        env={**os.environ},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "onceonly serve did not start"
-            time.sleep(0.2)
+    with serving() as url:
         answer = httpx.post(
-            f"http://127.0.0.1:{port}/api/skip-check",
+            f"{url}/api/skip-check",
             headers={"Authorization": f"Bearer {token}"},
             json={
                 "subject_id": people["mine"],
@@ -243,11 +215,8 @@ def test_onceonly_serve_answers_over_http(people: dict[str, str], home: Path) ->
             },
             timeout=30,
         )
-        assert answer.status_code == 200, answer.text
-        assert {m["material"]: m["verdict"] for m in answer.json()["materials"]}["居民户口簿"] == "可免交"
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
+    assert answer.status_code == 200, answer.text
+    assert {m["material"]: m["verdict"] for m in answer.json()["materials"]}["居民户口簿"] == "可免交"
 
 
 def test_a_bundle_is_downloaded_for_a_case_and_verifies_offline(
