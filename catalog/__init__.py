@@ -46,6 +46,7 @@ from catalog._schema import (
 )
 from catalog._sql import (
     IN_CHUNK,
+    Prepared,
     aware,
     bind_value,
     chunks,
@@ -60,6 +61,7 @@ __all__ = [
     "IN_CHUNK",
     "SCHEMA_REVISION",
     "Catalog",
+    "Prepared",
     "SchemaRevision",
     "aware",
     "batches",

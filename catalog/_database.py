@@ -42,7 +42,7 @@ class Catalog:
         self.engine = engine
 
     @classmethod
-    def connect(cls, url: str, *, create: bool = True) -> Catalog:
+    def connect(cls, url: str, *, create: bool = True, pool_size: int | None = None) -> Catalog:
         """Open the catalog at ``url``; with ``create`` make it (and a SQLite file's folder) if missing.
 
         Read-only commands pass ``create=False``: a missing SQLite catalog then means a wrong
@@ -50,8 +50,12 @@ class Catalog:
         A database without the catalog's tables gets them (every migration, up to the newest);
         a catalog at another schema revision is refused, untouched (:class:`CatalogOutdated`:
         ``onceonly catalog upgrade``).
+
+        ``pool_size``: connections kept open, for a long-running service with that many threads
+        (SQLAlchemy keeps 5 and closes the ones opened beyond them: on SQLite each new one starts
+        with an empty page cache).
         """
-        engine = _engine(url, create=create)
+        engine = _engine(url, create=create, pool_size=pool_size)
         try:
             migrations = _migrations.MIGRATIONS
             with _reading(engine) as conn:  # most often at the revision: no lock to wait for
@@ -115,11 +119,12 @@ class Catalog:
         self.engine.dispose()
 
 
-def _engine(url: str, *, create: bool) -> Engine:
+def _engine(url: str, *, create: bool, pool_size: int | None = None) -> Engine:
     """The engine for ``url``, with the SQLite settings below; a missing SQLite file is refused
     unless ``create`` (then its folder is made)."""
+    pooled = {} if pool_size is None else {"pool_size": pool_size, "max_overflow": pool_size}
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url, future=True, **pooled)
     except SQLAlchemyError as exc:
         raise catalog_error(exc, "cannot open the catalog database") from exc
     if engine.dialect.name == "sqlite":

@@ -373,13 +373,16 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
+_CONTROL = re.compile("[\x00-\x09\x0b-\x1f]")  # ASCII control characters but newline
+
+
 def _characters_problem(text: str) -> str | None:
     # c2sp.org/signed-note "Format": valid UTF-8, no ASCII control characters but newline.
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         return "not valid UTF-8"
-    if any(ord(char) < 0x20 and char != "\n" for char in text):
+    if _CONTROL.search(text):
         return "contains a control character other than newline"
     return None
 

@@ -118,3 +118,55 @@ def test_a_new_sqlite_catalog_has_the_settings_it_relies_on(tmp_path: Path) -> N
         settings = [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("page_size", "journal_mode")]
     assert settings == [16384, "wal"]
     catalog.dispose()
+
+
+def test_a_prepared_query_answers_as_sqlalchemy_does(catalog: Catalog) -> None:
+    """``Prepared`` runs a Core SELECT on the driver: the same rows, values converted by the column
+    types (dates and timestamps come back as dates and datetimes on SQLite too), on every database."""
+    import datetime as dt
+
+    from catalog import Prepared, stations
+
+    when = dt.datetime(2026, 12, 2, 8, 30, tzinfo=dt.UTC)
+    with catalog.begin() as conn:
+        conn.execute(
+            sa.insert(stations),
+            [
+                {
+                    "station_id": f"s{n}",
+                    "name": f"站{n}",
+                    "township": "120114001000",
+                    "token_sha256": f"{n:064d}",
+                    "matters": None,
+                    "created_at": when,
+                    "revoked_at": None,
+                }
+                for n in range(3)
+            ],
+        )
+    query = Prepared(
+        sa.select(stations.c.station_id, stations.c.name, stations.c.created_at)
+        .where(stations.c.township == sa.bindparam("township"))
+        .order_by(stations.c.station_id)
+        .limit(2)
+    )
+    with catalog.read() as conn:
+        rows = query.all(conn, township="120114001000")
+        expected = conn.execute(query.statement, {"township": "120114001000"}).all()
+        assert [tuple(r) for r in rows] == [tuple(r) for r in expected]
+        assert rows[0].station_id == "s0" and rows[1].name == "站1"
+        assert rows[0].created_at.replace(tzinfo=None) == when.replace(tzinfo=None)
+        assert query.first(conn, township="nowhere") is None
+        with pytest.raises(Exception, match="township"):
+            query.all(conn)  # a parameter without a value is refused, not sent as NULL
+
+
+def test_a_prepared_query_that_fails_is_a_catalog_error(catalog: Catalog) -> None:
+    from catalog import Prepared
+
+    query = Prepared(sa.select(sa.table("no_such_table", sa.column("x")).c.x))
+    with (
+        pytest.raises(CatalogError, match=r"no_such_table|does not exist|doesn't exist"),
+        catalog.read() as conn,
+    ):
+        query.all(conn)
