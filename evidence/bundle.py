@@ -62,7 +62,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from evidence.canonical import canonical_json
@@ -85,7 +85,6 @@ from evidence.status_list import (
     STATUS_LIST_FORMAT,
     PublishedList,
     StatusList,
-    list_id,
     open_status_list,
 )
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
@@ -295,7 +294,6 @@ def check_held(
     it gives, vouched for by that leaf's inclusion under the signed checkpoint of ``size`` (what
     the counter would have answered then: ``skip-check --as-of``).
     """
-    from catalog import log_leaves
     from evidence.log import checkpoint_at, latest_checkpoint, leaf_at, opening_at, prove_inclusion, read_head
     from evidence.status_list import logged_status_list, stored_list
 
@@ -377,11 +375,9 @@ def check_held(
         raise VerificationFailed(
             f"the status list of certificate {cert_id} is not under the newest checkpoint"
         )
-    newest = conn.execute(
-        select(func.max(log_leaves.c.leaf_index)).where(
-            and_(log_leaves.c.kind == STATUS_LIST_KIND, log_leaves.c.ref == list_id(issuer, list_no))
-        )
-    ).scalar_one()
+    # The newest list the log holds, found by its entry (which the leaf hash covers), not by the
+    # kind and ref columns beside it: a newer list relabelled must still be the one that counts.
+    newest = logged_list_before(conn, issuer, list_no, size)
     logged = leaf_at(conn, published.leaf_index)
     if (
         newest != published.leaf_index

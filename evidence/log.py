@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 
 from catalog import (
     BUNDLE_LEAVES,
+    Prepared,
     bind_value,
     certificate_openings,
     certificates,
@@ -361,20 +362,26 @@ class Opening:
     body: bytes
 
 
+# The packed openings holding a leaf: run on the driver (a counter opens one per answer).
+_OPENING_ROW = Prepared(
+    select(
+        certificate_openings.c.first_leaf, certificate_openings.c.leaf_count, certificate_openings.c.openings
+    )
+    .where(
+        and_(
+            certificate_openings.c.first_leaf <= bindparam("index"),
+            certificate_openings.c.first_leaf > bindparam("after"),
+        )
+    )
+    .order_by(certificate_openings.c.first_leaf.desc())
+    .limit(1)
+)
+
+
 def opening_at(conn: Connection, index: int) -> Opening | None:
     """The opening of certificate leaf ``index``; None when it has none (a leaf an earlier
     version wrote: its entry is the certificate itself)."""
-    row = conn.execute(
-        select(certificate_openings)
-        .where(
-            and_(
-                certificate_openings.c.first_leaf <= index,
-                certificate_openings.c.first_leaf > index - BUNDLE_LEAVES,
-            )
-        )
-        .order_by(certificate_openings.c.first_leaf.desc())
-        .limit(1)
-    ).first()
+    row = _OPENING_ROW.first(conn, index=index, after=index - BUNDLE_LEAVES)
     if row is None or index >= row.first_leaf + row.leaf_count:
         return None
     at = index - int(row.first_leaf)
@@ -464,9 +471,7 @@ def batch_receipt(
     return log_entry(KIND_BATCH_RECEIPT, batch_id, document)
 
 
-def record_use(
-    conn: Connection,
-    log: TransparencyLog,
+def use_entry(
     *,
     matter: str,
     certificate_id: str,
@@ -476,8 +481,9 @@ def record_use(
     subject: str | None = None,
     station: str | None = None,
     case_number: str | None = None,
-) -> Appended:
-    """Log that shared data (a certificate) was used for ``matter`` instead of asking the citizen.
+) -> Committed:
+    """The entry logging that shared data (a certificate) was used for ``matter`` instead of
+    asking the citizen (append it with :func:`append_committed_many`, or :func:`record_use`).
 
     ``station`` and ``case_number`` (受理编号), when given, name who used it and for which case.
 
@@ -498,12 +504,15 @@ def record_use(
         document["station"] = station
     if case_number is not None:
         document["case_number"] = case_number
-    return append_committed(conn, log, KIND_USE, certificate_id, document, subject)
+    return Committed(KIND_USE, certificate_id, document, subject)
 
 
-def record_refusal(
-    conn: Connection,
-    log: TransparencyLog,
+def record_use(conn: Connection, log: TransparencyLog, **use: Any) -> Appended:
+    """Log one use (:func:`use_entry`'s arguments) under its own checkpoint."""
+    return append_committed_many(conn, log, [use_entry(**use)])
+
+
+def refusal_entry(
     *,
     station: str,
     township: str,
@@ -512,8 +521,9 @@ def record_refusal(
     subject: str | None = None,
     purpose: str | None = None,
     case_number: str | None = None,
-) -> Appended:
-    """Log that a station's request for shared data was refused, and why (kind ``refusal``).
+) -> Committed:
+    """The entry logging that a station's request for shared data was refused, and why (kind
+    ``refusal``).
 
     Like a use, the entry commits to the subject (when the request named a valid one) and never
     names them; the subject and salt are kept in ``use_subjects``, so the citizen sees refused
@@ -528,7 +538,22 @@ def record_refusal(
         "case_number": case_number,
         "refused_at": utcnow().isoformat(timespec="seconds"),
     }
-    return append_committed(conn, log, KIND_REFUSAL, station, document, subject)
+    return Committed(KIND_REFUSAL, station, document, subject)
+
+
+def record_refusal(conn: Connection, log: TransparencyLog, **refusal: Any) -> Appended:
+    """Log one refusal (:func:`refusal_entry`'s arguments) under its own checkpoint."""
+    return append_committed_many(conn, log, [refusal_entry(**refusal)])
+
+
+@dataclass(frozen=True)
+class Committed:
+    """An entry to log committed to its subject (an ID number or USCC; None: no commitment)."""
+
+    kind: str
+    ref: str
+    document: dict[str, Any]
+    subject: str | None = field(default=None, repr=False)  # an ID number: never in a repr
 
 
 def append_committed(
@@ -539,17 +564,32 @@ def append_committed(
     document: dict[str, Any],
     subject: str | None,
 ) -> Appended:
-    """Append ``document`` (kind ``kind``) committed to ``subject`` (an ID number or USCC) under
-    a fresh salt, never naming them; the subject and salt kept in ``use_subjects``, where the
-    citizen's list of uses of their data (``sharing.uses``) finds them. No subject: no commitment."""
-    salt = None
-    if subject is not None:
-        (salt,) = new_salts(1)
-        document = {**document, "subject_commitment": subject_commitment(salt, subject)}
-    appended = log.append_entry(conn, kind, ref, document)
-    if subject is not None and salt is not None:
+    """Append ``document`` (kind ``kind``) committed to ``subject``: :func:`append_committed_many`
+    of one."""
+    return append_committed_many(conn, log, [Committed(kind, ref, document, subject)])
+
+
+def append_committed_many(conn: Connection, log: TransparencyLog, items: Sequence[Committed]) -> Appended:
+    """Append ``items`` under one checkpoint, each committed to its subject under a fresh salt,
+    never naming them; the subject and salt kept in ``use_subjects``, where the citizen's list of
+    uses of their data (``sharing.uses``) finds them. Item ``i`` is leaf ``first_index + i``."""
+    salts = iter(new_salts(sum(1 for item in items if item.subject is not None)))
+    entries, kept = [], []
+    for at, item in enumerate(items):
+        document = item.document
+        if item.subject is not None:
+            salt = next(salts)
+            document = {**document, "subject_commitment": subject_commitment(salt, item.subject)}
+            kept.append((at, item.subject, salt))
+        entries.append(log_entry(item.kind, item.ref, document))
+    appended = log.append(conn, entries)
+    if kept:
         conn.execute(
-            insert(use_subjects).values(leaf_index=appended.first_index, subject_id=subject, salt=salt)
+            insert(use_subjects),
+            [
+                {"leaf_index": appended.first_index + at, "subject_id": subject, "salt": salt}
+                for at, subject, salt in kept
+            ],
         )
     return appended
 
@@ -1150,12 +1190,14 @@ __all__ = [
     "KIND_USE",
     "NODE_MIN_LEVEL",
     "Appended",
+    "Committed",
     "Leaf",
     "LogHead",
     "LogReport",
     "Opening",
     "TransparencyLog",
     "append_committed",
+    "append_committed_many",
     "batch_receipt",
     "checkpoint_at",
     "checkpoint_entry",
@@ -1174,8 +1216,10 @@ __all__ = [
     "read_head",
     "record_refusal",
     "record_use",
+    "refusal_entry",
     "root_at",
     "tree_size",
     "unusable_checkpoints",
+    "use_entry",
     "verify_log",
 ]

@@ -1,0 +1,279 @@
+"""What a long-running reader (the counter's service) trusts of the log, checked once and followed.
+
+Example::
+
+    view = LogView(verifiers, hasher=SHA256)     # the log's keys (evidence.keys.log_verifiers)
+    with catalog.read() as conn:
+        held = view.held(conn, cert_id, leaf_index)   # as evidence.bundle.check_held, without
+        held.state, held.certificate["holder"]        #   an inclusion proof per answer
+
+:func:`evidence.bundle.check_held` proves one certificate from scratch: its opening, an inclusion
+proof from stored nodes against the newest signed checkpoint, the newest signed status list.
+That is right for a command run once, and 5 ms an answer for a service. The view does the same
+work once for the whole log and then follows it:
+
+- on the first call it reads every leaf, hashes each entry itself (the stored ``leaf_hash``
+  column is not trusted), folds them and requires the root of the newest checkpoint signed by
+  one of ``verifiers``; later calls read only the leaves appended since and require the grown
+  tree to fold to the newer signed root — so a leaf it trusts can never be changed under it;
+- it keeps every leaf hash and interior node (64 bytes a leaf: inclusion proofs without a
+  query, ``prove_inclusion``) and, found by their entries (never by the ``kind``
+  and ``ref`` columns beside them, which no hash covers), the newest status list of each issuer
+  and list number;
+- :meth:`LogView.held` checks a certificate's stored opening against the leaf hash it holds
+  and reads the certificate's state from the newest logged status list — the same answer as
+  ``check_held``, with no proof per answer. Opened certificates are kept (``cache`` of them).
+
+A log that does not fold to its signed root, a checkpoint signed by nobody trusted or a leaf
+missing: :class:`~onceonly.errors.VerificationFailed` naming it, and the view keeps what it had
+verified before (a service answers 证照核验未通过 until the log is put right).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, bindparam, select
+from sqlalchemy.engine import Connection
+
+from catalog import BUNDLE_LEAVES, Prepared, checkpoints, log_bundles, log_leaves
+from evidence.bundle import HeldCertificate, _state_of
+from evidence.commitment import certificate_entry, is_commitment_entry
+from evidence.identifier import CertificateId
+from evidence.log import _unpack, leaf_at, opening_at
+from evidence.merkle import SHA256, TreeHash, extend, fold_subtrees, inclusion_ranges, perfect_subtrees
+from evidence.note import Checkpoint, NoteVerifier, open_note
+from evidence.status_list import STATUS_LIST_FORMAT, StatusList, logged_status_list
+from onceonly.errors import EvidenceError, VerificationFailed
+
+_NEWEST = Prepared(
+    select(checkpoints.c.tree_size, checkpoints.c.note).order_by(checkpoints.c.tree_size.desc()).limit(1)
+)
+_LIST_MARKER = b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"'
+_CHUNK = 50_000
+
+
+# The leaves a view follows, read on the driver (``catalog.Prepared``): the service follows the
+# log after every append, a few leaves at a time.
+_LEAF_ROWS = Prepared(
+    select(log_leaves.c.leaf_index, log_leaves.c.entry)
+    .where(and_(log_leaves.c.leaf_index >= bindparam("lo"), log_leaves.c.leaf_index < bindparam("hi")))
+    .order_by(log_leaves.c.leaf_index)
+)
+_BUNDLE_ROWS = Prepared(
+    select(log_bundles.c.first_leaf, log_bundles.c.leaf_count, log_bundles.c.entries).where(
+        and_(log_bundles.c.first_leaf > bindparam("after"), log_bundles.c.first_leaf < bindparam("hi"))
+    )
+)
+
+
+def _note_list(index: int, entry: bytes, lists: dict[tuple[str, int], tuple[int, bytes]]) -> None:
+    """Keep ``entry`` if it is a status list (by its own format, not the columns beside it)."""
+    try:
+        document = json.loads(entry)
+    except ValueError:
+        return
+    if not isinstance(document, dict) or document.get("format") != STATUS_LIST_FORMAT:
+        return
+    issuer, number = document.get("issuer"), document.get("list")
+    if isinstance(issuer, str) and isinstance(number, int) and not isinstance(number, bool):
+        known = lists.get((issuer, number))
+        if known is None or index > known[0]:  # the newest, whatever order the rows came in
+            lists[(issuer, number)] = (index, entry)
+
+
+class LogView:
+    """The log as verified by this process: leaf hashes, the signed head, the newest status lists."""
+
+    def __init__(self, verifiers: Sequence[NoteVerifier], *, hasher: TreeHash = SHA256, cache: int = 200_000):
+        if not verifiers:
+            raise VerificationFailed("no key to verify the log's checkpoints with")
+        self.verifiers = list(verifiers)
+        self.hasher = hasher
+        self.size = 0
+        self.note = ""
+        self._frontier: list[bytes] = []
+        self._levels: list[bytearray] = [bytearray()]  # level 0: the leaf hashes; then their parents
+        self._lists: dict[tuple[str, int], tuple[int, bytes]] = {}  # (issuer, list) -> (leaf, entry)
+        self._parsed: dict[tuple[str, int], StatusList] = {}  # the newest list parsed, by list
+        self._opened: OrderedDict[int, tuple[str, dict[str, Any], CertificateId]] = OrderedDict()
+        self._cache = cache
+        self._lock = threading.Lock()
+        self.head: tuple[int, str] = (0, "")  # the size and note verified, read together
+
+    def refresh(self, conn: Connection) -> int:
+        """Follow the log to its newest signed checkpoint; the size verified."""
+        row = _NEWEST.first(conn)
+        if row is None:
+            raise VerificationFailed("the transparency log has no checkpoint yet")
+        size, note = int(row.tree_size), str(row.note)
+        # Smaller: a read that began before the newest append saw less; what the view holds covers it.
+        if size < self.size or (size, note) == self.head:
+            return self.size
+        with self._lock:
+            if size > self.size or (size == self.size and note != self.note):
+                self._follow(conn, size, note)
+        return self.size
+
+    def _follow(self, conn: Connection, size: int, note: str) -> None:
+        try:
+            checkpoint = Checkpoint.parse(open_note(note, self.verifiers))
+        except (VerificationFailed, EvidenceError, ValueError) as exc:
+            raise VerificationFailed(
+                f"the newest checkpoint (size {size}) is not signed by the log's keys: {exc}"
+            ) from None
+        if checkpoint.size != size:
+            raise VerificationFailed(
+                f"the newest checkpoint says size {checkpoint.size} where the catalog says {size}"
+            )
+        levels = [bytearray() for _ in self._levels]
+        lists: dict[tuple[str, int], tuple[int, bytes]] = {}
+        frontier, at = self._frontier, self.size
+        while at < size:
+            end = min(size, at + _CHUNK)
+            chunk = [self.hasher.leaf(data) for data in self._entries(conn, at, end, lists)]
+            grown = extend(at, frontier, chunk, hasher=self.hasher)
+            levels[0] += b"".join(chunk)
+            for level, (_, nodes) in enumerate(grown.levels, start=1):
+                while len(levels) <= level:
+                    levels.append(bytearray())
+                levels[level] += b"".join(nodes)
+            frontier, at = grown.frontier, end
+        root = fold_subtrees(frontier, hasher=self.hasher) if frontier else self.hasher.empty_root
+        if root != checkpoint.root_hash:
+            raise VerificationFailed(
+                f"the log's leaves {self.size}..{size - 1} do not fold to the root of its signed "
+                f"checkpoint of size {size}: the log was changed; run `onceonly log verify`"
+            )
+        while len(self._levels) < len(levels):
+            self._levels.append(bytearray())
+        for mine, new in zip(self._levels, levels, strict=False):
+            mine += new
+        # What a reader needs first, the head last: a thread that sees the new head (and returns
+        # early from refresh) must find the status lists it covers.
+        self._lists.update(lists)
+        self._frontier = frontier
+        self.size, self.note = size, note
+        self.head = (size, note)
+
+    @staticmethod
+    def _entries(
+        conn: Connection, lo: int, hi: int, lists: dict[tuple[str, int], tuple[int, bytes]]
+    ) -> list[bytes]:
+        """The entries of leaves ``lo..hi-1`` in order (noting status lists among them)."""
+        found: list[tuple[int, bytes | None]] = []
+        for row in _LEAF_ROWS.all(conn, lo=lo, hi=hi):
+            entry = row.entry.encode() if isinstance(row.entry, str) else row.entry  # text put in a BLOB
+            entry = None if entry is None else bytes(entry)
+            found.append((int(row.leaf_index), entry))
+        for bundle in _BUNDLE_ROWS.all(conn, after=lo - BUNDLE_LEAVES, hi=hi):
+            first, count = int(bundle.first_leaf), int(bundle.leaf_count)
+            _, packed = _unpack(first, count, bytes(bundle.entries))
+            found += [(first + at, packed[at]) for at in range(max(lo - first, 0), min(hi - first, count))]
+        found.sort(key=lambda leaf: leaf[0])
+        # Status lists by their entries alone, wherever stored: the kind column beside a leaf is
+        # not covered by its hash (a list relabelled `certificate` must still be seen).
+        for index, entry in found:
+            if entry is not None and _LIST_MARKER in entry:
+                _note_list(index, entry, lists)
+        entries: list[bytes] = []
+        for expected, (index, entry) in enumerate(found, start=lo):
+            if index != expected or entry is None:
+                raise VerificationFailed(f"leaf {expected} is missing from the log or stored twice")
+            entries.append(entry)
+        if len(entries) != hi - lo:
+            raise VerificationFailed(f"leaf {lo + len(entries)} is missing from the log")
+        return entries
+
+    def leaf_hash(self, index: int) -> bytes:
+        if not 0 <= index < self.size:
+            raise VerificationFailed(f"leaf {index} is not under the newest checkpoint (size {self.size})")
+        return bytes(self._levels[0][32 * index : 32 * index + 32])
+
+    def prove_inclusion(self, index: int, size: int) -> list[bytes]:
+        """The RFC 9162 inclusion proof of leaf ``index`` in the tree of ``size`` (≤ the size
+        verified), from the hashes held: no query."""
+        if not 0 <= index < size <= self.size:
+            raise VerificationFailed(f"leaf {index} is not in a verified tree of size {size}")
+        return [
+            fold_subtrees(
+                [self._node(level, at) for level, at in perfect_subtrees(lo, hi)], hasher=self.hasher
+            )
+            for lo, hi in inclusion_ranges(index, size)
+        ]
+
+    def _node(self, level: int, index: int) -> bytes:
+        return bytes(self._levels[level][32 * index : 32 * index + 32])
+
+    def status_list(self, issuer: str, list_no: int) -> StatusList:
+        """The newest status list ``list_no`` of ``issuer`` the verified log holds."""
+        found = self._lists.get((issuer, list_no))
+        if found is None:
+            raise VerificationFailed(f"no status list {issuer}/{list_no} is in the signed log")
+        leaf, entry = found
+        parsed = self._parsed.get((issuer, list_no))
+        if parsed is None or parsed.leaf_index != leaf:
+            parsed = self._parsed[(issuer, list_no)] = logged_status_list(json.loads(entry), leaf)
+        return parsed
+
+    def held(self, conn: Connection, cert_id: str, leaf_index: int) -> HeldCertificate:
+        """Certificate ``cert_id`` at ``leaf_index`` as the verified log commits to it, and its
+        state in the newest logged status list; :class:`VerificationFailed` naming what disagrees
+        (the same contract as ``evidence.bundle.check_held`` without ``size``)."""
+        size = self.refresh(conn)
+        certificate, parsed_id = self._open(conn, cert_id, leaf_index)
+        credential = certificate.get("credential_status") or {}
+        try:
+            status_list = self.status_list(str(credential.get("issuer")), int(credential.get("list", -1)))
+        except VerificationFailed:
+            raise VerificationFailed(f"no signed status list covers certificate {cert_id} yet") from None
+        state = _state_of(certificate, parsed_id, status_list)
+        return HeldCertificate(certificate, state, leaf_index, size)
+
+    def _open(self, conn: Connection, cert_id: str, leaf_index: int) -> tuple[dict[str, Any], CertificateId]:
+        kept = self._opened.get(leaf_index)
+        if kept is not None and kept[0] == cert_id:
+            return kept[1], kept[2]
+        expected = self.leaf_hash(leaf_index)
+        opening = opening_at(conn, leaf_index)
+        try:
+            if opening is None:  # a leaf an earlier version wrote: its entry is the certificate
+                leaf = leaf_at(conn, leaf_index)
+                entry = leaf.entry or b""
+                certificate = json.loads(entry)
+                if is_commitment_entry(entry):
+                    raise VerificationFailed(
+                        f"no opening of certificate {cert_id} is stored for leaf {leaf_index}"
+                    )
+            else:
+                certificate = json.loads(opening.body)
+                if opening.ref != cert_id or not isinstance(certificate, dict):
+                    raise VerificationFailed(
+                        f"the opening stored for leaf {leaf_index} is not certificate {cert_id}"
+                    )
+                entry = certificate_entry(certificate, bytes(opening.salt))
+        except VerificationFailed:
+            raise
+        except (ValueError, EvidenceError) as exc:
+            raise VerificationFailed(
+                f"the opening stored for leaf {leaf_index} is unreadable: {exc}"
+            ) from None
+        if not isinstance(certificate, dict) or certificate.get("id") != cert_id:
+            raise VerificationFailed(f"the opening stored for leaf {leaf_index} is not certificate {cert_id}")
+        if self.hasher.leaf(entry) != expected:
+            raise VerificationFailed(
+                f"certificate {cert_id} is not in the signed log: its opening does not open leaf {leaf_index}"
+            )
+        parsed_id = CertificateId.parse(cert_id)
+        with self._lock:
+            self._opened[leaf_index] = (cert_id, certificate, parsed_id)
+            while len(self._opened) > self._cache:
+                self._opened.popitem(last=False)
+        return certificate, parsed_id
+
+
+__all__ = ["LogView"]

@@ -1,0 +1,199 @@
+"""The service's view of the log (``evidence.view.LogView``): the answers of ``check_held``, from a
+log verified once and followed — and no catalog edit, however made, gets past it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from catalog import Catalog
+from cli.main import app as cli
+from evidence.bundle import check_held
+from evidence.keys import SigningKey, log_verifiers, open_key_store
+from evidence.log import _OPENING_SCHEMA, TransparencyLog, opening_at, prove_inclusion, record_use
+from evidence.view import LogView
+from onceonly.errors import VerificationFailed
+from onceonly.settings import Settings
+
+
+def _certificate(settings: Settings, holder: str) -> tuple[str, int]:
+    with sqlite3.connect(settings.home / "catalog.db") as conn:
+        cert_id, leaf = conn.execute(
+            "SELECT cert_id, leaf_index FROM certificates WHERE holder_id = ?", (holder,)
+        ).fetchone()
+    conn.close()
+    return str(cert_id), int(leaf)
+
+
+def _sql(settings: Settings, statement: str, *params: object) -> None:
+    with sqlite3.connect(settings.home / "catalog.db") as conn:
+        conn.execute(statement, params)
+    conn.close()
+
+
+def _view() -> tuple[LogView, Catalog, Settings]:
+    settings = Settings()
+    return LogView(log_verifiers(settings)), Catalog.connect(settings.catalog_url, create=False), settings
+
+
+def test_the_view_answers_as_check_held_does(people: dict[str, str]) -> None:
+    view, catalog, settings = _view()
+    cert_id, leaf = _certificate(settings, people["mine"])
+    with catalog.read() as conn:
+        mine, theirs = (
+            view.held(conn, cert_id, leaf),
+            check_held(conn, cert_id, leaf, log_verifiers(settings)),
+        )
+        assert (mine.certificate, mine.state, mine.leaf_index) == (theirs.certificate, theirs.state, leaf)
+        assert mine.certificate["holder"]["id"] == people["mine"] and mine.state == "有效"
+        # Inclusion proofs from the hashes the view holds, the same as from stored nodes.
+        for index in range(view.size):
+            assert view.prove_inclusion(index, view.size) == prove_inclusion(conn, index, view.size)
+    catalog.dispose()
+
+
+def test_the_view_follows_the_log_and_sees_a_revocation(people: dict[str, str]) -> None:
+    view, catalog, settings = _view()
+    cert_id, leaf = _certificate(settings, people["mine"])
+    with catalog.read() as conn:
+        assert view.held(conn, cert_id, leaf).state == "有效"
+        first = view.size
+    revoked = CliRunner().invoke(cli, ["certificates", "revoke", cert_id, "--reason", "forged"])
+    assert revoked.exit_code == 0, revoked.output
+    with catalog.read() as conn:
+        assert view.held(conn, cert_id, leaf).state == "撤销"
+        assert view.size > first
+    catalog.dispose()
+
+
+def test_an_opening_edited_in_the_catalog_is_refused(people: dict[str, str]) -> None:
+    view, catalog, settings = _view()
+    cert_id, leaf = _certificate(settings, people["mine"])
+    with catalog.read() as conn:
+        view.refresh(conn)  # a running service: it verified the log before the edit
+    _sql(settings, "UPDATE certificates SET holder_id = ? WHERE cert_id = ?", people["other"], cert_id)
+    with catalog.read() as conn:
+        opening = opening_at(conn, leaf)
+    assert opening is not None
+    forged = opening.body.replace(people["mine"].encode(), people["other"].encode())
+    with catalog.begin() as conn:  # the forged opening, packed as openings are
+        table = pa.table(
+            {"ref": [opening.ref], "salt": [opening.salt], "body": [forged]}, schema=_OPENING_SCHEMA
+        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        conn.exec_driver_sql(
+            "UPDATE certificate_openings SET first_leaf = ?, leaf_count = 1, openings = ? "
+            "WHERE first_leaf <= ? AND first_leaf > ? - 256",
+            (leaf, sink.getvalue().to_pybytes(), leaf, leaf),
+        )
+    for fresh in (view, LogView(log_verifiers(settings))):
+        with catalog.read() as conn, pytest.raises(VerificationFailed, match="does not open leaf"):
+            fresh.held(conn, cert_id, leaf)
+    catalog.dispose()
+
+
+def test_a_leaf_changed_in_the_catalog_stops_a_new_view(people: dict[str, str]) -> None:
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        used = record_use(conn, log, matter="m", certificate_id="c", township="120114001000").first_index
+    _sql(
+        settings, "UPDATE log_leaves SET entry = replace(entry, '\"m\"', '\"n\"') WHERE leaf_index = ?", used
+    )
+    view = LogView(log_verifiers(settings))
+    with catalog.read() as conn, pytest.raises(VerificationFailed, match="do not fold to the root"):
+        view.refresh(conn)
+    catalog.dispose()
+
+
+def test_a_checkpoint_signed_by_another_key_is_refused(people: dict[str, str]) -> None:
+    view, catalog, settings = _view()
+    other = SigningKey.generate(settings.log_origin)
+    with catalog.read() as conn:
+        view.refresh(conn)
+    forged_log = TransparencyLog(other, settings.log_origin)
+    with catalog.begin() as conn:
+        record_use(conn, forged_log, matter="m", certificate_id="c", township="120114001000")
+    with catalog.read() as conn, pytest.raises(VerificationFailed, match="not signed by the log's keys"):
+        view.refresh(conn)
+    catalog.dispose()
+
+
+def test_a_read_that_began_before_the_newest_append_is_answered(people: dict[str, str]) -> None:
+    """Threads of a service read in their own transactions: one may see an older checkpoint than
+    the view has followed; that is no error (the view's leaves cover it)."""
+    view, catalog, settings = _view()
+    cert_id, leaf = _certificate(settings, people["mine"])
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    started, appended = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def older_reader() -> None:
+        with catalog.read() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM checkpoints").all()  # the snapshot is taken
+            started.set()
+            appended.wait(10)
+            seen.append(view.held(conn, cert_id, leaf).state)
+
+    reader = threading.Thread(target=older_reader)
+    reader.start()
+    started.wait(10)
+    with catalog.begin() as conn:
+        record_use(conn, log, matter="m", certificate_id="c", township="120114001000")
+    with catalog.read() as conn:
+        newest = view.refresh(conn)
+    appended.set()
+    reader.join(10)
+    assert seen == ["有效"] and view.size == newest
+    catalog.dispose()
+
+
+def test_a_view_of_an_empty_log_says_so(home: Path) -> None:
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url)
+    view = LogView(log_verifiers(settings))
+    with catalog.read() as conn, pytest.raises(VerificationFailed, match="no checkpoint yet"):
+        view.refresh(conn)
+    catalog.dispose()
+
+
+def test_a_newer_status_list_relabelled_in_the_catalog_still_counts(people: dict[str, str]) -> None:
+    """The kind column beside a leaf is not covered by its hash: relabelling the list that revoked
+    a certificate must not bring back the older list (for the view, nor for `check_held`)."""
+    settings = Settings()
+    cert_id, leaf = _certificate(settings, people["mine"])
+    revoked = CliRunner().invoke(cli, ["certificates", "revoke", cert_id, "--reason", "forged"])
+    assert revoked.exit_code == 0, revoked.output
+    with sqlite3.connect(settings.home / "catalog.db") as db:
+        (newest,) = db.execute("SELECT max(leaf_index) FROM log_leaves WHERE kind = 'status-list'").fetchone()
+        (before,) = db.execute(
+            "SELECT leaf_index FROM log_leaves WHERE kind = 'status-list' AND leaf_index < ? "
+            "ORDER BY leaf_index DESC LIMIT 1",
+            (newest,),
+        ).fetchone()
+    db.close()
+    # the revoking list relabelled, the older one put back in the catalog, the row reset
+    _sql(settings, "UPDATE log_leaves SET kind = 'certificate' WHERE leaf_index = ?", newest)
+    _sql(
+        settings,
+        "UPDATE status_lists SET document = (SELECT entry FROM log_leaves WHERE leaf_index = ?), "
+        "leaf_index = ?",
+        before,
+        before,
+    )
+    _sql(settings, "UPDATE certificates SET status = '有效' WHERE cert_id = ?", cert_id)
+    view, catalog, _ = _view()
+    with catalog.read() as conn:
+        assert view.held(conn, cert_id, leaf).state == "撤销"
+        with pytest.raises(VerificationFailed):
+            check_held(conn, cert_id, leaf, log_verifiers(settings))
+    catalog.dispose()
