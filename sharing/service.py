@@ -22,23 +22,32 @@ material with its certificate identifier and the link to its verifiable bundle.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import pathlib
 import threading
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Header, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, select
+from sqlalchemy import and_, bindparam, select
 
-from catalog import Catalog, certificates
+from catalog import Catalog, Prepared, certificates
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
-from onceonly.errors import ConfigurationError
-from onceonly.privacy import mask_citizen_id, scrub_digits
+from evidence.view import LogView
+from onceonly.errors import ConfigurationError, VerificationFailed
+from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
 from onceonly.settings import Settings
 from sharing.citizens import Citizen
+from sharing.logwriter import LogWriter
 from sharing.stations import Station, authenticate
 
+_logger = logging.getLogger("onceonly.serve")
+POOL_SIZE = 42
 CONSENT_NEEDED = "需本人授权"
 UNKNOWN_MATTER = "unknown"  # what a refusal logs for a matter code not in the catalogue
 # The counter page's own script and styles only; no other origin, no framing.
@@ -47,6 +56,12 @@ _PAGE_POLICY = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 BUNDLE_MATTER = "certificate-bundle"  # the matter a bundle download is logged under
+# The townships of a subject's certificates, by the holder's index: a person holds a few. (Asked
+# as "holder and township", SQLite without statistics walked the township's index instead:
+# 3 ms an answer at 1M certificates, and growing with the township.)
+_TOWNSHIPS_OF = Prepared(
+    select(certificates.c.township).where(certificates.c.holder_id == bindparam("holder"))
+)
 
 
 class SkipCheckRequest(BaseModel):
@@ -110,13 +125,27 @@ class Counter:
         from sharing.matters import load_matters
 
         self.settings = settings
-        self.catalog = Catalog.connect(settings.catalog_url, create=False)
+        # As many connections as the threads that answer (uvicorn's pool: 40) and the writer.
+        self.catalog = Catalog.connect(settings.catalog_url, create=False, pool_size=POOL_SIZE)
         self.issued_by = certificate_datasets(settings.contracts_dir)
         self.catalogue = load_matters(settings.matters_file, known_types=self.issued_by)
         self.verifiers = log_verifiers(settings)
         key = open_key_store(settings).load(settings.log_origin)
         self.log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
-        self._write = threading.Lock()  # one log append at a time in this process
+        self._write = threading.Lock()  # a consent granted: one such append at a time here
+        # The log verified once and followed (answers read certificates through it), and the one
+        # thread that appends every request's entries, many requests to a transaction.
+        self.view = LogView(self.verifiers, hasher=self.log.hasher)
+        try:
+            with self.catalog.read() as conn:
+                self.view.refresh(conn)
+        except VerificationFailed as exc:  # answered 证照核验未通过 until the log is put right
+            _logger.error("cannot answer from the transparency log: %s", scrub_text(str(exc)))
+        self.writer = LogWriter(self.catalog, self.log)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.catalog.dispose()
 
     def station(self, authorization: str | None) -> Station:
         token = _bearer(authorization)
@@ -129,10 +158,9 @@ class Counter:
         return station
 
     def skip_check(self, station: Station, request: SkipCheckRequest) -> dict[str, Any]:
-        from evidence.log import latest_checkpoint
         from sharing.citizens import ConsentRefused, use_consent
         from sharing.skipcheck import skip_check
-        from sharing.slip import build_slip, qr_svg, slip_digest
+        from sharing.slip import build_slip, slip_digest
 
         subject = request.subject_id.strip().upper()
         request = _scrubbed(request)
@@ -161,32 +189,17 @@ class Counter:
                 )
             with self.catalog.read() as conn:
                 in_township = self._in_township(conn, subject, station.township)
-            if not in_township and not request.consent_code:
-                raise Refused(
-                    403,
-                    f"{CONSENT_NEEDED}：申请人不属本镇街，跨域通办须经申请人本人授权（请申请人提供授权码）",
-                    "subject of another township",
-                )
-            with self._write, self.catalog.begin() as conn:
-                if not in_township:  # 跨域通办: the citizen's consent, spent in this transaction
-                    try:
-                        use_consent(
-                            conn,
-                            str(request.consent_code),
-                            subject_id=subject,
-                            township=station.township,
-                            matter=asked.code,
-                            purpose=str(request.purpose),
-                            station_id=station.station_id,
-                        )
-                    except ConsentRefused as exc:
-                        raise Refused(403, f"{CONSENT_NEEDED}：{exc.message}", exc.reason) from None
+                if not in_township and not request.consent_code:
+                    raise Refused(
+                        403,
+                        f"{CONSENT_NEEDED}：申请人不属本镇街，跨域通办须经申请人本人授权（请申请人提供授权码）",
+                        "subject of another township",
+                    )
                 answer = skip_check(
                     conn,
                     asked,
                     subject,
                     self.issued_by,
-                    log=self.log,
                     township=station.township,
                     district=self.settings.district_code,
                     verifiers=self.verifiers,
@@ -195,28 +208,62 @@ class Counter:
                     purpose=request.purpose,
                     case_number=request.case_number,
                     may_see=lambda relative: self._in_township(conn, relative, station.township),
+                    held=self.view.held,
                 )
-                head = latest_checkpoint(conn)
-                slip = build_slip(
+
+            def spend_consent(conn: Any) -> None:  # 跨域通办: the citizen's consent, with the uses
+                use_consent(
                     conn,
-                    self.log,
-                    station,
-                    answer,
+                    str(request.consent_code),
+                    subject_id=subject,
+                    township=station.township,
+                    matter=asked.code,
                     purpose=str(request.purpose),
-                    case_number=str(request.case_number),
-                    subject_shown=mask_citizen_id(subject) or "",
+                    station_id=station.station_id,
                 )
+
+            try:
+                logged = self.writer.append(answer.uses, before=None if in_township else spend_consent)
+            except ConsentRefused as exc:
+                raise Refused(403, f"{CONSENT_NEEDED}：{exc.message}", exc.reason) from None
+            # The uses are durable now: the data was used, whatever happens to the slip below (a
+            # use logged for an answer that then failed errs on the side of the citizen knowing).
+            answer = replace(answer, use_leaves=logged.indices, uses=())
+            try:
+                with self.catalog.read() as conn:
+                    self.view.refresh(conn)
+                    head = self.view.head
+                    slip = build_slip(
+                        conn,
+                        self.log,
+                        station,
+                        answer,
+                        purpose=str(request.purpose),
+                        case_number=str(request.case_number),
+                        subject_shown=mask_citizen_id(subject) or "",
+                        view=self.view,
+                        head=head,
+                    )
+            except VerificationFailed:
+                raise Refused(
+                    503,
+                    "透明日志核验未通过，暂停出具核验单：请数据局运行 onceonly log verify",
+                    "the log does not verify",
+                ) from None
         except Refused as refused:
             self.refuse(station, asked.code, refused, committed, request)
             raise
         body = answer.to_json()
         body["subject"] = mask_citizen_id(subject)
-        body["checkpoint_size"] = head[0] if head else 0
+        body["checkpoint_size"] = head[0]  # the checkpoint the slip was proven against
         body["station_name"] = station.name
         body["purpose"], body["case_number"] = request.purpose, request.case_number
         body["slip"] = slip  # 核验单: a signed note; `onceonly verify-slip` checks it offline
         body["slip_sha256"] = slip_digest(slip)
-        body["slip_qr_svg"] = qr_svg(slip, str(request.case_number))
+        # The QR code printed on it: GET /api/slip-qr (drawn when printed, not with every answer)
+        body["slip_qr_url"] = (
+            f"/api/slip-qr?{urlencode({'case_number': request.case_number, 'sha256': body['slip_sha256']})}"
+        )
         for material in body["materials"]:
             if material["skippable"]:
                 material["bundle_url"] = f"/api/certificates/{material['certificate_id']}/bundle"
@@ -249,20 +296,21 @@ class Counter:
     def refuse(
         self, station: Station, matter: str, refused: Refused, subject: str | None, request: SkipCheckRequest
     ) -> None:
-        from evidence.log import record_refusal
+        from evidence.log import refusal_entry
 
-        with self._write, self.catalog.begin() as conn:
-            record_refusal(
-                conn,
-                self.log,
-                station=station.station_id,
-                township=station.township,
-                matter=matter[:64],
-                reason=refused.reason,
-                subject=subject,
-                purpose=request.purpose or None,
-                case_number=request.case_number or None,
-            )
+        self.writer.append(
+            [
+                refusal_entry(
+                    station=station.station_id,
+                    township=station.township,
+                    matter=matter[:64],
+                    reason=refused.reason,
+                    subject=subject,
+                    purpose=request.purpose or None,
+                    case_number=request.case_number or None,
+                )
+            ]
+        )
 
     def bundle(
         self, station: Station, cert_id: str, purpose: str | None, case_number: str | None
@@ -272,7 +320,7 @@ class Counter:
         case within the last hour (so under its township, scope and any consent), once."""
         from evidence.bundle import export_bundle
         from evidence.keys import bundle_vkeys
-        from evidence.log import record_use
+        from evidence.log import use_entry
 
         request = _scrubbed(
             SkipCheckRequest(
@@ -303,19 +351,21 @@ class Counter:
         except Refused as refused:
             self.refuse(station, BUNDLE_MATTER, refused, holder, request)
             raise
-        with self._write, self.catalog.begin() as conn:
+        with self.catalog.read() as conn:
             bundle, _ = export_bundle(conn, cert_id, bundle_vkeys(self.settings, conn))
-            record_use(
-                conn,
-                self.log,
-                matter=BUNDLE_MATTER,
-                certificate_id=cert_id,
-                township=station.township,
-                subject=holder,
-                station=station.station_id,
-                purpose=request.purpose,
-                case_number=request.case_number,
-            )
+        self.writer.append(
+            [
+                use_entry(
+                    matter=BUNDLE_MATTER,
+                    certificate_id=cert_id,
+                    township=station.township,
+                    subject=holder,
+                    station=station.station_id,
+                    purpose=request.purpose,
+                    case_number=request.case_number,
+                )
+            ]
+        )
         return bundle
 
     @staticmethod
@@ -387,14 +437,7 @@ class Counter:
     @staticmethod
     def _in_township(conn: Any, subject: str, township: str) -> bool:
         """Whether the subject holds a certificate registered in ``township`` (household or seat)."""
-        return (
-            conn.execute(
-                select(certificates.c.leaf_index)
-                .where(and_(certificates.c.holder_id == subject, certificates.c.township == township))
-                .limit(1)
-            ).first()
-            is not None
-        )
+        return any(row.township == township for row in _TOWNSHIPS_OF.all(conn, holder=subject))
 
     def matters(self) -> dict[str, Any]:
         from sharing.matters import RELATION_NAMES
@@ -453,7 +496,14 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     from starlette.concurrency import run_in_threadpool
 
     counter = counter or Counter(settings or Settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(counter.close)  # the log writer finishes what it was handed
+
     app = FastAPI(
+        lifespan=lifespan,
         # The OpenAPI document is served (/openapi.json); the docs pages are not: they load
         # scripts from a CDN, which a government network neither reaches nor should trust.
         docs_url=None,
@@ -518,10 +568,30 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
             },
             404: {"description": "unknown matter"},
             422: {"description": "missing purpose (用证事由) or case number (受理编号)"},
+            503: {"description": "the transparency log does not verify: no slip is signed until it does"},
         },
     )
     def skip_check(request: SkipCheckRequest, who: StationDep) -> dict[str, Any]:
         return counter.skip_check(who, request)
+
+    @app.get(
+        "/api/slip-qr",
+        summary="The QR code printed on a verification slip (SVG): its case number and SHA-256",
+        response_class=Response,
+        responses={
+            200: {"content": {"image/svg+xml": {}}, "description": "the QR code"},
+            401: {"description": "no valid station credential"},
+            422: {"description": "a case number or digest out of bounds"},
+        },
+    )
+    def slip_qr(
+        _: StationDep,
+        case_number: Annotated[str, Query(min_length=1, max_length=64, description="受理编号")],
+        sha256: Annotated[str, Query(pattern="^[0-9a-f]{64}$", description="核验单的 SHA-256")],
+    ) -> Response:
+        from sharing.slip import qr_svg_of
+
+        return Response(qr_svg_of(sha256, scrub_digits(case_number)), media_type="image/svg+xml")
 
     @app.post(
         "/api/citizen/consents",

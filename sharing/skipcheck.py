@@ -29,16 +29,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
 
-from catalog import certificate_events, certificates, quarantine
+from catalog import Prepared, certificate_events, certificates, quarantine
 from contracts.checks import load_region_codes
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
-from evidence.bundle import check_held
+from evidence.bundle import HeldCertificate, check_held
 from evidence.certificate import (
     STATUS_CANCELLED,
     STATUS_EXPIRED,
@@ -47,11 +47,15 @@ from evidence.certificate import (
     STATUS_VALID,
     STATUS_WITHDRAWN,
 )
-from evidence.log import TransparencyLog, record_use
+from evidence.log import Committed, TransparencyLog, append_committed_many, use_entry
 from evidence.note import NoteVerifier
 from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
 from sharing.matters import RELATION_NAMES, Asked, Material, Matter
+
+# How a certificate is read from the log: ``check_held`` by default; a service passes its
+# ``evidence.view.LogView.held``, which proves the same from a log it verified once.
+Held = Callable[[Connection, str, int], HeldCertificate]
 
 # What the counter sees first, in the words a clerk uses (the reason says more).
 MAY_SKIP = "可免交"
@@ -100,6 +104,9 @@ class SkipCheckAnswer:
     materials: tuple[MaterialAnswer, ...]
     bundle: bool = False
     use_leaves: tuple[int, ...] = ()  # the use entries this answer logged (with ``log=``)
+    # With ``township`` and no ``log``: the use entries to log (the caller appends them, e.g. a
+    # service's group commit). They name the subject for its commitment: never shown or sent.
+    uses: tuple[Committed, ...] = field(default=(), repr=False)
 
     @property
     def skippable(self) -> list[str]:
@@ -132,6 +139,7 @@ def skip_check(
     case_number: str | None = None,
     as_of: int | None = None,
     may_see: Callable[[str], bool] | None = None,
+    held: Held | None = None,
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
 
@@ -150,10 +158,12 @@ def skip_check(
     reassigned, a revoked status reset to 有效, a validity extended — cannot grant a skip.
 
     With ``log`` (and ``conn`` a write transaction), each material answered skippable is a use
-    of shared data and is recorded in the transparency log (``record_use``) for ``township``
-    (a township of ``district``'s region list, checked first): which certificate stood in for
-    which material of which matter, committed to the person whose data it is — never their ID —
-    and, from the service, by which ``station``, for which ``purpose`` and ``case_number``.
+    of shared data and is recorded in the transparency log (``use_entry``), all of an answer's
+    uses under one checkpoint, for ``township`` (a township of ``district``'s region list,
+    checked first): which certificate stood in for which material of which matter, committed to
+    the person whose data it is — never their ID — and, from the service, by which ``station``,
+    for which ``purpose`` and ``case_number``. With ``township`` and no ``log``, the answer
+    carries those entries unlogged (``uses``) for the caller to append.
 
     With ``may_see`` (the service: whether the station may see a person), a relative it may not
     see is answered 需本人授权 with nothing of them — no ID, certificate or reason — and no use.
@@ -161,6 +171,9 @@ def skip_check(
     With ``as_of`` (a past checkpoint's tree size, and ``today`` that checkpoint's day): what the
     counter would have answered then — only certificates under that checkpoint, each state the
     one the status list logged before it gives (``check_held(..., size=as_of)``), nothing logged.
+
+    With ``held`` (a service's ``LogView.held``): certificates are read through it instead of
+    ``check_held`` — the same checks, from a log the service verified once and follows.
     """
     if as_of is not None:
         from evidence.log import checkpoint_at
@@ -176,7 +189,7 @@ def skip_check(
     # As typed at the counter: GB 11643 and GB 32100 write only capitals ("x" is an "X").
     subject_id = subject_id.strip().upper()
     _check_subject(asked.subject, subject_id)
-    if log is not None:
+    if log is not None or township is not None:
         check_township(township, district)
     shown = mask_citizen_id(subject_id)
     relatives: dict[str, tuple[str | None, str]] = {}  # relation -> (ID, why not found)
@@ -187,7 +200,7 @@ def skip_check(
         if material.holder != "applicant" and material.certificate_types:
             if material.holder not in relatives:
                 relatives[material.holder] = _relative(
-                    conn, material.holder, subject_id, spouse_types, today, verifiers, as_of
+                    conn, material.holder, subject_id, spouse_types, today, verifiers, as_of, held
                 )
             holder_id, missing = relatives[material.holder]
             relative = holder_id
@@ -216,7 +229,7 @@ def skip_check(
         if as_of is not None:
             answer = _answer_as_of(conn, material, holder_id or subject_id, today, verifiers or (), as_of)
         else:
-            answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers)
+            answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers, held)
         answers.append(
             replace(
                 answer,
@@ -225,25 +238,36 @@ def skip_check(
                 needed_by=needed_by,
             )
         )
-    logged = []
-    if log is not None:
+    uses: list[Committed] = []
+    if township is not None and as_of is None:
         for answer, material in zip(answers, asked.materials, strict=True):
             if answer.skippable and answer.certificate_id:
                 whose = subject_id if material.holder == "applicant" else relatives[material.holder][0]
-                appended = record_use(
-                    conn,
-                    log,
-                    matter=asked.code,
-                    certificate_id=answer.certificate_id,
-                    township=township,
-                    material=answer.material,
-                    subject=whose,
-                    station=station,
-                    purpose=purpose,
-                    case_number=case_number,
+                uses.append(
+                    use_entry(
+                        matter=asked.code,
+                        certificate_id=answer.certificate_id,
+                        township=township,
+                        material=answer.material,
+                        subject=whose,
+                        station=station,
+                        purpose=purpose,
+                        case_number=case_number,
+                    )
                 )
-                logged.append(appended.first_index)
-    return SkipCheckAnswer(asked.code, asked.name, shown or "", tuple(answers), asked.bundle, tuple(logged))
+    logged: tuple[int, ...] = ()
+    if log is not None and uses:
+        appended = append_committed_many(conn, log, uses)
+        logged = tuple(range(appended.first_index, appended.first_index + len(uses)))
+    return SkipCheckAnswer(
+        asked.code,
+        asked.name,
+        shown or "",
+        tuple(answers),
+        asked.bundle,
+        logged,
+        () if logged else tuple(uses),
+    )
 
 
 def _asked(matter: Matter) -> Asked:
@@ -265,6 +289,7 @@ def _relative(
     today: dt.date,
     verifiers: Sequence[NoteVerifier] | None,
     as_of: int | None = None,
+    held: Held | None = None,
 ) -> tuple[str | None, str]:
     """The relative's ID, or None and why it was not found (as of a past checkpoint: from
     marriage certificates under it, in force then)."""
@@ -307,11 +332,13 @@ def _relative(
         if verifiers is not None:
             # The applicant's own certificate, as the log commits to it, must name the spouse.
             if (
-                _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of)
+                _against_the_log(
+                    conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held
+                )
                 is not None
             ):
                 continue
-            body = check_held(conn, r.cert_id, int(r.leaf_index), verifiers, size=as_of).certificate
+            body = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held).certificate
             if spouse not in json.dumps(body.get("fields") or {}, ensure_ascii=False):
                 continue
         return spouse, ""
@@ -340,6 +367,37 @@ def _check_subject(subject: str, subject_id: str) -> None:
         )
 
 
+# The subject's certificates of a material's types, newest first: compiled once and run on the
+# driver (a counter asks it for every material of every answer; SQLAlchemy's execution of it
+# cost more than SQLite running it). Types fill fixed slots, unused ones '' (no type has it).
+_TYPE_SLOTS = 8
+_HELD_OF_TYPES = Prepared(
+    select(
+        certificates.c.cert_id,
+        certificates.c.status,
+        certificates.c.valid_from,
+        certificates.c.valid_to,
+        certificates.c.issue_date,
+        certificates.c.version,
+        certificates.c.leaf_index,
+    ).where(
+        and_(
+            certificates.c.holder_id == bindparam("holder"),
+            certificates.c.type_code.in_([bindparam(f"type{i}") for i in range(_TYPE_SLOTS)]),
+        )
+    )
+)
+
+
+def _held_of_types(conn: Connection, holder: str, types: Sequence[str]) -> list[Any]:
+    rows: list[Any] = []
+    for start in range(0, len(types), _TYPE_SLOTS):
+        slots = [*types[start : start + _TYPE_SLOTS], *[""] * _TYPE_SLOTS][:_TYPE_SLOTS]
+        rows += _HELD_OF_TYPES.all(conn, holder=holder, **{f"type{i}": t for i, t in enumerate(slots)})
+    rows.sort(key=lambda r: (r.issue_date, r.version), reverse=True)
+    return rows
+
+
 def _answer(
     conn: Connection,
     material: Material,
@@ -347,29 +405,14 @@ def _answer(
     issued_by: Mapping[str, str],
     today: dt.date,
     verifiers: Sequence[NoteVerifier] | None,
+    held: Held | None = None,
 ) -> MaterialAnswer:
     if not material.certificate_types:
         reason = "尚无部门共享该材料的电子证照"
         return MaterialAnswer(
             material.name, False, None, f"{reason}；{material.note}" if material.note else reason, MUST_BRING
         )
-    rows = conn.execute(
-        select(
-            certificates.c.cert_id,
-            certificates.c.status,
-            certificates.c.valid_from,
-            certificates.c.valid_to,
-            certificates.c.version,
-            certificates.c.leaf_index,
-        )
-        .where(
-            and_(
-                certificates.c.holder_id == subject_id,
-                certificates.c.type_code.in_(material.certificate_types),
-            )
-        )
-        .order_by(certificates.c.issue_date.desc(), certificates.c.version.desc())
-    ).all()
+    rows = _held_of_types(conn, subject_id, material.certificate_types)
     for r in rows:
         if (
             r.status == STATUS_VALID
@@ -378,7 +421,9 @@ def _answer(
         ):
             if verifiers is None:
                 return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
-            disagrees = _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers)
+            disagrees = _against_the_log(
+                conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, held=held
+            )
             if disagrees is None:
                 return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
             verdict, reason = disagrees
@@ -465,6 +510,7 @@ def _against_the_log(
     today: dt.date,
     verifiers: Sequence[NoteVerifier],
     as_of: int | None = None,
+    held: Held | None = None,
 ) -> tuple[str, str] | None:
     """None when the log confirms the certificate is this subject's and in force today; else the
     verdict and why not."""
@@ -474,27 +520,40 @@ def _against_the_log(
             "缺少透明日志的验证公钥，无法核验证照",
         )
     try:
-        held = check_held(conn, cert_id, leaf_index, verifiers, size=as_of)
+        found = _held(conn, cert_id, leaf_index, verifiers, as_of, held)
     except VerificationFailed as exc:
         return (
             NOT_CONFIRMED,
             f"目录数据与透明日志不一致（{scrub_text(str(exc))}），请运行 onceonly audit",
         )
-    body = held.certificate
+    body = found.certificate
     holder = (body.get("holder") or {}).get("id")
     if holder != subject_id:
         return (
             NOT_CONFIRMED,
             "目录数据与透明日志不一致（持有人不符），请运行 onceonly audit",
         )
-    if held.state != STATUS_VALID:
-        return _status_verdict(held.state), f"签名状态列表中证照状态为{held.state}"
+    if found.state != STATUS_VALID:
+        return _status_verdict(found.state), f"签名状态列表中证照状态为{found.state}"
     valid_from, valid_to = body.get("valid_from"), body.get("valid_to")
     if valid_from and dt.date.fromisoformat(str(valid_from)[:10]) > today:
         return NOT_YET_VALID, f"证照自 {str(valid_from)[:10]} 起生效"
     if valid_to and dt.date.fromisoformat(str(valid_to)[:10]) < today:
         return EXPIRED, f"证照已于 {str(valid_to)[:10]} 到期"
     return None
+
+
+def _held(
+    conn: Connection,
+    cert_id: str,
+    leaf_index: int,
+    verifiers: Sequence[NoteVerifier],
+    as_of: int | None,
+    held: Held | None,
+) -> HeldCertificate:
+    if held is not None and as_of is None:
+        return held(conn, cert_id, leaf_index)
+    return check_held(conn, cert_id, leaf_index, verifiers, size=as_of)
 
 
 def _not_in_force(conn: Connection, cert_id: str, status: str) -> str:

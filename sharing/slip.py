@@ -25,17 +25,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
+from catalog import Prepared, log_leaves
 from evidence.canonical import canonical_json
 from evidence.log import TransparencyLog, latest_checkpoint, leaf_at, prove_inclusion, read_head
 from evidence.merkle import tree_hash, verify_inclusion
 from evidence.note import Checkpoint, NoteVerifier, open_note
+from evidence.view import LogView
 from onceonly.errors import VerificationFailed
 from sharing.skipcheck import MAY_SKIP, SkipCheckAnswer
 from sharing.stations import Station
 
 SLIP_SCHEMA = "onceonly-slip/1"
+_ENTRY = Prepared(select(log_leaves.c.entry).where(log_leaves.c.leaf_index == bindparam("index")))
 
 
 def build_slip(
@@ -47,22 +51,47 @@ def build_slip(
     purpose: str,
     case_number: str,
     subject_shown: str,
+    view: LogView | None = None,
+    head: tuple[int, str] | None = None,
 ) -> str:
-    """The signed slip of ``answer`` (whose uses were logged in ``conn``'s transaction)."""
-    head = latest_checkpoint(conn)
-    if head is None:
-        raise VerificationFailed("the log has no checkpoint: nothing to check the answer against")
-    size, note = head
-    uses = []
-    for index in answer.use_leaves:
-        leaf = leaf_at(conn, index)
-        uses.append(
-            {
-                "leaf_index": index,
-                "entry": (leaf.entry or b"").decode("utf-8"),
-                "inclusion_proof": [h.hex() for h in prove_inclusion(conn, index, size)],
-            }
-        )
+    """The signed slip of ``answer`` (whose uses were logged in ``conn``'s transaction, or —
+    with ``view``, a service's verified view of the log — committed and followed by the view:
+    the checkpoint and proofs are then the view's, and each use's stored entry must hash to the
+    leaf the view verified; ``head``: the view's size and note to prove against, read once by the
+    caller)."""
+    if view is not None:
+        size, note = head or view.head
+        hasher_name = view.hasher.name
+        uses = []
+        for index in answer.use_leaves:
+            entry = _ENTRY.first(conn, index=index)
+            stored = entry.entry if entry is not None else None
+            data = stored.encode() if isinstance(stored, str) else bytes(stored or b"")
+            if view.hasher.leaf(data) != view.leaf_hash(index):
+                raise VerificationFailed(f"the use entry stored at leaf {index} is not the one the log holds")
+            uses.append(
+                {
+                    "leaf_index": index,
+                    "entry": data.decode("utf-8"),
+                    "inclusion_proof": [h.hex() for h in view.prove_inclusion(index, size)],
+                }
+            )
+    else:
+        head = latest_checkpoint(conn)
+        if head is None:
+            raise VerificationFailed("the log has no checkpoint: nothing to check the answer against")
+        size, note = head
+        hasher_name = read_head(conn).hasher.name
+        uses = []
+        for index in answer.use_leaves:
+            leaf = leaf_at(conn, index)
+            uses.append(
+                {
+                    "leaf_index": index,
+                    "entry": (leaf.entry or b"").decode("utf-8"),
+                    "inclusion_proof": [h.hex() for h in prove_inclusion(conn, index, size)],
+                }
+            )
     body = {
         "schema": SLIP_SCHEMA,
         "station": station.station_id,
@@ -75,7 +104,7 @@ def build_slip(
         "purpose": purpose,
         "case_number": case_number,
         "checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "hash": read_head(conn).hasher.name,
+        "hash": hasher_name,
         "materials": [
             {"material": m.material, "verdict": m.verdict, "certificate_id": m.certificate_id}
             for m in answer.materials
@@ -156,15 +185,20 @@ def slip_digest(slip: str) -> str:
 
 def qr_svg(slip: str, case_number: str) -> str:
     """An SVG QR code of the slip's SHA-256 and case number (printed on the slip)."""
+    return qr_svg_of(slip_digest(slip), case_number)
+
+
+def qr_svg_of(sha256: str, case_number: str) -> str:
+    """The slip's QR code from its SHA-256 (hex) and case number."""
     import qrcode
     import qrcode.image.svg
 
     # A fixed mask pattern: choosing the best of eight (qrcode's default) took 2/3 of the time
     # of the whole request; any of them is a valid code, read alike.
     code = qrcode.QRCode(box_size=6, mask_pattern=0, image_factory=qrcode.image.svg.SvgPathImage)
-    code.add_data(f"{SLIP_SCHEMA};case={case_number};sha256={slip_digest(slip)}")
+    code.add_data(f"{SLIP_SCHEMA};case={case_number};sha256={sha256}")
     code.make(fit=True)
     return str(code.make_image().to_string(encoding="unicode"))
 
 
-__all__ = ["SLIP_SCHEMA", "SlipReport", "build_slip", "qr_svg", "slip_digest", "verify_slip"]
+__all__ = ["SLIP_SCHEMA", "SlipReport", "build_slip", "qr_svg", "qr_svg_of", "slip_digest", "verify_slip"]

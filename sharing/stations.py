@@ -26,13 +26,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.engine import Connection
 
-from catalog import stations, utcnow
+from catalog import Prepared, stations, utcnow
 from onceonly.errors import ConfigurationError
 
 TOKEN_PREFIX = "oos_"
+# A station by its credential's digest: every request asks it (run on the driver).
+_BY_DIGEST = Prepared(select(stations).where(stations.c.token_sha256 == bindparam("digest")))
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ def authenticate(conn: Connection, token: str | None) -> Station | None:
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
     digest = token_digest(token)
-    row = conn.execute(select(stations).where(stations.c.token_sha256 == digest)).first()
+    row = _BY_DIGEST.first(conn, digest=digest)
     if row is None or not hmac.compare_digest(row.token_sha256, digest) or row.revoked_at is not None:
         return None
     return _station(row)
@@ -110,7 +112,7 @@ def revoke_station(conn: Connection, station_id: str) -> Station:
     return _station(row)
 
 
-def _station(row: Row[Any]) -> Station:
+def _station(row: Any) -> Station:
     return Station(
         str(row.station_id),
         str(row.name),

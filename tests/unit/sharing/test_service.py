@@ -270,7 +270,17 @@ def test_the_answer_carries_a_signed_slip_that_verifies_offline_and_fails_when_c
 
     answer = ask(client, station(), subject_id=people["mine"]).json()
     slip = answer["slip"]
-    assert people["mine"] not in slip and answer["slip_qr_svg"].lstrip().startswith("<")
+    assert people["mine"] not in slip
+    # The QR code printed on it, drawn on request: the case number and the slip's digest.
+    assert answer["slip_qr_url"].startswith("/api/slip-qr?")
+    qr = client.get(answer["slip_qr_url"], headers={"Authorization": f"Bearer {station()}"})
+    assert qr.status_code == 200 and qr.headers["content-type"].startswith("image/svg+xml")
+    assert qr.text.lstrip().startswith("<") and "<path" in qr.text
+    assert client.get(answer["slip_qr_url"]).status_code == 401
+    bad_digest = client.get(
+        "/api/slip-qr?case_number=X&sha256=zz", headers={"Authorization": f"Bearer {station()}"}
+    )
+    assert bad_digest.status_code == 422
     verifiers = log_verifiers(Settings())
     report = verify_slip(slip, verifiers)
     assert report.uses == 1 and report.slip["case_number"] == "WQ-2026-0001"

@@ -1,0 +1,126 @@
+"""Group commit (``sharing.logwriter``): many requests' entries in one transaction, each request
+answered with its own leaves once they are committed; one request's failure is its own."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from catalog import Catalog
+from cli.main import app as cli
+from evidence.keys import log_verifiers, open_key_store
+from evidence.log import TransparencyLog, leaf_at, use_entry, verify_log
+from onceonly.settings import Settings
+from sharing.logwriter import Logged, LogWriter
+
+TOWNSHIP = "120114001000"
+
+
+@pytest.fixture
+def writer(home: Path) -> Iterator[LogWriter]:
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url)
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    writer = LogWriter(catalog, log)
+    yield writer
+    writer.close()
+    catalog.dispose()
+
+
+def _use(n: int) -> object:
+    return use_entry(matter=f"m{n}", certificate_id=f"c{n}", township=TOWNSHIP, subject=None)
+
+
+def test_requests_waiting_together_share_one_transaction_and_get_their_own_leaves(writer: LogWriter) -> None:
+    first = writer.append([_use(0)])
+    db = Path(Settings().home) / "catalog.db"
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer's next transaction waits for this one
+    results: dict[int, Logged] = {}
+
+    def request(n: int) -> None:
+        results[n] = writer.append([_use(n), _use(100 + n)])
+
+    threads = [threading.Thread(target=request, args=(n,)) for n in range(1, 9)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(0.5)  # all queued behind the lock (the first of them is waiting on it)
+    blocker.execute("COMMIT")
+    blocker.close()
+    for t in threads:
+        t.join(30)
+    assert sorted(results) == list(range(1, 9))
+    with writer.catalog.read() as conn:
+        for n, logged in results.items():
+            assert len(logged.indices) == 2 and logged.indices[1] == logged.indices[0] + 1
+            entries = [json.loads(leaf_at(conn, i).entry or b"") for i in logged.indices]
+            assert [e["matter"] for e in entries] == [f"m{n}", f"m{100 + n}"]
+        checkpoints = conn.exec_driver_sql("SELECT count(*) FROM checkpoints").scalar_one()
+        verify_log(conn, log_verifiers(Settings()))
+    # the first append, then at most two transactions for the eight requests (the one that took
+    # the queue first, and everyone who queued behind it)
+    assert first.tree_size > 0 and checkpoints <= 3
+    assert len({i for logged in results.values() for i in logged.indices}) == 16
+
+
+def test_a_failing_job_fails_alone(writer: LogWriter) -> None:
+    class Spent(Exception):
+        pass
+
+    def spend(_: object) -> None:
+        raise Spent("the consent code was spent meanwhile")
+
+    with pytest.raises(Spent):
+        writer.append([_use(1)], before=spend)
+    logged = writer.append([_use(2)])
+    with writer.catalog.read() as conn:
+        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
+    assert "m2" in matters and "m1" not in matters  # nothing of the failed job was logged
+
+
+def test_a_job_with_nothing_to_log_runs_its_work_and_commits_it(writer: LogWriter) -> None:
+    ran: list[bool] = []
+    logged = writer.append([], before=lambda _: ran.append(True))
+    assert ran == [True] and logged.indices == ()
+
+
+def test_a_closed_writer_refuses(writer: LogWriter) -> None:
+    writer.close()
+    with pytest.raises(RuntimeError, match="stopped"):
+        writer.append([_use(1)])
+
+
+def test_a_request_that_gave_up_is_never_logged_later(writer: LogWriter) -> None:
+    writer.append([_use(0)])
+    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")
+    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
+    waiting.start()  # the writer takes it and waits on the lock
+    threading.Event().wait(0.3)
+    with pytest.raises(TimeoutError):
+        writer.append([_use(2)], timeout=0.3)  # queued behind it, withdrawn
+    blocker.execute("COMMIT")
+    blocker.close()
+    waiting.join(30)
+    logged = writer.append([_use(3)])
+    with writer.catalog.read() as conn:
+        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
+    assert "m1" in matters and "m3" in matters and "m2" not in matters
+
+
+def test_closing_finishes_what_was_handed_over(writer: LogWriter) -> None:
+    done: list[Logged] = []
+    threads = [threading.Thread(target=lambda n=n: done.append(writer.append([_use(n)]))) for n in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    writer.close()
+    assert len(done) == 5 and len({i for d in done for i in d.indices}) == 5
