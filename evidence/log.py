@@ -1034,6 +1034,8 @@ def _checked_leaves(conn: Connection, lo: int, hi: int, hasher: TreeHash, report
         if leaf.kind == KIND_CERTIFICATE and _certificate_id(leaf.entry) != leaf.ref:
             # The id beside a packed entry is not hashed: the entry must name the same one.
             raise VerificationFailed(f"leaf {index}: its entry is not certificate {leaf.ref}")
+        if leaf.kind != KIND_CERTIFICATE:
+            _check_label(leaf)
         recomputed = hasher.leaf(leaf.entry)
         if recomputed != leaf.leaf_hash:
             raise VerificationFailed(
@@ -1044,6 +1046,37 @@ def _checked_leaves(conn: Connection, lo: int, hi: int, hasher: TreeHash, report
     if len(hashes) != hi - lo:
         raise VerificationFailed(f"leaf {lo + len(hashes)} is missing from the log")
     return hashes
+
+
+def _check_label(leaf: Leaf) -> None:
+    """The kind (and a status list's ref) stored beside an entry that says what it is must be
+    what it says: those columns are not covered by the leaf hash, and a relabelled status list
+    would hide the newest one from whoever looks lists up by kind."""
+    from evidence.status_list import LOG_KIND, STATUS_LIST_FORMAT, list_id
+
+    marked = b'"schema":"' + ENTRY_SCHEMA.encode() + b'"' in (leaf.entry or b"") or (
+        b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"' in (leaf.entry or b"")
+    )
+    if not marked:
+        return  # an entry that does not say what it is (none is written so): nothing to compare
+    try:
+        document = json.loads(leaf.entry or b"")
+    except ValueError:
+        return
+    if not isinstance(document, dict):
+        return
+    if document.get("schema") == ENTRY_SCHEMA:
+        kind, ref = document.get("kind"), None
+    elif document.get("format") == STATUS_LIST_FORMAT:
+        number = document.get("list")
+        kind, ref = LOG_KIND, list_id(str(document.get("issuer")), number) if isinstance(number, int) else "?"
+    else:
+        return
+    if leaf.kind != kind or (ref is not None and leaf.ref != ref):
+        raise VerificationFailed(
+            f"leaf {leaf.index}: the catalog labels it {leaf.kind} {leaf.ref}, but its entry is "
+            f"{kind}{' ' + ref if ref else ''}"
+        )
 
 
 def _certificate_id(entry: bytes) -> Any:

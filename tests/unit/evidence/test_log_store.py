@@ -184,6 +184,12 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
             lambda conn: conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == 30)),
             "leaf 30 is missing",
         ),
+        (  # the kind beside an entry is not hashed: a relabelled entry is named
+            lambda conn: conn.execute(
+                sa.update(log_leaves).where(log_leaves.c.leaf_index == 1).values(kind="lifecycle")
+            ),
+            "leaf 1: the catalog labels it lifecycle 1, but its entry is checkpoint",
+        ),
     ],
     ids=[
         "leaf entry",
@@ -194,6 +200,7 @@ def test_receipts_and_uses_are_logged_with_their_entries(catalog: Catalog) -> No
         "checkpoint root",
         "checkpoint note",
         "gap",
+        "relabelled",
     ],
 )
 def test_verify_reports_the_first_tampered_row(catalog: Catalog, tamper: object, message: str) -> None:
