@@ -71,7 +71,7 @@ def skip_check_command(
         verifiers = log_verifiers(settings)
     except ConfigurationError:
         verifiers = []  # no log yet: nothing can be confirmed, so nothing is answered skippable
-    spouse_types = catalogue.relatives.get("spouse", ())
+    relatives = catalogue.relatives
     catalog = Catalog.connect(settings.catalog_url, create=False)
     past: dict[str, Any] | None = None
     if as_of is not None:
@@ -84,14 +84,12 @@ def skip_check_command(
                 issued_by,
                 today=day,
                 verifiers=verifiers,
-                spouse_types=spouse_types,
+                relatives=relatives,
                 as_of=as_of,
             )
     elif record_use_for is None:
         with catalog.read() as conn:
-            answer = skip_check(
-                conn, asked, subject, issued_by, verifiers=verifiers, spouse_types=spouse_types
-            )
+            answer = skip_check(conn, asked, subject, issued_by, verifiers=verifiers, relatives=relatives)
     else:
         from evidence.keys import open_key_store
         from evidence.log import TransparencyLog
@@ -109,7 +107,7 @@ def skip_check_command(
                 township=record_use_for,
                 district=settings.district_code,
                 verifiers=verifiers,
-                spouse_types=spouse_types,
+                relatives=relatives,
             )
     shown = mask_citizen_id(answer.subject) or ""  # whatever the matter: it may be a person's
     if as_json:

@@ -1,4 +1,5 @@
-"""The demo department systems OnceOnly pulls from: 公安 户籍, 市场监管 营业执照, 民政 婚姻登记.
+"""The demo department systems OnceOnly pulls from: 公安 户籍, 市场监管 营业执照, 民政 婚姻登记,
+卫健 出生医学证明.
 
 Example::
 

@@ -1,4 +1,4 @@
-"""Generate the three demo department systems under one folder, and the manifest that describes them.
+"""Generate the demo department systems under one folder, and the manifest that describes them.
 
 Example::
 
@@ -12,6 +12,7 @@ Layout under ``root``::
     gongan/household.db          公安 户籍, table household_member (or the URL given)
     scjg/licences.db             市场监管 营业执照, table business_licence (served by LicenceApi)
     minzheng/drop/*.csv          民政 婚姻登记, one GBK CSV per day
+    weijian/births.db            卫健 出生医学证明, table birth_certificate
     manifest.json                rows, deliberately bad rows and batches of each dataset
 
 Everything is a function of ``seed`` and ``rows`` (NumPy generators, timestamps counted from
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import make_url
 
+from departments.births import DEFAULT_BIRTH_PATH, birth_rows, create_birth_db, insert_birth_rows
 from departments.household import (
     DEFAULT_HOUSEHOLD_PATH,
     Registry,
@@ -82,8 +84,8 @@ API_TOKEN_ENV = "SCJG_API_TOKEN"
 DEFAULT_ROWS = 5000
 DEFAULT_SEED = 20261121
 MANIFEST_FORMAT = 1
-HOUSEHOLD, LICENCES, MARRIAGES = "household", "licences", "marriages"
-DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES)
+HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS = "household", "licences", "marriages", "births"
+DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS)
 
 
 def demo_token(seed: int) -> str:
@@ -168,7 +170,8 @@ def _masked(url: str) -> str:
 
 
 def _rngs(entropy: int | list[int]) -> list[np.random.Generator]:
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(4)]
+    # Spawned children are indexed: a fifth (the births) leaves the first four as they were.
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(5)]
 
 
 def _iso_naive(value: dt.datetime | None) -> str | None:
@@ -223,15 +226,19 @@ def _beside(rows: int, job: Callable[..., _LicenceSummary], *args: Any) -> Calla
 def generate_all(
     root: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, household_url: str | None = None
 ) -> Manifest:
-    """Create the three department systems under ``root`` with ``rows`` rows each, replacing any
-    earlier demo data, and write ``root/manifest.json``."""
+    """Create the department systems under ``root`` with ``rows`` rows each (the births: one per
+    child of the registry with both parents in its household), replacing any earlier demo data,
+    and write ``root/manifest.json``."""
     if rows < 1:
         raise ValueError("rows must be at least 1")
     root = Path(root)
-    for sub in {p.parts[0] for p in (DEFAULT_HOUSEHOLD_PATH, DEFAULT_LICENCE_PATH, DEFAULT_DROP_DIR)}:
+    for sub in {
+        p.parts[0]
+        for p in (DEFAULT_HOUSEHOLD_PATH, DEFAULT_LICENCE_PATH, DEFAULT_DROP_DIR, DEFAULT_BIRTH_PATH)
+    }:
         shutil.rmtree(root / sub, ignore_errors=True)
     Manifest.path(root).unlink(missing_ok=True)
-    rng_pop, rng_h, rng_l, rng_m = _rngs(seed)
+    rng_pop, rng_h, rng_l, rng_m, rng_b = _rngs(seed)
     taken: set[str] = set()
     yesterday = BASE_DATE - dt.timedelta(days=1)
 
@@ -258,12 +265,16 @@ def generate_all(
     singles = registry_singles(rng_m, people, unpaired, BASE_DATE, share=0.6)
     marriages = marriage_rows(rng_m, rows, people, couples, singles, taken)
     marriage_file = write_marriage_csv(root / DEFAULT_DROP_DIR, BASE_DATE, marriages.rows)
+    births = birth_rows(rng_b, people, ok)
+    create_birth_db(root / DEFAULT_BIRTH_PATH, replace=True)
+    insert_birth_rows(root / DEFAULT_BIRTH_PATH, births.rows)
     licences = licences_done()
 
     watermarks = {
         HOUSEHOLD: _iso_naive(household.watermark),
         LICENCES: licences.watermark,
         MARRIAGES: max((r[8] for r in marriages.rows), default=None),
+        BIRTHS: births.watermark,
     }
     manifest = Manifest(
         seed=seed,
@@ -292,6 +303,13 @@ def generate_all(
                 marriages.bad_rows,
                 watermarks[MARRIAGES],
             ),
+            BIRTHS: DatasetManifest(
+                len(births.rows),
+                "cert_no",
+                DEFAULT_BIRTH_PATH.as_posix(),
+                births.bad_rows,
+                watermarks[BIRTHS],
+            ),
         },
         batches=[
             Batch(
@@ -303,6 +321,7 @@ def generate_all(
                     HOUSEHOLD: len(household.rows),
                     LICENCES: licences.rows,
                     MARRIAGES: len(marriages.rows),
+                    BIRTHS: len(births.rows),
                 },
                 watermarks=watermarks,
                 file=marriage_file.name,
@@ -314,7 +333,7 @@ def generate_all(
 
 
 def _sources_exist(root: Path, manifest: Manifest) -> bool:
-    files = [root / DEFAULT_LICENCE_PATH] + [
+    files = [root / DEFAULT_LICENCE_PATH, root / DEFAULT_BIRTH_PATH] + [
         root / DEFAULT_DROP_DIR / b.file for b in manifest.batches if b.file
     ]
     if manifest.household_url is None:
@@ -362,14 +381,15 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
 
     Household: new rows (newcomers, newborns, and 分户 rows of existing people) with larger ids
     and later ``updated_at``. Licences: new registrations plus about 5 % in-place changes of
-    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder.
+    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder. Births:
+    none (the register's day-to-day changes are not simulated).
     ``household_url`` is needed only when the registry's URL carries a password.
     """
     root = Path(root)
     manifest = Manifest.load(root)
     number = len(manifest.batches)
     on = BASE_DATE + dt.timedelta(days=number - 1)
-    rng_h, rng_l, rng_m, _spare = _rngs([seed, number])
+    rng_h, rng_l, rng_m, _spare, _births = _rngs([seed, number])
     url = household_url or manifest.household_url or default_household_url(root)
     if "***" in url:
         raise ValueError("the household registry URL has a password: pass household_url")
@@ -426,7 +446,13 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
         LICENCES: licences.watermark,
         MARRIAGES: max((r[8] for r in marriages.rows), default=None),
     }
-    written = {HOUSEHOLD: len(household.rows), LICENCES: len(licences.rows), MARRIAGES: len(marriages.rows)}
+    written = {
+        HOUSEHOLD: len(household.rows),
+        LICENCES: len(licences.rows),
+        MARRIAGES: len(marriages.rows),
+        BIRTHS: 0,
+    }
+    watermarks[BIRTHS] = None
     for name, batch in ((HOUSEHOLD, household), (LICENCES, licences), (MARRIAGES, marriages)):
         ds = manifest.datasets[name]
         ds.rows += written[name]

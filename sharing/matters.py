@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contracts.model import yaml_line
 from onceonly.errors import ConfigurationError
@@ -86,14 +86,33 @@ class Asked:
     bundle: bool
 
 
+class RelativeRule(BaseModel):
+    """How a relative is found from shared data: in a certificate of one of ``types`` the
+    applicant holds (in force, as the log commits to it), the person the certificate names in
+    one of ``fields`` — or, with no fields, the other holder of the same record (the spouse on a
+    结婚证). Written as a list of types when there are no fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    types: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+
+
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     matters: tuple[Matter, ...]
     bundles: tuple[Bundle, ...] = ()
-    # How a relative is found: relation -> the certificate types whose other holder it is
-    # (the spouse: the other holder of the applicant's 结婚证 in force).
-    relatives: dict[Relation, tuple[str, ...]] = {}
+    # How each relative is found (relation -> rule): the spouse through the 结婚证, a child or a
+    # parent through the 出生医学证明 (the fields naming them).
+    relatives: dict[Relation, RelativeRule] = {}
+
+    @field_validator("relatives", mode="before")
+    @classmethod
+    def _types_alone(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"types": v} if isinstance(v, list | tuple) else v for k, v in value.items()}
+        return value
 
     def get(self, code: str) -> Matter:
         for matter in self.matters:
@@ -208,19 +227,28 @@ def _inconsistencies(
                             f"{', '.join(sorted(known_types)) or 'none'})",
                         )
                     )
-    for relation, types in catalogue.relatives.items():
-        if relation != "spouse":
+    for relation, rule in catalogue.relatives.items():
+        if relation not in ("spouse", "child", "parent"):
             found.append(
                 (
                     ("relatives", relation),
-                    f"relatives: only the spouse can be found from shared data, not {relation!r}",
+                    f"relatives: a {relation!r} is not found through shared data (spouse, child, parent are)",
                 )
             )
-        for k, type_code in enumerate(types):
+        elif relation != "spouse" and not rule.fields:
+            found.append(
+                (
+                    ("relatives", relation),
+                    f"relatives.{relation}: name the fields of the certificate that give the "
+                    f"{RELATION_NAMES[relation]} (fields: [...]); only a spouse is the other holder "
+                    "of a record",
+                )
+            )
+        for k, type_code in enumerate(rule.types):
             if known_types is not None and type_code not in known_types:
                 found.append(
                     (
-                        ("relatives", relation, k),
+                        ("relatives", relation, "types", k) if rule.fields else ("relatives", relation, k),
                         f"relatives.{relation}: unknown certificate type {type_code!r}",
                     )
                 )
@@ -250,5 +278,6 @@ __all__ = [
     "Catalogue",
     "Material",
     "Matter",
+    "RelativeRule",
     "load_matters",
 ]

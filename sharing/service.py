@@ -203,7 +203,7 @@ class Counter:
                     township=station.township,
                     district=self.settings.district_code,
                     verifiers=self.verifiers,
-                    spouse_types=self.catalogue.relatives.get("spouse", ()),
+                    relatives=self.catalogue.relatives,
                     station=station.station_id,
                     purpose=request.purpose,
                     case_number=request.case_number,

@@ -5,7 +5,7 @@ Example::
     issued_by = certificate_datasets(settings.contracts_dir)   # type code → dataset
     asked = catalogue.asked("marriage-household")              # a matter or a 一件事 bundle
     answer = skip_check(conn, asked, "120114199003071234", issued_by, verifiers=keys,
-                        spouse_types=catalogue.relatives.get("spouse", ()))
+                        relatives=catalogue.relatives)
     for m in answer.materials:
         print(m.material, m.verdict, m.certificate_id or m.reason)   # 结婚证 可免交 1.2.156...
 
@@ -51,7 +51,7 @@ from evidence.log import Committed, TransparencyLog, append_committed_many, use_
 from evidence.note import NoteVerifier
 from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
-from sharing.matters import RELATION_NAMES, Asked, Material, Matter
+from sharing.matters import RELATION_NAMES, Asked, Material, Matter, Relation, RelativeRule
 
 # How a certificate is read from the log: ``check_held`` by default; a service passes its
 # ``evidence.view.LogView.held``, which proves the same from a log it verified once.
@@ -134,6 +134,7 @@ def skip_check(
     district: str = "120114",
     verifiers: Sequence[NoteVerifier] | None = None,
     spouse_types: Sequence[str] = (),
+    relatives: Mapping[Relation, RelativeRule] | None = None,
     station: str | None = None,
     purpose: str | None = None,
     case_number: str | None = None,
@@ -192,17 +193,27 @@ def skip_check(
     if log is not None or township is not None:
         check_township(township, district)
     shown = mask_citizen_id(subject_id)
-    relatives: dict[str, tuple[str | None, str]] = {}  # relation -> (ID, why not found)
+    rules: dict[str, RelativeRule] = {str(k): v for k, v in (relatives or {}).items()}
+    if spouse_types and "spouse" not in rules:
+        rules["spouse"] = RelativeRule(types=tuple(spouse_types))
+    found: dict[str, tuple[str | None, str]] = {}  # relation -> (ID, why not found)
     answers = []
     for material, needed_by in zip(asked.materials, asked.needed_by, strict=True):
         holder_id: str | None = subject_id
         relative: str | None = None  # the relative whose certificate is asked for, once found
         if material.holder != "applicant" and material.certificate_types:
-            if material.holder not in relatives:
-                relatives[material.holder] = _relative(
-                    conn, material.holder, subject_id, spouse_types, today, verifiers, as_of, held
+            if material.holder not in found:
+                found[material.holder] = _relative(
+                    conn,
+                    material.holder,
+                    subject_id,
+                    rules.get(material.holder),
+                    today,
+                    verifiers,
+                    as_of,
+                    held,
                 )
-            holder_id, missing = relatives[material.holder]
+            holder_id, missing = found[material.holder]
             relative = holder_id
             if holder_id is not None and may_see is not None and not may_see(holder_id):
                 name = RELATION_NAMES.get(material.holder, material.holder)
@@ -242,7 +253,7 @@ def skip_check(
     if township is not None and as_of is None:
         for answer, material in zip(answers, asked.materials, strict=True):
             if answer.skippable and answer.certificate_id:
-                whose = subject_id if material.holder == "applicant" else relatives[material.holder][0]
+                whose = subject_id if material.holder == "applicant" else found[material.holder][0]
                 uses.append(
                     use_entry(
                         matter=asked.code,
@@ -285,18 +296,23 @@ def _relative(
     conn: Connection,
     relation: str,
     subject_id: str,
-    spouse_types: Sequence[str],
+    rule: RelativeRule | None,
     today: dt.date,
     verifiers: Sequence[NoteVerifier] | None,
     as_of: int | None = None,
     held: Held | None = None,
 ) -> tuple[str | None, str]:
     """The relative's ID, or None and why it was not found (as of a past checkpoint: from
-    marriage certificates under it, in force then)."""
+    certificates under it, in force then).
+
+    Through ``rule``: the applicant's certificates of its types in force, newest first (so the
+    youngest child); the relative is the person the certificate, as the log commits to it, names
+    in one of the rule's fields (a child: ``child_id`` of a 出生医学证明 naming the applicant as a
+    parent) — or, with no fields, the other holder of the same record, whom the applicant's own
+    certificate must name (the spouse on a 结婚证)."""
     name = RELATION_NAMES.get(relation, relation)
-    if relation != "spouse" or not spouse_types:
+    if rule is None or not rule.types:
         return None, f"{name}关系的数据尚未由部门共享，无法查找{name}的证照"
-    # The applicant's marriage certificates in force; the spouse is the other holder of the record.
     mine = conn.execute(
         select(
             certificates.c.cert_id,
@@ -307,13 +323,35 @@ def _relative(
         .where(
             and_(
                 certificates.c.holder_id == subject_id,
-                certificates.c.type_code.in_(list(spouse_types)),
+                certificates.c.type_code.in_(list(rule.types)),
                 certificates.c.status == STATUS_VALID if as_of is None else certificates.c.leaf_index < as_of,
             )
         )
-        .order_by(certificates.c.issue_date.desc(), certificates.c.version.desc())
+        # The newest in force by its own date (a 出生医学证明's: the youngest child; a 结婚证's: the
+        # current marriage), not by when it was issued here (a first run issues all on one day).
+        .order_by(
+            certificates.c.valid_from.is_(None),
+            certificates.c.valid_from.desc(),
+            certificates.c.issue_date.desc(),
+            certificates.c.version.desc(),
+        )
     ).all()
     for r in mine:
+        if rule.fields:
+            if not verifiers:
+                continue  # the fields are read from the log, never from a catalog row
+            if _against_the_log(
+                conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held
+            ):
+                continue
+            body = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held).certificate
+            given = body.get("fields")
+            fields: dict[str, Any] = given if isinstance(given, dict) else {}
+            named = [str(fields[f]) for f in rule.fields if fields.get(f)]
+            relative = next((n for n in named if n != subject_id and is_valid_citizen_id(n)), None)
+            if relative is not None and subject_id not in named:  # not the applicant's own role
+                return relative, ""
+            continue
         other = conn.execute(
             select(certificates.c.holder_id).where(
                 and_(
@@ -342,7 +380,9 @@ def _relative(
             if spouse not in json.dumps(body.get("fields") or {}, ensure_ascii=False):
                 continue
         return spouse, ""
-    return None, "未找到申请人有效的结婚证，无法确定配偶"
+    if relation == "spouse":
+        return None, "未找到申请人有效的结婚证，无法确定配偶"
+    return None, f"未找到记载申请人与其{name}关系的有效证照，无法确定{name}"
 
 
 def check_township(township: str | None, district: str) -> None:

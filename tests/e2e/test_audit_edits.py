@@ -88,7 +88,7 @@ class Home:
                     subject,
                     issued_by,
                     verifiers=view.verifiers,
-                    spouse_types=catalogue.relatives.get("spouse", ()),
+                    relatives=catalogue.relatives,
                     held=view.held,
                 )
         finally:

@@ -86,7 +86,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> It
 
 
 # The generator's manifest names the department systems; the pipeline names contract ids.
-SOURCE_OF = {"household": "household", "business_licence": "licences", "marriage": "marriages"}
+SOURCE_OF = {
+    "household": "household",
+    "business_licence": "licences",
+    "marriage": "marriages",
+    "birth": "births",
+}
 
 
 def _expected_quarantined(manifest: Manifest, dataset: str) -> int:
@@ -103,7 +108,7 @@ def first(world: World) -> Any:
 
 def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: World, first: Any) -> None:
     by_dataset = {c.dataset: c for c in first.connectors}
-    assert set(by_dataset) == {"household", "business_licence", "marriage"}
+    assert set(by_dataset) == {"household", "business_licence", "marriage", "birth"}
     for dataset, c in by_dataset.items():
         assert c.status == "ok"
         assert c.pulled == world.manifest.datasets[SOURCE_OF[dataset]].rows
@@ -112,10 +117,11 @@ def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: W
     assert by_dataset["household"].certificates == by_dataset["household"].accepted
     assert by_dataset["business_licence"].certificates == by_dataset["business_licence"].accepted
     assert by_dataset["marriage"].certificates == 2 * by_dataset["marriage"].accepted  # one per spouse
+    assert by_dataset["birth"].certificates == 3 * by_dataset["birth"].accepted  # child, mother, father
     with world.catalog().connect() as conn:
         kinds = Counter(leaf.kind for leaf in leaves(conn))
     assert kinds["certificate"] == sum(c.certificates for c in first.connectors)
-    assert kinds["status-list"] == 3  # one signed status list per issuer
+    assert kinds["status-list"] == 4  # one signed status list per issuer
     assert first.tree_size == sum(kinds.values())
     assert first.extracts
 

@@ -36,8 +36,8 @@ RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
 ROWS, SEED, BATCH = 300, 5, 100
 PASSPHRASE = "fault-tests-passphrase-0123456789-abcdef"
 
-# (point, on which occurrence): with 3 connectors of 3 batches each, occurrence 5 is the
-# middle of the second connector, 3 the last batch of the first (its connector then has
+# (point, on which occurrence): with 3 connectors of 3 batches each (then the births' one),
+# occurrence 5 is the middle of the second connector, 3 the last batch of the first (its connector then has
 # nothing new, so only the next run's start-up recovery can publish that batch); extracts and
 # status lists come after every connector.
 KILLS = [
@@ -177,7 +177,7 @@ def clean(setup: Setup) -> dict[str, Any]:
     done = setup.run(home, "run")
     assert done.returncode == 0, done.stdout + done.stderr
     state = state_of(home)
-    assert state["certificates"] and state["extracts"] and len(state["batches"]) == 9
+    assert state["certificates"] and state["extracts"] and len(state["batches"]) == 10
     return state
 
 

@@ -23,7 +23,7 @@ def test_demo_contracts_load_and_compile(path: Path) -> None:
 
 
 def test_contract_by_id_lists_known_ids_when_missing() -> None:
-    with pytest.raises(ContractError, match="known: business_licence, household, marriage"):
+    with pytest.raises(ContractError, match="known: birth, business_licence, household, marriage"):
         contract_by_id(DATASETS, "nope")
 
 

@@ -18,13 +18,14 @@ from departments import (
     generate_all,
     generate_if_missing,
 )
+from departments.births import read_births
 from departments.household import household_engine, read_household_rows
 from departments.licences import read_licence_rows
 from departments.marriages import read_marriage_csv
 
 
 def snapshot(root: Path) -> dict[str, object]:
-    """Everything the three sources hold, in source order."""
+    """Everything the sources hold, in source order."""
     engine = household_engine(f"sqlite:///{root / 'gongan' / 'household.db'}")
     household = read_household_rows(engine)
     engine.dispose()
@@ -33,6 +34,7 @@ def snapshot(root: Path) -> dict[str, object]:
         "household": household,
         "licences": read_licence_rows(root / "scjg" / "licences.db"),
         "marriages": {p.name: p.read_bytes() for p in sorted(drop.iterdir())},
+        "births": read_births(root / "weijian" / "births.db"),
         "manifest": json.loads((root / "manifest.json").read_text(encoding="utf-8")),
     }
 
@@ -69,8 +71,12 @@ def test_regenerating_overwrites(tmp_path: Path) -> None:
 @pytest.mark.parametrize("rows", [1, 10, 99])
 def test_tiny_datasets(tmp_path: Path, rows: int) -> None:
     manifest = generate_all(tmp_path, rows=rows, seed=4)
-    for ds in manifest.datasets.values():
-        assert ds.rows == rows and ds.bad_rows == []
+    for name, ds in manifest.datasets.items():
+        if name == "births":  # one per child of the registry with both parents in its household
+            assert ds.rows <= rows
+            assert len(read_births(tmp_path / "weijian" / "births.db")) == ds.rows
+        else:
+            assert ds.rows == rows and ds.bad_rows == []
     assert (
         len(read_marriage_csv(tmp_path / "minzheng" / "drop" / "marriage_registrations_20261120.csv")) == rows
     )
@@ -80,7 +86,10 @@ def test_manifest_contents(tmp_path: Path) -> None:
     manifest = generate_all(tmp_path, rows=800, seed=9)
     data = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert data["seed"] == 9 and data["rows"] == 800
-    assert set(data["datasets"]) == {"household", "licences", "marriages"}
+    assert set(data["datasets"]) == {"household", "licences", "marriages", "births"}
+    births = data["datasets"].pop("births")
+    assert births["key"] == "cert_no" and 0 < births["rows"] < 800
+    assert {b["kind"] for b in births["bad_rows"]} == {"bad_check_char"}
     assert data["datasets"]["licences"]["api_token_env"] == "SCJG_API_TOKEN"
     assert data["datasets"]["household"]["key"] == "person_id"
     assert data["datasets"]["marriages"]["key"] == "登记证字号"
@@ -154,7 +163,10 @@ def test_add_updates_appends_later_rows(tmp_path: Path) -> None:
     assert not engaged & {r[c] for r in rows for c in ("男方公民身份号码", "女方公民身份号码")}
 
     assert [b.number for b in after.batches] == [0, 1]
+    assert after.datasets["births"] == before.datasets["births"]  # the register is not updated daily
     for name, ds in after.datasets.items():
+        if name == "births":
+            continue
         assert ds.watermark is not None and ds.watermark > str(marks[name])
         assert len(ds.bad_rows) > len(before.datasets[name].bad_rows)
     assert after.datasets["household"].rows == 1400 and after.datasets["marriages"].rows == 1400

@@ -11,10 +11,10 @@ from cli.main import app
 from contracts.model import certificate_datasets
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
-from sharing.matters import RELATIONS, load_matters
+from sharing.matters import RELATIONS, RelativeRule, load_matters
 
 KNOWN = certificate_datasets(Settings().contracts_dir)
-HOUSEHOLD, MARRIAGE = "11100000000019342N001", "1110000000001201XK001"
+HOUSEHOLD, MARRIAGE, BIRTH = "11100000000019342N001", "1110000000001201XK001", "11100000MB01Q0230J001"
 
 
 def test_the_shipped_catalogue_has_real_matters_bundles_and_relations() -> None:
@@ -37,7 +37,9 @@ def test_the_shipped_catalogue_has_real_matters_bundles_and_relations() -> None:
         ("居民身份证", "applicant"),
     ]
     assert {m.holder for m in catalogue.matters for m in m.materials} <= set(RELATIONS)
-    assert catalogue.relatives == {"spouse": (MARRIAGE,)}
+    assert catalogue.relatives["spouse"] == RelativeRule(types=(MARRIAGE,))
+    assert catalogue.relatives["child"] == RelativeRule(types=(BIRTH,), fields=("child_id",))
+    assert catalogue.relatives["parent"] == RelativeRule(types=(BIRTH,), fields=("mother_id", "father_id"))
     for m in catalogue.matters:
         for material in m.materials:
             assert set(material.certificate_types) <= set(KNOWN), (m.code, material.name)
@@ -148,8 +150,17 @@ def test_a_broken_bundle_names_the_file_and_the_line(tmp_path: Path) -> None:
     path.write_text(MATTER + "bundles:\n  - code: both\n    name: 两件\n    matters: [a, c]\n", "utf-8")
     with pytest.raises(ConfigurationError, match=r"matters\.yaml:19: bundle 'both': unknown matter 'c'"):
         load_matters(path, known_types=KNOWN)
+    # A child is not "the other holder": the rule must name the field that gives the child.
     path.write_text(MATTER + "relatives:\n  child: [11100000000019342N001]\n", "utf-8")
-    with pytest.raises(ConfigurationError, match=r"matters\.yaml:17: relatives: only the spouse"):
+    with pytest.raises(ConfigurationError, match=r"matters\.yaml:17: relatives\.child: name the fields"):
+        load_matters(path, known_types=KNOWN)
+    path.write_text(MATTER + "relatives:\n  applicant: [11100000000019342N001]\n", "utf-8")
+    with pytest.raises(ConfigurationError, match=r"matters\.yaml:17: relatives: a 'applicant' is not found"):
+        load_matters(path, known_types=KNOWN)
+    path.write_text(MATTER + "relatives:\n  child:\n    types: [X]\n    fields: [child_id]\n", "utf-8")
+    with pytest.raises(
+        ConfigurationError, match=r"matters\.yaml:18: relatives\.child: unknown certificate type 'X'"
+    ):
         load_matters(path, known_types=KNOWN)
 
 

@@ -1,0 +1,122 @@
+"""Relatives found through shared data, on the demo home: a parent's child and a child's parents
+through the 出生医学证明 (卫健, landed through its registration and contract like the others),
+the spouse through the 结婚证 — each shown masked, only the fact needed."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from catalog import Catalog
+from cli.main import app
+from contracts.model import certificate_datasets
+from evidence.keys import log_verifiers
+from onceonly.privacy import mask_citizen_id
+from onceonly.settings import Settings
+from sharing.matters import Material, Matter, load_matters
+from sharing.skipcheck import skip_check
+
+pytestmark = pytest.mark.e2e
+HOUSEHOLD_TYPE = "11100000000019342N001"
+
+
+@pytest.fixture
+def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith("ONCEONLY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ONCEONLY_HOME", str(demo_home))
+    yield demo_home
+
+
+def _a_family(home: Path) -> tuple[str, str, str]:
+    """Mother, father and child of a 出生医学证明 whose three copies were issued and whose child
+    holds a 居民户口簿 (read from the department's own table, then checked in the catalog)."""
+    births = sqlite3.connect(home / "departments" / "weijian" / "births.db")
+    catalog = sqlite3.connect(home / "catalog.db")
+    try:
+        for mother, father, child in births.execute(
+            "SELECT mother_id, father_id, child_id FROM birth_certificate ORDER BY birth_date DESC"
+        ):
+            held = {
+                (holder, name)
+                for holder, name in catalog.execute(
+                    "SELECT holder_id, type_name FROM certificates WHERE holder_id IN (?, ?, ?) "
+                    "AND status = '有效'",
+                    (mother, father, child),
+                )
+            }
+            wanted = {(p, "出生医学证明") for p in (mother, father, child)} | {(child, "居民户口簿")}
+            # the youngest child of the mother is this one (no younger sibling born after it)
+            (younger,) = births.execute(
+                "SELECT count(*) FROM birth_certificate WHERE mother_id = ? AND child_id != ? "
+                "AND birth_date >= (SELECT birth_date FROM birth_certificate WHERE child_id = ?)",
+                (mother, child, child),
+            ).fetchone()
+            if wanted <= held and younger == 0:
+                return mother, father, child
+    finally:
+        births.close()
+        catalog.close()
+    raise AssertionError("the demo has no family with every certificate issued")
+
+
+def test_a_parent_skips_the_childs_certificates_shown_masked(home: Path) -> None:
+    mother, _, child = _a_family(home)
+    result = CliRunner().invoke(app, ["skip-check", "--subject", mother, "--matter", "school-enrolment"])
+    assert result.exit_code == 0, result.output
+    masked = mask_citizen_id(child)
+    assert f"✔ 子女居民户口簿（子女 {masked}）: 可免交" in result.output
+    assert f"✔ 子女出生医学证明（子女 {masked}）: 可免交" in result.output
+    assert child not in result.output and mother not in result.output
+
+
+def test_a_childs_parents_are_found_through_their_own_birth_certificate(home: Path) -> None:
+    mother, father, child = _a_family(home)
+    settings = Settings()
+    issued_by = certificate_datasets(settings.contracts_dir)
+    catalogue = load_matters(settings.matters_file, known_types=issued_by)
+    matter = Matter(
+        code="minor-application",
+        name="未成年人事项",
+        department="测试",
+        subject="person",
+        materials=(Material(name="父母居民户口簿", certificate_types=(HOUSEHOLD_TYPE,), holder="parent"),),
+    )
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    try:
+        with catalog.read() as conn:
+            answer = skip_check(
+                conn,
+                matter,
+                child,
+                issued_by,
+                verifiers=log_verifiers(settings),
+                relatives=catalogue.relatives,
+            )
+            # the mother's own view of the same certificate names her as the mother, not a parent
+            # of hers: she has no parent through it
+            her = skip_check(
+                conn,
+                matter,
+                mother,
+                issued_by,
+                verifiers=log_verifiers(settings),
+                relatives=catalogue.relatives,
+            )
+    finally:
+        catalog.dispose()
+    (parent,) = answer.materials
+    assert parent.holder == "parent" and parent.holder_shown in {
+        mask_citizen_id(mother),
+        mask_citizen_id(father),
+    }
+    assert parent.verdict in {"可免交", "未找到证照"}  # a parent born elsewhere holds no 户口簿 here
+    assert child not in str(answer.to_json()) and mother not in str(answer.to_json())
+    (hers,) = her.materials
+    assert hers.holder_shown != mask_citizen_id(child)
