@@ -48,6 +48,15 @@ def skip_check_command(
             "consistency proof to today's.",
         ),
     ] = None,
+    child: Annotated[
+        str | None,
+        typer.Option(
+            "--child",
+            metavar="ID",
+            help="The child's ID number, when the matter needs a child's materials and the applicant "
+            "has several children.",
+        ),
+    ] = None,
 ) -> None:
     """For this subject and matter (or bundle): which materials may be skipped (可免交), and why not."""
     from catalog import Catalog
@@ -72,6 +81,7 @@ def skip_check_command(
     except ConfigurationError:
         verifiers = []  # no log yet: nothing can be confirmed, so nothing is answered skippable
     relatives = catalogue.relatives
+    named = {"child": child.strip().upper()} if child else None
     catalog = Catalog.connect(settings.catalog_url, create=False)
     past: dict[str, Any] | None = None
     if as_of is not None:
@@ -85,11 +95,14 @@ def skip_check_command(
                 today=day,
                 verifiers=verifiers,
                 relatives=relatives,
+                named=named,
                 as_of=as_of,
             )
     elif record_use_for is None:
         with catalog.read() as conn:
-            answer = skip_check(conn, asked, subject, issued_by, verifiers=verifiers, relatives=relatives)
+            answer = skip_check(
+                conn, asked, subject, issued_by, verifiers=verifiers, relatives=relatives, named=named
+            )
     else:
         from evidence.keys import open_key_store
         from evidence.log import TransparencyLog
@@ -108,6 +121,7 @@ def skip_check_command(
                 district=settings.district_code,
                 verifiers=verifiers,
                 relatives=relatives,
+                named=named,
             )
     shown = mask_citizen_id(answer.subject) or ""  # whatever the matter: it may be a person's
     if as_json:

@@ -94,7 +94,7 @@ class RelativeRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    types: tuple[str, ...]
+    types: tuple[str, ...] = Field(min_length=1)
     fields: tuple[str, ...] = ()
 
 
@@ -233,6 +233,14 @@ def _inconsistencies(
                 (
                     ("relatives", relation),
                     f"relatives: a {relation!r} is not found through shared data (spouse, child, parent are)",
+                )
+            )
+        elif relation == "spouse" and rule.fields:
+            found.append(
+                (
+                    ("relatives", relation),
+                    "relatives.spouse: a spouse is the other holder of the record, named by no field "
+                    "(list the types only)",
                 )
             )
         elif relation != "spouse" and not rule.fields:

@@ -76,6 +76,9 @@ class SkipCheckRequest(BaseModel):
     consent_code: str | None = Field(
         None, max_length=20, description="申请人本人授权码（跨域通办：申请人不属本镇街时必填）"
     )
+    child_id: str | None = Field(
+        None, max_length=64, description="子女身份证号码（事项需子女材料且申请人有多名子女时必填）"
+    )
 
 
 class ConsentRequest(BaseModel):
@@ -209,6 +212,7 @@ class Counter:
                     case_number=request.case_number,
                     may_see=lambda relative: self._in_township(conn, relative, station.township),
                     held=self.view.held,
+                    named={"child": request.child_id.strip().upper()} if request.child_id else None,
                 )
 
             def spend_consent(conn: Any) -> None:  # 跨域通办: the citizen's consent, with the uses

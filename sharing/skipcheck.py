@@ -10,9 +10,10 @@ Example::
         print(m.material, m.verdict, m.certificate_id or m.reason)   # 结婚证 可免交 1.2.156...
 
 A material may be skipped (可免交) when a certificate of an accepted type is held by the person
-it must belong to (the applicant, or the spouse found through the applicant's marriage
-certificate) and is in force today (status 有效, valid_from ≤ today ≤ valid_to) — the answer
-carries its identifier so the counter can export the verifiable bundle. Otherwise the verdict
+it must belong to (the applicant, or a relative found through shared data: the spouse through
+the applicant's 结婚证, a child or a parent through the 出生医学证明) and is in force today
+(status 有效, valid_from ≤ today ≤ valid_to) — the answer carries its identifier so the counter
+can export the verifiable bundle. Otherwise the verdict
 says why in the clerk's words — 未找到证照, 证照已过期, 证照已暂扣, 证照已吊销, 证照未生效,
 数据待部门更正 (the department's record failed its data contract), 证照核验未通过 (the catalog
 disagrees with the log), 需提交材料 (no department shares it) — and the reason gives the detail
@@ -141,15 +142,17 @@ def skip_check(
     as_of: int | None = None,
     may_see: Callable[[str], bool] | None = None,
     held: Held | None = None,
+    named: Mapping[str, str] | None = None,
 ) -> SkipCheckAnswer:
     """``issued_by`` maps certificate type codes to the dataset whose records issue them.
 
     ``matter``: a matter, or what a matter or 一件事 bundle asks for
     (``Catalogue.asked``: each material once). A material held by a relative is looked for in
-    the relative's certificates: the spouse is the other holder of the applicant's marriage
-    certificate (a type of ``spouse_types``) in force, confirmed by the log; the relative is
-    shown masked, and only the fact the material needs. Child and parent relations need
-    household relations no department shares yet: such a material is answered 未找到证照.
+    the relative's certificates, the relative found by ``relatives`` (the catalogue's rules;
+    ``spouse_types`` alone: the spouse rule) from what the log commits to; the relative is shown
+    masked, and only the fact the material needs. ``named``: the relative's ID typed at the
+    counter, by relation (``{"child": ID}``) — needed when the applicant has several children,
+    and then only answered if the log confirms that child is theirs.
 
     With ``verifiers`` (the log's keys; the command line always passes them), a material is
     answered skippable only from what the log commits to: the certificate the catalog row
@@ -212,6 +215,7 @@ def skip_check(
                     verifiers,
                     as_of,
                     held,
+                    (named or {}).get(material.holder),
                 )
             holder_id, missing = found[material.holder]
             relative = holder_id
@@ -301,18 +305,24 @@ def _relative(
     verifiers: Sequence[NoteVerifier] | None,
     as_of: int | None = None,
     held: Held | None = None,
+    named: str | None = None,
 ) -> tuple[str | None, str]:
     """The relative's ID, or None and why it was not found (as of a past checkpoint: from
     certificates under it, in force then).
 
-    Through ``rule``: the applicant's certificates of its types in force, newest first (so the
-    youngest child); the relative is the person the certificate, as the log commits to it, names
-    in one of the rule's fields (a child: ``child_id`` of a 出生医学证明 naming the applicant as a
-    parent) — or, with no fields, the other holder of the same record, whom the applicant's own
-    certificate must name (the spouse on a 结婚证)."""
+    Through ``rule``: with fields, every certificate of its types the applicant holds, each
+    checked against the log (held by the applicant, in force): the people those name in the
+    rule's fields where the applicant is not the one named (a parent's copy of a child's
+    出生医学证明 names the child in ``child_id``) — from the log's certificate, never a catalog
+    row. ``named`` (typed at the counter) must be one of them; without it, several children are
+    not guessed at (the clerk is asked which), and a parent is the first field named (the
+    mother). With no fields, the other holder of the same record, whom the applicant's own
+    certificate must name (the spouse on a 结婚证), newest first."""
     name = RELATION_NAMES.get(relation, relation)
     if rule is None or not rule.types:
         return None, f"{name}关系的数据尚未由部门共享，无法查找{name}的证照"
+    if rule.fields:
+        return _named_relative(conn, relation, subject_id, rule, today, verifiers, as_of, held, named)
     mine = conn.execute(
         select(
             certificates.c.cert_id,
@@ -327,8 +337,6 @@ def _relative(
                 certificates.c.status == STATUS_VALID if as_of is None else certificates.c.leaf_index < as_of,
             )
         )
-        # The newest in force by its own date (a 出生医学证明's: the youngest child; a 结婚证's: the
-        # current marriage), not by when it was issued here (a first run issues all on one day).
         .order_by(
             certificates.c.valid_from.is_(None),
             certificates.c.valid_from.desc(),
@@ -337,21 +345,6 @@ def _relative(
         )
     ).all()
     for r in mine:
-        if rule.fields:
-            if not verifiers:
-                continue  # the fields are read from the log, never from a catalog row
-            if _against_the_log(
-                conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held
-            ):
-                continue
-            body = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held).certificate
-            given = body.get("fields")
-            fields: dict[str, Any] = given if isinstance(given, dict) else {}
-            named = [str(fields[f]) for f in rule.fields if fields.get(f)]
-            relative = next((n for n in named if n != subject_id and is_valid_citizen_id(n)), None)
-            if relative is not None and subject_id not in named:  # not the applicant's own role
-                return relative, ""
-            continue
         other = conn.execute(
             select(certificates.c.holder_id).where(
                 and_(
@@ -380,9 +373,60 @@ def _relative(
             if spouse not in json.dumps(body.get("fields") or {}, ensure_ascii=False):
                 continue
         return spouse, ""
-    if relation == "spouse":
-        return None, "未找到申请人有效的结婚证，无法确定配偶"
-    return None, f"未找到记载申请人与其{name}关系的有效证照，无法确定{name}"
+    return None, "未找到申请人有效的结婚证，无法确定配偶"
+
+
+def _named_relative(
+    conn: Connection,
+    relation: str,
+    subject_id: str,
+    rule: RelativeRule,
+    today: dt.date,
+    verifiers: Sequence[NoteVerifier] | None,
+    as_of: int | None,
+    held: Held | None,
+    named: str | None,
+) -> tuple[str | None, str]:
+    """A relative named in a field of the applicant's certificates, as the log commits to them
+    (see :func:`_relative`)."""
+    name = RELATION_NAMES.get(relation, relation)
+    if named is not None and not is_valid_citizen_id(named):
+        return None, f"所填{name}身份证号码格式或校验位不正确"
+    if not verifiers:  # the fields are read from the log, never from a catalog row
+        return None, f"缺少透明日志的验证公钥，无法确定{name}"
+    # Every certificate of the types the applicant holds (not only rows the catalog calls 有效:
+    # which child is meant must not hang on an editable column); the log decides which count.
+    mine = conn.execute(
+        select(certificates.c.cert_id, certificates.c.leaf_index)
+        .where(
+            and_(
+                certificates.c.holder_id == subject_id,
+                certificates.c.type_code.in_(list(rule.types)),
+                *([certificates.c.leaf_index < as_of] if as_of is not None else []),
+            )
+        )
+        .order_by(certificates.c.leaf_index)
+    ).all()
+    people: list[str] = []
+    for r in mine:
+        if _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held):
+            continue  # not in force, or not the applicant's, as the log says
+        body = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held).certificate
+        given = body.get("fields")
+        fields: dict[str, Any] = given if isinstance(given, dict) else {}
+        on_it = [str(fields[f]) for f in rule.fields if fields.get(f)]
+        if subject_id in on_it:
+            continue  # the applicant is the one this certificate names in that role
+        people += [p for p in on_it if is_valid_citizen_id(p) and p not in people]
+    if named is not None:
+        if named in people:
+            return named, ""
+        return None, f"所填{name}与申请人的关系未由有效证照确认"
+    if not people:
+        return None, f"未找到记载申请人与其{name}关系的有效证照，无法确定{name}"
+    if relation == "child" and len(people) > 1:
+        return None, f"申请人有 {len(people)} 名{name}：请填写是哪一名{name}的身份证号码"
+    return people[0], ""
 
 
 def check_township(township: str | None, district: str) -> None:

@@ -35,8 +35,8 @@ def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def _a_family(home: Path) -> tuple[str, str, str]:
-    """Mother, father and child of a 出生医学证明 whose three copies were issued and whose child
-    holds a 居民户口簿 (read from the department's own table, then checked in the catalog)."""
+    """Mother, father and only child of a 出生医学证明 whose three copies were issued and whose
+    child holds a 居民户口簿 (read from the department's own table, then checked in the catalog)."""
     births = sqlite3.connect(home / "departments" / "weijian" / "births.db")
     catalog = sqlite3.connect(home / "catalog.db")
     try:
@@ -52,13 +52,13 @@ def _a_family(home: Path) -> tuple[str, str, str]:
                 )
             }
             wanted = {(p, "出生医学证明") for p in (mother, father, child)} | {(child, "居民户口簿")}
-            # the youngest child of the mother is this one (no younger sibling born after it)
-            (younger,) = births.execute(
-                "SELECT count(*) FROM birth_certificate WHERE mother_id = ? AND child_id != ? "
-                "AND birth_date >= (SELECT birth_date FROM birth_certificate WHERE child_id = ?)",
-                (mother, child, child),
+            # her only child (with several, the clerk must say which: the test below)
+            (others,) = births.execute(
+                "SELECT count(*) FROM birth_certificate "
+                "WHERE (mother_id = ? OR father_id = ?) AND child_id != ?",
+                (mother, father, child),
             ).fetchone()
-            if wanted <= held and younger == 0:
+            if wanted <= held and others == 0:
                 return mother, father, child
     finally:
         births.close()
@@ -120,3 +120,58 @@ def test_a_childs_parents_are_found_through_their_own_birth_certificate(home: Pa
     assert child not in str(answer.to_json()) and mother not in str(answer.to_json())
     (hers,) = her.materials
     assert hers.holder_shown != mask_citizen_id(child)
+
+
+def _a_mother_of_two(home: Path) -> tuple[str, list[str]]:
+    """A mother with two children, both with every certificate issued (department table, then the
+    catalog)."""
+    births = sqlite3.connect(home / "departments" / "weijian" / "births.db")
+    catalog = sqlite3.connect(home / "catalog.db")
+    try:
+        for (mother,) in births.execute(
+            "SELECT mother_id FROM birth_certificate GROUP BY mother_id HAVING count(*) = 2 "
+            "ORDER BY mother_id"
+        ):
+            children = [
+                c
+                for (c,) in births.execute(
+                    "SELECT child_id FROM birth_certificate WHERE mother_id = ?", (mother,)
+                )
+            ]
+            issued = catalog.execute(
+                "SELECT count(*) FROM certificates "
+                "WHERE type_name = '出生医学证明' AND holder_id IN (?, ?, ?)",
+                (mother, *children),
+            ).fetchone()[0]
+            if issued == 4:
+                return mother, children
+    finally:
+        births.close()
+        catalog.close()
+    raise AssertionError("the demo has no mother of two with every certificate issued")
+
+
+def test_with_two_children_the_clerk_names_which_and_a_stranger_is_refused(home: Path) -> None:
+    mother, children = _a_mother_of_two(home)
+    runner = CliRunner()
+    asked = runner.invoke(app, ["skip-check", "--subject", mother, "--matter", "school-enrolment"])
+    assert asked.exit_code == 0, asked.output
+    # not guessed: the clerk is asked which child, and no child's number appears
+    assert "申请人有 2 名子女：请填写是哪一名子女的身份证号码" in asked.output
+    assert "可免交" not in asked.output.split("父母结婚证")[0]
+    assert not any(c in asked.output or mask_citizen_id(c) in asked.output for c in children)
+    for child in children:
+        named = runner.invoke(
+            app, ["skip-check", "--subject", mother, "--matter", "school-enrolment", "--child", child]
+        )
+        assert named.exit_code == 0, named.output
+        assert f"✔ 子女出生医学证明（子女 {mask_citizen_id(child)}）: 可免交" in named.output
+        assert child not in named.output
+    # a child the log does not link to her: refused, whoever it is
+    stranger = _a_family(home)[2]
+    if stranger not in children:
+        other = runner.invoke(
+            app, ["skip-check", "--subject", mother, "--matter", "school-enrolment", "--child", stranger]
+        )
+        assert "所填子女与申请人的关系未由有效证照确认" in other.output and stranger not in other.output
+        assert mask_citizen_id(stranger) not in other.output

@@ -154,6 +154,16 @@ def test_a_broken_bundle_names_the_file_and_the_line(tmp_path: Path) -> None:
     path.write_text(MATTER + "relatives:\n  child: [11100000000019342N001]\n", "utf-8")
     with pytest.raises(ConfigurationError, match=r"matters\.yaml:17: relatives\.child: name the fields"):
         load_matters(path, known_types=KNOWN)
+    path.write_text(
+        MATTER + "relatives:\n  spouse:\n    types: [11100000000019342N001]\n    fields: [x]\n", "utf-8"
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"matters\.yaml:17: relatives\.spouse: a spouse is the other holder"
+    ):
+        load_matters(path, known_types=KNOWN)
+    path.write_text(MATTER + "relatives:\n  child:\n    types: []\n    fields: [child_id]\n", "utf-8")
+    with pytest.raises(ConfigurationError, match=r"matters\.yaml:18: relatives\.child\.types: .*at least 1"):
+        load_matters(path, known_types=KNOWN)
     path.write_text(MATTER + "relatives:\n  applicant: [11100000000019342N001]\n", "utf-8")
     with pytest.raises(ConfigurationError, match=r"matters\.yaml:17: relatives: a 'applicant' is not found"):
         load_matters(path, known_types=KNOWN)
