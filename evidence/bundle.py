@@ -82,9 +82,9 @@ from evidence.note import Checkpoint, NoteVerifier, note_as_given, open_note, pa
 from evidence.status_list import LOG_KIND as STATUS_LIST_KIND
 from evidence.status_list import (
     STATE_SUPERSEDED,
-    STATUS_LIST_FORMAT,
     PublishedList,
     StatusList,
+    listed_in,
     open_status_list,
 )
 from onceonly.errors import ConfigurationError, EvidenceError, VerificationFailed
@@ -399,15 +399,8 @@ def logged_list_before(conn: Connection, issuer: str, list_no: int, size: int) -
     kind and ref columns are not covered by the leaf hash; None if none was."""
     from evidence.log import entries_before
 
-    marker = b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"'
     for index, entry in entries_before(conn, size):
-        if marker not in entry:
-            continue
-        try:
-            document = json.loads(entry)
-        except ValueError:
-            continue
-        if document.get("issuer") == issuer and document.get("list") == list_no:
+        if listed_in(entry) == (issuer, list_no):
             return index
     return None
 

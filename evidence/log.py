@@ -728,14 +728,9 @@ class Leaf:
 
 def leaf_at(conn: Connection, index: int) -> Leaf:
     """Leaf ``index`` with its entry; EvidenceError if the log has no such leaf."""
-    row = conn.execute(
-        select(log_leaves.c.kind, log_leaves.c.ref, log_leaves.c.leaf_hash, log_leaves.c.entry).where(
-            log_leaves.c.leaf_index == index
-        )
-    ).first()
+    row = _LEAF_ROWS.first(conn, lo=index, hi=index + 1)
     if row is not None:
-        entry = None if row.entry is None else bytes(row.entry)
-        return Leaf(index, row.kind, row.ref, bytes(row.leaf_hash), entry)
+        return Leaf(index, row.kind, row.ref, bytes(row.leaf_hash), _stored_bytes(row.entry))
     bundle = conn.execute(
         select(log_bundles)
         .where(and_(log_bundles.c.first_leaf <= index, log_bundles.c.first_leaf > index - BUNDLE_LEAVES))
@@ -761,27 +756,42 @@ def leaves(conn: Connection, lo: int = 0, hi: int | None = None) -> Iterator[Lea
         yield from _stored_leaves(conn, start, min(stop, start + _VERIFY_CHUNK))
 
 
+# The rows of leaves lo..hi-1 in both stores, run on the driver (``catalog.Prepared``): a
+# service's view of the log reads them after every append, `log verify` a chunk at a time.
+_LEAF_ROWS = Prepared(
+    select(
+        log_leaves.c.leaf_index,
+        log_leaves.c.kind,
+        log_leaves.c.ref,
+        log_leaves.c.leaf_hash,
+        log_leaves.c.entry,
+    )
+    .where(and_(log_leaves.c.leaf_index >= bindparam("lo"), log_leaves.c.leaf_index < bindparam("hi")))
+    .order_by(log_leaves.c.leaf_index)
+)
+_BUNDLE_ROWS = Prepared(
+    select(
+        log_bundles.c.first_leaf, log_bundles.c.leaf_count, log_bundles.c.leaf_hashes, log_bundles.c.entries
+    )
+    .where(and_(log_bundles.c.first_leaf > bindparam("after"), log_bundles.c.first_leaf < bindparam("hi")))
+    .order_by(log_bundles.c.first_leaf)
+)
+
+
+def _stored_bytes(value: Any) -> bytes | None:
+    """A BLOB as read back; text written into it (an edit) as its UTF-8 bytes, to be compared."""
+    if value is None:
+        return None
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _stored_leaves(conn: Connection, lo: int, hi: int) -> list[Leaf]:
     """Leaves ``lo..hi-1`` from both stores, in index order (duplicates kept: tampering)."""
     found = [
-        Leaf(
-            int(r.leaf_index), r.kind, r.ref, bytes(r.leaf_hash), None if r.entry is None else bytes(r.entry)
-        )
-        for r in conn.execute(
-            select(
-                log_leaves.c.leaf_index,
-                log_leaves.c.kind,
-                log_leaves.c.ref,
-                log_leaves.c.leaf_hash,
-                log_leaves.c.entry,
-            ).where(and_(log_leaves.c.leaf_index >= lo, log_leaves.c.leaf_index < hi))
-        )
+        Leaf(int(r.leaf_index), r.kind, r.ref, bytes(r.leaf_hash), _stored_bytes(r.entry))
+        for r in _LEAF_ROWS.all(conn, lo=lo, hi=hi)
     ]
-    for bundle in conn.execute(
-        select(log_bundles).where(
-            and_(log_bundles.c.first_leaf > lo - BUNDLE_LEAVES, log_bundles.c.first_leaf < hi)
-        )
-    ):
+    for bundle in _BUNDLE_ROWS.all(conn, after=lo - BUNDLE_LEAVES, hi=hi):
         first, count = int(bundle.first_leaf), int(bundle.leaf_count)
         hashes = bytes(bundle.leaf_hashes)
         if len(hashes) != 32 * count:
@@ -794,6 +804,19 @@ def _stored_leaves(conn: Connection, lo: int, hi: int) -> list[Leaf]:
                 Leaf(first + at, KIND_CERTIFICATE, refs[at], hashes[32 * at : 32 * at + 32], entries[at])
             )
     found.sort(key=lambda leaf: leaf.index)
+    return found
+
+
+def stored_entries(conn: Connection, lo: int, hi: int) -> list[tuple[int, bytes | None]]:
+    """``(index, entry)`` of leaves ``lo..hi-1`` from both stores, in index order, duplicates
+    kept: for a reader that hashes the entries itself (``evidence.view``), without a
+    :class:`Leaf` per certificate (a third of the time of verifying a large log)."""
+    found = [(int(r.leaf_index), _stored_bytes(r.entry)) for r in _LEAF_ROWS.all(conn, lo=lo, hi=hi)]
+    for bundle in _BUNDLE_ROWS.all(conn, after=lo - BUNDLE_LEAVES, hi=hi):
+        first, count = int(bundle.first_leaf), int(bundle.leaf_count)
+        _, entries = _unpack(first, count, bytes(bundle.entries))
+        found += [(first + at, entries[at]) for at in range(max(lo - first, 0), min(hi - first, count))]
+    found.sort(key=lambda leaf: leaf[0])
     return found
 
 
@@ -1052,7 +1075,7 @@ def _check_label(leaf: Leaf) -> None:
     """The kind (and a status list's ref) stored beside an entry that says what it is must be
     what it says: those columns are not covered by the leaf hash, and a relabelled status list
     would hide the newest one from whoever looks lists up by kind."""
-    from evidence.status_list import LOG_KIND, STATUS_LIST_FORMAT, list_id
+    from evidence.status_list import LOG_KIND, STATUS_LIST_FORMAT, list_id, listed_in
 
     marked = b'"schema":"' + ENTRY_SCHEMA.encode() + b'"' in (leaf.entry or b"") or (
         b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"' in (leaf.entry or b"")
@@ -1068,8 +1091,8 @@ def _check_label(leaf: Leaf) -> None:
     if document.get("schema") == ENTRY_SCHEMA:
         kind, ref = document.get("kind"), None
     elif document.get("format") == STATUS_LIST_FORMAT:
-        number = document.get("list")
-        kind, ref = LOG_KIND, list_id(str(document.get("issuer")), number) if isinstance(number, int) else "?"
+        listed = listed_in(leaf.entry or b"")
+        kind, ref = LOG_KIND, list_id(*listed) if listed else "?"
     else:
         return
     if leaf.kind != kind or (ref is not None and leaf.ref != ref):
@@ -1251,6 +1274,7 @@ __all__ = [
     "record_use",
     "refusal_entry",
     "root_at",
+    "stored_entries",
     "tree_size",
     "unusable_checkpoints",
     "use_entry",

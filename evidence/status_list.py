@@ -353,6 +353,26 @@ def open_status_list(published: Mapping[str, Any], verifier: NoteVerifier) -> St
     return _status_list(document, leaf_index, canonical)
 
 
+_FORMAT_MARKER = b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"'
+
+
+def listed_in(entry: bytes) -> tuple[str, int] | None:
+    """The (issuer, list number) of the status list a log entry is, read from the entry itself
+    (the kind and ref columns beside a leaf are not covered by its hash); None if it is none."""
+    if _FORMAT_MARKER not in entry:
+        return None
+    try:
+        document = json.loads(entry)
+    except ValueError:
+        return None
+    if not isinstance(document, dict) or document.get("format") != STATUS_LIST_FORMAT:
+        return None
+    issuer, number = document.get("issuer"), document.get("list")
+    if isinstance(issuer, str) and isinstance(number, int) and not isinstance(number, bool):
+        return issuer, number
+    return None
+
+
 def logged_status_list(document: Mapping[str, Any], leaf_index: int) -> StatusList:
     """A status list as its log leaf records it (the document is the leaf's entry): vouched for
     by the leaf's inclusion under a signed checkpoint, which the caller proves, not by the list's
@@ -464,6 +484,7 @@ __all__ = [
     "decode_bits",
     "encode_bits",
     "list_id",
+    "listed_in",
     "logged_status_list",
     "make_document",
     "open_status_list",

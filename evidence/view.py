@@ -37,53 +37,31 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from catalog import BUNDLE_LEAVES, Prepared, checkpoints, log_bundles, log_leaves
+from catalog import Prepared, checkpoints
 from evidence.bundle import HeldCertificate, _state_of
 from evidence.commitment import certificate_entry, is_commitment_entry
 from evidence.identifier import CertificateId
-from evidence.log import _unpack, leaf_at, opening_at
+from evidence.log import leaf_at, opening_at, stored_entries
 from evidence.merkle import SHA256, TreeHash, extend, fold_subtrees, inclusion_ranges, perfect_subtrees
 from evidence.note import Checkpoint, NoteVerifier, open_note
-from evidence.status_list import STATUS_LIST_FORMAT, StatusList, logged_status_list
+from evidence.status_list import StatusList, listed_in, logged_status_list
 from onceonly.errors import EvidenceError, VerificationFailed
 
 _NEWEST = Prepared(
     select(checkpoints.c.tree_size, checkpoints.c.note).order_by(checkpoints.c.tree_size.desc()).limit(1)
 )
-_LIST_MARKER = b'"format":"' + STATUS_LIST_FORMAT.encode() + b'"'
 _CHUNK = 50_000
 
 
-# The leaves a view follows, read on the driver (``catalog.Prepared``): the service follows the
-# log after every append, a few leaves at a time.
-_LEAF_ROWS = Prepared(
-    select(log_leaves.c.leaf_index, log_leaves.c.entry)
-    .where(and_(log_leaves.c.leaf_index >= bindparam("lo"), log_leaves.c.leaf_index < bindparam("hi")))
-    .order_by(log_leaves.c.leaf_index)
-)
-_BUNDLE_ROWS = Prepared(
-    select(log_bundles.c.first_leaf, log_bundles.c.leaf_count, log_bundles.c.entries).where(
-        and_(log_bundles.c.first_leaf > bindparam("after"), log_bundles.c.first_leaf < bindparam("hi"))
-    )
-)
-
-
 def _note_list(index: int, entry: bytes, lists: dict[tuple[str, int], tuple[int, bytes]]) -> None:
-    """Keep ``entry`` if it is a status list (by its own format, not the columns beside it)."""
-    try:
-        document = json.loads(entry)
-    except ValueError:
-        return
-    if not isinstance(document, dict) or document.get("format") != STATUS_LIST_FORMAT:
-        return
-    issuer, number = document.get("issuer"), document.get("list")
-    if isinstance(issuer, str) and isinstance(number, int) and not isinstance(number, bool):
-        known = lists.get((issuer, number))
-        if known is None or index > known[0]:  # the newest, whatever order the rows came in
-            lists[(issuer, number)] = (index, entry)
+    """Keep ``entry`` if it is a status list (by its own format, not the columns beside it) and
+    the newest of its list, whatever order the rows came in."""
+    listed = listed_in(entry)
+    if listed is not None and (listed not in lists or index > lists[listed][0]):
+        lists[listed] = (index, entry)
 
 
 class LogView:
@@ -165,26 +143,14 @@ class LogView:
         conn: Connection, lo: int, hi: int, lists: dict[tuple[str, int], tuple[int, bytes]]
     ) -> list[bytes]:
         """The entries of leaves ``lo..hi-1`` in order (noting status lists among them)."""
-        found: list[tuple[int, bytes | None]] = []
-        for row in _LEAF_ROWS.all(conn, lo=lo, hi=hi):
-            entry = row.entry.encode() if isinstance(row.entry, str) else row.entry  # text put in a BLOB
-            entry = None if entry is None else bytes(entry)
-            found.append((int(row.leaf_index), entry))
-        for bundle in _BUNDLE_ROWS.all(conn, after=lo - BUNDLE_LEAVES, hi=hi):
-            first, count = int(bundle.first_leaf), int(bundle.leaf_count)
-            _, packed = _unpack(first, count, bytes(bundle.entries))
-            found += [(first + at, packed[at]) for at in range(max(lo - first, 0), min(hi - first, count))]
-        found.sort(key=lambda leaf: leaf[0])
-        # Status lists by their entries alone, wherever stored: the kind column beside a leaf is
-        # not covered by its hash (a list relabelled `certificate` must still be seen).
-        for index, entry in found:
-            if entry is not None and _LIST_MARKER in entry:
-                _note_list(index, entry, lists)
         entries: list[bytes] = []
-        for expected, (index, entry) in enumerate(found, start=lo):
+        for expected, (index, entry) in enumerate(stored_entries(conn, lo, hi), start=lo):
             if index != expected or entry is None:
                 raise VerificationFailed(f"leaf {expected} is missing from the log or stored twice")
             entries.append(entry)
+            # Status lists by their entries alone, wherever stored: the kind column beside a leaf
+            # is not covered by its hash (a list relabelled `certificate` must still be seen).
+            _note_list(index, entry, lists)
         if len(entries) != hi - lo:
             raise VerificationFailed(f"leaf {lo + len(entries)} is missing from the log")
         return entries

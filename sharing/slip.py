@@ -25,10 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
-from catalog import Prepared, log_leaves
 from evidence.canonical import canonical_json
 from evidence.log import TransparencyLog, latest_checkpoint, leaf_at, prove_inclusion, read_head
 from evidence.merkle import tree_hash, verify_inclusion
@@ -39,7 +37,6 @@ from sharing.skipcheck import MAY_SKIP, SkipCheckAnswer
 from sharing.stations import Station
 
 SLIP_SCHEMA = "onceonly-slip/1"
-_ENTRY = Prepared(select(log_leaves.c.entry).where(log_leaves.c.leaf_index == bindparam("index")))
 
 
 def build_slip(
@@ -64,9 +61,7 @@ def build_slip(
         hasher_name = view.hasher.name
         uses = []
         for index in answer.use_leaves:
-            entry = _ENTRY.first(conn, index=index)
-            stored = entry.entry if entry is not None else None
-            data = stored.encode() if isinstance(stored, str) else bytes(stored or b"")
+            data = leaf_at(conn, index).entry or b""
             if view.hasher.leaf(data) != view.leaf_hash(index):
                 raise VerificationFailed(f"the use entry stored at leaf {index} is not the one the log holds")
             uses.append(
