@@ -1,5 +1,5 @@
 """The demo department systems OnceOnly pulls from: 公安 户籍, 市场监管 营业执照, 民政 婚姻登记,
-卫健 出生医学证明.
+卫健 出生医学证明, 不动产登记 不动产权证书, 人社 社会保险参保.
 
 Example::
 

@@ -13,6 +13,8 @@ Layout under ``root``::
     scjg/licences.db             市场监管 营业执照, table business_licence (served by LicenceApi)
     minzheng/drop/*.csv          民政 婚姻登记, one GBK CSV per day
     weijian/births.db            卫健 出生医学证明, table birth_certificate
+    budongchan/property.db       不动产登记 不动产权证书, table property_right
+    renshe/export/*.csv          人社 社会保险参保, the day's full export (replaced daily)
     manifest.json                rows, deliberately bad rows and batches of each dataset
 
 Everything is a function of ``seed`` and ``rows`` (NumPy generators, timestamps counted from
@@ -50,11 +52,18 @@ from departments.household import (
     read_registry,
     registry_update,
 )
+from departments.insurance import (
+    DEFAULT_INSURANCE_DIR,
+    INSURANCE_FILE,
+    insurance_rows,
+    write_insurance_export,
+)
 from departments.licences import (
     DEFAULT_LICENCE_PATH,
     change_licences,
     create_licence_db,
     eligible_representatives,
+    in_business,
     insert_licence_rows,
     licence_rows,
     read_usccs,
@@ -78,6 +87,12 @@ from departments.population import (
     synthesize_population,
     townships,
 )
+from departments.properties import (
+    DEFAULT_PROPERTY_PATH,
+    create_property_db,
+    insert_property_rows,
+    property_rows,
+)
 
 MANIFEST_NAME = "manifest.json"
 API_TOKEN_ENV = "SCJG_API_TOKEN"
@@ -85,7 +100,10 @@ DEFAULT_ROWS = 5000
 DEFAULT_SEED = 20261121
 MANIFEST_FORMAT = 1
 HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS = "household", "licences", "marriages", "births"
-DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS)
+PROPERTIES, INSURANCE = "properties", "insurance"
+DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS, PROPERTIES, INSURANCE)
+# The registers not simulated day to day: add_updates writes nothing to them.
+STATIC = (BIRTHS, PROPERTIES, INSURANCE)
 
 
 def demo_token(seed: int) -> str:
@@ -170,8 +188,9 @@ def _masked(url: str) -> str:
 
 
 def _rngs(entropy: int | list[int]) -> list[np.random.Generator]:
-    # Spawned children are indexed: a fifth (the births) leaves the first four as they were.
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(5)]
+    # Spawned children are indexed: a new department's generator (the births fifth, the property
+    # register sixth, the insured persons seventh) leaves the earlier ones as they were.
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(7)]
 
 
 def _iso_naive(value: dt.datetime | None) -> str | None:
@@ -226,19 +245,26 @@ def _beside(rows: int, job: Callable[..., _LicenceSummary], *args: Any) -> Calla
 def generate_all(
     root: Path, rows: int = DEFAULT_ROWS, seed: int = DEFAULT_SEED, household_url: str | None = None
 ) -> Manifest:
-    """Create the department systems under ``root`` with ``rows`` rows each (the births: one per
-    child of the registry with both parents in its household), replacing any earlier demo data,
-    and write ``root/manifest.json``."""
+    """Create the department systems under ``root`` with ``rows`` rows each (the births, the
+    property register and the insured persons: drawn from the registry's people, so as many as
+    they give), replacing any earlier demo data, and write ``root/manifest.json``."""
     if rows < 1:
         raise ValueError("rows must be at least 1")
     root = Path(root)
     for sub in {
         p.parts[0]
-        for p in (DEFAULT_HOUSEHOLD_PATH, DEFAULT_LICENCE_PATH, DEFAULT_DROP_DIR, DEFAULT_BIRTH_PATH)
+        for p in (
+            DEFAULT_HOUSEHOLD_PATH,
+            DEFAULT_LICENCE_PATH,
+            DEFAULT_DROP_DIR,
+            DEFAULT_BIRTH_PATH,
+            DEFAULT_PROPERTY_PATH,
+            DEFAULT_INSURANCE_DIR,
+        )
     }:
         shutil.rmtree(root / sub, ignore_errors=True)
     Manifest.path(root).unlink(missing_ok=True)
-    rng_pop, rng_h, rng_l, rng_m, rng_b = _rngs(seed)
+    rng_pop, rng_h, rng_l, rng_m, rng_b, rng_p, rng_i = _rngs(seed)
     taken: set[str] = set()
     yesterday = BASE_DATE - dt.timedelta(days=1)
 
@@ -268,13 +294,22 @@ def generate_all(
     births = birth_rows(rng_b, people, ok)
     create_birth_db(root / DEFAULT_BIRTH_PATH, replace=True)
     insert_birth_rows(root / DEFAULT_BIRTH_PATH, births.rows)
+    properties = property_rows(rng_p, people, ok)
+    create_property_db(root / DEFAULT_PROPERTY_PATH, replace=True)
+    insert_property_rows(root / DEFAULT_PROPERTY_PATH, properties.rows)
     licences = licences_done()
+    # The insured employees work for businesses of the licence register that are in business.
+    employers = in_business(licence_path, {b.key for b in licences.bad_rows})
+    insurance = insurance_rows(rng_i, people, ok, employers)
+    write_insurance_export(root / DEFAULT_INSURANCE_DIR, insurance.rows)
 
     watermarks = {
         HOUSEHOLD: _iso_naive(household.watermark),
         LICENCES: licences.watermark,
         MARRIAGES: max((r[8] for r in marriages.rows), default=None),
         BIRTHS: births.watermark,
+        PROPERTIES: properties.watermark,
+        INSURANCE: insurance.watermark,
     }
     manifest = Manifest(
         seed=seed,
@@ -310,6 +345,20 @@ def generate_all(
                 births.bad_rows,
                 watermarks[BIRTHS],
             ),
+            PROPERTIES: DatasetManifest(
+                len(properties.rows),
+                "cert_no",
+                DEFAULT_PROPERTY_PATH.as_posix(),
+                properties.bad_rows,
+                watermarks[PROPERTIES],
+            ),
+            INSURANCE: DatasetManifest(
+                len(insurance.rows),
+                "参保证明编号",
+                (DEFAULT_INSURANCE_DIR / INSURANCE_FILE).as_posix(),
+                insurance.bad_rows,
+                watermarks[INSURANCE],
+            ),
         },
         batches=[
             Batch(
@@ -322,6 +371,8 @@ def generate_all(
                     LICENCES: licences.rows,
                     MARRIAGES: len(marriages.rows),
                     BIRTHS: len(births.rows),
+                    PROPERTIES: len(properties.rows),
+                    INSURANCE: len(insurance.rows),
                 },
                 watermarks=watermarks,
                 file=marriage_file.name,
@@ -333,9 +384,12 @@ def generate_all(
 
 
 def _sources_exist(root: Path, manifest: Manifest) -> bool:
-    files = [root / DEFAULT_LICENCE_PATH, root / DEFAULT_BIRTH_PATH] + [
-        root / DEFAULT_DROP_DIR / b.file for b in manifest.batches if b.file
-    ]
+    files = [
+        root / DEFAULT_LICENCE_PATH,
+        root / DEFAULT_BIRTH_PATH,
+        root / DEFAULT_PROPERTY_PATH,
+        root / DEFAULT_INSURANCE_DIR / INSURANCE_FILE,
+    ] + [root / DEFAULT_DROP_DIR / b.file for b in manifest.batches if b.file]
     if manifest.household_url is None:
         files.append(root / DEFAULT_HOUSEHOLD_PATH)
     return all(f.exists() for f in files)
@@ -381,15 +435,15 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
 
     Household: new rows (newcomers, newborns, and 分户 rows of existing people) with larger ids
     and later ``updated_at``. Licences: new registrations plus about 5 % in-place changes of
-    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder. Births:
-    none (the register's day-to-day changes are not simulated).
+    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder. Births,
+    properties and insured persons: none (those registers' day-to-day changes are not simulated).
     ``household_url`` is needed only when the registry's URL carries a password.
     """
     root = Path(root)
     manifest = Manifest.load(root)
     number = len(manifest.batches)
     on = BASE_DATE + dt.timedelta(days=number - 1)
-    rng_h, rng_l, rng_m, _spare, _births = _rngs([seed, number])
+    rng_h, rng_l, rng_m, *_ = _rngs([seed, number])
     url = household_url or manifest.household_url or default_household_url(root)
     if "***" in url:
         raise ValueError("the household registry URL has a password: pass household_url")
@@ -450,9 +504,9 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
         HOUSEHOLD: len(household.rows),
         LICENCES: len(licences.rows),
         MARRIAGES: len(marriages.rows),
-        BIRTHS: 0,
+        **dict.fromkeys(STATIC, 0),
     }
-    watermarks[BIRTHS] = None
+    watermarks.update(dict.fromkeys(STATIC))
     for name, batch in ((HOUSEHOLD, household), (LICENCES, licences), (MARRIAGES, marriages)):
         ds = manifest.datasets[name]
         ds.rows += written[name]

@@ -189,6 +189,17 @@ def read_usccs(path: Path) -> list[str]:
         return [r[0] for r in conn.execute(f"SELECT uscc FROM {LICENCE_TABLE}")]
 
 
+def in_business(path: Path, exclude: set[str]) -> list[tuple[str, str]]:
+    """(uscc, name) of every licence 存续 or 在业 with a name, its code not in ``exclude`` (the
+    deliberately bad rows), in code order."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        found = conn.execute(
+            f"SELECT DISTINCT uscc, name FROM {LICENCE_TABLE} WHERE status IN ('存续', '在业') "
+            "AND uscc IS NOT NULL AND name IS NOT NULL ORDER BY uscc"
+        ).fetchall()
+    return [(u, n) for u, n in found if u not in exclude]
+
+
 def mint_usccs(
     rng: np.random.Generator, type_codes: Sequence[str], reformed: Sequence[bool], taken: set[str]
 ) -> list[str]:
@@ -728,6 +739,7 @@ __all__ = [
     "create_licence_db",
     "default_licence_path",
     "eligible_representatives",
+    "in_business",
     "insert_licence_rows",
     "licence_rows",
     "mint_usccs",

@@ -19,8 +19,10 @@ operator's ``kill -9`` — on the N-th time (default 1st) the run reaches POINT:
 So that a killed run followed by a rerun can be compared with one clean run byte for byte
 (log root included), the clock of the log's entries (batch receipts, status lists, lifecycle)
 is fixed, each status list's random index order is drawn from a generator seeded by its
-issuer and number instead of the OS, and each certificate's commitment salt is derived from its
-identifier. None of this changes what is computed, only when and in
+issuer and number instead of the OS, each certificate's commitment salt is derived from its
+identifier, and a snapshot connector's generations are numbered 1, 2, … instead of named by the
+clock and a random suffix (the name is in the cursor, so in the batch's id and the certificates
+that cite it). None of this changes what is computed, only when and in
 which order — which is what the comparison must not depend on.
 """
 
@@ -128,6 +130,17 @@ def make_deterministic() -> None:
             evidence.status_list.os = real_os
 
     evidence.status_list._create_list = seeded_create_list
+
+    import connectors.snapshot
+
+    def numbered_generation(self: connectors.snapshot.SnapshotStore) -> str:
+        # Still sorts after every generation there (pruning relies on it), as the real name does.
+        there = (
+            [int(p.name.split("-", 1)[0]) for p in self.dir.glob("*.parquet")] if self.dir.is_dir() else []
+        )
+        return f"{max(there, default=0) + 1:020d}-00000000"
+
+    connectors.snapshot.SnapshotStore.new_generation = numbered_generation  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> None:

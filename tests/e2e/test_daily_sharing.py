@@ -91,6 +91,8 @@ SOURCE_OF = {
     "business_licence": "licences",
     "marriage": "marriages",
     "birth": "births",
+    "property_right": "properties",
+    "social_insurance": "insurance",
 }
 
 
@@ -108,7 +110,7 @@ def first(world: World) -> Any:
 
 def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: World, first: Any) -> None:
     by_dataset = {c.dataset: c for c in first.connectors}
-    assert set(by_dataset) == {"household", "business_licence", "marriage", "birth"}
+    assert set(by_dataset) == set(SOURCE_OF)
     for dataset, c in by_dataset.items():
         assert c.status == "ok"
         assert c.pulled == world.manifest.datasets[SOURCE_OF[dataset]].rows
@@ -118,10 +120,12 @@ def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: W
     assert by_dataset["business_licence"].certificates == by_dataset["business_licence"].accepted
     assert by_dataset["marriage"].certificates == 2 * by_dataset["marriage"].accepted  # one per spouse
     assert by_dataset["birth"].certificates == 3 * by_dataset["birth"].accepted  # child, mother, father
+    for dataset in ("property_right", "social_insurance"):  # one per 权利人 / 参保人
+        assert by_dataset[dataset].certificates == by_dataset[dataset].accepted
     with world.catalog().connect() as conn:
         kinds = Counter(leaf.kind for leaf in leaves(conn))
     assert kinds["certificate"] == sum(c.certificates for c in first.connectors)
-    assert kinds["status-list"] == 4  # one signed status list per issuer
+    assert kinds["status-list"] == len(SOURCE_OF)  # one signed status list per issuer
     assert first.tree_size == sum(kinds.values())
     assert first.extracts
 

@@ -36,16 +36,19 @@ RUNNER = Path(__file__).resolve().parent / "fault_runner.py"
 ROWS, SEED, BATCH = 300, 5, 100
 PASSPHRASE = "fault-tests-passphrase-0123456789-abcdef"
 
-# (point, on which occurrence): with 3 connectors of 3 batches each (then the births' one),
-# occurrence 5 is the middle of the second connector, 3 the last batch of the first (its connector then has
-# nothing new, so only the next run's start-up recovery can publish that batch); extracts and
+# (point, on which occurrence): connectors run in name order, batches of 100 — budongchan 2,
+# gongan 3, minzheng 3, renshe 3 (the snapshot connector), scjg 3, weijian 1. Occurrence 4 is
+# the middle of the second connector, 2 the last batch of the first (its connector then has
+# nothing new, so only the next run's start-up recovery can publish that batch), 10 the middle
+# of the snapshot connector (its staged changes must resume, not be re-read); extracts and
 # status lists come after every connector.
 KILLS = [
-    ("after-pull", 5),
-    ("after-validation", 5),
-    ("mid-issuance", 5),
-    ("after-commit", 5),
-    ("after-commit", 3),
+    ("after-pull", 4),
+    ("after-validation", 4),
+    ("mid-issuance", 4),
+    ("after-commit", 4),
+    ("after-commit", 2),
+    ("after-commit", 10),
     ("mid-extract", 3),
     ("after-status-commit", 1),
 ]
@@ -177,7 +180,7 @@ def clean(setup: Setup) -> dict[str, Any]:
     done = setup.run(home, "run")
     assert done.returncode == 0, done.stdout + done.stderr
     state = state_of(home)
-    assert state["certificates"] and state["extracts"] and len(state["batches"]) == 10
+    assert state["certificates"] and state["extracts"] and len(state["batches"]) == 15
     return state
 
 

@@ -57,7 +57,14 @@ def test_every_shipped_registration_loads_and_builds_its_connector(path: Path, t
 
 def test_the_shipped_folder_loads_as_a_whole() -> None:
     regs = load_registrations(REGISTRATIONS)
-    assert set(regs) == {"gongan-household", "minzheng-marriages", "scjg-licences", "weijian-births"}
+    assert set(regs) == {
+        "budongchan-properties",
+        "gongan-household",
+        "minzheng-marriages",
+        "renshe-insurance",
+        "scjg-licences",
+        "weijian-births",
+    }
     assert {r.type for r in regs.values()} == {"sql", "http", "files"}
 
 

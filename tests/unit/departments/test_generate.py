@@ -20,8 +20,17 @@ from departments import (
 )
 from departments.births import read_births
 from departments.household import household_engine, read_household_rows
+from departments.insurance import read_insurance_export
 from departments.licences import read_licence_rows
 from departments.marriages import read_marriage_csv
+from departments.properties import read_properties
+
+# Drawn from the registry's people, so as many rows as those give (not ``rows``).
+DERIVED = {
+    "births": lambda root: len(read_births(root / "weijian" / "births.db")),
+    "properties": lambda root: len(read_properties(root / "budongchan" / "property.db")),
+    "insurance": lambda root: len(read_insurance_export(root / "renshe" / "export")),
+}
 
 
 def snapshot(root: Path) -> dict[str, object]:
@@ -35,6 +44,8 @@ def snapshot(root: Path) -> dict[str, object]:
         "licences": read_licence_rows(root / "scjg" / "licences.db"),
         "marriages": {p.name: p.read_bytes() for p in sorted(drop.iterdir())},
         "births": read_births(root / "weijian" / "births.db"),
+        "properties": read_properties(root / "budongchan" / "property.db"),
+        "insurance": (root / "renshe" / "export" / "insured_persons.csv").read_bytes(),
         "manifest": json.loads((root / "manifest.json").read_text(encoding="utf-8")),
     }
 
@@ -54,7 +65,7 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path: Path) -> None:
     assert a == b
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
     sa, sc = snapshot(tmp_path / "a"), snapshot(tmp_path / "c")
-    for name in ("household", "licences", "marriages"):
+    for name in ("household", "licences", "marriages", "births", "properties", "insurance"):
         assert sa[name] != sc[name]
     assert a != c
 
@@ -72,9 +83,8 @@ def test_regenerating_overwrites(tmp_path: Path) -> None:
 def test_tiny_datasets(tmp_path: Path, rows: int) -> None:
     manifest = generate_all(tmp_path, rows=rows, seed=4)
     for name, ds in manifest.datasets.items():
-        if name == "births":  # one per child of the registry with both parents in its household
-            assert ds.rows <= rows
-            assert len(read_births(tmp_path / "weijian" / "births.db")) == ds.rows
+        if name in DERIVED:
+            assert ds.rows <= 2 * rows and DERIVED[name](tmp_path) == ds.rows
         else:
             assert ds.rows == rows and ds.bad_rows == []
     assert (
@@ -86,10 +96,20 @@ def test_manifest_contents(tmp_path: Path) -> None:
     manifest = generate_all(tmp_path, rows=800, seed=9)
     data = json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))
     assert data["seed"] == 9 and data["rows"] == 800
-    assert set(data["datasets"]) == {"household", "licences", "marriages", "births"}
-    births = data["datasets"].pop("births")
-    assert births["key"] == "cert_no" and 0 < births["rows"] < 800
-    assert {b["kind"] for b in births["bad_rows"]} == {"bad_check_char"}
+    assert set(data["datasets"]) == {
+        "household",
+        "licences",
+        "marriages",
+        "births",
+        "properties",
+        "insurance",
+    }
+    keys = {"births": "cert_no", "properties": "cert_no", "insurance": "参保证明编号"}
+    for name, key in keys.items():
+        derived = data["datasets"].pop(name)
+        assert derived["key"] == key and 0 < derived["rows"] == DERIVED[name](tmp_path)
+        assert {b["kind"] for b in derived["bad_rows"]} == {"bad_check_char"}
+        assert derived["watermark"] == data["batches"][0]["watermarks"][name]
     assert data["datasets"]["licences"]["api_token_env"] == "SCJG_API_TOKEN"
     assert data["datasets"]["household"]["key"] == "person_id"
     assert data["datasets"]["marriages"]["key"] == "登记证字号"
@@ -163,9 +183,10 @@ def test_add_updates_appends_later_rows(tmp_path: Path) -> None:
     assert not engaged & {r[c] for r in rows for c in ("男方公民身份号码", "女方公民身份号码")}
 
     assert [b.number for b in after.batches] == [0, 1]
-    assert after.datasets["births"] == before.datasets["births"]  # the register is not updated daily
+    for name in DERIVED:  # those registers are not updated daily
+        assert after.datasets[name] == before.datasets[name] and after.batches[1].written[name] == 0
     for name, ds in after.datasets.items():
-        if name == "births":
+        if name in DERIVED:
             continue
         assert ds.watermark is not None and ds.watermark > str(marks[name])
         assert len(ds.bad_rows) > len(before.datasets[name].bad_rows)

@@ -41,7 +41,9 @@ def ask(catalog: Catalog, subject: str = PERSON, matter: object = HUKOU_MOVE) ->
 
 def test_the_catalogue_knows_which_dataset_issues_each_type() -> None:
     assert {t[0]: t[2] for t in (HOUSEHOLD_TYPE, MARRIAGE_TYPE, LICENCE_TYPE)} | {
-        BIRTH_TYPE: "birth"
+        BIRTH_TYPE: "birth",
+        "11100000MB0H30096N001": "property_right",  # 不动产权证书 (不动产登记)
+        "111000000000143573001": "social_insurance",  # 社会保险参保证明 (人社)
     } == ISSUED_BY
 
 
