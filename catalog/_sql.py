@@ -84,7 +84,8 @@ def insert_rows(
 
 
 class Prepared:
-    """A Core ``SELECT`` compiled once per dialect and run on the driver's own cursor.
+    """A Core ``SELECT`` (or ``INSERT``/``UPDATE``) compiled once per dialect and run on the
+    driver's own cursor.
 
     For the few queries a service runs on every request: SQLAlchemy's execution machinery
     (statement cache key, parameter processing, result set wrapping) costs ten times what
@@ -96,11 +97,17 @@ class Prepared:
 
         NEWEST = Prepared(select(checkpoints.c.tree_size).order_by(...).limit(1))
         row = NEWEST.first(conn)                    # or NEWEST.all(conn, holder="...")
+        MOVE = Prepared(update(log_head).where(...).values(tree_size=bindparam("size")))
+        MOVE.run(conn, size=8)                      # the rows it changed
+
+    A write runs in the connection's transaction (the same driver connection), so it commits
+    or rolls back with it.
     """
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self.row: Any = namedtuple("Row", [c.key for c in statement.selected_columns])  # type: ignore[misc]
+        self._selected = list(getattr(statement, "selected_columns", ()))
+        self.row: Any = namedtuple("Row", [c.key for c in self._selected])  # type: ignore[misc]
         self._compiled: dict[str, tuple[str, Any, list[str] | None, list[Any], dict[str, Any]]] = {}
 
     def _compile(self, conn: Connection) -> tuple[str, Any, list[str] | None, list[Any], dict[str, Any]]:
@@ -113,10 +120,7 @@ class Prepared:
             if any(b.expanding for b in compiled.binds.values()):
                 raise ValueError("Prepared takes no expanding IN parameter: use fixed slots")
             order = list(compiled.positiontup or []) if compiled.positional else None
-            results = [
-                c.type.dialect_impl(dialect).result_processor(dialect, None)
-                for c in self.statement.selected_columns
-            ]
+            results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in self._selected]
             binds = {
                 name: bind.type.dialect_impl(dialect).bind_processor(dialect)
                 for name, bind in compiled.binds.items()
@@ -125,6 +129,22 @@ class Prepared:
         return found
 
     def all(self, conn: Connection, **params: Any) -> list[Any]:
+        fetched, results = self._execute(conn, params, fetch=True)
+        if any(results):
+            fetched = [[p(v) if p else v for p, v in zip(results, row, strict=True)] for row in fetched]
+        make = self.row._make
+        return [make(row) for row in fetched]
+
+    def first(self, conn: Connection, **params: Any) -> Any:
+        rows = self.all(conn, **params)
+        return rows[0] if rows else None
+
+    def run(self, conn: Connection, **params: Any) -> int:
+        """Execute a write; the number of rows it changed."""
+        count, _ = self._execute(conn, params, fetch=False)
+        return int(count)
+
+    def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> tuple[Any, list[Any]]:
         sql, compiled, order, results, binds = self._compile(conn)
         values = compiled.construct_params(params, _check=True)
         for name, process in binds.items():
@@ -135,7 +155,7 @@ class Prepared:
         cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(sql, args)
-            fetched = cursor.fetchall()
+            fetched = cursor.fetchall() if fetch else cursor.rowcount
         except conn.dialect.loaded_dbapi.Error as exc:
             # As SQLAlchemy would report it (catalog_error maps it): a lost connection is
             # invalidated, so the pool does not hand it out again.
@@ -148,14 +168,7 @@ class Prepared:
         finally:
             with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # closed with its connection
                 cursor.close()
-        if any(results):
-            fetched = [[p(v) if p else v for p, v in zip(results, row, strict=True)] for row in fetched]
-        make = self.row._make
-        return [make(row) for row in fetched]
-
-    def first(self, conn: Connection, **params: Any) -> Any:
-        rows = self.all(conn, **params)
-        return rows[0] if rows else None
+        return fetched, results
 
 
 def _sqlite_literal(value: Any) -> str | None:

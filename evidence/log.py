@@ -247,16 +247,15 @@ class TransparencyLog:
             insert_rows(conn, log_nodes, ("node_id", "hash"), nodes)
         root = fold_subtrees(grown.frontier, hasher=self.hasher)
         note = self.key.sign_note(Checkpoint(self.origin, grown.size, root).to_body())
-        conn.execute(
-            insert(checkpoints).values(tree_size=grown.size, root_hash=root, note=note, created_at=now)
+        _ADD_CHECKPOINT.run(conn, size=grown.size, root=root, note=note, at=now)
+        frontier = [h.hex() for h in grown.frontier]
+        moved = _MOVE_HEAD.run(
+            conn, was=head.tree_size, size=grown.size, frontier=frontier, alg=self.hasher.name
         )
-        conn.execute(
-            update(log_head)
-            .where(and_(log_head.c.id == 1, log_head.c.tree_size == head.tree_size))
-            .values(
-                tree_size=grown.size, frontier=[h.hex() for h in grown.frontier], hash_alg=self.hasher.name
+        if moved != 1:  # the head was locked above: only a change outside OnceOnly gets here
+            raise EvidenceError(
+                f"the log head moved from size {head.tree_size} during an append; run `onceonly audit`"
             )
-        )
         return Appended(first, grown.size, root, note)
 
     def append_entry(self, conn: Connection, kind: str, ref: str, document: Mapping[str, Any]) -> Appended:
@@ -268,9 +267,8 @@ def checkpoint_entry(conn: Connection, size: int, root_hash: bytes) -> tuple[byt
     """The ``checkpoint`` entry logging the stored checkpoint of ``size`` (which must exist)."""
     # A locking read: under InnoDB's repeatable read a plain one would see the snapshot taken
     # before the previous append committed (the head was read locked, so it is the latest).
-    note = conn.execute(
-        select(checkpoints.c.note).where(checkpoints.c.tree_size == size).with_for_update()
-    ).scalar()
+    found = _NOTE_LOCKED.first(conn, size=size)
+    note = found.note if found is not None else None
     if note is None:
         raise EvidenceError(
             f"the log's newest checkpoint (size {size}) is missing from the catalog: the log was "
@@ -638,17 +636,52 @@ def logged_time_before(conn: Connection, size: int) -> dt.datetime | None:
     return None
 
 
-def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
-    # The head row must exist before it can be locked: two first appends that both found it
-    # missing and both inserted it would make one fail on the key (or, without the lock, both
-    # write leaf 0). Insert-if-missing, then lock: every append waits for the one before it.
-    insert_missing(conn, log_head, {"id": 1, "tree_size": 0, "frontier": [], "hash_alg": hasher.name})
-    stmt = (
-        select(log_head.c.tree_size, log_head.c.frontier, log_head.c.hash_alg)
-        .where(log_head.c.id == 1)
-        .with_for_update()
+# The statements of every append, compiled once (``catalog.Prepared``): a counter appends the
+# uses of every answer, and SQLAlchemy's statement building cost more than the SQL itself.
+_HEAD_LOCKED = Prepared(
+    select(log_head.c.tree_size, log_head.c.frontier, log_head.c.hash_alg)
+    .where(log_head.c.id == 1)
+    .with_for_update()
+)
+_LAST_LEAVES_LOCKED = Prepared(
+    select(log_leaves.c.leaf_index)
+    .where(log_leaves.c.leaf_index >= bindparam("floor"))
+    .order_by(log_leaves.c.leaf_index)
+    .limit(2)
+    .with_for_update()
+)
+_LAST_BUNDLES_LOCKED = Prepared(
+    select(log_bundles.c.first_leaf, log_bundles.c.leaf_count)
+    .where(log_bundles.c.first_leaf > bindparam("after"))
+    .with_for_update()
+)
+_NOTE_LOCKED = Prepared(
+    select(checkpoints.c.note).where(checkpoints.c.tree_size == bindparam("size")).with_for_update()
+)
+_ADD_CHECKPOINT = Prepared(
+    insert(checkpoints).values(
+        tree_size=bindparam("size"),
+        root_hash=bindparam("root"),
+        note=bindparam("note"),
+        created_at=bindparam("at", type_=checkpoints.c.created_at.type),
     )
-    row = conn.execute(stmt).one()
+)
+_MOVE_HEAD = Prepared(
+    update(log_head)
+    .where(and_(log_head.c.id == 1, log_head.c.tree_size == bindparam("was")))
+    .values(tree_size=bindparam("size"), frontier=bindparam("frontier"), hash_alg=bindparam("alg"))
+)
+
+
+def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
+    row = _HEAD_LOCKED.first(conn)
+    if row is None:
+        # The head row must exist before it can be locked: two first appends that both found
+        # it missing and both inserted it would make one fail on the key (or, without the
+        # lock, both write leaf 0). Insert-if-missing, then lock: every append waits for the
+        # one before it.
+        insert_missing(conn, log_head, {"id": 1, "tree_size": 0, "frontier": [], "hash_alg": hasher.name})
+        row = _HEAD_LOCKED.first(conn)
     size = int(row.tree_size)
     if size and row.hash_alg != hasher.name:
         raise EvidenceError(
@@ -658,22 +691,8 @@ def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
     # Append-only, checked: the head must sit exactly after the last stored leaf. Locking
     # reads, so that InnoDB's repeatable read sees the latest leaves, not its first snapshot.
     floor = max(size - 1, 0)
-    rows = (
-        conn.execute(
-            select(log_leaves.c.leaf_index)
-            .where(log_leaves.c.leaf_index >= floor)
-            .order_by(log_leaves.c.leaf_index)
-            .limit(2)
-            .with_for_update()
-        )
-        .scalars()
-        .all()
-    )
-    bundles = conn.execute(
-        select(log_bundles.c.first_leaf, log_bundles.c.leaf_count)
-        .where(log_bundles.c.first_leaf > floor - BUNDLE_LEAVES)
-        .with_for_update()
-    ).all()
+    rows = [r.leaf_index for r in _LAST_LEAVES_LOCKED.all(conn, floor=floor)]
+    bundles = _LAST_BUNDLES_LOCKED.all(conn, after=floor - BUNDLE_LEAVES)
     packed = (i for b in bundles for i in range(max(b.first_leaf, floor), b.first_leaf + b.leaf_count))
     tail = sorted([*rows, *packed])[:2]
     if tail != ([size - 1] if size else []):

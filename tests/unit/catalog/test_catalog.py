@@ -161,6 +161,40 @@ def test_a_prepared_query_answers_as_sqlalchemy_does(catalog: Catalog) -> None:
             query.all(conn)  # a parameter without a value is refused, not sent as NULL
 
 
+def test_a_prepared_write_runs_in_the_connections_transaction(catalog: Catalog) -> None:
+    """``Prepared.run`` executes an INSERT or UPDATE on the driver inside the caller's transaction:
+    the rows it changed are counted, values bound by the column types, and a rollback undoes it."""
+    import datetime as dt
+
+    from catalog import Prepared, stations
+
+    add = Prepared(
+        sa.insert(stations).values(
+            station_id=sa.bindparam("sid"),
+            name=sa.bindparam("name"),
+            township="120114001000",
+            token_sha256=sa.bindparam("digest"),
+            created_at=sa.bindparam("at", type_=stations.c.created_at.type),
+        )
+    )
+    revoke = Prepared(
+        sa.update(stations)
+        .where(stations.c.station_id == sa.bindparam("sid"))
+        .values(revoked_at=sa.bindparam("at", type_=stations.c.revoked_at.type))
+    )
+    when = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
+    with catalog.begin() as conn:
+        assert add.run(conn, sid="w1", name="站", digest="1" * 64, at=when) == 1
+        assert revoke.run(conn, sid="w1", at=when) == 1 and revoke.run(conn, sid="nobody", at=when) == 0
+    with pytest.raises(RuntimeError, match="undo"), catalog.begin() as conn:
+        add.run(conn, sid="w2", name="站", digest="2" * 64, at=when)
+        raise RuntimeError("undo")
+    with catalog.read() as conn:
+        rows = conn.execute(sa.select(stations.c.station_id, stations.c.revoked_at)).all()
+    assert [r.station_id for r in rows] == ["w1"]
+    assert rows[0].revoked_at.replace(tzinfo=None) == when.replace(tzinfo=None)
+
+
 def test_a_prepared_query_that_fails_is_a_catalog_error(catalog: Catalog) -> None:
     from catalog import Prepared
 
