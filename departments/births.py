@@ -17,9 +17,7 @@ check character, for the contract to quarantine.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +27,13 @@ from departments.population import (
     BASE_DATE,
     BadRow,
     Population,
+    RowBatch,
     bad_rows_per_kind,
+    clock,
+    create_sqlite,
     day,
+    insert_sqlite,
+    read_sqlite,
     spoil_check_char,
     township_codes,
 )
@@ -80,14 +83,10 @@ _PARENTS = {
 }
 
 
-@dataclass
-class BirthBatch:
-    rows: list[tuple[Any, ...]]
-    bad_rows: list[BadRow]
-    watermark: str | None
+BirthBatch = RowBatch
 
 
-def birth_rows(rng: np.random.Generator, people: Population, usable: np.ndarray) -> BirthBatch:
+def birth_rows(rng: np.random.Generator, people: Population, usable: np.ndarray) -> RowBatch:
     """A 出生医学证明 for every child of the registry born since 1996 whose two parents live in
     its household (``usable``: the people whose registry row is clean)."""
     first = day(dt.date(FIRST_YEAR, 1, 1))
@@ -137,37 +136,24 @@ def birth_rows(rng: np.random.Generator, people: Population, usable: np.ndarray)
                 people.person_id[father],
                 issued.isoformat(),
                 towns[k],
-                f"{issued.isoformat()}T{int(minutes[k]) // 60:02d}:{int(minutes[k]) % 60:02d}:00",
+                clock(issued, int(minutes[k])),
             )
         )
     rows.sort(key=lambda r: (r[13], r[0]))  # entered in the order they were issued, ids in that order
     rows = [(n + 1, *r[1:]) for n, r in enumerate(rows)]
-    return BirthBatch(rows, bad_rows, max((r[13] for r in rows), default=None))
+    return RowBatch(rows, bad_rows, max((r[13] for r in rows), default=None))
 
 
 def create_birth_db(path: Path, *, replace: bool = False) -> None:
-    path = Path(path)
-    if replace:
-        path.unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(path) as conn:
-        conn.executescript(_DDL)
-    conn.close()
+    create_sqlite(path, _DDL, replace=replace)
 
 
 def insert_birth_rows(path: Path, rows: Sequence[tuple[Any, ...]]) -> None:
-    with sqlite3.connect(path) as conn:
-        marks = ", ".join("?" * len(BIRTH_COLUMNS))
-        conn.executemany(f"INSERT INTO {BIRTH_TABLE} ({', '.join(BIRTH_COLUMNS)}) VALUES ({marks})", rows)
-    conn.close()
+    insert_sqlite(path, BIRTH_TABLE, BIRTH_COLUMNS, rows)
 
 
 def read_births(path: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        found = [dict(r) for r in conn.execute(f"SELECT * FROM {BIRTH_TABLE} ORDER BY id")]
-    conn.close()
-    return found
+    return read_sqlite(path, BIRTH_TABLE)
 
 
 __all__ = [

@@ -294,7 +294,7 @@ def generate_all(
     births = birth_rows(rng_b, people, ok)
     create_birth_db(root / DEFAULT_BIRTH_PATH, replace=True)
     insert_birth_rows(root / DEFAULT_BIRTH_PATH, births.rows)
-    properties = property_rows(rng_p, people, ok)
+    properties = property_rows(rng_p, people, ok, _married_on(marriages.rows))
     create_property_db(root / DEFAULT_PROPERTY_PATH, replace=True)
     insert_property_rows(root / DEFAULT_PROPERTY_PATH, properties.rows)
     licences = licences_done()
@@ -381,6 +381,20 @@ def generate_all(
     )
     manifest.save(root)
     return manifest
+
+
+def _married_on(rows: list[tuple[Any, ...]]) -> dict[str, dt.date]:
+    """Each spouse's 登记日期 in the marriage register's rows (those with a readable date)."""
+    found: dict[str, dt.date] = {}
+    for row in rows:
+        try:
+            on = dt.date.fromisoformat(str(row[8]))
+        except ValueError:
+            continue
+        for person in (row[3], row[6]):
+            if person:
+                found[str(person)] = max(on, found.get(str(person), on))
+    return found
 
 
 def _sources_exist(root: Path, manifest: Manifest) -> bool:

@@ -21,7 +21,6 @@ import csv
 import datetime as dt
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +30,15 @@ from departments.population import (
     BASE_DATE,
     BadRow,
     Population,
+    RowBatch,
     age_on,
     bad_rows_per_kind,
+    clock,
     day,
     spoil_check_char,
     township_codes,
+    uniform_days,
+    years,
 )
 
 DEFAULT_INSURANCE_DIR = Path("renshe") / "export"
@@ -51,16 +54,7 @@ INSURANCE_HEADER = (
 )  # fmt: skip
 
 
-@dataclass
-class InsuranceBatch:
-    rows: list[tuple[Any, ...]]
-    bad_rows: list[BadRow]
-    watermark: str | None
-
-
-def _between(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    span = (hi - lo).astype(np.int64)
-    return lo + np.floor(rng.random(len(lo)) * (span + 1)).astype(np.int64).astype("timedelta64[D]")
+InsuranceBatch = RowBatch
 
 
 def insurance_rows(
@@ -68,56 +62,50 @@ def insurance_rows(
     people: Population,
     usable: np.ndarray,
     employers: Sequence[tuple[str, str]],
-) -> InsuranceBatch:
+) -> RowBatch:
     """The insured persons among the registry's clean rows (``usable``); ``employers``: the
     (统一社会信用代码, 名称) of businesses in the licence register that may employ them."""
     yesterday = day(BASE_DATE - dt.timedelta(days=1))
     age = age_on(people.birth, day(BASE_DATE))
-    insured = np.flatnonzero(usable & (age >= 16))
+    # Of age (16; an employee 18) by yesterday, counted from the birthday itself.
+    sixteen, eighteen = (people.birth + years(a).astype("timedelta64[D]") for a in (16, 18))
+    insured = np.flatnonzero(usable & (sixteen <= yesterday))
     insured = insured[rng.random(len(insured)) < 0.85]
     n = len(insured)
-    working = (age[insured] >= 18) & (age[insured] < 60)
+    working = (eighteen[insured] <= yesterday) & (age[insured] < 60)
     employed = working & (rng.random(n) < 0.55) & (len(employers) > 0)
     employer = rng.integers(0, max(1, len(employers)), n)
-    adult_at = np.where(employed, 18, 16) * 365
-    lo = np.maximum(day(SINCE), people.birth[insured] + adult_at.astype("timedelta64[D]"))
-    since = _between(rng, np.minimum(lo, yesterday), np.full(n, yesterday))
-    changed = _between(rng, since, np.full(n, yesterday))
+    of_age = np.where(employed, eighteen[insured], sixteen[insured])
+    lo = np.maximum(day(SINCE), of_age)
+    since = uniform_days(rng, lo, np.full(n, yesterday))
+    changed = uniform_days(rng, since, np.full(n, yesterday))
     status = rng.choice(len(STATUSES), size=n, p=[0.9, 0.07, 0.03])
     minutes = rng.integers(8 * 60, 18 * 60, n)
     codes = township_codes(people.township[insured].tolist())
     bad = set(rng.choice(n, size=min(n, bad_rows_per_kind(n)), replace=False).tolist()) if n else set()
 
-    ids = np.array(people.person_id, dtype=object)[insured]
-    order = np.lexsort((ids.astype(str), minutes, changed)).tolist()  # the order they last changed
+    # Numbered in the order people enrolled (a stable key: a change to one row renumbers none),
+    # exported in the order they last changed.
+    ids = np.array(people.person_id, dtype=object)[insured].astype(str)
+    serial = np.empty(n, dtype=np.int64)
+    serial[np.lexsort((ids, since))] = np.arange(1, n + 1)
     rows: list[tuple[Any, ...]] = []
     bad_rows: list[BadRow] = []
-    for serial, k in enumerate(order, start=1):
+    for k in np.lexsort((ids, minutes, changed)).tolist():
         person = int(insured[k])
-        cert_no = f"SB120114{serial:010d}"
+        cert_no = f"SB120114{int(serial[k]):010d}"
         person_id = people.person_id[person]
         if k in bad:
             person_id = spoil_check_char(person_id)
             bad_rows.append(BadRow("bad_check_char", cert_no, "person_id"))
         schemes = EMPLOYEE if employed[k] else RESIDENT
         uscc, firm = employers[int(employer[k])] if employed[k] else ("", "")
-        stamp = changed[k].astype(dt.date).isoformat()
         rows.append(
-            (
-                cert_no,
-                people.name[person],
-                person_id,
-                schemes[0],
-                schemes[1],
-                firm,
-                uscc,
-                since[k].astype(dt.date).isoformat(),
-                STATUSES[int(status[k])],
-                codes[k],
-                f"{stamp} {int(minutes[k]) // 60:02d}:{int(minutes[k]) % 60:02d}:00",
-            )
-        )
-    return InsuranceBatch(rows, bad_rows, max((r[10] for r in rows), default=None))
+            (cert_no, people.name[person], person_id, schemes[0], schemes[1], firm, uscc,
+             since[k].astype(dt.date).isoformat(), STATUSES[int(status[k])], codes[k],
+             clock(changed[k].astype(dt.date), int(minutes[k]), sep=" "))
+        )  # fmt: skip
+    return RowBatch(rows, bad_rows, max((r[10] for r in rows), default=None))
 
 
 def write_insurance_export(export_dir: Path, rows: Sequence[Sequence[Any]]) -> Path:
@@ -146,6 +134,7 @@ __all__ = [
     "INSURANCE_FILE",
     "INSURANCE_HEADER",
     "RESIDENT",
+    "SINCE",
     "STATUSES",
     "InsuranceBatch",
     "insurance_rows",

@@ -36,6 +36,7 @@ from departments.population import (
     plan_bad_rows,
     spoil_check_char,
     synthesize_people,
+    uniform_days,
     years,
 )
 
@@ -127,11 +128,6 @@ def last_serials(rows: Iterable[dict[str, str]]) -> dict[int, int]:
     return out
 
 
-def _uniform_days(rng: np.random.Generator, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    span = np.maximum((high - low).astype(np.int64), 0)
-    return low + (rng.random(len(low)) * (span + 1)).astype(np.int64).astype("timedelta64[D]")
-
-
 def marriage_rows(
     rng: np.random.Generator,
     rows: int,
@@ -163,7 +159,7 @@ def marriage_rows(
     if on is None:
         low = np.maximum(registry.birth[man] + years(22).astype("timedelta64[D]"),
                          registry.birth[woman] + years(20).astype("timedelta64[D]"))  # fmt: skip
-        couple_day = _uniform_days(rng, low, np.minimum(low + years(8).astype("timedelta64[D]"), last))
+        couple_day = uniform_days(rng, low, np.minimum(low + years(8).astype("timedelta64[D]"), last))
     else:
         couple_day = np.full(len(couples), day(on))
 
@@ -172,7 +168,7 @@ def marriage_rows(
     min_age = np.where(single_male, 22.0, 20.0)
     if on is None:
         low = registry.birth[singles] + years(min_age).astype("timedelta64[D]")
-        single_day = _uniform_days(rng, low, np.minimum(low + years(15).astype("timedelta64[D]"), last))
+        single_day = uniform_days(rng, low, np.minimum(low + years(15).astype("timedelta64[D]"), last))
     else:
         single_day = np.full(len(singles), day(on))
     own_age = age_on(registry.birth[singles], single_day)

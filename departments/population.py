@@ -16,14 +16,17 @@ the pipeline runs. Dates are relative to :data:`BASE_TIME`, never to the wall cl
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import functools
 import importlib.resources
 import random
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -241,6 +244,12 @@ def day(value: dt.date) -> np.datetime64:
 def years(n: float | npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     """Whole days in ``n`` years, rounded so that ``birth + years(22)`` is past the 22nd birthday."""
     return np.ceil(np.asarray(n) * 366).astype(np.int64)
+
+
+def uniform_days(rng: np.random.Generator, low: Days, high: Days) -> Days:
+    """A day drawn uniformly from [low, high] for each pair (``low`` where ``high`` is earlier)."""
+    span = np.maximum((high - low).astype(np.int64), 0)
+    return low + (rng.random(len(low)) * (span + 1)).astype(np.int64).astype("timedelta64[D]")
 
 
 def age_on(birth: Days, on: Days | np.datetime64) -> npt.NDArray[np.float64]:
@@ -579,6 +588,43 @@ class BadRow:
         return cls(data["kind"], data["key"], data["column"])
 
 
+@dataclass
+class RowBatch:
+    """A register's generated rows, the deliberately bad ones among them, its high watermark."""
+
+    rows: list[tuple[Any, ...]]
+    bad_rows: list[BadRow]
+    watermark: str | None
+
+
+def clock(on: dt.date, minute: int, sep: str = "T") -> str:
+    """``on`` at ``minute`` past midnight, as a source system writes it (``2026-11-19T10:40:00``)."""
+    return f"{on.isoformat()}{sep}{minute // 60:02d}:{minute % 60:02d}:00"
+
+
+def create_sqlite(path: Path, ddl: str, *, replace: bool = False) -> None:
+    """A department's SQLite database at ``path`` with the tables of ``ddl``."""
+    path = Path(path)
+    if replace:
+        path.unlink(missing_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(ddl)
+
+
+def insert_sqlite(path: Path, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        marks = ", ".join("?" * len(columns))
+        conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def read_sqlite(path: Path, table: str) -> list[dict[str, Any]]:
+    """Every row of ``table`` by id, as dicts."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {table} ORDER BY id")]
+
+
 def bad_rows_per_kind(rows: int) -> int:
     """How many rows of each bad kind a dataset of ``rows`` gets: about 1 % in all, none below 100."""
     return 0 if rows < 100 else max(1, round(rows / 400))
@@ -661,13 +707,16 @@ __all__ = [
     "BadRowPlan",
     "People",
     "Population",
+    "RowBatch",
     "Township",
     "age_on",
     "apply_bad_rows",
     "bad_rows_per_kind",
     "bounded",
     "change_order",
+    "clock",
     "compose_names",
+    "create_sqlite",
     "day",
     "draw_addresses",
     "draw_birth_regions",
@@ -676,14 +725,17 @@ __all__ = [
     "draw_surnames",
     "draw_townships",
     "household_number",
+    "insert_sqlite",
     "last_change_days",
     "mint_citizen_ids",
     "plan_bad_rows",
+    "read_sqlite",
     "spoil_check_char",
     "synthesize_people",
     "synthesize_population",
     "timestamps_in_order",
     "township_codes",
     "townships",
+    "uniform_days",
     "years",
 ]

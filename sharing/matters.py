@@ -12,7 +12,8 @@ is (``holder``): the applicant's own, or a relative's — the spouse, a child, a
 an enterprise, its legal representative's. A certificate satisfies the material when it is
 of a listed type, held by that person, 有效 in the signed status list and in force on the day
 (``sharing.skipcheck``). A material with no type listed cannot be skipped yet: no department
-shares it; its ``note`` says what the counter checks instead.
+shares it; its ``note`` says what the counter checks instead. A material with types may have a
+note too: what to bring when no certificate satisfies it (said with the answer's reason).
 
 A 一件事 bundle (``bundles``) asks for the materials of all its matters, each material (name and
 holder) once. The catalogue is validated like a contract: an unknown key, relation, matter or

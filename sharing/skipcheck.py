@@ -245,6 +245,9 @@ def skip_check(
             answer = _answer_as_of(conn, material, holder_id or subject_id, today, verifiers or (), as_of)
         else:
             answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers, held)
+        if not answer.skippable and material.certificate_types and material.note:
+            # What to bring instead (a family renting its home: the lease), said with the reason.
+            answer = replace(answer, reason=f"{answer.reason}；{material.note}")
         answers.append(
             replace(
                 answer,

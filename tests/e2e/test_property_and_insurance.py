@@ -90,7 +90,7 @@ def test_insured_and_ended_insurance(home: Path) -> None:
             by_status.setdefault(r["参保状态"], r["公民身份号码"])
     assert {"正常参保", "暂停缴费", "终止参保"} <= set(by_status)
     for status in ("正常参保", "暂停缴费"):  # insured, payments paused or not
-        answer = _answers(by_status[status], "unemployment-benefit")["社会保险参保证明"]
+        answer = _answers(by_status[status], "medical-care-elsewhere-filing")["医疗保险参保证明"]
         assert answer["skippable"] is True and answer["verdict"] == "可免交", (status, answer)
-    ended = _answers(by_status["终止参保"], "unemployment-benefit")["社会保险参保证明"]
+    ended = _answers(by_status["终止参保"], "medical-care-elsewhere-filing")["医疗保险参保证明"]
     assert ended["skippable"] is False and ended["verdict"] != "可免交"

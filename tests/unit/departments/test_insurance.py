@@ -14,6 +14,13 @@ from departments.insurance import EMPLOYEE, INSURANCE_HEADER, RESIDENT, SINCE, S
 from departments.licences import read_licence_rows
 
 
+def _birthday(born: dt.date, age: int) -> dt.date:
+    try:
+        return born.replace(year=born.year + age)
+    except ValueError:  # 29 February
+        return dt.date(born.year + age, 3, 1)
+
+
 def test_each_insured_person_is_a_resident_and_each_employer_a_business_in_the_register(
     tmp_path: Path,
 ) -> None:
@@ -51,9 +58,20 @@ def test_each_insured_person_is_a_resident_and_each_employer_a_business_in_the_r
         person = registry[r["公民身份号码"]]
         assert r["姓名"] == person[2] and r["参保地镇街代码"] == person[9]
         born = dt.date.fromisoformat(str(person[5]))
-        assert (on - born).days >= 16 * 365 and (since - born).days >= 16 * 365
+        of_age = 18 if r["养老保险险种"] == EMPLOYEE[0] else 16  # employees from 18, residents from 16
+        assert since >= _birthday(born, of_age) and on >= _birthday(born, 16)
     assert len({r["公民身份号码"] for r in rows}) == len(rows)  # one row per person
     schemes = Counter(r["养老保险险种"] for r in rows)
     assert schemes[EMPLOYEE[0]] > 0 and schemes[RESIDENT[0]] > 0
     stamps = [r["更新时间"] for r in rows]
     assert stamps == sorted(stamps) and ds.watermark == stamps[-1]
+    # numbered in the order people enrolled, whatever order the export lists them in: a change
+    # to one row renumbers nobody (the number is the key the daily snapshots are compared by)
+    enrolled = sorted(
+        rows, key=lambda r: (r["参保日期"], r["公民身份号码"] if r["参保证明编号"] not in spoilt else "")
+    )
+    numbers = [int(r["参保证明编号"][8:]) for r in enrolled]
+    assert sorted(numbers) == list(range(1, len(rows) + 1))
+    assert [r["参保日期"] for r in sorted(rows, key=lambda r: r["参保证明编号"])] == sorted(
+        r["参保日期"] for r in rows
+    )

@@ -240,6 +240,31 @@ def test_a_material_of_two_datasets_names_each_failed_record(catalog: Catalog, r
     )
 
 
+def test_a_typed_materials_note_says_what_to_bring_when_no_certificate_does(
+    catalog: Catalog, records: Records
+) -> None:
+    """子女入学's 居住证明: the 不动产权证书 when the family owns its home, else what the note says."""
+    matter = Matter(
+        code="school",
+        name="子女入学",
+        department="天津市武清区教育局",
+        subject="person",
+        materials=(
+            Material(
+                name="居住证明", certificate_types=(HOUSEHOLD_TYPE[0],), note="无自有住房的，提交租赁合同"
+            ),
+        ),
+    )
+    (missing,) = ask(catalog, PERSON, matter).values()
+    assert (
+        not missing.skippable
+        and missing.reason == "未找到：申请人名下没有该材料可用类型的证照；无自有住房的，提交租赁合同"
+    )
+    records.certificate(PERSON, HOUSEHOLD_TYPE)
+    (held,) = ask(catalog, PERSON, matter).values()
+    assert held.skippable and "租赁合同" not in held.reason
+
+
 def test_a_skippable_answer_with_a_log_records_each_use(catalog: Catalog, records: Records) -> None:
     from catalog import log_leaves
     from evidence.keys import SigningKey
