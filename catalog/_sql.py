@@ -140,7 +140,10 @@ class Prepared:
         return rows[0] if rows else None
 
     def run(self, conn: Connection, **params: Any) -> int:
-        """Execute a write; the number of rows it changed."""
+        """Execute a write; the number of rows it changed. Only inside a transaction (``begin()``):
+        the driver's connection is used directly, so outside one SQLite would commit at once."""
+        if not conn.in_transaction():
+            raise RuntimeError("Prepared.run writes only inside a transaction (catalog.begin())")
         count, _ = self._execute(conn, params, fetch=False)
         return int(count)
 

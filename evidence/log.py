@@ -674,12 +674,15 @@ _MOVE_HEAD = Prepared(
 
 
 def _locked_head(conn: Connection, hasher: TreeHash) -> LogHead:
-    row = _HEAD_LOCKED.first(conn)
+    # The head row must exist before it can be locked: two first appends that both found it
+    # missing and both inserted it would make one fail on the key (or, without the lock, both
+    # write leaf 0). Insert-if-missing, then lock: every append waits for the one before it.
+    # On MySQL/MariaDB always (a locking read that finds no row takes a gap lock two
+    # transactions can share, and their inserts then deadlock); elsewhere only when the lock
+    # found no row, which saves a statement on every append but the first.
+    first = conn.dialect.name in ("mysql", "mariadb")
+    row = None if first else _HEAD_LOCKED.first(conn)
     if row is None:
-        # The head row must exist before it can be locked: two first appends that both found
-        # it missing and both inserted it would make one fail on the key (or, without the
-        # lock, both write leaf 0). Insert-if-missing, then lock: every append waits for the
-        # one before it.
         insert_missing(conn, log_head, {"id": 1, "tree_size": 0, "frontier": [], "hash_alg": hasher.name})
         row = _HEAD_LOCKED.first(conn)
     size = int(row.tree_size)

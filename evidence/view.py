@@ -71,6 +71,7 @@ class LogView:
         if not verifiers:
             raise VerificationFailed("no key to verify the log's checkpoints with")
         self.verifiers = list(verifiers)
+        self._key_ids = {(v.name, v.key_id) for v in self.verifiers}
         self.hasher = hasher
         self.size = 0
         self.note = ""
@@ -88,7 +89,8 @@ class LogView:
 
     def vouch(self, note: str) -> None:
         """Note that this process signed ``note`` (the service's own log writer did): following
-        the log to it then skips the signature check, not the root's (the newest 64 are kept)."""
+        the log to it then skips the signature check — not the check that the signing key is one
+        of the log's, nor the root's (the newest 64 are kept)."""
         with self._lock:
             self._vouched[note] = None
             while len(self._vouched) > 64:
@@ -110,7 +112,15 @@ class LogView:
 
     def _follow(self, conn: Connection, size: int, note: str) -> None:
         try:
-            text = split_note(note)[0] if note in self._vouched else open_note(note, self.verifiers)
+            if note in self._vouched:
+                # Signed here: no signature to check again, but it must be by a key the view
+                # trusts — a signing key that is not among the published ones would sign slips
+                # nobody can verify.
+                text, lines = split_note(note)
+                if not {(line.name, line.key_id) for line in lines} & self._key_ids:
+                    raise VerificationFailed("signed here by a key that is not among the log's keys")
+            else:
+                text = open_note(note, self.verifiers)
             checkpoint = Checkpoint.parse(text)
         except (VerificationFailed, EvidenceError, ValueError) as exc:
             raise VerificationFailed(

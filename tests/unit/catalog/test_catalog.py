@@ -189,6 +189,8 @@ def test_a_prepared_write_runs_in_the_connections_transaction(catalog: Catalog) 
     with pytest.raises(RuntimeError, match="undo"), catalog.begin() as conn:
         add.run(conn, sid="w2", name="站", digest="2" * 64, at=when)
         raise RuntimeError("undo")
+    with catalog.engine.connect() as conn, pytest.raises(RuntimeError, match="inside a transaction"):
+        add.run(conn, sid="w3", name="站", digest="3" * 64, at=when)  # SQLite would commit it at once
     with catalog.read() as conn:
         rows = conn.execute(sa.select(stations.c.station_id, stations.c.revoked_at)).all()
     assert [r.station_id for r in rows] == ["w1"]

@@ -129,24 +129,38 @@ def test_a_checkpoint_signed_by_another_key_is_refused(people: dict[str, str]) -
 
 def test_a_vouched_note_skips_only_the_signature_check(people: dict[str, str]) -> None:
     """The service vouches for the checkpoints its own writer signed: the view then skips their
-    signature check, never the root's, and a note it did not vouch for is checked as before."""
+    signature check — never the check that the key is one of the log's, nor the root's — and a
+    note it did not vouch for is checked as before."""
     view, catalog, settings = _view()
     with catalog.read() as conn:
         view.refresh(conn)
-    other = SigningKey.generate(settings.log_origin)
-    with catalog.begin() as conn:  # signed by another key, but vouched for: taken on its word
-        appended = record_use(conn, TransparencyLog(other, settings.log_origin), matter="m",
-                              certificate_id="c", township="120114001000")  # fmt: skip
+    own = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        appended = record_use(conn, own, matter="m", certificate_id="c", township="120114001000")
     view.vouch(appended.checkpoint)
     with catalog.read() as conn:
         assert view.refresh(conn) == appended.tree_size
-    own = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
     with catalog.begin() as conn:
         appended = record_use(conn, own, matter="m", certificate_id="c", township="120114001000")
     _sql(settings, "UPDATE log_leaves SET entry = CAST(? AS BLOB) WHERE leaf_index = ?",
          b'{"changed":1}', appended.tree_size - 1)  # fmt: skip
     view.vouch(appended.checkpoint)  # vouched for, but its leaves no longer fold to its root
     with catalog.read() as conn, pytest.raises(VerificationFailed, match="do not fold to the root"):
+        view.refresh(conn)
+    catalog.dispose()
+
+
+def test_a_note_vouched_for_but_signed_by_a_key_not_the_logs_is_refused(people: dict[str, str]) -> None:
+    """A service whose signing key is not among the log's published keys would sign slips nobody
+    can verify: vouching for its note does not make the view take it."""
+    view, catalog, settings = _view()
+    with catalog.read() as conn:
+        view.refresh(conn)
+    other = TransparencyLog(SigningKey.generate(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        appended = record_use(conn, other, matter="m", certificate_id="c", township="120114001000")
+    view.vouch(appended.checkpoint)
+    with catalog.read() as conn, pytest.raises(VerificationFailed, match="not among the log's keys"):
         view.refresh(conn)
     catalog.dispose()
 
