@@ -83,8 +83,8 @@ class LogView:
         self._cache = cache
         self._lock = threading.Lock()
         self.head: tuple[int, str] = (0, "")  # the size and note verified, read together
-        # Notes this process signed itself (``vouch``): their signature need not be checked
-        # again when the catalog hands them back — the bytes are compared, the leaves still are.
+        # Notes this process signed itself (``vouch``): when the catalog hands one back (the same
+        # bytes), its signature is not checked again; its key and its root still are.
         self._vouched: OrderedDict[str, None] = OrderedDict()
 
     def vouch(self, note: str) -> None:
