@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from departments.population import (
     spoil_check_char,
     township_codes,
     uniform_days,
+    write_csv,
     years,
 )
 
@@ -109,18 +109,8 @@ def insurance_rows(
 
 
 def write_insurance_export(export_dir: Path, rows: Sequence[Sequence[Any]]) -> Path:
-    """Replace the day's full export atomically: ``*.part`` first, then :func:`os.replace`."""
-    export_dir.mkdir(parents=True, exist_ok=True)
-    final = export_dir / INSURANCE_FILE
-    part = final.with_name(final.name + ".part")
-    with part.open("w", encoding=ENCODING, newline="") as f:
-        writer = csv.writer(f, lineterminator="\r\n")
-        writer.writerow(INSURANCE_HEADER)
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, final)
-    return final
+    """Replace the day's full export atomically."""
+    return write_csv(Path(export_dir) / INSURANCE_FILE, INSURANCE_HEADER, rows, ENCODING)
 
 
 def read_insurance_export(export_dir: Path) -> list[dict[str, str]]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from departments.population import (
     spoil_check_char,
     synthesize_people,
     uniform_days,
+    write_csv,
     years,
 )
 
@@ -63,18 +63,8 @@ def default_drop_dir(root: Path) -> Path:
 
 
 def write_marriage_csv(drop_dir: Path, on: dt.date, rows: Iterable[Sequence[str]]) -> Path:
-    """Write the day's export atomically: ``*.part`` first, then :func:`os.replace`."""
-    drop_dir.mkdir(parents=True, exist_ok=True)
-    final = drop_dir / marriage_file_name(on)
-    part = final.with_name(final.name + ".part")
-    with part.open("w", encoding=ENCODING, newline="") as f:
-        writer = csv.writer(f, lineterminator="\r\n")
-        writer.writerow(MARRIAGE_HEADER)
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(part, final)
-    return final
+    """Write the day's export atomically."""
+    return write_csv(Path(drop_dir) / marriage_file_name(on), MARRIAGE_HEADER, rows, ENCODING)
 
 
 def read_marriage_csv(path: Path) -> list[dict[str, str]]:

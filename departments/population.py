@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import functools
 import importlib.resources
+import os
 import random
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -618,6 +619,22 @@ def insert_sqlite(path: Path, table: str, columns: Sequence[str], rows: Sequence
         conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], encoding: str) -> Path:
+    """A department's CSV export written atomically (``*.part`` first, then :func:`os.replace`),
+    CRLF line ends as Windows tools write them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    with part.open("w", encoding=encoding, newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(part, path)
+    return path
+
+
 def read_sqlite(path: Path, table: str) -> list[dict[str, Any]]:
     """Every row of ``table`` by id, as dicts."""
     with contextlib.closing(sqlite3.connect(path)) as conn:
@@ -737,5 +754,6 @@ __all__ = [
     "township_codes",
     "townships",
     "uniform_days",
+    "write_csv",
     "years",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,13 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return root / "var"
+
+
+@pytest.fixture
+def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The demo home as this process's ONCEONLY_HOME (no other ONCEONLY_ setting leaks in)."""
+    for name in list(os.environ):
+        if name.startswith("ONCEONLY_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("ONCEONLY_HOME", str(demo_home))
+    yield demo_home

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,15 +16,6 @@ from typer.testing import CliRunner
 from cli.main import app
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in list(os.environ):
-        if name.startswith("ONCEONLY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("ONCEONLY_HOME", str(demo_home))
-    yield demo_home
 
 
 def _answers(subject: str, matter: str) -> dict[str, dict[str, object]]:

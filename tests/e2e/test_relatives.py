@@ -4,9 +4,7 @@ the spouse through the 结婚证 — each shown masked, only the fact needed."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,15 +21,6 @@ from sharing.skipcheck import skip_check
 
 pytestmark = pytest.mark.e2e
 HOUSEHOLD_TYPE = "11100000000019342N001"
-
-
-@pytest.fixture
-def home(demo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in list(os.environ):
-        if name.startswith("ONCEONLY_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("ONCEONLY_HOME", str(demo_home))
-    yield demo_home
 
 
 def _a_family(home: Path) -> tuple[str, str, str]:
