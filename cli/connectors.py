@@ -261,7 +261,7 @@ def _sample(reg: Registration, settings: Settings, rows: int) -> Any:
     resolvers: list[Any] = [EnvironmentSecrets()]
     if prefect_api_url() is not None:
         resolvers.append(PrefectSecrets())
-    connector = create_connector(reg, settings.home, ChainedSecrets(*resolvers))
+    connector = create_connector(reg, settings.home, ChainedSecrets(*resolvers), limits=settings.limits)
     sample = connector.sample(rows)
     typer.secho(f"{reg.name}: connected; {sample.num_rows} sample rows (personal fields masked)", fg="green")
     return sample

@@ -52,6 +52,7 @@ from onceonly.errors import (
     SourceUnavailable,
     UnknownConnectorType,
 )
+from onceonly.limits import Limits
 from onceonly.privacy import scrub_text
 
 Cursor = dict[str, Any]
@@ -88,6 +89,8 @@ class Connector(abc.ABC):
     opts: Any
     #: ``ONCEONLY_HOME`` of the process that created the connector (for state such as snapshots).
     home: Path | None = None
+    #: What the readers accept (sizes, depth, time): ``Settings.limits``, set by create_connector.
+    limits: Limits
 
     def __init__(
         self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver
@@ -97,6 +100,7 @@ class Connector(abc.ABC):
         self.options = dict(options)
         self._secrets = secrets
         self._revealed: set[str] = set()
+        self.limits = Limits()
         self.opts = validate_options(type(self), self.name, self.options)
         self.validate_options()
 
@@ -223,7 +227,11 @@ def connector_types() -> dict[str, type[Connector]]:
     return types
 
 
-def create_connector(registration: Registration, home: Path, secrets: SecretResolver) -> Connector:
+def create_connector(
+    registration: Registration, home: Path, secrets: SecretResolver, *, limits: Limits | None = None
+) -> Connector:
+    """The connector ``registration`` declares; ``limits`` (default: ``Limits()`` from the
+    environment) bound what its readers accept."""
     types = connector_types()
     if registration.type not in types:
         raise UnknownConnectorType(
@@ -232,6 +240,8 @@ def create_connector(registration: Registration, home: Path, secrets: SecretReso
         )
     connector = types[registration.type](registration, registration.expanded_options(home), secrets)
     connector.home = home
+    if limits is not None:
+        connector.limits = limits
     return connector
 
 

@@ -81,7 +81,9 @@ class Pipeline:
 
     def connector(self, name: str) -> Connector:
         secrets = ChainedSecrets(EnvironmentSecrets(), PrefectSecrets())
-        return create_connector(self.registration(name), self.settings.home, secrets)
+        return create_connector(
+            self.registration(name), self.settings.home, secrets, limits=self.settings.limits
+        )
 
     def compiled(self, dataset: str) -> CompiledContract:
         return compile_contract(contract_by_id(self.settings.contracts_dir, dataset))

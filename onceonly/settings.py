@@ -19,6 +19,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from onceonly.limits import Limits
+
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where signature suites register (evidence.suites.SUITE_ENTRY_POINTS): their names are read
 # from the package metadata, so the ground floor never imports the evidence stage.
@@ -116,6 +118,17 @@ class Settings(BaseSettings):
         _REPO_ROOT / "contracts" / "datasets", description="Folder of data contracts (*.yaml)."
     )
     matters_file: Path = Field(_REPO_ROOT / "sharing" / "matters.yaml", description="The matters catalogue.")
+    limits: Limits = Field(
+        default_factory=Limits,
+        description="What a reader of department data accepts (ONCEONLY_LIMIT_<NAME>, see README).",
+    )
+    source_roots: str | None = Field(
+        None,
+        description=(
+            "Folders (os.pathsep-separated) and URL prefixes a registration may read from or write "
+            "to (drop, archive and snapshot folders, SQLite files); default home/departments."
+        ),
+    )
     datadocs_url: str | None = Field(
         None,
         description="Base URL where home/datadocs is served, for the Data Docs links; default file://.",
