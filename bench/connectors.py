@@ -129,6 +129,7 @@ import json, sys, time
 from pathlib import Path
 import pyarrow.parquet as pq
 from connectors import EnvironmentSecrets, Registration, create_connector
+from connectors.paths import SourcePaths
 """
     + _LAYOUT
     + """
@@ -137,7 +138,7 @@ url, schema, table, out, batch = sys.argv[1], sys.argv[2], sys.argv[3], Path(sys
 reg = Registration(name="bench-household", department="bench", dataset="household", type="sql",
                    options={"url": url, "schema": schema, "table": table,
                             "cursor": {"column": "updated_at", "tiebreak": "id"}})
-connector = create_connector(reg, out, EnvironmentSecrets({}))
+connector = create_connector(reg, out, EnvironmentSecrets({}), paths=SourcePaths.build([str(out)]))
 # Like dlt's side, which imports dlt and its sql_database source before its clock starts: the
 # driver module the connector imports on first use (ADBC's DB-API pulls in pandas) is loaded first,
 # and so is the SQLAlchemy psycopg dialect both sides open their engine with.

@@ -62,7 +62,7 @@ def _baseline(db: Path, out: Path) -> int:
 
 def _onceonly(work: Path, db: Path) -> dict[str, Any]:
     from catalog import Catalog
-    from connectors import EnvironmentSecrets, create_connector, load_registrations
+    from connectors import EnvironmentSecrets, SourcePaths, create_connector, load_registrations
     from contracts.checks import CheckContext, load_region_codes
     from contracts.compiler import compile_contract
     from contracts.model import contract_by_id
@@ -79,6 +79,7 @@ def _onceonly(work: Path, db: Path) -> dict[str, Any]:
         reg.model_copy(update={"options": {**reg.options, "url": f"sqlite:///{db}"}}),
         work,
         EnvironmentSecrets({}),
+        paths=SourcePaths.build([str(Path(db).parent)]),
     )
     compiled = compile_contract(contract_by_id(settings.contracts_dir, "household"))
     validator = Validator(compiled, CheckContext(dt.date.today(), frozenset(load_region_codes("120114"))))

@@ -257,11 +257,18 @@ def _sample(reg: Registration, settings: Settings, rows: int) -> Any:
     """``rows`` rows from the source (secrets from the environment; from Prefect Secret blocks
     too when PREFECT_API_URL names a server)."""
     from connectors import ChainedSecrets, EnvironmentSecrets, PrefectSecrets, create_connector
+    from connectors.paths import SourcePaths
 
     resolvers: list[Any] = [EnvironmentSecrets()]
     if prefect_api_url() is not None:
         resolvers.append(PrefectSecrets())
-    connector = create_connector(reg, settings.home, ChainedSecrets(*resolvers), limits=settings.limits)
+    connector = create_connector(
+        reg,
+        settings.home,
+        ChainedSecrets(*resolvers),
+        paths=SourcePaths.of(settings),
+        limits=settings.limits,
+    )
     sample = connector.sample(rows)
     typer.secho(f"{reg.name}: connected; {sample.num_rows} sample rows (personal fields masked)", fg="green")
     return sample

@@ -3,7 +3,9 @@
 Example::
 
     registrations = load_registrations(settings.registrations_dir)
-    connector = create_connector(registrations["gongan-household"], settings.home, EnvironmentSecrets())
+    connector = create_connector(
+        registrations["gongan-household"], settings.home, EnvironmentSecrets(), paths=SourcePaths.of(settings)
+    )
     for pulled in connector.pull(cursor=None, batch_size=10_000):
         ...
 
@@ -18,6 +20,7 @@ from typing import Any as _Any
 
 if _TYPE_CHECKING:
     from connectors.base import Connector, Cursor, Pulled, connector_types, create_connector
+    from connectors.paths import SourcePaths
     from connectors.registration import Registration, load_registration, load_registrations
     from connectors.secrets import ChainedSecrets, EnvironmentSecrets, MissingSecret, PrefectSecrets
 
@@ -29,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "Pulled": "connectors.base",
     "connector_types": "connectors.base",
     "create_connector": "connectors.base",
+    "SourcePaths": "connectors.paths",
     "Registration": "connectors.registration",
     "load_registration": "connectors.registration",
     "load_registrations": "connectors.registration",
@@ -62,6 +66,7 @@ __all__ = [
     "PrefectSecrets",
     "Pulled",
     "Registration",
+    "SourcePaths",
     "connector_types",
     "create_connector",
     "load_registration",

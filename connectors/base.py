@@ -2,7 +2,8 @@
 
 Example::
 
-    connector = create_connector(registration, settings, secrets=EnvironmentSecrets())
+    paths = SourcePaths.of(settings)        # where its registration may point
+    connector = create_connector(registration, settings.home, EnvironmentSecrets(), paths=paths)
     for pulled in connector.pull(cursor=None, batch_size=10_000):
         land(pulled.batch)                 # pyarrow.RecordBatch in the source's own columns
         save_cursor(pulled.cursor)         # JSON-able; only after the batch has landed
@@ -42,6 +43,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pydantic
 
+from connectors.paths import SourcePaths
 from connectors.registration import Registration
 from connectors.secrets import SecretResolver
 from onceonly.errors import (
@@ -91,6 +93,12 @@ class Connector(abc.ABC):
     home: Path | None = None
     #: What the readers accept (sizes, depth, time): ``Settings.limits``, set by create_connector.
     limits: Limits
+    #: Options naming a local folder or file, or an fsspec URL, that the connector reads or
+    #: writes: each is confined by ``connectors.paths.SourcePaths`` when the connector is made.
+    path_options: ClassVar[tuple[str, ...]] = ()
+    #: Options holding a SQLAlchemy URL of a database the connector reads (same confinement;
+    #: the catalog's own database is refused).
+    database_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, registration: Registration, options: Mapping[str, Any], secrets: SecretResolver
@@ -228,17 +236,35 @@ def connector_types() -> dict[str, type[Connector]]:
 
 
 def create_connector(
-    registration: Registration, home: Path, secrets: SecretResolver, *, limits: Limits | None = None
+    registration: Registration,
+    home: Path,
+    secrets: SecretResolver,
+    *,
+    paths: SourcePaths,
+    limits: Limits | None = None,
 ) -> Connector:
-    """The connector ``registration`` declares; ``limits`` (default: ``Limits()`` from the
-    environment) bound what its readers accept."""
+    """The connector ``registration`` declares, its paths confined by ``paths``
+    (``SourcePaths.of(settings)``: ConfigurationError naming the option otherwise); ``limits``
+    (default: ``Limits()`` from the environment) bound what its readers accept."""
     types = connector_types()
     if registration.type not in types:
         raise UnknownConnectorType(
             f"connector {registration.name!r}: unknown type {registration.type!r}; "
             f"known types: {', '.join(sorted(types))}"
         )
-    connector = types[registration.type](registration, registration.expanded_options(home), secrets)
+    cls = types[registration.type]
+    options = registration.expanded_options(home)
+    # Before the type sees its options (it may open a file system or a driver on them).
+    for key in cls.path_options:
+        value = options.get(key)
+        if isinstance(value, str) and value:
+            also = [home / "snapshots"] if key == "snapshot_dir" else []
+            paths.check(registration.name, f"options.{key}", value, also=also)
+    for key in cls.database_options:
+        value = options.get(key)
+        if isinstance(value, str) and value:
+            paths.check_database(registration.name, f"options.{key}", value)
+    connector = cls(registration, options, secrets)
     connector.home = home
     if limits is not None:
         connector.limits = limits

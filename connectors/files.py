@@ -141,6 +141,7 @@ class FilesConnector(Connector):
     type_name = "files"
     options_model = FilesOptions
     opts: FilesOptions
+    path_options = ("path", "archive", "snapshot_dir")
 
     def validate_options(self) -> None:
         self._fs, self._root = _filesystem(self.opts.path)

@@ -200,6 +200,7 @@ class SqlConnector(Connector):
     type_name = "sql"
     options_model = SqlOptions
     opts: SqlOptions
+    database_options = ("url",)
     _sampling = False
 
     def sample(self, rows: int = 5) -> pa.Table:

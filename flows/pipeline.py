@@ -25,6 +25,7 @@ from connectors import (
     Registration,
     create_connector,
 )
+from connectors.paths import SourcePaths
 from connectors.registry import register_directory, registered
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
@@ -82,7 +83,11 @@ class Pipeline:
     def connector(self, name: str) -> Connector:
         secrets = ChainedSecrets(EnvironmentSecrets(), PrefectSecrets())
         return create_connector(
-            self.registration(name), self.settings.home, secrets, limits=self.settings.limits
+            self.registration(name),
+            self.settings.home,
+            secrets,
+            paths=SourcePaths.of(self.settings),
+            limits=self.settings.limits,
         )
 
     def compiled(self, dataset: str) -> CompiledContract:

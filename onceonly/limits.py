@@ -3,7 +3,7 @@
 Example::
 
     limits = settings.limits                       # ONCEONLY_LIMIT_* override the defaults
-    connector = create_connector(registration, settings.home, secrets, limits=limits)
+    connector = create_connector(registration, settings.home, secrets, paths=paths, limits=limits)
     ...
     raise SourceDataMalformed(name, limits.exceeded("field_bytes", f"file {file}: a field"))
     # -> "file x.csv: a field exceeds the limit field_bytes = 1 MiB (ONCEONLY_LIMIT_FIELD_BYTES)"

@@ -124,6 +124,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ONCEONLY_KEY_PASSPHRASE", TEST_PASSPHRASE)
     monkeypatch.delenv("ONCEONLY_DATABASE_URL", raising=False)
     monkeypatch.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
+    # The tests' department systems lie beside the home (its keys, lake, catalog stay refused).
+    monkeypatch.setenv("ONCEONLY_SOURCE_ROOTS", str(tmp_path))
     return home
 
 

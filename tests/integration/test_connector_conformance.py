@@ -25,7 +25,14 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from connectors import EnvironmentSecrets, Pulled, Registration, connector_types, create_connector
+from connectors import (
+    EnvironmentSecrets,
+    Pulled,
+    Registration,
+    SourcePaths,
+    connector_types,
+    create_connector,
+)
 from connectors.base import Connector, Cursor
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.conform import conform
@@ -61,7 +68,9 @@ def _connector(type_: str, options: dict[str, Any], secrets: dict[str, str] | No
         secrets={k: f"CONFORMANCE_{k.upper()}" for k in secrets or {}},
     )
     env = {f"CONFORMANCE_{k.upper()}": v for k, v in (secrets or {}).items()}
-    return create_connector(reg, Path("/nonexistent"), EnvironmentSecrets(env))
+    return create_connector(
+        reg, Path("/nonexistent"), EnvironmentSecrets(env), paths=SourcePaths.build(["/"])
+    )
 
 
 @pytest.fixture(scope="module")

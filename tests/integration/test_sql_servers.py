@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from connectors import EnvironmentSecrets, Pulled, Registration, create_connector
+from connectors import EnvironmentSecrets, Pulled, Registration, SourcePaths, create_connector
 from connectors.base import Connector, Cursor
 from onceonly.errors import ConfigurationError, SourceRejected, SourceSchemaChanged, SourceUnavailable
 
@@ -51,7 +51,10 @@ def _source(
         secrets=reg.get("secrets", {}),
     )
     return create_connector(
-        registration, home=Path("/nonexistent"), secrets=EnvironmentSecrets(reg.get("env", {}))
+        registration,
+        home=Path("/nonexistent"),
+        secrets=EnvironmentSecrets(reg.get("env", {})),
+        paths=SourcePaths.build(["/"]),
     )
 
 

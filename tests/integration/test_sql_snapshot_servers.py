@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from connectors import EnvironmentSecrets, Pulled, Registration, create_connector
+from connectors import EnvironmentSecrets, Pulled, Registration, SourcePaths, create_connector
 from connectors.base import Connector, Cursor
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,9 @@ def _source(url: str, table: str, home: Path, reader: str = "auto") -> Connector
             "reader": reader,
         },
     )
-    return create_connector(registration, home=home, secrets=EnvironmentSecrets({}))
+    return create_connector(
+        registration, home=home, secrets=EnvironmentSecrets({}), paths=SourcePaths.build(["/"])
+    )
 
 
 def _drain(source: Connector, cursor: Cursor | None, batch_size: int = 16) -> list[Pulled]:

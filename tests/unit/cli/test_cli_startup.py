@@ -26,7 +26,7 @@ def imported(
 ) -> tuple[set[str], subprocess.CompletedProcess[str]]:
     """The top-level packages ``onceonly ARGS`` imports, and the finished process."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "ONCEONLY_"))}
-    environ.update(ONCEONLY_HOME=str(home), **env)
+    environ.update(ONCEONLY_HOME=str(home), ONCEONLY_SOURCE_ROOTS=str(home.parent), **env)
     done = subprocess.run(
         [sys.executable, "-X", "importtime", str(Path(sys.executable).with_name("onceonly")), *args],
         capture_output=True,

@@ -19,6 +19,10 @@ import pyarrow as pa
 
 from connectors import EnvironmentSecrets, Pulled, Registration, create_connector
 from connectors.base import Connector, Cursor
+from connectors.paths import SourcePaths
+
+#: Connector tests read from tmp_path and memory://; confinement has its own tests (test_paths).
+ANYWHERE = SourcePaths.build(["/", "memory://", "undated://"])
 
 
 def registration(
@@ -38,7 +42,7 @@ def connector(
     reg: Registration, env: Mapping[str, str] | None = None, home: Path = Path("/nonexistent")
 ) -> Connector:
     """A connector whose secrets come from ``env`` only (never the process environment)."""
-    return create_connector(reg, home, EnvironmentSecrets(dict(env or {})))
+    return create_connector(reg, home, EnvironmentSecrets(dict(env or {})), paths=ANYWHERE)
 
 
 def drain(source: Connector, cursor: Cursor | None = None, batch_size: int = 1000) -> list[Pulled]:

@@ -19,6 +19,7 @@ from connectors import (
     load_registrations,
 )
 from connectors.base import Connector
+from connectors.paths import SourcePaths
 from connectors.registration import parse_registration
 from onceonly.errors import ConfigurationError, UnknownConnectorType
 from onceonly.settings import Settings
@@ -50,7 +51,9 @@ def write(folder: Path, name: str, text: str) -> Path:
 def test_every_shipped_registration_loads_and_builds_its_connector(path: Path, tmp_path: Path) -> None:
     reg = load_registration(path)
     assert reg.name == path.stem
-    built = create_connector(reg, tmp_path, EnvironmentSecrets({}))  # secrets are resolved only when pulling
+    # Secrets are resolved only when pulling; the shipped paths lie under the default roots.
+    paths = SourcePaths.of(Settings(home=tmp_path))
+    built = create_connector(reg, tmp_path, EnvironmentSecrets({}), paths=paths)
     assert built.type_name == reg.type and built.name == reg.name
     assert all("{home}" not in str(v) for v in built.options.values())
 
@@ -158,6 +161,7 @@ def test_the_package_exports_what_it_documents() -> None:
         "PrefectSecrets",
         "Pulled",
         "Registration",
+        "SourcePaths",
         "connector_types",
         "create_connector",
         "load_registration",
