@@ -41,7 +41,7 @@ def demo(
     """Generate the demo department systems if missing, then run the daily sharing flow."""
     if ctx.invoked_subcommand:
         return
-    from departments import DEFAULT_ROWS, LicenceApi, demo_token, generate_if_missing
+    from departments import API_TOKEN_ENV, DEFAULT_ROWS, LicenceApi, demo_token, generate_if_missing
 
     settings = _demo_settings()
     if reset:
@@ -60,11 +60,11 @@ def demo(
         f"Demo department systems {'generated' if generated else 'already present'} in "
         f"{settings.departments_dir} ({manifest.rows} rows each, seed {manifest.seed})."
     )
-    if not os.environ.get("SCJG_API_TOKEN"):  # unset or left empty in .env: the demo's own token
-        os.environ["SCJG_API_TOKEN"] = demo_token(seed)
+    if not os.environ.get(API_TOKEN_ENV):  # unset or left empty in .env: the demo's own token
+        os.environ[API_TOKEN_ENV] = demo_token(seed)
     host, port = _demo_api_address(settings)
     db = settings.departments_dir / "scjg" / "licences.db"
-    api = _start_api(LicenceApi(db, token=os.environ["SCJG_API_TOKEN"], host=host, port=port))
+    api = _start_api(LicenceApi(db, token=os.environ[API_TOKEN_ENV], host=host, port=port))
     try:
         typer.echo(f"市场监管 licence API serving on {api.base_url}")
         ok = run_flow(None, settings)
@@ -146,16 +146,16 @@ def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
     """Serve the demo 市场监管 licence API until interrupted (for `onceonly run` / connector tests)."""
     import time
 
-    from departments import LicenceApi, demo_token
+    from departments import API_TOKEN_ENV, LicenceApi, demo_token
     from onceonly.settings import Settings
 
     settings = Settings()
     host, port = _demo_api_address(settings)
-    token = os.environ.get("SCJG_API_TOKEN") or demo_token(seed)
+    token = os.environ.get(API_TOKEN_ENV) or demo_token(seed)
     api = _start_api(
         LicenceApi(settings.departments_dir / "scjg" / "licences.db", token=token, host=host, port=port)
     )
-    typer.echo(f"serving on {api.base_url}; token in SCJG_API_TOKEN (or the demo token); Ctrl-C stops")
+    typer.echo(f"serving on {api.base_url}; token in {API_TOKEN_ENV} (or the demo token); Ctrl-C stops")
     try:
         while True:
             time.sleep(3600)

@@ -11,8 +11,8 @@ Example (``connectors/registrations/gongan-household.yaml``)::
       url: sqlite:///{home}/departments/gongan/household.db
       table: household_member
       cursor: {column: updated_at, tiebreak: id}
-    secrets:
-      password: GONGAN_DB_PASSWORD  # the NAME of an environment variable / Prefect Secret
+    secrets:                        # the NAME of an environment variable / Prefect Secret,
+      password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD   # in the connector's own namespace
     schedule: "0 2 * * *"
 
 ``{home}`` in option strings expands to ``ONCEONLY_HOME``. Secret values never appear in a
@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from onceonly.errors import ConfigurationError, UnknownConnectorType
 
@@ -48,9 +48,10 @@ _CREDENTIAL_PARAMS = frozenset(
     }
 )  # fmt: skip
 _SECRETS_HINT = (
-    "name it under `secrets:` instead (e.g. `secrets: {password: DEPT_DB_PASSWORD}` for a database, "
-    "`secrets: {token: DEPT_API_TOKEN}` with `auth: bearer` for an API): the value is read from the "
-    "environment or a Prefect Secret block when the connector runs, and never stored"
+    "name it under `secrets:` instead (e.g. `secrets: {password: ONCEONLY_SECRET_<CONNECTOR>_PASSWORD}` "
+    "for a database, `secrets: {token: ONCEONLY_SECRET_<CONNECTOR>_TOKEN}` with `auth: bearer` for an "
+    "API): the value is read from the environment or a Prefect Secret block when the connector runs, "
+    "and never stored"
 )
 
 
@@ -95,10 +96,16 @@ class Registration(BaseModel):
 
     @field_validator("secrets")
     @classmethod
-    def _secret_names(cls, v: dict[str, str]) -> dict[str, str]:
-        for key, name in v.items():
-            if not _SECRET_NAME_RE.match(name):
+    def _secret_names(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        from connectors.secrets import secret_name_problem
+
+        name = info.data.get("name")
+        for key, secret in v.items():
+            if not _SECRET_NAME_RE.match(secret) or not isinstance(name, str):
                 raise ValueError(f"secret {key!r} must name an environment variable or Prefect Secret block")
+            problem = secret_name_problem(name, secret)
+            if problem:
+                raise ValueError(f"secret {key!r}: {problem}")
         return v
 
     def expanded_options(self, home: Path) -> dict[str, Any]:

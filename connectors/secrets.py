@@ -3,19 +3,56 @@
 Example::
 
     resolver = EnvironmentSecrets()                    # or PrefectSecrets(), or ChainedSecrets(...)
-    password = resolver.resolve("GONGAN_DB_PASSWORD", connector="gongan-household")
+    password = resolver.resolve("ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", connector="gongan-household")
 
 Registration files hold secret NAMES. A missing secret is a clear, terminal error naming the
 connector and the secret's name — never its value.
+
+Each connector's secrets live in its own namespace: ``ONCEONLY_SECRET_<CONNECTOR>_<NAME>``
+(the connector's name upper-cased, ``-`` as ``_``), as an environment variable or as the
+Prefect Secret block of that name in lower case with dashes
+(``onceonly-secret-gongan-household-password``). A registration naming anything else — the
+district's key passphrase variable, another connector's token, ``PATH`` — is refused when it
+is read, and every resolver refuses it again when asked, so a department's engineer cannot
+have the district's passphrase sent to their API as a bearer token.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Protocol, cast
 
 from onceonly.errors import ConfigurationError
+
+SECRET_PREFIX = "ONCEONLY_SECRET_"
+_REST_RE = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,63}$")
+
+
+def secret_prefix(connector: str) -> str:
+    """``ONCEONLY_SECRET_<CONNECTOR>_``: the names the connector's secrets must begin with."""
+    return f"{SECRET_PREFIX}{connector.upper().replace('-', '_')}_"
+
+
+def secret_name_problem(connector: str, name: str) -> str | None:
+    """Why ``name`` is not a secret name of ``connector`` (never quoting it: it may be a value
+    written where a name belongs), or None."""
+    prefix = secret_prefix(connector)
+    if not name.startswith(prefix) or not _REST_RE.match(name[len(prefix) :]):
+        return (
+            f"a secret of connector {connector!r} must be named {prefix}<NAME> (upper-case letters, "
+            f"digits, '_'): the environment variable of that name or the Prefect Secret block "
+            f"{PrefectSecrets.block_name(prefix)}<name>; what is written there is not repeated, in "
+            "case it is a value"
+        )
+    return None
+
+
+def _confined(name: str, connector: str) -> None:
+    problem = secret_name_problem(connector, name)
+    if problem:
+        raise ConfigurationError(f"connector {connector!r}: {problem}")
 
 
 class SecretResolver(Protocol):
@@ -33,6 +70,7 @@ class EnvironmentSecrets:
         self._environ = os.environ if environ is None else environ
 
     def resolve(self, name: str, *, connector: str) -> str:
+        _confined(name, connector)
         value = self._environ.get(name)
         if not value:
             raise MissingSecret(
@@ -45,8 +83,8 @@ class EnvironmentSecrets:
 class PrefectSecrets:
     """Secrets from Prefect Secret blocks (``prefect block create secret``).
 
-    Block names are lowercase with dashes, so the secret ``SCJG_API_TOKEN`` is the block
-    ``scjg-api-token``.
+    Block names are lowercase with dashes, so the secret ``ONCEONLY_SECRET_SCJG_LICENCES_TOKEN``
+    is the block ``onceonly-secret-scjg-licences-token``.
     """
 
     @staticmethod
@@ -56,6 +94,7 @@ class PrefectSecrets:
     def resolve(self, name: str, *, connector: str) -> str:
         from prefect.blocks.system import Secret
 
+        _confined(name, connector)
         block = self.block_name(name)
         try:
             # _sync=True: the block, not a coroutine, even when called inside a running flow.
@@ -77,6 +116,7 @@ class ChainedSecrets:
         self._resolvers = resolvers
 
     def resolve(self, name: str, *, connector: str) -> str:
+        _confined(name, connector)
         reasons: list[str] = []
         for resolver in self._resolvers:
             try:
@@ -88,4 +128,13 @@ class ChainedSecrets:
         )
 
 
-__all__ = ["ChainedSecrets", "EnvironmentSecrets", "MissingSecret", "PrefectSecrets", "SecretResolver"]
+__all__ = [
+    "SECRET_PREFIX",
+    "ChainedSecrets",
+    "EnvironmentSecrets",
+    "MissingSecret",
+    "PrefectSecrets",
+    "SecretResolver",
+    "secret_name_problem",
+    "secret_prefix",
+]

@@ -76,7 +76,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> It
     mp.setenv("ONCEONLY_REGISTRATIONS_DIR", str(regs))
     mp.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
     mp.setenv("ONCEONLY_CONNECTOR_ATTEMPTS", "1")
-    mp.setenv("SCJG_API_TOKEN", token)
+    mp.setenv("ONCEONLY_SECRET_SCJG_LICENCES_TOKEN", token)
     try:
         yield World(home, manifest, api, mp)
     finally:
@@ -222,7 +222,7 @@ def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_
     after = add_updates(world.home / "departments", rows=50, seed=SEED + 1)
     assert len(after.batches) == len(before.batches) + 1
 
-    world.monkeypatch.setenv("SCJG_API_TOKEN", "wrong-token")
+    world.monkeypatch.setenv("ONCEONLY_SECRET_SCJG_LICENCES_TOKEN", "wrong-token")
     with world.catalog().connect() as conn:
         licence_cursor = conn.execute(
             sa.text("SELECT cursor FROM connector_state WHERE connector = 'scjg-licences'")
@@ -242,7 +242,7 @@ def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_
     assert state_row.last_status == "failed"
     assert state_row.cursor == licence_cursor  # the failed department's cursor did not move
 
-    world.monkeypatch.setenv("SCJG_API_TOKEN", demo_token(SEED))
+    world.monkeypatch.setenv("ONCEONLY_SECRET_SCJG_LICENCES_TOKEN", demo_token(SEED))
     state, summary = world.run()
     assert state.is_completed(), state.message
     by_name = {c.connector: c for c in summary.connectors}

@@ -107,7 +107,7 @@ def setup(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "ONCEONLY_BATCH_SIZE": str(BATCH),
         "ONCEONLY_CONNECTOR_ATTEMPTS": "1",
         "ONCEONLY_RETRY_WAIT_SECONDS": "0",
-        "SCJG_API_TOKEN": token,
+        "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": token,
     }
     made = Setup(template, registrations, env, root)
     keys = made.run(template, "keys", "init")  # one signing key for every home

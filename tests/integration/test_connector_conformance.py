@@ -65,9 +65,9 @@ def _connector(type_: str, options: dict[str, Any], secrets: dict[str, str] | No
         dataset="business_licence",
         type=type_,
         options=options,
-        secrets={k: f"CONFORMANCE_{k.upper()}" for k in secrets or {}},
+        secrets={k: f"ONCEONLY_SECRET_CONFORMANCE_{type_.upper()}_{k.upper()}" for k in secrets or {}},
     )
-    env = {f"CONFORMANCE_{k.upper()}": v for k, v in (secrets or {}).items()}
+    env = {f"ONCEONLY_SECRET_CONFORMANCE_{type_.upper()}_{k.upper()}": v for k, v in (secrets or {}).items()}
     return create_connector(
         reg, Path("/nonexistent"), EnvironmentSecrets(env), paths=SourcePaths.build(["/"])
     )

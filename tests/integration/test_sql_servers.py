@@ -208,8 +208,8 @@ def _maria_stranger(mariadb_url: str, password: str) -> Connector:
         url.render_as_string(hide_password=False),
         "household_member",
         name="gongan-maria",
-        secrets={"password": "GONGAN_DB_PASSWORD"},
-        env={"GONGAN_DB_PASSWORD": password},
+        secrets={"password": "ONCEONLY_SECRET_GONGAN_MARIA_PASSWORD"},
+        env={"ONCEONLY_SECRET_GONGAN_MARIA_PASSWORD": password},
     )
 
 
@@ -234,8 +234,8 @@ def test_unknown_postgresql_role_is_rejected_not_a_schema_change(postgres_url: s
     source = _source(
         url.render_as_string(hide_password=False),
         "household_member",
-        secrets={"password": "PG_PASSWORD"},
-        env={"PG_PASSWORD": password},
+        secrets={"password": "ONCEONLY_SECRET_GONGAN_TEST_PASSWORD"},
+        env={"ONCEONLY_SECRET_GONGAN_TEST_PASSWORD": password},
     )
     with pytest.raises(SourceRejected, match="refused the connection") as info:
         _drain(source)
@@ -252,7 +252,12 @@ def test_no_error_message_carries_a_secret_value_even_when_the_server_quotes_it(
     # The server quotes the role name; here the role name is also the password.
     stranger = f"nobody_{uuid.uuid4().hex[:6]}"
     url = sa.make_url(postgres_url).set(username=stranger).render_as_string(hide_password=False)
-    source = _source(url, "t", secrets={"password": "PG_PASSWORD"}, env={"PG_PASSWORD": stranger})
+    source = _source(
+        url,
+        "t",
+        secrets={"password": "ONCEONLY_SECRET_GONGAN_TEST_PASSWORD"},
+        env={"ONCEONLY_SECRET_GONGAN_TEST_PASSWORD": stranger},
+    )
     with pytest.raises(SourceRejected) as info:
         _drain(source)
     assert stranger not in str(info.value) and 'role "***" does not exist' in str(info.value)
@@ -498,8 +503,8 @@ def test_a_wrong_password_is_rejected_and_never_shown(mariadb_url: str) -> None:
         mariadb_url,
         "household_member",
         name="gongan-maria",
-        secrets={"password": "GONGAN_DB_PASSWORD"},
-        env={"GONGAN_DB_PASSWORD": password},
+        secrets={"password": "ONCEONLY_SECRET_GONGAN_MARIA_PASSWORD"},
+        env={"ONCEONLY_SECRET_GONGAN_MARIA_PASSWORD": password},
     )
     with pytest.raises(SourceRejected, match="refused the connection") as info:
         _drain(source)

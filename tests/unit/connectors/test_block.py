@@ -46,14 +46,21 @@ def test_secrets_are_prefect_secret_values_or_environment_variable_names(
 ) -> None:
     from prefect.blocks.system import Secret
 
-    token_name = f"OO_TOKEN_{uuid.uuid4().hex[:8].upper()}"
+    token_name = f"ONCEONLY_SECRET_GONGAN_PG_TOKEN_{uuid.uuid4().hex[:8].upper()}"
     Secret(value="token-from-prefect").save(token_name.lower().replace("_", "-"), overwrite=True)
-    monkeypatch.setenv("OO_ENV_PASSWORD", CANARY)
+    monkeypatch.setenv("ONCEONLY_SECRET_GONGAN_PG_PASSWORD", CANARY)
     block = block_of(
-        _registration("postgresql+psycopg://u@h/db", "t", token=token_name, password="OO_ENV_PASSWORD")
+        _registration(
+            "postgresql+psycopg://u@h/db",
+            "t",
+            token=token_name,
+            password="ONCEONLY_SECRET_GONGAN_PG_PASSWORD",
+        )
     )
     assert block.secrets["token"].get_secret_value() == "token-from-prefect"
-    assert block.secrets["password"].get_secret_value() == "OO_ENV_PASSWORD"  # the name, never the value
+    assert (
+        block.secrets["password"].get_secret_value() == "ONCEONLY_SECRET_GONGAN_PG_PASSWORD"
+    )  # the name, never the value
     assert "token-from-prefect" not in block.model_dump_json() and CANARY not in block.model_dump_json()
 
 
@@ -107,18 +114,20 @@ def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
     from flows.daily_sharing import daily_sharing, summary_of
 
     caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("OO_CANARY_PASSWORD", CANARY)
+    hexed = uuid.uuid4().hex[:8]
+    secret_name = f"ONCEONLY_SECRET_GONGAN_{hexed.upper()}_PASSWORD"
+    monkeypatch.setenv(secret_name, CANARY)
     table = f"oo_leak_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE TABLE {table} ({HOUSEHOLD_TABLE})")
         conn.exec_driver_sql(f"INSERT INTO {table} VALUES {HOUSEHOLD_ROW}")
-    name = f"gongan-{uuid.uuid4().hex[:8]}"
+    name = f"gongan-{hexed}"
     path = tmp_path / "reg.yaml"
     path.write_text(
         f"name: {name}\ndepartment: 公安\ndataset: household\ntype: sql\n"
         f"options: {{url: '{postgres_url}', table: {table}, cursor: {{column: updated_at, tiebreak: id}}}}\n"
-        "secrets: {password: OO_CANARY_PASSWORD}\n",
+        f"secrets: {{password: {secret_name}}}\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("ONCEONLY_REGISTRATIONS_DIR", str(tmp_path / "none"))  # only this connector
@@ -152,7 +161,7 @@ def test_no_secret_value_reaches_logs_errors_artifacts_the_block_or_the_catalog(
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         engine.dispose()
     everything = "\n".join(outputs)
-    assert "OO_CANARY_PASSWORD" in everything  # the secret's NAME is shown where it helps
+    assert secret_name in everything  # the secret's NAME is shown where it helps
     assert CANARY not in everything
 
 

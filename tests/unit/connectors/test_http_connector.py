@@ -68,7 +68,7 @@ def licences(api: LicenceApi, *, size: int = 50, token: str | None = TOKEN, **op
         **options,
     }
     reg = Registration.model_validate({**SHIPPED.model_dump(), "options": merged})
-    return connector(reg, env={"SCJG_API_TOKEN": token} if token else {})
+    return connector(reg, env={"ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": token} if token else {})
 
 
 def api_order(db: Path) -> list[tuple[Any, ...]]:
@@ -208,7 +208,7 @@ def test_an_unreachable_api_is_unavailable() -> None:
     options = {**SHIPPED.options, "base_url": "http://127.0.0.1:1/api/v1", "retries": 1, "backoff_seconds": 0}
     reg = Registration.model_validate({**SHIPPED.model_dump(), "options": options})
     with pytest.raises(SourceUnavailable, match="cannot reach"):
-        drain(connector(reg, env={"SCJG_API_TOKEN": TOKEN}))
+        drain(connector(reg, env={"ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": TOKEN}))
 
 
 def test_a_field_no_record_carries_is_left_out_of_the_batch(shared_api: LicenceApi) -> None:
@@ -217,5 +217,5 @@ def test_a_field_no_record_carries_is_left_out_of_the_batch(shared_api: LicenceA
 
 
 def test_an_unset_token_names_the_secret(shared_api: LicenceApi) -> None:
-    with pytest.raises(MissingSecret, match="SCJG_API_TOKEN"):
+    with pytest.raises(MissingSecret, match="ONCEONLY_SECRET_SCJG_LICENCES_TOKEN"):
         drain(licences(shared_api, token=None))

@@ -39,8 +39,9 @@ def source(api: JsonApi, *, size: int = 5, secret: str = SECRET, **options: Any)
         "timeout_seconds": 5,
         **options,
     }
-    secrets = {SECRET_KEY[api.auth]: "API_SECRET"} if api.auth in SECRET_KEY else {}
-    return connector(registration("http", secrets=secrets, **merged), env={"API_SECRET": secret})
+    name = "ONCEONLY_SECRET_TEST_SOURCE_API"
+    secrets = {SECRET_KEY[api.auth]: name} if api.auth in SECRET_KEY else {}
+    return connector(registration("http", secrets=secrets, **merged), env={name: secret})
 
 
 @pytest.mark.parametrize("auth", AUTHS)

@@ -21,7 +21,7 @@ options:
   url: postgresql+psycopg://reader@db.gongan.local/huji
   table: household_member
   cursor: {column: updated_at, tiebreak: id}
-secrets: {password: GONGAN_DB_PASSWORD}
+secrets: {password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD}
 """
 
 
@@ -54,6 +54,6 @@ def test_the_catalog_stores_the_text_as_written_with_secret_names_only(catalog: 
     register(catalog, parse_registration(TEXT, "gongan.yaml"), TEXT)
     with catalog.read() as conn:
         (stored,) = conn.execute(sa.select(connector_registrations.c.yaml_text)).scalars()
-    assert stored == TEXT and "password: GONGAN_DB_PASSWORD" in stored
+    assert stored == TEXT and "password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD" in stored
     with pytest.raises(ConfigurationError, match="secrets"):  # a value pasted in is refused before storing
-        parse_registration(TEXT.replace("GONGAN_DB_PASSWORD", "s3cret value!"), "gongan.yaml")
+        parse_registration(TEXT.replace("ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", "s3cret value!"), "gongan.yaml")

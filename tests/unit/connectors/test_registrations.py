@@ -36,7 +36,7 @@ options:
   table: household_member
   cursor: {column: updated_at, tiebreak: id}
 secrets:
-  password: GONGAN_DB_PASSWORD
+  password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD
 """
 
 
@@ -100,10 +100,18 @@ def test_an_unknown_type_fails_listing_the_known_ones() -> None:
     ("old", "new", "field"),
     [
         ("name: gongan-household", "name: Gongan Household", "name: Value error"),
-        ("password: GONGAN_DB_PASSWORD", "password: my secret pw", "secrets: Value error, secret 'password'"),
+        (
+            "password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD",
+            "password: my secret pw",
+            "secrets: Value error, secret 'password'",
+        ),
         ("type: sql", "type: sql\nschedul: daily", "schedul: Extra inputs"),
         ("dataset: household\n", "", "dataset: Field required"),
-        ("secrets:\n  password: GONGAN_DB_PASSWORD\n", "secrets: [a, b]\n", "secrets: Input should be"),
+        (
+            "secrets:\n  password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD\n",
+            "secrets: [a, b]\n",
+            "secrets: Input should be",
+        ),
     ],
     ids=["bad-name", "secret-value-not-name", "extra-key", "missing-field", "secrets-not-mapping"],
 )
@@ -136,19 +144,22 @@ def test_one_name_registered_twice_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_declared_but_unset_secret_names_the_secret_and_the_connector() -> None:
-    resolver = EnvironmentSecrets({"OTHER": "x", "GONGAN_DB_PASSWORD": ""})
-    with pytest.raises(MissingSecret, match=r"'gongan-household'.*'GONGAN_DB_PASSWORD' is not set"):
-        resolver.resolve("GONGAN_DB_PASSWORD", connector="gongan-household")
+    resolver = EnvironmentSecrets({"OTHER": "x", "ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD": ""})
+    with pytest.raises(
+        MissingSecret, match=r"'gongan-household'.*'ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD' is not set"
+    ):
+        resolver.resolve("ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", connector="gongan-household")
 
 
 def test_chained_secrets_take_the_first_resolver_that_knows_the_name() -> None:
+    a, b, c = (f"ONCEONLY_SECRET_CC_{x}" for x in "ABC")
     chain = ChainedSecrets(
-        EnvironmentSecrets({"A": "from-first"}), EnvironmentSecrets({"A": "x", "B": "from-second"})
+        EnvironmentSecrets({a: "from-first"}), EnvironmentSecrets({a: "x", b: "from-second"})
     )
-    assert chain.resolve("A", connector="c") == "from-first"
-    assert chain.resolve("B", connector="c") == "from-second"
-    with pytest.raises(MissingSecret, match="'C'"):
-        chain.resolve("C", connector="c")
+    assert chain.resolve(a, connector="cc") == "from-first"
+    assert chain.resolve(b, connector="cc") == "from-second"
+    with pytest.raises(MissingSecret, match=f"'{c}'"):
+        chain.resolve(c, connector="cc")
 
 
 def test_the_package_exports_what_it_documents() -> None:

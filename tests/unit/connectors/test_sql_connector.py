@@ -249,9 +249,9 @@ def test_unreachable_server_is_unavailable_and_the_password_stays_secret(url: st
         url=url,
         table="t",
         cursor=CURSOR,
-        secrets={"password": "GONGAN_DB_PASSWORD"},
+        secrets={"password": "ONCEONLY_SECRET_GONGAN_HUJI_PASSWORD"},
     )
-    source = connector(reg, env={"GONGAN_DB_PASSWORD": password})
+    source = connector(reg, env={"ONCEONLY_SECRET_GONGAN_HUJI_PASSWORD": password})
     with pytest.raises(SourceUnavailable) as info:
         drain(source)
     message = str(info.value)
@@ -262,9 +262,13 @@ def test_unreachable_server_is_unavailable_and_the_password_stays_secret(url: st
 def test_declared_but_unset_password_names_the_secret(db: tuple[sa.Engine, str]) -> None:
     _, url = db
     reg = registration(
-        "sql", url=url, table="event", cursor=CURSOR, secrets={"password": "GONGAN_DB_PASSWORD"}
+        "sql",
+        url=url,
+        table="event",
+        cursor=CURSOR,
+        secrets={"password": "ONCEONLY_SECRET_TEST_SOURCE_PASSWORD"},
     )
-    with pytest.raises(MissingSecret, match="GONGAN_DB_PASSWORD"):
+    with pytest.raises(MissingSecret, match="ONCEONLY_SECRET_TEST_SOURCE_PASSWORD"):
         drain(connector(reg, env={}))
 
 

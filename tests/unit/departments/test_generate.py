@@ -110,7 +110,7 @@ def test_manifest_contents(tmp_path: Path) -> None:
         assert derived["key"] == key and 0 < derived["rows"] == DERIVED[name](tmp_path)
         assert {b["kind"] for b in derived["bad_rows"]} == {"bad_check_char"}
         assert derived["watermark"] == data["batches"][0]["watermarks"][name]
-    assert data["datasets"]["licences"]["api_token_env"] == "SCJG_API_TOKEN"
+    assert data["datasets"]["licences"]["api_token_env"] == "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN"
     assert data["datasets"]["household"]["key"] == "person_id"
     assert data["datasets"]["marriages"]["key"] == "登记证字号"
     for ds in data["datasets"].values():
