@@ -10,8 +10,10 @@ On screen and in ``--json``, source keys are masked by the contract's classifica
 key columns (restricted, confidential, secret: ``lake.quarantine.masked_source_key``), and any
 citizen ID number left in a value is masked too. ``report --output`` writes the department's own
 source keys in clear (mode 600), so the department can find the rows to correct in its system;
-send that file to that department only. Departments are those of the connectors registered in
-the catalog (``onceonly connectors register``), removed connectors included.
+send that file to that department only; a key a spreadsheet would run as a formula (``=…``,
+``+…``, ``@…``) is written there with a leading ``'`` (``onceonly.cells``). Departments are
+those of the connectors registered in the catalog (``onceonly connectors register``), removed
+connectors included.
 """
 
 from __future__ import annotations
@@ -207,6 +209,7 @@ def report_command(
 
 
 def _write_csv(path: Path, reports: list[Any]) -> None:
+    from onceonly.cells import spreadsheet_row
     from onceonly.files import write_atomic
 
     text = io.StringIO(newline="")
@@ -215,8 +218,12 @@ def _write_csv(path: Path, reports: list[Any]) -> None:
     for report in reports:
         for r in report.rules:
             for key in r.source_keys:
+                # The source keys are the department's data, opened in Excel or WPS: a key that
+                # starts a formula is written as text (onceonly.cells; CWE-1236).
                 writer.writerow(
-                    [report.department, r.connector, r.dataset, r.contract, r.rule, r.severity, key]
+                    spreadsheet_row(
+                        [report.department, r.connector, r.dataset, r.contract, r.rule, r.severity, key]
+                    )
                 )
     # utf-8-sig: Excel reads the Chinese; mode 600: the keys are in clear.
     write_atomic(path, text.getvalue().encode("utf-8-sig"))
