@@ -59,6 +59,35 @@ it asks for longer, up to ``max_retry_after_seconds`` (beyond that the pull give
 transient). 401/403 and every other 4xx are terminal: no retry. ``rate_limit_per_second``
 spaces requests (retries included). Every value becomes text and the dataset's contract
 converts it to the contract's types (``contracts.conform``), so nothing is typed by guessing.
+
+Limits (``onceonly.limits``: the connector's ``limits``, each set by ``ONCEONLY_LIMIT_<NAME>``).
+A department API is not trusted to be small, finite, fast or well-formed; every page goes through
+one reader (``_get`` → ``_body`` → ``_json``) that keeps these, whatever the pagination style::
+
+    ONCEONLY_LIMIT_PAGE_BYTES=8388608 ONCEONLY_LIMIT_PAGE_SECONDS=30 onceonly connectors test scjg-licences
+
+- ``page_bytes``: a page is streamed and refused once its body passes the limit, counted after
+  decompression (gzip and deflate are inflated here, never more than the room left, so a gzip
+  bomb stops at the limit; other encodings are refused) and before it (a ``Content-Length``
+  above the limit is refused before reading). At most about one page's bytes are held.
+- ``page_seconds``: from the request to the page's last byte, checked as the bytes arrive and
+  enforced by a watchdog that shuts the connection down at the deadline: a source trickling a
+  byte at a time (body or headers) cannot pass because each read is under ``timeout_seconds``.
+  Each attempt at a page has its own ``page_seconds``.
+- ``pull_seconds``: all pages of one pull (the same checks, against the pull's deadline).
+- ``pages``: a pull that asks for more pages is refused.
+- a loop: asking for a URL already asked in this pull (a ``Link`` or next-page cursor that
+  points back to a page already fetched) is refused.
+- JSON: a body that is not JSON (an HTML error page sent with status 200, a truncated page),
+  not UTF-8, nested deeper than ``json_depth``, with an integer of more than
+  ``json_int_digits`` digits or a string of more than ``field_bytes`` bytes is refused.
+
+Each refusal names the page (its number and URL without the query, which may carry a cursor
+or a key), the cause and the limit with its variable, and never quotes the body (it may carry
+personal data). Time limits raise ``SourceUnavailable`` (transient: a slow source may be fast
+on the next run, which resumes from the landed cursor) without retrying the page in this
+pull; everything else raises ``SourceDataMalformed`` (terminal: the same pages would be
+refused again).
 """
 
 from __future__ import annotations
@@ -68,11 +97,15 @@ import email.utils
 import hashlib
 import hmac
 import json
+import socket
+import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urljoin
 
@@ -176,6 +209,103 @@ class _RateLimit:
             time.sleep(start - now)
 
 
+class _Watchdog:
+    """Shuts a page's connection down at its deadline, whatever httpx is waiting for then.
+
+    httpx has no total timeout (encode/httpx#1450): its timeouts bound each read, so a server
+    trickling its status line, headers or body a byte at a time, each read under the timeout,
+    would hold a pull for days. The body is also checked as it streams (``_body``); this covers
+    the connection and the headers. Its ``trace`` is httpx's ``trace`` request extension: it
+    keeps the socket of the latest connection opened (a pull asks one page at a time, so that
+    is the one in use, or an idle one kept alive and reused).
+    """
+
+    def __init__(self) -> None:
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self.fired = False
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        # After start_tls the TCP socket is detached: the TLS socket is the one to shut down.
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            stream = info.get("return_value")
+            with self._lock:
+                self._socket = stream.get_extra_info("socket") if stream is not None else None
+
+    @contextmanager
+    def until(self, deadline: float) -> Iterator[None]:
+        """Watch the request made in this block; ``fired`` says whether the deadline came first."""
+        self.fired = False
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            timer.join()  # a shutdown under way ends here, never during the next request
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._socket
+        if sock is not None:
+            with suppress(OSError):  # already closed: nothing to stop
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read (close() would not)
+
+
+@dataclass
+class _Session:
+    """What the requests of one pull share."""
+
+    client: httpx.Client
+    limiter: _RateLimit
+    deadline: float  # time.monotonic() at which pull_seconds is up
+    watchdog: _Watchdog = field(default_factory=_Watchdog)
+    asked: dict[bytes, int] = field(default_factory=dict)  # digest of each URL asked -> its page number
+
+
+#: zlib window bits of each Content-Encoding we inflate (RFC 9110 §8.4.1).
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+class _Inflate:
+    """A gzip or deflate body inflated chunk by chunk, never more than the room left.
+
+    httpx's own decoders inflate each chunk whole: 64 KiB of a gzip bomb is 64 MiB.
+    """
+
+    def __init__(self, coding: str) -> None:
+        self._zlib = zlib.decompressobj(_WBITS[coding])
+        self._raw_fallback = coding == "deflate"
+
+    def decode(self, data: bytes, room: int) -> bytes | None:
+        """``data`` inflated; None when it inflates to more than ``room`` bytes. zlib.error when corrupt."""
+        try:
+            out = self._zlib.decompress(data, room + 1)  # max_length 0 would mean unbounded
+        except zlib.error:
+            if not self._raw_fallback:
+                raise
+            # "deflate" is the zlib format (RFC 9110 §8.4.1.2), but some servers send raw deflate.
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._zlib.decompress(data, room + 1)
+        self._raw_fallback = False
+        return None if len(out) > room else out
+
+    @property
+    def complete(self) -> bool:
+        return self._zlib.eof
+
+
+class _Refused(Exception):
+    """A JSON value beyond a limit, raised from inside ``json.loads`` (its ``parse_int`` hook)."""
+
+
+def _where(url: httpx.URL) -> str:
+    """``url`` for a message: without its query (a cursor, a key) and user info."""
+    return str(url.copy_with(query=None, fragment=None, userinfo=b""))
+
+
 class HttpConnector(Connector):
     type_name = "http"
     options_model = HttpOptions
@@ -183,7 +313,9 @@ class HttpConnector(Connector):
 
     def _client(self) -> httpx.Client:
         c = self.opts
-        headers = {"Accept": "application/json", "User-Agent": "onceonly"}
+        # Only the encodings `_Inflate` decodes within page_bytes (httpx would add br and zstd
+        # when their packages are installed, and inflate a chunk whole).
+        headers = {"Accept": "application/json", "Accept-Encoding": "gzip, deflate", "User-Agent": "onceonly"}
         auth: httpx.Auth | None = None
         if c.auth == "bearer":
             headers["Authorization"] = f"Bearer {self._required_secret('token')}"
@@ -224,9 +356,13 @@ class HttpConnector(Connector):
         pending: list[_Taken] = []
         url: str | None = c.path
         token: str | None = None
-        limiter = _RateLimit(c.rate_limit_per_second)
         number = 0
         with self._client() as client:
+            session = _Session(
+                client,
+                _RateLimit(c.rate_limit_per_second),
+                deadline=time.monotonic() + self.limits.pull_seconds,
+            )
             while url is not None:
                 number += 1
                 params: dict[str, Any] = dict(c.params)
@@ -241,8 +377,13 @@ class HttpConnector(Connector):
                         params[pg.offset_param] = index * pg.size
                     elif token is not None:
                         params[pg.token_param] = token
-                response = self._fetch(client, limiter, url, params, number)
-                body = self._json(response, number)
+                target = client.build_request(
+                    "GET", url, params=params or None
+                ).url  # {} would drop a query in url
+                self._admit(session, target, number)
+                response, data = self._fetch(session, target, number)
+                body = self._json(data, response, number)
+                del data  # one page's bytes at a time
                 records = self._records(body, number)
                 before = known.copy()  # instances known before this request
                 fresh = 0
@@ -301,9 +442,28 @@ class HttpConnector(Connector):
             return url, None, last, 0  # re-anchor at the last watermark received
         return url, None, since, index + 1
 
-    def _fetch(
-        self, client: httpx.Client, limiter: _RateLimit, url: str, params: dict[str, Any], number: int
-    ) -> httpx.Response:
+    def _admit(self, session: _Session, target: httpx.URL, number: int) -> None:
+        """Refuse to ask for page ``number`` beyond the ``pages`` limit or when ``target`` was
+        asked before in this pull (the pagination loops: a ``Link`` or cursor pointing back)."""
+        where = _where(target)
+        if number > self.limits.pages:
+            raise SourceDataMalformed(
+                self.name,
+                self.limits.exceeded("pages", f"page {number} ({where}): the pull's number of pages"),
+            )
+        key = hashlib.blake2b(str(target).encode("utf-8"), digest_size=16).digest()
+        if key in session.asked:
+            style = self.opts.pagination.style
+            via = {"link": 'its Link rel="next"', "token": f"its {self.opts.pagination.token_path!r} cursor"}
+            raise SourceDataMalformed(
+                self.name,
+                f"page {number - 1} leads back to page {session.asked[key]} ({where}) through "
+                f"{via.get(style, 'the next request')}: the API's pagination loops",
+            )
+        session.asked[key] = number
+
+    def _fetch(self, session: _Session, target: httpx.URL, number: int) -> tuple[httpx.Response, bytearray]:
+        """The page's response (its body consumed) and body, asked again on transient failures."""
         c = self.opts
         attempts = 1 + c.retries
 
@@ -320,20 +480,48 @@ class HttpConnector(Connector):
             reraise=True,
         )
         try:
-            return retrying(self._get, client, limiter, url, params, number)
+            return retrying(self._get, session, target, number)
         except _Retryable as exc:
             raise SourceUnavailable(self.name, f"{exc.cause} (gave up after {attempts} attempts)") from exc
 
-    def _get(
-        self, client: httpx.Client, limiter: _RateLimit, url: str, params: dict[str, Any], number: int
-    ) -> httpx.Response:
-        limiter.wait()
+    def _get(self, session: _Session, target: httpx.URL, number: int) -> tuple[httpx.Response, bytearray]:
+        """One attempt at a page, within page_seconds and the pull's deadline (the watchdog's)."""
+        session.limiter.wait()
+        now = time.monotonic()
+        page_deadline = now + self.limits.page_seconds
+        limit, deadline = (
+            ("page_seconds", page_deadline)
+            if page_deadline <= session.deadline
+            else ("pull_seconds", session.deadline)
+        )
+        if now >= deadline:
+            raise self._too_slow(limit, number, target)
+        receiving = False
         try:
-            response = client.get(url, params=params or None)  # {} would drop a query in url
-        except httpx.TimeoutException as exc:
-            raise _Retryable(self.name, f"page {number}: timed out after {client.timeout.read}s") from exc
-        except httpx.TransportError as exc:
-            raise _Retryable(self.name, f"cannot reach {client.base_url}: {type(exc).__name__}") from exc
+            with (
+                session.watchdog.until(deadline),
+                session.client.stream(
+                    "GET", target, extensions={"trace": session.watchdog.trace}
+                ) as response,
+            ):
+                self._check_status(response, number)
+                receiving = True
+                return response, self._body(session, response, number, deadline, limit)
+        except httpx.TransportError as exc:  # timeouts included
+            if session.watchdog.fired:  # it shut the connection down: the read ended early
+                raise self._too_slow(limit, number, target) from exc
+            if isinstance(exc, httpx.TimeoutException):
+                raise _Retryable(
+                    self.name, f"page {number}: timed out after {self.opts.timeout_seconds}s"
+                ) from exc
+            if receiving:
+                raise _Retryable(
+                    self.name, f"page {number}: the connection broke off in the body ({type(exc).__name__})"
+                ) from exc
+            base = session.client.base_url
+            raise _Retryable(self.name, f"cannot reach {base}: {type(exc).__name__}") from exc
+
+    def _check_status(self, response: httpx.Response, number: int) -> None:
         status = response.status_code
         if status == 429 or status >= 500:
             retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -349,17 +537,140 @@ class HttpConnector(Connector):
             raise SourceRejected(self.name, f"the API refused our credentials (HTTP {status})")
         if status >= 400:
             raise SourceRejected(self.name, f"page {number}: the API answered HTTP {status}")
-        return response
 
-    def _json(self, response: httpx.Response, number: int) -> Any:
+    def _body(
+        self, session: _Session, response: httpx.Response, number: int, deadline: float, limit: str
+    ) -> bytearray:
+        """The page's body, decompressed, as it streams in: refused past page_bytes (compressed
+        or not) or past the deadline, so at most page_bytes of it are ever held."""
+        cap = self.limits.page_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise self._too_big(number, response.url)
+        inflate = self._inflater(response, number)
+        body = bytearray()
+        received = 0
         try:
-            return response.json()
-        except json.JSONDecodeError as exc:
+            for raw in response.iter_raw():
+                received += len(raw)
+                chunk = raw if inflate is None else inflate.decode(raw, cap - len(body))
+                if received > cap or chunk is None or len(body) + len(chunk) > cap:
+                    raise self._too_big(number, response.url)
+                body += chunk
+                if time.monotonic() >= deadline:
+                    raise self._too_slow(limit, number, response.url)
+        except zlib.error as exc:
             raise SourceDataMalformed(
-                self.name, f"page {number} is not valid JSON ({exc.msg} at {exc.pos})"
+                self.name, f"page {number} ({_where(response.url)}): its compressed body is corrupt ({exc})"
+            ) from exc
+        if session.watchdog.fired:  # the connection was shut down: what came is a page cut short
+            raise self._too_slow(limit, number, response.url)
+        if inflate is not None and not inflate.complete:
+            raise SourceDataMalformed(
+                self.name, f"page {number} ({_where(response.url)}): its compressed body ends early"
+            )
+        return body
+
+    def _inflater(self, response: httpx.Response, number: int) -> _Inflate | None:
+        header = response.headers.get("Content-Encoding", "")
+        codings = [p.strip().lower() for p in header.split(",")]
+        codings = [p for p in codings if p not in ("", "identity")]
+        if not codings:
+            return None
+        if len(codings) == 1 and codings[0] in _WBITS:
+            return _Inflate(codings[0])
+        raise SourceDataMalformed(
+            self.name,
+            f"page {number} ({_where(response.url)}): Content-Encoding {header[:40]!r} is not one we "
+            "accept (gzip or deflate)",
+        )
+
+    def _too_big(self, number: int, url: httpx.URL) -> SourceDataMalformed:
+        return SourceDataMalformed(
+            self.name, self.limits.exceeded("page_bytes", f"page {number} ({_where(url)}): its body")
+        )
+
+    def _too_slow(self, limit: str, number: int, url: httpx.URL) -> SourceUnavailable:
+        if limit == "page_seconds":
+            what = f"page {number} ({_where(url)}): the time to receive it"
+        else:
+            what = f"the pull, at page {number} ({_where(url)}),"
+        return SourceUnavailable(self.name, self.limits.exceeded(limit, what))
+
+    def _json(self, data: bytearray, response: httpx.Response, number: int) -> Any:
+        """The page's body as JSON, refused (naming the page and the cause, never quoting the body)
+        when it is not JSON or goes beyond json_depth, json_int_digits or field_bytes."""
+        limits = self.limits
+        where = _where(response.url)
+
+        def integer(text: str) -> int:
+            digits = len(text) - text.startswith("-")
+            if digits > limits.json_int_digits:
+                raise _Refused(
+                    limits.exceeded(
+                        "json_int_digits", f"page {number} ({where}): an integer of {digits} digits"
+                    )
+                )
+            try:
+                return int(text)
+            except ValueError:  # beyond sys.get_int_max_str_digits(), when the limit is set above it
+                raise _Refused(
+                    f"page {number} ({where}): an integer of {digits} digits is longer than Python converts "
+                    f"({sys.get_int_max_str_digits()} digits)"
+                ) from None
+
+        try:
+            # parse_int sees each integer's digits before int(), which is quadratic in their number.
+            body = json.loads(data, parse_int=integer)
+        except _Refused as exc:
+            raise SourceDataMalformed(self.name, str(exc)) from None
+        except RecursionError:  # deeper than the parser recurses (about 1000): far beyond json_depth
+            raise SourceDataMalformed(
+                self.name, limits.exceeded("json_depth", f"page {number} ({where}): its nesting")
+            ) from None
+        except json.JSONDecodeError as exc:
+            # exc.msg and exc.pos only: exc.doc is the body.
+            kind = response.headers.get("Content-Type")
+            typed = f"Content-Type {kind[:60]!r}" if kind else "no Content-Type"
+            raise SourceDataMalformed(
+                self.name,
+                f"page {number} is not valid JSON ({exc.msg}: character {exc.pos} of {len(exc.doc)}; "
+                f"{typed}): {where}",
             ) from exc
         except UnicodeDecodeError as exc:
-            raise SourceDataMalformed(self.name, f"page {number} is not UTF-8 text") from exc
+            raise SourceDataMalformed(self.name, f"page {number} is not UTF-8 text: {where}") from exc
+        self._check_values(body, number, where)
+        return body
+
+    def _check_values(self, body: Any, number: int, where: str) -> None:
+        """Refuse a page nested deeper than json_depth or with a string longer than field_bytes
+        (iteratively: the depth is what is being checked)."""
+        limits = self.limits
+        stack: list[tuple[Any, int]] = [(body, 1)]
+        while stack:
+            value, depth = stack.pop()
+            if isinstance(value, str):
+                if len(value) * 4 > limits.field_bytes:
+                    size = len(value.encode("utf-8", "surrogatepass"))
+                    if size > limits.field_bytes:
+                        raise SourceDataMalformed(
+                            self.name,
+                            limits.exceeded(
+                                "field_bytes", f"page {number} ({where}): a string of {size} bytes"
+                            ),
+                        )
+                continue
+            if isinstance(value, dict):
+                inner = [*value.keys(), *value.values()]
+            elif isinstance(value, list):
+                inner = value
+            else:
+                continue
+            if depth > limits.json_depth:
+                raise SourceDataMalformed(
+                    self.name, limits.exceeded("json_depth", f"page {number} ({where}): its nesting")
+                )
+            stack.extend((v, depth + 1) for v in inner)
 
     def _records(self, body: Any, number: int) -> list[dict[str, Any]]:
         records = _dig(body, self.opts.records)
