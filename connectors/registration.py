@@ -37,6 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from onceonly.errors import ConfigurationError, UnknownConnectorType
+from onceonly.yamlfile import read_yaml
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
@@ -139,11 +140,7 @@ def parse_registration(text: str, source: str) -> Registration:
     Checks the common fields and the options against the type's ``options_model``; an unknown
     type fails listing the known ones.
     """
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{source}: cannot read registration: {exc}") from exc
+    data, node = read_yaml(text, source)
     if not isinstance(data, Mapping):
         raise ConfigurationError(f"{source}: a registration is a YAML mapping")
     try:

@@ -468,13 +468,13 @@ def load_contract(path: Path) -> Contract:
 
 
 def parse_contract(text: str, *, source: str = "<contract>") -> Contract:
+    from onceonly.yamlfile import YamlProblem, read_yaml
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        raise ContractError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+        data, node = read_yaml(text, source)
+    except YamlProblem as exc:
+        where = f"{source}:{exc.line}" if exc.line else source
+        raise ContractError(f"{where}: {exc.problem}") from None
     if not isinstance(data, Mapping):
         raise ContractError(f"{source}: a contract is a YAML mapping")
     try:

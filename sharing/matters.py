@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from contracts.model import yaml_line
@@ -165,12 +164,17 @@ def load_matters(path: Path, *, known_types: Mapping[str, Any] | None = None) ->
     With ``known_types`` (certificate type code → the dataset issuing it:
     ``contracts.model.certificate_datasets``), a material naming any other type is an error.
     """
+    from onceonly.yamlfile import YamlProblem, read_yaml
+
     try:
         text = path.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read the matters catalogue: {exc}") from exc
+    try:
+        data, node = read_yaml(text, str(path))
+    except YamlProblem as exc:
+        where = f"{path}: line {exc.line}" if exc.line else str(path)
+        raise ConfigurationError(f"{where}: cannot read the matters catalogue: {exc.problem}") from None
     try:
         catalogue = Catalogue.model_validate(data)
     except ValidationError as exc:

@@ -1,0 +1,104 @@
+"""Reading the YAML people write (registrations, contracts, the matters catalogue), strictly.
+
+Example::
+
+    data, node = read_yaml(text, "gongan.yaml")   # the document, and its node tree for lines
+    # YamlProblem("gongan.yaml: line 9: key 'table' appears twice (first at line 7)")
+
+PyYAML's ``safe_load`` keeps the last of two equal keys without a word (a registration with
+``table:`` twice pulls a table nobody reviewed), and recurses once per nesting level, so a
+document nested some thousand levels deep ends in a ``RecursionError`` traceback without the
+file's name. Here one loader, used by every reader of such files, refuses both with the file
+and the line: a duplicate key names both lines; nesting deeper than :data:`MAX_DEPTH` and a
+file larger than :data:`MAX_BYTES` are refused before anything is built. Only plain YAML
+(``SafeLoader``: no Python tags); anchors and aliases are kept as YAML defines them (an alias
+is one shared object, not a copy).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from onceonly.errors import ConfigurationError
+
+MAX_DEPTH = 64  # no file we read nests past a dozen levels
+MAX_BYTES = 4 << 20  # the largest, the matters catalogue, is about 60 KB
+
+
+class YamlProblem(ConfigurationError):
+    """A YAML file that cannot be read: ``"<source>: line N: <problem>"``, its parts kept for
+    callers whose messages take another form (a contract's ``file:line:``)."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        self.source, self.line, self.problem = source, line, problem
+        super().__init__(f"{source}: line {line}: {problem}" if line else f"{source}: {problem}")
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that we refuse (a duplicate key, too deep), at its mark."""
+
+
+class _Strict(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and nesting deeper than ``MAX_DEPTH``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line)
+                except TypeError:  # an unhashable key: SafeLoader refuses it below
+                    continue
+                if first != key_node.start_mark.line:
+                    raise _Refused(
+                        problem=f"key {key!r} appears twice (first at line {first + 1})",
+                        problem_mark=key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
+    """The document in ``text`` and its composed node tree (for the line of a later problem);
+    YamlProblem (``"<source>: line N: <problem>"``) for anything that is not plain, strict YAML."""
+    if len(text) > MAX_BYTES:
+        raise YamlProblem(source, None, f"larger than {MAX_BYTES >> 20} MiB; not a file we read")
+    loader = _Strict(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except _Refused as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise YamlProblem(source, line, str(exc.problem)) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise YamlProblem(source, line, f"not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem(source, None, f"not valid YAML: {exc}") from None
+    except RecursionError:  # a structure the depth check did not see (an alias loop)
+        raise YamlProblem(source, None, "nested too deep to read") from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "YamlProblem", "read_yaml"]
