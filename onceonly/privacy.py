@@ -67,6 +67,17 @@ def mask_citizen_id(value: str | None) -> str | None:
     return value[:6] + _STAR * (len(value) - 10) + value[-4:]
 
 
+def mask_typed(value: str, limit: int = 32) -> str:
+    """What someone typed where an identifier belongs, for a message: read as NFKC (full-width
+    ``１２０…`` as ``120…``), without spaces, cut to ``limit`` characters and masked like a
+    citizen ID (:func:`mask_citizen_id`) — whatever it was, a typo'd ID, a full-width one, a
+    USCC or a sentence, it is never repeated in clear."""
+    import unicodedata
+
+    plain = "".join(unicodedata.normalize("NFKC", value).split())[:limit]
+    return mask_citizen_id(plain) or ""
+
+
 def mask_name(value: str | None) -> str | None:
     """``张*``, ``欧***``: keep the first character. A one-character value is masked entirely."""
     if value is None:

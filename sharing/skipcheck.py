@@ -51,7 +51,7 @@ from evidence.certificate import (
 from evidence.log import Committed, TransparencyLog, append_committed_many, use_entry
 from evidence.note import NoteVerifier
 from onceonly.errors import ConfigurationError, VerificationFailed
-from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
+from onceonly.privacy import mask_citizen_id, mask_typed, scrub_digits, scrub_text
 from sharing.matters import RELATION_NAMES, Asked, Material, Matter, Relation, RelativeRule
 
 # How a certificate is read from the log: ``check_held`` by default; a service passes its
@@ -445,12 +445,13 @@ def check_township(township: str | None, district: str) -> None:
 
 
 def _check_subject(subject: str, subject_id: str) -> None:
+    # What was typed may be a citizen ID — full-width, spaced, with a typo, or for the wrong
+    # kind of matter: never repeated in clear (onceonly.privacy.mask_typed).
     if subject == "person" and not is_valid_citizen_id(subject_id):
-        raise ConfigurationError(f"{mask_citizen_id(subject_id)} is not a valid citizen ID number (GB 11643)")
+        raise ConfigurationError(f"{mask_typed(subject_id)} is not a valid citizen ID number (GB 11643)")
     if subject == "organisation" and not is_valid_uscc(subject_id):
-        # What was typed may be a citizen ID (the wrong matter chosen): never repeat it in clear.
         raise ConfigurationError(
-            f"{scrub_digits(subject_id)} is not a valid unified social credit code (GB 32100)"
+            f"{mask_typed(subject_id)} is not a valid unified social credit code (GB 32100)"
         )
 
 

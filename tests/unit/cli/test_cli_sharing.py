@@ -72,19 +72,33 @@ def test_the_subject_is_masked_in_text_and_json_whatever_the_matter(catalog: Cat
     assert PERSON_AS_USCC not in as_json.output and json.loads(as_json.output)["subject"] == MASKED
 
 
-@pytest.mark.parametrize("typed", ["120114199013070808", "12011419900307080812"])
-def test_an_invalid_number_typed_for_an_organisation_matter_is_never_echoed(
-    catalog: Catalog, typed: str
-) -> None:
-    # An ID with a typo in its month, and a 残疾人证 number (an ID and two digits): neither looks
-    # like a valid citizen ID, both are personal.
-    result = CliRunner().invoke(
-        app, ["skip-check", "--subject", typed, "--matter", "business-opening-social-insurance"]
-    )
+FULL_WIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "120114199013070808",  # an ID with a typo in its month
+        "12011419900307080812",  # a 残疾人证 number (an ID and two digits)
+        "120114199003070808".translate(FULL_WIDTH),  # a valid ID typed with a full-width input method
+        "120114 19900307 0808",  # spaced as printed on a card
+        "１２０１１４ 1990０３07０８０８",  # mixed
+    ],
+)
+@pytest.mark.parametrize("matter", ["business-opening-social-insurance", "pension-enrolment"])
+def test_an_invalid_number_is_never_echoed(catalog: Catalog, typed: str, matter: str) -> None:
+    # Typed for an organisation's matter or a person's, a number that is not valid there is
+    # personal all the same: in no form (as typed, as ASCII digits) may the message repeat it.
+    result = CliRunner().invoke(app, ["skip-check", "--subject", typed, "--matter", matter])
     assert isinstance(result.exception, ConfigurationError)
-    assert typed not in str(result.exception) and "is not a valid unified social credit code" in str(
-        result.exception
+    message = str(result.exception) + result.output
+    plain = "".join(
+        typed.translate(
+            {ord(f): ord(a) for a, f in zip("0123456789X", "０１２３４５６７８９Ｘ", strict=True)}
+        ).split()
     )
+    assert typed not in message and plain not in message and plain[6:14] not in message
+    assert "is not a valid" in message and "120114" in message  # masked, like every ID shown
 
 
 @pytest.mark.parametrize("township", ["999", "120114999000", "120114001"])
