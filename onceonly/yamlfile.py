@@ -10,9 +10,11 @@ PyYAML's ``safe_load`` keeps the last of two equal keys without a word (a regist
 document nested some thousand levels deep ends in a ``RecursionError`` traceback without the
 file's name. Here one loader, used by every reader of such files, refuses both with the file
 and the line: a duplicate key names both lines; nesting deeper than :data:`MAX_DEPTH` and a
-file larger than :data:`MAX_BYTES` are refused before anything is built. Only plain YAML
-(``SafeLoader``: no Python tags); anchors and aliases are kept as YAML defines them (an alias
-is one shared object, not a copy).
+file larger than :data:`MAX_BYTES` are refused before anything is built, and so is a document
+whose anchors and aliases expand to more than :data:`MAX_VALUES` values (a "billion laughs"
+bomb: nine aliases of nine aliases … are a few hundred bytes that any code walking the
+document visits 9⁹ times). Only plain YAML (``SafeLoader``: no Python tags); anchors and
+aliases within the bound are kept as YAML defines them (an alias is one shared object).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from onceonly.errors import ConfigurationError
 
 MAX_DEPTH = 64  # no file we read nests past a dozen levels
 MAX_BYTES = 4 << 20  # the largest, the matters catalogue, is about 60 KB
+MAX_VALUES = 1_000_000  # values once every alias is expanded (the catalogue: ~10,000)
 
 
 class YamlProblem(ConfigurationError):
@@ -76,14 +79,37 @@ class _Strict(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values ``node`` holds once every alias is expanded (what code walking the
+    constructed document visits), each shared node counted once per use but computed once."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded(child, sizes) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded(k, sizes) + _expanded(v, sizes) for k, v in node.value)
+    sizes[id(node)] = size = min(size, MAX_VALUES + 1)
+    return size
+
+
 def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
     """The document in ``text`` and its composed node tree (for the line of a later problem);
     YamlProblem (``"<source>: line N: <problem>"``) for anything that is not plain, strict YAML."""
     if len(text) > MAX_BYTES:
         raise YamlProblem(source, None, f"larger than {MAX_BYTES >> 20} MiB; not a file we read")
-    loader = _Strict(text)
+    loader: _Strict | None = None
     try:
+        loader = _Strict(text)  # reads the first characters: a control character fails here
         node = loader.get_single_node()
+        if node is not None and _expanded(node, {}) > MAX_VALUES:
+            raise YamlProblem(
+                source,
+                None,
+                f"its anchors and aliases expand to more than {MAX_VALUES:,} values (a YAML bomb); "
+                "write the values out",
+            )
         data = loader.construct_document(node) if node is not None else None
     except _Refused as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
@@ -92,13 +118,18 @@ def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         raise YamlProblem(source, line, f"not valid YAML: {exc.problem or exc.context}") from None
+    except yaml.reader.ReaderError as exc:  # a control character, or bytes that are no text
+        raise YamlProblem(
+            source, None, f"not valid YAML: character #x{exc.character:04x} at offset {exc.position}"
+        ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(source, None, f"not valid YAML: {exc}") from None
     except RecursionError:  # a structure the depth check did not see (an alias loop)
         raise YamlProblem(source, None, "nested too deep to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, node
 
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "YamlProblem", "read_yaml"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_VALUES", "YamlProblem", "read_yaml"]

@@ -81,3 +81,16 @@ def test_contracts_and_the_matters_catalogue_read_through_it(tmp_path: Path) -> 
         from connectors.registration import load_registration
 
         load_registration(deep)
+
+
+def test_a_billion_laughs_is_refused_at_once_and_small_aliases_still_read() -> None:
+    text = (Path(__file__).parents[3] / "connectors/registrations/gongan-household.yaml").read_text("utf-8")
+    laughs = ['  a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    laughs += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = text.replace("options:\n", "options:\n" + "\n".join(laughs) + "\n", 1)
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match=r"^bomb.yaml: its anchors and aliases expand to more than"):
+        parse_registration(bomb, "bomb.yaml")
+    assert time.monotonic() - started < 2
+    data, _ = read_yaml("\n".join(laughs[:3]) + "\n", "small.yaml")
+    assert len(data["a2"]) == 9 and data["a2"][0] == data["a1"]
