@@ -8,9 +8,13 @@ belongs is never repeated in the error.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from connector_sources import connector, drain
+from typer.testing import CliRunner
 
+from cli.main import app
 from connectors import ChainedSecrets, EnvironmentSecrets, Registration
 from connectors.registration import parse_registration
 from connectors.secrets import secret_prefix
@@ -80,3 +84,16 @@ def test_a_pull_never_sends_the_passphrase_as_a_token() -> None:
     with pytest.raises(ConfigurationError) as refused:
         drain(source)
     assert PASSPHRASE not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["Hunter2Secret", "s3cr3t/value.x", "'pass word with spaces'"])
+def test_register_with_a_value_where_a_name_belongs_never_prints_it(
+    home: Path, tmp_path: Path, value: str
+) -> None:
+    path = tmp_path / "scjg-licences.yaml"
+    path.write_text(REGISTRATION.replace("{name}", value), encoding="utf-8")
+    result = CliRunner().invoke(app, ["connectors", "register", str(path), "--no-block"])
+    assert result.exit_code == 1
+    shown = result.output + str(result.exception or "")
+    assert "secrets: Value error, secret 'token'" in shown
+    assert value.strip("'") not in shown
