@@ -254,7 +254,8 @@ def create_connector(
         )
     cls = types[registration.type]
     options = registration.expanded_options(home)
-    # Before the type sees its options (it may open a file system or a driver on them).
+    validate_options(cls, registration.name, options)  # what is missing or unknown, said first
+    # Then where they point, before the type sees them (it may open a file system or a driver).
     for key in cls.path_options:
         value = options.get(key)
         if isinstance(value, str) and value:

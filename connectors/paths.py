@@ -38,14 +38,29 @@ if TYPE_CHECKING:
 _ROOTS_SEP = re.compile(r"[:;](?!//)")  # os.pathsep, but not the ':' of a URL's '://'
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # a URL, with or without '//'
+
+
+class _Form(ValueError):
+    """A path written in a form we do not confine (the reason)."""
+
+
 def _local(path: str) -> Path | None:
-    """The resolved local path of ``path`` (a path or a file:// URL); None for another scheme."""
+    """The resolved local path of ``path`` (an absolute path or a file:// URL); None for a URL
+    of another scheme; _Form for what fsspec or SQLite would read otherwise than we check it
+    (a chained ``a::b`` URL, ``file:/x`` without '//', a relative path: relative to what?)."""
+    if "::" in path:
+        raise _Form("is a chained URL (…::…)")
     if "://" in path:
         scheme, rest = path.split("://", 1)
         if scheme.lower() not in ("file", "local"):
             return None
         path = unquote(urlsplit(path).path) if rest.startswith("/") else rest
-    return Path(os.path.realpath(os.path.expanduser(path)))
+    elif _SCHEME.match(path):
+        raise _Form("is a URL without '//'")
+    if not path.startswith("/"):
+        raise _Form("is not an absolute path")
+    return Path(os.path.realpath(path))
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -120,7 +135,10 @@ class SourcePaths:
         """Refuse ``value`` (a folder, file or URL named by ``option``) unless it lies under a
         root and reaches no protected place; ``also``: further allowed local folders (a
         connector's own snapshot folder, inside the snapshots of all)."""
-        local = _local(value)
+        try:
+            local = _local(value)
+        except _Form as exc:
+            raise self._refused(connector, option, value, str(exc)) from None
         if local is None:
             self._check_url(connector, option, value)
             return
@@ -177,8 +195,17 @@ def _database(url: str) -> str:
         database = parsed.database or ""
         if database in ("", ":memory:"):
             return "sqlite::memory:"
-        return f"sqlite:{os.path.realpath(os.path.expanduser(database))}"
-    return f"{family}://{(parsed.host or 'localhost').lower()}:{parsed.port or ''}/{parsed.database or ''}"
+        # A path: checked as one by the caller (a relative one is refused there).
+        return f"sqlite:{os.path.realpath(database) if database.startswith('/') else database}"
+    host = (parsed.host or "localhost").lower().strip("[]")
+    host = "loopback" if host in _LOOPBACK else host
+    port = parsed.port or _DEFAULT_PORTS.get(family, 0)
+    return f"{_FAMILIES.get(family, family)}://{host}:{port}/{parsed.database or ''}"
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", "localhost.localdomain", "ip6-localhost"})
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "oracle": 1521, "mssql": 1433}
+_FAMILIES = {"mariadb": "mysql"}  # one server speaks both
 
 
 __all__ = ["SourcePaths"]

@@ -27,7 +27,9 @@ from typing import Protocol, cast
 from onceonly.errors import ConfigurationError
 
 SECRET_PREFIX = "ONCEONLY_SECRET_"
-_REST_RE = re.compile(r"^[A-Z0-9][A-Z0-9_]{0,63}$")
+# No '_' in <NAME>: a name then splits one way only (connector `scjg` must not name
+# ONCEONLY_SECRET_SCJG_LICENCES_TOKEN, the secret of connector `scjg-licences`).
+_REST_RE = re.compile(r"^[A-Z0-9]{1,64}$")
 
 
 def secret_prefix(connector: str) -> str:
@@ -41,8 +43,8 @@ def secret_name_problem(connector: str, name: str) -> str | None:
     prefix = secret_prefix(connector)
     if not name.startswith(prefix) or not _REST_RE.match(name[len(prefix) :]):
         return (
-            f"a secret of connector {connector!r} must be named {prefix}<NAME> (upper-case letters, "
-            f"digits, '_'): the environment variable of that name or the Prefect Secret block "
+            f"a secret of connector {connector!r} must be named {prefix}<NAME> (<NAME>: upper-case "
+            f"letters and digits, no '_'): the environment variable of that name or the Prefect Secret block "
             f"{PrefectSecrets.block_name(prefix)}<name>; what is written there is not repeated, in "
             "case it is a value"
         )

@@ -75,7 +75,7 @@ from urllib.parse import quote, quote_plus
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchTableError, SQLAlchemyError
 
@@ -116,6 +116,10 @@ class SqlCursor(ConnectorOptions):
     tiebreak: str = Field(min_length=1, description="A unique key column (e.g. the primary key).")
 
 
+#: The only query parameters a registration's database URL may carry (options.url).
+_URL_PARAMETERS = frozenset({"charset", "sslmode", "service_name", "application_name", "connect_timeout"})
+
+
 class SqlOptions(ConnectorOptions):
     """Options of the ``sql`` connector type."""
 
@@ -149,6 +153,27 @@ class SqlOptions(ConnectorOptions):
     )
 
     model_config = ConnectorOptions.model_config | {"populate_by_name": True}
+
+    @field_validator("url")
+    @classmethod
+    def _plain_url(cls, value: str) -> str:
+        # A driver option in the query string reaches the driver as it is: MySQL's local_infile
+        # lets the department's server read any local file (the key passphrase), libpq's
+        # passfile/sslkey/service name local files, read_default_file quotes one in its error.
+        try:
+            url = sa.make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL (dialect+driver://user@host:port/database)") from None
+        refused = sorted(set(url.query) - _URL_PARAMETERS)
+        if refused:
+            raise ValueError(
+                f"the URL's query parameter(s) {', '.join(refused)} are not allowed (only "
+                f"{', '.join(sorted(_URL_PARAMETERS))}): a driver option may read local files or "
+                "another database"
+            )
+        if url.get_backend_name() == "sqlite" and (url.database or "").startswith("file:"):
+            raise ValueError("a SQLite URI filename (file:…) is not allowed: give the database file's path")
+        return value
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlOptions:

@@ -74,7 +74,11 @@ def mask_typed(value: str, limit: int = 32) -> str:
     USCC or a sentence, it is never repeated in clear."""
     import unicodedata
 
-    plain = "".join(unicodedata.normalize("NFKC", value).split())[:limit]
+    plain = "".join(unicodedata.normalize("NFKC", value).split())
+    if len(plain) > limit:  # the first six only: cutting would show digits of the middle
+        return f"{plain[:6]}{_STAR * 4}…({len(plain)} characters)"
+    if len(plain) < 14:  # too short to keep both ends and still hide something
+        return _STAR * len(plain)
     return mask_citizen_id(plain) or ""
 
 
@@ -248,6 +252,7 @@ __all__ = [
     "MaskKind",
     "install_log_masking",
     "mask_citizen_id",
+    "mask_typed",
     "mask_citizen_ids",
     "mask_name",
     "mask_phone",

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from onceonly.errors import ConfigurationError
+from onceonly.privacy import scrub_digits
 
 MAX_DEPTH = 64  # no file we read nests past a dozen levels
 MAX_BYTES = 4 << 20  # the largest, the matters catalogue, is about 60 KB
@@ -62,18 +63,21 @@ class _Strict(yaml.SafeLoader):
 
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
+            seen: dict[Any, tuple[int, Any]] = {}
+            for at, (key_node, _) in enumerate(node.value):
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = self.construct_object(key_node, deep=True)
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line)
+                    index, first = seen.setdefault(key, (at, key_node.start_mark))
                 except TypeError:  # an unhashable key: SafeLoader refuses it below
                     continue
-                if first != key_node.start_mark.line:
+                if index != at:  # twice: on two lines, on one, or through one alias
+                    where = f"line {first.line + 1}"
+                    if first.line == key_node.start_mark.line:
+                        where += f", column {first.column + 1}"
                     raise _Refused(
-                        problem=f"key {key!r} appears twice (first at line {first + 1})",
+                        problem=f"key {key!r} appears twice (first at {where})",
                         problem_mark=key_node.start_mark,
                     )
         return super().construct_mapping(node, deep=deep)
@@ -124,6 +128,9 @@ def read_yaml(text: str, source: str) -> tuple[Any, yaml.Node | None]:
         ) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(source, None, f"not valid YAML: {exc}") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML types but cannot build (2026-13-01)
+        cause = scrub_digits(str(exc))[:200]  # it may quote the value: no ID in clear
+        raise YamlProblem(source, None, f"a value cannot be read ({type(exc).__name__}: {cause})") from None
     except RecursionError:  # a structure the depth check did not see (an alias loop)
         raise YamlProblem(source, None, "nested too deep to read") from None
     finally:

@@ -22,6 +22,7 @@ certificate type is an error naming the file and the line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from contracts.model import yaml_line
 from onceonly.errors import ConfigurationError
+from onceonly.privacy import mask_typed
 
 Relation = Literal["applicant", "spouse", "child", "parent", "legal_representative"]
 RELATIONS: tuple[str, ...] = Relation.__args__  # type: ignore[attr-defined]
@@ -41,6 +43,7 @@ RELATION_NAMES = {
     "parent": "父母",
     "legal_representative": "法定代表人",
 }
+_CODE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # a matter's or bundle's code
 _PERSON_RELATIONS = {"applicant", "spouse", "child", "parent"}
 _ORGANISATION_RELATIONS = {"applicant", "legal_representative"}
 
@@ -138,7 +141,8 @@ class Catalogue(BaseModel):
             matters, name, is_bundle = [self.get(code)], self.get(code).name, False
         else:
             known = ", ".join([*(m.code for m in self.matters), *(b.code for b in self.bundles)])
-            raise ConfigurationError(f"no matter or 一件事 bundle {code!r} in the catalogue (known: {known})")
+            shown = repr(code) if _CODE_RE.fullmatch(code) else f"'{mask_typed(code)}'"  # an ID typed here
+            raise ConfigurationError(f"no matter or 一件事 bundle {shown} in the catalogue (known: {known})")
         order: dict[tuple[str, str], Material] = {}
         needed: dict[tuple[str, str], list[str]] = {}
         for matter in matters:

@@ -51,7 +51,7 @@ from evidence.certificate import (
 from evidence.log import Committed, TransparencyLog, append_committed_many, use_entry
 from evidence.note import NoteVerifier
 from onceonly.errors import ConfigurationError, VerificationFailed
-from onceonly.privacy import mask_citizen_id, mask_typed, scrub_digits, scrub_text
+from onceonly.privacy import mask_citizen_id, mask_typed, scrub_text
 from sharing.matters import RELATION_NAMES, Asked, Material, Matter, Relation, RelativeRule
 
 # How a certificate is read from the log: ``check_held`` by default; a service passes its
@@ -436,7 +436,12 @@ def check_township(township: str | None, district: str) -> None:
     """Refuse a township that is not a 12-digit code of ``district``'s region list."""
     codes = load_region_codes(district)
     if township not in codes:
-        shown = "none" if township is None else repr(scrub_digits(township)[:40])
+        if township is None:
+            shown = "none"
+        elif township.isascii() and township.isdigit() and len(township) <= 12:
+            shown = repr(township)  # a code mistyped: too short to be anyone's ID
+        else:
+            shown = f"'{mask_typed(township)}'"
         examples = ", ".join(f"{code} ({name})" for code, name in list(codes.items())[:3])
         raise ConfigurationError(
             f"township {shown} is not a township of district {district}: give its 12-digit code from "

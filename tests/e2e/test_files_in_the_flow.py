@@ -76,6 +76,7 @@ def home(tmp_path: Path, prefect_harness: None) -> Iterator[Home]:
     mp.setenv("ONCEONLY_HOME", str(var))
     mp.setenv("ONCEONLY_KEY_PASSPHRASE", PASSPHRASE)
     mp.setenv("ONCEONLY_REGISTRATIONS_DIR", str(regs))
+    mp.setenv("ONCEONLY_SOURCE_ROOTS", str(tmp_path))  # the drop and archive beside the home
     mp.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
     mp.setenv("ONCEONLY_CONNECTOR_ATTEMPTS", "1")
     try:

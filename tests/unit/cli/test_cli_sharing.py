@@ -101,6 +101,23 @@ def test_an_invalid_number_is_never_echoed(catalog: Catalog, typed: str, matter:
     assert "is not a valid" in message and "120114" in message  # masked, like every ID shown
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--matter", "120114199003070808".translate(FULL_WIDTH)),
+        ("--matter", "120114 19900307 0808"),
+        ("--record-use", "120114 19900307 0808"),
+        ("--record-use", "120114199003070808".translate(FULL_WIDTH)),
+    ],
+)
+def test_an_id_typed_into_the_wrong_option_is_never_echoed(catalog: Catalog, option: str, value: str) -> None:
+    args = ["skip-check", "--subject", "120114199003070808", "--matter", "pension-enrolment", option, value]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, ConfigurationError)
+    message = str(result.exception) + result.output
+    assert value not in message and "19900307" not in message and "１９９００３０７" not in message
+
+
 @pytest.mark.parametrize("township", ["999", "120114999000", "120114001"])
 def test_record_use_for_an_unknown_township_is_refused_and_nothing_is_written(
     catalog: Catalog, township: str, monkeypatch: pytest.MonkeyPatch

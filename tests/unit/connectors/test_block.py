@@ -46,7 +46,7 @@ def test_secrets_are_prefect_secret_values_or_environment_variable_names(
 ) -> None:
     from prefect.blocks.system import Secret
 
-    token_name = f"ONCEONLY_SECRET_GONGAN_PG_TOKEN_{uuid.uuid4().hex[:8].upper()}"
+    token_name = f"ONCEONLY_SECRET_GONGAN_PG_TOKEN{uuid.uuid4().hex[:8].upper()}"
     Secret(value="token-from-prefect").save(token_name.lower().replace("_", "-"), overwrite=True)
     monkeypatch.setenv("ONCEONLY_SECRET_GONGAN_PG_PASSWORD", CANARY)
     block = block_of(

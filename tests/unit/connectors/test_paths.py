@@ -9,6 +9,7 @@ byte of what lies there.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from connectors import EnvironmentSecrets, SourcePaths, create_connector
+from connectors.registration import parse_registration
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
 
@@ -177,3 +179,77 @@ def test_register_pointed_at_the_keys_prints_nothing_of_them(home: Path, tmp_pat
     shown = result.output + str(result.exception or "")
     assert "options.path" in shown and "is the district's signing keys" in shown
     assert "BEGIN" not in shown and "MIIF" not in shown
+
+
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("departments/minzheng/drop", "is not an absolute path"),
+        ("file:/etc", "is a URL without '//'"),
+        ("file:departments", "is a URL without '//'"),
+        ("simplecache::file:///etc", "is a chained URL"),
+        ("zip://x.csv::file:///etc/a.zip", "is a chained URL"),
+    ],
+)
+def test_forms_read_otherwise_than_checked_are_refused(settings: Settings, path: str, why: str) -> None:
+    # Each is read by fsspec (or SQLite) as another place than a plain path check would see.
+    with pytest.raises(ConfigurationError, match=f"options.path {re.escape(path)} {why}"):
+        files_at(settings, path=path)
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("mysql+pymysql://reader@dept.example/huji?local_infile=1", "local_infile are not allowed"),
+        ("mysql+pymysql://reader@dept.example/huji?read_default_file=/etc/passwd", "read_default_file"),
+        ("postgresql+psycopg://reader@dept.example/huji?passfile=/root/.pgpass", "passfile"),
+        ("postgresql+psycopg://reader@dept.example/huji?sslkey=/k.pem&sslmode=require", "sslkey are not"),
+        ("sqlite:///file:/tmp/x.db?uri=true", "uri are not allowed"),
+        ("sqlite:///file:x.db", "a SQLite URI filename"),
+    ],
+)
+def test_driver_options_in_the_url_are_refused_when_read(url: str, why: str) -> None:
+    text = f"""name: gongan-test
+department: 公安
+dataset: household
+type: sql
+options: {{url: "{url}", table: t, cursor: {{column: updated_at, tiebreak: id}}}}
+"""
+    with pytest.raises(ConfigurationError, match=why):
+        parse_registration(text, "gongan.yaml")
+
+
+def test_allowed_url_parameters_pass() -> None:
+    for url in (
+        "mysql+pymysql://reader@dept.example/huji?charset=utf8mb4",
+        "postgresql+psycopg://reader@dept.example/huji?sslmode=require&application_name=onceonly",
+        "oracle+oracledb://reader@dept.example:1521/?service_name=SVC",
+    ):
+        text = (
+            "name: gongan-test\ndepartment: 公安\ndataset: household\ntype: sql\n"
+            f'options: {{url: "{url}", table: t, cursor: {{column: updated_at, tiebreak: id}}}}\n'
+        )
+        assert parse_registration(text, "gongan.yaml").options["url"] == url
+
+
+def test_a_relative_sqlite_file_is_refused(settings: Settings) -> None:
+    reg = registration("sql", name="gongan-test", url="sqlite:///departments/x.db", table="t", cursor=CURSOR)
+    with pytest.raises(ConfigurationError, match="is not an absolute path"):
+        create_connector(reg, settings.home, EnvironmentSecrets({}), paths=SourcePaths.of(settings))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://reader@localhost/onceonly",
+        "postgresql+psycopg://reader@localhost:5432/onceonly",
+        "postgresql+psycopg://reader@127.0.0.1/onceonly",
+        "postgresql+psycopg://reader@[::1]:5432/onceonly",
+        "postgresql+psycopg2://reader@LOCALHOST/onceonly",
+    ],
+)
+def test_the_catalogs_database_under_another_spelling_is_refused(settings: Settings, url: str) -> None:
+    catalog = settings.model_copy(update={"database_url": "postgresql+psycopg://onceonly@localhost/onceonly"})
+    reg = registration("sql", name="gongan-test", url=url, table="t", cursor=CURSOR)
+    with pytest.raises(ConfigurationError, match="is the catalog's database"):
+        create_connector(reg, settings.home, EnvironmentSecrets({}), paths=SourcePaths.of(catalog))

@@ -56,4 +56,5 @@ def test_the_catalog_stores_the_text_as_written_with_secret_names_only(catalog: 
         (stored,) = conn.execute(sa.select(connector_registrations.c.yaml_text)).scalars()
     assert stored == TEXT and "password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD" in stored
     with pytest.raises(ConfigurationError, match="secrets"):  # a value pasted in is refused before storing
-        parse_registration(TEXT.replace("ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", "s3cret value!"), "gongan.yaml")
+        pasted = TEXT.replace("ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", "s3cret value!")
+        parse_registration(pasted, "gongan.yaml")

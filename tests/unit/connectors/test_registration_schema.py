@@ -51,7 +51,11 @@ def test_the_schema_checks_the_options_of_the_declared_type() -> None:
         ("    tiebreak: id\n", "", "line 9, options.cursor.tiebreak: Field required"),
         ("  table: household_member\n", "  tabel: household_member\n", "line 8, options.tabel: Extra inputs"),
         ("name: gongan-household", "name: Gongan Household", "line 2, name: Value error"),
-        ("  password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", "  password: my secret pw", "line 12, secrets: Value error"),
+        (
+            "  password: ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD",
+            "  password: my secret pw",
+            "line 12, secrets: Value error",
+        ),
         ("  table: household_member\n", "", "line 6, options: Value error, give exactly one of"),
     ],
     ids=["missing-nested", "misspelt-option", "bad-name", "secret-value", "table-or-query"],

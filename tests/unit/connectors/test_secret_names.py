@@ -66,6 +66,21 @@ def test_a_value_with_spaces_pasted_in_is_refused_and_not_repeated() -> None:
     assert "my secret pw" not in str(refused.value)
 
 
+def test_a_shorter_connector_cannot_name_a_longer_ones_secret() -> None:
+    # `scjg` + `LICENCES_TOKEN` would spell scjg-licences' token: <NAME> has no '_'.
+    shorter = REGISTRATION.replace("name: scjg-licences", "name: scjg").replace(
+        "{name}", "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN"
+    )
+    with pytest.raises(
+        ConfigurationError, match=r"must be named ONCEONLY_SECRET_SCJG_<NAME> \(<NAME>: upper"
+    ):
+        parse_registration(shorter, "scjg.yaml")
+    with pytest.raises(ConfigurationError):
+        EnvironmentSecrets({"ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": "t"}).resolve(
+            "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN", connector="scjg"
+        )
+
+
 def test_every_resolver_refuses_a_name_outside_the_namespace_even_if_a_registration_slipped_through() -> None:
     environ = {"ONCEONLY_KEY_PASSPHRASE": PASSPHRASE, "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": "t0ken"}
     for resolver in (EnvironmentSecrets(environ), ChainedSecrets(EnvironmentSecrets(environ))):

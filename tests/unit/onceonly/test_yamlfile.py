@@ -94,3 +94,25 @@ def test_a_billion_laughs_is_refused_at_once_and_small_aliases_still_read() -> N
     assert time.monotonic() - started < 2
     data, _ = read_yaml("\n".join(laughs[:3]) + "\n", "small.yaml")
     assert len(data["a2"]) == 9 and data["a2"][0] == data["a1"]
+
+
+def test_a_key_twice_on_one_line_or_through_an_alias_is_refused() -> None:
+    one_line = REGISTRATION.replace(
+        "  table: household_member\n", "  {table: household_member, table: secret}\n"
+    )
+    with pytest.raises(
+        YamlProblem, match=r"line 1: key 'table' appears twice \(first at line 1, column 11\)"
+    ):
+        read_yaml("options: {table: reviewed, table: secret_table}\n", "t.yaml")
+    with pytest.raises(YamlProblem, match="appears twice"):
+        read_yaml("k: &k table\nm:\n  *k : a\n  *k : b\n", "t.yaml")
+    assert one_line != REGISTRATION
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("schedule: 2026-13-01\n", "month must be in 1..12"), ("n: " + "9" * 5000 + "\n", "ValueError")],
+)
+def test_a_value_yaml_types_but_cannot_build_is_a_clear_error(text: str, why: str) -> None:
+    with pytest.raises(YamlProblem, match=rf"^t.yaml: a value cannot be read \(.*{why}"):
+        read_yaml(text, "t.yaml")
