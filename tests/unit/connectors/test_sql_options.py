@@ -14,7 +14,9 @@ CURSOR = {"column": "updated_at", "tiebreak": "id"}
 
 
 def test_the_connector_reads_typed_options() -> None:
-    source = connector(registration("sql", url="sqlite:////tmp/x.db", table="t", schema="main", cursor=CURSOR))
+    source = connector(
+        registration("sql", url="sqlite:////tmp/x.db", table="t", schema="main", cursor=CURSOR)
+    )
     assert isinstance(source.opts, SqlOptions)
     assert source.opts.table == "t" and source.opts.db_schema == "main"
     assert source.opts.cursor.column == "updated_at" and source.opts.cursor.tiebreak == "id"
