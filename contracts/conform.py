@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -45,6 +46,22 @@ class Conformed:
     extra_columns: tuple[str, ...]
 
 
+_COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _shown_columns(present: set[str]) -> str:
+    """The columns a source sends, for an error: names like a column's, the others counted only
+    (a file without its header row sends its first row as names: a person's name, an ID)."""
+    shown = sorted(c for c in present if _COLUMN_NAME.fullmatch(c))
+    hidden = len(present) - len(shown)
+    if hidden:
+        shown.append(
+            f"and {hidden} column(s) whose names are not shown (not column names: is the header row "
+            "missing, or a header not renamed?)"
+        )
+    return ", ".join(shown) or "nothing"
+
+
 def conform(raw: pa.Table | pa.RecordBatch, compiled: CompiledContract, *, connector: str) -> Conformed:
     table = raw if isinstance(raw, pa.Table) else pa.Table.from_batches([raw])
     schema = compiled.arrow_schema
@@ -54,7 +71,7 @@ def conform(raw: pa.Table | pa.RecordBatch, compiled: CompiledContract, *, conne
         raise SourceSchemaChanged(
             connector,
             f"the source no longer sends column(s) {', '.join(missing)} promised by contract "
-            f"{compiled.ref}; it sends: {', '.join(sorted(present)) or 'nothing'}",
+            f"{compiled.ref}; it sends: {_shown_columns(present)}",
         )
     arrays: list[pa.Array] = []
     type_ok: dict[str, pa.BooleanArray] = {}

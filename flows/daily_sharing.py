@@ -32,9 +32,7 @@ from typing import Any
 
 import pyarrow as pa
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
 from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -51,14 +49,25 @@ from evidence.status_list import publish_status_lists, status_directory, write_s
 from evidence.witness import configured_witnesses, submit_to_witnesses, witness_summary
 from flows.pipeline import Pipeline, pipeline_for
 from flows.progress import ProgressLine
-from flows.run_log import install_expected_failure_filter, is_expected
+from flows.redaction import (
+    event,
+    failed_state,
+    failure_message,
+    install_prefect_scrubbing,
+    link_artifact,
+    remember_secrets,
+    scrub,
+    scrubbed_errors,
+    table_artifact,
+)
+from flows.run_log import is_expected
 from flows.summary import ConnectorResult, RunSummary
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
 from lake.runs import FAILED, OK, Heartbeat, finish_run, reap_dead_runs, start_run
 from onceonly.errors import CatalogError, ConnectorBusy, ContractBreached, OnceOnlyError, TransientError
 from onceonly.files import restrict_new_files, secure_home
-from onceonly.privacy import install_log_masking, scrub_exception_message
+from onceonly.privacy import scrub_exception_message
 from onceonly.settings import Settings
 from sharing.extracts import refresh_extracts
 
@@ -75,12 +84,16 @@ class RunFailed(OnceOnlyError):
     """The run ended with failed connectors (or could not finish); the message says which."""
 
 
-@task(name="validate-batch", cache_policy=NO_CACHE)
+# The batch tasks work on rows (personal data; a validation holds them, a cursor may quote a
+# key): their results are never persisted by Prefect, whatever PREFECT_RESULTS_PERSIST_BY_DEFAULT says.
+@task(name="validate-batch", cache_policy=NO_CACHE, persist_result=False)
+@scrubbed_errors
 def validate_batch(validator: Validator, batch: pa.RecordBatch, connector: str) -> Validation:
     return validator.validate(batch, connector=connector)
 
 
-@task(name="land-batch", cache_policy=NO_CACHE)
+@task(name="land-batch", cache_policy=NO_CACHE, persist_result=False)
+@scrubbed_errors
 def land_batch(
     lander: Lander,
     connector: str,
@@ -101,6 +114,7 @@ def land_batch(
 
 
 @task(name="expire-and-publish-status", cache_policy=NO_CACHE)
+@scrubbed_errors
 def expire_and_publish_status(pipeline: Pipeline) -> int:
     """失效 for certificates past valid_to, then sign, log and write the changed status lists."""
     with pipeline.catalog.begin() as conn:
@@ -111,11 +125,13 @@ def expire_and_publish_status(pipeline: Pipeline) -> int:
 
 
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
+@scrubbed_errors
 def write_township_extracts(pipeline: Pipeline) -> list[Path]:
     return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir, pipeline.log)
 
 
 @task(name="submit-to-witnesses", cache_policy=NO_CACHE)
+@scrubbed_errors
 def witness_checkpoint(pipeline: Pipeline) -> int:
     """The newest checkpoint to the district's witnesses (ONCEONLY_WITNESSES), their cosignatures
     kept for bundles; returns how many cosigned. A witness that is down or refuses, or a wrong
@@ -144,6 +160,7 @@ def _begin(pipeline: Pipeline, run_id: str) -> list[str]:
 
 
 @task(name="recover-dead-runs", cache_policy=NO_CACHE)
+@scrubbed_errors
 def recover(pipeline: Pipeline, run_id: str) -> dict[str, int]:
     """Finish what dead runs left, before this run pulls anything.
 
@@ -195,9 +212,22 @@ def recover(pipeline: Pipeline, run_id: str) -> dict[str, int]:
 def sync_connector(
     connector_name: str, run_id: str, settings: Settings | None = None
 ) -> ConnectorResult | State:
-    """Pull one department's system from its cursor to the end, batch by batch."""
+    """Pull one department's system from its cursor to the end, batch by batch.
+
+    Returns the connector's result, or a Failed state whose message is the one line that says
+    why (its data a ``ConnectorRunFailed`` holding what landed before, or the error itself).
+    """
+    try:
+        return _sync(connector_name, run_id, settings)
+    except Exception as exc:  # outside the pull: an unknown name, the catalog unreachable, a bug
+        return failed_state(exc)
+
+
+def _sync(connector_name: str, run_id: str, settings: Settings | None) -> ConnectorResult | State:
+    install_prefect_scrubbing()
     logger = get_run_logger()
     pipeline = pipeline_for(settings or Settings())
+    remember_secrets(pipeline.secret_values())
     registration = pipeline.registration(connector_name)
     result = ConnectorResult(connector_name, registration.dataset)
     started = time.monotonic()
@@ -205,7 +235,7 @@ def sync_connector(
         with pipeline.catalog.begin() as conn:
             acquire_lease(conn, connector_name, registration.dataset, run_id, pipeline.settings.lease_seconds)
     except ConnectorBusy as exc:
-        result.status, result.error, result.cause = "busy", scrub_exception_message(exc), "transient"
+        result.status, result.error, result.cause = "busy", failure_message(exc), "transient"
         logger.warning("%s", result.error)
         return Failed(message=result.error, data=ConnectorRunFailed(result))
     outcome: ConnectorResult | State = result
@@ -213,7 +243,7 @@ def sync_connector(
         _pull_until_done(pipeline, connector_name, run_id, result)
     except OnceOnlyError as exc:  # expected: the source, the contract or the catalog said no
         result.status = "breached" if result.breached else "failed"
-        result.error = scrub_exception_message(exc)
+        result.error = failure_message(exc)
         result.cause = "transient" if isinstance(exc, TransientError) else "terminal"
         if is_expected(exc):
             logger.error("%s", result.error)
@@ -221,7 +251,7 @@ def sync_connector(
             logger.exception("%s", result.error)
         outcome = Failed(message=result.error, data=ConnectorRunFailed(result))
     except BaseException as exc:  # a bug: its traceback goes to the log as it propagates
-        result.status, result.error, result.cause = "failed", scrub_exception_message(exc), "terminal"
+        result.status, result.error, result.cause = "failed", failure_message(exc), "terminal"
         raise
     finally:
         result.seconds = time.monotonic() - started
@@ -384,8 +414,8 @@ def _refuse_breach(
 
 def announce_breach(breach: Breach, validation: Validation, *, run_id: str) -> None:
     """Emit ``onceonly.contract.breached`` on resource ``onceonly.dataset.<id>`` for automations."""
-    emit_event(
-        event=BREACH_EVENT,
+    event(
+        BREACH_EVENT,
         resource={
             "prefect.resource.id": f"onceonly.dataset.{breach.dataset}",
             "prefect.resource.name": breach.dataset,
@@ -407,7 +437,7 @@ def announce_breach(breach: Breach, validation: Validation, *, run_id: str) -> N
             "quarantined": breach.quarantined,
             "error_rate": round(breach.error_rate, 6),
             "max_error_rate": breach.max_error_rate,
-            # Counts only: examples may be personal, and events are kept outside our masking.
+            # Counts only: examples may be personal, and masking is the last line of defence.
             "rules": validation.failed_rules(),
         },
     )
@@ -430,7 +460,7 @@ def _publish_rules(connector_name: str, result: ConnectorResult) -> None:
         for t in sorted(result.rules.values(), key=lambda t: t.rule)
         if t.failed
     ]
-    create_table_artifact(
+    table_artifact(
         key=f"contract-{connector_name}",
         table=rows or [{"rule": "(no rule failed)", "rows checked": checked}],
         description=f"Contract rules broken by rows from {connector_name} in this run.",
@@ -452,7 +482,7 @@ def _publish_data_docs(pipeline: Pipeline, connector_name: str, run_id: str, res
         logger.warning("%s: Data Docs not built: %s", connector_name, scrub_exception_message(exc))
         return
     logger.info("%s: Data Docs built in %.2f s: %s", connector_name, time.perf_counter() - started, url)
-    create_link_artifact(
+    link_artifact(
         key=f"datadocs-{connector_name}",
         link=url,
         link_text=f"Data Docs: {connector_name} against {result.dataset}",
@@ -470,9 +500,17 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     ``settings`` are built here from the environment when the caller (a worker) passes none.
     Returns Completed, or Failed naming the connectors that failed; the summary is in the
     catalog (``runs.summary`` under the flow-run id) and the ``daily-sharing-summary`` artifact.
+    A run that cannot go on for an expected reason (an unknown connector name, the catalog
+    unreachable) ends Failed with that reason in one line; a bug raises, with its traceback.
     """
-    install_log_masking()
-    install_expected_failure_filter()
+    try:
+        return _daily_sharing(connectors, settings)
+    except Exception as exc:
+        return failed_state(exc)
+
+
+def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> State:
+    install_prefect_scrubbing()
     restrict_new_files()
     settings = settings or Settings()
     logger = get_run_logger()
@@ -484,6 +522,7 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
             settings.home,
         )
     pipeline = pipeline_for(settings)
+    remember_secrets(pipeline.secret_values())
     run_id = str(prefect_flow_run.id or uuid.uuid4())
     if pipeline.key_created:
         logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
@@ -511,7 +550,7 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
             with pipeline.catalog.read() as conn:
                 size = tree_size(conn)
     except BaseException as exc:
-        error = f"the run stopped: {scrub_exception_message(exc)}"
+        error = f"the run stopped: {failure_message(exc)}"
         with contextlib.suppress(CatalogError), pipeline.catalog.begin() as conn:  # keep the first error
             finish_run(conn, run_id, FAILED, {"run_id": run_id, "error": error})
         raise
@@ -531,7 +570,7 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     )
     with pipeline.catalog.begin() as conn:
         finish_run(conn, run_id, OK if summary.ok else FAILED, summary.to_json())
-    create_table_artifact(
+    table_artifact(
         key="daily-sharing-summary",
         table=summary.rows(),
         description=(
@@ -542,8 +581,8 @@ def daily_sharing(connectors: list[str] | None = None, settings: Settings | None
     if not summary.ok:
         # A Failed state whose data is an exception, not a summary: the engine (and a worker)
         # turns it into that exception; the summary lives in the catalog and the artifact.
-        return Failed(message=summary.message(), data=RunFailed(summary.message()))
-    return Completed(message=summary.message())
+        return Failed(message=scrub(summary.message()), data=RunFailed(scrub(summary.message())))
+    return Completed(message=scrub(summary.message()))
 
 
 def summary_of(state: State, settings: Settings | None = None) -> RunSummary | None:
@@ -585,9 +624,11 @@ def _sync_one(
             return outcome
         if isinstance(outcome, ConnectorRunFailed):
             result = outcome.result
-        else:  # a bug in the subflow (its traceback is in its log)
+        else:  # failed outside the pull (its line, or a bug's traceback, is in the subflow's log)
             cause = outcome if isinstance(outcome, BaseException) else RuntimeError(str(outcome))
-            error = f"connector {name!r}: {scrub_exception_message(cause)}"
+            error = failure_message(cause)
+            if not error.startswith(f"connector {name!r}"):
+                error = f"connector {name!r}: {error}"
             result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
         if result.breached:
             breached[dataset] = name

@@ -11,10 +11,13 @@ No business logic lives here; it only connects the stages.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from catalog import Catalog
 from connectors import (
@@ -30,12 +33,14 @@ from connectors.registry import register_directory, registered
 from contracts.checks import CheckContext, load_region_codes
 from contracts.compiler import CompiledContract, compile_contract
 from contracts.datadocs import DataDocs
-from contracts.model import contract_by_id
+from contracts.model import Contract, contract_by_id, load_contract
 from evidence.keys import KEYRING_FILE, SigningKey, open_key_store
 from evidence.log import TransparencyLog
 from evidence.merkle import tree_hash
+from flows.redaction import remember_secrets
+from flows.run_log import one_line
 from lake.parquet import ParquetLake
-from onceonly.errors import ConfigurationError
+from onceonly.errors import ConfigurationError, ContractError
 from onceonly.settings import Settings
 
 
@@ -81,7 +86,7 @@ class Pipeline:
         return self.registrations[name]
 
     def connector(self, name: str) -> Connector:
-        secrets = ChainedSecrets(EnvironmentSecrets(), PrefectSecrets())
+        secrets = _Remembered(ChainedSecrets(EnvironmentSecrets(), PrefectSecrets()))
         return create_connector(
             self.registration(name),
             self.settings.home,
@@ -90,8 +95,32 @@ class Pipeline:
             limits=self.settings.limits,
         )
 
+    def secret_values(self) -> set[str]:
+        """Values no message to Prefect may carry: the key passphrase, the database password and
+        the environment values of the secrets the registrations name (a Prefect Secret block's
+        value is added when a connector resolves it: ``_Remembered``)."""
+        settings = self.settings
+        values = {settings.key_passphrase.get_secret_value()} if settings.key_passphrase else set()
+        if settings.database_url:
+            from sqlalchemy import make_url
+
+            with contextlib.suppress(Exception):  # a URL that does not parse fails where it is used
+                values.add(make_url(settings.database_url).password or "")
+        environment = EnvironmentSecrets()
+        for registration in self.registrations.values():
+            for name in registration.secrets.values():
+                with contextlib.suppress(ConfigurationError):  # not set (or refused): nothing to hide
+                    values.add(environment.resolve(name, connector=registration.name))
+        return values - {""}
+
     def compiled(self, dataset: str) -> CompiledContract:
-        return compile_contract(contract_by_id(self.settings.contracts_dir, dataset))
+        """The dataset's contract, compiled. A contract that does not load or compile fails its
+        own dataset, in one line naming the file and the cause; the other datasets go on."""
+        contract = contract_for(self.settings.contracts_dir, dataset)
+        try:
+            return compile_contract(contract)
+        except ContractError as exc:
+            raise _unusable(dataset, exc) from exc
 
     def data_docs(self) -> DataDocs:
         if self._data_docs is None:
@@ -105,6 +134,72 @@ class Pipeline:
     def check_context(self, today: dt.date | None = None) -> CheckContext:
         codes = frozenset(load_region_codes(self.settings.district_code))
         return CheckContext(today=today or dt.date.today(), region_codes=codes)
+
+
+class _Remembered:
+    """A secret resolver whose every answer is also remembered as a value to scrub."""
+
+    def __init__(self, resolver: ChainedSecrets) -> None:
+        self._resolver = resolver
+
+    def resolve(self, name: str, *, connector: str) -> str:
+        value = self._resolver.resolve(name, connector=connector)
+        remember_secrets([value])
+        return value
+
+
+# The first top-level ``id:`` of a contract file, read without parsing it (it may not parse).
+_ID_LINE = re.compile(r"^id:[ \t]*['\"]?([^'\"#\s]+)", re.MULTILINE)
+
+
+def contract_for(directory: Path, dataset: str) -> Contract:
+    """The contract of ``dataset`` in ``directory``; a file that does not load fails only the
+    dataset it declares (its ``id:`` line, else its file name).
+
+    ``contracts.model.contract_by_id`` loads the whole folder and refuses all of it for one
+    broken file: one dataset's typo then stopped every connector of the run (issue "Hostile
+    input"). When it refuses, the folder is read again file by file.
+    """
+    try:
+        return contract_by_id(directory, dataset)
+    except ContractError as refused:
+        whole = refused
+    found: list[tuple[Path, Contract]] = []
+    broken: list[Path] = []
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            contract = load_contract(path)
+        except ContractError as exc:
+            if _declared_id(path) == dataset:
+                raise _unusable(dataset, exc) from exc
+            broken.append(path)
+            continue
+        if contract.id == dataset:
+            found.append((path, contract))
+    if len(found) == 1:
+        return found[0][1]
+    if not broken:
+        raise whole  # missing or defined twice: contract_by_id's own words
+    if len(found) > 1:
+        files = ", ".join(str(path) for path, _ in found)
+        raise ContractError(f"contract id {dataset!r} is defined twice: {files}")
+    not_loaded = ", ".join(str(path) for path in broken)
+    raise ContractError(
+        f"no contract with id {dataset!r} in {directory} (files that do not load: {not_loaded})"
+    )
+
+
+def _unusable(dataset: str, exc: ContractError) -> ContractError:
+    return ContractError(f"the contract of dataset {dataset!r} cannot be used: {one_line(str(exc))}")
+
+
+def _declared_id(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return path.stem
+    match = _ID_LINE.search(text)
+    return match.group(1) if match else path.stem
 
 
 def signing_key(settings: Settings) -> tuple[SigningKey, bool]:
@@ -147,4 +242,4 @@ def _keyring_stamp(settings: Settings) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
 
 
-__all__ = ["Pipeline", "pipeline_for", "signing_key"]
+__all__ = ["Pipeline", "contract_for", "pipeline_for", "signing_key"]

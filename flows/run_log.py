@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 
 from onceonly.errors import CatalogOutdated, CatalogRefused, OnceOnlyError
-from onceonly.privacy import scrub_exception_message
+from onceonly.privacy import scrub_exception_message, scrub_text
 
 # The loggers through which Prefect reports a run's exception (the flow-run logger adapter's
 # own logger, the engine's, and the task-run logger).
@@ -35,16 +35,39 @@ def is_expected(error: BaseException | None) -> bool:
 
 
 class ExpectedFailures(logging.Filter):
-    """Drop the traceback of records that carry an expected failure; keep its message (masked)."""
+    """Drop the traceback of records that carry an expected failure; keep its message (masked),
+    on one line.
+
+    Prefect's engine quotes the error's repr (``Encountered exception during execution:
+    SourceDataMalformed("connector 'x': ...")``): the repr is replaced by the message; a record
+    that does not quote it gets the message after its own.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if error is not None and is_expected(error):
-            record.msg = f"{record.getMessage()}: {scrub_exception_message(error)}"
+            message = record.getMessage()
+            text = one_line(scrub_exception_message(error))
+            quoted = next((r for r in _reprs(error) if r in message), None)
+            record.msg = message.replace(quoted, text) if quoted else f"{message}: {text}"
             record.args = ()
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its non-blank lines, stripped, joined by ``; ``."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _reprs(error: BaseException) -> tuple[str, ...]:
+    """The error's repr as the engine wrote it, raw and as the record factory masked it."""
+    try:
+        raw = repr(error)
+    except Exception:
+        return ()
+    return (raw, scrub_text(raw))
 
 
 _FILTER = ExpectedFailures()
@@ -58,4 +81,4 @@ def install_expected_failure_filter() -> None:
             logger.addFilter(_FILTER)
 
 
-__all__ = ["ExpectedFailures", "install_expected_failure_filter", "is_expected"]
+__all__ = ["ExpectedFailures", "install_expected_failure_filter", "is_expected", "one_line"]
