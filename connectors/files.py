@@ -87,6 +87,7 @@ import io
 import json
 import logging
 import math
+import os
 import posixpath
 import re
 import time
@@ -144,6 +145,16 @@ class FilesOptions(ConnectorOptions):
     key: list[str] = Field(default_factory=list)
     snapshot_dir: str | None = None  # default: $ONCEONLY_HOME/snapshots
 
+    @field_validator("pattern")
+    @classmethod
+    def _inside_the_folder(cls, v: str) -> str:
+        # Joined to the folder and globbed: '../../keys/*' or '/etc/*' would list elsewhere.
+        if v.startswith(("/", "\\")) or ".." in v.replace("\\", "/").split("/") or "::" in v or "://" in v:
+            raise ValueError(
+                "a pattern matches names inside the drop folder: no '/' at its start, no '..', no URL"
+            )
+        return v
+
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, v: str) -> str:
@@ -172,6 +183,16 @@ class FilesConnector(Connector):
 
     def validate_options(self) -> None:
         self._fs, self._root = _filesystem(self.opts.path)
+        # On a local disk, what the folders are now (connectors.paths checked these): a file
+        # reached through a symbolic link out of the drop folder is not listed, and the archive
+        # folder is not used once it resolves elsewhere (swapped for a link meanwhile).
+        self._local = _is_local(self._fs)
+        self._real_root = os.path.realpath(self._root) if self._local else ""
+        self._real_archive = (
+            os.path.realpath(_filesystem(self.opts.archive)[1])
+            if self.opts.archive and _is_local(_filesystem(self.opts.archive)[0])
+            else ""
+        )
         self._found: dict[str, str] = {}  # content hash -> path, of the files seen by the last pull
         self._archived: set[str] = set()
         self._sampling = False
@@ -205,6 +226,13 @@ class FilesConnector(Connector):
         for path, info in found.items():
             name = posixpath.basename(path)
             if info.get("type") != "file" or any(fnmatch.fnmatch(name, p) for p in self.opts.ignore):
+                continue
+            if self._local and not _within(os.path.realpath(path), self._real_root):
+                logger.warning(
+                    "connector %r: %s leads out of the drop folder (a symbolic link): not read",
+                    self.name,
+                    posixpath.relpath(path, self._root),
+                )
                 continue
             out[path] = (int(info.get("size") or 0), _mtime(info))
         return out
@@ -302,6 +330,14 @@ class FilesConnector(Connector):
             return
         target_fs, target_root = _filesystem(self.opts.archive)
         target = posixpath.join(target_root, f"{digest[:12]}-{posixpath.basename(path)}")
+        if self._real_archive and os.path.realpath(target_root) != self._real_archive:
+            logger.warning(
+                "connector %r: the archive folder %s now leads elsewhere (a symbolic link?): %s not moved",
+                self.name,
+                self.opts.archive,
+                posixpath.basename(path),
+            )
+            return
         try:
             target_fs.makedirs(target_root, exist_ok=True)
             if target_fs is self._fs or type(target_fs) is type(self._fs):
@@ -752,6 +788,14 @@ class FilesConnector(Connector):
 def _filesystem(url: str) -> tuple[Any, str]:
     fs, root = fsspec.core.url_to_fs(url)
     return fs, root.rstrip("/") or "/"
+
+
+def _is_local(fs: Any) -> bool:
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def _mtime(info: dict[str, Any]) -> float | None:

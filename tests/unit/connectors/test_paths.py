@@ -253,3 +253,35 @@ def test_the_catalogs_database_under_another_spelling_is_refused(settings: Setti
     reg = registration("sql", name="gongan-test", url=url, table="t", cursor=CURSOR)
     with pytest.raises(ConfigurationError, match="is the catalog's database"):
         create_connector(reg, settings.home, EnvironmentSecrets({}), paths=SourcePaths.of(catalog))
+
+
+@pytest.mark.parametrize(
+    "pattern", ["../../keys/*", "/etc/*", "sub/../../*", "*::file:///etc/*", "file:///x/*"]
+)
+def test_a_pattern_that_leaves_the_folder_is_refused(settings: Settings, pattern: str) -> None:
+    with pytest.raises(ConfigurationError, match="a pattern matches names inside the drop folder"):
+        files_at(settings, path=str(settings.home / "departments/minzheng/drop"), pattern=pattern)
+
+
+def test_a_symbolic_link_inside_the_drop_folder_is_not_followed(settings: Settings) -> None:
+    drop = settings.home / "departments/minzheng/drop"
+    (drop / "good.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (drop / "sub").symlink_to(settings.keys_dir)  # a folder link, made after registration
+    (settings.keys_dir / "k.csv").write_text("PRIVATE,KEY\nMIIF,x\n", encoding="utf-8")
+    (drop / "k.csv").symlink_to(settings.keys_dir / "k.csv")  # and a file link
+    for pattern, read in (("*.csv", [[{"a": "1", "b": "2"}]]), ("sub/*.csv", [])):
+        reg = registration("files", name="minzheng-test", path=str(drop), pattern=pattern, settle_seconds=0)
+        source = create_connector(reg, settings.home, EnvironmentSecrets({}), paths=SourcePaths.of(settings))
+        assert [p.batch.to_pylist() for p in source.pull(None, 100)] == read
+
+
+def test_an_archive_folder_swapped_for_a_link_is_not_used(settings: Settings) -> None:
+    drop = settings.home / "departments/minzheng/drop"
+    archive = settings.home / "departments/minzheng/archive"
+    (drop / "good.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    reg = registration("files", name="minzheng-test", path=str(drop), archive=str(archive), settle_seconds=0)
+    source = create_connector(reg, settings.home, EnvironmentSecrets({}), paths=SourcePaths.of(settings))
+    pulled = list(source.pull(None, 100))
+    archive.symlink_to(settings.lake_dir)  # swapped between the check and the move
+    source.landed(pulled[-1].cursor)
+    assert (drop / "good.csv").exists() and not any(settings.lake_dir.iterdir())
