@@ -300,7 +300,16 @@ def rebatch(blocks: Iterable[pa.RecordBatch], size: int, skip: int = 0) -> Itera
 
 
 def _joined(pieces: list[pa.RecordBatch]) -> pa.RecordBatch:
-    return pieces[0] if len(pieces) == 1 else pa.concat_batches(pieces)
+    if len(pieces) == 1:
+        return pieces[0]
+    if all(p.schema.equals(pieces[0].schema) for p in pieces[1:]):
+        return pa.concat_batches(pieces)
+    # A source whose later blocks bring a field the earlier ones lacked (JSON lines whose key
+    # first appears after a block): the columns united, missing values null (the contract then
+    # takes the columns it names).
+    tables = [pa.Table.from_batches([p]) for p in pieces]
+    joined = pa.concat_tables(tables, promote_options="default").combine_chunks()
+    return joined.to_batches(max_chunksize=joined.num_rows)[0]
 
 
 def json_text(value: Any) -> str | None:

@@ -127,7 +127,11 @@ def _expand(value: Any, variables: Mapping[str, str]) -> Any:
 
 
 def load_registration(path: Path) -> Registration:
+    from onceonly.yamlfile import MAX_BYTES
+
     try:
+        if path.stat().st_size > MAX_BYTES:  # refused before it is read into memory
+            raise ConfigurationError(f"{path}: larger than {MAX_BYTES >> 20} MiB; not a registration")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read registration: {exc}") from exc
