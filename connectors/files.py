@@ -79,6 +79,7 @@ and changed rows, reporting deleted keys.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import copy
 import datetime as dt
 import fnmatch
@@ -90,6 +91,8 @@ import math
 import os
 import posixpath
 import re
+import shutil
+import tempfile
 import time
 import xml.parsers.expat
 import zipfile
@@ -460,7 +463,7 @@ class FilesConnector(Connector):
             elif fmt == "jsonl":
                 yield from self._read_jsonl(path)
             else:
-                with self._fs.open(path, "rb") as f:
+                with self._arrow_input(path) as f:
                     for batch in pq.ParquetFile(f).iter_batches(batch_size=65_536):
                         yield batch.rename_columns(self._names(name, batch.schema.names))
         except ConnectorError:
@@ -525,7 +528,7 @@ class FilesConnector(Connector):
         def row(i: int) -> str:
             return f"row {done + i + 1}"
 
-        with self._fs.open(path, "rb") as f:
+        with self._arrow_input(path) as f:
             try:
                 for batch in self._open_csv(f, encoding, header):
                     self._check_sizes(name, batch, row, rows=True)
@@ -549,7 +552,7 @@ class FilesConnector(Connector):
         # A first block of 64 KiB holds any usual header, and is parsed (types guessed) only to
         # find it; the block of row_bytes only when it does not.
         for block in sorted({min(_HEADER_BLOCK, self.limits.row_bytes), self.limits.row_bytes}):
-            with self._fs.open(path, "rb") as f:
+            with self._arrow_input(path) as f:
                 try:
                     return list(self._open_csv(f, encoding, None, block).schema.names), False
                 except UnicodeDecodeError as exc:
@@ -568,9 +571,32 @@ class FilesConnector(Connector):
         if not text.strip():
             raise SourceDataMalformed(self.name, f"file {name}: empty file, no header")
         try:
-            return list(self._open_csv(io.BytesIO((text + "\n").encode()), "utf-8", None).schema.names), True
+            header = pa.BufferReader((text + "\n").encode())
+            return list(self._open_csv(header, "utf-8", None).schema.names), True
         except pa.ArrowInvalid as exc:
             raise SourceDataMalformed(self.name, self._csv_cause(name, exc, 0)) from exc
+
+    @contextlib.contextmanager
+    def _arrow_input(self, path: str) -> Iterator[pa.NativeFile]:
+        """``path`` as an Arrow-native stream, for Arrow's readers.
+
+        Arrow's CSV reader reads ahead on its own I/O threads. Handed a Python file object, a
+        read still pending there when the reader failed (a header longer than the block) or was
+        dropped crashed the process at random (pyarrow 26: SIGSEGV, or "terminate called without
+        an active exception" at exit; 3 runs in 12 of a plain script). A native file has no
+        Python in those threads. A file on another file system (an object store) is first copied,
+        1 MiB at a time, to a private temporary file (mode 600), deleted when read.
+        """
+        if self._local:
+            with pa.OSFile(path, "rb") as native:
+                yield native
+            return
+        with tempfile.NamedTemporaryFile(prefix="onceonly-drop-") as spool:
+            with self._fs.open(path, "rb") as src:
+                shutil.copyfileobj(src, spool, 1 << 20)
+            spool.flush()
+            with pa.OSFile(spool.name, "rb") as native:
+                yield native
 
     def _open_csv(
         self, f: Any, encoding: str, header: list[str] | None, block: int | None = None
