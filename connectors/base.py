@@ -186,9 +186,10 @@ class Connector(abc.ABC):
         """
 
         def clean(text: str) -> str:
+            text = scrub_text(text)  # IDs first: a secret inside one must not break its pattern
             for value in self._revealed:
                 text = text.replace(value, "***")
-            return scrub_text(text)
+            return text
 
         if isinstance(exc, ConnectorError):
             exc.cause = clean(exc.cause)

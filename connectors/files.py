@@ -471,6 +471,8 @@ class FilesConnector(Connector):
         except (pa.ArrowInvalid, UnicodeDecodeError, ValueError) as exc:
             raise SourceDataMalformed(self.name, f"file {name}: {_without_row(exc)}") from exc
         except Exception as exc:  # calamine and parquet raise their own types on a broken file
+            if isinstance(exc, _PROGRAMMING_ERRORS):
+                raise  # a bug here, not a bad file: its traceback must show
             if isinstance(exc, OSError) and not _is_format_error(exc):
                 raise SourceUnavailable(self.name, f"file {name}: {type(exc).__name__}: {exc}") from exc
             raise SourceDataMalformed(
@@ -480,8 +482,13 @@ class FilesConnector(Connector):
     def _names(self, file: str, header: list[str]) -> list[str]:
         names = [self.opts.rename.get(h, h) for h in header]
         if len(set(names)) < len(names):
-            twice = sorted({n for n in names if names.count(n) > 1})
-            raise SourceDataMalformed(self.name, f"file {file}: column(s) {', '.join(twice)} appear twice")
+            # By position, not by name: a file without its header row has data for names.
+            alike = [str(i) for i, n in enumerate(names, start=1) if names.count(n) > 1]
+            raise SourceDataMalformed(
+                self.name,
+                f"file {file}: columns {', '.join(alike)} have the same name (a header written twice, "
+                "or no header row)",
+            )
         for position, h in enumerate(header, start=1):
             if len(h.encode("utf-8", "surrogatepass")) > self.limits.field_bytes:
                 raise self._over("field_bytes", f"file {file}: the name of column {position}")
@@ -559,7 +566,8 @@ class FilesConnector(Connector):
                     cause = f"file {name}: the header is not {encoding} text"
                     raise SourceDataMalformed(self.name, cause) from exc
                 except pa.ArrowInvalid as exc:
-                    if "Empty CSV" not in str(exc):
+                    small = block < self.limits.row_bytes
+                    if "Empty CSV" not in str(exc) and not (small and "straddl" in str(exc)):
                         raise SourceDataMalformed(self.name, self._csv_cause(name, exc, 0)) from exc
         # "Empty": the first block holds no whole row. A file of blank lines, one line without
         # a line end, or a header longer than the block.
@@ -708,11 +716,13 @@ class FilesConnector(Connector):
         limits = self.limits
         ratio_cap = _inflation_cap(part, limits.zip_ratio)
         cap = min(left, ratio_cap)
-        grid = _CellGrid()
+        grid: _CellGrid | None = None  # for a part that is XML: only XML can be a worksheet
         size = 0
         try:
             with self._part(archive, part) as stream:
                 while chunk := stream.read(1 << 20):
+                    if size == 0 and chunk.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"<":
+                        grid = _CellGrid()
                     size += len(chunk)
                     if size > cap:  # the declared size passed the checks above: it lied
                         if cap == left:
@@ -720,11 +730,14 @@ class FilesConnector(Connector):
                             raise self._over("unzipped_bytes", what)
                         what = f"file {file}: part {part.filename} inflating more than its zip entry declares"
                         raise self._over("zip_ratio", what)
-                    grid.feed(chunk)
-            grid.close()
+                    if grid is not None:
+                        grid.feed(chunk)
             if size != part.file_size:
                 raise zipfile.BadZipFile("size differs from the declared size")
-            extent = grid.extent()
+            extent: tuple[int, int] | None = (0, 0)  # a picture, a VBA project: no cells
+            if grid is not None:
+                grid.close()
+                extent = grid.extent()
             if extent is None:  # cells without a position of their own: place them one by one
                 with self._part(archive, part) as stream:
                     extent = _place_cells(stream)
@@ -814,6 +827,11 @@ class FilesConnector(Connector):
 def _filesystem(url: str) -> tuple[Any, str]:
     fs, root = fsspec.core.url_to_fs(url)
     return fs, root.rstrip("/") or "/"
+
+
+#: Errors of our own code, never of a department's file (which the readers' libraries report
+#: with their own types, ValueError or OSError).
+_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, KeyError, IndexError, AssertionError)
 
 
 def _is_local(fs: Any) -> bool:
@@ -944,9 +962,6 @@ class _CellGrid:
         self._rows = self._columns = 0
 
     def feed(self, chunk: bytes) -> None:
-        edged = self._edge + chunk
-        self._prefixed = self._prefixed or _PREFIXED_CELL.search(edged) is not None
-        self._edge = edged[-2:]
         if self._prefixed:
             return
         data = self._carry + chunk
@@ -956,6 +971,12 @@ class _CellGrid:
                 self._carry = data[-_OVERLAP:]
                 return
             self._started, data = True, data[at:]
+            chunk, self._edge = data, b""  # prefixed cells are looked for from sheetData on
+        edged = self._edge + chunk
+        self._prefixed = _PREFIXED_CELL.search(edged) is not None
+        self._edge = edged[-2:]
+        if self._prefixed:
+            return
         # Counted up to the last "<": a tag before it is whole (no tag holds a "<"), one after
         # it may not be, unless it already has _OVERLAP bytes.
         cut = data.rfind(b"<")

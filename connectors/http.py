@@ -224,6 +224,7 @@ class _Watchdog:
         self._socket: socket.socket | None = None
         self._lock = threading.Lock()
         self.fired = False
+        self._deadline = float("inf")
 
     def trace(self, event: str, info: dict[str, Any]) -> None:
         # After start_tls the TCP socket is detached: the TLS socket is the one to shut down.
@@ -231,11 +232,17 @@ class _Watchdog:
             stream = info.get("return_value")
             with self._lock:
                 self._socket = stream.get_extra_info("socket") if stream is not None else None
+                # Connected after the deadline (the timer fired while DNS or the connect ran,
+                # into no socket or the last one): shut this one at once, or nothing would.
+                late = self.fired or time.monotonic() >= self._deadline
+            if late:
+                self._fire()
 
     @contextmanager
     def until(self, deadline: float) -> Iterator[None]:
         """Watch the request made in this block; ``fired`` says whether the deadline came first."""
         self.fired = False
+        self._deadline = deadline
         timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         timer.daemon = True
         timer.start()
@@ -244,6 +251,7 @@ class _Watchdog:
         finally:
             timer.cancel()
             timer.join()  # a shutdown under way ends here, never during the next request
+            self._deadline = float("inf")
 
     def _fire(self) -> None:
         with self._lock:

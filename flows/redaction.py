@@ -72,11 +72,14 @@ def remember_secrets(values: Iterable[str | None]) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` without the remembered secret values (``***``) and with citizen IDs masked."""
+    """``text`` with citizen IDs masked and without the remembered secret values (``***``): IDs
+    first, so a secret that is part of an ID ("1990") cannot break the ID's pattern and leave
+    the rest of it in clear."""
+    text = scrub_text(text)
     for value in _secrets:
         if value in text:
             text = text.replace(value, MASK)
-    return scrub_text(text)
+    return text
 
 
 def scrub_value(value: Any) -> Any:

@@ -168,6 +168,27 @@ class Settings(BaseSettings):
 
         return make_url(url).render_as_string(hide_password=True)
 
+    @field_validator("database_url")
+    @classmethod
+    def _no_password_in_the_query(cls, url: str | None) -> str | None:
+        # A password in the query string is not hidden where a URL is shown without its
+        # password (flow-run parameters, which Prefect stores): only the URL's own password is.
+        if url is None:
+            return None
+        from sqlalchemy import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            query = make_url(url).query
+        except ArgumentError:
+            raise ValueError("ONCEONLY_DATABASE_URL is not a database URL") from None
+        if {k.lower() for k in query} & {"password", "passwd", "pwd", "sslpassword"}:
+            raise ValueError(
+                "ONCEONLY_DATABASE_URL carries a password in its query string: put it in the URL's "
+                "password part (postgresql+psycopg://user:PASSWORD@host/db) or in PGPASSWORD"
+            )
+        return url
+
     @field_validator("signature_suite")
     @classmethod
     def _known_suite(cls, value: str) -> str:

@@ -160,7 +160,7 @@ def test_a_header_only_file_yields_nothing(tmp_path: Path) -> None:
         (codecs.encode("姓名,值\n张三,1\n", "gbk") + b"\xff\xfe,2\n", "gbk"),  # not GBK at all
         (f"姓名,值\n张三,{CITIZEN_ID},extra\n".encode("gbk"), "Expected 2 columns, got 3"),
         (b"", "empty file"),
-        ("a,b,a\n1,2,3\n".encode("gbk"), "appear twice"),
+        ("a,b,a\n1,2,3\n".encode("gbk"), "columns 1, 3 have the same name"),
     ],
     ids=["truncated", "invalid-bytes", "extra-column", "empty", "duplicate-header"],
 )

@@ -314,7 +314,7 @@ def test_the_nul_of_utf16_is_no_nul_once_the_encoding_is_set(tmp_path: Path) -> 
             {},
             "CSV parse error: Row #3: Expected 2 columns, got 3",
         ),
-        (b"a,b\n1,2\n", {"rename": {"a": "x", "b": "x"}}, "column(s) x appear twice"),
+        (b"a,b\n1,2\n", {"rename": {"a": "x", "b": "x"}}, "columns 1, 2 have the same name"),
         (b"", {}, "empty file, no header"),
         (b"\r\n\n\r", {}, "empty file, no header"),
         (f'a,b\n1,"{CITIZEN_ID}'.encode(), {}, "ends inside a quoted field (the file may be truncated)"),
@@ -404,3 +404,27 @@ def test_broken_files_among_good_ones_are_each_named_and_the_good_ones_land(tmp_
         assert f"file {name}" in message
     assert [p.batch.num_rows for p in landed] == [1, 1]  # 1-good.csv and 5-good.jsonl
     assert len(landed[-1].cursor["done"]) == 2
+
+
+def test_a_first_row_longer_than_the_header_block_is_read(tmp_path: Path) -> None:
+    # The header is looked for in a first block of 64 KiB; a first data row of 200,000
+    # characters straddles it and is read within the 4 MiB row_bytes.
+    put(tmp_path / "a.csv", b"id,note\n1," + b"x" * 200_000 + b"\n2,short\n")
+    pulled = drain(files(tmp_path))
+    assert column(pulled, "id") == ["1", "2"] and len(column(pulled, "note")[0]) == 200_000
+
+
+def test_a_picture_in_a_workbook_is_not_taken_for_a_worksheet(tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["编号", "姓名"])
+    book.active.append([1, "张三"])
+    path = tmp_path / "with-picture.xlsx"
+    book.save(path)
+    noise = b"\x89PNG\r\n\x1a\n" + b"\x00 <x:c \x01:c>\xff" * 10_000  # bytes a worksheet scan would misread
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("xl/media/image1.png", noise)
+    os.utime(path, (time.time() - 10, time.time() - 10))
+    pulled = drain(files(tmp_path, pattern="*.xlsx"))
+    assert column(pulled, "姓名") == ["张三"]

@@ -409,3 +409,22 @@ def test_a_string_longer_than_field_bytes_is_refused(api: HostileApi) -> None:
         f"page 1 ({api.url}/long-string): a string of {3 * MiB} bytes exceeds the limit field_bytes = 1 MiB "
         "(ONCEONLY_LIMIT_FIELD_BYTES)"
     )
+
+
+def test_a_connection_made_after_the_deadline_is_shut_at_once(
+    api: HostileApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deadline passes while the connection is still being made (a slow DNS or connect):
+    # the watchdog fired into no socket; the socket connected late must be shut all the same.
+    import socket as socket_module
+
+    connect = socket_module.create_connection
+
+    def slow_connect(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(socket_module, "create_connection", slow_connect)
+    made = source(api, "/trickle-headers", limits=Limits(page_seconds=0.5), timeout_seconds=30)
+    message = refused(made, SourceUnavailable, within=4.0)
+    assert "exceeds the limit page_seconds" in message

@@ -136,3 +136,12 @@ def test_artifacts_and_events_reach_prefect_only_through_redaction() -> None:
                 names.add(node.attr)
             found += [f"{path.name}:{getattr(node, 'lineno', '?')} {n}" for n in names & doors]
     assert not found, "use flows.redaction's table_artifact, link_artifact and event:\n" + "\n".join(found)
+
+
+def test_a_secret_inside_an_id_does_not_unmask_the_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.redaction
+    from flows.redaction import remember_secrets, scrub
+
+    monkeypatch.setattr(flows.redaction, "_secrets", ())  # this test's secret stays its own
+    remember_secrets(["1990"])
+    assert scrub("holder 110101199003071234 refused") == "holder 110101********1234 refused"

@@ -69,3 +69,10 @@ def test_the_json_form_prefect_stores_holds_no_secret(tmp_path: Path, clean_env:
     data = json.loads(text)
     assert data["database_url"] == "postgresql+psycopg://onceonly:***@db.example/onceonly"
     assert settings.catalog_url.endswith(":s3cret-pw@db.example/onceonly")  # the live value is intact
+
+
+def test_a_password_in_the_database_urls_query_is_refused(tmp_path: Path) -> None:
+    import pydantic
+
+    with pytest.raises(pydantic.ValidationError, match="password in its query string"):
+        Settings(home=tmp_path, database_url="postgresql+psycopg://u@db/x?password=S3cret")
