@@ -84,6 +84,7 @@ def home(tmp_path: Path, prefect_harness: None) -> Iterator[Home]:
     mp.setenv("ONCEONLY_HOME", str(var))
     mp.setenv("ONCEONLY_KEY_PASSPHRASE", PASSPHRASE)
     mp.setenv("ONCEONLY_REGISTRATIONS_DIR", str(regs))
+    mp.setenv("ONCEONLY_SOURCE_ROOTS", str(tmp_path))  # the drop beside the home
     mp.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
     mp.setenv("ONCEONLY_CONNECTOR_ATTEMPTS", "1")
     mp.delenv("ONCEONLY_SIGNATURE_SUITE", raising=False)
