@@ -35,6 +35,7 @@ import functools
 import importlib.metadata
 import json
 import logging
+import os
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,6 +255,7 @@ def create_connector(
             f"known types: {', '.join(sorted(types))}"
         )
     cls = types[registration.type]
+    home = Path(os.path.abspath(home))  # {home} in options must expand to an absolute path
     options = registration.expanded_options(home)
     validate_options(cls, registration.name, options)  # what is missing or unknown, said first
     # Then where they point, before the type sees them (it may open a file system or a driver).

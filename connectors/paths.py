@@ -94,7 +94,7 @@ class SourcePaths:
         """The operator's roots (``settings.source_roots``, default home/departments) and the
         home's own places: the home itself, keys, secrets, catalog, lake, extracts, snapshots
         (a snapshot folder may be there: see :meth:`check`), Data Docs."""
-        home = settings.home
+        home = Path(os.path.abspath(settings.home))  # the default home, "var", is relative
         given = settings.source_roots
         roots = [r for r in _ROOTS_SEP.split(given) if r.strip()] if given else [str(home / "departments")]
         protected = [(home, "OnceOnly's home", False)]
@@ -125,9 +125,12 @@ class SourcePaths:
         databases: Iterable[tuple[str, str]] = (),
     ) -> SourcePaths:
         kept: list[str] = []
-        for root in roots:
-            local = _local(root.strip())
-            kept.append(str(local) if local is not None else _url_key(root.strip()))
+        for root in (r.strip() for r in roots):
+            if "://" in root:
+                local = _local(root)
+                kept.append(str(local) if local is not None else _url_key(root))
+            else:  # the operator's own setting: a relative folder is taken from the working one
+                kept.append(os.path.realpath(os.path.abspath(root)))
         places = tuple((Path(os.path.realpath(p)), what, whole) for p, what, whole in protected)
         return cls(tuple(kept), places, tuple((_database(u), what) for u, what in databases))
 

@@ -285,3 +285,17 @@ def test_an_archive_folder_swapped_for_a_link_is_not_used(settings: Settings) ->
     archive.symlink_to(settings.lake_dir)  # swapped between the check and the move
     source.landed(pulled[-1].cursor)
     assert (drop / "good.csv").exists() and not any(settings.lake_dir.iterdir())
+
+
+def test_the_default_relative_home_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ONCEONLY_HOME defaults to "var", relative to where the command runs: {home} expands to an
+    # absolute path and the default root is absolute too, so the shipped registrations build.
+    from connectors import load_registrations
+
+    monkeypatch.chdir(tmp_path)
+    settings = Settings(home=Path("var"))
+    assert SourcePaths.of(settings).roots == (str(tmp_path / "var" / "departments"),)
+    for reg in load_registrations(settings.registrations_dir).values():
+        create_connector(reg, settings.home, EnvironmentSecrets({}), paths=SourcePaths.of(settings))
+    with pytest.raises(ConfigurationError, match="is the district's signing keys"):
+        files_at(settings, path=str(tmp_path / "var" / "keys"))
