@@ -110,6 +110,7 @@ from pydantic import Field, field_validator, model_validator
 
 from connectors.base import Connector, ConnectorOptions, Cursor, Pulled, json_text, rebatch
 from onceonly.errors import ConfigurationError, ConnectorError, SourceDataMalformed, SourceUnavailable
+from onceonly.files import private_dir
 from onceonly.limits import MiB
 
 logger = logging.getLogger(__name__)
@@ -593,13 +594,15 @@ class FilesConnector(Connector):
         dropped crashed the process at random (pyarrow 26: SIGSEGV, or "terminate called without
         an active exception" at exit; 3 runs in 12 of a plain script). A native file has no
         Python in those threads. A file on another file system (an object store) is first copied,
-        1 MiB at a time, to a private temporary file (mode 600), deleted when read.
+        1 MiB at a time, to a private temporary file (mode 600, in home/tmp), deleted when read.
         """
         if self._local:
             with pa.OSFile(path, "rb") as native:
                 yield native
             return
-        with tempfile.NamedTemporaryFile(prefix="onceonly-drop-") as spool:
+        # Under the home (mode 700, the file 600) where there is one: it holds the department's rows.
+        spool_dir = private_dir(self.home / "tmp") if self.home is not None and self.home.is_dir() else None
+        with tempfile.NamedTemporaryFile(prefix="onceonly-drop-", dir=spool_dir) as spool:
             with self._fs.open(path, "rb") as src:
                 shutil.copyfileobj(src, spool, 1 << 20)
             spool.flush()
