@@ -25,6 +25,7 @@ from typing import Annotated
 import typer
 
 from cli import (
+    alerts,
     audit,
     catalog,
     certificates,
@@ -85,6 +86,7 @@ app.add_typer(sharing.app)
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(witness.app, name="witness")
 app.add_typer(counter.app)
+app.add_typer(alerts.app, name="alerts")
 
 
 def onceonly_home() -> str:

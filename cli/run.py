@@ -4,6 +4,7 @@ Example::
 
     onceonly run                      # every registered connector
     onceonly run -c gongan-household  # only these
+    onceonly watch                    # freshness, key age and the audit, once (flows/watch.py)
 """
 
 from __future__ import annotations
@@ -70,6 +71,23 @@ def run_flow(connectors: list[str] | None, settings: Any = None) -> bool:
         return False
     _print_summary(summary)
     return summary.ok
+
+
+@app.command("watch")
+def watch(
+    audit: Annotated[bool, typer.Option(help="Also run the audit (log, catalog, lake, extracts).")] = True,
+) -> None:
+    """Check each dataset's freshness against its SLA, the signing keys' age, and the audit, once."""
+    from flows.server import temporary_server
+    from flows.watch import watch as watch_flow
+    from onceonly.settings import Settings
+
+    settings = Settings()
+    with temporary_server():
+        state = watch_flow(settings=settings, audit=audit, return_state=True)
+    ok = state.is_completed()
+    typer.secho(scrub_text(state.message or state.name or ""), fg=None if ok else "red", err=not ok)
+    raise typer.Exit(0 if ok else 1)
 
 
 def _print_summary(s: Any) -> None:

@@ -521,6 +521,62 @@ class KeyStore:
         raise TypeError("a KeyStore holds a passphrase and cannot be pickled")
 
 
+@dataclass(frozen=True)
+class KeyWarning:
+    """An active key past the warning age of the rotation policy, or marked compromised."""
+
+    record: KeyRecord
+    kind: str  # expiring | expired | compromised
+    expires: dt.datetime
+    message: str
+
+
+def key_warnings(
+    keyring: Keyring, *, max_age: dt.timedelta, warn_before: dt.timedelta, now: dt.datetime | None = None
+) -> list[KeyWarning]:
+    """Active keys that must be rotated soon (or now): the rotation policy's view of the keyring.
+
+    A key is due for rotation at ``created + max_age`` (``ONCEONLY_KEY_MAX_AGE_DAYS``); from
+    ``warn_before`` earlier it is ``expiring``, after it ``expired``; an active key marked
+    compromised is ``compromised`` whatever its age. Retired keys only verify: never warned of.
+    """
+    now = now or _now()
+    out = []
+    for record in keyring.keys:
+        if record.retired is not None and record.compromised_since is None:
+            continue
+        label = f"{record.name}+{record.key_id}"
+        expires = record.created + max_age
+        if record.compromised_since is not None:
+            if record.retired is None:
+                out.append(
+                    KeyWarning(
+                        record,
+                        "compromised",
+                        expires,
+                        f"signing key {label} is marked compromised since {_iso(record.compromised_since)} "
+                        "and is still the active key: run `onceonly keys rotate`",
+                    )
+                )
+            continue
+        if now >= expires:
+            kind, when = "expired", f"was due for rotation on {expires:%Y-%m-%d}"
+        elif now >= expires - warn_before:
+            days = (expires - now).days
+            kind, when = "expiring", f"is due for rotation on {expires:%Y-%m-%d} (in {days} days)"
+        else:
+            continue
+        out.append(
+            KeyWarning(
+                record,
+                kind,
+                expires,
+                f"signing key {label}, created {record.created:%Y-%m-%d}, {when}: run `onceonly keys rotate`",
+            )
+        )
+    return out
+
+
 def suite_mismatch(active: SigningKey, configured: str) -> str | None:
     """What to say when the active key's suite is not the configured one (None when it is)."""
     if active.suite == configured:
@@ -685,10 +741,12 @@ __all__ = [
     "SUITES",
     "KeyRecord",
     "KeyStore",
+    "KeyWarning",
     "Keyring",
     "SigningKey",
     "bundle_vkeys",
     "check_key_status",
+    "key_warnings",
     "log_verifiers",
     "open_key_store",
     "parse_since",

@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as prefect_flow_run
 from prefect.states import Completed, Failed, State
+from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors import Registration
@@ -42,15 +44,16 @@ from connectors.base import Cursor, Pulled
 from connectors.state import acquire_lease, cursor_of, record_failure, release_lease
 from contracts.compiler import CompiledContract
 from contracts.pinning import require_pinned_major
+from contracts.sla import SlaUnitError, freshness_window
 from contracts.validate import Validation, Validator
 from evidence.lifecycle import Lifecycle
 from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
 from evidence.witness import configured_witnesses, submit_to_witnesses, witness_summary
+from flows import events
 from flows.pipeline import Pipeline, pipeline_for
 from flows.progress import ProgressLine
 from flows.redaction import (
-    event,
     failed_state,
     failure_message,
     install_prefect_scrubbing,
@@ -63,6 +66,7 @@ from flows.redaction import (
 from flows.run_log import is_expected
 from flows.summary import ConnectorResult, RunSummary
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
+from lake.freshness import Freshness, dataset_freshness
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
 from lake.runs import FAILED, OK, Heartbeat, finish_run, reap_dead_runs, start_run
 from onceonly.errors import CatalogError, ConnectorBusy, ContractBreached, OnceOnlyError, TransientError
@@ -145,6 +149,13 @@ def witness_checkpoint(pipeline: Pipeline) -> int:
         return 0
     for outcome in outcomes:
         (logger.info if outcome.ok else logger.warning)("%s", witness_summary(outcome))
+        if not outcome.ok:
+            events.witness_refused(
+                witness=outcome.witness.label,
+                tree_size=outcome.tree_size,
+                error=witness_summary(outcome),
+                transient=isinstance(outcome.error, TransientError),
+            )
     return sum(outcome.ok for outcome in outcomes)
 
 
@@ -303,6 +314,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
         progress = ProgressLine(
             connector_name, logger, expected=connector.remaining(cursor_of(conn, connector_name))
         )
+        freshness = _Freshness.before(conn, compiled, connector_name, logger)
     retrying = Retrying(
         retry=retry_if_exception_type(TransientError),
         stop=stop_after_attempt(settings.connector_attempts),
@@ -350,6 +362,48 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 cursor = pulled.cursor
                 connector.landed(pulled.cursor)  # e.g. archive the files this batch finished
                 progress.landed(landed)
+                if not landed.already_landed and landed.pulled:
+                    freshness.landed(landed, run_id)
+
+
+@dataclass
+class _Freshness:
+    """Announces each landed batch (``onceonly.batch.landed``, what the freshness automation
+    waits for) and, once, that a dataset which had gone stale lands again."""
+
+    connector: str
+    stale: Freshness | None
+    logger: Any
+
+    @classmethod
+    def before(cls, conn: Connection, compiled: CompiledContract, connector: str, logger: Any) -> _Freshness:
+        try:
+            window = freshness_window(compiled.contract)
+        except SlaUnitError:
+            window = None  # `onceonly alerts install` and the watch flow name the bad unit
+        dataset = compiled.contract.id
+        (state,) = dataset_freshness(conn, {dataset: window})
+        return cls(connector, state if state.stale and state.last_landed is not None else None, logger)
+
+    def landed(self, landed: LandedBatch, run_id: str) -> None:
+        events.batch_landed(
+            connector=self.connector,
+            dataset=landed.dataset,
+            batch_id=landed.batch_id,
+            run_id=run_id,
+            rows=landed.pulled,
+            accepted=landed.accepted,
+            certificates=landed.certificates,
+        )
+        if self.stale is not None:
+            self.logger.info("%s: recovered — %s", landed.dataset, self.stale.describe())
+            events.dataset_recovered(
+                connector=self.connector,
+                dataset=landed.dataset,
+                run_id=run_id,
+                silent_for=self.stale.describe(),
+            )
+            self.stale = None
 
 
 def _stage_deletions(
@@ -370,7 +424,7 @@ def _stage_deletions(
     return keys
 
 
-BREACH_EVENT = "onceonly.contract.breached"
+BREACH_EVENT = events.BREACHED
 
 
 def _refuse_breach(
@@ -414,22 +468,10 @@ def _refuse_breach(
 
 def announce_breach(breach: Breach, validation: Validation, *, run_id: str) -> None:
     """Emit ``onceonly.contract.breached`` on resource ``onceonly.dataset.<id>`` for automations."""
-    event(
-        BREACH_EVENT,
-        resource={
-            "prefect.resource.id": f"onceonly.dataset.{breach.dataset}",
-            "prefect.resource.name": breach.dataset,
-        },
-        related=[
-            {
-                "prefect.resource.id": f"onceonly.connector.{breach.connector}",
-                "prefect.resource.role": "connector",
-                "prefect.resource.name": breach.connector,
-            }
-        ],
+    events.contract_breached(
+        connector=breach.connector,
+        dataset=breach.dataset,
         payload={
-            "connector": breach.connector,
-            "dataset": breach.dataset,
             "contract": breach.contract,
             "batch_id": breach.batch_id,
             "run_id": run_id,
@@ -632,6 +674,15 @@ def _sync_one(
             result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
         if result.breached:
             breached[dataset] = name
+        else:
+            events.connector_failed(
+                connector=name,
+                dataset=dataset,
+                run_id=run_id,
+                cause=result.cause or "terminal",
+                status=result.status,
+                error=result.error or "failed",
+            )
     return result
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import quote, quote_plus
 
-from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.states import Failed, State
 
@@ -187,6 +187,11 @@ def table_artifact(*, key: str, table: list[dict[str, Any]], description: str) -
     create_table_artifact(key=key, table=scrub_value(table), description=scrub(description))
 
 
+def markdown_artifact(*, key: str, markdown: str, description: str) -> None:
+    """``create_markdown_artifact`` with the text and the description scrubbed."""
+    create_markdown_artifact(key=key, markdown=scrub(markdown), description=scrub(description))
+
+
 def link_artifact(*, key: str, link: str, link_text: str, description: str) -> None:
     """``create_link_artifact`` with the link, its text and the description scrubbed."""
     create_link_artifact(
@@ -267,6 +272,7 @@ __all__ = [
     "failure_message",
     "install_prefect_scrubbing",
     "link_artifact",
+    "markdown_artifact",
     "remember_secrets",
     "scrub",
     "scrub_value",

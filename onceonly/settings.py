@@ -110,6 +110,14 @@ class Settings(BaseSettings):
             "after four missed beats (on the same host, as soon as its process is gone)."
         ),
     )
+    key_max_age_days: int = Field(
+        365,
+        gt=0,
+        description="Rotate a signing key by this age; the watch flow warns before (onceonly.key.expiring).",
+    )
+    key_warn_days: int = Field(
+        30, ge=0, description="How many days before a signing key's max age the watch flow starts warning."
+    )
     registrations_dir: Path = Field(
         _REPO_ROOT / "connectors" / "registrations",
         description="Folder of connector registration files (*.yaml).",

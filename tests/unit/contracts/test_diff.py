@@ -204,4 +204,4 @@ def test_cli_show_prints_every_rule_and_the_arrow_schema() -> None:
     assert rules["registered_on.not_in_future"]["severity"] == "warning"
     assert {"name": "birth_date", "type": "date32[day]"} in shown["arrow_schema"]
     table = runner.invoke(app, ["contracts", "show", str(DATASETS / "marriage.yaml")])
-    assert table.exit_code == 0 and "Arrow schema" in table.output and "marriage@1.0.0" in table.output
+    assert table.exit_code == 0 and "Arrow schema" in table.output and "marriage@1.1.0" in table.output

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+import yaml
+
+from flows.alerts import AUTOMATIONS_DIR, _with_block, freshness_automations, shipped_automations
+from flows.events import EVENTS
+from onceonly.errors import ConfigurationError
+from onceonly.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_every_shipped_automation_is_valid_prefect_and_listens_to_our_events() -> None:
+    from prefect.events.schemas.automations import AutomationCore
+
+    plan = shipped_automations()
+    assert set(plan.automations) == {
+        "onceonly-audit-failed",
+        "onceonly-connector-failed",
+        "onceonly-contract-breached",
+        "onceonly-dataset-recovered",
+        "onceonly-signing-key",
+        "onceonly-witness-refused",
+    }
+    heard: set[str] = set()
+    for spec in plan.automations.values():
+        automation = AutomationCore.model_validate(_with_block(spec, UUID(int=7)))
+        assert "onceonly" in automation.tags
+        assert automation.actions and all(a.block_document_id == UUID(int=7) for a in automation.actions)  # type: ignore[union-attr]
+        heard |= set(automation.trigger.expect)  # type: ignore[union-attr]
+    assert heard <= set(EVENTS)
+    # Stale datasets notify through the proactive freshness automations; landings feed them.
+    assert set(EVENTS) - heard == {"onceonly.batch.landed", "onceonly.dataset.stale"}
+
+
+def test_one_proactive_freshness_automation_per_dataset_from_its_contract(home: Path) -> None:
+    from prefect.events.schemas.automations import AutomationCore, Posture
+
+    settings = Settings()
+    plan = freshness_automations(settings, ["household", "marriage", "household"])
+    assert set(plan.automations) == {"onceonly-freshness-household", "onceonly-freshness-marriage"}
+    automation = AutomationCore.model_validate(
+        _with_block(plan.automations["onceonly-freshness-household"], UUID(int=1))
+    )
+    trigger = automation.trigger
+    assert trigger.posture == Posture.Proactive  # type: ignore[union-attr]
+    assert trigger.expect == {"onceonly.batch.landed"}  # type: ignore[union-attr]
+    assert trigger.match.model_dump() == {"prefect.resource.id": "onceonly.dataset.household"}  # type: ignore[union-attr]
+    assert trigger.within.total_seconds() == 2 * 86400  # type: ignore[union-attr]
+    assert "2 天" in automation.actions[0].body  # type: ignore[union-attr]
+    assert not plan.problems
+
+
+def test_a_dataset_without_a_usable_sla_is_named_not_silently_skipped(home: Path, tmp_path: Path) -> None:
+    contracts = tmp_path / "contracts"
+    shutil.copytree(ROOT / "contracts" / "datasets", contracts)
+    data = yaml.safe_load((contracts / "marriage.yaml").read_text(encoding="utf-8"))
+    data["slaProperties"] = [{"property": "frequency", "value": 1, "unit": "m"}]
+    (contracts / "marriage.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    data = yaml.safe_load((contracts / "birth.yaml").read_text(encoding="utf-8"))
+    data["slaProperties"] = [{"property": "retention", "value": 1, "unit": "y"}]
+    (contracts / "birth.yaml").write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    plan = freshness_automations(Settings(contracts_dir=contracts), ["marriage", "birth", "nosuch"])
+    assert not plan.automations
+    problems = "\n".join(plan.problems)
+    assert "dataset marriage: no freshness automation: slaProperties frequency: unit 'm'" in problems
+    assert "dataset birth: no freshness automation: its contract sets no frequency" in problems
+    assert "dataset nosuch: no freshness automation" in problems
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "name: onceonly-x\ntrigger: {type: event}\nactions: []\nschedule: daily\n",
+            "unknown key(s) schedule",
+        ),
+        ("name: my-alert\ntrigger: {type: event}\nactions: []\n", "must start with 'onceonly-'"),
+        ("name: onceonly-x\ntrigger: {type: event, posture: Sideways}\nactions: []\n", "trigger"),
+        ("- just a list\n", "an automation is a mapping"),
+        ("name: onceonly-x\nname: onceonly-y\n", "line 2"),
+    ],
+)
+def test_a_broken_automation_file_is_named_with_its_problem(tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "bad.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigurationError, match=r"bad\.yaml") as raised:
+        shipped_automations(tmp_path)
+    assert says in str(raised.value)
+
+
+def test_two_files_may_not_define_one_automation(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        shutil.copy(AUTOMATIONS_DIR / "contract-breached.yaml", tmp_path / name)
+    with pytest.raises(ConfigurationError, match="also in"):
+        shipped_automations(tmp_path)
