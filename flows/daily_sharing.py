@@ -58,6 +58,7 @@ from flows.redaction import (
     failure_message,
     install_prefect_scrubbing,
     link_artifact,
+    markdown_artifact,
     remember_secrets,
     scrub,
     scrubbed_errors,
@@ -620,6 +621,7 @@ def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> S
             f"transparency log size {size}, {len(extracts)} township extracts written. {summary.message()}"
         ),
     )
+    markdown_artifact(key="daily-sharing-report", markdown=summary.report(), description=summary.message())
     if not summary.ok:
         # A Failed state whose data is an exception, not a summary: the engine (and a worker)
         # turns it into that exception; the summary lives in the catalog and the artifact.

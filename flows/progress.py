@@ -11,8 +11,10 @@ source can give one cheaply, e.g. ``sql``); without one the line has no time lef
 
 The lines go to the run's log (Prefect UI, worker output, the terminal of ``onceonly run``),
 one per batch of ``ONCEONLY_BATCH_SIZE`` rows; on a terminal ``onceonly run`` also draws a
-progress bar from the same events (``cli.run``). A listener registered with :func:`listen`
-gets every event as ``(connector, rows_so_far, rows_per_second)``.
+progress bar from the same events (``cli.run``). When the rows to come are known, the run also
+carries a progress artifact ``progress-<connector>`` (the percentage, and the same line as its
+description), updated at each batch: the run's page shows how far a long pull is. A listener
+registered with :func:`listen` gets every event as ``(connector, rows_so_far, rows_per_second)``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class ProgressLine:
         self.started = time.monotonic()
         self.rows = 0
         self.batches = 0
+        self._artifact_id: Any = None
 
     def landed(self, landed: LandedBatch) -> None:
         self.batches += 1
@@ -64,8 +67,27 @@ class ProgressLine:
             landed.quarantined,
             landed.certificates,
         )
+        if self.expected:
+            self._artifact(min(100.0, 100.0 * self.rows / self.expected), f"{self.connector}: {done}")
         for listener in list(_LISTENERS):
             listener(self.connector, self.rows, rate)
+
+    def _artifact(self, percent: float, description: str) -> None:
+        """Create, then update, the connector's progress artifact (only inside a Prefect run)."""
+        from prefect.artifacts import create_progress_artifact, update_progress_artifact
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        if FlowRunContext.get() is None and TaskRunContext.get() is None:
+            return
+        try:
+            if self._artifact_id is None:
+                self._artifact_id = create_progress_artifact(
+                    percent, key=f"progress-{self.connector}", description=description
+                )
+            else:
+                update_progress_artifact(self._artifact_id, percent, description=description)
+        except Exception as exc:  # a progress display must never fail a pull
+            self.logger.debug("%s: progress artifact not updated: %s", self.connector, exc)
 
 
 def _duration(seconds: float) -> str:

@@ -114,6 +114,37 @@ class RunSummary:
         parts = [f"{c.connector}: {c.error}" for c in self.failed]
         return f"{len(self.failed)} of {len(self.connectors)} connector(s) failed — " + "; ".join(parts)
 
+    def report(self) -> str:
+        """The run in words, for the operator (the ``daily-sharing-report`` markdown artifact):
+        what landed, and for each connector that did not, why and what to do."""
+        landed = [c for c in self.connectors if c.status == "ok"]
+        accepted = sum(c.accepted for c in self.connectors)
+        quarantined = sum(c.quarantined for c in self.connectors)
+        cancelled = sum(c.cancelled for c in self.connectors)
+        lines = [
+            f"# Daily sharing, run {self.run_id}",
+            "",
+            f"**{'Every connector landed' if self.ok else self.message()}.**",
+            "",
+            f"- {self.pulled:,} rows pulled, {accepted:,} accepted, {quarantined:,} quarantined; "
+            f"{self.certificates:,} certificates issued, {cancelled:,} cancelled, {self.expired:,} expired",
+            f"- {len(landed)} of {len(self.connectors)} connector(s) ok; transparency log size "
+            f"{self.tree_size:,}; {self.extracts} township extract(s) written",
+        ]
+        if self.crashed_runs:
+            lines.append(f"- runs found dead and taken over: {', '.join(self.crashed_runs)}")
+        if self.recovered.get("published") or self.recovered.get("discarded"):
+            lines.append(
+                f"- left by dead runs: {self.recovered.get('published', 0)} committed batch(es) published, "
+                f"{self.recovered.get('discarded', 0)} uncommitted discarded"
+            )
+        if self.failed:
+            lines += ["", "## What went wrong", ""]
+        for c in self.failed:
+            lines.append(f"### {c.connector} ({c.dataset}): {c.status}")
+            lines += ["", c.error or "failed", "", _what_to_do(c), ""]
+        return "\n".join(lines)
+
     def rows(self) -> list[dict[str, object]]:
         """The summary table: one row per connector."""
         return [
@@ -145,6 +176,28 @@ class RunSummary:
         values = {k: v for k, v in data.items() if k in names}
         values["connectors"] = [ConnectorResult.from_json(c) for c in data.get("connectors", [])]
         return cls(**values)
+
+
+def _what_to_do(c: ConnectorResult) -> str:
+    if c.status == "breached":
+        return (
+            "**What to do:** nothing from the batch was issued and the cursor stayed put. Send the "
+            "department its rows to correct (`onceonly quarantine report --department …`); the next run "
+            "lands them once corrected."
+        )
+    if c.status == "busy":
+        return "**What to do:** nothing: another run holds this connector; the next run pulls it."
+    if c.cause == "transient":
+        return (
+            "**What to do:** usually nothing: the system did not answer; the next run resumes from the "
+            "last landed batch. If it keeps failing, call the department."
+        )
+    if c.breached is False and "breached the contract of dataset" in (c.error or ""):
+        return "**What to do:** see the connector whose batch breached this dataset's contract, above."
+    return (
+        "**What to do:** someone must act (a wrong password or URL, a malformed file, a changed schema, a "
+        "contract to fix); `onceonly connectors test " + c.connector + "` shows the problem without landing."
+    )
 
 
 __all__ = ["ConnectorResult", "RunSummary"]

@@ -163,7 +163,9 @@ def test_a_worker_runs_the_daily_deployment_and_the_catalog_names_its_flow_run(o
     row = operator.catalog_run(str(flow_run.id))
     assert row is not None and row.status == "ok"  # one id: the catalog row is the UI's flow run
     messages, artifacts = operator.logs_and_artifacts(flow_run.id)
-    assert "daily-sharing-summary" in {a.key for a in artifacts}
+    assert {"daily-sharing-summary", "daily-sharing-report"} <= {a.key for a in artifacts}
+    (report,) = [a for a in artifacts if a.key == "daily-sharing-report"]
+    assert "**Every connector landed.**" in str(report.data)
     assert any("gongan-household: batch 1" in m and "rows/s" in m for m in messages)
 
 
@@ -194,7 +196,10 @@ def test_failing_and_breaching_connectors_fail_the_run_readably_without_a_crash(
     assert "Unexpected result for failed state" not in worker_output
     assert "Traceback" not in worker_output
     messages, artifacts = operator.logs_and_artifacts(flow_run.id)
-    assert "daily-sharing-summary" in {a.key for a in artifacts}
+    assert {"daily-sharing-summary", "daily-sharing-report"} <= {a.key for a in artifacts}
+    (report,) = [a for a in artifacts if a.key == "daily-sharing-report"]
+    assert "### zz-breaching-household (household): breached" in str(report.data)
+    assert "the next run resumes from the last landed batch" in str(report.data)  # xx: transient
     assert not [m for m in messages if "Traceback" in m], "an expected failure logged a traceback"
     row = operator.catalog_run(str(flow_run.id))
     assert row is not None and row.status == "failed"

@@ -31,3 +31,24 @@ def test_each_batch_logs_the_total_and_rate_and_time_left(caplog: pytest.LogCapt
     assert "rows/s, ~" in first and " left: 9999 accepted, 1 quarantined, 9999 certificates" in first
     assert "500 rows so far" in second and "left" not in second
     assert seen == [("gongan-household", 10_000), ("scjg-licences", 500)]
+
+
+def test_inside_a_run_a_progress_artifact_follows_the_pull(prefect_harness: None) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    @flow
+    def pull() -> None:
+        line = ProgressLine("test-progress-connector", logging.getLogger("test.progress"), expected=20_000)
+        line.landed(_landed(5_000))
+        line.landed(_landed(5_000))
+
+    pull()
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_latest_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["progress-test-progress-connector"])),
+            limit=1,
+        )
+    assert artifact.type == "progress" and float(artifact.data) == 50.0  # type: ignore[arg-type]
+    assert (artifact.description or "").startswith("test-progress-connector: 10,000 of ~20,000 rows")
