@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class World:
     manifest: Manifest
     api: LicenceApi
     monkeypatch: pytest.MonkeyPatch
+    catalog_url: str
 
     def run(self) -> Any:
         from flows.daily_sharing import daily_sharing, summary_of
@@ -48,11 +50,35 @@ class World:
         return state, summary_of(state)
 
     def catalog(self) -> sa.Engine:
-        return sa.create_engine(f"sqlite:///{self.home / 'catalog.db'}")
+        return sa.create_engine(self.catalog_url)
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def scenario_catalog(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The whole scenario on the embedded SQLite catalog and on the real PostgreSQL (a schema of its own)."""
+    if request.param == "sqlite":
+        yield ""  # the default: home/catalog.db
+        return
+    postgres_url: str = request.getfixturevalue("postgres_url")
+    schema = f"onceonly_e2e_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[World]:
+def world(
+    tmp_path_factory: pytest.TempPathFactory, prefect_harness: None, scenario_catalog: str
+) -> Iterator[World]:
     root = tmp_path_factory.mktemp("e2e")
     home = root / "var"
     manifest = generate_all(home / "departments", rows=ROWS, seed=SEED)
@@ -77,8 +103,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> It
     mp.setenv("ONCEONLY_RETRY_WAIT_SECONDS", "0")
     mp.setenv("ONCEONLY_CONNECTOR_ATTEMPTS", "1")
     mp.setenv("ONCEONLY_SECRET_SCJG_LICENCES_TOKEN", token)
+    mp.delenv("ONCEONLY_DATABASE_URL", raising=False)
+    if scenario_catalog:
+        mp.setenv("ONCEONLY_DATABASE_URL", scenario_catalog)
     try:
-        yield World(home, manifest, api, mp)
+        yield World(home, manifest, api, mp, scenario_catalog or f"sqlite:///{home / 'catalog.db'}")
     finally:
         api.stop()
         mp.undo()
