@@ -74,18 +74,19 @@ class ProgressLine:
 
     def _artifact(self, percent: float, description: str) -> None:
         """Create, then update, the connector's progress artifact (only inside a Prefect run)."""
-        from prefect.artifacts import create_progress_artifact, update_progress_artifact
         from prefect.context import FlowRunContext, TaskRunContext
+
+        from flows.redaction import progress_artifact, update_progress
 
         if FlowRunContext.get() is None and TaskRunContext.get() is None:
             return
         try:
             if self._artifact_id is None:
-                self._artifact_id = create_progress_artifact(
-                    percent, key=f"progress-{self.connector}", description=description
+                self._artifact_id = progress_artifact(
+                    key=f"progress-{self.connector}", progress=percent, description=description
                 )
             else:
-                update_progress_artifact(self._artifact_id, percent, description=description)
+                update_progress(self._artifact_id, progress=percent, description=description)
         except Exception as exc:  # a progress display must never fail a pull
             self.logger.debug("%s: progress artifact not updated: %s", self.connector, exc)
 

@@ -37,7 +37,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, ParamSpec, TypeVar
 from urllib.parse import quote, quote_plus
 
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.events import emit_event
 from prefect.states import Failed, State
 
@@ -192,6 +198,16 @@ def markdown_artifact(*, key: str, markdown: str, description: str) -> None:
     create_markdown_artifact(key=key, markdown=scrub(markdown), description=scrub(description))
 
 
+def progress_artifact(*, key: str, progress: float, description: str) -> Any:
+    """``create_progress_artifact`` with the description scrubbed; its id, for :func:`update_progress`."""
+    return create_progress_artifact(progress, key=key, description=scrub(description))
+
+
+def update_progress(artifact_id: Any, *, progress: float, description: str) -> None:
+    """``update_progress_artifact`` with the description scrubbed."""
+    update_progress_artifact(artifact_id, progress, description=scrub(description))
+
+
 def link_artifact(*, key: str, link: str, link_text: str, description: str) -> None:
     """``create_link_artifact`` with the link, its text and the description scrubbed."""
     create_link_artifact(
@@ -273,10 +289,12 @@ __all__ = [
     "install_prefect_scrubbing",
     "link_artifact",
     "markdown_artifact",
+    "progress_artifact",
     "remember_secrets",
     "scrub",
     "scrub_value",
     "scrubbed",
     "scrubbed_errors",
     "table_artifact",
+    "update_progress",
 ]

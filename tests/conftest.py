@@ -167,6 +167,9 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_UI_ENABLED": "false",
+        # Runs start only when a test starts them: the deployments' cron schedules (a pull every
+        # 30 min, the watch) must not start runs in the middle of another test.
+        "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     }
     env.pop("PREFECT_API_URL", None)
     log = (home / "server.log").open("wb")
