@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench server clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench $(if $(ROWS),--rows $(ROWS))
+
+# A Prefect server (UI at http://127.0.0.1:4200, or ONCEONLY_PREFECT_PORT) with deployments/prefect.yaml
+# deployed and a worker, in the foreground until Ctrl-C (deployments/server.py).
+server: $(STAMP)
+	$(BIN)/python -m deployments.server
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench/results

@@ -33,6 +33,7 @@ from cli import (
     contracts,
     counter,
     demo,
+    deployments,
     keys,
     log,
     quarantine,
@@ -86,6 +87,7 @@ app.add_typer(sharing.app)
 app.add_typer(catalog.app, name="catalog")
 app.add_typer(witness.app, name="witness")
 app.add_typer(counter.app)
+app.add_typer(deployments.app, name="deployments")
 app.add_typer(alerts.app, name="alerts")
 
 

@@ -676,7 +676,7 @@ def _sync_one(
             result = ConnectorResult(name, dataset, status="failed", error=error, cause="terminal")
         if result.breached:
             breached[dataset] = name
-        else:
+        elif result.status != "busy":  # another run is pulling it: not a failure to alert on
             events.connector_failed(
                 connector=name,
                 dataset=dataset,
