@@ -210,7 +210,8 @@ def aware(value: dt.datetime) -> dt.datetime:
 
     SQLite returns naive datetimes for timezone-aware columns; they were written in UTC.
     """
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    # PostgreSQL hands aware values back in the session's time zone: turned to UTC here too.
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def chunks(items: Iterable[Any], size: int = IN_CHUNK) -> Iterator[list[Any]]:

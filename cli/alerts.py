@@ -9,8 +9,9 @@ Example::
 
 ``install`` saves the ``onceonly-alerts`` webhook block (or uses ``--block``), then creates or
 updates every automation of ``deployments/automations/`` and one freshness automation per
-registered dataset (``flows.alerts``); run it again after registering a connector or changing a
-contract's SLA. Automations live on a server: without ``PREFECT_API_URL`` it refuses.
+registered dataset (``flows.alerts``); run it again after registering or removing a connector or
+changing a contract's SLA (an unchanged automation is left alone; a changed one restarts its
+window). Automations live on a server: without ``PREFECT_API_URL`` it refuses.
 """
 
 from __future__ import annotations
@@ -63,19 +64,26 @@ def install(
     from onceonly.settings import Settings
 
     api = _require_server()
-    settings = Settings()
-    plan = alert_plan(settings)
     webhook = webhook or os.environ.get("ONCEONLY_ALERT_WEBHOOK_URL")
-    if block:
-        block_id = existing_block(block)
-        where = f"block {block}"
-    elif webhook:
-        block_id = save_webhook_block(webhook, token_secret=token_secret)
-        where = f"webhook block {BLOCK_NAME}"
-    else:
+    if not block and not webhook:
         raise ConfigurationError(
             "say where notifications go: --webhook URL (or ONCEONLY_ALERT_WEBHOOK_URL), or --block NAME"
         )
+    plan = alert_plan(Settings())  # reads only: checked before anything is saved
+    if block:
+        block_id = existing_block(block)
+        where = f"block {block}"
+    else:
+        assert webhook is not None
+        token = None
+        if token_secret:
+            token = os.environ.get(token_secret)
+            if not token:
+                raise ConfigurationError(
+                    f"--token-secret {token_secret}: that environment variable is not set"
+                )
+        block_id = save_webhook_block(webhook, token=token)
+        where = f"webhook block {BLOCK_NAME}"
     done = install_plan(plan, block_id)
     for name in done.created:
         typer.echo(f"created  {name}  ({plan.sources[name]})")
@@ -91,17 +99,14 @@ def install(
 @app.command("list")
 def list_() -> None:
     """OnceOnly's automations on the server: name, trigger, enabled."""
-    from prefect.client.orchestration import get_client
-
-    from flows.alerts import PREFIX, TAG
+    from flows.alerts import list_ours
 
     _require_server()
-    with get_client(sync_client=True) as client:
-        ours = [a for a in client.read_automations() if TAG in a.tags or a.name.startswith(PREFIX)]
+    ours = list_ours()
     if not ours:
         typer.echo("no OnceOnly automation: run `onceonly alerts install`")
         return
-    for automation in sorted(ours, key=lambda a: a.name):
+    for automation in ours:
         trigger = automation.trigger
         expect = ", ".join(sorted(getattr(trigger, "expect", ()) or ()))
         posture = getattr(getattr(trigger, "posture", None), "value", "?")

@@ -50,7 +50,7 @@ from onceonly.yamlfile import read_yaml
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _SECRET_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_./-]{0,127}$")
 # Query parameters that carry a credential (lower case); also refused as keys of `params`.
-_CREDENTIAL_PARAMS = frozenset(
+CREDENTIAL_PARAMS = frozenset(
     {
         "password", "passwd", "pwd", "pass", "secret", "client_secret", "token", "access_token",
         "auth_token", "id_token", "refresh_token", "api_key", "apikey", "key", "signature", "sig",
@@ -195,7 +195,7 @@ def _refuse_embedded_credentials(options: Mapping[str, Any], node: yaml.Node | N
     params = options.get("params")
     if isinstance(params, Mapping):
         for key in params:
-            if str(key).lower() in _CREDENTIAL_PARAMS:
+            if str(key).lower() in CREDENTIAL_PARAMS:
                 path = ("options", "params", str(key))
                 raise ConfigurationError(
                     f"{source}: line {_line(node, path)}, options.params.{key}: a credential in the "
@@ -231,7 +231,7 @@ def _credential_in(text: str) -> str | None:
     elif "?" in text:
         query = text.split("?", 1)[1]
     for name, _ in parse_qsl(query.split("#", 1)[0], keep_blank_values=True):
-        if name.lower() in _CREDENTIAL_PARAMS:
+        if name.lower() in CREDENTIAL_PARAMS:
             return f"the URL's query string carries a credential ({name}=…)"
     return None
 
@@ -305,6 +305,7 @@ def load_registrations(directory: Path) -> dict[str, Registration]:
 
 
 __all__ = [
+    "CREDENTIAL_PARAMS",
     "ContractPin",
     "Registration",
     "load_registration",

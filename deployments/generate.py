@@ -77,6 +77,15 @@ def deployment_name(connector: str) -> str:
 
 def connector_deployment(registration: Registration) -> dict[str, Any]:
     """The deployment of one connector, as ``prefect.yaml`` holds it (parsed)."""
+    for field_name in ("department", "description"):
+        text = getattr(registration, field_name) or ""
+        if "{{" in text or "}}" in text or "{%" in text:
+            # `prefect deploy` fills {{ $ENV }} / {{ prefect.blocks.secret.x }} templates from the
+            # deploying process's environment and blocks: a department's text must not name them.
+            raise ConfigurationError(
+                f"connector {registration.name!r}: its {field_name} holds a template ('{{{{', '}}}}' or "
+                "'{%'), which `prefect deploy` would fill with environment values or secrets"
+            )
     description = registration.description or (
         f"{registration.department}：只拉取连接器 {registration.name}（数据集 {registration.dataset}），"
         "按数据合同校验并签发电子证照。"

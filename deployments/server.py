@@ -327,6 +327,11 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> int:
+    from dotenv import load_dotenv
+
+    # As the command line does: a local .env provides ONCEONLY_HOME and the department secrets
+    # (never overriding the environment), so the worker's runs use the same home as the CLI.
+    load_dotenv(".env", override=False)
     try:
         settings = ServerSettings()
     except ValidationError as exc:

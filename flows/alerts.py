@@ -7,7 +7,8 @@ Example (what ``onceonly alerts install`` does)::
     installed = install(plan, block_id)              # created or updated by name; ours no
                                                      # longer planned are deleted
 
-Two kinds of automation, all tagged ``onceonly`` and named ``onceonly-…``:
+Two kinds of automation, all tagged ``onceonly-managed`` and named ``onceonly-…`` (no other
+automation is ever changed or deleted):
 
 - **shipped** — ``deployments/automations/*.yaml``, Prefect's own automation format (what
   ``prefect automation create --from-file`` reads) whose ``send-notification`` actions leave out
@@ -22,14 +23,14 @@ Two kinds of automation, all tagged ``onceonly`` and named ``onceonly-…``:
 Notifications go through one Prefect notification block: by default a
 ``CustomWebhookNotificationBlock`` named ``onceonly-alerts`` that POSTs
 ``{"subject", "body", "source"}`` as JSON; ``--block`` names any notification block made in the
-UI instead (Slack, e-mail, 企业微信 through a webhook…). A webhook token is referenced by name
-(``--token-secret NAME``: the value is read from the environment once and kept in the block's
-encrypted secret fields, sent as ``Authorization: Bearer``).
+UI instead (Slack, e-mail, 企业微信 through a webhook…). A webhook token is given by name
+(``--token-secret NAME``: the CLI reads that environment variable when it installs, and the
+value is kept in the block's encrypted secret fields, sent as ``Authorization: Bearer``); a
+credential inside the URL is refused, since the URL is shown to whoever can read the block.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ from onceonly.settings import Settings
 from onceonly.yamlfile import read_yaml
 
 AUTOMATIONS_DIR = Path(__file__).resolve().parents[1] / "deployments" / "automations"
-TAG = "onceonly"
+TAG = "onceonly-managed"  # only automations carrying it (and named onceonly-…) are ever changed
 PREFIX = "onceonly-"
 BLOCK_NAME = "onceonly-alerts"
 _KEYS = {
@@ -144,17 +145,30 @@ def freshness_automations(settings: Settings, datasets: Iterable[str]) -> AlertP
 
 
 def alert_plan(settings: Settings, directory: Path = AUTOMATIONS_DIR) -> AlertPlan:
-    """Shipped automations plus the freshness ones of every registered dataset."""
+    """Shipped automations plus the freshness ones of every registered dataset: those in the
+    catalog and those of the registration files the next run registers. Reads only: a mistyped
+    home leaves no catalog behind."""
     from catalog import Catalog
-    from connectors.registry import register_directory, registered
+    from connectors.registration import load_registration
+    from connectors.registry import registered
+    from onceonly.errors import CatalogRefused
 
-    catalog = Catalog.connect(settings.catalog_url)
+    datasets: set[str] = set()
     try:
-        register_directory(catalog, settings.registrations_dir)
-        datasets = [r.dataset for r in registered(catalog).values()]
-    finally:
-        catalog.dispose()
+        catalog = Catalog.connect(settings.catalog_url, create=False)
+    except CatalogRefused:
+        catalog = None  # nothing has run yet: the registration files say what will be pulled
+    if catalog is not None:
+        try:
+            datasets |= {r.dataset for r in registered(catalog).values()}
+        finally:
+            catalog.dispose()
     plan = shipped_automations(directory)
+    for path in sorted(settings.registrations_dir.glob("*.yaml")):
+        try:
+            datasets.add(load_registration(path).dataset)
+        except OnceOnlyError as exc:
+            plan.problems.append(f"{path.name}: not read: {exc}")
     fresh = freshness_automations(settings, datasets)
     plan.automations.update(fresh.automations)
     plan.sources.update(fresh.sources)
@@ -162,19 +176,29 @@ def alert_plan(settings: Settings, directory: Path = AUTOMATIONS_DIR) -> AlertPl
     return plan
 
 
-def save_webhook_block(url: str, *, token_secret: str | None = None, name: str = BLOCK_NAME) -> UUID:
-    """Save (or overwrite) the ``onceonly-alerts`` webhook block; its document id."""
+def save_webhook_block(url: str, *, token: str | None = None, name: str = BLOCK_NAME) -> UUID:
+    """Save (or overwrite) the ``onceonly-alerts`` webhook block; its document id. ``token`` goes to
+    the block's encrypted secret fields (Prefect sends the notification, so it must hold it)."""
+    from urllib.parse import parse_qsl, urlsplit
+
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
-    if not url.startswith(("http://", "https://")):
-        raise ConfigurationError(f"the webhook URL must start with http:// or https:// (got {url[:40]!r})")
+    from connectors.registration import CREDENTIAL_PARAMS
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError("the webhook URL must be an http:// or https:// URL with a host")
+    named = sorted({k.lower() for k, _ in parse_qsl(parts.query, keep_blank_values=True)} & CREDENTIAL_PARAMS)
+    if parts.username or parts.password or named:
+        where = "before the @" if parts.username or parts.password else f"in its query ({', '.join(named)})"
+        raise ConfigurationError(
+            f"the webhook URL carries a credential {where}: the URL is shown to anyone who can read "
+            "the block; give the token by name instead (--token-secret NAME, sent as a bearer token)"
+        )
     secrets: dict[str, str] = {}
     headers: dict[str, str] | None = None
-    if token_secret:
-        value = os.environ.get(token_secret)
-        if not value:
-            raise ConfigurationError(f"--token-secret {token_secret}: that environment variable is not set")
-        secrets["token"] = value
+    if token:
+        secrets["token"] = token
         headers = {"Authorization": "Bearer {{token}}"}
     block = CustomWebhookNotificationBlock(
         name="OnceOnly",
@@ -205,7 +229,12 @@ def existing_block(name: str) -> UUID:
 
 
 def install(plan: AlertPlan, block_document_id: UUID) -> Installed:
-    """Create or update each planned automation by name; delete ours that are no longer planned."""
+    """Create each planned automation, or update it when it differs; delete ours no longer planned.
+
+    An automation whose definition is unchanged is left alone: updating it would restart its
+    window on the server (a freshness window, a once-a-day limit). Two of ours with one name
+    (made by hand, or by two installs at once): the first is kept, the others deleted.
+    """
     from prefect.client.orchestration import get_client
     from prefect.events.schemas.automations import AutomationCore
 
@@ -213,18 +242,24 @@ def install(plan: AlertPlan, block_document_id: UUID) -> Installed:
     updated: list[str] = []
     deleted: list[str] = []
     with get_client(sync_client=True) as client:
-        ours = {a.name: a for a in client.read_automations() if TAG in a.tags or a.name.startswith(PREFIX)}
+        ours: dict[str, Any] = {}
+        for automation in _ours(client):
+            if automation.name in ours:
+                client.delete_automation(automation.id)
+                deleted.append(automation.name)
+            else:
+                ours[automation.name] = automation
         for name, spec in sorted(plan.automations.items()):
             automation = AutomationCore.model_validate(_with_block(spec, block_document_id))
-            if name in ours:
-                client.update_automation(ours[name].id, automation)
-                updated.append(name)
-            else:
+            if name not in ours:
                 client.create_automation(automation)
                 created.append(name)
-        for name, automation in sorted(ours.items()):
+            elif _definition(ours[name]) != _definition(automation):
+                client.update_automation(ours[name].id, automation)
+                updated.append(name)
+        for name, existing in sorted(ours.items()):
             if name not in plan.automations:
-                client.delete_automation(automation.id)
+                client.delete_automation(existing.id)
                 deleted.append(name)
     return Installed(created, updated, deleted)
 
@@ -235,11 +270,46 @@ def uninstall() -> list[str]:
 
     gone = []
     with get_client(sync_client=True) as client:
-        for automation in client.read_automations():
-            if TAG in automation.tags or automation.name.startswith(PREFIX):
-                client.delete_automation(automation.id)
-                gone.append(automation.name)
+        for automation in _ours(client):
+            client.delete_automation(automation.id)
+            gone.append(automation.name)
     return sorted(gone)
+
+
+def list_ours() -> list[Any]:
+    """OnceOnly's automations on the server, by name."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return sorted(_ours(client), key=lambda a: a.name)
+
+
+def _ours(client: Any) -> list[Any]:
+    """Automations this module manages: tagged ``onceonly-managed`` and named ``onceonly-…``
+    (an operator's own automation about OnceOnly's runs is never touched), every page."""
+    found, offset = [], 0
+    while True:
+        page = client.read_automations(limit=200, offset=offset)
+        found += [a for a in page if TAG in a.tags and a.name.startswith(PREFIX)]
+        if len(page) < 200:
+            return found
+        offset += 200
+
+
+def _definition(automation: Any) -> Any:
+    """What an automation does, without the ids the server gives it (to compare two)."""
+    from prefect.events.schemas.automations import AutomationCore
+
+    core = AutomationCore.model_validate(automation.model_dump(mode="json"))
+    return _without_ids(core.model_dump(mode="json"))
+
+
+def _without_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items() if k != "id"}
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    return value
 
 
 def _with_block(spec: dict[str, Any], block_document_id: UUID) -> dict[str, Any]:
@@ -283,6 +353,7 @@ __all__ = [
     "existing_block",
     "freshness_automations",
     "install",
+    "list_ours",
     "save_webhook_block",
     "shipped_automations",
     "uninstall",

@@ -384,7 +384,7 @@ class _Freshness:
             window = None  # `onceonly alerts install` and the watch flow name the bad unit
         dataset = compiled.contract.id
         (state,) = dataset_freshness(conn, {dataset: window})
-        return cls(connector, state if state.stale and state.last_landed is not None else None, logger)
+        return cls(connector, state if state.stale else None, logger)
 
     def landed(self, landed: LandedBatch, run_id: str) -> None:
         events.batch_landed(
@@ -472,6 +472,7 @@ def announce_breach(breach: Breach, validation: Validation, *, run_id: str) -> N
     events.contract_breached(
         connector=breach.connector,
         dataset=breach.dataset,
+        first=breach.first,
         payload={
             "contract": breach.contract,
             "batch_id": breach.batch_id,

@@ -119,12 +119,15 @@ def connector_failed(
     )
 
 
-def contract_breached(*, connector: str, dataset: str, payload: dict[str, Any]) -> None:
+def contract_breached(*, connector: str, dataset: str, first: bool, payload: dict[str, Any]) -> None:
+    """Announced at every refusal; the resource label ``onceonly.first`` is ``true`` only the first
+    time a batch is refused (the same rows pulled again and still bad say ``false``), so an
+    automation notifies once per breach, not once per run."""
     event(
         BREACHED,
-        resource=dataset_resource(dataset),
+        resource={**dataset_resource(dataset), "onceonly.first": "true" if first else "false"},
         related=[_related(connector_resource(connector), "connector")],
-        payload={"connector": connector, "dataset": dataset, **payload},
+        payload={"connector": connector, "dataset": dataset, "first": first, **payload},
     )
 
 

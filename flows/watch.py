@@ -41,7 +41,7 @@ from flows.redaction import (
     scrubbed_errors,
     table_artifact,
 )
-from onceonly.errors import OnceOnlyError
+from onceonly.errors import CatalogRefused, OnceOnlyError
 from onceonly.settings import Settings
 
 
@@ -86,7 +86,13 @@ def check_freshness(settings: Settings) -> tuple[list[str], int]:
     from lake.freshness import dataset_freshness
 
     logger = get_run_logger()
-    catalog = Catalog.connect(settings.catalog_url, create=False)
+    try:
+        catalog = Catalog.connect(settings.catalog_url, create=False)
+    except CatalogRefused:
+        logger.info(
+            "no catalog yet at %s: nothing registered or pulled, no freshness to check", settings.home
+        )
+        return [], 0
     try:
         datasets = sorted({r.dataset for r in registered(catalog).values()})
         windows = {}
@@ -96,6 +102,7 @@ def check_freshness(settings: Settings) -> tuple[list[str], int]:
                 windows[dataset] = freshness_window(contract_for(settings.contracts_dir, dataset))
             except (OnceOnlyError, SlaUnitError) as exc:
                 problems.append(f"dataset {dataset}: freshness not checked: {exc}")
+                logger.warning("%s", problems[-1])
                 windows[dataset] = None
         with catalog.read() as conn:
             states = dataset_freshness(conn, windows)
@@ -125,9 +132,6 @@ def check_freshness(settings: Settings) -> tuple[list[str], int]:
                 last_landed=state.last_landed.isoformat() if state.last_landed else None,
                 window_seconds=state.window.within.total_seconds(),
             )
-    for problem in problems:
-        if "not checked" in problem:
-            logger.warning("%s", problem)
     table_artifact(
         key="freshness",
         table=rows or [{"dataset": "(no connector registered)"}],
@@ -183,7 +187,10 @@ def audit_all(settings: Settings) -> tuple[list[str], str]:
     from lake.parquet import ParquetLake
 
     logger = get_run_logger()
-    catalog = Catalog.connect(settings.catalog_url, create=False)
+    try:
+        catalog = Catalog.connect(settings.catalog_url, create=False)
+    except CatalogRefused:
+        return [], ""  # nothing stored yet: nothing to disagree
     try:
         report = audit(
             catalog,
@@ -241,11 +248,10 @@ def _summary(report: WatchReport) -> str:
         parts.append(f"{len(report.stale)} freshness problem(s): " + "; ".join(report.stale))
     if report.keys:
         parts.append("; ".join(report.keys))
-    return (
-        " — ".join(parts)
-        if parts
-        else "all datasets fresh, keys fit" + (", audit consistent" * bool(report.audited))
-    )
+    if parts:
+        return " — ".join(parts)
+    fresh = "all datasets fresh" if report.checked_datasets else "no dataset registered yet"
+    return f"{fresh}, keys fit" + (", audit consistent" if report.audited else "")
 
 
 __all__ = ["AuditFailed", "WatchReport", "watch"]

@@ -24,7 +24,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -69,6 +69,8 @@ class Breach:
     quarantined: int
     error_rate: float
     max_error_rate: float
+    #: False when this very batch was refused before (the same rows pulled again, still bad).
+    first: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,7 @@ class Lander:
         failures = quarantine_rows(compiled, batch_id, validation)
         with self.catalog.begin() as conn:
             if conn.execute(select(breaches.c.batch_id).where(breaches.c.batch_id == batch_id)).first():
-                return breach
+                return replace(breach, first=False)
             now = utcnow()
             conn.execute(
                 insert(breaches).values(

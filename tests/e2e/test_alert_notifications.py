@@ -178,14 +178,15 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
     )
     assert "created  onceonly-contract-breached" in installed.stdout
     assert "created  onceonly-freshness-household" in installed.stdout
-    assert "7 automation(s)" in installed.stdout  # six shipped, one dataset
+    assert "8 automation(s)" in installed.stdout  # seven shipped, one dataset
     listed = site.onceonly("alerts", "list").stdout
     assert (
         f"onceonly-freshness-household  Proactive on onceonly.batch.landed within {SLA_SECONDS} s" in listed
     )
     token = ("--token-secret", "ONCEONLY_WEBHOOK_TOKEN")
     again = site.onceonly("alerts", "install", "--webhook", receiver.url, *token)  # idempotent: by name
-    assert "updated  onceonly-contract-breached" in again.stdout and "created" not in again.stdout
+    assert "created" not in again.stdout and "updated" not in again.stdout, "unchanged: left alone"
+    assert "8 automation(s)" in again.stdout
 
     run = site.onceonly("run", check=False)
     assert run.returncode == 1, run.stdout + run.stderr  # two connectors failed, one landed
@@ -214,13 +215,20 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
     assert "dataset household: STALE" in watched.stdout + watched.stderr
     _eventually(lambda: bool(site.events("onceonly.dataset.stale")), 30, "no onceonly.dataset.stale event")
 
-    # Data lands again: one "recovered" notification.
+    # Data lands again: one "recovered" notification. The breaching copy is pulled again and
+    # still breaches, the broken system still fails: neither is notified a second time.
     add_updates(site.home / "departments", rows=300, seed=11)
-    site.onceonly("run", "-c", "gongan-household")
+    again_run = site.onceonly("run", check=False)
+    assert again_run.returncode == 1, again_run.stdout + again_run.stderr
     recovered = receiver.wait_for("数据已恢复更新：household", timeout=60)[0]
     assert "gongan-household" in recovered["body"] and "STALE" in recovered["body"]
     for notification in receiver.received:  # counts and names only: no ID number in clear
         assert not re.search(r"\d{17}[\dXx]", notification["subject"] + notification["body"])
 
+    time.sleep(5)
+    assert len(receiver.subjects("数据合同未通过")) == 1, "the same refused rows are not a new breach"
+    assert len(receiver.subjects("部门系统拉取失败")) == 1, "at most once per connector in six hours"
+    assert len(site.events("onceonly.contract.breached")) == 2  # still announced at each refusal
+
     removed = site.onceonly("alerts", "remove")
-    assert "deleted 7 automation(s)" in removed.stdout
+    assert "deleted 8 automation(s)" in removed.stdout

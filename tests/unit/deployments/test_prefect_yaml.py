@@ -249,3 +249,16 @@ def test_the_command_reads_the_catalogs_registrations_by_default(home: Path, tmp
     assert "from the catalog" in done.output and "unchanged" in done.output
     names = [d["name"] for d in yaml.safe_load(target.read_text(encoding="utf-8"))["deployments"]]
     assert names == ["daily", "pull-renshe-insurance", "watch"]
+
+
+@pytest.mark.parametrize("field", ["department", "description"])
+def test_a_template_in_a_departments_text_is_refused_before_prefect_deploy_fills_it(field: str) -> None:
+    from connectors.registration import parse_registration
+    from deployments.generate import connector_deployment
+    from onceonly.errors import ConfigurationError
+
+    data = yaml.safe_load((ROOT / "connectors/registrations/gongan-household.yaml").read_text("utf-8"))
+    data[field] = "民政局 {{ $ONCEONLY_KEY_PASSPHRASE }}"
+    registration = parse_registration(yaml.safe_dump(data, allow_unicode=True), "x.yaml")
+    with pytest.raises(ConfigurationError, match=f"its {field} holds a template"):
+        connector_deployment(registration)

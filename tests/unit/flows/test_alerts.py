@@ -7,7 +7,15 @@ from uuid import UUID
 import pytest
 import yaml
 
-from flows.alerts import AUTOMATIONS_DIR, _with_block, freshness_automations, shipped_automations
+from flows.alerts import (
+    AUTOMATIONS_DIR,
+    TAG,
+    _with_block,
+    freshness_automations,
+    install,
+    save_webhook_block,
+    shipped_automations,
+)
 from flows.events import EVENTS
 from onceonly.errors import ConfigurationError
 from onceonly.settings import Settings
@@ -24,13 +32,14 @@ def test_every_shipped_automation_is_valid_prefect_and_listens_to_our_events() -
         "onceonly-connector-failed",
         "onceonly-contract-breached",
         "onceonly-dataset-recovered",
+        "onceonly-log-verify-failed",
         "onceonly-signing-key",
         "onceonly-witness-refused",
     }
     heard: set[str] = set()
     for spec in plan.automations.values():
         automation = AutomationCore.model_validate(_with_block(spec, UUID(int=7)))
-        assert "onceonly" in automation.tags
+        assert TAG in automation.tags
         assert automation.actions and all(a.block_document_id == UUID(int=7) for a in automation.actions)  # type: ignore[union-attr]
         heard |= set(automation.trigger.expect)  # type: ignore[union-attr]
     assert heard <= set(EVENTS)
@@ -98,3 +107,84 @@ def test_two_files_may_not_define_one_automation(tmp_path: Path) -> None:
         shutil.copy(AUTOMATIONS_DIR / "contract-breached.yaml", tmp_path / name)
     with pytest.raises(ConfigurationError, match="also in"):
         shipped_automations(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ops:S3cretPw@hooks.example.org/x",
+        "https://hooks.example.org/x?Token=abc123",
+        "ftp://hooks.example.org/x",
+        "https:///no-host",
+    ],
+)
+def test_a_webhook_url_with_a_credential_or_no_http_host_is_refused_without_echoing_it(url: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        save_webhook_block(url)
+    assert "S3cretPw" not in str(raised.value) and "abc123" not in str(raised.value)
+
+
+class FakeClient:
+    """Prefect's automation endpoints, in memory."""
+
+    def __init__(self, automations: list[object]) -> None:
+        self.automations = automations
+        self.calls: list[tuple[str, str]] = []
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def read_automations(self, limit: int = 200, offset: int = 0) -> list[object]:
+        return self.automations[offset : offset + limit]
+
+    def create_automation(self, automation: object) -> None:
+        self.calls.append(("create", automation.name))  # type: ignore[attr-defined]
+
+    def update_automation(self, automation_id: object, automation: object) -> None:
+        self.calls.append(("update", automation.name))  # type: ignore[attr-defined]
+
+    def delete_automation(self, automation_id: object) -> None:
+        name = next(a.name for a in self.automations if a.id == automation_id)  # type: ignore[attr-defined]
+        self.calls.append(("delete", name))
+
+
+def test_install_leaves_unchanged_and_foreign_automations_alone_and_keeps_one_per_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import prefect.client.orchestration as orchestration
+    from prefect.events.schemas.automations import Automation
+
+    from flows.alerts import AlertPlan
+
+    plan = shipped_automations()
+    block = UUID(int=3)
+
+    def existing(name: str, n: int, *, tags: list[str] | None = None, body: str | None = None) -> Automation:
+        spec = _with_block(plan.automations.get(name, plan.automations["onceonly-contract-breached"]), block)
+        spec = {**spec, "name": name, "tags": tags if tags is not None else spec["tags"]}
+        if body is not None:
+            spec["actions"] = [{**spec["actions"][0], "body": body}]
+        return Automation.model_validate({**spec, "id": str(UUID(int=100 + n))})
+
+    server = [
+        existing("onceonly-contract-breached", 1),  # as planned: left alone
+        existing("onceonly-contract-breached", 2),  # a second one of that name: deleted
+        existing("onceonly-connector-failed", 3, body="old text"),  # changed: updated
+        existing("onceonly-freshness-gone", 4),  # ours, no longer planned: deleted
+        existing("ops: a onceonly run crashed", 5, tags=["onceonly"]),  # the operator's: untouched
+        existing("onceonly-own-idea", 6, tags=["onceonly"]),  # named like ours, not tagged: untouched
+    ]
+    fake = FakeClient(server)
+    monkeypatch.setattr(orchestration, "get_client", lambda sync_client=True: fake)
+    done = install(AlertPlan(dict(plan.automations), dict(plan.sources)), block)
+    assert sorted(done.deleted) == ["onceonly-contract-breached", "onceonly-freshness-gone"]
+    assert done.updated == ["onceonly-connector-failed"]
+    assert "onceonly-contract-breached" not in done.created
+    assert sorted(done.created) == sorted(
+        set(plan.automations) - {"onceonly-contract-breached", "onceonly-connector-failed"}
+    )
+    touched = {name for _, name in fake.calls}
+    assert "ops: a onceonly run crashed" not in touched and "onceonly-own-idea" not in touched

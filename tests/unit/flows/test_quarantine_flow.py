@@ -268,3 +268,7 @@ def test_a_batch_above_the_error_rate_stops_the_dataset_and_emits_the_breach_eve
     assert event.payload["rules"] == {"township_code.region_code": 60}
     assert any(r.id == "onceonly.connector.a-breaking" for r in event.related)
     assert any(r.id.startswith("prefect.flow-run.") for r in event.related), "the run that saw it"
+    # The first refusal is labelled first; the same rows refused again are not (one notification).
+    firsts = sorted(e.resource.get("onceonly.first") for e in events[:2])
+    assert firsts == ["false", "true"]
+    assert sorted(e.payload["first"] for e in events[:2]) == [False, True]

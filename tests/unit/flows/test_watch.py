@@ -145,3 +145,20 @@ def test_a_key_due_for_rotation_warns_and_a_missing_lake_file_fails_the_watch(
     findings = event.payload["findings"]
     assert event.payload["count"] == 2 and any(f"{lake_file.name} is missing" in f for f in findings)
     assert not _events("onceonly.log.verify-failed", since)
+
+
+def test_on_a_home_where_nothing_ran_yet_the_watch_still_checks_the_keys(
+    home: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    from evidence.keys import open_key_store
+    from onceonly.settings import Settings
+
+    settings = Settings()
+    open_key_store(settings).load_or_create(settings.log_origin)  # keys exist, no catalog yet
+    monkeypatch.setenv("ONCEONLY_KEY_MAX_AGE_DAYS", "20")
+    state = _watch()
+    assert state.is_completed(), state.message
+    assert "is due for rotation on" in state.message
+    assert not (home / "catalog.db").exists(), "the watch creates no catalog"
+    monkeypatch.setenv("ONCEONLY_KEY_MAX_AGE_DAYS", "365")
+    assert _watch().message == "no dataset registered yet, keys fit"
