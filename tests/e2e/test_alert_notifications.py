@@ -10,6 +10,7 @@ watch` and as an event; when data lands again, a "recovered" notification follow
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -72,7 +73,13 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with got.lock:
-                got.received.append({**json.loads(body), "authorization": self.headers.get("Authorization")})
+                got.received.append(
+                    {
+                        **json.loads(body),
+                        "authorization": self.headers.get("Authorization"),
+                        "received_at": dt.datetime.now(dt.UTC),
+                    }
+                )
             self.send_response(204)
             self.end_headers()
 
@@ -190,7 +197,6 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
 
     run = site.onceonly("run", check=False)
     assert run.returncode == 1, run.stdout + run.stderr  # two connectors failed, one landed
-    landed_at = time.monotonic()
 
     breach = receiver.wait_for("数据合同未通过", timeout=60)[0]
     assert breach["subject"] == "【OnceOnly】数据合同未通过：household（zz-breaching-household）"
@@ -209,7 +215,8 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
 
     # Silent: nothing lands. The server's proactive automation notices by itself.
     stale = receiver.wait_for("数据超时未更新：household", timeout=SLA_SECONDS * 3 + 20)[0]
-    assert time.monotonic() - landed_at >= SLA_SECONDS
+    last_landed = max(dt.datetime.fromisoformat(e["occurred"]) for e in landed)
+    assert stale["received_at"] - last_landed >= dt.timedelta(seconds=SLA_SECONDS)
     assert f"{SLA_SECONDS} 秒内没有新批次入库" in stale["body"]
     watched = site.onceonly("watch", "--no-audit")
     assert "dataset household: STALE" in watched.stdout + watched.stderr
