@@ -7,6 +7,7 @@ not answer they SKIP locally with the reason printed, and FAIL under CI=true.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -53,8 +54,8 @@ def mariadb_url() -> str:
     return _server(MARIADB_URL, "MariaDB")
 
 
-@pytest.fixture
-def postgresql_database(postgres_url: str) -> Iterator[str]:
+@contextlib.contextmanager
+def _postgres_schema(postgres_url: str) -> Iterator[str]:
     """The test PostgreSQL database seen through a fresh schema of its own, dropped afterwards."""
     schema = f"onceonly_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
@@ -67,6 +68,20 @@ def postgresql_database(postgres_url: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def postgresql_database(postgres_url: str) -> Iterator[str]:
+    """The test PostgreSQL database seen through a fresh schema of its own, for one test."""
+    with _postgres_schema(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def module_postgresql_database(postgres_url: str) -> Iterator[str]:
+    """The same, shared by a module's scenario (e.g. the daily-sharing end-to-end test)."""
+    with _postgres_schema(postgres_url) as url:
+        yield url
 
 
 @pytest.fixture

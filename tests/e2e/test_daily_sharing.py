@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,18 +60,8 @@ def scenario_catalog(
     if request.param == "sqlite":
         yield ""  # the default: home/catalog.db
         return
-    postgres_url: str = request.getfixturevalue("postgres_url")
-    schema = f"onceonly_e2e_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    url: str = request.getfixturevalue("module_postgresql_database")
+    yield url
 
 
 @pytest.fixture(scope="module")
