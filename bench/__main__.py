@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, str] = {
     "contracts": "bench.contracts",
     "evidence": "bench.evidence",
     "counter": "bench.counter",
+    "scaleout": "bench.scaleout",
 }
 
 

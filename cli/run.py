@@ -56,9 +56,11 @@ def run_flow(connectors: list[str] | None, settings: Any = None) -> bool:
             f"(known: {', '.join(sorted(known)) or 'none'})"
         )
     from flows.daily_sharing import daily_sharing, summary_of
+    from flows.runners import task_runner_for
 
+    flow = daily_sharing.with_options(task_runner=task_runner_for(settings))
     with temporary_server():
-        state = daily_sharing(connectors=connectors, settings=settings, return_state=True)
+        state = flow(connectors=connectors, settings=settings, return_state=True)
     summary = summary_of(state, settings)
     if summary is None:
         outcome = state.result(raise_on_failure=False)

@@ -165,6 +165,15 @@ class Connector(abc.ABC):
         to its archive folder. Must not raise for a failure that a later pull can redo.
         """
 
+    def handover(self) -> dict[str, Any]:
+        """What :meth:`landed` needs from the pull that yielded the batches, for when another
+        process lands them (the daily flow on Dask pulls on a worker and lands in the flow's
+        process, ``flows.ahead``): plain, picklable values; {} when ``landed`` needs nothing."""
+        return {}
+
+    def take_over(self, handover: dict[str, Any]) -> None:  # noqa: B027 - optional hook
+        """Adopt another instance's :meth:`handover` before its batches are landed here."""
+
     def sample(self, rows: int = 5) -> pa.Table:
         """The first ``rows`` rows from the start, for ``onceonly connectors test``."""
         pulls = self.pull(None, rows)

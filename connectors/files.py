@@ -323,6 +323,12 @@ class FilesConnector(Connector):
         finally:
             self._sampling = False
 
+    def handover(self) -> dict[str, Any]:
+        return {"found": dict(self._found)}  # the files the pull read, by content hash
+
+    def take_over(self, handover: dict[str, Any]) -> None:
+        self._found.update(handover.get("found", {}))
+
     def landed(self, cursor: Cursor) -> None:
         """The batch ending at ``cursor`` has landed: archive the files it finished."""
         for digest in cursor.get("done", []) if self.opts.archive else []:

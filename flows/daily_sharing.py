@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ from prefect.states import Completed, Failed, State
 from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from connectors import Registration
+from connectors import Connector, Registration
 from connectors.base import Cursor, Pulled
 from connectors.state import acquire_lease, cursor_of, record_failure, release_lease
 from contracts.compiler import CompiledContract
@@ -51,6 +52,7 @@ from evidence.log import tree_size
 from evidence.status_list import publish_status_lists, status_directory, write_status_files
 from evidence.witness import configured_witnesses, submit_to_witnesses, witness_summary
 from flows import events
+from flows.ahead import Ahead, clear_dead_spools, runs_on_dask
 from flows.pipeline import Pipeline, pipeline_for
 from flows.progress import ProgressLine
 from flows.redaction import (
@@ -65,6 +67,7 @@ from flows.redaction import (
     table_artifact,
 )
 from flows.run_log import is_expected
+from flows.runners import task_runner_from_environment
 from flows.summary import ConnectorResult, RunSummary
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
 from lake.freshness import Freshness, dataset_freshness
@@ -189,6 +192,13 @@ def recover(pipeline: Pipeline, run_id: str) -> dict[str, int]:
     pending = {name: PendingDeletions(settings.home, name) for name in registrations}
     leftover = staged | {name for name, p in pending.items() if p.batches()}
     published = discarded = cancelled = 0
+    spools = clear_dead_spools(pipeline)
+    if spools:
+        logger.info(
+            "removed the pull-ahead spool of %d run(s) that did not finish: what they landed is in "
+            "the catalog, the rest is pulled again from the cursor",
+            spools,
+        )
     for name in sorted(leftover):
         dataset = registrations[name].dataset if name in registrations else "?"
         try:
@@ -328,12 +338,18 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             _why(rs.outcome.exception() if rs.outcome else None),
         ),
     )
+    ahead = Ahead.of(run_id)
     for attempt in retrying:
         with attempt:
             with pipeline.catalog.read() as conn:
                 cursor = cursor_of(conn, connector_name)
-            for pulled in connector.pull(cursor, settings.batch_size):
-                validation = validate_batch(validator, pulled.batch, connector_name)
+            prepared = ahead.take(connector_name, cursor) if ahead is not None else None
+            if ahead is not None and prepared is not None:  # pulled and validated on a Dask worker
+                connector.take_over(prepared.handover)
+                batches = ahead.replay(prepared)
+            else:
+                batches = _pull_and_validate(connector, validator, cursor, settings.batch_size)
+            for pulled, validation in batches:
                 result.observe(validation)
                 digest = content_digest(pulled.batch)
                 _refuse_breach(lander, connector_name, compiled, validation, cursor, digest, result)
@@ -365,6 +381,13 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 progress.landed(landed)
                 if not landed.already_landed and landed.pulled:
                     freshness.landed(landed, run_id)
+
+
+def _pull_and_validate(
+    connector: Connector, validator: Validator, cursor: Cursor | None, batch_size: int
+) -> Iterator[tuple[Pulled, Validation]]:
+    for pulled in connector.pull(cursor, batch_size):
+        yield pulled, validate_batch(validator, pulled.batch, connector.name)
 
 
 @dataclass
@@ -537,7 +560,7 @@ def _publish_data_docs(pipeline: Pipeline, connector_name: str, run_id: str, res
     )
 
 
-@flow(name="daily_sharing", flow_run_name="daily-sharing")
+@flow(name="daily_sharing", flow_run_name="daily-sharing", task_runner=task_runner_from_environment())
 def daily_sharing(connectors: list[str] | None = None, settings: Settings | None = None) -> State:
     """Run every registered connector (or the named ones), then refresh township extracts.
 
@@ -581,8 +604,11 @@ def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> S
             recovered = recover(pipeline, run_id)
             _sync_connector_blocks(pipeline, logger)
             breached: dict[str, str] = {}  # dataset -> the connector whose batch breached its contract
-            for name in names:
-                results.append(_sync_one(pipeline, name, run_id, settings, breached))
+            # On Dask every connector pulls and validates at once on the workers; landing stays
+            # here, one connector after another in this order, whatever the runner.
+            with Ahead.start(pipeline, names, run_id) if runs_on_dask() else contextlib.nullcontext():
+                for name in names:
+                    results.append(_sync_one(pipeline, name, run_id, settings, breached))
             # Extracts follow the catalog's marks, not this run's results: batches landed by a
             # connector that failed later, or by a run that died before this point, are included.
             # Before the extracts: an expired certificate's township is marked and gets a fresh one.

@@ -86,14 +86,7 @@ class Pipeline:
         return self.registrations[name]
 
     def connector(self, name: str) -> Connector:
-        secrets = _Remembered(ChainedSecrets(EnvironmentSecrets(), PrefectSecrets()))
-        return create_connector(
-            self.registration(name),
-            self.settings.home,
-            secrets,
-            paths=SourcePaths.of(self.settings),
-            limits=self.settings.limits,
-        )
+        return make_connector(self.settings, self.registration(name))
 
     def secret_values(self) -> set[str]:
         """Values no message to Prefect may carry: the key passphrase, the database password and
@@ -116,11 +109,7 @@ class Pipeline:
     def compiled(self, dataset: str) -> CompiledContract:
         """The dataset's contract, compiled. A contract that does not load or compile fails its
         own dataset, in one line naming the file and the cause; the other datasets go on."""
-        contract = contract_for(self.settings.contracts_dir, dataset)
-        try:
-            return compile_contract(contract)
-        except ContractError as exc:
-            raise _unusable(dataset, exc) from exc
+        return compiled_contract(self.settings, dataset)
 
     def data_docs(self) -> DataDocs:
         if self._data_docs is None:
@@ -132,8 +121,30 @@ class Pipeline:
         return self._data_docs
 
     def check_context(self, today: dt.date | None = None) -> CheckContext:
-        codes = frozenset(load_region_codes(self.settings.district_code))
-        return CheckContext(today=today or dt.date.today(), region_codes=codes)
+        return check_context(self.settings, today)
+
+
+def make_connector(settings: Settings, registration: Registration) -> Connector:
+    """A ready connector; the secrets it resolves are remembered as values to scrub."""
+    secrets = _Remembered(ChainedSecrets(EnvironmentSecrets(), PrefectSecrets()))
+    return create_connector(
+        registration, settings.home, secrets, paths=SourcePaths.of(settings), limits=settings.limits
+    )
+
+
+def compiled_contract(settings: Settings, dataset: str) -> CompiledContract:
+    """The dataset's contract, compiled. A contract that does not load or compile fails its
+    own dataset, in one line naming the file and the cause; the other datasets go on."""
+    contract = contract_for(settings.contracts_dir, dataset)
+    try:
+        return compile_contract(contract)
+    except ContractError as exc:
+        raise _unusable(dataset, exc) from exc
+
+
+def check_context(settings: Settings, today: dt.date | None = None) -> CheckContext:
+    codes = frozenset(load_region_codes(settings.district_code))
+    return CheckContext(today=today or dt.date.today(), region_codes=codes)
 
 
 class _Remembered:
@@ -242,4 +253,12 @@ def _keyring_stamp(settings: Settings) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
 
 
-__all__ = ["Pipeline", "contract_for", "pipeline_for", "signing_key"]
+__all__ = [
+    "Pipeline",
+    "check_context",
+    "compiled_contract",
+    "contract_for",
+    "make_connector",
+    "pipeline_for",
+    "signing_key",
+]

@@ -169,11 +169,11 @@ def failed_state(exc: Exception) -> State:
         _raise_scrubbed(exc)
     clean = scrubbed(exc)
     message = failure_message(clean)
-    _logger().error("%s", message)
+    run_logger().error("%s", message)
     return Failed(message=message, data=clean)
 
 
-def _logger() -> Any:
+def run_logger() -> Any:
     """The run's logger inside a flow or task run, else this module's."""
     from prefect import get_run_logger
     from prefect.exceptions import MissingContextError
@@ -291,6 +291,7 @@ __all__ = [
     "markdown_artifact",
     "progress_artifact",
     "remember_secrets",
+    "run_logger",
     "scrub",
     "scrub_value",
     "scrubbed",

@@ -110,6 +110,20 @@ class Settings(BaseSettings):
             "after four missed beats (on the same host, as soon as its process is gone)."
         ),
     )
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread",
+        description=(
+            "Prefect task runner of the daily flow: thread, or dask (connectors pull and validate in "
+            "parallel on a Dask cluster; landing stays one connector at a time)."
+        ),
+    )
+    dask_address: str | None = Field(
+        None,
+        description="Scheduler of a running Dask cluster (tcp://host:8786); default a LocalCluster per run.",
+    )
+    dask_workers: int | None = Field(
+        None, ge=1, description="Worker processes of the LocalCluster (a thread each); default one per core."
+    )
     key_max_age_days: int = Field(
         365,
         gt=0,

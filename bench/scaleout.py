@@ -1,0 +1,128 @@
+"""The whole daily run, Prefect included, with the thread runner and with Dask, on one machine.
+
+Baseline: ``onceonly run`` with the default thread runner (connectors one after another).
+Measured: the same command with ``ONCEONLY_TASK_RUNNER=dask`` (a LocalCluster of one
+single-threaded worker process per core pulling and validating every connector at once, the
+flow landing them in order). Each run gets a fresh home holding a copy of the same generated
+department systems (``departments.generate_all``; ``--rows`` per system, default 240,000: about
+a million records over the six), its own Prefect temporary server and a fresh catalog; the 市场监管
+licence API is served from this process. Reported: records pulled, wall seconds, records/s, the
+ratio Dask / threads, and the peak RSS of the largest process of each run (the flow's; a Dask
+worker's is reported by Dask, not here).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROWS = 240_000
+SEED = 20261203
+PASSPHRASE = "bench-scaleout-passphrase-0123456789"
+
+
+def _registrations(target: Path, api_url: str) -> Path:
+    from onceonly.settings import Settings
+
+    target.mkdir(parents=True, exist_ok=True)
+    for path in Path(Settings().registrations_dir).glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if data["type"] == "http":
+            data["options"]["base_url"] = api_url
+        if data["type"] == "files":
+            data["options"]["settle_seconds"] = 0
+        (target / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return target
+
+
+def _run(work: Path, sources: Path, registrations: Path, token: str, runner: str) -> dict[str, Any]:
+    home = work / runner / "var"
+    shutil.copytree(sources, home / "departments")
+    env = {
+        **os.environ,
+        "ONCEONLY_HOME": str(home),
+        "ONCEONLY_KEY_PASSPHRASE": PASSPHRASE,
+        "ONCEONLY_REGISTRATIONS_DIR": str(registrations),
+        "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": token,
+        "ONCEONLY_TASK_RUNNER": runner,
+        "PREFECT_HOME": str(work / runner / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+    env.pop("PREFECT_API_URL", None)
+    env.pop("ONCEONLY_DATABASE_URL", None)
+    log = work / f"{runner}.log"
+    onceonly = Path(sys.executable).with_name("onceonly")
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        child = subprocess.Popen([str(onceonly), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        # wait4: this run's own resource usage (its process and the children it waited for).
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        raise RuntimeError(f"onceonly run ({runner}) failed:\n{log.read_text(errors='replace')[-4000:]}")
+    records = _pulled(home)
+    return {
+        "records": records,
+        "seconds": round(seconds, 1),
+        "records_per_s": round(records / seconds),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+    }
+
+
+def _pulled(home: Path) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{home / 'catalog.db'}")
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SELECT COALESCE(SUM(pulled), 0) FROM batches").scalar() or 0)
+    finally:
+        engine.dispose()
+
+
+def run(rows: int | None) -> dict[str, Any]:
+    from departments import LicenceApi, demo_token, generate_all
+
+    rows = rows or ROWS
+    with tempfile.TemporaryDirectory(prefix="onceonly-bench-scaleout-") as tmp:
+        work = Path(tmp)
+        sources = work / "departments"
+        started = time.perf_counter()
+        generate_all(sources, rows=rows, seed=SEED)
+        print(f"generated {rows:,} rows per department system in {time.perf_counter() - started:.0f} s")
+        token = demo_token(SEED)
+        api = LicenceApi(sources / "scjg" / "licences.db", token=token)
+        api.start()
+        try:
+            registrations = _registrations(work / "registrations", api.base_url)
+            threads = _run(work, sources, registrations, token, "thread")
+            print(f"thread runner: {threads}", flush=True)
+            dask = _run(work, sources, registrations, token, "dask")
+            print(f"dask runner:   {dask}", flush=True)
+        finally:
+            api.stop()
+    ratio = dask["records_per_s"] / threads["records_per_s"]
+    print(f"{'runner':<8} {'records':>10} {'seconds':>8} {'records/s':>10} {'peak RSS MB':>12}")
+    for name, figures in (("thread", threads), ("dask", dask)):
+        print(
+            f"{name:<8} {figures['records']:>10,} {figures['seconds']:>8} "
+            f"{figures['records_per_s']:>10,} {figures['peak_rss_mb'] or '-':>12}"
+        )
+    print(f"dask / thread: {ratio:.2f}× on {os.cpu_count()} cores")
+    return {
+        "rows_per_department": rows,
+        "thread": threads,
+        "dask": dask,
+        "ratio_dask_to_thread": round(ratio, 3),
+        "cores": os.cpu_count(),
+    }
