@@ -30,7 +30,7 @@ def audit() -> None:
     catalog = Catalog.connect(settings.catalog_url, create=False)
     try:
         report = run_audit(
-            catalog, ParquetLake(settings.lake_dir), extracts_dir=settings.extracts_dir, verifiers=verifiers
+            catalog, ParquetLake.of(settings), extracts_dir=settings.extracts_dir, verifiers=verifiers
         )
     finally:
         catalog.dispose()

@@ -106,6 +106,10 @@ def _reset_demo(settings: Settings) -> None:
         raise ConfigurationError(
             "--reset deletes only the embedded SQLite catalog; drop your database yourself"
         )
+    if not settings.lake_is_local:
+        raise ConfigurationError(
+            f"--reset deletes only a local lake; empty {settings.lake_location} yourself"
+        )
     for path in (settings.departments_dir, settings.lake_dir, settings.extracts_dir):
         shutil.rmtree(path, ignore_errors=True)
     for suffix in ("", "-wal", "-shm"):

@@ -14,9 +14,10 @@ the signing keys, the passphrase file, the catalog, the lake, the township extra
 `connectors register` would print a line of the signing key as a "sample row", or archive the
 lake away. Every such path must lie under one of the operator's roots
 (``ONCEONLY_SOURCE_ROOTS``: folders and URL prefixes such as ``s3://bucket/drops/``,
-separated by ``:`` or ``;``) and must neither be inside nor contain one of the protected places.
-Local paths are compared after resolving ``..`` and symbolic links, so neither escapes; a URL
-with a ``..`` segment is refused. A SQL source on the catalog's own database is refused too.
+separated by ``:`` or ``;``) and must neither be inside nor contain one of the protected places
+(a lake on an object store, ``s3://bucket/lake``, is one too). Local paths are compared after
+resolving ``..`` and symbolic links, so neither escapes; a URL with a ``..`` segment is refused.
+A SQL source on the catalog's own database is refused too.
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class SourcePaths:
     protected: tuple[tuple[Path, str, bool], ...] = ()
     #: Databases OnceOnly keeps (SQLAlchemy URLs rendered without password), by what they are.
     databases: tuple[tuple[str, str], ...] = ()
+    #: URL places OnceOnly keeps (``scheme://…/``: a lake on an object store), by what they are.
+    protected_urls: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, settings: Settings) -> SourcePaths:
@@ -97,13 +100,16 @@ class SourcePaths:
         home = Path(os.path.abspath(settings.home))  # the default home, "var", is relative
         given = settings.source_roots
         roots = [r for r in _ROOTS_SEP.split(given) if r.strip()] if given else [str(home / "departments")]
+        # A lake on an object store (s3://bucket/lake) is a URL place: no registration may reach it.
+        lake = [(settings.lake_dir, "the lake")] if settings.lake_is_local else []
+        lake_urls = [] if settings.lake_is_local else [(settings.lake_location, "the lake")]
         protected = [(home, "OnceOnly's home", False)]
         protected += [
             (p, what, True)
             for p, what in (
                 (settings.keys_dir, "the district's signing keys"),
                 (home / "secrets", "OnceOnly's secrets"),
-                (settings.lake_dir, "the lake"),
+                *lake,
                 (settings.extracts_dir, "the township extracts"),
                 (settings.datadocs_dir, "the Data Docs"),
                 (home / "snapshots", "the snapshots of other connectors"),
@@ -115,7 +121,7 @@ class SourcePaths:
             databases.append((f"sqlite:///{home / 'catalog.db'}", "the catalog"))
         else:
             databases.append((settings.database_url, "the catalog"))
-        return cls.build(roots, protected, databases)
+        return cls.build(roots, protected, databases, lake_urls)
 
     @classmethod
     def build(
@@ -123,6 +129,7 @@ class SourcePaths:
         roots: Iterable[str],
         protected: Iterable[tuple[Path, str, bool]] = (),
         databases: Iterable[tuple[str, str]] = (),
+        protected_urls: Iterable[tuple[str, str]] = (),
     ) -> SourcePaths:
         kept: list[str] = []
         for root in (r.strip() for r in roots):
@@ -132,7 +139,12 @@ class SourcePaths:
             else:  # the operator's own setting: a relative folder is taken from the working one
                 kept.append(os.path.realpath(os.path.abspath(root)))
         places = tuple((Path(os.path.realpath(p)), what, whole) for p, what, whole in protected)
-        return cls(tuple(kept), places, tuple((_database(u), what) for u, what in databases))
+        return cls(
+            tuple(kept),
+            places,
+            tuple((_database(u), what) for u, what in databases),
+            tuple((_url_key(u), what) for u, what in protected_urls),
+        )
 
     def check(self, connector: str, option: str, value: str, *, also: Iterable[Path] = ()) -> None:
         """Refuse ``value`` (a folder, file or URL named by ``option``) unless it lies under a
@@ -173,6 +185,14 @@ class SourcePaths:
         rest = url.split("://", 1)[1]
         if ".." in unquote(rest).replace("\\", "/").split("/"):
             raise self._refused(connector, option, url, "has a '..' segment")
+        key = _url_key(url)
+        for place, what in self.protected_urls:
+            if key == place:
+                raise self._refused(connector, option, url, f"is {what}")
+            if key.startswith(place):
+                raise self._refused(connector, option, url, f"is inside {what}")
+            if place.startswith(key):
+                raise self._refused(connector, option, url, f"contains {what}")
         if not any(_url_key(url).startswith(r) for r in self.roots if "://" in r):
             raise self._refused(connector, option, url, "is outside the allowed roots")
 

@@ -633,7 +633,7 @@ def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> S
         vkey=pipeline.key.vkey,
         home=str(settings.home.resolve()),
         catalog=_redacted(settings.catalog_url),
-        lake=str(settings.lake_dir.resolve()),
+        lake=settings.lake_location,
         extracts_dir=str(settings.extracts_dir.resolve()),
         crashed_runs=crashed,
         recovered=recovered,

@@ -67,7 +67,7 @@ class Pipeline:
         return cls(
             settings=settings,
             catalog=catalog,
-            lake=ParquetLake(settings.lake_dir),
+            lake=ParquetLake.of(settings),
             key=key,
             log=TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash)),
             key_created=created,

@@ -194,7 +194,7 @@ def audit_all(settings: Settings) -> tuple[list[str], str]:
     try:
         report = audit(
             catalog,
-            ParquetLake(settings.lake_dir),
+            ParquetLake.of(settings),
             extracts_dir=settings.extracts_dir,
             verifiers=log_verifiers(settings),
         )

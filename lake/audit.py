@@ -2,7 +2,7 @@
 
 Example::
 
-    report = audit(catalog, ParquetLake(settings.lake_dir), extracts_dir=settings.extracts_dir,
+    report = audit(catalog, ParquetLake.of(settings), extracts_dir=settings.extracts_dir,
                    verifiers=keyring.verifiers())
     for finding in report.findings:
         print(finding)   # "certificates: leaf 7 (1.2.156…): holder_id is 120114********0015 in …"
@@ -41,7 +41,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import pyarrow as pa
@@ -125,14 +125,14 @@ def _rows(path: Path) -> int | None:
         return None  # not a readable Parquet file (truncated, edited)
 
 
-def _batch_of(path: Path) -> str:
+def _batch_of(path: PurePath) -> str:
     stem = path.name.removesuffix(".parquet")
     if stem.startswith(_BREACH):
         return stem
     return stem.split("-", 1)[0]
 
 
-def _dataset_of(path: Path, root: Path) -> str:
+def _dataset_of(path: PurePath, root: PurePath) -> str:
     for part in path.relative_to(root).parts:
         if part.startswith("dataset="):
             return part.removeprefix("dataset=")
@@ -146,14 +146,11 @@ def audit_lake(catalog: Catalog, lake: ParquetLake, report: LakeReport | None = 
     unreadable: set[tuple[str, str]] = set()
     datasets: dict[tuple[str, str], str] = {}
     for area in ("accepted", "quarantine"):
-        base = lake.root / area
-        if not base.exists():
-            continue
-        for path in sorted(base.rglob("*.parquet")):
+        for path in lake.parquet_files(lake.root / area):
             report.files += 1
             key = (area, _batch_of(path))
             datasets[key] = _dataset_of(path, lake.root)
-            rows = _rows(path)
+            rows = lake.rows(path)
             if rows is None:
                 unreadable.add(key)
             else:
@@ -548,11 +545,11 @@ def _check_files(lake: ParquetLake, receipts: dict[str, dict[str, Any]], report:
         for listed in receipt.get("files") or []:
             path = lake.root / str(listed.get("path", ""))
             dataset = str(receipt.get("dataset", "?"))
-            if not path.is_file():
+            if not lake.is_file(path):
                 report.findings.append(Finding("lake", batch_id, dataset, f"{listed.get('path')} is missing"))
                 continue
             try:
-                facts = file_facts(path)
+                facts = lake.file_facts(path)
             except (OSError, pa.ArrowException):
                 facts = {"sha256": "", "rows": None}
             if facts["sha256"] != listed.get("sha256"):

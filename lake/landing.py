@@ -2,7 +2,7 @@
 
 Example::
 
-    lander = Lander(catalog, ParquetLake(settings.lake_dir), log, run_id=run_id)
+    lander = Lander(catalog, ParquetLake.of(settings), log, run_id=run_id)
     landed = lander.land(connector="gongan-household", compiled=compiled, validation=v,
                          cursor_before=cursor, cursor_after=pulled.cursor, content_sha256=digest)
 
@@ -41,7 +41,7 @@ from evidence.canonical import canonical_json
 from evidence.certificate import draft_table
 from evidence.issuance import issue_certificates
 from evidence.log import KIND_BREACH_RECEIPT, TransparencyLog, batch_receipt, log_entry
-from lake.parquet import ParquetLake, file_facts
+from lake.parquet import ParquetLake
 
 # LandedBatch fields that are also columns of the batches table.
 _BATCH_ROW_FIELDS = (
@@ -272,8 +272,8 @@ class Lander:
         self.lake.write_quarantine(dataset, name, validation.quarantined)
         kept = self.lake.quarantine_dir(dataset) / f"{name}.parquet"
         files = (
-            [{"path": kept.relative_to(self.lake.root).as_posix(), **file_facts(kept)}]
-            if kept.exists()
+            [{"path": kept.relative_to(self.lake.root).as_posix(), **self.lake.file_facts(kept)}]
+            if self.lake.is_file(kept)
             else []
         )
         failures = quarantine_rows(compiled, batch_id, validation)

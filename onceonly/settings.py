@@ -13,8 +13,10 @@ by name through ``connectors.secrets`` at the last moment.
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_serializer, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +37,18 @@ def signature_suite_names() -> list[str]:
     return sorted(names, key=lambda name: (name != _DEFAULT_SUITE, name))
 
 
+# An option naming a credential (key, secret, token, password, credentials), at any depth.
+_CREDENTIAL = re.compile(r"^key$|secret|token|password|credential", re.IGNORECASE)
+
+
+def _local_lake(url: str) -> Path | None:
+    """The folder a lake URL names when it is local (a path, or file://), else None (s3://…)."""
+    if "://" not in url:
+        return Path(url)
+    scheme = url.split("://", 1)[0].lower()
+    return Path(unquote(urlsplit(url).path)) if scheme in ("file", "local") else None
+
+
 class Settings(BaseSettings):
     """Everything configurable, with embedded defaults that need no server."""
 
@@ -44,7 +58,21 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL of the catalog; default a SQLite file under home."
     )
-    lake_url: str | None = Field(None, description="Folder of the Parquet lake; default home/lake.")
+    lake_url: str | None = Field(
+        None,
+        description=(
+            "Folder or fsspec URL (s3://bucket/prefix) of the Parquet lake; default home/lake. "
+            "An s3:// lake takes its credentials and endpoint from the AWS environment (AWS_ACCESS_KEY_ID, "
+            "AWS_ENDPOINT_URL, ...) or lake_storage_options."
+        ),
+    )
+    lake_storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            'fsspec storage options of a URL lake, as JSON: {"endpoint_url": "http://minio:9000"}. '
+            "No credentials: they would travel with the flow-run parameters (use the AWS environment)."
+        ),
+    )
     key_passphrase: SecretStr | None = Field(
         None, description="Passphrase of the signing key (PKCS#8, encrypted at rest)."
     )
@@ -211,6 +239,24 @@ class Settings(BaseSettings):
             )
         return url
 
+    @field_validator("lake_storage_options")
+    @classmethod
+    def _no_credentials_in_the_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        # Settings travel as flow-run parameters, which Prefect stores: a secret key must not.
+        def named(value: Any) -> list[str]:
+            if not isinstance(value, dict):
+                return []
+            found = [str(k) for k in value if _CREDENTIAL.search(str(k))]
+            return found + [k for v in value.values() for k in named(v)]
+
+        if found := named(options):
+            raise ValueError(
+                f"ONCEONLY_LAKE_STORAGE_OPTIONS holds credentials ({', '.join(sorted(found))}): give them "
+                "through the object store's own environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+                "a profile, an instance role) instead"
+            )
+        return options
+
     @field_validator("signature_suite")
     @classmethod
     def _known_suite(cls, value: str) -> str:
@@ -224,8 +270,21 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
 
     @property
+    def lake_is_local(self) -> bool:
+        """Whether the lake is a local (or mounted) folder rather than an object store's URL."""
+        return not self.lake_url or _local_lake(self.lake_url) is not None
+
+    @property
     def lake_dir(self) -> Path:
-        return Path(self.lake_url) if self.lake_url else self.home / "lake"
+        """The lake's local folder; meaningless for a URL lake (see ``lake_location``)."""
+        if not self.lake_url:
+            return self.home / "lake"
+        return _local_lake(self.lake_url) or Path(self.lake_url)
+
+    @property
+    def lake_location(self) -> str:
+        """Where the lake is, as opened and shown: its absolute folder, or its URL (s3://bucket/prefix)."""
+        return str(self.lake_dir.resolve()) if self.lake_is_local else str(self.lake_url)
 
     @property
     def extracts_dir(self) -> Path:

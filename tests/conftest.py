@@ -163,6 +163,34 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A local S3-compatible server (moto's, in a thread) on 127.0.0.1; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_environment(s3_server: str) -> dict[str, str]:
+    """The AWS environment of a client of :func:`s3_server` (moto takes any key); nothing comes
+    from ~/.aws or an instance role. Apply it after removing every other ``AWS_`` variable."""
+    return {
+        "AWS_ACCESS_KEY_ID": "onceonly-test",
+        "AWS_SECRET_ACCESS_KEY": "onceonly-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `prefect server start` (SQLite under a temporary PREFECT_HOME), as operators run it.
 

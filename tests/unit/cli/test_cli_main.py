@@ -20,6 +20,18 @@ def test_demo_refuses_to_regenerate_with_other_rows_over_an_existing_catalog(hom
     assert "hold 120 rows" in str(result.exception) and "--reset" in str(result.exception)
 
 
+def test_demo_reset_leaves_a_lake_on_an_object_store_alone(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ONCEONLY_LAKE_URL", "s3://district/wuqing/lake")
+    home.mkdir()
+    (home / "catalog.db").touch()
+    result = CliRunner().invoke(app, ["demo", "--reset"])
+    assert isinstance(result.exception, ConfigurationError)
+    assert "empty s3://district/wuqing/lake yourself" in str(result.exception)
+    assert (home / "catalog.db").exists()  # refused before anything was deleted
+
+
 def test_export_needs_no_private_key_and_creates_none(home: Path) -> None:
     result = CliRunner().invoke(
         app, ["certificates", "export", "1.2.156.3005.2.X", "-o", str(home / "b.json")]

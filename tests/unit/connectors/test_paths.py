@@ -136,6 +136,31 @@ def test_urls_must_lie_under_a_url_root(settings: Settings) -> None:
             )
 
 
+def test_a_lake_on_an_object_store_is_refused_like_the_local_one(settings: Settings) -> None:
+    on_s3 = settings.model_copy(
+        update={"lake_url": "s3://district/wuqing/lake", "source_roots": "s3://district/"}
+    )
+    paths = SourcePaths.of(on_s3)
+    create_connector(
+        registration("files", name="minzheng-test", path="s3://district/drops/minzheng"),
+        settings.home,
+        EnvironmentSecrets({}),
+        paths=paths,
+    )
+    for url, why in (
+        ("s3://district/wuqing/lake", "is the lake"),
+        ("s3://district/wuqing/lake/accepted/dataset=household", "is inside the lake"),
+        ("s3://district/wuqing", "contains the lake"),
+    ):
+        with pytest.raises(ConfigurationError, match=rf"options.path {re.escape(url)} {why}"):
+            create_connector(
+                registration("files", name="minzheng-test", path=url),
+                settings.home,
+                EnvironmentSecrets({}),
+                paths=paths,
+            )
+
+
 def test_the_operator_names_the_roots(settings: Settings, tmp_path: Path) -> None:
     elsewhere = tmp_path / "srv" / "drops"
     elsewhere.mkdir(parents=True)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from lake.parquet import ParquetLake, write_parquet_atomic
+from onceonly.errors import ConfigurationError
 
 
 def _files(root: Path) -> list[str]:
@@ -61,3 +63,15 @@ def test_an_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Pat
     write_parquet_atomic(pa.table({"v": [2, 3]}), path)
     assert pq.read_table(path).column("v").to_pylist() == [2, 3]
     assert _files(tmp_path) == ["deep/x.parquet"]
+
+
+def test_a_folder_or_a_file_url_opens_the_local_lake(tmp_path: Path) -> None:
+    for url in (str(tmp_path / "lake"), f"file://{tmp_path}/lake"):
+        lake = ParquetLake.at(url)
+        assert lake.fs is None and lake.root == tmp_path / "lake"  # fsync and rename, as ever
+        assert lake.location == str((tmp_path / "lake").resolve())
+
+
+def test_a_url_no_file_system_knows_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"ONCEONLY_LAKE_URL nosuch://bucket/lake: cannot open it"):
+        ParquetLake.at("nosuch://bucket/lake")

@@ -76,3 +76,29 @@ def test_a_password_in_the_database_urls_query_is_refused(tmp_path: Path) -> Non
 
     with pytest.raises(pydantic.ValidationError, match="password in its query string"):
         Settings(home=tmp_path, database_url="postgresql+psycopg://u@db/x?password=S3cret")
+
+
+def test_the_lake_is_a_folder_or_an_object_stores_url(
+    tmp_path: Path, clean_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = Settings(home=tmp_path)
+    assert default.lake_is_local and default.lake_dir == tmp_path / "lake"
+    assert default.lake_location == str((tmp_path / "lake").resolve())
+    assert Settings(home=tmp_path, lake_url=f"file://{tmp_path}/shared").lake_dir == tmp_path / "shared"
+    monkeypatch.setenv("ONCEONLY_LAKE_URL", "s3://district/wuqing/lake")
+    monkeypatch.setenv("ONCEONLY_LAKE_STORAGE_OPTIONS", '{"endpoint_url": "http://127.0.0.1:9000"}')
+    on_s3 = Settings(home=tmp_path)
+    assert not on_s3.lake_is_local and on_s3.lake_location == "s3://district/wuqing/lake"
+    assert on_s3.lake_storage_options == {"endpoint_url": "http://127.0.0.1:9000"}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"key": "AKIA"}, {"secret": "x"}, {"client_kwargs": {"aws_secret_access_key": "x"}}, {"token": "t"}],
+)
+def test_credentials_in_the_lakes_storage_options_are_refused(
+    tmp_path: Path, clean_env: None, options: dict[str, object]
+) -> None:
+    # They would travel with the flow-run parameters, which Prefect stores in clear.
+    with pytest.raises(ValidationError, match=r"holds credentials .*AWS_ACCESS_KEY_ID"):
+        Settings(home=tmp_path, lake_url="s3://district/lake", lake_storage_options=options)
