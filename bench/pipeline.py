@@ -1,8 +1,12 @@
 """Pipeline throughput against the raw floor, on the same generated household table.
 
-Baseline (DESIGN.md's "raw limit"): read the rows into Arrow, check every citizen ID's
-checksum with NumPy, SHA-256 each row, build the Merkle root, write a township-partitioned
-Parquet dataset — pyarrow and hashlib only, no contract, catalog, signing or orchestration.
+Baseline (DESIGN.md's "raw limit"), the raw work done the fastest plain way: read the table
+straight into Arrow (ADBC SQLite), check every citizen ID's GB 11643 checksum as a NumPy byte
+matrix, SHA-256 each row's canonical bytes (built column-wise by Arrow; hashlib once per row),
+build the Merkle root, write a township-partitioned Parquet dataset — no per-row Python where
+pyarrow or NumPy has an operation, no contract, catalog, signing or orchestration. (Until
+2026-12 the floor built rows and hashed their ``repr`` in Python: three to four times slower,
+which flattered the ratio.)
 
 OnceOnly: the ``sql`` connector, contract validation through Great Expectations, landing
 (Parquet, quarantine, certificates, log leaves, signed checkpoint, cursor) in the SQLite
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import sqlite3
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -21,35 +25,22 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from contracts.identifiers import CITIZEN_ID_WEIGHTS
 
 
 def _baseline(db: Path, out: Path) -> int:
-    con = sqlite3.connect(db)
-    cur = con.execute("SELECT * FROM household_member ORDER BY updated_at, id")
-    names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
-    table = pa.table({n: pa.array([r[i] for r in rows]) for i, n in enumerate(names)})
-    ids = table.column("person_id").fill_null("").to_pylist()
-    ok = [len(s) == 18 for s in ids]
-    digits = np.array(
-        [[ord(c) - 48 for c in s[:17]] if good else [0] * 17 for s, good in zip(ids, ok, strict=True)]
-    )
-    check = "10X98765432"
-    sums = digits @ np.array(CITIZEN_ID_WEIGHTS)
-    valid = np.array([good and check[t % 11] == s[17] for s, good, t in zip(ids, ok, sums, strict=True)])
+    """The raw work, done the fastest plain way: no per-row Python where an operation exists."""
+    import adbc_driver_sqlite.dbapi as adbc
+
+    with adbc.connect(str(db)) as con, con.cursor() as cur:  # SQLite straight into Arrow
+        cur.execute("SELECT * FROM household_member ORDER BY updated_at, id")
+        table = cur.fetch_arrow_table().combine_chunks()  # ~100 small batches: one chunk per column
+    valid = _valid_citizen_ids(table.column("person_id").combine_chunks())
     table = table.filter(pa.array(valid))
-    leaves = [
-        hashlib.sha256(b"\x00" + repr(r).encode()).digest()
-        for r in zip(*table.to_pydict().values(), strict=True)
-    ]
-    while len(leaves) > 1:
-        leaves = [
-            hashlib.sha256(b"\x01" + leaves[i] + leaves[i + 1]).digest() if i + 1 < len(leaves) else leaves[i]
-            for i in range(0, len(leaves), 2)
-        ]
+    root = _merkle_root(_row_hashes(table))
     ds.write_dataset(
         table,
         out,
@@ -57,7 +48,43 @@ def _baseline(db: Path, out: Path) -> int:
         partitioning=["township_code"],
         existing_data_behavior="overwrite_or_ignore",
     )
-    return len(rows)
+    assert len(root) == 32
+    return len(valid)
+
+
+def _valid_citizen_ids(ids: pa.StringArray) -> np.ndarray:
+    """GB 11643 check digits, vectorised: the 18-byte ids as an (n, 18) byte matrix."""
+    ids = pc.fill_null(ids, "")
+    eighteen = pc.equal(pc.binary_length(ids), 18).to_numpy(zero_copy_only=False)
+    fixed = pc.filter(ids, pa.array(eighteen))  # offsets from 0, data contiguous: 18 bytes each
+    rows = len(fixed)
+    chars = np.frombuffer(fixed.buffers()[2], dtype=np.uint8, count=18 * rows).reshape(rows, 18)
+    digits = chars[:, :17].astype(np.int64) - ord("0")
+    sums = digits @ np.asarray(CITIZEN_ID_WEIGHTS)
+    expected = np.frombuffer(b"10X98765432", dtype=np.uint8)[sums % 11]
+    ok = ((digits >= 0) & (digits <= 9)).all(axis=1) & (expected == chars[:, 17])
+    valid = np.zeros(len(ids), dtype=bool)
+    valid[np.flatnonzero(eighteen)] = ok
+    return valid
+
+
+def _row_hashes(table: pa.Table) -> list[bytes]:
+    """SHA-256 of each row's canonical bytes: columns as text joined column-wise by Arrow,
+    hashlib once per row."""
+    texts = [pc.fill_null(pc.cast(column, pa.string()), "\\N") for column in table.columns]
+    joined = pc.binary_join_element_wise(*texts, "\x1f").combine_chunks()
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1)
+    data = memoryview(joined.buffers()[2])
+    sha256 = hashlib.sha256
+    return [sha256(b"\x00" + data[a:b]).digest() for a, b in itertools.pairwise(offsets.tolist())]
+
+
+def _merkle_root(level: list[bytes]) -> bytes:
+    sha256 = hashlib.sha256
+    while len(level) > 1:
+        paired = [sha256(b"\x01" + a + b).digest() for a, b in zip(level[0::2], level[1::2], strict=False)]
+        level = paired + level[len(paired) * 2 :]
+    return level[0] if level else sha256(b"").digest()
 
 
 def _onceonly(work: Path, db: Path) -> dict[str, Any]:
@@ -128,9 +155,12 @@ def run(rows: int | None = None) -> dict[str, Any]:
         generate_all(work / "departments", rows=rows, seed=1)
         db = work / "departments" / "gongan" / "household.db"
 
-        t = time.perf_counter()
-        n = _baseline(db, work / "baseline")
-        baseline_s = time.perf_counter() - t
+        # The floor's best of three (the first pays the allocator's warm-up): a strict floor.
+        baseline_s = float("inf")
+        for attempt in range(3):
+            t = time.perf_counter()
+            n = _baseline(db, work / f"baseline-{attempt}")
+            baseline_s = min(baseline_s, time.perf_counter() - t)
 
         t = time.perf_counter()
         ours = _onceonly(work, db)
@@ -145,9 +175,9 @@ def run(rows: int | None = None) -> dict[str, Any]:
         "onceonly_certificates": ours["certificates"],
         "onceonly_stage_seconds": {k: round(v, 2) for k, v in ours["stages_s"].items()},
     }
-    print(f"raw floor (pyarrow+hashlib):  {base_rate:>10,.0f} records/s")
+    print(f"raw floor (vectorised, best of 3): {base_rate:>10,.0f} records/s")
     print(
-        f"OnceOnly pull+validate+land:  {our_rate:>10,.0f} records/s  "
+        f"OnceOnly pull+validate+land:       {our_rate:>10,.0f} records/s  "
         f"= {our_rate / base_rate:.2f}x the floor  stages {figures['onceonly_stage_seconds']}"
     )
     return figures
