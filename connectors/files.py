@@ -324,10 +324,13 @@ class FilesConnector(Connector):
             self._sampling = False
 
     def handover(self) -> dict[str, Any]:
-        return {"found": dict(self._found)}  # the files the pull read, by content hash
+        # The files the pull read, by content hash, and those it archived already (landed by a
+        # run that died before moving them).
+        return {"found": dict(self._found), "archived": sorted(self._archived)}
 
     def take_over(self, handover: dict[str, Any]) -> None:
         self._found.update(handover.get("found", {}))
+        self._archived.update(handover.get("archived", []))
 
     def landed(self, cursor: Cursor) -> None:
         """The batch ending at ``cursor`` has landed: archive the files it finished."""

@@ -28,6 +28,7 @@ nor the signing key: the settings they get carry neither the key passphrase nor 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import pickle
 import shutil
@@ -82,9 +83,15 @@ class Prepared:
 )
 @scrubbed_errors
 def pull_and_validate(
-    connector: str, registration: Registration, cursor: Cursor | None, settings: Settings, spool: Path
+    connector: str,
+    registration: Registration,
+    cursor: Cursor | None,
+    settings: Settings,
+    spool: Path,
+    today: dt.date | None = None,
 ) -> Prepared:
-    """Pull ``connector`` from ``cursor`` to the end, validating each batch, into ``spool``."""
+    """Pull ``connector`` from ``cursor`` to the end, validating each batch (as of the flow's
+    ``today``, not the worker's clock), into ``spool``."""
     install_prefect_scrubbing()
     restrict_new_files()
     started = time.monotonic()
@@ -94,7 +101,7 @@ def pull_and_validate(
     try:
         compiled = compiled_contract(settings, registration.dataset)
         require_pinned_major(registration, compiled.contract)
-        validator = Validator(compiled, check_context(settings))
+        validator = Validator(compiled, check_context(settings, today))
         source = make_connector(settings, registration)
         for pulled in source.pull(cursor, settings.batch_size):
             validation = validator.validate(pulled.batch, connector=connector)
@@ -112,6 +119,23 @@ def pull_and_validate(
     return prepared
 
 
+def worker_settings(settings: Settings) -> Settings:
+    """What a worker gets: no key passphrase (it signs nothing) and the catalog URL without its
+    password (it never opens the catalog; the URL only keeps registrations off the catalog's own
+    database, ``connectors.paths``)."""
+    url = settings.database_url
+    if url:
+        from sqlalchemy import URL, make_url
+
+        parts = make_url(url)
+        url = URL.create(
+            parts.drivername, parts.username, None, parts.host, parts.port, parts.database, parts.query
+        ).render_as_string(hide_password=False)
+    return settings.model_copy(
+        update={"key_passphrase": None, "key_passphrase_secret": None, "database_url": url}
+    )
+
+
 class Ahead:
     """The connectors being pulled ahead for one run (see the module's docstring)."""
 
@@ -123,9 +147,9 @@ class Ahead:
         self.root = spool_root(pipeline.settings.home) / run_id
         self.futures: dict[str, PrefectFuture[Prepared]] = {}
         self.leased: list[tuple[str, str]] = []
-        # A connector waits for its turn to land while the others land, perhaps longer than its
-        # lease: its hold is renewed meanwhile, or another run could take it and move its cursor
-        # (or stage its snapshot) under the pull ahead.
+        # A connector waits for its pull and for its turn to land while the others land, perhaps
+        # longer than its lease: its hold is renewed until it lands, or another run could take it
+        # and move its cursor (or stage its snapshot) under the pull ahead.
         self._stop = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name=f"ahead-{run_id[:8]}", daemon=True)
 
@@ -134,24 +158,29 @@ class Ahead:
         """Take each connector's lease and submit its ``pull-and-validate`` task."""
         ahead = cls(pipeline, run_id)
         settings = pipeline.settings
-        # Workers pull; they never open the catalog or the signing key.
-        worker_settings = settings.model_copy(
-            update={"key_passphrase": None, "key_passphrase_secret": None, "database_url": None}
-        )
+        for_workers = worker_settings(settings)
+        today = dt.date.today()
         cls._RUNS[run_id] = ahead
-        for name in names:
-            registration = pipeline.registration(name)
-            try:
-                with pipeline.catalog.begin() as conn:
-                    acquire_lease(conn, name, registration.dataset, run_id, settings.lease_seconds)
-                    cursor = cursor_of(conn, name)
-            except OnceOnlyError:
-                continue  # busy, or the catalog refused: the connector's own turn says so
-            ahead.leased.append((name, registration.dataset))
-            ahead.futures[name] = pull_and_validate.submit(
-                name, registration, cursor, worker_settings, ahead.root / name
-            )
-        ahead._renewer.start()
+        try:
+            # Dask ships the flow-run context with each task, the flow's parameters in it (the
+            # CLI passes the settings, passphrase included): the tasks are sent without them.
+            with _without_flow_parameters():
+                for name in dict.fromkeys(names):
+                    registration = pipeline.registration(name)
+                    try:
+                        with pipeline.catalog.begin() as conn:
+                            acquire_lease(conn, name, registration.dataset, run_id, settings.lease_seconds)
+                            cursor = cursor_of(conn, name)
+                    except OnceOnlyError:
+                        continue  # busy, or the catalog refused: the connector's own turn says so
+                    ahead.leased.append((name, registration.dataset))
+                    ahead.futures[name] = pull_and_validate.submit(
+                        name, registration, cursor, for_workers, ahead.root / name, today
+                    )
+            ahead._renewer.start()
+        except BaseException:
+            ahead.close(waiting=False)
+            raise
         return ahead
 
     @classmethod
@@ -160,11 +189,21 @@ class Ahead:
 
     def take(self, connector: str, cursor: Cursor | None) -> Prepared | None:
         """The connector's prepared batches, once its task is done; None when there are none
-        to land here (not prepared, taken already, or prepared from another cursor)."""
-        future = self.futures.pop(connector, None)
+        to land here (not prepared, taken already, prepared from another cursor, or the task
+        was lost): the flow then pulls the connector itself."""
+        future = self.futures.get(connector)
         if future is None:
             return None
-        prepared = future.result()
+        try:
+            prepared = future.result()  # its lease is renewed while we wait
+        except Exception as exc:  # the task crashed or its worker died (KilledWorker)
+            run_logger().warning(
+                "%s: the pull ahead was lost (%s): pulling here", connector, failure_message(exc)
+            )
+            self.settle(connector)
+            return None
+        finally:
+            self.futures.pop(connector, None)
         if prepared.cursor != cursor:
             run_logger().warning(
                 "%s: its cursor moved after the pull ahead started: pulling again here", connector
@@ -172,6 +211,16 @@ class Ahead:
             shutil.rmtree(prepared.spool, ignore_errors=True)
             return None
         return prepared
+
+    def settle(self, connector: str) -> None:
+        """Done with the connector (landed, failed or lost): wait for a task still running for
+        it — its lease must stay held until nothing pulls it any more — and remove its spool."""
+        future = self.futures.get(connector)
+        if future is not None:
+            with contextlib.suppress(Exception):
+                future.wait()  # still in ``futures``: its lease is renewed meanwhile
+        self.futures.pop(connector, None)
+        shutil.rmtree(self.root / connector, ignore_errors=True)
 
     def replay(self, prepared: Prepared) -> Iterator[tuple[Pulled, Validation]]:
         """The spooled batches in pull order (each file removed once the next is asked for),
@@ -186,21 +235,26 @@ class Ahead:
         if prepared.error is not None:
             raise prepared.error
 
-    def close(self) -> None:
+    def close(self, *, waiting: bool = True) -> None:
         """Wait for tasks nobody took (a breached dataset's other connectors), release the
-        leases taken for them, and remove the run's spool."""
+        leases taken for them, and remove the run's spool. ``waiting=False`` (the run is
+        failing or interrupted): do not wait; a task still writing leaves a spool that the next
+        run removes, and the run's leases lapse with it."""
         self._stop.set()
-        if self._renewer.is_alive():
-            self._renewer.join()
-        for future in self.futures.values():
-            with contextlib.suppress(Exception):
-                future.wait()
-        self.futures.clear()
-        with contextlib.suppress(OnceOnlyError), self.pipeline.catalog.begin() as conn:
-            for name, _ in self.leased:
-                release_lease(conn, name, self.run_id)  # a no-op where the turn released it
-        shutil.rmtree(self.root, ignore_errors=True)
-        self._RUNS.pop(self.run_id, None)
+        try:
+            if self._renewer.is_alive():
+                self._renewer.join()
+            if waiting:
+                for future in list(self.futures.values()):
+                    with contextlib.suppress(Exception):
+                        future.wait()
+        finally:
+            self.futures.clear()
+            self._RUNS.pop(self.run_id, None)
+            with contextlib.suppress(OnceOnlyError), self.pipeline.catalog.begin() as conn:
+                for name, _ in self.leased:
+                    release_lease(conn, name, self.run_id)  # a no-op where the turn released it
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def _renew(self) -> None:
         settings = self.pipeline.settings
@@ -214,8 +268,22 @@ class Ahead:
     def __enter__(self) -> Ahead:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self.close(waiting=kind is None)
+
+
+@contextlib.contextmanager
+def _without_flow_parameters() -> Iterator[None]:
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None:
+        yield
+        return
+    # The parameters are in the context and in its flow run (the API's record of it).
+    flow_run = context.flow_run.model_copy(update={"parameters": {}}) if context.flow_run else None
+    with context.model_copy(update={"parameters": {}, "flow_run": flow_run}):
+        yield
 
 
 def spool_root(home: Path) -> Path:
@@ -260,4 +328,5 @@ __all__ = [
     "pull_and_validate",
     "runs_on_dask",
     "spool_root",
+    "worker_settings",
 ]

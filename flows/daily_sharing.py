@@ -277,6 +277,9 @@ def _sync(connector_name: str, run_id: str, settings: Settings | None) -> Connec
         raise
     finally:
         result.seconds = time.monotonic() - started
+        ahead = Ahead.of(run_id)
+        if ahead is not None:  # nothing may still pull it ahead once its lease is released
+            ahead.settle(connector_name)
         with pipeline.catalog.begin() as conn:  # the failure recorded while the lease is still ours
             if result.status != "ok":
                 record_failure(conn, connector_name, registration.dataset, run_id, result.error or "failed")
@@ -594,7 +597,7 @@ def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> S
     if pipeline.key_created:
         logger.info("created the log's signing key (encrypted) in %s", settings.keys_dir)
         pipeline.key_created = False  # the pipeline is reused by later runs in this process
-    names = connectors or sorted(pipeline.registrations)
+    names = list(dict.fromkeys(connectors or sorted(pipeline.registrations)))
     for name in names:
         pipeline.registration(name)  # an unknown name fails now, naming the known ones
     crashed = _begin(pipeline, run_id)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
@@ -77,6 +78,12 @@ def dask_task_runner(address: str | None, workers: int | None) -> TaskRunner[Any
             self._quiet.setLevel(logging.WARNING)
             try:
                 super().__enter__()
+                if self.address is None and not _in_dask_worker():
+                    # Start the LocalCluster now (it would start at the first task), its worker
+                    # processes without what they never need: the key passphrase and the catalog
+                    # URL (its password) would otherwise be in their environment.
+                    with _environment_without(_NOT_FOR_WORKERS):
+                        _ = self.client
             except BaseException:
                 self._restore_environment()
                 raise
@@ -109,6 +116,28 @@ def dask_task_runner(address: str | None, workers: int | None) -> TaskRunner[Any
             "silence_logs": logging.WARNING,
         }
     )
+
+
+_NOT_FOR_WORKERS = ("ONCEONLY_KEY_PASSPHRASE", "ONCEONLY_DATABASE_URL")
+
+
+def _in_dask_worker() -> bool:
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _environment_without(names: tuple[str, ...]) -> Iterator[None]:
+    kept = {name: os.environ.pop(name) for name in names if name in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(kept)
 
 
 __all__ = ["dask_task_runner", "task_runner_for", "task_runner_from_environment"]

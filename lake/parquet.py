@@ -33,23 +33,50 @@ bucket's policy. Listings are not cached (another host may have written since).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePath, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from onceonly.errors import ConfigurationError
+from onceonly.errors import ConfigurationError, LakeRefused, LakeUnavailable, OnceOnlyError
 from onceonly.files import fsync_dir, fsync_file, move_durably, private_dir, write_atomic
+from onceonly.privacy import scrub_exception_message
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
 
     from onceonly.settings import Settings
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _on_the_store(method: _Method) -> _Method:
+    """On an object store, its failures as OnceOnly's errors (STYLE 7): a refusal (access
+    denied, no such bucket) is terminal, anything else from the store (a connection refused or
+    lost, a timeout, a 5xx) transient — the run retries the connector from its last landed batch.
+    A file that is not Parquet stays Arrow's error (``audit`` reports it as edited)."""
+
+    @functools.wraps(method)
+    def on_the_store(self: ParquetLake, *args: Any, **kwargs: Any) -> Any:
+        if self.fs is None:
+            return method(self, *args, **kwargs)
+        try:
+            return method(self, *args, **kwargs)
+        except (OnceOnlyError, pa.ArrowInvalid):
+            raise
+        except (PermissionError, FileNotFoundError) as exc:
+            raise LakeRefused(f"the lake at {self.location}: {scrub_exception_message(exc)}") from exc
+        except Exception as exc:
+            raise LakeUnavailable(f"the lake at {self.location}: {scrub_exception_message(exc)}") from exc
+
+    return cast(_Method, on_the_store)
 
 
 class ParquetLake:
@@ -95,6 +122,7 @@ class ParquetLake:
     def quarantine_dir(self, dataset: str) -> PurePath:
         return self.root / "quarantine" / f"dataset={dataset}"
 
+    @_on_the_store
     def write_accepted(
         self, dataset: str, batch_id: str, table: pa.Table, township_column: str | None
     ) -> None:
@@ -117,6 +145,7 @@ class ParquetLake:
             filesystem=self._arrow_fs(),
         )
 
+    @_on_the_store
     def write_quarantine(self, dataset: str, batch_id: str, table: pa.Table) -> None:
         if table.num_rows:
             self._write_parquet(table, self.quarantine_dir(dataset) / f"{batch_id}.parquet")
@@ -125,6 +154,7 @@ class ParquetLake:
         """Where a batch waits for its catalog commit: the lake's layout, under its own root."""
         return self.root / "staging" / f"connector={connector}" / batch_id
 
+    @_on_the_store
     def stage(
         self,
         connector: str,
@@ -155,6 +185,7 @@ class ParquetLake:
         for folder in [staged, *(p for p in staged.rglob("*") if p.is_dir())]:
             fsync_dir(folder)
 
+    @_on_the_store
     def publish(self, connector: str, batch_id: str) -> None:
         """Move a staged batch into the lake; repeatable if a crash cut it short."""
         if self.fs is not None:
@@ -173,6 +204,7 @@ class ParquetLake:
             move_durably(path, Path(self.root) / path.relative_to(staged))
         shutil.rmtree(staged)
 
+    @_on_the_store
     def discard(self, connector: str, batch_id: str) -> None:
         if self.fs is not None:
             objects = self._objects(self.staging_dir(connector, batch_id))
@@ -181,6 +213,7 @@ class ParquetLake:
             return
         shutil.rmtree(self.staging_dir(connector, batch_id), ignore_errors=True)
 
+    @_on_the_store
     def staged(self, connector: str) -> list[str]:
         """Batch ids of the connector still in staging."""
         base = self.root / "staging" / f"connector={connector}"
@@ -189,6 +222,7 @@ class ParquetLake:
         local = Path(base)
         return sorted(p.name for p in local.iterdir() if p.is_dir()) if local.exists() else []
 
+    @_on_the_store
     def staged_files(self, connector: str, batch_id: str) -> list[dict[str, object]]:
         """The files a staged batch will publish: their path in the lake, SHA-256 and rows (what
         the batch's log receipt records, so ``onceonly audit`` can tell an edited or lost file)."""
@@ -198,6 +232,7 @@ class ParquetLake:
             for path in self.parquet_files(staged)
         ]
 
+    @_on_the_store
     def staged_connectors(self) -> list[str]:
         """Connectors with anything in staging."""
         base = self.root / "staging"
@@ -208,6 +243,7 @@ class ParquetLake:
             return []
         return sorted(p.name.split("=", 1)[1] for p in local.iterdir() if p.is_dir() and "=" in p.name)
 
+    @_on_the_store
     def read_accepted(self, dataset: str) -> pa.Table:
         base = self.accepted_dir(dataset)
         if self.fs is not None:
@@ -230,6 +266,7 @@ class ParquetLake:
 
     # ----------------------------------------------- files, on a local folder or an object store
 
+    @_on_the_store
     def parquet_files(self, folder: PurePath) -> list[PurePath]:
         """The Parquet files under ``folder`` (at any depth), sorted; none if it does not exist."""
         if self.fs is None:
@@ -237,11 +274,13 @@ class ParquetLake:
             return sorted(local.rglob("*.parquet")) if local.exists() else []
         return sorted(PurePosixPath(p) for p in self._objects(folder) if p.endswith(".parquet"))
 
+    @_on_the_store
     def is_file(self, path: PurePath) -> bool:
         if self.fs is None:
             return Path(path).is_file()
         return bool(self.fs.isfile(str(path)))
 
+    @_on_the_store
     def file_facts(self, path: PurePath) -> dict[str, object]:
         """:func:`file_facts` of a file of this lake."""
         if self.fs is None:

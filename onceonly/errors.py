@@ -123,6 +123,19 @@ class CatalogOutdated(CatalogRefused):
     upgrade`` brings it there."""
 
 
+class LakeError(OnceOnlyError):
+    """The lake's object store failed (a local lake raises the OS's own errors)."""
+
+
+class LakeUnavailable(LakeError, TransientError):
+    """The lake's object store could not be reached or failed for now (a refused or lost
+    connection, a timeout, a 5xx): the same work may succeed later."""
+
+
+class LakeRefused(LakeError, TerminalError):
+    """The lake's object store refused the work (access denied, no such bucket)."""
+
+
 __all__ = [
     "CatalogError",
     "CatalogOutdated",
@@ -134,6 +147,9 @@ __all__ = [
     "ContractBreached",
     "ContractError",
     "EvidenceError",
+    "LakeError",
+    "LakeRefused",
+    "LakeUnavailable",
     "OnceOnlyError",
     "SourceDataMalformed",
     "SourceRejected",

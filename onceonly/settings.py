@@ -49,6 +49,52 @@ def _local_lake(url: str) -> Path | None:
     return Path(unquote(urlsplit(url).path)) if scheme in ("file", "local") else None
 
 
+# The fsspec/s3fs storage options a URL lake accepts ("client_kwargs.x": a key inside one).
+_LAKE_OPTIONS = frozenset(
+    {
+        "endpoint_url",
+        "region_name",
+        "use_ssl",
+        "anon",
+        "requester_pays",
+        "default_block_size",
+        "default_fill_cache",
+        "version_aware",
+        "client_kwargs",
+        "client_kwargs.endpoint_url",
+        "client_kwargs.region_name",
+        "client_kwargs.verify",
+        "config_kwargs",
+        "config_kwargs.connect_timeout",
+        "config_kwargs.read_timeout",
+        "config_kwargs.retries",
+        "config_kwargs.max_pool_connections",
+        "config_kwargs.signature_version",
+        "config_kwargs.s3",
+    }
+)
+
+
+def _option_keys(options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(prefix, key) of the options and of the keys of their two nested dicts."""
+    keys = [("", str(k)) for k in options]
+    for name in ("client_kwargs", "config_kwargs"):
+        nested = options.get(name)
+        if isinstance(nested, dict):
+            keys += [(f"{name}.", str(k)) for k in nested]
+    return keys
+
+
+def _option_values(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [v for item in value.values() for v in _option_values(item)]
+    return [value]
+
+
+def _has_userinfo(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value and "@" in urlsplit(value).netloc
+
+
 class Settings(BaseSettings):
     """Everything configurable, with embedded defaults that need no server."""
 
@@ -255,7 +301,27 @@ class Settings(BaseSettings):
                 "through the object store's own environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
                 "a profile, an instance role) instead"
             )
+        # Only options known to carry no secret (an SSE-C key, another store's account key, a
+        # password in an endpoint URL would all be stored with the parameters).
+        keys = [where + key for where, key in _option_keys(options)]
+        unknown = [key for key in keys if key not in _LAKE_OPTIONS]
+        if unknown:
+            raise ValueError(
+                f"ONCEONLY_LAKE_STORAGE_OPTIONS: {', '.join(unknown)} not accepted (known: "
+                f"{', '.join(sorted(_LAKE_OPTIONS))}); secrets belong in the object store's environment"
+            )
+        if any(_has_userinfo(value) for value in _option_values(options)):
+            raise ValueError("ONCEONLY_LAKE_STORAGE_OPTIONS: a URL with a user or password is refused")
         return options
+
+    @field_validator("lake_url")
+    @classmethod
+    def _no_credentials_in_the_lake_url(cls, url: str | None) -> str | None:
+        if url is not None and _has_userinfo(url):
+            raise ValueError(
+                "ONCEONLY_LAKE_URL carries a user or password: give them through the AWS environment"
+            )
+        return url
 
     @field_validator("signature_suite")
     @classmethod

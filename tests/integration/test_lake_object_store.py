@@ -198,3 +198,16 @@ def test_the_audit_lists_the_store_as_it_lists_a_folder(lake: ParquetLake, tmp_p
         ("file", "b1", "household"),  # accepted files of a batch the catalog never landed
         ("file", "b1", "household"),  # and its quarantine file
     ]
+
+
+def test_a_store_that_does_not_answer_is_a_transient_error_of_ours(s3_url: str) -> None:
+    from onceonly.errors import LakeUnavailable, TransientError
+    from tests.conftest import free_port
+
+    free_tcp_port = free_port()
+
+    quick = {"config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
+    down = ParquetLake.at(s3_url, {"endpoint_url": f"http://127.0.0.1:{free_tcp_port}", **quick})
+    with pytest.raises(LakeUnavailable, match=r"the lake at s3://") as raised:
+        _stage(down)
+    assert isinstance(raised.value, TransientError)  # the connector is retried from its last batch

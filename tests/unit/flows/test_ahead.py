@@ -172,3 +172,53 @@ def test_a_waiting_connector_keeps_its_lease_until_the_run_is_done(tmp_path: Pat
         assert lease()[0] is None
     finally:
         catalog.dispose()
+
+
+class _Lost:
+    """A future whose task crashed (what Dask raises when its worker died: KilledWorker)."""
+
+    def result(self) -> Prepared:
+        raise RuntimeError("KilledWorker: worker tcp://127.0.0.1:4711 died")
+
+    def wait(self) -> None:
+        return None
+
+
+def test_a_lost_pull_is_pulled_again_in_the_flow(settings: Settings, tmp_path: Path) -> None:
+    ahead = Ahead.__new__(Ahead)
+    ahead.root = tmp_path / "spool" / "run-1"
+    (ahead.root / CONNECTOR).mkdir(parents=True)
+    ahead.futures = {CONNECTOR: _Lost()}  # type: ignore[dict-item]
+    assert ahead.take(CONNECTOR, None) is None
+    assert not (ahead.root / CONNECTOR).exists() and not ahead.futures
+
+
+def test_workers_get_neither_the_passphrase_nor_the_catalog_password(tmp_path: Path) -> None:
+    from flows.ahead import worker_settings
+
+    settings = Settings(
+        home=tmp_path,
+        key_passphrase="very-secret-passphrase-123456",
+        database_url="postgresql+psycopg://onceonly:db-password-9@db.internal/onceonly",
+    )
+    shipped = worker_settings(settings)
+    assert shipped.key_passphrase is None
+    assert shipped.database_url == "postgresql+psycopg://onceonly@db.internal/onceonly"
+    assert "very-secret" not in repr(shipped.__dict__) and "db-password" not in repr(shipped.__dict__)
+
+
+def test_tasks_are_shipped_without_the_flows_parameters(prefect_harness: None) -> None:
+    from prefect import flow
+    from prefect.context import serialize_context
+
+    from flows.ahead import _without_flow_parameters
+
+    @flow
+    def daily(settings: dict[str, str]) -> tuple[str, str]:
+        with _without_flow_parameters():
+            inside = repr(serialize_context())
+        return repr(serialize_context()), inside
+
+    outside, inside = daily({"key_passphrase": "very-secret-passphrase-123456"})
+    assert "very-secret-passphrase" in outside  # what Dask would ship with each task
+    assert "very-secret-passphrase" not in inside

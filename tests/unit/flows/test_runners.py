@@ -37,3 +37,25 @@ def test_the_environment_chooses_for_a_worker(monkeypatch: pytest.MonkeyPatch) -
     assert isinstance(task_runner_from_environment(), ThreadPoolTaskRunner)
     with pytest.raises(ValueError, match="task_runner"):
         Settings()
+
+
+def test_local_cluster_workers_start_without_the_passphrase_or_the_catalog_url(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from prefect import flow, task
+
+    monkeypatch.setenv("ONCEONLY_KEY_PASSPHRASE", "very-secret-passphrase-123456")
+    monkeypatch.setenv("ONCEONLY_DATABASE_URL", "postgresql+psycopg://u:db-password-9@db/onceonly")
+
+    @task
+    def environment() -> dict[str, str | None]:
+        return {n: os.environ.get(n) for n in ("ONCEONLY_KEY_PASSPHRASE", "ONCEONLY_DATABASE_URL")}
+
+    @flow(task_runner=task_runner_for(Settings(task_runner="dask", dask_workers=1)))
+    def probe() -> dict[str, str | None]:
+        return environment.submit().result()
+
+    assert probe() == {"ONCEONLY_KEY_PASSPHRASE": None, "ONCEONLY_DATABASE_URL": None}
+    assert os.environ["ONCEONLY_KEY_PASSPHRASE"] == "very-secret-passphrase-123456"  # the flow's own

@@ -102,3 +102,26 @@ def test_credentials_in_the_lakes_storage_options_are_refused(
     # They would travel with the flow-run parameters, which Prefect stores in clear.
     with pytest.raises(ValidationError, match=r"holds credentials .*AWS_ACCESS_KEY_ID"):
         Settings(home=tmp_path, lake_url="s3://district/lake", lake_storage_options=options)
+
+
+@pytest.mark.parametrize(
+    ("options", "refused"),
+    [
+        ({"s3_additional_kwargs": {"SSECustomerKey": "k" * 32}}, "s3_additional_kwargs not accepted"),
+        ({"account_key": "abc"}, "account_key not accepted"),
+        ({"client_kwargs": {"endpoint_url": "https://me:pw@minio:9000"}}, "a user or password"),
+        ({"endpoint_url": "https://me:pw@minio:9000"}, "a user or password"),
+    ],
+)
+def test_only_known_storage_options_without_secrets_are_accepted(
+    tmp_path: Path, clean_env: None, options: dict[str, object], refused: str
+) -> None:
+    with pytest.raises(ValidationError, match=refused):
+        Settings(home=tmp_path, lake_url="s3://district/lake", lake_storage_options=options)
+    with pytest.raises(ValidationError, match="a user or password"):
+        Settings(home=tmp_path, lake_url="s3://AKIA:secret@district/lake")
+    fine = {"endpoint_url": "http://127.0.0.1:9000", "config_kwargs": {"retries": {"max_attempts": 5}}}
+    assert (
+        Settings(home=tmp_path, lake_url="s3://district/lake", lake_storage_options=fine).lake_storage_options
+        == fine
+    )
