@@ -222,3 +222,23 @@ def test_landed_files_move_to_the_archive_only_after_landing(tmp_path: Path) -> 
     again = files(str(drop), archive=str(archive))
     assert drain(again, pulled[-1].cursor) == []
     assert list(drop.iterdir()) == [] and len(list(archive.iterdir())) == 2
+
+
+def test_batches_pulled_in_another_process_are_archived_by_the_one_that_lands_them(tmp_path: Path) -> None:
+    drop, archive = tmp_path / "drop", tmp_path / "archive"
+    put(drop / "a.csv", TEXT.encode(), age=20)
+    puller = files(str(drop), archive=str(archive))  # a Dask worker (flows.ahead)
+    pulled = drain(puller, None, batch_size=1000)
+    lander = files(str(drop), archive=str(archive))  # the flow: it never pulled
+    lander.take_over(puller.handover())
+    lander.landed(pulled[-1].cursor)
+    assert list(drop.iterdir()) == [] and len(list(archive.iterdir())) == 1
+    # What the puller archived itself (landed by a run that died) is not archived again.
+    put(drop / "b.csv", "编号,姓名,地址\n1,王,武清\n".encode("gbk"), age=10)
+    first = files(str(drop), archive=str(archive))
+    done = drain(first, None, batch_size=1000)[-1].cursor
+    again = files(str(drop), archive=str(archive))
+    drain(again, done)  # moves b.csv: the cursor says it landed
+    flow_side = files(str(drop), archive=str(archive))
+    flow_side.take_over(again.handover())
+    assert set(again.handover()["archived"]) and flow_side._archived == set(again.handover()["archived"])

@@ -205,6 +205,10 @@ def test_workers_get_neither_the_passphrase_nor_the_catalog_password(tmp_path: P
     assert shipped.key_passphrase is None
     assert shipped.database_url == "postgresql+psycopg://onceonly@db.internal/onceonly"
     assert "very-secret" not in repr(shipped.__dict__) and "db-password" not in repr(shipped.__dict__)
+    # A worker still keeps registrations off the catalog's own database (connectors.paths).
+    from connectors.paths import SourcePaths
+
+    assert SourcePaths.of(shipped).databases == SourcePaths.of(settings).databases
 
 
 def test_tasks_are_shipped_without_the_flows_parameters(prefect_harness: None) -> None:
