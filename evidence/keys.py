@@ -61,7 +61,10 @@ if TYPE_CHECKING:
 
 _DIRECTORY_MODE = 0o700
 _KEY_FILE_MODE = 0o600
-_VKEY_FILE_MODE = 0o644
+# The verifier key and the keyring are public, but they lie in the 700 keys folder, where a wider
+# mode gives nobody anything: 600 like every file of the home (each run's home check,
+# onceonly.files.secure_home, tightened them and warned at the run after `onceonly demo`).
+_VKEY_FILE_MODE = 0o600
 _SLUG_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]+")
 KEYRING_FILE = "keyring.json"
 KEYRING_FORMAT = "onceonly-keyring/1"

@@ -47,7 +47,11 @@ def test_files_modes_and_contents(tmp_path: Path) -> None:
     keyring_file = directory / "keyring.json"
     assert store.key_path(NAME) == key_file and store.vkey_path(NAME) == vkey_file
     assert store.keyring_path == keyring_file
-    assert stat.S_IMODE(keyring_file.stat().st_mode) == 0o644
+    assert stat.S_IMODE(keyring_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(vkey_file.stat().st_mode) == 0o600
+    from onceonly.files import secure_home
+
+    assert secure_home(tmp_path) == []  # nothing for a run's home check to tighten
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     pem = key_file.read_bytes()
