@@ -22,25 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROWS = 240_000
 SEED = 20261203
 PASSPHRASE = "bench-scaleout-passphrase-0123456789"
-
-
-def _registrations(target: Path, api_url: str) -> Path:
-    from onceonly.settings import Settings
-
-    target.mkdir(parents=True, exist_ok=True)
-    for path in Path(Settings().registrations_dir).glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data["type"] == "http":
-            data["options"]["base_url"] = api_url
-        if data["type"] == "files":
-            data["options"]["settle_seconds"] = 0
-        (target / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return target
 
 
 def _run(work: Path, sources: Path, registrations: Path, token: str, runner: str) -> dict[str, Any]:
@@ -91,7 +75,7 @@ def _pulled(home: Path) -> int:
 
 
 def run(rows: int | None) -> dict[str, Any]:
-    from departments import LicenceApi, demo_token, generate_all
+    from departments import LicenceApi, demo_token, generate_all, local_registrations
 
     rows = rows or ROWS
     with tempfile.TemporaryDirectory(prefix="onceonly-bench-scaleout-") as tmp:
@@ -104,7 +88,7 @@ def run(rows: int | None) -> dict[str, Any]:
         api = LicenceApi(sources / "scjg" / "licences.db", token=token)
         api.start()
         try:
-            registrations = _registrations(work / "registrations", api.base_url)
+            registrations = local_registrations(work / "registrations", api.base_url)
             threads = _run(work, sources, registrations, token, "thread")
             print(f"thread runner: {threads}", flush=True)
             dask = _run(work, sources, registrations, token, "dask")

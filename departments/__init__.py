@@ -29,6 +29,7 @@ from departments.household import default_household_url, household_member
 from departments.licences import LICENCE_COLUMNS, Faults, LicenceApi
 from departments.marriages import MARRIAGE_HEADER, marriage_file_name
 from departments.population import BAD_ROW_KINDS, BASE_TIME, BadRow
+from departments.registrations import local_registrations
 
 __all__ = [
     "API_TOKEN_ENV",
@@ -51,5 +52,6 @@ __all__ = [
     "generate_all",
     "generate_if_missing",
     "household_member",
+    "local_registrations",
     "marriage_file_name",
 ]

@@ -18,20 +18,17 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
-from departments import LicenceApi, Manifest, add_updates, demo_token, generate_all
+from departments import LicenceApi, Manifest, add_updates, demo_token, generate_all, local_registrations
 from evidence.log import leaves
-from onceonly.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 400
 SEED = 7
 PASSPHRASE = "e2e-passphrase-0123456789-abcdefghij"
-REGISTRATIONS = Path(Settings().registrations_dir)
 
 
 @dataclass
@@ -75,16 +72,7 @@ def world(
     api = LicenceApi(home / "departments" / "scjg" / "licences.db", token=token)
     api.start()
     # The shipped registrations, pointed at this test's API port, files read without settling.
-    regs = root / "registrations"
-    regs.mkdir()
-    for path in REGISTRATIONS.glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data["type"] == "http":
-            data["options"]["base_url"] = api.base_url
-            data["options"]["backoff_seconds"] = 0.01
-        if data["type"] == "files":
-            data["options"]["settle_seconds"] = 0
-        (regs / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    regs = local_registrations(root / "registrations", api.base_url, backoff_seconds=0.01)
     mp = pytest.MonkeyPatch()
     mp.setenv("ONCEONLY_HOME", str(home))
     mp.setenv("ONCEONLY_KEY_PASSPHRASE", PASSPHRASE)

@@ -26,9 +26,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from departments import LicenceApi, demo_token, generate_all
+from departments import LicenceApi, demo_token, generate_all, local_registrations
 from onceonly.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +35,6 @@ pytestmark = pytest.mark.e2e
 ROWS = 300
 SEED = 11
 PASSPHRASE = "dask-e2e-passphrase-0123456789-abcdef"
-REGISTRATIONS = Path(Settings().registrations_dir)
 SNAPSHOT_CONNECTOR = "renshe-insurance"
 FIXED_NOW = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(minutes=5)
 
@@ -81,15 +79,7 @@ def _run(root: Path, sources: tuple[Path, LicenceApi], runner: str, keys: Path |
     shutil.copytree(source_root / "departments", home / "departments")
     if keys is not None:  # the same signing key: the checkpoints logged in the log are the same
         shutil.copytree(keys, home / "keys")
-    regs = root / "registrations"
-    regs.mkdir()
-    for path in REGISTRATIONS.glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data["type"] == "http":
-            data["options"]["base_url"] = api.base_url
-        if data["type"] == "files":
-            data["options"]["settle_seconds"] = 0
-        (regs / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    regs = local_registrations(root / "registrations", api.base_url)
     mp = pytest.MonkeyPatch()
     salts = _Salts()
     for module in ("evidence.issuance", "evidence.log"):

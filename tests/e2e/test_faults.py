@@ -25,9 +25,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
-import yaml
 
-from departments import LicenceApi, demo_token, generate_all
+from departments import LicenceApi, demo_token, generate_all, local_registrations
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -88,15 +87,7 @@ def setup(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     token = demo_token(SEED)
     api = LicenceApi(template / "departments" / "scjg" / "licences.db", token=token)
     api.start()
-    registrations = root / "registrations"
-    registrations.mkdir()
-    for path in (REPO / "connectors" / "registrations").glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data["type"] == "http":
-            data["options"]["base_url"] = api.base_url
-        if data["type"] == "files":
-            data["options"]["settle_seconds"] = 0
-        (registrations / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    registrations = local_registrations(root / "registrations", api.base_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "ONCEONLY_"))}
     env |= {
         "PREFECT_API_URL": prefect_server,

@@ -22,19 +22,16 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
-from departments import LicenceApi, demo_token, generate_all
-from onceonly.settings import Settings
+from departments import LicenceApi, demo_token, generate_all, local_registrations
 
 pytestmark = pytest.mark.e2e
 
 ROWS = 200
 SEED = 11
 PASSPHRASE = "e2e-passphrase-0123456789-abcdefghij"
-REGISTRATIONS = Path(Settings().registrations_dir)
 
 
 @dataclass
@@ -61,16 +58,7 @@ def world(
     token = demo_token(SEED)
     api = LicenceApi(home / "departments" / "scjg" / "licences.db", token=token)
     api.start()
-    regs = root / "registrations"
-    regs.mkdir()
-    for path in REGISTRATIONS.glob("*.yaml"):
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if data["type"] == "http":
-            data["options"]["base_url"] = api.base_url
-            data["options"]["backoff_seconds"] = 0.01
-        if data["type"] == "files":
-            data["options"]["settle_seconds"] = 0
-        (regs / path.name).write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    regs = local_registrations(root / "registrations", api.base_url, backoff_seconds=0.01)
     bucket = f"district-{uuid.uuid4().hex[:12]}"
     lake_url = f"s3://{bucket}/wuqing/lake"
     mp = pytest.MonkeyPatch()
