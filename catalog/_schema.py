@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0010"
 
 metadata = MetaData()
 
@@ -412,3 +412,11 @@ certificate_events = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Index("ix_certificate_events_cert", "cert_id"),
 )
+
+# --- 0007: township extracts (sharing.extracts) ---
+
+# --- 0008: benefit decisions (sharing.benefits) ---
+
+# --- 0009: approvals pushed to supervision (sharing.supervision) ---
+
+# --- 0010: expiry reminders (sharing.reminders) ---

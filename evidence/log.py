@@ -89,6 +89,14 @@ KIND_EXTRACT = "extract"
 #: The checkpoint the log signed before an append, logged as the first leaf of that append:
 #: the history of checkpoints is itself in the tree, so a deleted checkpoint row is found.
 KIND_CHECKPOINT = "checkpoint"
+#: A township extract's signed manifest: its files' hashes and rows, the checkpoint it reflects.
+KIND_EXTRACT_MANIFEST = "extract-manifest"
+#: A 免申即享 decision (sharing.benefits): rule id and version, facts by certificate id, result.
+KIND_DECISION = "benefit-decision"
+#: An approval pushed to its supervising department (sharing.supervision), and what came back.
+KIND_SUPERVISION = "supervision"
+#: An expiry reminder sent (sharing.reminders): once per certificate and window.
+KIND_REMINDER = "expiry-reminder"
 ENTRY_SCHEMA = "onceonly-log-entry/1"
 
 _VERIFY_CHUNK = 65_536  # leaves per step of verify_log: bounded memory at any log size
@@ -1262,9 +1270,13 @@ __all__ = [
     "KIND_BREACH_RECEIPT",
     "KIND_CERTIFICATE",
     "KIND_CHECKPOINT",
+    "KIND_DECISION",
     "KIND_EXTRACT",
+    "KIND_EXTRACT_MANIFEST",
     "KIND_LIFECYCLE",
     "KIND_REFUSAL",
+    "KIND_REMINDER",
+    "KIND_SUPERVISION",
     "KIND_USE",
     "NODE_MIN_LEVEL",
     "Appended",

@@ -234,6 +234,10 @@ class Settings(BaseSettings):
         ge=1,
         description="Days a run's Data Docs pages are kept (each run's Prefect artifact links them).",
     )
+    # --- township extracts (sharing.extracts) ---
+    # --- benefit rules (sharing.benefits) ---
+    # --- approvals to supervision (sharing.supervision) ---
+    # --- expiry reminders (sharing.reminders) ---
 
     @model_validator(mode="after")
     def _passphrase_from_file(self) -> Settings:
