@@ -5,13 +5,17 @@ Example::
     onceonly contracts check contracts/datasets/*.yaml      # exit 1 when a contract has a problem
     onceonly contracts show household                       # the compiled GX suite + Arrow schema
     onceonly contracts diff old/household.yaml contracts/datasets/household.yaml   # CI gate
+    onceonly contracts impact /tmp/prev/contracts/datasets contracts/datasets      # CI gate
 
 ``check`` loads and compiles each file exactly as the pipeline does and prints every problem
 with its file and line, including every code the contract holds (the certificate's issuer
 USCC and type code, holder identity types, and the citizen IDs, USCCs, region codes and mobile
 numbers it writes as examples or valid values), which would otherwise fail only at run time.
 ``diff`` prints each change as breaking or not and exits 1 when any is
-breaking, so it can gate a pull request that edits a contract.
+breaking, so it can gate a pull request that edits a contract. ``impact`` follows each changed
+contract downstream — connectors, certificate types, matters, 一件事 bundles, rule files,
+townships — and exits 1 when any of them would break (``sharing.impact``); CI runs it against
+the previous commit's contracts.
 """
 
 from __future__ import annotations
@@ -141,6 +145,100 @@ def diff(
         typer.secho(f"{breaking} breaking change(s)", fg="red", err=True)
         raise typer.Exit(1)
     typer.secho("no breaking changes", fg="green")
+
+
+@app.command("impact")
+def impact(
+    old: Annotated[
+        Path, typer.Argument(metavar="OLD", help="The contracts as they were: a file or a folder.")
+    ],
+    new: Annotated[
+        Path, typer.Argument(metavar="NEW", help="The contracts as proposed: a file or a folder.")
+    ],
+    tree: Annotated[
+        Path,
+        typer.Option(help="The checkout whose registrations, matters and rule files consume the contracts."),
+    ] = Path("."),
+    use_catalog: Annotated[
+        bool | None,
+        typer.Option(
+            "--catalog/--no-catalog",
+            help="Count the affected townships' certificates in the catalog (default: when there is one).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """What a contract change affects downstream; exit 1 when anything would break."""
+    from sharing.impact import Consumers, contract_impact
+
+    counts, extra, district = _catalog_counts(use_catalog)
+    consumers = Consumers.of_tree(tree, extra_registrations=extra, district_code=district)
+    report = contract_impact(old, new, consumers, township_counts=counts)
+    if as_json:
+        typer.echo(json.dumps([d.as_dict() for d in report.datasets], ensure_ascii=False, indent=2))
+    else:
+        _print_impact(report)
+    if report.breaks:
+        raise typer.Exit(1)
+
+
+def _catalog_counts(use_catalog: bool | None) -> tuple[Any, list[Any], str]:
+    """Townships' certificate counts from the catalog, and the connectors registered there."""
+    from onceonly.settings import Settings
+
+    settings = Settings()
+    present = bool(settings.database_url) or (settings.home / "catalog.db").exists()
+    if use_catalog is False or (use_catalog is None and not present):
+        return None, [], settings.district_code
+    from sqlalchemy import func, select
+
+    from catalog import Catalog, certificates
+    from connectors.registry import registered
+
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    extra = list(registered(catalog).values())
+
+    def counts(types: list[str]) -> dict[str, int]:
+        query = (
+            select(certificates.c.township, func.count())
+            .where(certificates.c.type_code.in_(types), certificates.c.township.is_not(None))
+            .group_by(certificates.c.township)
+        )
+        with catalog.read() as conn:
+            return {str(t): int(n) for t, n in conn.execute(query)}
+
+    return counts, extra, settings.district_code
+
+
+def _print_impact(report: Any) -> None:
+    if not report.datasets:
+        typer.echo("no contract changed")
+        return
+    for dataset in report.datasets:
+        typer.secho(
+            f"{dataset.dataset}: {dataset.before or '(new)'} -> {dataset.after or '(removed)'}",
+            bold=True,
+            fg="red" if dataset.breaks else None,
+        )
+        for change in dataset.changes:
+            typer.echo(f"  {change}")
+        for label, items in (
+            ("connectors", dataset.connectors),
+            ("certificate types", dataset.certificate_types),
+            ("matters", dataset.matters),
+            ("一件事 bundles", dataset.bundles),
+            ("rules", dataset.rules),
+            ("townships", dataset.townships),
+        ):
+            if items:
+                typer.echo(f"  {label}:")
+                for item in items:
+                    typer.secho(f"    {item}", fg="red" if item.breaks else None)
+    broken = sum(a.breaks for d in report.datasets for a in d.affected())
+    if broken:
+        typer.secho(f"{broken} consumer(s) would break", fg="red", err=True)
+    else:
+        typer.secho("nothing would break", fg="green")
 
 
 __all__ = ["app"]
