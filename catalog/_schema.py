@@ -415,6 +415,39 @@ certificate_events = Table(
 
 # --- 0007: township extracts (sharing.extracts) ---
 
+# Every township extract written (sharing.extracts), numbered per township from 1: a full
+# snapshot or the changes since the one before (``previous_no``), the checkpoint it reflects, its
+# signed manifest (a C2SP signed note; ``manifest_sha256`` is what its log entry, kind
+# ``extract-manifest``, names) and where its files are, relative to the extracts folder.
+extract_manifests = Table(
+    "extract_manifests",
+    metadata,
+    Column("township", String(12), primary_key=True),
+    Column("extract_no", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(12), nullable=False),  # full | incremental
+    Column("previous_no", BigInteger),
+    Column("generation", BigInteger, nullable=False),  # township_extracts.generation it wrote
+    Column("tree_size", BigInteger, nullable=False),  # the checkpoint it reflects
+    Column("path", String(200), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("changes", JSON, nullable=False),  # {"new": n, "changed": n, "revoked": n, ...}
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("manifest", Text, nullable=False),
+    Column("leaf_index", BigInteger, nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+)
+
+# What each township was last sent, per certificate: the SHA-256 of the row as written (masked
+# as the manifest says), so the next extract carries exactly what changed since — and a
+# certificate no longer the township's is sent as removed.
+extract_rows = Table(
+    "extract_rows",
+    metadata,
+    Column("township", String(12), primary_key=True),
+    Column("cert_id", String(120), primary_key=True),
+    Column("content_sha256", String(64), nullable=False),
+)
+
 # --- 0008: benefit decisions (sharing.benefits) ---
 
 # --- 0009: approvals pushed to supervision (sharing.supervision) ---

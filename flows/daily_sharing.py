@@ -77,7 +77,7 @@ from onceonly.errors import CatalogError, ConnectorBusy, ContractBreached, OnceO
 from onceonly.files import restrict_new_files, secure_home
 from onceonly.privacy import scrub_exception_message
 from onceonly.settings import Settings
-from sharing.extracts import refresh_extracts
+from sharing.extracts import extract_policy, refresh_extracts
 
 
 class ConnectorRunFailed(OnceOnlyError):
@@ -135,7 +135,11 @@ def expire_and_publish_status(pipeline: Pipeline) -> int:
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
 @scrubbed_errors
 def write_township_extracts(pipeline: Pipeline) -> list[Path]:
-    return refresh_extracts(pipeline.catalog, pipeline.settings.extracts_dir, pipeline.log)
+    """The next extract of every township marked stale (sharing.extracts): its folder each."""
+    settings = pipeline.settings
+    policy = extract_policy(settings.contracts_dir, settings.matters_file, settings.extracts_in_clear)
+    written = refresh_extracts(pipeline.catalog, settings.extracts_dir, pipeline.log, policy)
+    return [extract.folder for extract in written]
 
 
 @task(name="submit-to-witnesses", cache_policy=NO_CACHE)

@@ -25,7 +25,11 @@ against it:
   recorded, and the rows each batch resolved to the digest of the resolutions it recorded;
 - **lake**: every file a batch's receipt lists must be in the lake with its SHA-256 and rows;
   every landed batch's rows must be there, no file of no batch, nothing left in staging;
-- **extracts**: each township's extract must be the file its newest ``extract`` entry names.
+- **extracts**: each township extract must be the folder its ``extract-manifest`` entry names:
+  its manifest that SHA-256, signed, and every file and row as the manifest gives them
+  (``sharing.extract_manifest.verify_extract``); an extract folder no entry names (a run died
+  writing it, or is writing it now) is reported as not covered. Extracts from before manifests
+  (one ``certificates.parquet`` per township): the file its newest ``extract`` entry names.
 
 Batches, extracts and certificates written before their entries recorded these facts are
 reported as not covered (``report.uncovered``), not as changed. Memory grows with the number
@@ -59,6 +63,7 @@ from evidence.log import (
     KIND_CERTIFICATE,
     KIND_CHECKPOINT,
     KIND_EXTRACT,
+    KIND_EXTRACT_MANIFEST,
     KIND_LIFECYCLE,
     Leaf,
     Opening,
@@ -76,6 +81,7 @@ from onceonly.errors import VerificationFailed
 from onceonly.privacy import mask_citizen_id, scrub_text
 
 _BREACH = "breach-"
+_EXTRACT_MANIFEST = "manifest.txt"  # sharing.extract_manifest.MANIFEST_FILE (a floor above)
 
 
 @dataclass(frozen=True)
@@ -226,6 +232,7 @@ def audit(
     audit_lake(catalog, lake, report)
     _check_files(lake, walk.receipts, report)
     _check_extracts(extracts_dir, walk.extracts, report)
+    _check_extract_manifests(extracts_dir, walk.extract_manifests, report)
     return report
 
 
@@ -238,6 +245,7 @@ class _Walk:
         self.logged_checkpoints: dict[int, dict[str, Any]] = {}
         self.receipts: dict[str, dict[str, Any]] = {}  # batch id -> receipt (landed or refused)
         self.extracts: dict[str, dict[str, Any]] = {}  # township -> newest extract entry
+        self.extract_manifests: dict[str, dict[str, Any]] = {}  # extract folder -> its entry
         self.status_lists: dict[str, tuple[int, bytes]] = {}  # list id -> newest leaf, its entry
         self.status: dict[str, str] = {}  # what the log's history gives, where not as issued
         self.issued_not_valid: dict[str, str] = {}  # certificates issued with another status
@@ -382,6 +390,8 @@ class _Walk:
             self.receipts[str(document["batch"])] = {**document, "kind": leaf.kind}
         elif leaf.kind == KIND_EXTRACT and document.get("township"):
             self.extracts[str(document["township"])] = document
+        elif leaf.kind == KIND_EXTRACT_MANIFEST and document.get("path"):
+            self.extract_manifests[str(document["path"])] = document
 
     def _status(self) -> None:
         """Each certificate's catalog status against the log's history of it."""
@@ -593,6 +603,80 @@ def _check_extracts(extracts_dir: Path, logged: dict[str, dict[str, Any]], repor
             report.findings.append(
                 Finding("extracts", "", "", f"the extract of township {township} the log records is missing")
             )
+
+
+def _check_extract_manifests(
+    extracts_dir: Path, logged: dict[str, dict[str, Any]], report: AuditReport
+) -> None:
+    """Each extract folder against its ``extract-manifest`` entry: the manifest the SHA-256 the
+    log gives (so its text is the one signed then), each file the SHA-256 the manifest gives.
+    Rows are named by ``onceonly verify-extract`` (``sharing.extract_manifest``)."""
+    present = sorted(extracts_dir.glob("township=*/extract=*")) if extracts_dir.exists() else []
+    report.extracts += len(present)
+    placing: dict[str, Path] = {}  # logged path -> its temporary folder, recorded, not yet renamed
+    for folder in present:
+        if ".tmp-" in folder.name:
+            final = folder.with_name(folder.name.split(".tmp-", 1)[0]).relative_to(extracts_dir).as_posix()
+            entry = logged.get(final)
+            manifest = folder / _EXTRACT_MANIFEST
+            if (
+                entry is not None
+                and not (extracts_dir / final).exists()
+                and manifest.is_file()
+                and _sha256_of(manifest) == entry.get("manifest_sha256")
+            ):
+                placing[final] = folder
+                report.uncovered.append(
+                    f"extract folder {final}: recorded, not yet renamed into place (a run died between the "
+                    "two; the next extract run renames it); checked in its temporary folder"
+                )
+            else:
+                report.uncovered.append(
+                    f"extract folder {folder.relative_to(extracts_dir).as_posix()}: a temporary folder in no "
+                    "log entry (an extract being written, or a run that died writing it; the next extract "
+                    "run removes it)"
+                )
+            continue
+        if folder.relative_to(extracts_dir).as_posix() not in logged:
+            report.uncovered.append(
+                f"extract folder {folder.relative_to(extracts_dir).as_posix()}: in no log entry (a run died "
+                "writing it, or is writing it now; the next run writes it again)"
+            )
+    for path, entry in sorted(logged.items()):
+        folder = placing.get(path, extracts_dir / path)
+        name = f"the extract {entry.get('extract_no')} of township {entry.get('township')}"
+        manifest = folder / _EXTRACT_MANIFEST
+        if not manifest.is_file():
+            report.findings.append(Finding("extracts", "", "", f"{name} the log records is missing ({path})"))
+            continue
+        text = manifest.read_bytes()
+        if hashlib.sha256(text).hexdigest() != entry.get("manifest_sha256"):
+            report.findings.append(
+                Finding("extracts", "", "", f"{name} was changed since it was logged: its manifest differs")
+            )
+            continue
+        body = json.loads(text.decode("utf-8").split("\n\n", 1)[0])  # the text the log's hash covers
+        problems = []
+        for listed in body.get("files", []):
+            file = folder / str(listed["name"])
+            if not file.is_file():
+                problems.append(f"{listed['name']} is missing")
+            elif _sha256_of(file) != listed.get("sha256"):
+                problems.append(
+                    f"{listed['name']} was changed (`onceonly verify-extract {folder}` names the rows)"
+                )
+        if problems:
+            report.findings.append(
+                Finding("extracts", "", "", f"{name} was changed since it was logged: {'; '.join(problems)}")
+            )
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _date(value: Any) -> dt.date | None:

@@ -235,6 +235,30 @@ class Settings(BaseSettings):
         description="Days a run's Data Docs pages are kept (each run's Prefect artifact links them).",
     )
     # --- township extracts (sharing.extracts) ---
+    extracts_in_clear: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "Personal fields a matter needs in clear in the township extracts, as JSON: matter code -> "
+            'fields (holder_name, holder_id), e.g. {"temporary-assistance": ["holder_name"]}. Every other '
+            "field the contract classifies restricted, confidential or secret is masked; each field in "
+            "clear is named, with the matter, in the extract's manifest."
+        ),
+    )
+
+    @field_validator("extracts_in_clear")
+    @classmethod
+    def _no_citizen_id_in_clear(cls, wanted: dict[str, list[str]]) -> dict[str, list[str]]:
+        # A person's holder_id is a 居民身份证 number: never in clear in an extract (an
+        # organisation's holder_id, a public USCC, is in clear already by its contract).
+        asked = sorted(code for code, fields in wanted.items() if "holder_id" in fields)
+        if asked:
+            raise ValueError(
+                f"ONCEONLY_EXTRACTS_IN_CLEAR: holder_id cannot be in clear ({', '.join(asked)}): a person's "
+                "居民身份证 number is always masked in township extracts (110101********1234); only "
+                "holder_name can be asked for"
+            )
+        return wanted
+
     # --- benefit rules (sharing.benefits) ---
     # --- approvals to supervision (sharing.supervision) ---
     # --- expiry reminders (sharing.reminders) ---

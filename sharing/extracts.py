@@ -1,117 +1,893 @@
-"""Township extracts (数据回流): each township gets the certificates of its own people.
+"""Township extracts (数据回流): each township gets what its counters need of its own people.
 
 Example::
 
-    written = refresh_extracts(catalog, settings.extracts_dir)   # every township marked stale
-    # var/extracts/township=120114001000/certificates.parquet
+    policy = extract_policy(settings.contracts_dir, settings.matters_file, settings.extracts_in_clear)
+    written = refresh_extracts(catalog, settings.extracts_dir, log, policy)   # townships marked stale
+    written = refresh_extracts(catalog, settings.extracts_dir, log, policy, full=True,
+                               townships=["120114001000"])                     # a snapshot on demand
+    # var/extracts/township=120114001000/extract=000004/
+    #     certificates.parquet  certificates.xlsx  rows.sha256  manifest.txt
+    later = extracts_since(conn, "120114001000", 1)   # a station that has number 1 catches up
 
-An extract holds only what a service counter needs to skip a proof — identifier, type, holder,
-validity, status, and where the certificate sits in the transparency log — for the residents
-and businesses of that township only. Landing a batch marks the townships whose certificates
-were issued or superseded (in the same transaction); ``refresh_extracts`` rewrites exactly
-those, each file replaced atomically, and clears only the mark it read — so a run that died
-before writing extracts, or a connector that failed after landing some batches, still gets
-its townships rewritten by the next refresh.
+What goes in (``extract_policy``): only the certificates of the township's subjects (the
+holder's township), only of the types the matters catalogue names (``sharing/matters.yaml``),
+and only the fields a counter needs to skip a proof (``sharing.extract_manifest.COLUMNS``). The
+holder's name and ID are shown as the dataset's contract classifies the columns they come from:
+restricted, confidential or secret (or unclassified, or a 居民身份证 number whatever its class)
+are masked (``110101********1234``, ``张*``) unless a matter needs them in clear
+(``ONCEONLY_EXTRACTS_IN_CLEAR``); the manifest says which field is masked or in clear, and why.
+
+Each extract is numbered per township and follows the one before: the first is a full snapshot,
+each later one carries the changes since (新增, 变更, 撤销, 暂扣, 失效, 换发, 移出), computed against
+what the township was last sent (``extract_rows``); a full snapshot is written on demand. A full
+snapshot lists the versions in force (revoked ones and versions replaced by a newer one are left
+out); an increment tells once of a version that left force — 撤销, 换发 (a newer version in the
+same township), 移出 (the newer version is another township's, or the type is no longer sent:
+the row then carries the certificate id only) — and the township is not sent it again. A station
+applying the increments in order (``apply_rows``: 撤销, 换发 and 移出 drop the row) holds what a
+full snapshot of the same moment lists.
+
+Landing a batch (or a lifecycle change) marks the township stale in its transaction;
+``refresh_extracts`` takes the stale townships ONE at a time (its rows planned, written, recorded,
+dropped: memory bounded by the largest township): files into a fresh temporary folder
+(``extract=N.tmp-…``), then in one transaction the manifest logged (kind ``extract-manifest``),
+recorded with what was sent, and the mark read cleared; then the folder renamed into place. Two
+writers at once (the pull runs, ``township-return``, ``extracts write``) both plan number N: the
+second to record it drops its own folder and leaves the township marked for the next run. A run
+that dies before recording leaves no record (and at most a temporary folder, removed later); one
+that dies between recording and renaming has its folder put in place by the next run
+(``recover_extracts``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+import re
+import zipfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from catalog import Catalog, certificates, township_extracts, utcnow
-from evidence.log import KIND_EXTRACT, TransparencyLog, log_entry
-from lake.parquet import file_facts, write_parquet_atomic
-
-EXTRACT_SCHEMA = pa.schema(
-    [
-        ("cert_id", pa.string()),
-        ("type_code", pa.string()),
-        ("type_name", pa.string()),
-        ("holder_name", pa.string()),
-        ("holder_id", pa.string()),
-        ("issuer_code", pa.string()),
-        ("version", pa.int32()),
-        ("status", pa.string()),
-        ("issue_date", pa.date32()),
-        ("valid_from", pa.date32()),
-        ("valid_to", pa.date32()),
-        ("leaf_index", pa.int64()),
-    ]
+from catalog import Catalog, certificates, chunks, extract_manifests, extract_rows, township_extracts, utcnow
+from evidence.canonical import canonical_json
+from evidence.certificate import (
+    STATUS_CANCELLED,
+    STATUS_EXPIRED,
+    STATUS_REVOKED,
+    STATUS_SUSPENDED,
+    STATUS_WITHDRAWN,
+)
+from evidence.log import KIND_EXTRACT_MANIFEST, TransparencyLog, latest_checkpoint, log_entry
+from lake.parquet import write_parquet_atomic
+from onceonly.cells import spreadsheet_row
+from onceonly.errors import ConfigurationError, OnceOnlyError
+from onceonly.files import private_dir, write_atomic
+from onceonly.privacy import mask_citizen_id, mask_name
+from sharing.extract_manifest import (
+    CHANGE_LABELS,
+    CHANGES,
+    DATE_COLUMNS,
+    FULL,
+    HEADERS,
+    INCREMENTAL,
+    MANIFEST_FILE,
+    MANIFEST_SCHEMA,
+    NAMES,
+    PARQUET_FILE,
+    ROWS_FILE,
+    SHEET,
+    XLSX_FILE,
+    file_sha256,
+    row_leaf,
+    rows_file,
+    rows_root,
 )
 
+_TYPES = {"version": pa.int32(), "leaf_index": pa.int64()} | dict.fromkeys(DATE_COLUMNS, pa.date32())
+EXTRACT_SCHEMA = pa.schema([pa.field(name, _TYPES.get(name, pa.string())) for name in NAMES])
+HOLDER_FIELDS = ("holder_name", "holder_id")
+_PERSONAL_CLASSES = frozenset({"restricted", "confidential", "secret"})
+_REVOKED = frozenset({STATUS_REVOKED, STATUS_WITHDRAWN, STATUS_CANCELLED})
+# A fixed time inside the XLSX (its zip entries and document properties): the same extract is the
+# same file, whichever run writes it (a rerun after a crash must log the same manifest).
+_XLSX_TIME = (1980, 1, 1, 0, 0, 0)
+_MODIFIED = re.compile(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)")
 
-def extract_path(extracts_dir: Path, township: str) -> Path:
-    return extracts_dir / f"township={township}" / "certificates.parquet"
+
+class ExtractNotFound(OnceOnlyError):
+    """No extract of that township and number (or no township) in the catalog."""
 
 
-def write_extracts(conn: Connection, extracts_dir: Path, townships: Iterable[str]) -> list[Path]:
+# ------------------------------------------------------------------------------ policy
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How one holder field of one certificate type appears in extracts."""
+
+    field: str
+    classification: str
+    clear: bool
+    why: str
+    matter: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"field": self.field, "header": HEADERS[self.field], "classification": self.classification}
+        return (
+            out
+            | {"shown": "clear" if self.clear else "masked", "why": self.why}
+            | ({"matter": self.matter} if self.matter else {})
+        )
+
+
+@dataclass(frozen=True)
+class TypeRule:
+    type_code: str
+    type_name: str
+    dataset: str
+    matters: tuple[str, ...]
+    fields: tuple[Shown, ...]
+
+    def shown(self, name: str) -> Shown:
+        return next(s for s in self.fields if s.field == name)
+
+
+@dataclass(frozen=True)
+class ExtractPolicy:
+    """Which certificate types go into extracts, and how their holder fields are shown."""
+
+    types: dict[str, TypeRule]
+
+    def show(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """A certificate row as the extract shows it (personal fields masked unless in clear)."""
+        rule = self.types[str(row["type_code"])]
+        out = {name: row.get(name) for name in NAMES if name != "change"}
+        if not rule.shown("holder_name").clear:
+            out["holder_name"] = mask_name(out["holder_name"])
+        if not rule.shown("holder_id").clear:
+            out["holder_id"] = mask_citizen_id(out["holder_id"])
+        return out
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "type_code": r.type_code,
+                "type_name": r.type_name,
+                "matters": list(r.matters),
+                "fields": [s.to_json() for s in r.fields],
+            }
+            for r in sorted(self.types.values(), key=lambda r: r.type_code)
+        ]
+
+
+def extract_policy(
+    contracts_dir: Path, matters_file: Path, in_clear: Mapping[str, Sequence[str]] | None = None
+) -> ExtractPolicy:
+    """The policy from the contracts' classifications and the matters catalogue (module doc).
+
+    ``in_clear``: matter code → holder fields (``holder_name``, ``holder_id``) that matter needs
+    in clear for the certificate types it names; an unknown matter or field is an error."""
+    from contracts.model import certificate_datasets, contract_by_id
+    from sharing.matters import load_matters
+
+    datasets = certificate_datasets(contracts_dir)
+    catalogue = load_matters(matters_file, known_types=datasets)
+    named: dict[str, list[str]] = {}
+    for matter in catalogue.matters:
+        for material in matter.materials:
+            for type_code in material.certificate_types:
+                if matter.code not in named.setdefault(type_code, []):
+                    named[type_code].append(matter.code)
+    clear: dict[tuple[str, str], tuple[str, str]] = {}  # (type, field) -> (matter, why)
+    for code, wanted in (in_clear or {}).items():
+        matter = catalogue.get(code)  # an unknown code fails, naming the known ones
+        for name in wanted:
+            if name not in HOLDER_FIELDS:
+                raise ConfigurationError(
+                    f"ONCEONLY_EXTRACTS_IN_CLEAR: {code}: unknown field {name!r} "
+                    f"(known: {', '.join(HOLDER_FIELDS)})"
+                )
+            for material in matter.materials:
+                for type_code in material.certificate_types:
+                    why = (
+                        f"事项「{matter.name}」（{code}）凭「{material.name}」免交材料，需核对{HEADERS[name]}明文"
+                        "（ONCEONLY_EXTRACTS_IN_CLEAR）"
+                    )
+                    clear.setdefault((type_code, name), (code, why))
+    types: dict[str, TypeRule] = {}
+    for type_code, matters in sorted(named.items()):
+        contract = contract_by_id(contracts_dir, datasets[type_code])
+        spec = contract.custom("certificate")
+        assert isinstance(spec, dict)
+        classes = {p.name: (p.classification or "").lower() for p in contract.table.properties}
+        holders = [h for h in spec.get("holders", []) if isinstance(h, dict)]
+        fields = []
+        for name, column_key in (("holder_name", "nameColumn"), ("holder_id", "idColumn")):
+            found = sorted({classes.get(str(h.get(column_key)), "") for h in holders}, key=_strictness)
+            classification = found[-1] if found else ""
+            citizen_id = name == "holder_id" and any(h.get("idType") == "居民身份证" for h in holders)
+            personal = classification in _PERSONAL_CLASSES or not classification or citizen_id
+            if (type_code, name) in clear and citizen_id:
+                raise ConfigurationError(
+                    f"ONCEONLY_EXTRACTS_IN_CLEAR: {clear[(type_code, name)][0]}: {HEADERS[name]} of "
+                    f"{spec.get('typeName', type_code)} is a 居民身份证 number, never in clear in an extract"
+                )
+            if (type_code, name) in clear and personal:
+                matter_code, why = clear[(type_code, name)]
+                fields.append(Shown(name, classification or "unclassified", True, why, matter_code))
+            elif personal:
+                reason = (
+                    f"数据合同 {contract.id} 将其列为 {classification}"
+                    if classification in _PERSONAL_CLASSES
+                    else "公民身份号码一律屏蔽"
+                    if citizen_id
+                    else f"数据合同 {contract.id} 未标注密级，按个人信息屏蔽"
+                )
+                fields.append(Shown(name, classification or "unclassified", False, reason))
+            else:
+                fields.append(
+                    Shown(
+                        name,
+                        classification,
+                        True,
+                        f"数据合同 {contract.id} 将其列为 {classification}，非个人信息",
+                    )
+                )
+        types[type_code] = TypeRule(
+            type_code, str(spec.get("typeName", type_code)), contract.id, tuple(matters), tuple(fields)
+        )
+    return ExtractPolicy(types)
+
+
+def _strictness(classification: str) -> int:
+    order = ["public", "internal", "", "restricted", "confidential", "secret"]
+    return order.index(classification) if classification in order else order.index("")
+
+
+# ------------------------------------------------------------------------------ planning
+
+
+@dataclass
+class Extract:
+    """One extract written (or planned): a township's numbered full snapshot or increment."""
+
+    township: str
+    extract_no: int
+    kind: str
+    previous: tuple[int, str] | None  # the extract it follows: number, manifest SHA-256
+    generation: int
+    rows: list[dict[str, Any]]
+    changes: dict[str, int]
+    sent: dict[str, str]  # cert id -> content SHA-256: what the township has after this extract
+    folder: Path
+    manifest_sha256: str = ""
+    files: list[dict[str, Any]] = field(default_factory=list)
+    leaf_index: int | None = None
+    count: int = 0  # rows written (``rows`` itself is let go once the extract is recorded)
+
+    @property
+    def relative(self) -> str:
+        return f"township={self.township}/extract={self.extract_no:06d}"
+
+    def summary_row(self) -> dict[str, Any]:
+        """One line of the run's table (Chinese headers, for the artifact and the CLI)."""
+        from contracts.checks import load_region_codes
+
+        changes = self.changes
+        return {
+            "镇街": f"{load_region_codes(self.township[:6]).get(self.township, '')}（{self.township}）",
+            "编号": self.extract_no,
+            "类型": "全量" if self.kind == FULL else "增量",
+            "接续": self.previous[0] if self.previous else None,
+            "行数": self.count or len(self.rows),
+            **{CHANGE_LABELS[k]: changes.get(k, 0) for k in CHANGES},
+            "文件": " ".join(str(f["name"]) for f in self.files),
+            "清单 SHA-256": self.manifest_sha256[:16],
+            "日志序号": self.leaf_index,
+        }
+
+
+def extract_folder(extracts_dir: Path, township: str, extract_no: int) -> Path:
+    return extracts_dir / f"township={township}" / f"extract={extract_no:06d}"
+
+
+def _content(row: Mapping[str, Any]) -> str:
+    import hashlib
+
+    return hashlib.sha256(canonical_json({k: _iso(row.get(k)) for k in NAMES if k != "change"})).hexdigest()
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def _change(row: Mapping[str, Any], before: str | None) -> str:
+    if before is None:
+        return "new"
+    status = row.get("status")
+    if status == STATUS_SUSPENDED:
+        return "suspended"
+    if status in _REVOKED:
+        return "revoked"
+    if status == STATUS_EXPIRED:
+        return "expired"
+    return "changed"
+
+
+def _plan(
+    conn: Connection,
+    extracts_dir: Path,
+    township: str,
+    generation: int,
+    policy: ExtractPolicy,
+    full: bool,
+) -> Extract | None:
+    """The township's next extract, or None when it has nothing new to send.
+
+    A full snapshot lists the certificates in force as versions (not revoked, not replaced by a
+    newer version); an increment carries what changed since what the township was sent, and
+    tells once of a version that is no longer in force (撤销, 换发; 移出 when the newer version
+    or the certificate is no longer the township's), which the township then stops being sent."""
+    successor = certificates.alias("successor")
+    columns = [certificates.c[n] for n in NAMES if n != "change"]
+    found: dict[str, tuple[dict[str, Any], bool, str | None]] = {}
+    for found_row in conn.execute(
+        select(*columns, successor.c.cert_id.label("successor_id"), successor.c.township.label("moved_to"))
+        .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
+        .where(and_(certificates.c.township == township, certificates.c.type_code.in_(sorted(policy.types))))
+        .order_by(certificates.c.leaf_index)
+    ):
+        row = found_row._mapping
+        cert_id = str(row["cert_id"])
+        superseded = row["successor_id"] is not None
+        if cert_id in found and not superseded:
+            continue
+        found[cert_id] = (policy.show(dict(row)), superseded, row["moved_to"])
+    sent = {
+        r.cert_id: r.content_sha256
+        for r in conn.execute(
+            select(extract_rows.c.cert_id, extract_rows.c.content_sha256).where(
+                extract_rows.c.township == township
+            )
+        )
+    }
+    last = conn.execute(
+        select(extract_manifests.c.extract_no, extract_manifests.c.manifest_sha256)
+        .where(extract_manifests.c.township == township)
+        .order_by(extract_manifests.c.extract_no.desc())
+        .limit(1)
+    ).first()
+    number = 1 if last is None else int(last.extract_no) + 1
+    previous = None if last is None else (int(last.extract_no), str(last.manifest_sha256))
+    live = [
+        row for row, superseded, _ in found.values() if not superseded and row.get("status") not in _REVOKED
+    ]
+    now = {str(r["cert_id"]): _content(r) for r in live}
+    if full or last is None:
+        rows = [{"change": CHANGE_LABELS["snapshot"], **r} for r in live]
+        changes = {"snapshot": len(rows)}
+        kind = FULL
+    else:
+        kind = INCREMENTAL
+        changes = dict.fromkeys(CHANGES, 0)
+        rows = []
+        for cert_id, (shown, superseded, moved_to) in found.items():
+            before = sent.get(cert_id)
+            if cert_id in now:
+                if before == now[cert_id]:
+                    continue
+                change = _change(shown, before)
+            elif before is None:
+                continue  # no longer in force, and never sent: nothing to tell
+            elif superseded and moved_to != township:
+                change = "removed"  # the newer version is another township's
+            elif superseded:
+                change = "superseded"
+            else:
+                change = "revoked"
+            changes[change] += 1
+            if change == "removed":
+                rows.append(_removed(cert_id))
+            else:
+                rows.append({"change": CHANGE_LABELS[change], **shown})
+        for cert_id in sorted(set(sent) - set(found)):
+            changes["removed"] += 1
+            rows.append(_removed(cert_id))
+        if not rows:
+            return None
+    return Extract(
+        township,
+        number,
+        kind,
+        previous,
+        generation,
+        rows,
+        changes,
+        now,
+        extract_folder(extracts_dir, township, number),
+    )
+
+
+def _removed(cert_id: str) -> dict[str, Any]:
+    """A 移出 row: only the certificate id (what was the township's is no longer its business)."""
+    return {"change": CHANGE_LABELS["removed"], **dict.fromkeys(NAMES[1:]), "cert_id": cert_id}
+
+
+# ------------------------------------------------------------------------------ files
+
+
+def _write_xlsx(path: Path, extract: Extract, manifest_lines: Sequence[tuple[str, str]]) -> None:
+    """The staff's workbook: a 证照 sheet (Chinese headers, text cells formula-escaped) and a
+    说明 sheet (what the extract is, what is masked and why), written reproducibly."""
+    import openpyxl
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+
+    book = openpyxl.Workbook(write_only=True)
+    fixed = dt.datetime(*_XLSX_TIME)
+    book.properties.created = fixed
+    book.properties.modified = fixed
+    book.properties.creator = "OnceOnly"
+    sheet = book.create_sheet(SHEET)
+    sheet.freeze_panes = "A2"
+    for index, width in enumerate(_WIDTHS, start=1):
+        sheet.column_dimensions[openpyxl.utils.get_column_letter(index)].width = width
+    bold = Font(bold=True)
+    header = []
+    for name in NAMES:
+        cell = WriteOnlyCell(sheet, value=HEADERS[name])
+        cell.font = bold
+        header.append(cell)
+    sheet.append(header)
+    for row in extract.rows:
+        cells: list[Any] = []
+        for value in spreadsheet_row(row.get(n) for n in NAMES):
+            if isinstance(value, dt.date):
+                cell = WriteOnlyCell(sheet, value=value)
+                cell.number_format = "yyyy-mm-dd"
+                cells.append(cell)
+            else:
+                cells.append(value)
+        sheet.append(cells)
+    notes = book.create_sheet("说明")
+    notes.column_dimensions["A"].width = 18
+    notes.column_dimensions["B"].width = 100
+    for key, value in manifest_lines:
+        notes.append(spreadsheet_row([key, value]))
+
+    def save(tmp: Path) -> None:
+        book.save(tmp)
+        _fix_zip_times(tmp)
+
+    write_atomic(path, save)
+
+
+_WIDTHS = (8, 48, 24, 18, 14, 22, 22, 6, 8, 12, 12, 12, 10)
+
+
+def _fix_zip_times(path: Path) -> None:
+    """Rewrite the XLSX zip with a fixed time on every entry and in its document properties
+    (openpyxl stamps the clock on both)."""
+    with zipfile.ZipFile(path) as source:
+        entries = [(info.filename, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for name, data in entries:
+            if name == "docProps/core.xml":  # openpyxl's save stamps dcterms:modified with the clock
+                data = _MODIFIED.sub(rb"\g<1>1980-01-01T00:00:00Z\g<2>", data)
+            info = zipfile.ZipInfo(name, date_time=_XLSX_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o600 << 16
+            target.writestr(info, data)
+
+
+def _write_files(
+    extract: Extract,
+    log: TransparencyLog,
+    policy: ExtractPolicy,
+    checkpoint: tuple[int, str],
+    as_of: dt.date,
+    folder: Path,
+) -> None:
+    """The extract's files (600) in ``folder`` (700, fresh), the signed manifest last."""
+    from contracts.checks import load_region_codes
+
+    folder = private_dir(folder)
+    table = pa.Table.from_pylist(extract.rows, schema=EXTRACT_SCHEMA)
+    write_parquet_atomic(table, folder / PARQUET_FILE)
+    write_atomic(folder / ROWS_FILE, rows_file(extract.rows))
+    name = load_region_codes(extract.township[:6]).get(extract.township, "")
+    kind = "全量快照" if extract.kind == FULL else "增量（自上一号以来的变动）"
+    masked = [
+        f"{r.type_name}·{HEADERS[s.field]}：{'明文' if s.clear else '屏蔽'}（{s.why}）"
+        for r in policy.types.values()
+        for s in r.fields
+    ]
+    lines = [
+        ("镇街", f"{name}（{extract.township}）"),
+        ("回流编号", f"第 {extract.extract_no} 号"),
+        ("类型", kind),
+        ("接续", f"第 {extract.previous[0]} 号" if extract.previous else "无（首次回流）"),
+        ("截至日志检查点", str(checkpoint[0])),
+        ("数据日期", as_of.isoformat()),
+        ("行数", str(len(extract.rows))),
+        ("变动", "，".join(f"{CHANGE_LABELS[k]} {v}" for k, v in extract.changes.items() if v) or "无"),
+        *(("字段", line) for line in masked),
+        ("核验", "onceonly verify-extract <本文件夹>：核对签名清单、文件与逐行哈希"),
+    ]
+    _write_xlsx(folder / XLSX_FILE, extract, lines)
+    leaves = [row_leaf(r) for r in extract.rows]
+    extract.files = [
+        {
+            "name": n,
+            "sha256": file_sha256(folder / n),
+            "bytes": (folder / n).stat().st_size,
+            "rows": len(extract.rows),
+        }
+        for n in (PARQUET_FILE, XLSX_FILE, ROWS_FILE)
+    ]
+    body = {
+        "schema": MANIFEST_SCHEMA,
+        "township": extract.township,
+        "township_name": name,
+        "extract_no": extract.extract_no,
+        "kind": extract.kind,
+        "previous": {"extract_no": extract.previous[0], "manifest_sha256": extract.previous[1]}
+        if extract.previous
+        else None,
+        "generation": extract.generation,
+        "as_of": as_of.isoformat(),
+        "checkpoint": {"size": checkpoint[0], "note": checkpoint[1]},
+        "rows": len(extract.rows),
+        "rows_hash": "sha256",
+        "rows_root": rows_root(leaves),
+        "changes": extract.changes,
+        "certificate_types": policy.to_json(),
+        "files": extract.files,
+    }
+    manifest = log.key.sign_note(canonical_json(body).decode("utf-8") + "\n")
+    write_atomic(folder / MANIFEST_FILE, manifest)
+    extract.manifest_sha256 = file_sha256(folder / MANIFEST_FILE)
+
+
+# ------------------------------------------------------------------------------ refresh
+
+
+class _Taken(Exception):
+    """Another writer recorded this township's number first."""
+
+
+_STALE_TMP = dt.timedelta(hours=1)  # a temporary folder no record names, this old: its writer died
+
+
+def refresh_extracts(
+    catalog: Catalog,
+    extracts_dir: Path,
+    log: TransparencyLog,
+    policy: ExtractPolicy,
+    *,
+    full: bool = False,
+    townships: Iterable[str] | None = None,
+    as_of: dt.date | None = None,
+) -> list[Extract]:
+    """Write the next extract of every township marked stale (or of ``townships``; ``full``: a
+    full snapshot each), log and record them; return those written (module docstring).
+
+    One township at a time (its rows planned, written, recorded, then dropped): the files go to a
+    fresh temporary folder beside the extract's (``extract=N.tmp-…``), the manifest is logged and
+    recorded in one transaction, and only then is the folder renamed into place. When another
+    writer recorded number N first, this one removes its folder, leaves the township marked and
+    goes on (logged as a warning). A folder recorded but not yet renamed (a crash between the
+    two) is put in place by the next run."""
+    as_of = as_of or dt.date.today()
+    with catalog.read() as conn:
+        if townships is not None:
+            asked = sorted(set(townships))
+            marks = dict(
+                conn.execute(
+                    select(township_extracts.c.township, township_extracts.c.generation).where(
+                        township_extracts.c.township.in_(asked)
+                    )
+                ).all()
+            )
+            targets = {t: int(marks.get(t, 0)) for t in asked}
+        else:
+            query = select(township_extracts.c.township, township_extracts.c.generation)
+            if not full:
+                query = query.where(township_extracts.c.generation != township_extracts.c.written_generation)
+            targets = {str(t): int(g) for t, g in conn.execute(query)}
+        recover_extracts(conn, extracts_dir)
+        if not targets:
+            return []
+        checkpoint = latest_checkpoint(conn)
     written = []
-    columns = [certificates.c[name] for name in EXTRACT_SCHEMA.names]
-    for township in sorted(set(townships)):
-        rows = conn.execute(
-            select(*columns).where(certificates.c.township == township).order_by(certificates.c.leaf_index)
-        ).all()
-        data = {name: [r[i] for r in rows] for i, name in enumerate(EXTRACT_SCHEMA.names)}
-        path = extract_path(extracts_dir, township)
-        write_parquet_atomic(pa.table(data, schema=EXTRACT_SCHEMA), path)
-        written.append(path)
+    for township, generation in sorted(targets.items()):
+        with catalog.read() as conn:
+            extract = _plan(conn, extracts_dir, township, generation, policy, full)
+        if extract is None:
+            with catalog.begin() as conn:
+                _clear_mark(conn, township, generation)
+            continue
+        if checkpoint is None:
+            raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
+        if _write_and_record(catalog, extract, log, policy, checkpoint, as_of):
+            extract.count = len(extract.rows)
+            extract.rows, extract.sent = [], {}  # bounded memory: one township's rows at a time
+            written.append(extract)
     return written
 
 
-def refresh_extracts(catalog: Catalog, extracts_dir: Path, log: TransparencyLog | None = None) -> list[Path]:
-    """Rewrite the extracts of every township marked stale; return the files written.
+def _write_and_record(
+    catalog: Catalog,
+    e: Extract,
+    log: TransparencyLog,
+    policy: ExtractPolicy,
+    checkpoint: tuple[int, str],
+    as_of: dt.date,
+) -> bool:
+    """Write ``e`` to a temporary folder, log and record it, rename it into place; False (its
+    folder removed) when another writer recorded the number first."""
+    import logging
+    import shutil
+    import uuid
 
-    With ``log``, each extract written is logged (kind ``extract``: township, generation, path,
-    SHA-256 and rows) in the transaction that clears its mark, so ``onceonly audit`` can tell an
-    extract changed since."""
-    with catalog.read() as conn:
-        stale = {
-            r.township: r.generation
-            for r in conn.execute(
-                select(township_extracts.c.township, township_extracts.c.generation).where(
-                    township_extracts.c.generation != township_extracts.c.written_generation
+    temp = e.folder.with_name(f"{e.folder.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        _write_files(e, log, policy, checkpoint, as_of, temp)
+        with catalog.begin() as conn:
+            taken = conn.execute(
+                select(extract_manifests.c.extract_no).where(
+                    and_(
+                        extract_manifests.c.township == e.township,
+                        extract_manifests.c.extract_no == e.extract_no,
+                    )
                 )
-            )
-        }
-    if not stale:
-        return []
-    with catalog.read() as conn:
-        written = write_extracts(conn, extracts_dir, stale)
-    with catalog.begin() as conn:
-        if log is not None and written:
-            log.append(
+            ).first()
+            if taken is not None:
+                raise _Taken
+            appended = log.append(
                 conn,
                 [
                     log_entry(
-                        KIND_EXTRACT,
-                        path.parent.name.removeprefix("township="),
+                        KIND_EXTRACT_MANIFEST,
+                        f"{e.township}/{e.extract_no}",
                         {
-                            "township": path.parent.name.removeprefix("township="),
-                            "generation": stale[path.parent.name.removeprefix("township=")],
-                            "path": path.relative_to(extracts_dir).as_posix(),
-                            **file_facts(path),
+                            "township": e.township,
+                            "extract_no": e.extract_no,
+                            "extract_kind": e.kind,
+                            "previous_no": e.previous[0] if e.previous else None,
+                            "generation": e.generation,
+                            "tree_size": checkpoint[0],
+                            "path": e.relative,
+                            "manifest_sha256": e.manifest_sha256,
+                            "rows": len(e.rows),
                         },
                     )
-                    for path in written
                 ],
             )
-        for township, generation in stale.items():
-            conn.execute(
-                update(township_extracts)
-                .where(
-                    and_(
-                        township_extracts.c.township == township,
-                        township_extracts.c.generation == generation,
-                    )
-                )
-                .values(written_generation=generation, written_at=utcnow())
+            e.leaf_index = appended.first_index
+            _record(conn, e, checkpoint[0], temp)
+            _clear_mark(conn, e.township, e.generation)
+    except _Taken:
+        shutil.rmtree(temp, ignore_errors=True)
+        logging.getLogger(__name__).warning(
+            "township %s: extract %s was recorded by another writer meanwhile; this one is dropped "
+            "and the township stays marked for the next run",
+            e.township,
+            e.extract_no,
+        )
+        return False
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)  # nothing recorded: nothing of it stays
+        raise
+    _place(temp, e.folder, e.manifest_sha256)
+    return True
+
+
+def _clear_mark(conn: Connection, township: str, generation: int) -> None:
+    conn.execute(
+        update(township_extracts)
+        .where(and_(township_extracts.c.township == township, township_extracts.c.generation == generation))
+        .values(written_generation=generation, written_at=utcnow())
+    )
+
+
+def _place(temp: Path, final: Path, manifest_sha256: str) -> None:
+    """Rename the recorded extract's temporary folder into place (a folder already there that is
+    not the recorded extract — a run before these temporary folders died writing it — goes)."""
+    import shutil
+    import uuid
+
+    if final.exists():
+        if (final / MANIFEST_FILE).is_file() and file_sha256(final / MANIFEST_FILE) == manifest_sha256:
+            shutil.rmtree(temp, ignore_errors=True)  # another run put it in place already
+            return
+        aside = final.with_name(f"{final.name}.stale-{uuid.uuid4().hex}")
+        final.rename(aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    try:
+        temp.rename(final)
+    except FileNotFoundError:
+        if not (final / MANIFEST_FILE).is_file():  # another run's recovery renamed it: fine
+            raise
+
+
+def recover_extracts(conn: Connection, extracts_dir: Path) -> list[Path]:
+    """Put in place every temporary extract folder whose manifest is the one recorded (a run died
+    after recording it, before the rename), and remove those no record will name: another
+    writer's number, or a writer dead for over an hour. Returns the folders put in place."""
+    import shutil
+
+    placed: list[Path] = []
+    if not extracts_dir.is_dir():
+        return placed
+    now = dt.datetime.now(dt.UTC)
+    for temp in sorted(extracts_dir.glob("township=*/extract=*.tmp-*")):
+        match = re.fullmatch(r"extract=(\d+)\.tmp-[0-9a-f]+", temp.name)
+        township = temp.parent.name.removeprefix("township=")
+        if not match or not temp.is_dir():
+            continue
+        number = int(match.group(1))
+        record = conn.execute(
+            select(extract_manifests.c.manifest_sha256).where(
+                and_(extract_manifests.c.township == township, extract_manifests.c.extract_no == number)
             )
-    return written
+        ).first()
+        manifest = temp / MANIFEST_FILE
+        digest = file_sha256(manifest) if manifest.is_file() else None
+        if record is not None and digest == record.manifest_sha256:
+            final = extract_folder(extracts_dir, township, number)
+            _place(temp, final, str(digest))
+            placed.append(final)
+        elif record is not None:
+            shutil.rmtree(temp, ignore_errors=True)  # the number is another extract's
+        elif now - dt.datetime.fromtimestamp(temp.stat().st_mtime, dt.UTC) > _STALE_TMP:
+            shutil.rmtree(temp, ignore_errors=True)
+    return placed
 
 
-__all__ = ["EXTRACT_SCHEMA", "extract_path", "refresh_extracts", "write_extracts"]
+def _record(conn: Connection, e: Extract, tree_size: int, folder: Path) -> None:
+    """The extract's row, and what the township has now (``extract_rows``)."""
+    from sqlalchemy.exc import IntegrityError
+
+    manifest = (folder / MANIFEST_FILE).read_text(encoding="utf-8")
+    try:
+        _insert_manifest(conn, e, tree_size, manifest)
+    except IntegrityError:
+        raise _Taken from None  # PostgreSQL: the other writer committed the number meanwhile
+    _record_rows(conn, e)
+
+
+def _insert_manifest(conn: Connection, e: Extract, tree_size: int, manifest: str) -> None:
+    conn.execute(
+        insert(extract_manifests).values(
+            township=e.township,
+            extract_no=e.extract_no,
+            kind=e.kind,
+            previous_no=e.previous[0] if e.previous else None,
+            generation=e.generation,
+            tree_size=tree_size,
+            path=e.relative,
+            rows=len(e.rows),
+            changes=e.changes,
+            manifest_sha256=e.manifest_sha256,
+            manifest=manifest,
+            leaf_index=e.leaf_index,
+            written_at=utcnow(),
+        )
+    )
+
+
+def _record_rows(conn: Connection, e: Extract) -> None:
+    if e.kind == FULL:
+        conn.execute(delete(extract_rows).where(extract_rows.c.township == e.township))
+        changed = sorted(e.sent)
+    else:  # a version no longer in force (in no ``sent``) is forgotten once told
+        touched = sorted(str(r["cert_id"]) for r in e.rows)
+        for chunk in chunks(touched):
+            conn.execute(
+                delete(extract_rows).where(
+                    and_(extract_rows.c.township == e.township, extract_rows.c.cert_id.in_(chunk))
+                )
+            )
+        changed = [c for c in touched if c in e.sent]
+    for chunk in chunks(changed, 5_000):
+        conn.execute(
+            insert(extract_rows),
+            [{"township": e.township, "cert_id": c, "content_sha256": e.sent[c]} for c in chunk],
+        )
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+@dataclass(frozen=True)
+class ExtractRecord:
+    township: str
+    extract_no: int
+    kind: str
+    previous_no: int | None
+    tree_size: int
+    path: str
+    rows: int
+    changes: dict[str, int]
+    manifest_sha256: str
+    leaf_index: int
+    written_at: dt.datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "township": self.township,
+            "extract_no": self.extract_no,
+            "kind": self.kind,
+            "previous_no": self.previous_no,
+            "tree_size": self.tree_size,
+            "path": self.path,
+            "rows": self.rows,
+            "changes": self.changes,
+            "manifest_sha256": self.manifest_sha256,
+            "leaf_index": self.leaf_index,
+            "written_at": self.written_at.isoformat(timespec="seconds"),
+        }
+
+
+def list_extracts(conn: Connection, township: str | None = None, *, after: int = 0) -> list[ExtractRecord]:
+    """Extracts recorded (of ``township``; numbered above ``after``), by township and number."""
+    query = select(extract_manifests).where(extract_manifests.c.extract_no > after)
+    if township is not None:
+        query = query.where(extract_manifests.c.township == township)
+    return [
+        ExtractRecord(
+            r.township,
+            int(r.extract_no),
+            r.kind,
+            None if r.previous_no is None else int(r.previous_no),
+            int(r.tree_size),
+            r.path,
+            int(r.rows),
+            dict(r.changes),
+            r.manifest_sha256,
+            int(r.leaf_index),
+            r.written_at,
+        )
+        for r in conn.execute(query.order_by(extract_manifests.c.township, extract_manifests.c.extract_no))
+    ]
+
+
+def extracts_since(conn: Connection, township: str, extract_no: int) -> list[ExtractRecord]:
+    """What a station that has extract ``extract_no`` of ``township`` applies, in order, to
+    catch up: every later one (0: it has none). A number the township never had is refused."""
+    if extract_no < 0:
+        raise ExtractNotFound(f"no extract number {extract_no}: numbers start at 1 (0: none yet)")
+    later = list_extracts(conn, township, after=extract_no)
+    if extract_no > 0:
+        known = conn.execute(
+            select(extract_manifests.c.extract_no).where(
+                and_(extract_manifests.c.township == township, extract_manifests.c.extract_no == extract_no)
+            )
+        ).first()
+        if known is None:
+            raise ExtractNotFound(f"township {township} has no extract number {extract_no}")
+    return later
+
+
+__all__ = [
+    "EXTRACT_SCHEMA",
+    "Extract",
+    "ExtractNotFound",
+    "ExtractPolicy",
+    "ExtractRecord",
+    "Shown",
+    "TypeRule",
+    "extract_folder",
+    "extract_policy",
+    "extracts_since",
+    "list_extracts",
+    "recover_extracts",
+    "refresh_extracts",
+]

@@ -187,14 +187,14 @@ def _quarantine_parquet_deleted(home: Home) -> None:
 
 
 def _extract_content(home: Home) -> None:
-    path = sorted((home.var / "extracts").glob("township=*/certificates.parquet"))[0]
+    path = sorted((home.var / "extracts").glob("township=*/extract=*/certificates.parquet"))[0]
     table = pq.read_table(path)
     column = next(f.name for f in table.schema if pa.types.is_string(f.type))
     _rewrite(path, column, lambda _: "edited")
 
 
 def _extract_deleted(home: Home) -> None:
-    sorted((home.var / "extracts").glob("township=*/certificates.parquet"))[1].unlink()
+    sorted((home.var / "extracts").glob("township=*/extract=*/manifest.txt"))[1].unlink()
 
 
 def _checkpoint_deleted(home: Home) -> None:
@@ -287,7 +287,10 @@ EDITS: dict[str, tuple[Edit, list[str]]] = {
     "lake parquet value": (_lake_value, ["lake: batch", "was changed (bytes"]),
     "lake file deleted": (_lake_deleted, ["is missing"]),
     "quarantine parquet edited": (_quarantine_parquet, ["quarantine/dataset=household/", "was changed"]),
-    "extract content edited": (_extract_content, ["extracts: the extract of township", "was changed"]),
+    "extract content edited": (
+        _extract_content,
+        ["extracts: the extract 1 of township", "was changed since it was logged: certificates.parquet"],
+    ),
     "checkpoint row deleted": (_checkpoint_deleted, ["checkpoints: the checkpoint of size", "is missing"]),
     "quarantine row deleted": (
         _quarantine_row_deleted,
