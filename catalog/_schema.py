@@ -450,6 +450,28 @@ extract_rows = Table(
 
 # --- 0008: benefit decisions (sharing.benefits) ---
 
+# 免申即享 decisions (sharing.benefit_decisions): one row per decision logged (kind
+# ``benefit-decision``), a grant or the reversal of one. The subject is not here: the log entry
+# commits to it, and ``use_subjects`` (keyed by the same leaf) keeps the subject and the salt,
+# so the citizen's list of uses of their data shows the decision too. A grant in force has no
+# ``reversed_by``; a reversal names the grant it ends in ``reverses``.
+benefit_decisions = Table(
+    "benefit_decisions",
+    metadata,
+    Column("decision_id", String(100), primary_key=True),
+    Column("rule_id", String(64), nullable=False),
+    Column("rule_version", String(40), nullable=False),
+    Column("result", String(10), nullable=False),  # grant | reversal
+    Column("reverses", String(100)),
+    Column("reversed_by", String(100)),
+    Column("facts", JSON, nullable=False),  # [{fact, certificate, type, status, leaf_index}]
+    Column("reason", Text, nullable=False),
+    Column("decided_on", Date, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Column("leaf_index", BigInteger, nullable=False, unique=True),
+    Index("ix_benefit_decisions_rule", "rule_id", "result"),
+)
+
 # --- 0009: approvals pushed to supervision (sharing.supervision) ---
 
 # --- 0010: expiry reminders (sharing.reminders) ---

@@ -260,6 +260,10 @@ class Settings(BaseSettings):
         return wanted
 
     # --- benefit rules (sharing.benefits) ---
+    benefit_rules_dir: Path = Field(
+        _REPO_ROOT / "sharing" / "benefits",
+        description="Folder of the 免申即享 benefit rules (*.yaml, one per policy).",
+    )
     # --- approvals to supervision (sharing.supervision) ---
     # --- expiry reminders (sharing.reminders) ---
 

@@ -222,7 +222,9 @@ def _fields_named(node: Any) -> tuple[str, ...]:
     for item in node.get("conditions", []) if isinstance(node.get("conditions"), list) else []:
         if isinstance(item, dict) and isinstance(item.get("field"), str):
             named.append(item["field"])
-    return tuple(dict.fromkeys(named))
+    # A benefit rule names a certificate's own fields as ``fields.<name>`` (its other fields —
+    # township, holder_age — are the catalog's, not the certificate's).
+    return tuple(dict.fromkeys(n.removeprefix("fields.") for n in named))
 
 
 def _is_type_code(value: str) -> bool:

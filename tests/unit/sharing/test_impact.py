@@ -146,3 +146,15 @@ def test_the_command_exits_1_when_something_breaks_and_counts_townships_in_the_c
         app, ["impact", str(tree.parent / "old"), str(tree.parent / "old"), "--tree", str(tree), "--json"]
     )
     assert result.exit_code == 0 and json.loads(result.output) == []
+
+
+def test_a_benefit_rule_reading_a_removed_field_breaks(tree: Path) -> None:
+    shutil.copytree(REPO / "sharing" / "benefits", tree / "sharing" / "benefits")
+    new = tree.parent / "new" / "birth.yaml"
+    _edit(new, "child_id, birth_date, birth_place", "child_id, birth_place")
+    report = contract_impact(tree.parent / "old", tree.parent / "new", Consumers.of_tree(tree))
+    [birth] = report.datasets
+    rules = {a.name.rsplit(": ", 1)[1]: a for a in birth.rules}
+    assert rules["shengyu-butie"].breaks and "birth_date" in rules["shengyu-butie"].why
+    # A rule of another type is not listed; one reading only the catalog's columns is not broken.
+    assert "gaoling-jintie" not in rules
