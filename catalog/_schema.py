@@ -475,3 +475,52 @@ benefit_decisions = Table(
 # --- 0009: approvals pushed to supervision (sharing.supervision) ---
 
 # --- 0010: expiry reminders (sharing.reminders) ---
+
+# 证照到期提醒 (sharing.reminders): one row per reminder sent — a certificate's lineage (dataset,
+# record, holder: the versions of one certificate), the valid_to it is about and the window
+# (days before valid_to) it was sent for. ``reminder_id`` is the SHA-256 of those, so the same
+# reminder is never sent twice (a second run that day or the next, a new version with the same
+# valid_to). ``status`` 待换证 until a certificate of the lineage with a later valid_to lands
+# (已换证, ``closed_by`` its id), valid_to passes (已到期) or none of it is 有效 (已失效).
+expiry_reminders = Table(
+    "expiry_reminders",
+    metadata,
+    Column("reminder_id", String(64), primary_key=True),
+    Column("cert_id", String(120), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("record_key", String(200), nullable=False),
+    Column("holder_id", String(64), nullable=False),
+    Column("type_code", String(40), nullable=False),
+    Column("township", String(12)),
+    Column("valid_to", Date, nullable=False),
+    Column("window_days", Integer, nullable=False),
+    Column("sent_on", Date, nullable=False),
+    Column("sent_at", DateTime(timezone=True), nullable=False),
+    Column("leaf_index", BigInteger, nullable=False),
+    Column("notice_id", String(32), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("closed_on", Date),
+    Column("closed_by", String(120)),
+    Column("closed_leaf", BigInteger),
+    Index("ix_expiry_reminders_lineage", "dataset", "record_key", "holder_id"),
+    Index("ix_expiry_reminders_status", "status"),
+)
+
+# The outbox of notices to subjects (one per subject per run, listing the certificates reminded):
+# a messaging gateway (政务短信平台, the 津心办 message centre) takes the rows with no
+# ``delivered_at`` — or the day's notices.jsonl — and reports each delivered (mark_delivered).
+# ``subject_id`` is the address the gateway resolves; private, like the catalog's certificates.
+expiry_notices = Table(
+    "expiry_notices",
+    metadata,
+    Column("notice_id", String(32), primary_key=True),
+    Column("subject_id", String(64), nullable=False),
+    Column("township", String(12)),
+    Column("run_on", Date, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("reminders", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Index("ix_expiry_notices_run_on", "run_on"),
+)
+

@@ -331,6 +331,16 @@ def licence_rows(
     term = np.array([20, 30, 50])[rng.integers(0, 3, n)]
     valid_to = valid_from + years(term).astype("timedelta64[D]") - np.timedelta64(1, "D")
     long_term = small | (kind == 7) | (rng.random(n) < 0.6) | (valid_to <= day(BASE_DATE))
+    if on is None:
+        # 证照到期提醒 in the demo: about 3 % of the licences with a term end within 120 days of
+        # the base day. Drawn from a stream of their own (spawning leaves rng's state as it is),
+        # so nothing else in the generated world moves.
+        soon_rng = rng.spawn(1)[0]
+        soon = ~(small | (kind == 7)) & (soon_rng.random(n) < 0.03)
+        valid_to = np.where(
+            soon, day(BASE_DATE) + soon_rng.integers(1, 121, n).astype("timedelta64[D]"), valid_to
+        )
+        long_term &= ~soon
 
     town = draw_townships(rng, n)
     addresses = draw_addresses(rng, town, homes=False)

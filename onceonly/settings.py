@@ -266,7 +266,13 @@ class Settings(BaseSettings):
     )
     # --- approvals to supervision (sharing.supervision) ---
     # --- expiry reminders (sharing.reminders) ---
-
+    reminders_file: Path = Field(
+        _REPO_ROOT / "sharing" / "reminders.yaml",
+        description=(
+            "证照到期提醒: days before valid_to each certificate type is reminded (a default and "
+            "per-type windows); see sharing/reminders.py."
+        ),
+    )
     @model_validator(mode="after")
     def _passphrase_from_file(self) -> Settings:
         if self.key_passphrase is not None or self.key_passphrase_secret:
