@@ -46,6 +46,8 @@ from catalog._schema import (
     serials,
     stations,
     status_lists,
+    supervision_pushes,
+    supervision_receipts,
     township_extracts,
     use_subjects,
 )
@@ -102,6 +104,8 @@ __all__ = [
     "serials",
     "stations",
     "status_lists",
+    "supervision_pushes",
+    "supervision_receipts",
     "township_extracts",
     "use_subjects",
     "utcnow",

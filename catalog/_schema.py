@@ -474,6 +474,55 @@ benefit_decisions = Table(
 
 # --- 0009: approvals pushed to supervision (sharing.supervision) ---
 
+# 审管联动: each landed approval (permit decision) pushed to its supervising department, by its
+# id (the push's idempotency key): the attempts, the supervisor's case once accepted (and the log
+# leaf recording the push), its read receipt and feedback (监管结果), and when an overdue event
+# was raised for it (once: a run finding it still overdue raises nothing again).
+supervision_pushes = Table(
+    "supervision_pushes",
+    metadata,
+    Column("approval_id", String(40), primary_key=True),
+    Column("supervisor", String(200), nullable=False),
+    Column("licence_no", String(40)),
+    Column("applicant_uscc", String(18)),
+    Column("applicant_name", Text),
+    Column("township", String(12)),
+    Column("decided_on", Date),
+    Column("body_sha256", String(64)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("first_tried_at", DateTime(timezone=True), nullable=False),
+    Column("pushed_at", DateTime(timezone=True)),  # NULL: not yet accepted by the supervisor
+    Column("case_id", String(64)),
+    Column("leaf_index", BigInteger),
+    Column("read_at", DateTime(timezone=True)),
+    Column("feedback_at", DateTime(timezone=True)),
+    Column("feedback_result", Text),
+    Column("unread_alerted_at", DateTime(timezone=True)),
+    Column("feedback_alerted_at", DateTime(timezone=True)),
+    Index("ix_supervision_pushes_pushed_at", "pushed_at"),
+)
+
+# The receipts pulled back from a supervisor (read, feedback), each once by its id whatever the
+# supervisor sends again; ``seq`` is the supervisor's own order, the next pull asks after the last.
+# A receipt whose approval's push is not recorded here yet (a run died between push and record,
+# two runs overlapping) is kept all the same and applied when the push is recorded.
+supervision_receipts = Table(
+    "supervision_receipts",
+    metadata,
+    Column("receipt_id", String(64), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("approval_id", String(40), nullable=False),  # no foreign key: kept before its push is
+    Column("case_id", String(64), nullable=False),  # recorded (held, ``leaf_index`` NULL) too
+    Column("kind", String(20), nullable=False),  # read | feedback
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("result", Text),  # the 监管结果 scrubbed and cut (sharing.supervision.MAX_RESULT)
+    Column("result_sha256", String(64)),  # of the result as sent: what the log entry carries
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("leaf_index", BigInteger),  # NULL: held until its approval's push is recorded
+    Index("ix_supervision_receipts_approval", "approval_id"),
+)
+
 # --- 0010: expiry reminders (sharing.reminders) ---
 
 # 证照到期提醒 (sharing.reminders): one row per reminder sent — a certificate's lineage (dataset,

@@ -26,6 +26,10 @@ event                              resource                   emitted by
 ``onceonly.log.verify-failed``     log                        the watch flow's audit, the log part
 ``onceonly.audit.failed``          log                        the watch flow's audit, anything else
 ``onceonly.witness.refused``       witness                    a witness that refused a checkpoint
+``onceonly.approval.unread``       approval (supervisor)      the supervision flow: a pushed
+                                                              approval not signed for in time
+``onceonly.approval.no-feedback``  approval (supervisor)      the supervision flow: no 监管结果
+                                                              in time
 =================================  =========================  ==================================
 """
 
@@ -45,6 +49,8 @@ KEY_COMPROMISED = "onceonly.key.compromised"
 LOG_VERIFY_FAILED = "onceonly.log.verify-failed"
 AUDIT_FAILED = "onceonly.audit.failed"
 WITNESS_REFUSED = "onceonly.witness.refused"
+APPROVAL_UNREAD = "onceonly.approval.unread"
+APPROVAL_NO_FEEDBACK = "onceonly.approval.no-feedback"
 
 EVENTS = (
     LANDED,
@@ -57,6 +63,8 @@ EVENTS = (
     LOG_VERIFY_FAILED,
     AUDIT_FAILED,
     WITNESS_REFUSED,
+    APPROVAL_UNREAD,
+    APPROVAL_NO_FEEDBACK,
 )
 
 
@@ -195,7 +203,49 @@ def witness_refused(*, witness: str, tree_size: int, error: str, transient: bool
     )
 
 
+def approval_overdue(
+    *,
+    kind: str,
+    approval_id: str,
+    supervisor: str,
+    case_id: str | None,
+    township: str | None,
+    pushed_at: str,
+    waited_hours: float,
+    message: str,
+) -> None:
+    """An approval pushed to its supervisor and not signed for (``kind`` unread) or not answered
+    with a 监管结果 (``no-feedback``) in time: once per approval and kind."""
+    event(
+        APPROVAL_UNREAD if kind == "unread" else APPROVAL_NO_FEEDBACK,
+        resource={
+            "prefect.resource.id": f"onceonly.approval.{approval_id}",
+            "prefect.resource.name": approval_id,
+        },
+        related=[
+            _related(
+                {
+                    "prefect.resource.id": f"onceonly.supervisor.{supervisor}",
+                    "prefect.resource.name": supervisor,
+                },
+                "supervisor",
+            )
+        ],
+        payload={
+            "approval_id": approval_id,
+            "case_id": case_id,
+            "supervisor": supervisor,
+            "township": township,
+            "pushed_at": pushed_at,
+            "waited_hours": waited_hours,
+            "message": message,
+        },
+    )
+
+
 __all__ = [
+    "APPROVAL_NO_FEEDBACK",
+    "APPROVAL_UNREAD",
     "AUDIT_FAILED",
     "BREACHED",
     "CONNECTOR_FAILED",
@@ -207,6 +257,7 @@ __all__ = [
     "RECOVERED",
     "STALE",
     "WITNESS_REFUSED",
+    "approval_overdue",
     "audit_failed",
     "batch_landed",
     "connector_failed",

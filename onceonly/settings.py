@@ -265,6 +265,37 @@ class Settings(BaseSettings):
         description="Folder of the 免申即享 benefit rules (*.yaml, one per policy).",
     )
     # --- approvals to supervision (sharing.supervision) ---
+    supervision_dataset: str = Field(
+        "approval", description="The dataset whose landed rows are approvals pushed to their supervisor."
+    )
+    supervision_url: str = Field(
+        "http://127.0.0.1:18931/api/v1",
+        description=(
+            "Base URL of the supervising department's endpoint (审管联动); default the demo supervisor "
+            "(`onceonly supervision serve-demo`)."
+        ),
+    )
+    supervision_token_secret: str = Field(
+        "ONCEONLY_SECRET_SUPERVISION_TOKEN",
+        description=(
+            "NAME of the secret holding the supervisor's bearer token (an environment variable or the "
+            "Prefect Secret block onceonly-secret-supervision-token), resolved when pushing, never stored."
+        ),
+    )
+    supervision_unread_hours: float = Field(
+        24, gt=0, description="An approval pushed and not read (签收) after this many hours raises an event."
+    )
+    supervision_feedback_days: float = Field(
+        15,
+        gt=0,
+        description="An approval pushed and without feedback (监管结果) after this many days: an event.",
+    )
+    supervision_timeout_seconds: float = Field(
+        10, gt=0, description="Timeout of one request to the supervisor (a slow answer is retried)."
+    )
+    supervision_attempts: int = Field(
+        3, ge=1, description="Attempts per push or receipt pull on transient errors (timeouts, 5xx, refused)."
+    )
     # --- expiry reminders (sharing.reminders) ---
     reminders_file: Path = Field(
         _REPO_ROOT / "sharing" / "reminders.yaml",

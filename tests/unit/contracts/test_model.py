@@ -18,12 +18,17 @@ def test_demo_contracts_load_and_compile(path: Path) -> None:
     compiled = compile_contract(contract)
     assert contract.kind == "DataContract"
     assert compiled.record_key
-    assert compiled.certificate is not None
+    # Every dataset issues a certificate but the approvals: 审批 decisions (不予许可 among them),
+    # pushed to their supervising department (sharing.supervision), not certificates.
+    assert (compiled.certificate is None) == (contract.id == "approval")
     assert len(compiled.arrow_schema) == len(contract.table.properties)
 
 
 def test_contract_by_id_lists_known_ids_when_missing() -> None:
-    known = "birth, business_licence, household, marriage, property_right, social_insurance"
+    known = (
+        "approval, birth, business_licence, household, marriage, property_right, social_insurance, "
+        "submitted_material"
+    )
     with pytest.raises(ContractError, match=f"known: {known}"):
         contract_by_id(DATASETS, "nope")
 

@@ -28,6 +28,7 @@ def test_every_shipped_automation_is_valid_prefect_and_listens_to_our_events() -
 
     plan = shipped_automations()
     assert set(plan.automations) == {
+        "onceonly-approval-overdue",
         "onceonly-audit-failed",
         "onceonly-connector-failed",
         "onceonly-contract-breached",
