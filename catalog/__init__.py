@@ -22,6 +22,9 @@ from catalog._schema import (
     SCHEMA_REVISION,
     batches,
     benefit_decisions,
+    blocked_materials,
+    bottleneck_runs,
+    bottleneck_salt,
     breaches,
     certificate_events,
     certificate_openings,
@@ -50,6 +53,7 @@ from catalog._schema import (
     supervision_receipts,
     township_extracts,
     use_subjects,
+    work_orders,
 )
 from catalog._sql import (
     IN_CHUNK,
@@ -74,6 +78,9 @@ __all__ = [
     "batches",
     "benefit_decisions",
     "bind_value",
+    "blocked_materials",
+    "bottleneck_runs",
+    "bottleneck_salt",
     "breaches",
     "catalog_error",
     "certificate_events",
@@ -109,4 +116,5 @@ __all__ = [
     "township_extracts",
     "use_subjects",
     "utcnow",
+    "work_orders",
 ]

@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 metadata = MetaData()
 
@@ -573,3 +573,79 @@ expiry_notices = Table(
     Index("ix_expiry_notices_run_on", "run_on"),
 )
 
+# --- 0011: bottleneck work orders (sharing.bottlenecks) ---
+
+# 办事堵点: a material a counter could not let a citizen skip because a department's record
+# failed its data contract (skip-check verdict 数据待部门更正): one row per answer, material and
+# open quarantine entry that stopped it, written with the answer (sharing.bottlenecks.record_blocked).
+# The citizen stopped is only a commitment under the catalog's bottleneck salt (below): counted
+# as distinct, named nowhere; the record is reached through its quarantine entry.
+blocked_materials = Table(
+    "blocked_materials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("answered_at", DateTime(timezone=True), nullable=False),
+    Column("township", String(12), nullable=False),
+    Column("station", String(40)),
+    Column("matter", String(64), nullable=False),
+    Column("material", String(200), nullable=False),
+    Column("certificate_types", String(200), nullable=False),  # space-separated type codes
+    Column("holder", String(20), nullable=False),  # whose record: applicant | spouse | child | ...
+    Column("quarantine_id", Integer, nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("subject_commitment", String(64), nullable=False),
+    Index("ix_blocked_materials_quarantine", "quarantine_id"),
+)
+
+# The salt of the commitments above and of the work orders' record keys (one row, id 1, made by
+# the first answer that needs it). Private, like use_subjects; deleting it unlinks them all.
+bottleneck_salt = Table(
+    "bottleneck_salt",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("salt", LargeBinary(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# A work order per source record that stopped citizens (sharing.bottlenecks.run_bottlenecks): its
+# department, dataset, the record key keyed-hashed (``group_key``) and masked as the contract
+# classifies it (``key_shown``), the rules it failed, how many citizens it stopped at which
+# matters and materials. 待更正 (open) until the corrected record lands and resolves every
+# quarantine entry of it: then closed by the next run, naming the batch (and certificate).
+work_orders = Table(
+    "work_orders",
+    metadata,
+    Column("order_id", Integer, primary_key=True, autoincrement=True),
+    Column("group_key", String(64), nullable=False),
+    Column("department", String(200), nullable=False),
+    Column("connector", String(100), nullable=False),
+    Column("dataset", String(100), nullable=False),
+    Column("key_shown", String(200)),
+    Column("rules", JSON, nullable=False),  # [{rule, column, severity, value, contract}]
+    Column("entries", JSON, nullable=False),  # the quarantine ids of the record
+    Column("batch_refused", Integer, nullable=False),
+    Column("citizens", Integer, nullable=False),
+    Column("stops", Integer, nullable=False),
+    Column("materials", JSON, nullable=False),  # [{matter, material, citizens, stops}]
+    Column("first_detected_at", DateTime(timezone=True), nullable=False),
+    Column("status", String(10), nullable=False),  # open | closed
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("opened_run", String(36), nullable=False),
+    Column("updated_run", String(36), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_run", String(36)),
+    Column("closed_by_batch", String(64)),
+    Column("closed_by_cert", String(120)),
+    Index("ix_work_orders_group", "group_key", "status"),
+    Index("ix_work_orders_department", "department", "status"),
+)
+
+# One row per bottleneck run: per department its open, new and closed work orders and the
+# distinct citizens its open ones stopped (the trend artifact reads the recent runs).
+bottleneck_runs = Table(
+    "bottleneck_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("run_at", DateTime(timezone=True), nullable=False),
+    Column("departments", JSON, nullable=False),  # {department: {open, new, closed, citizens}}
+)

@@ -65,12 +65,67 @@ def demo(
     host, port = _demo_api_address(settings)
     db = settings.departments_dir / "scjg" / "licences.db"
     api = _start_api(LicenceApi(db, token=os.environ[API_TOKEN_ENV], host=host, port=port))
+    from flows.server import temporary_server
+
     try:
         typer.echo(f"市场监管 licence API serving on {api.base_url}")
-        ok = run_flow(None, settings)
+        with temporary_server():  # one Prefect server for the daily run and the flows after it
+            ok = run_flow(None, settings)
+            if ok:
+                ok = _township_flows(settings, seed)
     finally:
         api.stop()
     raise typer.Exit(0 if ok else 1)
+
+
+def _township_flows(settings: Settings, seed: int) -> bool:
+    """After the daily run (which wrote the township extracts, checked here offline), each flow
+    that works on what it shared, once, as its deployment would: 审管联动 (against a demo
+    supervisor served here), 免申即享, 证照到期提醒, and 办事堵点 after a demo counter has asked
+    about citizens whose records sit in quarantine."""
+    from cli.bottlenecks import counter_visits_for_demo
+    from cli.extracts import show_for_demo
+    from flows.benefits import benefits
+    from flows.bottlenecks import bottlenecks
+    from flows.reminders import expiry_reminders
+    from onceonly.privacy import scrub_text
+
+    def said(label: str, state: Any) -> bool:
+        ok = bool(state.is_completed())
+        typer.secho(f"{label}: {scrub_text(state.message or state.name or '')}", fg=None if ok else "red")
+        return ok
+
+    show_for_demo(settings)  # the daily run wrote them
+    ok = _supervision(settings, seed, said)
+    ok = said("免申即享 (benefits)", benefits(settings=settings, return_state=True)) and ok
+    ok = said("证照到期提醒 (reminders)", expiry_reminders(settings=settings, return_state=True)) and ok
+    stopped = counter_visits_for_demo(settings)
+    typer.echo(f"办事堵点: a demo counter found {stopped} material(s) held up by records in quarantine")
+    ok = said("办事堵点 (bottlenecks)", bottlenecks(settings=settings, return_state=True)) and ok
+    return ok
+
+
+def _supervision(settings: Settings, seed: int, said: Any) -> bool:
+    from cli.supervision import demo_supervisor
+    from departments.supervisor import demo_supervision_token
+    from flows.supervision import supervision
+
+    if not os.environ.get(settings.supervision_token_secret):
+        os.environ[settings.supervision_token_secret] = demo_supervision_token(seed)
+    endpoint = demo_supervisor(settings, seed=seed, feedback_after=0.0)  # read and answered at once
+    try:
+        endpoint.start()
+    except OSError as exc:
+        endpoint.close()
+        raise ConfigurationError(
+            f"cannot serve the demo supervisor on {endpoint.host}:{endpoint.port} ({exc.strerror}); "
+            "set ONCEONLY_SUPERVISION_URL to a free address"
+        ) from exc
+    try:
+        typer.echo(f"demo supervisor (市场监督管理局) serving on {endpoint.base_url}")
+        return bool(said("审管联动 (supervision)", supervision(settings=settings, return_state=True)))
+    finally:
+        endpoint.close()
 
 
 def _demo_manifest(settings: Settings) -> Any:

@@ -27,18 +27,23 @@ import typer
 from cli import (
     alerts,
     audit,
+    bottlenecks,
     catalog,
     certificates,
     connectors,
     contracts,
     counter,
+    decisions,
     demo,
     deployments,
+    extracts,
     keys,
     log,
     quarantine,
+    reminders,
     run,
     sharing,
+    supervision,
     witness,
 )
 from onceonly.errors import OnceOnlyError
@@ -89,6 +94,12 @@ app.add_typer(witness.app, name="witness")
 app.add_typer(counter.app)
 app.add_typer(deployments.app, name="deployments")
 app.add_typer(alerts.app, name="alerts")
+app.add_typer(bottlenecks.app, name="bottlenecks")
+app.add_typer(decisions.app, name="decisions")
+app.add_typer(extracts.app, name="extracts")
+app.command("verify-extract")(extracts.verify_extract_command)
+app.add_typer(reminders.app, name="reminders")
+app.add_typer(supervision.app, name="supervision")
 
 
 def onceonly_home() -> str:

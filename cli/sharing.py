@@ -65,7 +65,7 @@ def skip_check_command(
     from onceonly.privacy import mask_citizen_id
     from onceonly.settings import Settings
     from sharing.matters import RELATION_NAMES
-    from sharing.skipcheck import check_township, skip_check
+    from sharing.skipcheck import IN_FORCE, check_township, skip_check
 
     settings = Settings()
     catalogue, issued_by = _catalogue(settings)
@@ -140,7 +140,9 @@ def skip_check_command(
         whose = f"（{RELATION_NAMES[m.holder]} {m.holder_shown or ''}）".replace(" ）", "）")
         whose = whose if m.holder != "applicant" else ""
         if m.skippable:
-            typer.secho(f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}", fg="green")
+            # A reused material (历史材料免交) says when and for what it was handed in.
+            why = "" if m.reason == IN_FORCE else f"（{m.reason}）"
+            typer.secho(f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}{why}", fg="green")
         else:
             typer.secho(f"  ✘ {m.material}{whose}: {m.verdict} — {m.reason}", fg="yellow")
 
@@ -250,6 +252,9 @@ def matters_show(code: Annotated[str, typer.Argument(help="Matter or 一件事 b
         typer.echo(f"  - {material.name} [{RELATION_NAMES[material.holder]}]: {types}")
         if material.note:
             typer.echo(f"      {material.note}")
+        if material.reused and catalogue.reused_materials:
+            kinds = "、".join(catalogue.reused_materials.kinds[k] for k in material.reused)
+            typer.echo(f"      可复用历史材料：{kinds}")
         if asked.bundle:
             typer.echo(f"      needed by: {', '.join(needed_by)}")
 

@@ -15,6 +15,8 @@ Layout under ``root``::
     weijian/births.db            卫健 出生医学证明, table birth_certificate
     budongchan/property.db       不动产登记 不动产权证书, table property_right
     renshe/export/*.csv          人社 社会保险参保, the day's full export (replaced daily)
+    shenpi/approvals.db          行政审批 食品经营许可 decisions, table food_permit_decision
+    zhengwu/materials.db         政务服务 电子材料库 (materials handed in before), table submitted_material
     manifest.json                rows, deliberately bad rows and batches of each dataset
 
 Everything is a function of ``seed`` and ``rows`` (NumPy generators, timestamps counted from
@@ -39,6 +41,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import make_url
 
+from departments.approvals import DEFAULT_APPROVAL_PATH, add_approvals, write_approvals
 from departments.births import DEFAULT_BIRTH_PATH, birth_rows, create_birth_db, insert_birth_rows
 from departments.household import (
     DEFAULT_HOUSEHOLD_PATH,
@@ -76,11 +79,13 @@ from departments.marriages import (
     registry_singles,
     write_marriage_csv,
 )
+from departments.materials import DEFAULT_MATERIAL_PATH, add_materials, write_materials
 from departments.population import (
     BASE_DATE,
     BASE_TIME,
     BadRow,
     People,
+    RowBatch,
     age_on,
     bad_rows_per_kind,
     day,
@@ -100,8 +105,9 @@ DEFAULT_ROWS = 5000
 DEFAULT_SEED = 20261121
 MANIFEST_FORMAT = 1
 HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS = "household", "licences", "marriages", "births"
-PROPERTIES, INSURANCE = "properties", "insurance"
-DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS, PROPERTIES, INSURANCE)
+PROPERTIES, INSURANCE, APPROVALS = "properties", "insurance", "approvals"
+MATERIALS = "materials"
+DATASETS = (HOUSEHOLD, LICENCES, MARRIAGES, BIRTHS, PROPERTIES, INSURANCE, APPROVALS, MATERIALS)
 # The registers not simulated day to day: add_updates writes nothing to them.
 STATIC = (BIRTHS, PROPERTIES, INSURANCE)
 
@@ -189,8 +195,9 @@ def _masked(url: str) -> str:
 
 def _rngs(entropy: int | list[int]) -> list[np.random.Generator]:
     # Spawned children are indexed: a new department's generator (the births fifth, the property
-    # register sixth, the insured persons seventh) leaves the earlier ones as they were.
-    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(7)]
+    # register sixth, the insured persons seventh, the permit decisions eighth) leaves the
+    # earlier ones as they were.
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(entropy).spawn(8)]
 
 
 def _iso_naive(value: dt.datetime | None) -> str | None:
@@ -260,11 +267,13 @@ def generate_all(
             DEFAULT_BIRTH_PATH,
             DEFAULT_PROPERTY_PATH,
             DEFAULT_INSURANCE_DIR,
+            DEFAULT_APPROVAL_PATH,
+            DEFAULT_MATERIAL_PATH,
         )
     }:
         shutil.rmtree(root / sub, ignore_errors=True)
     Manifest.path(root).unlink(missing_ok=True)
-    rng_pop, rng_h, rng_l, rng_m, rng_b, rng_p, rng_i = _rngs(seed)
+    rng_pop, rng_h, rng_l, rng_m, rng_b, rng_p, rng_i, rng_a = _rngs(seed)
     taken: set[str] = set()
     yesterday = BASE_DATE - dt.timedelta(days=1)
 
@@ -302,6 +311,9 @@ def generate_all(
     employers = in_business(licence_path, {b.key for b in licences.bad_rows})
     insurance = insurance_rows(rng_i, people, ok, employers)
     write_insurance_export(root / DEFAULT_INSURANCE_DIR, insurance.rows)
+    # 行政审批局's 食品经营许可 decisions: the food businesses of the licence register.
+    approvals = write_approvals(root, rng_a, licence_path, {b.key for b in licences.bad_rows})
+    materials = write_materials(root, _materials_rng(seed), people, ok)  # 政务服务 电子材料库
 
     watermarks = {
         HOUSEHOLD: _iso_naive(household.watermark),
@@ -310,6 +322,7 @@ def generate_all(
         BIRTHS: births.watermark,
         PROPERTIES: properties.watermark,
         INSURANCE: insurance.watermark,
+        APPROVALS: approvals.watermark,
     }
     manifest = Manifest(
         seed=seed,
@@ -359,6 +372,13 @@ def generate_all(
                 insurance.bad_rows,
                 watermarks[INSURANCE],
             ),
+            APPROVALS: DatasetManifest(
+                len(approvals.rows),
+                "approval_id",
+                DEFAULT_APPROVAL_PATH.as_posix(),
+                approvals.bad_rows,
+                watermarks[APPROVALS],
+            ),
         },
         batches=[
             Batch(
@@ -373,14 +393,33 @@ def generate_all(
                     BIRTHS: len(births.rows),
                     PROPERTIES: len(properties.rows),
                     INSURANCE: len(insurance.rows),
+                    APPROVALS: len(approvals.rows),
                 },
                 watermarks=watermarks,
                 file=marriage_file.name,
             )
         ],
     )
+    _with_materials(manifest, materials)
     manifest.save(root)
     return manifest
+
+
+def _materials_rng(entropy: int | list[int]) -> np.random.Generator:
+    # The 电子材料库's generator: a ninth spawned child, the eight of _rngs left as they were.
+    return np.random.default_rng(np.random.SeedSequence(entropy).spawn(9)[8])
+
+
+def _with_materials(manifest: Manifest, materials: RowBatch) -> None:
+    """The 电子材料库's rows of the manifest's newest batch (the history, or a day's) recorded."""
+    ds = manifest.datasets.setdefault(
+        MATERIALS, DatasetManifest(0, "material_id", DEFAULT_MATERIAL_PATH.as_posix())
+    )
+    ds.rows += len(materials.rows)
+    ds.bad_rows.extend(materials.bad_rows)
+    ds.watermark = max(filter(None, [ds.watermark, materials.watermark]), default=None)
+    manifest.batches[-1].written[MATERIALS] = len(materials.rows)
+    manifest.batches[-1].watermarks[MATERIALS] = materials.watermark
 
 
 def _married_on(rows: list[tuple[Any, ...]]) -> dict[str, dt.date]:
@@ -403,6 +442,8 @@ def _sources_exist(root: Path, manifest: Manifest) -> bool:
         root / DEFAULT_BIRTH_PATH,
         root / DEFAULT_PROPERTY_PATH,
         root / DEFAULT_INSURANCE_DIR / INSURANCE_FILE,
+        root / DEFAULT_APPROVAL_PATH,
+        root / DEFAULT_MATERIAL_PATH,
     ] + [root / DEFAULT_DROP_DIR / b.file for b in manifest.batches if b.file]
     if manifest.household_url is None:
         files.append(root / DEFAULT_HOUSEHOLD_PATH)
@@ -449,7 +490,9 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
 
     Household: new rows (newcomers, newborns, and 分户 rows of existing people) with larger ids
     and later ``updated_at``. Licences: new registrations plus about 5 % in-place changes of
-    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder. Births,
+    existing ones, all with later ``updated_at``. Marriages: a new CSV in the drop folder.
+    Approvals: a 食品经营许可 decision for each new food business of the day. Materials: those
+    handed in that day at the 政务服务 counters (about 0.4 % of the residents). Births,
     properties and insured persons: none (those registers' day-to-day changes are not simulated).
     ``household_url`` is needed only when the registry's URL carries a password.
     """
@@ -457,7 +500,7 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
     manifest = Manifest.load(root)
     number = len(manifest.batches)
     on = BASE_DATE + dt.timedelta(days=number - 1)
-    rng_h, rng_l, rng_m, *_ = _rngs([seed, number])
+    rng_h, rng_l, rng_m, *_, rng_a = _rngs([seed, number])
     url = household_url or manifest.household_url or default_household_url(root)
     if "***" in url:
         raise ValueError("the household registry URL has a password: pass household_url")
@@ -499,6 +542,7 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
     )  # fmt: skip
     licences = licence_rows(rng_l, rows, reps, existing_usccs, on=on)
     insert_licence_rows(licence_path, licences.rows)
+    approvals = add_approvals(root, rng_a, licences.rows, on)  # the new food businesses' permits
 
     unmarried = np.array([pid not in married for pid in people.person_id], dtype=bool)
     pool = registry_singles(rng_m, people, unmarried, on, share=1.0)
@@ -513,15 +557,18 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
         HOUSEHOLD: _iso_naive(household.watermark),
         LICENCES: licences.watermark,
         MARRIAGES: max((r[8] for r in marriages.rows), default=None),
+        APPROVALS: approvals.watermark,
     }
     written = {
         HOUSEHOLD: len(household.rows),
         LICENCES: len(licences.rows),
         MARRIAGES: len(marriages.rows),
+        APPROVALS: len(approvals.rows),
         **dict.fromkeys(STATIC, 0),
     }
     watermarks.update(dict.fromkeys(STATIC))
-    for name, batch in ((HOUSEHOLD, household), (LICENCES, licences), (MARRIAGES, marriages)):
+    updated = ((HOUSEHOLD, household), (LICENCES, licences), (MARRIAGES, marriages), (APPROVALS, approvals))
+    for name, batch in updated:
         ds = manifest.datasets[name]
         ds.rows += written[name]
         ds.bad_rows.extend(batch.bad_rows)
@@ -532,6 +579,7 @@ def add_updates(root: Path, rows: int, seed: int, household_url: str | None = No
             changed={HOUSEHOLD: sorted(update.changed), LICENCES: changed_usccs}, file=marriage_file.name,
         )
     )  # fmt: skip
+    _with_materials(manifest, add_materials(root, _materials_rng([seed, number]), people, on))
     manifest.save(root)
     return manifest
 

@@ -304,6 +304,19 @@ class Settings(BaseSettings):
             "per-type windows); see sharing/reminders.py."
         ),
     )
+    # --- bottleneck loop (sharing.bottlenecks) ---
+    bottleneck_min_citizens: int = Field(
+        1,
+        ge=0,
+        description=(
+            "办事堵点: a quarantined record gets a work order once it stopped this many citizens at a "
+            "counter (0: every record failing an error rule gets one)."
+        ),
+    )
+    bottleneck_trend_runs: int = Field(
+        14, ge=1, description="How many recent bottleneck runs the trend artifact shows."
+    )
+
     @model_validator(mode="after")
     def _passphrase_from_file(self) -> Settings:
         if self.key_passphrase is not None or self.key_passphrase_secret:

@@ -15,9 +15,13 @@ of a listed type, held by that person, 有效 in the signed status list and in f
 shares it; its ``note`` says what the counter checks instead. A material with types may have a
 note too: what to bring when no certificate satisfies it (said with the answer's reason).
 
-A 一件事 bundle (``bundles``) asks for the materials of all its matters, each material (name and
-holder) once. The catalogue is validated like a contract: an unknown key, relation, matter or
-certificate type is an error naming the file and the line.
+A material may also be satisfied by a material of the same person handed in before
+(历史材料免交): ``reused`` lists the kinds of the district's materials library
+(``reused_materials``: the certificate type its materials are issued as, and each kind's code and
+name) that stand in for it while valid — the kind read from the certificate as the log commits to
+it. A 一件事 bundle (``bundles``) asks for the materials of all its matters, each material (name
+and holder) once. The catalogue is validated like a contract: an unknown key, relation, matter,
+certificate type or material kind is an error naming the file and the line.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ RELATION_NAMES = {
     "parent": "父母",
     "legal_representative": "法定代表人",
 }
-_CODE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # a matter's or bundle's code
+_CODE_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")  # a matter's or bundle's code (and a kind's)
 _PERSON_RELATIONS = {"applicant", "spouse", "child", "parent"}
 _ORGANISATION_RELATIONS = {"applicant", "legal_representative"}
 
@@ -55,6 +59,17 @@ class Material(BaseModel):
     certificate_types: tuple[str, ...] = ()
     holder: Relation = "applicant"
     note: str | None = None
+    reused: tuple[str, ...] = ()  # kinds of reused_materials that stand in for it while valid
+
+
+class ReusedMaterials(BaseModel):
+    """The materials library (历史材料免交): the certificate type each material handed in before
+    is issued as, and the kinds it keeps (code → name, the ``material_code`` of its records)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    certificate_type: str = Field(min_length=1)
+    kinds: dict[str, str] = Field(min_length=1)
 
 
 class Matter(BaseModel):
@@ -87,6 +102,7 @@ class Asked:
     materials: tuple[Material, ...]
     needed_by: tuple[tuple[str, ...], ...]  # per material, the codes of the matters asking for it
     bundle: bool
+    reused: ReusedMaterials | None = None  # the catalogue's materials library, if any
 
 
 class RelativeRule(BaseModel):
@@ -109,6 +125,8 @@ class Catalogue(BaseModel):
     # How each relative is found (relation -> rule): the spouse through the 结婚证, a child or a
     # parent through the 出生医学证明 (the fields naming them).
     relatives: dict[Relation, RelativeRule] = {}
+    # 历史材料免交: the materials library whose materials a material's ``reused`` kinds name.
+    reused_materials: ReusedMaterials | None = None
 
     @field_validator("relatives", mode="before")
     @classmethod
@@ -150,7 +168,10 @@ class Catalogue(BaseModel):
                 # The same certificate of the same person is one material, whatever each
                 # matter calls it (结婚证, 父母结婚证); an unshared one is known by its name.
                 key = (",".join(material.certificate_types) or material.name, material.holder)
-                order.setdefault(key, material)
+                first = order.setdefault(key, material)
+                more = tuple(k for k in material.reused if k not in first.reused)
+                if more:  # the kinds any of the matters accepts for it
+                    order[key] = first.model_copy(update={"reused": (*first.reused, *more)})
                 needed.setdefault(key, []).append(matter.code)
         return Asked(
             code,
@@ -159,6 +180,7 @@ class Catalogue(BaseModel):
             tuple(order.values()),
             tuple(tuple(v) for v in needed.values()),
             is_bundle,
+            self.reused_materials,
         )
 
 
@@ -211,6 +233,25 @@ def _inconsistencies(
 ) -> list[tuple[tuple[Any, ...], str]]:
     found: list[tuple[tuple[Any, ...], str]] = []
     codes: dict[str, int] = {}
+    library = catalogue.reused_materials
+    kinds = library.kinds if library is not None else {}
+    if library is not None:
+        if known_types is not None and library.certificate_type not in known_types:
+            found.append(
+                (
+                    ("reused_materials", "certificate_type"),
+                    f"reused_materials: unknown certificate type {library.certificate_type!r} (no data "
+                    f"contract issues it; known: {', '.join(sorted(known_types)) or 'none'})",
+                )
+            )
+        for kind in kinds:
+            if not _CODE_RE.fullmatch(kind):
+                found.append(
+                    (
+                        ("reused_materials", "kinds", kind),
+                        f"reused_materials: kind code {kind!r} is not lower-case letters, digits and '-'",
+                    )
+                )
     for i, matter in enumerate(catalogue.matters):
         if matter.code in codes:
             found.append((("matters", i, "code"), f"matter {matter.code!r} is defined twice"))
@@ -226,6 +267,16 @@ def _inconsistencies(
                         f"an applicant that is a {matter.subject} (one of: {', '.join(sorted(allowed))})",
                     )
                 )
+            for k, kind in enumerate(material.reused):
+                if kind not in kinds:
+                    listed = ", ".join(kinds) if kinds else "none: the catalogue has no reused_materials"
+                    found.append(
+                        (
+                            (*loc, "reused", k),
+                            f"matter {matter.code!r}, material {material.name}: unknown reused material "
+                            f"kind {kind!r} (known: {listed})",
+                        )
+                    )
             for k, type_code in enumerate(material.certificate_types):
                 if known_types is not None and type_code not in known_types:
                     found.append(
@@ -296,5 +347,6 @@ __all__ = [
     "Material",
     "Matter",
     "RelativeRule",
+    "ReusedMaterials",
     "load_matters",
 ]

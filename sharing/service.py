@@ -227,13 +227,23 @@ class Counter:
                     station_id=station.station_id,
                 )
 
+            blocked = answer.blocked  # 办事堵点: committed with the uses, by the writer
+
+            def before(conn: Any) -> None:
+                if not in_township:
+                    spend_consent(conn)
+                if blocked is not None:
+                    blocked(conn)
+
             try:
-                logged = self.writer.append(answer.uses, before=None if in_township else spend_consent)
+                logged = self.writer.append(
+                    answer.uses, before=None if in_township and blocked is None else before
+                )
             except ConsentRefused as exc:
                 raise Refused(403, f"{CONSENT_NEEDED}：{exc.message}", exc.reason) from None
             # The uses are durable now: the data was used, whatever happens to the slip below (a
             # use logged for an answer that then failed errs on the side of the citizen knowing).
-            answer = replace(answer, use_leaves=logged.indices, uses=())
+            answer = replace(answer, use_leaves=logged.indices, uses=(), blocked=None)
             if logged.checkpoint:  # signed here: the view need not check its signature again
                 self.view.vouch(logged.checkpoint)
             try:
@@ -466,6 +476,7 @@ class Counter:
                             "holder_name": RELATION_NAMES[x.holder],
                             "certificate_types": list(x.certificate_types),
                             "note": x.note,
+                            "reused": list(x.reused),
                         }
                         for x in m.materials
                     ],

@@ -19,6 +19,14 @@ says why in the clerk's words — 未找到证照, 证照已过期, 证照已暂
 disagrees with the log), 需提交材料 (no department shares it) — and the reason gives the detail
 (which rule, since when, the reason recorded by ``onceonly certificates suspend|revoke|…``).
 
+历史材料免交: when no certificate satisfies a material (or it has no type), a material the same
+person handed in with an earlier application may: one of the kinds the material lists
+(``reused``), kept in the materials library and issued as a certificate of the catalogue's
+``reused_materials`` type, in force on the day as the log commits to it — its kind read from the
+certificate's fields in the log, never from a catalog column. It is answered 可免交 with that
+certificate's identifier ("可复用历史材料：2026-05-03 办理《就业登记》时提交，有效至 2029-05-02"),
+and used, logged and exported like any certificate; an expired one says when it expired.
+
 The answer's ``subject`` is masked whatever the matter (a person's ID typed for an
 organisation's matter must not come back in clear), and a relative's ID too. Recording uses
 (``log=``) needs the township: a 12-digit code of the district's region list
@@ -52,7 +60,15 @@ from evidence.log import Committed, TransparencyLog, append_committed_many, use_
 from evidence.note import NoteVerifier
 from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, mask_typed, scrub_text
-from sharing.matters import RELATION_NAMES, Asked, Material, Matter, Relation, RelativeRule
+from sharing.matters import (
+    RELATION_NAMES,
+    Asked,
+    Material,
+    Matter,
+    Relation,
+    RelativeRule,
+    ReusedMaterials,
+)
 
 # How a certificate is read from the log: ``check_held`` by default; a service passes its
 # ``evidence.view.LogView.held``, which proves the same from a log it verified once.
@@ -108,6 +124,9 @@ class SkipCheckAnswer:
     # With ``township`` and no ``log``: the use entries to log (the caller appends them, e.g. a
     # service's group commit). They name the subject for its commitment: never shown or sent.
     uses: tuple[Committed, ...] = field(default=(), repr=False)
+    # With ``township`` and no ``log``: recording the materials a department's bad record stopped
+    # (办事堵点, ``sharing.bottlenecks``), for the caller to run in the transaction of the uses.
+    blocked: Callable[[Connection], object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def skippable(self) -> list[str]:
@@ -245,6 +264,10 @@ def skip_check(
             answer = _answer_as_of(conn, material, holder_id or subject_id, today, verifiers or (), as_of)
         else:
             answer = _answer(conn, material, holder_id or subject_id, issued_by, today, verifiers, held)
+        if not answer.skippable and material.reused and asked.reused is not None:
+            answer = _or_reused(
+                conn, answer, material, holder_id or subject_id, asked.reused, today, verifiers, as_of, held
+            )
         if not answer.skippable and material.certificate_types and material.note:
             # What to bring instead (a family renting its home: the lease), said with the reason.
             answer = replace(answer, reason=f"{answer.reason}；{material.note}")
@@ -256,6 +279,17 @@ def skip_check(
                 needed_by=needed_by,
             )
         )
+    blocked: Callable[[Connection], object] | None = None
+    if township is not None and as_of is None and any(a.verdict == NEEDS_CORRECTION for a in answers):
+        from sharing.bottlenecks import blocked_recorder  # 办事堵点: whom a department's bad record stopped
+
+        relatives_found = {relation: who for relation, (who, _) in found.items()}
+        blocked = blocked_recorder(
+            asked, answers, subject_id, relatives_found, issued_by, township=township, station=station
+        )
+        if blocked is not None and log is not None:  # with the uses, in this write transaction
+            blocked(conn)
+            blocked = None
     uses: list[Committed] = []
     if township is not None and as_of is None:
         for answer, material in zip(answers, asked.materials, strict=True):
@@ -285,6 +319,7 @@ def skip_check(
         asked.bundle,
         logged,
         () if logged else tuple(uses),
+        blocked,
     )
 
 
@@ -619,6 +654,11 @@ def _against_the_log(
             NOT_CONFIRMED,
             f"目录数据与透明日志不一致（{scrub_text(str(exc))}），请运行 onceonly audit",
         )
+    return _judged(found, subject_id, today)
+
+
+def _judged(found: HeldCertificate, subject_id: str, today: dt.date) -> tuple[str, str] | None:
+    """None when a certificate as the log commits to it is this subject's and in force today."""
     body = found.certificate
     holder = (body.get("holder") or {}).get("id")
     if holder != subject_id:
@@ -634,6 +674,74 @@ def _against_the_log(
     if valid_to and dt.date.fromisoformat(str(valid_to)[:10]) < today:
         return EXPIRED, f"证照已于 {str(valid_to)[:10]} 到期"
     return None
+
+
+def _or_reused(
+    conn: Connection,
+    answer: MaterialAnswer,
+    material: Material,
+    holder: str,
+    library: ReusedMaterials,
+    today: dt.date,
+    verifiers: Sequence[NoteVerifier] | None,
+    as_of: int | None,
+    held: Held | None,
+) -> MaterialAnswer:
+    """``answer``, or what the holder's materials of ``material.reused``'s kinds handed in before
+    give: 可免交 with the newest in force; else, when the certificates gave nothing better (none
+    held, or no type), why the newest of them does not do.
+
+    Each is read as the log commits to it (held by ``holder``, in force, 有效 in the signed
+    status list, its kind the certificate's ``material_code``): a catalog row's kind, holder or
+    validity decides nothing. One the catalog and the log disagree on is passed over (its kind
+    is not known; ``onceonly audit`` names it).
+    """
+    if not verifiers:  # the kind is read from the log, never from a catalog row
+        return answer
+    kinds = set(material.reused)
+    found: list[tuple[str, int, str, dict[str, Any], tuple[str, str] | None]] = []
+    for r in _held_of_types(conn, holder, [library.certificate_type]):
+        if as_of is not None and int(r.leaf_index) >= as_of:
+            continue
+        try:
+            logged = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held)
+        except VerificationFailed:
+            continue
+        fields = logged.certificate.get("fields")
+        if not isinstance(fields, dict) or fields.get("material_code") not in kinds:
+            continue
+        submitted = str(fields.get("submitted_on") or logged.certificate.get("valid_from") or "")[:10]
+        judged = _judged(logged, holder, today)
+        found.append((submitted, int(r.leaf_index), r.cert_id, logged.certificate, judged))
+    if not found:
+        if answer.verdict != MUST_BRING:
+            return answer
+        names = "、".join(library.kinds.get(k, k) for k in material.reused)
+        reason = f"电子材料库中没有申请人提交过的{names}"
+        return replace(answer, reason=f"{reason}；{material.note}" if material.note else reason)
+    found.sort(key=lambda f: (f[0], f[1]), reverse=True)  # the newest handed in first
+    for submitted, _, cert_id, body, judged in found:
+        if judged is None:
+            valid_to = str(body.get("valid_to") or "")[:10] or "长期"
+            reason = f"可复用历史材料：{submitted} 办理《{_matter_of(body)}》时提交，有效至 {valid_to}"
+            return MaterialAnswer(material.name, True, cert_id, reason, MAY_SKIP)
+    if answer.verdict not in (MUST_BRING, NOT_FOUND):
+        return answer  # the certificate's own reason says more (暂扣, 待更正, …)
+    submitted, _, cert_id, body, missed = found[0]
+    verdict, why = missed or (NOT_CONFIRMED, "")  # none in force: each has a verdict
+    when = f"{submitted} 办理《{_matter_of(body)}》时提交"
+    if verdict == EXPIRED:
+        reason = f"历史材料已于 {str(body.get('valid_to'))[:10]} 到期（{when}）"
+    else:
+        reason = f"历史材料{why}（{when}）"
+    if material.note and not material.certificate_types:  # the typed ones get it with the others
+        reason = f"{reason}；{material.note}"
+    return MaterialAnswer(material.name, False, cert_id, reason, verdict)
+
+
+def _matter_of(body: Mapping[str, Any]) -> str:
+    fields = body.get("fields") or {}
+    return str(fields.get("matter_name") or fields.get("matter_code") or "?")
 
 
 def _held(

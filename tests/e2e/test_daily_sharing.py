@@ -99,6 +99,8 @@ SOURCE_OF = {
     "birth": "births",
     "property_right": "properties",
     "social_insurance": "insurance",
+    "approval": "approvals",  # permit decisions: pushed to supervision, no certificate
+    "submitted_material": "materials",  # 电子材料库: a 历史申请材料 per material handed in
 }
 
 
@@ -126,12 +128,13 @@ def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: W
     assert by_dataset["business_licence"].certificates == by_dataset["business_licence"].accepted
     assert by_dataset["marriage"].certificates == 2 * by_dataset["marriage"].accepted  # one per spouse
     assert by_dataset["birth"].certificates == 3 * by_dataset["birth"].accepted  # child, mother, father
-    for dataset in ("property_right", "social_insurance"):  # one per 权利人 / 参保人
+    for dataset in ("property_right", "social_insurance", "submitted_material"):  # one per holder
         assert by_dataset[dataset].certificates == by_dataset[dataset].accepted
+    assert by_dataset["approval"].certificates == 0 < by_dataset["approval"].accepted
     with world.catalog().connect() as conn:
         kinds = Counter(leaf.kind for leaf in leaves(conn))
     assert kinds["certificate"] == sum(c.certificates for c in first.connectors)
-    assert kinds["status-list"] == len(SOURCE_OF)  # one signed status list per issuer
+    assert kinds["status-list"] == len(SOURCE_OF) - 1  # one signed status list per issuer (not 审批)
     assert first.tree_size == sum(kinds.values())
     assert first.extracts
 
@@ -213,12 +216,20 @@ def test_skip_check_for_a_married_citizen_and_for_a_quarantined_one(world: World
 def test_township_extracts_hold_only_their_own_township(world: World, first: Any) -> None:
     with world.catalog().connect() as conn:
         townships = dict(conn.execute(sa.text("SELECT cert_id, township FROM certificates")).all())
-    paths = sorted((world.home / "extracts").glob("township=*/certificates.parquet"))
-    assert len(paths) == first.extracts
+    paths = sorted((world.home / "extracts").glob("township=*/extract=*/certificates.parquet"))
+    assert len(paths) == first.extracts  # the first run: each township's extract number 1, full
     for path in paths:
-        township = Path(path).parent.name.removeprefix("township=")
-        ids = pq.read_table(path).column("cert_id").to_pylist()
+        township = Path(path).parent.parent.name.removeprefix("township=")
+        assert path.parent.name == "extract=000001"
+        extract = pq.read_table(path)
+        ids = extract.column("cert_id").to_pylist()
         assert ids and all(townships[i] == township for i in ids)
+        assert set(extract.column("change").to_pylist()) == {"全量"}
+        # no citizen ID in clear: a person's ID is masked (a licence's USCC is public, in clear)
+        for row in extract.select(["type_code", "holder_id"]).to_pylist():
+            assert ("*" in row["holder_id"]) == (row["type_code"] != "11100000MB0143028R001"), row[
+                "type_code"
+            ]
 
 
 def test_next_days_changes_land_once_and_a_failing_department_does_not_stop_the_others(

@@ -171,7 +171,7 @@ def clean(setup: Setup) -> dict[str, Any]:
     done = setup.run(home, "run")
     assert done.returncode == 0, done.stdout + done.stderr
     state = state_of(home)
-    assert state["certificates"] and state["extracts"] and len(state["batches"]) == 15
+    assert state["certificates"] and state["extracts"] and len(state["batches"]) == 17
     return state
 
 

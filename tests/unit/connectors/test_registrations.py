@@ -66,7 +66,9 @@ def test_the_shipped_folder_loads_as_a_whole() -> None:
         "minzheng-marriages",
         "renshe-insurance",
         "scjg-licences",
+        "shenpi-approvals",
         "weijian-births",
+        "zhengwu-materials",
     }
     assert {r.type for r in regs.values()} == {"sql", "http", "files"}
 

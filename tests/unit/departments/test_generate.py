@@ -18,11 +18,13 @@ from departments import (
     generate_all,
     generate_if_missing,
 )
+from departments.approvals import read_approvals
 from departments.births import read_births
 from departments.household import household_engine, read_household_rows
 from departments.insurance import read_insurance_export
 from departments.licences import read_licence_rows
 from departments.marriages import read_marriage_csv
+from departments.materials import read_materials
 from departments.properties import read_properties
 
 # Drawn from the registry's people, so as many rows as those give (not ``rows``).
@@ -30,7 +32,11 @@ DERIVED = {
     "births": lambda root: len(read_births(root / "weijian" / "births.db")),
     "properties": lambda root: len(read_properties(root / "budongchan" / "property.db")),
     "insurance": lambda root: len(read_insurance_export(root / "renshe" / "export")),
+    "approvals": lambda root: len(read_approvals(root / "shenpi" / "approvals.db")),
+    "materials": lambda root: len(read_materials(root / "zhengwu" / "materials.db")),
 }
+# Of those, the registers that change day to day (add_updates writes to them).
+DAILY = {"approvals", "materials"}
 
 
 def snapshot(root: Path) -> dict[str, object]:
@@ -46,6 +52,8 @@ def snapshot(root: Path) -> dict[str, object]:
         "births": read_births(root / "weijian" / "births.db"),
         "properties": read_properties(root / "budongchan" / "property.db"),
         "insurance": (root / "renshe" / "export" / "insured_persons.csv").read_bytes(),
+        "approvals": read_approvals(root / "shenpi" / "approvals.db"),
+        "materials": read_materials(root / "zhengwu" / "materials.db"),
         "manifest": json.loads((root / "manifest.json").read_text(encoding="utf-8")),
     }
 
@@ -65,8 +73,9 @@ def test_same_seed_same_data_other_seed_other_data(tmp_path: Path) -> None:
     assert a == b
     assert snapshot(tmp_path / "a") == snapshot(tmp_path / "b")
     sa, sc = snapshot(tmp_path / "a"), snapshot(tmp_path / "c")
-    for name in ("household", "licences", "marriages", "births", "properties", "insurance"):
+    for name in ("household", "licences", "marriages", "births", "properties", "insurance", "approvals"):
         assert sa[name] != sc[name]
+    assert sa["materials"] != sc["materials"]
     assert a != c
 
 
@@ -103,8 +112,16 @@ def test_manifest_contents(tmp_path: Path) -> None:
         "births",
         "properties",
         "insurance",
+        "approvals",
+        "materials",
     }
-    keys = {"births": "cert_no", "properties": "cert_no", "insurance": "参保证明编号"}
+    keys = {
+        "births": "cert_no",
+        "properties": "cert_no",
+        "insurance": "参保证明编号",
+        "approvals": "approval_id",
+        "materials": "material_id",
+    }
     for name, key in keys.items():
         derived = data["datasets"].pop(name)
         assert derived["key"] == key and 0 < derived["rows"] == DERIVED[name](tmp_path)
@@ -183,8 +200,29 @@ def test_add_updates_appends_later_rows(tmp_path: Path) -> None:
     assert not engaged & {r[c] for r in rows for c in ("男方公民身份号码", "女方公民身份号码")}
 
     assert [b.number for b in after.batches] == [0, 1]
-    for name in DERIVED:  # those registers are not updated daily
+    for name in DERIVED.keys() - DAILY:  # those registers are not updated daily
         assert after.datasets[name] == before.datasets[name] and after.batches[1].written[name] == 0
+    # 食品经营许可: a decision for each new food business of the day, after the history's.
+    approvals = new["approvals"]
+    assert isinstance(approvals, list) and isinstance(old["approvals"], list)
+    assert approvals[: len(old["approvals"])] == old["approvals"]
+    added_approvals = approvals[len(old["approvals"]) :]
+    assert len(added_approvals) == after.batches[1].written["approvals"] > 0
+    assert after.datasets["approvals"].rows == len(approvals)
+    assert all(a["decided_on"] == "2026-11-20" and a["decision_type"] == "准予许可" for a in added_approvals)
+    new_usccs = {r[0] for r in licences[1000:]}
+    assert {a["applicant_uscc"] for a in added_approvals} <= new_usccs
+    assert all(a["updated_at"] > str(marks["approvals"]) for a in added_approvals)
+    # 电子材料库: the materials handed in that day, after the history's, ids and numbers going on.
+    materials = new["materials"]
+    assert isinstance(materials, list) and isinstance(old["materials"], list)
+    assert materials[: len(old["materials"])] == old["materials"]
+    handed_in = materials[len(old["materials"]) :]
+    assert len(handed_in) == after.batches[1].written["materials"] > 0
+    assert after.datasets["materials"].rows == len(materials)
+    assert [m["id"] for m in handed_in] == list(range(len(old["materials"]) + 1, len(materials) + 1))
+    assert all(m["submitted_on"] == "2026-11-20" < m["valid_to"] for m in handed_in)
+    assert all(m["updated_at"] > str(marks["materials"]) for m in handed_in)
     for name, ds in after.datasets.items():
         if name in DERIVED:
             continue

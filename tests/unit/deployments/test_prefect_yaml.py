@@ -26,6 +26,16 @@ from onceonly.errors import ConfigurationError
 ROOT = Path(__file__).resolve().parents[3]
 REGISTRATIONS = ROOT / "connectors" / "registrations"
 REGENERATE = "onceonly deployments write --registrations connectors/registrations"
+# The deployments written by hand after the generated section, in the file's order.
+HAND_WRITTEN = [
+    "watch",
+    "supervision",
+    "benefits",
+    "township-return",
+    "township-return-full",
+    "bottlenecks",
+    "expiry-reminders",
+]
 
 
 def deployments() -> list[dict[str, Any]]:
@@ -150,7 +160,7 @@ def test_rewriting_replaces_only_the_section_and_is_idempotent(tmp_path: Path) -
     assert [d["name"] for d in yaml.safe_load(text)["deployments"]] == [
         "daily",
         "pull-gongan-household",
-        "watch",
+        *HAND_WRITTEN,
     ]
 
     again = write_connector_deployments(target, one)
@@ -221,7 +231,7 @@ def test_the_command_writes_from_a_folder_and_prints_what_changed(tmp_path: Path
     assert "removed  pull-scjg-licences" in done.output
     assert "prefect deployment delete daily_sharing/pull-scjg-licences" in done.output
     names = [d["name"] for d in yaml.safe_load(target.read_text(encoding="utf-8"))["deployments"]]
-    assert names == ["daily", "pull-gongan-household", "pull-weijian-births", "watch"]
+    assert names == ["daily", "pull-gongan-household", "pull-weijian-births", *HAND_WRITTEN]
     done = CliRunner().invoke(
         app, ["deployments", "write", "--registrations", str(folder), "--file", str(target)]
     )
@@ -248,7 +258,7 @@ def test_the_command_reads_the_catalogs_registrations_by_default(home: Path, tmp
     assert done.exit_code == 0, done.output
     assert "from the catalog" in done.output and "unchanged" in done.output
     names = [d["name"] for d in yaml.safe_load(target.read_text(encoding="utf-8"))["deployments"]]
-    assert names == ["daily", "pull-renshe-insurance", "watch"]
+    assert names == ["daily", "pull-renshe-insurance", *HAND_WRITTEN]
 
 
 @pytest.mark.parametrize("field", ["department", "description"])
@@ -262,3 +272,24 @@ def test_a_template_in_a_departments_text_is_refused_before_prefect_deploy_fills
     registration = parse_registration(yaml.safe_dump(data, allow_unicode=True), "x.yaml")
     with pytest.raises(ConfigurationError, match=f"its {field} holds a template"):
         connector_deployment(registration)
+
+
+@pytest.mark.parametrize(
+    ("name", "entrypoint", "cron"),
+    [
+        ("supervision", "flows/supervision.py:supervision", "*/10 * * * *"),
+        ("benefits", "flows/benefits.py:benefits", "0 3 * * *"),
+        ("township-return", "flows/township_return.py:township_return", "30 3 * * *"),
+        ("township-return-full", "flows/township_return.py:township_return", "0 4 * * 0"),
+        ("bottlenecks", "flows/bottlenecks.py:bottlenecks", "0 6 * * *"),
+        ("expiry-reminders", "flows/reminders.py:expiry_reminders", "0 7 * * *"),
+    ],
+)
+def test_each_township_flow_has_a_deployment_on_its_schedule(name: str, entrypoint: str, cron: str) -> None:
+    (deployment,) = [d for d in deployments() if d["name"] == name]
+    assert deployment["entrypoint"] == entrypoint
+    assert deployment["schedules"] == [{"cron": cron, "timezone": "Asia/Shanghai", "active": True}]
+    assert deployment["concurrency_limit"]["limit"] == 1
+    path, function = entrypoint.split(":")
+    flow = getattr(importlib.import_module(path.removesuffix(".py").replace("/", ".")), function)
+    assert flow.name == name.removesuffix("-full")

@@ -44,6 +44,7 @@ def test_the_catalogue_knows_which_dataset_issues_each_type() -> None:
         BIRTH_TYPE: "birth",
         "11100000MB0H30096N001": "property_right",  # 不动产权证书 (不动产登记)
         "111000000000143573001": "social_insurance",  # 社会保险参保证明 (人社)
+        "11120114MB1Q52740K001": "submitted_material",  # 历史申请材料 (政务服务 电子材料库)
     } == ISSUED_BY
 
 
