@@ -890,6 +890,7 @@ __all__ = [
     "WorkOrder",
     "WorkOrderNotFound",
     "WrittenFiles",
+    "blocked_recorder",
     "bottleneck_salt_of",
     "department_folder",
     "describe_materials",
