@@ -190,22 +190,15 @@ def verify_slip_command(
     ] = None,
 ) -> None:
     """Check a verification slip offline: its signature, its checkpoint, and each logged use."""
-    from evidence.keys import log_verifiers
-    from evidence.note import parse_vkey
-    from onceonly.errors import ConfigurationError, VerificationFailed
-    from onceonly.settings import Settings
+    from cli.offline import checked, trusted_verifiers
+    from onceonly.errors import ConfigurationError
     from sharing.slip import slip_digest, verify_slip
 
     try:
         text = slip.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"cannot read the slip {slip}: {exc}") from exc
-    verifiers = [parse_vkey(k) for k in trusted_key] if trusted_key else log_verifiers(Settings())
-    try:
-        report = verify_slip(text, verifiers)
-    except VerificationFailed as exc:
-        typer.secho(f"INVALID: {exc}", fg="red")
-        raise typer.Exit(1) from None
+    report = checked(lambda: verify_slip(text, trusted_verifiers(trusted_key)))
     typer.secho(f"VALID: {report.summary} (sha256 {slip_digest(text)[:16]}…)", fg="green")
 
 

@@ -139,22 +139,15 @@ def verify_command(
     ] = None,
 ) -> None:
     """Check a decision bundle offline: checkpoint signature, inclusion proof, bundle signature."""
-    from evidence.keys import log_verifiers
-    from evidence.note import parse_vkey
-    from onceonly.errors import ConfigurationError, VerificationFailed
-    from onceonly.settings import Settings
+    from cli.offline import checked, trusted_verifiers
+    from onceonly.errors import ConfigurationError
     from sharing.benefit_bundle import verify_decision
 
     try:
         text = bundle.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"cannot read the decision bundle {bundle}: {exc}") from exc
-    verifiers = [parse_vkey(k) for k in trusted_key] if trusted_key else log_verifiers(Settings())
-    try:
-        report = verify_decision(text, verifiers)
-    except VerificationFailed as exc:
-        typer.secho(f"INVALID: {exc}", fg="red")
-        raise typer.Exit(1) from None
+    report = checked(lambda: verify_decision(text, trusted_verifiers(trusted_key)))
     typer.secho(f"VALID: {report.summary}", fg="green")
 
 

@@ -184,18 +184,10 @@ def verify_extract_command(
 ) -> None:
     """Check a township extract offline: its signed manifest and checkpoint, every file and every
     row; exit 0 and VALID, or non-zero naming the changed file or row."""
-    from evidence.keys import log_verifiers
-    from evidence.note import parse_vkey
-    from onceonly.errors import VerificationFailed
-    from onceonly.settings import Settings
+    from cli.offline import checked, trusted_verifiers
     from sharing.extract_manifest import verify_extract
 
-    verifiers = [parse_vkey(k) for k in trusted_key] if trusted_key else log_verifiers(Settings())
-    try:
-        report = verify_extract(folder, verifiers)
-    except VerificationFailed as exc:
-        typer.secho(f"INVALID: {exc}", fg="red")
-        raise typer.Exit(1) from None
+    report = checked(lambda: verify_extract(folder, trusted_verifiers(trusted_key)))
     typer.secho(f"VALID: {report.summary}", fg="green")
     if not report.follows_checked and report.manifest.get("previous"):
         typer.echo(

@@ -24,12 +24,11 @@ import logging
 import random
 import re
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -61,6 +60,7 @@ from departments.population import (
     township_codes,
     years,
 )
+from departments.serving import DemoServer
 
 logger = logging.getLogger(__name__)
 
@@ -543,48 +543,19 @@ def _int_param(params: dict[str, list[str]], name: str, default: int, low: int, 
     return number
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # keep-alive connections must not hold up stop()
-
-    def __init__(self, address: tuple[str, int], api: LicenceApi) -> None:
-        super().__init__(address, _Handler)
-        self.api = api
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Quiet about clients that hung up (e.g. after their own timeout); log anything else."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            logger.exception("licence API: error while serving a request")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "scjg-demo/1"
-    # Headers and body go out in two writes; with Nagle on, keep-alive clients wait ~40 ms for
-    # the delayed ACK on every response.
-    disable_nagle_algorithm = True
-    timeout = 60  # close idle keep-alive connections
-
-    def do_GET(self) -> None:
-        cast(_Server, self.server).api._handle(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no request log on stderr."""
-
-
-class LicenceApi:
+class LicenceApi(DemoServer):
     """The 营业执照 API of the demo department, on a real socket in a background thread."""
+
+    name = "licence-api"
+    server_version = "scjg-demo/1"
 
     def __init__(
         self, db_path: Path, token: str, host: str = "127.0.0.1", port: int = 0, faults: Faults | None = None
     ) -> None:
+        super().__init__(host, port)
         self.db_path = Path(db_path)
-        self.host = host
-        self.port = port
         self.faults = faults or Faults()
         self._expected = f"Bearer {token}".encode()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._totals: dict[tuple[Any, ...], int] = {}
         self._page_ends: dict[tuple[Any, ...], tuple[str, str, int]] = {}
@@ -593,46 +564,23 @@ class LicenceApi:
 
     @property
     def base_url(self) -> str:
-        if self._server is None:
+        if not self.running:
             raise RuntimeError("LicenceApi is not started")
         return f"http://{self.host}:{self.port}{API_PREFIX}"
 
-    def start(self) -> LicenceApi:
-        if self._server is not None:
-            return self
+    def _before_start(self) -> None:
         if not self.db_path.exists():
             raise FileNotFoundError(f"no licence register at {self.db_path}")
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="licence-api", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> LicenceApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- request handling -----------------------------------------------------------------
 
-    def _handle(self, request: BaseHTTPRequestHandler) -> None:
+    def _handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         with self._lock:
             self.requests += 1
         url = urlsplit(request.path)
         try:
+            if method != "GET":
+                raise ApiError(405, f"{method} is not allowed: the API is read-only")
             if url.path == "/healthz":
                 self._send(request, 200, {"status": "ok"})
                 return

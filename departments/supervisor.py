@@ -40,15 +40,16 @@ import hmac
 import json
 import logging
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from departments.serving import DemoServer
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,11 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class SupervisorEndpoint:
+class SupervisorEndpoint(DemoServer):
     """The supervising department's endpoint on a real socket in a background thread."""
+
+    name = "supervisor"
+    server_version = "scjg-supervision-demo/1"
 
     def __init__(
         self,
@@ -167,7 +171,7 @@ class SupervisorEndpoint:
         idle_one_in: int = 10,
         clock: Callable[[], dt.datetime] = _now,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.faults = faults or SupervisorFaults()
         self.read_after, self.feedback_after, self.idle_one_in = read_after, feedback_after, idle_one_in
         self._verify = verify
@@ -178,8 +182,6 @@ class SupervisorEndpoint:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(db_path or ":memory:"), check_same_thread=False)
         self._db.executescript(_DDL)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self.requests = 0
         self.refused_signatures = 0
 
@@ -189,38 +191,9 @@ class SupervisorEndpoint:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}{API_PREFIX}"
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> SupervisorEndpoint:
-        if self._server is not None:
-            return self
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="supervisor", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving (the supervisor is down); the cases stay, :meth:`start` serves them again."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
     def close(self) -> None:
         self.stop()
         self._db.close()
-
-    def __enter__(self) -> SupervisorEndpoint:
-        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -414,38 +387,6 @@ class SupervisorEndpoint:
         request.end_headers()
         with contextlib.suppress(ConnectionError):  # a client that timed out has hung up
             request.wfile.write(payload)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, address: tuple[str, int], endpoint: SupervisorEndpoint) -> None:
-        super().__init__(address, _Handler)
-        self.endpoint = endpoint
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            logger.exception("supervisor: error while serving a request")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "scjg-supervision-demo/1"
-    disable_nagle_algorithm = True
-    timeout = 60
-
-    def do_GET(self) -> None:
-        cast(_Server, self.server).endpoint._handle(self, "GET")
-
-    def do_POST(self) -> None:
-        cast(_Server, self.server).endpoint._handle(self, "POST")
-
-    def do_PUT(self) -> None:
-        cast(_Server, self.server).endpoint._handle(self, "PUT")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no request log on stderr."""
 
 
 __all__ = [

@@ -185,7 +185,7 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
     )
     assert "created  onceonly-contract-breached" in installed.stdout
     assert "created  onceonly-freshness-household" in installed.stdout
-    assert "8 automation(s)" in installed.stdout  # seven shipped, one dataset
+    assert "9 automation(s)" in installed.stdout  # eight shipped, one dataset
     listed = site.onceonly("alerts", "list").stdout
     assert (
         f"onceonly-freshness-household  Proactive on onceonly.batch.landed within {SLA_SECONDS} s" in listed
@@ -193,7 +193,7 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
     token = ("--token-secret", "ONCEONLY_WEBHOOK_TOKEN")
     again = site.onceonly("alerts", "install", "--webhook", receiver.url, *token)  # idempotent: by name
     assert "created" not in again.stdout and "updated" not in again.stdout, "unchanged: left alone"
-    assert "8 automation(s)" in again.stdout
+    assert "9 automation(s)" in again.stdout
 
     run = site.onceonly("run", check=False)
     assert run.returncode == 1, run.stdout + run.stderr  # two connectors failed, one landed
@@ -238,4 +238,4 @@ def test_a_breach_notifies_once_a_silent_dataset_notifies_and_recovers(
     assert len(site.events("onceonly.contract.breached")) == 2  # still announced at each refusal
 
     removed = site.onceonly("alerts", "remove")
-    assert "deleted 8 automation(s)" in removed.stdout
+    assert "deleted 9 automation(s)" in removed.stdout
