@@ -73,7 +73,14 @@ from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys
 from lake.freshness import Freshness, dataset_freshness
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
 from lake.runs import FAILED, OK, Heartbeat, finish_run, reap_dead_runs, start_run
-from onceonly.errors import CatalogError, ConnectorBusy, ContractBreached, OnceOnlyError, TransientError
+from onceonly.errors import (
+    CatalogError,
+    ConnectorBusy,
+    ContractBreached,
+    ContractError,
+    OnceOnlyError,
+    TransientError,
+)
 from onceonly.files import restrict_new_files, secure_home
 from onceonly.privacy import scrub_exception_message
 from onceonly.settings import Settings
@@ -135,9 +142,21 @@ def expire_and_publish_status(pipeline: Pipeline) -> int:
 @task(name="write-township-extracts", cache_policy=NO_CACHE)
 @scrubbed_errors
 def write_township_extracts(pipeline: Pipeline) -> list[Path]:
-    """The next extract of every township marked stale (sharing.extracts): its folder each."""
+    """The next extract of every township marked stale (sharing.extracts): its folder each.
+
+    What an extract holds and masks comes from every contract and the matters catalogue: when one
+    of them cannot be read (a broken contract file fails its own dataset's connector this run),
+    no extract is written, the townships stay marked, and the next run writes them."""
     settings = pipeline.settings
-    policy = extract_policy(settings.contracts_dir, settings.matters_file, settings.extracts_in_clear)
+    try:
+        policy = extract_policy(settings.contracts_dir, settings.matters_file, settings.extracts_in_clear)
+    except ContractError as exc:  # a misconfigured policy (an unknown matter) still fails the run
+        get_run_logger().warning(
+            "township extracts not written this run (the townships stay marked; the next run writes "
+            "them): %s",
+            scrub_exception_message(exc),
+        )
+        return []
     written = refresh_extracts(pipeline.catalog, settings.extracts_dir, pipeline.log, policy)
     return [extract.folder for extract in written]
 
