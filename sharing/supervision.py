@@ -18,8 +18,10 @@ retry (a timeout after the case was opened, a run that died before recording the
 gets the same case back, never a second. The body is a function of the approval only (no
 time in it), so a retry sends the same bytes. The legal representative's ID number is sent
 masked; the log entry recording the push (kind ``supervision``, event ``pushed``) names the
-approval, the business (its USCC is public) and the case, and commits to the representative's
-ID number (``evidence.commitment``) — they see the push among the uses of their data.
+approval and the case, commits to what was pushed by its SHA-256 (not the business's credit
+code, which for a 个体工商户 names a person, nor its name, both published with the log), and
+commits to the representative's ID number (``evidence.commitment``) — they see the push among
+the uses of their data.
 
 Timeouts, refused connections, 5xx and 429 are retried (``attempts``, backing off); a
 supervisor still unreachable ends the pushing for this run with :class:`SupervisorUnavailable`
@@ -548,7 +550,7 @@ def _record_pushed(
             "approval_id": approval_id,
             "licence_no": _text(approval.get("licence_no")),
             "matter": _text(approval.get("matter")),
-            "applicant_uscc": _text(approval.get("applicant_uscc")),
+            # No credit code (a 个体工商户's names a person) nor name: the body's digest commits to them.
             "township": _text(approval.get("township_code")),
             "supervisor": _text(approval.get("supervising_authority")),
             "case_id": answer.case_id,
