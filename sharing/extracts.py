@@ -51,10 +51,20 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from catalog import Catalog, certificates, chunks, extract_manifests, extract_rows, township_extracts, utcnow
+from catalog import (
+    Catalog,
+    certificates,
+    checkpoints,
+    chunks,
+    extract_manifests,
+    extract_rows,
+    log_leaves,
+    township_extracts,
+    utcnow,
+)
 from evidence.canonical import canonical_json
 from evidence.certificate import (
     STATUS_CANCELLED,
@@ -63,7 +73,7 @@ from evidence.certificate import (
     STATUS_SUSPENDED,
     STATUS_WITHDRAWN,
 )
-from evidence.log import KIND_EXTRACT_MANIFEST, TransparencyLog, latest_checkpoint, log_entry
+from evidence.log import KIND_CHECKPOINT, KIND_EXTRACT, KIND_EXTRACT_MANIFEST, TransparencyLog, log_entry
 from lake.parquet import write_parquet_atomic
 from onceonly.cells import spreadsheet_row
 from onceonly.errors import ConfigurationError, OnceOnlyError
@@ -604,7 +614,7 @@ def refresh_extracts(
         recover_extracts(conn, extracts_dir)
         if not targets:
             return []
-        checkpoint = latest_checkpoint(conn)
+        checkpoint = _data_checkpoint(conn)
     written = []
     for township, generation in sorted(targets.items()):
         with catalog.read() as conn:
@@ -620,6 +630,27 @@ def refresh_extracts(
             extract.rows, extract.sent = [], {}  # bounded memory: one township's rows at a time
             written.append(extract)
     return written
+
+
+def _data_checkpoint(conn: Connection) -> tuple[int, str] | None:
+    """The checkpoint the extracts of a refresh reflect: the first one signed after the newest leaf
+    that is data — not an extract's manifest, nor the checkpoint leaf that opens each append. All
+    the extracts of one refresh reflect it, and a run that died after writing some townships'
+    writes the others against the very checkpoint a run that did not die used."""
+    newest_leaf = conn.execute(
+        select(func.max(log_leaves.c.leaf_index)).where(
+            log_leaves.c.kind.not_in([KIND_EXTRACT_MANIFEST, KIND_EXTRACT, KIND_CHECKPOINT])
+        )
+    ).scalar()
+    newest_certificate = conn.execute(select(func.max(certificates.c.leaf_index))).scalar()
+    data = max((int(v) for v in (newest_leaf, newest_certificate) if v is not None), default=-1)
+    row = conn.execute(
+        select(checkpoints.c.tree_size, checkpoints.c.note)
+        .where(checkpoints.c.tree_size > data)
+        .order_by(checkpoints.c.tree_size)
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.tree_size), str(row.note))
 
 
 def _write_and_record(
@@ -673,20 +704,40 @@ def _write_and_record(
             e.leaf_index = appended.first_index
             _record(conn, e, checkpoint[0], temp)
             _clear_mark(conn, e.township, e.generation)
-    except _Taken:
-        shutil.rmtree(temp, ignore_errors=True)
-        logging.getLogger(__name__).warning(
-            "township %s: extract %s was recorded by another writer meanwhile; this one is dropped "
-            "and the township stays marked for the next run",
-            e.township,
-            e.extract_no,
-        )
-        return False
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)  # nothing recorded: nothing of it stays
+        # Another writer recorded the number first — seen in the transaction, or by its removing
+        # this writer's folder as a dead one's while this one still wrote its files.
+        if isinstance(exc, _Taken) or (isinstance(exc, OSError) and _recorded(catalog, e)):
+            logging.getLogger(__name__).warning(
+                "township %s: extract %s was recorded by another writer meanwhile; this one is "
+                "dropped and the township stays marked for the next run",
+                e.township,
+                e.extract_no,
+            )
+            return False
         raise
     _place(temp, e.folder, e.manifest_sha256)
+    # Any other temporary folder of this number is a writer's that died (or lost): it goes now,
+    # not at a later run, so the township's folder holds only what its records name.
+    for other in e.folder.parent.glob(f"{e.folder.name}.tmp-*"):
+        shutil.rmtree(other, ignore_errors=True)
     return True
+
+
+def _recorded(catalog: Catalog, e: Extract) -> bool:
+    with catalog.read() as conn:
+        return (
+            conn.execute(
+                select(extract_manifests.c.extract_no).where(
+                    and_(
+                        extract_manifests.c.township == e.township,
+                        extract_manifests.c.extract_no == e.extract_no,
+                    )
+                )
+            ).first()
+            is not None
+        )
 
 
 def _clear_mark(conn: Connection, township: str, generation: int) -> None:
