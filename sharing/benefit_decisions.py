@@ -690,30 +690,32 @@ def list_decisions(
     conn: Connection, rule: str | None = None, *, limit: int | None = None
 ) -> list[DecisionRow]:
     """Decisions, newest first (of one rule, with ``rule``); subjects masked."""
-    d = benefit_decisions.c
-    query = (
-        select(
-            d.decision_id,
-            d.rule_id,
-            d.rule_version,
-            d.result,
-            use_subjects.c.subject_id,
-            d.decided_on,
-            d.leaf_index,
-            d.reverses,
-            d.reversed_by,
-        )
-        .join(use_subjects, use_subjects.c.leaf_index == d.leaf_index, isouter=True)
-        .order_by(d.leaf_index.desc())
-    )
+    query = _decisions().order_by(benefit_decisions.c.leaf_index.desc())
     if rule is not None:
-        query = query.where(d.rule_id == rule)
+        query = query.where(benefit_decisions.c.rule_id == rule)
     if limit is not None:
         query = query.limit(limit)
-    return [
-        DecisionRow(r[0], r[1], r[2], r[3], mask_citizen_id(r[4]) or "", r[5], int(r[6]), r[7], r[8])
-        for r in conn.execute(query)
-    ]
+    return [_decision_row(r) for r in conn.execute(query)]
+
+
+def _decisions() -> Any:
+    """Decisions with their subjects (from ``use_subjects``, by leaf), for :func:`_decision_row`."""
+    d = benefit_decisions.c
+    return select(
+        d.decision_id,
+        d.rule_id,
+        d.rule_version,
+        d.result,
+        use_subjects.c.subject_id,
+        d.decided_on,
+        d.leaf_index,
+        d.reverses,
+        d.reversed_by,
+    ).join(use_subjects, use_subjects.c.leaf_index == d.leaf_index, isouter=True)
+
+
+def _decision_row(r: Any) -> DecisionRow:
+    return DecisionRow(r[0], r[1], r[2], r[3], mask_citizen_id(r[4]) or "", r[5], int(r[6]), r[7], r[8])
 
 
 @dataclass(frozen=True)
@@ -741,25 +743,9 @@ def explain(conn: Connection, decision_id: str) -> Explanation:
 
 
 def list_decisions_by_id(conn: Connection, decision_id: str) -> list[DecisionRow]:
-    d = benefit_decisions.c
-    r = conn.execute(
-        select(
-            d.decision_id,
-            d.rule_id,
-            d.rule_version,
-            d.result,
-            use_subjects.c.subject_id,
-            d.decided_on,
-            d.leaf_index,
-            d.reverses,
-            d.reversed_by,
-        )
-        .join(use_subjects, use_subjects.c.leaf_index == d.leaf_index, isouter=True)
-        .where(d.decision_id == decision_id)
-    ).first()
-    if r is None:
-        return []
-    return [DecisionRow(r[0], r[1], r[2], r[3], mask_citizen_id(r[4]) or "", r[5], int(r[6]), r[7], r[8])]
+    """The decision of this id (none or one), subject masked."""
+    r = conn.execute(_decisions().where(benefit_decisions.c.decision_id == decision_id)).first()
+    return [] if r is None else [_decision_row(r)]
 
 
 def explain_text(explanation: Explanation) -> str:
