@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, str] = {
     "evidence": "bench.evidence",
     "counter": "bench.counter",
     "scaleout": "bench.scaleout",
+    "daily": "bench.daily",
 }
 
 

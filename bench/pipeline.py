@@ -124,7 +124,7 @@ def _onceonly(work: Path, db: Path) -> dict[str, Any]:
     rows = certs = 0
     cursor = None
     t = time.perf_counter()
-    for pulled in connector.pull(None, 10_000):
+    for pulled in connector.pull(None, settings.batch_size):  # the product default
         stages["pull"] += time.perf_counter() - t
         t = time.perf_counter()
         v = validator.validate(pulled.batch, connector=reg.name)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,54 +22,25 @@ from typing import Any
 
 ROWS = 240_000
 SEED = 20261203
-PASSPHRASE = "bench-scaleout-passphrase-0123456789"
 
 
 def _run(work: Path, sources: Path, registrations: Path, token: str, runner: str) -> dict[str, Any]:
+    from bench.daily import run_onceonly
+
     home = work / runner / "var"
     shutil.copytree(sources, home / "departments")
     env = {
-        **os.environ,
-        "ONCEONLY_HOME": str(home),
-        "ONCEONLY_KEY_PASSPHRASE": PASSPHRASE,
         "ONCEONLY_REGISTRATIONS_DIR": str(registrations),
         "ONCEONLY_SECRET_SCJG_LICENCES_TOKEN": token,
         "ONCEONLY_TASK_RUNNER": runner,
-        "PREFECT_HOME": str(work / runner / "prefect"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
     }
-    env.pop("PREFECT_API_URL", None)
-    env.pop("ONCEONLY_DATABASE_URL", None)
-    log = work / f"{runner}.log"
-    onceonly = Path(sys.executable).with_name("onceonly")
-    started = time.perf_counter()
-    with open(log, "wb") as out:
-        child = subprocess.Popen([str(onceonly), "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
-        # wait4: this run's own resource usage (its process and the children it waited for).
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    seconds = time.perf_counter() - started
-    if child.returncode != 0:
-        raise RuntimeError(f"onceonly run ({runner}) failed:\n{log.read_text(errors='replace')[-4000:]}")
-    records = _pulled(home)
+    done = run_onceonly(home, env, work / f"{runner}.log")
     return {
-        "records": records,
-        "seconds": round(seconds, 1),
-        "records_per_s": round(records / seconds),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "records": done["pulled"],
+        "seconds": round(done["seconds"], 1),
+        "records_per_s": round(done["pulled"] / done["seconds"]),
+        "peak_rss_mb": done["peak_rss_mb"],
     }
-
-
-def _pulled(home: Path) -> int:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(f"sqlite:///{home / 'catalog.db'}")
-    try:
-        with engine.connect() as conn:
-            return int(conn.exec_driver_sql("SELECT COALESCE(SUM(pulled), 0) FROM batches").scalar() or 0)
-    finally:
-        engine.dispose()
 
 
 def run(rows: int | None) -> dict[str, Any]:

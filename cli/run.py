@@ -145,6 +145,9 @@ def _print_summary(s: Any) -> None:
         out.print(f"Expired (失效) this run: {s.expired} certificate(s) past their validity.")
     out.print(f"Transparency log: {s.tree_size} entries. Verifier key: {s.vkey}", highlight=False)
     out.print(f"Township extracts written this run: {s.extracts}")
+    time_line = s.time_line()
+    if time_line:
+        out.print(time_line, highlight=False)
     out.print("Where everything lies:")
     for label, value in (
         ("home", s.home),

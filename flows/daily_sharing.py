@@ -68,7 +68,7 @@ from flows.redaction import (
 )
 from flows.run_log import is_expected
 from flows.runners import task_runner_from_environment
-from flows.summary import ConnectorResult, RunSummary
+from flows.summary import ConnectorResult, RunSummary, timed
 from lake.deletions import PendingDeletions, cancel_deleted, deleted_record_keys, settle_pending
 from lake.freshness import Freshness, dataset_freshness
 from lake.landing import Breach, LandedBatch, Lander, batch_id_for, content_digest, settle_staged
@@ -369,13 +369,15 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
         with attempt:
             with pipeline.catalog.read() as conn:
                 cursor = cursor_of(conn, connector_name)
-            prepared = ahead.take(connector_name, cursor) if ahead is not None else None
+            with result.timed("pull"):
+                prepared = ahead.take(connector_name, cursor) if ahead is not None else None
             if ahead is not None and prepared is not None:  # pulled and validated on a Dask worker
                 connector.take_over(prepared.handover)
-                batches = ahead.replay(prepared)
+                batches = _timed_replay(ahead.replay(prepared), result)
             else:
-                batches = _pull_and_validate(connector, validator, cursor, settings.batch_size)
+                batches = _pull_and_validate(connector, validator, cursor, settings.batch_size, result)
             for pulled, validation in batches:
+                landing = time.perf_counter()
                 result.observe(validation)
                 digest = content_digest(pulled.batch)
                 _refuse_breach(lander, connector_name, compiled, validation, cursor, digest, result)
@@ -407,13 +409,40 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 progress.landed(landed)
                 if not landed.already_landed and landed.pulled:
                     freshness.landed(landed, run_id)
+                result.stage_seconds["land"] = result.stage_seconds.get("land", 0.0) + (
+                    time.perf_counter() - landing
+                )
 
 
 def _pull_and_validate(
-    connector: Connector, validator: Validator, cursor: Cursor | None, batch_size: int
+    connector: Connector,
+    validator: Validator,
+    cursor: Cursor | None,
+    batch_size: int,
+    result: ConnectorResult,
 ) -> Iterator[tuple[Pulled, Validation]]:
-    for pulled in connector.pull(cursor, batch_size):
-        yield pulled, validate_batch(validator, pulled.batch, connector.name)
+    """Each batch pulled, then validated; the wall time of each stage added to ``result``."""
+    batches = iter(connector.pull(cursor, batch_size))
+    while True:
+        with result.timed("pull"):
+            pulled = next(batches, None)
+        if pulled is None:
+            return
+        with result.timed("validate"):
+            validation = validate_batch(validator, pulled.batch, connector.name)
+        yield pulled, validation
+
+
+def _timed_replay(
+    batches: Iterator[tuple[Pulled, Validation]], result: ConnectorResult
+) -> Iterator[tuple[Pulled, Validation]]:
+    """The batches a Dask worker pulled and validated; the wait for each counts as pull."""
+    while True:
+        with result.timed("pull"):
+            item = next(batches, None)
+        if item is None:
+            return
+        yield item
 
 
 @dataclass
@@ -625,24 +654,32 @@ def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> S
         pipeline.registration(name)  # an unknown name fails now, naming the known ones
     crashed = _begin(pipeline, run_id)
     results: list[ConnectorResult] = []
+    stages: dict[str, float] = {}
     try:
         with Heartbeat(pipeline.catalog, run_id, every=settings.heartbeat_seconds):
-            recovered = recover(pipeline, run_id)
-            _sync_connector_blocks(pipeline, logger)
+            with timed(stages, "recover"):
+                recovered = recover(pipeline, run_id)
+                _sync_connector_blocks(pipeline, logger)
             breached: dict[str, str] = {}  # dataset -> the connector whose batch breached its contract
             # On Dask every connector pulls and validates at once on the workers; landing stays
             # here, one connector after another in this order, whatever the runner.
-            with Ahead.start(pipeline, names, run_id) if runs_on_dask() else contextlib.nullcontext():
+            with (
+                timed(stages, "connectors"),
+                Ahead.start(pipeline, names, run_id) if runs_on_dask() else contextlib.nullcontext(),
+            ):
                 for name in names:
                     results.append(_sync_one(pipeline, name, run_id, settings, breached))
             # Extracts follow the catalog's marks, not this run's results: batches landed by a
             # connector that failed later, or by a run that died before this point, are included.
             # Before the extracts: an expired certificate's township is marked and gets a fresh one.
-            expired = expire_and_publish_status(pipeline)
+            with timed(stages, "status"):
+                expired = expire_and_publish_status(pipeline)
             if expired:
                 logger.info("expire pass: %d certificate(s) past valid_to are now 失效", expired)
-            extracts = write_township_extracts(pipeline)
-            witness_checkpoint(pipeline)  # last: the newest checkpoint, cosigned
+            with timed(stages, "extracts"):
+                extracts = write_township_extracts(pipeline)
+            with timed(stages, "witnesses"):
+                witness_checkpoint(pipeline)  # last: the newest checkpoint, cosigned
             with pipeline.catalog.read() as conn:
                 size = tree_size(conn)
     except BaseException as exc:
@@ -663,6 +700,7 @@ def _daily_sharing(connectors: list[str] | None, settings: Settings | None) -> S
         extracts_dir=str(settings.extracts_dir.resolve()),
         crashed_runs=crashed,
         recovered=recovered,
+        stage_seconds={stage: round(t, 3) for stage, t in stages.items()},
     )
     with pipeline.catalog.begin() as conn:
         finish_run(conn, run_id, OK if summary.ok else FAILED, summary.to_json())

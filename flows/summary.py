@@ -14,12 +14,29 @@ Nothing here imports Prefect.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.validate import RuleTally, Validation
 from lake.landing import LandedBatch
+
+#: A connector's stages, and the run's, in the order they happen.
+STAGES = ("pull", "validate", "land")
+RUN_STAGES = ("recover", "status", "extracts", "witnesses")
+
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the wall time of the block to ``seconds[stage]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 @dataclass
@@ -45,6 +62,12 @@ class ConnectorResult:
     # Certificates cancelled (注销) because their source record was deleted (lake.deletions).
     cancelled: int = 0
     seconds: float = 0.0
+    #: Wall seconds in each stage: pull (the source), validate (the contract), land (lake, catalog,
+    #: certificates, log). On Dask, pull and validate are the waits for the workers' batches.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def timed(self, stage: str) -> contextlib.AbstractContextManager[None]:
+        return timed(self.stage_seconds, stage)
 
     def observe(self, validation: Validation) -> None:
         for o in validation.outcomes:
@@ -62,6 +85,7 @@ class ConnectorResult:
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        data["stage_seconds"] = {stage: round(s, 3) for stage, s in self.stage_seconds.items()}
         data.pop("rules")  # per-rule tallies are the contract artifact's, not the summary's
         return data
 
@@ -88,6 +112,9 @@ class RunSummary:
     #: Staged batches a dead run left: published (committed) or discarded (never committed).
     recovered: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    #: Wall seconds of the run's stages: recover, connectors, status (expire and status lists),
+    #: extracts, witnesses.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[ConnectorResult]:
@@ -113,6 +140,25 @@ class RunSummary:
             return f"all {len(self.connectors)} connector(s) landed"
         parts = [f"{c.connector}: {c.error}" for c in self.failed]
         return f"{len(self.failed)} of {len(self.connectors)} connector(s) failed — " + "; ".join(parts)
+
+    def connector_stage_seconds(self) -> dict[str, float]:
+        """Seconds per connector stage (pull, validate, land), summed over the connectors."""
+        total: dict[str, float] = {}
+        for c in self.connectors:
+            for stage, seconds in c.stage_seconds.items():
+                total[stage] = total.get(stage, 0.0) + seconds
+        return total
+
+    def time_line(self) -> str:
+        """Where the run's time went, in one line ('' for a run stored before it was measured)."""
+        run = self.stage_seconds
+        if not run:
+            return ""
+        connectors = self.connector_stage_seconds()
+        inside = " · ".join(f"{stage} {connectors[stage]:.1f} s" for stage in STAGES if stage in connectors)
+        outside = " · ".join(f"{stage} {run[stage]:.1f} s" for stage in RUN_STAGES if stage in run)
+        within = f" ({inside})" if inside else ""
+        return f"Time: connectors {run.get('connectors', 0.0):.1f} s{within}; {outside}"
 
     def report(self) -> str:
         """The run in words, for the operator (the ``daily-sharing-report`` markdown artifact):
@@ -200,4 +246,4 @@ def _what_to_do(c: ConnectorResult) -> str:
     )
 
 
-__all__ = ["ConnectorResult", "RunSummary"]
+__all__ = ["ConnectorResult", "RunSummary", "timed"]

@@ -137,6 +137,12 @@ def test_first_run_pulls_every_row_and_quarantines_exactly_the_bad_ones(world: W
     assert kinds["status-list"] == len(SOURCE_OF) - 1  # one signed status list per issuer (not 审批)
     assert first.tree_size == sum(kinds.values())
     assert first.extracts
+    # Where the time went: each connector's stages, and the run's (what `onceonly run` prints).
+    assert set(first.stage_seconds) == {"recover", "connectors", "status", "extracts", "witnesses"}
+    for c in first.connectors:
+        assert set(c.stage_seconds) == {"pull", "validate", "land"}, c.connector
+        assert sum(c.stage_seconds.values()) <= c.seconds
+    assert first.time_line().startswith("Time: connectors ")
 
 
 def test_bad_rows_are_quarantined_with_their_rule_and_masked_values(world: World, first: Any) -> None:

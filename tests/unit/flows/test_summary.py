@@ -55,3 +55,36 @@ def test_each_failure_gets_its_cause_and_what_to_do() -> None:
     assert "the next run resumes from the last landed batch" in sections[1]
     assert "onceonly connectors test c" in sections[2] and "someone must act" in sections[2]
     assert "another run holds this connector" in sections[3]
+
+
+def test_the_time_line_says_where_the_run_spent_its_time() -> None:
+    a = ConnectorResult("a", "household", stage_seconds={"pull": 1.0, "validate": 2.0, "land": 3.04})
+    b = ConnectorResult("b", "marriage", stage_seconds={"pull": 0.5, "land": 1.0})
+    summary = _summary(a, b)
+    assert summary.time_line() == ""  # a run stored before stages were measured
+    summary.stage_seconds = {
+        "recover": 0.2,
+        "connectors": 9.0,
+        "status": 0.3,
+        "extracts": 4.0,
+        "witnesses": 0.0,
+    }
+    assert summary.time_line() == (
+        "Time: connectors 9.0 s (pull 1.5 s · validate 2.0 s · land 4.0 s); "
+        "recover 0.2 s · status 0.3 s · extracts 4.0 s · witnesses 0.0 s"
+    )
+    stored = RunSummary.from_json(summary.to_json())
+    assert stored.connectors[0].stage_seconds == {"pull": 1.0, "validate": 2.0, "land": 3.04}
+    assert stored.time_line() == summary.time_line()
+
+
+def test_a_timed_block_adds_its_wall_time_even_when_it_raises() -> None:
+    result = ConnectorResult("a", "household")
+    with result.timed("pull"):
+        pass
+    try:
+        with result.timed("pull"):
+            raise ValueError("the source broke")
+    except ValueError:
+        pass
+    assert set(result.stage_seconds) == {"pull"} and result.stage_seconds["pull"] >= 0
