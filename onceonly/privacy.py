@@ -161,6 +161,24 @@ def mask_citizen_ids(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.if_else(pc.greater_equal(length, 10), kept_ends, pc.binary_repeat(star, length))
 
 
+def mask_names(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """:func:`mask_name` over a whole string array (Arrow compute kernels); nulls stay null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+    if pa.types.is_null(arr.type):
+        return arr
+    star = pa.scalar(_STAR, type=arr.type)
+    length = pc.utf8_length(arr)
+    kept_first = pc.binary_join_element_wise(
+        pc.utf8_slice_codeunits(arr, 0, 1),
+        pc.binary_repeat(star, pc.max_element_wise(pc.subtract(length, 1), 0)),
+        pa.scalar("", arr.type),
+    )
+    return pc.if_else(pc.greater(length, 1), kept_first, pc.binary_repeat(star, length))
+
+
 # --------------------------------------------------------------------------------------------
 # Free text, exceptions and log records
 
@@ -254,6 +272,7 @@ __all__ = [
     "mask_citizen_id",
     "mask_citizen_ids",
     "mask_name",
+    "mask_names",
     "mask_phone",
     "mask_typed",
     "mask_value",

@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
@@ -65,7 +65,7 @@ from catalog import (
     township_extracts,
     utcnow,
 )
-from evidence.canonical import canonical_json
+from evidence.canonical import Column, canonical_json, canonical_rows, sha256_hex
 from evidence.certificate import (
     STATUS_CANCELLED,
     STATUS_EXPIRED,
@@ -75,10 +75,10 @@ from evidence.certificate import (
 )
 from evidence.log import KIND_CHECKPOINT, KIND_EXTRACT, KIND_EXTRACT_MANIFEST, TransparencyLog, log_entry
 from lake.parquet import write_parquet_atomic
-from onceonly.cells import spreadsheet_row
+from onceonly.cells import spreadsheet_row, spreadsheet_texts
 from onceonly.errors import ConfigurationError, OnceOnlyError
 from onceonly.files import private_dir, write_atomic
-from onceonly.privacy import mask_citizen_id, mask_name
+from onceonly.privacy import mask_citizen_id, mask_citizen_ids, mask_name, mask_names
 from sharing.extract_manifest import (
     CHANGE_LABELS,
     CHANGES,
@@ -94,9 +94,9 @@ from sharing.extract_manifest import (
     SHEET,
     XLSX_FILE,
     file_sha256,
-    row_leaf,
-    rows_file,
     rows_root,
+    table_leaves,
+    table_rows_file,
 )
 
 _TYPES = {"version": pa.int32(), "leaf_index": pa.int64()} | dict.fromkeys(DATE_COLUMNS, pa.date32())
@@ -163,6 +163,18 @@ class ExtractPolicy:
         if not rule.shown("holder_id").clear:
             out["holder_id"] = mask_citizen_id(out["holder_id"])
         return out
+
+    def show_table(self, found: pa.Table) -> pa.Table:
+        """:meth:`show` over a table of certificates, column-wise: holder names and IDs masked
+        where their type's rule masks them."""
+        out = {n: found[n] for n in NAMES if n != "change"}
+        for name, masked in (("holder_name", mask_names), ("holder_id", mask_citizen_ids)):
+            hidden = sorted(code for code, rule in self.types.items() if not rule.shown(name).clear)
+            if not hidden or not found.num_rows:
+                continue
+            column = found[name].combine_chunks()
+            out[name] = pc.if_else(pc.is_in(found["type_code"], pa.array(hidden)), masked(column), column)
+        return pa.table(out)
 
     def to_json(self) -> list[dict[str, Any]]:
         return [
@@ -272,7 +284,7 @@ class Extract:
     kind: str
     previous: tuple[int, str] | None  # the extract it follows: number, manifest SHA-256
     generation: int
-    rows: list[dict[str, Any]]
+    rows: pa.Table  # EXTRACT_SCHEMA
     changes: dict[str, int]
     sent: dict[str, str]  # cert id -> content SHA-256: what the township has after this extract
     folder: Path
@@ -295,7 +307,7 @@ class Extract:
             "编号": self.extract_no,
             "类型": "全量" if self.kind == FULL else "增量",
             "接续": self.previous[0] if self.previous else None,
-            "行数": self.count or len(self.rows),
+            "行数": self.count or self.rows.num_rows,
             **{CHANGE_LABELS[k]: changes.get(k, 0) for k in CHANGES},
             "文件": " ".join(str(f["name"]) for f in self.files),
             "清单 SHA-256": self.manifest_sha256[:16],
@@ -305,29 +317,6 @@ class Extract:
 
 def extract_folder(extracts_dir: Path, township: str, extract_no: int) -> Path:
     return extracts_dir / f"township={township}" / f"extract={extract_no:06d}"
-
-
-def _content(row: Mapping[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(canonical_json({k: _iso(row.get(k)) for k in NAMES if k != "change"})).hexdigest()
-
-
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, dt.date) else value
-
-
-def _change(row: Mapping[str, Any], before: str | None) -> str:
-    if before is None:
-        return "new"
-    status = row.get("status")
-    if status == STATUS_SUSPENDED:
-        return "suspended"
-    if status in _REVOKED:
-        return "revoked"
-    if status == STATUS_EXPIRED:
-        return "expired"
-    return "changed"
 
 
 def _plan(
@@ -343,28 +332,17 @@ def _plan(
     A full snapshot lists the certificates in force as versions (not revoked, not replaced by a
     newer version); an increment carries what changed since what the township was sent, and
     tells once of a version that is no longer in force (撤销, 换发; 移出 when the newer version
-    or the certificate is no longer the township's), which the township then stops being sent."""
-    successor = certificates.alias("successor")
-    columns = [certificates.c[n] for n in NAMES if n != "change"]
-    found: dict[str, tuple[dict[str, Any], bool, str | None]] = {}
-    for found_row in conn.execute(
-        select(*columns, successor.c.cert_id.label("successor_id"), successor.c.township.label("moved_to"))
-        .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
-        .where(and_(certificates.c.township == township, certificates.c.type_code.in_(sorted(policy.types))))
-        .order_by(certificates.c.leaf_index)
-    ):
-        row = found_row._mapping
-        cert_id = str(row["cert_id"])
-        superseded = row["successor_id"] is not None
-        if cert_id in found and not superseded:
-            continue
-        found[cert_id] = (policy.show(dict(row)), superseded, row["moved_to"])
-    sent = {
-        r.cert_id: r.content_sha256
-        for r in conn.execute(
-            select(extract_rows.c.cert_id, extract_rows.c.content_sha256).where(
-                extract_rows.c.township == township
-            )
+    or the certificate is no longer the township's), which the township then stops being sent.
+    Planned column-wise (Arrow): no dict per certificate."""
+    found = _found(conn, township, policy)
+    shown = policy.show_table(found)
+    status = found["status"]
+    live = pc.and_not(pc.invert(found["superseded"]), pc.is_in(status, pa.array(sorted(_REVOKED))))
+    contents = _contents(shown)
+    now = {
+        str(k): str(v)
+        for k, v in zip(
+            pc.filter(shown["cert_id"], live).to_pylist(), pc.filter(contents, live).to_pylist(), strict=True
         )
     }
     last = conn.execute(
@@ -375,41 +353,14 @@ def _plan(
     ).first()
     number = 1 if last is None else int(last.extract_no) + 1
     previous = None if last is None else (int(last.extract_no), str(last.manifest_sha256))
-    live = [
-        row for row, superseded, _ in found.values() if not superseded and row.get("status") not in _REVOKED
-    ]
-    now = {str(r["cert_id"]): _content(r) for r in live}
     if full or last is None:
-        rows = [{"change": CHANGE_LABELS["snapshot"], **r} for r in live]
-        changes = {"snapshot": len(rows)}
+        rows = _with_change(pc.filter(shown, live), CHANGE_LABELS["snapshot"])
+        changes = {"snapshot": rows.num_rows}
         kind = FULL
     else:
         kind = INCREMENTAL
-        changes = dict.fromkeys(CHANGES, 0)
-        rows = []
-        for cert_id, (shown, superseded, moved_to) in found.items():
-            before = sent.get(cert_id)
-            if cert_id in now:
-                if before == now[cert_id]:
-                    continue
-                change = _change(shown, before)
-            elif before is None:
-                continue  # no longer in force, and never sent: nothing to tell
-            elif superseded and moved_to != township:
-                change = "removed"  # the newer version is another township's
-            elif superseded:
-                change = "superseded"
-            else:
-                change = "revoked"
-            changes[change] += 1
-            if change == "removed":
-                rows.append(_removed(cert_id))
-            else:
-                rows.append({"change": CHANGE_LABELS[change], **shown})
-        for cert_id in sorted(set(sent) - set(found)):
-            changes["removed"] += 1
-            rows.append(_removed(cert_id))
-        if not rows:
+        rows, changes = _increment(conn, township, shown, contents, live, found)
+        if rows is None:
             return None
     return Extract(
         township,
@@ -424,76 +375,185 @@ def _plan(
     )
 
 
-def _removed(cert_id: str) -> dict[str, Any]:
-    """A 移出 row: only the certificate id (what was the township's is no longer its business)."""
-    return {"change": CHANGE_LABELS["removed"], **dict.fromkeys(NAMES[1:]), "cert_id": cert_id}
+def _found(conn: Connection, township: str, policy: ExtractPolicy) -> pa.Table:
+    """The township's certificates of the policy's types, in log order, one row each, with
+    whether a newer version replaced it (``superseded``) and that version's township."""
+    successor = certificates.alias("successor")
+    names = [n for n in NAMES if n != "change"]
+    result = conn.execute(
+        select(
+            *(certificates.c[n] for n in names),
+            successor.c.cert_id.label("successor_id"),
+            successor.c.township.label("moved_to"),
+        )
+        .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
+        .where(and_(certificates.c.township == township, certificates.c.type_code.in_(sorted(policy.types))))
+        .order_by(certificates.c.leaf_index)
+    ).all()
+    columns = list(zip(*result, strict=True)) if result else [() for _ in range(len(names) + 2)]
+    table = pa.table(
+        {
+            **{n: pa.array(columns[i], EXTRACT_SCHEMA.field(n).type) for i, n in enumerate(names)},
+            "superseded": pc.is_valid(pa.array(columns[len(names)], pa.string())),
+            "moved_to": pa.array(columns[len(names) + 1], pa.string()),
+        }
+    )
+    if len(set(table["cert_id"].to_pylist())) == table.num_rows:
+        return table
+    # A certificate with two newer versions comes once per version: keep one row, the last.
+    position = pa.array(range(table.num_rows), pa.int64())
+    keep = (
+        pa.table({"cert_id": table["cert_id"], "i": position})
+        .group_by("cert_id", use_threads=False)
+        .aggregate([("i", "max")])["i_max"]
+    )
+    return table.take(pc.sort_indices(keep))
+
+
+def _contents(shown: pa.Table) -> pa.Array:
+    """Each row's content SHA-256 (hex): RFC 8785 JSON of its fields but ``change``, dates as text."""
+    names = [n for n in NAMES if n != "change"]
+    text = pa.table({n: pc.strftime(shown[n], "%Y-%m-%d") if n in DATE_COLUMNS else shown[n] for n in names})
+    return sha256_hex(canonical_rows({n: Column(n) for n in names}, text))
+
+
+def _with_change(table: pa.Table, change: pa.Array | str) -> pa.Table:
+    """An extract table (:data:`EXTRACT_SCHEMA`): ``table``'s fields and the ``change`` column."""
+    if isinstance(change, str):
+        change = pa.array([change] * table.num_rows, pa.string())
+    return pa.table(
+        {"change": change, **{n: table[n] for n in NAMES if n != "change"}}, schema=EXTRACT_SCHEMA
+    )
+
+
+def _removed_rows(cert_ids: Sequence[str]) -> pa.Table:
+    """移出 rows of certificates the township was sent and no longer has: the id only."""
+    return pa.table(
+        {
+            "change": pa.array([CHANGE_LABELS["removed"]] * len(cert_ids), pa.string()),
+            "cert_id": pa.array(cert_ids, pa.string()),
+            **{n: pa.nulls(len(cert_ids), EXTRACT_SCHEMA.field(n).type) for n in NAMES[2:]},
+        },
+        schema=EXTRACT_SCHEMA,
+    )
+
+
+def _increment(
+    conn: Connection, township: str, shown: pa.Table, contents: pa.Array, live: pa.Array, found: pa.Table
+) -> tuple[pa.Table | None, dict[str, int]]:
+    """The rows of an incremental extract and their count per change; None when nothing changed."""
+    sent_rows = conn.execute(
+        select(extract_rows.c.cert_id, extract_rows.c.content_sha256).where(
+            extract_rows.c.township == township
+        )
+    ).all()
+    sent_ids = pa.array([r[0] for r in sent_rows], pa.string())
+    sent_hashes = pa.array([r[1] for r in sent_rows], pa.string())
+    before = pc.take(sent_hashes, pc.index_in(shown["cert_id"], value_set=sent_ids))
+    was_sent = pc.is_valid(before)
+    status = shown["status"]
+    superseded = found["superseded"]
+    moved = pc.fill_null(pc.not_equal(found["moved_to"], township), True)
+    # Each row's change (None: nothing to tell): the first condition that holds, in this order.
+    choices = (
+        (pc.and_(live, pc.invert(was_sent)), "new"),
+        (pc.and_(live, pc.fill_null(pc.equal(before, contents), False)), None),  # unchanged
+        (pc.and_(live, pc.equal(status, STATUS_SUSPENDED)), "suspended"),
+        (pc.and_(live, pc.is_in(status, pa.array(sorted(_REVOKED)))), "revoked"),
+        (pc.and_(live, pc.equal(status, STATUS_EXPIRED)), "expired"),
+        (live, "changed"),
+        (pc.invert(was_sent), None),  # no longer in force, and never sent: nothing to tell
+        (pc.and_(superseded, moved), "removed"),  # the newer version is another township's
+        (superseded, "superseded"),
+    )
+    change = pc.case_when(
+        pc.make_struct(*(condition for condition, _ in choices)),
+        *(pa.scalar(kind, pa.string()) for _, kind in choices),
+        pa.scalar("revoked", pa.string()),
+    )
+    told = pc.is_valid(change)
+    change = pc.filter(change, told)
+    rows = pc.filter(shown, told)
+    gone = sorted(set(sent_ids.to_pylist()) - set(shown["cert_id"].to_pylist()))
+    counts = dict.fromkeys(CHANGES, 0)
+    for kind, count in zip(*pc.value_counts(change).flatten(), strict=True):
+        counts[str(kind)] = int(count.as_py())
+    counts["removed"] += len(gone)
+    if not rows.num_rows and not gone:
+        return None, counts
+    # 移出 rows carry the certificate id only: what was the township's is no longer its business.
+    removed = pc.equal(change, "removed")
+    blank = {
+        n: pc.if_else(removed, pa.nulls(len(change), rows[n].type), rows[n])
+        for n in NAMES
+        if n not in ("change", "cert_id")
+    }
+    keys = pa.array(list(CHANGE_LABELS), pa.string())
+    labels = pc.take(pa.array(list(CHANGE_LABELS.values()), pa.string()), pc.index_in(change, value_set=keys))
+    told_rows = _with_change(pa.table({"cert_id": rows["cert_id"], **blank}), labels)
+    if gone:
+        told_rows = pa.concat_tables([told_rows, _removed_rows(gone)])
+    return told_rows, counts
 
 
 # ------------------------------------------------------------------------------ files
 
 
 def _write_xlsx(path: Path, extract: Extract, manifest_lines: Sequence[tuple[str, str]]) -> None:
-    """The staff's workbook: a 证照 sheet (Chinese headers, text cells formula-escaped) and a
-    说明 sheet (what the extract is, what is masked and why), written reproducibly."""
-    import openpyxl
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-
-    book = openpyxl.Workbook(write_only=True)
-    fixed = dt.datetime(*_XLSX_TIME)
-    book.properties.created = fixed
-    book.properties.modified = fixed
-    book.properties.creator = "OnceOnly"
-    sheet = book.create_sheet(SHEET)
-    sheet.freeze_panes = "A2"
-    for index, width in enumerate(_WIDTHS, start=1):
-        sheet.column_dimensions[openpyxl.utils.get_column_letter(index)].width = width
-    bold = Font(bold=True)
-    header = []
-    for name in NAMES:
-        cell = WriteOnlyCell(sheet, value=HEADERS[name])
-        cell.font = bold
-        header.append(cell)
-    sheet.append(header)
-    for row in extract.rows:
-        cells: list[Any] = []
-        for value in spreadsheet_row(row.get(n) for n in NAMES):
-            if isinstance(value, dt.date):
-                cell = WriteOnlyCell(sheet, value=value)
-                cell.number_format = "yyyy-mm-dd"
-                cells.append(cell)
-            else:
-                cells.append(value)
-        sheet.append(cells)
-    notes = book.create_sheet("说明")
-    notes.column_dimensions["A"].width = 18
-    notes.column_dimensions["B"].width = 100
-    for key, value in manifest_lines:
-        notes.append(spreadsheet_row([key, value]))
+    """The staff's workbook: a 证照 sheet (Chinese headers, text cells formula-escaped; beyond a
+    sheet's 1,048,576 rows the next rows go on 证照2, 证照3, …) and a 说明 sheet (what the extract
+    is, what is masked and why), written reproducibly (fixed document times, zip entries of
+    1980-01-01). XlsxWriter in constant-memory mode: each row is written out as it comes."""
+    import xlsxwriter
 
     def save(tmp: Path) -> None:
-        book.save(tmp)
-        _fix_zip_times(tmp)
+        book = xlsxwriter.Workbook(
+            str(tmp),
+            {
+                "constant_memory": True,
+                "strings_to_numbers": False,
+                "strings_to_formulas": False,
+                "strings_to_urls": False,
+                "default_date_format": "yyyy-mm-dd",
+            },
+        )
+        fixed = dt.datetime(*_XLSX_TIME)
+        book.set_properties({"created": fixed, "author": "OnceOnly"})
+        bold = book.add_format({"bold": True})
+        header = [HEADERS[name] for name in NAMES]
+        columns = _sheet_columns(extract.rows)
+        total = extract.rows.num_rows
+        pages = max(1, -(-total // _SHEET_ROWS))
+        for page in range(pages):
+            sheet = book.add_worksheet(SHEET if page == 0 else f"{SHEET}{page + 1}")
+            sheet.freeze_panes(1, 0)
+            for index, width in enumerate(_WIDTHS):
+                sheet.set_column(index, index, width)
+            sheet.write_row(0, 0, header, bold)
+            write = sheet.write_row
+            start = page * _SHEET_ROWS
+            part = [c[start : start + _SHEET_ROWS] for c in columns]
+            for number, values in enumerate(zip(*part, strict=True), start=1):
+                write(number, 0, values)
+        notes = book.add_worksheet("说明")
+        notes.set_column(0, 0, 18)
+        notes.set_column(1, 1, 100)
+        for number, (key, value) in enumerate(manifest_lines):
+            notes.write_row(number, 0, spreadsheet_row([key, value]))
+        book.close()
 
     write_atomic(path, save)
 
 
+_SHEET_ROWS = 1_048_575  # rows of data on one sheet, under its header (Excel's limit: 1,048,576)
+
+
+def _sheet_columns(table: pa.Table) -> list[list[Any]]:
+    """The table's columns as Python values for the sheet: texts formula-escaped (column-wise)."""
+    return [spreadsheet_texts(table[name].combine_chunks()).to_pylist() for name in NAMES]
+
+
 _WIDTHS = (8, 48, 24, 18, 14, 22, 22, 6, 8, 12, 12, 12, 10)
-
-
-def _fix_zip_times(path: Path) -> None:
-    """Rewrite the XLSX zip with a fixed time on every entry and in its document properties
-    (openpyxl stamps the clock on both)."""
-    with zipfile.ZipFile(path) as source:
-        entries = [(info.filename, source.read(info)) for info in source.infolist()]
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
-        for name, data in entries:
-            if name == "docProps/core.xml":  # openpyxl's save stamps dcterms:modified with the clock
-                data = _MODIFIED.sub(rb"\g<1>1980-01-01T00:00:00Z\g<2>", data)
-            info = zipfile.ZipInfo(name, date_time=_XLSX_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o600 << 16
-            target.writestr(info, data)
 
 
 def _write_files(
@@ -508,9 +568,10 @@ def _write_files(
     from contracts.checks import load_region_codes
 
     folder = private_dir(folder)
-    table = pa.Table.from_pylist(extract.rows, schema=EXTRACT_SCHEMA)
+    table = extract.rows
+    leaves = table_leaves(table)
     write_parquet_atomic(table, folder / PARQUET_FILE)
-    write_atomic(folder / ROWS_FILE, rows_file(extract.rows))
+    write_atomic(folder / ROWS_FILE, table_rows_file(table, leaves))
     name = load_region_codes(extract.township[:6]).get(extract.township, "")
     kind = "全量快照" if extract.kind == FULL else "增量（自上一号以来的变动）"
     masked = [
@@ -525,19 +586,18 @@ def _write_files(
         ("接续", f"第 {extract.previous[0]} 号" if extract.previous else "无（首次回流）"),
         ("截至日志检查点", str(checkpoint[0])),
         ("数据日期", as_of.isoformat()),
-        ("行数", str(len(extract.rows))),
+        ("行数", str(table.num_rows)),
         ("变动", "，".join(f"{CHANGE_LABELS[k]} {v}" for k, v in extract.changes.items() if v) or "无"),
         *(("字段", line) for line in masked),
         ("核验", "onceonly verify-extract <本文件夹>：核对签名清单、文件与逐行哈希"),
     ]
     _write_xlsx(folder / XLSX_FILE, extract, lines)
-    leaves = [row_leaf(r) for r in extract.rows]
     extract.files = [
         {
             "name": n,
             "sha256": file_sha256(folder / n),
             "bytes": (folder / n).stat().st_size,
-            "rows": len(extract.rows),
+            "rows": table.num_rows,
         }
         for n in (PARQUET_FILE, XLSX_FILE, ROWS_FILE)
     ]
@@ -553,7 +613,7 @@ def _write_files(
         "generation": extract.generation,
         "as_of": as_of.isoformat(),
         "checkpoint": {"size": checkpoint[0], "note": checkpoint[1]},
-        "rows": len(extract.rows),
+        "rows": table.num_rows,
         "rows_hash": "sha256",
         "rows_root": rows_root(leaves),
         "changes": extract.changes,
@@ -626,8 +686,8 @@ def refresh_extracts(
         if checkpoint is None:
             raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
         if _write_and_record(catalog, extract, log, policy, checkpoint, as_of):
-            extract.count = len(extract.rows)
-            extract.rows, extract.sent = [], {}  # bounded memory: one township's rows at a time
+            extract.count = extract.rows.num_rows
+            extract.rows, extract.sent = EXTRACT_SCHEMA.empty_table(), {}  # one township at a time
             written.append(extract)
     return written
 
@@ -696,7 +756,7 @@ def _write_and_record(
                             "tree_size": checkpoint[0],
                             "path": e.relative,
                             "manifest_sha256": e.manifest_sha256,
-                            "rows": len(e.rows),
+                            "rows": e.rows.num_rows,
                         },
                     )
                 ],
@@ -824,7 +884,7 @@ def _insert_manifest(conn: Connection, e: Extract, tree_size: int, manifest: str
             generation=e.generation,
             tree_size=tree_size,
             path=e.relative,
-            rows=len(e.rows),
+            rows=e.rows.num_rows,
             changes=e.changes,
             manifest_sha256=e.manifest_sha256,
             manifest=manifest,
@@ -839,7 +899,7 @@ def _record_rows(conn: Connection, e: Extract) -> None:
         conn.execute(delete(extract_rows).where(extract_rows.c.township == e.township))
         changed = sorted(e.sent)
     else:  # a version no longer in force (in no ``sent``) is forgotten once told
-        touched = sorted(str(r["cert_id"]) for r in e.rows)
+        touched = sorted(str(c) for c in e.rows["cert_id"].to_pylist())
         for chunk in chunks(touched):
             conn.execute(
                 delete(extract_rows).where(

@@ -17,6 +17,7 @@ from onceonly.privacy import (
     mask_citizen_id,
     mask_citizen_ids,
     mask_name,
+    mask_names,
     mask_phone,
     mask_value,
     scrub_exception_message,
@@ -87,6 +88,14 @@ def test_mask_value_dispatch() -> None:
 
 # --------------------------------------------------------------------------------------------
 # Vectorised mask
+
+
+@given(st.lists(st.one_of(st.none(), st.text(max_size=8)), max_size=20))
+def test_mask_names_masks_each_name_as_mask_name_does(names: list[str | None]) -> None:
+    assert mask_names(pa.array(names, pa.string())).to_pylist() == [mask_name(n) for n in names]
+    assert mask_names(pa.chunked_array([pa.array(names, pa.string())])).to_pylist() == [
+        mask_name(n) for n in names
+    ]
 
 
 def test_mask_citizen_ids_keeps_nulls_and_type() -> None:

@@ -383,7 +383,7 @@ def test_an_extract_returned_holds_no_rows_once_recorded(world: World) -> None:
     world.people(1, 2)
     world.people(3, township=XIAZHUZHUANG)
     written = world.refresh()
-    assert [(e.count, e.rows, e.sent) for e in written] == [(2, [], {}), (1, [], {})]
+    assert [(e.count, e.rows.num_rows, e.sent) for e in written] == [(2, 0, {}), (1, 0, {})]
     assert [e.summary_row()["行数"] for e in written] == [2, 1]
 
 
