@@ -23,8 +23,9 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/onceonly demo $(if $(ROWS),--rows $(ROWS)) $(if $(RESET),--reset)
 
+# Two pytest processes at once (end-to-end tests; the rest): tests/groups.py.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python tests/groups.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
