@@ -16,6 +16,7 @@ registrations get in; a connector removed later is not brought back by its file.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -63,7 +64,27 @@ def registered(catalog: Catalog) -> dict[str, Registration]:
     c = connector_registrations.c
     with catalog.read() as conn:
         rows = conn.execute(select(c.name, c.yaml_text).where(c.removed_at.is_(None)).order_by(c.name)).all()
-    return {r.name: parse_registration(r.yaml_text, f"catalog registration {r.name!r}") for r in rows}
+    return {r.name: _parsed(r.name, r.yaml_text) for r in rows}
+
+
+# A run asks for the registrations ~100 times (every subflow, every connector): each text is
+# parsed and validated once per process, and each caller gets its own deep copy (the options
+# are dicts). Keyed by the stored text, so a registration changed in the catalog is parsed anew.
+_PARSED: dict[tuple[str, str], Registration] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed(name: str, text: str) -> Registration:
+    key = (name, text)
+    with _PARSED_LOCK:
+        cached = _PARSED.get(key)
+    if cached is None:
+        cached = parse_registration(text, f"catalog registration {name!r}")  # errors are not kept
+        with _PARSED_LOCK:
+            if len(_PARSED) >= 512:
+                _PARSED.clear()
+            _PARSED[key] = cached
+    return cached.model_copy(deep=True)
 
 
 def removed(catalog: Catalog) -> list[str]:

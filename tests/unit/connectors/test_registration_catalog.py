@@ -58,3 +58,24 @@ def test_the_catalog_stores_the_text_as_written_with_secret_names_only(catalog: 
     with pytest.raises(ConfigurationError, match="secrets"):  # a value pasted in is refused before storing
         pasted = TEXT.replace("ONCEONLY_SECRET_GONGAN_HOUSEHOLD_PASSWORD", "s3cret value!")
         parse_registration(pasted, "gongan.yaml")
+
+
+def test_a_stored_text_is_parsed_once_and_each_caller_gets_its_own_copy(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import connectors.registry as registry
+
+    text = TEXT.replace("huji", f"huji_{uuid.uuid4().hex}")  # a text this process never parsed
+    register(catalog, parse_registration(text, "gongan.yaml"), text)
+    parsed: list[str] = []
+    real = registry.parse_registration
+    monkeypatch.setattr(registry, "parse_registration", lambda t, s: parsed.append(s) or real(t, s))
+    first = registered(catalog)["gongan-household"]
+    first.options["table"] = "changed by a caller"
+    again = registered(catalog)["gongan-household"]
+    assert again.options["table"] == "household_member" and len(parsed) == 1
+    changed = text.replace("household_member", "huji_member")
+    register(catalog, parse_registration(changed, "gongan.yaml"), changed)
+    assert registered(catalog)["gongan-household"].options["table"] == "huji_member"
