@@ -63,7 +63,7 @@ class ConnectorResult:
     cancelled: int = 0
     seconds: float = 0.0
     #: Wall seconds in each stage: pull (the source), validate (the contract), land (lake, catalog,
-    #: certificates, log). On Dask, pull and validate are the waits for the workers' batches.
+    #: certificates, log). On Dask, pull is the wait for the workers' pulled and validated batches.
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
     def timed(self, stage: str) -> contextlib.AbstractContextManager[None]:

@@ -407,7 +407,7 @@ def _found(conn: Connection, township: str, policy: ExtractPolicy) -> pa.Table:
         .group_by("cert_id", use_threads=False)
         .aggregate([("i", "max")])["i_max"]
     )
-    return table.take(pc.sort_indices(keep))
+    return table.take(keep.combine_chunks().sort())  # the rows kept, in log order
 
 
 def _contents(shown: pa.Table) -> pa.Array:
@@ -534,7 +534,11 @@ def _write_xlsx(path: Path, extract: Extract, manifest_lines: Sequence[tuple[str
             start = page * _SHEET_ROWS
             part = [c[start : start + _SHEET_ROWS] for c in columns]
             for number, values in enumerate(zip(*part, strict=True), start=1):
-                write(number, 0, values)
+                if write(number, 0, values):  # XlsxWriter returns an error code, and stops the row
+                    raise ConfigurationError(
+                        f"township {extract.township}: certificate {values[NAMES.index('cert_id')]} "
+                        "cannot be written to the workbook (a text over 32,767 characters?)"
+                    )
         notes = book.add_worksheet("说明")
         notes.set_column(0, 0, 18)
         notes.set_column(1, 1, 100)

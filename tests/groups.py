@@ -63,8 +63,10 @@ def main(extra: list[str]) -> int:
     for name, (_, tail, _) in running.items():
         summary = next((line for line in reversed(tail) if line.startswith("=")), "(no summary)")
         print(f"[{name}] exit {codes[name]}: {summary.strip()}", flush=True)
-    # Exit 5 (no test collected) is a failure, unless extra arguments filtered one group empty.
-    return next((code for code in codes.values() if code and not (code == 5 and extra)), 0)
+    # Exit 5 (no test collected) is a failure, unless extra arguments filtered one group empty
+    # while the other ran its tests.
+    ran = any(code == 0 for code in codes.values())
+    return next((code for code in codes.values() if code and not (code == 5 and extra and ran)), 0)
 
 
 if __name__ == "__main__":

@@ -88,3 +88,47 @@ def test_a_workbook_past_one_sheets_rows_goes_on_to_the_next_sheet(
         book.close()
     assert read_xlsx_rows(path) == written
     assert list(written[0]) == list(NAMES)
+
+
+def test_a_certificate_replaced_twice_counts_once_and_the_later_ones_stay(tmp_path: Path) -> None:
+    """Two newer versions of one certificate join it twice: planning keeps one row of it, and
+    every later certificate of the township (a wrong ``take`` once kept the first rows instead)."""
+    import sqlalchemy as sa
+
+    from catalog._schema import certificates, extract_manifests, extract_rows, metadata
+    from sharing.extracts import ExtractPolicy, Shown, TypeRule, _found, _plan
+
+    rule = TypeRule(
+        "T",
+        "证照",
+        "d",
+        ("m",),
+        (Shown("holder_name", "public", True, "w"), Shown("holder_id", "secret", False, "w")),
+    )
+    policy = ExtractPolicy({"T": rule})
+    here, there = "120114001000", "120114002000"
+
+    def cert(leaf: int, cert_id: str, township: str = here, previous: str | None = None) -> dict[str, Any]:
+        return {
+            "cert_id": cert_id, "dataset": "d", "record_key": cert_id,
+            "holder_id": f"12011419900101{leaf:04d}",
+            "holder_name": "张三", "type_code": "T", "type_name": "证照", "issuer_code": "I", "serial": leaf,
+            "version": 1, "status": "有效", "issue_date": dt.date(2020, 1, 1), "valid_from": None,
+            "valid_to": None, "township": township, "content_sha256": "x", "leaf_index": leaf,
+            "batch_id": "b", "previous_id": previous,
+        }  # fmt: skip
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    metadata.create_all(engine, tables=[certificates, extract_rows, extract_manifests])
+    with engine.begin() as conn:
+        conn.execute(certificates.insert(), [cert(1, "A"), cert(2, "B"), cert(3, "C")])
+        conn.execute(certificates.insert(), [cert(4, "A2", there, "A"), cert(5, "A3", there, "A")])
+    with engine.connect() as conn:
+        found = _found(conn, here, policy)
+        planned = _plan(conn, tmp_path / "x", here, 1, policy, True)
+    assert found["cert_id"].to_pylist() == ["A", "B", "C"]
+    assert found["superseded"].to_pylist() == [True, False, False]
+    assert found["moved_to"].to_pylist()[0] == there
+    assert planned is not None and planned.rows["cert_id"].to_pylist() == ["B", "C"]
+    assert sorted(planned.sent) == ["B", "C"]
+    engine.dispose()
