@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,7 @@ from evidence.witness import configured_witnesses, submit_to_witnesses, witness_
 from flows import events
 from flows.ahead import Ahead, clear_dead_spools, runs_on_dask
 from flows.pipeline import Pipeline, pipeline_for
+from flows.prefetch import prefetched
 from flows.progress import ProgressLine
 from flows.redaction import (
     failed_state,
@@ -374,44 +376,48 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             if ahead is not None and prepared is not None:  # pulled and validated on a Dask worker
                 connector.take_over(prepared.handover)
                 batches = _timed_replay(ahead.replay(prepared), result)
-            else:
-                batches = _pull_and_validate(connector, validator, cursor, settings.batch_size, result)
-            for pulled, validation in batches:
-                landing = time.perf_counter()
-                result.observe(validation)
-                digest = content_digest(pulled.batch)
-                _refuse_breach(lander, connector_name, compiled, validation, cursor, digest, result)
-                deleted = _stage_deletions(pending, registration, compiled, cursor, pulled, digest)
-                landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled, digest)
-                result.add(landed)
-                if deleted is not None:
-                    done = cancel_deleted(
-                        pipeline.catalog,
-                        pipeline.log,
-                        pending,
-                        landed.batch_id,
-                        registration.dataset,
-                        deleted,
-                        status_dir=status_dir,
-                    )
-                    result.cancelled += done.certificates
-                    if done.certificates:
-                        logger.info(
-                            "%s: %d certificate(s) 注销: their source records were deleted",
-                            connector_name,
-                            done.certificates,
-                        )
-                if not landed.already_landed:
-                    for kind, count in pulled.changes.items():
-                        result.changes[kind] = result.changes.get(kind, 0) + count
-                cursor = pulled.cursor
-                connector.landed(pulled.cursor)  # e.g. archive the files this batch finished
-                progress.landed(landed)
-                if not landed.already_landed and landed.pulled:
-                    freshness.landed(landed, run_id)
-                result.stage_seconds["land"] = result.stage_seconds.get("land", 0.0) + (
-                    time.perf_counter() - landing
+            else:  # pulled and validated on a second thread, one batch ahead of landing
+                pulling = functools.partial(
+                    _pull_and_validate, connector, validator, cursor, settings.batch_size, result
                 )
+                batches = _waited(prefetched(pulling, name=f"pull-{connector_name}"), result)
+            with contextlib.closing(batches):  # on leaving, early or not, the puller stops
+                for pulled, validation in batches:
+                    landing = time.perf_counter()
+                    result.observe(validation)
+                    digest = content_digest(pulled.batch)
+                    _refuse_breach(lander, connector_name, compiled, validation, cursor, digest, result)
+                    deleted = _stage_deletions(pending, registration, compiled, cursor, pulled, digest)
+                    landed = land_batch(lander, connector_name, compiled, validation, cursor, pulled, digest)
+                    result.add(landed)
+                    if deleted is not None:
+                        done = cancel_deleted(
+                            pipeline.catalog,
+                            pipeline.log,
+                            pending,
+                            landed.batch_id,
+                            registration.dataset,
+                            deleted,
+                            status_dir=status_dir,
+                        )
+                        result.cancelled += done.certificates
+                        if done.certificates:
+                            logger.info(
+                                "%s: %d certificate(s) 注销: their source records were deleted",
+                                connector_name,
+                                done.certificates,
+                            )
+                    if not landed.already_landed:
+                        for kind, count in pulled.changes.items():
+                            result.changes[kind] = result.changes.get(kind, 0) + count
+                    cursor = pulled.cursor
+                    connector.landed(pulled.cursor)  # e.g. archive the files this batch finished
+                    progress.landed(landed)
+                    if not landed.already_landed and landed.pulled:
+                        freshness.landed(landed, run_id)
+                    result.stage_seconds["land"] = result.stage_seconds.get("land", 0.0) + (
+                        time.perf_counter() - landing
+                    )
 
 
 def _pull_and_validate(
@@ -433,9 +439,26 @@ def _pull_and_validate(
         yield pulled, validation
 
 
+def _waited(
+    batches: Iterator[tuple[Pulled, Validation]], result: ConnectorResult
+) -> Generator[tuple[Pulled, Validation], None, None]:
+    """The prefetched batches; the time landing waits for each counts as ``wait``."""
+    try:
+        while True:
+            with result.timed("wait"):
+                item = next(batches, None)
+            if item is None:
+                return
+            yield item
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 def _timed_replay(
     batches: Iterator[tuple[Pulled, Validation]], result: ConnectorResult
-) -> Iterator[tuple[Pulled, Validation]]:
+) -> Generator[tuple[Pulled, Validation], None, None]:
     """The batches a Dask worker pulled and validated; the wait for each counts as pull."""
     while True:
         with result.timed("pull"):

@@ -24,8 +24,10 @@ from typing import Any
 from contracts.validate import RuleTally, Validation
 from lake.landing import LandedBatch
 
-#: A connector's stages, and the run's, in the order they happen.
-STAGES = ("pull", "validate", "land")
+#: A connector's stages, and the run's, in the order they happen. Pull and validate run on a
+#: second thread alongside land (``flows.prefetch``): ``wait`` is the time landing waited for the
+#: next batch, so a connector's wall time is about land + wait.
+STAGES = ("pull", "validate", "land", "wait")
 RUN_STAGES = ("recover", "status", "extracts", "witnesses")
 
 
