@@ -78,9 +78,14 @@ def block_of(registration: Registration, prefect_secrets: PrefectSecrets | None 
     )
 
 
-def save_block(registration: Registration) -> str:
-    """Save (or replace) the block named after the connector; returns the block's name."""
+def save_block(registration: Registration, *, unless_same: bool = False) -> str:
+    """Save (or replace) the block named after the connector; returns the block's name.
+
+    ``unless_same``: leave a stored block that already says the same (each daily run syncs
+    every block; reading one is a GET, saving it ~160 ms of the API's writes)."""
     block = block_of(registration)
+    if unless_same and _stored_is(block):
+        return registration.name
     try:
         block.save(registration.name, overwrite=True)
     except Exception as exc:  # the Prefect API's own errors: the registration itself stands
@@ -89,6 +94,17 @@ def save_block(registration: Registration) -> str:
             f"{str(exc).splitlines()[0] if str(exc) else ''}"
         ) from exc
     return registration.name
+
+
+def _stored_is(block: OnceOnlyConnector) -> bool:
+    """Whether the stored block of the same name holds the same fields (secrets compared by value)."""
+    fields = set(OnceOnlyConnector.model_fields)
+    try:
+        stored = cast(Any, OnceOnlyConnector).load(block.connector)
+    except Exception:  # none yet, an older shape, the API's own errors: save it
+        return False
+    same: bool = stored.model_dump(include=fields) == block.model_dump(include=fields)
+    return same
 
 
 def delete_block(name: str) -> bool:
@@ -116,7 +132,8 @@ class Synced:
 def sync_blocks(registrations: Mapping[str, Registration]) -> Synced:
     """Make the ``onceonly-connector`` blocks mirror ``registrations`` (the catalog's).
 
-    Every registered connector's block is saved (replaced); the block of a connector that is
+    Every registered connector's block is saved (replaced, unless it already says the same:
+    ``Synced.saved`` names it all the same); the block of a connector that is
     no longer registered is deleted. A block that cannot be saved or deleted is a problem
     reported, not an error: the catalog, not the block, is what the flow runs.
     """
@@ -124,7 +141,7 @@ def sync_blocks(registrations: Mapping[str, Registration]) -> Synced:
     problems: list[str] = []
     for _, registration in sorted(registrations.items()):
         try:
-            saved.append(save_block(registration))
+            saved.append(save_block(registration, unless_same=True))
         except ConfigurationError as exc:
             problems.append(str(exc))
     deleted: list[str] = []

@@ -37,6 +37,7 @@ import pyarrow as pa
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as prefect_flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Completed, Failed, State
 from sqlalchemy.engine import Connection
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -776,7 +777,11 @@ def _sync_one(
         with pipeline.catalog.begin() as conn:
             record_failure(conn, name, dataset, run_id, error)
     else:
-        state = sync_connector(name, run_id, settings, return_state=True)
+        # No Prefect heartbeat thread of its own: the run's flow beats for this process, and
+        # joining a subflow's thread took up to 1 s (it sleeps in 1-second steps), ~0.5 s per
+        # connector of every run.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            state = sync_connector(name, run_id, settings, return_state=True)
         outcome = state.result(raise_on_failure=False)
         if isinstance(outcome, ConnectorResult):
             return outcome
