@@ -55,12 +55,18 @@ def run_flow(connectors: list[str] | None, settings: Any = None) -> bool:
             f"no connector named {', '.join(map(repr, unknown))} is registered "
             f"(known: {', '.join(sorted(known)) or 'none'})"
         )
-    from flows.daily_sharing import daily_sharing, summary_of
-    from flows.runners import task_runner_for
+    built: list[Any] = []
 
-    flow = daily_sharing.with_options(task_runner=task_runner_for(settings))
-    with temporary_server():
-        state = flow(connectors=connectors, settings=settings, return_state=True)
+    def build_flow() -> None:  # while the temporary server starts: the flow's imports take ~2 s
+        from flows.daily_sharing import daily_sharing
+        from flows.runners import task_runner_for
+
+        built.append(daily_sharing.with_options(task_runner=task_runner_for(settings)))
+
+    with temporary_server(while_starting=build_flow):
+        state = built[0](connectors=connectors, settings=settings, return_state=True)
+    from flows.daily_sharing import summary_of
+
     summary = summary_of(state, settings)
     if summary is None:
         outcome = state.result(raise_on_failure=False)

@@ -52,11 +52,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def temporary_server(*, timeout: float | None = None) -> Iterator[str | None]:
+def temporary_server(
+    *, timeout: float | None = None, while_starting: Callable[[], object] | None = None
+) -> Iterator[str | None]:
     """Serve Prefect's API on a free local port for the duration of the block.
 
     Yields the API URL, with ``PREFECT_API_URL`` pointing at it inside the block; yields None
-    and starts nothing when ``PREFECT_API_URL`` already names a server.
+    and starts nothing when ``PREFECT_API_URL`` already names a server. ``while_starting`` is
+    called while the server starts (in its own process, ~3 s): e.g. importing the flow (~2 s).
     """
     from prefect.settings import (
         PREFECT_API_URL,
@@ -66,6 +69,8 @@ def temporary_server(*, timeout: float | None = None) -> Iterator[str | None]:
     )
 
     if PREFECT_API_URL.value():
+        if while_starting is not None:
+            while_starting()
         yield None
         return
     port = _free_port()
@@ -99,6 +104,8 @@ def temporary_server(*, timeout: float | None = None) -> Iterator[str | None]:
     )
     url = f"http://127.0.0.1:{port}/api"
     try:
+        if while_starting is not None:
+            while_starting()
         _wait_healthy(process, url, timeout or PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value())
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
