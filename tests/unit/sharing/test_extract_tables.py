@@ -79,7 +79,7 @@ def test_a_workbook_past_one_sheets_rows_goes_on_to_the_next_sheet(
     table = pa.Table.from_pylist(written, schema=EXTRACT_SCHEMA)
     extract = Extract("120114001000", 1, "full", None, 1, table, {"snapshot": 7}, {}, tmp_path / "x")
     path = tmp_path / "certificates.xlsx"
-    extracts._write_xlsx(path, extract, [("镇街", "test")])
+    extracts._write_xlsx(path, extract.township, extract.rows, [("镇街", "test")])
     book = openpyxl.load_workbook(path, read_only=True)
     try:
         assert book.sheetnames == ["证照", "证照2", "证照3", "说明"]

@@ -33,6 +33,7 @@ from sharing.extract_manifest import (
     apply_extract,
     file_sha256,
     open_manifest,
+    read_xlsx_rows,
     verify_extract,
 )
 from sharing.extracts import (
@@ -595,3 +596,46 @@ def test_a_citizen_id_is_never_in_clear(world: World) -> None:
     with pytest.raises(ValidationError, match="holder_id cannot be in clear"):
         Settings(extracts_in_clear={"temporary-assistance": ["holder_id"]})
     assert Settings(extracts_in_clear={"temporary-assistance": ["holder_name"]}).extracts_in_clear
+
+
+def test_workbooks_written_by_worker_processes_are_the_same_files_recorded_in_order(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big extracts have their workbooks written by a pool of processes ahead of recording: the
+    same bytes as written in the flow's process, the extracts logged in township order."""
+    import sharing.extracts as ex
+
+    world.people(1, 2, 3)
+    world.people(4, 5, township=XIAZHUZHUANG)
+    inline = world.refresh()
+    inline_files = {e.township: {f["name"]: f["sha256"] for f in e.files} for e in inline}
+    monkeypatch.setattr(ex, "_POOL_ROWS", 1)  # every extract through the pool
+    pooled = world.refresh(full=True)  # the same certificates again, as numbered snapshots 2
+    assert [e.township for e in pooled] == [YANGCUN, XIAZHUZHUANG]
+    assert [e.leaf_index for e in pooled] == sorted(e.leaf_index for e in pooled)
+    for e in pooled:
+        assert verify_extract(e.folder, world.verifiers).manifest["extract_no"] == 2
+        assert _rows(e.folder) == read_xlsx_rows(e.folder / XLSX_FILE)
+        # the workbook bytes depend on the rows and the 说明 sheet (number 2, not 1): compare the rows' files
+        files = {f["name"]: f["sha256"] for f in e.files}
+        assert files[ROWS_FILE] == inline_files[e.township][ROWS_FILE]
+    assert not list(world.out.glob("township=*/*.tmp-*"))
+
+
+def test_a_workbook_a_worker_cannot_write_fails_its_township_and_leaves_nothing(tmp_path: Path) -> None:
+    import sharing.extracts as ex
+
+    row = {name: None for name in NAMES} | {"cert_id": "CERT-LONG", "holder_name": "张" * 40_000}
+    table = pa.Table.from_pylist([row], schema=EXTRACT_SCHEMA)
+    extract = ex.Extract(YANGCUN, 1, "full", None, 1, table, {"snapshot": 1}, {}, tmp_path / "x")
+    books = ex._Workbooks(min_rows=1, workers=2)
+    try:
+        future = books.submit(tmp_path / "x.tmp" / XLSX_FILE, extract, [("镇街", "test")])
+        assert future is not None and books.ahead == 2
+        with pytest.raises(ConfigurationError, match="township 120114001000: certificate CERT-LONG"):
+            future.result()
+    finally:
+        books.close()
+    assert not (tmp_path / "x.tmp" / XLSX_FILE).exists()
+    small = ex._Workbooks(min_rows=2)
+    assert small.submit(tmp_path / "y" / XLSX_FILE, extract, []) is None and small.ahead == 0
