@@ -158,12 +158,24 @@ class Connector(abc.ABC):
         """Override where the source can count the rows after ``cursor`` (default: it cannot)."""
         return None
 
+    #: Whether :meth:`landed` may run while :meth:`pull` goes on in another thread (the daily
+    #: flow pulls one batch ahead of landing, ``flows.prefetch``), and after the pull's
+    #: generator has finished. A type that overrides ``landed`` is pulled in the landing
+    #: thread, one batch at a time, unless it says so here.
+    landed_while_pulling: ClassVar[bool] = False
+
     def landed(self, cursor: Cursor) -> None:  # noqa: B027 - optional hook, not abstract
         """Called after the batch that ended at ``cursor`` has landed (its transaction committed).
 
         For work that must wait until the rows are safe, e.g. ``files`` moving a finished file
-        to its archive folder. Must not raise for a failure that a later pull can redo.
+        to its archive folder. Must not raise for a failure that a later pull can redo. See
+        :attr:`landed_while_pulling` for the thread it runs on.
         """
+
+    @property
+    def prefetchable(self) -> bool:
+        """Whether the next batch may be pulled on another thread while this one lands."""
+        return type(self).landed is Connector.landed or self.landed_while_pulling
 
     def handover(self) -> dict[str, Any]:
         """What :meth:`landed` needs from the pull that yielded the batches, for when another

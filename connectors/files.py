@@ -184,6 +184,10 @@ class FilesConnector(Connector):
     options_model = FilesOptions
     opts: FilesOptions
     path_options = ("path", "archive", "snapshot_dir")
+    # landed() moves files the pull has read to the end (a cursor's "done"); the pull lists
+    # the files (``_found``) and archives an earlier run's before yielding its first batch,
+    # so nothing it still reads is moved under it.
+    landed_while_pulling = True
 
     def validate_options(self) -> None:
         self._fs, self._root = _filesystem(self.opts.path)

@@ -377,11 +377,15 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
             if ahead is not None and prepared is not None:  # pulled and validated on a Dask worker
                 connector.take_over(prepared.handover)
                 batches = _timed_replay(ahead.replay(prepared), result)
-            else:  # pulled and validated on a second thread, one batch ahead of landing
+            elif connector.prefetchable:  # pulled and validated on a second thread, a batch ahead
                 pulling = functools.partial(
                     _pull_and_validate, connector, validator, cursor, settings.batch_size, result
                 )
                 batches = _waited(prefetched(pulling, name=f"pull-{connector_name}"), result)
+            else:  # its landed() must not meet its pull on another thread: one batch at a time
+                batches = _waited(
+                    _pull_and_validate(connector, validator, cursor, settings.batch_size, result), result
+                )
             with contextlib.closing(batches):  # on leaving, early or not, the puller stops
                 for pulled, validation in batches:
                     landing = time.perf_counter()
@@ -428,16 +432,17 @@ def _pull_and_validate(
     batch_size: int,
     result: ConnectorResult,
 ) -> Iterator[tuple[Pulled, Validation]]:
-    """Each batch pulled, then validated; the wall time of each stage added to ``result``."""
-    batches = iter(connector.pull(cursor, batch_size))
-    while True:
-        with result.timed("pull"):
-            pulled = next(batches, None)
-        if pulled is None:
-            return
-        with result.timed("validate"):
-            validation = validate_batch(validator, pulled.batch, connector.name)
-        yield pulled, validation
+    """Each batch pulled, then validated; the wall time of each stage added to ``result``. The
+    connector's pull is closed here when this stops early (a validation error, a close)."""
+    with contextlib.closing(connector.pull(cursor, batch_size)) as batches:
+        while True:
+            with result.timed("pull"):
+                pulled = next(batches, None)
+            if pulled is None:
+                return
+            with result.timed("validate"):
+                validation = validate_batch(validator, pulled.batch, connector.name)
+            yield pulled, validation
 
 
 def _waited(
@@ -779,7 +784,9 @@ def _sync_one(
     else:
         # No Prefect heartbeat thread of its own: the run's flow beats for this process, and
         # joining a subflow's thread took up to 1 s (it sleeps in 1-second steps), ~0.5 s per
-        # connector of every run.
+        # connector of every run. So a Prefect automation that marks runs Crashed on missing
+        # heartbeats sees the run, not its sync-connector subflows (the catalog's own
+        # heartbeat and lease recover those: lake.runs).
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             state = sync_connector(name, run_id, settings, return_state=True)
         outcome = state.result(raise_on_failure=False)

@@ -9,7 +9,8 @@ Example::
 
 With Dask, each connector's pull and validation runs as a task on the cluster, all connectors at
 once, while the flow lands what they prepared one connector after another (``flows.ahead``);
-with threads the flow pulls, validates and lands each batch in turn. Both land the same batches
+with threads the flow lands each batch in turn while the next one is pulled and validated on a
+second thread (``flows.prefetch``). Both land the same batches
 in the same order: the same certificates, the same log.
 
 A deployment's worker imports the flow, so the runner is chosen when ``flows.daily_sharing`` is

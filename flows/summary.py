@@ -144,7 +144,8 @@ class RunSummary:
         return f"{len(self.failed)} of {len(self.connectors)} connector(s) failed — " + "; ".join(parts)
 
     def connector_stage_seconds(self) -> dict[str, float]:
-        """Seconds per connector stage (pull, validate, land), summed over the connectors."""
+        """Seconds per connector stage, summed over the connectors (pull and validate overlap
+        land: see ``STAGES``)."""
         total: dict[str, float] = {}
         for c in self.connectors:
             for stage, seconds in c.stage_seconds.items():

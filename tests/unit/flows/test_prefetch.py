@@ -6,6 +6,7 @@ import contextvars
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -102,3 +103,63 @@ def test_an_error_while_consuming_stops_the_producer() -> None:
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         next(prefetched(lambda: iter([1]), depth=0))
+
+
+def test_an_interrupt_waits_only_briefly_for_a_batch_being_pulled(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import flows.prefetch as prefetch
+
+    monkeypatch.setattr(prefetch, "_INTERRUPTED_WAIT", 0.2)
+    release = threading.Event()
+
+    def slow() -> Iterator[int]:
+        yield 1
+        release.wait(10)  # a long query, a whole-table snapshot being staged
+        yield 2
+
+    items = prefetched(slow, name="prefetch-slow")
+    assert next(items) == 1
+    started = time.monotonic()
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        items.throw(KeyboardInterrupt)  # Ctrl-C while landing waited for the next batch
+    assert time.monotonic() - started < 5
+    assert "interrupted while a batch was being pulled" in caplog.text
+    release.set()
+
+
+def test_a_pull_that_fails_to_close_is_logged_by_type_only(caplog: pytest.LogCaptureFixture) -> None:
+    def leaky() -> Iterator[str]:
+        try:
+            for i in range(100):
+                yield f"110101199003071234-{i}"
+        finally:
+            raise OSError("cannot close 110101199003071234's file")
+
+    items = prefetched(leaky, name="prefetch-leaky")
+    with caplog.at_level("WARNING"):
+        assert next(items).startswith("110101")
+        items.close()
+    assert "closing the stopped pull failed: OSError" in caplog.text
+    assert "110101199003071234" not in caplog.text
+
+
+def test_a_connector_whose_landed_hook_may_meet_its_pull_is_not_prefetched() -> None:
+    from connectors.base import Connector
+    from connectors.files import FilesConnector
+    from connectors.http import HttpConnector
+    from connectors.sql import SqlConnector
+
+    class Acknowledging(SqlConnector):
+        def landed(self, cursor: Any) -> None:  # e.g. acknowledges on the pull's own channel
+            pass
+
+    class Declared(Acknowledging):
+        landed_while_pulling = True
+
+    def prefetchable(cls: type[Connector]) -> bool:
+        return bool(Connector.prefetchable.fget(object.__new__(cls)))  # type: ignore[attr-defined]
+
+    assert prefetchable(SqlConnector) and prefetchable(HttpConnector) and prefetchable(FilesConnector)
+    assert not prefetchable(Acknowledging)
+    assert prefetchable(Declared)
