@@ -97,14 +97,22 @@ def save_block(registration: Registration, *, unless_same: bool = False) -> str:
 
 
 def _stored_is(block: OnceOnlyConnector) -> bool:
-    """Whether the stored block of the same name holds the same fields (secrets compared by value)."""
-    fields = set(OnceOnlyConnector.model_fields)
+    """Whether the stored block of the same name has this block type's schema and the same
+    field values (secrets compared by value): one GET."""
+    from prefect.client.orchestration import get_client
+
     try:
-        stored = cast(Any, OnceOnlyConnector).load(block.connector)
-    except Exception:  # none yet, an older shape, the API's own errors: save it
+        with get_client(sync_client=True) as client:
+            document = client.read_block_document_by_name(
+                block.connector, OnceOnlyConnector.get_block_type_slug(), include_secrets=True
+            )
+        checksum = cast(Any, OnceOnlyConnector)._calculate_schema_checksum()
+        if document.block_schema is None or document.block_schema.checksum != checksum:
+            return False  # an older shape of the block: saving registers the current one
+        stored = OnceOnlyConnector.model_validate(document.data)
+    except Exception:  # none yet, data of another shape, the API's own errors: save it
         return False
-    same: bool = stored.model_dump(include=fields) == block.model_dump(include=fields)
-    return same
+    return all(getattr(stored, name) == getattr(block, name) for name in OnceOnlyConnector.model_fields)
 
 
 def delete_block(name: str) -> bool:

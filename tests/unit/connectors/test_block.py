@@ -202,26 +202,33 @@ def test_sync_blocks_mirrors_the_registrations(prefect_harness: None) -> None:
     assert sync_blocks({kept.name: kept}).deleted == ()
 
 
-def test_a_block_that_already_says_the_same_is_not_written_again(prefect_harness: None) -> None:
-    from prefect.client.orchestration import get_client
-
+def test_a_block_that_already_says_the_same_is_not_written_again(
+    prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connectors.block as block_module
     from connectors.block import save_block
 
     name = f"gongan-{uuid.uuid4().hex[:8]}"
-
-    def updated() -> object:
-        with get_client(sync_client=True) as client:
-            return client.read_block_document_by_name(name, "onceonly-connector").model_dump()
-
     secret = f"ONCEONLY_SECRET_{name.upper().replace('-', '_')}_"
+    saves: list[str] = []
+    real_save = OnceOnlyConnector.save
+
+    def counted(self: OnceOnlyConnector, *args: object, **kwargs: object) -> object:
+        saves.append(self.connector)
+        return real_save(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OnceOnlyConnector, "save", counted)
     first = _registration("sqlite:///a.db", "t", name=name, password=secret + "PASSWORD")
-    save_block(first)
-    stored = updated()
+    save_block(first, unless_same=True)  # none stored yet
+    assert saves == [name]
+    assert block_module._stored_is(block_of(first))
     save_block(first, unless_same=True)
-    assert updated() == stored  # nothing written
+    assert saves == [name]  # the same: not written again
     moved = _registration("sqlite:///b.db", "t", name=name, password=secret + "PASSWORD")
     save_block(moved, unless_same=True)
+    assert saves == [name, name]
     assert OnceOnlyConnector.load(name).options["url"] == "sqlite:///b.db"
     renamed = _registration("sqlite:///b.db", "t", name=name, password=secret + "PASSWORD2")
     save_block(renamed, unless_same=True)  # only a secret's name changed: compared by value
+    assert saves == [name, name, name]
     assert OnceOnlyConnector.load(name).secrets["password"].get_secret_value() == secret + "PASSWORD2"
