@@ -44,15 +44,18 @@ that dies between recording and renaming has its folder put in place by the next
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import logging
 import multiprocessing
 import os
 import re
 import shutil
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -388,7 +391,9 @@ def _found(conn: Connection, township: str, policy: ExtractPolicy) -> pa.Table:
     whether a newer version replaced it (``superseded``) and that version's township."""
     successor = certificates.alias("successor")
     names = [n for n in NAMES if n != "change"]
-    result = conn.execute(
+    types = [EXTRACT_SCHEMA.field(n).type for n in names]
+    *columns, successor_id, moved_to = _driver_columns(
+        conn,
         select(
             *(certificates.c[n] for n in names),
             successor.c.cert_id.label("successor_id"),
@@ -396,14 +401,14 @@ def _found(conn: Connection, township: str, policy: ExtractPolicy) -> pa.Table:
         )
         .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
         .where(and_(certificates.c.township == township, certificates.c.type_code.in_(sorted(policy.types))))
-        .order_by(certificates.c.leaf_index)
-    ).all()
-    columns = list(zip(*result, strict=True)) if result else [() for _ in range(len(names) + 2)]
+        .order_by(certificates.c.leaf_index),
+        [*types, pa.string(), pa.string()],
+    )
     table = pa.table(
         {
-            **{n: pa.array(columns[i], EXTRACT_SCHEMA.field(n).type) for i, n in enumerate(names)},
-            "superseded": pc.is_valid(pa.array(columns[len(names)], pa.string())),
-            "moved_to": pa.array(columns[len(names) + 1], pa.string()),
+            **dict(zip(names, columns, strict=True)),
+            "superseded": pc.is_valid(successor_id),
+            "moved_to": moved_to,
         }
     )
     if len(set(table["cert_id"].to_pylist())) == table.num_rows:
@@ -416,6 +421,28 @@ def _found(conn: Connection, township: str, policy: ExtractPolicy) -> pa.Table:
         .aggregate([("i", "max")])["i_max"]
     )
     return table.take(keep.combine_chunks().sort())  # the rows kept, in log order
+
+
+def _driver_columns(conn: Connection, statement: Any, types: Sequence[pa.DataType]) -> list[pa.Array]:
+    """The statement's columns as Arrow arrays of ``types``, from the driver's own rows.
+
+    No SQLAlchemy row per certificate and no per-value result processing: that was 3.6 s of a
+    5.5 s plan of 25 townships' 565,000 certificates. Dates come from SQLite as ISO text (as
+    SQLAlchemy's ``Date`` stores them) and from the servers as dates: cast either way."""
+    result = conn.execute(statement)
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in types]
+    arrays = []
+    for values, kind in zip(columns, types, strict=True):
+        if pa.types.is_date(kind):
+            array = pa.array(values)
+            arrays.append(array if array.type == kind else array.cast(kind))
+        else:
+            arrays.append(pa.array(values, kind))
+    return arrays
 
 
 def _contents(shown: pa.Table) -> pa.Array:
@@ -450,13 +477,13 @@ def _increment(
     conn: Connection, township: str, shown: pa.Table, contents: pa.Array, live: pa.Array, found: pa.Table
 ) -> tuple[pa.Table | None, dict[str, int]]:
     """The rows of an incremental extract and their count per change; None when nothing changed."""
-    sent_rows = conn.execute(
+    sent_ids, sent_hashes = _driver_columns(
+        conn,
         select(extract_rows.c.cert_id, extract_rows.c.content_sha256).where(
             extract_rows.c.township == township
-        )
-    ).all()
-    sent_ids = pa.array([r[0] for r in sent_rows], pa.string())
-    sent_hashes = pa.array([r[1] for r in sent_rows], pa.string())
+        ),
+        [pa.string(), pa.string()],
+    )
     before = pc.take(sent_hashes, pc.index_in(shown["cert_id"], value_set=sent_ids))
     was_sent = pc.is_valid(before)
     status = shown["status"]
@@ -482,7 +509,8 @@ def _increment(
     told = pc.is_valid(change)
     change = pc.filter(change, told)
     rows = pc.filter(shown, told)
-    gone = sorted(set(sent_ids.to_pylist()) - set(shown["cert_id"].to_pylist()))
+    kept = pc.is_in(sent_ids, value_set=shown["cert_id"].combine_chunks())
+    gone = sorted(set(pc.filter(sent_ids, pc.invert(kept)).to_pylist()))
     counts = dict.fromkeys(CHANGES, 0)
     for kind, count in zip(*pc.value_counts(change).flatten(), strict=True):
         counts[str(kind)] = int(count.as_py())
@@ -614,10 +642,13 @@ def _write_files(
     write_parquet_atomic(table, folder / PARQUET_FILE)
     write_atomic(folder / ROWS_FILE, table_rows_file(table, leaves))
     name = load_region_codes(extract.township[:6]).get(extract.township, "")
+    if workbook is not None:
+        try:
+            workbook.result()
+        except BrokenProcessPool:  # the worker died (OOM-killed?): write it here
+            workbook = None
     if workbook is None:
         _write_xlsx(folder / XLSX_FILE, extract.township, table, _notes(extract, policy, checkpoint, as_of))
-    else:
-        workbook.result()
     extract.files = [
         {
             "name": n,
@@ -674,7 +705,9 @@ def refresh_extracts(
     """Write the next extract of every township marked stale (or of ``townships``; ``full``: a
     full snapshot each), log and record them; return those written (module docstring).
 
-    One township at a time (its rows planned, written, recorded, then dropped): the files go to a
+    Township by township, in order (its rows planned, written, recorded, then dropped; a big
+    one's workbook written by a worker process while the next are planned, ``_Workbooks``, so
+    up to three townships' rows are held at once): the files go to a
     fresh temporary folder beside the extract's (``extract=N.tmp-…``), the manifest is logged and
     recorded in one transaction, and only then is the folder renamed into place. When another
     writer recorded number N first, this one removes its folder, leaves the township marked and
@@ -743,17 +776,22 @@ class _Workbooks:
     """Big extracts' workbooks written by worker processes while the next townships are planned.
 
     XlsxWriter spends ~5 µs of pure Python per cell (15,000 rows/s here); on one core it was
-    85% of a refresh. An extract of at least ``min_rows`` rows has its workbook written by a
-    process of a pool (one per core, at most two; started on the first such extract), and up to
-    ``ahead`` extracts wait to be recorded while theirs are written; smaller ones are written
-    where they are recorded, as before. The workbook is the same file whichever process writes
-    it (fixed times, fixed zip dates), so a rerun logs the same manifest.
+    85% of a refresh. On a machine with two cores or more, an extract of at least ``min_rows``
+    rows has its workbook written by a process of a pool of two (started on the first such
+    extract), and up to ``ahead`` extracts wait to be recorded while theirs are written;
+    smaller ones are written where they are recorded, as before. The workbook is the same file
+    whichever process writes it (fixed times, fixed zip dates), so a rerun logs the same
+    manifest. A pool that cannot start or breaks (no /dev/shm, a worker killed) is given up
+    for the rest of the refresh: the workbooks are then written in this process. The workers
+    start without the key passphrase, the catalog URL or any department secret in their
+    environment: they write files from rows, nothing more.
     """
 
     def __init__(self, min_rows: int | None = None, workers: int | None = None) -> None:
         self.min_rows = _POOL_ROWS if min_rows is None else min_rows
-        self.workers = workers or min(2, len(os.sched_getaffinity(0)))
+        self.workers = workers or min(2, _cores())
         self._pool: ProcessPoolExecutor | None = None
+        self._given_up = False
 
     @property
     def ahead(self) -> int:
@@ -762,14 +800,28 @@ class _Workbooks:
 
     def submit(self, path: Path, extract: Extract, notes: list[tuple[str, str]]) -> Future[None] | None:
         """The workbook of ``extract`` being written at ``path`` by a worker; None: too small,
-        ``_write_files`` writes it."""
-        if extract.rows.num_rows < self.min_rows or self.workers < 2:
+        or no pool — ``_write_files`` writes it."""
+        if extract.rows.num_rows < self.min_rows or self.workers < 2 or self._given_up:
             return None
-        if self._pool is None:
-            # spawn: the flow's process has threads (Prefect's, the heartbeat), which fork copies badly
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        private_dir(path.parent)
-        return self._pool.submit(_write_xlsx, path, extract.township, extract.rows, notes)
+        try:
+            with _environment_without_secrets():  # a worker process starts within submit
+                if self._pool is None:
+                    # spawn: the flow's process has threads (Prefect's, the heartbeat), which
+                    # fork copies badly
+                    context = multiprocessing.get_context("spawn")
+                    self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+                return self._pool.submit(_write_xlsx, path, extract.township, extract.rows, notes)
+        except (OSError, RuntimeError) as exc:  # BrokenProcessPool is a RuntimeError
+            self.give_up(exc)
+            return None
+
+    def give_up(self, exc: BaseException) -> None:
+        if not self._given_up:
+            logging.getLogger(__name__).warning(
+                "township workbooks: the worker processes failed (%s); writing them in this process",
+                type(exc).__name__,
+            )
+        self._given_up = True
 
     def close(self) -> None:
         if self._pool is not None:
@@ -777,7 +829,25 @@ class _Workbooks:
             self._pool = None
 
 
-_POOL_ROWS = 50_000  # an extract this big has its workbook written by a worker process (~3 s of work)
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (Linux)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _environment_without_secrets() -> Iterator[None]:
+    """The process environment without what a workbook writer has no business holding."""
+    names = [n for n in os.environ if n.startswith("ONCEONLY_SECRET_") or n in _NOT_FOR_WORKBOOK_WRITERS]
+    kept = {name: os.environ.pop(name) for name in names}
+    try:
+        yield
+    finally:
+        os.environ.update(kept)
+
+
+_NOT_FOR_WORKBOOK_WRITERS = frozenset({"ONCEONLY_KEY_PASSPHRASE", "ONCEONLY_DATABASE_URL"})
+_POOL_ROWS = 10_000  # an extract this big has its workbook written by a worker process (~0.6 s of work)
 
 
 def _data_checkpoint(conn: Connection) -> tuple[int, str] | None:
@@ -814,7 +884,6 @@ def _write_and_record(
     """Write ``e`` to its temporary folder ``temp`` (its workbook perhaps by a worker already),
     log and record it, rename it into place; False (its folder removed) when another writer
     recorded the number first."""
-    import logging
 
     try:
         _write_files(e, log, policy, checkpoint, as_of, temp, workbook)

@@ -598,44 +598,135 @@ def test_a_citizen_id_is_never_in_clear(world: World) -> None:
     assert Settings(extracts_in_clear={"temporary-assistance": ["holder_name"]}).extracts_in_clear
 
 
-def test_workbooks_written_by_worker_processes_are_the_same_files_recorded_in_order(
-    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_workbooks_written_by_worker_processes_are_recorded_in_order_and_verify(
+    world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Big extracts have their workbooks written by a pool of processes ahead of recording: the
-    same bytes as written in the flow's process, the extracts logged in township order."""
+    """Big extracts have their workbooks written by a pool of processes ahead of recording:
+    the extracts are logged in township order and verify like the ones written inline."""
     import sharing.extracts as ex
 
     world.people(1, 2, 3)
     world.people(4, 5, township=XIAZHUZHUANG)
     inline = world.refresh()
-    inline_files = {e.township: {f["name"]: f["sha256"] for f in e.files} for e in inline}
+    inline_rows = {e.township: {f["name"]: f["sha256"] for f in e.files}[ROWS_FILE] for e in inline}
     monkeypatch.setattr(ex, "_POOL_ROWS", 1)  # every extract through the pool
+    monkeypatch.setattr(ex, "_cores", lambda: 2)  # whatever this machine has
     pooled = world.refresh(full=True)  # the same certificates again, as numbered snapshots 2
     assert [e.township for e in pooled] == [YANGCUN, XIAZHUZHUANG]
     assert [e.leaf_index for e in pooled] == sorted(e.leaf_index for e in pooled)
     for e in pooled:
         assert verify_extract(e.folder, world.verifiers).manifest["extract_no"] == 2
         assert _rows(e.folder) == read_xlsx_rows(e.folder / XLSX_FILE)
-        # the workbook bytes depend on the rows and the 说明 sheet (number 2, not 1): compare the rows' files
-        files = {f["name"]: f["sha256"] for f in e.files}
-        assert files[ROWS_FILE] == inline_files[e.township][ROWS_FILE]
+        assert {f["name"]: f["sha256"] for f in e.files}[ROWS_FILE] == inline_rows[e.township]
     assert not list(world.out.glob("township=*/*.tmp-*"))
 
 
-def test_a_workbook_a_worker_cannot_write_fails_its_township_and_leaves_nothing(tmp_path: Path) -> None:
+def _long_extract(tmp_path: Path, rows: int = 3) -> Any:
     import sharing.extracts as ex
 
-    row = {name: None for name in NAMES} | {"cert_id": "CERT-LONG", "holder_name": "张" * 40_000}
-    table = pa.Table.from_pylist([row], schema=EXTRACT_SCHEMA)
-    extract = ex.Extract(YANGCUN, 1, "full", None, 1, table, {"snapshot": 1}, {}, tmp_path / "x")
+    table = pa.Table.from_pylist(
+        [
+            {name: None for name in NAMES} | {"cert_id": f"CERT-{n}", "holder_name": f"张{n}"}
+            for n in range(rows)
+        ],
+        schema=EXTRACT_SCHEMA,
+    )
+    return ex.Extract(YANGCUN, 1, "full", None, 1, table, {"snapshot": rows}, {}, tmp_path / "x")
+
+
+def test_a_workbook_written_by_a_worker_is_byte_for_byte_the_one_written_here(tmp_path: Path) -> None:
+    import sharing.extracts as ex
+
+    extract = _long_extract(tmp_path, rows=500)
+    notes = [("镇街", "杨村街道"), ("行数", "500")]
+    ex._write_xlsx(tmp_path / "here.xlsx", extract.township, extract.rows, notes)
+    books = ex._Workbooks(min_rows=1, workers=2)
+    try:
+        future = books.submit(tmp_path / "there" / XLSX_FILE, extract, notes)
+        assert future is not None and books.ahead == 2
+        future.result()
+    finally:
+        books.close()
+    assert file_sha256(tmp_path / "here.xlsx") == file_sha256(tmp_path / "there" / XLSX_FILE)
+
+
+def test_a_workbook_a_worker_cannot_write_fails_its_township(tmp_path: Path) -> None:
+    import sharing.extracts as ex
+
+    extract = _long_extract(tmp_path)
+    extract.rows = extract.rows.set_column(
+        NAMES.index("holder_name"), "holder_name", pa.array(["张" * 40_000, None, None], pa.string())
+    )
     books = ex._Workbooks(min_rows=1, workers=2)
     try:
         future = books.submit(tmp_path / "x.tmp" / XLSX_FILE, extract, [("镇街", "test")])
-        assert future is not None and books.ahead == 2
-        with pytest.raises(ConfigurationError, match="township 120114001000: certificate CERT-LONG"):
+        assert future is not None
+        with pytest.raises(ConfigurationError, match="township 120114001000: certificate CERT-0"):
             future.result()
     finally:
         books.close()
     assert not (tmp_path / "x.tmp" / XLSX_FILE).exists()
-    small = ex._Workbooks(min_rows=2)
+    small = ex._Workbooks(min_rows=10)
     assert small.submit(tmp_path / "y" / XLSX_FILE, extract, []) is None and small.ahead == 0
+
+
+def test_a_refresh_that_stops_leaves_no_folder_and_no_record_of_the_townships_waiting(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sharing.extracts as ex
+
+    world.people(1, 2)
+    world.people(3, township=XIAZHUZHUANG)
+    monkeypatch.setattr(ex, "_POOL_ROWS", 1)
+    monkeypatch.setattr(ex, "_cores", lambda: 2)
+    real = ex._write_files
+
+    def catalog_gone(e: Any, *args: Any, **kwargs: Any) -> None:
+        real(e, *args, **kwargs)
+        raise ConfigurationError("the catalog went away")  # the first township, after its files
+
+    monkeypatch.setattr(ex, "_write_files", catalog_gone)
+    with pytest.raises(ConfigurationError, match="went away"):
+        world.refresh()
+    assert not [p for p in world.out.rglob("*") if p.is_dir() and ".tmp-" in p.name]
+    with world.h.catalog.read() as conn:
+        assert list_extracts(conn) == []
+    monkeypatch.setattr(ex, "_write_files", real)
+    assert [e.township for e in world.refresh()] == [YANGCUN, XIAZHUZHUANG]  # marks kept
+
+
+def test_a_pool_that_cannot_start_gives_way_to_writing_here(
+    world: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sharing.extracts as ex
+
+    def no_shm(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(38, "Function not implemented: /dev/shm")
+
+    world.people(1, 2)
+    monkeypatch.setattr(ex, "_POOL_ROWS", 1)
+    monkeypatch.setattr(ex, "_cores", lambda: 2)
+    monkeypatch.setattr(ex, "ProcessPoolExecutor", no_shm)
+    with caplog.at_level("WARNING"):
+        (written,) = world.refresh()
+    assert "writing them in this process" in caplog.text and "OSError" in caplog.text
+    assert _rows(written.folder) == read_xlsx_rows(written.folder / XLSX_FILE)
+
+
+def test_workbook_writers_start_without_the_passphrase_catalog_url_or_department_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    import sharing.extracts as ex
+
+    monkeypatch.setenv("ONCEONLY_KEY_PASSPHRASE", "p")
+    monkeypatch.setenv("ONCEONLY_DATABASE_URL", "postgresql://u:pw@h/db")
+    monkeypatch.setenv("ONCEONLY_SECRET_GONGAN_PG_PASSWORD", "pw")
+    monkeypatch.setenv("ONCEONLY_HOME", "/srv/onceonly")
+    with ex._environment_without_secrets():
+        hidden = ("ONCEONLY_KEY_PASSPHRASE", "ONCEONLY_DATABASE_URL", "ONCEONLY_SECRET_GONGAN_PG_PASSWORD")
+        assert not [n for n in hidden if n in os.environ]
+        assert os.environ["ONCEONLY_HOME"] == "/srv/onceonly"
+    assert os.environ["ONCEONLY_SECRET_GONGAN_PG_PASSWORD"] == "pw"
+    assert os.environ["ONCEONLY_KEY_PASSPHRASE"] == "p"
