@@ -376,7 +376,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                 prepared = ahead.take(connector_name, cursor) if ahead is not None else None
             if ahead is not None and prepared is not None:  # pulled and validated on a Dask worker
                 connector.take_over(prepared.handover)
-                batches = _timed_replay(ahead.replay(prepared), result)
+                batches = _waited(ahead.replay(prepared), result, stage="pull")
             elif connector.prefetchable:  # pulled and validated on a second thread, a batch ahead
                 pulling = functools.partial(
                     _pull_and_validate, connector, validator, cursor, settings.batch_size, result
@@ -446,12 +446,14 @@ def _pull_and_validate(
 
 
 def _waited(
-    batches: Iterator[tuple[Pulled, Validation]], result: ConnectorResult
+    batches: Iterator[tuple[Pulled, Validation]], result: ConnectorResult, stage: str = "wait"
 ) -> Generator[tuple[Pulled, Validation], None, None]:
-    """The prefetched batches; the time landing waits for each counts as ``wait``."""
+    """The batches, the time landing waits for each added to ``stage``: ``wait`` for the
+    prefetched or inline ones, ``pull`` for those a Dask worker pulled and validated. Closing
+    this closes ``batches`` (the puller stops)."""
     try:
         while True:
-            with result.timed("wait"):
+            with result.timed(stage):
                 item = next(batches, None)
             if item is None:
                 return
@@ -460,18 +462,6 @@ def _waited(
         close = getattr(batches, "close", None)
         if close is not None:
             close()
-
-
-def _timed_replay(
-    batches: Iterator[tuple[Pulled, Validation]], result: ConnectorResult
-) -> Generator[tuple[Pulled, Validation], None, None]:
-    """The batches a Dask worker pulled and validated; the wait for each counts as pull."""
-    while True:
-        with result.timed("pull"):
-            item = next(batches, None)
-        if item is None:
-            return
-        yield item
 
 
 @dataclass
