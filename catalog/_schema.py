@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 # The schema revision these tables are: the newest migration in catalog/migrations/versions/.
 # A catalog at another revision is refused when opened (`onceonly catalog upgrade`).
-SCHEMA_REVISION = "0011"
+SCHEMA_REVISION = "0012"
 
 metadata = MetaData()
 
@@ -411,6 +411,8 @@ certificate_events = Table(
     Column("leaf_index", BigInteger, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Index("ix_certificate_events_cert", "cert_id"),
+    # 0012: the lifecycle changes since a log position (a township's increment, sharing.extracts)
+    Index("ix_certificate_events_leaf", "leaf_index"),
 )
 
 # --- 0007: township extracts (sharing.extracts) ---

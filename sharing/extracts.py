@@ -20,7 +20,10 @@ are masked (``110101********1234``, ``张*``) unless a matter needs them in clea
 
 Each extract is numbered per township and follows the one before: the first is a full snapshot,
 each later one carries the changes since (新增, 变更, 撤销, 暂扣, 失效, 换发, 移出), computed against
-what the township was last sent (``extract_rows``); a full snapshot is written on demand. A full
+what the township was last sent (``extract_rows``) for the certificates that can have changed since
+its last extract's checkpoint — issued, replaced or changed in status since (``_touched_since``), so
+a day's increment costs what changed, not what the township holds (all it holds is compared when
+the policy changed since); a full snapshot is written on demand. A full
 snapshot lists the versions in force (revoked ones and versions replaced by a newer one are left
 out); an increment tells once of a version that left force — 撤销, 换发 (a newer version in the
 same township), 移出 (the newer version is another township's, or the type is no longer sent:
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import multiprocessing
 import os
@@ -62,11 +66,12 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, delete, false, func, insert, select, union, update
 from sqlalchemy.engine import Connection
 
 from catalog import (
     Catalog,
+    certificate_events,
     certificates,
     checkpoints,
     chunks,
@@ -344,35 +349,47 @@ def _plan(
     newer version); an increment carries what changed since what the township was sent, and
     tells once of a version that is no longer in force (撤销, 换发; 移出 when the newer version
     or the certificate is no longer the township's), which the township then stops being sent.
-    Planned column-wise (Arrow): no dict per certificate."""
-    found = _found(conn, township, policy)
-    shown = policy.show_table(found)
-    status = found["status"]
-    live = pc.and_not(pc.invert(found["superseded"]), pc.is_in(status, pa.array(sorted(_REVOKED))))
-    contents = _contents(shown)
-    now = {
-        str(k): str(v)
-        for k, v in zip(
-            pc.filter(shown["cert_id"], live).to_pylist(), pc.filter(contents, live).to_pylist(), strict=True
-        )
-    }
+    Planned column-wise (Arrow): no dict per certificate. An increment looks only at the
+    certificates that can have changed since the township's last extract (``_touched_since``),
+    unless what the extracts show of a type changed since (then at all it holds)."""
     last = conn.execute(
-        select(extract_manifests.c.extract_no, extract_manifests.c.manifest_sha256)
+        select(
+            extract_manifests.c.extract_no,
+            extract_manifests.c.manifest_sha256,
+            extract_manifests.c.tree_size,
+            extract_manifests.c.manifest,
+        )
         .where(extract_manifests.c.township == township)
         .order_by(extract_manifests.c.extract_no.desc())
         .limit(1)
     ).first()
     number = 1 if last is None else int(last.extract_no) + 1
     previous = None if last is None else (int(last.extract_no), str(last.manifest_sha256))
+    touched = None  # all the township holds
+    if not full and last is not None and _policy_of(str(last.manifest)) == _policy_json(policy):
+        touched = _touched_since(conn, township, int(last.tree_size))
+    found = _found(conn, township, policy, touched)
+    shown = policy.show_table(found)
+    status = found["status"]
+    live = pc.and_not(pc.invert(found["superseded"]), pc.is_in(status, pa.array(sorted(_REVOKED))))
+    contents = _contents(shown)
     if full or last is None:
         rows = _with_change(pc.filter(shown, live), CHANGE_LABELS["snapshot"])
         changes = {"snapshot": rows.num_rows}
         kind = FULL
     else:
         kind = INCREMENTAL
-        rows, changes = _increment(conn, township, shown, contents, live, found)
+        rows, changes = _increment(conn, township, shown, contents, live, found, whole=touched is None)
         if rows is None:
             return None
+    # What the township has after this extract, of the certificates looked at (an increment
+    # records only the rows it tells of: ``_record_rows``).
+    now = {
+        str(k): str(v)
+        for k, v in zip(
+            pc.filter(shown["cert_id"], live).to_pylist(), pc.filter(contents, live).to_pylist(), strict=True
+        )
+    }
     return Extract(
         township,
         number,
@@ -386,31 +403,88 @@ def _plan(
     )
 
 
-def _found(conn: Connection, township: str, policy: ExtractPolicy) -> pa.Table:
-    """The township's certificates of the policy's types, in log order, one row each, with
-    whether a newer version replaced it (``superseded``) and that version's township."""
+def _policy_json(policy: ExtractPolicy) -> Any:
+    """The policy as an extract's manifest carries it (``certificate_types``), JSON-plain."""
+    return json.loads(canonical_json(policy.to_json()))
+
+
+def _policy_of(manifest: str) -> Any:
+    """The ``certificate_types`` of a recorded manifest (its first line: the canonical JSON body)."""
+    try:
+        return json.loads(manifest.split("\n", 1)[0]).get("certificate_types")
+    except (ValueError, AttributeError):
+        return None  # not a manifest this version wrote: compare everything
+
+
+def _touched_since(conn: Connection, township: str, tree_size: int) -> list[str]:
+    """The township's certificates that can have changed since a log of ``tree_size`` leaves —
+    issued since, replaced by a version issued since (in any township: 换发 or 移出), or changed
+    in status since (a lifecycle leaf) — whatever their type.
+
+    The township's last extract was planned after the checkpoint of ``tree_size`` it records was
+    signed, so it saw every leaf below it: the log is appended under one lock, in commit order.
+    A certificate it saw already comes back unchanged (compared with what was sent), so looking
+    at too many costs time, never a wrong row; looking at too few would lose a change."""
+    newer = certificates.alias("newer")
+    changed = certificate_events.alias("changed")
+    # Read from the log position on, the replaced or changed certificate then found by its id:
+    # its township is compared as an expression, which no index serves, so that no planner
+    # walks the township's index instead (SQLite, without statistics, would: all it holds).
+    theirs = func.coalesce(certificates.c.township, "") == township
+    query = union(
+        select(certificates.c.cert_id).where(
+            and_(certificates.c.township == township, certificates.c.leaf_index >= tree_size)
+        ),
+        select(certificates.c.cert_id)
+        .select_from(newer.join(certificates, certificates.c.cert_id == newer.c.previous_id))
+        .where(and_(newer.c.leaf_index >= tree_size, theirs)),
+        select(certificates.c.cert_id)
+        .select_from(changed.join(certificates, certificates.c.cert_id == changed.c.cert_id))
+        .where(and_(changed.c.leaf_index >= tree_size, theirs)),
+    )
+    return [str(c) for c in conn.execute(query).scalars()]
+
+
+def _found(
+    conn: Connection, township: str, policy: ExtractPolicy, cert_ids: Sequence[str] | None = None
+) -> pa.Table:
+    """The township's certificates of the policy's types (of ``cert_ids`` only, when given), in
+    log order, one row each, with whether a newer version replaced it (``superseded``) and that
+    version's township."""
     successor = certificates.alias("successor")
     names = [n for n in NAMES if n != "change"]
     types = [EXTRACT_SCHEMA.field(n).type for n in names]
-    *columns, successor_id, moved_to = _driver_columns(
-        conn,
+    query = (
         select(
             *(certificates.c[n] for n in names),
             successor.c.cert_id.label("successor_id"),
             successor.c.township.label("moved_to"),
         )
         .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
-        .where(and_(certificates.c.township == township, certificates.c.type_code.in_(sorted(policy.types))))
-        .order_by(certificates.c.leaf_index),
-        [*types, pa.string(), pa.string()],
+        .where(certificates.c.type_code.in_(sorted(policy.types)))
+        .order_by(certificates.c.leaf_index)
     )
-    table = pa.table(
-        {
-            **dict(zip(names, columns, strict=True)),
-            "superseded": pc.is_valid(successor_id),
-            "moved_to": moved_to,
-        }
+    kinds = [*types, pa.string(), pa.string()]
+    if cert_ids is None:
+        parts = [_driver_columns(conn, query.where(certificates.c.township == township), kinds)]
+    else:  # by id (the township's, compared so that no planner walks the township's index)
+        query = query.where(func.coalesce(certificates.c.township, "") == township)
+        parts = [
+            _driver_columns(conn, query.where(certificates.c.cert_id.in_(chunk)), kinds)
+            for chunk in chunks(sorted(cert_ids))
+        ] or [_driver_columns(conn, query.where(false()), kinds)]
+    table = pa.concat_tables(
+        pa.table(
+            {
+                **dict(zip(names, columns, strict=True)),
+                "superseded": pc.is_valid(successor_id),
+                "moved_to": moved_to,
+            }
+        )
+        for *columns, successor_id, moved_to in parts
     )
+    if len(parts) > 1:
+        table = table.take(pc.sort_indices(table["leaf_index"])).combine_chunks()
     if len(set(table["cert_id"].to_pylist())) == table.num_rows:
         return table
     # A certificate with two newer versions comes once per version: keep one row, the last.
@@ -474,16 +548,34 @@ def _removed_rows(cert_ids: Sequence[str]) -> pa.Table:
 
 
 def _increment(
-    conn: Connection, township: str, shown: pa.Table, contents: pa.Array, live: pa.Array, found: pa.Table
+    conn: Connection,
+    township: str,
+    shown: pa.Table,
+    contents: pa.Array,
+    live: pa.Array,
+    found: pa.Table,
+    *,
+    whole: bool = True,
 ) -> tuple[pa.Table | None, dict[str, int]]:
-    """The rows of an incremental extract and their count per change; None when nothing changed."""
-    sent_ids, sent_hashes = _driver_columns(
-        conn,
-        select(extract_rows.c.cert_id, extract_rows.c.content_sha256).where(
-            extract_rows.c.township == township
-        ),
-        [pa.string(), pa.string()],
+    """The rows of an incremental extract and their count per change; None when nothing changed.
+
+    ``whole``: ``found`` is all the township holds, so what it was sent and no longer holds (a
+    type no longer sent) is 移出; otherwise ``found`` is what may have changed, compared with
+    what was sent of it alone."""
+    sent = select(extract_rows.c.cert_id, extract_rows.c.content_sha256).where(
+        extract_rows.c.township == township
     )
+    kinds = [pa.string(), pa.string()]
+    if whole:
+        sent_ids, sent_hashes = _driver_columns(conn, sent, kinds)
+    else:
+        parts = [
+            _driver_columns(conn, sent.where(extract_rows.c.cert_id.in_(chunk)), kinds)
+            for chunk in chunks(shown["cert_id"].to_pylist())
+        ]
+        sent_ids, sent_hashes = (
+            pa.concat_arrays([p[i] for p in parts]) if parts else pa.array([], pa.string()) for i in (0, 1)
+        )
     before = pc.take(sent_hashes, pc.index_in(shown["cert_id"], value_set=sent_ids))
     was_sent = pc.is_valid(before)
     status = shown["status"]

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from catalog import Catalog, certificates, township_extracts
 from evidence.keys import SigningKey
 from evidence.lifecycle import Lifecycle
+from evidence.townships import mark_stale
 from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.settings import Settings
 from sharing.extract_manifest import (
@@ -730,3 +731,113 @@ def test_workbook_writers_start_without_the_passphrase_catalog_url_or_department
         assert os.environ["ONCEONLY_HOME"] == "/srv/onceonly"
     assert os.environ["ONCEONLY_SECRET_GONGAN_PG_PASSWORD"] == "pw"
     assert os.environ["ONCEONLY_KEY_PASSPHRASE"] == "p"
+
+
+# ------------------------------------------------------------------ increments planned from what changed
+
+
+def _planned_both_ways(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[Any, Any, int, int]]:
+    """Each marked township's next increment planned from the certificates touched since its
+    last extract, and from all it holds (as when the policy changed): both plans, and how many
+    certificates each looked at."""
+    import sharing.extracts as extracts
+
+    looked: list[int] = []
+    real_found = extracts._found
+
+    def counted(*args: Any, **kwargs: Any) -> pa.Table:
+        table = real_found(*args, **kwargs)
+        looked.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(extracts, "_found", counted)
+    plans = {}
+    with world.h.catalog.read() as conn:
+        marked = conn.execute(
+            sa.select(township_extracts.c.township, township_extracts.c.generation).where(
+                township_extracts.c.generation != township_extracts.c.written_generation
+            )
+        ).all()
+        for township, generation in marked:
+            touched = extracts._plan(conn, world.out, township, generation, world.policy, False)
+            with monkeypatch.context() as m:
+                m.setattr(extracts, "_policy_of", lambda manifest: None)
+                whole = extracts._plan(conn, world.out, township, generation, world.policy, False)
+            plans[township] = (touched, whole, *looked[-2:])
+    monkeypatch.setattr(extracts, "_found", real_found)
+    return plans
+
+
+def _same_increment(touched: Any, whole: Any) -> None:
+    if whole is None:
+        assert touched is None
+        return
+    assert touched.kind == whole.kind == "incremental"
+    assert touched.rows.to_pylist() == whole.rows.to_pylist()
+    assert touched.changes == whole.changes
+    told = {r["cert_id"] for r in touched.rows.to_pylist()}
+    assert {c: touched.sent[c] for c in told if c in touched.sent} == {
+        c: whole.sent[c] for c in told if c in whole.sent
+    }
+
+
+def test_an_increment_planned_from_what_changed_equals_one_planned_from_everything(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.people(*range(1, 13))
+    world.people(*range(20, 26), township=XIAZHUZHUANG)
+    world.land([world.lh.licence_row(40, township_code=YANGCUN, valid_to="2026-12-31")], world.lh.LICENCE)
+    assert {e.kind for e in world.refresh()} == {"full"}
+
+    # day 2: revoked, suspended, new, a new version in place, a move each way
+    world.lifecycle(world.cert(1), "revoke")
+    world.lifecycle(world.cert(2), "suspend")
+    world.people(13)
+    world.people(3, address="天津市武清区杨村街道新华路9号")
+    world.people(5, township=XIAZHUZHUANG)
+    world.people(20, township=YANGCUN)
+    plans = _planned_both_ways(world, monkeypatch)
+    assert set(plans) == {YANGCUN, XIAZHUZHUANG}
+    for touched, whole, _, _ in plans.values():
+        _same_increment(touched, whole)
+    touched, _, looked_at, held = plans[YANGCUN]
+    assert touched.changes["new"] == 3 and touched.changes["removed"] == 1
+    assert looked_at == 7 and held > 13  # 1, 2, 13, 3 (two versions), 5's old version, 20's new one
+    world.refresh()
+
+    # day 3: restored, expired, a second new version, a move back; XIAZHUZHUANG untouched
+    world.lifecycle(world.cert(2), "restore")
+    with world.h.catalog.begin() as conn:
+        Lifecycle(world.h.log).expire_due(conn, dt.date(2027, 1, 1))
+    world.people(3, address="天津市武清区杨村街道新华路11号")
+    world.people(20, township=XIAZHUZHUANG)
+    plans = _planned_both_ways(world, monkeypatch)
+    for touched, whole, _, _ in plans.values():
+        _same_increment(touched, whole)
+    assert plans[YANGCUN][0].changes["changed"] == 1 and plans[YANGCUN][0].changes["expired"] == 1
+    world.refresh()
+
+    # day 4: a change in the other township only; Yangcun has nothing to tell
+    world.lifecycle(world.cert(21), "revoke")
+    plans = _planned_both_ways(world, monkeypatch)
+    assert set(plans) == {XIAZHUZHUANG}
+    _same_increment(*plans[XIAZHUZHUANG][:2])
+    assert plans[XIAZHUZHUANG][2] == 1
+
+
+def test_a_changed_policy_makes_the_increment_compare_everything_the_township_holds(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sharing.extracts as extracts
+
+    world.people(1, 2)
+    world.land([world.lh.licence_row(4, township_code=YANGCUN)], world.lh.LICENCE)
+    world.refresh()
+    licence = world.lh.LICENCE.certificate.type_code
+    fewer = extracts.ExtractPolicy({k: v for k, v in world.policy.types.items() if k != licence})
+    with world.h.catalog.begin() as conn:  # the township marked stale by something unrelated
+        mark_stale(conn, [YANGCUN])
+    (written,) = world.refresh(policy=fewer)
+    # the licence was touched by nothing, yet it is told 移出: the policy no longer sends its type
+    assert written.changes["removed"] == 1
+    assert [r["change"] for r in _rows(written.folder)] == ["移出"]
