@@ -28,7 +28,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,20 +110,35 @@ def table_leaves(table: pa.Table) -> list[bytes]:
 
     from evidence.canonical import Column, canonical_rows, sha256_each
 
-    text = pa.table(
-        {
-            name: pc.strftime(table[name], "%Y-%m-%d") if name in DATE_COLUMNS else table[name]
-            for name in NAMES
-        }
-    )
-    return sha256_each(canonical_rows({name: Column(name) for name in NAMES}, text), prefix=b"\x00")
+    shape = {name: Column(name) for name in NAMES}
+    leaves: list[bytes] = []
+    for start in range(0, table.num_rows, _SLICE_ROWS):  # the JSON texts a slice at a time
+        part = table.slice(start, _SLICE_ROWS)
+        text = pa.table(
+            {
+                name: pc.strftime(part[name], "%Y-%m-%d") if name in DATE_COLUMNS else part[name]
+                for name in NAMES
+            }
+        )
+        leaves += sha256_each(canonical_rows(shape, text), prefix=b"\x00")
+    return leaves
+
+
+_SLICE_ROWS = 65_536
 
 
 def table_rows_file(table: pa.Table, leaves: Sequence[bytes]) -> str:
     """:func:`rows_file` of an extract table whose leaves are ``leaves``."""
-    hexed = binascii.hexlify(b"".join(leaves)).decode("ascii")
-    ids = table["cert_id"].to_pylist()
-    return "".join(f"{hexed[64 * i : 64 * i + 64]}  {cert_id}\n" for i, cert_id in enumerate(ids))
+    return "".join(table_rows_texts(table, leaves))
+
+
+def table_rows_texts(table: pa.Table, leaves: Sequence[bytes]) -> Iterator[str]:
+    """:func:`table_rows_file` in pieces of a slice of rows each (a big township's file whole,
+    with its ids and hashes as Python strings, was ~300 bytes a row)."""
+    for start in range(0, table.num_rows, _SLICE_ROWS):
+        ids = table["cert_id"].slice(start, _SLICE_ROWS).to_pylist()
+        hexed = binascii.hexlify(b"".join(leaves[start : start + len(ids)])).decode("ascii")
+        yield "".join(f"{hexed[64 * i : 64 * i + 64]}  {cert_id}\n" for i, cert_id in enumerate(ids))
 
 
 def rows_root(leaves: Sequence[bytes]) -> str:
@@ -429,5 +444,6 @@ __all__ = [
     "rows_root",
     "table_leaves",
     "table_rows_file",
+    "table_rows_texts",
     "verify_extract",
 ]

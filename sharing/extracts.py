@@ -66,6 +66,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from sqlalchemy import and_, delete, false, func, insert, select, union, update
 from sqlalchemy.engine import Connection
 
@@ -112,9 +113,10 @@ from sharing.extract_manifest import (
     file_sha256,
     rows_root,
     table_leaves,
-    table_rows_file,
+    table_rows_texts,
 )
 
+SENT_SCHEMA = pa.schema([("cert_id", pa.string()), ("content_sha256", pa.string())])
 _TYPES = {"version": pa.int32(), "leaf_index": pa.int64()} | dict.fromkeys(DATE_COLUMNS, pa.date32())
 EXTRACT_SCHEMA = pa.schema([pa.field(name, _TYPES.get(name, pa.string())) for name in NAMES])
 HOLDER_FIELDS = ("holder_name", "holder_id")
@@ -302,7 +304,7 @@ class Extract:
     generation: int
     rows: pa.Table  # EXTRACT_SCHEMA
     changes: dict[str, int]
-    sent: dict[str, str]  # cert id -> content SHA-256: what the township has after this extract
+    sent: pa.Table  # SENT_SCHEMA (cert id, content SHA-256): what the township has after this extract
     folder: Path
     manifest_sha256: str = ""
     files: list[dict[str, Any]] = field(default_factory=list)
@@ -366,7 +368,11 @@ def _plan(
     number = 1 if last is None else int(last.extract_no) + 1
     previous = None if last is None else (int(last.extract_no), str(last.manifest_sha256))
     touched = None  # all the township holds
-    if not full and last is not None and _policy_of(str(last.manifest)) == _policy_json(policy):
+    if (
+        not full
+        and last is not None
+        and _shown_by(str(last.manifest)) == (MANIFEST_SCHEMA, _policy_json(policy))
+    ):
         touched = _touched_since(conn, township, int(last.tree_size))
     found = _found(conn, township, policy, touched)
     shown = policy.show_table(found)
@@ -383,13 +389,12 @@ def _plan(
         if rows is None:
             return None
     # What the township has after this extract, of the certificates looked at (an increment
-    # records only the rows it tells of: ``_record_rows``).
-    now = {
-        str(k): str(v)
-        for k, v in zip(
-            pc.filter(shown["cert_id"], live).to_pylist(), pc.filter(contents, live).to_pylist(), strict=True
-        )
-    }
+    # records only the rows it tells of: ``_record_rows``). Arrow, not a dict: ~300 bytes a
+    # certificate as Python strings, for each of the townships in flight.
+    now = pa.table(
+        {"cert_id": pc.filter(shown["cert_id"], live), "content_sha256": pc.filter(contents, live)},
+        schema=SENT_SCHEMA,
+    )
     return Extract(
         township,
         number,
@@ -408,12 +413,15 @@ def _policy_json(policy: ExtractPolicy) -> Any:
     return json.loads(canonical_json(policy.to_json()))
 
 
-def _policy_of(manifest: str) -> Any:
-    """The ``certificate_types`` of a recorded manifest (its first line: the canonical JSON body)."""
+def _shown_by(manifest: str) -> tuple[Any, Any]:
+    """The ``schema`` and ``certificate_types`` of a recorded manifest (its first line: the
+    canonical JSON body): what its rows are and how they show each type. Another schema (a
+    version that shows or hashes rows otherwise) or policy: the increment compares everything."""
     try:
-        return json.loads(manifest.split("\n", 1)[0]).get("certificate_types")
+        body = json.loads(manifest.split("\n", 1)[0])
+        return body.get("schema"), body.get("certificate_types")
     except (ValueError, AttributeError):
-        return None  # not a manifest this version wrote: compare everything
+        return None, None
 
 
 def _touched_since(conn: Connection, township: str, tree_size: int) -> list[str]:
@@ -485,7 +493,7 @@ def _found(
     )
     if len(parts) > 1:
         table = table.take(pc.sort_indices(table["leaf_index"])).combine_chunks()
-    if len(set(table["cert_id"].to_pylist())) == table.num_rows:
+    if pc.count_distinct(table["cert_id"]).as_py() == table.num_rows:
         return table
     # A certificate with two newer versions comes once per version: keep one row, the last.
     position = pa.array(range(table.num_rows), pa.int64())
@@ -503,27 +511,37 @@ def _driver_columns(conn: Connection, statement: Any, types: Sequence[pa.DataTyp
     No SQLAlchemy row per certificate and no per-value result processing: that was 3.6 s of a
     5.5 s plan of 25 townships' 565,000 certificates. Dates come from SQLite as ISO text (as
     SQLAlchemy's ``Date`` stores them) and from the servers as dates: cast either way."""
+    parts: list[list[pa.Array]] = [[] for _ in types]
     result = conn.execute(statement)
     try:
-        rows = result.cursor.fetchall()
+        # A slice at a time: a big township's rows as Python tuples all at once were ~1 KB each.
+        while rows := result.cursor.fetchmany(_FETCH_ROWS):
+            for part, values, kind in zip(parts, zip(*rows, strict=True), types, strict=True):
+                if pa.types.is_date(kind):
+                    array = pa.array(values)
+                    part.append(array if array.type == kind else array.cast(kind))
+                else:
+                    part.append(pa.array(values, kind))
     finally:
         result.close()
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in types]
-    arrays = []
-    for values, kind in zip(columns, types, strict=True):
-        if pa.types.is_date(kind):
-            array = pa.array(values)
-            arrays.append(array if array.type == kind else array.cast(kind))
-        else:
-            arrays.append(pa.array(values, kind))
-    return arrays
+    return [pa.chunked_array(part, kind).combine_chunks() for part, kind in zip(parts, types, strict=True)]
+
+
+_FETCH_ROWS = 65_536
 
 
 def _contents(shown: pa.Table) -> pa.Array:
     """Each row's content SHA-256 (hex): RFC 8785 JSON of its fields but ``change``, dates as text."""
     names = [n for n in NAMES if n != "change"]
-    text = pa.table({n: pc.strftime(shown[n], "%Y-%m-%d") if n in DATE_COLUMNS else shown[n] for n in names})
-    return sha256_hex(canonical_rows({n: Column(n) for n in names}, text))
+    shape = {n: Column(n) for n in names}
+    hashes = [pa.array([], pa.string())]
+    for start in range(0, shown.num_rows, _FETCH_ROWS):  # the JSON texts a slice at a time
+        part = shown.slice(start, _FETCH_ROWS)
+        text = pa.table(
+            {n: pc.strftime(part[n], "%Y-%m-%d") if n in DATE_COLUMNS else part[n] for n in names}
+        )
+        hashes.append(sha256_hex(canonical_rows(shape, text)))
+    return pa.concat_arrays(hashes)
 
 
 def _with_change(table: pa.Table, change: pa.Array | str) -> pa.Table:
@@ -627,12 +645,18 @@ def _increment(
 # ------------------------------------------------------------------------------ files
 
 
-def _write_xlsx(path: Path, township: str, rows: pa.Table, manifest_lines: Sequence[tuple[str, str]]) -> None:
+def _write_xlsx(
+    path: Path, township: str, rows: pa.Table | Path, manifest_lines: Sequence[tuple[str, str]]
+) -> None:
     """The staff's workbook: a 证照 sheet (Chinese headers, text cells formula-escaped; beyond a
     sheet's 1,048,576 rows the next rows go on 证照2, 证照3, …) and a 说明 sheet (what the extract
     is, what is masked and why), written reproducibly (fixed document times, zip entries of
-    1980-01-01). XlsxWriter in constant-memory mode: each row is written out as it comes."""
+    1980-01-01). XlsxWriter in constant-memory mode: each row is written out as it comes.
+    ``rows``: the extract's table, or its Parquet file (a worker process)."""
     import xlsxwriter
+
+    if isinstance(rows, Path):
+        rows = pq.read_table(rows, schema=EXTRACT_SCHEMA)
 
     def save(tmp: Path) -> None:
         book = xlsxwriter.Workbook(
@@ -735,8 +759,14 @@ def _write_files(
     folder = private_dir(folder)
     table = extract.rows
     leaves = table_leaves(table)
-    write_parquet_atomic(table, folder / PARQUET_FILE)
-    write_atomic(folder / ROWS_FILE, table_rows_file(table, leaves))
+    if not (folder / PARQUET_FILE).is_file():  # written already for a workbook writer (``_Workbooks``)
+        write_parquet_atomic(table, folder / PARQUET_FILE)
+
+    def rows_file(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            out.writelines(table_rows_texts(table, leaves))
+
+    write_atomic(folder / ROWS_FILE, rows_file)
     name = load_region_codes(extract.township[:6]).get(extract.township, "")
     if workbook is not None:
         try:
@@ -838,7 +868,7 @@ def refresh_extracts(
         if _write_and_record(catalog, extract, log, policy, checkpoint, as_of, temp, workbook):
             extract.count = extract.rows.num_rows
             written.append(extract)
-        extract.rows, extract.sent = EXTRACT_SCHEMA.empty_table(), {}  # let its rows go
+        extract.rows, extract.sent = EXTRACT_SCHEMA.empty_table(), SENT_SCHEMA.empty_table()  # let them go
 
     workbooks = _Workbooks()
     try:
@@ -853,7 +883,11 @@ def refresh_extracts(
                 raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
             temp = extract.folder.with_name(f"{extract.folder.name}.tmp-{uuid.uuid4().hex}")
             notes = _notes(extract, policy, checkpoint, as_of)
-            waiting.append((extract, temp, workbooks.submit(temp / XLSX_FILE, extract, notes)))
+            waiting.append((extract, temp, None))  # its folder goes if the refresh stops
+            workbook = workbooks.submit(temp / XLSX_FILE, extract, notes)
+            if workbook is not None:
+                extract.rows = extract.rows.schema.empty_table()  # read back from its Parquet file
+                waiting[-1] = (extract, temp, workbook)
             while len(waiting) > workbooks.ahead:  # recorded in township order, as planned
                 finish(*waiting.popleft())
         while waiting:
@@ -896,9 +930,13 @@ class _Workbooks:
 
     def submit(self, path: Path, extract: Extract, notes: list[tuple[str, str]]) -> Future[None] | None:
         """The workbook of ``extract`` being written at ``path`` by a worker; None: too small,
-        or no pool — ``_write_files`` writes it."""
+        or no pool — ``_write_files`` writes it. The worker reads the rows from the extract's
+        Parquet file, written beside ``path`` first: the rows pickled to it were a second copy
+        of the township in this process until the worker took them."""
         if extract.rows.num_rows < self.min_rows or self.workers < 2 or self._given_up:
             return None
+        parquet = path.with_name(PARQUET_FILE)
+        write_parquet_atomic(extract.rows, private_dir(path.parent) / PARQUET_FILE)
         try:
             with _environment_without_secrets():  # a worker process starts within submit
                 if self._pool is None:
@@ -906,7 +944,7 @@ class _Workbooks:
                     # fork copies badly
                     context = multiprocessing.get_context("spawn")
                     self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-                return self._pool.submit(_write_xlsx, path, extract.township, extract.rows, notes)
+                return self._pool.submit(_write_xlsx, path, extract.township, parquet, notes)
         except (OSError, RuntimeError) as exc:  # BrokenProcessPool is a RuntimeError
             self.give_up(exc)
             return None
@@ -982,6 +1020,8 @@ def _write_and_record(
     recorded the number first."""
 
     try:
+        if workbook is not None:  # its rows waited in its Parquet file, not in memory
+            e.rows = pq.read_table(temp / PARQUET_FILE, schema=EXTRACT_SCHEMA)
         _write_files(e, log, policy, checkpoint, as_of, temp, workbook)
         with catalog.begin() as conn:
             taken = conn.execute(
@@ -1145,22 +1185,27 @@ def _insert_manifest(conn: Connection, e: Extract, tree_size: int, manifest: str
 
 
 def _record_rows(conn: Connection, e: Extract) -> None:
+    sent = e.sent
     if e.kind == FULL:
         conn.execute(delete(extract_rows).where(extract_rows.c.township == e.township))
-        changed = sorted(e.sent)
     else:  # a version no longer in force (in no ``sent``) is forgotten once told
-        touched = sorted(str(c) for c in e.rows["cert_id"].to_pylist())
-        for chunk in chunks(touched):
+        touched = e.rows["cert_id"].combine_chunks()
+        for chunk in chunks(sorted(str(c) for c in touched.to_pylist())):
             conn.execute(
                 delete(extract_rows).where(
                     and_(extract_rows.c.township == e.township, extract_rows.c.cert_id.in_(chunk))
                 )
             )
-        changed = [c for c in touched if c in e.sent]
-    for chunk in chunks(changed, 5_000):
+        sent = sent.filter(pc.is_in(sent["cert_id"], value_set=touched))
+    sent = sent.sort_by("cert_id")  # in key order: the index is appended to, not split
+    for start in range(0, sent.num_rows, 5_000):
+        part = sent.slice(start, 5_000)
         conn.execute(
             insert(extract_rows),
-            [{"township": e.township, "cert_id": c, "content_sha256": e.sent[c]} for c in chunk],
+            [
+                {"township": e.township, "cert_id": c, "content_sha256": h}
+                for c, h in zip(part["cert_id"].to_pylist(), part["content_sha256"].to_pylist(), strict=True)
+            ],
         )
 
 

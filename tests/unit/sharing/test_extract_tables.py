@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import sharing.extracts as extracts
 from sharing.extract_manifest import NAMES, read_xlsx_rows, row_leaf, rows_file, table_leaves, table_rows_file
-from sharing.extracts import EXTRACT_SCHEMA, Extract
+from sharing.extracts import EXTRACT_SCHEMA, SENT_SCHEMA, Extract
 
 texts = st.one_of(st.none(), st.text(max_size=12))  # quotes, backslashes, controls, any plane
 dates = st.one_of(st.none(), st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2199, 12, 31)))
@@ -77,7 +77,9 @@ def test_a_workbook_past_one_sheets_rows_goes_on_to_the_next_sheet(
     monkeypatch.setattr(extracts, "_SHEET_ROWS", 3)
     written = [_row(n) for n in range(7)]
     table = pa.Table.from_pylist(written, schema=EXTRACT_SCHEMA)
-    extract = Extract("120114001000", 1, "full", None, 1, table, {"snapshot": 7}, {}, tmp_path / "x")
+    extract = Extract(
+        "120114001000", 1, "full", None, 1, table, {"snapshot": 7}, SENT_SCHEMA.empty_table(), tmp_path / "x"
+    )
     path = tmp_path / "certificates.xlsx"
     extracts._write_xlsx(path, extract.township, extract.rows, [("镇街", "test")])
     book = openpyxl.load_workbook(path, read_only=True)
@@ -130,7 +132,7 @@ def test_a_certificate_replaced_twice_counts_once_and_the_later_ones_stay(tmp_pa
     assert found["superseded"].to_pylist() == [True, False, False]
     assert found["moved_to"].to_pylist()[0] == there
     assert planned is not None and planned.rows["cert_id"].to_pylist() == ["B", "C"]
-    assert sorted(planned.sent) == ["B", "C"]
+    assert sorted(planned.sent["cert_id"].to_pylist()) == ["B", "C"]
     engine.dispose()
 
 

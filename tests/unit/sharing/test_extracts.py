@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from catalog import Catalog, certificates, township_extracts
+from catalog import Catalog, certificates, extract_rows, township_extracts
 from evidence.keys import SigningKey
 from evidence.lifecycle import Lifecycle
 from evidence.townships import mark_stale
@@ -385,7 +385,7 @@ def test_an_extract_returned_holds_no_rows_once_recorded(world: World) -> None:
     world.people(1, 2)
     world.people(3, township=XIAZHUZHUANG)
     written = world.refresh()
-    assert [(e.count, e.rows.num_rows, e.sent) for e in written] == [(2, 0, {}), (1, 0, {})]
+    assert [(e.count, e.rows.num_rows, e.sent.num_rows) for e in written] == [(2, 0, 0), (1, 0, 0)]
     assert [e.summary_row()["行数"] for e in written] == [2, 1]
 
 
@@ -632,7 +632,9 @@ def _long_extract(tmp_path: Path, rows: int = 3) -> Any:
         ],
         schema=EXTRACT_SCHEMA,
     )
-    return ex.Extract(YANGCUN, 1, "full", None, 1, table, {"snapshot": rows}, {}, tmp_path / "x")
+    return ex.Extract(
+        YANGCUN, 1, "full", None, 1, table, {"snapshot": rows}, ex.SENT_SCHEMA.empty_table(), tmp_path / "x"
+    )
 
 
 def test_a_workbook_written_by_a_worker_is_byte_for_byte_the_one_written_here(tmp_path: Path) -> None:
@@ -649,6 +651,8 @@ def test_a_workbook_written_by_a_worker_is_byte_for_byte_the_one_written_here(tm
     finally:
         books.close()
     assert file_sha256(tmp_path / "here.xlsx") == file_sha256(tmp_path / "there" / XLSX_FILE)
+    # the worker read the rows from the extract's Parquet file, not from a pickled copy
+    assert pq.read_table(tmp_path / "there" / PARQUET_FILE).equals(extract.rows)
 
 
 def test_a_workbook_a_worker_cannot_write_fails_its_township(tmp_path: Path) -> None:
@@ -761,7 +765,7 @@ def _planned_both_ways(world: World, monkeypatch: pytest.MonkeyPatch) -> dict[st
         for township, generation in marked:
             touched = extracts._plan(conn, world.out, township, generation, world.policy, False)
             with monkeypatch.context() as m:
-                m.setattr(extracts, "_policy_of", lambda manifest: None)
+                m.setattr(extracts, "_shown_by", lambda manifest: (None, None))
                 whole = extracts._plan(conn, world.out, township, generation, world.policy, False)
             plans[township] = (touched, whole, *looked[-2:])
     monkeypatch.setattr(extracts, "_found", real_found)
@@ -776,8 +780,9 @@ def _same_increment(touched: Any, whole: Any) -> None:
     assert touched.rows.to_pylist() == whole.rows.to_pylist()
     assert touched.changes == whole.changes
     told = {r["cert_id"] for r in touched.rows.to_pylist()}
-    assert {c: touched.sent[c] for c in told if c in touched.sent} == {
-        c: whole.sent[c] for c in told if c in whole.sent
+    has_now, whole_has = (dict(zip(*e.sent.to_pydict().values(), strict=True)) for e in (touched, whole))
+    assert {c: h for c, h in has_now.items() if c in told} == {
+        c: h for c, h in whole_has.items() if c in told
     }
 
 
@@ -841,3 +846,47 @@ def test_a_changed_policy_makes_the_increment_compare_everything_the_township_ho
     # the licence was touched by nothing, yet it is told 移出: the policy no longer sends its type
     assert written.changes["removed"] == 1
     assert [r["change"] for r in _rows(written.folder)] == ["移出"]
+
+
+def test_a_township_read_and_hashed_a_slice_at_a_time_gives_the_same_extract(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sharing.extract_manifest as manifest
+    import sharing.extracts as ex
+
+    world.people(*range(1, 8))
+    world.people(3, address="天津市武清区杨村街道新华路9号")  # a version replaced: joined rows
+    (whole,) = world.refresh()
+    with world.h.catalog.read() as conn:
+        sent = conn.execute(sa.select(extract_rows).order_by(extract_rows.c.cert_id)).all()
+    monkeypatch.setattr(ex, "_FETCH_ROWS", 2)
+    monkeypatch.setattr(manifest, "_SLICE_ROWS", 3)
+    (sliced,) = world.refresh(full=True)
+    files = [{f["name"]: f["sha256"] for f in e.files} for e in (whole, sliced)]
+    assert files[0][ROWS_FILE] == files[1][ROWS_FILE] and files[0][PARQUET_FILE] == files[1][PARQUET_FILE]
+    assert whole.changes == sliced.changes == {"snapshot": 7}
+    with world.h.catalog.read() as conn:
+        assert conn.execute(sa.select(extract_rows).order_by(extract_rows.c.cert_id)).all() == sent
+
+
+def test_an_extract_of_another_manifest_schema_makes_the_increment_compare_everything(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sharing.extracts as extracts
+
+    world.people(1, 2, 3)
+    world.refresh()
+    world.people(4)
+    asked: list[Any] = []
+    real_found = extracts._found
+
+    def spied(conn: Any, township: str, policy: Any, cert_ids: Any = None) -> pa.Table:
+        asked.append(None if cert_ids is None else sorted(cert_ids))
+        return real_found(conn, township, policy, cert_ids)
+
+    monkeypatch.setattr(extracts, "_found", spied)
+    with world.h.catalog.read() as conn:
+        extracts._plan(conn, world.out, YANGCUN, 2, world.policy, False)
+        monkeypatch.setattr(extracts, "MANIFEST_SCHEMA", "onceonly.example/extract/v0")
+        extracts._plan(conn, world.out, YANGCUN, 2, world.policy, False)
+    assert asked == [[world.cert(4)], None]
