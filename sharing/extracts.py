@@ -33,9 +33,10 @@ full snapshot of the same moment lists.
 
 Landing a batch (or a lifecycle change) marks the township stale in its transaction;
 ``refresh_extracts`` takes the stale townships in order, each planned, written, recorded and
-dropped (memory bounded by the largest few townships: a big extract's workbook is written by a
-worker process while the next townships are planned, ``_Workbooks``, and the extracts are
-recorded in township order all the same): files into a fresh temporary folder
+dropped (memory bounded by the largest township, read a slice at a time: a big extract's
+workbook is written by a worker process from its Parquet file while the next townships are
+planned, ``_Workbooks``, its rows waiting on disk meanwhile, and the extracts are recorded in
+township order all the same): files into a fresh temporary folder
 (``extract=N.tmp-…``), then in one transaction the manifest logged (kind ``extract-manifest``),
 recorded with what was sent, and the mark read cleared; then the folder renamed into place. Two
 writers at once (the pull runs, ``township-return``, ``extracts write``) both plan number N: the
@@ -832,8 +833,8 @@ def refresh_extracts(
     full snapshot each), log and record them; return those written (module docstring).
 
     Township by township, in order (its rows planned, written, recorded, then dropped; a big
-    one's workbook written by a worker process while the next are planned, ``_Workbooks``, so
-    up to three townships' rows are held at once): the files go to a
+    one's workbook written by a worker process while the next are planned, ``_Workbooks``, its
+    rows waiting in its Parquet file and read back to be recorded): the files go to a
     fresh temporary folder beside the extract's (``extract=N.tmp-…``), the manifest is logged and
     recorded in one transaction, and only then is the folder renamed into place. When another
     writer recorded number N first, this one removes its folder, leaves the township marked and
