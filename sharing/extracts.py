@@ -23,7 +23,7 @@ each later one carries the changes since (新增, 变更, 撤销, 暂扣, 失效
 what the township was last sent (``extract_rows``) for the certificates that can have changed since
 its last extract's checkpoint — issued, replaced or changed in status since (``_touched_since``), so
 a day's increment costs what changed, not what the township holds (all it holds is compared when
-the policy changed since); a full snapshot is written on demand. A full
+the policy or the manifest schema changed since); a full snapshot is written on demand. A full
 snapshot lists the versions in force (revoked ones and versions replaced by a newer one are left
 out); an increment tells once of a version that left force — 撤销, 换发 (a newer version in the
 same township), 移出 (the newer version is another township's, or the type is no longer sent:
@@ -354,7 +354,7 @@ def _plan(
     or the certificate is no longer the township's), which the township then stops being sent.
     Planned column-wise (Arrow): no dict per certificate. An increment looks only at the
     certificates that can have changed since the township's last extract (``_touched_since``),
-    unless what the extracts show of a type changed since (then at all it holds)."""
+    unless the policy or the manifest schema changed since (then at all it holds)."""
     last = conn.execute(
         select(
             extract_manifests.c.extract_no,

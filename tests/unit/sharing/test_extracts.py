@@ -890,3 +890,15 @@ def test_an_extract_of_another_manifest_schema_makes_the_increment_compare_every
         monkeypatch.setattr(extracts, "MANIFEST_SCHEMA", "onceonly.example/extract/v0")
         extracts._plan(conn, world.out, YANGCUN, 2, world.policy, False)
     assert asked == [[world.cert(4)], None]
+
+
+def test_a_township_marked_with_nothing_changed_since_its_extract_gets_no_extract(world: World) -> None:
+    world.people(1, 2)
+    world.refresh()
+    with world.h.catalog.begin() as conn:
+        mark_stale(conn, [YANGCUN])  # marked, yet no certificate touched since its checkpoint
+    assert world.refresh() == []
+    with world.h.catalog.read() as conn:
+        (mark,) = conn.execute(sa.select(township_extracts)).all()
+        assert len(list_extracts(conn, YANGCUN)) == 1
+    assert mark.generation == mark.written_generation
