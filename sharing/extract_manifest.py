@@ -106,22 +106,25 @@ def row_leaf(row: Mapping[str, Any]) -> bytes:
 def table_leaves(table: pa.Table) -> list[bytes]:
     """:func:`row_leaf` of every row of an extract table (its columns :data:`NAMES`), built
     column-wise: the same bytes, without a dict per row."""
+    from evidence.canonical import sha256_each
+
+    return [leaf for text in canonical_texts(table, NAMES) for leaf in sha256_each(text, prefix=b"\x00")]
+
+
+def canonical_texts(table: pa.Table, names: Sequence[str]) -> Iterator[pa.Array]:
+    """RFC 8785 JSON of each row's ``names`` (dates as ISO text), built column-wise a slice of
+    rows at a time (a big township's texts at once were ~300 bytes a row)."""
     import pyarrow.compute as pc
 
-    from evidence.canonical import Column, canonical_rows, sha256_each
+    from evidence.canonical import Column, canonical_rows
 
-    shape = {name: Column(name) for name in NAMES}
-    leaves: list[bytes] = []
-    for start in range(0, table.num_rows, _SLICE_ROWS):  # the JSON texts a slice at a time
+    shape = {name: Column(name) for name in names}
+    for start in range(0, table.num_rows, _SLICE_ROWS):
         part = table.slice(start, _SLICE_ROWS)
-        text = pa.table(
-            {
-                name: pc.strftime(part[name], "%Y-%m-%d") if name in DATE_COLUMNS else part[name]
-                for name in NAMES
-            }
+        yield canonical_rows(
+            shape,
+            pa.table({n: pc.strftime(part[n], "%Y-%m-%d") if n in DATE_COLUMNS else part[n] for n in names}),
         )
-        leaves += sha256_each(canonical_rows(shape, text), prefix=b"\x00")
-    return leaves
 
 
 _SLICE_ROWS = 65_536
@@ -434,6 +437,7 @@ __all__ = [
     "ExtractReport",
     "apply_extract",
     "apply_rows",
+    "canonical_texts",
     "file_sha256",
     "open_manifest",
     "read_parquet_rows",

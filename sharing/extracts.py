@@ -83,7 +83,7 @@ from catalog import (
     township_extracts,
     utcnow,
 )
-from evidence.canonical import Column, canonical_json, canonical_rows, sha256_hex
+from evidence.canonical import canonical_json, sha256_hex
 from evidence.certificate import (
     STATUS_CANCELLED,
     STATUS_EXPIRED,
@@ -111,6 +111,7 @@ from sharing.extract_manifest import (
     ROWS_FILE,
     SHEET,
     XLSX_FILE,
+    canonical_texts,
     file_sha256,
     rows_root,
     table_leaves,
@@ -534,15 +535,7 @@ _FETCH_ROWS = 65_536
 def _contents(shown: pa.Table) -> pa.Array:
     """Each row's content SHA-256 (hex): RFC 8785 JSON of its fields but ``change``, dates as text."""
     names = [n for n in NAMES if n != "change"]
-    shape = {n: Column(n) for n in names}
-    hashes = [pa.array([], pa.string())]
-    for start in range(0, shown.num_rows, _FETCH_ROWS):  # the JSON texts a slice at a time
-        part = shown.slice(start, _FETCH_ROWS)
-        text = pa.table(
-            {n: pc.strftime(part[n], "%Y-%m-%d") if n in DATE_COLUMNS else part[n] for n in names}
-        )
-        hashes.append(sha256_hex(canonical_rows(shape, text)))
-    return pa.concat_arrays(hashes)
+    return pa.concat_arrays([pa.array([], pa.string()), *map(sha256_hex, canonical_texts(shown, names))])
 
 
 def _with_change(table: pa.Table, change: pa.Array | str) -> pa.Table:
@@ -937,7 +930,7 @@ class _Workbooks:
         if extract.rows.num_rows < self.min_rows or self.workers < 2 or self._given_up:
             return None
         parquet = path.with_name(PARQUET_FILE)
-        write_parquet_atomic(extract.rows, private_dir(path.parent) / PARQUET_FILE)
+        write_parquet_atomic(extract.rows, parquet)  # its folder made 700 if missing
         try:
             with _environment_without_secrets():  # a worker process starts within submit
                 if self._pool is None:
