@@ -122,6 +122,11 @@ class Appended:
     tree_size: int
     root_hash: bytes
     checkpoint: str
+    # Every leaf :meth:`TransparencyLog.append` added, in order — the leading checkpoint leaf,
+    # then the caller's entries: leaves ``tree_size - len(entries)..`` (a service's view of the
+    # log follows its own appends from them: ``evidence.view.LogView.follow_own``). Empty from
+    # ``append_certificates``, which hands no Python object per certificate around.
+    entries: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,7 +175,7 @@ class TransparencyLog:
                 offset += len(group)
             return rows, bundles
 
-        return self._append(conn, hashes, layout)
+        return self._append(conn, hashes, layout, keep=[data for data, _, _ in entries])
 
     def append_certificates(
         self,
@@ -219,13 +224,16 @@ class TransparencyLog:
         conn: Connection,
         hashes: list[bytes],
         layout: Callable[[int, Any], tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]],
+        *,
+        keep: Sequence[bytes] | None = None,
     ) -> Appended:
         """Append leaves ``hashes`` (stored as ``layout(first index, time stamp)`` lays out their
         log_leaves and log_bundles rows), their nodes from level 4 up, and a signed checkpoint.
 
         Every append but the first begins with a ``checkpoint`` leaf logging the checkpoint the
         log signed last (its size, root and note's SHA-256): ``Appended.first_index`` is then
-        the index of the caller's first leaf, after it."""
+        the index of the caller's first leaf, after it. ``keep``: the caller's entries, handed
+        back with that leaf's in ``Appended.entries``."""
         head = _locked_head(conn, self.hasher)
         now = utcnow()
         stamp = bind_value(conn, log_leaves.c.appended_at, now)
@@ -264,7 +272,8 @@ class TransparencyLog:
             raise EvidenceError(
                 f"the log head moved from size {head.tree_size} during an append; run `onceonly audit`"
             )
-        return Appended(first, grown.size, root, note)
+        kept = () if keep is None else (*(row[5] for row in logged), *keep)
+        return Appended(first, grown.size, root, note, kept)
 
     def append_entry(self, conn: Connection, kind: str, ref: str, document: Mapping[str, Any]) -> Appended:
         """Append one entry of ``kind`` (e.g. ``lifecycle``): ``document`` as RFC 8785 bytes."""

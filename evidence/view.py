@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -110,7 +110,36 @@ class LogView:
                 self._follow(conn, size, note)
         return self.size
 
+    def follow_own(self, first: int, entries: Sequence[bytes], note: str) -> bool:
+        """Follow an append this process made itself (its log writer, right after committing
+        it): ``entries`` at leaves ``first..`` under the checkpoint ``note`` it signed. Grown
+        from those bytes, not read back — folded and required to reach the note's root as any
+        growth is. False (nothing done; :meth:`refresh` reads the log) when the view is not at
+        ``first``: another process appended between, or the view is behind."""
+        with self._lock:
+            if first != self.size or not entries:
+                return False
+            self._vouched[note] = None  # signed here (see vouch)
+            while len(self._vouched) > 64:
+                self._vouched.popitem(last=False)
+            size = first + len(entries)
+
+            def given(lo: int, hi: int, lists: dict[tuple[str, int], tuple[int, bytes]]) -> list[bytes]:
+                chunk = list(entries[lo - first : hi - first])
+                for index, entry in enumerate(chunk, start=lo):
+                    _note_list(index, entry, lists)
+                return chunk
+
+            self._grow(self._checkpoint(size, note), note, given)
+            return True
+
     def _follow(self, conn: Connection, size: int, note: str) -> None:
+        self._grow(
+            self._checkpoint(size, note), note, lambda lo, hi, lists: self._entries(conn, lo, hi, lists)
+        )
+
+    def _checkpoint(self, size: int, note: str) -> Checkpoint:
+        """``note`` parsed, its signature checked (unless signed here), of tree size ``size``."""
         try:
             if note in self._vouched:
                 # Signed here: no signature to check again, but it must be by a key the view
@@ -130,12 +159,23 @@ class LogView:
             raise VerificationFailed(
                 f"the newest checkpoint says size {checkpoint.size} where the catalog says {size}"
             )
+        return checkpoint
+
+    def _grow(
+        self,
+        checkpoint: Checkpoint,
+        note: str,
+        entries_of: Callable[[int, int, dict[tuple[str, int], tuple[int, bytes]]], list[bytes]],
+    ) -> None:
+        """Fold the leaves ``self.size..checkpoint.size`` (``entries_of(lo, hi, lists)``, noting
+        status lists in ``lists``) onto the tree held; keep them only if they reach its root."""
+        size = checkpoint.size
         levels = [bytearray() for _ in self._levels]
         lists: dict[tuple[str, int], tuple[int, bytes]] = {}
         frontier, at = self._frontier, self.size
         while at < size:
             end = min(size, at + _CHUNK)
-            chunk = [self.hasher.leaf(data) for data in self._entries(conn, at, end, lists)]
+            chunk = [self.hasher.leaf(data) for data in entries_of(at, end, lists)]
             grown = extend(at, frontier, chunk, hasher=self.hasher)
             levels[0] += b"".join(chunk)
             for level, (_, nodes) in enumerate(grown.levels, start=1):

@@ -18,10 +18,16 @@ A job may carry ``before``: work that must commit with its entries or not at all
 citizen's single-use consent code). Such a job is committed alone, so its failure (the code was
 spent meanwhile) is its own; if a grouped transaction fails, each of its jobs is retried alone,
 so one request's error is never another's.
+
+:meth:`LogWriter.append_async` is the same for a request answered on an event loop: it waits
+for the commit without holding a thread (the service answers on its loop and wakes on the
+writer's result, instead of parking a pool thread per request on it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -32,7 +38,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Connection
 
 from catalog import Catalog
-from evidence.log import Committed, TransparencyLog, append_committed_many
+from evidence.log import Appended, Committed, TransparencyLog, append_committed_many
+
+_logger = logging.getLogger("onceonly.serve")
 
 MAX_BATCH = 256  # requests per transaction at most (a burst drains in a few)
 
@@ -44,6 +52,7 @@ class Logged:
     indices: tuple[int, ...]
     tree_size: int
     checkpoint: str
+    entries: tuple[bytes, ...] = ()  # the job's entries as logged (its leaves' bytes)
 
 
 @dataclass
@@ -56,8 +65,18 @@ class _Job:
 class LogWriter:
     """One thread that appends the entries requests hand it, as many as wait, per transaction."""
 
-    def __init__(self, catalog: Catalog, log: TransparencyLog, *, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        log: TransparencyLog,
+        *,
+        max_batch: int = MAX_BATCH,
+        committed: Callable[[Appended], object] | None = None,
+    ) -> None:
+        """``committed``: called in the writer's thread with each append once it is committed,
+        before any of its requests is woken (a service's view of the log follows it there)."""
         self.catalog, self.log, self.max_batch = catalog, log, max_batch
+        self._committed = committed
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._guard = threading.Lock()  # closing and queueing do not interleave
@@ -74,17 +93,40 @@ class LogWriter:
         """Append ``items`` (after ``before``, in the same transaction) and wait until committed;
         ``before``'s exception or the append's is raised here. A job not started within
         ``timeout`` is withdrawn (never committed later) and TimeoutError raised."""
-        job = _Job(tuple(items), before)
-        with self._guard:
-            if self._closed or not self._thread.is_alive():
-                raise RuntimeError("the log writer has stopped")
-            self._queue.put(job)
+        job = self._submit(items, before)
         try:
             return job.done.result(timeout)
         except FutureTimeout:
             if job.done.cancel():  # not started: withdrawn
                 raise TimeoutError("the transparency log did not take the entries in time") from None
             return job.done.result()  # started meanwhile: its commit decides
+
+    async def append_async(
+        self,
+        items: Sequence[Committed],
+        *,
+        before: Callable[[Connection], object] | None = None,
+        timeout: float = 60.0,
+    ) -> Logged:
+        """:meth:`append` for a caller on an event loop: the loop goes on serving while the
+        entries wait; the same withdrawal after ``timeout``. (Committing on the loop itself
+        was measured too: slower, as the loop then waits for each commit's fsync.)"""
+        job = self._submit(items, before)
+        waiting = asyncio.wrap_future(job.done)
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiting), timeout)
+        except TimeoutError:
+            if job.done.cancel():  # not started: withdrawn
+                raise TimeoutError("the transparency log did not take the entries in time") from None
+            return await waiting  # started meanwhile: its commit decides
+
+    def _submit(self, items: Sequence[Committed], before: Callable[[Connection], object] | None) -> _Job:
+        job = _Job(tuple(items), before)
+        with self._guard:
+            if self._closed or not self._thread.is_alive():
+                raise RuntimeError("the log writer has stopped")
+            self._queue.put(job)
+        return job
 
     def close(self) -> None:
         """Finish every job already handed over, then stop."""
@@ -111,13 +153,7 @@ class LogWriter:
                         self._queue.put(None)  # stop after this batch
                         break
                     jobs.append(more)
-                # A job whose request gave up is withdrawn; the others are now running.
-                jobs = [j for j in jobs if j.done.set_running_or_notify_cancel()]
-                for alone in [j for j in jobs if j.before is not None]:
-                    self._commit([alone])
-                grouped = [j for j in jobs if j.before is None]
-                if grouped:
-                    self._commit(grouped)
+                self._commit_jobs(jobs)
         finally:  # whatever stopped the thread, nobody waits for it in vain
             stopped = RuntimeError("the log writer has stopped")
             while True:
@@ -127,6 +163,15 @@ class LogWriter:
                     break
                 if left is not None and left.done.set_running_or_notify_cancel():
                     left.done.set_exception(stopped)
+
+    def _commit_jobs(self, jobs: list[_Job]) -> None:
+        # A job whose request gave up is withdrawn; the others are now running.
+        jobs = [j for j in jobs if j.done.set_running_or_notify_cancel()]
+        for alone in [j for j in jobs if j.before is not None]:
+            self._commit([alone])
+        grouped = [j for j in jobs if j.before is None]
+        if grouped:
+            self._commit(grouped)
 
     def _commit(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
@@ -143,6 +188,11 @@ class LogWriter:
             else:
                 jobs[0].done.set_exception(exc)
             return
+        if appended is not None and self._committed is not None:
+            try:
+                self._committed(appended)
+            except Exception:  # committed whatever it says: the requests are answered
+                _logger.exception("following the log's own append failed")
         at = appended.first_index if appended is not None else 0
         for job in jobs:
             count = len(job.items)
@@ -151,9 +201,16 @@ class LogWriter:
                     tuple(range(at, at + count)),
                     appended.tree_size if appended is not None else 0,
                     appended.checkpoint if appended is not None else "",
+                    _entries_of(appended, at, count) if appended is not None else (),
                 )
             )
             at += count
+
+
+def _entries_of(appended: Appended, first: int, count: int) -> tuple[bytes, ...]:
+    """The entries of leaves ``first..first+count-1`` among those ``appended`` handed back."""
+    start = first - (appended.tree_size - len(appended.entries))
+    return appended.entries[start : start + count] if start >= 0 else ()
 
 
 __all__ = ["MAX_BATCH", "LogWriter", "Logged"]

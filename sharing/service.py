@@ -23,12 +23,14 @@ material with its certificate identifier and the link to its verifiable bundle.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import pathlib
 import threading
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -39,12 +41,13 @@ from sqlalchemy import and_, bindparam, select
 
 from catalog import Catalog, Prepared, certificates
 from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
+from evidence.log import Appended, Committed
 from evidence.view import LogView
 from onceonly.errors import ConfigurationError, VerificationFailed
 from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
 from onceonly.settings import Settings
 from sharing.citizens import Citizen
-from sharing.logwriter import LogWriter
+from sharing.logwriter import Logged, LogWriter
 from sharing.stations import Station, authenticate
 
 _logger = logging.getLogger("onceonly.serve")
@@ -118,6 +121,33 @@ class Refused(Exception):
         self.status, self.message, self.reason = status, message, reason
 
 
+@dataclass(frozen=True)
+class _Append:
+    """What a step of an answer asks the log writer to append (and ``before``: to commit with it)."""
+
+    items: Sequence[Committed]
+    before: Callable[[Any], object] | None
+
+
+def _advance(
+    steps: Generator[_Append, Logged, dict[str, Any]], logged: Logged | None, error: Exception | None
+) -> tuple[bool, Any]:
+    """Resume ``steps`` with where its entries went (or the error appending them raised):
+    ``(False, the next _Append)``, or ``(True, the answer)`` once they finish. (A StopIteration
+    cannot cross a thread pool's future; a pair can.)"""
+    try:
+        if error is not None:
+            return False, steps.throw(error)
+        return False, steps.send(logged)  # type: ignore[arg-type]
+    except StopIteration as stop:
+        return True, stop.value
+
+
+async def _maybe(value: Any) -> Any:
+    """``value``, awaited if it is awaitable (a step run in the thread pool) — else as it is."""
+    return await value if inspect.isawaitable(value) else value
+
+
 class Counter:
     """The service's state: the catalog, the catalogue, the log and its keys (loaded once)."""
 
@@ -145,7 +175,21 @@ class Counter:
                 self.view.refresh(conn)
         except VerificationFailed as exc:  # answered 证照核验未通过 until the log is put right
             _logger.error("cannot answer from the transparency log: %s", scrub_text(str(exc)))
-        self.writer = LogWriter(self.catalog, self.log)
+        # Answered on the event loop itself where a query is a local file's (skip_check_async).
+        self.inline = self.catalog.engine.dialect.name == "sqlite"
+        self.writer = LogWriter(self.catalog, self.log, committed=self._followed)
+        self._loop_thread: int | None = None  # the loop that answers inline (skip_check_async)
+
+    def _read(self) -> contextlib.AbstractContextManager[Any]:
+        """A read transaction: on the loop answering inline, on the connection it keeps."""
+        if self.inline and threading.get_ident() == self._loop_thread:
+            return self.catalog.read_kept()
+        return self.catalog.read()
+
+    def _followed(self, appended: Appended) -> None:
+        """The writer committed ``appended``: the view follows it from the entries written."""
+        first = appended.tree_size - len(appended.entries)
+        self.view.follow_own(first, appended.entries, appended.checkpoint)
 
     def close(self) -> None:
         self.writer.close()
@@ -153,7 +197,7 @@ class Counter:
 
     def station(self, authorization: str | None) -> Station:
         token = _bearer(authorization)
-        with self.catalog.read() as conn:
+        with self._read() as conn:
             station = authenticate(conn, token)
         if station is None:
             raise Refused(
@@ -162,6 +206,60 @@ class Counter:
         return station
 
     def skip_check(self, station: Station, request: SkipCheckRequest) -> dict[str, Any]:
+        """The answer to ``request`` from ``station``, its uses logged (refused: :class:`Refused`,
+        the refusal logged)."""
+        return self._drive(self._skip_check_steps(station, request))
+
+    def skip_check_for(self, authorization: str | None, request: SkipCheckRequest) -> bytes:
+        """:meth:`skip_check` for the credential in ``authorization`` (401 without one), as the
+        JSON the route sends."""
+        return _json_bytes(self.skip_check(self.station(authorization), request))
+
+    async def skip_check_async(self, authorization: str | None, request: SkipCheckRequest) -> bytes:
+        """:meth:`skip_check_for` on the event loop: on a SQLite catalog (a local file: each
+        query a few microseconds) the loop answers itself and waits for the log writer without
+        holding a thread; the loop, the writer and nothing else share the GIL. Threads parked on
+        the writer's commit and waking to take the GIL back cost more than the answer (a convoy
+        of 40 pool threads). Another database is asked from the thread pool, as a network round
+        trip must not stall the loop."""
+        from starlette.concurrency import run_in_threadpool
+
+        if self.inline:
+            self._loop_thread = threading.get_ident()
+            station = self.station(authorization)
+            advance: Callable[..., Any] = _advance
+        else:
+            station = await run_in_threadpool(self.station, authorization)
+            advance = partial(run_in_threadpool, _advance)  # type: ignore[call-arg]
+        steps = self._skip_check_steps(station, request)
+        done, out = await _maybe(advance(steps, None, None))
+        while not done:
+            try:
+                logged = await self.writer.append_async(out.items, before=out.before)
+            except Exception as exc:  # handed to the steps, which decide
+                done, out = await _maybe(advance(steps, None, exc))
+            else:
+                done, out = await _maybe(advance(steps, logged, None))
+        return _json_bytes(out)
+
+    def _drive(self, steps: Generator[_Append, Logged, dict[str, Any]]) -> dict[str, Any]:
+        """Run ``steps``, appending what each asks for (blocking this thread) and handing it back."""
+        done, out = _advance(steps, None, None)
+        while not done:
+            try:
+                logged = self.writer.append(out.items, before=out.before)
+            except Exception as exc:  # handed to the steps, which decide
+                done, out = _advance(steps, None, exc)
+            else:
+                done, out = _advance(steps, logged, None)
+        return out
+
+    def _skip_check_steps(
+        self, station: Station, request: SkipCheckRequest
+    ) -> Generator[_Append, Logged, dict[str, Any]]:
+        """The skip-check, as steps that yield what must be logged (:class:`_Append`) and get
+        back where it went: the same answer whether the caller blocks on the log writer or
+        awaits it."""
         from sharing.citizens import ConsentRefused, use_consent
         from sharing.skipcheck import skip_check
         from sharing.slip import build_slip, slip_digest
@@ -173,7 +271,7 @@ class Counter:
         except ConfigurationError:
             refused = Refused(404, "未知事项（见 GET /api/matters）", "unknown matter")
             known = is_valid_citizen_id(subject) or is_valid_uscc(subject)
-            self.refuse(station, UNKNOWN_MATTER, refused, subject if known else None, request)
+            yield self._refusal(station, UNKNOWN_MATTER, refused, subject if known else None, request)
             raise refused from None
         valid = is_valid_citizen_id(subject) if asked.subject == "person" else is_valid_uscc(subject)
         committed = subject if valid else None
@@ -191,7 +289,7 @@ class Counter:
                 raise Refused(
                     403, f"本站未获授权办理该事项：{asked.name}", "matter out of the station's scope"
                 )
-            with self.catalog.read() as conn:
+            with self._read() as conn:
                 in_township = self._in_township(conn, subject, station.township)
                 if not in_township and not request.consent_code:
                     raise Refused(
@@ -236,9 +334,7 @@ class Counter:
                     blocked(conn)
 
             try:
-                logged = self.writer.append(
-                    answer.uses, before=None if in_township and blocked is None else before
-                )
+                logged = yield _Append(answer.uses, None if in_township and blocked is None else before)
             except ConsentRefused as exc:
                 raise Refused(403, f"{CONSENT_NEEDED}：{exc.message}", exc.reason) from None
             # The uses are durable now: the data was used, whatever happens to the slip below (a
@@ -246,21 +342,28 @@ class Counter:
             answer = replace(answer, use_leaves=logged.indices, uses=(), blocked=None)
             if logged.checkpoint:  # signed here: the view need not check its signature again
                 self.view.vouch(logged.checkpoint)
+            slip_of = partial(
+                build_slip,
+                log=self.log,
+                station=station,
+                answer=answer,
+                purpose=str(request.purpose),
+                case_number=str(request.case_number),
+                subject_shown=mask_citizen_id(subject) or "",
+                view=self.view,
+                entries=dict(zip(logged.indices, logged.entries, strict=False)),
+            )
             try:
-                with self.catalog.read() as conn:
-                    self.view.refresh(conn)
-                    head = self.view.head
-                    slip = build_slip(
-                        conn,
-                        self.log,
-                        station,
-                        answer,
-                        purpose=str(request.purpose),
-                        case_number=str(request.case_number),
-                        subject_shown=mask_citizen_id(subject) or "",
-                        view=self.view,
-                        head=head,
-                    )
+                head = self.view.head
+                if head[0] >= logged.tree_size and len(logged.entries) == len(logged.indices):
+                    # The writer's own append, followed by the view as it committed: the slip is
+                    # proven from what the view holds, nothing read back.
+                    slip = slip_of(None, head=head)
+                else:  # another process appended between: the view reads the log to its head
+                    with self._read() as conn:
+                        self.view.refresh(conn)
+                        head = self.view.head
+                        slip = slip_of(conn, head=head)
             except VerificationFailed:
                 raise Refused(
                     503,
@@ -268,7 +371,7 @@ class Counter:
                     "the log does not verify",
                 ) from None
         except Refused as refused:
-            self.refuse(station, asked.code, refused, committed, request)
+            yield self._refusal(station, asked.code, refused, committed, request)
             raise
         body = answer.to_json()
         body["subject"] = mask_citizen_id(subject)
@@ -285,11 +388,6 @@ class Counter:
             if material["skippable"]:
                 material["bundle_url"] = f"/api/certificates/{material['certificate_id']}/bundle"
         return body
-
-    def skip_check_for(self, authorization: str | None, request: SkipCheckRequest) -> bytes:
-        """:meth:`skip_check` for the credential in ``authorization`` (401 without one), as the
-        JSON the route sends: one trip to the thread pool for both, not one each."""
-        return _json_bytes(self.skip_check(self.station(authorization), request))
 
     def refuse_invalid(self, authorization: str | None, body: Any) -> None:
         """Log a skip-check request the schema refused, if a station sent it (the subject committed
@@ -316,10 +414,17 @@ class Counter:
     def refuse(
         self, station: Station, matter: str, refused: Refused, subject: str | None, request: SkipCheckRequest
     ) -> None:
+        wanted = self._refusal(station, matter, refused, subject, request)
+        self.writer.append(wanted.items)
+
+    @staticmethod
+    def _refusal(
+        station: Station, matter: str, refused: Refused, subject: str | None, request: SkipCheckRequest
+    ) -> _Append:
         from evidence.log import refusal_entry
 
-        self.writer.append(
-            [
+        return _Append(
+            (
                 refusal_entry(
                     station=station.station_id,
                     township=station.township,
@@ -328,8 +433,9 @@ class Counter:
                     subject=subject,
                     purpose=request.purpose or None,
                     case_number=request.case_number or None,
-                )
-            ]
+                ),
+            ),
+            None,
         )
 
     def bundle(
@@ -495,7 +601,7 @@ def _json_bytes(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
-def _bearer_header(
+async def _bearer_header(  # async: FastAPI runs a plain function in the thread pool
     authorization: Annotated[str | None, Header(description="Bearer <station credential>")] = None,
 ) -> str | None:
     return authorization
@@ -579,7 +685,7 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
         )
 
     @app.get("/healthz", summary="Liveness (no credential needed)")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:  # on the loop, as the skip-check: the floor's own path
         return {"status": "ok"}
 
     @app.get(
@@ -612,8 +718,8 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
     async def skip_check(
         request: SkipCheckRequest, authorization: Annotated[str | None, Depends(_bearer_header)]
     ) -> Response:
-        # The credential checked and the answer made in one worker thread, and sent as made.
-        body = await run_in_threadpool(counter.skip_check_for, authorization, request)
+        # Answered on the loop (a SQLite catalog), waiting for the log writer without a thread.
+        body = await counter.skip_check_async(authorization, request)
         return Response(body, media_type="application/json")
 
     @app.get(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ SLIP_SCHEMA = "onceonly-slip/1"
 
 
 def build_slip(
-    conn: Connection,
+    conn: Connection | None,
     log: TransparencyLog,
     station: Station,
     answer: SkipCheckAnswer,
@@ -50,18 +50,24 @@ def build_slip(
     subject_shown: str,
     view: LogView | None = None,
     head: tuple[int, str] | None = None,
+    entries: Mapping[int, bytes] | None = None,
 ) -> str:
     """The signed slip of ``answer`` (whose uses were logged in ``conn``'s transaction, or —
     with ``view``, a service's verified view of the log — committed and followed by the view:
-    the checkpoint and proofs are then the view's, and each use's stored entry must hash to the
-    leaf the view verified; ``head``: the view's size and note to prove against, read once by the
-    caller)."""
+    the checkpoint and proofs are then the view's, and each use's entry must hash to the leaf
+    the view verified; ``head``: the view's size and note to prove against, read once by the
+    caller; ``entries``: the uses' entries as the log writer appended them, by leaf, so that
+    none is read back — ``conn`` may then be None)."""
     if view is not None:
         size, note = head or view.head
         hasher_name = view.hasher.name
         uses = []
         for index in answer.use_leaves:
-            data = leaf_at(conn, index).entry or b""
+            data = (entries or {}).get(index)
+            if data is None:
+                if conn is None:
+                    raise VerificationFailed(f"use leaf {index}: no entry given, no catalog to read it from")
+                data = leaf_at(conn, index).entry or b""
             if view.hasher.leaf(data) != view.leaf_hash(index):
                 raise VerificationFailed(f"the use entry stored at leaf {index} is not the one the log holds")
             uses.append(
@@ -72,6 +78,8 @@ def build_slip(
                 }
             )
     else:
+        if conn is None:
+            raise VerificationFailed("a slip without the service's view is proven from the catalog")
         head = latest_checkpoint(conn)
         if head is None:
             raise VerificationFailed("the log has no checkpoint: nothing to check the answer against")

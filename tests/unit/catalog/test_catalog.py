@@ -206,3 +206,38 @@ def test_a_prepared_query_that_fails_is_a_catalog_error(catalog: Catalog) -> Non
         catalog.read() as conn,
     ):
         query.all(conn)
+
+
+def test_a_thread_keeps_its_read_connection_and_each_transaction_sees_what_was_committed(
+    catalog: Catalog,
+) -> None:
+    """read_kept: one connection per thread, kept across transactions (the counter's loop);
+    each transaction still reads what others committed before it began, an error inside one
+    leaves the connection usable, and dispose closes them all."""
+    table = sa.Table("kept_probe", sa.MetaData(), sa.Column("n", sa.Integer))
+    with catalog.begin() as conn:
+        table.create(conn)
+    seen: list[object] = []
+    for n in range(3):
+        with catalog.begin() as conn:
+            conn.execute(table.insert().values(n=n))
+        with catalog.read_kept() as conn:
+            seen.append(conn)
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == n + 1
+    assert seen[0] is seen[1] is seen[2]
+    with pytest.raises(ZeroDivisionError), catalog.read_kept() as conn:
+        raise ZeroDivisionError
+    with catalog.read_kept() as again:
+        assert again is seen[0] and again.execute(sa.select(sa.literal(1))).scalar_one() == 1
+    elsewhere: list[object] = []
+
+    def other_thread() -> None:
+        with catalog.read_kept() as conn:
+            elsewhere.append(conn)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert elsewhere and elsewhere[0] is not seen[0]
+    catalog.dispose()
+    assert seen[0].closed and elsewhere[0].closed  # type: ignore[attr-defined]

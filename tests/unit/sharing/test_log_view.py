@@ -235,3 +235,43 @@ def test_a_newer_status_list_relabelled_in_the_catalog_still_counts(people: dict
         with pytest.raises(VerificationFailed):
             check_held(conn, cert_id, leaf, log_verifiers(settings))
     catalog.dispose()
+
+
+def test_the_view_follows_its_own_appends_from_the_entries_written(people: dict[str, str]) -> None:
+    """The service's writer hands the view what it appended: the view grows from those bytes
+    (no read back) only when they fold to the signed root, and only from where it stands."""
+    view, catalog, settings = _view()
+    with catalog.read() as conn:
+        view.refresh(conn)
+    own = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        appended = record_use(conn, own, matter="m", certificate_id="c", township="120114001000")
+    first = appended.tree_size - len(appended.entries)
+    assert first == view.size and len(appended.entries) == 2  # the checkpoint leaf, then the use
+    assert view.follow_own(first, appended.entries, appended.checkpoint)
+    assert view.head == (appended.tree_size, appended.checkpoint)
+    fresh = LogView(log_verifiers(settings))
+    with catalog.read() as conn:
+        fresh.refresh(conn)
+        for index in range(first - 3, view.size):
+            assert view.leaf_hash(index) == fresh.leaf_hash(index)
+            assert view.prove_inclusion(index, view.size) == prove_inclusion(conn, index, view.size)
+    # Bytes that are not the ones signed: refused, the view keeps what it had.
+    with catalog.begin() as conn:
+        appended = record_use(conn, own, matter="m2", certificate_id="c2", township="120114001000")
+    first, size = appended.tree_size - len(appended.entries), view.size
+    forged = (*appended.entries[:-1], appended.entries[-1].replace(b"m2", b"m3"))
+    with pytest.raises(VerificationFailed, match="do not fold to the root"):
+        view.follow_own(first, forged, appended.checkpoint)
+    assert view.size == size
+    # Not where the view stands (another process appended between): left to refresh.
+    assert not view.follow_own(first + 1, appended.entries[1:], appended.checkpoint)
+    with catalog.read() as conn:
+        assert view.refresh(conn) == appended.tree_size
+    # A note by a key that is not the log's is refused, vouched for or not.
+    other = TransparencyLog(SigningKey.generate(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        appended = record_use(conn, other, matter="m", certificate_id="c", township="120114001000")
+    with pytest.raises(VerificationFailed, match="not among the log's keys"):
+        view.follow_own(appended.tree_size - len(appended.entries), appended.entries, appended.checkpoint)
+    catalog.dispose()

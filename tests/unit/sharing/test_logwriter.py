@@ -124,3 +124,49 @@ def test_closing_finishes_what_was_handed_over(writer: LogWriter) -> None:
         t.join(30)
     writer.close()
     assert len(done) == 5 and len({i for d in done for i in d.indices}) == 5
+
+
+def test_a_request_on_an_event_loop_awaits_its_commit_with_the_others(writer: LogWriter) -> None:
+    """append_async: requests on a loop wait for the writer without a thread each; those that
+    wait together share a transaction, each gets its own leaves and the entries written there."""
+    import asyncio
+
+    writer.append([_use(0)])
+    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")  # the first of them waits on the lock, the rest queue
+
+    async def requests() -> list[Logged]:
+        waiting = [asyncio.create_task(writer.append_async([_use(n), _use(100 + n)])) for n in range(1, 7)]
+        await asyncio.sleep(0.5)
+        blocker.execute("COMMIT")
+        return list(await asyncio.gather(*waiting))
+
+    results = asyncio.run(requests())
+    blocker.close()
+    assert len({r.checkpoint for r in results}) <= 2  # the first alone, the rest together
+    assert sorted(i for r in results for i in r.indices) == sorted({i for r in results for i in r.indices})
+    with writer.catalog.read() as conn:
+        for n, logged in enumerate(results, start=1):
+            stored = [leaf_at(conn, i).entry for i in logged.indices]
+            assert list(logged.entries) == stored
+            assert [json.loads(e or b"")["matter"] for e in stored] == [f"m{n}", f"m{100 + n}"]
+
+
+def test_a_request_on_an_event_loop_that_gave_up_is_never_logged_later(writer: LogWriter) -> None:
+    import asyncio
+
+    writer.append([_use(0)])
+    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")
+    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
+    waiting.start()  # the writer takes it and waits on the lock
+    threading.Event().wait(0.3)
+    with pytest.raises(TimeoutError):
+        asyncio.run(writer.append_async([_use(2)], timeout=0.3))  # queued behind it, withdrawn
+    blocker.execute("COMMIT")
+    blocker.close()
+    waiting.join(30)
+    logged = writer.append([_use(3)])
+    with writer.catalog.read() as conn:
+        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
+    assert "m1" in matters and "m3" in matters and "m2" not in matters

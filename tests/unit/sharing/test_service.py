@@ -447,3 +447,46 @@ def test_free_text_that_holds_an_id_is_never_logged_in_clear(
     everything = json.dumps(logged("refusal") + logged("use"), ensure_ascii=False)
     assert people["other"] not in everything and people["other"][:6] + "********" in everything
     assert logged("refusal")[0]["matter"] == "unknown"
+
+
+@pytest.mark.parametrize("inline", [True, False], ids=["on-the-loop", "thread-pool"])
+def test_answered_on_the_loop_or_from_the_thread_pool_alike_the_view_following_its_own_appends(
+    people: dict[str, str], inline: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a SQLite catalog the loop answers itself; another database is asked from the thread
+    pool: the same answers, refusals and slips. The view follows the writer's own appends from
+    the entries written — the slip's use entries are not read back from the catalog."""
+    from evidence.view import LogView
+    from sharing.service import Counter
+    from sharing.slip import verify_slip
+
+    counter = Counter(Settings())
+    counter.inline = inline
+    followed: list[bool] = []
+    follow = LogView.follow_own
+
+    def spy(view: LogView, first: int, entries: Any, note: str) -> bool:
+        followed.append(follow(view, first, entries, note))
+        return followed[-1]
+
+    monkeypatch.setattr(LogView, "follow_own", spy)
+    read_back: list[int] = []
+    from sharing import slip as slip_module
+
+    leaf_at = slip_module.leaf_at
+    monkeypatch.setattr(slip_module, "leaf_at", lambda conn, i: read_back.append(i) or leaf_at(conn, i))
+    token = station()
+    with TestClient(create_app(counter=counter)) as client:
+        answers = [ask(client, token, subject_id=people["mine"], case_number=f"WQ-{n}") for n in range(3)]
+        refused = ask(client, token, subject_id=people["mine"], purpose=None)
+        other = ask(client, token, subject_id=people["other"])
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert (refused.status_code, refused.json()["detail"]) == (422, "请填写用证事由")
+    assert other.status_code == 403 and "需本人授权" in other.json()["detail"]
+    verifiers = log_verifiers(Settings())
+    for n, answer in enumerate(answers):
+        report = verify_slip(answer.json()["slip"], verifiers)
+        assert report.uses == 1 and report.slip["case_number"] == f"WQ-{n}"
+    assert [u["case_number"] for u in logged("use")] == ["WQ-0", "WQ-1", "WQ-2"]
+    assert [r["reason"] for r in logged("refusal")] == ["no purpose", "subject of another township"]
+    assert followed and all(followed) and read_back == []
