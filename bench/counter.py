@@ -11,7 +11,8 @@ runs in its own process. Then, on the same machine and in the same run:
   verified, its state from the newest logged status list), its use appended to the log with a
   signed checkpoint by the group-committing writer (``sharing.logwriter``: durable before the
   answer leaves), and a signed verification slip with the use's inclusion proof — requests/s and
-  p50/p99 latency, with 8 connections and with one;
+  p50/p99 latency, with 8 connections and with one; and with 8 connections to ``onceonly serve
+  --workers 2`` (two processes, their log writers taking turns);
 - **HTTP floor**: the same ``wrk`` against ``/healthz`` of the same server (uvicorn and FastAPI
   answering, nothing else): no answer over HTTP here can be faster;
 - **in process, OnceOnly**: the read-only skip-check (``sharing.skipcheck.skip_check``) as the
@@ -145,11 +146,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(port: int) -> subprocess.Popen[bytes]:
+def _serve(port: int, workers: int = 1) -> subprocess.Popen[bytes]:
     import httpx
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", str(workers)],
         env=os.environ.copy(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -299,6 +300,14 @@ def run(rows: int | None = None) -> dict[str, Any]:
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+            port = _free_port()
+            server = _serve(port, workers=2)
+            try:
+                print("HTTP: the same, 8 connections, `onceonly serve --workers 2` ...", flush=True)
+                two_http = _wrk(f"http://127.0.0.1:{port}", script)
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -310,6 +319,7 @@ def run(rows: int | None = None) -> dict[str, Any]:
         "home_build_s": round(built, 1),
         "http_skip_check": ours_http,
         "http_skip_check_one_connection": one_http,
+        "http_skip_check_two_workers": two_http,
         "http_floor_healthz": floor_http,
         "http_skip_check_over_floor": round(ours_http["requests_per_s"] / floor_http["requests_per_s"], 3),
         "in_process": inproc,
@@ -324,7 +334,9 @@ def run(rows: int | None = None) -> dict[str, Any]:
     print(
         f"HTTP skip-check: {ours_http['requests_per_s']:,.0f}/s, p50 {ours_http['p50_ms']} ms, p99 "
         f"{ours_http['p99_ms']} ms ({ours_http['non_2xx']} non-2xx); one connection "
-        f"{one_http['requests_per_s']:,.0f}/s p99 {one_http['p99_ms']} ms; floor /healthz "
+        f"{one_http['requests_per_s']:,.0f}/s p99 {one_http['p99_ms']} ms; two processes "
+        f"{two_http['requests_per_s']:,.0f}/s, p50 {two_http['p50_ms']} ms, p99 {two_http['p99_ms']} ms; "
+        f"floor /healthz "
         f"{floor_http['requests_per_s']:,.0f}/s p99 {floor_http['p99_ms']} ms"
     )
     print(

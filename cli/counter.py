@@ -128,6 +128,14 @@ def citizens_enrol(
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes answering on the port (each verifies the log at start and keeps its own "
+            "view; their log writers take turns).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the stations' service: the counter page at /, skip-check over HTTP (OpenAPI: /openapi.json)."""
     import uvicorn
@@ -135,9 +143,19 @@ def serve(
     from onceonly.settings import Settings
     from sharing.service import create_app
 
-    app_ = create_app(Settings())
     typer.echo(f"OnceOnly counter on http://{host}:{port} (page: /, OpenAPI: /openapi.json)", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    if workers > 1:  # uvicorn starts each process, which builds its own app from the environment
+        Settings()  # a configuration error is reported here, once, not by every process
+        uvicorn.run(
+            "sharing.service:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return
+    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="warning")
 
 
 @app.command("who-used")

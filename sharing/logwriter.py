@@ -27,13 +27,17 @@ writer's result, instead of parking a pool thread per request on it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
@@ -72,11 +76,17 @@ class LogWriter:
         *,
         max_batch: int = MAX_BATCH,
         committed: Callable[[Appended], object] | None = None,
+        turns: Path | None = None,
     ) -> None:
         """``committed``: called in the writer's thread with each append once it is committed,
-        before any of its requests is woken (a service's view of the log follows it there)."""
+        before any of its requests is woken (a service's view of the log follows it there).
+        ``turns``: a lock file the writers of several processes on one SQLite catalog take
+        turns on around each transaction (``onceonly serve --workers N``): the kernel hands
+        the lock over at once, where SQLite's own busy handler sleeps 1, 2, 5, 10… ms between
+        tries."""
         self.catalog, self.log, self.max_batch = catalog, log, max_batch
         self._committed = committed
+        self._turns = turns
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = False
         self._guard = threading.Lock()  # closing and queueing do not interleave
@@ -173,10 +183,23 @@ class LogWriter:
         if grouped:
             self._commit(grouped)
 
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn to write, among the writers sharing ``turns`` (none: always)."""
+        if self._turns is None:
+            yield
+            return
+        fd = os.open(self._turns, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     def _commit(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
         try:
-            with self.catalog.begin() as conn:
+            with self._turn(), self.catalog.begin() as conn:
                 for job in jobs:
                     if job.before is not None:
                         job.before(conn)

@@ -177,7 +177,14 @@ class Counter:
             _logger.error("cannot answer from the transparency log: %s", scrub_text(str(exc)))
         # Answered on the event loop itself where a query is a local file's (skip_check_async).
         self.inline = self.catalog.engine.dialect.name == "sqlite"
-        self.writer = LogWriter(self.catalog, self.log, committed=self._followed)
+        database = self.catalog.engine.url.database if self.inline else None
+        self.writer = LogWriter(
+            self.catalog,
+            self.log,
+            committed=self._followed,
+            # Several processes answering (`onceonly serve --workers N`): their writers take turns.
+            turns=pathlib.Path(f"{database}.writer-lock") if database and database != ":memory:" else None,
+        )
         self._loop_thread: int | None = None  # the loop that answers inline (skip_check_async)
 
     def _read(self) -> contextlib.AbstractContextManager[Any]:
@@ -641,7 +648,11 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
         yield
         await run_in_threadpool(counter.close)  # the log writer finishes what it was handed
 
+    # FastAPI's own OpenTelemetry (from 0.150): off. Nothing here exports telemetry — request
+    # paths hold certificate identifiers — and checking for providers cost ~2 % of a request.
+    quiet = {"telemetry": {"tracing": False, "metrics": False, "logs": False, "auto_configure": False}}
     app = FastAPI(
+        **(quiet if "telemetry" in inspect.signature(FastAPI).parameters else {}),  # type: ignore[arg-type]
         lifespan=lifespan,
         # The OpenAPI document is served (/openapi.json); the docs pages are not: they load
         # scripts from a CDN, which a government network neither reaches nor should trust.

@@ -78,12 +78,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving() -> Iterator[str]:
-    """``onceonly serve`` of the current ONCEONLY_HOME in its own process, until it answers
-    ``/healthz``; its base URL. Stopped on exit."""
+def serving(*options: str) -> Iterator[str]:
+    """``onceonly serve`` of the current ONCEONLY_HOME in its own process (with ``options``),
+    until it answers ``/healthz``; its base URL. Stopped on exit."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *options],
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

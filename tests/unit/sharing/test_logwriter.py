@@ -170,3 +170,28 @@ def test_a_request_on_an_event_loop_that_gave_up_is_never_logged_later(writer: L
     with writer.catalog.read() as conn:
         matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
     assert "m1" in matters and "m3" in matters and "m2" not in matters
+
+
+def test_writers_of_several_processes_take_turns_on_the_lock_file(writer: LogWriter, tmp_path: Path) -> None:
+    """``turns``: each transaction waits for the lock file (another process's writer holding it),
+    and goes on the moment it is released."""
+    import fcntl
+    import os
+
+    turns = tmp_path / "catalog.db.writer-lock"
+    other = LogWriter(writer.catalog, writer.log, turns=turns)
+    try:
+        other.append([_use(0)])
+        assert oct(turns.stat().st_mode & 0o777) == "0o600"
+        held = os.open(turns, os.O_RDWR)
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process writing
+        done: list[Logged] = []
+        waiting = threading.Thread(target=lambda: done.append(other.append([_use(1)])))
+        waiting.start()
+        waiting.join(0.5)
+        assert done == []  # waits for its turn
+        os.close(held)
+        waiting.join(30)
+        assert len(done) == 1 and done[0].indices
+    finally:
+        other.close()

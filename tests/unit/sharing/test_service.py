@@ -490,3 +490,90 @@ def test_answered_on_the_loop_or_from_the_thread_pool_alike_the_view_following_i
     assert [u["case_number"] for u in logged("use")] == ["WQ-0", "WQ-1", "WQ-2"]
     assert [r["reason"] for r in logged("refusal")] == ["no purpose", "subject of another township"]
     assert followed and all(followed) and read_back == []
+
+
+def test_two_counters_on_one_catalog_take_turns_and_each_slip_proves_its_uses(people: dict[str, str]) -> None:
+    """Two services on one SQLite catalog (two processes of `onceonly serve --workers 2`, here
+    two Counters): their writers take turns on the lock file; each view follows its own appends
+    and reads the other's from the catalog; every slip verifies, no leaf is lost or doubled."""
+    import threading
+
+    from evidence.log import verify_log
+    from sharing.service import Counter, SkipCheckRequest
+    from sharing.slip import verify_slip
+
+    token = station()
+    counters = [Counter(Settings()), Counter(Settings())]
+    turns = counters[0].writer._turns
+    assert turns is not None and turns.name == "catalog.db.writer-lock"
+    answers: list[dict[str, Any]] = []
+
+    def clerk(counter: Counter, n: int) -> None:
+        request = SkipCheckRequest(
+            subject_id=people["mine"], matter="pension-enrolment", purpose="参保登记", case_number=f"WQ-{n}"
+        )
+        answers.append(json.loads(counter.skip_check_for(f"Bearer {token}", request)))
+
+    threads = [threading.Thread(target=clerk, args=(counters[n % 2], n)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for counter in counters:
+        counter.close()
+    assert len(answers) == 12
+    verifiers = log_verifiers(Settings())
+    assert sorted(verify_slip(a["slip"], verifiers).slip["case_number"] for a in answers) == sorted(
+        f"WQ-{n}" for n in range(12)
+    )
+    assert sorted(u["case_number"] for u in logged("use")) == sorted(f"WQ-{n}" for n in range(12))
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    with catalog.read() as conn:
+        verify_log(conn, verifiers)
+    catalog.dispose()
+    assert oct((settings.home / "catalog.db.writer-lock").stat().st_mode & 0o777) == "0o600"
+
+
+def test_onceonly_serve_with_two_workers_answers_over_http(people: dict[str, str], home: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sharing.slip import verify_slip
+
+    token = station()
+    with serving("--workers", "2") as url:
+
+        def ask_over_http(n: int) -> httpx.Response:
+            return httpx.post(
+                f"{url}/api/skip-check",
+                headers={"Authorization": f"Bearer {token}"},
+                json={
+                    "subject_id": people["mine"],
+                    "matter": "pension-enrolment",
+                    "purpose": "参保登记",
+                    "case_number": f"WQ-{n}",
+                },
+                timeout=60,
+            )
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask_over_http, range(16)))
+    assert [a.status_code for a in answers] == [200] * 16, [a.text for a in answers if a.status_code != 200]
+    verifiers = log_verifiers(Settings())
+    assert {verify_slip(a.json()["slip"], verifiers).slip["case_number"] for a in answers} == {
+        f"WQ-{n}" for n in range(16)
+    }
+    assert sorted(u["case_number"] for u in logged("use")) == sorted(f"WQ-{n}" for n in range(16))
+
+
+def test_fastapis_own_telemetry_is_off(people: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Request paths hold certificate identifiers: nothing is exported, even when FastAPI's
+    environment switch asks for it (FastAPI ≥ 0.150 instruments every app unless told not to)."""
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    app = create_app(Settings())
+    native = getattr(app, "_native_telemetry", None)
+    if native is None:  # a FastAPI before its telemetry: nothing to turn off
+        return
+    assert not native.enabled()
+    assert app._telemetry["auto_configure"] is False
+    app.state.counter.close()
