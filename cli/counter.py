@@ -141,13 +141,13 @@ def serve(
     import uvicorn
 
     from onceonly.settings import Settings
-    from sharing.service import create_app
+    from sharing.service import serve_app
 
     typer.echo(f"OnceOnly counter on http://{host}:{port} (page: /, OpenAPI: /openapi.json)", err=True)
     if workers > 1:  # uvicorn starts each process, which builds its own app from the environment
         Settings()  # a configuration error is reported here, once, not by every process
         uvicorn.run(
-            "sharing.service:create_app",
+            "sharing.service:serve_app",
             factory=True,
             host=host,
             port=port,
@@ -155,7 +155,7 @@ def serve(
             log_level="warning",
         )
         return
-    uvicorn.run(create_app(Settings()), host=host, port=port, log_level="warning")
+    uvicorn.run(serve_app(), host=host, port=port, log_level="warning")
 
 
 @app.command("who-used")

@@ -577,3 +577,20 @@ def test_fastapis_own_telemetry_is_off(people: dict[str, str], monkeypatch: pyte
     assert not native.enabled()
     assert app._telemetry["auto_configure"] is False
     app.state.counter.close()
+
+
+def test_the_served_app_puts_what_it_built_to_start_out_of_the_collectors_reach(
+    people: dict[str, str],
+) -> None:
+    import gc
+
+    from sharing.service import serve_app
+
+    before = gc.get_freeze_count()
+    app = serve_app()
+    try:
+        assert gc.get_freeze_count() > before
+        assert app.state.counter.view.size > 0  # the verified log is among what was frozen
+    finally:
+        gc.unfreeze()  # this test's process builds many apps
+        app.state.counter.close()
