@@ -124,8 +124,12 @@ class Catalog:
         """:meth:`read` on a connection this thread checked out once and keeps: for a thread
         that reads in many small transactions (the counter's event loop answering): BEGIN and
         COMMIT on the driver cost ~40 µs, a checkout from the pool and back twice that. A
-        connection an error left unusable is dropped, the next transaction takes a new one."""
+        connection a database error touched is closed and dropped (whatever state it was left
+        in), the next transaction takes a new one. Not re-entrant: one transaction at a time
+        per thread."""
         conn: Connection | None = getattr(self._mine, "conn", None)
+        if conn is not None and conn.in_transaction():
+            raise RuntimeError("read_kept: this thread's kept connection is already in a transaction")
         try:
             if conn is None or conn.closed or conn.invalidated:
                 conn = self.engine.connect()
@@ -136,7 +140,20 @@ class Catalog:
             with conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
+            self._drop_kept(conn)
             raise catalog_error(exc, "catalog database error") from exc
+
+    def _drop_kept(self, conn: Connection | None) -> None:
+        self._mine.conn = None
+        if conn is None:
+            return
+        with self._kept_guard:
+            if conn in self._kept:
+                self._kept.remove(conn)
+        with suppress(SQLAlchemyError):
+            conn.invalidate()  # not back to the pool: a new DBAPI connection next time
+        with suppress(SQLAlchemyError):
+            conn.close()
 
     def dispose(self) -> None:
         """Close the connections threads kept (:meth:`read_kept`) and the pool's."""

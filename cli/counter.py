@@ -145,7 +145,14 @@ def serve(
 
     typer.echo(f"OnceOnly counter on http://{host}:{port} (page: /, OpenAPI: /openapi.json)", err=True)
     if workers > 1:  # uvicorn starts each process, which builds its own app from the environment
-        Settings()  # a configuration error is reported here, once, not by every process
+        # What a process needs to start, checked here once: a configuration error, a missing
+        # catalog or a key that does not open is reported by this command, not by each process.
+        from catalog import Catalog
+        from evidence.keys import open_key_store
+
+        settings = Settings()
+        Catalog.connect(settings.catalog_url, create=False).dispose()
+        open_key_store(settings).load(settings.log_origin)
         uvicorn.run(
             "sharing.service:serve_app",
             factory=True,

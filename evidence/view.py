@@ -110,18 +110,24 @@ class LogView:
                 self._follow(conn, size, note)
         return self.size
 
+    def behind(self, conn: Connection) -> int:
+        """How many leaves the newest checkpoint in the catalog holds beyond what the view
+        verified (one query; nothing verified): a caller that must not stall for long — an event
+        loop — follows a big growth elsewhere first."""
+        row = _NEWEST.first(conn)
+        return max(0, int(row.tree_size) - self.size) if row is not None else 0
+
     def follow_own(self, first: int, entries: Sequence[bytes], note: str) -> bool:
         """Follow an append this process made itself (its log writer, right after committing
         it): ``entries`` at leaves ``first..`` under the checkpoint ``note`` it signed. Grown
         from those bytes, not read back — folded and required to reach the note's root as any
         growth is. False (nothing done; :meth:`refresh` reads the log) when the view is not at
-        ``first``: another process appended between, or the view is behind."""
+        ``first``: another process appended between, or the view is behind. Only for a note
+        this process signed: its signature is not checked (its key must still be one of the
+        log's); it is vouched for once the leaves held."""
         with self._lock:
             if first != self.size or not entries:
                 return False
-            self._vouched[note] = None  # signed here (see vouch)
-            while len(self._vouched) > 64:
-                self._vouched.popitem(last=False)
             size = first + len(entries)
 
             def given(lo: int, hi: int, lists: dict[tuple[str, int], tuple[int, bytes]]) -> list[bytes]:
@@ -130,7 +136,10 @@ class LogView:
                     _note_list(index, entry, lists)
                 return chunk
 
-            self._grow(self._checkpoint(size, note), note, given)
+            self._grow(self._checkpoint(size, note, signed_here=True), note, given)
+            self._vouched[note] = None  # signed here, and it held (see vouch)
+            while len(self._vouched) > 64:
+                self._vouched.popitem(last=False)
             return True
 
     def _follow(self, conn: Connection, size: int, note: str) -> None:
@@ -138,10 +147,11 @@ class LogView:
             self._checkpoint(size, note), note, lambda lo, hi, lists: self._entries(conn, lo, hi, lists)
         )
 
-    def _checkpoint(self, size: int, note: str) -> Checkpoint:
-        """``note`` parsed, its signature checked (unless signed here), of tree size ``size``."""
+    def _checkpoint(self, size: int, note: str, *, signed_here: bool = False) -> Checkpoint:
+        """``note`` parsed, its signature checked (unless signed here: ``signed_here``, or
+        vouched for), of tree size ``size``."""
         try:
-            if note in self._vouched:
+            if signed_here or note in self._vouched:
                 # Signed here: no signature to check again, but it must be by a key the view
                 # trusts — a signing key that is not among the published ones would sign slips
                 # nobody can verify.

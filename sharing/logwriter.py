@@ -184,8 +184,9 @@ class LogWriter:
             self._commit(grouped)
 
     @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """This process's turn to write, among the writers sharing ``turns`` (none: always)."""
+    def turn(self) -> Iterator[None]:
+        """This process's turn to write, among the writers sharing ``turns`` (none: always);
+        for another transaction of the service that appends to the log (a consent granted)."""
         if self._turns is None:
             yield
             return
@@ -199,7 +200,7 @@ class LogWriter:
     def _commit(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
         try:
-            with self._turn(), self.catalog.begin() as conn:
+            with self.turn(), self.catalog.begin() as conn:
                 for job in jobs:
                     if job.before is not None:
                         job.before(conn)

@@ -61,6 +61,10 @@ _PAGE_POLICY = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 BUNDLE_MATTER = "certificate-bundle"  # the matter a bundle download is logged under
+# Leaves the view may fold on the event loop before an answer (~3.5 µs each); a bigger growth
+# (a day's batch of certificates: ~3.5 s per million) is followed in the thread pool first,
+# so that the loop — and every other request on it — does not stall.
+FOLLOW_ON_LOOP = 2_000
 # The townships of a subject's certificates, by the holder's index: a person holds a few. (Asked
 # as "holder and township", SQLite without statistics walked the township's index instead:
 # 3 ms an answer at 1M certificates, and growing with the township.)
@@ -160,7 +164,8 @@ class Counter:
         from sharing.matters import load_matters
 
         self.settings = settings
-        # As many connections as the threads that answer (uvicorn's pool: 40) and the writer.
+        # As many connections as threads may ask at once: the thread pool's 40 (the routes that
+        # are plain functions; every answer on a PostgreSQL or MariaDB catalog), the loop, the writer.
         self.catalog = Catalog.connect(settings.catalog_url, create=False, pool_size=POOL_SIZE)
         self.issued_by = certificate_datasets(settings.contracts_dir)
         self.catalogue = load_matters(settings.matters_file, known_types=self.issued_by)
@@ -179,12 +184,14 @@ class Counter:
         # Answered on the event loop itself where a query is a local file's (skip_check_async).
         self.inline = self.catalog.engine.dialect.name == "sqlite"
         database = self.catalog.engine.url.database if self.inline else None
+        if database and (database == ":memory:" or database.startswith("file:")):
+            database = None  # no lock file beside it (SQLite's own locking only)
         self.writer = LogWriter(
             self.catalog,
             self.log,
             committed=self._followed,
             # Several processes answering (`onceonly serve --workers N`): their writers take turns.
-            turns=pathlib.Path(f"{database}.writer-lock") if database and database != ":memory:" else None,
+            turns=pathlib.Path(f"{database}.writer-lock") if database else None,
         )
         self._loop_thread: int | None = None  # the loop that answers inline (skip_check_async)
 
@@ -193,6 +200,13 @@ class Counter:
         if self.inline and threading.get_ident() == self._loop_thread:
             return self.catalog.read_kept()
         return self.catalog.read()
+
+    def _follow_log(self) -> None:
+        try:
+            with self.catalog.read() as conn:
+                self.view.refresh(conn)
+        except VerificationFailed:
+            pass  # the answer that follows says so (503), as from any other refresh
 
     def _followed(self, appended: Appended) -> None:
         """The writer committed ``appended``: the view follows it from the entries written."""
@@ -234,6 +248,10 @@ class Counter:
 
         if self.inline:
             self._loop_thread = threading.get_ident()
+            with self._read() as conn:
+                behind = self.view.behind(conn)
+            if behind > FOLLOW_ON_LOOP:  # a batch issued meanwhile: folded off the loop
+                await run_in_threadpool(self._follow_log)
             station = self.station(authorization)
             advance: Callable[..., Any] = _advance
         else:
@@ -549,7 +567,8 @@ class Counter:
             check_township(request.township, self.settings.district_code)
         except ConfigurationError:
             raise Refused(422, "事项或镇街代码不正确", "bad consent request") from None
-        with self._write, self.catalog.begin() as conn:
+        # The log writer's turn too: with `--workers N`, other processes' writers wait on it.
+        with self._write, self.writer.turn(), self.catalog.begin() as conn:
             consent = grant_consent(
                 conn,
                 self.log,
@@ -604,8 +623,8 @@ class Counter:
 
 
 def _json_bytes(body: Any) -> bytes:
-    """The answer as Starlette's JSONResponse renders it (UTF-8, no ASCII escapes), made in the
-    worker thread instead of by FastAPI's encoder on the event loop."""
+    """The answer as Starlette's JSONResponse renders it (UTF-8, no ASCII escapes), made where
+    the answer was (not by FastAPI's encoder, which walks it again)."""
     return json.dumps(body, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 

@@ -241,3 +241,17 @@ def test_a_thread_keeps_its_read_connection_and_each_transaction_sees_what_was_c
     assert elsewhere and elsewhere[0] is not seen[0]
     catalog.dispose()
     assert seen[0].closed and elsewhere[0].closed  # type: ignore[attr-defined]
+
+
+def test_a_kept_read_connection_a_database_error_touched_is_dropped(catalog: Catalog) -> None:
+    with catalog.read_kept() as conn:
+        first = conn
+    with pytest.raises(CatalogError), catalog.read_kept() as conn:
+        conn.execute(sa.text("SELECT * FROM no_such_table"))
+    with catalog.read_kept() as conn:
+        assert conn is not first and conn.execute(sa.select(sa.literal(1))).scalar_one() == 1
+    assert first.closed
+    with catalog.read_kept(), pytest.raises(RuntimeError, match="already in a transaction"):  # noqa: SIM117
+        with catalog.read_kept():
+            pass
+    catalog.dispose()

@@ -195,3 +195,26 @@ def test_writers_of_several_processes_take_turns_on_the_lock_file(writer: LogWri
         assert len(done) == 1 and done[0].indices
     finally:
         other.close()
+
+
+def test_a_request_on_an_event_loop_whose_job_started_gets_its_commit_after_the_timeout(
+    writer: LogWriter,
+) -> None:
+    """A job the writer took before the timeout is not withdrawn: its commit decides, and the
+    request gets where its entries went (not a cancellation after they were logged)."""
+    import asyncio
+
+    writer.append([_use(0)])
+    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer takes the job and waits on the lock
+
+    async def request() -> Logged:
+        waiting = asyncio.create_task(writer.append_async([_use(7)], timeout=0.3))
+        await asyncio.sleep(0.6)  # past the timeout, the job running
+        blocker.execute("COMMIT")
+        return await waiting
+
+    logged = asyncio.run(request())
+    blocker.close()
+    with writer.catalog.read() as conn:
+        assert json.loads(leaf_at(conn, logged.indices[0]).entry or b"")["matter"] == "m7"

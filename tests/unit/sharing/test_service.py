@@ -490,6 +490,37 @@ def test_answered_on_the_loop_or_from_the_thread_pool_alike_the_view_following_i
     assert [u["case_number"] for u in logged("use")] == ["WQ-0", "WQ-1", "WQ-2"]
     assert [r["reason"] for r in logged("refusal")] == ["no purpose", "subject of another township"]
     assert followed and all(followed) and read_back == []
+    assert (counter._loop_thread is not None) == inline  # answered on the loop, or in the pool
+
+
+def test_a_big_growth_of_the_log_is_followed_off_the_loop(
+    people: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch issued while the service runs (here: uses logged by another process) is folded
+    in the thread pool before the answer, not on the loop that every request shares."""
+    from evidence.keys import open_key_store
+    from evidence.log import TransparencyLog, record_use
+    from sharing import service
+    from sharing.service import Counter
+
+    monkeypatch.setattr(service, "FOLLOW_ON_LOOP", 2)
+    counter = Counter(Settings())
+    off_the_loop: list[int] = []
+    follow = counter._follow_log
+    monkeypatch.setattr(counter, "_follow_log", lambda: off_the_loop.append(1) or follow())
+    settings = Settings()
+    other = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    token = station()
+    with TestClient(create_app(counter=counter)) as client:
+        assert ask(client, token, subject_id=people["mine"], case_number="WQ-1").status_code == 200
+        assert off_the_loop == []  # its own appends: followed from what it wrote
+        for n in range(3):
+            with catalog.begin() as conn:
+                record_use(conn, other, matter="m", certificate_id=f"c{n}", township=MINE)
+        assert ask(client, token, subject_id=people["mine"], case_number="WQ-2").status_code == 200
+    catalog.dispose()
+    assert off_the_loop == [1]
 
 
 def test_two_counters_on_one_catalog_take_turns_and_each_slip_proves_its_uses(people: dict[str, str]) -> None:
@@ -504,6 +535,15 @@ def test_two_counters_on_one_catalog_take_turns_and_each_slip_proves_its_uses(pe
 
     token = station()
     counters = [Counter(Settings()), Counter(Settings())]
+    read_from_catalog: list[int] = []
+    for counter in counters:
+        follow = counter.view._follow
+
+        def spy(conn: Any, size: int, note: str, follow: Any = follow) -> None:
+            read_from_catalog.append(size)
+            follow(conn, size, note)
+
+        counter.view._follow = spy  # type: ignore[method-assign]
     turns = counters[0].writer._turns
     assert turns is not None and turns.name == "catalog.db.writer-lock"
     answers: list[dict[str, Any]] = []
@@ -522,6 +562,7 @@ def test_two_counters_on_one_catalog_take_turns_and_each_slip_proves_its_uses(pe
     for counter in counters:
         counter.close()
     assert len(answers) == 12
+    assert read_from_catalog  # each view read the other's appends back, checked as always
     verifiers = log_verifiers(Settings())
     assert sorted(verify_slip(a["slip"], verifiers).slip["case_number"] for a in answers) == sorted(
         f"WQ-{n}" for n in range(12)
