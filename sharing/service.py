@@ -218,9 +218,13 @@ class Counter:
         self.catalog.dispose()
 
     def station(self, authorization: str | None) -> Station:
-        token = _bearer(authorization)
         with self._read() as conn:
-            station = authenticate(conn, token)
+            return self._station_in(conn, authorization)
+
+    @staticmethod
+    def _station_in(conn: Any, authorization: str | None) -> Station:
+        """The station whose credential ``authorization`` carries (401 without one)."""
+        station = authenticate(conn, _bearer(authorization))
         if station is None:
             raise Refused(
                 401, "未授权：请使用本站的服务凭证（Authorization: Bearer …）", "no valid credential"
@@ -248,11 +252,11 @@ class Counter:
 
         if self.inline:
             self._loop_thread = threading.get_ident()
-            with self._read() as conn:
+            with self._read() as conn:  # one transaction for both
                 behind = self.view.behind(conn)
+                station = self._station_in(conn, authorization)
             if behind > FOLLOW_ON_LOOP:  # a batch issued meanwhile: folded off the loop
                 await run_in_threadpool(self._follow_log)
-            station = self.station(authorization)
             advance: Callable[..., Any] = _advance
         else:
             station = await run_in_threadpool(self.station, authorization)

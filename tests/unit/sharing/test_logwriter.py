@@ -34,15 +34,20 @@ def writer(home: Path) -> Iterator[LogWriter]:
     catalog.dispose()
 
 
+def _hold_the_write_lock() -> sqlite3.Connection:
+    """A connection of "another process" inside a write transaction (COMMIT releases it)."""
+    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
+    blocker.execute("BEGIN IMMEDIATE")
+    return blocker
+
+
 def _use(n: int) -> object:
     return use_entry(matter=f"m{n}", certificate_id=f"c{n}", township=TOWNSHIP, subject=None)
 
 
 def test_requests_waiting_together_share_one_transaction_and_get_their_own_leaves(writer: LogWriter) -> None:
     first = writer.append([_use(0)])
-    db = Path(Settings().home) / "catalog.db"
-    blocker = sqlite3.connect(db, isolation_level=None, timeout=30)
-    blocker.execute("BEGIN IMMEDIATE")  # the writer's next transaction waits for this one
+    blocker = _hold_the_write_lock()  # the writer's next transaction waits for this one
     results: dict[int, Logged] = {}
 
     def request(n: int) -> None:
@@ -99,8 +104,7 @@ def test_a_closed_writer_refuses(writer: LogWriter) -> None:
 
 def test_a_request_that_gave_up_is_never_logged_later(writer: LogWriter) -> None:
     writer.append([_use(0)])
-    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker = _hold_the_write_lock()
     waiting = threading.Thread(target=writer.append, args=([_use(1)],))
     waiting.start()  # the writer takes it and waits on the lock
     threading.Event().wait(0.3)
@@ -132,8 +136,7 @@ def test_a_request_on_an_event_loop_awaits_its_commit_with_the_others(writer: Lo
     import asyncio
 
     writer.append([_use(0)])
-    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
-    blocker.execute("BEGIN IMMEDIATE")  # the first of them waits on the lock, the rest queue
+    blocker = _hold_the_write_lock()  # the first of them waits on the lock, the rest queue
 
     async def requests() -> list[Logged]:
         waiting = [asyncio.create_task(writer.append_async([_use(n), _use(100 + n)])) for n in range(1, 7)]
@@ -156,8 +159,7 @@ def test_a_request_on_an_event_loop_that_gave_up_is_never_logged_later(writer: L
     import asyncio
 
     writer.append([_use(0)])
-    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
-    blocker.execute("BEGIN IMMEDIATE")
+    blocker = _hold_the_write_lock()
     waiting = threading.Thread(target=writer.append, args=([_use(1)],))
     waiting.start()  # the writer takes it and waits on the lock
     threading.Event().wait(0.3)
@@ -205,8 +207,7 @@ def test_a_request_on_an_event_loop_whose_job_started_gets_its_commit_after_the_
     import asyncio
 
     writer.append([_use(0)])
-    blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
-    blocker.execute("BEGIN IMMEDIATE")  # the writer takes the job and waits on the lock
+    blocker = _hold_the_write_lock()  # the writer takes the job and waits on the lock
 
     async def request() -> Logged:
         waiting = asyncio.create_task(writer.append_async([_use(7)], timeout=0.3))
