@@ -301,14 +301,19 @@ def _definition(automation: Any) -> Any:
     from prefect.events.schemas.automations import AutomationCore
 
     core = AutomationCore.model_validate(automation.model_dump(mode="json"))
-    return _without_ids(core.model_dump(mode="json"))
+    return _canonical(core.model_dump(mode="json"))
 
 
-def _without_ids(value: Any) -> Any:
+def _canonical(value: Any) -> Any:
+    """``value`` without ids, its lists of strings sorted: a trigger's ``expect``, ``after`` and
+    ``for_each`` are sets, dumped in hash order, which differs between two equal sets built in
+    another order (a re-install saw an unchanged automation as changed)."""
     if isinstance(value, dict):
-        return {k: _without_ids(v) for k, v in value.items() if k != "id"}
+        return {k: _canonical(v) for k, v in value.items() if k != "id"}
     if isinstance(value, list):
-        return [_without_ids(v) for v in value]
+        if all(isinstance(v, str) for v in value):
+            return sorted(value)
+        return [_canonical(v) for v in value]
     return value
 
 

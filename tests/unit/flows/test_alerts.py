@@ -189,3 +189,26 @@ def test_install_leaves_unchanged_and_foreign_automations_alone_and_keeps_one_pe
     )
     touched = {name for _, name in fake.calls}
     assert "ops: a onceonly run crashed" not in touched and "onceonly-own-idea" not in touched
+
+
+def test_an_automation_whose_sets_dump_in_another_order_is_unchanged() -> None:
+    """A trigger's ``expect`` is a set: two equal sets built in another order can iterate in
+    another order (a hash collision), and a re-install then saw the automation as changed."""
+    from itertools import count
+
+    from prefect.events.schemas.automations import AutomationCore
+
+    from flows.alerts import _definition
+
+    names = (f"onceonly.key.kind{i}" for i in count())
+    first = next(names)
+    second = next(n for n in names if list({first, n}) != list({n, first}))  # they collide here
+    spec = _with_block(shipped_automations().automations["onceonly-signing-key"], UUID(int=3))
+
+    def built(expect: list[str]) -> AutomationCore:
+        return AutomationCore.model_validate({**spec, "trigger": {**spec["trigger"], "expect": expect}})
+
+    one, other = built([first, second]), built([second, first])
+    assert one.model_dump(mode="json") != other.model_dump(mode="json")  # the case is exercised
+    assert _definition(one) == _definition(other)
+    assert _definition(one) != _definition(built([first]))
