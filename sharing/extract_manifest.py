@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 
 from evidence.canonical import canonical_json
-from evidence.merkle import root, tree_hash
+from evidence.merkle import CompactRange, root, tree_hash
 from evidence.note import Checkpoint, NoteVerifier, open_note
 from onceonly.cells import spreadsheet_text
 from onceonly.errors import VerificationFailed
@@ -146,6 +146,12 @@ def table_rows_texts(table: pa.Table, leaves: Sequence[bytes]) -> Iterator[str]:
 
 def rows_root(leaves: Sequence[bytes]) -> str:
     return root(list(leaves), hasher=_HASHER).hex()
+
+
+def rows_frontier() -> CompactRange:
+    """:func:`rows_root` folded as the leaves come (``extend``, then ``root().hex()``): a big
+    extract's leaves are never all held at once."""
+    return CompactRange(hasher=_HASHER)
 
 
 def _plain(value: Any) -> Any:
@@ -445,6 +451,7 @@ __all__ = [
     "row_bytes",
     "row_leaf",
     "rows_file",
+    "rows_frontier",
     "rows_root",
     "table_leaves",
     "table_rows_file",

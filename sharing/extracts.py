@@ -113,7 +113,7 @@ from sharing.extract_manifest import (
     XLSX_FILE,
     canonical_texts,
     file_sha256,
-    rows_root,
+    rows_frontier,
     table_leaves,
     table_rows_texts,
 )
@@ -304,18 +304,29 @@ class Extract:
     kind: str
     previous: tuple[int, str] | None  # the extract it follows: number, manifest SHA-256
     generation: int
-    rows: pa.Table  # EXTRACT_SCHEMA
+    #: EXTRACT_SCHEMA; empty once planned: the rows wait in the Parquet file of ``temp``
+    rows: pa.Table
     changes: dict[str, int]
-    sent: pa.Table  # SENT_SCHEMA (cert id, content SHA-256): what the township has after this extract
+    #: SENT_SCHEMA (cert id, content SHA-256): what the township has, of what an increment looked
+    #: at, after it; a full snapshot's is read back from its Parquet file when it is recorded
+    sent: pa.Table
     folder: Path
     manifest_sha256: str = ""
     files: list[dict[str, Any]] = field(default_factory=list)
     leaf_index: int | None = None
-    count: int = 0  # rows written (``rows`` itself is let go once the extract is recorded)
+    count: int = 0  # its rows
+    #: the fresh folder its files are written to (``extract=N.tmp-…``), renamed to ``folder`` once
+    #: recorded; planning writes its Parquet file there
+    temp: Path | None = None
 
     @property
     def relative(self) -> str:
         return f"township={self.township}/extract={self.extract_no:06d}"
+
+    @property
+    def size(self) -> int:
+        """Its rows, planned (``count``) or still held (``rows``, an extract made by hand)."""
+        return self.count or self.rows.num_rows
 
     def summary_row(self) -> dict[str, Any]:
         """One line of the run's table (Chinese headers, for the artifact and the CLI)."""
@@ -327,7 +338,7 @@ class Extract:
             "编号": self.extract_no,
             "类型": "全量" if self.kind == FULL else "增量",
             "接续": self.previous[0] if self.previous else None,
-            "行数": self.count or self.rows.num_rows,
+            "行数": self.size,
             **{CHANGE_LABELS[k]: changes.get(k, 0) for k in CHANGES},
             "文件": " ".join(str(f["name"]) for f in self.files),
             "清单 SHA-256": self.manifest_sha256[:16],
@@ -353,9 +364,12 @@ def _plan(
     newer version); an increment carries what changed since what the township was sent, and
     tells once of a version that is no longer in force (撤销, 换发; 移出 when the newer version
     or the certificate is no longer the township's), which the township then stops being sent.
-    Planned column-wise (Arrow): no dict per certificate. An increment looks only at the
-    certificates that can have changed since the township's last extract (``_touched_since``),
-    unless the policy or the manifest schema changed since (then at all it holds)."""
+    Planned column-wise (Arrow): no dict per certificate. A full snapshot is written to its
+    Parquet file a slice at a time as it is read (``_write_snapshot``: the township is never
+    whole in memory). An increment looks only at the certificates that can have changed since
+    the township's last extract (``_touched_since``), unless the policy or the manifest schema
+    changed since (then at all it holds); its rows go to the Parquet file once planned. Either
+    way the file is in a fresh temporary folder (``Extract.temp``) and the rows are not kept."""
     last = conn.execute(
         select(
             extract_manifests.c.extract_no,
@@ -369,27 +383,30 @@ def _plan(
     ).first()
     number = 1 if last is None else int(last.extract_no) + 1
     previous = None if last is None else (int(last.extract_no), str(last.manifest_sha256))
+    folder = extract_folder(extracts_dir, township, number)
+    temp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex}")
+    if full or last is None:
+        try:
+            count = _write_snapshot(conn, township, policy, temp / PARQUET_FILE)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+        empty = EXTRACT_SCHEMA.empty_table()
+        snapshot = {"snapshot": count}
+        return Extract(
+            township, number, FULL, previous, generation, empty, snapshot, SENT_SCHEMA.empty_table(), folder,
+            count=count, temp=temp,
+        )  # fmt: skip
     touched = None  # all the township holds
-    if (
-        not full
-        and last is not None
-        and _shown_by(str(last.manifest)) == (MANIFEST_SCHEMA, _policy_json(policy))
-    ):
+    if _shown_by(str(last.manifest)) == (MANIFEST_SCHEMA, _policy_json(policy)):
         touched = _touched_since(conn, township, int(last.tree_size))
     found = _found(conn, township, policy, touched)
     shown = policy.show_table(found)
-    status = found["status"]
-    live = pc.and_not(pc.invert(found["superseded"]), pc.is_in(status, pa.array(sorted(_REVOKED))))
+    live = _live(found)
     contents = _contents(shown)
-    if full or last is None:
-        rows = _with_change(pc.filter(shown, live), CHANGE_LABELS["snapshot"])
-        changes = {"snapshot": rows.num_rows}
-        kind = FULL
-    else:
-        kind = INCREMENTAL
-        rows, changes = _increment(conn, township, shown, contents, live, found, whole=touched is None)
-        if rows is None:
-            return None
+    rows, changes = _increment(conn, township, shown, contents, live, found, whole=touched is None)
+    if rows is None:
+        return None
     # What the township has after this extract, of the certificates looked at (an increment
     # records only the rows it tells of: ``_record_rows``). Arrow, not a dict: ~300 bytes a
     # certificate as Python strings, for each of the townships in flight.
@@ -397,17 +414,67 @@ def _plan(
         {"cert_id": pc.filter(shown["cert_id"], live), "content_sha256": pc.filter(contents, live)},
         schema=SENT_SCHEMA,
     )
+    try:
+        write_parquet_atomic(rows, temp / PARQUET_FILE)
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
     return Extract(
-        township,
-        number,
-        kind,
-        previous,
-        generation,
-        rows,
-        changes,
-        now,
-        extract_folder(extracts_dir, township, number),
-    )
+        township, number, INCREMENTAL, previous, generation, EXTRACT_SCHEMA.empty_table(), changes, now,
+        folder, count=rows.num_rows, temp=temp,
+    )  # fmt: skip
+
+
+def _live(found: pa.Table) -> pa.Array:
+    """The rows of :func:`_found` in force: not replaced by a newer version, not revoked."""
+    return pc.and_not(pc.invert(found["superseded"]), pc.is_in(found["status"], pa.array(sorted(_REVOKED))))
+
+
+def _write_snapshot(conn: Connection, township: str, policy: ExtractPolicy, path: Path) -> int:
+    """A full snapshot's rows — the township's versions in force, in log order — written to the
+    Parquet file ``path`` as they are read, a slice at a time; how many. Row groups of
+    :data:`_GROUP_ROWS` whatever the slices: the same file however it was read. (A certificate
+    with two newer versions, joined twice, is replaced, so not in force: no row of it here.)"""
+    query, kinds = _found_query(policy)
+    query = query.where(certificates.c.township == township)
+    count = 0
+
+    def save(tmp: Path) -> None:
+        nonlocal count
+        pending: list[pa.Table] = []
+        held = 0
+        with pq.ParquetWriter(tmp, EXTRACT_SCHEMA) as writer:
+            for columns in _driver_slices(conn, query, kinds):
+                found = _found_table(columns)
+                rows = _with_change(
+                    pc.filter(policy.show_table(found), _live(found)), CHANGE_LABELS["snapshot"]
+                )
+                pending.append(rows)
+                held += rows.num_rows
+                while held >= _GROUP_ROWS:
+                    table = pa.concat_tables(pending).combine_chunks()
+                    writer.write_table(table.slice(0, _GROUP_ROWS), row_group_size=_GROUP_ROWS)
+                    pending, held = [table.slice(_GROUP_ROWS)], table.num_rows - _GROUP_ROWS
+                    count += _GROUP_ROWS
+            if held:
+                writer.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=_GROUP_ROWS)
+                count += held
+
+    write_atomic(path, save)
+    return count
+
+
+_GROUP_ROWS = 65_536  # rows per row group of a full snapshot's Parquet file
+
+
+def _parquet_slices(path: Path, rows: int | None = None) -> Iterator[pa.Table]:
+    """An extract's Parquet file, ``rows`` (:data:`_READ_ROWS`) rows at a time."""
+    with pq.ParquetFile(path) as parquet:
+        for batch in parquet.iter_batches(batch_size=rows or _READ_ROWS):
+            yield pa.Table.from_batches([batch], EXTRACT_SCHEMA)
+
+
+_READ_ROWS = 65_536  # rows of an extract's Parquet file read back at a time
 
 
 def _policy_json(policy: ExtractPolicy) -> Any:
@@ -461,20 +528,7 @@ def _found(
     """The township's certificates of the policy's types (of ``cert_ids`` only, when given), in
     log order, one row each, with whether a newer version replaced it (``superseded``) and that
     version's township."""
-    successor = certificates.alias("successor")
-    names = [n for n in NAMES if n != "change"]
-    types = [EXTRACT_SCHEMA.field(n).type for n in names]
-    query = (
-        select(
-            *(certificates.c[n] for n in names),
-            successor.c.cert_id.label("successor_id"),
-            successor.c.township.label("moved_to"),
-        )
-        .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
-        .where(certificates.c.type_code.in_(sorted(policy.types)))
-        .order_by(certificates.c.leaf_index)
-    )
-    kinds = [*types, pa.string(), pa.string()]
+    query, kinds = _found_query(policy)
     if cert_ids is None:
         parts = [_driver_columns(conn, query.where(certificates.c.township == township), kinds)]
     else:  # by id (the township's, compared so that no planner walks the township's index)
@@ -483,16 +537,7 @@ def _found(
             _driver_columns(conn, query.where(certificates.c.cert_id.in_(chunk)), kinds)
             for chunk in chunks(sorted(cert_ids))
         ] or [_driver_columns(conn, query.where(false()), kinds)]
-    table = pa.concat_tables(
-        pa.table(
-            {
-                **dict(zip(names, columns, strict=True)),
-                "superseded": pc.is_valid(successor_id),
-                "moved_to": moved_to,
-            }
-        )
-        for *columns, successor_id, moved_to in parts
-    )
+    table = pa.concat_tables(_found_table(columns) for columns in parts)
     if len(parts) > 1:
         table = table.take(pc.sort_indices(table["leaf_index"])).combine_chunks()
     if pc.count_distinct(table["cert_id"]).as_py() == table.num_rows:
@@ -507,26 +552,69 @@ def _found(
     return table.take(keep.combine_chunks().sort())  # the rows kept, in log order
 
 
+def _found_query(policy: ExtractPolicy) -> tuple[Any, list[pa.DataType]]:
+    """The certificates of the policy's types in log order, each joined to its newer versions
+    (``successor_id``, ``moved_to``: that version's township); the Arrow type of each column."""
+    successor = certificates.alias("successor")
+    query = (
+        select(
+            *(certificates.c[n] for n in _FOUND_NAMES),
+            successor.c.cert_id.label("successor_id"),
+            successor.c.township.label("moved_to"),
+        )
+        .select_from(certificates.outerjoin(successor, successor.c.previous_id == certificates.c.cert_id))
+        .where(certificates.c.type_code.in_(sorted(policy.types)))
+        .order_by(certificates.c.leaf_index)
+    )
+    return query, [*(EXTRACT_SCHEMA.field(n).type for n in _FOUND_NAMES), pa.string(), pa.string()]
+
+
+def _found_table(columns: Sequence[pa.Array]) -> pa.Table:
+    """:func:`_found_query`'s columns as a table: a certificate's fields, ``superseded``, ``moved_to``."""
+    *fields, successor_id, moved_to = columns
+    return pa.table(
+        {
+            **dict(zip(_FOUND_NAMES, fields, strict=True)),
+            "superseded": pc.is_valid(successor_id),
+            "moved_to": moved_to,
+        }
+    )
+
+
+_FOUND_NAMES = [n for n in NAMES if n != "change"]
+
+
 def _driver_columns(conn: Connection, statement: Any, types: Sequence[pa.DataType]) -> list[pa.Array]:
     """The statement's columns as Arrow arrays of ``types``, from the driver's own rows.
 
     No SQLAlchemy row per certificate and no per-value result processing: that was 3.6 s of a
-    5.5 s plan of 25 townships' 565,000 certificates. Dates come from SQLite as ISO text (as
-    SQLAlchemy's ``Date`` stores them) and from the servers as dates: cast either way."""
+    5.5 s plan of 25 townships' 565,000 certificates."""
     parts: list[list[pa.Array]] = [[] for _ in types]
+    for columns in _driver_slices(conn, statement, types):
+        for part, column in zip(parts, columns, strict=True):
+            part.append(column)
+    return [pa.chunked_array(part, kind).combine_chunks() for part, kind in zip(parts, types, strict=True)]
+
+
+def _driver_slices(
+    conn: Connection, statement: Any, types: Sequence[pa.DataType]
+) -> Iterator[list[pa.Array]]:
+    """:func:`_driver_columns` a slice of :data:`_FETCH_ROWS` rows at a time (a big township's
+    rows as Python tuples all at once were ~1 KB each). Dates come from SQLite as ISO text (as
+    SQLAlchemy's ``Date`` stores them) and from the servers as dates: cast either way."""
     result = conn.execute(statement)
     try:
-        # A slice at a time: a big township's rows as Python tuples all at once were ~1 KB each.
         while rows := result.cursor.fetchmany(_FETCH_ROWS):
-            for part, values, kind in zip(parts, zip(*rows, strict=True), types, strict=True):
+            columns = []
+            for values, kind in zip(zip(*rows, strict=True), types, strict=True):
                 if pa.types.is_date(kind):
                     array = pa.array(values)
-                    part.append(array if array.type == kind else array.cast(kind))
+                    columns.append(array if array.type == kind else array.cast(kind))
                 else:
-                    part.append(pa.array(values, kind))
+                    columns.append(pa.array(values, kind))
+            yield columns
     finally:
         result.close()
-    return [pa.chunked_array(part, kind).combine_chunks() for part, kind in zip(parts, types, strict=True)]
 
 
 _FETCH_ROWS = 65_536
@@ -646,11 +734,15 @@ def _write_xlsx(
     sheet's 1,048,576 rows the next rows go on 证照2, 证照3, …) and a 说明 sheet (what the extract
     is, what is masked and why), written reproducibly (fixed document times, zip entries of
     1980-01-01). XlsxWriter in constant-memory mode: each row is written out as it comes.
-    ``rows``: the extract's table, or its Parquet file (a worker process)."""
+    ``rows``: the extract's table, or its Parquet file, read a slice at a time."""
     import xlsxwriter
 
-    if isinstance(rows, Path):
-        rows = pq.read_table(rows, schema=EXTRACT_SCHEMA)
+    def slices() -> Iterator[pa.Table]:
+        if isinstance(rows, Path):
+            yield from _parquet_slices(rows, _CHUNK_ROWS)
+        else:
+            for offset in range(0, rows.num_rows, _CHUNK_ROWS):
+                yield rows.slice(offset, _CHUNK_ROWS)
 
     def save(tmp: Path) -> None:
         book = xlsxwriter.Workbook(
@@ -667,27 +759,30 @@ def _write_xlsx(
         book.set_properties({"created": fixed, "author": "OnceOnly"})
         bold = book.add_format({"bold": True})
         header = [HEADERS[name] for name in NAMES]
-        total = rows.num_rows
-        pages = max(1, -(-total // _SHEET_ROWS))
-        for page in range(pages):
-            sheet = book.add_worksheet(SHEET if page == 0 else f"{SHEET}{page + 1}")
+        pages = 0
+
+        def next_sheet() -> Any:
+            nonlocal pages
+            sheet = book.add_worksheet(SHEET if pages == 0 else f"{SHEET}{pages + 1}")
+            pages += 1
             sheet.freeze_panes(1, 0)
             for index, width in enumerate(_WIDTHS):
                 sheet.set_column(index, index, width)
             sheet.write_row(0, 0, header, bold)
-            write = sheet.write_row
-            start, end = page * _SHEET_ROWS, min(total, (page + 1) * _SHEET_ROWS)
-            number = 1
-            # Python values a chunk at a time: the whole table as lists took ~1 GB at 850,000 rows
-            for offset in range(start, end, _CHUNK_ROWS):
-                part = _sheet_columns(rows.slice(offset, min(_CHUNK_ROWS, end - offset)))
-                for values in zip(*part, strict=True):
-                    if write(number, 0, values):  # XlsxWriter returns an error code, and stops the row
-                        raise ConfigurationError(
-                            f"township {township}: certificate {values[NAMES.index('cert_id')]} "
-                            "cannot be written to the workbook (a text over 32,767 characters?)"
-                        )
-                    number += 1
+            return sheet.write_row
+
+        write, number = next_sheet(), 1
+        # Python values a chunk at a time: the whole table as lists took ~1 GB at 850,000 rows
+        for part in slices():
+            for values in zip(*_sheet_columns(part), strict=True):
+                if number > _SHEET_ROWS:  # this sheet is full: on to the next
+                    write, number = next_sheet(), 1
+                if write(number, 0, values):  # XlsxWriter returns an error code, and stops the row
+                    raise ConfigurationError(
+                        f"township {township}: certificate {values[NAMES.index('cert_id')]} "
+                        "cannot be written to the workbook (a text over 32,767 characters?)"
+                    )
+                number += 1
         notes = book.add_worksheet("说明")
         notes.set_column(0, 0, 18)
         notes.set_column(1, 1, 100)
@@ -730,7 +825,7 @@ def _notes(
         ("接续", f"第 {extract.previous[0]} 号" if extract.previous else "无（首次回流）"),
         ("截至日志检查点", str(checkpoint[0])),
         ("数据日期", as_of.isoformat()),
-        ("行数", str(extract.rows.num_rows)),
+        ("行数", str(extract.size)),
         ("变动", "，".join(f"{CHANGE_LABELS[k]} {v}" for k, v in extract.changes.items() if v) or "无"),
         *(("字段", line) for line in masked),
         ("核验", "onceonly verify-extract <本文件夹>：核对签名清单、文件与逐行哈希"),
@@ -751,16 +846,22 @@ def _write_files(
     from contracts.checks import load_region_codes
 
     folder = private_dir(folder)
-    table = extract.rows
-    leaves = table_leaves(table)
-    if not (folder / PARQUET_FILE).is_file():  # written already for a workbook writer (``_Workbooks``)
-        write_parquet_atomic(table, folder / PARQUET_FILE)
+    parquet = folder / PARQUET_FILE
+    if not parquet.is_file():  # planned elsewhere (``_plan`` writes it): rows held in memory
+        write_parquet_atomic(extract.rows, parquet)
+    frontier = rows_frontier()
 
     def rows_file(tmp: Path) -> None:
+        # From the Parquet file a slice at a time: a big township's leaves, ids and hashes at
+        # once were ~100 bytes a row.
         with open(tmp, "w", encoding="utf-8", newline="") as out:
-            out.writelines(table_rows_texts(table, leaves))
+            for part in _parquet_slices(parquet):
+                leaves = table_leaves(part)
+                out.writelines(table_rows_texts(part, leaves))
+                frontier.extend(leaves)
 
     write_atomic(folder / ROWS_FILE, rows_file)
+    count = extract.count = frontier.size
     name = load_region_codes(extract.township[:6]).get(extract.township, "")
     if workbook is not None:
         try:
@@ -768,13 +869,13 @@ def _write_files(
         except BrokenProcessPool:  # the worker died (OOM-killed?): write it here
             workbook = None
     if workbook is None:
-        _write_xlsx(folder / XLSX_FILE, extract.township, table, _notes(extract, policy, checkpoint, as_of))
+        _write_xlsx(folder / XLSX_FILE, extract.township, parquet, _notes(extract, policy, checkpoint, as_of))
     extract.files = [
         {
             "name": n,
             "sha256": file_sha256(folder / n),
             "bytes": (folder / n).stat().st_size,
-            "rows": table.num_rows,
+            "rows": count,
         }
         for n in (PARQUET_FILE, XLSX_FILE, ROWS_FILE)
     ]
@@ -790,9 +891,9 @@ def _write_files(
         "generation": extract.generation,
         "as_of": as_of.isoformat(),
         "checkpoint": {"size": checkpoint[0], "note": checkpoint[1]},
-        "rows": table.num_rows,
+        "rows": count,
         "rows_hash": "sha256",
-        "rows_root": rows_root(leaves),
+        "rows_root": frontier.root().hex(),
         "changes": extract.changes,
         "certificate_types": policy.to_json(),
         "files": extract.files,
@@ -860,27 +961,26 @@ def refresh_extracts(
     def finish(extract: Extract, temp: Path, workbook: Future[None] | None) -> None:
         assert checkpoint is not None
         if _write_and_record(catalog, extract, log, policy, checkpoint, as_of, temp, workbook):
-            extract.count = extract.rows.num_rows
             written.append(extract)
         extract.rows, extract.sent = EXTRACT_SCHEMA.empty_table(), SENT_SCHEMA.empty_table()  # let them go
 
     workbooks = _Workbooks()
     try:
         for township, generation in sorted(targets.items()):
+            if checkpoint is None:
+                raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
             with catalog.read() as conn:
                 extract = _plan(conn, extracts_dir, township, generation, policy, full)
             if extract is None:
                 with catalog.begin() as conn:
                     _clear_mark(conn, township, generation)
                 continue
-            if checkpoint is None:
-                raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
-            temp = extract.folder.with_name(f"{extract.folder.name}.tmp-{uuid.uuid4().hex}")
-            notes = _notes(extract, policy, checkpoint, as_of)
+            assert extract.temp is not None  # planned: its Parquet file is there
+            temp = extract.temp
             waiting.append((extract, temp, None))  # its folder goes if the refresh stops
+            notes = _notes(extract, policy, checkpoint, as_of)
             workbook = workbooks.submit(temp / XLSX_FILE, extract, notes)
             if workbook is not None:
-                extract.rows = extract.rows.schema.empty_table()  # read back from its Parquet file
                 waiting[-1] = (extract, temp, workbook)
             while len(waiting) > workbooks.ahead:  # recorded in township order, as planned
                 finish(*waiting.popleft())
@@ -925,12 +1025,14 @@ class _Workbooks:
     def submit(self, path: Path, extract: Extract, notes: list[tuple[str, str]]) -> Future[None] | None:
         """The workbook of ``extract`` being written at ``path`` by a worker; None: too small,
         or no pool — ``_write_files`` writes it. The worker reads the rows from the extract's
-        Parquet file, written beside ``path`` first: the rows pickled to it were a second copy
-        of the township in this process until the worker took them."""
-        if extract.rows.num_rows < self.min_rows or self.workers < 2 or self._given_up:
+        Parquet file beside ``path`` (planning wrote it; written here from ``rows`` if not):
+        the rows pickled to it were a second copy of the township in this process until the
+        worker took them."""
+        if extract.size < self.min_rows or self.workers < 2 or self._given_up:
             return None
         parquet = path.with_name(PARQUET_FILE)
-        write_parquet_atomic(extract.rows, parquet)  # its folder made 700 if missing
+        if not parquet.is_file():
+            write_parquet_atomic(extract.rows, parquet)  # its folder made 700 if missing
         try:
             with _environment_without_secrets():  # a worker process starts within submit
                 if self._pool is None:
@@ -1014,8 +1116,6 @@ def _write_and_record(
     recorded the number first."""
 
     try:
-        if workbook is not None:  # its rows waited in its Parquet file, not in memory
-            e.rows = pq.read_table(temp / PARQUET_FILE, schema=EXTRACT_SCHEMA)
         _write_files(e, log, policy, checkpoint, as_of, temp, workbook)
         with catalog.begin() as conn:
             taken = conn.execute(
@@ -1043,7 +1143,7 @@ def _write_and_record(
                             "tree_size": checkpoint[0],
                             "path": e.relative,
                             "manifest_sha256": e.manifest_sha256,
-                            "rows": e.rows.num_rows,
+                            "rows": e.count,
                         },
                     )
                 ],
@@ -1155,7 +1255,7 @@ def _record(conn: Connection, e: Extract, tree_size: int, folder: Path) -> None:
         _insert_manifest(conn, e, tree_size, manifest)
     except IntegrityError:
         raise _Taken from None  # PostgreSQL: the other writer committed the number meanwhile
-    _record_rows(conn, e)
+    _record_rows(conn, e, folder / PARQUET_FILE)
 
 
 def _insert_manifest(conn: Connection, e: Extract, tree_size: int, manifest: str) -> None:
@@ -1168,7 +1268,7 @@ def _insert_manifest(conn: Connection, e: Extract, tree_size: int, manifest: str
             generation=e.generation,
             tree_size=tree_size,
             path=e.relative,
-            rows=e.rows.num_rows,
+            rows=e.count,
             changes=e.changes,
             manifest_sha256=e.manifest_sha256,
             manifest=manifest,
@@ -1178,26 +1278,36 @@ def _insert_manifest(conn: Connection, e: Extract, tree_size: int, manifest: str
     )
 
 
-def _record_rows(conn: Connection, e: Extract) -> None:
-    sent = e.sent
+def _record_rows(conn: Connection, e: Extract, parquet: Path) -> None:
+    """What the township has after ``e`` (``extract_rows``): a full snapshot's rows, read back
+    from its Parquet file ``parquet`` a slice at a time (their content hashes computed again
+    from the rows); an increment's ``sent``, of the certificates it tells of."""
     if e.kind == FULL:
         conn.execute(delete(extract_rows).where(extract_rows.c.township == e.township))
-    else:  # a version no longer in force (in no ``sent``) is forgotten once told
-        touched = e.rows["cert_id"].combine_chunks()
-        for chunk in chunks(sorted(str(c) for c in touched.to_pylist())):
-            conn.execute(
-                delete(extract_rows).where(
-                    and_(extract_rows.c.township == e.township, extract_rows.c.cert_id.in_(chunk))
-                )
+        for part in _parquet_slices(parquet):
+            _insert_sent(
+                conn, e.township, pa.table({"cert_id": part["cert_id"], "content_sha256": _contents(part)})
             )
-        sent = sent.filter(pc.is_in(sent["cert_id"], value_set=touched))
-    sent = sent.sort_by("cert_id")  # in key order: the index is appended to, not split
+        return
+    # a version no longer in force (in no ``sent``) is forgotten once told
+    touched = pq.read_table(parquet, columns=["cert_id"])["cert_id"].combine_chunks()
+    for chunk in chunks(sorted(str(c) for c in touched.to_pylist())):
+        conn.execute(
+            delete(extract_rows).where(
+                and_(extract_rows.c.township == e.township, extract_rows.c.cert_id.in_(chunk))
+            )
+        )
+    _insert_sent(conn, e.township, e.sent.filter(pc.is_in(e.sent["cert_id"], value_set=touched)))
+
+
+def _insert_sent(conn: Connection, township: str, sent: pa.Table) -> None:
+    sent = sent.sort_by("cert_id")  # in key order: the index is appended to more than split
     for start in range(0, sent.num_rows, 5_000):
         part = sent.slice(start, 5_000)
         conn.execute(
             insert(extract_rows),
             [
-                {"township": e.township, "cert_id": c, "content_sha256": h}
+                {"township": township, "cert_id": c, "content_sha256": h}
                 for c, h in zip(part["cert_id"].to_pylist(), part["content_sha256"].to_pylist(), strict=True)
             ],
         )

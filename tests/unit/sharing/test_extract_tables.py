@@ -8,12 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sharing.extracts as extracts
-from sharing.extract_manifest import NAMES, read_xlsx_rows, row_leaf, rows_file, table_leaves, table_rows_file
+from sharing.extract_manifest import (
+    NAMES,
+    PARQUET_FILE,
+    read_xlsx_rows,
+    row_leaf,
+    rows_file,
+    table_leaves,
+    table_rows_file,
+)
 from sharing.extracts import EXTRACT_SCHEMA, SENT_SCHEMA, Extract
 
 texts = st.one_of(st.none(), st.text(max_size=12))  # quotes, backslashes, controls, any plane
@@ -131,8 +140,10 @@ def test_a_certificate_replaced_twice_counts_once_and_the_later_ones_stay(tmp_pa
     assert found["cert_id"].to_pylist() == ["A", "B", "C"]
     assert found["superseded"].to_pylist() == [True, False, False]
     assert found["moved_to"].to_pylist()[0] == there
-    assert planned is not None and planned.rows["cert_id"].to_pylist() == ["B", "C"]
-    assert sorted(planned.sent["cert_id"].to_pylist()) == ["B", "C"]
+    assert planned is not None and planned.temp is not None and planned.count == 2
+    # a full snapshot waits in its Parquet file, not in memory
+    assert planned.rows.num_rows == 0 and planned.sent.num_rows == 0
+    assert pq.read_table(planned.temp / PARQUET_FILE)["cert_id"].to_pylist() == ["B", "C"]
     engine.dispose()
 
 
@@ -151,3 +162,40 @@ def test_a_workbook_written_a_few_rows_at_a_time_is_the_same_file(
     extracts._write_xlsx(tmp_path / "chunks.xlsx", "120114001000", table, [("镇街", "test")])
     assert file_sha256(tmp_path / "whole.xlsx") == file_sha256(tmp_path / "chunks.xlsx")
     assert read_xlsx_rows(tmp_path / "chunks.xlsx") == written
+
+
+def test_a_workbook_written_from_the_parquet_file_a_few_rows_at_a_time_is_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker (or the refresh) writes the workbook from the extract's Parquet file, read a
+    chunk at a time and across sheets: the same bytes as from the table whole."""
+    from sharing.extract_manifest import file_sha256
+
+    monkeypatch.setattr(extracts, "_SHEET_ROWS", 3)
+    written = [_row(n) for n in range(8)]
+    table = pa.Table.from_pylist(written, schema=EXTRACT_SCHEMA)
+    extracts._write_xlsx(tmp_path / "table.xlsx", "120114001000", table, [("镇街", "test")])
+    pq.write_table(table, tmp_path / "rows.parquet", row_group_size=5)
+    monkeypatch.setattr(extracts, "_CHUNK_ROWS", 2)
+    extracts._write_xlsx(
+        tmp_path / "file.xlsx", "120114001000", tmp_path / "rows.parquet", [("镇街", "test")]
+    )
+    assert file_sha256(tmp_path / "table.xlsx") == file_sha256(tmp_path / "file.xlsx")
+    assert read_xlsx_rows(tmp_path / "file.xlsx") == written
+    empty = EXTRACT_SCHEMA.empty_table()
+    extracts._write_xlsx(tmp_path / "empty.xlsx", "120114001000", empty, [("镇街", "test")])
+    assert read_xlsx_rows(tmp_path / "empty.xlsx") == []  # a sheet with its header all the same
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=70), st.integers(min_value=1, max_value=9))
+def test_the_rows_root_folded_a_slice_at_a_time_is_the_root_of_all_leaves(count: int, step: int) -> None:
+    import hashlib
+
+    from sharing.extract_manifest import rows_frontier, rows_root
+
+    leaves = [hashlib.sha256(str(n).encode()).digest() for n in range(count)]
+    frontier = rows_frontier()
+    for start in range(0, count, step):
+        frontier.extend(leaves[start : start + step])
+    assert frontier.size == count and frontier.root().hex() == rows_root(leaves)

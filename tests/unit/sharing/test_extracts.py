@@ -856,17 +856,56 @@ def test_a_township_read_and_hashed_a_slice_at_a_time_gives_the_same_extract(
 
     world.people(*range(1, 8))
     world.people(3, address="天津市武清区杨村街道新华路9号")  # a version replaced: joined rows
+    monkeypatch.setattr(ex, "_GROUP_ROWS", 3)  # row groups of 3, 3 and 1: the group carried over
     (whole,) = world.refresh()
     with world.h.catalog.read() as conn:
         sent = conn.execute(sa.select(extract_rows).order_by(extract_rows.c.cert_id)).all()
+    assert [pq.ParquetFile(whole.folder / PARQUET_FILE).metadata.row_group(i).num_rows for i in range(3)] == [
+        3,
+        3,
+        1,
+    ]
     monkeypatch.setattr(ex, "_FETCH_ROWS", 2)
+    monkeypatch.setattr(ex, "_READ_ROWS", 2)  # the rows file, its root and what was sent read back
     monkeypatch.setattr(manifest, "_SLICE_ROWS", 3)
     (sliced,) = world.refresh(full=True)
     files = [{f["name"]: f["sha256"] for f in e.files} for e in (whole, sliced)]
     assert files[0][ROWS_FILE] == files[1][ROWS_FILE] and files[0][PARQUET_FILE] == files[1][PARQUET_FILE]
+    assert _rows(sliced.folder) == read_xlsx_rows(sliced.folder / XLSX_FILE)  # its 说明 sheet says 第 2 号
     assert whole.changes == sliced.changes == {"snapshot": 7}
+    assert verify_extract(sliced.folder, world.verifiers).manifest["rows"] == 7
     with world.h.catalog.read() as conn:
         assert conn.execute(sa.select(extract_rows).order_by(extract_rows.c.cert_id)).all() == sent
+
+
+def test_a_full_snapshot_is_written_as_it_is_read_never_whole_in_memory(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning a full snapshot writes its rows to the Parquet file a slice at a time: no table
+    of the whole township (``_found``) is built, and no write holds more than a row group."""
+    import sharing.extracts as ex
+
+    world.people(*range(1, 8))
+    world.people(3, address="天津市武清区杨村街道新华路9号")
+    monkeypatch.setattr(ex, "_FETCH_ROWS", 2)
+    monkeypatch.setattr(ex, "_GROUP_ROWS", 3)
+
+    def whole_township(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a full snapshot read the township whole")
+
+    monkeypatch.setattr(ex, "_found", whole_township)
+    written: list[int] = []
+    real_write = pq.ParquetWriter.write_table
+
+    def spied(self: Any, table: pa.Table, *args: Any, **kwargs: Any) -> None:
+        written.append(table.num_rows)
+        real_write(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", spied)
+    (snapshot,) = world.refresh()
+    assert written == [3, 3, 1] and snapshot.count == 7 and snapshot.kind == "full"
+    assert snapshot.rows.num_rows == 0 and snapshot.sent.num_rows == 0
+    assert verify_extract(snapshot.folder, world.verifiers).manifest["rows"] == 7
 
 
 def test_an_extract_of_another_manifest_schema_makes_the_increment_compare_everything(
