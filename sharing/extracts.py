@@ -33,10 +33,13 @@ full snapshot of the same moment lists.
 
 Landing a batch (or a lifecycle change) marks the township stale in its transaction;
 ``refresh_extracts`` takes the stale townships in order, each planned, written, recorded and
-dropped (memory bounded by the largest township, read a slice at a time: a big extract's
-workbook is written by a worker process from its Parquet file while the next townships are
-planned, ``_Workbooks``, its rows waiting on disk meanwhile, and the extracts are recorded in
-township order all the same): files into a fresh temporary folder
+dropped. Memory does not grow with a township: a full snapshot's rows go to its Parquet file
+as they are read, a slice at a time, and its rows file, rows root, workbook and what the
+township was sent are made from that file a slice at a time (an increment holds what may have
+changed — all the township holds after a change of policy).
+A big extract's workbook is written by a worker process from the Parquet file while the next
+townships are planned (``_Workbooks``); the extracts are recorded in township order all the
+same. Files go into a fresh temporary folder
 (``extract=N.tmp-…``), then in one transaction the manifest logged (kind ``extract-manifest``),
 recorded with what was sent, and the mark read cleared; then the folder renamed into place. Two
 writers at once (the pull runs, ``township-return``, ``extracts write``) both plan number N: the
@@ -967,8 +970,6 @@ def refresh_extracts(
     workbooks = _Workbooks()
     try:
         for township, generation in sorted(targets.items()):
-            if checkpoint is None:
-                raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
             with catalog.read() as conn:
                 extract = _plan(conn, extracts_dir, township, generation, policy, full)
             if extract is None:
@@ -978,6 +979,8 @@ def refresh_extracts(
             assert extract.temp is not None  # planned: its Parquet file is there
             temp = extract.temp
             waiting.append((extract, temp, None))  # its folder goes if the refresh stops
+            if checkpoint is None:
+                raise ConfigurationError("the log has no checkpoint: an extract must reflect one")
             notes = _notes(extract, policy, checkpoint, as_of)
             workbook = workbooks.submit(temp / XLSX_FILE, extract, notes)
             if workbook is not None:
