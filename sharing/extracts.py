@@ -389,11 +389,8 @@ def _plan(
     folder = extract_folder(extracts_dir, township, number)
     temp = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex}")
     if full or last is None:
-        try:
+        with _planning_into(temp, number):
             count = _write_snapshot(conn, township, policy, temp / PARQUET_FILE)
-        except BaseException:
-            shutil.rmtree(temp, ignore_errors=True)
-            raise
         empty = EXTRACT_SCHEMA.empty_table()
         snapshot = {"snapshot": count}
         return Extract(
@@ -417,15 +414,35 @@ def _plan(
         {"cert_id": pc.filter(shown["cert_id"], live), "content_sha256": pc.filter(contents, live)},
         schema=SENT_SCHEMA,
     )
-    try:
+    with _planning_into(temp, number):
         write_parquet_atomic(rows, temp / PARQUET_FILE)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     return Extract(
         township, number, INCREMENTAL, previous, generation, EXTRACT_SCHEMA.empty_table(), changes, now,
         folder, count=rows.num_rows, temp=temp,
     )  # fmt: skip
+
+
+class _Lost(Exception):
+    """A planned extract's file could not be written: perhaps another writer recorded its number
+    meanwhile and removed this writer's temporary folder (``_write_and_record``)."""
+
+    def __init__(self, number: int, error: OSError) -> None:
+        super().__init__(str(error))
+        self.number, self.error = number, error
+
+
+@contextlib.contextmanager
+def _planning_into(temp: Path, number: int) -> Iterator[None]:
+    """Write a plan's file into ``temp``: on any failure the folder goes, and a file error
+    becomes :class:`_Lost` (the refresh asks whether number ``number`` was recorded meanwhile)."""
+    try:
+        yield
+    except OSError as exc:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise _Lost(number, exc) from exc
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
 
 
 def _live(found: pa.Table) -> pa.Array:
@@ -844,14 +861,17 @@ def _write_files(
     folder: Path,
     workbook: Future[None] | None = None,
 ) -> None:
-    """The extract's files (600) in ``folder`` (700, fresh), the signed manifest last; the
-    workbook is written here, or by a worker process already (``workbook``: waited for)."""
+    """The extract's files (600) in ``folder`` (700, fresh but for the Parquet file planning
+    wrote), the signed manifest last; the workbook is written here, or by a worker process
+    already (``workbook``: waited for)."""
     from contracts.checks import load_region_codes
 
     folder = private_dir(folder)
     parquet = folder / PARQUET_FILE
-    if not parquet.is_file():  # planned elsewhere (``_plan`` writes it): rows held in memory
-        write_parquet_atomic(extract.rows, parquet)
+    if not parquet.is_file():
+        if extract.temp is not None:  # planned: its rows are that file, gone (another writer's cleanup?)
+            raise FileNotFoundError(f"township {extract.township}: the planned rows file {parquet} is gone")
+        write_parquet_atomic(extract.rows, parquet)  # an extract made with its rows
     frontier = rows_frontier()
 
     def rows_file(tmp: Path) -> None:
@@ -970,8 +990,14 @@ def refresh_extracts(
     workbooks = _Workbooks()
     try:
         for township, generation in sorted(targets.items()):
-            with catalog.read() as conn:
-                extract = _plan(conn, extracts_dir, township, generation, policy, full)
+            try:
+                with catalog.read() as conn:
+                    extract = _plan(conn, extracts_dir, township, generation, policy, full)
+            except _Lost as lost:
+                if not _recorded(catalog, township, lost.number):
+                    raise lost.error from None
+                _warn_taken(township, lost.number)
+                continue
             if extract is None:
                 with catalog.begin() as conn:
                     _clear_mark(conn, township, generation)
@@ -1035,6 +1061,8 @@ class _Workbooks:
             return None
         parquet = path.with_name(PARQUET_FILE)
         if not parquet.is_file():
+            if extract.temp is not None:  # planned, its file gone: ``_write_files`` says so
+                return None
             write_parquet_atomic(extract.rows, parquet)  # its folder made 700 if missing
         try:
             with _environment_without_secrets():  # a worker process starts within submit
@@ -1160,13 +1188,10 @@ def _write_and_record(
         shutil.rmtree(temp, ignore_errors=True)  # nothing recorded: nothing of it stays
         # Another writer recorded the number first — seen in the transaction, or by its removing
         # this writer's folder as a dead one's while this one still wrote its files.
-        if isinstance(exc, _Taken) or (isinstance(exc, OSError) and _recorded(catalog, e)):
-            logging.getLogger(__name__).warning(
-                "township %s: extract %s was recorded by another writer meanwhile; this one is "
-                "dropped and the township stays marked for the next run",
-                e.township,
-                e.extract_no,
-            )
+        if isinstance(exc, _Taken) or (
+            isinstance(exc, OSError) and _recorded(catalog, e.township, e.extract_no)
+        ):
+            _warn_taken(e.township, e.extract_no)
             return False
         raise
     _place(temp, e.folder, e.manifest_sha256)
@@ -1177,19 +1202,25 @@ def _write_and_record(
     return True
 
 
-def _recorded(catalog: Catalog, e: Extract) -> bool:
+def _recorded(catalog: Catalog, township: str, number: int) -> bool:
     with catalog.read() as conn:
         return (
             conn.execute(
                 select(extract_manifests.c.extract_no).where(
-                    and_(
-                        extract_manifests.c.township == e.township,
-                        extract_manifests.c.extract_no == e.extract_no,
-                    )
+                    and_(extract_manifests.c.township == township, extract_manifests.c.extract_no == number)
                 )
             ).first()
             is not None
         )
+
+
+def _warn_taken(township: str, number: int) -> None:
+    logging.getLogger(__name__).warning(
+        "township %s: extract %s was recorded by another writer meanwhile; this one is "
+        "dropped and the township stays marked for the next run",
+        township,
+        number,
+    )
 
 
 def _clear_mark(conn: Connection, township: str, generation: int) -> None:

@@ -89,8 +89,8 @@ def install_kill(point: str, count: int) -> None:
         _before(evidence.issuance, "_insert_certificates", hook)
     elif point == "after-commit":
         _before(lake.parquet.ParquetLake, "publish", hook)
-    elif point == "mid-extract":
-        _after(sharing.extracts, "write_parquet_atomic", hook)
+    elif point == "mid-extract":  # a township's rows planned into its temporary folder's Parquet file
+        _after(sharing.extracts, "_plan", hook)
     elif point == "after-status-commit":
         _before(flows.daily_sharing, "write_status_files", hook)
     else:
