@@ -381,6 +381,27 @@ def test_compact_range_matches_root_and_prefixes_are_consistent(
     verify_consistency(old, new, consistency_proof(old, hashes[:new]), roots[old], roots[new])
 
 
+@settings(max_examples=60, deadline=None)
+@given(hash_lists, st.data())
+def test_compact_range_extended_in_slices_equals_one_leaf_at_a_time(
+    hashes: list[bytes], data: st.DataObject
+) -> None:
+    one_by_one, sliced = CompactRange(), CompactRange()
+    for value in hashes:
+        one_by_one.append(value)
+    start = 0
+    while start < len(hashes):
+        step = data.draw(st.integers(1, max(1, len(hashes) - start)))
+        sliced.extend(hashes[start : start + step])
+        assert sliced.size == start + min(step, len(hashes) - start)
+        start += step
+    sliced.extend([])
+    assert sliced.state() == one_by_one.state() and sliced.root() == root(hashes)
+    with pytest.raises(ValueError, match="32 bytes"):
+        sliced.extend([HASHES[0], b"short"])
+    assert sliced.state() == one_by_one.state()  # refused whole: nothing appended
+
+
 def test_large_tree_iterative_and_fast_enough() -> None:
     # 2^17 + 3 leaves: no recursion, and each proof costs one pass over the leaves.
     hashes = [leaf_hash(i.to_bytes(4, "big")) for i in range((1 << 17) + 3)]
