@@ -621,10 +621,17 @@ def _driver_slices(
 ) -> Iterator[list[pa.Array]]:
     """:func:`_driver_columns` a slice of :data:`_FETCH_ROWS` rows at a time (a big township's
     rows as Python tuples all at once were ~1 KB each). Dates come from SQLite as ISO text (as
-    SQLAlchemy's ``Date`` stores them) and from the servers as dates: cast either way."""
-    result = conn.execute(statement)
+    SQLAlchemy's ``Date`` stores them) and from the servers as dates: cast either way.
+
+    On SQLite the driver's own cursor steps through the result. The servers' drivers hold a whole
+    result in the client unless asked for a server-side cursor (psycopg: a named cursor; PyMySQL:
+    an unbuffered one), so there the rows come through SQLAlchemy's ``yield_per``, a slice at a
+    time (reading the driver's cursor under it would miss the row SQLAlchemy buffers first)."""
+    sqlite = conn.dialect.name == "sqlite"
+    result = conn.execute(statement if sqlite else statement.execution_options(yield_per=_FETCH_ROWS))
     try:
-        while rows := result.cursor.fetchmany(_FETCH_ROWS):
+        slices = iter(lambda: result.cursor.fetchmany(_FETCH_ROWS), []) if sqlite else result.partitions()
+        for rows in slices:
             columns = []
             for values, kind in zip(zip(*rows, strict=True), types, strict=True):
                 if pa.types.is_date(kind):

@@ -199,3 +199,67 @@ def test_the_rows_root_folded_a_slice_at_a_time_is_the_root_of_all_leaves(count:
     for start in range(0, count, step):
         frontier.extend(leaves[start : start + step])
     assert frontier.size == count and frontier.root().hex() == rows_root(leaves)
+
+
+def test_a_townships_rows_come_a_slice_at_a_time_on_each_database(
+    catalog_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's driver cursor, and the servers' server-side cursors (SQLAlchemy's ``yield_per``:
+    their drivers would otherwise hold the whole result): the same rows, typed, in log order, a
+    slice at a time; the connection is free for the next query once the rows are read."""
+    import sqlalchemy as sa
+
+    from catalog import Catalog
+    from catalog._schema import certificates
+    from sharing.extracts import ExtractPolicy, Shown, TypeRule, _driver_slices, _found_query, _found_table
+
+    rule = TypeRule("T", "证照", "d", ("m",), (Shown("holder_name", "public", True, "w"),))
+    here, there = "120114001000", "120114002000"
+
+    def cert(leaf: int, township: str = here, previous: str | None = None) -> dict[str, Any]:
+        return {
+            "cert_id": f"C{leaf}", "dataset": "d", "record_key": f"R{leaf}",
+            "holder_id": f"12011419900101{leaf:04d}", "holder_name": "张三", "type_code": "T",
+            "type_name": "证照", "issuer_code": "I", "serial": leaf, "version": 1, "status": "有效",
+            "issue_date": dt.date(2020, 1, 1), "valid_from": dt.date(2020, 1, leaf), "valid_to": None,
+            "township": township, "content_sha256": "x", "leaf_index": leaf, "batch_id": "b",
+            "previous_id": previous,
+        }  # fmt: skip
+
+    catalog = Catalog.connect(catalog_url)
+    try:
+        with catalog.begin() as conn:
+            conn.execute(certificates.insert(), [cert(n) for n in range(1, 8)] + [cert(8, there, "C2")])
+        monkeypatch.setattr(extracts, "_FETCH_ROWS", 3)
+        query, kinds = _found_query(ExtractPolicy({"T": rule}))
+        with catalog.read() as conn:
+            spy = _CursorSpy(conn)
+            slices = list(_driver_slices(spy, query.where(certificates.c.township == here), kinds))  # type: ignore[arg-type]
+            assert conn.execute(sa.select(sa.func.count()).select_from(certificates)).scalar() == 8
+            expected = {"sqlite": "Cursor", "postgresql": "ServerCursor"}.get(conn.dialect.name, "SSCursor")
+        assert spy.cursors == [expected]  # psycopg's named cursor, PyMySQL's unbuffered one
+        assert [len(columns[0]) for columns in slices] == [3, 3, 1]
+        found = pa.concat_tables(_found_table(columns) for columns in slices)
+        assert found["cert_id"].to_pylist() == [f"C{n}" for n in range(1, 8)]
+        assert found["valid_from"].type == pa.date32()
+        assert found["valid_from"].to_pylist() == [dt.date(2020, 1, n) for n in range(1, 8)]
+        assert found["superseded"].to_pylist() == [n == 2 for n in range(1, 8)]
+        assert found["moved_to"].to_pylist()[1] == there
+    finally:
+        catalog.dispose()
+
+
+class _CursorSpy:
+    """A connection that notes the driver cursor class of each result it executes."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+        self.cursors: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        result = self.conn.execute(*args, **kwargs)
+        self.cursors.append(type(result.cursor).__name__)
+        return result
