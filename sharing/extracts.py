@@ -464,7 +464,7 @@ def _write_snapshot(conn: Connection, township: str, policy: ExtractPolicy, path
         pending: list[pa.Table] = []
         held = 0
         with pq.ParquetWriter(tmp, EXTRACT_SCHEMA) as writer:
-            for columns in _driver_slices(conn, query, kinds):
+            for columns in _driver_slices(conn, query, kinds, stream=True):
                 found = _found_table(columns)
                 rows = _with_change(
                     pc.filter(policy.show_table(found), _live(found)), CHANGE_LABELS["snapshot"]
@@ -550,7 +550,7 @@ def _found(
     version's township."""
     query, kinds = _found_query(policy)
     if cert_ids is None:
-        parts = [_driver_columns(conn, query.where(certificates.c.township == township), kinds)]
+        parts = [_driver_columns(conn, query.where(certificates.c.township == township), kinds, stream=True)]
     else:  # by id (the township's, compared so that no planner walks the township's index)
         query = query.where(func.coalesce(certificates.c.township, "") == township)
         parts = [
@@ -604,20 +604,23 @@ def _found_table(columns: Sequence[pa.Array]) -> pa.Table:
 _FOUND_NAMES = [n for n in NAMES if n != "change"]
 
 
-def _driver_columns(conn: Connection, statement: Any, types: Sequence[pa.DataType]) -> list[pa.Array]:
+def _driver_columns(
+    conn: Connection, statement: Any, types: Sequence[pa.DataType], *, stream: bool = False
+) -> list[pa.Array]:
     """The statement's columns as Arrow arrays of ``types``, from the driver's own rows.
 
     No SQLAlchemy row per certificate and no per-value result processing: that was 3.6 s of a
-    5.5 s plan of 25 townships' 565,000 certificates."""
+    5.5 s plan of 25 townships' 565,000 certificates (on the servers a ``stream`` comes through
+    SQLAlchemy's rows all the same: :func:`_driver_slices`)."""
     parts: list[list[pa.Array]] = [[] for _ in types]
-    for columns in _driver_slices(conn, statement, types):
+    for columns in _driver_slices(conn, statement, types, stream=stream):
         for part, column in zip(parts, columns, strict=True):
             part.append(column)
     return [pa.chunked_array(part, kind).combine_chunks() for part, kind in zip(parts, types, strict=True)]
 
 
 def _driver_slices(
-    conn: Connection, statement: Any, types: Sequence[pa.DataType]
+    conn: Connection, statement: Any, types: Sequence[pa.DataType], *, stream: bool = False
 ) -> Iterator[list[pa.Array]]:
     """:func:`_driver_columns` a slice of :data:`_FETCH_ROWS` rows at a time (a big township's
     rows as Python tuples all at once were ~1 KB each). Dates come from SQLite as ISO text (as
@@ -625,12 +628,14 @@ def _driver_slices(
 
     On SQLite the driver's own cursor steps through the result. The servers' drivers hold a whole
     result in the client unless asked for a server-side cursor (psycopg: a named cursor; PyMySQL:
-    an unbuffered one), so there the rows come through SQLAlchemy's ``yield_per``, a slice at a
-    time (reading the driver's cursor under it would miss the row SQLAlchemy buffers first)."""
-    sqlite = conn.dialect.name == "sqlite"
-    result = conn.execute(statement if sqlite else statement.execution_options(yield_per=_FETCH_ROWS))
+    an unbuffered one), so for a ``stream`` (a whole township) the rows come there through
+    SQLAlchemy's ``yield_per``, a slice at a time (reading the driver's cursor under it would miss
+    the row SQLAlchemy buffers first); a lookup of a chunk of ids needs no server-side cursor's
+    round trips."""
+    raw = conn.dialect.name == "sqlite" or not stream
+    result = conn.execute(statement if raw else statement.execution_options(yield_per=_FETCH_ROWS))
     try:
-        slices = iter(lambda: result.cursor.fetchmany(_FETCH_ROWS), []) if sqlite else result.partitions()
+        slices = _fetched(result.cursor) if raw else result.partitions()
         for rows in slices:
             columns = []
             for values, kind in zip(zip(*rows, strict=True), types, strict=True):
@@ -642,6 +647,12 @@ def _driver_slices(
             yield columns
     finally:
         result.close()
+
+
+def _fetched(cursor: Any) -> Iterator[Sequence[Any]]:
+    """A driver cursor's rows, :data:`_FETCH_ROWS` at a time (PyMySQL's last is an empty tuple)."""
+    while rows := cursor.fetchmany(_FETCH_ROWS):
+        yield rows
 
 
 _FETCH_ROWS = 65_536
@@ -694,7 +705,7 @@ def _increment(
     )
     kinds = [pa.string(), pa.string()]
     if whole:
-        sent_ids, sent_hashes = _driver_columns(conn, sent, kinds)
+        sent_ids, sent_hashes = _driver_columns(conn, sent, kinds, stream=True)
     else:
         parts = [
             _driver_columns(conn, sent.where(extract_rows.c.cert_id.in_(chunk)), kinds)
