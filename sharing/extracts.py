@@ -36,12 +36,12 @@ Landing a batch (or a lifecycle change) marks the township stale in its transact
 dropped. Memory does not grow with a township: a full snapshot's rows go to its Parquet file
 as they are read, a slice at a time, and its rows file, rows root, workbook and what the
 township was sent are made from that file a slice at a time (an increment holds what may have
-changed — all the township holds after a change of policy).
-A big extract's workbook is written by a worker process from the Parquet file while the next
-townships are planned (``_Workbooks``); the extracts are recorded in township order all the
-same. Files go into a fresh temporary folder
-(``extract=N.tmp-…``), then in one transaction the manifest logged (kind ``extract-manifest``),
-recorded with what was sent, and the mark read cleared; then the folder renamed into place. Two
+changed — all the township holds after a change of policy). A big extract's workbook is
+written by a worker process from the Parquet file while the next townships are planned
+(``_Workbooks``); the extracts are recorded in township order all the same. Files go into a
+fresh temporary folder (``extract=N.tmp-…``), then in one transaction the manifest logged
+(kind ``extract-manifest``), recorded with what was sent, and the mark read cleared; then the
+folder renamed into place. Two
 writers at once (the pull runs, ``township-return``, ``extracts write``) both plan number N: the
 second to record it drops its own folder and leaves the township marked for the next run. A run
 that dies before recording leaves no record (and at most a temporary folder, removed later); one
