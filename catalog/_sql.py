@@ -14,12 +14,12 @@ import contextlib
 import datetime as dt
 from collections import namedtuple
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 
 IN_CHUNK = 500  # keys per IN (...) list: well under SQLite's bound-parameter limit
 
@@ -108,10 +108,14 @@ class Prepared:
         self.statement = statement
         self._selected = list(getattr(statement, "selected_columns", ()))
         self.row: Any = namedtuple("Row", [c.key for c in self._selected])  # type: ignore[misc]
-        self._compiled: dict[str, tuple[str, Any, list[str] | None, list[Any], dict[str, Any]]] = {}
+        self._compiled: dict[str, _Plan] = {}
+        self._last: tuple[Any, _Plan] | None = None  # the dialect asked last, and its plan
 
-    def _compile(self, conn: Connection) -> tuple[str, Any, list[str] | None, list[Any], dict[str, Any]]:
+    def _compile(self, conn: Connection) -> _Plan:
         dialect = conn.dialect
+        last = self._last
+        if last is not None and last[0] is dialect:
+            return last[1]
         # The SQL text depends on the driver's placeholder style, not only on the database.
         key = f"{dialect.name}/{dialect.driver}/{dialect.paramstyle}"
         found = self._compiled.get(key)
@@ -119,13 +123,23 @@ class Prepared:
             compiled = self.statement.compile(dialect=dialect)
             if any(b.expanding for b in compiled.binds.values()):
                 raise ValueError("Prepared takes no expanding IN parameter: use fixed slots")
-            order = list(compiled.positiontup or []) if compiled.positional else None
+            if any(b.callable is not None for b in compiled.binds.values()) or getattr(
+                compiled, "escaped_bind_names", None
+            ):
+                raise ValueError("Prepared takes no callable or escaped bind parameter")
+            positional = list(compiled.positiontup or []) if compiled.positional else None
             results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in self._selected]
-            binds = {
-                name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-                for name, bind in compiled.binds.items()
-            }
-            found = self._compiled[key] = (str(compiled), compiled, order, results, binds)
+            binds = [
+                _Bind(
+                    name,
+                    compiled.binds[name].value,
+                    compiled.binds[name].required,
+                    compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                )
+                for name in (positional if positional is not None else list(compiled.binds))
+            ]
+            found = self._compiled[key] = _Plan(str(compiled), binds, positional is not None, results)
+        self._last = (dialect, found)
         return found
 
     def all(self, conn: Connection, **params: Any) -> list[Any]:
@@ -148,12 +162,19 @@ class Prepared:
         return int(count)
 
     def _execute(self, conn: Connection, params: dict[str, Any], *, fetch: bool) -> tuple[Any, list[Any]]:
-        sql, compiled, order, results, binds = self._compile(conn)
-        values = compiled.construct_params(params, _check=True)
-        for name, process in binds.items():
-            if process is not None:
-                values[name] = process(values[name])
-        args = [values[name] for name in order] if order is not None else values
+        sql, binds, positional, results = self._compile(conn)
+        # What SQLAlchemy's construct_params would bind (a given value, else the statement's
+        # own, e.g. a LIMIT), each converted by its column type, without its per-call machinery.
+        values = []
+        for name, default, required, process in binds:
+            if name in params:
+                value = params[name]
+            elif required:
+                raise InvalidRequestError(f"A value is required for bind parameter {name!r}")
+            else:
+                value = default
+            values.append(process(value) if process is not None else value)
+        args: Any = values if positional else {b.name: v for b, v in zip(binds, values, strict=True)}
         raw = conn.connection
         cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -172,6 +193,20 @@ class Prepared:
             with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # closed with its connection
                 cursor.close()
         return fetched, results
+
+
+class _Bind(NamedTuple):
+    name: str
+    default: Any  # the statement's own value (a LIMIT), bound when none is given
+    required: bool  # a bindparam() with no value: a call must give it
+    process: Any  # the column type's bind processor (None: bound as it is)
+
+
+class _Plan(NamedTuple):
+    sql: str
+    binds: list[_Bind]  # in placeholder order (a positional driver), else every one by name
+    positional: bool
+    results: list[Any]  # per selected column, its result processor (None: as it comes)
 
 
 def _sqlite_literal(value: Any) -> str | None:
