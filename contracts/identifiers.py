@@ -14,6 +14,7 @@ tested against, and what the demo department systems use to mint valid identifie
 from __future__ import annotations
 
 import datetime as dt
+import operator
 import re
 
 # GB 11643-1999, 校验码: weight of position i (1-based, from the left) is 2^(18-i) mod 11.
@@ -53,7 +54,7 @@ def citizen_id_check_char(first17: str) -> str:
     """The GB 11643 MOD 11-2 check character for the first 17 digits of a citizen ID."""
     if len(first17) != 17 or not (first17.isascii() and first17.isdigit()):
         raise ValueError("a citizen ID body is 17 digits")
-    total = sum(int(c) * w for c, w in zip(first17, CITIZEN_ID_WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, first17), CITIZEN_ID_WEIGHTS))  # 17 of each: checked above
     return CITIZEN_ID_CHECK_CHARS[total % 11]
 
 

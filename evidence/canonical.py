@@ -6,12 +6,14 @@ Example::
 
 The maintained ``rfc8785`` library is the reference. It is pure Python (about 0.25 ms per
 certificate here), so values in the domain where JCS and ``json.dumps(sort_keys=True,
-separators=(",", ":"), ensure_ascii=False)`` produce the same bytes take the standard library:
+separators=(",", ":"), ensure_ascii=False)`` produce the same bytes take a fast path:
 objects with ASCII keys (JCS sorts by UTF-16 code units, Python by code points — equal for
 ASCII), strings (both escape only ``"``, ``\\`` and C0 controls, as ``\\b \\f \\n \\r \\t`` or
 lowercase ``\\u00xx``), integers within ±2**53, booleans and null. Anything else — floats,
-larger integers, non-ASCII keys, lone surrogates — goes through ``rfc8785``. A property test
-checks the two agree on random values of that domain.
+larger integers, non-ASCII keys, lone surrogates — goes through ``rfc8785``. The fast path is
+``orjson`` with sorted keys, which writes those same bytes at a fifteenth of the standard
+library's cost (1 µs against 14 µs for a certificate). Property tests check it against the
+standard library and against ``rfc8785`` on random values of that domain.
 
 For a whole batch of objects of one shape, :func:`canonical_rows` writes the same bytes
 column by column with Arrow string kernels (escape, quote, join), with no Python per row::
@@ -25,13 +27,13 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import rfc8785
@@ -42,11 +44,9 @@ _MAX_SAFE = 2**53 - 1  # RFC 8785 §3.2.2.3: integers must be exact IEEE 754 dou
 def canonical_json(value: Any) -> bytes:
     if _plain(value):
         try:
-            return json.dumps(
-                value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-            ).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let the reference implementation reject it
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate (or nesting past orjson's depth): the reference decides
     return rfc8785.dumps(value)
 
 

@@ -143,7 +143,7 @@ class SigningKey:
 
     def sign_note(self, text: str) -> str:
         """Sign ``text`` (ending in a newline) as a signed note."""
-        return sign_note(text, self._name, self._private_key)
+        return sign_note(text, self._name, self._private_key, public_key=self._public_key_raw)
 
     def to_encrypted_pem(self, passphrase: bytes) -> bytes:
         """The private key encrypted with ``passphrase`` (PKCS#8, or the SM2 envelope)."""

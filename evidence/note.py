@@ -140,14 +140,15 @@ def parse_vkey(text: str) -> NoteVerifier:
     return NoteVerifier(name=name, key_id=expected, public_key=public_key, suite=suite.name)
 
 
-def sign_note(text: str, name: str, private_key: Any) -> str:
+def sign_note(text: str, name: str, private_key: Any, *, public_key: bytes | None = None) -> str:
     """Sign ``text`` (which must end in a newline) as key ``name``; return the signed note.
 
     ``private_key`` is a private key of any suite (:mod:`evidence.suites`): an Ed25519 key
     signs with type 0x01 as golang.org/x/mod/sumdb/note does, the others with their 0xff type.
     c2sp.org/signed-note "Ed25519 signatures": the signature is over the UTF-8 note text,
     including its final newline but not the blank line that follows it; every suite signs
-    those same bytes.
+    those same bytes. ``public_key``: the key's encoded public key, if the caller keeps it
+    (deriving it again is a scalar multiplication for every note; ``evidence.keys.SigningKey``).
     """
     problem = _text_problem(text) or _name_problem(name)
     if problem:
@@ -156,7 +157,7 @@ def sign_note(text: str, name: str, private_key: Any) -> str:
     if suite is None:
         raise ValueError(f"cannot sign: a {type(private_key).__name__} belongs to no signature suite")
     message = text.encode("utf-8")
-    kid = key_id(name, suite.public_key(private_key), suite.signature_type)
+    kid = key_id(name, public_key or suite.public_key(private_key), suite.signature_type)
     signature = base64.b64encode(kid + suite.sign(private_key, message)).decode("ascii")
     return f"{text}\n{SIGNATURE_LINE_PREFIX}{name} {signature}\n"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,6 +37,19 @@ def test_control_characters_and_chinese_text() -> None:
     value = {"名": '张\u0001三\n\t"\\', "b": [1, None, True], "a": "\u2028\u007f"}
     assert canonical_json(value) == rfc8785.dumps(value)
     assert json.loads(canonical_json(value)) == value
+
+
+def test_what_the_fast_path_refuses_the_reference_decides() -> None:
+    """A lone surrogate (no UTF-8 for it) and nesting deeper than orjson goes: the reference's
+    answer, not orjson's error."""
+    with pytest.raises(rfc8785.CanonicalizationError):
+        canonical_json({"a": "\ud800"})
+    deep: list[Any] = []
+    inner = deep
+    for _ in range(300):
+        inner.append([])
+        inner = inner[0]
+    assert canonical_json(deep) == rfc8785.dumps(deep)
 
 
 def test_non_ascii_keys_go_through_the_reference() -> None:
