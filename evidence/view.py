@@ -262,7 +262,30 @@ class LogView:
         """Certificate ``cert_id`` at ``leaf_index`` as the verified log commits to it, and its
         state in the newest logged status list; :class:`VerificationFailed` naming what disagrees
         (the same contract as ``evidence.bundle.check_held`` without ``size``)."""
-        size = self.refresh(conn)
+        return self._held(conn, cert_id, leaf_index, self.refresh(conn))
+
+    def reader(self, conn: Connection) -> Callable[[Connection, str, int], HeldCertificate]:
+        """:meth:`held` for the rest of ``conn``'s read transaction: the view follows the log
+        now, once, and each certificate is then read without asking the catalog for its newest
+        checkpoint again (one query per answer, not one per certificate it reads). A leaf
+        beyond what the view holds (a database whose statements see what others committed
+        since the transaction began) follows the log first, as :meth:`held` does. A log that
+        does not verify: each certificate read raises :class:`VerificationFailed`, as from
+        :meth:`held`."""
+        try:
+            self.refresh(conn)
+        except VerificationFailed:
+            return self.held  # which says why, for every certificate asked
+
+        def held(conn: Connection, cert_id: str, leaf_index: int) -> HeldCertificate:
+            size = self.size
+            if leaf_index >= size:
+                size = self.refresh(conn)
+            return self._held(conn, cert_id, leaf_index, size)
+
+        return held
+
+    def _held(self, conn: Connection, cert_id: str, leaf_index: int, size: int) -> HeldCertificate:
         certificate, parsed_id = self._open(conn, cert_id, leaf_index)
         credential = certificate.get("credential_status") or {}
         try:

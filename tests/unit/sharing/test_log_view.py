@@ -275,3 +275,60 @@ def test_the_view_follows_its_own_appends_from_the_entries_written(people: dict[
     with pytest.raises(VerificationFailed, match="not among the log's keys"):
         view.follow_own(appended.tree_size - len(appended.entries), appended.entries, appended.checkpoint)
     catalog.dispose()
+
+
+def test_a_reader_follows_the_log_once_for_its_transaction(
+    people: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LogView.reader``: one query for the catalog's newest checkpoint per read transaction, not
+    one per certificate read; the same answers as ``held``; a leaf beyond what the view holds
+    follows the log first."""
+    import evidence.view
+
+    view, catalog, settings = _view()
+    mine = _certificate(settings, people["mine"])
+    other = _certificate(settings, people["other"])
+    asked: list[int] = []
+    newest = evidence.view._NEWEST.first
+    monkeypatch.setattr(evidence.view._NEWEST, "first", lambda conn: asked.append(1) or newest(conn))
+    with catalog.read() as conn:
+        held = view.reader(conn)
+        answers = [held(conn, *mine), held(conn, *other), held(conn, *mine)]
+        assert len(asked) == 1
+        holders = [a.certificate["holder"]["id"] for a in answers]
+        assert holders == [people["mine"], people["other"], people["mine"]]
+        assert all(a.state == "有效" for a in answers)
+        same = view.held(conn, *mine)
+        assert (same.certificate, same.state, same.leaf_index) == (
+            answers[0].certificate,
+            answers[0].state,
+            answers[0].leaf_index,
+        )
+        size = view.size
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    with catalog.begin() as conn:
+        record_use(conn, log, matter="m", certificate_id="c", township="120114001000")
+    with catalog.read() as conn:
+        # Leaf ``size`` was not under the view's checkpoint: the reader follows the log to it
+        # (without that, "not under the newest checkpoint"); it is a use, not this certificate.
+        with pytest.raises(VerificationFailed, match="is not certificate"):
+            held(conn, mine[0], size)
+        assert view.size > size
+    catalog.dispose()
+
+
+def test_a_reader_of_a_log_that_does_not_verify_refuses_each_certificate(
+    people: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view, catalog, settings = _view()
+    mine = _certificate(settings, people["mine"])
+
+    def broken(conn: object) -> int:
+        raise VerificationFailed("the log was changed")
+
+    monkeypatch.setattr(view, "refresh", broken)
+    with catalog.read() as conn:
+        held = view.reader(conn)  # no error yet: the answer says it per certificate
+        with pytest.raises(VerificationFailed, match="the log was changed"):
+            held(conn, *mine)
+    catalog.dispose()
