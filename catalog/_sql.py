@@ -129,14 +129,22 @@ class Prepared:
                 raise ValueError("Prepared takes no callable or escaped bind parameter")
             positional = list(compiled.positiontup or []) if compiled.positional else None
             results = [c.type.dialect_impl(dialect).result_processor(dialect, None) for c in self._selected]
+            # Each placeholder's bind: in order for a positional driver, else one per bind by
+            # the name the SQL uses (``binds`` lists a bind under its key as well).
+            named = (
+                [(name, compiled.binds[name]) for name in positional]
+                if positional is not None
+                else [(name, bind) for bind, name in compiled.bind_names.items()]
+            )
             binds = [
                 _Bind(
                     name,
-                    compiled.binds[name].value,
-                    compiled.binds[name].required,
-                    compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+                    bind.key,
+                    bind.value,
+                    bind.required,
+                    bind.type.dialect_impl(dialect).bind_processor(dialect),
                 )
-                for name in (positional if positional is not None else list(compiled.binds))
+                for name, bind in named
             ]
             found = self._compiled[key] = _Plan(str(compiled), binds, positional is not None, results)
         self._last = (dialect, found)
@@ -166,9 +174,11 @@ class Prepared:
         # What SQLAlchemy's construct_params would bind (a given value, else the statement's
         # own, e.g. a LIMIT), each converted by its column type, without its per-call machinery.
         values = []
-        for name, default, required, process in binds:
+        for name, key, default, required, process in binds:
             if name in params:
                 value = params[name]
+            elif key in params:  # as construct_params: a bind given by its key (bindparam("x"))
+                value = params[key]
             elif required:
                 raise InvalidRequestError(f"A value is required for bind parameter {name!r}")
             else:
@@ -196,7 +206,8 @@ class Prepared:
 
 
 class _Bind(NamedTuple):
-    name: str
+    name: str  # as the SQL names it
+    key: str  # as the statement's bindparam() was given it (the same unless made unique)
     default: Any  # the statement's own value (a LIMIT), bound when none is given
     required: bool  # a bindparam() with no value: a call must give it
     process: Any  # the column type's bind processor (None: bound as it is)

@@ -159,6 +159,11 @@ def test_a_prepared_query_answers_as_sqlalchemy_does(catalog: Catalog) -> None:
         assert query.first(conn, township="nowhere") is None
         with pytest.raises(Exception, match="township"):
             query.all(conn)  # a parameter without a value is refused, not sent as NULL
+        # A bind made unique is named apart from its key in the SQL (township_1): given by that
+        # name, as SQLAlchemy takes it, on every placeholder style.
+        named_apart = sa.bindparam("township", unique=True)
+        unique = Prepared(sa.select(stations.c.station_id).where(stations.c.township == named_apart))
+        assert len(unique.all(conn, township_1="120114001000")) == 3
 
 
 def test_a_prepared_write_runs_in_the_connections_transaction(catalog: Catalog) -> None:
