@@ -153,6 +153,10 @@ def serve(
         settings = Settings()
         Catalog.connect(settings.catalog_url, create=False).dispose()
         open_key_store(settings).load(settings.log_origin)
+        from sharing.workers import reuse_port_available, serve_processes
+
+        if reuse_port_available():  # a socket each: the kernel spreads the connections
+            raise typer.Exit(serve_processes(host, port, workers))
         uvicorn.run(
             "sharing.service:serve_app",
             factory=True,

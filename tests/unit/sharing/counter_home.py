@@ -81,6 +81,13 @@ def free_port() -> int:
 def serving(*options: str) -> Iterator[str]:
     """``onceonly serve`` of the current ONCEONLY_HOME in its own process (with ``options``),
     until it answers ``/healthz``; its base URL. Stopped on exit."""
+    with served(*options) as (url, _):
+        yield url
+
+
+@contextmanager
+def served(*options: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`serving`, with the process (``--workers N``: the supervisor of N processes)."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *options],
@@ -100,7 +107,7 @@ def serving(*options: str) -> Iterator[str]:
             assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             assert time.monotonic() < deadline, "onceonly serve did not start"
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(timeout=20)
