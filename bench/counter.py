@@ -289,24 +289,26 @@ def _in_process(subjects: list[str], seconds: float) -> dict[str, float]:
     figures: dict[str, float] = {}
 
     def rate(pick: Any, view: LogView | None, *, each: bool = False) -> float:
-        """Answers per second, all in one read transaction — or ``each`` in its own, as the
-        service answers a request (the connection kept, the view followed once a transaction)."""
+        """Answers per second, all in one read transaction (the view followed once for it, as
+        ``LogView.reader`` is meant: one transaction's snapshot) — or ``each`` in a transaction
+        of its own, as the service answers a request (the connection kept, the view followed
+        once a transaction)."""
         done, t0 = 0, time.perf_counter()
 
-        def answer(conn: Any) -> None:
-            held = view.reader(conn) if view is not None else None
+        def answer(conn: Any, held: Any) -> None:
             found = skip_check(conn, asked, pick(done), issued_by, verifiers=verifiers, held=held)
             assert found.materials[0].verdict == "可免交", found
 
         if each:
             while time.perf_counter() - t0 < seconds:
                 with catalog.read_kept() as conn:
-                    answer(conn)
+                    answer(conn, view.reader(conn) if view is not None else None)
                 done += 1
         else:
             with catalog.read() as conn:
+                held = view.reader(conn) if view is not None else None
                 while time.perf_counter() - t0 < seconds:
-                    answer(conn)
+                    answer(conn, held)
                     done += 1
         return done / (time.perf_counter() - t0)
 
