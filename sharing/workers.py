@@ -8,12 +8,15 @@ uvicorn's own ``--workers`` share one listening socket, and the process that wak
 every connection waiting: measured under ``wrk -c8``, one of two processes answered all eight
 connections while the other spent no CPU at all. Here each process binds its own socket with
 ``SO_REUSEPORT`` and the kernel spreads new connections across them (by a hash of each
-connection's addresses). Each process builds its own app (``sharing.service.serve_app``: its own
-verified view of the log) before it listens, so no connection reaches a process still verifying.
+connection's addresses; Linux only — elsewhere uvicorn's workers). Each process builds its own
+app (``sharing.service.serve_app``: its own verified view of the log) before it binds and
+listens, so no connection reaches a process still verifying, and a port is never held without
+listening (another service's check would take it for free).
 
-A process that dies is started again (its connections are lost, the others go on); one that dies
-within ``_QUICK_DEATH_S`` of starting, ``_QUICK_DEATHS`` times running, stops the service with
-exit status 1 — a configuration that cannot work is not retried for ever.
+A process that dies is started again (its connections are lost, the others go on); when
+``_AT_START_DEATHS`` processes in a row die before they listen, the service stops with exit
+status 1 — a configuration that cannot work is not retried for ever. Each process is in a
+process group of its own, so a terminal's Ctrl-C reaches the supervisor, which stops each once.
 """
 
 from __future__ import annotations
@@ -23,20 +26,20 @@ import multiprocessing
 import os
 import signal
 import socket
-import time
+import sys
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 _logger = logging.getLogger("onceonly.serve")
 
-_QUICK_DEATH_S = 30.0
-_QUICK_DEATHS = 3
+_AT_START_DEATHS = 3  # processes in a row that died before they listened: the service stops
 
 
 def reuse_port_available() -> bool:
-    """Whether this system lets several sockets listen on one port (Linux, the BSDs)."""
-    return hasattr(socket, "SO_REUSEPORT")
+    """Whether the kernel spreads one port's connections across sockets with SO_REUSEPORT
+    (Linux; the BSDs' SO_REUSEPORT does not balance, macOS's neither)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
 def _listening_socket(host: str, port: int) -> socket.socket:
@@ -53,6 +56,8 @@ def _check_port(host: str, port: int) -> None:
     another such service silently (a second ``onceonly serve --workers`` on the same port)."""
     from onceonly.errors import ConfigurationError
 
+    if port == 0:  # each process would get a port of its own
+        raise ConfigurationError("onceonly serve --workers needs a port (--port), not 0")
     probe = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     try:
         socket.create_connection((probe, port), timeout=1).close()
@@ -66,20 +71,30 @@ def _check_port(host: str, port: int) -> None:
         raise ConfigurationError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _worker(host: str, port: int, log_level: str, supervisor: int) -> None:
-    """One process: its socket, then the app (the log verified), then uvicorn on that socket."""
+def _worker(host: str, port: int, log_level: str, supervisor: int, ready: Any) -> None:
+    """One process: the app (the log verified), then its socket, bound and listening at once,
+    then uvicorn on it. ``ready`` is set once it listens."""
     import uvicorn
 
     from onceonly.files import restrict_new_files
     from onceonly.privacy import install_log_masking
+    from sharing.service import serve_app
 
     _stop_with(supervisor)
+    # A group of its own: a terminal's Ctrl-C reaches the supervisor only, which stops each
+    # process once with SIGTERM (uvicorn's handler takes a second signal as "exit now", skipping
+    # the shutdown that lets the log writer finish).
+    os.setpgrp()
     install_log_masking()  # as the command line does in its own process
     restrict_new_files()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor stops it (SIGTERM): once, in order
+    # Built before the socket is bound: a port bound but not yet listening while the log is
+    # verified (seconds; more at millions of leaves) would look free to another service's check.
+    config = uvicorn.Config(serve_app(), log_level=log_level)
+    server = uvicorn.Server(config)
     sock = _listening_socket(host, port)
-    config = uvicorn.Config("sharing.service:serve_app", factory=True, log_level=log_level)
-    uvicorn.Server(config).run(sockets=[sock])
+    sock.listen(config.backlog)
+    ready.set()
+    server.run(sockets=[sock])
 
 
 def _stop_with(supervisor: int) -> None:
@@ -99,43 +114,50 @@ def _stop_with(supervisor: int) -> None:
 
 def serve_processes(host: str, port: int, workers: int, *, log_level: str = "warning") -> int:
     """Run ``workers`` processes on ``host:port`` until SIGTERM or SIGINT; the exit status (0, or
-    1 when a process kept dying as soon as it started)."""
+    1 when processes kept dying before they listened)."""
     _check_port(host, port)
     context = multiprocessing.get_context("spawn")
     stopping = False
 
-    def start() -> tuple[BaseProcess, float]:
+    def start() -> tuple[BaseProcess, Any]:
+        ready = context.Event()
         process = context.Process(
-            target=_worker, args=(host, port, log_level, os.getpid()), name="onceonly-serve"
+            target=_worker, args=(host, port, log_level, os.getpid(), ready), name="onceonly-serve"
         )
         process.start()
-        return process, time.monotonic()
+        return process, ready
 
     def stop(_signum: int, _frame: Any) -> None:
         nonlocal stopping
         stopping = True
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    running = [start() for _ in range(workers)]
-    quick = 0
+    running: list[tuple[BaseProcess, Any]] = []
+    at_start = 0
     status = 0
     try:
+        running += [start() for _ in range(workers)]
         while not stopping:
             ended = wait([p.sentinel for p, _ in running], timeout=0.5)
             for sentinel in ended:
                 at = next(i for i, (p, _) in enumerate(running) if p.sentinel == sentinel)
-                process, started = running[at]
+                process, ready = running[at]
                 process.join()
                 if stopping:
                     break
-                quick = quick + 1 if time.monotonic() - started < _QUICK_DEATH_S else 0
+                # A process that served and then died is started again whatever happened; one
+                # that died before it listened counts towards giving up (a configuration that
+                # cannot work is not retried for ever).
+                at_start = 0 if ready.is_set() else at_start + 1
                 _logger.error(
                     "a serving process (pid %s) stopped with exit code %s%s",
                     process.pid,
                     process.exitcode,
-                    "" if quick < _QUICK_DEATHS else f": {quick} in a row at start, stopping the service",
+                    ""
+                    if at_start < _AT_START_DEATHS
+                    else f": {at_start} in a row before they listened, stopping the service",
                 )
-                if quick >= _QUICK_DEATHS:
+                if at_start >= _AT_START_DEATHS:
                     stopping, status = True, 1
                     break
                 running[at] = start()
@@ -147,6 +169,7 @@ def serve_processes(host: str, port: int, workers: int, *, log_level: str = "war
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()
+                process.join()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return status

@@ -84,7 +84,8 @@ def test_each_process_listens_and_takes_connections(people: dict[str, str], home
             assert [a.status_code for a in answers] == [200] * 16
             established = _sockets(port, "01")
             held = {p: len(_inodes_of(p) & established) for p in workers}
-            assert all(held.values()) and sum(held.values()) == 16, held
+            # (all of them unless uvicorn closed some idle ones meanwhile: 5 s without a request)
+            assert all(held.values()) and sum(held.values()) <= 16, held
         finally:
             for client in clients:
                 client.close()
@@ -144,3 +145,24 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_processes_that_die_before_they_listen_stop_the_service(
+    people: dict[str, str], home: Path, tmp_path: Path
+) -> None:
+    """A configuration the supervisor's own checks let through but no process can start with (a
+    matters catalogue that does not load): three deaths before listening, then exit 1 — not
+    restarted for ever, and nothing left listening."""
+    broken = tmp_path / "matters.yaml"
+    broken.write_text("matters: [{code: x}]\n", encoding="utf-8")
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port), "--workers", "2"],
+        env={**os.environ, "ONCEONLY_MATTERS_FILE": str(broken)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "3 in a row before they listened, stopping the service" in done.stderr
+    assert not _sockets(port, "0A")
