@@ -52,7 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bench import Unavailable
+from bench import Unavailable, process_tree
 
 BATCH = 10_000
 TOWNSHIP = "120114001000"
@@ -195,22 +195,14 @@ _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 def _cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of process ``pid`` and every process below it, so far."""
     tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    total = 0.0
+    for member in process_tree(pid):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue  # gone meanwhile
-        child = int(stat.parent.name)
-        parents[child] = int(fields[1])
-        times[child] = (int(fields[11]) + int(fields[12])) / tick
-    tree, grew = {pid}, True
-    while grew:
-        below = {child for child, parent in parents.items() if parent in tree} - tree
-        tree |= below
-        grew = bool(below)
-    return sum(times.get(p, 0.0) for p in tree)
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 def _wrk(

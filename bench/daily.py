@@ -46,6 +46,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from bench import process_tree
+
 ROWS = 1_000_000
 SEED = 20261203
 PASSPHRASE = "bench-daily-passphrase-0123456789abcdef"
@@ -111,23 +113,11 @@ class PeakRss:
 
     def _sample(self) -> None:
         while not self._done.is_set():
-            for pid in self._tree(self.pid):
+            for pid in process_tree(self.pid):
                 kb = _vm_hwm_kb(pid)
                 if kb:
                     self.peaks[pid] = max(self.peaks.get(pid, 0), kb)
             self._done.wait(0.2)
-
-    @staticmethod
-    def _tree(root: int) -> list[int]:
-        found, todo = [], [root]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            try:
-                todo.extend(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
-            except OSError:
-                continue  # gone meanwhile
-        return found
 
 
 def _vm_hwm_kb(pid: int) -> int:

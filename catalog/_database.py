@@ -225,14 +225,10 @@ def _sqlite_begin(conn: Connection) -> None:
     # overtaken by another writer. A deferred transaction that read first would instead fail
     # with SQLITE_BUSY when it tries to write after someone else has.
     read_only = conn.get_execution_options().get(_READ_ONLY, False)
+    statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
     # On the driver: SQLAlchemy's statement execution cost ~4x the BEGIN itself, paid by every
     # transaction (the counter's service opens one per request).
-    driver = conn.connection.driver_connection
-    if driver is None:  # pragma: no cover - a checked-out connection always has one
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-        return
-    statement = "BEGIN" if read_only else "BEGIN IMMEDIATE"
     try:
-        driver.execute(statement)
+        conn.connection.driver_connection.execute(statement)  # type: ignore[union-attr]
     except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it (busy, locked)
         raise DBAPIError.instance(statement, (), exc, conn.dialect.loaded_dbapi.Error) from exc
