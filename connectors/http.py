@@ -355,7 +355,12 @@ class HttpConnector(Connector):
         frontier_raw = (cursor["watermark"], cursor["key"]) if cursor else (None, None)
         count = int(cursor.get("seen", 1)) if cursor else 0
         landed = _Recent(cursor.get("recent", []) if cursor else [])
+        # Received or landed instances, by content digest, within the window the cursor keeps
+        # (`_Recent`): older ones are forgotten page by page, as a pull resumed from a cursor
+        # would not know them either. Keeping every digest of a pull held ~150 bytes a record
+        # (750 MB at 5M records) and copied them all for every page.
         known: Counter[str] = Counter({d: n for d, (_, n) in landed.items.items()})
+        known_at = {d: _position(w, "")[:2] for d, (w, _) in landed.items.items()}
         # A cursor written before `recent` existed: skip what it says was landed, by position.
         legacy = frontier if cursor is not None and "recent" not in cursor else None
         legacy_skip = count if legacy is not None else 0
@@ -402,6 +407,7 @@ class HttpConnector(Connector):
                     if legacy is not None and (position < legacy or (position == legacy and legacy_skip > 0)):
                         legacy_skip -= position == legacy
                         known[digest] += 1
+                        known_at[digest] = position[:2]
                         continue
                     if frontier is not None and position <= frontier:
                         if before[digest] > 0:  # delivered again
@@ -412,8 +418,11 @@ class HttpConnector(Connector):
                     else:
                         frontier, frontier_raw, count = position, (watermark, key), 1
                     known[digest] += 1
+                    known_at[digest] = position[:2]
                     pending.append(_Taken(record, digest, frontier_raw, count))
                     fresh += 1
+                if frontier is not None:
+                    _forget_before(known, known_at, frontier_raw[0], inc.lookback_seconds)
                 while len(pending) >= batch_size:
                     chunk, pending = pending[:batch_size], pending[batch_size:]
                     yield self._batch(chunk, fields, landed)
@@ -739,6 +748,20 @@ class _Recent:
 
     def to_json(self) -> list[list[Any]]:
         return [[d, w, n] for d, (w, n) in sorted(self.items.items())]
+
+
+def _forget_before(
+    known: Counter[str], known_at: dict[str, tuple[Any, ...]], frontier_watermark: Any, lookback: float
+) -> None:
+    """Drop from ``known`` the digests of records stamped before the look-back window of the
+    frontier (``_Recent.prune``'s rule): an API that honours ``since`` sends none of them again
+    (the next ``since`` is at or after the window's start), and one resumed from a cursor would
+    take such a record as late just the same."""
+    start = _position(_earlier(frontier_watermark, lookback), "")[:2]
+    gone = [d for d, at in known_at.items() if at < start]
+    for digest in gone:
+        del known_at[digest]
+        del known[digest]
 
 
 def _identity(record: dict[str, Any]) -> str:

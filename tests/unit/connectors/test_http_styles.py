@@ -237,3 +237,26 @@ def test_a_cursor_from_before_the_recent_field_still_resumes_exactly() -> None:
 
 
 LOOKBACK = {"param": "updated_since", "field": "updated_at", "key": "id", "lookback_seconds": 120}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_pull_remembers_only_the_window_not_every_record_it_received(
+    style: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The de-duplication keeps the digests the cursor would keep (three records share each
+    second: with no look-back, those of the frontier's second), not one per record received."""
+    import connectors.http as http
+
+    sizes: list[int] = []
+    forget = http._forget_before
+
+    def counted(known: Any, known_at: Any, watermark: Any, lookback: float) -> None:
+        forget(known, known_at, watermark, lookback)
+        sizes.append(len(known))
+
+    monkeypatch.setattr(http, "_forget_before", counted)
+    records = make_records(60)
+    with JsonApi(records, style=style) as api:
+        pulled = drain(source(api), None, batch_size=7)
+    assert column(pulled, "id") == [r["id"] for r in records]  # still each exactly once
+    assert len(sizes) >= 12 and max(sizes) <= 3  # a page of 5 spans two seconds at most
