@@ -28,7 +28,9 @@ canonical JSON) was landed or received before the request that brought it, and i
 otherwise it is taken: it committed late, after we had passed its watermark (the look-back
 window exists to catch those), or it is a second record with that key and time. The cursor
 holds the frontier and the digests of the landed records within the window (``recent``: with
-no look-back, those at the frontier's watermark), so nothing is doubled or lost between pulls.
+no look-back, those at the frontier's watermark), so nothing is doubled or lost between pulls;
+within a pull the de-duplication remembers the same window, page by page (memory bounded by the
+window, not by the records pulled).
 With ``page``/``offset`` pagination a record changed while we page through moves to the end of
 the order and every later record shifts one place forward, so plain page numbers would skip
 one. We therefore re-anchor: after each full page whose last watermark is later than the

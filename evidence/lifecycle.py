@@ -124,20 +124,34 @@ class Lifecycle:
         target = _Target(row.cert_id, row.status, row.issuer_code, row.township)
         return self._apply(conn, [target], transition, reason, now or utcnow())[0]
 
-    def expire_due(self, conn: Connection, today: dt.date, *, now: dt.datetime | None = None) -> list[Change]:
-        """失效 for every certificate in force whose ``valid_to`` is before ``today``."""
-        rows = conn.execute(
-            _targets().where(
-                and_(
-                    certificates.c.status.in_(sorted(_IN_FORCE)),
-                    certificates.c.valid_to.is_not(None),
-                    certificates.c.valid_to < today,
-                )
-            )
-        ).all()
-        targets = [_Target(r.cert_id, r.status, r.issuer_code, r.township) for r in rows]
+    def expire_due(
+        self, conn: Connection, today: dt.date, *, now: dt.datetime | None = None, slice_size: int = 10_000
+    ) -> int:
+        """失效 for every certificate in force whose ``valid_to`` is before ``today``; how many.
+
+        ``slice_size`` certificates at a time, in the order of their identifiers (each slice its
+        own log append, all in the caller's transaction): the first pass over a district holds
+        ~12 % of its certificates, and 120,000 of them at once took 450 MB in the run's process."""
+        now = now or utcnow()
         reason = f"valid_to passed (expire pass of {today.isoformat()})"
-        return self._apply(conn, targets, TRANSITIONS["expire"], reason, now or utcnow())
+        due = and_(
+            certificates.c.status.in_(sorted(_IN_FORCE)),
+            certificates.c.valid_to.is_not(None),
+            certificates.c.valid_to < today,
+        )
+        expired, after = 0, ""
+        while True:
+            rows = conn.execute(
+                _targets()
+                .where(and_(due, certificates.c.cert_id > after))
+                .order_by(certificates.c.cert_id)
+                .limit(slice_size)
+            ).all()
+            if not rows:
+                return expired
+            targets = [_Target(r.cert_id, r.status, r.issuer_code, r.township) for r in rows]
+            expired += len(self._apply(conn, targets, TRANSITIONS["expire"], reason, now))
+            after = rows[-1].cert_id
 
     def cancel_for_deleted(
         self,

@@ -144,7 +144,8 @@ def expire_and_publish_status(pipeline: Pipeline) -> int:
         expired = Lifecycle(pipeline.log).expire_due(conn, dt.date.today())
         publish_status_lists(conn, pipeline.log)
     write_status_files(pipeline.catalog, status_directory(pipeline.settings.home))
-    return len(expired)
+    release_freed_memory()  # before the extracts: what the pass freed would stay resident through them
+    return expired
 
 
 @task(name="write-township-extracts", cache_policy=NO_CACHE)

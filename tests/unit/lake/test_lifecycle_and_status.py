@@ -19,7 +19,7 @@ from evidence.bundle import export_bundle, verify_bundle
 from evidence.canonical import canonical_json
 from evidence.keys import SigningKey
 from evidence.lifecycle import Lifecycle, LifecycleError, history
-from evidence.log import TransparencyLog, log_entry
+from evidence.log import KIND_LIFECYCLE, TransparencyLog, log_entry
 from evidence.merkle import leaf_hash
 from evidence.note import parse_vkey
 from evidence.status_list import (
@@ -169,16 +169,35 @@ def test_expire_pass_and_cancel_for_deleted(harness: Harness) -> None:
         )
     lifecycle = Lifecycle(harness.log)
     with harness.catalog.begin() as conn:
-        expired = lifecycle.expire_due(conn, TODAY)
-        assert lifecycle.expire_due(conn, TODAY) == []  # once
+        assert lifecycle.expire_due(conn, TODAY) == 1
+        assert lifecycle.expire_due(conn, TODAY) == 0  # once
         cancelled = lifecycle.cancel_for_deleted(conn, "household", [ROWS[1]["person_id"], "no-such-key"])
         assert lifecycle.cancel_for_deleted(conn, "household", [ROWS[1]["person_id"]]) == []
         publish_status_lists(conn, harness.log)
-    assert [c.cert_id for c in expired] == [expiring.cert_id]
+    expired = harness.all(sa.select(certificate_events).where(certificate_events.c.status_after == "失效"))
+    assert [e.cert_id for e in expired] == [expiring.cert_id]
     assert [c.cert_id for c in cancelled] == [certs[ROWS[1]["person_id"]].cert_id]
     assert _state(harness, expiring.cert_id) == "失效"
     assert _state(harness, certs[ROWS[1]["person_id"]].cert_id) == "注销"
     assert harness.count(certificate_events) == 2
+
+
+@pytest.mark.parametrize("slice_size", [2, 3])  # slices that end with the rows, or one short
+def test_the_expire_pass_goes_a_slice_at_a_time_and_misses_none(harness: Harness, slice_size: int) -> None:
+    harness.land(ROWS, before=None, after=C1)
+    due = sorted(c.cert_id for c in _certs(harness).values())
+    _change(harness, due[1], "suspend")  # 暂扣 is in force too: it expires
+    with harness.catalog.begin() as conn:
+        conn.execute(sa.update(certificates).values(valid_to=TODAY - dt.timedelta(days=1)))
+    with harness.catalog.begin() as conn:
+        assert Lifecycle(harness.log).expire_due(conn, TODAY, slice_size=slice_size) == len(due)
+    logged = harness.all(sa.select(log_leaves.c.ref).where(log_leaves.c.kind == KIND_LIFECYCLE))
+    assert sorted(r.ref for r in logged) == sorted([due[1], *due])  # the suspension, then a leaf each
+    with harness.catalog.begin() as conn:
+        publish_status_lists(conn, harness.log)
+    assert all(_state(harness, cert_id) == "失效" for cert_id in due)
+    expired = harness.all(sa.select(certificate_events).where(certificate_events.c.status_after == "失效"))
+    assert sorted(e.cert_id for e in expired) == due  # each once
 
 
 def test_a_superseded_version_reads_superseded_and_cancel_hits_only_the_newest(harness: Harness) -> None:
