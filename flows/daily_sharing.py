@@ -85,14 +85,10 @@ from onceonly.errors import (
     TransientError,
 )
 from onceonly.files import restrict_new_files, secure_home
-from onceonly.memory import release_freed_memory
+from onceonly.memory import RELEASE_EVERY, release_freed_memory
 from onceonly.privacy import scrub_exception_message
 from onceonly.settings import Settings
 from sharing.extracts import extract_policy, refresh_extracts
-
-# Freed memory handed back while batches land, at most this often (seconds): without it glibc's
-# heap kept every batch's high-water mark (onceonly/memory.py).
-_RELEASE_EVERY = 5.0
 
 
 class ConnectorRunFailed(OnceOnlyError):
@@ -426,7 +422,7 @@ def _pull_until_done(pipeline: Pipeline, connector_name: str, run_id: str, resul
                     progress.landed(landed)
                     if not landed.already_landed and landed.pulled:
                         freshness.landed(landed, run_id)
-                    release_freed_memory(at_most_every=_RELEASE_EVERY)  # RSS follows what is in use
+                    release_freed_memory(at_most_every=RELEASE_EVERY)  # RSS follows what is in use
                     result.stage_seconds["land"] = result.stage_seconds.get("land", 0.0) + (
                         time.perf_counter() - landing
                     )

@@ -4,7 +4,7 @@ Example::
 
     for pulled, validation in batches:
         land(...)
-        release_freed_memory(at_most_every=5.0)   # RSS follows what is in use, a trim per 5 s
+        release_freed_memory(at_most_every=RELEASE_EVERY)   # RSS follows what is in use
 
 A daily run allocates and frees the same shapes batch after batch (a batch's rows as Python
 values, its canonical JSON leaves, SQLite's statement buffers) on two threads. glibc's
@@ -21,20 +21,25 @@ page fault. Where there is no glibc (macOS, musl) only Arrow's pool is released.
 
 from __future__ import annotations
 
-import ctypes
 import sys
 import time
 from collections.abc import Callable
 
 import pyarrow as pa
 
+# How often the run's loops hand freed memory back (seconds): often enough that a batch's or a
+# township's high-water mark does not stay, seldom enough that the trims cost nothing.
+RELEASE_EVERY = 5.0
+
 
 def _glibc_malloc_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
+        import ctypes  # absent from some stripped builds of Python
+
         trim = ctypes.CDLL(None).malloc_trim  # the C library this process already runs on
-    except (OSError, AttributeError):  # musl has no malloc_trim
+    except (ImportError, OSError, AttributeError):  # musl has no malloc_trim
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
@@ -61,3 +66,6 @@ def release_freed_memory(*, at_most_every: float = 0.0) -> bool:
         _MALLOC_TRIM(0)
     pa.default_memory_pool().release_unused()
     return True
+
+
+__all__ = ["RELEASE_EVERY", "release_freed_memory"]

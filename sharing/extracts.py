@@ -99,7 +99,7 @@ from lake.parquet import write_parquet_atomic
 from onceonly.cells import spreadsheet_row, spreadsheet_texts
 from onceonly.errors import ConfigurationError, OnceOnlyError
 from onceonly.files import private_dir, write_atomic
-from onceonly.memory import release_freed_memory
+from onceonly.memory import RELEASE_EVERY, release_freed_memory
 from onceonly.privacy import mask_citizen_id, mask_citizen_ids, mask_name, mask_names
 from sharing.extract_manifest import (
     CHANGE_LABELS,
@@ -1005,7 +1005,7 @@ def refresh_extracts(
         if _write_and_record(catalog, extract, log, policy, checkpoint, as_of, temp, workbook):
             written.append(extract)
         extract.rows, extract.sent = EXTRACT_SCHEMA.empty_table(), SENT_SCHEMA.empty_table()  # let them go
-        release_freed_memory(at_most_every=5.0)  # and what planning them freed (onceonly/memory.py)
+        release_freed_memory(at_most_every=RELEASE_EVERY)  # and what planning them freed (onceonly/memory.py)
 
     workbooks = _Workbooks()
     try:

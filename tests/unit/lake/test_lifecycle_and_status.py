@@ -189,6 +189,8 @@ def test_the_expire_pass_goes_a_slice_at_a_time_and_misses_none(harness: Harness
     _change(harness, due[1], "suspend")  # 暂扣 is in force too: it expires
     with harness.catalog.begin() as conn:
         conn.execute(sa.update(certificates).values(valid_to=TODAY - dt.timedelta(days=1)))
+    with harness.catalog.begin() as conn, pytest.raises(ValueError, match="slice_size"):
+        Lifecycle(harness.log).expire_due(conn, TODAY, slice_size=0)  # would expire nothing
     with harness.catalog.begin() as conn:
         assert Lifecycle(harness.log).expire_due(conn, TODAY, slice_size=slice_size) == len(due)
     logged = harness.all(sa.select(log_leaves.c.ref).where(log_leaves.c.kind == KIND_LIFECYCLE))
