@@ -153,6 +153,46 @@ class DigestSet:
         return found
 
 
+class _PreviousKeys(DigestSet):
+    """The previous snapshot's keys as 16-byte digests (BLAKE2b-128 of each key's text), sorted
+    once, with which of them the current source holds: new rows and deleted keys are found from
+    ~24 bytes a previous key, without the keys' text or the current keys kept in memory (they
+    had cost ~450 MB on a 5M-row source: every current key, their concatenation and a hash
+    table over it). The deleted keys' text is read back from the previous state file."""
+
+    def __init__(self, digests: pa.Array) -> None:
+        pairs = _halves(digests)
+        self._order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+        self._hi, self._lo = pairs[self._order, 0], pairs[self._order, 1]
+        self._seen = np.zeros(len(self._hi), dtype=bool)
+
+    def mark_seen(self, digests: pa.Array) -> None:
+        """Note every previous key equal to one of ``digests`` (all its copies, if held twice)."""
+        pairs = _halves(digests)
+        hi, lo = pairs[:, 0], pairs[:, 1]
+        left = np.searchsorted(self._hi, hi, "left")
+        right = np.searchsorted(self._hi, hi, "right")
+        one = right - left == 1
+        at = left[one]
+        self._seen[at[self._lo[at] == lo[one]]] = True
+        for i in np.flatnonzero(right - left > 1):
+            span = np.arange(left[i], right[i])
+            self._seen[span[self._lo[span] == lo[i]]] = True
+
+    def unseen(self, state: pq.ParquetFile) -> pa.Array:
+        """The keys of ``state`` (the previous snapshot's file, read a slice at a time) not seen."""
+        gone = np.zeros(len(self._hi), dtype=bool)
+        gone[self._order[~self._seen]] = True
+        parts: list[pa.Array] = []
+        start = 0
+        for batch in state.iter_batches(columns=[KEY], batch_size=65_536):
+            mask = gone[start : start + batch.num_rows]
+            start += batch.num_rows
+            if mask.any():
+                parts.append(batch.column(0).filter(pa.array(mask)))
+        return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
 def _halves(digests: pa.Array) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """``binary(16)`` digests as an (n, 2) array of 64-bit integers, without copying."""
     if digests.null_count:
@@ -186,13 +226,20 @@ class SnapshotStore:
     def load(self, generation: str | None) -> pa.Table:
         if generation is None:
             return _STATE_SCHEMA.empty_table()
+        return pq.read_table(self._named(generation), schema=_STATE_SCHEMA)
+
+    def open(self, generation: str) -> pq.ParquetFile:
+        """The generation's state file, to read a column or a slice at a time."""
+        return pq.ParquetFile(self._named(generation))
+
+    def _named(self, generation: str) -> Path:
         path = self.state(generation)
         if not path.is_file():
             raise ConfigurationError(
                 f"connector {self.connector!r}: snapshot {generation} named by the cursor is missing "
                 f"({path}); restore it, or reset the connector's cursor to pull the source as new"
             )
-        return pq.read_table(path, schema=_STATE_SCHEMA)
+        return path
 
     def prune(self, current: str | None) -> None:
         """Remove the generations older than ``current`` (superseded, or staged by a dead run).
@@ -250,12 +297,11 @@ def _stage(
     connector: str,
 ) -> bool:
     """Write the generation's state, changes and deleted files; False: nothing changed."""
-    previous = store.load(old)
-    prev_keys, prev_hashes = previous.column(KEY).combine_chunks(), previous.column(HASH).combine_chunks()
-    known = DigestSet(prev_hashes)  # sorted once: `pc.is_in` would rebuild a hash table per batch
+    # Sorted once: `pc.is_in` would rebuild a hash table per batch. Read a column at a time.
+    previous = store.open(old) if old is not None else None
+    known, prev_keys = _previous(previous)
     private_dir(store.dir)
     schema: pa.Schema | None = None
-    current_keys: list[pa.Array] = []
     changed_rows = 0
     state_writer = pq.ParquetWriter(store.state(generation), _STATE_SCHEMA)
     changes_writer: pq.ParquetWriter | None = None
@@ -277,22 +323,26 @@ def _stage(
             keys = canonical_text(batch, key)
             hashes = row_hashes(canonical_text(batch, schema.names))
             state_writer.write_batch(pa.record_batch([keys, hashes], schema=_STATE_SCHEMA))
-            current_keys.append(keys)
+            key_digests = row_hashes(keys) if len(prev_keys) else None
+            if key_digests is not None:
+                prev_keys.mark_seen(key_digests)
             # The row hash covers the key columns too, so a row is unchanged exactly when its
             # hash was in the previous snapshot; comparing hashes as a set (not per key) keeps a
             # key the source holds twice from counting as changed on every run.
-            keep = pa.array(~known.contains(hashes))
-            kept = batch.filter(keep)
+            found = known.contains(hashes)
+            kept = batch.filter(pa.array(~found))
             if kept.num_rows:
-                is_new = pc.invert(pc.is_in(keys.filter(keep), value_set=prev_keys))
-                change = pc.if_else(is_new, _NEW, _CHANGED).cast(pa.int8())
+                if key_digests is None:  # no previous snapshot: every row is new
+                    is_new = np.ones(kept.num_rows, dtype=bool)
+                else:
+                    is_new = ~prev_keys.contains(key_digests.filter(pa.array(~found)))
+                change = pa.array(np.where(is_new, _NEW, _CHANGED).astype(np.int8))
                 assert changes_writer is not None
                 changes_writer.write_batch(
                     pa.RecordBatch.from_arrays([*kept.columns, change], schema=changes_writer.schema)
                 )
                 changed_rows += kept.num_rows
-        seen = pa.concat_arrays(current_keys) if current_keys else pa.array([], pa.string())
-        deleted = prev_keys.filter(pc.invert(pc.is_in(prev_keys, value_set=seen)))
+        deleted = prev_keys.unseen(previous) if previous is not None else pa.array([], pa.string())
         pq.write_table(pa.table({KEY: deleted}), store.deleted(generation))
     except BaseException:
         state_writer.close()
@@ -314,6 +364,20 @@ def _stage(
         fsync_file(path)
     fsync_dir(store.dir)
     return True
+
+
+def _previous(state: pq.ParquetFile | None) -> tuple[DigestSet, _PreviousKeys]:
+    """The previous snapshot's row hashes and keys, each sorted once (its file read a column,
+    then a slice, at a time: the keys' text is hashed and let go)."""
+    if state is None:
+        empty = pa.array([], pa.binary(16))
+        return DigestSet(empty), _PreviousKeys(empty)
+    hashes = state.read(columns=[HASH]).column(HASH).combine_chunks().cast(pa.binary(16))
+    known = DigestSet(hashes)
+    del hashes
+    digests = [row_hashes(b.column(0)) for b in state.iter_batches(columns=[KEY], batch_size=65_536)]
+    keys = _PreviousKeys(pa.concat_arrays(digests) if digests else pa.array([], pa.binary(16)))
+    return known, keys
 
 
 def _yield_staged(

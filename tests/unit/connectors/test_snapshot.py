@@ -17,7 +17,14 @@ import pytest
 from connector_sources import column, connector, drain, registration
 
 from connectors.base import Cursor, Pulled
-from connectors.snapshot import DigestSet, SnapshotStore, canonical_text, row_hashes, snapshot_pull
+from connectors.snapshot import (
+    DigestSet,
+    SnapshotStore,
+    _PreviousKeys,
+    canonical_text,
+    row_hashes,
+    snapshot_pull,
+)
 from onceonly.errors import ConfigurationError, SourceSchemaChanged
 
 Rows = list[dict[str, Any]]
@@ -211,6 +218,45 @@ def test_the_digest_set_answers_membership_exactly_even_when_first_halves_collid
     assert digests.contains(sliced).tolist() == [True, False, True, True, False, False, True]
     assert DigestSet(pa.array([], pa.binary(16))).contains(sliced).tolist() == [False] * 7
     assert len(digests) == 6
+
+
+def test_previous_keys_are_seen_exactly_even_when_first_halves_collide(tmp_path: Path) -> None:
+    def digest(hi: int, lo: int) -> bytes:
+        return hi.to_bytes(8, "little") + lo.to_bytes(8, "little")
+
+    # The state file's keys and (forced) digests, in file order; "d" is held twice.
+    keys = ["a", "b", "c", "d", "d"]
+    digests = [digest(7, 1), digest(7, 3), digest(9, 2), digest(1, 0), digest(1, 0)]
+    pq.write_table(pa.table({"key": keys}), tmp_path / "state.parquet")
+    previous = _PreviousKeys(pa.array(digests, pa.binary(16)))
+    asked = pa.array([digest(5, 5), digest(7, 3), digest(1, 0), digest(7, 4)], pa.binary(16)).slice(1)
+    assert previous.contains(asked).tolist() == [True, True, False]
+    previous.mark_seen(asked)
+    assert previous.unseen(pq.ParquetFile(tmp_path / "state.parquet")).to_pylist() == ["a", "c"]
+
+
+def test_new_changed_and_deleted_are_exact_over_a_previous_snapshot_of_many_slices(
+    store: SnapshotStore,
+) -> None:
+    n = 70_000  # the previous state file is read back 65,536 keys at a time
+
+    def table(ids: list[int], names: list[str]) -> Callable[[], Iterator[pa.RecordBatch]]:
+        whole = pa.table({"id": pa.array(ids, pa.int64()), "name": pa.array(names)})
+        return lambda: iter(whole.to_batches(max_chunksize=30_000))
+
+    def pulled(read: Callable[[], Iterator[pa.RecordBatch]], cursor: Cursor | None) -> list[Pulled]:
+        return list(snapshot_pull(read, cursor, key=["id"], store=store, batch_size=50_000, connector="t"))
+
+    ids = list(range(n))
+    first = pulled(table(ids, [f"名{i}" for i in ids]), None)
+    assert counts(first) == {"new": n, "changed": 0, "deleted": 0}
+    gone = {5, 65_540, n - 1}
+    kept = [i for i in ids if i not in gone] + [n]  # and one new
+    names = [("改" if i == 7 else "") + f"名{i}" for i in kept]
+    second = pulled(table(kept, names), first[-1].cursor)
+    assert column(second, "id") == [7, n]
+    assert counts(second) == {"new": 1, "changed": 1, "deleted": 3}
+    assert second[-1].deleted is not None and second[-1].deleted.to_pylist() == ["5", "65540", str(n - 1)]
 
 
 def test_a_zoned_timestamp_is_hashed_as_its_utc_instant() -> None:
