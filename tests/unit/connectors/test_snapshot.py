@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from connector_sources import column, connector, drain, registration
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connectors.base import Cursor, Pulled
 from connectors.snapshot import (
@@ -265,3 +267,27 @@ def test_a_zoned_timestamp_is_hashed_as_its_utc_instant() -> None:
     utc = pa.table({"t": pa.array([instant, None], pa.timestamp("us", tz="UTC"))})
     assert canonical_text(shanghai, ["t"]).to_pylist() == ["2026-01-01 08:00:00.000000Z", "\\N"]
     assert row_hashes(canonical_text(shanghai, ["t"])) == row_hashes(canonical_text(utc, ["t"]))
+
+
+@given(
+    known=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3)), max_size=40),
+    asked=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 4)), max_size=40),
+)
+@settings(max_examples=300, deadline=None)
+def test_digest_lookups_agree_with_a_python_set(
+    tmp_path_factory: pytest.TempPathFactory, known: list[tuple[int, int]], asked: list[tuple[int, int]]
+) -> None:
+    """Few first halves and few second halves: many collisions, keys held twice, none at all."""
+
+    def digest(pair: tuple[int, int]) -> bytes:
+        return pair[0].to_bytes(8, "little") + pair[1].to_bytes(8, "little")
+
+    known_digests = pa.array([digest(p) for p in known], pa.binary(16))
+    asked_digests = pa.array([digest(p) for p in asked], pa.binary(16))
+    assert DigestSet(known_digests).contains(asked_digests).tolist() == [p in set(known) for p in asked]
+    state = tmp_path_factory.mktemp("state") / "state.parquet"
+    pq.write_table(pa.table({"key": [f"k{i}" for i in range(len(known))]}), state)
+    previous = _PreviousKeys(known_digests)
+    previous.mark_seen(asked_digests)
+    unseen = [f"k{i}" for i, p in enumerate(known) if p not in set(asked)]
+    assert previous.unseen(pq.ParquetFile(state)).to_pylist() == unseen
