@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from bench.daily import PeakRss
+import pytest
+
+from bench.daily import DISK_PER_ROW, PeakRss, check_disk
 
 
 def test_peak_rss_is_the_largest_process_of_the_tree_not_the_parents_high_water() -> None:
@@ -27,3 +31,10 @@ def test_peak_rss_is_the_largest_process_of_the_tree_not_the_parents_high_water(
     assert 100 <= measured < 300  # the grandchild's 120 MB, sampled from /proc
     assert usage.ru_maxrss / 1024 > 400  # what wait4 would have said: this process's memory
     del held
+
+
+def test_a_run_the_disk_cannot_hold_is_refused_before_anything_is_generated(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    check_disk(tmp_path, free // DISK_PER_ROW // 2)  # half the disk: goes on
+    with pytest.raises(SystemExit, match=r"needs ~\d+ GB of free disk under .* which has"):
+        check_disk(tmp_path, free // DISK_PER_ROW * 2)
