@@ -132,7 +132,7 @@ class Lifecycle:
         ``slice_size`` certificates at a time, in the order of their identifiers (each slice its
         own log append, so its own signed checkpoint, all in the caller's transaction): the first
         pass over a district holds ~12 % of its certificates, and 120,000 of them at once took
-        450 MB in the run's process."""
+        the run's heap in use from 184 to 514 MB."""
         if slice_size < 1:
             raise ValueError(f"slice_size must be at least 1, not {slice_size}")
         now = now or utcnow()
