@@ -133,9 +133,7 @@ class DigestSet:
     """
 
     def __init__(self, digests: pa.Array) -> None:
-        pairs = _halves(digests)
-        order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-        self._hi, self._lo = pairs[order, 0], pairs[order, 1]
+        _, self._hi, self._lo = _sorted_halves(digests)
 
     def __len__(self) -> int:
         return len(self._hi)
@@ -182,9 +180,7 @@ class _PreviousKeys(DigestSet):
     table over it). The deleted keys' text is read back from the previous state file."""
 
     def __init__(self, digests: pa.Array) -> None:
-        pairs = _halves(digests)
-        self._order = np.lexsort((pairs[:, 1], pairs[:, 0]))
-        self._hi, self._lo = pairs[self._order, 0], pairs[self._order, 1]
+        self._order, self._hi, self._lo = _sorted_halves(digests)
         self._seen = np.zeros(len(self._hi), dtype=bool)
 
     def mark_seen(self, digests: pa.Array) -> None:
@@ -209,6 +205,15 @@ class _PreviousKeys(DigestSet):
             if mask.any():
                 parts.append(batch.column(0).filter(pa.array(mask)))
         return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
+def _sorted_halves(
+    digests: pa.Array,
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The order that sorts ``digests``, and their first and second halves in that order."""
+    pairs = _halves(digests)
+    order = np.lexsort((pairs[:, 1], pairs[:, 0]))
+    return order, pairs[order, 0], pairs[order, 1]
 
 
 def _halves(digests: pa.Array) -> np.ndarray[Any, np.dtype[np.uint64]]:
@@ -241,23 +246,15 @@ class SnapshotStore:
     def new_generation(self) -> str:
         return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
-    def load(self, generation: str | None) -> pa.Table:
-        if generation is None:
-            return _STATE_SCHEMA.empty_table()
-        return pq.read_table(self._named(generation), schema=_STATE_SCHEMA)
-
     def open(self, generation: str) -> pq.ParquetFile:
         """The generation's state file, to read a column or a slice at a time."""
-        return pq.ParquetFile(self._named(generation))
-
-    def _named(self, generation: str) -> Path:
         path = self.state(generation)
         if not path.is_file():
             raise ConfigurationError(
                 f"connector {self.connector!r}: snapshot {generation} named by the cursor is missing "
                 f"({path}); restore it, or reset the connector's cursor to pull the source as new"
             )
-        return path
+        return pq.ParquetFile(path)
 
     def prune(self, current: str | None) -> None:
         """Remove the generations older than ``current`` (superseded, or staged by a dead run).
