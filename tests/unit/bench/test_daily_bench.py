@@ -38,3 +38,40 @@ def test_a_run_the_disk_cannot_hold_is_refused_before_anything_is_generated(tmp_
     check_disk(tmp_path, free // DISK_PER_ROW // 2)  # half the disk: goes on
     with pytest.raises(SystemExit, match=r"needs ~\d+ GB of free disk under .* which has"):
         check_disk(tmp_path, free // DISK_PER_ROW * 2)
+
+
+def test_the_scaled_runs_stages_are_printed_beside_the_base_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.daily import _print
+
+    def run(seconds: float, land: float) -> dict[str, object]:
+        return {"pulled": 10, "seconds": seconds, "peak_rss_mb": 100, "stages": {"land": land}}
+
+    runs = {"full": run(100.0, 60.0), "no change": run(5.0, 1.0), "1% changed": run(9.0, 2.0)}
+    figures = {
+        "rows_per_department": 10,
+        "floor": {"records_per_s": 1000, "seconds": 1.0},
+        "runs": runs,
+        "full_records_per_s": 1,
+        "full_over_floor": 0.001,
+        "no_change_share_of_full": 0.05,
+        "one_percent_share_of_full": 0.09,
+        "scaled": {
+            "factor": 5,
+            "full": run(520.0, 301.5),
+            "time_ratio": 5.2,
+            "records_ratio": 5.0,
+            "peak_rss_ratio": 1.04,
+        },
+    }
+    _print(figures)
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if "stage seconds" in line)
+    assert header.split()[-2:] == ["5x", "rows"]
+    assert next(line for line in lines if line.strip().startswith("land")).split() == [
+        "land",
+        "60.0",
+        "1.0",
+        "2.0",
+        "301.5",
+    ]
+    assert any("time 5.2x for 5.0x the records; peak RSS 1.04x (goal <= 1.2)" in line for line in lines)
