@@ -16,6 +16,7 @@ The register is a SQLite table ``business_licence`` of text columns (dates as YY
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as dt
 import hmac
@@ -557,7 +558,11 @@ class LicenceApi(DemoServer):
         self.faults = faults or Faults()
         self._expected = f"Bearer {token}".encode()
         self._lock = threading.Lock()
-        self._totals: dict[tuple[Any, ...], int] = {}
+        # Totals of `updated_at >= since` counted so far, for the register's current version: the
+        # sinces sorted (None, the whole register, first) and their totals.
+        self._totals_version: tuple[int, int] | None = None
+        self._anchors: list[str] = []
+        self._totals: dict[str | None, int] = {}
         self._page_ends: dict[tuple[Any, ...], tuple[str, str, int]] = {}
         self.requests = 0
         self._targets: dict[str, int] = {}  # request target -> its ordinal, for Faults
@@ -648,12 +653,7 @@ class LicenceApi(DemoServer):
         where, args = ("WHERE updated_at >= ?", [since]) if since else ("", [])
         columns = ", ".join(LICENCE_COLUMNS)
         with self._connect() as conn:
-            with self._lock:
-                total = self._totals.get((version, since))
-            if total is None:
-                total = conn.execute(f"SELECT count(*) FROM {LICENCE_TABLE} {where}", args).fetchone()[0]
-                with self._lock:
-                    self._totals[(version, since)] = total
+            total = self._total(conn, version, since)
             # Pages are read in order by clients, so the end of page p-1 seeds a keyset seek for
             # page p; OFFSET (linear in the page number) is the fallback.
             with self._lock:
@@ -680,6 +680,43 @@ class LicenceApi(DemoServer):
                     self._page_ends.clear()
                 self._page_ends[(version, since, size, page)] = (last[15], last[1], last[0])
         return [dict(zip(LICENCE_COLUMNS, r[1:], strict=True)) for r in rows], total
+
+    def _total(self, conn: sqlite3.Connection, version: tuple[int, int], since: str | None) -> int:
+        """How many licences have ``updated_at >= since`` (all of them for None).
+
+        A client that re-anchors every page at the last ``updated_at`` it received asks a new
+        ``since`` each time; counting the rest of the register for each (an index range scan)
+        made a pull quadratic: 0.12 s a page at 4M rows left, ~800 s over a 5M-row pull. The
+        total is instead the nearest total counted at or before ``since`` less the rows between
+        the two: about a page's rows for a client moving forward."""
+        with self._lock:
+            if self._totals_version != version:  # the register changed: nothing counted holds
+                self._totals_version, self._anchors, self._totals = version, [], {}
+            if since in self._totals:
+                return self._totals[since]
+            at = bisect.bisect_right(self._anchors, since) if since is not None else 0
+            base = self._anchors[at - 1] if at else None
+            known = self._totals.get(base)
+        if known is None:  # nothing counted yet: the whole register
+            base, known = None, conn.execute(f"SELECT count(*) FROM {LICENCE_TABLE}").fetchone()[0]
+        if since is None:
+            total = known
+        elif base is None:
+            below = f"SELECT count(*) FROM {LICENCE_TABLE} WHERE updated_at < ?"
+            total = known - conn.execute(below, [since]).fetchone()[0]
+        else:
+            between = f"SELECT count(*) FROM {LICENCE_TABLE} WHERE updated_at >= ? AND updated_at < ?"
+            total = known - conn.execute(between, [base, since]).fetchone()[0]
+        with self._lock:
+            if self._totals_version == version:
+                if len(self._anchors) > 100_000:
+                    self._anchors, self._totals = [], {k: v for k, v in self._totals.items() if k is None}
+                if base is None:
+                    self._totals[None] = known
+                if since is not None and since not in self._totals:
+                    bisect.insort(self._anchors, since)
+                self._totals[since] = total
+        return total
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime as dt
 import json
 import re
@@ -304,3 +305,53 @@ def test_sees_rows_written_while_running(tmp_path: Path) -> None:
 def test_missing_database_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         LicenceApi(tmp_path / "none.db", "t").start()
+
+
+def test_totals_match_a_count_and_a_forward_sweep_reads_the_register_about_once(
+    db: Path, records: list[dict[str, str | None]]
+) -> None:
+    """A client re-anchoring every page at the last ``updated_at`` asks a new ``since`` each
+    time: each total is exact, and the sweep's counting reads about the register once (counting
+    the rest of it each time read it once per page: a pull quadratic in the rows)."""
+    import random as stdlib_random
+
+    stamps = sorted(str(r["updated_at"]) for r in records)
+    api = LicenceApi(db, demo_token(SEED))
+    version = (1, 1)
+    steps = 0
+
+    def counted(conn: sqlite3.Connection) -> None:
+        def tick() -> int:
+            nonlocal steps
+            steps += 1
+            return 0
+
+        conn.set_progress_handler(tick, 100)
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        counted(conn)
+        direct = {
+            s: conn.execute("SELECT count(*) FROM business_licence WHERE updated_at >= ?", [s]).fetchone()[0]
+            for s in stamps[::7]
+        }
+        steps = 0
+        for since in stamps[::7]:  # forward, a page of 7 rows at a time
+            assert api._total(conn, version, since) == direct[since]
+        forward = steps
+        steps = 0
+        for since in stamps[::7]:
+            conn.execute("SELECT count(*) FROM business_licence WHERE updated_at >= ?", [since]).fetchone()
+        assert forward * 10 < steps  # the old way: the rest of the register for every page
+
+        shuffled = list(direct)
+        stdlib_random.Random(5).shuffle(shuffled)
+        for since in [None, *shuffled, stamps[0], "0000", "9999"]:  # backward, repeated, outside
+            want = conn.execute(
+                "SELECT count(*) FROM business_licence WHERE updated_at >= ?", [since or ""]
+            ).fetchone()[0]
+            assert api._total(conn, version, since) == want
+        # The register changed (another version): nothing counted before is trusted.
+        conn.execute("INSERT INTO business_licence (uscc, updated_at) VALUES ('Y', '9999-01-01')")
+        assert api._total(conn, (2, 2), stamps[0]) == len([s for s in stamps if s >= stamps[0]]) + 1
+        assert api._total(conn, (2, 2), None) == len(stamps) + 1
+        conn.rollback()
