@@ -350,8 +350,15 @@ def test_totals_match_a_count_and_a_forward_sweep_reads_the_register_about_once(
                 "SELECT count(*) FROM business_licence WHERE updated_at >= ?", [since or ""]
             ).fetchone()[0]
             assert api._total(conn, version, since) == want
-        # The register changed (another version): nothing counted before is trusted.
+        # The register changed (another version): nothing counted before is trusted; a row
+        # without updated_at is in the whole register's total only.
         conn.execute("INSERT INTO business_licence (uscc, updated_at) VALUES ('Y', '9999-01-01')")
-        assert api._total(conn, (2, 2), stamps[0]) == len([s for s in stamps if s >= stamps[0]]) + 1
-        assert api._total(conn, (2, 2), None) == len(stamps) + 1
+        conn.execute("INSERT INTO business_licence (uscc, updated_at) VALUES ('Z', NULL)")
+        assert api._total(conn, (2, 2), None) == len(stamps) + 2
+        for since in [stamps[0], stamps[len(stamps) // 2], "9999-01-01", stamps[-1]]:
+            want = conn.execute(
+                "SELECT count(*) FROM business_licence WHERE updated_at >= ?", [since]
+            ).fetchone()[0]
+            assert api._total(conn, (2, 2), since) == want
+        assert api._total(conn, (2, 2), stamps[0]) == len(stamps) + 1
         conn.rollback()
