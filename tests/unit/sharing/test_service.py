@@ -3,6 +3,7 @@ purpose and case number required, another township refused, every use and refusa
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -635,3 +636,133 @@ def test_the_served_app_puts_what_it_built_to_start_out_of_the_collectors_reach(
     finally:
         gc.unfreeze()  # this test's process builds many apps
         app.state.counter.close()
+
+
+def _without_volatile(body: dict[str, Any]) -> dict[str, Any]:
+    """An answer less what differs between two askings (the slip, its digest and checkpoint)."""
+    return {
+        k: v for k, v in body.items() if k not in ("slip", "slip_sha256", "slip_qr_url", "checkpoint_size")
+    }
+
+
+def test_a_well_formed_skip_check_is_answered_below_fastapi_and_anything_else_as_before(
+    client: TestClient, people: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sharing import service
+
+    token = station()
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {
+        "subject_id": people["mine"],
+        "matter": "pension-enrolment",
+        "purpose": "参保",
+        "case_number": "c1",
+    }
+    routed: list[str] = []
+    counter = client.app.state.counter  # type: ignore[attr-defined]
+    real = counter.skip_check_async
+
+    async def spy(*args: Any) -> bytes:
+        routed.append("counter")
+        return await real(*args)
+
+    monkeypatch.setattr(counter, "skip_check_async", spy)
+    fastapi_route = service.SkipCheckRequest.model_validate_json
+    calls: list[bytes] = []
+
+    def counted(data: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(data)
+        return fastapi_route(data, *args, **kwargs)
+
+    monkeypatch.setattr(service.SkipCheckRequest, "model_validate_json", counted)
+    lean = client.post(
+        "/api/skip-check",
+        content=json.dumps(body),
+        headers={**headers, "Content-Type": "application/json; charset=utf-8"},
+    )
+    assert lean.status_code == 200 and lean.headers["content-type"] == "application/json"
+    assert int(lean.headers["content-length"]) == len(lean.content)
+    assert len(calls) == 1 and routed == ["counter"]  # read by the lean route
+    # The same request as FastAPI's route answers it (a JSON content type it parses itself).
+    viafastapi = client.post(
+        "/api/skip-check",
+        content=json.dumps(body),
+        headers={**headers, "Content-Type": "application/merge+json"},
+    )
+    assert viafastapi.status_code == 200 and len(calls) == 1 and routed == ["counter", "counter"]
+    assert _without_volatile(lean.json()) == _without_volatile(viafastapi.json())
+    assert len(logged("use")) == 2
+    # Refusals word the same either way: 401 with its header, 422 for a missing purpose.
+    for content_type in ("application/json", "application/merge+json"):
+        denied = client.post(
+            "/api/skip-check", content=json.dumps(body), headers={"Content-Type": content_type}
+        )
+        assert denied.status_code == 401 and denied.headers["WWW-Authenticate"] == "Bearer"
+        no_purpose = client.post(
+            "/api/skip-check",
+            content=json.dumps({**body, "purpose": " "}),
+            headers={**headers, "Content-Type": content_type},
+        )
+        assert no_purpose.status_code == 422 and no_purpose.json() == {"detail": "请填写用证事由"}
+    # A body the model refuses, or one that is not JSON: FastAPI's answer, the refusal logged.
+    refusals = len(logged("refusal"))
+    extra = client.post("/api/skip-check", json={**body, "surplus": 1}, headers=headers)
+    assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "surplus"]
+    broken = client.post(
+        "/api/skip-check", content=b'{"subject_id": ', headers={**headers, "Content-Type": "application/json"}
+    )
+    assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+    assert len(logged("refusal")) == refusals + 2
+
+
+def test_a_skip_check_body_in_several_messages_is_read_whole(people: dict[str, str]) -> None:
+    asyncio.run(_several_messages(people))
+
+
+async def _several_messages(people: dict[str, str]) -> None:
+    from sharing.service import _SkipCheckRoute
+
+    token = station()
+    data = json.dumps(
+        {"subject_id": people["mine"], "matter": "pension-enrolment", "purpose": "参保", "case_number": "c2"}
+    ).encode()
+    parts = [data[:7], data[7:30], data[30:]]
+    messages = [{"type": "http.request", "body": p, "more_body": i < 2} for i, p in enumerate(parts)]
+    sent: list[dict[str, Any]] = []
+    passed: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def behind(scope: Any, receive: Any, send: Any) -> None:
+        passed.append(scope)
+
+    class Answering:
+        async def skip_check_async(self, authorization: str | None, request: Any) -> bytes:
+            assert authorization == f"Bearer {token}" and request.case_number == "c2"
+            return b'{"ok":true}'
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/skip-check",
+        "headers": [
+            (b"authorization", f"Bearer {token}".encode()),
+            (b"authorization", b"Bearer second-is-ignored"),
+            (b"content-type", b"application/json"),
+        ],
+    }
+    await _SkipCheckRoute(behind, Answering())(scope, receive, send)  # type: ignore[arg-type]
+    assert passed == [] and sent[0]["status"] == 200 and sent[1]["body"] == b'{"ok":true}'
+    # The client gone before its body arrived: FastAPI's route gets what was read, then the rest.
+    replayed: list[Any] = []
+
+    async def reading(scope: Any, receive: Any, send: Any) -> None:
+        replayed.extend([await receive(), await receive()])
+
+    messages[:] = [{"type": "http.request", "body": data[:7], "more_body": True}, {"type": "http.disconnect"}]
+    await _SkipCheckRoute(reading, Answering())(scope, receive, send)  # type: ignore[arg-type]
+    assert [m["type"] for m in replayed] == ["http.request", "http.disconnect"]
