@@ -219,3 +219,60 @@ def test_a_request_on_an_event_loop_whose_job_started_gets_its_commit_after_the_
     blocker.close()
     with writer.catalog.read() as conn:
         assert json.loads(leaf_at(conn, logged.indices[0]).entry or b"")["matter"] == "m7"
+
+
+def test_requests_of_one_pass_of_the_loop_go_to_the_writer_together(writer: LogWriter) -> None:
+    """The jobs a loop hands over while running its ready tasks share one transaction, even when
+    the writer could have taken the first alone (each task lets go of the interpreter before it
+    appends, as a query does)."""
+    import asyncio
+    import time
+
+    writer.append([_use(0)])
+    with writer.catalog.read() as conn:
+        before = conn.exec_driver_sql("SELECT count(*) FROM checkpoints").scalar_one()
+
+    async def request(n: int) -> Logged:
+        time.sleep(0.01)  # releases the GIL: the writer thread is free to run meanwhile
+        return await writer.append_async([_use(n)])
+
+    async def requests() -> list[Logged]:
+        return list(await asyncio.gather(*(request(n) for n in range(1, 7))))
+
+    results = asyncio.run(requests())
+    with writer.catalog.read() as conn:
+        after = conn.exec_driver_sql("SELECT count(*) FROM checkpoints").scalar_one()
+    assert after == before + 1 and len({r.checkpoint for r in results}) == 1
+    assert sorted(i for r in results for i in r.indices) == list(
+        range(results[0].indices[0], results[0].indices[0] + 6)
+    )
+
+
+def test_the_writer_copies_the_write_ahead_log_back_itself_and_keeps_it_short(
+    writer: LogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own checkpoint (every 1,000 pages, inside the transaction that reaches them) is
+    off for the writer's transactions: the writer copies the WAL back every CHECKPOINT_EVERY of
+    them, after their requests are answered, so the WAL file stays a few dozen pages long."""
+    from sharing import logwriter
+
+    wal = Path(Settings().home) / "catalog.db-wal"
+    monkeypatch.setattr(logwriter, "CHECKPOINT_EVERY", 10**9)  # never: the WAL only grows
+    for n in range(400):
+        writer.append([_use(n)])
+    pages = wal.stat().st_size // (16384 + 24)
+    # SQLite's own checkpoint would have started it over at 1,000 pages (its file ~1,000 long)
+    assert pages > 1_600, pages
+    monkeypatch.setattr(logwriter, "CHECKPOINT_EVERY", 20)
+    writer.append([_use(1000)])
+    checkpointed = sqlite3.connect(wal.with_name("catalog.db"))
+    try:
+        for n in range(200):
+            writer.append([_use(2000 + n)])
+        # Everything the writer appended since its last checkpoint is at most 20 transactions.
+        busy, frames, copied = checkpointed.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames - copied == 0 and frames <= 20 * 12, (frames, copied)
+    finally:
+        checkpointed.close()
+    with writer.catalog.read() as conn:
+        verify_log(conn, log_verifiers(Settings()))
