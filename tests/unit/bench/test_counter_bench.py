@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +62,55 @@ def test_without_wrk_the_benchmark_says_so_and_make_bench_goes_on(monkeypatch: p
     monkeypatch.setattr(counter.shutil, "which", lambda _: None)
     with pytest.raises(Unavailable, match="apt-get install wrk"):
         counter.run(1000)
+
+
+def _counting_server() -> tuple[Any, list[float]]:
+    """An HTTP server on a free port that answers every POST at once and notes when."""
+    import http.server
+    import threading
+    import time
+
+    seen: list[float] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else each answer waits on a delayed ACK (~40 ms)
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(time.monotonic())
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@pytest.mark.skipif(
+    shutil.which("wrk") is None and not os.environ.get("CI"),  # in CI: fails without it
+    reason="needs wrk, the benchmark's load tool (apt-get install wrk; .ci/run installs it)",
+)
+def test_a_paced_connection_waits_its_pauses_and_an_unpaced_one_does_not(tmp_path: Path) -> None:
+    """The paced script's connections each wait ~pause_ms between an answer and the next request
+    (wrk's delay hook); the same script without a pause asks as fast as it is answered."""
+    server, seen = _counting_server()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        ids = counter._citizen_ids(10).to_pylist()
+        paced = counter._lua(tmp_path / "paced.lua", "oos_token", ids, pause_ms=50)
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(paced), url], check=True, capture_output=True)
+        paced_count = len(seen)
+        seen.clear()
+        eager = counter._lua(tmp_path / "eager.lua", "oos_token", ids)
+        subprocess.run(["wrk", "-t1", "-c4", "-d2s", "-s", str(eager), url], check=True, capture_output=True)
+    finally:
+        server.shutdown()
+    # 4 connections x 2 s / 50 ms = 160 requests paced; unpaced, as many as answered (thousands).
+    assert 80 <= paced_count <= 240, paced_count
+    assert len(seen) > 5 * paced_count
