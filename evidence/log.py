@@ -602,13 +602,12 @@ def append_committed_many(conn: Connection, log: TransparencyLog, items: Sequenc
             kept.append((at, item.subject, salt))
         entries.append(log_entry(item.kind, item.ref, document))
     appended = log.append(conn, entries)
-    if kept:
-        conn.execute(
-            insert(use_subjects),
-            [
-                {"leaf_index": appended.first_index + at, "subject_id": subject, "salt": salt}
-                for at, subject, salt in kept
-            ],
+    if kept:  # on SQLite to the driver (SQLAlchemy's executemany was ~6 % of a counter's append)
+        insert_rows(
+            conn,
+            use_subjects,
+            ("leaf_index", "subject_id", "salt"),
+            [(appended.first_index + at, subject, salt) for at, subject, salt in kept],
         )
     return appended
 

@@ -277,7 +277,7 @@ class LogWriter:
     def _commit(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
         try:
-            with self.turn(), self.catalog.begin() as conn:
+            with self.turn(), self.catalog.begin_kept() as conn:
                 if self._sqlite:  # copied back by the writer after its requests are woken (_checkpoint)
                     conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
                 for job in jobs:

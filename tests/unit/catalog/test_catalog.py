@@ -248,6 +248,41 @@ def test_a_thread_keeps_its_read_connection_and_each_transaction_sees_what_was_c
     assert seen[0].closed and elsewhere[0].closed  # type: ignore[attr-defined]
 
 
+def test_a_thread_keeps_its_write_connection_commits_each_transaction_and_rolls_back_on_error(
+    catalog: Catalog,
+) -> None:
+    """begin_kept: the writer thread's own connection, kept across its transactions apart from
+    the one it reads on; each transaction commits, one that raises is rolled back, one a
+    database error touched drops the connection, and dispose closes it."""
+    table = sa.Table("kept_write_probe", sa.MetaData(), sa.Column("n", sa.Integer))
+    with catalog.begin() as conn:
+        table.create(conn)
+    seen: list[object] = []
+    for n in range(3):
+        with catalog.begin_kept() as conn:
+            seen.append(conn)
+            conn.execute(table.insert().values(n=n))
+    assert seen[0] is seen[1] is seen[2]
+    with catalog.read_kept() as reader:
+        assert reader is not seen[0]
+        assert reader.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 3
+    with pytest.raises(ZeroDivisionError), catalog.begin_kept() as conn:
+        conn.execute(table.insert().values(n=99))
+        raise ZeroDivisionError
+    with catalog.read() as conn:  # rolled back
+        assert conn.execute(sa.select(sa.func.max(table.c.n))).scalar_one() == 2
+    with pytest.raises(CatalogError), catalog.begin_kept() as conn:
+        conn.execute(sa.text("INSERT INTO no_such_table VALUES (1)"))
+    with catalog.begin_kept() as conn:
+        assert conn is not seen[0] and seen[0].closed  # type: ignore[attr-defined]
+        conn.execute(table.insert().values(n=3))
+        last = conn
+    with catalog.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one() == 4
+    catalog.dispose()
+    assert last.closed
+
+
 def test_a_kept_read_connection_a_database_error_touched_is_dropped(catalog: Catalog) -> None:
     with catalog.read_kept() as conn:
         first = conn
