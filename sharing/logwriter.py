@@ -156,6 +156,9 @@ class LogWriter:
         timer = loop.call_later(timeout, expire)  # started meanwhile: its commit decides
         try:
             return await waiter
+        except asyncio.CancelledError:  # the request given up (a shutdown): withdrawn if not started
+            job.done.cancel()
+            raise
         finally:
             timer.cancel()
 
@@ -190,7 +193,8 @@ class LogWriter:
         jobs = self._passing.pop(loop, [])
         with self._guard:
             if not self._closed and self._thread.is_alive():
-                self._queue.put(jobs)
+                for start in range(0, len(jobs), self.max_batch):  # a transaction holds max_batch at most
+                    self._queue.put(jobs[start : start + self.max_batch])
                 return
         stopped = RuntimeError("the log writer has stopped")
         for job in jobs:  # closed meanwhile: nobody waits in vain
@@ -206,7 +210,7 @@ class LogWriter:
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=60)
-        if self._sqlite and self._since_checkpoint:
+        if self._sqlite and self._since_checkpoint and not self._thread.is_alive():
             self._checkpoint()
 
     def _checkpoint(self) -> None:
@@ -216,9 +220,13 @@ class LogWriter:
             with self.turn():
                 raw = self.catalog.engine.raw_connection()
                 try:
-                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # type: ignore[union-attr]
+                    busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
+                        "PRAGMA wal_checkpoint(PASSIVE)"
+                    ).fetchone()
                 finally:
                     raw.close()
+            if busy or copied < frames:  # a reader still on old frames: the next one copies them
+                _logger.info("the catalog's WAL checkpoint copied %s of %s frames", copied, frames)
         except Exception as exc:  # the next one copies what this one could not
             _logger.warning("checkpointing the catalog's write-ahead log failed: %s", scrub_text(str(exc)))
 
@@ -228,7 +236,7 @@ class LogWriter:
                 job = self._queue.get()
                 if job is None:
                     return
-                jobs = job if isinstance(job, list) else [job]
+                jobs = list(job) if isinstance(job, list) else [job]
                 while len(jobs) < self.max_batch:
                     try:
                         more = self._queue.get_nowait()
@@ -237,8 +245,15 @@ class LogWriter:
                     if more is None:
                         self._queue.put(None)  # stop after this batch
                         break
-                    jobs += more if isinstance(more, list) else [more]
-                self._commit_jobs(jobs)
+                    jobs += more if isinstance(more, list) else [more]  # under twice max_batch
+                try:
+                    self._commit_jobs(jobs)
+                except Exception as exc:  # not the jobs' own errors (those are theirs): none waits in vain
+                    _logger.exception("the log writer failed on a batch")
+                    for failed in jobs:
+                        if not failed.done.done():
+                            failed.done.set_exception(exc)
+                    _wake(jobs)
         finally:  # whatever stopped the thread, nobody waits for it in vain
             stopped = RuntimeError("the log writer has stopped")
             while True:

@@ -276,3 +276,53 @@ def test_the_writer_copies_the_write_ahead_log_back_itself_and_keeps_it_short(
         checkpointed.close()
     with writer.catalog.read() as conn:
         verify_log(conn, log_verifiers(Settings()))
+
+
+def test_a_pass_of_more_jobs_than_a_batch_holds_is_committed_a_batch_at_a_time(home: Path) -> None:
+    import asyncio
+
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url)
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    writer = LogWriter(catalog, log, max_batch=4)
+    try:
+        writer.append([_use(0)])
+
+        async def requests() -> list[Logged]:
+            return list(await asyncio.gather(*(writer.append_async([_use(n)]) for n in range(1, 11))))
+
+        results = asyncio.run(requests())
+        per_checkpoint: dict[str, int] = {}
+        for logged in results:
+            per_checkpoint[logged.checkpoint] = per_checkpoint.get(logged.checkpoint, 0) + 1
+        assert sorted(per_checkpoint.values()) == [2, 4, 4]  # one pass of 10: 4, 4 and 2
+    finally:
+        writer.close()
+        catalog.dispose()
+
+
+def test_a_request_cancelled_before_its_job_started_is_never_logged(writer: LogWriter) -> None:
+    import asyncio
+
+    writer.append([_use(0)])
+    blocker = _hold_the_write_lock()
+    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
+    waiting.start()  # the writer takes it and waits on the lock
+    threading.Event().wait(0.3)
+
+    async def request() -> None:
+        task = asyncio.create_task(writer.append_async([_use(2)]))
+        await asyncio.sleep(0.2)  # handed over, queued behind the job on the lock
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(request())
+    blocker.execute("COMMIT")
+    blocker.close()
+    waiting.join(30)
+    logged = writer.append([_use(3)])
+    with writer.catalog.read() as conn:
+        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
+    assert "m1" in matters and "m3" in matters and "m2" not in matters

@@ -683,15 +683,30 @@ def test_a_well_formed_skip_check_is_answered_below_fastapi_and_anything_else_as
     assert lean.status_code == 200 and lean.headers["content-type"] == "application/json"
     assert int(lean.headers["content-length"]) == len(lean.content)
     assert len(calls) == 1 and routed == ["counter"]  # read by the lean route
+    stack = client.app.middleware_stack  # type: ignore[attr-defined]
+    assert isinstance(stack, service._SkipCheckRoute)  # in front of every FastAPI layer
+    behind: list[str] = []
+    fastapi_stack = stack.app
+
+    async def counted_stack(scope: Any, receive: Any, send: Any) -> None:
+        behind.append(scope["path"])
+        await fastapi_stack(scope, receive, send)
+
+    monkeypatch.setattr(stack, "app", counted_stack)
+    again = client.post(
+        "/api/skip-check", content=json.dumps(body), headers={**headers, "Content-Type": "application/json"}
+    )
+    assert again.status_code == 200 and behind == []  # FastAPI's stack never saw it
     # The same request as FastAPI's route answers it (a JSON content type it parses itself).
     viafastapi = client.post(
         "/api/skip-check",
         content=json.dumps(body),
         headers={**headers, "Content-Type": "application/merge+json"},
     )
-    assert viafastapi.status_code == 200 and len(calls) == 1 and routed == ["counter", "counter"]
+    assert viafastapi.status_code == 200 and len(calls) == 2 and routed == ["counter"] * 3
+    assert behind == ["/api/skip-check"]
     assert _without_volatile(lean.json()) == _without_volatile(viafastapi.json())
-    assert len(logged("use")) == 2
+    assert len(logged("use")) == 3
     # Refusals word the same either way: 401 with its header, 422 for a missing purpose.
     for content_type in ("application/json", "application/merge+json"):
         denied = client.post(
