@@ -3,6 +3,7 @@ answered with its own leaves once they are committed; one request's failure is i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -39,6 +40,27 @@ def _hold_the_write_lock() -> sqlite3.Connection:
     blocker = sqlite3.connect(Path(Settings().home) / "catalog.db", isolation_level=None, timeout=30)
     blocker.execute("BEGIN IMMEDIATE")
     return blocker
+
+
+@contextlib.contextmanager
+def _writer_stuck_on_the_lock(writer: LogWriter) -> Iterator[list[str]]:
+    """The writer holding job m1 and waiting on another process's write lock while the block
+    runs; then the lock released, m3 appended, and the matters of every leaf logged filled in."""
+    writer.append([_use(0)])
+    blocker = _hold_the_write_lock()
+    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
+    waiting.start()  # the writer takes it and waits on the lock
+    threading.Event().wait(0.3)
+    matters: list[str] = []
+    try:
+        yield matters
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+        waiting.join(30)
+    logged = writer.append([_use(3)])
+    with writer.catalog.read() as conn:
+        matters += [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
 
 
 def _use(n: int) -> object:
@@ -103,19 +125,8 @@ def test_a_closed_writer_refuses(writer: LogWriter) -> None:
 
 
 def test_a_request_that_gave_up_is_never_logged_later(writer: LogWriter) -> None:
-    writer.append([_use(0)])
-    blocker = _hold_the_write_lock()
-    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
-    waiting.start()  # the writer takes it and waits on the lock
-    threading.Event().wait(0.3)
-    with pytest.raises(TimeoutError):
+    with _writer_stuck_on_the_lock(writer) as matters, pytest.raises(TimeoutError):
         writer.append([_use(2)], timeout=0.3)  # queued behind it, withdrawn
-    blocker.execute("COMMIT")
-    blocker.close()
-    waiting.join(30)
-    logged = writer.append([_use(3)])
-    with writer.catalog.read() as conn:
-        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
     assert "m1" in matters and "m3" in matters and "m2" not in matters
 
 
@@ -158,19 +169,8 @@ def test_a_request_on_an_event_loop_awaits_its_commit_with_the_others(writer: Lo
 def test_a_request_on_an_event_loop_that_gave_up_is_never_logged_later(writer: LogWriter) -> None:
     import asyncio
 
-    writer.append([_use(0)])
-    blocker = _hold_the_write_lock()
-    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
-    waiting.start()  # the writer takes it and waits on the lock
-    threading.Event().wait(0.3)
-    with pytest.raises(TimeoutError):
+    with _writer_stuck_on_the_lock(writer) as matters, pytest.raises(TimeoutError):
         asyncio.run(writer.append_async([_use(2)], timeout=0.3))  # queued behind it, withdrawn
-    blocker.execute("COMMIT")
-    blocker.close()
-    waiting.join(30)
-    logged = writer.append([_use(3)])
-    with writer.catalog.read() as conn:
-        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
     assert "m1" in matters and "m3" in matters and "m2" not in matters
 
 
@@ -305,12 +305,6 @@ def test_a_pass_of_more_jobs_than_a_batch_holds_is_committed_a_batch_at_a_time(h
 def test_a_request_cancelled_before_its_job_started_is_never_logged(writer: LogWriter) -> None:
     import asyncio
 
-    writer.append([_use(0)])
-    blocker = _hold_the_write_lock()
-    waiting = threading.Thread(target=writer.append, args=([_use(1)],))
-    waiting.start()  # the writer takes it and waits on the lock
-    threading.Event().wait(0.3)
-
     async def request() -> None:
         task = asyncio.create_task(writer.append_async([_use(2)]))
         await asyncio.sleep(0.2)  # handed over, queued behind the job on the lock
@@ -318,11 +312,6 @@ def test_a_request_cancelled_before_its_job_started_is_never_logged(writer: LogW
         with pytest.raises(asyncio.CancelledError):
             await task
 
-    asyncio.run(request())
-    blocker.execute("COMMIT")
-    blocker.close()
-    waiting.join(30)
-    logged = writer.append([_use(3)])
-    with writer.catalog.read() as conn:
-        matters = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(logged.tree_size)]
+    with _writer_stuck_on_the_lock(writer) as matters:
+        asyncio.run(request())
     assert "m1" in matters and "m3" in matters and "m2" not in matters
