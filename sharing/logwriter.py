@@ -236,7 +236,7 @@ class LogWriter:
                 job = self._queue.get()
                 if job is None:
                     return
-                jobs = list(job) if isinstance(job, list) else [job]
+                jobs = job if isinstance(job, list) else [job]  # a list handed over is the writer's
                 while len(jobs) < self.max_batch:
                     try:
                         more = self._queue.get_nowait()

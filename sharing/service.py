@@ -636,20 +636,19 @@ def _refused_response(exc: Refused) -> JSONResponse:
 
 
 class _SkipCheckRoute:
-    """``POST /api/skip-check`` answered in front of FastAPI's middleware and routing: a
-    station's well-formed request (``Content-Type: application/json``, a body
-    :class:`SkipCheckRequest` accepts) goes straight
-    to :meth:`Counter.skip_check_async`, and its answer — or its refusal, as the ``Refused``
-    handler words it — is sent as is. Anything else (another content type, a body the model
-    refuses, a client gone before its body arrived) goes on to the FastAPI route with the body
-    read so far, which answers as it always did (422 with the fields that are wrong, the refusal
-    logged). FastAPI's route stays the documented one (the OpenAPI document is unchanged); this
-    skips its dependency solving, its content-type parsing, the standard library's JSON decoder
-    and its response classes, ~a sixth of a served answer's CPU at the counter's rate. An
-    exception it does not expect reaches uvicorn, which logs it and answers 500, as FastAPI's
-    own error layer would have. It stands in front of every middleware: one added to the app
-    (CORS, a size limit) would not see a well-formed skip-check; :func:`create_app` adds none,
-    and refuses to build the stack if one was."""
+    """``POST /api/skip-check`` answered in front of FastAPI's middleware and routing: a station's
+    well-formed request (``Content-Type: application/json``, a body :class:`SkipCheckRequest`
+    accepts) goes straight to :meth:`Counter.skip_check_async`, and its answer — or its refusal,
+    as the ``Refused`` handler words it — is sent as is. Anything else (another content type, a
+    body the model refuses, a client gone before its body arrived) goes on to the FastAPI route
+    with the body read so far, which answers as it always did (422 with the fields that are
+    wrong, the refusal logged). FastAPI's route stays the documented one (the OpenAPI document
+    is unchanged); this skips its dependency solving, its content-type parsing, the standard
+    library's JSON decoder and its response classes, ~a sixth of a served answer's CPU at the
+    counter's rate. An exception it does not expect reaches uvicorn, which logs it and answers
+    500, as FastAPI's own error layer would have. It stands in front of every middleware: one
+    added to the app (CORS, a size limit) would not see a well-formed skip-check;
+    :func:`create_app` adds none, and refuses to build the stack if one was."""
 
     def __init__(self, app: Any, counter: Counter) -> None:
         self.app, self.counter = app, counter
