@@ -166,7 +166,8 @@ def serve(
             log_level="warning",
         )
         return
-    uvicorn.run(serve_app(), host=host, port=port, log_level="warning")
+    # One process: its log writer's transactions in a process of their own (sharing.logwriter).
+    uvicorn.run(serve_app(appender=True), host=host, port=port, log_level="warning")
 
 
 @app.command("who-used")

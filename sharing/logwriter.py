@@ -36,6 +36,18 @@ automatic checkpoint held its own requests and every one behind it for ~16 MB of
 1M certificates over one connection the p99 was 8 ms against a p50 of 1.9. (A checkpoint in a
 thread of its own, beside the writer, never caught up with it: the WAL grew past 300 MB in 20 s,
 and every read slowed with it.)
+
+With ``appender`` (``onceonly serve`` on a SQLite file, one process) the grouped transactions
+run in a process of their own (:class:`_Appender`, started with the writer): the writer thread
+hands each group over a pipe and waits for the append without the interpreter lock. In the
+service's process the appending thread needed that lock a dozen times a transaction (each query
+gives it up and takes it back), and took it back only when the loop let go: a transaction took
+~2 ms of wall time for ~1.1 ms of CPU, and the writer, one transaction at a time, was what the
+answers waited for. The appender's transactions take turns with the service's own (``before``
+jobs: a consent spent) on the same lock file; it copies the write-ahead log back itself. A job
+the appender failed on is retried alone as in the thread; a job it died under (killed, out of
+memory) fails, since it may have been committed (the view finds it when it next reads the log),
+and the next group starts a new appender.
 """
 
 from __future__ import annotations
@@ -44,14 +56,20 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import multiprocessing
 import os
+import pickle
 import queue
+import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection as Pipe
+from multiprocessing.process import BaseProcess
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -97,13 +115,18 @@ class LogWriter:
         max_batch: int = MAX_BATCH,
         committed: Callable[[Appended], object] | None = None,
         turns: Path | None = None,
+        appender: Callable[[], tuple[Catalog, TransparencyLog]] | None = None,
     ) -> None:
         """``committed``: called in the writer's thread with each append once it is committed,
         before any of its requests is woken (a service's view of the log follows it there).
         ``turns``: a lock file the writers of several processes on one SQLite catalog take
         turns on around each transaction (``onceonly serve --workers N``): the kernel hands
         the lock over at once, where SQLite's own busy handler sleeps 1, 2, 5, 10… ms between
-        tries."""
+        tries. ``appender``: the grouped transactions in a process of their own, which opens
+        its catalog and log with this (picklable: a module-level function or a partial of one)
+        and takes turns on ``turns`` (required with it)."""
+        if appender is not None and turns is None:
+            raise ValueError("an appender process takes turns with this process: give the turns lock file")
         self.catalog, self.log, self.max_batch = catalog, log, max_batch
         self._committed = committed
         self._turns = turns
@@ -114,6 +137,7 @@ class LogWriter:
         self._guard = threading.Lock()  # closing and queueing do not interleave
         self._sqlite = catalog.engine.dialect.name == "sqlite"
         self._since_checkpoint = 0
+        self._appender = _Appender(appender, turns) if appender is not None and turns is not None else None
         self._thread = threading.Thread(target=self._run, name="onceonly-log-writer", daemon=True)
         self._thread.start()
 
@@ -210,25 +234,14 @@ class LogWriter:
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=60)
+        if self._appender is not None and not self._thread.is_alive():
+            self._appender.stop()  # it copies its own write-ahead log back as it stops
         if self._sqlite and self._since_checkpoint and not self._thread.is_alive():
             self._checkpoint()
 
     def _checkpoint(self) -> None:
-        """Copy the write-ahead log back into the database, in this writer's turn."""
         self._since_checkpoint = 0
-        try:
-            with self.turn():
-                raw = self.catalog.engine.raw_connection()
-                try:
-                    busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
-                        "PRAGMA wal_checkpoint(PASSIVE)"
-                    ).fetchone()
-                finally:
-                    raw.close()
-            if busy or copied < frames:  # a reader still on old frames: the next one copies them
-                _logger.info("the catalog's WAL checkpoint copied %s of %s frames", copied, frames)
-        except Exception as exc:  # the next one copies what this one could not
-            _logger.warning("checkpointing the catalog's write-ahead log failed: %s", scrub_text(str(exc)))
+        _wal_checkpoint(self.catalog, self._turns)
 
     def _run(self) -> None:
         try:
@@ -275,30 +288,31 @@ class LogWriter:
         if grouped:
             self._commit(grouped)
 
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self) -> contextlib.AbstractContextManager[None]:
         """This process's turn to write, among the writers sharing ``turns`` (none: always);
         for another transaction of the service that appends to the log (a consent granted)."""
-        if self._turns is None:
-            yield
-            return
-        fd = os.open(self._turns, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        return _turn(self._turns)
 
     def _commit(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
+        in_process = self._appender is not None and items and all(job.before is None for job in jobs)
         try:
-            with self.turn(), self.catalog.begin_kept() as conn:
-                if self._sqlite:  # copied back by the writer after its requests are woken (_checkpoint)
-                    conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
-                for job in jobs:
-                    if job.before is not None:
-                        job.before(conn)
-                appended = append_committed_many(conn, self.log, items) if items else None
+            if in_process:
+                assert self._appender is not None
+                appended: Appended | None = self._appender.append(items)
+            else:
+                with self.turn(), self.catalog.begin_kept() as conn:
+                    if self._sqlite:  # copied back by the writer after its requests are woken (_checkpoint)
+                        conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+                    for job in jobs:
+                        if job.before is not None:
+                            job.before(conn)
+                    appended = append_committed_many(conn, self.log, items) if items else None
+        except AppenderStopped as exc:  # perhaps committed: not tried again (the view will see)
+            for job in jobs:
+                job.done.set_exception(exc)
+            _wake(jobs)
+            return
         except Exception as exc:  # handed to the waiting request, which raises it
             if len(jobs) > 1:
                 for job in jobs:
@@ -325,10 +339,171 @@ class LogWriter:
             )
             at += count
         _wake(jobs)
-        if self._sqlite:
+        if self._sqlite and not in_process:  # the appender checkpoints its own
             self._since_checkpoint += 1
             if self._since_checkpoint >= CHECKPOINT_EVERY:
                 self._checkpoint()
+
+
+@contextlib.contextmanager
+def _turn(turns: Path | None) -> Iterator[None]:
+    """A turn on the lock file ``turns`` among the processes writing one catalog (none: always)."""
+    if turns is None:
+        yield
+        return
+    fd = os.open(turns, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _wal_checkpoint(catalog: Catalog, turns: Path | None) -> None:
+    """Copy a SQLite catalog's write-ahead log back into the database, in this writer's turn."""
+    try:
+        with _turn(turns):
+            raw = catalog.engine.raw_connection()
+            try:
+                busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
+                    "PRAGMA wal_checkpoint(PASSIVE)"
+                ).fetchone()
+            finally:
+                raw.close()
+        if busy or copied < frames:  # a reader still on old frames: the next one copies them
+            _logger.info("the catalog's WAL checkpoint copied %s of %s frames", copied, frames)
+    except Exception as exc:  # the next one copies what this one could not
+        _logger.warning("checkpointing the catalog's write-ahead log failed: %s", scrub_text(str(exc)))
+
+
+class AppenderStopped(RuntimeError):
+    """The appender process stopped under a transaction: it may or may not have committed."""
+
+
+class _Appender:
+    """The writer's grouped transactions in a process of their own (spawned: the service's
+    process has threads and a loop running), one at a time over a pipe; started again for the
+    next group when it dies."""
+
+    START_TIMEOUT = 120.0  # s: the process imports the catalog and opens the log's key
+
+    def __init__(self, opener: Callable[[], tuple[Catalog, TransparencyLog]], turns: Path) -> None:
+        self._opener, self._turns = opener, turns
+        self._context = multiprocessing.get_context("spawn")
+        self._process: BaseProcess | None = None
+        self._pipe: Pipe | None = None
+        self._start()
+
+    def _start(self) -> None:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=_appender_main, args=(theirs, self._opener, self._turns), name="onceonly-log-appender"
+        )
+        process.daemon = True  # never outlives the service
+        process.start()
+        theirs.close()
+        self._process, self._pipe = process, ours
+        try:  # opened, or why not (a missing catalog, a key that does not open)
+            if not ours.poll(self.START_TIMEOUT):
+                raise AppenderStopped("the log appender process did not start in time")
+            ready = ours.recv()
+        except (EOFError, OSError) as exc:
+            self.stop()
+            raise AppenderStopped("the log appender process stopped as it started") from exc
+        if isinstance(ready, BaseException):
+            self.stop()
+            raise ready
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def append(self, items: Sequence[Committed]) -> Appended:
+        """``items`` appended in one transaction by the process; its error raised here."""
+        if self._pipe is None or self._process is None or not self._process.is_alive():
+            self.stop()
+            self._start()
+        assert self._pipe is not None
+        try:
+            self._pipe.send(list(items))
+        except (OSError, ValueError) as exc:  # gone before it took the group: nothing committed
+            self.stop()
+            raise RuntimeError("the log appender process was gone; try again") from exc
+        try:
+            outcome = self._pipe.recv()
+        except (EOFError, OSError) as exc:
+            self.stop()
+            raise AppenderStopped(
+                "the log appender process stopped during a transaction; the uses may have been logged"
+            ) from exc
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the process: it finishes nothing new, checkpoints and exits (killed if it hangs)."""
+        pipe, process = self._pipe, self._process
+        self._pipe = self._process = None
+        if pipe is not None:
+            with contextlib.suppress(OSError, ValueError):
+                pipe.send(None)
+        if process is not None:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(5)
+        if pipe is not None:
+            pipe.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as it can cross the pipe: itself if it pickles back, else its kind and words."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {scrub_text(str(exc))}")
+    return exc
+
+
+def _appender_main(pipe: Pipe, opener: Callable[[], tuple[Catalog, TransparencyLog]], turns: Path) -> None:
+    """The appender process: each group received appended in a transaction of its own, in its
+    turn on ``turns``; the outcome sent back. The write-ahead log copied back every
+    :data:`CHECKPOINT_EVERY` transactions and when it stops (told to, or its service gone)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's: it stops us when done
+    try:
+        catalog, log = opener()
+    except Exception as exc:
+        pipe.send(_portable(exc))
+        return
+    sqlite = catalog.engine.dialect.name == "sqlite"
+    pipe.send("ready")
+    since = 0
+    try:
+        while True:
+            try:
+                items = pipe.recv()
+            except (EOFError, OSError):
+                return  # the service is gone
+            if items is None:
+                return
+            outcome: Any
+            try:
+                with _turn(turns), catalog.begin_kept() as conn:
+                    if sqlite:
+                        conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+                    outcome = append_committed_many(conn, log, items)
+            except Exception as exc:
+                outcome = _portable(exc)
+            pipe.send(outcome)
+            if sqlite and not isinstance(outcome, BaseException):
+                since += 1
+                if since >= CHECKPOINT_EVERY:
+                    since = 0
+                    _wal_checkpoint(catalog, turns)
+    finally:
+        if sqlite and since:
+            _wal_checkpoint(catalog, turns)
+        catalog.dispose()
 
 
 def _wake(jobs: Sequence[_Job]) -> None:
@@ -361,4 +536,4 @@ def _entries_of(appended: Appended, first: int, count: int) -> tuple[bytes, ...]
     return appended.entries[start : start + count] if start >= 0 else ()
 
 
-__all__ = ["CHECKPOINT_EVERY", "MAX_BATCH", "LogWriter", "Logged"]
+__all__ = ["CHECKPOINT_EVERY", "MAX_BATCH", "AppenderStopped", "LogWriter", "Logged"]

@@ -153,10 +153,25 @@ async def _maybe(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
 
+def open_log(settings: Settings) -> tuple[Catalog, Any]:
+    """The catalog and the transparency log of ``settings``, as the log writer's appender
+    process opens them (``sharing.logwriter``)."""
+    from evidence.keys import open_key_store
+    from evidence.log import TransparencyLog
+    from evidence.merkle import tree_hash
+
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    key = open_key_store(settings).load(settings.log_origin)
+    return catalog, TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
+
+
 class Counter:
     """The service's state: the catalog, the catalogue, the log and its keys (loaded once)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, appender: bool = False) -> None:
+        """``appender``: the log writer's transactions in a process of their own on a SQLite
+        file (``sharing.logwriter``; ``onceonly serve`` with one process): the appending
+        thread, waiting on the loop for the interpreter lock at every query, held every answer."""
         from contracts.model import certificate_datasets
         from evidence.keys import log_verifiers, open_key_store
         from evidence.log import TransparencyLog
@@ -192,6 +207,7 @@ class Counter:
             committed=self._followed,
             # Several processes answering (`onceonly serve --workers N`): their writers take turns.
             turns=pathlib.Path(f"{database}.writer-lock") if database else None,
+            appender=partial(open_log, settings) if appender and database else None,
         )
         self._loop_thread: int | None = None  # the loop that answers inline (skip_check_async)
 
@@ -748,15 +764,16 @@ StationDep = Annotated[Station, Depends(_station)]
 CitizenDep = Annotated[Citizen, Depends(_citizen)]
 
 
-def serve_app() -> Any:
+def serve_app(*, appender: bool = False) -> Any:
     """The app ``onceonly serve`` runs (a process of its own; uvicorn's factory with
-    ``--workers``): :func:`create_app`, then what was built to start — the verified log, the
+    ``--workers``; ``appender``: one process, its log writer's transactions in a process of their
+    own): :func:`create_app`, then what was built to start — the verified log, the
     catalogue, the modules — put out of the collector's reach (``gc.freeze``): it lives as long
     as the process, and a full collection walking it stalls every waiting request (one took
     93 ms in a load run at 1M certificates). The p99 has other causes too: over 8 connections
     49-51 ms frozen against 62-69 ms not in one pair of runs, 47-71 ms frozen in the next two.
     Not for a process that builds many apps (tests): what is frozen is never collected."""
-    app = create_app()
+    app = create_app(counter=Counter(Settings(), appender=appender))
     gc.collect()
     gc.freeze()
     return app

@@ -8,7 +8,9 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -18,21 +20,41 @@ from cli.main import app as cli
 from evidence.keys import log_verifiers, open_key_store
 from evidence.log import TransparencyLog, leaf_at, use_entry, verify_log
 from onceonly.settings import Settings
-from sharing.logwriter import Logged, LogWriter
+from sharing.logwriter import AppenderStopped, Logged, LogWriter
+from sharing.service import open_log
 
 TOWNSHIP = "120114001000"
 
 
-@pytest.fixture
-def writer(home: Path) -> Iterator[LogWriter]:
+@contextlib.contextmanager
+def _writer(*, appender: bool = False, **options: Any) -> Iterator[LogWriter]:
+    """A writer of a new catalog (``appender``: its transactions in a process of their own)."""
     assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
     settings = Settings()
     catalog = Catalog.connect(settings.catalog_url)
     log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
-    writer = LogWriter(catalog, log)
-    yield writer
-    writer.close()
-    catalog.dispose()
+    if appender:
+        turns = Path(settings.home) / "catalog.db.writer-lock"
+        options |= {"turns": turns, "appender": partial(open_log, settings)}
+    writer = LogWriter(catalog, log, **options)
+    try:
+        yield writer
+    finally:
+        writer.close()
+        catalog.dispose()
+
+
+@pytest.fixture(params=["thread", "appender"])
+def writer(home: Path, request: pytest.FixtureRequest) -> Iterator[LogWriter]:
+    """Every test of a writer, with its transactions in its thread and in an appender process."""
+    with _writer(appender=request.param == "appender") as writer:
+        yield writer
+
+
+@pytest.fixture
+def appending(home: Path) -> Iterator[LogWriter]:
+    with _writer(appender=True) as writer:
+        yield writer
 
 
 def _hold_the_write_lock() -> sqlite3.Connection:
@@ -249,11 +271,16 @@ def test_requests_of_one_pass_of_the_loop_go_to_the_writer_together(writer: LogW
 
 
 def test_the_writer_copies_the_write_ahead_log_back_itself_and_keeps_it_short(
-    writer: LogWriter, monkeypatch: pytest.MonkeyPatch
+    home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite's own checkpoint (every 1,000 pages, inside the transaction that reaches them) is
     off for the writer's transactions: the writer copies the WAL back every CHECKPOINT_EVERY of
     them, after their requests are answered, so the WAL file stays a few dozen pages long."""
+    with _writer() as writer:  # in its thread: CHECKPOINT_EVERY patched where it is read
+        _copies_the_wal_back(writer, monkeypatch)
+
+
+def _copies_the_wal_back(writer: LogWriter, monkeypatch: pytest.MonkeyPatch) -> None:
     from sharing import logwriter
 
     wal = Path(Settings().home) / "catalog.db-wal"
@@ -315,3 +342,136 @@ def test_a_request_cancelled_before_its_job_started_is_never_logged(writer: LogW
     with _writer_stuck_on_the_lock(writer) as matters:
         asyncio.run(request())
     assert "m1" in matters and "m3" in matters and "m2" not in matters
+
+
+def _matters(writer: LogWriter) -> list[str]:
+    with writer.catalog.read() as conn:
+        size = conn.exec_driver_sql("SELECT tree_size FROM log_head").scalar_one()
+        verify_log(conn, log_verifiers(Settings()))
+        return [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(size)]
+
+
+def test_the_appender_process_commits_each_group_and_hands_back_where_it_went(home: Path) -> None:
+    """With an appender the grouped transactions run in another process: the requests get
+    their leaves and the entries as logged, and ``committed`` sees each append, as in the thread."""
+    import asyncio
+    import os
+
+    followed: list[int] = []
+    with _writer(appender=True, committed=lambda appended: followed.append(appended.tree_size)) as writer:
+        assert writer._appender is not None and writer._appender.pid not in (None, os.getpid())
+        first = writer.append([_use(0)])
+
+        async def requests() -> list[Logged]:
+            return list(await asyncio.gather(*(writer.append_async([_use(n)]) for n in range(1, 6))))
+
+        results = asyncio.run(requests())
+        assert len({r.checkpoint for r in results}) == 1  # one pass: one transaction
+        assert followed == [first.tree_size, results[0].tree_size]
+        with writer.catalog.read() as conn:
+            for n, logged in enumerate(results, start=1):
+                assert list(logged.entries) == [leaf_at(conn, i).entry for i in logged.indices]
+                assert json.loads(logged.entries[0])["matter"] == f"m{n}"
+        assert _matters(writer).count("m3") == 1
+
+
+def test_an_appender_killed_under_a_transaction_fails_its_job_and_the_next_starts_another(
+    appending: LogWriter,
+) -> None:
+    """The job it died under fails (it may have been committed: not tried again, never twice);
+    the next group starts a new appender, and the log verifies."""
+    import os
+    import signal
+
+    appending.append([_use(0)])
+    assert appending._appender is not None
+    dead = appending._appender.pid
+    blocker = _hold_the_write_lock()  # the appender takes the job and waits on SQLite's lock
+    failed: list[BaseException] = []
+
+    def request() -> None:
+        try:
+            appending.append([_use(1)])
+        except BaseException as exc:
+            failed.append(exc)
+
+    waiting = threading.Thread(target=request)
+    waiting.start()
+    threading.Event().wait(0.5)
+    assert dead is not None
+    os.kill(dead, signal.SIGKILL)
+    waiting.join(30)
+    blocker.execute("COMMIT")
+    blocker.close()
+    assert len(failed) == 1 and isinstance(failed[0], AppenderStopped), failed
+    assert "may have been logged" in str(failed[0])
+    logged = appending.append([_use(2)])
+    assert appending._appender.pid not in (None, dead) and logged.indices
+    assert [m for m in _matters(appending) if m] == ["m0", "m2"]  # rolled back when it died
+
+
+def test_a_job_the_appender_fails_on_fails_alone(appending: LogWriter) -> None:
+    """An entry the appender cannot log (its document is not JSON) fails its own request; the
+    others handed over in the same pass are logged."""
+    import asyncio
+
+    from evidence.log import Committed
+
+    bad = Committed("use", "c-bad", {"matter": "bad", "at": {1, 2}})
+
+    async def requests() -> list[Logged | BaseException]:
+        jobs = [appending.append_async(items) for items in ([_use(1)], [bad], [_use(3)])]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    first, failed, third = asyncio.run(requests())
+    assert isinstance(failed, Exception) and not isinstance(failed, AppenderStopped), failed
+    assert isinstance(first, Logged) and isinstance(third, Logged)
+    assert [m for m in _matters(appending) if m] == ["m1", "m3"]
+
+
+def test_jobs_with_work_of_their_own_take_turns_with_the_appender(appending: LogWriter) -> None:
+    """A job with ``before`` (a consent spent) commits in the service's process, on the same
+    lock file as the appender's transactions: both logged, in the order handed over."""
+    ran: list[bool] = []
+    appending.append([_use(1)])
+    appending.append([_use(2)], before=lambda _: ran.append(True))
+    appending.append([_use(3)])
+    assert ran == [True] and [m for m in _matters(appending) if m] == ["m1", "m2", "m3"]
+
+
+def test_closing_stops_the_appender_and_its_write_ahead_log_is_copied_back(home: Path) -> None:
+    with _writer(appender=True) as writer:
+        for n in range(45):  # two checkpoints by the appender, and five transactions after
+            writer.append([_use(n)])
+        appender = writer._appender
+        assert appender is not None and appender._process is not None
+        process = appender._process
+        writer.close()
+        assert not process.is_alive() and process.exitcode == 0
+    database = sqlite3.connect(Path(Settings().home) / "catalog.db")
+    try:
+        busy, frames, copied = database.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and frames == copied, (frames, copied)
+    finally:
+        database.close()
+
+
+def test_an_appender_that_cannot_open_the_log_stops_the_writer_from_starting(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    settings = Settings()
+    catalog = Catalog.connect(settings.catalog_url)
+    log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+    monkeypatch.setenv("ONCEONLY_KEY_PASSPHRASE", "not the passphrase")  # in the settings it opens with
+    try:
+        with pytest.raises(Exception, match=r"(?i)passphrase|decrypt|key") as raised:
+            LogWriter(
+                catalog,
+                log,
+                turns=Path(settings.home) / "catalog.db.writer-lock",
+                appender=partial(open_log, Settings()),
+            )
+        assert "not the passphrase" not in str(raised.value)
+    finally:
+        catalog.dispose()
