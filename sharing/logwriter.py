@@ -44,15 +44,18 @@ service's process the appending thread needed that lock a dozen times a transact
 gives it up and takes it back), and took it back only when the loop let go: a transaction took
 ~2 ms of wall time for ~1.1 ms of CPU, and the writer, one transaction at a time, was what the
 answers waited for. The appender's transactions take turns with the service's own (``before``
-jobs: a consent spent) on the same lock file; it copies the write-ahead log back itself. A job
-the appender failed on is retried alone as in the thread; a job it died under (killed, out of
-memory) fails, since it may have been committed (the view finds it when it next reads the log),
-and the next group starts a new appender.
+jobs: a consent spent) on the same lock file; it copies the write-ahead log back itself. A
+group the appender failed on is retried a job at a time, as in the thread. One it died under
+before its COMMIT (killed, out of memory) is committed by the writer itself; one it died under
+during the COMMIT fails (:class:`AppenderStopped`: it may have been logged — the view finds it
+when it next reads the log — and is never logged twice). The next group starts a new appender;
+while none will start, the writer commits in its own thread, trying again every 30 s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import fcntl
 import logging
@@ -62,6 +65,7 @@ import pickle
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -137,7 +141,11 @@ class LogWriter:
         self._guard = threading.Lock()  # closing and queueing do not interleave
         self._sqlite = catalog.engine.dialect.name == "sqlite"
         self._since_checkpoint = 0
-        self._appender = _Appender(appender, turns) if appender is not None and turns is not None else None
+        self._appender = (
+            _Appender(appender, turns, key=log.key.vkey)
+            if appender is not None and turns is not None
+            else None
+        )
         self._thread = threading.Thread(target=self._run, name="onceonly-log-writer", daemon=True)
         self._thread.start()
 
@@ -293,21 +301,30 @@ class LogWriter:
         for another transaction of the service that appends to the log (a consent granted)."""
         return _turn(self._turns)
 
+    def _commit_here(self, jobs: list[_Job], items: list[Committed]) -> Appended | None:
+        """``jobs`` committed in this thread: each one's ``before``, then ``items`` appended."""
+        with self.turn(), self.catalog.begin_kept() as conn:
+            if self._sqlite:  # copied back by the writer after its requests are woken (_checkpoint)
+                conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+            for job in jobs:
+                if job.before is not None:
+                    job.before(conn)
+            return append_committed_many(conn, self.log, items) if items else None
+
     def _commit(self, jobs: list[_Job]) -> None:
         items = [item for job in jobs for item in job.items]
-        in_process = self._appender is not None and items and all(job.before is None for job in jobs)
+        appender = self._appender if items and all(job.before is None for job in jobs) else None
+        by_appender = False
         try:
-            if in_process:
-                assert self._appender is not None
-                appended: Appended | None = self._appender.append(items)
+            if appender is not None and appender.available():
+                try:
+                    appended: Appended | None = appender.append(items)
+                    by_appender = True
+                except AppenderUnavailable as exc:  # nothing committed there: here, then
+                    _logger.warning("%s; the log writer commits the group itself", exc)
+                    appended = self._commit_here(jobs, items)
             else:
-                with self.turn(), self.catalog.begin_kept() as conn:
-                    if self._sqlite:  # copied back by the writer after its requests are woken (_checkpoint)
-                        conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
-                    for job in jobs:
-                        if job.before is not None:
-                            job.before(conn)
-                    appended = append_committed_many(conn, self.log, items) if items else None
+                appended = self._commit_here(jobs, items)
         except AppenderStopped as exc:  # perhaps committed: not tried again (the view will see)
             for job in jobs:
                 job.done.set_exception(exc)
@@ -339,7 +356,7 @@ class LogWriter:
             )
             at += count
         _wake(jobs)
-        if self._sqlite and not in_process:  # the appender checkpoints its own
+        if self._sqlite and not by_appender:  # the appender checkpoints its own
             self._since_checkpoint += 1
             if self._since_checkpoint >= CHECKPOINT_EVERY:
                 self._checkpoint()
@@ -377,83 +394,160 @@ def _wal_checkpoint(catalog: Catalog, turns: Path | None) -> None:
 
 
 class AppenderStopped(RuntimeError):
-    """The appender process stopped under a transaction: it may or may not have committed."""
+    """The appender process stopped while committing a group: it may or may not have committed."""
+
+
+class AppenderUnavailable(RuntimeError):
+    """No appender process took the group (it could not start, or was gone, or stopped before
+    committing): nothing of it was committed there, and the writer commits it itself."""
+
+
+_COMMITTING = "committing"  # the appender's word just before COMMIT: from here on, perhaps logged
 
 
 class _Appender:
     """The writer's grouped transactions in a process of their own (spawned: the service's
-    process has threads and a loop running), one at a time over a pipe; started again for the
-    next group when it dies."""
+    process has threads and a loop running), one at a time over a pipe. Each group is answered
+    ``_COMMITTING`` just before its COMMIT and then with where it went, or with the error that
+    rolled it back: a process gone before the first word committed nothing (the group can be
+    committed elsewhere), one gone after it may have. Any other answer, or an error reading
+    one, and the process is killed, never read out of turn. Started again for a later group,
+    not more often than every :data:`RETRY_AFTER` seconds once a start has failed."""
 
     START_TIMEOUT = 120.0  # s: the process imports the catalog and opens the log's key
+    RETRY_AFTER = 30.0  # s: between attempts to start it again after one failed
 
-    def __init__(self, opener: Callable[[], tuple[Catalog, TransparencyLog]], turns: Path) -> None:
-        self._opener, self._turns = opener, turns
+    def __init__(
+        self,
+        opener: Callable[[], tuple[Catalog, TransparencyLog]],
+        turns: Path,
+        *,
+        key: str | None = None,
+        main: Callable[..., None] | None = None,
+    ) -> None:
+        """``key``: the verifier key (``SigningKey.vkey``) the appender's log must sign with —
+        the service's (a key rotated since the service started is refused). ``main``: the
+        process's function (tests stand in for it)."""
+        self._opener, self._turns, self._key = opener, turns, key
+        self._main = main or _appender_main
         self._context = multiprocessing.get_context("spawn")
         self._process: BaseProcess | None = None
         self._pipe: Pipe | None = None
+        self._retry_at = 0.0
         self._start()
+        # Before multiprocessing's own exit handler, which would wait for it: an appender
+        # stops when told or when its pipe closes, not on SIGTERM (see _appender_main).
+        atexit.register(self.stop)
 
     def _start(self) -> None:
         ours, theirs = self._context.Pipe()
         process = self._context.Process(
-            target=_appender_main, args=(theirs, self._opener, self._turns), name="onceonly-log-appender"
+            target=self._main,
+            args=(theirs, self._opener, self._turns, self._key),
+            name="onceonly-log-appender",
         )
         process.daemon = True  # never outlives the service
         process.start()
         theirs.close()
-        self._process, self._pipe = process, ours
         try:  # opened, or why not (a missing catalog, a key that does not open)
             if not ours.poll(self.START_TIMEOUT):
-                raise AppenderStopped("the log appender process did not start in time")
+                raise AppenderUnavailable("the log appender process did not start in time")
             ready = ours.recv()
-        except (EOFError, OSError) as exc:
-            self.stop()
-            raise AppenderStopped("the log appender process stopped as it started") from exc
-        if isinstance(ready, BaseException):
-            self.stop()
-            raise ready
+            if isinstance(ready, BaseException):
+                raise ready
+            if ready != "ready":
+                raise AppenderUnavailable(
+                    f"the log appender process answered {type(ready).__name__} as it started"
+                )
+        except BaseException as exc:
+            _end(ours, process)  # a late "ready" is never read as a group's answer
+            if isinstance(exc, EOFError | OSError):
+                raise AppenderUnavailable("the log appender process stopped as it started") from exc
+            raise
+        self._process, self._pipe = process, ours
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
-    def append(self, items: Sequence[Committed]) -> Appended:
-        """``items`` appended in one transaction by the process; its error raised here."""
-        if self._pipe is None or self._process is None or not self._process.is_alive():
-            self.stop()
-            self._start()
-        assert self._pipe is not None
-        try:  # as plain tuples: a dataclass each pickles several times slower
-            self._pipe.send([(item.kind, item.ref, item.document, item.subject) for item in items])
-        except (OSError, ValueError) as exc:  # gone before it took the group: nothing committed
-            self.stop()
-            raise RuntimeError("the log appender process was gone; try again") from exc
+    def available(self) -> bool:
+        """Running, or started again now (not before :data:`RETRY_AFTER` after a failed start)."""
+        if self._pipe is not None and self._process is not None and self._process.is_alive():
+            return True
+        self._discard()
+        if time.monotonic() < self._retry_at:
+            return False
         try:
-            outcome = self._pipe.recv()
-        except (EOFError, OSError) as exc:
-            self.stop()
-            raise AppenderStopped(
-                "the log appender process stopped during a transaction; the uses may have been logged"
-            ) from exc
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return Appended(*outcome)
+            self._start()
+        except Exception as exc:
+            self._retry_at = time.monotonic() + self.RETRY_AFTER
+            _logger.warning(
+                "the log appender process could not be started again; the log writer commits in "
+                "its own thread for %.0f s: %s",
+                self.RETRY_AFTER,
+                scrub_text(str(exc)),
+            )
+            return False
+        return True
+
+    def append(self, items: Sequence[Committed]) -> Appended:
+        """``items`` appended in one transaction by the process (:meth:`available` first).
+        :class:`AppenderUnavailable`: nothing was committed there; :class:`AppenderStopped`:
+        it may have been; any other error is the append's own (rolled back)."""
+        if self._pipe is None:
+            raise AppenderUnavailable("no log appender process is running")
+        # Pickled here, as plain tuples (a dataclass each pickles ~2x slower): an entry that
+        # does not pickle is its request's error, and nothing was sent.
+        message = pickle.dumps(
+            [(item.kind, item.ref, item.document, item.subject) for item in items], pickle.HIGHEST_PROTOCOL
+        )
+        committing = False
+        try:
+            self._pipe.send_bytes(message)
+            reply = self._pipe.recv()
+            if reply == _COMMITTING:
+                committing = True
+                reply = self._pipe.recv()
+        except Exception as exc:  # gone, or an answer that does not read: never read out of turn
+            self._discard()
+            if committing:
+                raise AppenderStopped(
+                    "the log appender process stopped while committing; the uses may have been logged"
+                ) from exc
+            raise AppenderUnavailable("the log appender process stopped before committing") from exc
+        if isinstance(reply, BaseException):
+            raise reply  # rolled back
+        if committing and isinstance(reply, tuple) and len(reply) == 5:
+            return Appended(*reply)
+        self._discard()
+        raise AppenderStopped(f"the log appender process answered {type(reply).__name__} out of turn")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the process: it finishes nothing new, checkpoints and exits (killed if it hangs)."""
+        """Stop the process: told to, it copies its write-ahead log back and exits (killed if it
+        has not within ``timeout``)."""
         pipe, process = self._pipe, self._process
         self._pipe = self._process = None
+        atexit.unregister(self.stop)
         if pipe is not None:
             with contextlib.suppress(OSError, ValueError):
-                pipe.send(None)
+                pipe.send_bytes(pickle.dumps(None))
         if process is not None:
             process.join(timeout)
-            if process.is_alive():
-                process.kill()
-                process.join(5)
-        if pipe is not None:
-            pipe.close()
+        _end(pipe, process)
+
+    def _discard(self) -> None:
+        """The process killed (if any), its pipe closed: a later group starts another."""
+        pipe, process = self._pipe, self._process
+        self._pipe = self._process = None
+        _end(pipe, process)
+
+
+def _end(pipe: Pipe | None, process: BaseProcess | None) -> None:
+    if process is not None and process.is_alive():
+        process.kill()
+        process.join(5)
+    if pipe is not None:
+        pipe.close()
 
 
 def _portable(exc: BaseException) -> BaseException:
@@ -465,13 +559,30 @@ def _portable(exc: BaseException) -> BaseException:
     return exc
 
 
-def _appender_main(pipe: Pipe, opener: Callable[[], tuple[Catalog, TransparencyLog]], turns: Path) -> None:
+def _appender_main(
+    pipe: Pipe, opener: Callable[[], tuple[Catalog, TransparencyLog]], turns: Path, key: str | None
+) -> None:
     """The appender process: each group received appended in a transaction of its own, in its
-    turn on ``turns``; the outcome sent back. The write-ahead log copied back every
-    :data:`CHECKPOINT_EVERY` transactions and when it stops (told to, or its service gone)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the service's: it stops us when done
+    turn on ``turns``; ``_COMMITTING`` sent just before COMMIT, then the outcome. The write-ahead
+    log copied back every :data:`CHECKPOINT_EVERY` transactions and when it stops: told to, or
+    its service gone (the pipe closed). Signals do not stop it: a terminal's Ctrl-C or a service
+    manager's SIGTERM to the whole group reaches the service too, which answers what it holds,
+    then tells it to stop."""
+    from onceonly.files import restrict_new_files
+    from onceonly.privacy import install_log_masking
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    install_log_masking()  # as the service's own process does
+    restrict_new_files()
     try:
         catalog, log = opener()
+        if key is not None and log.key.vkey != key:
+            catalog.dispose()
+            raise ValueError(
+                "the log appender opened another signing key than the service's (rotated since it "
+                "started?): restart the service"
+            )
     except Exception as exc:
         pipe.send(_portable(exc))
         return
@@ -481,7 +592,7 @@ def _appender_main(pipe: Pipe, opener: Callable[[], tuple[Catalog, TransparencyL
     try:
         while True:
             try:
-                items = pipe.recv()
+                items = pickle.loads(pipe.recv_bytes())
             except (EOFError, OSError):
                 return  # the service is gone
             if items is None:
@@ -492,6 +603,7 @@ def _appender_main(pipe: Pipe, opener: Callable[[], tuple[Catalog, TransparencyL
                     if sqlite:
                         conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
                     a = append_committed_many(conn, log, [Committed(*item) for item in items])
+                    pipe.send(_COMMITTING)
                 outcome = (a.first_index, a.tree_size, a.root_hash, a.checkpoint, a.entries)
             except Exception as exc:
                 outcome = _portable(exc)
@@ -537,4 +649,4 @@ def _entries_of(appended: Appended, first: int, count: int) -> tuple[bytes, ...]
     return appended.entries[start : start + count] if start >= 0 else ()
 
 
-__all__ = ["CHECKPOINT_EVERY", "MAX_BATCH", "AppenderStopped", "LogWriter", "Logged"]
+__all__ = ["CHECKPOINT_EVERY", "MAX_BATCH", "AppenderStopped", "AppenderUnavailable", "LogWriter", "Logged"]

@@ -1,0 +1,63 @@
+"""Stand-ins for the log writer's appender process (``sharing.logwriter._Appender``), run by
+``spawn`` in a process of their own: module-level, so that the process can import them."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import Any
+
+from sharing.logwriter import _COMMITTING
+
+
+def _ready_then_take_a_group(pipe: Any) -> None:
+    pipe.send("ready")
+    pickle.loads(pipe.recv_bytes())
+
+
+def dies_before_committing(pipe: Any, *_: Any) -> None:
+    _ready_then_take_a_group(pipe)
+    os._exit(3)
+
+
+def dies_while_committing(pipe: Any, *_: Any) -> None:
+    _ready_then_take_a_group(pipe)
+    pipe.send(_COMMITTING)
+    os._exit(3)
+
+
+def answers_out_of_turn(pipe: Any, *_: Any) -> None:
+    _ready_then_take_a_group(pipe)
+    pipe.send(_COMMITTING)
+    pipe.send("ready")  # not where a group went
+    time.sleep(60)
+
+
+def starts_slowly(pipe: Any, *_: Any) -> None:
+    time.sleep(3)
+    pipe.send("ready")
+    time.sleep(60)
+
+
+def open_unless(stop: Path, starts: Path, settings: Any) -> Any:
+    """The service's opener (``sharing.service.open_log``), counting its starts in ``starts``;
+    refusing once ``stop`` exists (a catalog or key that no longer opens)."""
+    from sharing.service import open_log
+
+    with starts.open("a") as f:
+        f.write(f"{os.getpid()}\n")
+    if stop.exists():
+        raise RuntimeError("the catalog does not open (stand-in)")
+    return open_log(settings)
+
+
+def open_with_another_key(settings: Any) -> Any:
+    """The catalog and a log signing with a key that is not the service's (rotated meanwhile)."""
+    from catalog import Catalog
+    from evidence.keys import SigningKey
+    from evidence.log import TransparencyLog
+
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    return catalog, TransparencyLog(SigningKey.generate(settings.log_origin), settings.log_origin)
