@@ -10,9 +10,10 @@ runs in its own process. Then, on the same machine and in the same run:
   log (``evidence.view.LogView``: the certificate's opening checked against the leaf hash the view
   verified, its state from the newest logged status list), its use appended to the log with a
   signed checkpoint by the group-committing writer (``sharing.logwriter``: durable before the
-  answer leaves), and a signed verification slip with the use's inclusion proof — requests/s and
-  p50/p99 latency, with 8 connections, 4 and one; and with 8 connections to ``onceonly serve
-  --workers 2`` (two processes, their log writers taking turns);
+  answer leaves; its transactions in an appender process of their own), and a signed
+  verification slip with the use's inclusion proof — requests/s and p50/p99 latency, with 8
+  connections, 4, 3 and one; and with 8 connections to ``onceonly serve --workers 2`` (two
+  processes, their log writers taking turns in their own threads);
 - **HTTP, paced**: 20 connections, each waiting a random pause between its answers (exponential,
   mean 17 ms: ~1,000-1,100 requests/s offered while answers are quick): the stations' clerks
   asking independently, so requests arrive spread out as they would at a district's counters,
@@ -391,6 +392,8 @@ def run(rows: int | None = None) -> dict[str, Any]:
                 ours_http = _wrk(base, script, server=server.pid)
                 print("HTTP: the same, 4 connections ...", flush=True)
                 four_http = _wrk(base, script, connections=4, server=server.pid)
+                print("HTTP: the same, 3 connections ...", flush=True)
+                three_http = _wrk(base, script, connections=3, server=server.pid)
                 print("HTTP: the same, one connection (one clerk at a time) ...", flush=True)
                 one_http = _wrk(base, script, connections=1, server=server.pid)
                 print(
@@ -426,6 +429,7 @@ def run(rows: int | None = None) -> dict[str, Any]:
         "home_build_s": round(built, 1),
         "http_skip_check": ours_http,
         "http_skip_check_four_connections": four_http,
+        "http_skip_check_three_connections": three_http,
         "http_skip_check_one_connection": one_http,
         "http_skip_check_paced": paced_http,
         "http_skip_check_two_workers": two_http,
@@ -451,6 +455,8 @@ def run(rows: int | None = None) -> dict[str, Any]:
         f"HTTP skip-check: {ours_http['requests_per_s']:,.0f}/s, p50 {ours_http['p50_ms']} ms, p99 "
         f"{ours_http['p99_ms']} ms ({ours_http['non_2xx']} non-2xx); 4 connections "
         f"{four_http['requests_per_s']:,.0f}/s, p50 {four_http['p50_ms']} ms, p99 {four_http['p99_ms']} ms; "
+        f"3 connections {three_http['requests_per_s']:,.0f}/s, p50 {three_http['p50_ms']} ms, "
+        f"p99 {three_http['p99_ms']} ms; "
         f"one connection {one_http['requests_per_s']:,.0f}/s p99 {one_http['p99_ms']} ms; two processes "
         f"{two_http['requests_per_s']:,.0f}/s, p50 {two_http['p50_ms']} ms, p99 {two_http['p99_ms']} ms; "
         f"floor /healthz "
