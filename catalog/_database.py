@@ -21,6 +21,7 @@ upgrade`` (:meth:`Catalog.upgrade`) brings it there.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -34,6 +35,9 @@ from catalog import _migrations
 from catalog._errors import catalog_error
 from catalog._migrations import SchemaRevision
 from onceonly.errors import CatalogError, CatalogRefused
+
+# Seconds a kept connection to a database server may sit idle before it is pinged (Catalog._alive).
+KEPT_PING_AFTER = 1.0
 
 
 class Catalog:
@@ -145,6 +149,9 @@ class Catalog:
         if conn is not None and conn.in_transaction():
             raise RuntimeError(f"{name}: this thread's kept connection is already in a transaction")
         try:
+            if conn is not None and not self._alive(conn, name):
+                self._drop_kept(conn, name)  # the server ended it while it sat idle: a new one
+                conn = None
             if conn is None or conn.closed or conn.invalidated:
                 conn = self.engine.connect()
                 if read_only:
@@ -157,6 +164,25 @@ class Catalog:
         except SQLAlchemyError as exc:
             self._drop_kept(conn, name)
             raise catalog_error(exc, "catalog database error") from exc
+        finally:
+            setattr(self._mine, f"{name}_at", time.monotonic())
+
+    def _alive(self, conn: Connection, name: str) -> bool:
+        """False if a server's connection kept idle for over :data:`KEPT_PING_AFTER` seconds no
+        longer answers (a server restarted, a failover, an idle timeout): as the pool's
+        pre-ping does at checkout, which a kept connection skips. A local SQLite file is not
+        asked; nor is a connection used within the last second (its next error is the caller's)."""
+        if conn.closed or conn.invalidated or self.engine.dialect.name == "sqlite":
+            return True
+        if time.monotonic() - getattr(self._mine, f"{name}_at", 0.0) <= KEPT_PING_AFTER:
+            return True
+        raw = conn.connection.dbapi_connection
+        if raw is None:
+            return False
+        try:
+            return bool(self.engine.dialect.do_ping(raw))
+        except Exception:  # the driver's own error for a connection gone: any means "gone"
+            return False
 
     def _drop_kept(self, conn: Connection | None, name: str) -> None:
         setattr(self._mine, name, None)

@@ -131,3 +131,50 @@ def test_opening_a_catalog_on_a_server_that_refuses_the_connection_is_transient(
     ):
         with pytest.raises(CatalogUnavailable, match="cannot open the catalog database"):
             Catalog.connect(url)
+
+
+def _session(catalog: Catalog, conn: sa.Connection) -> int:
+    postgresql = catalog.engine.dialect.name == "postgresql"
+    return int(
+        conn.exec_driver_sql(
+            "SELECT pg_backend_pid()" if postgresql else "SELECT CONNECTION_ID()"
+        ).scalar_one()
+    )
+
+
+def _end_session(catalog: Catalog, session: int) -> None:
+    admin = sa.create_engine(catalog.engine.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as other:
+        postgresql = catalog.engine.dialect.name == "postgresql"
+        other.exec_driver_sql(f"SELECT pg_terminate_backend({session})" if postgresql else f"KILL {session}")
+    admin.dispose()
+
+
+@pytest.mark.parametrize("pinged", [True, False])
+def test_a_kept_connection_the_server_ended_while_idle_is_replaced_before_its_next_transaction(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch, pinged: bool
+) -> None:
+    """The counter's log writer keeps its connection (``Catalog.begin_kept``), which the pool's
+    pre-ping never sees: one idle past KEPT_PING_AFTER is pinged first, and one the server ended
+    meanwhile (a restart, a failover) is replaced — not the next request's error. Without the
+    ping (``pinged`` False: the connection counts as just used) that transaction fails."""
+    from catalog import _database
+
+    with catalog.begin_kept() as conn:
+        conn.execute(sa.update(connector_state).filter_by(connector="a").values(rows_pulled=1))
+        ended = _session(catalog, conn)
+    _end_session(catalog, ended)
+    monkeypatch.setattr(_database, "KEPT_PING_AFTER", 0.0 if pinged else 1e9)
+
+    def work() -> int:
+        with catalog.begin_kept() as conn:
+            conn.execute(sa.update(connector_state).filter_by(connector="b").values(rows_pulled=2))
+            return _session(catalog, conn)
+
+    if pinged:
+        assert work() != ended
+        assert (_rows_pulled(catalog, "a"), _rows_pulled(catalog, "b")) == (1, 2)
+    else:
+        with pytest.raises(CatalogUnavailable):
+            work()
+        assert _rows_pulled(catalog, "b") == 0
