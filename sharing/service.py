@@ -956,5 +956,6 @@ __all__ = [
     "Refused",
     "SkipCheckRequest",
     "create_app",
+    "open_log",
     "serve_app",
 ]
