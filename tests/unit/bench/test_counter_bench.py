@@ -115,3 +115,30 @@ def test_a_paced_connection_waits_its_pauses_and_an_unpaced_one_does_not(tmp_pat
     # answers' time adds to the pauses); unpaced, as many as answered (thousands here).
     assert 20 <= paced_count <= 240, paced_count
     assert len(seen) > 2 * 240
+
+
+def test_a_servers_cpu_is_read_for_its_whole_tree_and_for_itself_alone() -> None:
+    """The server's CPU per answer counts its children (the log appender); ``alone`` the serving
+    process itself, whose threads share one interpreter lock."""
+    import os
+    import sys
+    import time
+
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 30: pass"]
+    )
+    try:
+        me = os.getpid()
+        whole, alone = counter._cpu_seconds(me), counter._cpu_seconds(me, alone=True)
+        deadline = time.monotonic() + 25
+        while time.monotonic() < deadline:  # however busy the machine: until the child has spun
+            time.sleep(0.1)
+            grown_whole = counter._cpu_seconds(me) - whole
+            grown_alone = counter._cpu_seconds(me, alone=True) - alone
+            if grown_whole - grown_alone >= 0.3:
+                break
+        assert grown_whole - grown_alone >= 0.3, (grown_whole, grown_alone)  # the child's, spinning
+        assert grown_alone < grown_whole / 2  # this process mostly slept
+    finally:
+        busy.kill()
+        busy.wait()
