@@ -277,7 +277,9 @@ def test_the_writer_copies_the_write_ahead_log_back_itself_and_keeps_it_short(
     """SQLite's own checkpoint (every 1,000 pages, inside the transaction that reaches them) is
     off for the writer's transactions: the writer copies the WAL back every CHECKPOINT_EVERY of
     them, after their requests are answered, so the WAL file stays a few dozen pages long."""
-    with _writer() as writer:  # in its thread: CHECKPOINT_EVERY patched where it is read
+    # In its thread (CHECKPOINT_EVERY patched where it is read), with a lock file to take turns on
+    # (the test's own checkpoint then never runs beside the writer's: it would find it busy).
+    with _writer(turns=home / "catalog.db.writer-lock") as writer:
         _copies_the_wal_back(writer, monkeypatch)
 
 
