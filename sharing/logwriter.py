@@ -598,16 +598,17 @@ def _appender_main(
             if items is None:
                 return
             outcome: Any
-            try:
-                with _turn(turns), catalog.begin_kept() as conn:
-                    if sqlite:
-                        conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
-                    a = append_committed_many(conn, log, [Committed(*item) for item in items])
-                    pipe.send(_COMMITTING)
-                outcome = (a.first_index, a.tree_size, a.root_hash, a.checkpoint, a.entries)
-            except Exception as exc:
-                outcome = _portable(exc)
-            pipe.send(outcome)
+            with _turn(turns):  # the outcome sent in it: nothing after the COMMIT can fail the group
+                try:
+                    with catalog.begin_kept() as conn:
+                        if sqlite:
+                            conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
+                        a = append_committed_many(conn, log, [Committed(*item) for item in items])
+                        pipe.send(_COMMITTING)
+                    outcome = (a.first_index, a.tree_size, a.root_hash, a.checkpoint, a.entries)
+                except Exception as exc:  # rolled back
+                    outcome = _portable(exc)
+                pipe.send(outcome)
             if sqlite and not isinstance(outcome, BaseException):
                 since += 1
                 if since >= CHECKPOINT_EVERY:
