@@ -13,8 +13,11 @@ def process_tree(root: int) -> list[int]:
     while todo:
         pid = todo.pop()
         found.append(pid)
-        try:
-            todo.extend(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
-        except OSError:
-            continue  # gone meanwhile
+        # Each thread's children: a process started from another thread than the main one (the
+        # counter's log appender, started again by the writer's thread) is listed under that thread.
+        for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+            try:
+                todo.extend(int(c) for c in listing.read_text().split() if int(c) not in found)
+            except OSError:
+                continue  # gone meanwhile
     return found

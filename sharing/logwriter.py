@@ -434,6 +434,11 @@ class _Appender:
         self._process: BaseProcess | None = None
         self._pipe: Pipe | None = None
         self._retry_at = 0.0
+        self._started_at = 0.0
+        self._stopped = False
+        # One exchange at a time: the writer's thread appends; stop() (close, or atexit while
+        # that thread may still be appending) waits for the exchange under way.
+        self._exchange = threading.Lock()
         self._start()
         # Before multiprocessing's own exit handler, which would wait for it: an appender
         # stops when told or when its pipe closes, not on SIGTERM (see _appender_main).
@@ -464,16 +469,27 @@ class _Appender:
             if isinstance(exc, EOFError | OSError):
                 raise AppenderUnavailable("the log appender process stopped as it started") from exc
             raise
-        self._process, self._pipe = process, ours
+        self._process, self._pipe, self._started_at = process, ours, time.monotonic()
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
     def available(self) -> bool:
-        """Running, or started again now (not before :data:`RETRY_AFTER` after a failed start)."""
+        """Running, or started again now: not before :data:`RETRY_AFTER` after a failed start,
+        nor within :data:`RETRY_AFTER` of the start of one that died (one dying at every group
+        would otherwise be started again for each); never once stopped."""
+        with self._exchange:  # not beside stop(): a process started after it would outlive it
+            return self._available()
+
+    def _available(self) -> bool:
+        if self._stopped:
+            return False
         if self._pipe is not None and self._process is not None and self._process.is_alive():
             return True
+        if self._started_at:  # one ran, and died or was discarded
+            self._retry_at = max(self._retry_at, self._started_at + self.RETRY_AFTER)
+            self._started_at = 0.0
         self._discard()
         if time.monotonic() < self._retry_at:
             return False
@@ -494,46 +510,59 @@ class _Appender:
         """``items`` appended in one transaction by the process (:meth:`available` first).
         :class:`AppenderUnavailable`: nothing was committed there; :class:`AppenderStopped`:
         it may have been; any other error is the append's own (rolled back)."""
-        if self._pipe is None:
-            raise AppenderUnavailable("no log appender process is running")
         # Pickled here, as plain tuples (a dataclass each pickles ~2x slower): an entry that
         # does not pickle is its request's error, and nothing was sent.
         message = pickle.dumps(
             [(item.kind, item.ref, item.document, item.subject) for item in items], pickle.HIGHEST_PROTOCOL
         )
-        committing = False
-        try:
-            self._pipe.send_bytes(message)
-            reply = self._pipe.recv()
-            if reply == _COMMITTING:
-                committing = True
-                reply = self._pipe.recv()
-        except Exception as exc:  # gone, or an answer that does not read: never read out of turn
+        with self._exchange:
+            pipe = self._pipe
+            if pipe is None or self._stopped:
+                raise AppenderUnavailable("no log appender process is running")
+            committing = False
+            try:
+                pipe.send_bytes(message)
+                reply = pipe.recv()
+                if reply == _COMMITTING:
+                    committing = True
+                    reply = pipe.recv()
+            except Exception as exc:  # gone, or an answer that does not read: never read out of turn
+                self._discard()
+                if committing:
+                    raise AppenderStopped(
+                        "the log appender process stopped while committing; the uses may have been logged"
+                    ) from exc
+                raise AppenderUnavailable("the log appender process stopped before committing") from exc
+            if isinstance(reply, BaseException):
+                raise reply  # rolled back
+            if committing and isinstance(reply, tuple) and len(reply) == 5:
+                return Appended(*reply)
             self._discard()
-            if committing:
-                raise AppenderStopped(
-                    "the log appender process stopped while committing; the uses may have been logged"
-                ) from exc
-            raise AppenderUnavailable("the log appender process stopped before committing") from exc
-        if isinstance(reply, BaseException):
-            raise reply  # rolled back
-        if committing and isinstance(reply, tuple) and len(reply) == 5:
-            return Appended(*reply)
-        self._discard()
-        raise AppenderStopped(f"the log appender process answered {type(reply).__name__} out of turn")
+            raise AppenderStopped(f"the log appender process answered {type(reply).__name__} out of turn")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the process: told to, it copies its write-ahead log back and exits (killed if it
-        has not within ``timeout``)."""
-        pipe, process = self._pipe, self._process
-        self._pipe = self._process = None
+        """Stop the process for good: once the exchange under way (if any) is over, told to, it
+        copies its write-ahead log back and exits (killed if it has not within ``timeout``). An
+        exchange still going after ``timeout`` has its process killed under it (its group then
+        fails or is committed by the writer, by what the process had said)."""
+        self._stopped = True  # no new exchange, no new process
         atexit.unregister(self.stop)
-        if pipe is not None:
-            with contextlib.suppress(OSError, ValueError):
-                pipe.send_bytes(pickle.dumps(None))
-        if process is not None:
-            process.join(timeout)
-        _end(pipe, process)
+        if not self._exchange.acquire(timeout=timeout):
+            process = self._process
+            if process is not None and process.is_alive():
+                process.kill()
+            return
+        try:
+            pipe, process = self._pipe, self._process
+            self._pipe = self._process = None
+            if pipe is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    pipe.send_bytes(pickle.dumps(None))
+            if process is not None:
+                process.join(timeout)
+            _end(pipe, process)
+        finally:
+            self._exchange.release()
 
     def _discard(self) -> None:
         """The process killed (if any), its pipe closed: a later group starts another."""

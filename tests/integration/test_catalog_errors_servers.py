@@ -178,3 +178,17 @@ def test_a_kept_connection_the_server_ended_while_idle_is_replaced_before_its_ne
         with pytest.raises(CatalogUnavailable):
             work()
         assert _rows_pulled(catalog, "b") == 0
+
+
+def test_a_kept_connection_that_answers_the_ping_is_kept(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pinged and alive: the same session goes on (not a new connection every transaction)."""
+    from catalog import _database
+
+    monkeypatch.setattr(_database, "KEPT_PING_AFTER", 0.0)
+    sessions = []
+    for _ in range(3):
+        with catalog.begin_kept() as conn:
+            sessions.append(_session(catalog, conn))
+    assert len(set(sessions)) == 1

@@ -394,12 +394,18 @@ def _waiting_on_the_lock_file(pid: int, turns: Path, timeout: float = 30.0) -> N
     raise AssertionError(f"process {pid} never took the group")
 
 
-def test_an_appender_killed_before_committing_its_group_leaves_it_to_the_writer(appending: LogWriter) -> None:
+def test_an_appender_killed_before_committing_its_group_leaves_it_to_the_writer(
+    appending: LogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed while it waits for SQLite's lock (its transaction not yet committing): nothing of
     the group was committed, so the writer commits it itself — the request is answered, its use
-    logged once — and the next group starts another appender."""
+    logged once — and the next group starts another appender (one that had run RETRY_AFTER)."""
     import os
     import signal
+
+    from sharing.logwriter import _Appender
+
+    monkeypatch.setattr(_Appender, "RETRY_AFTER", 0.0)
 
     appending.append([_use(0)])
     assert appending._appender is not None
@@ -501,6 +507,7 @@ def test_while_no_appender_will_start_the_writer_commits_in_its_thread_and_tries
         stop.touch()
         os.kill(writer._appender.pid, signal.SIGKILL)
         writer._appender._process.join(10)  # type: ignore[union-attr]
+        writer._appender._started_at -= _Appender.RETRY_AFTER  # it had served long: started again at once
 
         async def requests() -> list[Logged]:
             return list(await asyncio.gather(*(writer.append_async([_use(n)]) for n in range(1, 9))))
@@ -614,5 +621,77 @@ def test_an_appender_that_cannot_open_the_log_stops_the_writer_from_starting(
                 appender=partial(open_log, Settings()),
             )
         assert "not the passphrase" not in str(raised.value)
+    finally:
+        catalog.dispose()
+
+
+def test_an_appender_dying_soon_after_its_start_is_not_started_again_before_retry_after(home: Path) -> None:
+    """One that dies at every group (killed for its memory, say) would otherwise cost a new
+    interpreter per group: within RETRY_AFTER of its start the writer commits without it."""
+    import time
+
+    from appender_doubles import dies_before_committing
+
+    from sharing.logwriter import AppenderUnavailable, _Appender
+
+    appender = _appender(dies_before_committing, home)
+    with pytest.raises(AppenderUnavailable):
+        appender.append([_use(1)])
+    assert not appender.available() and appender.pid is None  # no new process
+    assert appender._retry_at > time.monotonic() + _Appender.RETRY_AFTER - 5
+    appender._retry_at = 0.0  # RETRY_AFTER has passed
+    assert appender.available() and appender.pid is not None  # another
+    appender.stop()
+
+
+def test_a_service_that_exits_without_closing_its_writer_exits_and_logs_nothing_twice(home: Path) -> None:
+    """The interpreter's exit while the writer's thread is still appending through the appender
+    (no close: an exception, a script's end): the appender is stopped once the exchange under way
+    is over, no new one is started, and the interpreter exits; the log verifies."""
+    import subprocess
+    import sys
+    import time
+
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    script = """
+import threading, time
+from functools import partial
+from pathlib import Path
+from catalog import Catalog
+from evidence.keys import open_key_store
+from evidence.log import TransparencyLog, use_entry
+from onceonly.settings import Settings
+from sharing.logwriter import LogWriter, _Appender
+from sharing.service import open_log
+
+_Appender.RETRY_AFTER = 0.0  # any appender gone is started again at once: not after the stop
+settings = Settings()
+catalog = Catalog.connect(settings.catalog_url)
+log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+writer = LogWriter(catalog, log, turns=Path(settings.home) / "catalog.db.writer-lock",
+                   appender=partial(open_log, settings))
+
+def clerk(n):
+    while True:
+        try:
+            writer.append([use_entry(matter=f"m{n}", certificate_id="c", township="1201", subject=None)])
+        except Exception:
+            return
+
+for n in range(4):
+    threading.Thread(target=clerk, args=(n,), daemon=True).start()
+time.sleep(1.0)
+print("leaving", flush=True)
+"""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "leaving" in done.stdout, done.stderr[-2000:]
+    assert time.monotonic() - started < 90
+    catalog = Catalog.connect(Settings().catalog_url)
+    try:
+        with catalog.read() as conn:
+            verify_log(conn, log_verifiers(Settings()))
+            leaves = conn.exec_driver_sql("SELECT count(*) FROM log_leaves WHERE kind = 'use'").scalar_one()
+        assert leaves > 0
     finally:
         catalog.dispose()
