@@ -695,3 +695,66 @@ print("leaving", flush=True)
         assert leaves > 0
     finally:
         catalog.dispose()
+
+
+def test_leaving_while_a_slow_appender_commits_neither_hangs_nor_commits_a_group_twice(
+    home: Path, tmp_path: Path
+) -> None:
+    """The same exit with an appender whose transactions take 0.3 s, so that the exit meets
+    groups under way: every group is committed once — by the appender or, once it is stopped,
+    by the writer itself — and the interpreter exits. (Timing-bound: the code before the
+    exchange lock passes it too on this machine; a reviewer's script with three clerks looping
+    without end hung it, or committed a group twice, within a few tries.)"""
+    import subprocess
+    import sys
+    import time
+
+    assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
+    record = tmp_path / "committed-by-the-appender"
+    script = f"""
+import sys, threading, time
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import sharing.logwriter as lw
+from appender_doubles import commits_slowly
+from catalog import Catalog
+from evidence.keys import open_key_store
+from evidence.log import TransparencyLog, use_entry
+from onceonly.settings import Settings
+
+lw._appender_main = commits_slowly
+lw._Appender.RETRY_AFTER = 0.0  # any appender gone is started again at once: not after the stop
+settings = Settings()
+catalog = Catalog.connect(settings.catalog_url)
+log = TransparencyLog(open_key_store(settings).load(settings.log_origin), settings.log_origin)
+writer = lw.LogWriter(catalog, log, turns=Path(settings.home) / "lock", appender={str(record)!r})
+
+def clerk(n):
+    for k in range(1000):
+        try:
+            writer.append([use_entry(matter=f"m{{n}}-{{k}}", certificate_id="c", township="1", subject=None)])
+        except Exception as exc:
+            print("failed", n, k, type(exc).__name__, flush=True)
+
+for n in range(3):
+    threading.Thread(target=clerk, args=(n,), daemon=True).start()
+    time.sleep(0.05)
+time.sleep(0.1)
+print("leaving", flush=True)
+"""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "leaving" in done.stdout, done.stderr[-2000:]
+    assert time.monotonic() - started < 90
+    by_appender = record.read_text().split() if record.exists() else []
+    catalog = Catalog.connect(Settings().catalog_url)
+    try:
+        with catalog.read() as conn:
+            size = conn.exec_driver_sql("SELECT tree_size FROM log_head").scalar_one_or_none() or 0
+            if size:  # the writer committed some itself (the appender stopped under them)
+                verify_log(conn, log_verifiers(Settings()))
+            here = [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(size)]
+    finally:
+        catalog.dispose()
+    assert by_appender, done.stdout
+    assert len(by_appender) == len(set(by_appender)) and not set(by_appender) & set(here), (by_appender, here)
