@@ -48,8 +48,9 @@ jobs: a consent spent) on the same lock file; it copies the write-ahead log back
 group the appender failed on is retried a job at a time, as in the thread. One it died under
 before its COMMIT (killed, out of memory) is committed by the writer itself; one it died under
 during the COMMIT fails (:class:`AppenderStopped`: it may have been logged — the view finds it
-when it next reads the log — and is never logged twice). The next group starts a new appender;
-while none will start, the writer commits in its own thread, trying again every 30 s.
+when it next reads the log — and is never logged twice). A later group starts a new appender,
+not within 30 s of the last one's start (nor of a start that failed); meanwhile the writer
+commits in its own thread. Stopped (``close``, or at exit), it finishes the exchange under way.
 """
 
 from __future__ import annotations
