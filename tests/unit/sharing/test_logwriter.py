@@ -648,9 +648,6 @@ def test_a_service_that_exits_without_closing_its_writer_exits_and_logs_nothing_
     """The interpreter's exit while the writer's thread is still appending through the appender
     (no close: an exception, a script's end): the appender is stopped once the exchange under way
     is over, no new one is started, and the interpreter exits; the log verifies."""
-    import subprocess
-    import sys
-    import time
 
     assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
     script = """
@@ -683,10 +680,7 @@ for n in range(4):
 time.sleep(1.0)
 print("leaving", flush=True)
 """
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "leaving" in done.stdout, done.stderr[-2000:]
-    assert time.monotonic() - started < 90
+    _leaves_in_time(script)
     catalog = Catalog.connect(Settings().catalog_url)
     try:
         with catalog.read() as conn:
@@ -705,9 +699,6 @@ def test_leaving_while_a_slow_appender_commits_neither_hangs_nor_commits_a_group
     by the writer itself — and the interpreter exits. (Timing-bound: the code before the
     exchange lock passes it too on this machine; a reviewer's script with three clerks looping
     without end hung it, or committed a group twice, within a few tries.)"""
-    import subprocess
-    import sys
-    import time
 
     assert CliRunner().invoke(cli, ["keys", "init"]).exit_code == 0
     record = tmp_path / "committed-by-the-appender"
@@ -742,10 +733,7 @@ for n in range(3):
 time.sleep(0.1)
 print("leaving", flush=True)
 """
-    started = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "leaving" in done.stdout, done.stderr[-2000:]
-    assert time.monotonic() - started < 90
+    done = _leaves_in_time(script)
     by_appender = record.read_text().split() if record.exists() else []
     catalog = Catalog.connect(Settings().catalog_url)
     try:
@@ -758,3 +746,16 @@ print("leaving", flush=True)
         catalog.dispose()
     assert by_appender, done.stdout
     assert len(by_appender) == len(set(by_appender)) and not set(by_appender) & set(here), (by_appender, here)
+
+
+def _leaves_in_time(script: str) -> Any:
+    """``script`` run by a new interpreter, which must print "leaving" and exit, in time."""
+    import subprocess
+    import sys
+    import time
+
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "leaving" in done.stdout, done.stderr[-2000:]
+    assert time.monotonic() - started < 90
+    return done
