@@ -75,3 +75,21 @@ def test_the_scaled_runs_stages_are_printed_beside_the_base_runs(capsys: pytest.
         "301.5",
     ]
     assert any("time 5.2x for 5.0x the records; peak RSS 1.04x (goal <= 1.2)" in line for line in lines)
+
+
+def test_the_full_run_alone_is_printed_without_re_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.daily import _print
+
+    figures = {
+        "rows_per_department": 10,
+        "floor": {"records_per_s": 1000, "seconds": 1.0},
+        "runs": {"full": {"pulled": 10, "seconds": 50.0, "peak_rss_mb": 100, "stages": {"land": 30.0}}},
+        "full_records_per_s": 200,
+        "full_over_floor": 0.2,
+    }
+    _print(figures)
+    out = capsys.readouterr().out
+    assert "re-run, no change" not in out and "re-run, 1% changed" not in out
+    assert "= 0.20x the floor" in out
+    land = next(line for line in out.splitlines() if line.strip().startswith("land"))
+    assert land.split() == ["land", "30.0"]
