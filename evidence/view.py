@@ -96,12 +96,20 @@ class LogView:
             while len(self._vouched) > 64:
                 self._vouched.popitem(last=False)
 
-    def refresh(self, conn: Connection) -> int:
-        """Follow the log to its newest signed checkpoint; the size verified."""
+    def newest(self, conn: Connection) -> tuple[int, str] | None:
+        """The size and note of the newest checkpoint in the catalog as ``conn``'s transaction
+        sees it (one query; nothing verified), or None before the first: for a caller that reads
+        it once and hands it to :meth:`refresh` or :meth:`reader` in the same transaction."""
         row = _NEWEST.first(conn)
-        if row is None:
+        return (int(row.tree_size), str(row.note)) if row is not None else None
+
+    def refresh(self, conn: Connection, newest: tuple[int, str] | None = None) -> int:
+        """Follow the log to its newest signed checkpoint; the size verified. ``newest``: what
+        :meth:`newest` returned in this same transaction (not asked again)."""
+        found = newest if newest is not None else self.newest(conn)
+        if found is None:
             raise VerificationFailed("the transparency log has no checkpoint yet")
-        size, note = int(row.tree_size), str(row.note)
+        size, note = found
         # Smaller: a read that began before the newest append saw less; what the view holds covers it.
         if size < self.size or (size, note) == self.head:
             return self.size
@@ -114,8 +122,11 @@ class LogView:
         """How many leaves the newest checkpoint in the catalog holds beyond what the view
         verified (one query; nothing verified): a caller that must not stall for long — an event
         loop — follows a big growth elsewhere first."""
-        row = _NEWEST.first(conn)
-        return max(0, int(row.tree_size) - self.size) if row is not None else 0
+        return self.behind_of(self.newest(conn))
+
+    def behind_of(self, newest: tuple[int, str] | None) -> int:
+        """:meth:`behind` for the checkpoint :meth:`newest` returned."""
+        return max(0, newest[0] - self.size) if newest is not None else 0
 
     def follow_own(self, first: int, entries: Sequence[bytes], note: str) -> bool:
         """Follow an append this process made itself (its log writer, right after committing
@@ -264,16 +275,18 @@ class LogView:
         (the same contract as ``evidence.bundle.check_held`` without ``size``)."""
         return self._held(conn, cert_id, leaf_index, self.refresh(conn))
 
-    def reader(self, conn: Connection) -> Callable[[Connection, str, int], HeldCertificate]:
+    def reader(
+        self, conn: Connection, newest: tuple[int, str] | None = None
+    ) -> Callable[[Connection, str, int], HeldCertificate]:
         """:meth:`held` for the rest of ``conn``'s read transaction: the view follows the log
         now, once, and each certificate is then read without asking the catalog for its newest
         checkpoint again (one query per answer, not one per certificate it reads). A leaf
         beyond what the view holds (a database whose statements see what others committed
         since the transaction began) follows the log first, as :meth:`held` does. A log that
         does not verify: each certificate read raises :class:`VerificationFailed`, as from
-        :meth:`held`."""
+        :meth:`held`. ``newest``: as for :meth:`refresh`."""
         try:
-            self.refresh(conn)
+            self.refresh(conn, newest)
         except VerificationFailed:
             return self.held  # which says why, for every certificate asked
 

@@ -49,6 +49,7 @@ from onceonly.privacy import mask_citizen_id, scrub_digits, scrub_text
 from onceonly.settings import Settings
 from sharing.citizens import Citizen
 from sharing.logwriter import Logged, LogWriter
+from sharing.matters import Asked
 from sharing.stations import Station, authenticate
 
 _logger = logging.getLogger("onceonly.serve")
@@ -184,6 +185,7 @@ class Counter:
         self.catalog = Catalog.connect(settings.catalog_url, create=False, pool_size=POOL_SIZE)
         self.issued_by = certificate_datasets(settings.contracts_dir)
         self.catalogue = load_matters(settings.matters_file, known_types=self.issued_by)
+        self._asked: dict[str, Asked] = {}  # catalogue.asked, by code (an unknown one raises, kept nowhere)
         self.verifiers = log_verifiers(settings)
         key = open_key_store(settings).load(settings.log_origin)
         self.log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
@@ -268,17 +270,28 @@ class Counter:
 
         if self.inline:
             self._loop_thread = threading.get_ident()
-            with self._read() as conn:  # one transaction for both
-                behind = self.view.behind(conn)
+            advance: Callable[..., Any] = _advance
+            # One read transaction for the credential, the log's newest checkpoint and the
+            # answer up to its first append: each transaction begun after the appender's commit
+            # re-reads the pages it touches (SQLite drops a reader's page cache when the file
+            # changed), and the newest checkpoint is asked once.
+            with self._read() as conn:
+                newest = self.view.newest(conn)
                 station = self._station_in(conn, authorization)
+                behind = self.view.behind_of(newest)
+                if behind <= FOLLOW_ON_LOOP:
+                    steps = self._skip_check_steps(station, request, reading=(conn, newest))
+                    first = advance(steps, None, None)
             if behind > FOLLOW_ON_LOOP:  # a batch issued meanwhile: folded off the loop
                 await run_in_threadpool(self._follow_log)
-            advance: Callable[..., Any] = _advance
+                steps = self._skip_check_steps(station, request)
+                first = advance(steps, None, None)
         else:
             station = await run_in_threadpool(self.station, authorization)
             advance = partial(run_in_threadpool, _advance)  # type: ignore[call-arg]
-        steps = self._skip_check_steps(station, request)
-        done, out = await _maybe(advance(steps, None, None))
+            steps = self._skip_check_steps(station, request)
+            first = await run_in_threadpool(_advance, steps, None, None)
+        done, out = first
         while not done:
             try:
                 logged = await self.writer.append_async(out.items, before=out.before)
@@ -301,11 +314,15 @@ class Counter:
         return out
 
     def _skip_check_steps(
-        self, station: Station, request: SkipCheckRequest
+        self,
+        station: Station,
+        request: SkipCheckRequest,
+        reading: tuple[Any, tuple[int, str] | None] | None = None,
     ) -> Generator[_Append, Logged, dict[str, Any]]:
         """The skip-check, as steps that yield what must be logged (:class:`_Append`) and get
         back where it went: the same answer whether the caller blocks on the log writer or
-        awaits it."""
+        awaits it. ``reading``: the caller's read transaction, open until the first step yields,
+        and the newest checkpoint it saw (``LogView.newest``): the answer is read in it."""
         from sharing.citizens import ConsentRefused, use_consent
         from sharing.skipcheck import skip_check
         from sharing.slip import build_slip, slip_digest
@@ -313,7 +330,9 @@ class Counter:
         subject = request.subject_id.strip().upper()
         request = _scrubbed(request)
         try:
-            asked = self.catalogue.asked(request.matter)
+            asked = self._asked.get(request.matter) or self._asked.setdefault(
+                request.matter, self.catalogue.asked(request.matter)
+            )  # the catalogue is frozen: each matter's materials made once
         except ConfigurationError:
             refused = Refused(404, "未知事项（见 GET /api/matters）", "unknown matter")
             known = is_valid_citizen_id(subject) or is_valid_uscc(subject)
@@ -335,7 +354,7 @@ class Counter:
                 raise Refused(
                     403, f"本站未获授权办理该事项：{asked.name}", "matter out of the station's scope"
                 )
-            with self._read() as conn:
+            with contextlib.nullcontext(reading[0]) if reading else self._read() as conn:
                 in_township = self._in_township(conn, subject, station.township)
                 if not in_township and not request.consent_code:
                     raise Refused(
@@ -356,7 +375,7 @@ class Counter:
                     purpose=request.purpose,
                     case_number=request.case_number,
                     may_see=lambda relative: self._in_township(conn, relative, station.township),
-                    held=self.view.reader(conn),
+                    held=self.view.reader(conn, reading[1] if reading else None),
                     named={"child": request.child_id.strip().upper()} if request.child_id else None,
                 )
 

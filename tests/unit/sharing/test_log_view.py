@@ -323,7 +323,7 @@ def test_a_reader_of_a_log_that_does_not_verify_refuses_each_certificate(
     view, catalog, settings = _view()
     mine = _certificate(settings, people["mine"])
 
-    def broken(conn: object) -> int:
+    def broken(conn: object, newest: object = None) -> int:
         raise VerificationFailed("the log was changed")
 
     monkeypatch.setattr(view, "refresh", broken)

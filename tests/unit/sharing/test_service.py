@@ -781,3 +781,42 @@ async def _several_messages(people: dict[str, str]) -> None:
     messages[:] = [{"type": "http.request", "body": data[:7], "more_body": True}, {"type": "http.disconnect"}]
     await _SkipCheckRoute(reading, Answering())(scope, receive, send)  # type: ignore[arg-type]
     assert [m["type"] for m in replayed] == ["http.request", "http.disconnect"]
+
+
+def test_an_answer_on_the_loop_reads_in_one_transaction_and_asks_the_newest_checkpoint_once(
+    people: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a SQLite catalog the loop reads the credential, the log's newest checkpoint and the
+    answer in one read transaction (each one begun after a commit re-reads its pages), and asks
+    for the newest checkpoint once: the view's reader is handed what was read."""
+    import contextlib
+
+    from evidence import view as view_module
+    from sharing.service import Counter
+
+    counter = Counter(Settings())
+    transactions: list[int] = []
+    read_kept = counter.catalog.read_kept
+
+    @contextlib.contextmanager
+    def counted() -> Any:
+        transactions.append(1)
+        with read_kept() as conn:
+            yield conn
+
+    monkeypatch.setattr(counter.catalog, "read_kept", counted)
+    newest_asked: list[int] = []
+    real = view_module._NEWEST
+
+    class Counted:
+        def first(self, conn: Any, **params: Any) -> Any:
+            newest_asked.append(1)
+            return real.first(conn, **params)
+
+    monkeypatch.setattr(view_module, "_NEWEST", Counted())
+    token = station()
+    with TestClient(create_app(counter=counter)) as client:
+        for n in range(3):
+            answered = ask(client, token, subject_id=people["mine"], case_number=f"WQ-{n}")
+            assert answered.status_code == 200 and answered.json()["materials"][0]["skippable"]
+    assert len(transactions) == 3 and len(newest_asked) == 3
