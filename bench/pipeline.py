@@ -68,15 +68,25 @@ def _valid_citizen_ids(ids: pa.StringArray) -> np.ndarray:
     return valid
 
 
+ROW_HASH_SLICE = 1 << 20  # rows joined at a time: a string array holds at most 2 GiB (5M rows did not fit)
+
+
 def _row_hashes(table: pa.Table) -> list[bytes]:
     """SHA-256 of each row's canonical bytes: columns as text joined column-wise by Arrow,
-    hashlib once per row."""
+    ``ROW_HASH_SLICE`` rows at a time, hashlib once per row."""
     texts = [pc.fill_null(pc.cast(column, pa.string()), "\\N") for column in table.columns]
-    joined = pc.binary_join_element_wise(*texts, "\x1f").combine_chunks()
-    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32, count=len(joined) + 1)
-    data = memoryview(joined.buffers()[2])
     sha256 = hashlib.sha256
-    return [sha256(b"\x00" + data[a:b]).digest() for a, b in itertools.pairwise(offsets.tolist())]
+    hashes: list[bytes] = []
+    for start in range(0, table.num_rows, ROW_HASH_SLICE):
+        joined = pc.binary_join_element_wise(
+            *(text.slice(start, ROW_HASH_SLICE) for text in texts), "\x1f"
+        ).combine_chunks()
+        offsets = np.frombuffer(
+            joined.buffers()[1], dtype=np.int32, count=len(joined) + 1, offset=joined.offset * 4
+        )
+        data = memoryview(joined.buffers()[2])
+        hashes += [sha256(b"\x00" + data[a:b]).digest() for a, b in itertools.pairwise(offsets.tolist())]
+    return hashes
 
 
 def _merkle_root(level: list[bytes]) -> bytes:
