@@ -759,3 +759,126 @@ def _leaves_in_time(script: str) -> Any:
     assert done.returncode == 0 and "leaving" in done.stdout, done.stderr[-2000:]
     assert time.monotonic() - started < 90
     return done
+
+
+@pytest.mark.parametrize(
+    ("stand_in", "outcome"),
+    [
+        ("dies_before_committing", "committed by the writer"),
+        ("dies_while_committing", "may have been logged"),
+        ("answers_out_of_turn", "out of turn"),
+    ],
+)
+def test_a_group_a_loop_hands_the_appender_is_taken_as_the_writers_thread_takes_one(
+    home: Path, monkeypatch: pytest.MonkeyPatch, stand_in: str, outcome: str
+) -> None:
+    """Requests on an event loop exchange their group with the appender from the loop itself (no
+    thread between): an appender gone before committing leaves the group to the writer's thread
+    (each request answered, each use logged once); gone while committing, or answering out of
+    turn, fails each request of the group (perhaps logged: never logged twice); the writer's
+    thread never exchanged with it."""
+    import asyncio
+
+    import appender_doubles
+
+    from sharing.logwriter import _Appender
+
+    thread_exchanges: list[int] = []
+    append = _Appender.append
+    monkeypatch.setattr(
+        _Appender, "append", lambda self, items: thread_exchanges.append(1) or append(self, items)
+    )
+    with _writer(appender=True) as writer:
+        assert writer._appender is not None
+        writer.append([_use(0)])  # by the real appender
+        writer._appender.stop()
+        writer._appender = stand = _appender(getattr(appender_doubles, stand_in), home)
+        process = stand._process
+
+        async def requests() -> list[Logged | BaseException]:
+            jobs = [writer.append_async([_use(n)]) for n in range(1, 4)]
+            return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+        results = asyncio.run(requests())
+        assert thread_exchanges == [1] and stand.pid is None  # the first append's only; discarded
+        assert process is not None and not process.is_alive()
+        if outcome == "committed by the writer":
+            assert all(isinstance(r, Logged) and r.indices for r in results), results
+            assert [m for m in _matters(writer) if m] == ["m0", "m1", "m2", "m3"]
+        else:
+            assert all(isinstance(r, AppenderStopped) and outcome in str(r) for r in results), results
+            assert [m for m in _matters(writer) if m] == ["m0"]
+
+
+def test_a_group_a_loop_hands_over_while_the_thread_exchanges_goes_to_the_thread(
+    appending: LogWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The appender busy with the writer's thread (its exchange taken): the loop does not wait
+    for it, its group goes to the thread, which appends it once the exchange is free."""
+    import asyncio
+
+    from sharing.logwriter import _Appender
+
+    appender = appending._appender
+    assert appender is not None
+    thread_exchanges: list[int] = []
+    append = _Appender.append
+    monkeypatch.setattr(
+        _Appender, "append", lambda self, items: thread_exchanges.append(1) or append(self, items)
+    )
+    appender._exchange.acquire()
+    threading.Timer(0.3, appender._exchange.release).start()
+
+    async def requests() -> list[Logged]:
+        return list(await asyncio.gather(*(appending.append_async([_use(n)]) for n in range(1, 4))))
+
+    results = asyncio.run(requests())
+    assert thread_exchanges == [1] and len({r.checkpoint for r in results}) == 1
+    assert [m for m in _matters(appending) if m] == ["m1", "m2", "m3"]
+
+
+def test_a_loop_closed_with_its_group_out_holds_no_other_exchange_up(home: Path, tmp_path: Path) -> None:
+    """A loop that closed while the appender had its group (its requests gone with it) never
+    reads the outcome: the next exchange takes it over (that appender discarded) instead of
+    waiting for it, and the writer stops at once, not after its 30 s for an exchange."""
+    import asyncio
+    import time
+
+    from appender_doubles import commits_slowly
+
+    from sharing.logwriter import _Appender
+
+    record = tmp_path / "record"  # commits_slowly's opener: where it writes what it "commits"
+    with _writer(appender=True) as writer:
+        assert writer._appender is not None
+        writer._appender.stop()
+        writer._appender = stand = _Appender(
+            str(record),  # type: ignore[arg-type]
+            home / "catalog.db.writer-lock",
+            main=commits_slowly,
+        )
+        slow = stand._process
+
+        async def leave_with_a_group_out() -> None:
+            out = asyncio.ensure_future(writer.append_async([_use(1)]))
+            await asyncio.sleep(0.1)  # sent: the appender takes 0.3 s over it
+            assert not out.done()
+
+        asyncio.run(leave_with_a_group_out())
+        started = time.monotonic()
+        logged = writer.append([_use(2)])  # not by the slow one: discarded, not started again for 30 s
+        assert logged.indices and time.monotonic() - started < 5
+        assert slow is not None and not slow.is_alive()
+        started = time.monotonic()
+    assert time.monotonic() - started < 5
+    assert [m for m in _matters_of_home() if m] == ["m2"]
+
+
+def _matters_of_home() -> list[str]:
+    catalog = Catalog.connect(Settings().catalog_url)
+    try:
+        with catalog.read() as conn:
+            size = conn.exec_driver_sql("SELECT tree_size FROM log_head").scalar_one()
+            return [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(size)]
+    finally:
+        catalog.dispose()
