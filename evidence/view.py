@@ -87,6 +87,10 @@ class LogView:
         # bytes), its signature is not checked again; its key and its root still are.
         self._vouched: OrderedDict[str, None] = OrderedDict()
 
+    def busy(self) -> bool:
+        """Whether following the log would wait now (another thread is folding a growth)."""
+        return self._lock.locked()
+
     def vouch(self, note: str) -> None:
         """Note that this process signed ``note`` (the service's own log writer did): following
         the log to it then skips the signature check — not the check that the signing key is one

@@ -62,8 +62,11 @@ answer, 0.86-0.95 without the thread between. The outcome is taken as the thread
 before ``committing``, the group goes to the thread, which commits it; gone after, or out of
 turn, its requests fail (:class:`AppenderStopped`); rolled back, its jobs are tried alone in the
 thread. The appender busy with the thread's own exchange, or not running (started again in the
-thread, never on the loop), the loop's group goes to the thread. A loop closed with a group out
-never reads its outcome: the next exchange takes the pipe over and discards that appender.
+thread, never on the loop), the loop's group goes to the thread; the thread in turn never waits
+for a loop's exchange (a loop blocked on a blocking ``append``, or stopped, would never end it):
+it commits that group itself, in its turn on the lock file. ``close`` waits for the loop's group
+out and those waiting behind it. A loop closed with a group out never reads its outcome: the next
+exchange takes the pipe over and discards that appender.
 """
 
 from __future__ import annotations
@@ -84,6 +87,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -120,6 +124,7 @@ class _Job:
     done: Future[Logged] = field(default_factory=Future)
     # append_async's: the loop and its future, settled from ``done`` once per transaction
     waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[Logged]] | None = None
+    alone: bool = False  # committed in a transaction of its own (a group it was in rolled back)
 
 
 class LogWriter:
@@ -132,11 +137,15 @@ class LogWriter:
         *,
         max_batch: int = MAX_BATCH,
         committed: Callable[[Appended], object] | None = None,
+        committed_busy: Callable[[], bool] | None = None,
         turns: Path | None = None,
         appender: Callable[[], tuple[Catalog, TransparencyLog]] | None = None,
     ) -> None:
-        """``committed``: called in the writer's thread with each append once it is committed,
-        before any of its requests is woken (a service's view of the log follows it there).
+        """``committed``: called with each append once it is committed, before any of its
+        requests is woken (a service's view of the log follows it there): in the writer's thread,
+        or on the loop for a group the loop exchanged with the appender — in a thread of the
+        loop's pool instead when ``committed_busy()`` says it would wait now (the view folding a
+        growth in another thread: the loop does not wait for that).
         ``turns``: a lock file the writers of several processes on one SQLite catalog take
         turns on around each transaction (``onceonly serve --workers N``): the kernel hands
         the lock over at once, where SQLite's own busy handler sleeps 1, 2, 5, 10… ms between
@@ -146,7 +155,7 @@ class LogWriter:
         if appender is not None and turns is None:
             raise ValueError("an appender process takes turns with this process: give the turns lock file")
         self.catalog, self.log, self.max_batch = catalog, log, max_batch
-        self._committed = committed
+        self._committed, self._committed_busy = committed, committed_busy
         self._turns = turns
         self._queue: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
         # Jobs of a loop's current pass (append_async), handed over together when it ends.
@@ -246,10 +255,13 @@ class LogWriter:
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         jobs = self._passing.pop(loop, [])
-        if self._appender is not None and (
-            self._loop is None or self._loop is loop or (self._loop.is_closed() and self._loop_out is None)
-        ):
-            self._loop = loop
+        with self._guard:  # one loop has the exchanges; another once that one has closed
+            mine = self._appender is not None and (
+                self._loop is None or self._loop is loop or self._loop.is_closed()
+            )
+            if mine and self._loop is not loop:
+                self._loop, self._loop_out, self._loop_waiting, self._loop_committing = loop, None, [], False
+        if mine:
             self._loop_waiting += [j for j in jobs if j.before is None]
             jobs = [j for j in jobs if j.before is not None]  # committed in the writer's thread
             self._pump()
@@ -258,7 +270,7 @@ class LogWriter:
         self._to_thread(jobs)
 
     def _to_thread(self, jobs: list[_Job]) -> None:
-        """``jobs`` (not yet running) handed to the writer's thread; failed if it has stopped."""
+        """``jobs`` (none running yet) handed to the writer's thread; failed if it has stopped."""
         with self._guard:
             if not self._closed and self._thread.is_alive():
                 for start in range(0, len(jobs), self.max_batch):  # a transaction holds max_batch at most
@@ -273,7 +285,7 @@ class LogWriter:
     def _pump(self) -> None:
         """On the loop: the next group of waiting jobs sent to the appender, unless one is out.
         The writer's thread takes them instead when the appender is busy with the thread's own
-        exchange, is not running (started again there, not on the loop), or the writer closed."""
+        exchange, or is not running (started again there, not on the loop), or has stopped."""
         appender, loop = self._appender, self._loop
         if self._loop_out is not None or not self._loop_waiting or appender is None or loop is None:
             return
@@ -282,32 +294,34 @@ class LogWriter:
         if not group:
             self._pump()
             return
-        if self._closed or not appender.take_exchange(loop):
+        if not appender.take_exchange(loop):
             self._to_thread(group)
             self._pump()
             return
-        sending = False
+        reading = running = False
         try:
             message = _group_message([item for job in group for item in job.items])
             pipe = appender.pipe()
             loop.add_reader(pipe.fileno(), self._on_reply)  # before sending: an outcome is always read
+            reading = True
             for job in group:
                 job.done.set_running_or_notify_cancel()  # none was withdrawn: checked above, on this loop
+            running = True
             self._loop_out, self._loop_committing = group, False
-            sending = True
             pipe.send_bytes(message)
         except Exception as exc:  # nothing committed there: the thread commits them, or says why
             self._loop_out = None
-            if sending:  # perhaps half sent: the process is never read out of turn
+            if reading:
                 with contextlib.suppress(Exception):
                     loop.remove_reader(appender.pipe().fileno())
+            if running:  # perhaps half sent: the process is never read out of turn
                 appender.discard()
             appender.give_exchange()
             if not isinstance(exc, OSError | ValueError):  # not a pipe gone: say what
                 _logger.warning(
                     "the log appender could not take a group from the loop: %s", scrub_text(str(exc))
                 )
-            self._to_thread(_again(group))
+            self._to_thread(_again(group) if running else group)
             self._pump()
 
     def _on_reply(self) -> None:
@@ -334,10 +348,12 @@ class LogWriter:
             appender.discard()
         appender.give_exchange()
         if done:
-            self._finish(group, Appended(*reply), wake=_settle)
+            if self._committed is not None and self._committed_busy is not None and self._committed_busy():
+                loop.run_in_executor(None, partial(self._finish, group, Appended(*reply), wake=_wake))
+            else:
+                self._finish(group, Appended(*reply), wake=_settle)
         elif rolled_back:  # each job alone, in the writer's thread (one's error is its own)
-            for job in _again(group):
-                self._to_thread([job])
+            self._to_thread(_again(group, alone=True))
         elif gone and not committing:  # nothing committed there: the writer's thread commits it
             _logger.warning(
                 "the log appender process stopped before committing; the log writer commits the group itself"
@@ -362,10 +378,26 @@ class LogWriter:
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=60)
+        self._loop_groups_finished(timeout=60)
         if self._appender is not None and not self._thread.is_alive():
             self._appender.stop()  # it copies its own write-ahead log back as it stops
         if self._sqlite and self._since_checkpoint and not self._thread.is_alive():
             self._checkpoint()
+
+    def _loop_groups_finished(self, timeout: float) -> None:
+        """Until the loop's group out and those waiting behind it are appended (the loop running
+        on, in another thread; not within ``timeout``: left to the appender's stop)."""
+        loop = self._loop
+        if loop is None or self._appender is None:
+            return
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is loop:
+                return  # closed on the loop itself: it cannot run the exchange meanwhile
+        deadline = time.monotonic() + timeout
+        while (self._loop_out is not None or self._loop_waiting) and time.monotonic() < deadline:
+            if loop.is_closed() or not loop.is_running():
+                return
+            time.sleep(0.002)
 
     def _checkpoint(self) -> None:
         self._since_checkpoint = 0
@@ -410,9 +442,9 @@ class LogWriter:
     def _commit_jobs(self, jobs: list[_Job]) -> None:
         # A job whose request gave up is withdrawn; the others are now running.
         jobs = [j for j in jobs if j.done.set_running_or_notify_cancel()]
-        for alone in [j for j in jobs if j.before is not None]:
+        for alone in [j for j in jobs if j.before is not None or j.alone]:
             self._commit([alone])
-        grouped = [j for j in jobs if j.before is None]
+        grouped = [j for j in jobs if j.before is None and not j.alone]
         if grouped:
             self._commit(grouped)
 
@@ -436,14 +468,14 @@ class LogWriter:
         appender = self._appender if items and all(job.before is None for job in jobs) else None
         by_appender = False
         try:
-            if appender is not None and appender.available():
-                try:
-                    appended: Appended | None = appender.append(items)
-                    by_appender = True
+            appended: Appended | None = None
+            if appender is not None:
+                try:  # not while a loop has the exchange: the group is committed here, in its turn
+                    appended = appender.try_append(items)
+                    by_appender = appended is not None
                 except AppenderUnavailable as exc:  # nothing committed there: here, then
                     _logger.warning("%s; the log writer commits the group itself", exc)
-                    appended = self._commit_here(jobs, items)
-            else:
+            if not by_appender:
                 appended = self._commit_here(jobs, items)
         except AppenderStopped as exc:  # perhaps committed: not tried again (the view will see)
             for job in jobs:
@@ -488,9 +520,10 @@ class LogWriter:
         wake(jobs)
 
 
-def _again(jobs: Sequence[_Job]) -> list[_Job]:
-    """Jobs already running, as new ones for the writer's thread: the same entries and waiters."""
-    return [_Job(job.items, job.before, waiter=job.waiter) for job in jobs]
+def _again(jobs: Sequence[_Job], *, alone: bool = False) -> list[_Job]:
+    """Jobs already running, as new ones for the writer's thread: the same entries and waiters
+    (no longer withdrawn by their timeout: the writer commits them)."""
+    return [_Job(job.items, job.before, waiter=job.waiter, alone=alone) for job in jobs]
 
 
 def _group_message(items: Sequence[Committed]) -> bytes:
@@ -631,14 +664,18 @@ class _Appender:
         finally:
             self._exchange.release()
 
-    def _take(self, timeout: float | None = None) -> bool:
-        """The exchange, once the one under way is over (False if not within ``timeout``). One
-        an event loop left out when it closed is never over: it is taken over, and its process
-        discarded (the outcome of the group it had is never read; its requests ended with their
-        loop)."""
+    def _take(self, timeout: float | None = None, *, give_way: bool = False) -> bool:
+        """The exchange, once the one under way is over (False if not within ``timeout``; with
+        ``give_way``, False at once while an event loop has it). One an event loop left out when
+        it closed is never over: it is taken over, and its process discarded (the outcome of the
+        group it had is never read; its requests ended with their loop)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        step = 0.01 if give_way else 0.5
         while True:
-            wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            holder = self._loop_holder
+            if give_way and holder is not None and not holder.is_closed():
+                return False
+            wait = step if deadline is None else max(0.0, min(step, deadline - time.monotonic()))
             if self._exchange.acquire(timeout=wait):
                 return True
             with self._takeover:
@@ -680,31 +717,48 @@ class _Appender:
         it may have been; any other error is the append's own (rolled back)."""
         message = _group_message(items)
         self._take()
-        with contextlib.ExitStack() as taken:
-            taken.callback(self._exchange.release)
-            pipe = self._pipe
-            if pipe is None or self._stopped:
-                raise AppenderUnavailable("no log appender process is running")
-            committing = False
-            try:
-                pipe.send_bytes(message)
+        try:
+            return self._exchange_taken(message)
+        finally:
+            self._exchange.release()
+
+    def try_append(self, items: Sequence[Committed]) -> Appended | None:
+        """:meth:`append` if the process runs (started again here when due) and no event loop
+        has the exchange; None otherwise, for the caller to commit the group itself. A loop's
+        exchange is not waited for: a loop blocked waiting for the caller, or stopped, would
+        never end it."""
+        message = _group_message(items)
+        if not self._take(give_way=True):
+            return None
+        try:
+            return self._exchange_taken(message) if self._available() else None
+        finally:
+            self._exchange.release()
+
+    def _exchange_taken(self, message: bytes) -> Appended:
+        pipe = self._pipe
+        if pipe is None or self._stopped:
+            raise AppenderUnavailable("no log appender process is running")
+        committing = False
+        try:
+            pipe.send_bytes(message)
+            reply = pipe.recv()
+            if reply == _COMMITTING:
+                committing = True
                 reply = pipe.recv()
-                if reply == _COMMITTING:
-                    committing = True
-                    reply = pipe.recv()
-            except Exception as exc:  # gone, or an answer that does not read: never read out of turn
-                self._discard()
-                if committing:
-                    raise AppenderStopped(
-                        "the log appender process stopped while committing; the uses may have been logged"
-                    ) from exc
-                raise AppenderUnavailable("the log appender process stopped before committing") from exc
-            if isinstance(reply, BaseException):
-                raise reply  # rolled back
-            if committing and _is_outcome(reply):
-                return Appended(*reply)
+        except Exception as exc:  # gone, or an answer that does not read: never read out of turn
             self._discard()
-            raise AppenderStopped(f"the log appender process answered {type(reply).__name__} out of turn")
+            if committing:
+                raise AppenderStopped(
+                    "the log appender process stopped while committing; the uses may have been logged"
+                ) from exc
+            raise AppenderUnavailable("the log appender process stopped before committing") from exc
+        if isinstance(reply, BaseException):
+            raise reply  # rolled back
+        if committing and _is_outcome(reply):
+            return Appended(*reply)
+        self._discard()
+        raise AppenderStopped(f"the log appender process answered {type(reply).__name__} out of turn")
 
     def take_exchange(self, loop: asyncio.AbstractEventLoop) -> bool:
         """For an event loop's exchange (:meth:`LogWriter._pump`): the exchange taken without

@@ -207,6 +207,7 @@ class Counter:
             self.catalog,
             self.log,
             committed=self._followed,
+            committed_busy=self.view.busy,  # a big growth folded in the pool: not waited for on the loop
             # Several processes answering (`onceonly serve --workers N`): their writers take turns.
             turns=pathlib.Path(f"{database}.writer-lock") if database else None,
             appender=partial(open_log, settings) if appender and database else None,

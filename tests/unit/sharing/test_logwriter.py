@@ -784,9 +784,11 @@ def test_a_group_a_loop_hands_the_appender_is_taken_as_the_writers_thread_takes_
     from sharing.logwriter import _Appender
 
     thread_exchanges: list[int] = []
-    append = _Appender.append
+    exchange = _Appender._exchange_taken  # the writer thread's exchanges (the loop's are its own)
     monkeypatch.setattr(
-        _Appender, "append", lambda self, items: thread_exchanges.append(1) or append(self, items)
+        _Appender,
+        "_exchange_taken",
+        lambda self, message: thread_exchanges.append(1) or exchange(self, message),
     )
     with _writer(appender=True) as writer:
         assert writer._appender is not None
@@ -822,9 +824,11 @@ def test_a_group_a_loop_hands_over_while_the_thread_exchanges_goes_to_the_thread
     appender = appending._appender
     assert appender is not None
     thread_exchanges: list[int] = []
-    append = _Appender.append
+    exchange = _Appender._exchange_taken  # the writer thread's exchanges (the loop's are its own)
     monkeypatch.setattr(
-        _Appender, "append", lambda self, items: thread_exchanges.append(1) or append(self, items)
+        _Appender,
+        "_exchange_taken",
+        lambda self, message: thread_exchanges.append(1) or exchange(self, message),
     )
     appender._exchange.acquire()
     threading.Timer(0.3, appender._exchange.release).start()
@@ -882,3 +886,122 @@ def _matters_of_home() -> list[str]:
             return [json.loads(leaf_at(conn, i).entry or b"").get("matter") for i in range(size)]
     finally:
         catalog.dispose()
+
+
+def test_closing_finishes_the_loops_group_out_and_those_waiting_behind_it(appending: LogWriter) -> None:
+    """close() from another thread (as the service's lifespan closes it) while the appender has
+    the loop's group, waiting for its turn, and a later request waits behind it: both are
+    appended before the appender stops."""
+    import asyncio
+
+    appending.append([_use(0)])
+    turns = Path(Settings().home) / "catalog.db.writer-lock"
+
+    async def requests() -> list[Logged | BaseException]:
+        with _turn_held(turns):  # the appender waits for its turn (not yet committing)
+            first = asyncio.ensure_future(appending.append_async([_use(1)]))
+            await asyncio.sleep(0.3)  # sent: out
+            second = asyncio.ensure_future(appending.append_async([_use(2)]))
+            await asyncio.sleep(0.1)  # handed over: waiting behind it
+            closer = threading.Thread(target=appending.close)
+            closer.start()
+            await asyncio.sleep(0.3)
+        results = list(await asyncio.gather(first, second, return_exceptions=True))
+        await asyncio.to_thread(closer.join, 30)
+        return results
+
+    results = asyncio.run(requests())
+    assert all(isinstance(r, Logged) for r in results), results
+    assert [m for m in _matters(appending) if m] == ["m0", "m1", "m2"]
+
+
+@contextlib.contextmanager
+def _turn_held(turns: Path) -> Iterator[None]:
+    import fcntl
+    import os
+
+    fd = os.open(turns, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def test_a_request_withdrawn_while_its_group_could_not_be_sent_is_never_logged(appending: LogWriter) -> None:
+    """A pass whose group the loop cannot send (an entry that does not pickle) goes to the
+    writer's thread as it is: a request withdrawn by its timeout meanwhile (the thread busy with
+    a job of its own) is never logged; the one that does not pickle fails alone."""
+    import asyncio
+    import time
+
+    from evidence.log import Committed
+
+    appending.append([_use(0)])
+    bad = Committed("use", "c-bad", {"matter": "bad", "x": lambda: 0})
+    busy = threading.Thread(
+        target=appending.append, args=([_use(5)],), kwargs={"before": lambda _: time.sleep(1.5)}
+    )
+    busy.start()
+    threading.Event().wait(0.2)  # the writer's thread is in that job
+
+    async def requests() -> list[Logged | BaseException]:
+        jobs = [appending.append_async([_use(1)], timeout=0.5), appending.append_async([bad], timeout=10)]
+        return list(await asyncio.gather(*jobs, return_exceptions=True))
+
+    withdrawn, failed = asyncio.run(requests())
+    busy.join(30)
+    assert isinstance(withdrawn, TimeoutError) and isinstance(failed, Exception), (withdrawn, failed)
+    assert "pickle" in str(failed).lower(), failed
+    appending.append([_use(6)])  # after everything the thread had
+    assert [m for m in _matters(appending) if m] == ["m0", "m5", "m6"]
+
+
+def test_a_blocking_append_on_the_loops_thread_while_its_group_is_out_is_committed_by_the_thread(
+    appending: LogWriter,
+) -> None:
+    """append() (blocking) called on the loop's own thread while the appender has that loop's
+    group: the writer's thread does not wait for the exchange the blocked loop holds, it commits
+    the job itself in its turn."""
+    import asyncio
+    import time
+
+    appending.append([_use(0)])
+
+    async def main() -> tuple[Logged, float, Logged]:
+        out = asyncio.ensure_future(appending.append_async([_use(1)]))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the pass ended: the loop sent its group
+        assert appending._loop_out is not None
+        started = time.monotonic()
+        blocking = appending.append([_use(2)], timeout=10)
+        return blocking, time.monotonic() - started, await out
+
+    blocking, took, grouped = asyncio.run(main())
+    assert blocking.indices and grouped.indices and took < 5
+    assert sorted(m for m in _matters(appending) if m) == ["m0", "m1", "m2"]
+
+
+def test_a_loops_group_is_followed_in_the_pool_while_the_view_is_busy(home: Path) -> None:
+    """``committed`` runs on the loop for the loop's groups, unless ``committed_busy`` says it
+    would wait (the view folding a growth elsewhere): then in a thread of the loop's pool, and
+    the requests are answered once it has run."""
+    import asyncio
+
+    busy = threading.Event()
+    ran_in: list[str] = []
+
+    def committed(_: object) -> None:
+        ran_in.append(threading.current_thread().name)
+
+    with _writer(appender=True, committed=committed, committed_busy=busy.is_set) as writer:
+        writer.append([_use(0)])
+
+        async def request(n: int) -> Logged:
+            return await writer.append_async([_use(n)])
+
+        assert asyncio.run(request(1)).indices
+        busy.set()
+        assert asyncio.run(request(2)).indices
+    assert ran_in[0] == "onceonly-log-writer" and ran_in[1] == "MainThread"
+    assert ran_in[2] not in ("onceonly-log-writer", "MainThread"), ran_in
