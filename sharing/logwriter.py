@@ -64,9 +64,12 @@ turn, its requests fail (:class:`AppenderStopped`); rolled back, its jobs are tr
 thread. The appender busy with the thread's own exchange, or not running (started again in the
 thread, never on the loop), the loop's group goes to the thread; the thread in turn never waits
 for a loop's exchange (a loop blocked on a blocking ``append``, or stopped, would never end it):
-it commits that group itself, in its turn on the lock file. ``close`` waits for the loop's group
-out and those waiting behind it. A loop closed with a group out never reads its outcome: the next
-exchange takes the pipe over and discards that appender.
+it commits that group itself, in its turn on the lock file (the appender sends its outcome after
+its turn, so one the loop has not read yet holds nobody's turn). ``close`` first lets the loops
+hand over what their passes accepted and waits for the loop's group out and those behind it (the
+writer's thread still taking what falls to it), then stops the thread and the appender. A loop
+closed with a group out never reads its outcome, nor does one blocked in ``close`` on its own
+thread: the next exchange takes the pipe over and discards that appender.
 """
 
 from __future__ import annotations
@@ -160,7 +163,8 @@ class LogWriter:
         self._queue: queue.SimpleQueue[_Job | list[_Job] | None] = queue.SimpleQueue()
         # Jobs of a loop's current pass (append_async), handed over together when it ends.
         self._passing: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
-        self._closed = False
+        self._closed = False  # the writer's thread told to stop: nothing more reaches it
+        self._closing = False  # close() under way: no new job (those handed over are finished)
         self._guard = threading.Lock()  # closing and queueing do not interleave
         self._sqlite = catalog.engine.dialect.name == "sqlite"
         self._since_checkpoint = 0
@@ -229,7 +233,7 @@ class LogWriter:
     def _submit(self, items: Sequence[Committed], before: Callable[[Connection], object] | None) -> _Job:
         job = _Job(tuple(items), before)
         with self._guard:
-            if self._closed or not self._thread.is_alive():
+            if self._closing or self._closed or not self._thread.is_alive():
                 raise RuntimeError("the log writer has stopped")
             self._queue.put(job)
         return job
@@ -242,7 +246,7 @@ class LogWriter:
     ) -> _Job:
         """Queue a job of the running loop's current pass, handed to the writer when the pass
         ends (``call_soon``: after the tasks already ready, which may append too)."""
-        if self._closed or not self._thread.is_alive():
+        if self._closing or self._closed or not self._thread.is_alive():
             raise RuntimeError("the log writer has stopped")
         loop = waiter[0]
         job = _Job(tuple(items), before, waiter=waiter)
@@ -290,12 +294,15 @@ class LogWriter:
         if self._loop_out is not None or not self._loop_waiting or appender is None or loop is None:
             return
         group = [j for j in self._loop_waiting[: self.max_batch] if not j.done.cancelled()]
+        self._loop_out = group  # out from here (close() waits for it), until the thread has it
         del self._loop_waiting[: self.max_batch]
         if not group:
+            self._loop_out = None
             self._pump()
             return
         if not appender.take_exchange(loop):
             self._to_thread(group)
+            self._loop_out = None
             self._pump()
             return
         reading = running = False
@@ -307,10 +314,9 @@ class LogWriter:
             for job in group:
                 job.done.set_running_or_notify_cancel()  # none was withdrawn: checked above, on this loop
             running = True
-            self._loop_out, self._loop_committing = group, False
+            self._loop_committing = False
             pipe.send_bytes(message)
         except Exception as exc:  # nothing committed there: the thread commits them, or says why
-            self._loop_out = None
             if reading:
                 with contextlib.suppress(Exception):
                     loop.remove_reader(appender.pipe().fileno())
@@ -322,6 +328,7 @@ class LogWriter:
                     "the log appender could not take a group from the loop: %s", scrub_text(str(exc))
                 )
             self._to_thread(_again(group) if running else group)
+            self._loop_out = None
             self._pump()
 
     def _on_reply(self) -> None:
@@ -341,61 +348,82 @@ class LogWriter:
         except Exception as exc:  # gone, or an answer that does not read: never read out of turn
             reply, gone = exc, True
         loop.remove_reader(pipe.fileno())
-        committing, self._loop_out = self._loop_committing, None
+        committing = self._loop_committing
         rolled_back = not gone and isinstance(reply, BaseException)
         done = not gone and committing and _is_outcome(reply)
         if not (rolled_back or done):
             appender.discard()
-        appender.give_exchange()
-        if done:
-            if self._committed is not None and self._committed_busy is not None and self._committed_busy():
-                loop.run_in_executor(None, partial(self._finish, group, Appended(*reply), wake=_wake))
-            else:
-                self._finish(group, Appended(*reply), wake=_settle)
-        elif rolled_back:  # each job alone, in the writer's thread (one's error is its own)
-            self._to_thread(_again(group, alone=True))
-        elif gone and not committing:  # nothing committed there: the writer's thread commits it
-            _logger.warning(
-                "the log appender process stopped before committing; the log writer commits the group itself"
-            )
-            self._to_thread(_again(group))
-        else:  # perhaps committed: never tried again (the view will see)
-            stopped = AppenderStopped(
-                "the log appender process stopped while committing; the uses may have been logged"
-                if gone
-                else f"the log appender process answered {type(reply).__name__} out of turn"
-            )
-            for job in group:
-                job.done.set_exception(stopped)
-            _settle(group)
-        self._pump()
+        try:
+            if done:  # followed before the exchange is given back: the follows come in log order
+                self._finished_on_loop(loop, group, Appended(*reply))
+        finally:
+            appender.give_exchange()
+        try:
+            if rolled_back:  # each job alone, in the writer's thread (one's error is its own)
+                self._to_thread(_again(group, alone=True))
+            elif gone and not committing:  # nothing committed there: the writer's thread commits it
+                _logger.warning(
+                    "the log appender process stopped before committing; "
+                    "the log writer commits the group itself"
+                )
+                self._to_thread(_again(group))
+            elif not done:  # perhaps committed: never tried again (the view will see)
+                stopped = AppenderStopped(
+                    "the log appender process stopped while committing; the uses may have been logged"
+                    if gone
+                    else f"the log appender process answered {type(reply).__name__} out of turn"
+                )
+                for job in group:
+                    job.done.set_exception(stopped)
+                _settle(group)
+        finally:
+            self._loop_out = None
+            self._pump()
+
+    def _finished_on_loop(
+        self, loop: asyncio.AbstractEventLoop, group: list[_Job], appended: Appended
+    ) -> None:
+        """The loop's group committed: followed and answered here, or in a thread of the loop's
+        pool when following would wait now (``committed_busy``)."""
+        if self._committed is not None and self._committed_busy is not None and self._committed_busy():
+            try:
+                loop.run_in_executor(None, partial(self._finish, group, appended, wake=_wake))
+                return
+            except RuntimeError:  # the loop's pool shut down (the loop ending): here, then
+                pass
+        self._finish(group, appended, wake=_settle)
 
     def close(self) -> None:
         """Finish every job already handed over, then stop."""
         with self._guard:
-            if self._closed:
+            if self._closing:
                 return
+            self._closing = True
+        self._loop_groups_finished(timeout=60)  # what the loop hands the thread meanwhile, it takes
+        with self._guard:
             self._closed = True
             self._queue.put(None)
         self._thread.join(timeout=60)
-        self._loop_groups_finished(timeout=60)
         if self._appender is not None and not self._thread.is_alive():
             self._appender.stop()  # it copies its own write-ahead log back as it stops
         if self._sqlite and self._since_checkpoint and not self._thread.is_alive():
             self._checkpoint()
 
     def _loop_groups_finished(self, timeout: float) -> None:
-        """Until the loop's group out and those waiting behind it are appended (the loop running
-        on, in another thread; not within ``timeout``: left to the appender's stop)."""
-        loop = self._loop
-        if loop is None or self._appender is None:
-            return
-        with contextlib.suppress(RuntimeError):
-            if asyncio.get_running_loop() is loop:
-                return  # closed on the loop itself: it cannot run the exchange meanwhile
+        """Until the jobs loops accepted are handed over, and the loop's group out and those
+        waiting behind it appended or handed to the writer's thread (the loops running on, in
+        other threads; not within ``timeout``: left to the appender's stop)."""
+        here = _running_loop()
+
+        def running(loop: asyncio.AbstractEventLoop | None) -> bool:
+            # closed on a loop itself, that loop cannot run the exchange meanwhile
+            return loop is not None and loop is not here and loop.is_running() and not loop.is_closed()
+
         deadline = time.monotonic() + timeout
-        while (self._loop_out is not None or self._loop_waiting) and time.monotonic() < deadline:
-            if loop.is_closed() or not loop.is_running():
+        while time.monotonic() < deadline:
+            passing = any(running(loop) for loop in list(self._passing))
+            out = running(self._loop) and (self._loop_out is not None or bool(self._loop_waiting))
+            if not (passing or out):
                 return
             time.sleep(0.002)
 
@@ -518,6 +546,14 @@ class LogWriter:
             )
             at += count
         wake(jobs)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """This thread's running event loop, if any (one blocked here cannot end its exchange)."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _again(jobs: Sequence[_Job], *, alone: bool = False) -> list[_Job]:
@@ -680,7 +716,7 @@ class _Appender:
                 return True
             with self._takeover:
                 holder = self._loop_holder
-                if holder is not None and holder.is_closed():
+                if holder is not None and (holder.is_closed() or holder is _running_loop()):
                     self._loop_holder = None
                     self._discard()
                     return True  # the lock it held is this caller's to release
@@ -876,7 +912,7 @@ def _appender_main(
             if items is None:
                 return
             outcome: Any
-            with _turn(turns):  # the outcome sent in it: nothing after the COMMIT can fail the group
+            with _turn(turns):
                 try:
                     with catalog.begin_kept() as conn:
                         if sqlite:
@@ -886,7 +922,12 @@ def _appender_main(
                     outcome = (a.first_index, a.tree_size, a.root_hash, a.checkpoint, a.entries)
                 except Exception as exc:  # rolled back
                     outcome = _portable(exc)
-                pipe.send(outcome)
+                # Leaving the turn cannot make a committed group an error (an exception there
+                # ends the process: after its COMMITTING, the writer never tries the group again).
+            # Sent after the turn: a big outcome the service's loop has not read yet (the loop
+            # blocked on the writer's thread, which commits in its own turn meanwhile) holds
+            # nobody's turn.
+            pipe.send(outcome)
             if sqlite and not isinstance(outcome, BaseException):
                 since += 1
                 if since >= CHECKPOINT_EVERY:

@@ -1005,3 +1005,106 @@ def test_a_loops_group_is_followed_in_the_pool_while_the_view_is_busy(home: Path
         assert asyncio.run(request(2)).indices
     assert ran_in[0] == "onceonly-log-writer" and ran_in[1] == "MainThread"
     assert ran_in[2] not in ("onceonly-log-writer", "MainThread"), ran_in
+
+
+def test_a_big_group_out_and_a_blocking_append_on_the_loops_thread_do_not_wait_for_each_other(
+    appending: LogWriter,
+) -> None:
+    """The appender sends a group's outcome after its turn: one larger than the pipe holds (1,500
+    entries), not yet read by a loop blocked on a blocking append, holds nobody's turn, so the
+    writer's thread commits that append and the loop then reads the outcome."""
+    import asyncio
+    import time
+
+    appending.append([_use(0)])
+    got: dict[str, Any] = {}
+
+    async def main() -> None:
+        out = asyncio.ensure_future(appending.append_async([_use(1000 + n) for n in range(1500)]))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the pass ended: the loop sent its group
+        time.sleep(0.5)  # the appender has committed and is sending the outcome
+        got["blocking"] = appending.append([_use(2)], timeout=5)
+        got["grouped"] = await out
+
+    running = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    running.start()
+    running.join(30)
+    assert not running.is_alive(), "the loop and the writer waited for each other"
+    assert got["blocking"].indices and len(got["grouped"].indices) == 1500
+    assert len([m for m in _matters(appending) if m]) == 1502
+
+
+def test_closing_commits_a_loops_group_whose_appender_died_before_committing(appending: LogWriter) -> None:
+    """close() from another thread while the appender has the loop's group; the appender killed
+    before committing it: the writer's thread, still running until the loop's groups are done,
+    commits the group — logged once, the request answered."""
+    import asyncio
+    import os
+    import signal
+
+    appending.append([_use(0)])
+    turns = Path(Settings().home) / "catalog.db.writer-lock"
+
+    async def main() -> Logged | BaseException:
+        with _turn_held(turns):
+            out = asyncio.ensure_future(appending.append_async([_use(1)]))
+            await asyncio.sleep(0.3)
+            assert appending._loop_out is not None and appending._appender is not None
+            closer = threading.Thread(target=appending.close)
+            closer.start()
+            await asyncio.sleep(0.3)
+            os.kill(appending._appender.pid or 0, signal.SIGKILL)
+            await asyncio.sleep(0.3)
+        result = (await asyncio.gather(out, return_exceptions=True))[0]
+        await asyncio.to_thread(closer.join, 30)
+        return result
+
+    result = asyncio.run(main())
+    assert isinstance(result, Logged) and result.indices, result
+    assert [m for m in _matters(appending) if m] == ["m0", "m1"]
+
+
+def test_closing_in_the_middle_of_a_loops_pass_appends_what_the_pass_accepted(appending: LogWriter) -> None:
+    """close() from another thread while a loop's pass is under way: a job the pass accepted
+    (handed over when the pass ends) is appended, not failed as stopped."""
+    import asyncio
+    import time
+
+    appending.append([_use(0)])
+
+    async def main() -> Logged | BaseException:
+        out = asyncio.ensure_future(appending.append_async([_use(1)]))
+        await asyncio.sleep(0)  # accepted in this pass; the pass not over
+        closer = threading.Thread(target=appending.close)
+        closer.start()
+        time.sleep(0.3)  # the rest of a busy pass
+        result = (await asyncio.gather(out, return_exceptions=True))[0]
+        await asyncio.to_thread(closer.join, 30)
+        return result
+
+    result = asyncio.run(main())
+    assert isinstance(result, Logged) and result.indices, result
+    assert [m for m in _matters(appending) if m] == ["m0", "m1"]
+
+
+def test_closing_on_the_loop_with_its_group_out_does_not_wait_for_it(appending: LogWriter) -> None:
+    """close() called on the loop's own thread while the appender has the loop's group: the loop
+    cannot read the outcome meanwhile, so the writer does not wait for it (its appender is
+    discarded; the group may or may not have been logged, never twice)."""
+    import asyncio
+    import time
+
+    appending.append([_use(0)])
+    turns = Path(Settings().home) / "catalog.db.writer-lock"
+
+    async def main() -> float:
+        with _turn_held(turns):
+            asyncio.ensure_future(appending.append_async([_use(1)]))  # noqa: RUF006 (never answered)
+            await asyncio.sleep(0.3)
+        started = time.monotonic()
+        appending.close()
+        return time.monotonic() - started
+
+    assert asyncio.run(main()) < 5
+    assert [m for m in _matters(appending) if m] in (["m0"], ["m0", "m1"])
