@@ -761,6 +761,18 @@ def _leaves_in_time(script: str) -> Any:
     return done
 
 
+def _thread_exchanges(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A 1 for each exchange the writer's thread has with an appender (the loop's are its own)."""
+    from sharing.logwriter import _Appender
+
+    exchanges: list[int] = []
+    exchange = _Appender._exchange_taken
+    monkeypatch.setattr(
+        _Appender, "_exchange_taken", lambda self, message: exchanges.append(1) or exchange(self, message)
+    )
+    return exchanges
+
+
 @pytest.mark.parametrize(
     ("stand_in", "outcome"),
     [
@@ -781,15 +793,7 @@ def test_a_group_a_loop_hands_the_appender_is_taken_as_the_writers_thread_takes_
 
     import appender_doubles
 
-    from sharing.logwriter import _Appender
-
-    thread_exchanges: list[int] = []
-    exchange = _Appender._exchange_taken  # the writer thread's exchanges (the loop's are its own)
-    monkeypatch.setattr(
-        _Appender,
-        "_exchange_taken",
-        lambda self, message: thread_exchanges.append(1) or exchange(self, message),
-    )
+    thread_exchanges = _thread_exchanges(monkeypatch)
     with _writer(appender=True) as writer:
         assert writer._appender is not None
         writer.append([_use(0)])  # by the real appender
@@ -819,17 +823,9 @@ def test_a_group_a_loop_hands_over_while_the_thread_exchanges_goes_to_the_thread
     for it, its group goes to the thread, which appends it once the exchange is free."""
     import asyncio
 
-    from sharing.logwriter import _Appender
-
     appender = appending._appender
     assert appender is not None
-    thread_exchanges: list[int] = []
-    exchange = _Appender._exchange_taken  # the writer thread's exchanges (the loop's are its own)
-    monkeypatch.setattr(
-        _Appender,
-        "_exchange_taken",
-        lambda self, message: thread_exchanges.append(1) or exchange(self, message),
-    )
+    thread_exchanges = _thread_exchanges(monkeypatch)
     appender._exchange.acquire()
     threading.Timer(0.3, appender._exchange.release).start()
 
@@ -1051,18 +1047,33 @@ def test_closing_commits_a_loops_group_whose_appender_died_before_committing(app
             out = asyncio.ensure_future(appending.append_async([_use(1)]))
             await asyncio.sleep(0.3)
             assert appending._loop_out is not None and appending._appender is not None
-            closer = threading.Thread(target=appending.close)
-            closer.start()
+            closer = _closing(appending)
             await asyncio.sleep(0.3)
             os.kill(appending._appender.pid or 0, signal.SIGKILL)
             await asyncio.sleep(0.3)
-        result = (await asyncio.gather(out, return_exceptions=True))[0]
-        await asyncio.to_thread(closer.join, 30)
-        return result
+        return await _its_outcome(out, closer)
 
-    result = asyncio.run(main())
+    _answered_and_logged_once(appending, asyncio.run(main()))
+
+
+def _closing(writer: LogWriter) -> threading.Thread:
+    """close() in a thread of its own, as the service's lifespan closes the writer."""
+    closer = threading.Thread(target=writer.close)
+    closer.start()
+    return closer
+
+
+async def _its_outcome(out: Any, closer: threading.Thread) -> Logged | BaseException:
+    import asyncio
+
+    result = (await asyncio.gather(out, return_exceptions=True))[0]
+    await asyncio.to_thread(closer.join, 30)
+    return result
+
+
+def _answered_and_logged_once(writer: LogWriter, result: Logged | BaseException) -> None:
     assert isinstance(result, Logged) and result.indices, result
-    assert [m for m in _matters(appending) if m] == ["m0", "m1"]
+    assert [m for m in _matters(writer) if m] == ["m0", "m1"]
 
 
 def test_closing_in_the_middle_of_a_loops_pass_appends_what_the_pass_accepted(appending: LogWriter) -> None:
@@ -1076,16 +1087,11 @@ def test_closing_in_the_middle_of_a_loops_pass_appends_what_the_pass_accepted(ap
     async def main() -> Logged | BaseException:
         out = asyncio.ensure_future(appending.append_async([_use(1)]))
         await asyncio.sleep(0)  # accepted in this pass; the pass not over
-        closer = threading.Thread(target=appending.close)
-        closer.start()
+        closer = _closing(appending)
         time.sleep(0.3)  # the rest of a busy pass
-        result = (await asyncio.gather(out, return_exceptions=True))[0]
-        await asyncio.to_thread(closer.join, 30)
-        return result
+        return await _its_outcome(out, closer)
 
-    result = asyncio.run(main())
-    assert isinstance(result, Logged) and result.indices, result
-    assert [m for m in _matters(appending) if m] == ["m0", "m1"]
+    _answered_and_logged_once(appending, asyncio.run(main()))
 
 
 def test_closing_on_the_loop_with_its_group_out_does_not_wait_for_it(appending: LogWriter) -> None:
