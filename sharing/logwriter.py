@@ -182,6 +182,7 @@ class LogWriter:
         self._loop_waiting: list[_Job] = []
         self._loop_out: list[_Job] | None = None  # the group the appender has from the loop
         self._loop_committing = False
+        self._loop_fd = -1  # the pipe the loop reads its outcome from
         self._thread = threading.Thread(target=self._run, name="onceonly-log-writer", daemon=True)
         self._thread.start()
 
@@ -309,7 +310,8 @@ class LogWriter:
         try:
             message = _group_message([item for job in group for item in job.items])
             pipe = appender.pipe()
-            loop.add_reader(pipe.fileno(), self._on_reply)  # before sending: an outcome is always read
+            self._loop_fd = pipe.fileno()
+            loop.add_reader(self._loop_fd, self._on_reply)  # before sending: an outcome is always read
             reading = True
             for job in group:
                 job.done.set_running_or_notify_cancel()  # none was withdrawn: checked above, on this loop
@@ -319,7 +321,7 @@ class LogWriter:
         except Exception as exc:  # nothing committed there: the thread commits them, or says why
             if reading:
                 with contextlib.suppress(Exception):
-                    loop.remove_reader(appender.pipe().fileno())
+                    loop.remove_reader(self._loop_fd)
             if running:  # perhaps half sent: the process is never read out of turn
                 appender.discard()
             appender.give_exchange()
@@ -336,7 +338,18 @@ class LogWriter:
         outcome), taken as :meth:`_Appender.append` takes it in the writer's thread."""
         appender, group, loop = self._appender, self._loop_out, self._loop
         assert appender is not None and group is not None and loop is not None
-        pipe = appender.pipe()
+        pipe = appender.running_pipe()
+        if pipe is None:  # stopped by close() on this loop's thread with the group out: not read
+            with contextlib.suppress(Exception):
+                loop.remove_reader(self._loop_fd)
+            stopped = AppenderStopped(
+                "the log appender process was stopped with the group out; the uses may have been logged"
+            )
+            for job in group:
+                job.done.set_exception(stopped)
+            _settle(group)
+            self._loop_out = None
+            return
         gone = False
         try:
             reply = pipe.recv()
@@ -819,6 +832,10 @@ class _Appender:
         """The running process's pipe (only under the exchange taken)."""
         if self._pipe is None:
             raise AppenderUnavailable("no log appender process is running")
+        return self._pipe
+
+    def running_pipe(self) -> Pipe | None:
+        """The running process's pipe, or None once it was discarded or stopped."""
         return self._pipe
 
     def discard(self) -> None:
