@@ -259,7 +259,12 @@ class LogWriter:
         return job
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        jobs = self._passing.pop(loop, [])
+        try:
+            self._hand_over_pass(loop, list(self._passing.get(loop, ())))
+        finally:  # seen by close() until they are waiting, out or with the thread
+            self._passing.pop(loop, None)
+
+    def _hand_over_pass(self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]) -> None:
         with self._guard:  # one loop has the exchanges; another once that one has closed
             mine = self._appender is not None and (
                 self._loop is None or self._loop is loop or self._loop.is_closed()
@@ -419,8 +424,30 @@ class LogWriter:
         self._thread.join(timeout=60)
         if self._appender is not None and not self._thread.is_alive():
             self._appender.stop()  # it copies its own write-ahead log back as it stops
+            self._fail_loop_groups()
         if self._sqlite and self._since_checkpoint and not self._thread.is_alive():
             self._checkpoint()
+
+    def _fail_loop_groups(self) -> None:
+        """Closed on the loop's own thread (which could not read the outcome meanwhile): the group
+        it had out fails as perhaps logged (its appender was stopped under it; its reader, on a
+        closed pipe, never fires), and the jobs waiting behind it as stopped."""
+        loop = self._loop
+        if loop is None or loop is not _running_loop():
+            return
+        group, waiting = self._loop_out or [], self._loop_waiting
+        self._loop_out, self._loop_waiting = None, []
+        with contextlib.suppress(Exception):
+            loop.remove_reader(self._loop_fd)
+        out = AppenderStopped("the log writer was closed with the group out; the uses may have been logged")
+        for job in group:
+            if not job.done.done():
+                job.done.set_exception(out)
+        stopped = RuntimeError("the log writer has stopped")
+        for job in waiting:
+            if job.done.set_running_or_notify_cancel():
+                job.done.set_exception(stopped)
+        _settle([*group, *waiting])
 
     def _loop_groups_finished(self, timeout: float) -> None:
         """Until the jobs loops accepted are handed over, and the loop's group out and those
