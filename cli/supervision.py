@@ -107,7 +107,7 @@ def demo_supervisor(settings: Settings, *, seed: int = DEMO_SEED, **options: Any
         token,
         lambda note: open_note(note, verifiers),
         host=url.hostname or "127.0.0.1",
-        port=url.port or DEFAULT_PORT,
+        port=DEFAULT_PORT if url.port is None else url.port,  # 0: any free port (tests)
         db_path=settings.departments_dir / "scjg" / "supervision.db",
         **options,
     )
