@@ -263,6 +263,11 @@ def test_the_view_follows_its_own_appends_from_the_entries_written(people: dict[
     forged = (*appended.entries[:-1], appended.entries[-1].replace(b"m2", b"m3"))
     with pytest.raises(VerificationFailed, match="do not fold to the root"):
         view.follow_own(first, forged, appended.checkpoint)
+    # Its own note is not parsed in full, but it must still say the size grown to, and be a note.
+    with pytest.raises(VerificationFailed, match="says size"):
+        view.follow_own(first, appended.entries[:-1], appended.checkpoint)
+    with pytest.raises(VerificationFailed, match="not a signed note"):
+        view.follow_own(first, appended.entries, appended.checkpoint.replace("\n\n", "\n"))
     assert view.size == size
     # Not where the view stands (another process appended between): left to refresh.
     assert not view.follow_own(first + 1, appended.entries[1:], appended.checkpoint)
