@@ -338,6 +338,25 @@ class LogWriter:
             self._loop_out = None
             self._pump()
 
+    def take_ready(self) -> None:
+        """On the loop that has the exchange: what the appender has already sent about the
+        group out (its outcome), taken now rather than at the loop's next poll. A request read
+        in the same pass as the commit otherwise finds the catalog's newest checkpoint ahead of
+        the service's view, which then follows the log from the catalog (the note's signature
+        checked, the entries read back) instead of from the entries the outcome hands it: ~4 %
+        of the loop's CPU under 3 connections."""
+        loop = self._loop
+        if self._loop_out is None or self._appender is None or loop is None or _running_loop() is not loop:
+            return
+        while self._loop_out is not None:
+            pipe = self._appender.running_pipe()
+            if pipe is None or not pipe.poll():
+                return
+            out = self._loop_out
+            self._on_reply()
+            if self._loop_out is not out:  # taken (the next group may be out already): enough
+                return
+
     def _on_reply(self) -> None:
         """On the loop: the appender's word on the group it has (``_COMMITTING``, then the
         outcome), taken as :meth:`_Appender.append` takes it in the writer's thread."""

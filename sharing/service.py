@@ -272,6 +272,7 @@ class Counter:
         if self.inline:
             self._loop_thread = threading.get_ident()
             advance: Callable[..., Any] = _advance
+            self.writer.take_ready()  # the view at the log's head before this answer reads it
             # One read transaction for the credential, the log's newest checkpoint and the
             # answer up to its first append: each transaction begun after the appender's commit
             # re-reads the pages it touches (SQLite drops a reader's page cache when the file

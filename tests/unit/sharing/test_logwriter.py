@@ -379,6 +379,38 @@ def test_the_appender_process_commits_each_group_and_hands_back_where_it_went(ho
         assert _matters(writer).count("m3") == 1
 
 
+def test_an_outcome_the_appender_already_sent_is_taken_before_the_loop_polls_for_it(home: Path) -> None:
+    """``take_ready``: a request on the loop takes the outcome the appender has already sent
+    (the commit followed, its requests answered) before it reads the catalog, instead of at the
+    loop's next poll — a loop busy with other requests does not poll until its pass ends."""
+    import asyncio
+    import time
+
+    followed: list[int] = []
+    with _writer(appender=True, committed=lambda appended: followed.append(appended.tree_size)) as writer:
+        writer.append([_use(0)])  # the appender started
+        followed.clear()
+
+        async def busy_loop() -> Logged:
+            request = asyncio.ensure_future(writer.append_async([_use(1)]))
+            while writer._loop_out is None:  # handed over at the end of the pass
+                await asyncio.sleep(0)
+            time.sleep(0.3)  # the loop busy: committed meanwhile, its outcome not polled for
+            assert not followed
+            deadline = time.monotonic() + 10
+            while not followed and time.monotonic() < deadline:
+                writer.take_ready()  # still without yielding to the loop
+                time.sleep(0.005)
+            assert followed and writer._loop_out is None
+            return await request
+
+        logged = asyncio.run(busy_loop())
+        assert followed == [logged.tree_size]
+        with writer.catalog.read() as conn:
+            assert json.loads(leaf_at(conn, logged.indices[0]).entry)["matter"] == "m1"
+        writer.take_ready()  # not on the loop: nothing to take, nothing done
+
+
 def _waiting_on_the_lock_file(pid: int, turns: Path, timeout: float = 30.0) -> None:
     """Until process ``pid`` holds ``turns`` open: it took a group and waits in its turn."""
     import os
