@@ -48,7 +48,9 @@ jobs: a consent spent) on the same lock file; it copies the write-ahead log back
 group the appender failed on is retried a job at a time, as in the thread. One it died under
 before its COMMIT (killed, out of memory) is committed by the writer itself; one it died under
 during the COMMIT fails (:class:`AppenderStopped`: it may have been logged — the view finds it
-when it next reads the log — and is never logged twice). A later group starts a new appender,
+when it next reads the log — and is never logged twice). One that stops answering (hung, not
+dead: no EOF on its pipe) is killed after ``_Appender.REPLY_TIMEOUT`` (60 s) and then taken as one
+that died. A later group starts a new appender,
 not within 30 s of the last one's start (nor of a start that failed); meanwhile the writer
 commits in its own thread. Stopped (``close``, or at exit), it finishes the exchange under way.
 
@@ -183,6 +185,7 @@ class LogWriter:
         self._loop_out: list[_Job] | None = None  # the group the appender has from the loop
         self._loop_committing = False
         self._loop_fd = -1  # the pipe the loop reads its outcome from
+        self._loop_timer: asyncio.TimerHandle | None = None  # the group out's REPLY_TIMEOUT
         self._thread = threading.Thread(target=self._run, name="onceonly-log-writer", daemon=True)
         self._thread.start()
 
@@ -323,6 +326,7 @@ class LogWriter:
             running = True
             self._loop_committing = False
             pipe.send_bytes(message)
+            self._loop_timer = loop.call_later(appender.REPLY_TIMEOUT, self._reply_overdue, group)
         except Exception as exc:  # nothing committed there: the thread commits them, or says why
             if reading:
                 with contextlib.suppress(Exception):
@@ -357,6 +361,17 @@ class LogWriter:
             if self._loop_out is not out:  # taken (the next group may be out already): enough
                 return
 
+    def _reply_overdue(self, group: list[_Job]) -> None:
+        """On the loop: no outcome for ``group`` within REPLY_TIMEOUT: the appender is hung, and
+        killed; the EOF that follows is read as a dead one's (:meth:`_on_reply`)."""
+        if self._loop_out is group and self._appender is not None:
+            self._appender.kill_hung()
+
+    def _stop_timer(self) -> None:
+        if self._loop_timer is not None:
+            self._loop_timer.cancel()
+            self._loop_timer = None
+
     def _on_reply(self) -> None:
         """On the loop: the appender's word on the group it has (``_COMMITTING``, then the
         outcome), taken as :meth:`_Appender.append` takes it in the writer's thread."""
@@ -364,6 +379,7 @@ class LogWriter:
         assert appender is not None and group is not None and loop is not None
         pipe = appender.running_pipe()
         if pipe is None:  # stopped by close() on this loop's thread with the group out: not read
+            self._stop_timer()
             with contextlib.suppress(Exception):
                 loop.remove_reader(self._loop_fd)
             stopped = AppenderStopped(
@@ -385,6 +401,7 @@ class LogWriter:
         except Exception as exc:  # gone, or an answer that does not read: never read out of turn
             reply, gone = exc, True
         loop.remove_reader(pipe.fileno())
+        self._stop_timer()
         committing = self._loop_committing
         rolled_back = not gone and isinstance(reply, BaseException)
         done = not gone and committing and _is_outcome(reply)
@@ -687,6 +704,11 @@ class _Appender:
 
     START_TIMEOUT = 120.0  # s: the process imports the catalog and opens the log's key
     RETRY_AFTER = 30.0  # s: between attempts to start it again after one failed
+    # s: the longest a group waits for the process's next word. A group commits in ~1 ms; one
+    # waiting for SQLite's lock gives up after its busy timeout (30 s) and says so. A process
+    # silent for longer is hung (a dead one's pipe reads EOF at once): it is killed, and its
+    # group then goes as a dead one's would (to the writer before its COMMITTING, failed after).
+    REPLY_TIMEOUT = 60.0
 
     def __init__(
         self,
@@ -837,10 +859,10 @@ class _Appender:
         committing = False
         try:
             pipe.send_bytes(message)
-            reply = pipe.recv()
+            reply = self._recv(pipe)
             if reply == _COMMITTING:
                 committing = True
-                reply = pipe.recv()
+                reply = self._recv(pipe)
         except Exception as exc:  # gone, or an answer that does not read: never read out of turn
             self._discard()
             if committing:
@@ -854,6 +876,26 @@ class _Appender:
             return Appended(*reply)
         self._discard()
         raise AppenderStopped(f"the log appender process answered {type(reply).__name__} out of turn")
+
+    def _recv(self, pipe: Pipe) -> Any:
+        """The process's next word on ``pipe``; silent for :data:`REPLY_TIMEOUT`, it is killed
+        first (:meth:`kill_hung`), and the word is then what it said before, or EOF."""
+        if not pipe.poll(self.REPLY_TIMEOUT):
+            self.kill_hung()
+        return pipe.recv()
+
+    def kill_hung(self) -> None:
+        """The process killed, its pipe left open: what it sent before it was killed (its
+        COMMITTING) is still read, then EOF, as from a process that died."""
+        process = self._process
+        if process is not None and process.is_alive():
+            _logger.error(
+                "the log appender process (pid %s) did not answer within %g s: killed",
+                process.pid,
+                self.REPLY_TIMEOUT,
+            )
+            process.kill()
+            process.join(5)
 
     def take_exchange(self, loop: asyncio.AbstractEventLoop) -> bool:
         """For an event loop's exchange (:meth:`LogWriter._pump`): the exchange taken without

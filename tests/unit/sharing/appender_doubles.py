@@ -84,3 +84,25 @@ def commits_slowly(pipe: Any, record: str, *_: Any) -> None:
         with open(record, "a", encoding="utf-8") as f:
             f.writelines(f"{item[2]['matter']}\n" for item in items)
         pipe.send((1, 1 + len(items), b"r" * 32, "checkpoint", tuple(b"e" for _ in items)))
+
+
+def _deaf_to_signals() -> None:
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def hangs_before_committing(pipe: Any, *_: Any) -> None:
+    """Takes a group and never answers (stuck, not dead: its pipe stays open)."""
+    _deaf_to_signals()
+    _ready_then_take_a_group(pipe)
+    time.sleep(600)
+
+
+def hangs_while_committing(pipe: Any, *_: Any) -> None:
+    """Says it is committing a group, then never answers again."""
+    _deaf_to_signals()
+    _ready_then_take_a_group(pipe)
+    pipe.send(_COMMITTING)
+    time.sleep(600)

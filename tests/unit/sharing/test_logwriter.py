@@ -485,6 +485,37 @@ def test_an_appender_gone_while_committing_says_the_uses_may_have_been_logged(ho
     assert appender.pid is None
 
 
+@pytest.mark.parametrize(
+    ("stand_in", "error", "words"),
+    [
+        ("hangs_before_committing", "AppenderUnavailable", "before committing"),
+        ("hangs_while_committing", "AppenderStopped", "may have been logged"),
+    ],
+)
+def test_an_appender_that_stops_answering_is_killed_and_taken_as_one_that_died(
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    stand_in: str,
+    error: str,
+    words: str,
+) -> None:
+    """Hung, not dead (its pipe open, no EOF): after REPLY_TIMEOUT it is killed and the group
+    goes as a dead one's — nothing committed before its COMMITTING, perhaps after."""
+    import appender_doubles
+
+    from sharing import logwriter
+    from sharing.logwriter import _Appender
+
+    monkeypatch.setattr(_Appender, "REPLY_TIMEOUT", 0.5)
+    appender = _appender(getattr(appender_doubles, stand_in), home)
+    process = appender._process
+    with pytest.raises(getattr(logwriter, error), match=words):
+        appender.append([_use(1)])
+    assert appender.pid is None and process is not None and not process.is_alive()
+    assert "did not answer within 0.5 s: killed" in caplog.text
+
+
 def test_an_appender_answering_out_of_turn_is_killed_never_read_again(home: Path) -> None:
     from appender_doubles import answers_out_of_turn
 
@@ -811,6 +842,8 @@ def _thread_exchanges(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         ("dies_before_committing", "committed by the writer"),
         ("dies_while_committing", "may have been logged"),
         ("answers_out_of_turn", "out of turn"),
+        ("hangs_before_committing", "committed by the writer"),
+        ("hangs_while_committing", "may have been logged"),
     ],
 )
 def test_a_group_a_loop_hands_the_appender_is_taken_as_the_writers_thread_takes_one(
@@ -820,11 +853,15 @@ def test_a_group_a_loop_hands_the_appender_is_taken_as_the_writers_thread_takes_
     thread between): an appender gone before committing leaves the group to the writer's thread
     (each request answered, each use logged once); gone while committing, or answering out of
     turn, fails each request of the group (perhaps logged: never logged twice); the writer's
-    thread never exchanged with it."""
+    thread never exchanged with it. One that stops answering is killed after REPLY_TIMEOUT, then
+    taken as one that died."""
     import asyncio
 
     import appender_doubles
 
+    from sharing.logwriter import _Appender
+
+    monkeypatch.setattr(_Appender, "REPLY_TIMEOUT", 0.5)
     thread_exchanges = _thread_exchanges(monkeypatch)
     with _writer(appender=True) as writer:
         assert writer._appender is not None
