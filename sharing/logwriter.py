@@ -49,7 +49,7 @@ group the appender failed on is retried a job at a time, as in the thread. One i
 before its COMMIT (killed, out of memory) is committed by the writer itself; one it died under
 during the COMMIT fails (:class:`AppenderStopped`: it may have been logged — the view finds it
 when it next reads the log — and is never logged twice). One that stops answering (hung, not
-dead: no EOF on its pipe) is killed after ``_Appender.REPLY_TIMEOUT`` (60 s) and then taken as one
+dead: no EOF on its pipe) is killed after ``_Appender.REPLY_TIMEOUT`` (90 s) and then taken as one
 that died. A later group starts a new appender,
 not within 30 s of the last one's start (nor of a start that failed); meanwhile the writer
 commits in its own thread. Stopped (``close``, or at exit), it finishes the exchange under way.
@@ -274,6 +274,7 @@ class LogWriter:
             )
             if mine and self._loop is not loop:
                 self._loop, self._loop_out, self._loop_waiting, self._loop_committing = loop, None, [], False
+                self._stop_timer()  # the closed loop's (it never fires there)
         if mine:
             self._loop_waiting += [j for j in jobs if j.before is None]
             jobs = [j for j in jobs if j.before is not None]  # committed in the writer's thread
@@ -325,9 +326,10 @@ class LogWriter:
                 job.done.set_running_or_notify_cancel()  # none was withdrawn: checked above, on this loop
             running = True
             self._loop_committing = False
-            pipe.send_bytes(message)
             self._loop_timer = loop.call_later(appender.REPLY_TIMEOUT, self._reply_overdue, group)
+            pipe.send_bytes(message)  # the last step here: once sent, it may be committed there
         except Exception as exc:  # nothing committed there: the thread commits them, or says why
+            self._stop_timer()
             if reading:
                 with contextlib.suppress(Exception):
                     loop.remove_reader(self._loop_fd)
@@ -362,10 +364,18 @@ class LogWriter:
                 return
 
     def _reply_overdue(self, group: list[_Job]) -> None:
-        """On the loop: no outcome for ``group`` within REPLY_TIMEOUT: the appender is hung, and
-        killed; the EOF that follows is read as a dead one's (:meth:`_on_reply`)."""
-        if self._loop_out is group and self._appender is not None:
-            self._appender.kill_hung()
+        """On the loop: no word on ``group`` within REPLY_TIMEOUT (since it was sent, or since its
+        COMMITTING): the appender is hung, and killed (not waited for: the loop goes on); the EOF
+        that follows is read as a dead one's (:meth:`_on_reply`). A word already waiting in the
+        pipe is read first, the timer started again."""
+        appender, loop = self._appender, self._loop
+        if self._loop_out is not group or appender is None or loop is None:
+            return
+        pipe = appender.running_pipe()
+        if pipe is not None and pipe.poll():
+            self._loop_timer = loop.call_later(appender.REPLY_TIMEOUT, self._reply_overdue, group)
+            return
+        appender.kill_hung(wait=False)
 
     def _stop_timer(self) -> None:
         if self._loop_timer is not None:
@@ -395,8 +405,10 @@ class LogWriter:
             reply = pipe.recv()
             if reply == _COMMITTING and not self._loop_committing:
                 self._loop_committing = True
-                if not pipe.poll():
-                    return  # the outcome comes once committed
+                if not pipe.poll():  # the outcome comes once committed, its REPLY_TIMEOUT from now
+                    self._stop_timer()
+                    self._loop_timer = loop.call_later(appender.REPLY_TIMEOUT, self._reply_overdue, group)
+                    return
                 reply = pipe.recv()
         except Exception as exc:  # gone, or an answer that does not read: never read out of turn
             reply, gone = exc, True
@@ -473,6 +485,7 @@ class LogWriter:
             return
         group, waiting = self._loop_out or [], self._loop_waiting
         self._loop_out, self._loop_waiting = None, []
+        self._stop_timer()
         with contextlib.suppress(Exception):
             loop.remove_reader(self._loop_fd)
         out = AppenderStopped("the log writer was closed with the group out; the uses may have been logged")
@@ -704,11 +717,13 @@ class _Appender:
 
     START_TIMEOUT = 120.0  # s: the process imports the catalog and opens the log's key
     RETRY_AFTER = 30.0  # s: between attempts to start it again after one failed
-    # s: the longest a group waits for the process's next word. A group commits in ~1 ms; one
-    # waiting for SQLite's lock gives up after its busy timeout (30 s) and says so. A process
-    # silent for longer is hung (a dead one's pipe reads EOF at once): it is killed, and its
-    # group then goes as a dead one's would (to the writer before its COMMITTING, failed after).
-    REPLY_TIMEOUT = 60.0
+    # s: the longest a group waits for the process's next word. A group commits in ~1 ms; a
+    # healthy process may wait for its turn (the writer's thread holding it through its own
+    # 30 s wait for SQLite's lock) and then for SQLite's lock (its own 30 s busy timeout, after
+    # which it says so). A process silent for longer is hung (a dead one's pipe reads EOF at
+    # once): it is killed, and its group then goes as a dead one's would (to the writer before
+    # its COMMITTING, failed after).
+    REPLY_TIMEOUT = 90.0
 
     def __init__(
         self,
@@ -884,9 +899,10 @@ class _Appender:
             self.kill_hung()
         return pipe.recv()
 
-    def kill_hung(self) -> None:
+    def kill_hung(self, *, wait: bool = True) -> None:
         """The process killed, its pipe left open: what it sent before it was killed (its
-        COMMITTING) is still read, then EOF, as from a process that died."""
+        COMMITTING) is still read, then EOF, as from a process that died (``wait``: once it has
+        gone; an event loop does not wait, the EOF wakes it)."""
         process = self._process
         if process is not None and process.is_alive():
             _logger.error(
@@ -895,7 +911,8 @@ class _Appender:
                 self.REPLY_TIMEOUT,
             )
             process.kill()
-            process.join(5)
+            if wait:
+                process.join(5)
 
     def take_exchange(self, loop: asyncio.AbstractEventLoop) -> bool:
         """For an event loop's exchange (:meth:`LogWriter._pump`): the exchange taken without

@@ -106,3 +106,21 @@ def hangs_while_committing(pipe: Any, *_: Any) -> None:
     _ready_then_take_a_group(pipe)
     pipe.send(_COMMITTING)
     time.sleep(600)
+
+
+def words_slowly(pipe: Any, *_: Any) -> None:
+    """Each word 0.6 s after the last: its COMMITTING 0.6 s after a group came, its outcome 0.6 s
+    later (no catalog) — slow, never silent for 0.9 s."""
+    _deaf_to_signals()
+    pipe.send("ready")
+    while True:
+        try:
+            items = pickle.loads(pipe.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if items is None:
+            return
+        time.sleep(0.6)
+        pipe.send(_COMMITTING)
+        time.sleep(0.6)
+        pipe.send((1, 1 + len(items), b"r" * 32, "checkpoint", tuple(b"e" for _ in items)))

@@ -516,6 +516,34 @@ def test_an_appender_that_stops_answering_is_killed_and_taken_as_one_that_died(
     assert "did not answer within 0.5 s: killed" in caplog.text
 
 
+def test_an_appender_slow_to_answer_but_never_silent_for_the_timeout_is_waited_for(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REPLY_TIMEOUT counts from its last word (the group sent, then its COMMITTING), in the
+    writer's thread and on the loop: words 0.6 s apart under a 0.9 s timeout are each waited for,
+    though the outcome comes 1.2 s after the group."""
+    import asyncio
+
+    from appender_doubles import words_slowly
+
+    from sharing.logwriter import _Appender
+
+    monkeypatch.setattr(_Appender, "REPLY_TIMEOUT", 0.9)
+    appender = _appender(words_slowly, home)
+    process = appender._process
+    assert appender.append([_use(1)]).tree_size == 2  # the thread's exchange
+    with _writer(appender=True) as writer:
+        assert writer._appender is not None
+        writer._appender.stop()
+        writer._appender = appender
+
+        async def request() -> Logged:
+            return await writer.append_async([_use(2)])
+
+        assert asyncio.run(request()).indices  # the loop's exchange
+        assert appender._process is process and process is not None and process.is_alive()
+
+
 def test_an_appender_answering_out_of_turn_is_killed_never_read_again(home: Path) -> None:
     from appender_doubles import answers_out_of_turn
 
@@ -861,12 +889,12 @@ def test_a_group_a_loop_hands_the_appender_is_taken_as_the_writers_thread_takes_
 
     from sharing.logwriter import _Appender
 
-    monkeypatch.setattr(_Appender, "REPLY_TIMEOUT", 0.5)
     thread_exchanges = _thread_exchanges(monkeypatch)
     with _writer(appender=True) as writer:
         assert writer._appender is not None
         writer.append([_use(0)])  # by the real appender
         writer._appender.stop()
+        monkeypatch.setattr(_Appender, "REPLY_TIMEOUT", 0.5)  # the stand-in's, not the real one's
         writer._appender = stand = _appender(getattr(appender_doubles, stand_in), home)
         process = stand._process
 

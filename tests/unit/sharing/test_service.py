@@ -471,6 +471,11 @@ def test_answered_on_the_loop_or_from_the_thread_pool_alike_the_view_following_i
         return followed[-1]
 
     monkeypatch.setattr(LogView, "follow_own", spy)
+    from sharing.logwriter import LogWriter
+
+    took: list[bool] = []  # an appender's outcome already sent, taken before each answer reads
+    take_ready = LogWriter.take_ready
+    monkeypatch.setattr(LogWriter, "take_ready", lambda writer: took.append(True) or take_ready(writer))
     read_back: list[int] = []
     from sharing import slip as slip_module
 
@@ -492,6 +497,7 @@ def test_answered_on_the_loop_or_from_the_thread_pool_alike_the_view_following_i
     assert [r["reason"] for r in logged("refusal")] == ["no purpose", "subject of another township"]
     assert followed and all(followed) and read_back == []
     assert (counter._loop_thread is not None) == inline  # answered on the loop, or in the pool
+    assert len(took) == (5 if inline else 0)
 
 
 def test_a_big_growth_of_the_log_is_followed_off_the_loop(
