@@ -261,7 +261,7 @@ def _catalog_row_floor(work: Path, rows: int, batch: int) -> float:
     stored = source.execute(f"SELECT * FROM certificates ORDER BY leaf_index LIMIT {int(rows)}").fetchall()
     source.close()
     target = sqlite3.connect(work / "floor.db", isolation_level=None)
-    for pragma in ("page_size=16384", "journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
+    for pragma in ("page_size=4096", "journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
         target.execute(f"PRAGMA {pragma}")
     for sql in schema:
         target.execute(sql)
@@ -305,7 +305,7 @@ def _skip_index_floor(work: Path, rows: int, batch: int) -> float:
     ).fetchall()
     source.close()
     target = sqlite3.connect(work / "index.db", isolation_level=None)
-    for pragma in ("page_size=16384", "journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
+    for pragma in ("page_size=4096", "journal_mode=WAL", "synchronous=FULL", "cache_size=-65536"):
         target.execute(f"PRAGMA {pragma}")
     target.execute(
         "CREATE TABLE by_holder (holder_id TEXT, leaf INTEGER, PRIMARY KEY (holder_id, leaf)) WITHOUT ROWID"

@@ -108,7 +108,7 @@ _logger = logging.getLogger("onceonly.serve")
 
 MAX_BATCH = 256  # requests per transaction at most (a burst drains in a few)
 # The writer's transactions between two checkpoints of a SQLite catalog's write-ahead log
-# (~5 pages of 16 KiB each: the WAL stays near 100 pages; a long one slows every read too).
+# (~10 pages each: the WAL stays near 200 pages; a long one slows every read too).
 CHECKPOINT_EVERY = 20
 
 

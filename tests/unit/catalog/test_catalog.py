@@ -115,8 +115,11 @@ def test_on_sqlite_a_reader_does_not_wait_for_a_writer(tmp_path: Path) -> None:
 def test_a_new_sqlite_catalog_has_the_settings_it_relies_on(tmp_path: Path) -> None:
     catalog = Catalog.connect(f"sqlite:///{tmp_path / 'catalog.db'}")  # made by the migrations
     with catalog.read() as conn:
-        settings = [conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in ("page_size", "journal_mode")]
-    assert settings == [16384, "wal"]
+        settings = [
+            conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("page_size", "journal_mode", "wal_autocheckpoint", "journal_size_limit")
+        ]
+    assert settings == [4096, "wal", 65536, 64 << 20]
     catalog.dispose()
 
 

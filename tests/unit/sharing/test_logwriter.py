@@ -290,7 +290,7 @@ def _copies_the_wal_back(writer: LogWriter, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(logwriter, "CHECKPOINT_EVERY", 10**9)  # never: the WAL only grows
     for n in range(400):
         writer.append([_use(n)])
-    pages = wal.stat().st_size // (16384 + 24)
+    pages = wal.stat().st_size // (4096 + 24)
     # SQLite's own checkpoint would have started it over at 1,000 pages (its file ~1,000 long)
     assert pages > 1_600, pages
     monkeypatch.setattr(logwriter, "CHECKPOINT_EVERY", 20)
@@ -680,7 +680,7 @@ def test_the_appender_copies_the_write_ahead_log_back_itself(appending: LogWrite
     for n in range(400):
         appending.append([_use(n)])
     # 400 transactions of ~8 pages: ~3,400 frames without the appender's checkpoints
-    assert (home / "catalog.db-wal").stat().st_size // (16384 + 24) < 1_000
+    assert (home / "catalog.db-wal").stat().st_size // (4096 + 24) < 1_000
     size = appending.append([_use(400)]).tree_size
     appender = appending._appender
     assert appender is not None and appender._process is not None
