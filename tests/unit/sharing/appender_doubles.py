@@ -67,10 +67,13 @@ def commits_slowly(pipe: Any, record: str, *_: Any) -> None:
     """An appender whose transactions take 0.3 s (no catalog): each group it "commits" is
     written to the file ``record`` (its opener's place), after its ``committing``; it stops as
     the real one does, on None or EOF, never on a signal."""
-    import signal
+    _answers_slowly(pipe, before=0.3, after=0.0, record=record)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_IGN)
+
+def _answers_slowly(pipe: Any, *, before: float, after: float, record: str | None = None) -> None:
+    """Each group answered ``before`` s after it came with its COMMITTING, then ``after`` s later
+    with an outcome (no catalog; its matters appended to ``record`` between the two)."""
+    _deaf_to_signals()
     pipe.send("ready")
     while True:
         try:
@@ -79,10 +82,12 @@ def commits_slowly(pipe: Any, record: str, *_: Any) -> None:
             return
         if items is None:
             return
-        time.sleep(0.3)
+        time.sleep(before)
         pipe.send(_COMMITTING)
-        with open(record, "a", encoding="utf-8") as f:
-            f.writelines(f"{item[2]['matter']}\n" for item in items)
+        if record is not None:
+            with open(record, "a", encoding="utf-8") as f:
+                f.writelines(f"{item[2]['matter']}\n" for item in items)
+        time.sleep(after)
         pipe.send((1, 1 + len(items), b"r" * 32, "checkpoint", tuple(b"e" for _ in items)))
 
 
@@ -111,16 +116,4 @@ def hangs_while_committing(pipe: Any, *_: Any) -> None:
 def words_slowly(pipe: Any, *_: Any) -> None:
     """Each word 0.6 s after the last: its COMMITTING 0.6 s after a group came, its outcome 0.6 s
     later (no catalog) — slow, never silent for 0.9 s."""
-    _deaf_to_signals()
-    pipe.send("ready")
-    while True:
-        try:
-            items = pickle.loads(pipe.recv_bytes())
-        except (EOFError, OSError):
-            return
-        if items is None:
-            return
-        time.sleep(0.6)
-        pipe.send(_COMMITTING)
-        time.sleep(0.6)
-        pipe.send((1, 1 + len(items), b"r" * 32, "checkpoint", tuple(b"e" for _ in items)))
+    _answers_slowly(pipe, before=0.6, after=0.6)
