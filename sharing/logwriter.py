@@ -49,10 +49,10 @@ group the appender failed on is retried a job at a time, as in the thread. One i
 before its COMMIT (killed, out of memory) is committed by the writer itself; one it died under
 during the COMMIT fails (:class:`AppenderStopped`: it may have been logged — the view finds it
 when it next reads the log — and is never logged twice). One that stops answering (hung, not
-dead: no EOF on its pipe) is killed after ``_Appender.REPLY_TIMEOUT`` (90 s) and then taken as one
-that died. A later group starts a new appender,
-not within 30 s of the last one's start (nor of a start that failed); meanwhile the writer
-commits in its own thread. Stopped (``close``, or at exit), it finishes the exchange under way.
+dead: no EOF on its pipe) is killed after ``_Appender.REPLY_TIMEOUT`` (90 s) and then taken as
+one that died. A later group starts a new appender, not within 30 s of the last one's start (nor
+of a start that failed); meanwhile the writer commits in its own thread. Stopped (``close``, or
+at exit), it finishes the exchange under way.
 
 The jobs of an event loop (:meth:`LogWriter.append_async`, without ``before``) do not go through
 the writer's thread to the appender: the loop sends each group over the pipe itself and reads
