@@ -239,6 +239,10 @@ def _reading(engine: Engine) -> Iterator[Connection]:
 _READ_ONLY = "onceonly_read_only"
 
 
+WAL_AUTOCHECKPOINT_PAGES = 65_536  # SQLite's own checkpoint, in pages of WAL (256 MiB of 4 KiB)
+WAL_SIZE_LIMIT = 64 << 20  # bytes the WAL file is cut back to once checkpointed
+
+
 def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # pysqlite's own transaction handling starts a transaction only at the first INSERT or
     # UPDATE, so a SELECT before it reads outside any transaction; we emit BEGIN ourselves
@@ -261,11 +265,12 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # 64 MiB of page cache (the default is 2 MiB): the certificate indexes of a large catalog
     # stay in memory while a batch is inserted, instead of being re-read page by page.
     cur.execute("PRAGMA cache_size=-65536")
-    # SQLite's own WAL checkpoint every 256 MiB of WAL (65,536 pages; its default is 1,000 pages,
-    # 4 MiB), the file then cut back to 64 MiB: a landed batch's index pages are copied back once
-    # for many batches, not once or twice a batch. (The counter's log writer checkpoints itself.)
-    cur.execute("PRAGMA wal_autocheckpoint=65536")
-    cur.execute("PRAGMA journal_size_limit=67108864")
+    # SQLite's own WAL checkpoint every 256 MiB of WAL (WAL_AUTOCHECKPOINT_PAGES; its default is
+    # 1,000 pages, 4 MiB), the file then cut back to 64 MiB: a landed batch's index pages are
+    # copied back once for many batches, not once or twice a batch. (The counter's log writer
+    # turns it off for its own transactions and checkpoints itself.)
+    cur.execute(f"PRAGMA wal_autocheckpoint={int(WAL_AUTOCHECKPOINT_PAGES)}")
+    cur.execute(f"PRAGMA journal_size_limit={int(WAL_SIZE_LIMIT)}")
     cur.close()
 
 

@@ -28,7 +28,8 @@ query) and committed the first alone — 1.2 answers a transaction under 8 conne
 transaction ~0.6 ms of CPU, as much as the rest of the writer's work for an answer.
 
 On a SQLite catalog the writer's transactions do not copy the write-ahead log back into the
-database themselves (SQLite's automatic checkpoint, every 1,000 pages, ~200 answers): every
+database themselves (SQLite's automatic checkpoint, inside the transaction that reaches its
+threshold: then 1,000 pages, ~200 answers; now 256 MiB of WAL, ``catalog``): every
 :data:`CHECKPOINT_EVERY` of them the writer does, once the requests of the transaction are
 woken, in its turn (``PRAGMA wal_checkpoint(PASSIVE)``; nobody else writes then, so it copies
 everything and the next transaction starts the WAL over). The transaction that ran into the

@@ -274,9 +274,12 @@ def test_requests_of_one_pass_of_the_loop_go_to_the_writer_together(writer: LogW
 def test_the_writer_copies_the_write_ahead_log_back_itself_and_keeps_it_short(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SQLite's own checkpoint (every 1,000 pages, inside the transaction that reaches them) is
-    off for the writer's transactions: the writer copies the WAL back every CHECKPOINT_EVERY of
-    them, after their requests are answered, so the WAL file stays a few dozen pages long."""
+    """SQLite's own checkpoint (inside the transaction that reaches its threshold, here set to
+    1,000 pages) is off for the writer's transactions: the writer copies the WAL back every
+    CHECKPOINT_EVERY of them, after their requests are answered, so the WAL file stays short."""
+    from catalog import _database
+
+    monkeypatch.setattr(_database, "WAL_AUTOCHECKPOINT_PAGES", 1_000)  # reached within the test
     # In its thread (CHECKPOINT_EVERY patched where it is read), with a lock file to take turns on
     # (the test's own checkpoint then never runs beside the writer's: it would find it busy).
     with _writer(turns=home / "catalog.db.writer-lock") as writer:
