@@ -698,6 +698,67 @@ def test_the_appender_copies_the_write_ahead_log_back_itself(appending: LogWrite
         alone.close()
 
 
+def test_the_appenders_copier_thread_alone_keeps_the_write_ahead_log_short(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The appender's own copies off (CHECKPOINT_EVERY never reached; the appender is spawned
+    with this process's value): its copier thread, woken at each commit, copies the WAL back and
+    SQLite starts it over, so the file stays short and every append is in the database."""
+    from sharing import logwriter
+
+    monkeypatch.setattr(logwriter, "CHECKPOINT_EVERY", 10**9)
+    with _writer(appender=True) as appending:
+        for n in range(400):
+            appending.append([_use(n)])
+        # 400 transactions of ~8 pages: ~3,400 frames if nothing copied them back
+        assert (home / "catalog.db-wal").stat().st_size // (4096 + 24) < 1_000
+        with appending.catalog.read() as conn:
+            verify_log(conn, log_verifiers(Settings()))
+        assert [m for m in _matters(appending) if m] == [f"m{n}" for n in range(400)]
+
+
+def test_the_wal_copier_copies_after_a_commit_and_says_when_the_appender_must_copy_itself(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nudged after a commit, the copier thread copies the WAL back (the database alone holds
+    the commit); the appender copies it itself when the thread's last copy found the WAL longer
+    than WAL_FRAMES_LIMIT, or the thread has stopped."""
+    import shutil
+    import time
+
+    from sharing import logwriter
+
+    catalog = Catalog.connect(Settings().catalog_url)
+    writing = sqlite3.connect(home / "catalog.db", isolation_level=None)
+    writing.execute("PRAGMA wal_autocheckpoint=0")
+    copier = logwriter._WalCopier(catalog)
+    try:
+        assert not copier.behind()
+        writing.execute("CREATE TABLE t (n INTEGER)")
+        for n in range(50):
+            writing.execute("INSERT INTO t VALUES (?)", (n,))
+        copier.nudge()
+        deadline = time.monotonic() + 10
+        while copier.frames == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert 50 <= copier.frames <= logwriter.WAL_FRAMES_LIMIT and not copier.behind()
+        shutil.copyfile(home / "catalog.db", tmp_path / "alone.db")  # no -wal beside it
+        alone = sqlite3.connect(tmp_path / "alone.db")
+        try:
+            assert alone.execute("SELECT count(*) FROM t").fetchone() == (50,)
+        finally:
+            alone.close()
+        monkeypatch.setattr(logwriter, "WAL_FRAMES_LIMIT", copier.frames - 1)
+        assert copier.behind()
+        monkeypatch.undo()
+        copier.stop()
+        assert copier.behind()  # stopped: the appender copies every CHECKPOINT_EVERY itself
+    finally:
+        copier.stop()
+        writing.close()
+        catalog.dispose()
+
+
 def test_an_appender_that_cannot_open_the_log_stops_the_writer_from_starting(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
