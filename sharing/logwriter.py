@@ -46,9 +46,9 @@ gives it up and takes it back), and took it back only when the loop let go: a tr
 ~2 ms of wall time for ~1.1 ms of CPU, and the writer, one transaction at a time, was what the
 answers waited for. The appender's transactions take turns with the service's own (``before``
 jobs: a consent spent) on the same lock file. It copies the write-ahead log back in a thread
-of its own, woken at each commit (:class:`_WalCopier`): that thread keeps up, and SQLite starts
-the WAL over in the appender's idle moments; every ``CHECKPOINT_EVERY`` transactions the
-appender copies it back itself only if the thread has fallen behind. A
+of its own, woken at each commit (:class:`_WalCopier`): that thread mostly keeps up, and SQLite
+starts the WAL over in the appender's idle moments; every ``CHECKPOINT_EVERY`` transactions the
+appender copies it back itself, in its turn, only if the thread has fallen behind. A
 group the appender failed on is retried a job at a time, as in the thread. One it died under
 before its COMMIT (killed, out of memory) is committed by the writer itself; one it died under
 during the COMMIT fails (:class:`AppenderStopped`: it may have been logged — the view finds it
@@ -114,9 +114,10 @@ MAX_BATCH = 256  # requests per transaction at most (a burst drains in a few)
 # The writer's transactions between two checkpoints of a SQLite catalog's write-ahead log
 # (~10 pages each: the WAL stays near 200 pages; a long one slows every read too).
 CHECKPOINT_EVERY = 20
-# The appender's WAL, in frames (~4 MiB of 4 KiB pages), past which it copies the WAL back in its
-# own turn after all, at its next CHECKPOINT_EVERY: its copier thread has fallen behind.
-WAL_FRAMES_LIMIT = 1_000
+# The appender's WAL, in frames (~2 MiB of 4 KiB pages), past which it copies the WAL back in its
+# own turn after all, at its next CHECKPOINT_EVERY: its copier thread's copies keep ending after
+# the appender's next transaction has begun, so SQLite has not started the WAL over.
+WAL_FRAMES_LIMIT = 500
 
 
 @dataclass(frozen=True)
@@ -684,8 +685,9 @@ def _turn(turns: Path | None) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _wal_checkpoint(catalog: Catalog, turns: Path | None) -> None:
-    """Copy a SQLite catalog's write-ahead log back into the database, in this writer's turn."""
+def _wal_checkpoint(catalog: Catalog, turns: Path | None) -> bool:
+    """Copy a SQLite catalog's write-ahead log back into the database, in this writer's turn:
+    whether all of it was copied."""
     try:
         with _turn(turns):
             raw = catalog.engine.raw_connection()
@@ -697,8 +699,11 @@ def _wal_checkpoint(catalog: Catalog, turns: Path | None) -> None:
                 raw.close()
         if busy or copied < frames:  # a reader still on old frames: the next one copies them
             _logger.info("the catalog's WAL checkpoint copied %s of %s frames", copied, frames)
+            return False
+        return True
     except Exception as exc:  # the next one copies what this one could not
         _logger.warning("checkpointing the catalog's write-ahead log failed: %s", scrub_text(str(exc)))
+        return False
 
 
 class AppenderStopped(RuntimeError):
@@ -1036,7 +1041,7 @@ def _appender_main(
         pipe.send(_portable(exc))
         return
     sqlite = catalog.engine.dialect.name == "sqlite"
-    copier = _WalCopier(catalog) if sqlite else None
+    copier = _WalCopier(catalog, checkpoint_every) if sqlite else None
     pipe.send("ready")
     since = 0
     try:
@@ -1070,12 +1075,14 @@ def _appender_main(
                 if since >= checkpoint_every:
                     since = 0
                     if copier.behind():
-                        _wal_checkpoint(catalog, turns)
+                        with copier.paused():  # after its copy under way: the rest, in this turn
+                            if _wal_checkpoint(catalog, turns):
+                                copier.copied_all()
     finally:
         if copier is not None:
             copier.stop()
-            if since:
-                _wal_checkpoint(catalog, turns)
+            if copier.commits:  # the database file alone holds every append (the thread's last
+                _wal_checkpoint(catalog, turns)  # nudge may have found it stopping)
         catalog.dispose()
 
 
@@ -1083,30 +1090,49 @@ class _WalCopier:
     """The appender's thread copying a SQLite catalog's write-ahead log back into the database
     beside its transactions: woken after each commit, it copies what is there
     (``PRAGMA wal_checkpoint(PASSIVE)``, on a connection of its own; SQLite runs it without the
-    interpreter lock). It keeps up, a transaction or two behind, so SQLite starts the WAL over
-    whenever a transaction begins with everything copied — the appender's idle moments between
-    groups. The appender copying every :data:`CHECKPOINT_EVERY` transactions itself instead held
-    the groups behind each copy for 2-4 ms (1M certificates, 3 connections: p99 8.0-8.5 ms
-    against 5.7-7.1 with the thread; the WAL then started over ~40 times a second, at most
-    ~940 frames long). One copier at a time: the appender's own copy, or another process's,
-    finds it busy and copies nothing, as this one then does."""
+    interpreter lock). Each copy is a transaction's pages or a few, and it ends before the
+    appender's next transaction begins more often than not: SQLite then starts the WAL over, in
+    the appender's idle moments. The appender copying every :data:`CHECKPOINT_EVERY`
+    transactions itself instead held the groups behind each copy for 2-4 ms (1M certificates,
+    3 connections, three interleaved rounds: p99 7.2-7.9 ms against 5.5-5.9 with the thread).
 
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
+    :meth:`behind` tells the appender when to copy in its own turn after all: the thread has
+    stopped, or has not finished a whole copy in ``every`` commits (a starved thread; another
+    process's checkpoint holding SQLite's checkpoint lock), or its copies keep ending too late
+    for SQLite to start the WAL over (longer than :data:`WAL_FRAMES_LIMIT`). An error is logged
+    (once until a copy succeeds again) and the thread goes on at the next commit."""
+
+    def __init__(self, catalog: Catalog, every: int) -> None:
+        self._catalog, self._every = catalog, every
         self._wake = threading.Event()
+        self._lock = threading.Lock()  # one copy at a time: the thread's or the appender's own
         self._stopping = False
-        self.frames = 0  # the WAL's length in frames when it was last copied
+        self.commits = 0  # nudges so far: the appender's commits
+        self._copied = 0  # the commits a whole copy of the thread (or the appender's) covered
+        self.frames = 0  # the WAL's length in frames at the last whole copy
         self._thread = threading.Thread(target=self._run, name="onceonly-wal-copier", daemon=True)
         self._thread.start()
 
     def nudge(self) -> None:
         """A transaction committed: copy the WAL back (once, for all nudges meanwhile)."""
+        self.commits += 1
         self._wake.set()
 
     def behind(self) -> bool:
-        """Whether the appender should copy the WAL back itself: the thread stopped (an error:
-        said in the log), or the WAL it last copied was longer than :data:`WAL_FRAMES_LIMIT`."""
-        return not self._thread.is_alive() or self.frames > WAL_FRAMES_LIMIT
+        """Whether the appender should copy the WAL back itself (see the class)."""
+        return (
+            not self._thread.is_alive()
+            or self.commits - self._copied >= self._every
+            or self.frames > WAL_FRAMES_LIMIT
+        )
+
+    def paused(self) -> contextlib.AbstractContextManager[object]:
+        """Held while the appender copies the WAL itself: the thread's copy under way ends first."""
+        return self._lock
+
+    def copied_all(self) -> None:
+        """The appender copied the whole WAL itself (held :meth:`paused`)."""
+        self._copied, self.frames = self.commits, 0
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping = True
@@ -1119,16 +1145,30 @@ class _WalCopier:
         except Exception as exc:  # the appender copies it back itself then (behind())
             _logger.warning("the log appender cannot copy the WAL back beside it: %s", scrub_text(str(exc)))
             return
+        failing = False
         try:
             while True:
                 self._wake.wait()
                 self._wake.clear()
                 if self._stopping:
                     return
-                row = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()  # type: ignore[union-attr]
-                self.frames = int(row[1])
-        except Exception as exc:
-            _logger.warning("the log appender's WAL copier stopped: %s", scrub_text(str(exc)))
+                covered = self.commits
+                try:
+                    with self._lock:
+                        busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
+                            "PRAGMA wal_checkpoint(PASSIVE)"
+                        ).fetchone()
+                except Exception as exc:  # a transient error: tried again at the next commit
+                    if not failing:
+                        _logger.warning(
+                            "the log appender's WAL copier failed (tried again at each commit): %s",
+                            scrub_text(str(exc)),
+                        )
+                    failing = True
+                    continue
+                failing = False
+                if busy == 0 and copied == frames:  # busy: another checkpoint's (-1, -1)
+                    self._copied, self.frames = covered, int(frames)
         finally:
             raw.close()
 
