@@ -1168,7 +1168,8 @@ class _WalCopier:
                     continue
                 failing = False
                 if busy == 0 and copied == frames:  # busy: another checkpoint's (-1, -1)
-                    self._copied, self.frames = covered, int(frames)
+                    # (the appender's own copy may have covered more meanwhile: copied_all)
+                    self._copied, self.frames = max(self._copied, covered), int(frames)
         finally:
             raw.close()
 
