@@ -1075,8 +1075,8 @@ def _appender_main(
                 if since >= checkpoint_every:
                     since = 0
                     if copier.behind():
-                        with copier.paused():  # after its copy under way: the rest, in this turn
-                            if _wal_checkpoint(catalog, turns):
+                        with copier.paused() as idle:  # not while the thread copies (a long WAL)
+                            if idle and _wal_checkpoint(catalog, turns):
                                 copier.copied_all()
     finally:
         if copier is not None:
@@ -1126,9 +1126,17 @@ class _WalCopier:
             or self.frames > WAL_FRAMES_LIMIT
         )
 
-    def paused(self) -> contextlib.AbstractContextManager[object]:
-        """Held while the appender copies the WAL itself: the thread's copy under way ends first."""
-        return self._lock
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[bool]:
+        """The thread's copies held off while the appender copies the WAL itself: True, or False
+        (held off nothing) when the thread is copying now — a long WAL, another process's
+        landing: the appender leaves it to the thread rather than wait for it."""
+        idle = self._lock.acquire(blocking=False)
+        try:
+            yield idle
+        finally:
+            if idle:
+                self._lock.release()
 
     def copied_all(self) -> None:
         """The appender copied the whole WAL itself (held :meth:`paused`)."""

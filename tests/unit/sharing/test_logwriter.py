@@ -766,7 +766,8 @@ def test_the_wal_copier_copies_after_a_commit_and_says_when_the_appender_must_co
             assert alone.execute("SELECT count(*) FROM t").fetchone() == (50,)
         finally:
             alone.close()
-        with copier.paused():  # the thread's copies wait: three commits, none copied
+        with copier.paused() as idle:  # the thread's copies wait: three commits, none copied
+            assert idle
             for n in range(3):
                 writing.execute("INSERT INTO t VALUES (?)", (100 + n,))
                 copier.nudge()
@@ -775,13 +776,20 @@ def test_the_wal_copier_copies_after_a_commit_and_says_when_the_appender_must_co
         monkeypatch.setattr(logwriter, "WAL_FRAMES_LIMIT", copier.frames - 1)
         assert copier.behind()
         monkeypatch.undo()
-        with copier.paused():
+        with copier.paused() as idle:
+            assert idle
             copier.nudge()
             copier.nudge()
             copier.nudge()
             assert copier.behind()
             copier.copied_all()  # the appender copied it all itself
             assert not copier.behind()
+        assert copier._lock.acquire(blocking=False)  # as the thread holds it while copying
+        try:
+            with copier.paused() as idle:
+                assert not idle  # the appender leaves the copy to the thread, not waiting
+        finally:
+            copier._lock.release()
         copier.stop()
         assert copier.behind()  # stopped: the appender copies every CHECKPOINT_EVERY itself
     finally:
