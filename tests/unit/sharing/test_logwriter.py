@@ -745,10 +745,11 @@ def test_the_wal_copier_copies_after_a_commit_and_says_when_the_appender_must_co
     copier = logwriter._WalCopier(catalog, every=3)
 
     def copied_through(commits: int) -> bool:
+        """Wait until the thread's whole copies cover ``commits`` (the thread then idle)."""
         deadline = time.monotonic() + 10
-        while copier.behind() and time.monotonic() < deadline:
+        while copier._copied < commits and time.monotonic() < deadline:
             time.sleep(0.01)
-        return not copier.behind() and copier.commits == commits
+        return not copier.behind() and copier.commits == commits == copier._copied
 
     try:
         assert not copier.behind()
@@ -756,27 +757,25 @@ def test_the_wal_copier_copies_after_a_commit_and_says_when_the_appender_must_co
         for n in range(50):
             writing.execute("INSERT INTO t VALUES (?)", (n,))
         copier.nudge()
-        deadline = time.monotonic() + 10
-        while copier.frames == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert 50 <= copier.frames <= logwriter.WAL_FRAMES_LIMIT and not copier.behind()
+        assert copied_through(1) and 50 <= copier.frames <= logwriter.WAL_FRAMES_LIMIT
         shutil.copyfile(home / "catalog.db", tmp_path / "alone.db")  # no -wal beside it
         alone = sqlite3.connect(tmp_path / "alone.db")
         try:
             assert alone.execute("SELECT count(*) FROM t").fetchone() == (50,)
         finally:
             alone.close()
-        with copier.paused() as idle:  # the thread's copies wait: three commits, none copied
-            assert idle
+        with copier._lock:  # the thread's copies held up (as by the appender's own): none copied
             for n in range(3):
                 writing.execute("INSERT INTO t VALUES (?)", (100 + n,))
                 copier.nudge()
                 assert copier.behind() == (n == 2)
+            with copier.paused() as idle:  # a copy under way: the appender leaves it to the thread
+                assert not idle
         assert copied_through(4)  # let go, the thread copies them all
         monkeypatch.setattr(logwriter, "WAL_FRAMES_LIMIT", copier.frames - 1)
         assert copier.behind()
         monkeypatch.undo()
-        with copier.paused() as idle:
+        with copier.paused() as idle:  # the thread idle: held off while the appender copies
             assert idle
             copier.nudge()
             copier.nudge()
@@ -784,12 +783,6 @@ def test_the_wal_copier_copies_after_a_commit_and_says_when_the_appender_must_co
             assert copier.behind()
             copier.copied_all()  # the appender copied it all itself
             assert not copier.behind()
-        assert copier._lock.acquire(blocking=False)  # as the thread holds it while copying
-        try:
-            with copier.paused() as idle:
-                assert not idle  # the appender leaves the copy to the thread, not waiting
-        finally:
-            copier._lock.release()
         copier.stop()
         assert copier.behind()  # stopped: the appender copies every CHECKPOINT_EVERY itself
     finally:
