@@ -692,18 +692,23 @@ def _wal_checkpoint(catalog: Catalog, turns: Path | None) -> bool:
         with _turn(turns):
             raw = catalog.engine.raw_connection()
             try:
-                busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
-                    "PRAGMA wal_checkpoint(PASSIVE)"
-                ).fetchone()
+                whole, frames, copied = _copy_wal(raw)
             finally:
                 raw.close()
-        if busy or copied < frames:  # a reader still on old frames: the next one copies them
+        if not whole:  # a reader still on old frames, or another copy under way: the next one
             _logger.info("the catalog's WAL checkpoint copied %s of %s frames", copied, frames)
-            return False
-        return True
+        return whole
     except Exception as exc:  # the next one copies what this one could not
         _logger.warning("checkpointing the catalog's write-ahead log failed: %s", scrub_text(str(exc)))
         return False
+
+
+def _copy_wal(raw: Any) -> tuple[bool, int, int]:
+    """``PRAGMA wal_checkpoint(PASSIVE)`` on the DBAPI connection of ``raw``: whether it copied
+    the whole WAL, the WAL's length and the frames copied (-1, -1 when another connection's copy
+    held SQLite's checkpoint lock)."""
+    busy, frames, copied = raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return busy == 0 and copied == frames, int(frames), int(copied)
 
 
 class AppenderStopped(RuntimeError):
@@ -1043,7 +1048,6 @@ def _appender_main(
     sqlite = catalog.engine.dialect.name == "sqlite"
     copier = _WalCopier(catalog, checkpoint_every) if sqlite else None
     pipe.send("ready")
-    since = 0
     try:
         while True:
             try:
@@ -1071,13 +1075,10 @@ def _appender_main(
             pipe.send(outcome)
             if copier is not None and not isinstance(outcome, BaseException):
                 copier.nudge()
-                since += 1
-                if since >= checkpoint_every:
-                    since = 0
-                    if copier.behind():
-                        with copier.paused() as idle:  # not while the thread copies (a long WAL)
-                            if idle and _wal_checkpoint(catalog, turns):
-                                copier.copied_all()
+                if copier.commits % checkpoint_every == 0 and copier.behind():
+                    with copier.paused() as idle:  # not while the thread copies (a long WAL)
+                        if idle and _wal_checkpoint(catalog, turns):
+                            copier.copied_all()
     finally:
         if copier is not None:
             copier.stop()
@@ -1163,9 +1164,7 @@ class _WalCopier:
                 covered = self.commits
                 try:
                     with self._lock:
-                        busy, frames, copied = raw.driver_connection.execute(  # type: ignore[union-attr]
-                            "PRAGMA wal_checkpoint(PASSIVE)"
-                        ).fetchone()
+                        whole, frames, _ = _copy_wal(raw)
                 except Exception as exc:  # a transient error: tried again at the next commit
                     if not failing:
                         _logger.warning(
@@ -1175,9 +1174,8 @@ class _WalCopier:
                     failing = True
                     continue
                 failing = False
-                if busy == 0 and copied == frames:  # busy: another checkpoint's (-1, -1)
-                    # (the appender's own copy may have covered more meanwhile: copied_all)
-                    self._copied, self.frames = max(self._copied, covered), int(frames)
+                if whole:  # (the appender's own copy may have covered more meanwhile: copied_all)
+                    self._copied, self.frames = max(self._copied, covered), frames
         finally:
             raw.close()
 

@@ -700,7 +700,8 @@ def test_the_appender_copies_the_write_ahead_log_back_itself(appending: LogWrite
 
 def _wal_restarts(wal: Path) -> int:
     """How often SQLite has started the WAL over: its header's checkpoint sequence number."""
-    return int.from_bytes(wal.read_bytes()[12:16], "big")
+    with wal.open("rb") as f:
+        return int.from_bytes(f.read(16)[12:16], "big")
 
 
 def test_the_appenders_copier_thread_alone_copies_the_wal_back_and_sqlite_starts_it_over(
