@@ -80,7 +80,11 @@ def insert_rows(
     quote = conn.dialect.identifier_preparer.quote
     columns = ", ".join(quote(n) for n in [*names, *inline])
     values = ", ".join(["?"] * len(names) + list(inline.values()))
-    conn.exec_driver_sql(f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({values})", rows)
+    sql = f"INSERT INTO {quote(table.name)} ({columns}) VALUES ({values})"
+    if conn.in_transaction():  # on the driver's cursor, as Prepared: SQLAlchemy's execution
+        _on_driver(conn, sql, rows, many=True)  # context cost more than two rows' insert
+    else:  # SQLAlchemy begins the transaction (the driver alone would commit at once)
+        conn.exec_driver_sql(sql, rows)
 
 
 class Prepared:
@@ -185,24 +189,32 @@ class Prepared:
                 value = default
             values.append(process(value) if process is not None else value)
         args: Any = values if positional else {b.name: v for b, v in zip(binds, values, strict=True)}
-        raw = conn.connection
-        cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
+        return _on_driver(conn, sql, args, fetch=fetch), results
+
+
+def _on_driver(conn: Connection, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> Any:
+    """``sql`` run on the driver's own cursor of ``conn`` (``many``: for each of ``args``): its
+    rows (``fetch``), else the rows it changed. A driver error is raised as SQLAlchemy would
+    raise it (``catalog_error`` maps it), a lost connection invalidated, so that the pool does
+    not hand it out again."""
+    raw = conn.connection
+    cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if many:
+            cursor.executemany(sql, args)
+        else:
             cursor.execute(sql, args)
-            fetched = cursor.fetchall() if fetch else cursor.rowcount
-        except conn.dialect.loaded_dbapi.Error as exc:
-            # As SQLAlchemy would report it (catalog_error maps it): a lost connection is
-            # invalidated, so the pool does not hand it out again.
-            lost = conn.dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
-            if lost:
-                conn.invalidate(exc)
-            raise DBAPIError.instance(
-                sql, args, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost
-            ) from exc
-        finally:
-            with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # closed with its connection
-                cursor.close()
-        return fetched, results
+        return cursor.fetchall() if fetch else cursor.rowcount
+    except conn.dialect.loaded_dbapi.Error as exc:
+        lost = conn.dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+        if lost:
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            sql, args, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost
+        ) from exc
+    finally:
+        with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # closed with its connection
+            cursor.close()
 
 
 class _Bind(NamedTuple):

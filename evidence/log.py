@@ -149,6 +149,10 @@ class TransparencyLog:
         self.key = key
         self.origin = origin
         self.hasher = hasher
+        # The frontier this log grew to last and its root: the next append's head is usually
+        # that frontier, whose root its checkpoint leaf logs (a memo of fold_subtrees, not
+        # folded again then).
+        self._folded: tuple[list[bytes], bytes] | None = None
 
     def append(self, conn: Connection, entries: Sequence[tuple[bytes, str, str]]) -> Appended:
         """Append ``(entry bytes, kind, ref)`` entries and publish one signed checkpoint.
@@ -243,7 +247,9 @@ class TransparencyLog:
         stamp = bind_value(conn, log_leaves.c.appended_at, now)
         logged: list[tuple[Any, ...]] = []
         if head.tree_size:
-            entry, kind, ref = checkpoint_entry(conn, head.tree_size, head.root_hash)
+            folded = self._folded
+            head_root = folded[1] if folded is not None and folded[0] == head.frontier else head.root_hash
+            entry, kind, ref = checkpoint_entry(conn, head.tree_size, head_root)
             logged = [(head.tree_size, self.hasher.leaf(entry), kind, ref, stamp, entry)]
             hashes = [logged[0][1], *hashes]
         first = head.tree_size + len(logged)
@@ -277,6 +283,7 @@ class TransparencyLog:
                 f"the log head moved from size {head.tree_size} during an append; run `onceonly audit`"
             )
         kept = () if keep is None else (*(row[5] for row in logged), *keep)
+        self._folded = (grown.frontier, root)
         return Appended(first, grown.size, root, note, kept)
 
     def append_entry(self, conn: Connection, kind: str, ref: str, document: Mapping[str, Any]) -> Appended:

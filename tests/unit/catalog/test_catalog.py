@@ -45,6 +45,28 @@ def test_a_cursor_and_a_failure_are_remembered_per_connector(catalog: Catalog) -
     assert (other.cursor, other.rows_pulled, other.last_status) == (None, 0, "failed")
 
 
+def test_insert_rows_runs_in_the_transaction_and_fails_it_as_the_catalog_says(catalog: Catalog) -> None:
+    # On SQLite inside a transaction the rows go to the driver's cursor (not SQLAlchemy's
+    # execution): still in that transaction (rolled back with it), a driver error still the
+    # catalog's error naming the cause, and the connection still usable after it.
+    names = ("type_code", "issuer_code", "next_serial")
+    with pytest.raises(CatalogError, match=r"(?i)unique|duplicate"), catalog.begin() as conn:
+        insert_rows(conn, serials, names, [("A", "I", 1)])
+        insert_rows(conn, serials, names, [("B", "I", 1), ("B", "I", 2)])
+    with catalog.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(serials)).scalar() == 0
+    with catalog.begin() as conn:
+        insert_rows(conn, serials, names, [("A", "I", 1), ("B", "I", 2)])
+    # Outside a transaction SQLAlchemy begins one (the driver alone would commit each row at once).
+    with catalog.engine.connect() as conn:
+        insert_rows(conn, serials, names, [("C", "I", 3)])
+        assert conn.in_transaction()
+        conn.rollback()
+    with catalog.read() as conn:
+        stored = conn.execute(sa.select(serials.c.type_code).order_by(serials.c.type_code)).scalars().all()
+    assert stored == ["A", "B"]
+
+
 def test_insert_missing_inserts_once(catalog: Catalog) -> None:
     with catalog.begin() as conn:
         insert_missing(conn, serials, {"type_code": "T", "issuer_code": "I", "next_serial": 1})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 
@@ -145,6 +146,35 @@ def test_an_append_rolled_back_with_its_transaction_leaves_no_trace(
         appended = log.append(conn, entries(2, 3))
     assert (appended.first_index, appended.tree_size) == (3, 6)  # after the checkpoint leaf
     assert appended.root_hash == root(stored_hashes(catalog))
+
+
+def test_each_checkpoint_leaf_logs_the_root_before_it_whoever_appended_and_whatever_rolled_back(
+    catalog: Catalog, log: TransparencyLog
+) -> None:
+    # A log keeps the root of the frontier it grew to last, for its next checkpoint leaf: it
+    # must not log it when another writer (a process of `serve --workers 2`, a landing flow)
+    # appended meanwhile, or its own last append was rolled back.
+    other = TransparencyLog(KEY, ORIGIN)
+    with catalog.begin() as conn:
+        log.append(conn, entries(0, 3))
+    with catalog.begin() as conn:
+        other.append(conn, entries(3, 2))
+    with pytest.raises(RuntimeError, match="rolled back"), catalog.begin() as conn:
+        log.append(conn, entries(5, 4))
+        raise RuntimeError("rolled back")
+    with catalog.begin() as conn:
+        log.append(conn, entries(5, 1))
+    with catalog.begin() as conn:
+        log.append(conn, entries(6, 2))
+    with catalog.begin() as conn:
+        other.append(conn, entries(8, 1))
+        signed = dict(conn.execute(sa.select(checkpoints.c.tree_size, checkpoints.c.root_hash)).all())
+        stored = list(leaves(conn))
+    logged = [json.loads(leaf.entry or b"") for leaf in stored if leaf.kind == "checkpoint"]
+    assert [entry["size"] for entry in logged] == [3, 6, 8, 11]
+    hashes = [leaf.leaf_hash for leaf in stored]
+    for entry in logged:
+        assert entry["root"] == bytes(signed[entry["size"]]).hex() == root(hashes[: entry["size"]]).hex()
 
 
 def test_a_second_writer_waits_for_the_first(catalog: Catalog, log: TransparencyLog) -> None:

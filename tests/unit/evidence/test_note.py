@@ -165,6 +165,22 @@ def test_sign_note_refuses_bad_input() -> None:
             sign_note("text\n", name, key)
 
 
+def test_a_key_name_is_refused_exactly_for_a_space_a_plus_or_a_control_character() -> None:
+    # The check is a regular expression (every checkpoint's signing runs it): the same code
+    # points as str.isspace(), "+" and below U+0020, over all of Unicode, and nothing else.
+    key = Ed25519PrivateKey.generate()
+    refused = {c for c in map(chr, range(0x110000)) if note._name_problem(f"a{c}b")}
+    assert refused == {c for c in map(chr, range(0x110000)) if c.isspace() or c == "+" or ord(c) < 0x20}
+    for name in ("a\u00a0b", "a\u2028b", "a\x1fb", "log\u3000"):
+        with pytest.raises(ValueError, match="space, a control character"):
+            sign_note("text\n", name, key)
+    assert sign_note("text\n", "tianjin.wuqing/日志", key).startswith("text\n\n— tianjin.wuqing/日志 ")
+    for origin in ("a\x01b", "a\x1fb"):  # a control character in a checkpoint's origin line
+        with pytest.raises(ValueError, match="control character"):
+            Checkpoint(origin=origin, size=1, root_hash=EMPTY_ROOT)
+    Checkpoint(origin="a\x7fb", size=1, root_hash=EMPTY_ROOT)  # DEL is not below U+0020
+
+
 def test_note_text_may_contain_blank_lines() -> None:
     # c2sp.org/signed-note: the text MAY contain empty lines; the LAST blank line separates.
     key = Ed25519PrivateKey.generate()
