@@ -67,6 +67,8 @@ def insert_rows(
     for every row cost ~1 us per certificate. Elsewhere SQLAlchemy binds everything (batched
     "insertmanyvalues").
     """
+    if not rows:  # (SQLAlchemy would run the statement once, with no parameters)
+        return
     fixed = dict(constants or {})
     if conn.dialect.name != "sqlite":
         conn.execute(insert(table), [dict(zip(names, row, strict=True)) | fixed for row in rows])
@@ -195,8 +197,10 @@ class Prepared:
 def _on_driver(conn: Connection, sql: str, args: Any, *, fetch: bool = False, many: bool = False) -> Any:
     """``sql`` run on the driver's own cursor of ``conn`` (``many``: for each of ``args``): its
     rows (``fetch``), else the rows it changed. A driver error is raised as SQLAlchemy would
-    raise it (``catalog_error`` maps it), a lost connection invalidated, so that the pool does
-    not hand it out again."""
+    raise it (``catalog_error`` maps it; its message shows a few of many rows, not all), a lost
+    connection invalidated, so that the pool does not hand it out again. Unlike SQLAlchemy's
+    own execution, the pool's other connections are not invalidated with it, and an interrupt
+    (Ctrl-C) during the statement leaves the connection to the transaction's rollback."""
     raw = conn.connection
     cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
     try:
@@ -210,7 +214,14 @@ def _on_driver(conn: Connection, sql: str, args: Any, *, fetch: bool = False, ma
         if lost:
             conn.invalidate(exc)
         raise DBAPIError.instance(
-            sql, args, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=lost
+            sql,
+            args,
+            exc,
+            conn.dialect.loaded_dbapi.Error,
+            hide_parameters=conn.engine.hide_parameters,
+            connection_invalidated=lost,
+            dialect=conn.dialect,
+            ismulti=many,
         ) from exc
     finally:
         with contextlib.suppress(conn.dialect.loaded_dbapi.Error):  # closed with its connection

@@ -67,6 +67,23 @@ def test_insert_rows_runs_in_the_transaction_and_fails_it_as_the_catalog_says(ca
     assert stored == ["A", "B"]
 
 
+def test_insert_rows_of_nothing_inserts_nothing_and_a_failed_batch_names_a_few_rows(catalog: Catalog) -> None:
+    names = ("type_code", "issuer_code", "next_serial")
+    with catalog.begin() as conn:
+        insert_rows(conn, serials, names, [])
+    with catalog.engine.connect() as conn:  # outside a transaction too (not one row of NULLs)
+        insert_rows(conn, serials, names, [], {"issuer_code": "I"})
+        conn.commit()
+    rows = [(f"T{i}", "I", i) for i in range(2_000)] + [("T0", "I", 0)]
+    with pytest.raises(CatalogError) as refused, catalog.begin() as conn:
+        insert_rows(conn, serials, names, rows)
+    # The driver's error as SQLAlchemy words it: a few of the rows, not 2,001 of them.
+    assert isinstance(refused.value.__cause__, sa.exc.IntegrityError)
+    assert len(str(refused.value.__cause__)) < 3000
+    with catalog.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(serials)).scalar() == 0
+
+
 def test_insert_missing_inserts_once(catalog: Catalog) -> None:
     with catalog.begin() as conn:
         insert_missing(conn, serials, {"type_code": "T", "issuer_code": "I", "next_serial": 1})
