@@ -4,13 +4,16 @@ Example::
 
     onceonly demo --rows 5000          # generate the systems if missing, serve the demo API, run
     onceonly demo add-updates --rows 200
+    onceonly demo people --matter marriage-household   # demo residents to try at the counter
     onceonly demo --reset              # start over (the signing key stays)
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlparse
 
@@ -222,6 +225,152 @@ def demo_serve(seed: Annotated[int, typer.Option()] = DEMO_SEED) -> None:
         pass
     finally:
         api.stop()
+
+
+@app.command("people")
+def demo_people(
+    matter: Annotated[
+        str, typer.Option(help="Matter or 一件事 bundle code (see `onceonly matters list`).")
+    ] = "marriage-household",
+    township: Annotated[
+        str | None,
+        typer.Option(metavar="CODE", help="Their township (default: the one with the most residents)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=50, help="People to list at most.")] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """People of the generated demo systems to try at the counter, one per different answer.
+
+    Their ID numbers are printed in full (a clerk types them): generated people only, read from
+    the demo's own registries, never from the catalog; a home without the generated demo systems
+    is refused. Nothing is logged: the answers are the read-only skip-check's."""
+    from catalog import Catalog
+    from cli.sharing import _catalogue
+    from contracts.identifiers import is_valid_citizen_id, is_valid_uscc
+    from evidence.keys import log_verifiers
+    from evidence.merkle import tree_hash
+    from evidence.view import LogView
+    from onceonly.settings import Settings
+    from sharing.skipcheck import skip_check
+
+    settings = Settings()
+    manifest = _demo_manifest(settings)
+    if manifest is None:
+        raise ConfigurationError(
+            f"no generated demo systems in {settings.departments_dir}: `demo people` lists only the "
+            "demo's generated people (run `make demo` first; real citizens are never listed)"
+        )
+    catalogue, issued_by = _catalogue(settings)
+    asked = catalogue.asked(matter)
+    person = asked.subject == "person"
+    residents = _demo_residents(settings.departments_dir, manifest, person=person)
+    valid = is_valid_citizen_id if person else is_valid_uscc
+    residents = [(subject, code) for subject, code in residents if valid(subject)]
+    if not residents:
+        raise ConfigurationError(f"the demo registry in {settings.departments_dir} holds nobody")
+    counts: dict[str, int] = {}
+    for _, code in residents:
+        counts[code] = counts.get(code, 0) + 1
+    township = township or max(counts, key=lambda code: (counts[code], code))
+    if township not in counts:
+        raise ConfigurationError(f"the demo registry holds nobody of township {township}")
+    here = [subject for subject, code in residents if code == township]
+    # 跨域通办 needs the citizen's consent: one person of another township to try it with
+    elsewhere = next((subject for subject, code in residents if code != township), None) if person else None
+    verifiers = log_verifiers(settings)
+    by_answer: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+    catalog = Catalog.connect(settings.catalog_url, create=False)
+    try:
+        with catalog.read() as conn:
+            view = LogView(verifiers, hasher=tree_hash(settings.log_hash))  # the log verified once
+            view.refresh(conn)
+            held = view.reader(conn)
+
+            def answer(subject: str) -> dict[str, Any]:
+                found = skip_check(
+                    conn,
+                    asked,
+                    subject,
+                    issued_by,
+                    verifiers=verifiers,
+                    relatives=catalogue.relatives,
+                    held=held,
+                )
+                return {
+                    "subject_id": subject,
+                    "skippable": sum(m.skippable for m in found.materials),
+                    "materials": len(found.materials),
+                    "verdicts": [{"material": m.material, "verdict": m.verdict} for m in found.materials],
+                }
+
+            for subject in here[:CANDIDATES]:
+                seen = answer(subject)
+                shape = tuple((v["material"], v["verdict"]) for v in seen["verdicts"])
+                by_answer.setdefault(shape, seen)
+            other = answer(elsewhere) if elsewhere is not None else None
+    finally:
+        catalog.dispose()
+    people = sorted(by_answer.values(), key=lambda p: (-p["skippable"], p["subject_id"]))[:limit]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "matter": asked.code,
+                    "township": township,
+                    "people": [{**p, "township": township} for p in people],
+                    "another_township": {**other, "township": dict(residents)[elsewhere]}
+                    if other is not None and elsewhere is not None
+                    else None,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    who = "residents" if person else "businesses"
+    typer.secho(
+        f"demo {who} (generated) of township {township} for {asked.name} ({asked.code}), one per "
+        f"different answer among the first {min(len(here), CANDIDATES)} of its {len(here)} {who}:",
+        bold=True,
+    )
+    for p in people:
+        missing = "；".join(
+            f"{v['material']} {v['verdict']}" for v in p["verdicts"] if v["verdict"] != "可免交"
+        )
+        typer.echo(
+            f"  {p['subject_id']}  可免交 {p['skippable']}/{p['materials']}"
+            + (f"  {missing}" if missing else "")
+        )
+    if other is not None:
+        typer.echo(
+            f"  {other['subject_id']}  of another township: a station of {township} is answered "
+            "需本人授权 (跨域通办) unless the citizen gives a consent code"
+        )
+    typer.echo(f"try: onceonly skip-check --subject {people[0]['subject_id']} --matter {asked.code}")
+
+
+CANDIDATES = 400  # residents of the township asked (read-only) for different answers
+
+
+def _demo_residents(root: Path, manifest: Any, *, person: bool) -> list[tuple[str, str]]:
+    """(identifier, township) of the generated registry: the residents (household registry), or
+    the businesses (licence register), in the order they were generated."""
+    from sqlalchemy import create_engine, text
+
+    from departments import default_household_url
+
+    if person:
+        url = manifest.household_url or default_household_url(root)
+        query = "SELECT person_id, township_code FROM household_member ORDER BY id"
+    else:
+        url = f"sqlite:///{(root / manifest.datasets['licences'].location).resolve()}"
+        query = "SELECT uscc, township_code FROM business_licence ORDER BY rowid"
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [(str(a), str(b)) for a, b in conn.execute(text(query)) if a and b]
+    finally:
+        engine.dispose()
 
 
 def _demo_settings() -> Settings:
