@@ -78,7 +78,22 @@ def demo(
                 ok = _township_flows(settings, seed)
     finally:
         api.stop()
+    if ok:
+        _counter_next(settings)
     raise typer.Exit(0 if ok else 1)
+
+
+def _counter_next(settings: Settings) -> None:
+    """What to try next: the counter a township's clerk uses, on what the demo shared."""
+    from contracts.checks import load_region_codes
+
+    code, name = next(iter(load_region_codes(settings.district_code).items()))
+    typer.echo(
+        "The counter (镇街/村服务站), next:\n"
+        f"  onceonly stations add --name {name}便民服务中心 --township {code}   # prints its credential\n"
+        f"  onceonly demo people --township {code}   # generated people to ask about\n"
+        "  onceonly serve --port 8080   # the clerk's page: http://127.0.0.1:8080/"
+    )
 
 
 def _township_flows(settings: Settings, seed: int) -> bool:

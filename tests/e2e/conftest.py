@@ -26,6 +26,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [str(onceonly), "demo"], env=env, cwd=root, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (root / "demo-output.txt").write_text(done.stdout, encoding="utf-8")  # what the user read
     return root / "var"
 
 

@@ -58,6 +58,16 @@ def test_people_to_try_each_answered_as_skip_check_answers_them(home: Path) -> N
     )
 
 
+def test_the_demo_ends_pointing_at_the_counter(home: Path) -> None:
+    said = (home.parent / "demo-output.txt").read_text(encoding="utf-8").splitlines()
+    start = said.index("The counter (镇街/村服务站), next:")
+    assert [line.split("#")[0].split() for line in said[start + 1 :]] == [
+        ["onceonly", "stations", "add", "--name", "杨村街道便民服务中心", "--township", "120114001000"],
+        ["onceonly", "demo", "people", "--township", "120114001000"],
+        ["onceonly", "serve", "--port", "8080"],
+    ]
+
+
 def test_the_other_township_person_needs_consent_at_a_station(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
