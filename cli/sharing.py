@@ -142,7 +142,12 @@ def skip_check_command(
         if m.skippable:
             # A reused material (历史材料免交) says when and for what it was handed in.
             why = "" if m.reason == IN_FORCE else f"（{m.reason}）"
-            typer.secho(f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}{why}", fg="green")
+            facts = (
+                f"，{m.status}，有效期 {m.valid_from or '—'} 至 {m.valid_to or '长期'}" if m.status else ""
+            )
+            typer.secho(
+                f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}{why}{facts}", fg="green"
+            )
         else:
             typer.secho(f"  ✘ {m.material}{whose}: {m.verdict} — {m.reason}", fg="yellow")
 

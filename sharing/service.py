@@ -50,6 +50,7 @@ from onceonly.settings import Settings
 from sharing.citizens import Citizen
 from sharing.logwriter import Logged, LogWriter
 from sharing.matters import Asked
+from sharing.skipcheck import VERDICTS
 from sharing.stations import Station, authenticate
 
 _logger = logging.getLogger("onceonly.serve")
@@ -89,6 +90,40 @@ class SkipCheckRequest(BaseModel):
     child_id: str | None = Field(
         None, max_length=64, description="子女身份证号码（事项需子女材料且申请人有多名子女时必填）"
     )
+
+
+class MaterialAnswerBody(BaseModel):
+    """One material of an answer (documented: the route sends ``SkipCheckAnswer.to_json`` as is)."""
+
+    material: str = Field(description="材料名称")
+    skippable: bool = Field(description="可免交")
+    verdict: str = Field(description="核验结果", json_schema_extra={"enum": list(VERDICTS)})
+    reason: str = Field(description="说明")
+    certificate_id: str | None = Field(description="证照标识（GB/T 36904）")
+    holder: str = Field(description="谁的证照：applicant、spouse、child、parent、legal_representative")
+    holder_shown: str | None = Field(description="亲属身份证号码（脱敏）")
+    needed_by: list[str] = Field(description="一件事中需要该材料的事项")
+    status: str | None = Field(description="签名状态列表中的证照状态（以透明日志为准）")
+    valid_from: str | None = Field(description="有效期起（以透明日志为准）")
+    valid_to: str | None = Field(description="有效期止（以透明日志为准；空为长期）")
+    bundle_url: str | None = Field(None, description="可验证证照包（仅可免交时）")
+
+
+class SkipCheckAnswerBody(BaseModel):
+    """The answer to a skip-check, with its verification slip (核验单)."""
+
+    matter: str
+    matter_name: str
+    bundle: bool = Field(description="一件事")
+    subject: str = Field(description="申请人（脱敏）")
+    materials: list[MaterialAnswerBody]
+    checkpoint_size: int = Field(description="核验依据的透明日志检查点")
+    station_name: str
+    purpose: str
+    case_number: str
+    slip: str = Field(description="核验单：签名的 note（onceonly verify-slip 离线核验）")
+    slip_sha256: str
+    slip_qr_url: str
 
 
 class ConsentRequest(BaseModel):
@@ -887,7 +922,7 @@ def create_app(settings: Settings | None = None, counter: Counter | None = None)
         responses={
             200: {
                 "description": "the answer per material, the slip (核验单) and its digest",
-                "content": {"application/json": {"schema": {"type": "object"}}},
+                "model": SkipCheckAnswerBody,
             },
             400: {"description": "invalid ID number or credit code, or a body that is not JSON"},
             401: {"description": "no valid station credential"},

@@ -111,6 +111,12 @@ class MaterialAnswer:
     holder: str = "applicant"  # whose certificate: sharing.matters.RELATIONS
     holder_shown: str | None = None  # a relative's ID, masked (only the fact that is needed)
     needed_by: tuple[str, ...] = ()  # in a 一件事 bundle: the matters asking for it
+    # The certificate as the log commits to it (set whenever the log was read for it; always for
+    # a skippable one): its state in the signed status list and its validity (ISO dates; no
+    # valid_to: 长期). Never from the catalog's columns.
+    status: str | None = None
+    valid_from: str | None = None
+    valid_to: str | None = None
 
 
 _ANSWER_FIELDS = tuple(f.name for f in fields(MaterialAnswer))
@@ -288,6 +294,9 @@ def skip_check(
                 material.holder,
                 mask_citizen_id(relative) if relative else None,
                 needed_by,
+                answer.status,
+                answer.valid_from,
+                answer.valid_to,
             )
         )
     blocked: Callable[[Connection], object] | None = None
@@ -561,15 +570,15 @@ def _answer(
             and (r.valid_from is None or r.valid_from <= today)
             and (r.valid_to is None or r.valid_to >= today)
         ):
-            if verifiers is None:
+            if verifiers is None:  # not read from the log: nothing said of its state or dates
                 return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
-            disagrees = _against_the_log(
+            disagrees, found = _checked(
                 conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, held=held
             )
             if disagrees is None:
-                return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
+                return _logged(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP, found)
             verdict, reason = disagrees
-            return MaterialAnswer(material.name, False, r.cert_id, reason, verdict)
+            return _logged(material.name, False, r.cert_id, reason, verdict, found)
     if rows:
         newest = rows[0]
         if newest.status != STATUS_VALID:
@@ -622,15 +631,15 @@ def _answer_as_of(
         )
         .order_by(certificates.c.leaf_index.desc())
     ).all()
-    first: tuple[str, str, str] | None = None
+    first: MaterialAnswer | None = None
     for r in rows:
-        disagrees = _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, day, verifiers, size)
+        disagrees, found = _checked(conn, r.cert_id, int(r.leaf_index), subject_id, day, verifiers, size)
         if disagrees is None:
-            return MaterialAnswer(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP)
+            return _logged(material.name, True, r.cert_id, IN_FORCE, MAY_SKIP, found)
         if first is None:
-            first = (r.cert_id, disagrees[1], disagrees[0])
+            first = _logged(material.name, False, r.cert_id, disagrees[1], disagrees[0], found)
     if first is not None:
-        return MaterialAnswer(material.name, False, first[0], first[1], first[2])
+        return first
     return MaterialAnswer(material.name, False, None, NOTHING_HELD, NOT_FOUND)
 
 
@@ -656,19 +665,55 @@ def _against_the_log(
 ) -> tuple[str, str] | None:
     """None when the log confirms the certificate is this subject's and in force today; else the
     verdict and why not."""
+    return _checked(conn, cert_id, leaf_index, subject_id, today, verifiers, as_of, held)[0]
+
+
+def _checked(
+    conn: Connection,
+    cert_id: str,
+    leaf_index: int,
+    subject_id: str,
+    today: dt.date,
+    verifiers: Sequence[NoteVerifier],
+    as_of: int | None = None,
+    held: Held | None = None,
+) -> tuple[tuple[str, str] | None, HeldCertificate | None]:
+    """:func:`_against_the_log`'s verdict, and the certificate as the log commits to it (None
+    when it could not be read from the log)."""
     if not verifiers:
-        return (
-            NOT_CONFIRMED,
-            "缺少透明日志的验证公钥，无法核验证照",
-        )
+        return (NOT_CONFIRMED, "缺少透明日志的验证公钥，无法核验证照"), None
     try:
         found = _held(conn, cert_id, leaf_index, verifiers, as_of, held)
     except VerificationFailed as exc:
         return (
             NOT_CONFIRMED,
             f"目录数据与透明日志不一致（{scrub_text(str(exc))}），请运行 onceonly audit",
-        )
-    return _judged(found, subject_id, today)
+        ), None
+    return _judged(found, subject_id, today), found
+
+
+def _logged(
+    material: str, skippable: bool, cert_id: str, reason: str, verdict: str, found: HeldCertificate | None
+) -> MaterialAnswer:
+    """A material answered from a certificate read from the log, with its state and validity as
+    the log gives them (none when it could not be read, or names another holder)."""
+    if found is None or verdict == NOT_CONFIRMED:
+        return MaterialAnswer(material, skippable, cert_id, reason, verdict)
+    body = found.certificate
+    return MaterialAnswer(
+        material,
+        skippable,
+        cert_id,
+        reason,
+        verdict,
+        status=found.state,
+        valid_from=_day(body.get("valid_from")),
+        valid_to=_day(body.get("valid_to")),
+    )
+
+
+def _day(value: object) -> str | None:
+    return str(value)[:10] if value else None
 
 
 def _judged(found: HeldCertificate, subject_id: str, today: dt.date) -> tuple[str, str] | None:
@@ -713,7 +758,7 @@ def _or_reused(
     if not verifiers:  # the kind is read from the log, never from a catalog row
         return answer
     kinds = set(material.reused)
-    found: list[tuple[str, int, str, dict[str, Any], tuple[str, str] | None]] = []
+    found: list[tuple[str, int, str, HeldCertificate, tuple[str, str] | None]] = []
     for r in _held_of_types(conn, holder, [library.certificate_type]):
         if as_of is not None and int(r.leaf_index) >= as_of:
             continue
@@ -726,7 +771,7 @@ def _or_reused(
             continue
         submitted = str(fields.get("submitted_on") or logged.certificate.get("valid_from") or "")[:10]
         judged = _judged(logged, holder, today)
-        found.append((submitted, int(r.leaf_index), r.cert_id, logged.certificate, judged))
+        found.append((submitted, int(r.leaf_index), r.cert_id, logged, judged))
     if not found:
         if answer.verdict != MUST_BRING:
             return answer
@@ -734,14 +779,16 @@ def _or_reused(
         reason = f"电子材料库中没有申请人提交过的{names}"
         return replace(answer, reason=f"{reason}；{material.note}" if material.note else reason)
     found.sort(key=lambda f: (f[0], f[1]), reverse=True)  # the newest handed in first
-    for submitted, _, cert_id, body, judged in found:
+    for submitted, _, cert_id, logged, judged in found:
         if judged is None:
+            body = logged.certificate
             valid_to = str(body.get("valid_to") or "")[:10] or "长期"
             reason = f"可复用历史材料：{submitted} 办理《{_matter_of(body)}》时提交，有效至 {valid_to}"
-            return MaterialAnswer(material.name, True, cert_id, reason, MAY_SKIP)
+            return _logged(material.name, True, cert_id, reason, MAY_SKIP, logged)
     if answer.verdict not in (MUST_BRING, NOT_FOUND):
         return answer  # the certificate's own reason says more (暂扣, 待更正, …)
-    submitted, _, cert_id, body, missed = found[0]
+    submitted, _, cert_id, logged, missed = found[0]
+    body = logged.certificate
     verdict, why = missed or (NOT_CONFIRMED, "")  # none in force: each has a verdict
     when = f"{submitted} 办理《{_matter_of(body)}》时提交"
     if verdict == EXPIRED:
@@ -750,7 +797,7 @@ def _or_reused(
         reason = f"历史材料{why}（{when}）"
     if material.note and not material.certificate_types:  # the typed ones get it with the others
         reason = f"{reason}；{material.note}"
-    return MaterialAnswer(material.name, False, cert_id, reason, verdict)
+    return _logged(material.name, False, cert_id, reason, verdict, logged)
 
 
 def _matter_of(body: Mapping[str, Any]) -> str:

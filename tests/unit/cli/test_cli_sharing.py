@@ -165,6 +165,9 @@ def test_record_use_for_a_township_of_the_district_is_recorded(
     )
     assert result.exit_code == 0, result.output
     assert "✔ 居民户口簿: 可免交" in result.output
+    # its state and validity, as the log gives them
+    (line,) = [x for x in result.output.splitlines() if "✔ 居民户口簿" in x]
+    assert "，有效，有效期 " in line and " 至 " in line
     with catalog.read() as conn:
         checkpoint, use = list(leaves(conn))[-2:]  # the use, in the log, after the checkpoint before it
         kept = conn.execute(sa.select(use_subjects)).one()
@@ -211,7 +214,7 @@ def test_skip_check_as_of_a_past_checkpoint_proves_consistency_to_today(
     )
     assert then.exit_code == 0, then.output
     assert f"as of checkpoint {before}" in then.output and "consistency proof" in then.output
-    assert "✔ 居民户口簿: 可免交" in then.output
+    assert "✔ 居民户口簿: 可免交" in then.output and "，有效，有效期 " in then.output  # its state then
     as_json = runner.invoke(
         app,
         [

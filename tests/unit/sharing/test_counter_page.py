@@ -94,6 +94,9 @@ def test_a_clerk_serves_a_citizen_from_the_page(server: str, browser: object, pe
         for r in answer.find_elements(By.CSS_SELECTOR, "#materials tr")
     }
     assert rows == {"居民户口簿": "可免交", "居民身份证": "需提交材料"}
+    # The certificate's state and validity, as the log gives them, under its identifier.
+    facts = answer.find_element(By.CSS_SELECTOR, "#materials tr .facts").text
+    assert facts.startswith("状态：有效　有效期：") and " 至 " in facts
     masked = people["mine"][:6] + "********" + people["mine"][-4:]
     assert driver.find_element(By.ID, "subject").get_attribute("value") == masked  # masked once answered
     assert people["mine"] not in driver.page_source

@@ -428,3 +428,49 @@ def test_a_quarantined_library_row_is_not_a_material(library: Library) -> None:
     assert issued == 1  # the spoilt ID's row was kept back by the contract
     got = library.answer(holder, "employment-registration", "劳动合同")
     assert got.verdict in (MUST_BRING, NOT_FOUND) and not got.skippable
+
+
+def test_each_answer_says_the_state_and_validity_the_log_gives_not_the_catalogs(library: Library) -> None:
+    from landing_harness import HOUSEHOLD, household_row
+
+    owner = _person(9)
+    library.land([household_row(9)], compiled=HOUSEHOLD, connector="gongan-household")
+    library.land(
+        [material(9, owner, valid_to="2028-02-29"), material(10, owner, "photo", valid_to="2025-12-31")]
+    )
+    with library.catalog.read() as conn:
+        (logged_from,) = conn.execute(
+            sa.select(certificates.c.valid_from).where(
+                certificates.c.holder_id == owner, certificates.c.type_code == HOUSEHOLD_TYPE
+            )
+        ).one()
+    household = library.answer(owner, "employment-registration", "居民户口簿")
+    assert household.skippable and (household.status, household.valid_to) == ("有效", None)  # 长期
+    assert household.valid_from == (logged_from.isoformat() if logged_from else None)
+    contract = library.answer(owner, "employment-registration", "劳动合同")
+    assert (contract.skippable, contract.status, contract.valid_from, contract.valid_to) == (
+        True,
+        "有效",
+        "2025-03-01",
+        "2028-02-29",
+    )
+    photo = library.answer(owner, "senior-preferential-card", "近期免冠照片")  # in the status list 有效,
+    assert (photo.verdict, photo.status, photo.valid_to) == (EXPIRED, "有效", "2025-12-31")  # but expired
+    # a validity extended in the catalog only: the answer still gives the logged one
+    with library.catalog.begin() as conn:
+        conn.execute(
+            sa.update(certificates)
+            .where(certificates.c.cert_id == library.cert_of("WQCL202500000009"))
+            .values(valid_to=dt.date(2035, 1, 1))
+        )
+    assert library.answer(owner, "employment-registration", "劳动合同").valid_to == "2028-02-29"
+    # without the log's keys nothing is read from the log: no state, no dates
+    blind = library.answer(owner, "employment-registration", "居民户口簿", verifiers=None)
+    assert blind.skippable and (blind.status, blind.valid_from, blind.valid_to) == (None, None, None)
+    with library.catalog.read() as conn:
+        payload = skip_check(
+            conn, library.catalogue.asked("employment-registration"), owner, KNOWN, today=TODAY,
+            verifiers=library.verifiers,
+        ).to_json()  # fmt: skip
+    shown = {m["material"]: m for m in payload["materials"]}["劳动合同"]
+    assert (shown["status"], shown["valid_from"], shown["valid_to"]) == ("有效", "2025-03-01", "2028-02-29")

@@ -88,6 +88,31 @@ def test_a_resident_of_the_stations_township_is_answered_and_the_use_logged(
     assert report.uses[0].entry["case_number"] == "WQ-2026-0001"
 
 
+def test_the_answer_is_what_the_openapi_document_says_with_the_logged_state_and_validity(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    import jsonschema
+
+    document = client.get("/openapi.json").json()
+    documented = document["paths"]["/api/skip-check"]["post"]["responses"]["200"]["content"]
+    schema = {**documented["application/json"]["schema"], "components": document["components"]}
+    body = ask(client, station(), subject_id=people["mine"]).json()
+    jsonschema.Draft202012Validator(schema).validate(body)
+    materials = {m["material"]: m for m in body["materials"]}
+    household, card = materials["居民户口簿"], materials["居民身份证"]
+    assert household["status"] == "有效" and household["valid_from"] and "valid_to" in household
+    assert (card["status"], card["valid_from"], card["valid_to"], "bundle_url" in card) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    with pytest.raises(jsonschema.ValidationError):  # the document is a real constraint
+        jsonschema.Draft202012Validator(schema).validate(
+            {**body, "materials": [{**household, "verdict": "ok"}]}
+        )
+
+
 @pytest.mark.parametrize(
     ("body", "status", "detail", "reason"),
     [
