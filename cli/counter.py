@@ -205,7 +205,9 @@ def who_used(
                 f"purpose {u.entry.get('purpose') or '-'} case {u.entry.get('case_number') or '-'}"
                 + ("" if u.proven else f" — {u.problem}")
             )
-    if not all(u.proven for u in report.uses):
+        for problem in report.hidden:  # the list may be incomplete: nobody's is proven whole
+            typer.secho(f"  ✘ {problem}", fg="red")
+    if not report.proven:
         raise typer.Exit(1)
 
 

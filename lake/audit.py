@@ -21,6 +21,10 @@ against it:
   entry in order — so a status reset after a revocation, or a holder reassigned, is found;
 - **status lists**: each published list must be the newest the log records for it (an older
   signed list put back is found);
+- **uses**: each entry committed to a subject (a use, a refusal, a decision, a reminder, …) must
+  have its opening in ``use_subjects`` — the subject and salt who-used finds it by — and the
+  opening must open the entry's commitment, so a use hidden from its subject's list (the opening
+  removed, or edited to name someone else) is found; an opening with no such entry too;
 - **quarantine**: each batch's rows must hash to the digest its receipt (landed or refused)
   recorded, and the rows each batch resolved to the digest of the resolutions it recorded;
 - **lake**: every file a batch's receipt lists must be in the lake with its SHA-256 and rows;
@@ -53,10 +57,19 @@ import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from catalog import Catalog, batches, breaches, certificates, checkpoints, quarantine, status_lists
+from catalog import (
+    Catalog,
+    batches,
+    breaches,
+    certificates,
+    checkpoints,
+    quarantine,
+    status_lists,
+    use_subjects,
+)
 from evidence.canonical import canonical_json
 from evidence.certificate import STATUS_SUPERSEDED, STATUS_VALID
-from evidence.commitment import check_opening, is_commitment_entry
+from evidence.commitment import check_opening, is_commitment_entry, subject_commitment
 from evidence.log import (
     KIND_BATCH_RECEIPT,
     KIND_BREACH_RECEIPT,
@@ -257,6 +270,14 @@ class _Walk:
     def run(self) -> None:
         rows = self._rows()
         opened = self._openings()
+        self._subjects = iter(
+            self.conn.execute(
+                select(use_subjects.c.leaf_index, use_subjects.c.subject_id, use_subjects.c.salt).order_by(
+                    use_subjects.c.leaf_index
+                )
+            )
+        )
+        self._subject: Any = next(self._subjects, None)
         row = next(rows, None)
         opening = next(opened, None)
         for leaf in leaves(self.conn):
@@ -281,6 +302,7 @@ class _Walk:
                 self.find(
                     "certificates", f"catalog row {rest.cert_id} names leaf {rest.leaf_index}, not in the log"
                 )
+        self._openings_before(None)
         self._status()
         self._status_lists()
         self._checkpoints()
@@ -372,6 +394,26 @@ class _Walk:
         if row.status != body.get("status"):
             self.row_differs[cert_id] = str(row.status)
 
+    def _openings_before(self, index: int | None) -> None:
+        """Openings below leaf ``index`` (all that are left: None) that no committed entry took."""
+        while self._subject is not None and (index is None or self._subject.leaf_index < index):
+            self.find("uses", f"an opening names leaf {self._subject.leaf_index}, which commits to nobody")
+            self._subject = next(self._subjects, None)
+
+    def _subject_of(self, leaf: Leaf, document: dict[str, Any]) -> None:
+        """The opening of an entry committed to a subject: there, and opening its commitment."""
+        self._openings_before(leaf.index)
+        opening = (
+            self._subject if self._subject is not None and self._subject.leaf_index == leaf.index else None
+        )
+        where = f"leaf {leaf.index} ({leaf.kind})"
+        if opening is None:
+            self.find("uses", f"{where}: its subject's opening is missing — hidden from who-used")
+            return
+        self._subject = next(self._subjects, None)
+        if subject_commitment(bytes(opening.salt), str(opening.subject_id)) != document["subject_commitment"]:
+            self.find("uses", f"{where}: its opening names another subject than the entry commits to")
+
     def _entry(self, leaf: Leaf) -> None:
         if leaf.kind == KIND_STATUS_LIST:
             self.status_lists[leaf.ref] = (leaf.index, leaf.entry or b"")
@@ -382,6 +424,8 @@ class _Walk:
             return  # log verify reports what does not hash; an entry of another format is opaque
         if not isinstance(document, dict):
             return
+        if "subject_commitment" in document:
+            self._subject_of(leaf, document)
         if leaf.kind == KIND_LIFECYCLE and document.get("certificate"):
             self.status[str(document["certificate"])] = str(document.get("status"))
         elif leaf.kind == KIND_CHECKPOINT:

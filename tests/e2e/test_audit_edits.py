@@ -282,6 +282,30 @@ def _batch_count(home: Home) -> None:
     home.sql("UPDATE batches SET accepted = accepted + 1 WHERE dataset = 'household'")
 
 
+# The first entry committed to a subject (the demo's: a 免申即享 decision, a reminder, a use, …)
+_FIRST_USE = "(SELECT MIN(leaf_index) FROM use_subjects)"
+
+
+def _use_opening_deleted(home: Home) -> None:  # taken out of its subject's who-used
+    home.sql(f"DELETE FROM use_subjects WHERE leaf_index = {_FIRST_USE}")
+
+
+def _use_opening_reassigned(home: Home) -> None:  # moved to someone else's who-used
+    home.sql(
+        f"UPDATE use_subjects SET subject_id = ? WHERE leaf_index = {_FIRST_USE}",
+        _a_valid_id_nobody_holds(home),
+    )
+
+
+def _opening_of_nobody(home: Home) -> None:  # an opening beside an entry that commits to nobody
+    home.sql(
+        "INSERT INTO use_subjects (leaf_index, subject_id, salt) "
+        "SELECT MAX(leaf_index), ?, ? FROM log_leaves WHERE kind = 'checkpoint'",
+        _a_valid_id_nobody_holds(home),
+        bytes(16),
+    )
+
+
 EDITS: dict[str, tuple[Edit, list[str]]] = {
     # the 12 that went unnoticed
     "lake parquet value": (_lake_value, ["lake: batch", "was changed (bytes"]),
@@ -330,6 +354,9 @@ EDITS: dict[str, tuple[Edit, list[str]]] = {
     "openings deleted": (_openings_deleted, ["the certificate and salt the log commits to are missing"]),
     "log entry edited": (_receipt_edited, ["log: ", "onceonly log verify"]),
     "batches.accepted": (_batch_count, ["the catalog says", "accepted rows"]),
+    "use opening deleted": (_use_opening_deleted, ["uses: leaf", "its subject's opening is missing"]),
+    "use opening reassigned": (_use_opening_reassigned, ["uses: leaf", "its opening names another subject"]),
+    "opening of nobody": (_opening_of_nobody, ["uses: an opening names leaf", "which commits to nobody"]),
 }
 
 

@@ -16,7 +16,7 @@ from counter_home import MINE, OTHER, serving, station
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from catalog import Catalog, log_leaves
+from catalog import Catalog, log_leaves, use_subjects
 from cli.main import app as cli
 from evidence.keys import log_verifiers
 from onceonly.settings import Settings
@@ -225,6 +225,43 @@ def test_who_used_proves_each_use_and_an_altered_entry_fails(
     assert shown.exit_code == 1
     (use,) = json.loads(shown.stdout)["uses"]
     assert not use["proven"] and "not the one the signed log holds" in use["problem"]
+
+
+@pytest.mark.parametrize("hidden", ["the opening", "the leaf and its opening"])
+def test_a_use_hidden_from_the_list_makes_who_used_fail_for_everyone(
+    client: TestClient, people: dict[str, str], hidden: str
+) -> None:
+    token = station()
+    for case in ("WQ-2026-0001", "WQ-2026-0002"):
+        assert ask(client, token, subject_id=people["mine"], case_number=case).status_code == 200
+    assert ask(client, token, subject_id=people["other"]).status_code == 403  # a refusal: someone else's
+    runner = CliRunner()
+    assert runner.invoke(cli, ["who-used", "--subject", people["other"]]).exit_code == 0
+    catalog = Catalog.connect(Settings().catalog_url, create=False)
+    with catalog.begin() as conn:  # the first use of "mine" taken out of their list
+        first = (
+            conn.execute(
+                sa.select(use_subjects.c.leaf_index)
+                .where(use_subjects.c.subject_id == people["mine"])
+                .order_by(use_subjects.c.leaf_index)
+            )
+            .scalars()
+            .first()
+        )
+        conn.execute(sa.delete(use_subjects).where(use_subjects.c.leaf_index == first))
+        if hidden == "the leaf and its opening":
+            conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == first))
+    catalog.dispose()
+    shown = runner.invoke(cli, ["who-used", "--subject", people["mine"]])
+    assert shown.exit_code == 1 and "WQ-2026-0001" not in shown.output and "WQ-2026-0002" in shown.output
+    expected = f"(leaves {first})" if hidden == "the opening" else "leaves of the signed log's"
+    assert expected in shown.output, shown.output
+    # nobody's list is whole any more: another citizen's fails too, and the JSON says so
+    assert runner.invoke(cli, ["who-used", "--subject", people["other"]]).exit_code == 1
+    listed = json.loads(runner.invoke(cli, ["who-used", "--subject", people["other"], "--json"]).stdout)
+    assert listed["complete"] is False and any(expected in h for h in listed["hidden"])
+    if hidden == "the opening":  # their own entries still prove (a leaf gone breaks the proofs)
+        assert all(u["proven"] for u in listed["uses"]), listed
 
 
 def test_onceonly_serve_answers_over_http(people: dict[str, str], home: Path) -> None:
