@@ -142,9 +142,10 @@ def skip_check_command(
         if m.skippable:
             # A reused material (历史材料免交) says when and for what it was handed in.
             why = "" if m.reason == IN_FORCE else f"（{m.reason}）"
-            facts = (
-                f"，{m.status}，有效期 {m.valid_from or '—'} 至 {m.valid_to or '长期'}" if m.status else ""
+            dates = (
+                f"，有效期 {m.valid_from or '—'} 至 {m.valid_to or '长期'}" if m.holder == "applicant" else ""
             )
+            facts = f"，{m.status}{dates}" if m.status else ""  # a relative's: the state only
             typer.secho(
                 f"  ✔ {m.material}{whose}: {m.verdict} — 证照 {m.certificate_id}{why}{facts}", fg="green"
             )

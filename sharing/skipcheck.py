@@ -295,8 +295,10 @@ def skip_check(
                 mask_citizen_id(relative) if relative else None,
                 needed_by,
                 answer.status,
-                answer.valid_from,
-                answer.valid_to,
+                # A relative's certificate: only the fact needed (in force, or why not), not its
+                # dates — a child's 出生医学证明 is valid from the child's birth.
+                answer.valid_from if relative is None else None,
+                answer.valid_to if relative is None else None,
             )
         )
     blocked: Callable[[Connection], object] | None = None

@@ -4,6 +4,7 @@ the spouse through the 结婚证 — each shown masked, only the fact needed."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -63,6 +64,17 @@ def test_a_parent_skips_the_childs_certificates_shown_masked(home: Path) -> None
     assert f"✔ 子女居民户口簿（子女 {masked}）: 可免交" in result.output
     assert f"✔ 子女出生医学证明（子女 {masked}）: 可免交" in result.output
     assert child not in result.output and mother not in result.output
+    # only the fact needed of the child's certificates: in force, not their dates (a birth date)
+    as_json = CliRunner().invoke(
+        app, ["skip-check", "--subject", mother, "--matter", "school-enrolment", "--json"]
+    )
+    theirs = [m for m in json.loads(as_json.output)["materials"] if m["holder"] == "child"]
+    assert theirs and all(
+        (m["status"], m["valid_from"], m["valid_to"]) == ("有效", None, None)
+        for m in theirs
+        if m["skippable"]
+    )
+    assert any(m["skippable"] for m in theirs)
 
 
 def test_a_childs_parents_are_found_through_their_own_birth_certificate(home: Path) -> None:
