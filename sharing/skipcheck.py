@@ -87,6 +87,19 @@ MUST_BRING = "需提交材料"
 CONSENT_NEEDED = "需本人授权"
 IN_FORCE = "证照有效"
 NOTHING_HELD = "未找到：申请人名下没有该材料可用类型的证照"
+REUSED = "可复用历史材料"
+# A relative's material is answered in these words, nothing of theirs: no dates (a child's
+# 出生医学证明 is valid from the birth), no lifecycle reason, no record in quarantine, no matter
+# they applied for. Verdicts not here say nothing of the relative (需提交材料, 需本人授权).
+_RELATIVE_REASONS = {
+    NOT_FOUND: "亲属名下没有该材料可用类型的证照",
+    EXPIRED: "亲属的证照已过期",
+    SUSPENDED: "亲属的证照已暂扣",
+    REVOKED: "亲属的证照已吊销或注销",
+    NOT_YET_VALID: "亲属的证照尚未生效",
+    NEEDS_CORRECTION: "亲属的记录待部门更正",
+    NOT_CONFIRMED: "亲属的证照核验未通过，请数据局运行 onceonly audit",
+}
 VERDICTS = (
     MAY_SKIP,
     NOT_FOUND,
@@ -281,6 +294,12 @@ def skip_check(
             answer = _or_reused(
                 conn, answer, material, holder_id or subject_id, asked.reused, today, verifiers, as_of, held
             )
+        if relative is not None:  # only the fact needed of them
+            if answer.skippable:
+                reason = REUSED if answer.reason.startswith(REUSED) else IN_FORCE
+            else:
+                reason = _RELATIVE_REASONS.get(answer.verdict, answer.reason)
+            answer = replace(answer, reason=reason)
         if not answer.skippable and material.certificate_types and material.note:
             # What to bring instead (a family renting its home: the lease), said with the reason.
             answer = replace(answer, reason=f"{answer.reason}；{material.note}")
@@ -785,7 +804,7 @@ def _or_reused(
         if judged is None:
             body = logged.certificate
             valid_to = str(body.get("valid_to") or "")[:10] or "长期"
-            reason = f"可复用历史材料：{submitted} 办理《{_matter_of(body)}》时提交，有效至 {valid_to}"
+            reason = f"{REUSED}：{submitted} 办理《{_matter_of(body)}》时提交，有效至 {valid_to}"
             return _logged(material.name, True, cert_id, reason, MAY_SKIP, logged)
     if answer.verdict not in (MUST_BRING, NOT_FOUND):
         return answer  # the certificate's own reason says more (暂扣, 待更正, …)

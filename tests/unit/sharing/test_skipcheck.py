@@ -311,6 +311,37 @@ def test_the_spouses_certificate_is_found_through_the_marriage_and_shown_masked(
     assert SPOUSE not in json.dumps(answer.to_json(), ensure_ascii=False)  # only the fact, masked
 
 
+@pytest.mark.parametrize(
+    ("status", "valid_to", "verdict", "reason"),
+    [
+        ("有效", dt.date(2020, 1, 1), "证照已过期", "亲属的证照已过期"),
+        ("暂扣", None, "证照已暂扣", "亲属的证照已暂扣"),
+        ("撤销", None, "证照已吊销", "亲属的证照已吊销或注销"),
+    ],
+)
+def test_a_relatives_certificate_not_in_force_says_why_in_words_that_name_nothing_of_theirs(
+    catalog: Catalog, records: Records, status: str, valid_to: dt.date | None, verdict: str, reason: str
+) -> None:
+    records.certificate(PERSON, MARRIAGE_TYPE, record_key="J120114-2025-002")
+    records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J120114-2025-002")
+    theirs = records.certificate(SPOUSE, HOUSEHOLD_TYPE, status=status, valid_to=valid_to)
+    if status == "暂扣":
+        with catalog.begin() as conn:  # the reason and day of the suspension: the spouse's affair
+            conn.execute(
+                sa.insert(certificate_events).values(
+                    cert_id=theirs, action="suspend", status_before="有效", status_after="暂扣",
+                    reason="涉嫌虚假登记", leaf_index=99,
+                    occurred_at=dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC),
+                )
+            )  # fmt: skip
+    with catalog.read() as conn:
+        answer = skip_check(conn, HUKOU_MOVE, PERSON, ISSUED_BY, today=TODAY, spouse_types=SPOUSE_TYPES)
+    spouse = {m.material: m for m in answer.materials}["配偶居民户口簿"]
+    assert (spouse.skippable, spouse.verdict, spouse.reason) == (False, verdict, reason)
+    shown = json.dumps(answer.to_json(), ensure_ascii=False)
+    assert "2020-01-01" not in shown and "涉嫌虚假登记" not in shown and "2026-11-20" not in shown
+
+
 def test_no_spouse_without_a_marriage_in_force(catalog: Catalog, records: Records) -> None:
     records.certificate(PERSON, MARRIAGE_TYPE, record_key="J1", status="撤销")
     records.certificate(SPOUSE, MARRIAGE_TYPE, record_key="J1", status="撤销")
