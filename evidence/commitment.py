@@ -40,6 +40,9 @@ ENTRY_SCHEMA = "onceonly-certificate-entry/1"
 SALT_SIZE = 16
 _CERTIFICATE_DOMAIN = b"onceonly-certificate-commitment/1\x00"
 _SUBJECT_DOMAIN = b"onceonly-subject-commitment/1\x00"
+# The field of every entry committed to a subject (``evidence.log.append_committed_many``), as
+# its RFC 8785 bytes hold it: found in an entry without parsing it.
+SUBJECT_COMMITMENT_FIELD = b'"subject_commitment":'
 
 
 def new_salts(count: int) -> list[bytes]:

@@ -34,6 +34,8 @@ from __future__ import annotations
 import base64
 import json
 import threading
+from array import array
+from bisect import bisect_left
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,7 +45,7 @@ from sqlalchemy.engine import Connection
 
 from catalog import Prepared, checkpoints
 from evidence.bundle import HeldCertificate, _state_of
-from evidence.commitment import certificate_entry, is_commitment_entry
+from evidence.commitment import SUBJECT_COMMITMENT_FIELD, certificate_entry, is_commitment_entry
 from evidence.identifier import CertificateId
 from evidence.log import leaf_at, opening_at, stored_entries
 from evidence.merkle import SHA256, TreeHash, extend, fold_subtrees, inclusion_ranges, perfect_subtrees
@@ -55,6 +57,11 @@ _NEWEST = Prepared(
     select(checkpoints.c.tree_size, checkpoints.c.note).order_by(checkpoints.c.tree_size.desc()).limit(1)
 )
 _CHUNK = 50_000
+
+
+def _committed_in(at: int, entries: Sequence[bytes]) -> list[int]:
+    """The leaves among ``entries`` (leaves ``at..``) committed to a subject (a use, a refusal, …)."""
+    return [at + i for i, data in enumerate(entries) if SUBJECT_COMMITMENT_FIELD in data]
 
 
 def _note_list(index: int, entry: bytes, lists: dict[tuple[str, int], tuple[int, bytes]]) -> None:
@@ -79,6 +86,7 @@ class LogView:
         self._frontier: list[bytes] = []
         self._levels: list[bytearray] = [bytearray()]  # level 0: the leaf hashes; then their parents
         self._lists: dict[tuple[str, int], tuple[int, bytes]] = {}  # (issuer, list) -> (leaf, entry)
+        self._committed = array("q")  # the leaves committed to a subject, ascending (who-used)
         self._parsed: dict[tuple[str, int], StatusList] = {}  # the newest list parsed, by list
         self._opened: OrderedDict[int, tuple[str, dict[str, Any], CertificateId]] = OrderedDict()
         self._cache = cache
@@ -222,10 +230,13 @@ class LogView:
         lists in ``lists``) onto the tree held; keep them only if they fold to ``root_hash``."""
         levels = [bytearray() for _ in self._levels]
         lists: dict[tuple[str, int], tuple[int, bytes]] = {}
+        committed: list[int] = []
         frontier, at = self._frontier, self.size
         while at < size:
             end = min(size, at + _CHUNK)
-            chunk = [self.hasher.leaf(data) for data in entries_of(at, end, lists)]
+            entries = entries_of(at, end, lists)
+            committed += _committed_in(at, entries)
+            chunk = [self.hasher.leaf(data) for data in entries]
             grown = extend(at, frontier, chunk, hasher=self.hasher)
             levels[0] += b"".join(chunk)
             for level, (_, nodes) in enumerate(grown.levels, start=1):
@@ -246,6 +257,7 @@ class LogView:
         # What a reader needs first, the head last: a thread that sees the new head (and returns
         # early from refresh) must find the status lists it covers.
         self._lists.update(lists)
+        self._committed.extend(committed)
         self._frontier = frontier
         self.size, self.note = size, note
         self.head = (size, note)
@@ -266,6 +278,12 @@ class LogView:
         if len(entries) != hi - lo:
             raise VerificationFailed(f"leaf {lo + len(entries)} is missing from the log")
         return entries
+
+    def committed(self, size: int) -> array[int]:
+        """The leaves below ``size`` whose verified entries commit to a subject (uses, refusals,
+        decisions, reminders, …): every one must have its opening (``sharing.uses``)."""
+        with self._lock:
+            return self._committed[: bisect_left(self._committed, size)]
 
     def leaf_hash(self, index: int) -> bytes:
         if not 0 <= index < self.size:

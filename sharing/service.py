@@ -221,6 +221,7 @@ class Counter:
         self.issued_by = certificate_datasets(settings.contracts_dir)
         self.catalogue = load_matters(settings.matters_file, known_types=self.issued_by)
         self._asked: dict[str, Asked] = {}  # catalogue.asked, by code (an unknown one raises, kept nowhere)
+        self._openings: Any = None  # who-used's check of the openings (sharing.uses.OpeningsCheck)
         self.verifiers = log_verifiers(settings)
         key = open_key_store(settings).load(settings.log_origin)
         self.log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
@@ -658,10 +659,12 @@ class Counter:
         return consent_json(consent)
 
     def uses(self, citizen: Citizen) -> dict[str, Any]:
-        from sharing.uses import uses_of
+        from sharing.uses import OpeningsCheck, uses_of
 
-        with self.catalog.read() as conn:
-            return uses_of(conn, citizen.subject_id, self.verifiers).to_json()
+        if self._openings is None:
+            self._openings = OpeningsCheck()
+        with self.catalog.read() as conn:  # the service's own view: verified once, followed
+            return uses_of(conn, citizen.subject_id, self.verifiers, self.view, self._openings).to_json()
 
     @staticmethod
     def _in_township(conn: Any, subject: str, township: str) -> bool:

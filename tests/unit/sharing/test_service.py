@@ -227,7 +227,9 @@ def test_who_used_proves_each_use_and_an_altered_entry_fails(
     assert not use["proven"] and "not the one the signed log holds" in use["problem"]
 
 
-@pytest.mark.parametrize("hidden", ["the opening", "the leaf and its opening"])
+@pytest.mark.parametrize(
+    "hidden", ["the opening", "the leaf and its opening", "its field renamed and its opening"]
+)
 def test_a_use_hidden_from_the_list_makes_who_used_fail_for_everyone(
     client: TestClient, people: dict[str, str], hidden: str
 ) -> None:
@@ -251,10 +253,16 @@ def test_a_use_hidden_from_the_list_makes_who_used_fail_for_everyone(
         conn.execute(sa.delete(use_subjects).where(use_subjects.c.leaf_index == first))
         if hidden == "the leaf and its opening":
             conn.execute(sa.delete(log_leaves).where(log_leaves.c.leaf_index == first))
+        if hidden == "its field renamed and its opening":  # so that no scan of the bytes finds it
+            entry = conn.execute(
+                sa.select(log_leaves.c.entry).where(log_leaves.c.leaf_index == first)
+            ).scalar_one()
+            renamed = bytes(entry).replace(b'"subject_commitment":', b'"subject_commitmenT":')
+            conn.execute(sa.update(log_leaves).where(log_leaves.c.leaf_index == first).values(entry=renamed))
     catalog.dispose()
     shown = runner.invoke(cli, ["who-used", "--subject", people["mine"]])
     assert shown.exit_code == 1 and "WQ-2026-0001" not in shown.output and "WQ-2026-0002" in shown.output
-    expected = f"(leaves {first})" if hidden == "the opening" else "leaves of the signed log's"
+    expected = f"(leaves {first})" if hidden == "the opening" else "the log does not verify"
     assert expected in shown.output, shown.output
     # nobody's list is whole any more: another citizen's fails too, and the JSON says so
     assert runner.invoke(cli, ["who-used", "--subject", people["other"]]).exit_code == 1
