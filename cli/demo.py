@@ -84,10 +84,17 @@ def demo(
 
 
 def _counter_next(settings: Settings) -> None:
-    """What to try next: the counter a township's clerk uses, on what the demo shared."""
+    """What to try next: the counter a township's clerk uses, on what the demo shared — in the
+    township `demo people` lists by default (the one with the most residents)."""
     from contracts.checks import load_region_codes
+    from contracts.identifiers import is_valid_citizen_id
 
-    code, name = next(iter(load_region_codes(settings.district_code).items()))
+    manifest = _demo_manifest(settings)
+    if manifest is None:
+        return
+    residents = _demo_residents(settings.departments_dir, manifest, person=True)
+    code = _busiest([(subject, code) for subject, code in residents if is_valid_citizen_id(subject)])
+    name = load_region_codes(settings.district_code).get(code, code)
     typer.echo(
         "The counter (镇街/村服务站), next:\n"
         f"  onceonly stations add --name {name}便民服务中心 --township {code}   # prints its credential\n"
@@ -283,11 +290,8 @@ def demo_people(
     residents = [(subject, code) for subject, code in residents if valid(subject)]
     if not residents:
         raise ConfigurationError(f"the demo registry in {settings.departments_dir} holds nobody")
-    counts: dict[str, int] = {}
-    for _, code in residents:
-        counts[code] = counts.get(code, 0) + 1
-    township = township or max(counts, key=lambda code: (counts[code], code))
-    if township not in counts:
+    township = township or _busiest(residents)
+    if not any(code == township for _, code in residents):
         raise ConfigurationError(f"the demo registry holds nobody of township {township}")
     here = [subject for subject, code in residents if code == township]
     # 跨域通办 needs the citizen's consent: one person of another township to try it with
@@ -367,6 +371,14 @@ def demo_people(
 CANDIDATES = 400  # residents of the township asked (read-only) for different answers
 
 
+def _busiest(residents: list[tuple[str, str]]) -> str:
+    """The township with the most of ``residents`` (the lowest code of those tied)."""
+    counts: dict[str, int] = {}
+    for _, code in residents:
+        counts[code] = counts.get(code, 0) + 1
+    return min(counts, key=lambda code: (-counts[code], code))
+
+
 def _demo_residents(root: Path, manifest: Any, *, person: bool) -> list[tuple[str, str]]:
     """(identifier, township) of the generated registry: the residents (household registry), or
     the businesses (licence register), in the order they were generated."""
@@ -378,7 +390,10 @@ def _demo_residents(root: Path, manifest: Any, *, person: bool) -> list[tuple[st
         url = manifest.household_url or default_household_url(root)
         query = "SELECT person_id, township_code FROM household_member ORDER BY id"
     else:
-        url = f"sqlite:///{(root / manifest.datasets['licences'].location).resolve()}"
+        licences = manifest.datasets.get("licences")
+        if licences is None:
+            raise ConfigurationError(f"the demo systems in {root} have no licence register")
+        url = f"sqlite:///{(root / licences.location).resolve()}"
         query = "SELECT uscc, township_code FROM business_licence ORDER BY rowid"
     engine = create_engine(url)
     try:

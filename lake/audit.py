@@ -270,17 +270,21 @@ class _Walk:
     def run(self) -> None:
         rows = self._rows()
         opened = self._openings()
+        # The tree's size first, and what is read beside its leaves bounded by it: at PostgreSQL's
+        # READ COMMITTED each statement sees its own snapshot, and a use appended meanwhile (the
+        # counter writes them all day) would be walked without the opening committed with it.
+        size = read_head(self.conn).tree_size
         self._subjects = iter(
             self.conn.execute(
-                select(use_subjects.c.leaf_index, use_subjects.c.subject_id, use_subjects.c.salt).order_by(
-                    use_subjects.c.leaf_index
-                )
+                select(use_subjects.c.leaf_index, use_subjects.c.subject_id, use_subjects.c.salt)
+                .where(use_subjects.c.leaf_index < size)
+                .order_by(use_subjects.c.leaf_index)
             )
         )
         self._subject: Any = next(self._subjects, None)
         row = next(rows, None)
         opening = next(opened, None)
-        for leaf in leaves(self.conn):
+        for leaf in leaves(self.conn, 0, size):
             while row is not None and row.leaf_index < leaf.index:
                 self.find(
                     "certificates",
