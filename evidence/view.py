@@ -60,7 +60,8 @@ _CHUNK = 50_000
 
 
 def _committed_in(at: int, entries: Sequence[bytes]) -> list[int]:
-    """The leaves among ``entries`` (leaves ``at..``) committed to a subject (a use, a refusal, …)."""
+    """The leaves among ``entries`` (leaves ``at..``) committed to a subject (a use, a refusal, …):
+    every entry is looked at, wherever stored (~0.3 s per million, a tenth of a view's start)."""
     return [at + i for i, data in enumerate(entries) if SUBJECT_COMMITMENT_FIELD in data]
 
 
