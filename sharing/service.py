@@ -52,6 +52,7 @@ from sharing.logwriter import Logged, LogWriter
 from sharing.matters import Asked
 from sharing.skipcheck import VERDICTS
 from sharing.stations import Station, authenticate
+from sharing.uses import OpeningsCheck, uses_of
 
 _logger = logging.getLogger("onceonly.serve")
 POOL_SIZE = 42
@@ -221,7 +222,7 @@ class Counter:
         self.issued_by = certificate_datasets(settings.contracts_dir)
         self.catalogue = load_matters(settings.matters_file, known_types=self.issued_by)
         self._asked: dict[str, Asked] = {}  # catalogue.asked, by code (an unknown one raises, kept nowhere)
-        self._openings: Any = None  # who-used's check of the openings (sharing.uses.OpeningsCheck)
+        self._openings = OpeningsCheck()  # who-used's check of the openings, at most once a minute
         self.verifiers = log_verifiers(settings)
         key = open_key_store(settings).load(settings.log_origin)
         self.log = TransparencyLog(key, settings.log_origin, hasher=tree_hash(settings.log_hash))
@@ -659,10 +660,6 @@ class Counter:
         return consent_json(consent)
 
     def uses(self, citizen: Citizen) -> dict[str, Any]:
-        from sharing.uses import OpeningsCheck, uses_of
-
-        if self._openings is None:
-            self._openings = OpeningsCheck()
         with self.catalog.read() as conn:  # the service's own view: verified once, followed
             return uses_of(conn, citizen.subject_id, self.verifiers, self.view, self._openings).to_json()
 

@@ -441,14 +441,12 @@ def _relative(
         spouse = str(other.holder_id)
         if verifiers is not None:
             # The applicant's own certificate, as the log commits to it, must name the spouse.
-            if (
-                _against_the_log(
-                    conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held
-                )
-                is not None
-            ):
+            disagrees, found = _checked(
+                conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held
+            )
+            if disagrees is not None or found is None:
                 continue
-            body = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held).certificate
+            body = found.certificate  # as read for the check: not read again
             if spouse not in json.dumps(body.get("fields") or {}, ensure_ascii=False):
                 continue
         return spouse, ""
@@ -488,9 +486,12 @@ def _named_relative(
     ).all()
     people: list[str] = []
     for r in mine:
-        if _against_the_log(conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held):
+        disagrees, found = _checked(
+            conn, r.cert_id, int(r.leaf_index), subject_id, today, verifiers, as_of, held
+        )
+        if disagrees is not None or found is None:
             continue  # not in force, or not the applicant's, as the log says
-        body = _held(conn, r.cert_id, int(r.leaf_index), verifiers, as_of, held).certificate
+        body = found.certificate  # as read for the check: not read again
         given = body.get("fields")
         fields: dict[str, Any] = given if isinstance(given, dict) else {}
         on_it = [str(fields[f]) for f in rule.fields if fields.get(f)]
@@ -674,21 +675,6 @@ def _status_verdict(status: str) -> str:
     return NOT_FOUND
 
 
-def _against_the_log(
-    conn: Connection,
-    cert_id: str,
-    leaf_index: int,
-    subject_id: str,
-    today: dt.date,
-    verifiers: Sequence[NoteVerifier],
-    as_of: int | None = None,
-    held: Held | None = None,
-) -> tuple[str, str] | None:
-    """None when the log confirms the certificate is this subject's and in force today; else the
-    verdict and why not."""
-    return _checked(conn, cert_id, leaf_index, subject_id, today, verifiers, as_of, held)[0]
-
-
 def _checked(
     conn: Connection,
     cert_id: str,
@@ -699,8 +685,9 @@ def _checked(
     as_of: int | None = None,
     held: Held | None = None,
 ) -> tuple[tuple[str, str] | None, HeldCertificate | None]:
-    """:func:`_against_the_log`'s verdict, and the certificate as the log commits to it (None
-    when it could not be read from the log)."""
+    """None when the log confirms the certificate is this subject's and in force today, else the
+    verdict and why not; and the certificate as the log commits to it (None when it could not be
+    read from the log)."""
     if not verifiers:
         return (NOT_CONFIRMED, "缺少透明日志的验证公钥，无法核验证照"), None
     try:
